@@ -1,0 +1,777 @@
+"""Search spaces: a YAML file → a validated `SearchSpace` that samples `Arch`es with Optuna.
+
+A space fixes the macro structure (input, stem, stages with block kind, stride, bottleneck ratio)
+and lets any of these be a *decision*: stage depth and width, a width multiplier, and per block
+the spatial op (conv | acmix) with the conv kernel, or ACmix's heads, k_att, k_conv, α/β initial
+values and whether α/β are learnable. A decision is written as
+
+    key: 3                                   # fixed
+    key: {choices: [3, 5, 7]}                # chosen per block (the default scope)
+    key: {choices: [3, 5, 7], per: stage}    # one value shared by the stage's blocks
+    key: {choices: [3, 5, 7], per: network}  # one value for the whole network (top level only)
+    key: {low: 0.0, high: 1.0, step: 0.25}   # a range (int or float, optional step / log)
+    key: {choices: [...], default: 5}        # the value reference points use (default: first choice)
+
+`SearchSpace.sample(trial)` calls one `trial.suggest_*` per decision that matters for the network
+being built (define-by-run: ACmix settings are asked only for ACmix blocks; fixed values are never
+asked), with primitive values only. Parameter names: `width_mult`, `s{i}.depth`, `s{i}.channels`,
+`s{i}.b{j}.<key>` (per block), `s{i}.<key>` (per stage), `net.<key>` (per network).
+
+Run `python -m nas.space search_spaces/digits.yaml` to describe a space.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import math
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from nas.arch import (BLOCK_KINDS, CONV_KERNELS, OPS, STEM_POOLS, STEM_TYPES, Arch, ArchError, BlockArch,
+                      StageArch, StemArch, make_divisible, stem_reduction)
+
+__all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space', 'PROXY_DEFAULTS',
+           'BLOCK_DECISIONS']
+
+# Block-level decisions: the op, the conv block's setting, the ACmix block's settings.
+CONV_KEYS = ('kernel',)
+ACMIX_KEYS = ('heads', 'k_att', 'k_conv', 'alpha', 'beta', 'learnable')
+BLOCK_DECISIONS = ('op',) + CONV_KEYS + ACMIX_KEYS
+BLOCK_DEFAULTS: dict[str, Any] = dict(op='conv', kernel=3, heads=4, k_att=7, k_conv=3, alpha=0.5, beta=0.5,
+                                      learnable=True)
+SCOPES = ('block', 'stage', 'network')
+
+PROXY_DEFAULTS: dict[str, Any] = dict(
+    dataset='digits', image_size=None, val_fraction=0.2, subset=None, epochs=10, batch_size=64,
+    optimizer='adamw', lr=2e-3, weight_decay=0.01, warmup_epochs=1, label_smoothing=0.0)
+
+_TOP_KEYS = ('name', 'description', 'input_size', 'in_chans', 'stem', 'width_mult', 'num_features', 'blocks',
+             'stages', 'proxy')
+_STAGE_KEYS = ('depth', 'channels', 'stride', 'block', 'bottle_ratio', 'blocks')
+
+
+class SpaceError(ValueError):
+    """A bad search space. str(error) is one line: '<file>: <key path>: <what is wrong / allowed>'."""
+
+    def __init__(self, file: str | Path | None, path: str, msg: str):
+        self.file, self.path, self.msg = str(file or '<dict>'), path, msg
+        super().__init__(f"{self.file}: {path}: {msg}" if path else f"{self.file}: {msg}")
+
+
+# -- value kinds ----------------------------------------------------------------------------------
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What values a decision may take: `check(v)` returns an error text or ''."""
+    type: str  # 'int' | 'float' | 'str' | 'bool'
+    allowed: str
+    check: Callable[[Any], bool]
+
+
+_KINDS: dict[str, _Kind] = {
+    'op': _Kind('str', f"one of {list(OPS)}", lambda v: v in OPS),
+    'kernel': _Kind('int', f"one of {list(CONV_KERNELS)}", lambda v: _is_int(v) and v in CONV_KERNELS),
+    'k_conv': _Kind('int', f"one of {list(CONV_KERNELS)}", lambda v: _is_int(v) and v in CONV_KERNELS),
+    'k_att': _Kind('int', "an odd int from 1 to 31", lambda v: _is_int(v) and 1 <= v <= 31 and v % 2 == 1),
+    'heads': _Kind('int', "an int >= 1", lambda v: _is_int(v) and v >= 1),
+    'alpha': _Kind('float', "a finite number", _is_num),
+    'beta': _Kind('float', "a finite number", _is_num),
+    'learnable': _Kind('bool', "true or false", lambda v: isinstance(v, bool)),
+    'depth': _Kind('int', "an int from 1 to 64", lambda v: _is_int(v) and 1 <= v <= 64),
+    'channels': _Kind('int', "an int >= 1", lambda v: _is_int(v) and v >= 1),
+    'width_mult': _Kind('float', "a number > 0", lambda v: _is_num(v) and v > 0),
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision: fixed (one choice), categorical `choices`, or a `low`..`high` range."""
+    key: str
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    per: str = 'block'
+    default: Any = None
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.choices is not None and len(self.choices) == 1
+
+    @property
+    def is_int(self) -> bool:
+        return _KINDS[self.key].type == 'int'
+
+    def values(self) -> tuple[Any, ...] | None:
+        """Every value, or None for a continuous range."""
+        if self.choices is not None:
+            return self.choices
+        if self.is_int:
+            return tuple(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.step is None:
+            return None
+        n = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+        return tuple(round(self.low + i * self.step, 12) for i in range(n))
+
+    @property
+    def count(self) -> float:
+        vals = self.values()
+        return math.inf if vals is None else len(vals)
+
+    @property
+    def min(self) -> Any:
+        vals = self.values()
+        return self.low if vals is None else min(vals)
+
+    @property
+    def max(self) -> Any:
+        vals = self.values()
+        return self.high if vals is None else max(vals)
+
+    def contains(self, v: Any) -> bool:
+        if self.choices is not None:
+            return any(v == c and type(v) is type(c) for c in self.choices) or (
+                _KINDS[self.key].type == 'float' and _is_num(v) and v in self.choices)
+        vals = self.values()
+        if vals is not None:
+            return v in vals
+        return _is_num(v) and self.low <= v <= self.high
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """One Optuna suggest_* call (none for a fixed value)."""
+        if self.is_fixed:
+            return self.choices[0]
+        if self.choices is not None:
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.is_int:
+            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(name, float(self.low), float(self.high), step=self.step, log=self.log)
+
+    def to_dict(self) -> Any:
+        if self.is_fixed:
+            return self.choices[0]
+        d: dict[str, Any] = {}
+        if self.choices is not None:
+            d['choices'] = list(self.choices)
+        else:
+            d.update(low=self.low, high=self.high)
+            if self.step is not None:
+                d['step'] = self.step
+            if self.log:
+                d['log'] = True
+        d['per'] = self.per
+        d['default'] = self.default
+        return d
+
+
+def _parse_decision(key: str, raw: Any, where: str, file: str | None, scopes: tuple[str, ...],
+                    default_per: str) -> Decision:
+    kind = _KINDS[key]
+
+    def bad(path: str, msg: str) -> SpaceError:
+        return SpaceError(file, path, msg)
+
+    def check_value(v: Any, path: str) -> Any:
+        if not kind.check(v):
+            raise bad(path, f"expected {kind.allowed}, got {v!r}")
+        return float(v) if kind.type == 'float' else v
+
+    if not isinstance(raw, dict):
+        v = check_value(raw, where)
+        return Decision(key, choices=(v,), per=default_per, default=v)
+    allowed = {'choices', 'low', 'high', 'step', 'log', 'per', 'default'}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise bad(f"{where}.{unknown[0]}", f"unknown key; a decision allows {sorted(allowed)}")
+    per = raw.get('per', default_per)
+    if per not in scopes:
+        raise bad(f"{where}.per", f"expected one of {list(scopes)}, got {per!r}")
+    if 'choices' in raw:
+        if any(k in raw for k in ('low', 'high', 'step', 'log')):
+            raise bad(where, "give either choices or low/high, not both")
+        ch = raw['choices']
+        if not isinstance(ch, list) or not ch:
+            raise bad(f"{where}.choices", f"expected a non-empty list of {kind.allowed}, got {ch!r}")
+        vals = tuple(check_value(v, f"{where}.choices[{i}]") for i, v in enumerate(ch))
+        if len(set(vals)) != len(vals):
+            raise bad(f"{where}.choices", f"duplicate values in {ch!r}")
+        dec = Decision(key, choices=vals, per=per)
+    elif 'low' in raw or 'high' in raw:
+        if kind.type not in ('int', 'float'):
+            raise bad(where, f"a range needs a numeric decision; use choices: for {kind.allowed}")
+        if 'low' not in raw or 'high' not in raw:
+            raise bad(where, "a range needs both low and high")
+        lo, hi, step, log = raw['low'], raw['high'], raw.get('step'), raw.get('log', False)
+        num = _is_int if kind.type == 'int' else _is_num
+        for k, v in (('low', lo), ('high', hi)):
+            if not num(v):
+                raise bad(f"{where}.{k}", f"expected {'an int' if kind.type == 'int' else 'a number'}, got {v!r}")
+        if not lo < hi:
+            raise bad(where, f"expected low < high, got low={lo!r} high={hi!r}")
+        if step is not None and not (num(step) and step > 0):
+            raise bad(f"{where}.step", f"expected a positive {'int' if kind.type == 'int' else 'number'}, "
+                                       f"got {step!r}")
+        if not isinstance(log, bool):
+            raise bad(f"{where}.log", f"expected true or false, got {log!r}")
+        if log and (step not in (None, 1) or lo <= 0):
+            raise bad(f"{where}.log", "a log range needs low > 0 and no step")
+        if kind.type == 'float':
+            lo, hi, step = float(lo), float(hi), None if step is None else float(step)
+        dec = Decision(key, low=lo, high=hi, step=step, log=log, per=per)
+        vals = dec.values()
+        for v in (vals if vals is not None else (lo, hi)):
+            check_value(v, where)
+    else:
+        raise bad(where, "a decision mapping needs choices: [...] or low:/high:")
+    if 'default' in raw:
+        dv = raw['default']
+        if not dec.contains(dv):
+            raise bad(f"{where}.default", f"{dv!r} is not one of the decision's values")
+        default = float(dv) if kind.type == 'float' else dv
+    else:
+        vals = dec.values()
+        default = vals[0] if dec.choices is not None else (
+            vals[len(vals) // 2] if vals is not None else (lo + hi) / 2 if not log else math.sqrt(lo * hi))
+    return replace(dec, default=default)
+
+
+# -- the space ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StageSpace:
+    """One stage of a space: fixed block kind, stride and bottleneck ratio; decided depth, width and
+    per-block settings (`decisions`, one per key of BLOCK_DECISIONS)."""
+    block: str
+    stride: int
+    bottle_ratio: float
+    depth: Decision
+    channels: Decision
+    decisions: Mapping[str, Decision]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(depth=self.depth.to_dict(), channels=self.channels.to_dict(), stride=self.stride,
+                    block=self.block, bottle_ratio=self.bottle_ratio,
+                    blocks={k: self.decisions[k].to_dict() for k in BLOCK_DECISIONS
+                            if self.decisions[k].per != 'network'})
+
+
+Picker = Callable[[Decision, str, int | None, int | None], Any]  # (decision, name, stage, block)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space (see the module docstring for the YAML)."""
+    name: str
+    input_size: tuple[int, int]
+    in_chans: int
+    stem: StemArch
+    width_mult: Decision
+    num_features: int
+    stages: tuple[StageSpace, ...]
+    proxy: Mapping[str, Any]
+    description: str = ''
+    path: str | None = field(default=None, compare=False)
+
+    # -- loading ------------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
+        """Load and validate a YAML space. Raises SpaceError naming the file and key path."""
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except OSError as e:
+            raise SpaceError(path, '', f"cannot read: {e.strerror or e}") from None
+        except yaml.YAMLError as e:
+            raise SpaceError(path, '', f"not valid YAML: {' '.join(str(e).split())}") from None
+        return cls.from_dict(raw, file=str(path), name=path.stem)
+
+    @classmethod
+    def from_dict(cls, raw: Any, file: str | None = None, name: str = 'space') -> SearchSpace:
+        """Validate a parsed YAML mapping (also accepts the output of `to_dict`)."""
+        def bad(p: str, msg: str) -> SpaceError:
+            return SpaceError(file, p, msg)
+
+        if not isinstance(raw, dict):
+            raise bad('', f"expected a mapping at the top level, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - set(_TOP_KEYS))
+        if unknown:
+            raise bad(unknown[0], f"unknown key; allowed: {list(_TOP_KEYS)}")
+        for req in ('input_size', 'stages'):
+            if req not in raw:
+                raise bad(req, "missing (required)")
+
+        size = raw['input_size']
+        if _is_int(size):
+            size = [size, size]
+        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(s) and s >= 1 for s in size)):
+            raise bad('input_size', f"expected an int >= 1 or [H, W], got {raw['input_size']!r}")
+        in_chans = raw.get('in_chans', 3)
+        if not (_is_int(in_chans) and in_chans >= 1):
+            raise bad('in_chans', f"expected an int >= 1, got {in_chans!r}")
+        nf = raw.get('num_features', 0)
+        if not (_is_int(nf) and nf >= 0):
+            raise bad('num_features', f"expected an int >= 0 (0: no final 1x1 conv), got {nf!r}")
+        sname = raw.get('name', name)
+        if not isinstance(sname, str):
+            raise bad('name', f"expected a string, got {sname!r}")
+        desc = raw.get('description', '')
+        if not isinstance(desc, str):
+            raise bad('description', f"expected a string, got {desc!r}")
+
+        stem_raw = raw.get('stem', {})
+        if not isinstance(stem_raw, dict):
+            raise bad('stem', f"expected a mapping with type/channels/pool, got {stem_raw!r}")
+        for k in stem_raw:
+            if k not in ('type', 'channels', 'pool'):
+                raise bad(f"stem.{k}", "unknown key; allowed: ['type', 'channels', 'pool']")
+        stem_type = stem_raw.get('type', '3x3')
+        if stem_type not in STEM_TYPES:
+            raise bad('stem.type', f"expected one of {list(STEM_TYPES)}, got {stem_type!r}")
+        stem_ch = stem_raw.get('channels', 32)
+        if not (_is_int(stem_ch) and stem_ch >= 1):
+            raise bad('stem.channels', f"expected an int >= 1, got {stem_ch!r}")
+        pool = stem_raw.get('pool', None)
+        if pool not in STEM_POOLS:
+            raise bad('stem.pool', f"expected one of {list(STEM_POOLS)}, got {pool!r}")
+        stem = StemArch(type=stem_type, channels=stem_ch, pool=pool)
+
+        width_mult = _parse_decision('width_mult', raw.get('width_mult', 1.0), 'width_mult', file,
+                                     ('network',), 'network')
+
+        top_blocks = raw.get('blocks', {}) or {}
+        base = cls._parse_blocks(top_blocks, 'blocks', file, SCOPES, {
+            k: Decision(k, choices=(v,), per='block', default=v) for k, v in BLOCK_DEFAULTS.items()})
+
+        stages_raw = raw['stages']
+        if not isinstance(stages_raw, list) or not stages_raw:
+            raise bad('stages', "expected a non-empty list of stages")
+        stages = []
+        for i, st in enumerate(stages_raw):
+            w = f"stages[{i}]"
+            if not isinstance(st, dict):
+                raise bad(w, f"expected a mapping with keys {list(_STAGE_KEYS)}, got {st!r}")
+            unknown = sorted(set(st) - set(_STAGE_KEYS))
+            if unknown:
+                raise bad(f"{w}.{unknown[0]}", f"unknown key; allowed: {list(_STAGE_KEYS)}")
+            if 'channels' not in st:
+                raise bad(f"{w}.channels", "missing (required)")
+            block = st.get('block', 'bottleneck')
+            if block not in BLOCK_KINDS:
+                raise bad(f"{w}.block", f"expected one of {list(BLOCK_KINDS)}, got {block!r}")
+            stride = st.get('stride', 1 if i == 0 else 2)
+            if not (_is_int(stride) and stride in (1, 2)):
+                raise bad(f"{w}.stride", f"expected 1 or 2, got {stride!r}")
+            ratio = st.get('bottle_ratio', 0.25 if block == 'bottleneck' else 1.0)
+            if not (_is_num(ratio) and 0 < ratio <= 4):
+                raise bad(f"{w}.bottle_ratio", f"expected a number in (0, 4], got {ratio!r}")
+            depth = _parse_decision('depth', st.get('depth', 1), f"{w}.depth", file, ('stage',), 'stage')
+            channels = _parse_decision('channels', st['channels'], f"{w}.channels", file, ('stage',), 'stage')
+            decisions = cls._parse_blocks(st.get('blocks', {}) or {}, f"{w}.blocks", file, ('block', 'stage'), base)
+            stages.append(StageSpace(block=block, stride=stride, bottle_ratio=float(ratio), depth=depth,
+                                     channels=channels, decisions=decisions))
+
+        proxy = cls._parse_proxy(raw.get('proxy', {}) or {}, file, size)
+        space = cls(name=sname, input_size=tuple(size), in_chans=in_chans, stem=stem, width_mult=width_mult,
+                    num_features=nf, stages=tuple(stages), proxy=proxy, description=desc, path=file)
+        space._check_geometry(file)
+        return space
+
+    @staticmethod
+    def _parse_blocks(raw: Any, where: str, file: str | None, scopes: tuple[str, ...],
+                      base: Mapping[str, Decision]) -> dict[str, Decision]:
+        if not isinstance(raw, dict):
+            raise SpaceError(file, where, f"expected a mapping of decisions {list(BLOCK_DECISIONS)}, got {raw!r}")
+        out = dict(base)
+        for k, v in raw.items():
+            if k not in BLOCK_DECISIONS:
+                raise SpaceError(file, f"{where}.{k}", f"unknown decision; allowed: {list(BLOCK_DECISIONS)}")
+            out[k] = _parse_decision(k, v, f"{where}.{k}", file, scopes, 'block')
+        return out
+
+    @staticmethod
+    def _parse_proxy(raw: Any, file: str | None, size: list[int]) -> dict[str, Any]:
+        def bad(k: str, msg: str) -> SpaceError:
+            return SpaceError(file, f"proxy.{k}" if k else 'proxy', msg)
+
+        if not isinstance(raw, dict):
+            raise bad('', f"expected a mapping with keys {list(PROXY_DEFAULTS)}, got {raw!r}")
+        unknown = sorted(set(raw) - set(PROXY_DEFAULTS))
+        if unknown:
+            raise bad(unknown[0], f"unknown key; allowed: {list(PROXY_DEFAULTS)}")
+        p = {**PROXY_DEFAULTS, **raw}
+        if p['image_size'] is None:
+            p['image_size'] = size[0]
+        checks: dict[str, tuple[Callable[[Any], bool], str]] = dict(
+            dataset=(lambda v: isinstance(v, str) and v != '', "a dataset name (e.g. digits, cifar10)"),
+            image_size=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+            val_fraction=(lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
+            subset=(lambda v: v is None or (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
+                    "null, an int count >= 1 or a fraction in (0, 1]"),
+            epochs=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+            batch_size=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+            optimizer=(lambda v: v in ('sgd', 'adamw'), "one of ['sgd', 'adamw']"),
+            lr=(lambda v: _is_num(v) and v > 0, "a number > 0"),
+            weight_decay=(lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+            warmup_epochs=(lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+            label_smoothing=(lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+        )
+        for k, (ok, allowed) in checks.items():
+            if not ok(p[k]):
+                raise bad(k, f"expected {allowed}, got {p[k]!r}")
+        if p['warmup_epochs'] > p['epochs']:
+            raise bad('warmup_epochs', f"expected at most epochs ({p['epochs']}), got {p['warmup_epochs']}")
+        for k in ('lr', 'weight_decay', 'val_fraction', 'label_smoothing'):
+            p[k] = float(p[k])
+        return p
+
+    def _check_geometry(self, file: str | None) -> None:
+        """Every reachable width admits every reachable head count; no stage strides a 1-pixel map."""
+        h, w = self.input_size
+        r = self.stem.reduction
+        if min(h, w) < r:
+            raise SpaceError(file, 'input_size', f"the stem downsamples by {r}: input {h}x{w} is too small")
+        for _ in range(int(math.log2(r))):
+            h, w = -(-h // 2), -(-w // 2)
+        for i, st in enumerate(self.stages):
+            if min(h, w) < st.stride:
+                raise SpaceError(file, f"stages[{i}].stride", f"stage {i} downsamples a {h}x{w} map by "
+                                 f"{st.stride}, below 1 pixel; allowed here: 1 (or a larger input_size)")
+            h, w = -(-h // st.stride), -(-w // st.stride)
+        for i, st in enumerate(self.stages):
+            if 'acmix' not in st.decisions['op'].values():
+                continue
+            heads = st.decisions['heads'].values()
+            for wm in self.width_mult.values() or (self.width_mult.low, self.width_mult.high):
+                for c in st.channels.values() or (st.channels.low, st.channels.high):
+                    mid = make_divisible(self._width(c, wm) * st.bottle_ratio)
+                    for n in heads:
+                        if mid % n:
+                            ok = [d for d in range(1, min(mid, 64) + 1) if mid % d == 0]
+                            raise SpaceError(file, f"stages[{i}].blocks.heads", (
+                                f"heads={n} does not divide the block width {mid} of stage {i} (channels {c} x "
+                                f"bottle_ratio {st.bottle_ratio} x width_mult {wm}); allowed here: {ok}"))
+
+    @staticmethod
+    def _width(c: int, wm: float) -> int:
+        return c if wm == 1 else make_divisible(c * wm)
+
+    # -- building architectures --------------------------------------------------------------------
+    def _build(self, pick: Picker) -> Arch:
+        wm = pick(self.width_mult, 'width_mult', None, None)
+        net: dict[str, Any] = {}
+        stages = []
+        for si, st in enumerate(self.stages):
+            depth = pick(st.depth, f"s{si}.depth", si, None)
+            channels = self._width(pick(st.channels, f"s{si}.channels", si, None), wm)
+            tied: dict[str, Any] = {}
+            blocks = []
+            for bi in range(depth):
+                def get(key: str) -> Any:
+                    d = st.decisions[key]
+                    if d.per == 'block':
+                        return pick(d, f"s{si}.b{bi}.{key}", si, bi)
+                    cache, name = (tied, f"s{si}.{key}") if d.per == 'stage' else (net, f"net.{key}")
+                    if key not in cache:
+                        cache[key] = pick(d, name, si, bi)
+                    return cache[key]
+
+                op = get('op')
+                keys = CONV_KEYS if op == 'conv' else ACMIX_KEYS
+                blocks.append(BlockArch(op=op, **{k: get(k) for k in keys}))
+            stages.append(StageArch(block=st.block, channels=channels, stride=st.stride,
+                                    bottle_ratio=st.bottle_ratio, blocks=tuple(blocks)))
+        stem = replace(self.stem, channels=self._width(self.stem.channels, wm))
+        return Arch(input_size=self.input_size, in_chans=self.in_chans, stem=stem, stages=tuple(stages),
+                    num_features=self.num_features)
+
+    def sample(self, trial: Any) -> Arch:
+        """Sample an architecture with an Optuna trial (define-by-run, one suggest_* per decision)."""
+        return self._build(lambda d, name, si, bi: d.suggest(trial, name))
+
+    def point(self, params: Mapping[str, Any] | None = None, *, prefer: str = 'default',
+              **fixed: Any) -> Arch:
+        """One architecture of the space without a trial.
+
+        Args:
+            params: Optuna-style parameter values by name (e.g. a trial's `params`); missing ones
+                fall back to `fixed`, then to `prefer`.
+            prefer: 'default' (each decision's default), 'min' or 'max' (its smallest/largest value).
+            **fixed: a value per decision key for every block/stage (op='acmix', heads=4, depth=2), a
+                list with one value per stage (depth=[1, 2, 4, 1]), or a function (stage_index,
+                StageSpace) -> value.
+        Raises:
+            SpaceError: a value outside its decision's values.
+        """
+        params = dict(params or {})
+        for k in fixed:
+            if k not in BLOCK_DECISIONS + ('depth', 'channels', 'width_mult'):
+                raise TypeError(f"point(): unknown decision {k!r}")
+
+        def pick(d: Decision, name: str, si: int | None, bi: int | None) -> Any:
+            if name in params:
+                v = params[name]
+            elif d.key in fixed:
+                v = fixed[d.key]
+                if callable(v):
+                    v = v(si, self.stages[si])
+                elif isinstance(v, (list, tuple)):
+                    v = v[si]
+            else:
+                return {'default': d.default, 'min': d.min, 'max': d.max}[prefer]
+            if not d.contains(v):
+                raise SpaceError(self.path, name, f"{v!r} is not in this space; allowed: "
+                                 f"{list(d.values()) if d.values() is not None else f'[{d.low}, {d.high}]'}")
+            return v
+
+        return self._build(pick)
+
+    def params_of(self, arch: Arch) -> dict[str, Any]:
+        """The Optuna parameters that rebuild `arch` (for `study.enqueue_trial`).
+
+        Raises:
+            SpaceError: `arch` is not a point of this space.
+        """
+        if len(arch.stages) == len(self.stages):
+            for wm in (self.width_mult.values() or (self.width_mult.default,)):
+                seen: dict[str, Any] = {}
+
+                def pick(d: Decision, name: str, si: int | None, bi: int | None) -> Any:
+                    if name == 'width_mult':
+                        v = wm
+                    elif name.endswith('.depth'):
+                        v = arch.stages[si].depth
+                    elif name.endswith('.channels'):
+                        v = next((c for c in (d.values() or ()) if self._width(c, wm) == arch.stages[si].channels),
+                                 arch.stages[si].channels)
+                    else:
+                        v = getattr(arch.stages[si].blocks[bi], d.key)
+                    if not d.contains(v):
+                        raise LookupError(name)
+                    if not d.is_fixed:
+                        seen[name] = v
+                    return v
+
+                try:
+                    if self._build(pick) == arch:
+                        return seen
+                except (LookupError, ArchError):
+                    continue
+        raise SpaceError(self.path, '', f"architecture {arch.arch_id} is not a point of this space")
+
+    def reference_points(self) -> dict[str, Arch]:
+        """Fixed points to seed a search (those inside the space): 'all_conv', 'all_acmix' and 'paper'
+        (ACmix in every bottleneck block, conv in basic blocks); other decisions at their defaults."""
+        cands: dict[str, Callable[[], Arch]] = {
+            'all_conv': lambda: self.point(op='conv'),
+            'all_acmix': lambda: self.point(op='acmix'),
+            'paper': lambda: self.point(op=lambda si, st: 'acmix' if st.block == 'bottleneck' else 'conv'),
+        }
+        out = {}
+        for k, f in cands.items():
+            try:
+                out[k] = f()
+            except (SpaceError, ArchError):
+                continue
+        return out
+
+    # -- description ---------------------------------------------------------------------------
+    def decisions(self) -> list[tuple[str, Decision]]:
+        """(where, decision) for every non-fixed decision: 'width_mult', 'stages[i].depth', ..."""
+        out = []
+        if not self.width_mult.is_fixed:
+            out.append(('width_mult', self.width_mult))
+        for i, st in enumerate(self.stages):
+            for k, d in (('depth', st.depth), ('channels', st.channels), *st.decisions.items()):
+                if not d.is_fixed:
+                    out.append((f"stages[{i}].{k}", d))
+        return out
+
+    @property
+    def size(self) -> int | float:
+        """Number of distinct architectures (math.inf when a continuous range matters).
+
+        Settings that a block's op does not use are not counted (a conv block has no heads), nor
+        are width multipliers that round to the same widths.
+        """
+        net_op = next((st.decisions['op'] for st in self.stages if st.decisions['op'].per == 'network'), None)
+        if net_op is not None:
+            return _add(*(self._size(force_op=op) for op in net_op.values()))
+        return self._size(None)
+
+    def _size(self, force_op: str | None) -> int | float:
+        widths = set()
+        for wm in (self.width_mult.values() or [None]):
+            if wm is None:
+                return math.inf
+            per_stage = [st.channels.values() for st in self.stages]
+            if any(v is None for v in per_stage):
+                return math.inf
+            for combo in itertools.islice(itertools.product(*per_stage), 100_000):
+                widths.add((self._width(self.stem.channels, wm),) + tuple(self._width(c, wm) for c in combo))
+        net_counts = {'conv': 1, 'acmix': 1}  # network-tied settings, applied when some block uses them
+        buckets = {(False, False): 1}  # (some conv block, some acmix block) -> count
+        for st in self.stages:
+            dec = st.decisions
+            ops = [force_op] if force_op else list(dec['op'].values())
+            factor = {'conv': [1, 1], 'acmix': [1, 1]}  # [per block, per stage]
+            for op, keys in (('conv', CONV_KEYS), ('acmix', ACMIX_KEYS)):
+                for k in keys:
+                    d = dec[k]
+                    if d.per == 'network':
+                        net_counts[op] = d.count  # same Decision object in every stage
+                    else:
+                        factor[op][0 if d.per == 'block' else 1] = _mul(factor[op][0 if d.per == 'block' else 1],
+                                                                        d.count)
+            c = factor['conv'][0] if 'conv' in ops else 0
+            a = factor['acmix'][0] if 'acmix' in ops else 0
+            stage_b = {(True, False): 0, (False, True): 0, (True, True): 0}
+            for depth in st.depth.values():
+                if dec['op'].per == 'block' and not force_op:
+                    cc, aa = _pow(c, depth), _pow(a, depth)
+                    stage_b[(True, False)] = _add(stage_b[(True, False)], cc)
+                    stage_b[(False, True)] = _add(stage_b[(False, True)], aa)
+                    if c and a:
+                        stage_b[(True, True)] = _add(stage_b[(True, True)], _pow(c + a, depth) - cc - aa
+                                                     if not math.isinf(c + a) else math.inf)
+                else:
+                    stage_b[(True, False)] = _add(stage_b[(True, False)], _pow(c, depth))
+                    stage_b[(False, True)] = _add(stage_b[(False, True)], _pow(a, depth))
+            for (hc, ha) in list(stage_b):
+                stage_b[(hc, ha)] = _mul(stage_b[(hc, ha)], _mul(factor['conv'][1] if hc else 1,
+                                                                 factor['acmix'][1] if ha else 1))
+            new: dict[tuple[bool, bool], int | float] = {}
+            for (c1, a1), n1 in buckets.items():
+                for (c2, a2), n2 in stage_b.items():
+                    key = (c1 or c2, a1 or a2)
+                    new[key] = _add(new.get(key, 0), _mul(n1, n2))
+            buckets = new
+        total = 0
+        for (hc, ha), n in buckets.items():
+            total = _add(total, _mul(n, _mul(net_counts['conv'] if hc else 1, net_counts['acmix'] if ha else 1)))
+        return _mul(total, len(widths))
+
+    # -- serialisation ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved space (defaults filled in), loadable again with `from_dict`."""
+        return dict(name=self.name, description=self.description, input_size=list(self.input_size),
+                    in_chans=self.in_chans, stem=self.stem.to_dict(), width_mult=self.width_mult.to_dict(),
+                    num_features=self.num_features,
+                    blocks={k: d.to_dict() for st in self.stages for k, d in st.decisions.items()
+                            if d.per == 'network'},
+                    stages=[s.to_dict() for s in self.stages],
+                    proxy=dict(self.proxy))
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex chars of the SHA-256 of the resolved space (structure, decisions and proxy)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _mul(a: int | float, b: int | float) -> int | float:
+    return 0 if a == 0 or b == 0 else a * b
+
+
+def _add(*xs: int | float) -> int | float:
+    return sum(xs)
+
+
+def _pow(a: int | float, n: int) -> int | float:
+    return 0 if a == 0 else a ** n
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """`SearchSpace.from_yaml(path)`."""
+    return SearchSpace.from_yaml(path)
+
+
+# -- CLI --------------------------------------------------------------------------------------------
+def _fmt_count(n: int | float) -> str:
+    return 'infinite (continuous ranges)' if math.isinf(n) else f"{n:,}"
+
+
+def describe(space: SearchSpace, costs: bool = True, num_classes: int = 1000) -> str:
+    """A human-readable description (what `python -m nas.space` prints)."""
+    lines = [f"space {space.name} ({space.path or 'dict'}), fingerprint {space.fingerprint}"]
+    if space.description:
+        lines.append(f"  {space.description}")
+    lines.append(f"input {space.input_size[0]}x{space.input_size[1]}x{space.in_chans}, stem {space.stem.type} "
+                 f"{space.stem.channels}ch{' + ' + space.stem.pool if space.stem.pool else ''}")
+    for i, st in enumerate(space.stages):
+        lines.append(f"  stage {i}: {st.block}, stride {st.stride}, bottle_ratio {st.bottle_ratio}, "
+                     f"depth {_fmt_dec(st.depth)}, channels {_fmt_dec(st.channels)}")
+    lines.append("decisions:")
+    for where, d in space.decisions():
+        lines.append(f"  {where:28s} {_fmt_dec(d)} (per {d.per}, default {d.default})")
+    lines.append(f"architectures: {_fmt_count(space.size)}")
+    lines.append("reference points:")
+    refs = space.reference_points()
+    corners = {f"{p}_{op}": space.point(prefer=p, op=op) for p in ('min', 'max') for op in ('conv', 'acmix')
+               if _try(lambda: space.point(prefer=p, op=op))}
+    if costs:
+        from nas.cost import measure_cost  # the CLI only: the space itself never needs the model
+    for name, arch in refs.items():
+        extra = ''
+        if costs:
+            c = measure_cost(arch, num_classes=num_classes, latency=False, memory=False)
+            extra = f"  {c.params / 1e6:.3f} M params, {c.macs / 1e6:.2f} M MACs"
+        lines.append(f"  {name:10s} {arch.arch_id}{extra}  {arch.summary()}")
+    if costs and corners:
+        cs = {k: measure_cost(a, num_classes=num_classes, latency=False, memory=False) for k, a in corners.items()}
+        p = sorted(c.params for c in cs.values())
+        m = sorted(c.macs for c in cs.values())
+        lines.append(f"cost range at {num_classes} classes over the corners (min/max depth, width, kernels; all conv "
+                     f"or all ACmix): params {p[0] / 1e6:.3f}-{p[-1] / 1e6:.3f} M, "
+                     f"MACs {m[0] / 1e6:.2f}-{m[-1] / 1e6:.2f} M")
+    lines.append("proxy: " + ', '.join(f"{k}={v}" for k, v in space.proxy.items()))
+    return '\n'.join(lines)
+
+
+def _try(f: Callable[[], Any]) -> bool:
+    try:
+        f()
+        return True
+    except (SpaceError, ArchError):
+        return False
+
+
+def _fmt_dec(d: Decision) -> str:
+    if d.is_fixed:
+        return str(d.choices[0])
+    if d.choices is not None:
+        return '{' + ', '.join(str(c) for c in d.choices) + '}'
+    return f"[{d.low}, {d.high}{', step ' + str(d.step) if d.step else ''}{', log' if d.log else ''}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog='python -m nas.space', description='Describe a search space YAML file.')
+    ap.add_argument('space', type=Path, help='search space YAML, e.g. search_spaces/digits.yaml')
+    ap.add_argument('--num-classes', type=int, default=1000, help='classes for the parameter counts (default: 1000)')
+    ap.add_argument('--no-costs', action='store_true', help='skip building models for params/MACs (default: off)')
+    args = ap.parse_args(argv)
+    try:
+        space = load_space(args.space)
+    except SpaceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import torch
+    torch.set_num_threads(min(4, torch.get_num_threads()))
+    print(describe(space, costs=not args.no_costs, num_classes=args.num_classes))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
