@@ -225,8 +225,8 @@ class Arch:
         _check(_is_int(self.in_chans) and self.in_chans >= 1, f"in_chans must be an int >= 1, got {self.in_chans!r}")
         _check(isinstance(self.stem, StemArch), "stem must be a StemArch")
         object.__setattr__(self, 'stages', tuple(self.stages))
-        _check(len(self.stages) >= 1 and all(isinstance(s, StageArch) for s in self.stages),
-               "stages must be a non-empty list of StageArch")
+        _check(all(isinstance(s, StageArch) for s in self.stages), "stages must be a list of StageArch")
+        _check(len(self.stages) >= 2, f"a network needs at least 2 stages (timm ByobNet), got {len(self.stages)}")
         _check(_is_int(self.num_features) and self.num_features >= 0,
                f"num_features must be an int >= 0, got {self.num_features!r}")
         h, w = self.input_size

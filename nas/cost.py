@@ -17,7 +17,7 @@ MACs (multiply-accumulates of one image's forward pass, at batch 1):
     not counted. This is the mathematical operator's cost, not the blocked kernel's (whose masked
     padding computes more).
 
-Latency: `model.eval()`, `torch.inference_mode()`, `warmup` untimed runs, then the median of
+Latency: `model.eval()`, `torch.no_grad()`, `warmup` untimed runs, then the median of
 `repeats` timed forward passes (CUDA synchronised), at the stated batch size and dtype.
 
 Peak memory (`peak_memory_mb`): the most memory held by tensors created during one inference
@@ -108,7 +108,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[int,
              for n, m in acmix.items()]
     counter = FlopCounterMode(display=False)
     try:
-        with torch.inference_mode(), counter:
+        with torch.no_grad(), counter:
             model.eval()(x)
     finally:
         for h in hooks:
@@ -173,12 +173,12 @@ def measure_peak_memory(model: nn.Module, x: torch.Tensor) -> float:
         torch.cuda.synchronize(x.device)
         torch.cuda.reset_peak_memory_stats(x.device)
         base = torch.cuda.memory_allocated(x.device)
-        with torch.inference_mode():
+        with torch.no_grad():
             model(x)
         torch.cuda.synchronize(x.device)
         return (torch.cuda.max_memory_allocated(x.device) - base) / 2 ** 20
     tracker = _LiveTensorBytes()
-    with torch.inference_mode(), tracker:
+    with torch.no_grad(), tracker:
         out = model(x)
     del out
     return tracker.peak / 2 ** 20
@@ -189,7 +189,7 @@ def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 3, repeats:
     model.eval()
     cuda = x.device.type == 'cuda'
     times = []
-    with torch.inference_mode():
+    with torch.no_grad():
         for i in range(warmup + repeats):
             if cuda:
                 torch.cuda.synchronize(x.device)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
@@ -112,6 +113,11 @@ def _create(variant: str, arch: Arch, pretrained: bool, **kwargs: Any) -> ByobNe
         mean, std = _norm_stats(arch.in_chans)  # the dataset's stats belong in an export's pretrained_cfg
         overlay.update(mean=mean, std=std)
     overlay.update(kwargs.pop('pretrained_cfg_overlay', None) or {})
+    if kwargs.get('features_only') and 'out_indices' not in kwargs:
+        # timm's default (0..4) assumes five feature levels; an Arch has as many as it downsamples
+        with torch.device('meta'):
+            n = len(ByobNet(arch_to_cfg(arch), num_classes=0, in_chans=arch.in_chans).feature_info)
+        kwargs['out_indices'] = tuple(range(n))
     model = build_model_with_cfg(
         ByobNet, variant, pretrained, model_cfg=arch_to_cfg(arch), pretrained_cfg_overlay=overlay,
         feature_cfg=dict(flatten_sequential=True), in_chans=arch.in_chans, **kwargs)

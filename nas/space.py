@@ -357,8 +357,8 @@ class SearchSpace:
             k: Decision(k, choices=(v,), per='block', default=v) for k, v in BLOCK_DEFAULTS.items()})
 
         stages_raw = raw['stages']
-        if not isinstance(stages_raw, list) or not stages_raw:
-            raise bad('stages', "expected a non-empty list of stages")
+        if not isinstance(stages_raw, list) or len(stages_raw) < 2:
+            raise bad('stages', "expected a list of at least 2 stages (timm ByobNet needs 2)")
         stages = []
         for i, st in enumerate(stages_raw):
             w = f"stages[{i}]"

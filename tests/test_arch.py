@@ -65,5 +65,7 @@ def test_bad_archs():
         Arch.from_dict({**d, 'stages': [{**d['stages'][0], 'blocks': [{'op': 'acmix', 'heads': 3}]}]})
     with pytest.raises(ArchError, match='below 1 pixel'):
         Arch.from_dict({**d, 'input_size': [2, 2]})
+    with pytest.raises(ArchError, match='at least 2 stages'):
+        Arch.from_dict({**d, 'stages': d['stages'][:1]})
     with pytest.raises(ArchError, match='unknown arch keys'):
         Arch.from_dict({**d, 'num_classes': 10})

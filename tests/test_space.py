@@ -119,7 +119,7 @@ def check_error(tmp_path, raw, key_path: str, allowed: str) -> str:
 def test_unknown_key(tmp_path, digits_raw):
     check_error(tmp_path, {**digits_raw, 'stagse': []}, 'stagse', "allowed: ['name'")
     check_error(tmp_path, {**digits_raw, 'blocks': {'opp': 'conv'}}, 'blocks.opp', "allowed: ['op'")
-    raw = dict(digits_raw, stages=[dict(digits_raw['stages'][0], widht=3)])
+    raw = dict(digits_raw, stages=[dict(digits_raw['stages'][0], widht=3), digits_raw['stages'][1]])
     check_error(tmp_path, raw, 'stages[0].widht', "allowed: ['depth'")
     check_error(tmp_path, {**digits_raw, 'proxy': {'epoch': 3}}, 'proxy.epoch', "allowed: ['dataset'")
 
@@ -145,13 +145,18 @@ def test_out_of_range_choices(tmp_path, digits_raw):
 
 
 def test_bad_scope(tmp_path, digits_raw):
-    raw = dict(digits_raw, stages=[dict(digits_raw['stages'][0], blocks={'op': {'choices': ['conv'], 'per': 'network'}})])
+    stage0 = dict(digits_raw['stages'][0], blocks={'op': {'choices': ['conv'], 'per': 'network'}})
+    raw = dict(digits_raw, stages=[stage0, digits_raw['stages'][1]])
     check_error(tmp_path, raw, 'stages[0].blocks.op.per', "['block', 'stage']")
 
 
 def test_heads_not_dividing_width(tmp_path, digits_raw):
     raw = {**digits_raw, 'blocks': {**digits_raw['blocks'], 'heads': {'choices': [4, 3]}}}
     check_error(tmp_path, raw, 'stages[0].blocks.heads', 'heads=3 does not divide the block width 16')
+
+
+def test_too_few_stages(tmp_path, digits_raw):
+    check_error(tmp_path, {**digits_raw, 'stages': digits_raw['stages'][:1]}, 'stages', 'at least 2 stages')
 
 
 def test_downsampling_below_one_pixel(tmp_path, digits_raw):
