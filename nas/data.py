@@ -1,0 +1,472 @@
+"""Datasets by name, held as normalised tensors on the device.
+
+`load_dataset(name, data_dir, ...)` reads one of the supported datasets from the files as they
+are distributed (nothing is ever downloaded), splits a seeded validation set off the training
+images, optionally keeps a stratified subset of the rest for a cheap proxy, resizes to
+`image_size`, normalises with the training split's per-channel mean/std and returns a `Dataset`
+whose tensors already live on the target device, ready for `nas.train`.
+
+Supported names and the files they expect under `data_dir`:
+
+- ``digits``: scikit-learn's 8x8 handwritten digits (shipped with sklearn; no `data_dir`).
+  Upsampled to 16x16 by default, 1 channel, 10 classes.
+- ``cifar10``: ``cifar-10-batches-py/`` with ``data_batch_1`` .. ``data_batch_5``,
+  ``test_batch``, ``batches.meta`` (`data_dir` may be that folder or its parent).
+- ``cifar100``: ``cifar-100-python/`` with ``train``, ``test``, ``meta`` (fine labels).
+- ``mnist``, ``fashion-mnist``: a folder with ``train-images-idx3-ubyte``,
+  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each
+  optionally gzipped (``.gz``). torchvision's ``MNIST/raw`` and ``FashionMNIST/raw`` layouts
+  under `data_dir` are found too.
+- ``imagefolder``: ``train/<class>/*.png|jpg|...`` and ``val/<class>/...``; class names are
+  the folder names under ``train/``. Images are converted to RGB, resized (shorter side) and
+  centre-cropped to `image_size` (default 64).
+
+Splits: validation is always a seeded, stratified part of the *training* images
+(`val_fraction`), so a search never selects on the official test split. The official held-out
+split (CIFAR ``test``, MNIST ``t10k``, imagefolder ``val/``) is kept untouched as
+``test_x``/``test_y``. Digits has no official split; a fixed 20% (stratified, always the same
+images whatever `seed` is) is held out as its test split.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["DATASETS", "DataError", "Dataset", "load_dataset", "stratified_indices"]
+
+DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "imagefolder")
+
+_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
+            "cifar-10": "cifar10", "cifar-100": "cifar100", "image-folder": "imagefolder",
+            "image_folder": "imagefolder"}
+
+# Native resolutions; `image_size=None` keeps these (digits is upsampled, see module doc).
+_DEFAULT_SIZE = {"digits": 16, "cifar10": 32, "cifar100": 32, "mnist": 28, "fashion-mnist": 28,
+                 "imagefolder": 64}
+
+# Default augmentation for each dataset: horizontal flips change the meaning of digits.
+_DEFAULT_AUGMENT = {"digits": "crop", "mnist": "crop", "fashion-mnist": "crop+flip",
+                    "cifar10": "crop+flip", "cifar100": "crop+flip", "imagefolder": "crop+flip"}
+
+_DIGITS_TEST_FRACTION = 0.2
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+_FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                    "Sneaker", "Bag", "Ankle boot")
+
+
+class DataError(ValueError):
+    """A dataset that cannot be read: its str is one line naming the dataset, the folder and
+    the files that were expected there."""
+
+    def __init__(self, dataset: str, folder: Path | str | None, expected: str, detail: str = ""):
+        self.dataset, self.folder, self.expected, self.detail = dataset, folder, expected, detail
+        msg = f"{dataset}: expected {expected}" if folder is None else (
+            f"{dataset}: folder {folder}: expected {expected}")
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(" ".join(msg.split()))
+
+
+@dataclass
+class Dataset:
+    """One dataset as normalised float tensors (N x C x H x W) on a single device.
+
+    `train_*` is what the model trains on (after the validation split and `subset`), `val_*` is
+    the seeded held-out part of the training images, `test_*` the official test split (never
+    used by the search). `mean`/`std` are the per-channel statistics (in [0, 1] pixel units)
+    that were subtracted/divided; a deployed model needs the same normalisation.
+    `default_augment` is the augmentation that suits this data ('crop' or 'crop+flip').
+    """
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    in_chans: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...] = ()
+    default_augment: str = "crop+flip"
+    info: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_x.device
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        """The same dataset with every tensor moved to `device`."""
+        moved = {k: getattr(self, k).to(device) for k in
+                 ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
+        return Dataset(**{**self.__dict__, **moved})
+
+    def summary(self) -> str:
+        """One line: name, sizes, shape, classes."""
+        return (f"{self.name}: {len(self.train_y)} train / {len(self.val_y)} val / "
+                f"{len(self.test_y)} test, {self.in_chans}x{self.image_size}x{self.image_size}, "
+                f"{self.num_classes} classes")
+
+
+# --------------------------------------------------------------------------- splitting
+
+def stratified_indices(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Pick exactly `k` indices of `labels`, class proportions kept, reproducible for `seed`.
+
+    Every item gets the key (rank within its class + 0.5) / class size after a seeded shuffle;
+    taking the k smallest keys takes from every class in proportion to its size.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    k = int(min(max(k, 0), n))
+    perm = np.random.default_rng(seed).permutation(n)
+    _, cls, counts = np.unique(labels[perm], return_inverse=True, return_counts=True)
+    cls = cls.reshape(-1)
+    order = np.argsort(cls, kind="stable")  # grouped by class, shuffled within each class
+    starts = np.cumsum(counts) - counts
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - starts[cls[order]]
+    key = (rank + 0.5) / counts[cls]
+    chosen = np.argsort(key, kind="stable")[:k]
+    return np.sort(perm[chosen])
+
+
+def _subset_count(subset: int | float, n: int, name: str) -> int:
+    if isinstance(subset, bool) or not isinstance(subset, (int, float)) or subset <= 0:
+        raise DataError(name, None, "subset as a count >= 1 or a fraction in (0, 1]",
+                        f"got {subset!r}")
+    if isinstance(subset, float) and subset <= 1.0:
+        return max(1, round(subset * n))
+    return min(int(subset), n)
+
+
+# --------------------------------------------------------------------------- readers
+# Each reader returns (train_x, train_y, test_x, test_y, classes) with images as NHWC arrays,
+# uint8 in 0..255 or float32 in [0, 1].
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles the CIFAR batches (dicts of lists and numpy arrays) and nothing else: a data
+    folder should not be able to run code."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                ("copyreg", "_reconstructor"), ("builtins", "bytearray")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        obj = _ArrayUnpickler(f, encoding="bytes").load()
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path.name} holds a {type(obj).__name__}, not a dict")
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
+
+
+def _read_cifar(name: str, data_dir: Path | None):
+    if name == "cifar10":
+        sub, train_files, test_files, meta_file = (
+            "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
+            "batches.meta")
+        label_key, names_key = "labels", "label_names"
+    else:
+        sub, train_files, test_files, meta_file = "cifar-100-python", ["train"], ["test"], "meta"
+        label_key, names_key = "fine_labels", "fine_label_names"
+    expected = f"{sub}/{{{','.join(train_files + test_files + [meta_file])}}} python pickles"
+    if data_dir is None:
+        raise DataError(name, None, expected, "no data_dir given (--data-dir)")
+    folder = data_dir / sub if (data_dir / sub).is_dir() else data_dir
+    missing = [f for f in train_files + test_files + [meta_file] if not (folder / f).is_file()]
+    if missing:
+        raise DataError(name, folder, expected, f"missing {', '.join(missing)}")
+
+    def read(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for fname in files:
+            try:
+                d = _unpickle(folder / fname)
+                x = np.asarray(d["data"], dtype=np.uint8)
+                y = np.asarray(d[label_key], dtype=np.int64)
+                if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(x) != len(y):
+                    raise ValueError(f"data of shape {x.shape} with {len(y)} labels")
+            except Exception as e:  # any corruption becomes one readable line
+                raise DataError(name, folder, expected, f"cannot read {fname}: {e}") from None
+            xs.append(x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            ys.append(y)
+        return np.concatenate(xs), np.concatenate(ys)
+
+    train_x, train_y = read(train_files)
+    test_x, test_y = read(test_files)
+    try:
+        meta = _unpickle(folder / meta_file)
+        classes = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in meta[names_key])
+    except Exception as e:
+        raise DataError(name, folder, expected, f"cannot read {meta_file}: {e}") from None
+    n_cls = 10 if name == "cifar10" else 100
+    if len(classes) != n_cls or max(train_y.max(), test_y.max()) >= n_cls or min(
+            train_y.min(), test_y.min()) < 0:
+        raise DataError(name, folder, expected, f"labels or class names are not {n_cls} classes")
+    return train_x, train_y, test_x, test_y, classes
+
+
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+              "t10k-labels-idx1-ubyte")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4:
+        raise ValueError("file too short")
+    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype != 0x08:
+        raise ValueError("not an unsigned-byte IDX file (bad magic number)")
+    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"header says {shape} but holds {data.size} bytes")
+    return data.reshape(shape)
+
+
+def _read_mnist(name: str, data_dir: Path | None):
+    expected = "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES)
+    if data_dir is None:
+        raise DataError(name, None, expected, "no data_dir given (--data-dir)")
+    tv = "MNIST" if name == "mnist" else "FashionMNIST"
+    candidates = [data_dir, data_dir / "raw", data_dir / tv / "raw", data_dir / tv,
+                  data_dir / name, data_dir / name / "raw"]
+
+    def find(folder: Path, fname: str) -> Path | None:
+        for p in (folder / fname, folder / f"{fname}.gz"):
+            if p.is_file():
+                return p
+        return None
+
+    folder = next((c for c in candidates if all(find(c, f) for f in _IDX_FILES)), None)
+    if folder is None:
+        missing = [f for f in _IDX_FILES if find(data_dir, f) is None]
+        raise DataError(name, data_dir, expected, f"missing {', '.join(missing)}")
+    arrays = []
+    for fname in _IDX_FILES:
+        path = find(folder, fname)
+        try:
+            arrays.append(_read_idx(path))
+        except Exception as e:
+            raise DataError(name, folder, expected, f"cannot read {path.name}: {e}") from None
+    train_x, train_y, test_x, test_y = arrays
+    for x, y, split in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or (len(y) and y.max() > 9):
+            raise DataError(name, folder, expected,
+                            f"{split} images {x.shape} do not match labels {y.shape}")
+    classes = tuple(str(i) for i in range(10)) if name == "mnist" else _FASHION_CLASSES
+    return (train_x[..., None], train_y.astype(np.int64), test_x[..., None],
+            test_y.astype(np.int64), classes)
+
+
+def _read_digits(name: str, data_dir: Path | None):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images.astype(np.float32) / 16.0)[..., None]
+    y = d.target.astype(np.int64)
+    # A fixed test split, whatever the caller's seed: the same 20% of images are never searched on.
+    test = np.zeros(len(y), dtype=bool)
+    test[stratified_indices(y, round(_DIGITS_TEST_FRACTION * len(y)), seed=12345)] = True
+    return x[~test], y[~test], x[test], y[test], tuple(str(i) for i in range(10))
+
+
+def _load_image(path: Path, size: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        if (nw, nh) != (w, h):
+            im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def _read_imagefolder(name: str, data_dir: Path | None, image_size: int):
+    expected = "train/<class>/*.png|jpg and val/<class>/*.png|jpg"
+    if data_dir is None:
+        raise DataError(name, None, expected, "no data_dir given (--data-dir)")
+    for split in ("train", "val"):
+        if not (data_dir / split).is_dir():
+            raise DataError(name, data_dir, expected, f"missing {split}/")
+    classes = tuple(sorted(p.name for p in (data_dir / "train").iterdir() if p.is_dir()))
+    if not classes:
+        raise DataError(name, data_dir, expected, "train/ has no class folders")
+    index = {c: i for i, c in enumerate(classes)}
+
+    def read(split: str) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for cdir in sorted(p for p in (data_dir / split).iterdir() if p.is_dir()):
+            if cdir.name not in index:
+                raise DataError(name, data_dir, expected,
+                                f"{split}/{cdir.name} is not a class of train/")
+            for f in sorted(cdir.iterdir()):
+                if f.suffix.lower() not in _IMAGE_SUFFIXES:
+                    continue
+                try:
+                    xs.append(_load_image(f, image_size))
+                except Exception as e:
+                    raise DataError(name, data_dir, expected,
+                                    f"cannot read {f.relative_to(data_dir)}: {e}") from None
+                ys.append(index[cdir.name])
+        if not xs:
+            raise DataError(name, data_dir, expected, f"no images under {split}/")
+        return np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+    train_x, train_y = read("train")
+    test_x, test_y = read("val")
+    return train_x, train_y, test_x, test_y, classes
+
+
+# --------------------------------------------------------------------------- tensors
+
+def _to_tensor(x: np.ndarray, image_size: int, mean: torch.Tensor, std: torch.Tensor,
+               device: torch.device, chunk: int = 4096) -> torch.Tensor:
+    """NHWC uint8/float array -> normalised float32 NCHW tensor of `image_size`, on `device`."""
+    n, h, w, c = x.shape
+    out = torch.empty((n, c, image_size, image_size), dtype=torch.float32, device=device)
+    for i in range(0, n, chunk):  # chunks bound the float32 copy of large datasets
+        t = torch.from_numpy(np.array(x[i:i + chunk])).to(device)  # a writable copy
+        t = t.permute(0, 3, 1, 2).float()
+        if x.dtype == np.uint8:
+            t = t / 255.0
+        if (h, w) != (image_size, image_size):
+            t = F.interpolate(t, size=(image_size, image_size), mode="bilinear",
+                              align_corners=False, antialias=image_size < min(h, w))
+        out[i:i + chunk] = (t - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    return out
+
+
+def _channel_stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    flat = x.reshape(-1, x.shape[-1])
+    mean = np.zeros(x.shape[-1])
+    sq = np.zeros(x.shape[-1])
+    for i in range(0, len(flat), 1 << 22):  # float64 sums in chunks: exact enough, bounded memory
+        part = flat[i:i + (1 << 22)].astype(np.float64) / scale
+        mean += part.sum(0)
+        sq += (part * part).sum(0)
+    mean /= max(len(flat), 1)
+    std = np.sqrt(np.maximum(sq / max(len(flat), 1) - mean * mean, 0.0))
+    std = np.where(std < 1e-6, 1.0, std)
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+
+
+def load_dataset(name: str, data_dir: Path | str | None = None, image_size: int | None = None,
+                 val_fraction: float = 0.1, subset: int | float | None = None, seed: int = 0,
+                 device: torch.device | str = "cpu") -> Dataset:
+    """Load a dataset by name as normalised tensors on `device`.
+
+    Args:
+        name: one of `DATASETS` ('digits', 'cifar10', 'cifar100', 'mnist', 'fashion-mnist',
+            'imagefolder').
+        data_dir: folder holding the files as distributed (see the module docstring); not used
+            by 'digits'.
+        image_size: side of the square images; None keeps the native size (digits: 16,
+            CIFAR: 32, MNIST: 28, imagefolder: 64).
+        val_fraction: share of the training images held out (stratified, seeded) as
+            validation; 0 gives an empty validation set.
+        subset: keep only this many (int > 1) or this share (float in (0, 1]) of the remaining
+            training images, stratified and seeded: a cheap proxy.
+        seed: seeds the validation split and the subset.
+        device: where the tensors live.
+
+    Returns:
+        A `Dataset`.
+
+    Raises:
+        DataError: unknown name, missing or malformed files (one line naming the dataset, the
+            folder and the expected files), or bad split arguments.
+
+    Example:
+        >>> ds = load_dataset("digits", val_fraction=0.2)
+        >>> ds.train_x.shape[1:], ds.num_classes
+        (torch.Size([1, 16, 16]), 10)
+    """
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in DATASETS:
+        raise DataError(str(name), None, f"a dataset name in {', '.join(DATASETS)}",
+                        "unknown dataset")
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise DataError(key, None, "val_fraction in [0, 1)", f"got {val_fraction!r}")
+    size = int(image_size) if image_size else _DEFAULT_SIZE[key]
+    if size < 1:
+        raise DataError(key, None, "image_size >= 1", f"got {image_size!r}")
+    folder = None if data_dir is None else Path(data_dir).expanduser()
+    if folder is not None and key != "digits" and not folder.is_dir():
+        raise DataError(key, folder, _expected_of(key), "no such folder")
+
+    if key == "digits":
+        train_x, train_y, test_x, test_y, classes = _read_digits(key, folder)
+    elif key in ("cifar10", "cifar100"):
+        train_x, train_y, test_x, test_y, classes = _read_cifar(key, folder)
+    elif key in ("mnist", "fashion-mnist"):
+        train_x, train_y, test_x, test_y, classes = _read_mnist(key, folder)
+    else:
+        train_x, train_y, test_x, test_y, classes = _read_imagefolder(key, folder, size)
+
+    n = len(train_y)
+    n_val = round(float(val_fraction) * n)
+    if val_fraction > 0 and (n_val < 1 or n - n_val < 1):
+        raise DataError(key, folder, "enough training images for the validation split",
+                        f"{n} images, val_fraction={val_fraction}")
+    is_val = np.zeros(n, dtype=bool)
+    is_val[stratified_indices(train_y, n_val, seed)] = True
+    val_idx, train_idx = np.flatnonzero(is_val), np.flatnonzero(~is_val)
+    # Statistics from the training part before `subset`: the same normalisation for a proxy
+    # and for the full retraining of the same network.
+    mean, std = _channel_stats(train_x[train_idx])
+    if subset is not None:
+        k = _subset_count(subset, len(train_idx), key)
+        train_idx = train_idx[stratified_indices(train_y[train_idx], k, seed + 1)]
+
+    dev = torch.device(device)
+
+    def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return _to_tensor(x, size, mean, std, dev), torch.from_numpy(y.copy()).to(dev)
+
+    tr_x, tr_y = tensors(train_x[train_idx], train_y[train_idx])
+    va_x, va_y = tensors(train_x[val_idx], train_y[val_idx])
+    te_x, te_y = tensors(test_x, test_y)
+    return Dataset(
+        name=key, train_x=tr_x, train_y=tr_y, val_x=va_x, val_y=va_y, test_x=te_x, test_y=te_y,
+        num_classes=len(classes), in_chans=train_x.shape[-1], image_size=size,
+        mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
+        classes=tuple(classes), default_augment=_DEFAULT_AUGMENT[key],
+        info={"data_dir": None if folder is None else str(folder), "seed": seed,
+              "val_fraction": float(val_fraction), "subset": subset},
+    )
+
+
+def _expected_of(key: str) -> str:
+    return {"cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+            "cifar100": "cifar-100-python/{train,test,meta}",
+            "mnist": "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES),
+            "fashion-mnist": "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES),
+            "imagefolder": "train/<class>/*.png|jpg and val/<class>/*.png|jpg"}.get(key, "")
