@@ -61,9 +61,16 @@ def position_grid(h: int, w: int, device: torch.device | str | None = None,
     return torch.stack([loc_w, loc_h], 0).unsqueeze(0)
 
 
-@lru_cache(maxsize=256)
 def _tiling(h: int, w: int, kernel: int, stride: int, dilation: int, tile: int, device: torch.device):
     """Gather indices and the window mask of the blocked local attention for one input geometry."""
+    # Cached tensors must be ordinary ones even when the first call runs under inference_mode:
+    # inference tensors cannot be saved for a later backward.
+    with torch.inference_mode(False):
+        return _tiling_cached(h, w, kernel, stride, dilation, tile, device)
+
+
+@lru_cache(maxsize=256)
+def _tiling_cached(h: int, w: int, kernel: int, stride: int, dilation: int, tile: int, device: torch.device):
     pad = dilation * (kernel - 1) // 2
     h_out, w_out = -(-h // stride), -(-w // stride)
     th, tw = min(tile, h_out), min(tile, w_out)

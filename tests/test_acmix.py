@@ -241,6 +241,17 @@ def test_position_grid_follows_device_and_dtype():
     assert meta(torch.empty(2, 16, 8, 8, device="meta")).device.type == "meta"
 
 
+def test_training_after_an_inference_mode_forward():
+    m = ACmix(16, 16, head=2)
+    x = torch.randn(2, 16, 11, 13)  # a geometry no other test uses, so the first call fills the cache
+    with torch.inference_mode():
+        expected = m(x)
+    x.requires_grad_()
+    y = m(x)
+    y.sum().backward()
+    assert torch.equal(y.detach(), expected) and x.grad is not None
+
+
 def test_channels_last_input_gives_the_same_result_in_the_same_format():
     m = ACmix(16, 16)
     x = torch.randn(2, 16, 9, 7)
