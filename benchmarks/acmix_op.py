@@ -5,8 +5,8 @@
 
 Forward is timed under torch.no_grad(); forward+backward from a random output gradient. Times are
 the median of --repeats runs after --warmup runs. Peak memory is what forward+backward allocates on
-top of the inputs and weights: on CUDA the caching allocator's peak; on CPU the peak of the running
-sum of allocations and frees that torch.profiler(profile_memory=True) records (op granularity).
+top of the inputs and weights: on CUDA the caching allocator's peak; on CPU the peak of the live
+bytes of the storages aten ops create (nas.cost.peak_memory_mb, op granularity).
 Ratios compare implementations measured in this same run.
 """
 
@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.profiler import ProfilerActivity, profile
 
 from nas.acmix import ACmix
 from nas.acmix_reference import ReferenceACmix
+from nas.cost import peak_memory_mb
 
 SHAPES = [(8, 64, 32, 32), (8, 128, 16, 16)]  # (B, C, H, W); k_att=7, heads=4, k_conv=3
 
@@ -43,26 +43,6 @@ def median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repea
         _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
-
-
-def peak_extra_mib(fn: Callable[[], object], device: torch.device) -> float:
-    """Peak bytes allocated while fn runs, above what was allocated before it, in MiB."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # Each event carries the bytes it allocated minus those it freed, excluding its children.
-    events = sorted(prof.events(), key=lambda e: e.time_range.start)
-    current = peak = 0
-    for event in events:
-        current += event.self_cpu_memory_usage
-        peak = max(peak, current)
-    return peak / 2**20
 
 
 def implementations(c: int) -> dict[str, nn.Module]:
@@ -97,7 +77,7 @@ def run(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int) -> 
                 "shape": f"B={b} C={c} {h}x{w}", "device": device.type, "impl": name,
                 "fwd_ms": median_ms(forward, device, warmup, reps),
                 "fwd_bwd_ms": median_ms(forward_backward, device, warmup, reps),
-                "peak_mib": peak_extra_mib(forward_backward, device),
+                "peak_mib": peak_memory_mb(forward_backward, device),
             })
     return rows
 

@@ -31,6 +31,7 @@ rounding and library-internal scratch buffers excluded).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import statistics
 import time
 import weakref
@@ -166,22 +167,36 @@ class _LiveTensorBytes(TorchDispatchMode):
         return out
 
 
+def peak_memory_mb(fn: Callable[[], object], device: torch.device | str = 'cpu') -> float:
+    """Peak MB held by tensors created while `fn` runs, above what was held before it.
+
+    CUDA: the caching allocator's peak (`max_memory_allocated`) minus the allocation before the call.
+    CPU: the live bytes of every storage an aten op creates, tracked from creation until its last
+    tensor is freed (a TorchDispatchMode), at op granularity.
+    """
+    device = torch.device(device)
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
+    tracker = _LiveTensorBytes()
+    with tracker:
+        fn()
+    return tracker.peak / 2 ** 20
+
+
 def measure_peak_memory(model: nn.Module, x: torch.Tensor) -> float:
-    """Peak MB held by tensors created during one inference forward (see the module docstring)."""
+    """Peak MB held by tensors created during one inference forward (see `peak_memory_mb`)."""
     model.eval()
-    if x.device.type == 'cuda':
-        torch.cuda.synchronize(x.device)
-        torch.cuda.reset_peak_memory_stats(x.device)
-        base = torch.cuda.memory_allocated(x.device)
+
+    def forward() -> None:
         with torch.no_grad():
             model(x)
-        torch.cuda.synchronize(x.device)
-        return (torch.cuda.max_memory_allocated(x.device) - base) / 2 ** 20
-    tracker = _LiveTensorBytes()
-    with torch.no_grad(), tracker:
-        out = model(x)
-    del out
-    return tracker.peak / 2 ** 20
+
+    return peak_memory_mb(forward, x.device)
 
 
 def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 3, repeats: int = 10) -> float:
