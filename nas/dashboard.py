@@ -1,0 +1,529 @@
+"""What a run found, as pictures: `python -m nas.dashboard results/RUN`.
+
+Writes two files into the run folder (or --out DIR):
+
+  dashboard.html  one self-contained page (plotly.js inlined, no CDN, works offline):
+                  * accuracy against each cost objective the trials measured (MACs, params,
+                    latency, memory), one plot each: every trial is a point, coloured by its
+                    non-domination rank over the run's objectives (0 = the Pareto front; Optuna's
+                    fast non-dominated sort), the 2-D front of that plot as a step line, the knee
+                    (what `python -m nas.export --pick knee` exports) as a star; stopped trials
+                    (lower fidelity) as open circles, failed and infeasible ones (no accuracy: drawn
+                    at 0) as crosses and diamonds. Hovering shows the arch id, its metrics and the
+                    per-block map (conv or ACmix, kernels, heads, learned α/β); clicking a point
+                    shows its block table and the export command.
+                  * the hypervolume after each trial (results.hypervolume_history);
+                  * a table of the front and one of every trial (errors of failed ones included).
+  pareto.png      the same fronts for papers and READMEs (matplotlib).
+
+It reads trials.jsonl as it is, so it works while a search is still appending to it (0 or 1
+trials included). `--serve` then starts optuna-dashboard on the run's Optuna study
+(study.journal), bound to 127.0.0.1 unless --host says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from nas.export import describe_block, front_ranks, knee, record_block_map
+from nas.results import (OBJECTIVES, RunError, RunFolder, TrialRecord, hypervolume_history, pareto_front,
+                         ranked)
+
+__all__ = ['COSTS', 'TrialView', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
+           'render_html', 'render_png', 'write_dashboard', 'serve', 'main']
+
+HTML, PNG = 'dashboard.html', 'pareto.png'
+COSTS = ('macs', 'params', 'latency', 'memory')  # cost objectives, in plot order
+LABELS = {'accuracy': 'validation accuracy', 'macs': 'MACs (one image)', 'params': 'parameters',
+          'latency': 'latency (ms)', 'memory': 'peak memory (MB)'}
+# how each kind of trial is drawn: (legend name, plotly symbol, matplotlib marker, colour)
+KINDS = {
+    'stopped': ('stopped early (lower fidelity)', 'circle-open', 'o', '#7f7f7f'),
+    'failed': ('failed (no accuracy: drawn at 0)', 'x-thin-open', 'x', '#d62728'),
+    'infeasible': ('infeasible (over a limit)', 'diamond-open', 'D', '#ff7f0e'),
+    'unranked': ('complete, an objective unmeasured', 'square-open', 's', '#17becf'),
+}
+COLORSCALE = 'Plasma'
+
+
+# ---------------------------------------------------------------------------------- the data
+
+@dataclass
+class TrialView:
+    """One trial as the dashboard shows it."""
+    record: TrialRecord
+    kind: str  # 'ranked' (on some front), or a key of KINDS
+    rank: int | None  # non-domination rank over the run's objectives (0 = Pareto front)
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # export.record_block_map
+    is_knee: bool = False
+
+    @property
+    def y(self) -> float:
+        """Accuracy as plotted (0 for a trial that has none)."""
+        return float(self.record.accuracy) if self.record.accuracy is not None else 0.0
+
+
+def _kind(r: TrialRecord, ranks: dict[int, int]) -> str:
+    if r.number in ranks:
+        return 'ranked'
+    if r.status == 'infeasible' or (r.status == 'complete' and not r.feasible):
+        return 'infeasible'
+    if r.status in ('stopped', 'failed'):
+        return r.status
+    return 'unranked'
+
+
+def trial_views(run: RunFolder, records: Sequence[TrialRecord], objectives: Sequence[str]) -> list[TrialView]:
+    """A TrialView per record: rank, kind, per-block map (learned α/β), knee flag."""
+    ranks = front_ranks(records, objectives)
+    k = knee(pareto_front(records, objectives), objectives)
+    views = []
+    for r in records:
+        try:
+            blocks = record_block_map(r, run)
+        except (ValueError, TypeError):  # an arch this version cannot read: show the record anyway
+            blocks = []
+        views.append(TrialView(r, _kind(r, ranks), ranks.get(r.number), blocks,
+                               is_knee=k is not None and k.number == r.number))
+    return views
+
+
+def measured_costs(records: Sequence[TrialRecord], objectives: Sequence[str]) -> list[str]:
+    """The cost objectives to plot: the run's own first, then any other that some trial measured."""
+    own = [o for o in objectives if o != 'accuracy']
+    return own + [c for c in COSTS if c not in own and any(r.value(c) is not None for r in records)]
+
+
+def _fmt(obj: str, v: float | None) -> str:
+    if v is None:
+        return '–'
+    if obj == 'accuracy':
+        return f"{100 * v:.2f}%"
+    if obj in ('macs', 'params'):
+        return f"{v / 1e6:.3f} M" if v >= 1e5 else f"{v / 1e3:.1f} k"
+    return f"{v:.3g} {'ms' if obj == 'latency' else 'MB'}"
+
+
+def hover_text(v: TrialView, costs: Sequence[str]) -> str:
+    r = v.record
+    head = f"<b>{r.arch_id}</b>  #{r.number} {r.status}" + (f" ({r.reference})" if r.reference else '')
+    rank = ('front rank ' + str(v.rank) + (' (Pareto front)' if v.rank == 0 else '') + (', knee' if v.is_knee else '')
+            if v.rank is not None else KINDS[v.kind][0])
+    metrics = ' · '.join(f"{o} {_fmt(o, r.value(o))}" for o in ('accuracy', *costs))
+    lines = [head, rank, metrics, f"{r.epochs} epochs, {r.seconds:.1f} s"]
+    if r.error:
+        lines.append(html.escape(r.error[:120]))
+    lines += [describe_block(b) for b in v.blocks]
+    return '<br>'.join(lines)
+
+
+def _scales(run_config: dict[str, Any], records: Sequence[TrialRecord], objectives: Sequence[str]
+            ) -> tuple[dict[str, float], bool]:
+    """run.yaml's hypervolume_scale, or (when it lacks one) twice the largest measured cost."""
+    scales = dict(run_config.get('hypervolume_scale') or {})
+    from_data = False
+    for o in objectives:
+        if o != 'accuracy' and not scales.get(o):
+            vals = [float(r.value(o)) for r in records if r.value(o) is not None]
+            scales[o] = 2.0 * max(vals) if vals else 1.0
+            from_data = True
+    return scales, from_data
+
+
+# ---------------------------------------------------------------------------------- plotly figures
+
+def pareto_figures(views: Sequence[TrialView], objectives: Sequence[str], costs: Sequence[str]) -> dict[str, Any]:
+    """One plotly Figure per cost objective: accuracy against it, every trial with that cost."""
+    import plotly.graph_objects as go
+
+    records = [v.record for v in views]
+    max_rank = max([v.rank for v in views if v.rank is not None], default=0)
+    figs = {}
+    for cost in costs:
+        fig = go.Figure()
+        has = [v for v in views if v.record.value(cost) is not None]
+        front2d = pareto_front(records, ['accuracy', cost])
+        if front2d:
+            fig.add_trace(go.Scatter(
+                x=[float(r.value(cost)) for r in front2d], y=[float(r.accuracy) for r in front2d],
+                mode='lines', line=dict(shape='hv', color='rgba(80,80,80,0.6)', dash='dot'),
+                name=f'Pareto front, accuracy vs {cost}', hoverinfo='skip'))
+        good = [v for v in has if v.kind == 'ranked']
+        if good:
+            fig.add_trace(go.Scatter(
+                x=[float(v.record.value(cost)) for v in good], y=[v.y for v in good], mode='markers',
+                name='complete (colour: front rank)', customdata=[v.record.number for v in good],
+                text=[hover_text(v, costs) for v in good], hovertemplate='%{text}<extra></extra>',
+                marker=dict(color=[v.rank for v in good], colorscale=COLORSCALE, cmin=0, cmax=max(max_rank, 1),
+                            size=[16 if v.is_knee else 10 for v in good],
+                            symbol=['star' if v.is_knee else 'circle' for v in good],
+                            line=dict(width=[2 if v.rank == 0 else 0.5 for v in good], color='black'),
+                            colorbar=dict(title=dict(text='front rank'), thickness=12, dtick=1))))
+        for kind, (label, symbol, _, colour) in KINDS.items():
+            sel = [v for v in has if v.kind == kind]
+            if sel:
+                fig.add_trace(go.Scatter(
+                    x=[float(v.record.value(cost)) for v in sel], y=[v.y for v in sel], mode='markers', name=label,
+                    customdata=[v.record.number for v in sel], text=[hover_text(v, costs) for v in sel],
+                    hovertemplate='%{text}<extra></extra>',
+                    marker=dict(symbol=symbol, color=colour, size=10, line=dict(width=2, color=colour))))
+        for v in has:
+            if v.is_knee:
+                fig.add_annotation(x=float(v.record.value(cost)), y=v.y, text='knee', showarrow=True, arrowhead=2,
+                                   ax=25, ay=-25)
+        vals = [float(v.record.value(cost)) for v in has if v.record.value(cost)]
+        log = bool(vals) and min(vals) > 0 and max(vals) / min(vals) > 20
+        missing = len(views) - len(has)
+        fig.update_layout(
+            title=dict(text=f"accuracy vs {cost}" + (f" ({missing} trials without {cost} not shown)" if missing else '')),
+            xaxis=dict(title=dict(text=LABELS[cost]), type='log' if log else 'linear'),
+            yaxis=dict(title=dict(text=LABELS['accuracy']), tickformat='.0%'),
+            hovermode='closest', height=460, margin=dict(l=60, r=20, t=50, b=50),
+            legend=dict(orientation='h', y=-0.2), template='plotly_white')
+        figs[cost] = fig
+    return figs
+
+
+def hypervolume_figure(records: Sequence[TrialRecord], objectives: Sequence[str], scales: dict[str, float],
+                       from_data: bool) -> Any:
+    import plotly.graph_objects as go
+
+    hv = hypervolume_history(records, objectives, scales) if records else []
+    fig = go.Figure(go.Scatter(
+        x=[r.number for r in records], y=hv, mode='lines+markers', line=dict(shape='hv'), name='hypervolume',
+        hovertemplate='after trial #%{x}: %{y:.4f}<extra></extra>'))
+    scale_txt = ', '.join(f"{o} / {s:.4g}" for o, s in scales.items() if o in objectives)
+    fig.update_layout(
+        title=dict(text='hypervolume of the front over trials', subtitle=dict(
+            text=f"losses 1 − accuracy, {scale_txt}; reference point 1"
+                 + (' (scales from the data: run.yaml has no hypervolume_scale)' if from_data else ''))),
+        xaxis=dict(title=dict(text='trial (in the order they finished)')), yaxis=dict(title=dict(text='hypervolume')),
+        height=340, margin=dict(l=60, r=20, t=70, b=50), template='plotly_white')
+    return fig
+
+
+# ---------------------------------------------------------------------------------- HTML
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>acmix-nas · {title}</title>
+<script>
+window.__errors = [];
+function __report(msg) {{
+  window.__errors.push(String(msg));
+  var el = document.getElementById('js-errors');
+  if (el) {{ el.textContent = window.__errors.join('\\n'); el.hidden = false; }}
+}}
+window.addEventListener('error', function (e) {{ __report(e.message || e); }});
+window.addEventListener('unhandledrejection', function (e) {{ __report(e.reason); }});
+</script>
+<script>{plotly_js}</script>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }}
+h1 {{ font-size: 1.4em; margin-bottom: 0.2em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
+.meta {{ color: #555; }} .plots {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 1em; }}
+table {{ border-collapse: collapse; font-size: 13px; }} td, th {{ border: 1px solid #ddd; padding: 3px 7px; text-align: right; }}
+th {{ background: #f4f4f4; }} td.l, th.l {{ text-align: left; }} tr.knee td {{ background: #fff6d5; }}
+code {{ background: #f4f4f4; padding: 0 3px; }} #details {{ border: 1px solid #ccc; padding: 0.6em 1em; margin-top: 1em; }}
+#js-errors {{ color: #b00; white-space: pre-wrap; }} .empty {{ color: #777; font-style: italic; }}
+</style></head>
+<body>
+<h1>acmix-nas run <code>{title}</code></h1>
+<div class="meta">{meta}</div>
+<pre id="js-errors" hidden></pre>
+<p>Status: <span id="render-status">not rendered</span>;
+points drawn: <span id="n-points">0</span></p>
+{empty}
+<div class="plots">{plot_divs}</div>
+<div id="details" hidden></div>
+<h2>Pareto front ({n_front} of {n_trials} trials)</h2>
+{front_table}
+<details><summary><b>All trials</b> ({n_trials})</summary>{all_table}</details>
+<script id="figures" type="application/json">{figures_json}</script>
+<script id="trials" type="application/json">{trials_json}</script>
+<script>
+(function () {{
+  var figs = JSON.parse(document.getElementById('figures').textContent);
+  var trials = JSON.parse(document.getElementById('trials').textContent);
+  var details = document.getElementById('details');
+  function esc(s) {{ var d = document.createElement('div'); d.textContent = s == null ? '' : String(s); return d.innerHTML; }}
+  function show(num) {{
+    var t = trials[num]; if (!t) return;
+    var rows = t.blocks.map(function (b) {{
+      return '<tr>' + [b.stage, b.index, b.block, b.op, b.width, b.stride, b.feat_size.join('x'),
+        b.kernel, b.heads, b.k_att, b.k_conv,
+        b.alpha == null ? '' : b.alpha.toFixed(3), b.beta == null ? '' : b.beta.toFixed(3),
+        b.rates || ''].map(function (v) {{ return '<td>' + esc(v == null ? '' : v) + '</td>'; }}).join('') + '</tr>';
+    }}).join('');
+    details.innerHTML = '<b>' + esc(t.arch_id) + '</b> (#' + t.number + ', ' + esc(t.status) + ') ' + esc(t.summary) +
+      '<br>export: <code>' + esc(t.export) + '</code>' +
+      '<table><tr><th>stage</th><th>block</th><th>kind</th><th>op</th><th>width</th><th>stride</th><th>output</th>' +
+      '<th>kernel</th><th>heads</th><th>k_att</th><th>k_conv</th><th>α</th><th>β</th><th>α/β</th></tr>' + rows + '</table>';
+    details.hidden = false;
+  }}
+  var jobs = Object.keys(figs).map(function (key) {{
+    var gd = document.getElementById('plot-' + key);
+    return Plotly.newPlot(gd, figs[key].data, figs[key].layout,
+                          {{displaylogo: false, responsive: true}}).then(function () {{
+      if (gd.on) gd.on('plotly_click', function (ev) {{ if (ev.points.length) show(ev.points[0].customdata); }});
+      var n = gd.querySelectorAll('.scatterlayer .point').length;
+      gd.setAttribute('data-points', String(n));
+      return n;
+    }});
+  }});
+  Promise.all(jobs).then(function (counts) {{
+    var first = document.querySelector('.plots [id^="plot-"]');
+    document.getElementById('n-points').textContent = first ? first.getAttribute('data-points') : '0';
+    document.getElementById('render-status').textContent = window.__errors.length ? 'errors' : 'rendered';
+  }}, function (e) {{ __report(e); }});
+}})();
+</script>
+</body></html>
+"""
+
+
+def _json_for_script(obj: Any) -> str:
+    """JSON safe inside <script>: '</' cannot close the element."""
+    return obj.replace('</', '<\\/') if isinstance(obj, str) else json.dumps(obj).replace('</', '<\\/')
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: Sequence[int] = (),
+           row_class: Sequence[str] | None = None) -> str:
+    if not rows:
+        return '<p class="empty">none yet</p>'
+    th = ''.join(f'<th class="{"l" if i in left else ""}">{html.escape(h)}</th>' for i, h in enumerate(header))
+    body = []
+    for j, row in enumerate(rows):
+        cls = f' class="{row_class[j]}"' if row_class and row_class[j] else ''
+        tds = ''.join(f'<td class="{"l" if i in left else ""}">{c}</td>' for i, c in enumerate(row))
+        body.append(f'<tr{cls}>{tds}</tr>')
+    return f"<table><tr>{th}</tr>{''.join(body)}</table>"
+
+
+def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
+    """The dashboard page, and a summary (trials, front size, points per plot, hypervolume)."""
+    import plotly.io as pio
+    import plotly.offline
+
+    from nas.arch import Arch
+
+    config = run.config()
+    records = run.trials()
+    objectives = list(config.get('objectives') or ['accuracy', 'macs'])
+    costs = measured_costs(records, objectives)
+    views = trial_views(run, records, objectives)
+    front = pareto_front(records, objectives)
+    scales, from_data = _scales(config, records, objectives)
+    figs = pareto_figures(views, objectives, costs)
+    hv_fig = hypervolume_figure(records, objectives, scales, from_data)
+    fig_json = '{' + ','.join(f'{json.dumps(k)}:{pio.to_json(f, validate=False)}'
+                              for k, f in [*figs.items(), ('hypervolume', hv_fig)]) + '}'
+    plot_divs = ''.join(f'<div id="plot-{k}"></div>' for k in [*figs, 'hypervolume'])
+
+    name = str(config.get('name', run.path.name))
+    counts = Counter(r.status for r in records)
+    hv = hypervolume_history(records, objectives, scales)[-1] if records else 0.0
+    data = config.get('data') or {}
+    meta = (f"objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in objectives)} · sampler "
+            f"{html.escape(str(config.get('sampler', '?')))}, seed {html.escape(str(config.get('seed', '?')))} · space "
+            f"<code>{html.escape(str(config.get('space_file', '?')))}</code> · data {html.escape(str(data.get('dataset', '?')))}"
+            f" · device {html.escape(str(config.get('device', '?')))}<br>"
+            f"{len(records)} trials: " + (', '.join(f"{n} {s}" for s, n in counts.most_common()) or 'none yet')
+            + f" · front: {len(front)} · hypervolume {hv:.4f} · written {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    empty = ('<p class="empty">No finished trials yet: this page shows the run as it is; run the command again '
+             'to refresh it.</p>' if not records else '')
+
+    by_num = {v.record.number: v for v in views}
+    fcosts = [o for o in objectives if o != 'accuracy']
+    extra = [c for c in costs if c not in fcosts]
+    front_rows, front_cls = [], []
+    for i, r in enumerate(front, 1):
+        v = by_num[r.number]
+        n_acmix = sum(b['op'] == 'acmix' for b in v.blocks)
+        front_rows.append([i, f"<code>{r.arch_id}</code>" + (' ★ knee' if v.is_knee else ''),
+                           html.escape(r.reference or ''), _fmt('accuracy', r.accuracy),
+                           *[_fmt(c, r.value(c)) for c in fcosts + extra], r.epochs, f"{n_acmix}/{len(v.blocks)}",
+                           html.escape(Arch.from_dict(r.arch).summary()),
+                           f"<code>python -m nas.export {html.escape(str(run.path))} --arch-id {r.arch_id}</code>"])
+        front_cls.append('knee' if v.is_knee else '')
+    front_table = _table(['#', 'arch id', 'reference', 'accuracy', *(fcosts + extra), 'epochs', 'ACmix blocks',
+                          'architecture', 'export'], front_rows, left=(1, 2, 7 + len(fcosts + extra) - 1,
+                                                                       8 + len(fcosts + extra) - 1), row_class=front_cls)
+    all_rows = [[r.number, f"<code>{r.arch_id}</code>", html.escape(r.status),
+                 by_num[r.number].rank if by_num[r.number].rank is not None else '',
+                 _fmt('accuracy', r.accuracy), *[_fmt(c, r.value(c)) for c in costs], r.epochs, f"{r.seconds:.1f}",
+                 html.escape(r.error or '')] for r in records]
+    all_table = _table(['#', 'arch id', 'status', 'rank', 'accuracy', *costs, 'epochs', 'seconds', 'error'],
+                       all_rows, left=(1, 2, 8 + len(costs) - 1))
+    trials_json = {v.record.number: dict(
+        number=v.record.number, arch_id=v.record.arch_id, status=v.record.status, blocks=v.blocks,
+        summary=Arch.from_dict(v.record.arch).summary() if v.blocks else '',
+        export=f"python -m nas.export {run.path} --arch-id {v.record.arch_id}") for v in views}
+    page = _PAGE.format(title=html.escape(name), meta=meta, empty=empty, plot_divs=plot_divs,
+                        plotly_js=plotly.offline.get_plotlyjs(), n_front=len(front), n_trials=len(records),
+                        front_table=front_table, all_table=all_table, figures_json=_json_for_script(fig_json),
+                        trials_json=_json_for_script(trials_json))
+    points = {c: sum(v.record.value(c) is not None for v in views) for c in costs}
+    return page, dict(trials=len(records), front=len(front), points=points, costs=costs, hypervolume=hv)
+
+
+# ---------------------------------------------------------------------------------- PNG
+
+def render_png(run: RunFolder, path: Path) -> Path:
+    """pareto.png: accuracy against each cost objective, trials coloured by front rank."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    config = run.config()
+    records = run.trials()
+    objectives = list(config.get('objectives') or ['accuracy', 'macs'])
+    costs = measured_costs(records, objectives) or [c for c in objectives if c != 'accuracy'] or ['macs']
+    views = trial_views(run, records, objectives)
+    max_rank = max([v.rank for v in views if v.rank is not None], default=0)
+    fig, axes = plt.subplots(1, len(costs), figsize=(4.8 * len(costs) + 1.2, 4.6), squeeze=False, layout='constrained')
+    cmap = plt.get_cmap(COLORSCALE.lower(), max_rank + 1)
+    norm = matplotlib.colors.BoundaryNorm([k - 0.5 for k in range(max_rank + 2)], cmap.N)
+    for ax, cost in zip(axes[0], costs):
+        has = [v for v in views if v.record.value(cost) is not None]
+        front2d = pareto_front([v.record for v in views], ['accuracy', cost])
+        if front2d:
+            ax.step([float(r.value(cost)) for r in front2d], [float(r.accuracy) for r in front2d], where='post',
+                    color='0.4', ls=':', lw=1.2, label='Pareto front', zorder=1)
+        good = [v for v in has if v.kind == 'ranked']
+        if good:
+            sc = ax.scatter([float(v.record.value(cost)) for v in good], [v.y for v in good],
+                            c=[v.rank for v in good], cmap=cmap, norm=norm, s=36,
+                            edgecolors='black', linewidths=[1.2 if v.rank == 0 else 0.3 for v in good],
+                            label='complete', zorder=3)
+            for v in good:
+                if v.is_knee:
+                    ax.scatter([float(v.record.value(cost))], [v.y], marker='*', s=260, facecolors='none',
+                               edgecolors='black', linewidths=1.2, label='knee', zorder=4)
+        for kind, (label, _, marker, colour) in KINDS.items():
+            sel = [v for v in has if v.kind == kind]
+            if sel:
+                style = dict(c=colour) if marker == 'x' else dict(facecolors='none', edgecolors=colour)
+                ax.scatter([float(v.record.value(cost)) for v in sel], [v.y for v in sel], marker=marker, s=36,
+                           label=label, zorder=2, **style)
+        vals = [float(v.record.value(cost)) for v in has if v.record.value(cost)]
+        if vals and min(vals) > 0 and max(vals) / min(vals) > 20:
+            ax.set_xscale('log')
+        ax.set_xlabel(LABELS[cost])
+        ax.set_ylabel(LABELS['accuracy'])
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax.grid(alpha=0.3)
+        if not has:
+            ax.text(0.5, 0.5, 'no trials yet', transform=ax.transAxes, ha='center', va='center', color='0.5')
+    if any(v.kind == 'ranked' for v in views):
+        fig.colorbar(sc, ax=axes[0].tolist(), label='front rank (0 = Pareto front)', shrink=0.85,
+                     ticks=list(range(max_rank + 1)))
+    legend: dict[str, Any] = {}
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, h)
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc='outside lower center', ncol=min(len(legend), 4), fontsize=8)
+    fig.suptitle(f"{config.get('name', run.path.name)}: {len(records)} trials, "
+                 f"{len(pareto_front(records, objectives))} on the front ({', '.join(objectives)})", fontsize=10)
+    path = Path(path)
+    tmp = path.with_name(path.name + '.tmp.png')
+    fig.savefig(tmp, dpi=150, bbox_inches='tight')
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------- files, server
+
+@dataclass
+class DashboardFiles:
+    html: Path
+    png: Path | None
+    summary: dict[str, Any]
+    seconds: float
+
+
+def write_dashboard(run: RunFolder, out: Path | None = None, png: bool = True) -> DashboardFiles:
+    """Write dashboard.html (and pareto.png) for `run` into `out` (default: the run folder),
+    each replaced atomically so a browser reloading it never sees half a file."""
+    t0 = time.perf_counter()
+    run.require()
+    out = Path(out) if out else run.path
+    out.mkdir(parents=True, exist_ok=True)
+    page, summary = render_html(run)
+    tmp = out / (HTML + '.tmp')
+    tmp.write_text(page, encoding='utf-8')
+    os.replace(tmp, out / HTML)
+    png_path = render_png(run, out / PNG) if png else None
+    return DashboardFiles(out / HTML, png_path, summary, time.perf_counter() - t0)
+
+
+def serve(run: RunFolder, host: str = '127.0.0.1', port: int = 8080, storage: str | None = None) -> None:
+    """optuna-dashboard on the run's study (its journal, or an RDB URL); blocks until interrupted."""
+    from optuna_dashboard import run_server
+
+    if storage is None:
+        if not run.study_path.is_file():
+            raise RunError(f"{run.path}: no Optuna study ({run.study_path.name}) to serve")
+        storage_obj: Any = run.storage()
+    else:
+        storage_obj = storage
+    run_server(storage_obj, host=host, port=port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog='python -m nas.dashboard', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description='Write dashboard.html (self-contained, offline) and pareto.png for a run folder; '
+                    '--serve also starts optuna-dashboard on its Optuna study.')
+    ap.add_argument('run', type=Path, help='run folder, e.g. results/RUN')
+    ap.add_argument('--out', type=Path, default=None, help='folder for dashboard.html and pareto.png; None means the run folder')
+    ap.add_argument('--no-png', action='store_true', help='skip pareto.png')
+    ap.add_argument('--serve', action='store_true', help="then start optuna-dashboard on the run's study")
+    ap.add_argument('--host', default='127.0.0.1', help='address optuna-dashboard binds to (0.0.0.0: every interface)')
+    ap.add_argument('--port', type=int, default=8080, help='port of optuna-dashboard')
+    ap.add_argument('--storage', default=None, help="an Optuna storage URL to serve instead of the run's study.journal")
+    args = ap.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        run = RunFolder(args.run).require()
+        files = write_dashboard(run, args.out, png=not args.no_png)
+        s = files.summary
+        print(f"wrote {files.html} ({files.html.stat().st_size / 1e6:.1f} MB)"
+              + (f" and {files.png}" if files.png else '')
+              + f" in {files.seconds:.1f} s: {s['trials']} trials, {s['front']} on the front, "
+                f"hypervolume {s['hypervolume']:.4f}", flush=True)
+        if args.serve:
+            if args.storage is None and not run.study_path.is_file():
+                raise RunError(f"{run.path}: no Optuna study ({run.study_path.name}) to serve")
+            print(f"serving optuna-dashboard at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+            try:
+                serve(run, args.host, args.port, args.storage)
+            except KeyboardInterrupt:
+                pass
+            except OSError as e:
+                raise RunError(f"cannot serve on {args.host}:{args.port} ({e.strerror or e})") from None
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

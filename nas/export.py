@@ -1,0 +1,612 @@
+"""Take one network out of a run: a timm local folder that `timm.create_model` loads.
+
+    python -m nas.export results/RUN                      # the knee of the Pareto front
+    python -m nas.export results/RUN --pick max-accuracy  # or min-cost
+    python -m nas.export results/RUN --max-macs 2M        # the most accurate front point within a limit
+    python -m nas.export results/RUN --arch-id 3f2a9c01b7de --retrain-epochs 20
+
+writes results/RUN/exports/<arch id>/ (or --out DIR):
+
+    config.json         timm's config: architecture 'acmix_nas', num_classes, model_args {'arch': ...},
+                        pretrained_cfg (input size, the run's mean/std, interpolation, crop_pct,
+                        first_conv, classifier), written by timm's own `save_config_for_hf`
+    model.safetensors   the trained proxy's state_dict (after --retrain-epochs, if given)
+    README.md           a model card: metrics, place on the front, per-block map, data, versions
+
+and, in any Python process:
+
+    >>> import timm, nas                 # importing nas registers acmix_nas with timm
+    >>> model = timm.create_model('local-dir:results/RUN/exports/<arch id>', pretrained=True)
+    >>> model = nas.export.load_exported('results/RUN/exports/<arch id>')   # the same, checked
+
+Selection (among complete, feasible trials with every objective measured, see `results.ranked`):
+  * knee: on the Pareto front, each objective is rescaled to [0, 1] over the front as a loss
+    (1 − accuracy; costs as they are), and the knee is the front point closest (Euclidean) to the
+    ideal point (0, …, 0), i.e. to "best accuracy at the lowest cost at once". Ties: higher
+    accuracy, then lower trial number. A one- or two-point front gives its most accurate point.
+  * max-accuracy / min-cost: the front's most accurate point / the front's point of lowest first
+    cost objective (run.yaml `objectives[1]`).
+  * --max-macs/--max-params/--max-latency-ms/--max-memory-mb keep the trials within the limits
+    first; then the pick (default max-accuracy) applies to the front of what is left.
+
+This module also holds what the dashboard shows of a trial beyond its record: front ranks,
+the knee, and the per-block map with learned ACmix α/β.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas.arch import Arch, ArchError
+from nas.results import OBJECTIVES, RunError, RunFolder, TrialRecord, pareto_front, ranked
+
+__all__ = ['PICKS', 'LIMITS', 'ExportError', 'Selection', 'front_ranks', 'knee', 'select', 'rates_of',
+           'block_map', 'record_block_map', 'load_checked', 'load_exported', 'export', 'model_card', 'main']
+
+PICKS = ('knee', 'max-accuracy', 'min-cost')
+# CLI limit -> objective name (results.OBJECTIVES)
+LIMITS = {'max_macs': 'macs', 'max_params': 'params', 'max_latency_ms': 'latency', 'max_memory_mb': 'memory'}
+CONFIG, WEIGHTS_FILE, CARD = 'config.json', 'model.safetensors', 'README.md'
+EXPORTS = 'exports'
+
+
+class ExportError(ValueError):
+    """A user error of export or load: its str is one line naming the problem."""
+
+
+# ---------------------------------------------------------------------------------- ranks & picks
+
+def _losses(records: Sequence[TrialRecord], objectives: Sequence[str]) -> np.ndarray:
+    """Objective values as losses (maximised objectives negated), one row per record."""
+    sign = [-1.0 if OBJECTIVES[o][1] == 'maximize' else 1.0 for o in objectives]
+    return np.asarray([[s * float(r.value(o)) for s, o in zip(sign, objectives)] for r in records],
+                      dtype=float).reshape(len(records), len(objectives))
+
+
+def front_ranks(records: Sequence[TrialRecord], objectives: Sequence[str]) -> dict[int, int]:
+    """Non-domination rank (0 = the Pareto front, 1 = the front once rank 0 is removed, ...) of
+    every record that can be on a front (`results.ranked`), keyed by record number. Optuna's fast
+    non-dominated sort (the one NSGA-II uses)."""
+    from optuna.study._multi_objective import _fast_non_domination_rank
+
+    cands = ranked(records, objectives)
+    if not cands:
+        return {}
+    ranks = _fast_non_domination_rank(_losses(cands, objectives))
+    return {r.number: int(k) for r, k in zip(cands, ranks)}
+
+
+def knee(front: Sequence[TrialRecord], objectives: Sequence[str]) -> TrialRecord | None:
+    """The front point closest to the ideal point in objectives min-max normalised over the front
+    (see the module docstring). None for an empty front."""
+    if not front:
+        return None
+    losses = _losses(front, objectives)
+    lo, span = losses.min(axis=0), np.ptp(losses, axis=0)
+    norm = np.divide(losses - lo, span, out=np.zeros_like(losses), where=span > 0)
+    dist = np.sqrt((norm ** 2).sum(axis=1))
+    order = sorted(range(len(front)), key=lambda i: (round(float(dist[i]), 12), -float(front[i].value('accuracy')),
+                                                      front[i].number))
+    return front[order[0]]
+
+
+def _max_accuracy(front: Sequence[TrialRecord], cost: str | None) -> TrialRecord:
+    return min(front, key=lambda r: (-float(r.value('accuracy')), float(r.value(cost)) if cost else 0.0, r.number))
+
+
+def _min_cost(front: Sequence[TrialRecord], cost: str) -> TrialRecord:
+    return min(front, key=lambda r: (float(r.value(cost)), -float(r.value('accuracy')), r.number))
+
+
+@dataclass
+class Selection:
+    """A selected trial and why: `how` is 'arch id', 'knee', 'max-accuracy' or 'min-cost' (with
+    limits); `front` the front it was picked from (empty for an arch id)."""
+    record: TrialRecord
+    how: str
+    front: list[TrialRecord] = field(default_factory=list)
+
+
+def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id: str | None = None,
+           pick: str | None = None, limits: dict[str, float] | None = None,
+           has_weights: Callable[[TrialRecord], bool] = lambda r: True) -> Selection:
+    """Choose the trial to export (see the module docstring).
+
+    Args:
+        records: the run's trials (RunFolder.trials()).
+        objectives: the run's objectives, accuracy first.
+        arch_id: an architecture id or a unique prefix of one; excludes `pick` and `limits`.
+        pick: 'knee', 'max-accuracy' or 'min-cost'; None: knee, or max-accuracy under limits.
+        limits: objective name ('macs', 'params', 'latency', 'memory') -> largest allowed value.
+        has_weights: whether a record's trained weights exist.
+
+    Raises:
+        ExportError: no such arch id, no trial within the limits, no weights.
+    """
+    limits = {k: v for k, v in (limits or {}).items() if v is not None}
+    if arch_id is not None:
+        if pick or limits:
+            raise ExportError("--arch-id selects one trial: give it without --pick or --max-* limits")
+        ids = sorted({r.arch_id for r in records if r.arch_id.startswith(arch_id)})
+        if not ids:
+            raise ExportError(f"no trial with arch id {arch_id!r} in this run ({len(records)} trials)")
+        if len(ids) > 1:
+            raise ExportError(f"arch id prefix {arch_id!r} is ambiguous: {', '.join(ids[:5])}")
+        same = [r for r in records if r.arch_id == ids[0]]
+        usable = [r for r in same if has_weights(r)]
+        if not usable:
+            raise ExportError(f"trial {ids[0]} ({same[-1].status}) has no trained weights to export")
+        best = [r for r in usable if r.status == 'complete'] or usable
+        return Selection(best[-1], 'arch id')
+    if pick is not None and pick not in PICKS:
+        raise ExportError(f"--pick must be one of {', '.join(PICKS)}, got {pick!r}")
+    pick = pick or ('max-accuracy' if limits else 'knee')
+    cands = ranked(records, objectives)
+    for obj, limit in limits.items():
+        if obj not in OBJECTIVES or obj == 'accuracy':
+            raise ExportError(f"unknown limit objective {obj!r}")
+        measured = [r for r in cands if r.value(obj) is not None]
+        if cands and not measured:
+            raise ExportError(f"no trial of this run has {obj} measured; cannot apply a --max-{obj} limit")
+        cands = [r for r in measured if float(r.value(obj)) <= limit]
+    if not cands:
+        where = f" within {', '.join(f'{k} <= {v:g}' for k, v in limits.items())}" if limits else ''
+        raise ExportError(f"no complete, feasible trial{where} in this run ({len(records)} trials)")
+    front = pareto_front(cands, objectives)
+    costs = [o for o in objectives if o != 'accuracy']
+    if pick == 'knee':
+        chosen = knee(front, objectives)
+    elif pick == 'max-accuracy':
+        chosen = _max_accuracy(front, costs[0] if costs else None)
+    else:
+        if not costs:
+            raise ExportError("--pick min-cost needs a cost objective; this run only has accuracy")
+        chosen = _min_cost(front, costs[0])
+    if not has_weights(chosen):
+        raise ExportError(f"the {pick} trial {chosen.arch_id} (#{chosen.number}) has no trained weights "
+                          f"(pruned?); pick another with --arch-id")
+    how = pick + (f" within {', '.join(f'{k} <= {v:g}' for k, v in limits.items())}" if limits else '')
+    return Selection(chosen, how, front)
+
+
+# ---------------------------------------------------------------------------------- per-block map
+
+_BLOCK_RE = re.compile(r'(?:^|\.)stages\.(\d+)\.(\d+)\.')
+
+
+def rates_of(model: nn.Module) -> list[dict[str, Any]]:
+    """The learned mixing weights of every ACmix block: [{'stage', 'index', 'alpha', 'beta'}], in
+    block order (alpha = rate1, the attention branch; beta = rate2, the convolution branch)."""
+    from nas.acmix import ACmix
+
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, ACmix):
+            loc = _BLOCK_RE.search(name + '.')
+            out.append(dict(stage=int(loc.group(1)) if loc else None, index=int(loc.group(2)) if loc else None,
+                            alpha=float(m.rate1.detach().float().reshape(-1)[0]),
+                            beta=float(m.rate2.detach().float().reshape(-1)[0])))
+    return out
+
+
+def _rates_from_weights(path: Path) -> list[dict[str, Any]]:
+    """rates_of() read straight from a safetensors file (only the rate tensors are read)."""
+    from safetensors import safe_open
+
+    found: dict[tuple[int, int], dict[str, Any]] = {}
+    with safe_open(str(path), framework='pt') as f:
+        for key in f.keys():
+            m = re.search(r'stages\.(\d+)\.(\d+)\.self_attn\.rate([12])$', key)
+            if m:
+                row = found.setdefault((int(m.group(1)), int(m.group(2))),
+                                       dict(stage=int(m.group(1)), index=int(m.group(2))))
+                row['alpha' if m.group(3) == '1' else 'beta'] = float(f.get_tensor(key).float().reshape(-1)[0])
+    return [found[k] for k in sorted(found)]
+
+
+def block_map(arch: Arch, rates: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """`arch.block_map()` with the learned α/β of `rates` (rates_of format; entries without
+    'stage'/'index' are matched to the ACmix blocks in order). Each row gets 'rates': 'learned',
+    'initial' (an ACmix block with no learned value, or not learnable) or None (a conv block)."""
+    rows = arch.block_map()
+    rates = list(rates or [])
+    by_loc = {(r.get('stage'), r.get('index')): r for r in rates if r.get('stage') is not None}
+    positional = iter([r for r in rates if r.get('stage') is None])
+    for row in rows:
+        row['rates'] = None
+        if row['op'] != 'acmix':
+            continue
+        learned = by_loc.get((row['stage'], row['index'])) or next(positional, None)
+        if learned and learned.get('alpha') is not None and row['learnable']:
+            row['alpha'], row['beta'], row['rates'] = float(learned['alpha']), float(learned['beta']), 'learned'
+        else:
+            row['rates'] = 'initial'
+    return rows
+
+
+def record_block_map(record: TrialRecord, run: RunFolder | None = None) -> list[dict[str, Any]]:
+    """The per-block map of a trial: learned α/β from `record.rates`, else from its weights file
+    in `run`, else the initial values."""
+    arch = Arch.from_dict(record.arch)
+    rates = record.rates
+    if not rates and run is not None and arch.num_acmix:
+        path = _weights_of(run, record)
+        if path is not None:
+            try:
+                rates = _rates_from_weights(path)
+            except Exception:  # a torn or foreign file: show the initial values
+                rates = []
+    return block_map(arch, rates)
+
+
+def describe_block(row: dict[str, Any]) -> str:
+    """One short line per block, e.g. 's1.b0 ACmix h4 k7 c3 α0.61 β0.44' or 's0.b0 conv 3x3'."""
+    head = f"s{row['stage']}.b{row['index']}"
+    if row['op'] == 'acmix':
+        tag = '' if row['rates'] == 'learned' else ' (init)'
+        return (f"{head} ACmix h{row['heads']} k{row['k_att']} c{row['k_conv']} "
+                f"α{row['alpha']:.2f} β{row['beta']:.2f}{tag}")
+    return f"{head} conv {row['kernel']}x{row['kernel']}"
+
+
+# ---------------------------------------------------------------------------------- weights
+
+def _weights_of(run: RunFolder, record: TrialRecord) -> Path | None:
+    """The trial's weights file, if it exists: record.weights (relative to the run) or the
+    standard weights/<arch id>.safetensors."""
+    for p in ([run.path / record.weights] if record.weights else []) + [run.weights_path(record.arch_id)]:
+        if p.is_file():
+            return p
+    return None
+
+
+def load_checked(model: nn.Module, path: Path, what: str | None = None) -> None:
+    """Load a safetensors state_dict into `model` after checking every key and shape, so a file
+    that does not fit raises ExportError with one line instead of a page of size mismatches."""
+    from safetensors import SafetensorError, safe_open
+
+    what = what or str(path)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ExportError(f"{what}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or extra or shapes:
+        parts = []
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{len(shapes)} tensors differ in shape (first: {k} is {list(found[k])} in the file, "
+                         f"{list(expected[k])} in the model)")
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {missing[0]})")
+        if extra:
+            parts.append(f"{len(extra)} unexpected (first: {extra[0]})")
+        raise ExportError(f"{what} does not match its architecture: {'; '.join(parts)}")
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path), device='cpu'), strict=True)
+
+
+def load_exported(path: str | Path) -> nn.Module:
+    """An exported folder as a timm model (eval mode), its weights checked against config.json.
+
+    Equivalent to `timm.create_model('local-dir:PATH', pretrained=True)` for a good
+    folder; a folder whose weights do not fit its config raises ExportError with one line.
+    """
+    import timm
+
+    import nas.model  # noqa: F401  (registers acmix_nas)
+
+    path = Path(path)
+    cfg_path, weights = path / CONFIG, path / WEIGHTS_FILE
+    if not cfg_path.is_file():
+        raise ExportError(f"{path}: not an exported model (no {CONFIG})")
+    if not weights.is_file():
+        raise ExportError(f"{path}: no {WEIGHTS_FILE} (weights are saved as safetensors only)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+        if cfg.get('architecture') != 'acmix_nas':
+            raise ExportError(f"{cfg_path}: architecture is {cfg.get('architecture')!r}, not 'acmix_nas'")
+        model = timm.create_model(f'local-dir:{path}', pretrained=False)
+    except ExportError:
+        raise
+    except (json.JSONDecodeError, ArchError, TypeError, ValueError, KeyError) as e:
+        raise ExportError(f"{cfg_path}: cannot build the model ({str(e).splitlines()[0]})") from None
+    load_checked(model, weights, f"{weights}")
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------- the export
+
+@dataclass
+class ExportResult:
+    """What `export` wrote and measured."""
+    path: Path
+    record: TrialRecord
+    how: str
+    retrained: dict[str, Any] | None  # epochs, val_acc, test_acc, seconds after --retrain-epochs
+    max_abs_diff: float  # reloaded (timm local-dir) vs exported outputs on a random batch
+    seconds: float
+
+
+def _data_cfg(config: dict[str, Any], arch: Arch) -> dict[str, Any]:
+    """The run's preprocessing as timm data_config: input size, mean/std, interpolation, crop."""
+    data = config.get('data') or {}
+    in_chans = int(data.get('in_chans', arch.in_chans))
+    size = data.get('image_size') or list(arch.input_size)
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    out = dict(input_size=(in_chans, int(h), int(w)), interpolation='bilinear', crop_pct=1.0, crop_mode='center')
+    if data.get('mean') is not None and data.get('std') is not None:
+        out.update(mean=tuple(float(v) for v in data['mean']), std=tuple(float(v) for v in data['std']))
+    return out
+
+
+def _retrain(model: nn.Module, config: dict[str, Any], epochs: int, data_dir: Path | None,
+             device: str) -> dict[str, Any]:
+    """Continue training with the run's proxy hyper-parameters for `epochs` on the run's full
+    training split (a fresh warm-up and cosine schedule). Prints one line per epoch."""
+    from nas.data import DataError, load_dataset
+    from nas.train import TrainConfig, evaluate, train
+
+    data, proxy = config.get('data') or {}, dict(config.get('proxy') or {})
+    name = data.get('dataset') or proxy.get('dataset') or 'digits'
+    dev = 'cuda' if device == 'auto' and torch.cuda.is_available() else ('cpu' if device == 'auto' else device)
+    try:
+        ds = load_dataset(name, data_dir or proxy.get('data_dir'), image_size=data.get('image_size'),
+                          val_fraction=float(proxy.get('val_fraction', 0.1)), seed=int(config.get('seed', 0)),
+                          device=dev)
+    except DataError as e:
+        raise ExportError(f"--retrain-epochs: {e}") from None
+    if data.get('mean') and not np.allclose(ds.mean, data['mean'], atol=1e-4):
+        print(f"warning: {name} now normalises with mean {ds.mean}, the run used {data['mean']}", file=sys.stderr)
+    cfg = TrainConfig.from_dict({**proxy, 'epochs': epochs, 'device': dev, 'seed': int(config.get('seed', 0))})
+    t0 = time.perf_counter()
+    last = None
+    for r in train(model, ds, cfg):
+        print(f"retrain epoch {r.epoch}/{epochs}: loss {r.train_loss:.4f}, val acc {r.val_acc:.4f} "
+              f"({r.seconds:.1f} s)", flush=True)
+        if r.status == 'failed':
+            raise ExportError(f"--retrain-epochs: training failed ({r.reason})")
+        last = r
+    test_acc, _ = evaluate(model, ds.test_x, ds.test_y)
+    model.to('cpu')
+    return dict(epochs=epochs, dataset=name, train_images=len(ds.train_y), val_acc=last.val_acc if last else None,
+                test_acc=test_acc, seconds=time.perf_counter() - t0)
+
+
+def export(run: RunFolder, selection: Selection, out: Path | None = None, *, retrain_epochs: int = 0,
+           data_dir: Path | None = None, device: str = 'auto') -> ExportResult:
+    """Write the selected trial as a timm local folder (config.json, model.safetensors,
+    README.md) and check that timm reloads it to the same outputs."""
+    import timm
+    from safetensors.torch import save_file
+    from timm.models._hub import save_config_for_hf
+
+    from nas.model import create_model, model_args
+
+    t0 = time.perf_counter()
+    config = run.config()
+    record = selection.record
+    try:
+        arch = Arch.from_dict(record.arch)
+    except ArchError as e:
+        raise ExportError(f"trial {record.arch_id}: bad architecture in trials.jsonl ({e})") from None
+    num_classes = int((config.get('data') or {}).get('num_classes', 10))
+    weights = _weights_of(run, record)
+    if weights is None:
+        raise ExportError(f"trial {record.arch_id} has no weights file in {run.path / 'weights'}")
+    model = create_model(arch, num_classes=num_classes)
+    load_checked(model, weights, f"{weights} (trial {record.arch_id}, num_classes {num_classes} from run.yaml)")
+    retrained = _retrain(model, config, retrain_epochs, data_dir, device) if retrain_epochs > 0 else None
+    model.eval()
+
+    out = Path(out) if out else run.path / EXPORTS / record.arch_id
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS_FILE), metadata={'format': 'pt', 'arch_id': record.arch_id})
+    save_config_for_hf(model, str(out / CONFIG), model_args=model_args(model), data_config=_data_cfg(config, arch))
+    for stale in ('pytorch_model.bin', 'open_clip_model.safetensors'):  # timm prefers these: never leave one
+        (out / stale).unlink(missing_ok=True)
+
+    # the promise of the folder: timm rebuilds the same function from it
+    reloaded = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
+    x = torch.randn(2, *timm.data.resolve_data_config({}, model=reloaded)['input_size'],
+                    generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        diff = float((reloaded(x) - model(x)).abs().max())
+    (out / CARD).write_text(model_card(run, selection, model, retrained, out))
+    return ExportResult(out, record, selection.how, retrained, diff, time.perf_counter() - t0)
+
+
+def _fmt(v: Any, unit: str = '') -> str:
+    if v is None:
+        return '–'
+    if isinstance(v, float) and not math.isfinite(v):
+        return 'n/a'
+    if isinstance(v, int) and abs(v) >= 1000:
+        return f"{v / 1e6:.3f} M{unit}" if abs(v) >= 1e5 else f"{v:,}{unit}"
+    if isinstance(v, float):
+        return f"{v:.4g}{unit}"
+    return f"{v}{unit}"
+
+
+def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained: dict[str, Any] | None,
+               out: Path) -> str:
+    """README.md of an export: use, metrics, place on the front, per-block map, data, versions."""
+    import timm
+
+    config = run.config()
+    r = selection.record
+    arch = Arch.from_dict(r.arch)
+    objectives = list(config.get('objectives') or run.objectives())
+    data = config.get('data') or {}
+    records = run.trials()
+    front = pareto_front(records, objectives)
+    ranks = front_ranks(records, objectives)
+    cost = next((o for o in objectives if o != 'accuracy'), None)
+    on_front = [f.number for f in front]
+    if r.number in on_front:
+        place = (f"on the Pareto front of {', '.join(objectives)}: point {on_front.index(r.number) + 1} of "
+                 f"{len(front)}" + (f", ordered by {cost}" if cost else ''))
+        k = knee(front, objectives)
+        if k is not None and k.number == r.number:
+            place += "; it is the front's knee"
+    elif r.number in ranks:
+        place = f"not on the front: non-domination rank {ranks[r.number]} (0 = the front)"
+    else:
+        place = f"not ranked (status {r.status})"
+    lines = [
+        '---', 'library_name: timm', 'license: mit', 'tags: [image-classification, timm, acmix, acmix-nas]', '---',
+        f"# acmix_nas {r.arch_id}", '',
+        f"A hybrid convolution/self-attention (ACmix) network found by acmix-nas run `{config.get('name', run.path.name)}` "
+        f"(trial #{r.number}{', reference point ' + r.reference if r.reference else ''}), selected by: {selection.how}.",
+        '', f"`{arch.summary()}`", '',
+        '## Use', '', '```python', "import timm, nas  # importing nas registers the acmix_nas architecture",
+        f"model = timm.create_model('local-dir:{out}', pretrained=True).eval()",
+        "cfg = timm.data.resolve_data_config({}, model=model)  # input size, mean/std of the run's data",
+        '```', '',
+        '## Metrics', '', '| metric | value |', '|---|---|',
+        f"| validation accuracy (proxy, {r.epochs} epochs) | {_fmt(r.accuracy)} |",
+        f"| parameters | {_fmt(r.params)} |", f"| MACs (one image) | {_fmt(r.macs)} |",
+        f"| latency | {_fmt(r.latency_ms, ' ms')} |", f"| peak memory | {_fmt(r.memory_mb, ' MB')} |",
+        f"| proxy training time | {_fmt(r.train_seconds, ' s')} |",
+    ]
+    if retrained:
+        lines += [f"| validation accuracy after {retrained['epochs']} more epochs | {_fmt(retrained['val_acc'])} |",
+                  f"| test accuracy after retraining | {_fmt(retrained['test_acc'])} |"]
+    lines += ['', 'Accuracy is measured on a seeded validation split of the training images; proxy accuracies '
+              'rank architectures and are not final accuracies.', '',
+              '## Place on the front', '', f"Objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in objectives)}. "
+              f"This network is {place}. The run has {len(records)} trials.", '']
+    if front:
+        lines += ['| # | arch id | accuracy | ' + ' | '.join(o for o in objectives if o != 'accuracy') + ' |',
+                  '|---|---|---|' + '---|' * (len(objectives) - 1)]
+        for i, f in enumerate(front, 1):
+            mark = ' **(this)**' if f.number == r.number else ''
+            lines.append(f"| {i} | {f.arch_id}{mark} | {_fmt(f.accuracy)} | "
+                         + ' | '.join(_fmt(f.value(o)) for o in objectives if o != 'accuracy') + ' |')
+        lines.append('')
+    lines += ['## Architecture', '', 'Per block (α: weight of the attention branch, β: of the convolution branch; '
+              'learned values from the exported weights):', '',
+              '| stage | block | kind | op | width | stride | output | kernel | heads | k_att | k_conv | α | β |',
+              '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    for b in block_map(arch, rates_of(model)):
+        a = lambda k: _fmt(b[k]) if b[k] is not None else ''  # noqa: E731
+        lines.append(f"| {b['stage']} | {b['index']} | {b['block']} | {b['op']} | {b['width']} | {b['stride']} | "
+                     f"{b['feat_size'][0]}x{b['feat_size'][1]} | {a('kernel')} | {a('heads')} | {a('k_att')} | "
+                     f"{a('k_conv')} | {a('alpha')} | {a('beta')} |")
+    lines += ['', 'The full description is `model_args.arch` in config.json (nas.arch.Arch.from_dict).', '',
+              '## Data', '',
+              f"Trained on `{data.get('dataset', '?')}` ({data.get('num_classes', '?')} classes, "
+              f"{data.get('train_images', '?')} training / {data.get('val_images', '?')} validation images), "
+              f"input {data.get('in_chans', arch.in_chans)}x{data.get('image_size', arch.input_size[0])}"
+              f"x{data.get('image_size', arch.input_size[1])}, normalised with mean {data.get('mean')} and std "
+              f"{data.get('std')} (pretrained_cfg). Proxy training: "
+              + ', '.join(f"{k}={v}" for k, v in (config.get('proxy') or {}).items()) + '.', '']
+    if retrained:
+        lines += [f"Retrained for {retrained['epochs']} more epochs on {retrained['train_images']} images of "
+                  f"`{retrained['dataset']}` ({retrained['seconds']:.1f} s).", '']
+    versions = dict(config.get('versions') or {})
+    lines += ['## Versions', '', '| package | search | export |', '|---|---|---|']
+    now = {'torch': torch.__version__, 'timm': timm.__version__}
+    for k in sorted(set(versions) | set(now)):
+        lines.append(f"| {k} | {versions.get(k, '–')} | {now.get(k, '–')} |")
+    lines += ['', f"Search: sampler {config.get('sampler', '?')}, seed {config.get('seed', '?')}, space "
+              f"`{config.get('space_file', '?')}`, device {config.get('device', '?')}.", '']
+    return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+_SUFFIX = {'k': 1e3, 'm': 1e6, 'g': 1e9}
+
+
+def _amount(s: str) -> float:
+    """'2e6', '2M', '1.5k' -> float."""
+    t = s.strip().lower()
+    try:
+        return float(t[:-1]) * _SUFFIX[t[-1]] if t and t[-1] in _SUFFIX else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r} (e.g. 2e6 or 2M)") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog='python -m nas.export', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description='Export one trial of a run as a timm local folder (config.json, model.safetensors, README.md); '
+                    "load it with timm.create_model('local-dir:DIR', pretrained=True) after `import nas`.")
+    ap.add_argument('run', type=Path, nargs='?', help='run folder, e.g. results/RUN')
+    ap.add_argument('--arch-id', default=None, help='export this trial (an arch id or a unique prefix)')
+    ap.add_argument('--pick', choices=PICKS, default=None,
+                    help='which front point: knee (closest to the ideal point, objectives normalised over the '
+                         'front), max-accuracy or min-cost; None means knee, or max-accuracy under a --max-* limit')
+    ap.add_argument('--max-macs', type=_amount, default=None, help='only trials with at most this many MACs (2e6, 2M)')
+    ap.add_argument('--max-params', type=_amount, default=None, help='only trials with at most this many parameters')
+    ap.add_argument('--max-latency-ms', type=_amount, default=None, help='only trials at most this slow (ms)')
+    ap.add_argument('--max-memory-mb', type=_amount, default=None, help='only trials with at most this peak memory (MB)')
+    ap.add_argument('--out', type=Path, default=None, help='output folder; None means RUN/exports/<arch id>')
+    ap.add_argument('--retrain-epochs', type=int, default=0,
+                    help="train this many more epochs on the run's dataset (proxy hyper-parameters) before saving")
+    ap.add_argument('--data-dir', type=Path, default=None, help='dataset folder for --retrain-epochs (not for digits)')
+    ap.add_argument('--device', default='auto', help='device for --retrain-epochs: auto, cpu, cuda, cuda:1')
+    ap.add_argument('--check', type=Path, default=None, metavar='DIR',
+                    help='only check that an exported folder loads (weights match config.json) and exit')
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.check is not None:
+            model = load_exported(args.check)
+            n = sum(p.numel() for p in model.parameters())
+            print(f"{args.check}: ok, acmix_nas {model.arch.arch_id}, {n:,} parameters, {model.num_classes} classes")
+            return 0
+        if args.run is None:
+            raise ExportError("give a run folder (python -m nas.export results/RUN) or --check DIR")
+        if args.retrain_epochs < 0:
+            raise ExportError(f"--retrain-epochs must be >= 0, got {args.retrain_epochs}")
+        run = RunFolder(args.run).require()
+        records = run.trials()
+        if not records:
+            raise ExportError(f"{run.path}: no finished trials yet")
+        limits = {obj: getattr(args, flag) for flag, obj in LIMITS.items()}
+        selection = select(records, run.objectives(), arch_id=args.arch_id, pick=args.pick, limits=limits,
+                           has_weights=lambda r: _weights_of(run, r) is not None)
+        r = selection.record
+        print(f"selected {r.arch_id} (trial #{r.number}, {selection.how}): accuracy {_fmt(r.accuracy)}, "
+              f"{_fmt(r.macs)} MACs, {_fmt(r.params)} params", flush=True)
+        res = export(run, selection, args.out, retrain_epochs=args.retrain_epochs, data_dir=args.data_dir,
+                     device=args.device)
+    except (ExportError, RunError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if res.max_abs_diff > 1e-5:
+        print(f"error: {res.path}: timm reloads it to different outputs (max |diff| {res.max_abs_diff:.3g})",
+              file=sys.stderr)
+        return 1
+    print(f"wrote {res.path} (config.json, model.safetensors, README.md) in {res.seconds:.1f} s; "
+          f"timm reloads it to the same outputs")
+    print(f"  import timm, nas; timm.create_model('local-dir:{res.path}', pretrained=True)")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
