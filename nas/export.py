@@ -525,7 +525,9 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
                   f"`{retrained['dataset']}` ({retrained['seconds']:.1f} s).", '']
     versions = dict(config.get('versions') or {})
     lines += ['## Versions', '', '| package | search | export |', '|---|---|---|']
-    now = {'torch': torch.__version__, 'timm': timm.__version__}
+    import platform
+
+    now = {'torch': str(torch.__version__), 'timm': timm.__version__, 'python': platform.python_version()}
     for k in sorted(set(versions) | set(now)):
         lines.append(f"| {k} | {versions.get(k, '–')} | {now.get(k, '–')} |")
     lines += ['', f"Search: sampler {config.get('sampler', '?')}, seed {config.get('seed', '?')}, space "
@@ -573,6 +575,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # results.pareto_front makes in-memory studies
     try:
         if args.check is not None:
             model = load_exported(args.check)

@@ -1,0 +1,219 @@
+"""Export a front point of a real (small) run as a timm folder and load it back."""
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+
+import nas  # noqa: F401  (registers acmix_nas)
+from nas.arch import Arch
+from nas.export import ExportError, front_ranks, knee, load_exported, main, select
+from nas.model import create_model
+from nas.results import RunFolder, TrialRecord, pareto_front, ranked
+from runs import small_run  # noqa: F401  (the session's run folder fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rec(n: int, acc: float, macs: int, status: str = 'complete', **kw) -> TrialRecord:
+    return TrialRecord(number=n, arch_id=f"{n:012x}", arch={}, status=status, accuracy=acc, macs=macs, **kw)
+
+
+def test_knee_ranks_and_picks_on_a_known_front():
+    # front: (50%, 1M) (90%, 2M) (95%, 10M); dominated: (60%, 3M), (40%, 5M); failed, infeasible ignored
+    recs = [_rec(0, 0.50, 1_000_000), _rec(1, 0.90, 2_000_000), _rec(2, 0.95, 10_000_000),
+            _rec(3, 0.60, 3_000_000), _rec(4, 0.40, 5_000_000), _rec(5, None, 500_000, status='failed'),
+            _rec(6, 0.99, 100, constraints=[2.0])]
+    obj = ['accuracy', 'macs']
+    front = pareto_front(recs, obj)
+    assert [r.number for r in front] == [0, 1, 2]
+    # min-max normalised losses: #0 (1, 0), #1 (0.111, 0.111), #2 (0, 1): #1 is closest to the ideal (0, 0)
+    assert knee(front, obj).number == 1
+    assert front_ranks(recs, obj) == {0: 0, 1: 0, 2: 0, 3: 1, 4: 2}
+    assert select(recs, obj).record.number == 1 and select(recs, obj).how == 'knee'
+    assert select(recs, obj, pick='max-accuracy').record.number == 2
+    assert select(recs, obj, pick='min-cost').record.number == 0
+    # a limit: the most accurate within it, picked from the front of what is left
+    assert select(recs, obj, limits={'macs': 4e6}).record.number == 1
+    assert select(recs, obj, limits={'macs': 4e6}, pick='min-cost').record.number == 0
+    with pytest.raises(ExportError, match='no complete, feasible trial within macs <= 10'):
+        select(recs, obj, limits={'macs': 10})
+    with pytest.raises(ExportError, match='no trained weights'):
+        select(recs, obj, has_weights=lambda r: r.number != 1)
+    with pytest.raises(ExportError, match='ambiguous'):
+        select(recs, obj, arch_id='0000000000')
+
+
+def _independent_knee(front: list[TrialRecord]) -> TrialRecord:
+    """The knee as the model card documents it, written out again with numpy."""
+    loss = np.array([[1 - r.accuracy, r.macs] for r in front], dtype=float)
+    span = loss.max(0) - loss.min(0)
+    norm = np.where(span > 0, (loss - loss.min(0)) / np.where(span > 0, span, 1), 0)
+    d = np.linalg.norm(norm, axis=1)
+    best = [r for r, di in zip(front, d) if abs(di - d.min()) < 1e-12]
+    return max(best, key=lambda r: r.accuracy)
+
+
+def test_export_knee_reload_in_a_new_process(small_run, tmp_path):
+    run = RunFolder(small_run)
+    assert len(ranked(run.trials(), ['accuracy', 'macs'])) >= 3
+    chosen = _independent_knee(run.front())
+    out = tmp_path / 'knee'
+    assert main([str(small_run), '--pick', 'knee', '--out', str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ['README.md', 'config.json', 'model.safetensors']
+
+    cfg = json.loads((out / 'config.json').read_text())
+    data = run.config()['data']
+    assert cfg['architecture'] == 'acmix_nas' and cfg['num_classes'] == data['num_classes']
+    assert cfg['model_args']['arch'] == chosen.arch  # the knee, by the documented definition
+    pc = cfg['pretrained_cfg']
+    assert pc['input_size'] == [data['in_chans'], data['image_size'], data['image_size']]
+    assert pc['mean'] == pytest.approx(data['mean']) and pc['std'] == pytest.approx(data['std'])
+    assert pc['first_conv'] == 'stem.conv' and pc['classifier'] == 'head.fc' and pc['num_classes'] == 10
+    assert {'interpolation', 'crop_pct'} <= set(pc)
+    card = (out / 'README.md').read_text()
+    assert chosen.arch_id in card and 'knee' in card and 'on the Pareto front' in card
+    assert f"{chosen.accuracy:.4g}" in card and 'digits' in card and '| torch |' in card
+
+    # the exported model: the trial's own weights in a freshly built network
+    model = create_model(Arch.from_dict(chosen.arch), num_classes=10).eval()
+    model.load_state_dict(load_file(str(small_run / chosen.weights)))
+    x = torch.randn(3, data['in_chans'], data['image_size'], data['image_size'], generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x)
+    save_file({'x': x, 'y': expected}, str(tmp_path / 'io.safetensors'))
+    # learned alpha/beta of the weights are in the card's block table
+    rate = load_file(str(small_run / chosen.weights))
+    alphas = [f"{float(v):.4g}" for k, v in rate.items() if k.endswith('rate1')]
+    assert alphas and all(f"| {a} |" in card for a in alphas)
+
+    script = textwrap.dedent(f"""
+        import json, torch, timm, nas
+        from safetensors.torch import load_file
+        torch.set_num_threads(1)  # as in this process: the same kernels, so the same bits
+        io = load_file({str(tmp_path / 'io.safetensors')!r})
+        m = timm.create_model({'local-dir:' + str(out)!r}, pretrained=True).eval()
+        r = {{}}
+        with torch.no_grad():
+            y = m(io['x'])
+            r['max_diff'] = float((y - io['y']).abs().max())
+            f = m.forward_features(io['x'])
+            r['features_shape'] = list(f.shape)
+            r['head_equal'] = bool(torch.equal(m.forward_head(f), y))
+            r['pre_logits_shape'] = list(m.forward_head(f, pre_logits=True).shape)
+            r['num_features'] = m.num_features
+            r['data_config'] = timm.data.resolve_data_config({{}}, model=m)
+            fm = timm.create_model({'local-dir:' + str(out)!r}, pretrained=True, features_only=True).eval()
+            feats = fm(io['x'])
+            r['feature_shapes'] = [list(t.shape) for t in feats]
+            r['feature_channels'] = fm.feature_info.channels()
+            r['features_last_equal'] = bool(torch.allclose(feats[-1], f, atol=1e-6))
+            m.reset_classifier(5)
+            r['reset_shape'] = list(m(io['x']).shape)
+            u = timm.create_model('acmix_nas', arch=m.arch.to_dict(), num_classes=10).eval()
+            r['untrained_shape'] = list(u(io['x']).shape)
+            r['untrained_differs'] = bool((u(io['x']) - io['y']).abs().max() > 1e-3)
+            r['same_keys'] = sorted(u.state_dict()) == sorted(load_file({str(out / 'model.safetensors')!r}))
+        print(json.dumps(r))
+    """)
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r['max_diff'] == 0.0  # bit-identical: same weights, same code, same input
+    assert r['head_equal'] and r['features_last_equal'] and r['same_keys'] and r['untrained_differs']
+    nf = r['num_features']
+    assert r['features_shape'][:2] == [3, nf] and r['pre_logits_shape'] == [3, nf]
+    assert [s[1] for s in r['feature_shapes']] == r['feature_channels'] and r['feature_channels'][-1] == nf
+    assert r['reset_shape'] == [3, 5] and r['untrained_shape'] == [3, 10]
+    dc = r['data_config']
+    assert dc['input_size'] == [data['in_chans'], data['image_size'], data['image_size']]
+    assert dc['mean'] == pytest.approx(data['mean']) and dc['std'] == pytest.approx(data['std'])
+
+    # load_exported: the same model, checked
+    m2 = load_exported(out)
+    with torch.no_grad():
+        assert torch.equal(m2(x), expected)
+
+
+def test_mismatched_folder_gives_one_line(small_run, tmp_path, capsys):
+    run = RunFolder(small_run)
+    out = tmp_path / 'good'
+    assert main([str(small_run), '--pick', 'max-accuracy', '--out', str(out)]) == 0
+    chosen = json.loads((out / 'config.json').read_text())['model_args']['arch']
+    other = next(r for r in run.trials() if r.weights and r.arch != chosen)
+    bad = tmp_path / 'bad'
+    shutil.copytree(out, bad)
+    shutil.copy(small_run / other.weights, bad / 'model.safetensors')
+    with pytest.raises(ExportError) as e:
+        load_exported(bad)
+    msg = str(e.value)
+    assert '\n' not in msg and 'does not match its architecture' in msg and 'model.safetensors' in msg
+    # timm alone would fail too, but with a long size-mismatch report: the check replaces that
+    with pytest.raises(RuntimeError):
+        timm.create_model(f'local-dir:{bad}', pretrained=True)
+    capsys.readouterr()
+    assert main(['--check', str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('error: ') and 'does not match' in err
+    assert main(['--check', str(out)]) == 0
+    assert 'ok, acmix_nas' in capsys.readouterr().out
+    (bad / 'model.safetensors').write_bytes(b'not a safetensors file')
+    assert main(['--check', str(bad)]) == 2
+    assert 'not a readable safetensors file' in capsys.readouterr().err
+
+
+def test_cli_user_errors_exit_2_with_one_line(small_run, tmp_path, capsys):
+    run = RunFolder(small_run)
+    stopped = next(r for r in run.trials() if r.status == 'stopped')
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    (empty / 'run.yaml').write_text((small_run / 'run.yaml').read_text())
+    cases = [
+        ([str(tmp_path / 'missing')], 'no such run folder'),
+        ([str(small_run), '--arch-id', 'ffffffffffff'], "no trial with arch id 'ffffffffffff'"),
+        ([str(small_run), '--arch-id', stopped.arch_id], 'has no trained weights'),
+        ([str(small_run), '--max-params', '10'], 'no complete, feasible trial within params <= 10'),
+        ([str(small_run), '--max-latency-ms', '5'], 'no trial of this run has latency measured'),
+        ([str(empty)], 'no finished trials yet'),
+        ([str(small_run), '--arch-id', stopped.arch_id[:6], '--pick', 'knee'], 'without --pick'),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1 and expected in err and 'Traceback' not in err, (argv, err)
+    # and as a real process: one line on stderr, status 2, no traceback
+    proc = subprocess.run([sys.executable, '-m', 'nas.export', str(tmp_path / 'missing')], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count('\n') == 0 and 'no such run folder' in proc.stderr
+    with pytest.raises(SystemExit) as e:
+        main(['--help'])
+    assert e.value.code == 0
+    help_text = ' '.join(capsys.readouterr().out.split())
+    assert '--retrain-epochs RETRAIN_EPOCHS' in help_text and '(default: 0)' in help_text
+    assert '(default: auto)' in help_text and 'knee' in help_text
+
+
+def test_retrain_epochs_trains_further(small_run, tmp_path):
+    run = RunFolder(small_run)
+    out = tmp_path / 'retrained'
+    assert main([str(small_run), '--pick', 'min-cost', '--retrain-epochs', '1', '--device', 'cpu',
+                 '--out', str(out)]) == 0
+    arch = json.loads((out / 'config.json').read_text())['model_args']['arch']
+    rec = next(r for r in run.front() if r.arch == arch)
+    before, after = load_file(str(small_run / rec.weights)), load_file(str(out / 'model.safetensors'))
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    card = (out / 'README.md').read_text()
+    assert 'after 1 more epochs' in card and 'test accuracy after retraining' in card
+    with torch.no_grad():
+        x = torch.randn(2, 1, 16, 16)
+        m = load_exported(out)
+        assert m(x).shape == (2, 10)
