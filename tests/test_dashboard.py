@@ -1,0 +1,211 @@
+"""The dashboard of a real (small) run: the files, what they hold, a real browser, optuna-dashboard."""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from nas.arch import Arch
+from nas.dashboard import main
+from nas.export import describe_block, record_block_map
+from nas.results import RunFolder, hypervolume_history, pareto_front, ranked
+from runs import copy_run, small_run  # noqa: F401  (the session's run folder fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script_json(page: str, element_id: str):
+    m = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', page, re.S)
+    return json.loads(m.group(1))
+
+
+def _peeled_ranks(records, objectives):
+    """Front ranks by peeling Pareto fronts off one after another (independent of the dashboard's)."""
+    left, ranks, k = ranked(records, objectives), {}, 0
+    while left:
+        front = {r.number for r in pareto_front(left, objectives)}
+        ranks.update({n: k for n in front})
+        left = [r for r in left if r.number not in front]
+        k += 1
+    return ranks
+
+
+def test_dashboard_files_and_contents(small_run, tmp_path, capsys):
+    run = RunFolder(small_run)
+    records = run.trials()
+    out = tmp_path / 'out'
+    assert main([str(small_run), '--out', str(out)]) == 0
+    assert 'wrote' in capsys.readouterr().out
+    page = (out / 'dashboard.html').read_text()
+
+    # self-contained: plotly.js inline, nothing fetched from anywhere
+    assert 'window.Plotly' in page and len(page) > 3_000_000
+    assert not re.search(r'<script[^>]+src=|<link[^>]+href=|<img[^>]+src=|@import', page)
+
+    figs = _script_json(page, 'figures')
+    assert list(figs) == ['macs', 'params', 'hypervolume']  # the run's cost first, then the others measured
+    ranks = _peeled_ranks(records, ['accuracy', 'macs'])
+    assert ranks and max(ranks.values()) >= 1
+    by_num = {r.number: r for r in records}
+    for cost in ('macs', 'params'):
+        traces = [t for t in figs[cost]['data'] if 'markers' in t['mode']]
+        numbers = [n for t in traces for n in t['customdata']]
+        assert sorted(numbers) == [r.number for r in records]  # every finished trial is a point
+        for t in traces:
+            for n, x, y in zip(t['customdata'], t['x'], t['y']):
+                assert x == by_num[n].value(cost) and y == (by_num[n].accuracy or 0.0)
+        colored = next(t for t in traces if t['name'].startswith('complete'))
+        assert dict(zip(colored['customdata'], colored['marker']['color'])) == ranks
+        names = {t['name'].split(' ')[0] for t in traces}
+        assert {'complete', 'stopped', 'failed', 'infeasible'} <= names
+        front_line = next(t for t in figs[cost]['data'] if t['mode'] == 'lines')
+        assert front_line['x'] == [r.value(cost) for r in pareto_front(records, ['accuracy', cost])]
+    # hover: arch id, metrics, and the per-block map with the learned alpha/beta of the record
+    acmix = next(r for r in records if r.status == 'complete' and r.rates)
+    text = next(tx for t in figs['macs']['data'] if t.get('customdata') for n, tx in zip(t['customdata'], t['text'])
+                if n == acmix.number)
+    assert acmix.arch_id in text and 'accuracy' in text and 'macs' in text
+    rate = acmix.rates[0]
+    assert f"s{rate['stage']}.b{rate['index']} ACmix" in text and f"α{rate['alpha']:.2f} β{rate['beta']:.2f}" in text
+    assert all(describe_block(b) in text for b in record_block_map(acmix, run))
+    conv = Arch.from_dict(records[0].arch)
+    assert records[0].reference == 'all_conv' and all(b['op'] == 'conv' for b in conv.block_map())
+    # hypervolume over trials, as results computes it
+    hv = next(t for t in figs['hypervolume']['data'])
+    assert hv['y'] == pytest.approx(hypervolume_history(records, ['accuracy', 'macs'], run.config()['hypervolume_scale']))
+    # the front table, the failed trial's error in the table of all trials
+    for r in run.front():
+        assert f"--arch-id {r.arch_id}" in page
+    failed = next(r for r in records if r.status == 'failed')
+    assert 'non-finite training loss' in failed.error and failed.error in page
+
+    png = matplotlib.image.imread(out / 'pareto.png')
+    assert png.shape[0] > 300 and png.shape[1] > 600
+
+
+def test_dashboard_of_a_run_in_progress(small_run, tmp_path, capsys):
+    # 0 trials, 1 trial, and a torn last line (a writer caught mid-append)
+    for n in (0, 1):
+        run = copy_run(small_run, tmp_path / f'run{n}', n_lines=n)
+        assert main([str(run)]) == 0
+        page = (run / 'dashboard.html').read_text()
+        assert f"{n} trials" in page and (run / 'pareto.png').stat().st_size > 1000
+        figs = _script_json(page, 'figures')
+        assert sum(len(t['customdata']) for t in figs['macs']['data'] if 'markers' in t['mode']) == n
+    assert 'No finished trials yet' in (tmp_path / 'run0' / 'dashboard.html').read_text()
+    run = copy_run(small_run, tmp_path / 'torn', n_lines=3)
+    with open(run / 'trials.jsonl', 'a') as f:
+        f.write(((small_run / 'trials.jsonl').read_text().splitlines()[3])[:50])
+    assert main([str(run), '--no-png']) == 0
+    assert '3 trials' in (run / 'dashboard.html').read_text()
+    capsys.readouterr()
+    assert main([str(tmp_path / 'nope')]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'no such run folder' in err
+
+
+class _PointCounter(HTMLParser):
+    """Counts the markers plotly drew (<path class="point">) inside each <div id="plot-...">."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[str | None] = []
+        self.points: dict[str, int] = {}
+        self.text: dict[str, str] = {}
+        self._capture: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ('path', 'br', 'img', 'input', 'meta', 'link'):  # void in the dumped DOM
+            owner = next((s for s in reversed(self.stack) if s), None)
+            if tag == 'path' and owner and 'point' in (a.get('class') or '').split():
+                self.points[owner] = self.points.get(owner, 0) + 1
+            return
+        pid = a.get('id') or ''
+        self.stack.append(pid if tag == 'div' and pid.startswith('plot-') else None)
+        self._capture = pid if pid in ('render-status', 'n-points', 'js-errors') else None
+
+    def handle_endtag(self, tag):
+        self._capture = None
+        if tag not in ('path', 'br', 'img', 'input', 'meta', 'link') and self.stack:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        if self._capture:
+            self.text[self._capture] = self.text.get(self._capture, '') + data
+
+
+def _chromium() -> str | None:
+    return next((p for p in (shutil.which('chromium'), shutil.which('chromium-browser')) if p), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason='no chromium binary (CI installs Debian chromium in .ci/run)')
+def test_page_in_headless_chromium(small_run, tmp_path):
+    run = RunFolder(small_run)
+    records = run.trials()
+    out = tmp_path / 'out'
+    assert main([str(small_run), '--out', str(out), '--no-png']) == 0
+    cmd = [_chromium(), '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync',
+           '--disable-dev-shm-usage', f'--user-data-dir={tmp_path / "profile"}', '--enable-logging=stderr', '--v=0',
+           '--virtual-time-budget=15000', '--dump-dom', (out / 'dashboard.html').as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if ':CONSOLE' in line]
+    assert not console, console  # the page logs nothing: no errors, no warnings
+    dom = _PointCounter()
+    dom.feed(proc.stdout)
+    assert dom.text.get('render-status') == 'rendered', dom.text
+    assert not dom.text.get('js-errors', '').strip()
+    # what plotly drew: one marker per finished trial in each accuracy-vs-cost plot
+    assert dom.points['plot-macs'] == len(records) == 8
+    assert dom.points['plot-params'] == sum(r.params is not None for r in records)
+    assert dom.text['n-points'] == str(len(records))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_serve_starts_optuna_dashboard_on_localhost(small_run, tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, '-m', 'nas.dashboard', str(small_run), '--serve', '--port', str(port),
+                             '--out', str(tmp_path), '--no-png'], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, studies = time.monotonic() + 90, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f'http://127.0.0.1:{port}/api/studies', timeout=5) as resp:
+                    studies = json.loads(resp.read())['study_summaries']
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert studies is not None, proc.stdout.read() if proc.poll() is not None else 'no answer'
+        assert [s['study_name'] for s in studies] == ['acmix-nas']
+        assert [d.lower() for d in studies[0]['directions']] == ['maximize', 'minimize']
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/api/studies/{studies[0]["study_id"]}', timeout=10) as r:
+            trials = json.loads(r.read())['trials']
+        states = sorted({t['state'].lower() for t in trials})
+        assert len([t for t in trials if t['state'].lower() == 'complete']) == 5 and 'fail' in states
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/dashboard', timeout=10) as r:
+            assert r.status == 200 and b'<html' in r.read().lower()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    out = proc.stdout.read()
+    assert f'http://127.0.0.1:{port}/' in out and (tmp_path / 'dashboard.html').is_file()
