@@ -220,11 +220,18 @@ def _rates_from_weights(path: Path) -> list[dict[str, Any]]:
 def block_map(arch: Arch, rates: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """`arch.block_map()` with the learned α/β of `rates` (rates_of format; entries without
     'stage'/'index' are matched to the ACmix blocks in order). Each row gets 'rates': 'learned',
-    'initial' (an ACmix block with no learned value, or not learnable) or None (a conv block)."""
+    'initial' (an ACmix block with no learned value, or not learnable) or None (a conv block).
+    Also reads nas.search's format, where each entry names its module ('stages.1.0.self_attn')."""
     rows = arch.block_map()
-    rates = list(rates or [])
-    by_loc = {(r.get('stage'), r.get('index')): r for r in rates if r.get('stage') is not None}
-    positional = iter([r for r in rates if r.get('stage') is None])
+    located: list[tuple[tuple[int, int] | None, dict[str, Any]]] = []
+    for r in rates or []:
+        if r.get('stage') is not None and r.get('index') is not None:
+            located.append(((int(r['stage']), int(r['index'])), r))
+        else:  # nas.search writes {'module': 'stages.1.0.self_attn', 'alpha', 'beta'}
+            m = _BLOCK_RE.search(str(r.get('module') or r.get('name') or '') + '.')
+            located.append(((int(m.group(1)), int(m.group(2))) if m else None, r))
+    by_loc = {loc: r for loc, r in located if loc is not None}
+    positional = iter([r for loc, r in located if loc is None])
     for row in rows:
         row['rates'] = None
         if row['op'] != 'acmix':
@@ -369,7 +376,8 @@ def _retrain(model: nn.Module, config: dict[str, Any], epochs: int, data_dir: Pa
     name = data.get('dataset') or proxy.get('dataset') or 'digits'
     dev = 'cuda' if device == 'auto' and torch.cuda.is_available() else ('cpu' if device == 'auto' else device)
     try:
-        ds = load_dataset(name, data_dir or proxy.get('data_dir'), image_size=data.get('image_size'),
+        data_dir = data_dir or proxy.get('data_dir') or (config.get('options') or {}).get('data_dir')
+        ds = load_dataset(name, data_dir, image_size=data.get('image_size'),
                           val_fraction=float(proxy.get('val_fraction', 0.1)), seed=int(config.get('seed', 0)),
                           device=dev)
     except DataError as e:

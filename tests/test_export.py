@@ -52,6 +52,27 @@ def test_knee_ranks_and_picks_on_a_known_front():
         select(recs, obj, arch_id='0000000000')
 
 
+def test_block_map_reads_both_rate_formats():
+    from nas.export import block_map
+    from nas.model import default_arch
+
+    arch = default_arch()  # three ACmix blocks: s0.b0, s1.b0, s1.b1
+    model = create_model(arch).eval()
+    with torch.no_grad():
+        for i, (name, p) in enumerate(sorted((n, p) for n, p in model.named_parameters() if n.endswith('rate1'))):
+            p.fill_(0.1 * (i + 1))
+    from nas.export import rates_of
+    ours = rates_of(model)
+    assert [(r['stage'], r['index']) for r in ours] == [(0, 0), (1, 0), (1, 1)]
+    search_format = [{'module': f"stages.{r['stage']}.{r['index']}.self_attn", 'alpha': r['alpha'], 'beta': r['beta']}
+                     for r in reversed(ours)]  # located by module name, not by order
+    for rates in (ours, search_format):
+        rows = block_map(arch, rates)
+        assert [round(r['alpha'], 6) for r in rows] == [0.1, 0.2, 0.3]
+        assert all(r['rates'] == 'learned' for r in rows)
+    assert all(r['rates'] == 'initial' and r['alpha'] == 0.5 for r in block_map(arch, []))
+
+
 def _independent_knee(front: list[TrialRecord]) -> TrialRecord:
     """The knee as the model card documents it, written out again with numpy."""
     loss = np.array([[1 - r.accuracy, r.macs] for r in front], dtype=float)
