@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import math
 import os
 import sys
 import time
@@ -39,8 +38,7 @@ from typing import Any
 import optuna
 
 from nas.export import describe_block, front_ranks, knee, record_block_map
-from nas.results import (OBJECTIVES, RunError, RunFolder, TrialRecord, hypervolume_history, pareto_front,
-                         ranked)
+from nas.results import OBJECTIVES, RunError, RunFolder, TrialRecord, hypervolume_history, pareto_front
 
 __all__ = ['COSTS', 'TrialView', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
            'render_html', 'render_png', 'write_dashboard', 'serve', 'main']
