@@ -77,6 +77,8 @@ class TrialRecord:
     constraints: list[float] = field(default_factory=list)  # <= 0 where a hard limit holds
     rates: list[dict[str, Any]] = field(default_factory=list)  # learned alpha/beta per ACmix block
     weights: str | None = None  # path of the weights file, relative to the run folder
+    node: str | None = None  # the Ray node that ran the trial
+    started_at: str = ""
     finished_at: str = ""
 
     @property
