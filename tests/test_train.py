@@ -1,6 +1,7 @@
 """The training loop: learning, determinism, failure handling, optimizer groups, augmentation."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,3 +165,76 @@ def test_adamw_without_validation_split():
     ds = load_dataset("digits", image_size=8, val_fraction=0.0, subset=100)
     res = list(train(_small_net(), ds, TrainConfig(epochs=1, optimizer="adamw", lr=0.01)))
     assert res[0].status == "ok" and math.isnan(res[0].val_acc)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+def _digits_arch():
+    from nas.space import SearchSpace
+
+    space = Path(__file__).resolve().parents[1] / "search_spaces" / "digits.yaml"
+    return SearchSpace.from_yaml(space).reference_points()["all_conv"]
+
+
+def test_cli_trains_and_saves_a_checkpoint(tmp_path, capsys):
+    import json
+
+    from safetensors.torch import load_file
+
+    from nas.arch import Arch
+    from nas.model import create_model
+    from nas.train import main
+
+    arch = _digits_arch()
+    arch.save(tmp_path / "arch.json")
+    out = tmp_path / "ckpt"
+    rc = main(["--arch", str(tmp_path / "arch.json"), "--epochs", "2", "--subset", "300",
+               "--threads", "1", "--out", str(out)])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("epoch ") for line in lines) == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["arch_id"] == arch.arch_id
+    assert metrics["train_images"] == 300 and len(metrics["history"]) == 2
+    assert 0 <= metrics["test_acc"] <= 1 and metrics["num_classes"] == 10
+    assert Arch.load(out / "arch.json") == arch
+    model = create_model(arch, num_classes=metrics["num_classes"])
+    model.load_state_dict(load_file(out / "model.safetensors"))  # strict: every key matches
+
+
+def test_cli_trial_of_a_run_folder(tmp_path, capsys):
+    from nas.results import RunFolder, TrialRecord
+    from nas.train import main
+
+    arch = _digits_arch()
+    run = RunFolder(tmp_path / "run")
+    run.write_config({"data": {"dataset": "digits"}, "proxy": {"dataset": "digits"}})
+    run.append(TrialRecord(number=0, arch_id=arch.arch_id, arch=arch.to_dict(), status="ok"))
+    for spec in (["--arch", str(run.path), "--trial", "0"],
+                 ["--arch", f"{run.path}/trials.jsonl#{arch.arch_id}"]):
+        rc = main(spec + ["--epochs", "1", "--subset", "64", "--threads", "1",
+                          "--out", str(tmp_path / "out")])
+        assert rc == 0 and (tmp_path / "out" / "model.safetensors").is_file()
+    capsys.readouterr()
+    assert main(["--arch", str(run.path), "--trial", "7"]) == 2
+    assert "no trial 7" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--arch", "missing.json"], "no such file"),
+    (["--arch", "{arch}", "--dataset", "cifar10", "--data-dir", "{tmp}"], "data_batch_1"),
+    (["--arch", "{arch}", "--dataset", "mnist"], "no data_dir"),
+    (["--arch", "{arch}", "--epochs", "x"], "invalid int"),
+    (["--arch", "{arch}", "--optimizer", "lion"], "invalid choice"),
+    (["--arch", "{bad}"], "not a valid Arch"),
+])
+def test_cli_user_errors_are_one_line_exit_2(tmp_path, capsys, args, words):
+    from nas.train import main
+
+    _digits_arch().save(tmp_path / "a.json")
+    (tmp_path / "bad.json").write_text('{"stages": 3}')
+    args = [a.format(arch=tmp_path / "a.json", tmp=tmp_path, bad=tmp_path / "bad.json")
+            for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err and "Traceback" not in err
