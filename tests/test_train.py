@@ -167,6 +167,15 @@ def test_adamw_without_validation_split():
     assert res[0].status == "ok" and math.isnan(res[0].val_acc)
 
 
+def test_amp_and_channels_last_paths_run_on_cpu(digits):
+    # On CUDA 'auto' turns both on; on CPU they can be forced (bf16 autocast), which exercises
+    # the same code path here.
+    torch.manual_seed(0)
+    res = list(train(_small_net(), digits, TrainConfig(epochs=6, batch_size=32, lr=0.2, amp=True,
+                                                       channels_last=True, grad_clip=1.0)))
+    assert all(r.status == "ok" for r in res) and res[-1].val_acc > 0.4
+
+
 # --------------------------------------------------------------------------- the CLI
 
 def _digits_arch():
