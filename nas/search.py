@@ -42,7 +42,8 @@ from nas.space import SearchSpace, SpaceError, load_space
 
 __all__ = ["main", "run_trial", "ArchSearcher", "SearchSettings"]
 
-DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "digits.yaml"
+PROJECT = Path(__file__).resolve().parent.parent
+DEFAULT_SPACE = Path("search_spaces/digits.yaml")
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
 COST_OBJECTIVES = [o for o in OBJECTIVES if o != "accuracy"]
 # Options a resumed run may change; the others define the search and must stay as they were.
@@ -564,6 +565,8 @@ def search(args: argparse.Namespace, run: RunFolder, resumed: bool, argv: list[s
         raise UsageError(f"--budget must be at least 1, got {args.budget}")
     if args.cpus_per_trial <= 0:
         raise UsageError(f"--cpus-per-trial must be positive, got {args.cpus_per_trial}")
+    if not args.space.exists() and not args.space.is_absolute() and (PROJECT / args.space).exists():
+        args.space = PROJECT / args.space  # the shipped spaces, from any working directory
     space = load_space(args.space)
     limits = {name: value for name, value in (("macs", args.max_macs), ("params", args.max_params),
                                               ("latency", args.max_latency_ms)) if value is not None}

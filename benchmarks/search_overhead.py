@@ -1,0 +1,81 @@
+"""Framework overhead of a search: wall time not spent inside trials, over the total.
+
+    python benchmarks/search_overhead.py                 # the default: digits, --budget 100
+    python benchmarks/search_overhead.py --budget 20     # quicker
+
+Runs `python -m nas.search` as a user would (a fresh process, a local Ray), then reads the trials'
+own start/finish times and durations from trials.jsonl. A trial's time is everything inside the
+trainable: building the model, costing it (params, MACs, latency, memory), proxy training and
+evaluation. Everything else is framework: process start and imports, Ray start-up and shutdown,
+scheduling, reporting, writing the run folder. Printed two ways:
+
+- idle wall: the share of the wall time during which no trial was running;
+- slot overhead: 1 − Σ trial seconds / (wall × trial slots), the share of the machine's trial
+  capacity not spent in trials (this also counts slots left empty by scheduling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from nas.results import RunFolder
+
+
+def union_seconds(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more nas.search options")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "nas.search", "--budget", str(args.budget), "--results-dir", tmp,
+               "--name", "run", "--quiet", *args.extra]
+        start = time.time()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        wall = time.time() - start
+        run = RunFolder(Path(tmp) / "run")
+        records = run.trials()
+        slots = run.config()["options"].get("max_concurrent") or None
+        ray_cpus = run.config().get("ray", {}).get("cpus", 1)
+        slots = slots or max(1, int(ray_cpus // run.config()["options"]["cpus_per_trial"]))
+    stamp = lambda s: datetime.fromisoformat(s).timestamp()  # noqa: E731
+    intervals = [(stamp(r.started_at), stamp(r.finished_at)) for r in records if r.started_at]
+    busy = union_seconds(intervals)
+    in_trials = sum(r.seconds for r in records)
+    training = sum(r.train_seconds for r in records)
+    first, last = min(a for a, _ in intervals), max(b for _, b in intervals)
+    print(f"{' '.join(cmd[1:3])} --budget {args.budget} {' '.join(args.extra)}: {len(records)} trials, "
+          f"{slots} trial slots\n")
+    rows = [
+        ("wall time, process start to exit", wall),
+        ("  start-up: process start to first trial", first - start),
+        ("  wind-down: last trial to process exit", start + wall - last),
+        ("wall time with a trial running", busy),
+        ("Σ trial seconds (build + cost + train + evaluate)", in_trials),
+        ("  of which training and evaluation", training),
+    ]
+    for name, value in rows:
+        print(f"{name:52} {value:9.1f} s")
+    print(f"\n{'idle wall (no trial running) / wall':52} {100 * (1 - busy / wall):8.1f} %")
+    print(f"{'slot overhead: 1 - Σ trial s / (wall x slots)':52} {100 * (1 - in_trials / (wall * slots)):8.1f} %")
+    print(f"{'mean trial':52} {in_trials / max(1, len(records)):9.2f} s")
+    print("target: overhead <= 10 % of the wall time; budget 100 on digits within 10 minutes")
+
+
+if __name__ == "__main__":
+    main()
