@@ -49,7 +49,8 @@ COST_OBJECTIVES = [o for o in OBJECTIVES if o != "accuracy"]
 # Options a resumed run may change; the others define the search and must stay as they were.
 RESUMABLE = {"budget", "time_budget", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "address",
              "max_failures", "resume", "results_dir", "quiet", "data_dir"}
-MAX_RESAMPLES = 200  # consecutive already-evaluated proposals before the space counts as exhausted
+DUPLICATES_BEFORE_RANDOM = 3  # re-proposals of known architectures before a random unseen one is tried
+RANDOM_TRIES = 2000  # random draws that find nothing new: the space counts as exhausted
 
 
 class UsageError(ValueError):
@@ -181,22 +182,32 @@ def _make_searcher_class():
         """OptunaSearch that never trains an architecture twice and tells Optuna the truth.
 
         - A proposal whose architecture is already known (evaluated in this run, or in flight) is
-          told to Optuna at once with the known result and another is drawn; after MAX_RESAMPLES
-          such proposals in a row the space counts as exhausted.
+          not trained: it is told to Optuna as FAIL with a ``duplicate_of`` user attribute (so
+          samplers ignore it instead of weighting a known point again) and another is drawn. After
+          DUPLICATES_BEFORE_RANDOM such proposals in a row, a random architecture not yet evaluated
+          is enqueued: samplers such as TPE converge on small categorical spaces and keep
+          proposing the same points. The space counts as exhausted when RANDOM_TRIES random draws
+          find nothing new.
         - A trial the scheduler stopped early is told as PRUNED (its accuracy is at a lower
           fidelity, so it never enters the front); a failed one as FAIL; an infeasible one as
           COMPLETE with its constraint values, which keep it off the front.
         """
 
-        def __init__(self, *args, known: dict[str, TrialRecord], objectives: list[str], **kwargs):
+        def __init__(self, *args, known: dict[str, TrialRecord], objectives: list[str],
+                     arch_space: SearchSpace, seed: int, **kwargs):
             super().__init__(*args, **kwargs)
             self.known = known  # arch_id -> record, shared with the recorder
             self.objectives = objectives
+            self.arch_space = arch_space
             self.in_flight: dict[str, str] = {}  # arch_id -> Ray trial id
             self.exhausted = False
+            self.duplicates = 0  # proposals of known architectures, told as FAIL
+            self.random_injections = 0
+            self._random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
 
         def suggest(self, trial_id: str):
-            for _ in range(MAX_RESAMPLES):
+            in_a_row = 0
+            while True:
                 config = super().suggest(trial_id)
                 if not isinstance(config, dict):
                     return config
@@ -205,16 +216,30 @@ def _make_searcher_class():
                     self.in_flight[arch_id] = trial_id
                     return config
                 ot_trial = self._ot_trials.pop(trial_id)
-                ot_trial.set_user_attr("arch_id", arch_id)
-                ot_trial.set_user_attr("duplicate", True)
-                self._tell(ot_trial, self.known.get(arch_id))
-            self.exhausted = True
-            return Searcher.FINISHED
+                ot_trial.set_user_attr("duplicate_of", arch_id)
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+                self.duplicates += 1
+                in_a_row += 1
+                if in_a_row >= DUPLICATES_BEFORE_RANDOM:
+                    params = self._random_unseen()
+                    if params is None:
+                        self.exhausted = True
+                        return Searcher.FINISHED
+                    self._ot_study.enqueue_trial(params)  # the next ask() takes it
+                    self.random_injections += 1
+                    in_a_row = 0
 
-        def _tell(self, ot_trial: optuna.Trial, record: TrialRecord | None) -> None:
-            if record is None or record.status in ("failed", "stopped"):
+        def _random_unseen(self) -> dict[str, Any] | None:
+            for _ in range(RANDOM_TRIES):
+                arch = self.arch_space.sample(self._random.ask())
+                if arch.arch_id not in self.known and arch.arch_id not in self.in_flight:
+                    return self.arch_space.params_of(arch)
+            return None
+
+        def _tell(self, ot_trial: optuna.Trial, record: TrialRecord) -> None:
+            if record.status in ("failed", "stopped"):
                 state, values = optuna.trial.TrialState.FAIL, None
-                if record is not None and record.status == "stopped":
+                if record.status == "stopped":
                     state = optuna.trial.TrialState.PRUNED
             else:
                 state = optuna.trial.TrialState.COMPLETE
@@ -305,8 +330,9 @@ def _make_recorder_class():
                      objectives: list[str], progress: Progress):
             self.run, self.searcher, self.known = run, searcher, known
             self.references, self.objectives, self.progress = references, objectives, progress
-            self.number = len(run.trials())
-            self.failures = 0
+            records = run.trials()
+            self.number = len(records)
+            self.failures = sum(r.status == "failed" for r in records)  # the whole run's, resumed or not
             self.weights: dict[str, str] = {}  # Ray trial id -> weights path (relative)
 
         def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
@@ -654,7 +680,7 @@ def _tune(args, run: RunFolder, space: SearchSpace, data: Dataset, proxy: dict, 
         metric=[OBJECTIVES[o][0] for o in objectives],
         mode=["max" if OBJECTIVES[o][1] == "maximize" else "min" for o in objectives],
         points_to_evaluate=points, sampler=sampler, study_name=STUDY_NAME, storage=run.storage(),
-        known=known, objectives=objectives)
+        known=known, objectives=objectives, arch_space=space, seed=args.seed)
     progress = Progress(budget=args.budget, done_before=done_before, quiet=args.quiet)
     recorder = _make_recorder_class()(run, searcher, known, references, objectives, progress)
 
@@ -695,11 +721,16 @@ def _tune(args, run: RunFolder, space: SearchSpace, data: Dataset, proxy: dict, 
     finally:
         if started_ray:
             ray.shutdown()
+    done = len(run.trials())
+    if searcher.duplicates:
+        print(f"{searcher.duplicates} proposals of already evaluated architectures were not trained again; "
+              f"{searcher.random_injections} random unseen architectures were tried instead")
     if searcher.exhausted:
-        print(f"the sampler kept proposing evaluated architectures ({MAX_RESAMPLES} in a row): "
-              "the space looks exhausted")
-    if args.max_failures is not None and recorder.failures > args.max_failures:
+        print(f"the space is exhausted: {RANDOM_TRIES} random draws found no architecture not yet evaluated")
+    elif args.max_failures is not None and recorder.failures > args.max_failures:
         print(f"stopped: {recorder.failures} failed trials, more than --max-failures {args.max_failures}")
+    elif done < args.budget:
+        print(f"stopped at {done}/{args.budget} trials; continue with: python -m nas.search --resume {run.path}")
     _print_front(run, objectives)
     return 0
 
@@ -728,6 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run = None
     try:
         run, args, resumed = _resolve_run(args, parser, argv)
         return search(args, run, resumed, argv)
@@ -735,7 +767,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python -m nas.search --resume {args.resume or ''}", file=sys.stderr)
+        if run is not None and run.exists():
+            print(f"\ninterrupted; continue with: python -m nas.search --resume {run.path}", file=sys.stderr)
         return 130
 
 
