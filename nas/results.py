@@ -221,7 +221,12 @@ def pareto_front(records: Iterable[TrialRecord], objectives: Sequence[str]) -> l
     candidates = ranked(records, objectives)
     if not candidates:
         return []
-    study = optuna.create_study(directions=[OBJECTIVES[o][1] for o in objectives])
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a scratch study: no "created" line per call
+    try:
+        study = optuna.create_study(directions=[OBJECTIVES[o][1] for o in objectives])
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for i, r in enumerate(candidates):
         study.add_trial(optuna.trial.create_trial(values=[float(r.value(o)) for o in objectives],
                                                   user_attrs={"i": i}))

@@ -145,7 +145,9 @@ def test_export_knee_reload_in_a_new_process(small_run, tmp_path):
             r['same_keys'] = sorted(u.state_dict()) == sorted(load_file({str(out / 'model.safetensors')!r}))
         print(json.dumps(r))
     """)
-    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    # Outside the checkout, as a user loads a model: `import nas` must be the installed package.
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r['max_diff'] == 0.0  # bit-identical: same weights, same code, same input
