@@ -70,7 +70,8 @@ class TrainConfig:
         crop_padding: pixels of padding for the random crop; None: image_size // 8 (>= 1).
         amp: mixed precision: 'auto' (on for CUDA: bf16 where supported, else fp16 with a
             GradScaler), True, or False.
-        channels_last: 'auto' (on for CUDA), True or False.
+        channels_last: 'auto' (on: it made the digits proxies 6-15% and small CIFAR conv nets
+            14-25% faster on CPU, and it is the fast layout on CUDA), True or False.
         device: 'auto' (the data's device), 'cpu', 'cuda', 'cuda:1', ...
         eval_batch_size: batch size for validation.
         grad_clip: clip the gradient norm to this value; None: no clipping.
@@ -261,7 +262,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig | None = None
 
     Args:
         model: any classifier with `data.num_classes` outputs; moved to the device (and to
-            channels_last on CUDA) in place.
+            channels_last) in place.
         data: a `nas.data.Dataset`; its tensors are moved to the device if needed.
         cfg: hyper-parameters; None: `TrainConfig()` (the digits proxy budget).
 
@@ -279,7 +280,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig | None = None
         data = data.to(device)
     use_amp = _auto(cfg.amp, device)
     amp_dtype = _amp_dtype(device) if use_amp else None
-    channels_last = _auto(cfg.channels_last, device)
+    channels_last = True if cfg.channels_last == "auto" else bool(cfg.channels_last)
     augment = data.default_augment if cfg.augment == "auto" else (
         ("crop+flip" if cfg.augment else "none") if isinstance(cfg.augment, bool) else cfg.augment)
     crop, flip = "crop" in augment, "flip" in augment
@@ -460,7 +461,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
                    help="mixed precision (auto: on for CUDA)")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                   help="channels_last memory format (auto: on for CUDA)")
+                   help="channels_last memory format (auto: on)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--out", type=Path, default=None,
                    help="checkpoint folder (default: results/trained/<arch id>-<dataset>)")
