@@ -18,7 +18,6 @@ Every model keeps its Arch as `model.arch`; `model_args(model)` gives the JSON-f
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch

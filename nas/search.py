@@ -15,7 +15,6 @@ results/<run>/ (see nas/results.py), with trials.jsonl as the record of what is 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -33,7 +32,6 @@ from typing import Any
 
 import optuna
 import torch
-import yaml
 
 from nas.arch import Arch
 from nas.data import DataError, Dataset, load_dataset

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from nas.arch import (BLOCK_KINDS, CONV_KERNELS, OPS, STEM_POOLS, STEM_TYPES, Arch, ArchError, BlockArch,
-                      StageArch, StemArch, make_divisible, stem_reduction)
+                      StageArch, StemArch, make_divisible)
 
 __all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space', 'PROXY_DEFAULTS',
            'BLOCK_DECISIONS']
