@@ -165,6 +165,23 @@ def test_a_small_space_is_exhausted_without_retraining(tmp_path):
     assert "exhausted" in proc.stdout
 
 
+@pytest.mark.parametrize("sampler", ["gp", "nsga2", "nsga3"])
+def test_every_named_sampler_runs_past_its_random_start_up(tmp_path, sampler):
+    # 14 trials: past GP's 10 random start-up trials, and several NSGA generations (population 4).
+    proc = search("--budget", "14", "--sampler", sampler, "--results-dir", str(tmp_path), "--name", "run",
+                  "--epochs", "1", "--subset", "200")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = RunFolder(tmp_path / "run")
+    records = run.trials()
+    assert run.config()["sampler"] == sampler
+    assert len(records) == 14 and len({r.arch_id for r in records}) == 14
+    assert all(r.status == "complete" for r in records)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=run.storage())
+    told = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(told) == 14 and [t.user_attrs["arch_id"] for t in told if t.number < 3] == [
+        r.arch_id for r in sorted(records, key=lambda r: r.optuna_number)][:3]
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--objectives", "macs", "params"], "give accuracy and at least one cost objective"),
     (["--objectives", "accuracy", "flops"], "unknown flops"),
