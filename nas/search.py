@@ -410,6 +410,17 @@ def _error_line(trial) -> str:
     return lines[-1] if lines else "the trial raised an exception"
 
 
+def _check_resources(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float,
+                     address: str | None) -> None:
+    """A trial that fits nowhere would make Tune wait forever: say so instead."""
+    where = f"the Ray cluster at {address}" if address else "this machine"
+    if cpus_per_trial > resources.get("CPU", 0):
+        raise UsageError(f"--cpus-per-trial {cpus_per_trial:g}: {where} has {resources.get('CPU', 0):g} CPUs")
+    if gpus_per_trial > resources.get("GPU", 0):
+        raise UsageError(f"--gpus-per-trial {gpus_per_trial:g}: {where} has {resources.get('GPU', 0):g} GPUs"
+                         + ("" if address else "; CUDA is not available to torch here"))
+
+
 def _fitting_trials(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> int:
     """How many trials the cluster runs at once. Tune needs this number: without a concurrency
     limit it keeps a single trial pending when a searcher is used, and trials start one by one."""
@@ -694,6 +705,7 @@ def _tune(args, run: RunFolder, space: SearchSpace, data: Dataset, proxy: dict, 
         cfg["ray"] = {"address": args.address or "local", "nodes": sum(n["Alive"] for n in ray.nodes()),
                       **{k.lower() + "s": v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}}
         run.write_config(cfg)
+        _check_resources(ray.cluster_resources(), args.cpus_per_trial, gpus, args.address)
         concurrent = args.max_concurrent or _fitting_trials(ray.cluster_resources(), args.cpus_per_trial, gpus)
         trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, settings=settings),
                                         {"cpu": args.cpus_per_trial, "gpu": gpus})
@@ -758,10 +770,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run = None
+    created, existed = False, False
     try:
         run, args, resumed = _resolve_run(args, parser, argv)
+        created, existed = not resumed, run.path.exists()
         return search(args, run, resumed, argv)
     except (UsageError, SpaceError, DataError, RunError) as e:
+        if created and run.exists() and not run.trials():  # a new run that never started: leave nothing
+            for path in ([run.path] if not existed else list(run.path.iterdir())):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

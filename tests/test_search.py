@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 
 from nas.results import STUDY_NAME, RunFolder
@@ -189,12 +190,16 @@ def test_every_named_sampler_runs_past_its_random_start_up(tmp_path, sampler):
     (["--space", "no/such.yaml"], "no/such.yaml"),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar10"),
     (["--resume", "/nonexistent/run"], "no such run folder"),
+    pytest.param(["--gpus-per-trial", "1"], "--gpus-per-trial 1: this machine has 0 GPUs",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
+    (["--cpus-per-trial", "64"], "--cpus-per-trial 64: this machine has"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, argv, message):
     proc = search(*argv, "--results-dir", str(tmp_path))
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing half-made left behind
 
 
 def _free_port() -> int:
