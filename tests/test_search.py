@@ -222,7 +222,7 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
         subprocess.run([ray, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--num-gpus", "0",
                         "--node-ip-address", "127.0.0.1"], check=True, capture_output=True, env=env, timeout=120)
         proc = search("--budget", "4", "--results-dir", str(tmp_path), "--name", "run",
-                      "--address", f"127.0.0.1:{port}", "--epochs", "2", "--subset", "300", env=env)
+                      "--address", f"127.0.0.1:{port}", "--epochs", "5", env=env)  # trials outlast a worker start
         assert proc.returncode == 0, proc.stderr[-3000:]
         run = RunFolder(tmp_path / "run")
         assert run.config()["ray"] == {"address": f"127.0.0.1:{port}", "nodes": 2, "cpus": 2.0}
