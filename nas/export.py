@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from nas.arch import Arch, ArchError
-from nas.results import OBJECTIVES, RunError, RunFolder, TrialRecord, pareto_front, ranked
+from nas.results import OBJECTIVES, RunError, RunFolder, TrialRecord, pareto_front, ranked, records_of
 
 __all__ = ['PICKS', 'LIMITS', 'ExportError', 'Selection', 'front_ranks', 'knee', 'select', 'rates_of',
            'block_map', 'record_block_map', 'load_checked', 'load_exported', 'export', 'model_card', 'main']
@@ -140,15 +140,13 @@ def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id
     if arch_id is not None:
         if pick or limits:
             raise ExportError("--arch-id selects one trial: give it without --pick or --max-* limits")
-        ids = sorted({r.arch_id for r in records if r.arch_id.startswith(arch_id)})
-        if not ids:
-            raise ExportError(f"no trial with arch id {arch_id!r} in this run ({len(records)} trials)")
-        if len(ids) > 1:
-            raise ExportError(f"arch id prefix {arch_id!r} is ambiguous: {', '.join(ids[:5])}")
-        same = [r for r in records if r.arch_id == ids[0]]
+        try:
+            same = records_of(records, arch_id)
+        except RunError as e:
+            raise ExportError(str(e)) from None
         usable = [r for r in same if has_weights(r)]
         if not usable:
-            raise ExportError(f"trial {ids[0]} ({same[-1].status}) has no trained weights to export")
+            raise ExportError(f"trial {same[0].arch_id} ({same[-1].status}) has no trained weights to export")
         best = [r for r in usable if r.status == 'complete'] or usable
         return Selection(best[-1], 'arch id')
     if pick is not None and pick not in PICKS:

@@ -210,6 +210,20 @@ class RunFolder:
         return summary
 
 
+def records_of(records: Sequence[TrialRecord], arch_id: str) -> list[TrialRecord]:
+    """The records of one architecture, named by its id or a unique prefix of it.
+
+    Raises:
+        RunError: no architecture, or several, match.
+    """
+    ids = sorted({r.arch_id for r in records if r.arch_id.startswith(arch_id)})
+    if not ids:
+        raise RunError(f"no trial with arch id {arch_id!r} in this run ({len(records)} trials)")
+    if len(ids) > 1:
+        raise RunError(f"arch id prefix {arch_id!r} is ambiguous: {', '.join(ids[:5])}")
+    return [r for r in records if r.arch_id == ids[0]]
+
+
 def ranked(records: Iterable[TrialRecord], objectives: Sequence[str]) -> list[TrialRecord]:
     """The records that can be on a front: complete, feasible, with every objective measured."""
     return [r for r in records if r.status == "complete" and r.feasible

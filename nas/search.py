@@ -757,7 +757,7 @@ def _print_front(run: RunFolder, objectives: list[str]) -> None:
     print(header)
     for row in summary["front"]:
         r = by_number[row["number"]]
-        n_acmix = sum(b.get("op") == "acmix" for s in r.arch.get("stages", []) for b in s.get("blocks", []))
+        n_acmix = Arch.from_dict(r.arch).num_acmix
         lat = f"{r.latency_ms:.2f}ms" if r.latency_ms is not None else "-"
         print(f"  {r.arch_id:12}  {r.accuracy:8.4f}  {r.macs / 1e6:9.3f}M  {r.params / 1e3:8.1f}k  {lat:>9}  "
               f"{n_acmix:5}  {r.reference or ''}")

@@ -404,7 +404,7 @@ def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", dict]:
                              f"({' '.join(str(e).split())})") from None
     if not path.is_dir():
         raise _UserError(f"--arch {spec}: no such file or run folder")
-    from nas.results import RunError, RunFolder
+    from nas.results import RunError, RunFolder, records_of
 
     try:
         run = RunFolder(path).require()
@@ -412,7 +412,10 @@ def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", dict]:
     except RunError as e:
         raise _UserError(str(e)) from None
     if arch_id:
-        found = [r for r in records if r.arch_id == arch_id]
+        try:
+            found = records_of(records, arch_id)  # the id, or a unique prefix of it
+        except RunError as e:
+            raise _UserError(f"{run.trials_path}: {e}") from None
         what = f"arch id {arch_id}"
     elif trial is not None:
         found = [r for r in records if r.number == trial]
