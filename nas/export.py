@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from nas.arch import Arch, ArchError
+from nas.model import _BLOCK_RE, rates_of  # noqa: F401  (rates_of is public here too)
 from nas.results import OBJECTIVES, RunError, RunFolder, TrialRecord, pareto_front, ranked, records_of
 
 __all__ = ['PICKS', 'LIMITS', 'ExportError', 'Selection', 'front_ranks', 'knee', 'select', 'rates_of',
@@ -182,22 +183,6 @@ def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id
 
 # ---------------------------------------------------------------------------------- per-block map
 
-_BLOCK_RE = re.compile(r'(?:^|\.)stages\.(\d+)\.(\d+)\.')
-
-
-def rates_of(model: nn.Module) -> list[dict[str, Any]]:
-    """The learned mixing weights of every ACmix block: [{'stage', 'index', 'alpha', 'beta'}], in
-    block order (alpha = rate1, the attention branch; beta = rate2, the convolution branch)."""
-    from nas.acmix import ACmix
-
-    out = []
-    for name, m in model.named_modules():
-        if isinstance(m, ACmix):
-            loc = _BLOCK_RE.search(name + '.')
-            out.append(dict(stage=int(loc.group(1)) if loc else None, index=int(loc.group(2)) if loc else None,
-                            alpha=float(m.rate1.detach().float().reshape(-1)[0]),
-                            beta=float(m.rate2.detach().float().reshape(-1)[0])))
-    return out
 
 
 def _rates_from_weights(path: Path) -> list[dict[str, Any]]:
@@ -219,13 +204,13 @@ def block_map(arch: Arch, rates: Sequence[dict[str, Any]] | None = None) -> list
     """`arch.block_map()` with the learned α/β of `rates` (rates_of format; entries without
     'stage'/'index' are matched to the ACmix blocks in order). Each row gets 'rates': 'learned',
     'initial' (an ACmix block with no learned value, or not learnable) or None (a conv block).
-    Also reads nas.search's format, where each entry names its module ('stages.1.0.self_attn')."""
+    Also reads entries that name their module instead ('stages.1.0.self_attn')."""
     rows = arch.block_map()
     located: list[tuple[tuple[int, int] | None, dict[str, Any]]] = []
     for r in rates or []:
         if r.get('stage') is not None and r.get('index') is not None:
             located.append(((int(r['stage']), int(r['index'])), r))
-        else:  # nas.search writes {'module': 'stages.1.0.self_attn', 'alpha', 'beta'}
+        else:  # {'module': 'stages.1.0.self_attn', 'alpha', 'beta'}
             m = _BLOCK_RE.search(str(r.get('module') or r.get('name') or '') + '.')
             located.append(((int(m.group(1)), int(m.group(2))) if m else None, r))
     by_loc = {loc: r for loc, r in located if loc is not None}

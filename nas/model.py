@@ -18,6 +18,7 @@ Every model keeps its Arch as `model.arch`; `model_args(model)` gives the JSON-f
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -28,7 +29,7 @@ from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
 from nas.acmix import ACmix
 from nas.arch import Arch, BlockArch, StageArch, StemArch
 
-__all__ = ['arch_to_cfg', 'coerce_arch', 'create_model', 'default_arch', 'model_args', 'paper_arch',
+__all__ = ['arch_to_cfg', 'coerce_arch', 'create_model', 'default_arch', 'model_args', 'paper_arch', 'rates_of',
            'acmix_nas', 'acmix_resnet26', 'acmix_resnet38', 'acmix_resnet50']
 
 PAPER_DEPTHS = {26: (1, 2, 4, 1), 38: (2, 3, 5, 2), 50: (3, 4, 6, 3)}
@@ -170,3 +171,19 @@ def create_model(arch: Arch | dict[str, Any] | str, num_classes: int = 10, **kwa
     """timm.create_model('acmix_nas', arch=arch, num_classes=num_classes, **kwargs)."""
     import timm
     return timm.create_model('acmix_nas', arch=coerce_arch(arch), num_classes=num_classes, **kwargs)
+
+
+_BLOCK_RE = re.compile(r'(?:^|\.)stages\.(\d+)\.(\d+)\.')
+
+
+def rates_of(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """The learned mixing weights of every ACmix block: [{'stage', 'index', 'alpha', 'beta'}], in
+    block order (alpha = rate1, the attention branch; beta = rate2, the convolution branch)."""
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, ACmix):
+            loc = _BLOCK_RE.search(name + '.')
+            out.append(dict(stage=int(loc.group(1)) if loc else None, index=int(loc.group(2)) if loc else None,
+                            alpha=float(m.rate1.detach().float().reshape(-1)[0]),
+                            beta=float(m.rate2.detach().float().reshape(-1)[0])))
+    return out

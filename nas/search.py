@@ -65,8 +65,6 @@ class SearchSettings:
     seed: int
     num_classes: int
     limits: dict[str, float]  # objective name -> hard upper limit
-    measure_latency: bool = True
-    measure_memory: bool = True
     gpus_per_trial: float = 0.0
     cpus_per_trial: float = 1.0
 
@@ -74,13 +72,6 @@ class SearchSettings:
 def _constraints(cost: dict[str, Any], limits: dict[str, float]) -> list[float]:
     """One value per hard limit, <= 0 where it holds (Optuna's constraint convention)."""
     return [float(cost[OBJECTIVES[name][0]]) - float(limit) for name, limit in sorted(limits.items())]
-
-
-def _learned_rates(model: torch.nn.Module) -> list[dict[str, Any]]:
-    from nas.acmix import ACmix
-
-    return [{"module": name, "alpha": float(m.rate1.detach().float()), "beta": float(m.rate2.detach().float())}
-            for name, m in model.named_modules() if isinstance(m, ACmix)]
 
 
 def run_trial(config: dict[str, Any], data: Dataset, settings: SearchSettings) -> None:
@@ -94,7 +85,7 @@ def run_trial(config: dict[str, Any], data: Dataset, settings: SearchSettings) -
     from safetensors.torch import save_file
 
     from nas.cost import measure_cost
-    from nas.model import create_model
+    from nas.model import create_model, rates_of
     from nas.train import TrainConfig, train
 
     torch.set_num_threads(max(1, int(settings.cpus_per_trial)))  # one thread per CPU Ray gives us
@@ -104,10 +95,10 @@ def run_trial(config: dict[str, Any], data: Dataset, settings: SearchSettings) -
     arch = Arch.from_dict(config["arch"])
     torch.manual_seed(settings.seed)  # same arch, data and seed: same weights, same accuracy
     model = create_model(arch, num_classes=settings.num_classes)
-    cost = measure_cost(model, device=device, latency=settings.measure_latency,
-                        memory=settings.measure_memory, warmup=2, repeats=5)
-    base = {"arch_id": arch.arch_id, "started_at": started_at, "node": ray.get_runtime_context().get_node_id(), "params": cost.params, "macs": cost.macs,
-            "latency_ms": cost.latency_ms, "memory_mb": cost.peak_memory_mb}
+    cost = measure_cost(model, device=device, warmup=2, repeats=5)
+    base = {"arch_id": arch.arch_id, "started_at": started_at, "node": ray.get_runtime_context().get_node_id(),
+            "params": cost.params, "macs": cost.macs, "latency_ms": cost.latency_ms,
+            "memory_mb": cost.peak_memory_mb}
     base["constraints"] = _constraints(base, settings.limits)
     if any(c > 0 for c in base["constraints"]):
         tune.report({**base, "status": "infeasible", "final": True, "accuracy": 0.0, "epoch": 0,
@@ -135,7 +126,7 @@ def run_trial(config: dict[str, Any], data: Dataset, settings: SearchSettings) -
         with tempfile.TemporaryDirectory() as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                       str(Path(tmp) / "model.safetensors"), metadata={"arch_id": arch.arch_id})
-            tune.report({**metrics, "status": "complete", "final": True, "rates": _learned_rates(model)},
+            tune.report({**metrics, "status": "complete", "final": True, "rates": rates_of(model)},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
     if cfg.epochs == 0:
         tune.report({**base, "status": "complete", "final": True, "accuracy": 0.0, "epoch": 0,
