@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import yaml
 
@@ -41,6 +41,13 @@ class ArchError(ValueError):
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ArchError(msg)
+
+
+def _check_mapping(d: Any, what: str, allowed: Iterable[str]) -> None:
+    """`d` is a mapping whose keys are all in `allowed` (else an ArchError naming `what`)."""
+    _check(isinstance(d, dict), f"{what} must be a mapping, got {type(d).__name__}")
+    unknown = set(d) - set(allowed)
+    _check(not unknown, f"unknown {what} keys {sorted(unknown)}; allowed: {sorted(allowed)}")
 
 
 def _is_int(v: Any) -> bool:
@@ -114,9 +121,7 @@ class BlockArch:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BlockArch:
-        _check(isinstance(d, dict), f"a block must be a mapping, got {d!r}")
-        unknown = set(d) - {f.name for f in fields(cls)}
-        _check(not unknown, f"unknown block keys {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}")
+        _check_mapping(d, 'block', [f.name for f in fields(cls)])
         d = dict(d)
         if d.get('op', 'conv') == 'conv':  # tolerate (and drop) ACmix settings on a conv block
             d = {k: v for k, v in d.items() if k not in _ACMIX_FIELDS}
@@ -172,10 +177,7 @@ class StageArch:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageArch:
-        _check(isinstance(d, dict), f"a stage must be a mapping, got {d!r}")
-        allowed = {'block', 'channels', 'stride', 'bottle_ratio', 'blocks'}
-        unknown = set(d) - allowed
-        _check(not unknown, f"unknown stage keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+        _check_mapping(d, 'stage', ['block', 'channels', 'stride', 'bottle_ratio', 'blocks'])
         _check(isinstance(d.get('blocks'), (list, tuple)), "stage 'blocks' must be a list")
         return cls(block=d.get('block', 'bottleneck'), channels=d.get('channels'), stride=d.get('stride', 1),
                    bottle_ratio=d.get('bottle_ratio', 1.0),
@@ -296,16 +298,11 @@ class Arch:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Arch:
         """Inverse of to_dict. Raises ArchError (a ValueError) on a bad description."""
-        _check(isinstance(d, dict), f"an arch must be a mapping, got {type(d).__name__}")
-        allowed = {'input_size', 'in_chans', 'stem', 'stages', 'num_features'}
-        unknown = set(d) - allowed
-        _check(not unknown, f"unknown arch keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+        _check_mapping(d, 'arch', ['input_size', 'in_chans', 'stem', 'stages', 'num_features'])
         missing = {'input_size', 'stages'} - set(d)
         _check(not missing, f"arch is missing {sorted(missing)}")
         stem = d.get('stem', {})
-        _check(isinstance(stem, dict), "stem must be a mapping")
-        unknown = set(stem) - {'type', 'channels', 'pool'}
-        _check(not unknown, f"unknown stem keys {sorted(unknown)}; allowed: ['channels', 'pool', 'type']")
+        _check_mapping(stem, 'stem', ['type', 'channels', 'pool'])
         _check(isinstance(d['stages'], (list, tuple)), "stages must be a list")
         size = d['input_size']
         if _is_int(size):
