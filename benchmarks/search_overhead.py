@@ -50,9 +50,9 @@ def main() -> None:
         wall = time.time() - start
         run = RunFolder(Path(tmp) / "run")
         records = run.trials()
-        slots = run.config()["options"].get("max_concurrent") or None
-        ray_cpus = run.config().get("ray", {}).get("cpus", 1)
-        slots = slots or max(1, int(ray_cpus // run.config()["options"]["cpus_per_trial"]))
+        config = run.config()
+        slots = config.options.get("max_concurrent") or max(
+            1, int(config.ray.get("cpus", 1) // config.options["cpus_per_trial"]))
     stamp = lambda s: datetime.fromisoformat(s).timestamp()  # noqa: E731
     intervals = [(stamp(r.started_at), stamp(r.finished_at)) for r in records if r.started_at]
     busy = union_seconds(intervals)

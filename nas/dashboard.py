@@ -12,7 +12,7 @@ Writes two files into the run folder (or --out DIR):
                     at 0) as crosses and diamonds. Hovering shows the arch id, its metrics and the
                     per-block map (conv or ACmix, kernels, heads, learned α/β); clicking a point
                     shows its block table and the export command.
-                  * the hypervolume after each trial (results.hypervolume_history);
+                  * the hypervolume after each trial (pareto.hypervolume_history);
                   * a table of the front and one of every trial (errors of failed ones included).
   pareto.png      the same fronts for papers and READMEs (matplotlib).
 
@@ -37,8 +37,10 @@ from typing import Any
 
 import optuna
 
-from nas.export import describe_block, front_ranks, knee, record_block_map
-from nas.results import OBJECTIVES, RunError, RunFolder, TrialRecord, hypervolume_history, pareto_front
+from nas import pareto
+from nas.model import describe_block
+from nas.pareto import OBJECTIVES
+from nas.results import RunConfig, RunError, RunFolder, TrialRecord
 
 __all__ = ['COSTS', 'TrialView', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
            'render_html', 'render_png', 'write_dashboard', 'serve', 'main']
@@ -65,7 +67,7 @@ class TrialView:
     record: TrialRecord
     kind: str  # 'ranked' (on some front), or a key of KINDS
     rank: int | None  # non-domination rank over the run's objectives (0 = Pareto front)
-    blocks: list[dict[str, Any]] = field(default_factory=list)  # export.record_block_map
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # RunFolder.block_map
     is_knee: bool = False
 
     @property
@@ -86,12 +88,12 @@ def _kind(r: TrialRecord, ranks: dict[int, int]) -> str:
 
 def trial_views(run: RunFolder, records: Sequence[TrialRecord], objectives: Sequence[str]) -> list[TrialView]:
     """A TrialView per record: rank, kind, per-block map (learned α/β), knee flag."""
-    ranks = front_ranks(records, objectives)
-    k = knee(pareto_front(records, objectives), objectives)
+    ranks = pareto.ranks(records, objectives)
+    k = pareto.knee(pareto.front(records, objectives), objectives)
     views = []
     for r in records:
         try:
-            blocks = record_block_map(r, run)
+            blocks = run.block_map(r)
         except (ValueError, TypeError):  # an arch this version cannot read: show the record anyway
             blocks = []
         views.append(TrialView(r, _kind(r, ranks), ranks.get(r.number), blocks,
@@ -128,10 +130,10 @@ def hover_text(v: TrialView, costs: Sequence[str]) -> str:
     return '<br>'.join(lines)
 
 
-def _scales(run_config: dict[str, Any], records: Sequence[TrialRecord], objectives: Sequence[str]
+def _scales(run_config: RunConfig, records: Sequence[TrialRecord], objectives: Sequence[str]
             ) -> tuple[dict[str, float], bool]:
     """run.yaml's hypervolume_scale, or (when it lacks one) twice the largest measured cost."""
-    scales = dict(run_config.get('hypervolume_scale') or {})
+    scales = dict(run_config.hypervolume_scale)
     from_data = False
     for o in objectives:
         if o != 'accuracy' and not scales.get(o):
@@ -153,7 +155,7 @@ def pareto_figures(views: Sequence[TrialView], objectives: Sequence[str], costs:
     for cost in costs:
         fig = go.Figure()
         has = [v for v in views if v.record.value(cost) is not None]
-        front2d = pareto_front(records, ['accuracy', cost])
+        front2d = pareto.front(records, ['accuracy', cost])
         if front2d:
             fig.add_trace(go.Scatter(
                 x=[float(r.value(cost)) for r in front2d], y=[float(r.accuracy) for r in front2d],
@@ -199,7 +201,7 @@ def hypervolume_figure(records: Sequence[TrialRecord], objectives: Sequence[str]
                        from_data: bool) -> Any:
     import plotly.graph_objects as go
 
-    hv = hypervolume_history(records, objectives, scales) if records else []
+    hv = pareto.hypervolume_history(records, objectives, scales) if records else []
     fig = go.Figure(go.Scatter(
         x=[r.number for r in records], y=hv, mode='lines+markers', line=dict(shape='hv'), name='hypervolume',
         hovertemplate='after trial #%{x}: %{y:.4f}<extra></extra>'))
@@ -321,10 +323,10 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
 
     config = run.config()
     records = run.trials()
-    objectives = list(config.get('objectives') or ['accuracy', 'macs'])
+    objectives = list(config.objectives)
     costs = measured_costs(records, objectives)
     views = trial_views(run, records, objectives)
-    front = pareto_front(records, objectives)
+    front = pareto.front(records, objectives)
     scales, from_data = _scales(config, records, objectives)
     figs = pareto_figures(views, objectives, costs)
     hv_fig = hypervolume_figure(records, objectives, scales, from_data)
@@ -332,14 +334,13 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
                               for k, f in [*figs.items(), ('hypervolume', hv_fig)]) + '}'
     plot_divs = ''.join(f'<div id="plot-{k}"></div>' for k in [*figs, 'hypervolume'])
 
-    name = str(config.get('name', run.path.name))
+    name = config.name or run.path.name
     counts = Counter(r.status for r in records)
-    hv = hypervolume_history(records, objectives, scales)[-1] if records else 0.0
-    data = config.get('data') or {}
+    hv = pareto.hypervolume(records, objectives, scales) if records else 0.0
     meta = (f"objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in objectives)} · sampler "
-            f"{html.escape(str(config.get('sampler', '?')))}, seed {html.escape(str(config.get('seed', '?')))} · space "
-            f"<code>{html.escape(str(config.get('space_file', '?')))}</code> · data {html.escape(str(data.get('dataset', '?')))}"
-            f" · device {html.escape(str(config.get('device', '?')))}<br>"
+            f"{html.escape(config.sampler)}, seed {config.seed} · space "
+            f"<code>{html.escape(config.space_file or '?')}</code> · data {html.escape(config.data.dataset)}"
+            f" · device {html.escape(config.device)}<br>"
             f"{len(records)} trials: " + (', '.join(f"{n} {s}" for s, n in counts.most_common()) or 'none yet')
             + f" · front: {len(front)} · hypervolume {hv:.4f} · written {time.strftime('%Y-%m-%d %H:%M:%S')}")
     empty = ('<p class="empty">No finished trials yet: this page shows the run as it is; run the command again '
@@ -390,7 +391,7 @@ def render_png(run: RunFolder, path: Path) -> Path:
 
     config = run.config()
     records = run.trials()
-    objectives = list(config.get('objectives') or ['accuracy', 'macs'])
+    objectives = list(config.objectives)
     costs = measured_costs(records, objectives) or [c for c in objectives if c != 'accuracy'] or ['macs']
     views = trial_views(run, records, objectives)
     max_rank = max([v.rank for v in views if v.rank is not None], default=0)
@@ -399,7 +400,7 @@ def render_png(run: RunFolder, path: Path) -> Path:
     norm = matplotlib.colors.BoundaryNorm([k - 0.5 for k in range(max_rank + 2)], cmap.N)
     for ax, cost in zip(axes[0], costs):
         has = [v for v in views if v.record.value(cost) is not None]
-        front2d = pareto_front([v.record for v in views], ['accuracy', cost])
+        front2d = pareto.front([v.record for v in views], ['accuracy', cost])
         if front2d:
             ax.step([float(r.value(cost)) for r in front2d], [float(r.accuracy) for r in front2d], where='post',
                     color='0.4', ls=':', lw=1.2, label='Pareto front', zorder=1)
@@ -437,8 +438,8 @@ def render_png(run: RunFolder, path: Path) -> Path:
             legend.setdefault(label, h)
     if legend:
         fig.legend(list(legend.values()), list(legend), loc='outside lower center', ncol=min(len(legend), 4), fontsize=8)
-    fig.suptitle(f"{config.get('name', run.path.name)}: {len(records)} trials, "
-                 f"{len(pareto_front(records, objectives))} on the front ({', '.join(objectives)})", fontsize=10)
+    fig.suptitle(f"{config.name or run.path.name}: {len(records)} trials, "
+                 f"{len(pareto.front(records, objectives))} on the front ({', '.join(objectives)})", fontsize=10)
     path = Path(path)
     tmp = path.with_name(path.name + '.tmp.png')
     fig.savefig(tmp, dpi=150, bbox_inches='tight')

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 __all__ = ["DATASETS", "DataError", "Dataset", "load_dataset", "stratified_indices"]
 
+VAL_FRACTION = 0.2  # share of the training images held out for validation, by default everywhere
 DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "imagefolder")
 
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
@@ -378,7 +379,7 @@ def _channel_stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def load_dataset(name: str, data_dir: Path | str | None = None, image_size: int | None = None,
-                 val_fraction: float = 0.1, subset: int | float | None = None, seed: int = 0,
+                 val_fraction: float = VAL_FRACTION, subset: int | float | None = None, seed: int = 0,
                  device: torch.device | str = "cpu") -> Dataset:
     """Load a dataset by name as normalised tensors on `device`.
 

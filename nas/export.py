@@ -19,7 +19,7 @@ and, in any Python process:
     >>> model = timm.create_model('local-dir:results/RUN/exports/<arch id>', pretrained=True)
     >>> model = nas.export.load_exported('results/RUN/exports/<arch id>')   # the same, checked
 
-Selection (among complete, feasible trials with every objective measured, see `results.ranked`):
+Selection (among complete, feasible trials with every objective measured, see `pareto.candidates`):
   * knee: on the Pareto front, each objective is rescaled to [0, 1] over the front as a loss
     (1 − accuracy; costs as they are), and the knee is the front point closest (Euclidean) to the
     ideal point (0, …, 0), i.e. to "best accuracy at the lowest cost at once". Ties: higher
@@ -29,8 +29,7 @@ Selection (among complete, feasible trials with every objective measured, see `r
   * --max-macs/--max-params/--max-latency-ms/--max-memory-mb keep the trials within the limits
     first; then the pick (default max-accuracy) applies to the front of what is left.
 
-This module also holds what the dashboard shows of a trial beyond its record: front ranks,
-the knee, and the per-block map with learned ACmix α/β.
+Ranks, the front and the knee come from nas.pareto; the per-block map from nas.model.block_map.
 """
 
 from __future__ import annotations
@@ -38,11 +37,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +49,13 @@ import torch
 from torch import nn
 
 from nas.arch import Arch, ArchError
-from nas.model import _BLOCK_RE, rates_of  # noqa: F401  (rates_of is public here too)
-from nas.results import OBJECTIVES, RunError, RunFolder, TrialRecord, pareto_front, ranked, records_of
+from nas import pareto
+from nas.model import block_map, rates_of
+from nas.pareto import OBJECTIVES
+from nas.results import RunConfig, RunError, RunFolder, TrialRecord, records_of
 
-__all__ = ['PICKS', 'LIMITS', 'ExportError', 'Selection', 'front_ranks', 'knee', 'select', 'rates_of',
-           'block_map', 'record_block_map', 'load_checked', 'load_exported', 'export', 'model_card', 'main']
+__all__ = ['PICKS', 'LIMITS', 'ExportError', 'Selection', 'select', 'load_checked', 'load_exported', 'export',
+           'model_card', 'main']
 
 PICKS = ('knee', 'max-accuracy', 'min-cost')
 # CLI limit -> objective name (results.OBJECTIVES)
@@ -68,41 +68,7 @@ class ExportError(ValueError):
     """A user error of export or load: its str is one line naming the problem."""
 
 
-# ---------------------------------------------------------------------------------- ranks & picks
-
-def _losses(records: Sequence[TrialRecord], objectives: Sequence[str]) -> np.ndarray:
-    """Objective values as losses (maximised objectives negated), one row per record."""
-    sign = [-1.0 if OBJECTIVES[o][1] == 'maximize' else 1.0 for o in objectives]
-    return np.asarray([[s * float(r.value(o)) for s, o in zip(sign, objectives)] for r in records],
-                      dtype=float).reshape(len(records), len(objectives))
-
-
-def front_ranks(records: Sequence[TrialRecord], objectives: Sequence[str]) -> dict[int, int]:
-    """Non-domination rank (0 = the Pareto front, 1 = the front once rank 0 is removed, ...) of
-    every record that can be on a front (`results.ranked`), keyed by record number. Optuna's fast
-    non-dominated sort (the one NSGA-II uses)."""
-    from optuna.study._multi_objective import _fast_non_domination_rank
-
-    cands = ranked(records, objectives)
-    if not cands:
-        return {}
-    ranks = _fast_non_domination_rank(_losses(cands, objectives))
-    return {r.number: int(k) for r, k in zip(cands, ranks)}
-
-
-def knee(front: Sequence[TrialRecord], objectives: Sequence[str]) -> TrialRecord | None:
-    """The front point closest to the ideal point in objectives min-max normalised over the front
-    (see the module docstring). None for an empty front."""
-    if not front:
-        return None
-    losses = _losses(front, objectives)
-    lo, span = losses.min(axis=0), np.ptp(losses, axis=0)
-    norm = np.divide(losses - lo, span, out=np.zeros_like(losses), where=span > 0)
-    dist = np.sqrt((norm ** 2).sum(axis=1))
-    order = sorted(range(len(front)), key=lambda i: (round(float(dist[i]), 12), -float(front[i].value('accuracy')),
-                                                      front[i].number))
-    return front[order[0]]
-
+# ---------------------------------------------------------------------------------- picks
 
 def _max_accuracy(front: Sequence[TrialRecord], cost: str | None) -> TrialRecord:
     return min(front, key=lambda r: (-float(r.value('accuracy')), float(r.value(cost)) if cost else 0.0, r.number))
@@ -153,7 +119,7 @@ def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id
     if pick is not None and pick not in PICKS:
         raise ExportError(f"--pick must be one of {', '.join(PICKS)}, got {pick!r}")
     pick = pick or ('max-accuracy' if limits else 'knee')
-    cands = ranked(records, objectives)
+    cands = pareto.candidates(records, objectives)
     for obj, limit in limits.items():
         if obj not in OBJECTIVES or obj == 'accuracy':
             raise ExportError(f"unknown limit objective {obj!r}")
@@ -164,10 +130,10 @@ def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id
     if not cands:
         where = f" within {', '.join(f'{k} <= {v:g}' for k, v in limits.items())}" if limits else ''
         raise ExportError(f"no complete, feasible trial{where} in this run ({len(records)} trials)")
-    front = pareto_front(cands, objectives)
+    front = pareto.front(cands, objectives)
     costs = [o for o in objectives if o != 'accuracy']
     if pick == 'knee':
-        chosen = knee(front, objectives)
+        chosen = pareto.knee(front, objectives)
     elif pick == 'max-accuracy':
         chosen = _max_accuracy(front, costs[0] if costs else None)
     else:
@@ -181,87 +147,7 @@ def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id
     return Selection(chosen, how, front)
 
 
-# ---------------------------------------------------------------------------------- per-block map
-
-
-
-def _rates_from_weights(path: Path) -> list[dict[str, Any]]:
-    """rates_of() read straight from a safetensors file (only the rate tensors are read)."""
-    from safetensors import safe_open
-
-    found: dict[tuple[int, int], dict[str, Any]] = {}
-    with safe_open(str(path), framework='pt') as f:
-        for key in f.keys():
-            m = re.search(r'stages\.(\d+)\.(\d+)\.self_attn\.rate([12])$', key)
-            if m:
-                row = found.setdefault((int(m.group(1)), int(m.group(2))),
-                                       dict(stage=int(m.group(1)), index=int(m.group(2))))
-                row['alpha' if m.group(3) == '1' else 'beta'] = float(f.get_tensor(key).float().reshape(-1)[0])
-    return [found[k] for k in sorted(found)]
-
-
-def block_map(arch: Arch, rates: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """`arch.block_map()` with the learned α/β of `rates` (rates_of format; entries without
-    'stage'/'index' are matched to the ACmix blocks in order). Each row gets 'rates': 'learned',
-    'initial' (an ACmix block with no learned value, or not learnable) or None (a conv block).
-    Also reads entries that name their module instead ('stages.1.0.self_attn')."""
-    rows = arch.block_map()
-    located: list[tuple[tuple[int, int] | None, dict[str, Any]]] = []
-    for r in rates or []:
-        if r.get('stage') is not None and r.get('index') is not None:
-            located.append(((int(r['stage']), int(r['index'])), r))
-        else:  # {'module': 'stages.1.0.self_attn', 'alpha', 'beta'}
-            m = _BLOCK_RE.search(str(r.get('module') or r.get('name') or '') + '.')
-            located.append(((int(m.group(1)), int(m.group(2))) if m else None, r))
-    by_loc = {loc: r for loc, r in located if loc is not None}
-    positional = iter([r for loc, r in located if loc is None])
-    for row in rows:
-        row['rates'] = None
-        if row['op'] != 'acmix':
-            continue
-        learned = by_loc.get((row['stage'], row['index'])) or next(positional, None)
-        if learned and learned.get('alpha') is not None and row['learnable']:
-            row['alpha'], row['beta'], row['rates'] = float(learned['alpha']), float(learned['beta']), 'learned'
-        else:
-            row['rates'] = 'initial'
-    return rows
-
-
-def record_block_map(record: TrialRecord, run: RunFolder | None = None) -> list[dict[str, Any]]:
-    """The per-block map of a trial: learned α/β from `record.rates`, else from its weights file
-    in `run`, else the initial values."""
-    arch = Arch.from_dict(record.arch)
-    rates = record.rates
-    if not rates and run is not None and arch.num_acmix:
-        path = _weights_of(run, record)
-        if path is not None:
-            try:
-                rates = _rates_from_weights(path)
-            except Exception:  # a torn or foreign file: show the initial values
-                rates = []
-    return block_map(arch, rates)
-
-
-def describe_block(row: dict[str, Any]) -> str:
-    """One short line per block, e.g. 's1.b0 ACmix h4 k7 c3 α0.61 β0.44' or 's0.b0 conv 3x3'."""
-    head = f"s{row['stage']}.b{row['index']}"
-    if row['op'] == 'acmix':
-        tag = '' if row['rates'] == 'learned' else ' (init)'
-        return (f"{head} ACmix h{row['heads']} k{row['k_att']} c{row['k_conv']} "
-                f"α{row['alpha']:.2f} β{row['beta']:.2f}{tag}")
-    return f"{head} conv {row['kernel']}x{row['kernel']}"
-
-
 # ---------------------------------------------------------------------------------- weights
-
-def _weights_of(run: RunFolder, record: TrialRecord) -> Path | None:
-    """The trial's weights file, if it exists: record.weights (relative to the run) or the
-    standard weights/<arch id>.safetensors."""
-    for p in ([run.path / record.weights] if record.weights else []) + [run.weights_path(record.arch_id)]:
-        if p.is_file():
-            return p
-    return None
-
 
 def load_checked(model: nn.Module, path: Path, what: str | None = None) -> None:
     """Load a safetensors state_dict into `model` after checking every key and shape, so a file
@@ -336,38 +222,35 @@ class ExportResult:
     seconds: float
 
 
-def _data_cfg(config: dict[str, Any], arch: Arch) -> dict[str, Any]:
+def _data_cfg(config: RunConfig, arch: Arch) -> dict[str, Any]:
     """The run's preprocessing as timm data_config: input size, mean/std, interpolation, crop."""
-    data = config.get('data') or {}
-    in_chans = int(data.get('in_chans', arch.in_chans))
-    size = data.get('image_size') or list(arch.input_size)
+    data = config.data
+    size = data.image_size or list(arch.input_size)
     h, w = (size, size) if isinstance(size, int) else tuple(size)
-    out = dict(input_size=(in_chans, int(h), int(w)), interpolation='bilinear', crop_pct=1.0, crop_mode='center')
-    if data.get('mean') is not None and data.get('std') is not None:
-        out.update(mean=tuple(float(v) for v in data['mean']), std=tuple(float(v) for v in data['std']))
+    out = dict(input_size=(int(data.in_chans), int(h), int(w)), interpolation='bilinear', crop_pct=1.0,
+               crop_mode='center')
+    if data.mean and data.std:
+        out.update(mean=tuple(float(v) for v in data.mean), std=tuple(float(v) for v in data.std))
     return out
 
 
-def _retrain(model: nn.Module, config: dict[str, Any], epochs: int, data_dir: Path | None,
+def _retrain(model: nn.Module, config: RunConfig, epochs: int, data_dir: Path | None,
              device: str) -> dict[str, Any]:
     """Continue training with the run's proxy hyper-parameters for `epochs` on the run's full
     training split (a fresh warm-up and cosine schedule). Prints one line per epoch."""
-    from nas.data import DataError, load_dataset
-    from nas.train import TrainConfig, evaluate, train
+    from nas.data import DataError
+    from nas.train import evaluate, train
 
-    data, proxy = config.get('data') or {}, dict(config.get('proxy') or {})
-    name = data.get('dataset') or proxy.get('dataset') or 'digits'
+    name = config.data.dataset or config.proxy.dataset
+    proxy = replace(config.proxy, dataset=name, image_size=config.data.image_size, subset=None, epochs=epochs)
     dev = 'cuda' if device == 'auto' and torch.cuda.is_available() else ('cpu' if device == 'auto' else device)
     try:
-        data_dir = data_dir or proxy.get('data_dir') or (config.get('options') or {}).get('data_dir')
-        ds = load_dataset(name, data_dir, image_size=data.get('image_size'),
-                          val_fraction=float(proxy.get('val_fraction', 0.1)), seed=int(config.get('seed', 0)),
-                          device=dev)
+        ds = proxy.load_data(data_dir or config.options.get('data_dir'), seed=config.seed, device=dev)
     except DataError as e:
         raise ExportError(f"--retrain-epochs: {e}") from None
-    if data.get('mean') and not np.allclose(ds.mean, data['mean'], atol=1e-4):
-        print(f"warning: {name} now normalises with mean {ds.mean}, the run used {data['mean']}", file=sys.stderr)
-    cfg = TrainConfig.from_dict({**proxy, 'epochs': epochs, 'device': dev, 'seed': int(config.get('seed', 0))})
+    if config.data.mean and not np.allclose(ds.mean, config.data.mean, atol=1e-4):
+        print(f"warning: {name} now normalises with mean {ds.mean}, the run used {config.data.mean}", file=sys.stderr)
+    cfg = proxy.train_config(seed=config.seed, device=dev)
     t0 = time.perf_counter()
     last = None
     for r in train(model, ds, cfg):
@@ -399,8 +282,8 @@ def export(run: RunFolder, selection: Selection, out: Path | None = None, *, ret
         arch = Arch.from_dict(record.arch)
     except ArchError as e:
         raise ExportError(f"trial {record.arch_id}: bad architecture in trials.jsonl ({e})") from None
-    num_classes = int((config.get('data') or {}).get('num_classes', 10))
-    weights = _weights_of(run, record)
+    num_classes = int(config.data.num_classes)
+    weights = run.weights_of(record)
     if weights is None:
         raise ExportError(f"trial {record.arch_id} has no weights file in {run.path / 'weights'}")
     model = create_model(arch, num_classes=num_classes)
@@ -446,17 +329,17 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
     config = run.config()
     r = selection.record
     arch = Arch.from_dict(r.arch)
-    objectives = list(config.get('objectives') or run.objectives())
-    data = config.get('data') or {}
+    objectives = list(config.objectives)
+    data = config.data
     records = run.trials()
-    front = pareto_front(records, objectives)
-    ranks = front_ranks(records, objectives)
+    front = pareto.front(records, objectives)
+    ranks = pareto.ranks(records, objectives)
     cost = next((o for o in objectives if o != 'accuracy'), None)
     on_front = [f.number for f in front]
     if r.number in on_front:
         place = (f"on the Pareto front of {', '.join(objectives)}: point {on_front.index(r.number) + 1} of "
                  f"{len(front)}" + (f", ordered by {cost}" if cost else ''))
-        k = knee(front, objectives)
+        k = pareto.knee(front, objectives)
         if k is not None and k.number == r.number:
             place += "; it is the front's knee"
     elif r.number in ranks:
@@ -466,7 +349,7 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
     lines = [
         '---', 'library_name: timm', 'license: mit', 'tags: [image-classification, timm, acmix, acmix-nas]', '---',
         f"# acmix_nas {r.arch_id}", '',
-        f"A hybrid convolution/self-attention (ACmix) network found by acmix-nas run `{config.get('name', run.path.name)}` "
+        f"A hybrid convolution/self-attention (ACmix) network found by acmix-nas run `{config.name or run.path.name}` "
         f"(trial #{r.number}{', reference point ' + r.reference if r.reference else ''}), selected by: {selection.how}.",
         '', f"`{arch.summary()}`", '',
         '## Use', '', '```python', "import timm, nas  # importing nas registers the acmix_nas architecture",
@@ -505,24 +388,24 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
                      f"{a('k_conv')} | {a('alpha')} | {a('beta')} |")
     lines += ['', 'The full description is `model_args.arch` in config.json (nas.arch.Arch.from_dict).', '',
               '## Data', '',
-              f"Trained on `{data.get('dataset', '?')}` ({data.get('num_classes', '?')} classes, "
-              f"{data.get('train_images', '?')} training / {data.get('val_images', '?')} validation images), "
-              f"input {data.get('in_chans', arch.in_chans)}x{data.get('image_size', arch.input_size[0])}"
-              f"x{data.get('image_size', arch.input_size[1])}, normalised with mean {data.get('mean')} and std "
-              f"{data.get('std')} (pretrained_cfg). Proxy training: "
-              + ', '.join(f"{k}={v}" for k, v in (config.get('proxy') or {}).items()) + '.', '']
+              f"Trained on `{data.dataset}` ({data.num_classes} classes, "
+              f"{data.train_images} training / {data.val_images} validation images), "
+              f"input {data.in_chans}x{data.image_size or arch.input_size[0]}"
+              f"x{data.image_size or arch.input_size[1]}, normalised with mean {data.mean} and std "
+              f"{data.std} (pretrained_cfg). Proxy training: "
+              + ', '.join(f"{k}={v}" for k, v in config.proxy.to_dict().items()) + '.', '']
     if retrained:
         lines += [f"Retrained for {retrained['epochs']} more epochs on {retrained['train_images']} images of "
                   f"`{retrained['dataset']}` ({retrained['seconds']:.1f} s).", '']
-    versions = dict(config.get('versions') or {})
+    versions = dict(config.versions)
     lines += ['## Versions', '', '| package | search | export |', '|---|---|---|']
     import platform
 
     now = {'torch': str(torch.__version__), 'timm': timm.__version__, 'python': platform.python_version()}
     for k in sorted(set(versions) | set(now)):
         lines.append(f"| {k} | {versions.get(k, '–')} | {now.get(k, '–')} |")
-    lines += ['', f"Search: sampler {config.get('sampler', '?')}, seed {config.get('seed', '?')}, space "
-              f"`{config.get('space_file', '?')}`, device {config.get('device', '?')}.", '']
+    lines += ['', f"Search: sampler {config.sampler}, seed {config.seed}, space "
+              f"`{config.space_file or '?'}`, device {config.device}.", '']
     return '\n'.join(lines)
 
 
@@ -568,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # results.pareto_front makes in-memory studies
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         if args.check is not None:
             model = load_exported(args.check)
@@ -585,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ExportError(f"{run.path}: no finished trials yet")
         limits = {obj: getattr(args, flag) for flag, obj in LIMITS.items()}
         selection = select(records, run.objectives(), arch_id=args.arch_id, pick=args.pick, limits=limits,
-                           has_weights=lambda r: _weights_of(run, r) is not None)
+                           has_weights=lambda r: run.weights_of(r) is not None)
         r = selection.record
         print(f"selected {r.arch_id} (trial #{r.number}, {selection.how}): accuracy {_fmt(r.accuracy)}, "
               f"{_fmt(r.macs)} MACs, {_fmt(r.params)} params", flush=True)

@@ -19,6 +19,8 @@ Every model keeps its Arch as `model.arch`; `model_args(model)` gives the JSON-f
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +31,8 @@ from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
 from nas.acmix import ACmix
 from nas.arch import Arch, BlockArch, StageArch, StemArch
 
-__all__ = ['arch_to_cfg', 'coerce_arch', 'create_model', 'default_arch', 'model_args', 'paper_arch', 'rates_of',
+__all__ = ['arch_to_cfg', 'coerce_arch', 'create_model', 'default_arch', 'model_args', 'paper_arch', 'rates_of', 'rates_from_weights',
+           'block_map', 'describe_block',
            'acmix_nas', 'acmix_resnet26', 'acmix_resnet38', 'acmix_resnet50']
 
 PAPER_DEPTHS = {26: (1, 2, 4, 1), 38: (2, 3, 5, 2), 50: (3, 4, 6, 3)}
@@ -187,3 +190,57 @@ def rates_of(model: torch.nn.Module) -> list[dict[str, Any]]:
                             alpha=float(m.rate1.detach().float().reshape(-1)[0]),
                             beta=float(m.rate2.detach().float().reshape(-1)[0])))
     return out
+
+
+# ---------------------------------------------------------------------------------- per-block map
+
+def rates_from_weights(path: str | Path) -> list[dict[str, Any]]:
+    """rates_of() read straight from a safetensors file (only the rate tensors are read)."""
+    from safetensors import safe_open
+
+    found: dict[tuple[int, int], dict[str, Any]] = {}
+    with safe_open(str(path), framework='pt') as f:
+        for key in f.keys():
+            m = re.search(r'stages\.(\d+)\.(\d+)\.self_attn\.rate([12])$', key)
+            if m:
+                row = found.setdefault((int(m.group(1)), int(m.group(2))),
+                                       dict(stage=int(m.group(1)), index=int(m.group(2))))
+                row['alpha' if m.group(3) == '1' else 'beta'] = float(f.get_tensor(key).float().reshape(-1)[0])
+    return [found[k] for k in sorted(found)]
+
+
+def block_map(arch: Arch, rates: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """`arch.block_map()` with the learned α/β of `rates` (rates_of format; entries without
+    'stage'/'index' are matched to the ACmix blocks in order). Each row gets 'rates': 'learned',
+    'initial' (an ACmix block with no learned value, or not learnable) or None (a conv block).
+    Also reads entries that name their module instead ('stages.1.0.self_attn')."""
+    rows = arch.block_map()
+    located: list[tuple[tuple[int, int] | None, dict[str, Any]]] = []
+    for r in rates or []:
+        if r.get('stage') is not None and r.get('index') is not None:
+            located.append(((int(r['stage']), int(r['index'])), r))
+        else:  # {'module': 'stages.1.0.self_attn', 'alpha', 'beta'}
+            m = _BLOCK_RE.search(str(r.get('module') or r.get('name') or '') + '.')
+            located.append(((int(m.group(1)), int(m.group(2))) if m else None, r))
+    by_loc = {loc: r for loc, r in located if loc is not None}
+    positional = iter([r for loc, r in located if loc is None])
+    for row in rows:
+        row['rates'] = None
+        if row['op'] != 'acmix':
+            continue
+        learned = by_loc.get((row['stage'], row['index'])) or next(positional, None)
+        if learned and learned.get('alpha') is not None and row['learnable']:
+            row['alpha'], row['beta'], row['rates'] = float(learned['alpha']), float(learned['beta']), 'learned'
+        else:
+            row['rates'] = 'initial'
+    return rows
+
+
+def describe_block(row: dict[str, Any]) -> str:
+    """One short line per block, e.g. 's1.b0 ACmix h4 k7 c3 α0.61 β0.44' or 's0.b0 conv 3x3'."""
+    head = f"s{row['stage']}.b{row['index']}"
+    if row['op'] == 'acmix':
+        tag = '' if row['rates'] == 'learned' else ' (init)'
+        return (f"{head} ACmix h{row['heads']} k{row['k_att']} c{row['k_conv']} "
+                f"α{row['alpha']:.2f} β{row['beta']:.2f}{tag}")
+    return f"{head} conv {row['kernel']}x{row['kernel']}"

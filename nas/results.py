@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import optuna
 import yaml
+
+from nas import pareto
+from nas.pareto import OBJECTIVES
+from nas.train import ProxyConfig
+
+if TYPE_CHECKING:
+    from nas.data import Dataset
 
 RUN_YAML = "run.yaml"
 TRIALS = "trials.jsonl"
@@ -37,16 +43,6 @@ PARETO = "pareto.json"
 WEIGHTS = "weights"
 
 STATUSES = ("complete", "stopped", "failed", "infeasible")
-
-# Objective name -> (record field, Optuna direction).
-OBJECTIVES: dict[str, tuple[str, str]] = {
-    "accuracy": ("accuracy", "maximize"),
-    "macs": ("macs", "minimize"),
-    "params": ("params", "minimize"),
-    "latency": ("latency_ms", "minimize"),
-    "memory": ("memory_mb", "minimize"),
-}
-
 
 class RunError(ValueError):
     """A run folder that is missing, incomplete or does not match what is asked of it."""
@@ -59,7 +55,7 @@ class TrialRecord:
     number: int  # position in the run, from 0
     arch_id: str
     arch: dict[str, Any]
-    status: str  # see STATUSES
+    status: str  # see STATUSES ('running' only in progress reports, never in trials.jsonl)
     accuracy: float | None = None  # final validation accuracy (fraction)
     params: int | None = None
     macs: int | None = None
@@ -78,6 +74,8 @@ class TrialRecord:
     rates: list[dict[str, Any]] = field(default_factory=list)  # learned alpha/beta per ACmix block
     weights: str | None = None  # path of the weights file, relative to the run folder
     node: str | None = None  # the Ray node that ran the trial
+    seed: int | None = None  # the proxy's seed (initial weights, batch order, augmentation)
+    device: str | None = None  # where it was costed and trained ('cpu', 'cuda:0')
     started_at: str = ""
     finished_at: str = ""
 
@@ -95,6 +93,86 @@ class TrialRecord:
     def from_dict(cls, d: dict[str, Any]) -> TrialRecord:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class DataInfo:
+    """run.yaml `data:`: what the proxy trained on (a deployed model needs the same mean/std)."""
+
+    dataset: str = "digits"
+    num_classes: int = 10
+    in_chans: int = 1
+    image_size: int | None = None
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    train_images: int = 0
+    val_images: int = 0
+
+    @classmethod
+    def of(cls, data: Dataset) -> DataInfo:
+        return cls(dataset=data.name, num_classes=data.num_classes, in_chans=data.in_chans,
+                   image_size=data.image_size, mean=list(data.mean), std=list(data.std),
+                   train_images=len(data.train_y), val_images=len(data.val_y))
+
+
+@dataclass
+class RunConfig:
+    """run.yaml: everything that defines a run, read and written only through this class.
+
+    `options` holds the search's options as given (nas.search.SearchOptions, paths as strings);
+    `ray` the cluster the run last ran on. Keys this version does not know are kept as they are.
+    """
+
+    name: str = ""
+    created: str = ""
+    command: str = ""
+    objectives: list[str] = field(default_factory=lambda: ["accuracy", "macs"])
+    sampler: str = "tpe"
+    seed: int = 0
+    limits: dict[str, float] = field(default_factory=dict)  # objective -> hard upper limit
+    space_file: str = ""
+    space_fingerprint: str = ""
+    space_size: int | str = 0  # 'infinite' for a space with a continuous decision
+    space: dict[str, Any] = field(default_factory=dict)  # the resolved space (SearchSpace.to_dict)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    data: DataInfo = field(default_factory=DataInfo)
+    references: dict[str, str] = field(default_factory=dict)  # reference name -> arch id
+    hypervolume_scale: dict[str, float] = field(default_factory=dict)  # cost objective -> scale
+    versions: dict[str, str] = field(default_factory=dict)
+    device: str = "cpu"
+    options: dict[str, Any] = field(default_factory=dict)
+    ray: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back as they were
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        names = {f.name for f in fields(cls)} - {"extra"}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["proxy"] = ProxyConfig(**{k: v for k, v in (d.get("proxy") or {}).items()
+                                     if k in ProxyConfig.__dataclass_fields__})
+        kw["data"] = DataInfo(**{k: v for k, v in (d.get("data") or {}).items() if k in DataInfo.__dataclass_fields__})
+        for k in ("limits", "references", "hypervolume_scale", "versions", "options", "ray"):
+            kw[k] = dict(d.get(k) or {})
+        return cls(**kw, extra={k: v for k, v in d.items() if k not in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out["proxy"], out["data"] = self.proxy.to_dict(), asdict(self.data)
+        return {**out, **self.extra}
+
+
+def package_versions() -> dict[str, str]:
+    """Python's and the installed versions of the packages a run depends on (run.yaml `versions`)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("acmix-nas", "torch", "timm", "optuna", "ray", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
 
 
 class RunFolder:
@@ -127,18 +205,25 @@ class RunFolder:
         return self
 
     # -- run.yaml
-    def write_config(self, config: dict[str, Any]) -> None:
+    def write_config(self, config: RunConfig) -> None:
+        """Replace run.yaml atomically (a temp file, then a rename)."""
         self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.path / (RUN_YAML + ".tmp")
-        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         os.replace(tmp, self.path / RUN_YAML)
 
-    def config(self) -> dict[str, Any]:
+    def config(self) -> RunConfig:
         self.require()
         try:
-            return yaml.safe_load((self.path / RUN_YAML).read_text()) or {}
+            raw = yaml.safe_load((self.path / RUN_YAML).read_text()) or {}
         except yaml.YAMLError as e:
             raise RunError(f"{self.path / RUN_YAML}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise RunError(f"{self.path / RUN_YAML}: expected a mapping, got {type(raw).__name__}")
+        try:
+            return RunConfig.from_dict(raw)
+        except TypeError as e:
+            raise RunError(f"{self.path / RUN_YAML}: unexpected contents ({e})") from None
 
     # -- trials.jsonl
     def append(self, record: TrialRecord) -> None:
@@ -185,20 +270,22 @@ class RunFolder:
 
     # -- the front
     def objectives(self) -> list[str]:
-        return list(self.config().get("objectives", ["accuracy", "macs"]))
+        return list(self.config().objectives)
 
     def front(self, objectives: Sequence[str] | None = None) -> list[TrialRecord]:
-        return pareto_front(self.trials(), objectives or self.objectives())
+        return pareto.front(self.trials(), objectives or self.objectives())
 
     def write_pareto(self, objectives: Sequence[str] | None = None) -> dict[str, Any]:
-        objectives = list(objectives or self.objectives())
+        """pareto.json: the front of the complete, feasible trials and its hypervolume."""
+        config = self.config()
+        objectives = list(objectives or config.objectives)
         records = self.trials()
-        front = pareto_front(records, objectives)
-        scales = self.config().get("hypervolume_scale", {})
+        front = pareto.front(records, objectives)
+        scales = config.hypervolume_scale
         summary = {
             "objectives": objectives,
-            "directions": [OBJECTIVES[o][1] for o in objectives],
-            "hypervolume": hypervolume(records, objectives, scales) if scales else None,
+            "directions": pareto.directions(objectives),
+            "hypervolume": pareto.hypervolume(records, objectives, scales) if scales else None,
             "hypervolume_scale": scales,
             "trials": len(records),
             "front": [{"number": r.number, "arch_id": r.arch_id, "reference": r.reference,
@@ -208,6 +295,32 @@ class RunFolder:
         tmp.write_text(json.dumps(summary, indent=2))
         os.replace(tmp, self.path / PARETO)
         return summary
+
+    # -- weights and what they hold
+    def weights_of(self, record: TrialRecord) -> Path | None:
+        """The trial's weights file, if it exists: record.weights (relative to the run) or the
+        standard weights/<arch id>.safetensors."""
+        for p in ([self.path / record.weights] if record.weights else []) + [self.weights_path(record.arch_id)]:
+            if p.is_file():
+                return p
+        return None
+
+    def block_map(self, record: TrialRecord) -> list[dict[str, Any]]:
+        """The per-block map of a trial (nas.model.block_map): learned α/β from `record.rates`,
+        else from its weights file, else the initial values."""
+        from nas.arch import Arch
+        from nas.model import block_map, rates_from_weights
+
+        arch = Arch.from_dict(record.arch)
+        rates = record.rates
+        if not rates and arch.num_acmix:
+            path = self.weights_of(record)
+            if path is not None:
+                try:
+                    rates = rates_from_weights(path)
+                except Exception:  # a torn or foreign file: show the initial values
+                    rates = []
+        return block_map(arch, rates)
 
 
 def records_of(records: Sequence[TrialRecord], arch_id: str) -> list[TrialRecord]:
@@ -222,63 +335,3 @@ def records_of(records: Sequence[TrialRecord], arch_id: str) -> list[TrialRecord
     if len(ids) > 1:
         raise RunError(f"arch id prefix {arch_id!r} is ambiguous: {', '.join(ids[:5])}")
     return [r for r in records if r.arch_id == ids[0]]
-
-
-def ranked(records: Iterable[TrialRecord], objectives: Sequence[str]) -> list[TrialRecord]:
-    """The records that can be on a front: complete, feasible, with every objective measured."""
-    return [r for r in records if r.status == "complete" and r.feasible
-            and all(r.value(o) is not None for o in objectives)]
-
-
-def pareto_front(records: Iterable[TrialRecord], objectives: Sequence[str]) -> list[TrialRecord]:
-    """Non-dominated complete, feasible records (Optuna's Pareto set), sorted by the first cost."""
-    candidates = ranked(records, objectives)
-    if not candidates:
-        return []
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a scratch study: no "created" line per call
-    try:
-        study = optuna.create_study(directions=[OBJECTIVES[o][1] for o in objectives])
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    for i, r in enumerate(candidates):
-        study.add_trial(optuna.trial.create_trial(values=[float(r.value(o)) for o in objectives],
-                                                  user_attrs={"i": i}))
-    front = [candidates[t.user_attrs["i"]] for t in study.best_trials]
-    key = objectives[1] if len(objectives) > 1 else objectives[0]
-    return sorted(front, key=lambda r: (r.value(key), r.number))
-
-
-def normalised_losses(records: Sequence[TrialRecord], objectives: Sequence[str],
-                      scales: dict[str, float]) -> np.ndarray:
-    """Objectives as losses in [0, ~1]: 1 - accuracy, and each cost divided by its scale."""
-    rows = []
-    for r in records:
-        row = []
-        for o in objectives:
-            v = float(r.value(o))
-            row.append(1.0 - v if OBJECTIVES[o][1] == "maximize" else v / float(scales[o]))
-        rows.append(row)
-    return np.asarray(rows, dtype=float).reshape(len(rows), len(objectives))
-
-
-def hypervolume(records: Iterable[TrialRecord], objectives: Sequence[str], scales: dict[str, float]) -> float:
-    """Hypervolume of the front in normalised losses against the reference point (1, …, 1).
-
-    Accuracy enters as 1 − accuracy; each cost objective is divided by its scale (run.yaml's
-    hypervolume_scale: twice the most expensive reference point), so runs of one space compare.
-    Points beyond the reference point on any objective add nothing.
-    """
-    from optuna._hypervolume import compute_hypervolume  # Optuna's exact WFG implementation
-
-    losses = normalised_losses(ranked(records, objectives), objectives, scales)
-    losses = losses[(losses < 1.0).all(axis=1)] if len(losses) else losses
-    if len(losses) == 0:
-        return 0.0
-    return float(compute_hypervolume(losses, np.ones(len(objectives))))
-
-
-def hypervolume_history(records: Sequence[TrialRecord], objectives: Sequence[str],
-                        scales: dict[str, float]) -> list[float]:
-    """Hypervolume after each trial, in the order trials finished."""
-    return [hypervolume(records[: i + 1], objectives, scales) for i in range(len(records))]

@@ -36,6 +36,7 @@ import yaml
 
 from nas.arch import (BLOCK_KINDS, CONV_KERNELS, OPS, STEM_POOLS, STEM_TYPES, Arch, ArchError, BlockArch,
                       StageArch, StemArch, make_divisible)
+from nas.train import ProxyConfig, ProxyError
 
 __all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space', 'PROXY_DEFAULTS',
            'BLOCK_DECISIONS']
@@ -48,9 +49,7 @@ BLOCK_DEFAULTS: dict[str, Any] = dict(op='conv', kernel=3, heads=4, k_att=7, k_c
                                       learnable=True)
 SCOPES = ('block', 'stage', 'network')
 
-PROXY_DEFAULTS: dict[str, Any] = dict(
-    dataset='digits', image_size=None, val_fraction=0.2, subset=None, epochs=10, batch_size=64,
-    optimizer='adamw', lr=2e-3, weight_decay=0.01, warmup_epochs=1, label_smoothing=0.0)
+PROXY_DEFAULTS: dict[str, Any] = ProxyConfig().to_dict()  # the proxy: section's keys and defaults
 
 _TOP_KEYS = ('name', 'description', 'input_size', 'in_chans', 'stem', 'width_mult', 'num_features', 'blocks',
              'stages', 'proxy')
@@ -282,7 +281,7 @@ class SearchSpace:
     width_mult: Decision
     num_features: int
     stages: tuple[StageSpace, ...]
-    proxy: Mapping[str, Any]
+    proxy: ProxyConfig
     description: str = ''
     path: str | None = field(default=None, compare=False)
 
@@ -403,40 +402,12 @@ class SearchSpace:
         return out
 
     @staticmethod
-    def _parse_proxy(raw: Any, file: str | None, size: list[int]) -> dict[str, Any]:
-        def bad(k: str, msg: str) -> SpaceError:
-            return SpaceError(file, f"proxy.{k}" if k else 'proxy', msg)
-
-        if not isinstance(raw, dict):
-            raise bad('', f"expected a mapping with keys {list(PROXY_DEFAULTS)}, got {raw!r}")
-        unknown = sorted(set(raw) - set(PROXY_DEFAULTS))
-        if unknown:
-            raise bad(unknown[0], f"unknown key; allowed: {list(PROXY_DEFAULTS)}")
-        p = {**PROXY_DEFAULTS, **raw}
-        if p['image_size'] is None:
-            p['image_size'] = size[0]
-        checks: dict[str, tuple[Callable[[Any], bool], str]] = dict(
-            dataset=(lambda v: isinstance(v, str) and v != '', "a dataset name (e.g. digits, cifar10)"),
-            image_size=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-            val_fraction=(lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
-            subset=(lambda v: v is None or (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
-                    "null, an int count >= 1 or a fraction in (0, 1]"),
-            epochs=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-            batch_size=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-            optimizer=(lambda v: v in ('sgd', 'adamw'), "one of ['sgd', 'adamw']"),
-            lr=(lambda v: _is_num(v) and v > 0, "a number > 0"),
-            weight_decay=(lambda v: _is_num(v) and v >= 0, "a number >= 0"),
-            warmup_epochs=(lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-            label_smoothing=(lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
-        )
-        for k, (ok, allowed) in checks.items():
-            if not ok(p[k]):
-                raise bad(k, f"expected {allowed}, got {p[k]!r}")
-        if p['warmup_epochs'] > p['epochs']:
-            raise bad('warmup_epochs', f"expected at most epochs ({p['epochs']}), got {p['warmup_epochs']}")
-        for k in ('lr', 'weight_decay', 'val_fraction', 'label_smoothing'):
-            p[k] = float(p[k])
-        return p
+    def _parse_proxy(raw: Any, file: str | None, size: list[int]) -> ProxyConfig:
+        try:
+            proxy = ProxyConfig.from_dict(raw)
+        except ProxyError as e:
+            raise SpaceError(file, f"proxy.{e.key}" if e.key else 'proxy', e.msg) from None
+        return proxy if proxy.image_size is not None else replace(proxy, image_size=size[0])
 
     def _check_geometry(self, file: str | None) -> None:
         """Every reachable width admits every reachable head count; no stage strides a 1-pixel map."""
@@ -673,7 +644,7 @@ class SearchSpace:
                     blocks={k: d.to_dict() for st in self.stages for k, d in st.decisions.items()
                             if d.per == 'network'},
                     stages=[s.to_dict() for s in self.stages],
-                    proxy=dict(self.proxy))
+                    proxy=self.proxy.to_dict())
 
     @property
     def fingerprint(self) -> str:
@@ -736,7 +707,7 @@ def describe(space: SearchSpace, costs: bool = True, num_classes: int = 1000) ->
         lines.append(f"cost range at {num_classes} classes over the corners (min/max depth, width, kernels; all conv "
                      f"or all ACmix): params {p[0] / 1e6:.3f}-{p[-1] / 1e6:.3f} M, "
                      f"MACs {m[0] / 1e6:.2f}-{m[-1] / 1e6:.2f} M")
-    lines.append("proxy: " + ', '.join(f"{k}={v}" for k, v in space.proxy.items()))
+    lines.append("proxy: " + ', '.join(f"{k}={v}" for k, v in space.proxy.to_dict().items()))
     return '\n'.join(lines)
 
 

@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,12 +32,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nas.data import DATASETS, DataError, Dataset, load_dataset
+from nas.data import DATASETS, VAL_FRACTION, DataError, Dataset, load_dataset
 
 if TYPE_CHECKING:
     from nas.arch import Arch
+    from nas.results import RunConfig
 
-__all__ = ["TrainConfig", "EpochResult", "train", "evaluate", "param_groups", "augment_batch",
+__all__ = ["TrainConfig", "ProxyConfig", "ProxyError", "EpochResult", "train", "evaluate", "param_groups", "augment_batch",
            "main"]
 
 AUGMENTS = ("auto", "none", "crop", "flip", "crop+flip")
@@ -47,11 +48,11 @@ AUGMENTS = ("auto", "none", "crop", "flip", "crop+flip")
 class TrainConfig:
     """Hyper-parameters of one training run.
 
-    The defaults are the digits proxy budget: the default space's all-conv network reaches
-    about 98% validation accuracy (val_fraction 0.2) in about 2 s on 2 CPU cores, the
-    all-ACmix one about 97% in about 6 s. Full retraining on CIFAR wants more epochs
-    (100-200), `batch_size` 128 and `lr` 0.1. The names match the search-space YAML's `proxy:`
-    section, so `TrainConfig.from_dict(proxy)` works.
+    The defaults are the proxy's (`ProxyConfig` takes its training defaults from here): on the
+    digits space the all-conv network reaches about 98% validation accuracy in about 2 s on 2
+    CPU cores, the all-ACmix one about 97% in about 6 s. Full retraining on CIFAR wants more
+    epochs (100-200), `batch_size` 128 and `lr` 0.1. The names match the search-space YAML's
+    `proxy:` section, so `TrainConfig.from_dict(proxy)` works.
 
     Args:
         epochs: passes over the training images.
@@ -77,7 +78,7 @@ class TrainConfig:
         grad_clip: clip the gradient norm to this value; None: no clipping.
     """
 
-    epochs: int = 15
+    epochs: int = 10
     batch_size: int = 64
     optimizer: str = "sgd"
     lr: float = 0.4
@@ -110,6 +111,103 @@ class TrainConfig:
         `load_dataset` (dataset, image_size, val_fraction, subset, data_dir)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class ProxyError(ValueError):
+    """A bad proxy setting: `key` names it, str(error) says what is allowed."""
+
+    def __init__(self, key: str, msg: str):
+        self.key, self.msg = key, msg
+        super().__init__(f"{key}: {msg}")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# key -> (check, what is allowed); the checks of `ProxyConfig.checked`
+_PROXY_CHECKS = dict(
+    dataset=(lambda v: isinstance(v, str) and v != "", "a dataset name (e.g. digits, cifar10)"),
+    image_size=(lambda v: v is None or (_is_int(v) and v >= 1), "an int >= 1"),
+    val_fraction=(lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
+    subset=(lambda v: v is None or (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
+            "null, an int count >= 1 or a fraction in (0, 1]"),
+    epochs=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    batch_size=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    optimizer=(lambda v: v in ("sgd", "adamw"), "one of ['sgd', 'adamw']"),
+    lr=(lambda v: _is_num(v) and v > 0, "a number > 0"),
+    weight_decay=(lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    warmup_epochs=(lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    label_smoothing=(lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+)
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """The proxy every trial of a search trains: which data, and how long and how to train.
+
+    This is the search-space YAML's `proxy:` section and run.yaml's `proxy:`. Its one set of
+    defaults: the training ones are `TrainConfig`'s, the split is `nas.data.VAL_FRACTION`;
+    `image_size` None means the space's input size. The search's `--dataset`, `--epochs`,
+    `--batch-size` and `--subset` override it (`replace`), checked by the same rules.
+    """
+
+    dataset: str = "digits"
+    image_size: int | None = None
+    val_fraction: float = VAL_FRACTION
+    subset: int | float | None = None  # None: all; a count (int >= 1) or a fraction of the training split
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    optimizer: str = TrainConfig.optimizer
+    lr: float = TrainConfig.lr
+    weight_decay: float = TrainConfig.weight_decay
+    warmup_epochs: int = int(TrainConfig.warmup_epochs)
+    label_smoothing: float = TrainConfig.label_smoothing
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProxyConfig":
+        """A checked ProxyConfig from a mapping (missing keys take the defaults).
+
+        Raises:
+            ProxyError: an unknown key, or a value that is not allowed (its `key` says which).
+        """
+        if not isinstance(d, dict):
+            raise ProxyError("", f"expected a mapping with keys {list(_PROXY_CHECKS)}, got {d!r}")
+        unknown = sorted(set(d) - set(_PROXY_CHECKS))
+        if unknown:
+            raise ProxyError(unknown[0], f"unknown key; allowed: {list(_PROXY_CHECKS)}")
+        return cls(**d).checked()
+
+    def checked(self) -> "ProxyConfig":
+        """This config if every value is allowed (numbers made floats where they are floats).
+
+        Raises:
+            ProxyError: the first value that is not allowed.
+        """
+        for key, (ok, allowed) in _PROXY_CHECKS.items():
+            if not ok(getattr(self, key)):
+                raise ProxyError(key, f"expected {allowed}, got {getattr(self, key)!r}")
+        if self.warmup_epochs > self.epochs:
+            raise ProxyError("warmup_epochs", f"expected at most epochs ({self.epochs}), got {self.warmup_epochs}")
+        return replace(self, **{k: float(getattr(self, k)) for k in ("lr", "weight_decay", "val_fraction",
+                                                                      "label_smoothing")})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def train_config(self, seed: int, device: str = "auto") -> TrainConfig:
+        """The TrainConfig of one proxy training."""
+        return TrainConfig.from_dict({**self.to_dict(), "seed": seed, "device": device})
+
+    def load_data(self, data_dir: Path | str | None = None, seed: int = 0,
+                  device: torch.device | str = "cpu") -> Dataset:
+        """The proxy's dataset (a seeded split of the training images; raises DataError)."""
+        return load_dataset(self.dataset, data_dir=data_dir, image_size=self.image_size,
+                            val_fraction=self.val_fraction, subset=self.subset, seed=seed, device=device)
 
 
 @dataclass
@@ -384,7 +482,7 @@ class _Parser(argparse.ArgumentParser):
         raise _UserError(f"{message} (see --help)")
 
 
-def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", dict]:
+def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", "RunConfig | None"]:
     """The Arch named on the command line and, when it comes from a run folder, that run's
     run.yaml. `spec` is an Arch .json/.yaml file, a run folder with `--trial N`, or
     RUN[/trials.jsonl]#ARCH_ID."""
@@ -398,7 +496,7 @@ def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", dict]:
         if trial is not None:
             raise _UserError(f"--trial needs a run folder, but --arch {spec} is a file")
         try:
-            return Arch.load(path), {}
+            return Arch.load(path), None
         except Exception as e:
             raise _UserError(f"--arch {path}: not a valid Arch JSON/YAML file "
                              f"({' '.join(str(e).split())})") from None
@@ -445,7 +543,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder with the dataset's files (default: the run's, if any)")
     p.add_argument("--image-size", type=int, default=None,
                    help="training resolution; default: the arch's input size")
-    p.add_argument("--val-fraction", type=float, default=0.1,
+    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
                    help="share of the training images held out for validation")
     p.add_argument("--subset", type=float, default=None,
                    help="train on this many (>1) or this share (<=1) of the training images")
@@ -478,10 +576,8 @@ def _run(argv: list[str] | None) -> int:
     from nas.model import create_model
 
     arch, run_cfg = _resolve_arch(args.arch, args.trial)
-    run_data, run_proxy = run_cfg.get("data") or {}, run_cfg.get("proxy") or {}
-    dataset = args.dataset or run_data.get("dataset") or run_proxy.get("dataset") or "digits"
-    data_dir = args.data_dir or run_proxy.get("data_dir") or (run_cfg.get("options") or {}).get(
-        "data_dir")
+    dataset = args.dataset or (run_cfg.data.dataset if run_cfg else None) or "digits"
+    data_dir = args.data_dir or (run_cfg.options.get("data_dir") if run_cfg else None)
     if args.threads < 0:
         raise _UserError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:

@@ -16,8 +16,9 @@ import pytest
 
 from nas.arch import Arch
 from nas.dashboard import main
-from nas.export import describe_block, record_block_map
-from nas.results import RunFolder, hypervolume_history, pareto_front, ranked
+from nas.model import describe_block
+from nas import pareto
+from nas.results import RunFolder
 from runs import copy_run, small_run  # noqa: F401  (the session's run folder fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +31,9 @@ def _script_json(page: str, element_id: str):
 
 def _peeled_ranks(records, objectives):
     """Front ranks by peeling Pareto fronts off one after another (independent of the dashboard's)."""
-    left, ranks, k = ranked(records, objectives), {}, 0
+    left, ranks, k = pareto.candidates(records, objectives), {}, 0
     while left:
-        front = {r.number for r in pareto_front(left, objectives)}
+        front = {r.number for r in pareto.front(left, objectives)}
         ranks.update({n: k for n in front})
         left = [r for r in left if r.number not in front]
         k += 1
@@ -68,7 +69,7 @@ def test_dashboard_files_and_contents(small_run, tmp_path, capsys):
         names = {t['name'].split(' ')[0] for t in traces}
         assert {'complete', 'stopped', 'failed', 'infeasible'} <= names
         front_line = next(t for t in figs[cost]['data'] if t['mode'] == 'lines')
-        assert front_line['x'] == [r.value(cost) for r in pareto_front(records, ['accuracy', cost])]
+        assert front_line['x'] == [r.value(cost) for r in pareto.front(records, ['accuracy', cost])]
     # hover: arch id, metrics, and the per-block map with the learned alpha/beta of the record
     acmix = next(r for r in records if r.status == 'complete' and r.rates)
     text = next(tx for t in figs['macs']['data'] if t.get('customdata') for n, tx in zip(t['customdata'], t['text'])
@@ -76,12 +77,12 @@ def test_dashboard_files_and_contents(small_run, tmp_path, capsys):
     assert acmix.arch_id in text and 'accuracy' in text and 'macs' in text
     rate = acmix.rates[0]
     assert f"s{rate['stage']}.b{rate['index']} ACmix" in text and f"α{rate['alpha']:.2f} β{rate['beta']:.2f}" in text
-    assert all(describe_block(b) in text for b in record_block_map(acmix, run))
+    assert all(describe_block(b) in text for b in run.block_map(acmix))
     conv = Arch.from_dict(records[0].arch)
     assert records[0].reference == 'all_conv' and all(b['op'] == 'conv' for b in conv.block_map())
     # hypervolume over trials, as results computes it
     hv = next(t for t in figs['hypervolume']['data'])
-    assert hv['y'] == pytest.approx(hypervolume_history(records, ['accuracy', 'macs'], run.config()['hypervolume_scale']))
+    assert hv['y'] == pytest.approx(pareto.hypervolume_history(records, ['accuracy', 'macs'], run.config().hypervolume_scale))
     # the front table, the failed trial's error in the table of all trials
     for r in run.front():
         assert f"--arch-id {r.arch_id}" in page

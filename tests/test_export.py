@@ -1,6 +1,7 @@
 """Export a front point of a real (small) run as a timm folder and load it back."""
 
 import json
+from dataclasses import asdict
 import shutil
 import subprocess
 import sys
@@ -15,9 +16,10 @@ from safetensors.torch import load_file, save_file
 
 import nas  # noqa: F401  (registers acmix_nas)
 from nas.arch import Arch
-from nas.export import ExportError, front_ranks, knee, load_exported, main, select
+from nas.export import ExportError, load_exported, main, select
 from nas.model import create_model
-from nas.results import RunFolder, TrialRecord, pareto_front, ranked
+from nas import pareto
+from nas.results import RunFolder, TrialRecord
 from runs import small_run  # noqa: F401  (the session's run folder fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,11 +35,11 @@ def test_knee_ranks_and_picks_on_a_known_front():
             _rec(3, 0.60, 3_000_000), _rec(4, 0.40, 5_000_000), _rec(5, None, 500_000, status='failed'),
             _rec(6, 0.99, 100, constraints=[2.0])]
     obj = ['accuracy', 'macs']
-    front = pareto_front(recs, obj)
+    front = pareto.front(recs, obj)
     assert [r.number for r in front] == [0, 1, 2]
     # min-max normalised losses: #0 (1, 0), #1 (0.111, 0.111), #2 (0, 1): #1 is closest to the ideal (0, 0)
-    assert knee(front, obj).number == 1
-    assert front_ranks(recs, obj) == {0: 0, 1: 0, 2: 0, 3: 1, 4: 2}
+    assert pareto.knee(front, obj).number == 1
+    assert pareto.ranks(recs, obj) == {0: 0, 1: 0, 2: 0, 3: 1, 4: 2}
     assert select(recs, obj).record.number == 1 and select(recs, obj).how == 'knee'
     assert select(recs, obj, pick='max-accuracy').record.number == 2
     assert select(recs, obj, pick='min-cost').record.number == 0
@@ -53,7 +55,7 @@ def test_knee_ranks_and_picks_on_a_known_front():
 
 
 def test_block_map_reads_both_rate_formats():
-    from nas.export import block_map
+    from nas.model import block_map
     from nas.model import default_arch
 
     arch = default_arch()  # three ACmix blocks: s0.b0, s1.b0, s1.b1
@@ -61,7 +63,7 @@ def test_block_map_reads_both_rate_formats():
     with torch.no_grad():
         for i, (name, p) in enumerate(sorted((n, p) for n, p in model.named_parameters() if n.endswith('rate1'))):
             p.fill_(0.1 * (i + 1))
-    from nas.export import rates_of
+    from nas.model import rates_of
     ours = rates_of(model)
     assert [(r['stage'], r['index']) for r in ours] == [(0, 0), (1, 0), (1, 1)]
     search_format = [{'module': f"stages.{r['stage']}.{r['index']}.self_attn", 'alpha': r['alpha'], 'beta': r['beta']}
@@ -85,14 +87,14 @@ def _independent_knee(front: list[TrialRecord]) -> TrialRecord:
 
 def test_export_knee_reload_in_a_new_process(small_run, tmp_path):
     run = RunFolder(small_run)
-    assert len(ranked(run.trials(), ['accuracy', 'macs'])) >= 3
+    assert len(pareto.candidates(run.trials(), ['accuracy', 'macs'])) >= 3
     chosen = _independent_knee(run.front())
     out = tmp_path / 'knee'
     assert main([str(small_run), '--pick', 'knee', '--out', str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ['README.md', 'config.json', 'model.safetensors']
 
     cfg = json.loads((out / 'config.json').read_text())
-    data = run.config()['data']
+    data = asdict(run.config().data)
     assert cfg['architecture'] == 'acmix_nas' and cfg['num_classes'] == data['num_classes']
     assert cfg['model_args']['arch'] == chosen.arch  # the knee, by the documented definition
     pc = cfg['pretrained_cfg']

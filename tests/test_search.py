@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from nas.results import STUDY_NAME, RunFolder
+from nas.results import STUDY_NAME, RunConfig, RunFolder
 from nas.space import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,9 +51,9 @@ def test_small_search_writes_the_run_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")
     config = run.config()
-    assert config["objectives"] == ["accuracy", "macs"] and config["sampler"] == "tpe" and config["seed"] == 3
-    assert config["space_fingerprint"] == load_space(DIGITS).fingerprint
-    assert config["data"]["num_classes"] == 10 and config["versions"]["torch"]
+    assert config.objectives == ["accuracy", "macs"] and config.sampler == "tpe" and config.seed == 3
+    assert config.space_fingerprint == load_space(DIGITS).fingerprint
+    assert config.data.num_classes == 10 and config.versions["torch"]
 
     records = run.trials()
     assert len(records) == 5
@@ -106,8 +106,8 @@ def test_resume_after_kill_loses_nothing_and_retrains_nothing(tmp_path):
 def test_resume_refuses_a_changed_space(tmp_path):
     space = write_space(tmp_path, lambda raw: None)
     run = RunFolder(tmp_path / "run")
-    run.write_config({"space_fingerprint": load_space(space).fingerprint,
-                      "options": {"space": str(space), "budget": 2, "objectives": ["accuracy", "macs"]}})
+    run.write_config(RunConfig(space_fingerprint=load_space(space).fingerprint,
+                               options={"space": str(space), "budget": 2, "objectives": ["accuracy", "macs"]}))
     write_space(tmp_path, lambda raw: raw["stages"][1].update(channels={"choices": [32, 48]}))
     proc = search("--resume", str(run.path))
     assert proc.returncode == 2
@@ -116,7 +116,7 @@ def test_resume_refuses_a_changed_space(tmp_path):
 
 def test_resume_refuses_changing_what_defines_the_search(tmp_path):
     run = RunFolder(tmp_path / "run")
-    run.write_config({"options": {"space": str(DIGITS), "seed": 0, "budget": 2}})
+    run.write_config(RunConfig(options={"space": str(DIGITS), "seed": 0, "budget": 2}))
     proc = search("--resume", str(run.path), "--seed", "1")
     assert proc.returncode == 2 and "cannot change --seed" in proc.stderr
 
@@ -174,7 +174,7 @@ def test_every_named_sampler_runs_past_its_random_start_up(tmp_path, sampler):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")
     records = run.trials()
-    assert run.config()["sampler"] == sampler
+    assert run.config().sampler == sampler
     assert len(records) == 14 and len({r.arch_id for r in records}) == 14
     assert all(r.status == "complete" for r in records)
     study = optuna.load_study(study_name=STUDY_NAME, storage=run.storage())
@@ -225,7 +225,7 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
                       "--address", f"127.0.0.1:{port}", "--epochs", "5", env=env)  # trials outlast a worker start
         assert proc.returncode == 0, proc.stderr[-3000:]
         run = RunFolder(tmp_path / "run")
-        assert run.config()["ray"] == {"address": f"127.0.0.1:{port}", "nodes": 2, "cpus": 2.0}
+        assert run.config().ray == {"address": f"127.0.0.1:{port}", "nodes": 2, "cpus": 2.0}
         records = run.trials()
         assert len(records) == 4 and all(r.status == "complete" for r in records)
         assert len({r.node for r in records}) == 2  # trials ran on both nodes

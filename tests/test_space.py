@@ -33,14 +33,14 @@ def test_shipped_spaces_load(name):
     # the resolved space round-trips and keeps its fingerprint
     again = SearchSpace.from_dict(space.to_dict(), name=space.name)
     assert again.fingerprint == space.fingerprint and again.size == space.size
-    assert space.proxy['image_size'] >= 1
+    assert space.proxy.image_size >= 1
 
 
 def test_digits_proxy_and_input():
     space = load_space(SPACES / 'digits.yaml')
     assert space.input_size == (16, 16) and space.in_chans == 1
-    assert space.proxy['dataset'] == 'digits' and space.proxy['image_size'] == 16
-    assert set(space.proxy) == {'dataset', 'image_size', 'val_fraction', 'subset', 'epochs', 'batch_size',
+    assert space.proxy.dataset == 'digits' and space.proxy.image_size == 16
+    assert set(space.proxy.to_dict()) == {'dataset', 'image_size', 'val_fraction', 'subset', 'epochs', 'batch_size',
                                 'optimizer', 'lr', 'weight_decay', 'warmup_epochs', 'label_smoothing'}
 
 

@@ -212,12 +212,13 @@ def test_cli_trains_and_saves_a_checkpoint(tmp_path, capsys):
 
 
 def test_cli_trial_of_a_run_folder(tmp_path, capsys):
-    from nas.results import RunFolder, TrialRecord
+    from nas.results import DataInfo, RunConfig, RunFolder, TrialRecord
+    from nas.train import ProxyConfig
     from nas.train import main
 
     arch = _digits_arch()
     run = RunFolder(tmp_path / "run")
-    run.write_config({"data": {"dataset": "digits"}, "proxy": {"dataset": "digits"}})
+    run.write_config(RunConfig(data=DataInfo(dataset="digits"), proxy=ProxyConfig(dataset="digits")))
     run.append(TrialRecord(number=0, arch_id=arch.arch_id, arch=arch.to_dict(), status="ok"))
     for spec in (["--arch", str(run.path), "--trial", "0"],
                  ["--arch", f"{run.path}/trials.jsonl#{arch.arch_id}"]):

@@ -1,0 +1,171 @@
+"""Objectives, Pareto ranks, the front, its knee and its hypervolume: one convention for all.
+
+Every objective is turned into a *loss* to minimise: a maximised objective (accuracy) is
+negated, a minimised one (MACs, params, latency, memory) is taken as it is. On those losses:
+
+* `nondominated_ranks`: 0 for the Pareto front, 1 for the front once rank 0 is removed, ...
+  (Optuna's fast non-dominated sort, the one NSGA-II uses);
+* `knee_index`: the front point closest (Euclidean) to the ideal point once each objective is
+  min-max scaled to [0, 1] over the front, i.e. "best accuracy at the lowest cost at once";
+* `hypervolume_of`: on *normalised* losses (`normalise`: 1 − accuracy, each cost divided by a
+  fixed scale, run.yaml's `hypervolume_scale`) against the reference point (1, …, 1), with
+  Optuna's exact WFG implementation, so runs of one space compare.
+
+The array functions take an (n, m) array of losses; the record functions take anything with
+`value(objective)`, `number`, `status` and `feasible` (a `results.TrialRecord`, or an
+architecture's aggregate over seeds) and call them.
+
+    >>> from nas import pareto
+    >>> front = pareto.front(records, ['accuracy', 'macs'])
+    >>> best = pareto.knee(front, ['accuracy', 'macs'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+# Optuna's non-dominated sort and hypervolume are not public API: imported here, and only here.
+from optuna._hypervolume import compute_hypervolume
+from optuna.study._multi_objective import _fast_non_domination_rank
+
+__all__ = ['OBJECTIVES', 'COSTS', 'Point', 'directions', 'as_losses', 'nondominated_ranks', 'knee_index',
+           'normalise', 'hypervolume_of', 'candidates', 'losses_of', 'ranks', 'front', 'knee',
+           'normalised_losses', 'hypervolume', 'hypervolume_history']
+
+# Objective name -> (record field, Optuna direction).
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    'accuracy': ('accuracy', 'maximize'),
+    'macs': ('macs', 'minimize'),
+    'params': ('params', 'minimize'),
+    'latency': ('latency_ms', 'minimize'),
+    'memory': ('memory_mb', 'minimize'),
+}
+COSTS = tuple(o for o in OBJECTIVES if OBJECTIVES[o][1] == 'minimize')
+
+
+class Point(Protocol):
+    """What the record functions need of a trial (or of an architecture's aggregate)."""
+
+    number: int
+    status: str
+
+    @property
+    def feasible(self) -> bool: ...
+
+    def value(self, objective: str) -> float | None: ...
+
+
+P = TypeVar('P', bound=Point)
+
+
+def directions(objectives: Sequence[str]) -> list[str]:
+    """Optuna's direction ('maximize' or 'minimize') of each objective."""
+    return [OBJECTIVES[o][1] for o in objectives]
+
+
+# ---------------------------------------------------------------------------------- on arrays
+
+def as_losses(values: np.ndarray | Sequence[Sequence[float]], objectives: Sequence[str]) -> np.ndarray:
+    """Objective values (n, m) as losses: maximised objectives negated."""
+    sign = np.array([-1.0 if d == 'maximize' else 1.0 for d in directions(objectives)])
+    return np.asarray(values, dtype=float).reshape(-1, len(objectives)) * sign
+
+
+def nondominated_ranks(losses: np.ndarray) -> np.ndarray:
+    """Non-domination rank of each row of `losses` (0 = the Pareto front). Equal rows share a rank."""
+    losses = np.asarray(losses, dtype=float)
+    if len(losses) == 0:
+        return np.zeros(0, dtype=int)
+    return np.asarray(_fast_non_domination_rank(losses), dtype=int)
+
+
+def knee_index(losses: np.ndarray, tie_break: Sequence[int] | None = None) -> int | None:
+    """Index of the knee of a front given as losses (see the module docstring); None when empty.
+
+    Ties in distance go to the lower first loss (the higher accuracy), then to the lower
+    `tie_break` value (e.g. the trial number; default: the row index).
+    """
+    losses = np.asarray(losses, dtype=float)
+    if len(losses) == 0:
+        return None
+    lo, span = losses.min(axis=0), np.ptp(losses, axis=0)
+    scaled = np.divide(losses - lo, span, out=np.zeros_like(losses), where=span > 0)
+    dist = np.sqrt((scaled ** 2).sum(axis=1))
+    order = tie_break if tie_break is not None else range(len(losses))
+    keys = [(round(float(d), 12), float(first), t) for d, first, t in zip(dist, losses[:, 0], order)]
+    return min(range(len(losses)), key=keys.__getitem__)
+
+
+def normalise(losses: np.ndarray, objectives: Sequence[str], scales: Mapping[str, float]) -> np.ndarray:
+    """Losses in [0, ~1] for the hypervolume: 1 − accuracy (1 + its loss), each cost / its scale."""
+    losses = np.asarray(losses, dtype=float).reshape(-1, len(objectives))
+    out = np.empty_like(losses)
+    for j, o in enumerate(objectives):
+        out[:, j] = 1.0 + losses[:, j] if OBJECTIVES[o][1] == 'maximize' else losses[:, j] / float(scales[o])
+    return out
+
+
+def hypervolume_of(normalised: np.ndarray) -> float:
+    """Hypervolume dominated by `normalised` losses against the reference point (1, …, 1).
+    Points beyond the reference point on any objective add nothing."""
+    normalised = np.asarray(normalised, dtype=float)
+    if normalised.size == 0:
+        return 0.0
+    inside = normalised[(normalised < 1.0).all(axis=1)]
+    if len(inside) == 0:
+        return 0.0
+    return float(compute_hypervolume(inside, np.ones(normalised.shape[1])))
+
+
+# ---------------------------------------------------------------------------------- on records
+
+def candidates(points: Iterable[P], objectives: Sequence[str]) -> list[P]:
+    """The points that can be on a front: complete, feasible, with every objective measured."""
+    return [p for p in points if p.status == 'complete' and p.feasible
+            and all(p.value(o) is not None for o in objectives)]
+
+
+def losses_of(points: Sequence[Point], objectives: Sequence[str]) -> np.ndarray:
+    """The (n, m) losses of `points` (every objective must be measured)."""
+    return as_losses([[float(p.value(o)) for o in objectives] for p in points], objectives)
+
+
+def ranks(points: Iterable[Point], objectives: Sequence[str]) -> dict[int, int]:
+    """Non-domination rank of every candidate point, keyed by its number."""
+    cands = candidates(points, objectives)
+    return {p.number: int(k) for p, k in zip(cands, nondominated_ranks(losses_of(cands, objectives)))}
+
+
+def front(points: Iterable[P], objectives: Sequence[str]) -> list[P]:
+    """The Pareto front of the candidate points, sorted by the first cost objective (then number)."""
+    cands = candidates(points, objectives)
+    on_front = [p for p, k in zip(cands, nondominated_ranks(losses_of(cands, objectives))) if k == 0]
+    key = objectives[1] if len(objectives) > 1 else objectives[0]
+    return sorted(on_front, key=lambda p: (float(p.value(key)), p.number))
+
+
+def knee(front_points: Sequence[P], objectives: Sequence[str]) -> P | None:
+    """The knee of a front (see `knee_index`); ties go to the lower point number."""
+    if not front_points:
+        return None
+    i = knee_index(losses_of(front_points, objectives), [p.number for p in front_points])
+    return front_points[i]
+
+
+def normalised_losses(points: Sequence[Point], objectives: Sequence[str], scales: Mapping[str, float]) -> np.ndarray:
+    """`normalise(losses_of(points))`: 1 − accuracy, and each cost divided by its scale."""
+    return normalise(losses_of(points, objectives), objectives, scales)
+
+
+def hypervolume(points: Iterable[Point], objectives: Sequence[str], scales: Mapping[str, float]) -> float:
+    """Hypervolume of the candidate points' normalised losses (see the module docstring)."""
+    cands = candidates(points, objectives)
+    return hypervolume_of(normalised_losses(cands, objectives, scales)) if cands else 0.0
+
+
+def hypervolume_history(points: Sequence[Point], objectives: Sequence[str], scales: Mapping[str, float]) -> list[float]:
+    """Hypervolume after each point, in the order given (trials: the order they finished)."""
+    return [hypervolume(points[: i + 1], objectives, scales) for i in range(len(points))]

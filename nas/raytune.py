@@ -1,0 +1,408 @@
+"""The Ray Tune side of a search: the trainable, the searcher, the recorder and the stopper.
+
+It imports Ray, so `nas.search` imports it only when a search starts. One search is one
+`tune.Tuner` run (`run_tune`):
+
+* `trainable`: a Ray function trainable, a few lines around `nas.trial.evaluate`. It reports
+  every epoch (ASHA can stop a trial early); the last report carries `final=True`, the whole
+  record and, for a complete trial, its weights as a Tune checkpoint.
+* `ArchSearcher`: Ray's `Searcher` interface over an Optuna study, asked and told through
+  Optuna's public ask/tell API (define-by-run: `SearchSpace.sample(trial)`). It never trains an
+  architecture twice and tells Optuna what happened (see its docstring).
+* `Recorder`: a Tune callback in the driver, the only writer of the run folder: it appends every
+  finished trial to trials.jsonl, keeps its weights, updates pareto.json and prints progress.
+* `FailureStopper`: ends the search after more than --max-failures failed trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+import torch
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
+
+from nas.arch import Arch
+from nas.data import Dataset
+from nas.results import RunFolder, TrialRecord
+from nas.search import UsageError
+from nas.space import SearchSpace
+from nas.trial import TrialSettings, evaluate
+
+__all__ = ['TuneJob', 'TuneOutcome', 'run_tune', 'trainable', 'ArchSearcher', 'Recorder', 'FailureStopper',
+           'record_from_result']
+
+DUPLICATES_BEFORE_RANDOM = 3  # re-proposals of known architectures before a random unseen one is tried
+RANDOM_TRIES = 2000  # random draws that find nothing new: the space counts as exhausted
+
+
+# --------------------------------------------------------------------------- the trial (worker side)
+
+def _result(record: TrialRecord, final: bool) -> dict[str, Any]:
+    """A Tune result: ASHA's metric at the top, the whole record beside it."""
+    return {'accuracy': record.accuracy or 0.0, 'epoch': record.epochs, 'final': final,
+            'status': record.status, 'record': asdict(record)}
+
+
+def trainable(config: dict[str, Any], data: Dataset, settings: TrialSettings, threads: int) -> None:
+    """Ray Tune function trainable: `evaluate` one architecture, reporting every epoch."""
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(max(1, threads))  # one thread per CPU Ray gives the trial
+    if settings.device.startswith('cuda') and not torch.cuda.is_available():
+        settings = replace(settings, device='cpu')
+    node = ray.get_runtime_context().get_node_id()
+
+    def report(record: TrialRecord) -> None:
+        record.node = node
+        tune.report(_result(record, final=False))
+
+    outcome = evaluate(Arch.from_dict(config['arch']), data, settings, seed=int(config['seed']), report=report)
+    outcome.record.node = node
+    if outcome.model is None:
+        tune.report(_result(outcome.record, final=True))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in outcome.model.state_dict().items()}
+        save_file(state, str(Path(tmp) / 'model.safetensors'), metadata={'arch_id': outcome.record.arch_id})
+        tune.report(_result(outcome.record, final=True), checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def record_from_result(result: dict[str, Any], config: dict[str, Any], error: bool = False,
+                       message: str | None = None) -> TrialRecord:
+    """The trials.jsonl record of a trial from its last result and its config (number -1).
+
+    A trial whose last result is not final was stopped by the scheduler ('stopped'); one that
+    raised, or never reported, 'failed'.
+    """
+    raw = dict(result.get('record') or {})
+    for key, value in result.items():  # Tune hands searchers its results flattened: 'record/accuracy'
+        if key.startswith('record/'):
+            *parents, leaf = key.split('/')[1:]
+            node = raw
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+    record = TrialRecord.from_dict(raw) if raw else TrialRecord(
+        number=-1, arch_id=config.get('arch_id', ''), arch=config.get('arch', {}), status='failed',
+        seed=config.get('seed'))
+    if error or not raw:
+        record.status, record.accuracy = 'failed', None
+        record.error = message or record.error or 'the trial ended without a result'
+    elif not result.get('final'):
+        record.status = 'stopped'  # ended by the scheduler before its last epoch
+    record.number = -1
+    record.optuna_number = config.get('optuna_number')
+    record.optuna_params = dict(config.get('optuna_params') or {})
+    record.finished_at = record.finished_at or datetime.now(timezone.utc).isoformat(timespec='milliseconds')
+    return record
+
+
+# --------------------------------------------------------------------------- the searcher (driver side)
+
+class ArchSearcher(Searcher):
+    """Ray's Searcher over an Optuna study, through Optuna's public ask/tell API.
+
+    - A proposal whose architecture is already known (evaluated in this run, or in flight) is not
+      trained: it is told to Optuna as FAIL with a `duplicate_of` user attribute (so samplers
+      ignore it rather than weighting a known point again) and another is asked. After
+      DUPLICATES_BEFORE_RANDOM such proposals in a row, a random architecture not yet evaluated
+      is enqueued: samplers such as TPE converge on small categorical spaces and keep proposing
+      the same points. The space counts as exhausted when RANDOM_TRIES random draws find
+      nothing new.
+    - A complete trial is told COMPLETE with its objective values; an infeasible one COMPLETE with
+      its constraint values set (`Trial.set_constraint`), which keeps it off the front and tells
+      constraint-aware samplers; a stopped one (lower fidelity) PRUNED; a failed one FAIL.
+    """
+
+    def __init__(self, study: optuna.Study, space: SearchSpace, objectives: list[str], limits: dict[str, float],
+                 known: dict[str, TrialRecord], seed: int):
+        super().__init__()  # several objectives: Optuna holds them, Tune needs no metric of ours
+        self.study, self.space, self.objectives, self.limits = study, space, objectives, limits
+        self.seed = seed
+        self.known = known  # arch_id -> record, shared with the recorder
+        self.asked: dict[str, optuna.Trial] = {}  # Ray trial id -> Optuna trial
+        self.in_flight: dict[str, str] = {}  # arch_id -> Ray trial id
+        self.exhausted = False
+        self.duplicates = 0  # proposals of known architectures, told as FAIL
+        self.random_injections = 0
+        self._random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        in_a_row = 0
+        while True:
+            ot = self.study.ask()
+            arch = self.space.sample(ot)
+            if arch.arch_id not in self.known and arch.arch_id not in self.in_flight:
+                self.asked[trial_id] = ot
+                self.in_flight[arch.arch_id] = trial_id
+                return {'arch': arch.to_dict(), 'arch_id': arch.arch_id, 'seed': self.seed,
+                        'optuna_number': ot.number, 'optuna_params': dict(ot.params)}
+            ot.set_user_attr('duplicate_of', arch.arch_id)
+            self.study.tell(ot, state=optuna.trial.TrialState.FAIL)
+            self.duplicates += 1
+            in_a_row += 1
+            if in_a_row >= DUPLICATES_BEFORE_RANDOM:
+                params = self._random_unseen()
+                if params is None:
+                    self.exhausted = True
+                    return Searcher.FINISHED
+                self.study.enqueue_trial(params)  # the next ask() takes it
+                self.random_injections += 1
+                in_a_row = 0
+
+    def _random_unseen(self) -> dict[str, Any] | None:
+        for _ in range(RANDOM_TRIES):
+            arch = self.space.sample(self._random.ask())
+            if arch.arch_id not in self.known and arch.arch_id not in self.in_flight:
+                return self.space.params_of(arch)
+        return None
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        ot = self.asked.pop(trial_id, None)
+        if ot is None:
+            return
+        record = record_from_result(result or {}, {}, error=error)
+        for arch_id in [a for a, t in self.in_flight.items() if t == trial_id]:
+            del self.in_flight[arch_id]
+        for key, value in (('arch_id', record.arch_id), ('status', record.status), ('epochs', record.epochs),
+                           ('constraints', list(record.constraints))):
+            ot.set_user_attr(key, value)
+        try:
+            if record.status == 'stopped':
+                self.study.tell(ot, state=optuna.trial.TrialState.PRUNED)
+            elif record.status == 'failed':
+                self.study.tell(ot, state=optuna.trial.TrialState.FAIL)
+            else:
+                for (name, _), value in zip(sorted(self.limits.items()), record.constraints):
+                    ot.set_constraint(name, value)
+                self.study.tell(ot, [float(record.value(o) or 0.0) for o in self.objectives])
+        except Exception as e:  # Optuna refuses e.g. NaN values: the trial is still recorded by us
+            logging.getLogger(__name__).warning('Optuna did not take trial %s: %s', trial_id, e)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Tune's experiment checkpoint: the study lives in the run's journal and the record of
+        what is done in trials.jsonl, so only the counters are kept."""
+        Path(checkpoint_path).write_text(f'{self.duplicates} {self.random_injections}\n')
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.duplicates, self.random_injections = (int(v) for v in Path(checkpoint_path).read_text().split())
+
+
+# --------------------------------------------------------------------------- recording and progress
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+
+
+def _error_line(trial: Any) -> str:
+    """The last line of a trial's exception, e.g. 'RuntimeError: ...'."""
+    text = ''
+    try:
+        path = getattr(trial, 'error_file', None) or ''
+        if path and Path(path).is_file():
+            text = Path(path).read_text()
+    except OSError:
+        pass
+    text = text or str(getattr(trial, 'error_msg', '') or '')
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else 'the trial raised an exception'
+
+
+class Recorder(tune.Callback):
+    """Appends every finished trial to trials.jsonl, keeps its weights, updates pareto.json and
+    prints one progress line per trial. Runs in the driver; the only writer of the run folder."""
+
+    def __init__(self, run: RunFolder, known: dict[str, TrialRecord], references: dict[str, str],
+                 objectives: list[str], budget: int, quiet: bool = False):
+        self.run, self.known, self.references, self.objectives = run, known, references, objectives
+        self.budget, self.quiet = budget, quiet
+        records = run.trials()
+        self.number = self.done_before = len(records)
+        self.failures = sum(r.status == 'failed' for r in records)  # the whole run's, resumed or not
+        self.weights: dict[str, str] = {}  # Ray trial id -> weights path (relative)
+        self.start = time.perf_counter()
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        src = Path(checkpoint.path) / 'model.safetensors'
+        arch_id = trial.config.get('arch_id')
+        if src.is_file() and arch_id:
+            dst = self.run.weights_path(arch_id)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            self.weights[trial.trial_id] = str(dst.relative_to(self.run.path))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._record(trial, record_from_result(dict(trial.last_result or {}), trial.config))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._record(trial, record_from_result(dict(trial.last_result or {}), trial.config, error=True,
+                                               message=_error_line(trial)))
+
+    def _record(self, trial: Any, record: TrialRecord) -> None:
+        record.number = self.number
+        record.reference = self.references.get(record.arch_id)
+        record.weights = self.weights.get(trial.trial_id) if record.status == 'complete' else None
+        self.run.append(record)
+        self.number += 1
+        self.known[record.arch_id] = record
+        if record.status == 'failed':
+            self.failures += 1
+        front = self.run.write_pareto(self.objectives)['front']
+        if not self.quiet:
+            self._print(record, len(front))
+
+    def _print(self, record: TrialRecord, front_size: int) -> None:
+        elapsed = time.perf_counter() - self.start
+        remaining = max(0, self.budget - self.number) * elapsed / max(1, self.number - self.done_before)
+        what = {'complete': f'acc {record.accuracy:.3f}' if record.accuracy is not None else '',
+                'stopped': f'stopped at epoch {record.epochs}, acc {record.accuracy or 0:.3f}',
+                'failed': f'{record.error}', 'infeasible': 'over a hard limit, not trained'}
+        costs = f'{(record.macs or 0) / 1e6:.2f}M MACs {(record.params or 0) / 1e3:.1f}k params'
+        tag = f' [{record.reference}]' if record.reference else ''
+        print(f'[{self.number:>4}/{self.budget}] {_hms(elapsed)} {record.arch_id}{tag} {record.status}: '
+              f'{what.get(record.status, "")}, {costs} | failed {self.failures}, front {front_size}, '
+              f'~{_hms(remaining)} left', flush=True)
+
+
+class FailureStopper(Stopper):
+    """Stops the whole search once the recorder has counted more than `max_failures` failures."""
+
+    def __init__(self, recorder: Recorder, max_failures: int | None):
+        self.recorder, self.max_failures = recorder, max_failures
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.max_failures is not None and self.recorder.failures > self.max_failures
+
+
+# --------------------------------------------------------------------------- one search
+
+@dataclass
+class TuneJob:
+    """One Tune run of a search: what `nas.search` has set up."""
+
+    run: RunFolder
+    study: optuna.Study
+    space: SearchSpace
+    data: Dataset
+    settings: TrialSettings
+    objectives: list[str]
+    limits: dict[str, float]
+    seed: int
+    budget: int  # the run's, counting trials done before
+    remaining: int
+    known: dict[str, TrialRecord]
+    references: dict[str, str]  # arch id -> reference name
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    address: str | None = None
+    time_budget: float | None = None
+    early_stop: bool = False
+    max_failures: int | None = None
+    quiet: bool = False
+
+
+@dataclass
+class TuneOutcome:
+    duplicates: int = 0
+    random_injections: int = 0
+    exhausted: bool = False
+    failures: int = 0
+    cluster: dict[str, Any] = field(default_factory=dict)
+
+
+def check_resources(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float,
+                    address: str | None) -> None:
+    """A trial that fits nowhere would make Tune wait forever: say so instead."""
+    where = f'the Ray cluster at {address}' if address else 'this machine'
+    if cpus_per_trial > resources.get('CPU', 0):
+        raise UsageError(f"--cpus-per-trial {cpus_per_trial:g}: {where} has {resources.get('CPU', 0):g} CPUs")
+    if gpus_per_trial > resources.get('GPU', 0):
+        raise UsageError(f"--gpus-per-trial {gpus_per_trial:g}: {where} has {resources.get('GPU', 0):g} GPUs"
+                            + ('' if address else '; CUDA is not available to torch here'))
+
+
+def fitting_trials(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials the cluster runs at once. Tune needs this number: without a concurrency
+    limit it keeps a single trial pending when a searcher is used, and trials start one by one."""
+    fit = int(resources.get('CPU', 1) // cpus_per_trial)
+    if gpus_per_trial > 0:
+        fit = min(fit, int(resources.get('GPU', 0) // gpus_per_trial))
+    return max(1, fit)
+
+
+def trial_dirname(trial: Any) -> str:
+    """Ray trial folders named by trial id (the default spells out the whole config)."""
+    return f'trial_{trial.trial_id}'
+
+
+def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
+    """Start (or join) Ray, run the trials, stop the Ray it started. `on_cluster(info)` is called
+    once Ray is up, with {'address', 'nodes', 'cpus', 'gpus'} (the search writes it to run.yaml).
+
+    Raises:
+        UsageError: a trial fits on no node.
+    """
+    # Our progress lines replace Tune's tables; trials.jsonl replaces its per-trial result files.
+    os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
+    os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
+    os.environ.setdefault('TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S', '0')
+    searcher = ArchSearcher(job.study, job.space, job.objectives, job.limits, job.known, job.seed)
+    recorder = Recorder(job.run, job.known, job.references, job.objectives, job.budget, job.quiet)
+    started_ray = not job.address
+    if job.address:
+        ray.init(address=job.address, logging_level=logging.ERROR, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                 num_gpus=torch.cuda.device_count())
+    try:
+        resources = ray.cluster_resources()
+        cluster = {'address': job.address or 'local', 'nodes': sum(n['Alive'] for n in ray.nodes()),
+                   **{k.lower() + 's': v for k, v in resources.items() if k in ('CPU', 'GPU')}}
+        if on_cluster is not None:
+            on_cluster(cluster)
+        check_resources(resources, job.cpus_per_trial, job.gpus_per_trial, job.address)
+        concurrent = job.max_concurrent or fitting_trials(resources, job.cpus_per_trial, job.gpus_per_trial)
+        fn = tune.with_parameters(trainable, data=job.data, settings=job.settings,
+                                  threads=max(1, int(job.cpus_per_trial)))
+        scheduler = None
+        if job.early_stop:
+            epochs = job.settings.proxy.epochs
+            scheduler = ASHAScheduler(metric='accuracy', mode='max', time_attr='training_iteration',
+                                      max_t=max(1, epochs), grace_period=max(1, epochs // 4), reduction_factor=3)
+        tuner = tune.Tuner(
+            tune.with_resources(fn, {'cpu': job.cpus_per_trial, 'gpu': job.gpus_per_trial}),
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=job.remaining,
+                                        max_concurrent_trials=concurrent, reuse_actors=True,
+                                        time_budget_s=job.time_budget,
+                                        trial_dirname_creator=trial_dirname),
+            run_config=tune.RunConfig(
+                name=f"tune-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str((job.run.path / 'ray').resolve()),
+                stop=FailureStopper(recorder, job.max_failures), callbacks=[recorder], verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+        )
+        tuner.fit()  # results are read from the run folder, not from Tune's ResultGrid
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return TuneOutcome(searcher.duplicates, searcher.random_injections, searcher.exhausted, recorder.failures,
+                       cluster)
