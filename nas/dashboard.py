@@ -40,7 +40,7 @@ import optuna
 from nas import pareto
 from nas.model import describe_block
 from nas.pareto import OBJECTIVES
-from nas.results import RunConfig, RunError, RunFolder, TrialRecord
+from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, seed_std
 
 __all__ = ['COSTS', 'TrialView', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
            'render_html', 'render_png', 'write_dashboard', 'serve', 'main']
@@ -63,8 +63,8 @@ COLORSCALE = 'Plasma'
 
 @dataclass
 class TrialView:
-    """One trial as the dashboard shows it."""
-    record: TrialRecord
+    """One architecture (all its evaluations, one per seed) as the dashboard shows it."""
+    record: ArchResult
     kind: str  # 'ranked' (on some front), or a key of KINDS
     rank: int | None  # non-domination rank over the run's objectives (0 = Pareto front)
     blocks: list[dict[str, Any]] = field(default_factory=list)  # RunFolder.block_map
@@ -72,11 +72,11 @@ class TrialView:
 
     @property
     def y(self) -> float:
-        """Accuracy as plotted (0 for a trial that has none)."""
+        """Accuracy as plotted: the mean over seeds (0 for an architecture that has none)."""
         return float(self.record.accuracy) if self.record.accuracy is not None else 0.0
 
 
-def _kind(r: TrialRecord, ranks: dict[int, int]) -> str:
+def _kind(r: ArchResult, ranks: dict[int, int]) -> str:
     if r.number in ranks:
         return 'ranked'
     if r.status == 'infeasible' or (r.status == 'complete' and not r.feasible):
@@ -87,13 +87,15 @@ def _kind(r: TrialRecord, ranks: dict[int, int]) -> str:
 
 
 def trial_views(run: RunFolder, records: Sequence[TrialRecord], objectives: Sequence[str]) -> list[TrialView]:
-    """A TrialView per record: rank, kind, per-block map (learned α/β), knee flag."""
-    ranks = pareto.ranks(records, objectives)
-    k = pareto.knee(pareto.front(records, objectives), objectives)
+    """A TrialView per architecture (results.aggregate): rank, kind, per-block map (learned α/β),
+    knee flag, all on the means over seeds."""
+    archs = aggregate(records)
+    ranks = pareto.ranks(archs, objectives)
+    k = pareto.knee(pareto.front(archs, objectives), objectives)
     views = []
-    for r in records:
+    for r in archs:
         try:
-            blocks = run.block_map(r)
+            blocks = run.block_map(r.record)
         except (ValueError, TypeError):  # an arch this version cannot read: show the record anyway
             blocks = []
         views.append(TrialView(r, _kind(r, ranks), ranks.get(r.number), blocks,
@@ -117,13 +119,20 @@ def _fmt(obj: str, v: float | None) -> str:
     return f"{v:.3g} {'ms' if obj == 'latency' else 'MB'}"
 
 
+def _noise(a: ArchResult) -> str:
+    """' ± 0.31% (3 seeds)': the standard error of the mean accuracy, and the seeds behind it."""
+    if a.seeds < 2:
+        return f" ({a.seeds} seed)" if a.seeds else ''
+    return f" ± {100 * a.accuracy_se:.2f}% ({a.seeds} seeds)"
+
+
 def hover_text(v: TrialView, costs: Sequence[str]) -> str:
     r = v.record
     head = f"<b>{r.arch_id}</b>  #{r.number} {r.status}" + (f" ({r.reference})" if r.reference else '')
     rank = ('front rank ' + str(v.rank) + (' (Pareto front)' if v.rank == 0 else '') + (', knee' if v.is_knee else '')
             if v.rank is not None else KINDS[v.kind][0])
     metrics = ' · '.join(f"{o} {_fmt(o, r.value(o))}" for o in ('accuracy', *costs))
-    lines = [head, rank, metrics, f"{r.epochs} epochs, {r.seconds:.1f} s"]
+    lines = [head, rank, metrics + _noise(r), f"{r.epochs} epochs, {r.seconds:.1f} s"]
     if r.error:
         lines.append(html.escape(r.error[:120]))
     lines += [describe_block(b) for b in v.blocks]
@@ -167,6 +176,8 @@ def pareto_figures(views: Sequence[TrialView], objectives: Sequence[str], costs:
                 x=[float(v.record.value(cost)) for v in good], y=[v.y for v in good], mode='markers',
                 name='complete (colour: front rank)', customdata=[v.record.number for v in good],
                 text=[hover_text(v, costs) for v in good], hovertemplate='%{text}<extra></extra>',
+                error_y=dict(type='data', array=[v.record.accuracy_se or 0.0 for v in good], thickness=1, width=3,
+                             color='rgba(60,60,60,0.7)'),
                 marker=dict(color=[v.rank for v in good], colorscale=COLORSCALE, cmin=0, cmax=max(max_rank, 1),
                             size=[16 if v.is_knee else 10 for v in good],
                             symbol=['star' if v.is_knee else 'circle' for v in good],
@@ -201,7 +212,8 @@ def hypervolume_figure(records: Sequence[TrialRecord], objectives: Sequence[str]
                        from_data: bool) -> Any:
     import plotly.graph_objects as go
 
-    hv = pareto.hypervolume_history(records, objectives, scales) if records else []
+    # after each evaluation, on the architectures' means over the seeds evaluated so far
+    hv = [pareto.hypervolume(aggregate(records[: i + 1]), objectives, scales) for i in range(len(records))]
     fig = go.Figure(go.Scatter(
         x=[r.number for r in records], y=hv, mode='lines+markers', line=dict(shape='hv'), name='hypervolume',
         hovertemplate='after trial #%{x}: %{y:.4f}<extra></extra>'))
@@ -326,7 +338,11 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
     objectives = list(config.objectives)
     costs = measured_costs(records, objectives)
     views = trial_views(run, records, objectives)
-    front = pareto.front(records, objectives)
+    archs = aggregate(records)
+    front = pareto.front(archs, objectives)
+    sigma = seed_std(archs)
+    unseparable = pareto.unseparable(archs, objectives, sigma)
+    ids = {a.number: a.arch_id for a in archs}
     scales, from_data = _scales(config, records, objectives)
     figs = pareto_figures(views, objectives, costs)
     hv_fig = hypervolume_figure(records, objectives, scales, from_data)
@@ -336,7 +352,7 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
 
     name = config.name or run.path.name
     counts = Counter(r.status for r in records)
-    hv = pareto.hypervolume(records, objectives, scales) if records else 0.0
+    hv = pareto.hypervolume(archs, objectives, scales) if records else 0.0
     meta = (f"objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in objectives)} · sampler "
             f"{html.escape(config.sampler)}, seed {config.seed} · space "
             f"<code>{html.escape(config.space_file or '?')}</code> · data {html.escape(config.data.dataset)}"
@@ -354,20 +370,23 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
         v = by_num[r.number]
         n_acmix = sum(b['op'] == 'acmix' for b in v.blocks)
         front_rows.append([i, f"<code>{r.arch_id}</code>" + (' ★ knee' if v.is_knee else ''),
-                           html.escape(r.reference or ''), _fmt('accuracy', r.accuracy),
+                           html.escape(r.reference or ''), _fmt('accuracy', r.accuracy) + _noise(r),
+                           ('⚠ within noise of ' + ', '.join(ids[n] for n in unseparable[r.number])
+                            if r.number in unseparable else 'yes'),
                            *[_fmt(c, r.value(c)) for c in fcosts + extra], r.epochs, f"{n_acmix}/{len(v.blocks)}",
                            html.escape(Arch.from_dict(r.arch).summary()),
                            f"<code>python -m nas.export {html.escape(str(run.path))} --arch-id {r.arch_id}</code>"])
         front_cls.append('knee' if v.is_knee else '')
-    front_table = _table(['#', 'arch id', 'reference', 'accuracy', *(fcosts + extra), 'epochs', 'ACmix blocks',
-                          'architecture', 'export'], front_rows, left=(1, 2, 7 + len(fcosts + extra) - 1,
-                                                                       8 + len(fcosts + extra) - 1), row_class=front_cls)
-    all_rows = [[r.number, f"<code>{r.arch_id}</code>", html.escape(r.status),
-                 by_num[r.number].rank if by_num[r.number].rank is not None else '',
+    front_table = _table(['#', 'arch id', 'reference', 'accuracy (mean ± s.e.)', 'separable', *(fcosts + extra),
+                          'epochs', 'ACmix blocks', 'architecture', 'export'], front_rows,
+                         left=(1, 2, 4, 7 + len(fcosts + extra), 8 + len(fcosts + extra)), row_class=front_cls)
+    rank_of = {v.record.arch_id: v.rank for v in views}
+    all_rows = [[r.number, f"<code>{r.arch_id}</code>", '' if r.seed is None else r.seed, html.escape(r.status),
+                 '' if rank_of.get(r.arch_id) is None else rank_of[r.arch_id],
                  _fmt('accuracy', r.accuracy), *[_fmt(c, r.value(c)) for c in costs], r.epochs, f"{r.seconds:.1f}",
                  html.escape(r.error or '')] for r in records]
-    all_table = _table(['#', 'arch id', 'status', 'rank', 'accuracy', *costs, 'epochs', 'seconds', 'error'],
-                       all_rows, left=(1, 2, 8 + len(costs) - 1))
+    all_table = _table(['#', 'arch id', 'seed', 'status', 'rank (of its mean)', 'accuracy', *costs, 'epochs',
+                        'seconds', 'error'], all_rows, left=(1, 3, 9 + len(costs)))
     trials_json = {v.record.number: dict(
         number=v.record.number, arch_id=v.record.arch_id, status=v.record.status, blocks=v.blocks,
         summary=Arch.from_dict(v.record.arch).summary() if v.blocks else '',
@@ -406,6 +425,8 @@ def render_png(run: RunFolder, path: Path) -> Path:
                     color='0.4', ls=':', lw=1.2, label='Pareto front', zorder=1)
         good = [v for v in has if v.kind == 'ranked']
         if good:
+            ax.errorbar([float(v.record.value(cost)) for v in good], [v.y for v in good], fmt='none',
+                        yerr=[v.record.accuracy_se or 0.0 for v in good], ecolor='0.4', elinewidth=0.8, zorder=2)
             sc = ax.scatter([float(v.record.value(cost)) for v in good], [v.y for v in good],
                             c=[v.rank for v in good], cmap=cmap, norm=norm, s=36,
                             edgecolors='black', linewidths=[1.2 if v.rank == 0 else 0.3 for v in good],
@@ -439,7 +460,7 @@ def render_png(run: RunFolder, path: Path) -> Path:
     if legend:
         fig.legend(list(legend.values()), list(legend), loc='outside lower center', ncol=min(len(legend), 4), fontsize=8)
     fig.suptitle(f"{config.name or run.path.name}: {len(records)} trials, "
-                 f"{len(pareto.front(records, objectives))} on the front ({', '.join(objectives)})", fontsize=10)
+                 f"{len(pareto.front(aggregate(records), objectives))} on the front ({', '.join(objectives)})", fontsize=10)
     path = Path(path)
     tmp = path.with_name(path.name + '.tmp.png')
     fig.savefig(tmp, dpi=150, bbox_inches='tight')

@@ -52,7 +52,7 @@ from nas.arch import Arch, ArchError
 from nas import pareto
 from nas.model import block_map, rates_of
 from nas.pareto import OBJECTIVES
-from nas.results import RunConfig, RunError, RunFolder, TrialRecord, records_of
+from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, records_of
 
 __all__ = ['PICKS', 'LIMITS', 'ExportError', 'Selection', 'select', 'load_checked', 'load_exported', 'export',
            'model_card', 'main']
@@ -80,11 +80,14 @@ def _min_cost(front: Sequence[TrialRecord], cost: str) -> TrialRecord:
 
 @dataclass
 class Selection:
-    """A selected trial and why: `how` is 'arch id', 'knee', 'max-accuracy' or 'min-cost' (with
-    limits); `front` the front it was picked from (empty for an arch id)."""
+    """A selected architecture and why: `record` is the evaluation whose weights are exported,
+    `arch` the architecture over all its seeds (its mean accuracy and standard error); `how` is
+    'arch id', 'knee', 'max-accuracy' or 'min-cost' (with limits); `front` the front of
+    architecture means it was picked from (empty for an arch id)."""
     record: TrialRecord
     how: str
-    front: list[TrialRecord] = field(default_factory=list)
+    front: list[ArchResult] = field(default_factory=list)
+    arch: ArchResult | None = None
 
 
 def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id: str | None = None,
@@ -93,7 +96,8 @@ def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id
     """Choose the trial to export (see the module docstring).
 
     Args:
-        records: the run's trials (RunFolder.trials()).
+        records: the run's trials (RunFolder.trials()); picks compare architectures by their
+            mean accuracy over seeds (results.aggregate).
         objectives: the run's objectives, accuracy first.
         arch_id: an architecture id or a unique prefix of one; excludes `pick` and `limits`.
         pick: 'knee', 'max-accuracy' or 'min-cost'; None: knee, or max-accuracy under limits.
@@ -115,11 +119,11 @@ def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id
         if not usable:
             raise ExportError(f"trial {same[0].arch_id} ({same[-1].status}) has no trained weights to export")
         best = [r for r in usable if r.status == 'complete'] or usable
-        return Selection(best[-1], 'arch id')
+        return Selection(best[0], 'arch id', arch=ArchResult(same))
     if pick is not None and pick not in PICKS:
         raise ExportError(f"--pick must be one of {', '.join(PICKS)}, got {pick!r}")
     pick = pick or ('max-accuracy' if limits else 'knee')
-    cands = pareto.candidates(records, objectives)
+    cands = pareto.candidates(aggregate(records), objectives)
     for obj, limit in limits.items():
         if obj not in OBJECTIVES or obj == 'accuracy':
             raise ExportError(f"unknown limit objective {obj!r}")
@@ -140,11 +144,11 @@ def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id
         if not costs:
             raise ExportError("--pick min-cost needs a cost objective; this run only has accuracy")
         chosen = _min_cost(front, costs[0])
-    if not has_weights(chosen):
+    if not has_weights(chosen.record):
         raise ExportError(f"the {pick} trial {chosen.arch_id} (#{chosen.number}) has no trained weights "
                           f"(pruned?); pick another with --arch-id")
     how = pick + (f" within {', '.join(f'{k} <= {v:g}' for k, v in limits.items())}" if limits else '')
-    return Selection(chosen, how, front)
+    return Selection(chosen.record, how, front, arch=chosen)
 
 
 # ---------------------------------------------------------------------------------- weights
@@ -321,6 +325,14 @@ def _fmt(v: Any, unit: str = '') -> str:
     return f"{v}{unit}"
 
 
+def _acc(a: ArchResult) -> str:
+    """'0.9812 ± 0.0021 (3 seeds)', or the single seed's value."""
+    if a.accuracy is None:
+        return '–'
+    se = f" ± {a.accuracy_se:.4f}" if a.accuracy_se is not None else ''
+    return f"{a.accuracy:.4f}{se} ({a.seeds} seed{'s' if a.seeds != 1 else ''})"
+
+
 def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained: dict[str, Any] | None,
                out: Path) -> str:
     """README.md of an export: use, metrics, place on the front, per-block map, data, versions."""
@@ -332,20 +344,22 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
     objectives = list(config.objectives)
     data = config.data
     records = run.trials()
-    front = pareto.front(records, objectives)
-    ranks = pareto.ranks(records, objectives)
+    archs = aggregate(records)
+    front = pareto.front(archs, objectives)
+    ranks = pareto.ranks(archs, objectives)
+    mine = selection.arch or ArchResult(records_of(records, r.arch_id))
     cost = next((o for o in objectives if o != 'accuracy'), None)
     on_front = [f.number for f in front]
-    if r.number in on_front:
-        place = (f"on the Pareto front of {', '.join(objectives)}: point {on_front.index(r.number) + 1} of "
+    if mine.number in on_front:
+        place = (f"on the Pareto front of {', '.join(objectives)}: point {on_front.index(mine.number) + 1} of "
                  f"{len(front)}" + (f", ordered by {cost}" if cost else ''))
         k = pareto.knee(front, objectives)
-        if k is not None and k.number == r.number:
+        if k is not None and k.number == mine.number:
             place += "; it is the front's knee"
-    elif r.number in ranks:
-        place = f"not on the front: non-domination rank {ranks[r.number]} (0 = the front)"
+    elif mine.number in ranks:
+        place = f"not on the front: non-domination rank {ranks[mine.number]} (0 = the front)"
     else:
-        place = f"not ranked (status {r.status})"
+        place = f"not ranked (status {mine.status})"
     lines = [
         '---', 'library_name: timm', 'license: mit', 'tags: [image-classification, timm, acmix, acmix-nas]', '---',
         f"# acmix_nas {r.arch_id}", '',
@@ -357,7 +371,8 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
         "cfg = timm.data.resolve_data_config({}, model=model)  # input size, mean/std of the run's data",
         '```', '',
         '## Metrics', '', '| metric | value |', '|---|---|',
-        f"| validation accuracy (proxy, {r.epochs} epochs) | {_fmt(r.accuracy)} |",
+        f"| validation accuracy (proxy, {r.epochs} epochs; mean over seeds) | {_acc(mine)} |",
+        f"| validation accuracy of these weights (seed {r.seed}) | {_fmt(r.accuracy)} |",
         f"| parameters | {_fmt(r.params)} |", f"| MACs (one image) | {_fmt(r.macs)} |",
         f"| latency | {_fmt(r.latency_ms, ' ms')} |", f"| peak memory | {_fmt(r.memory_mb, ' MB')} |",
         f"| proxy training time | {_fmt(r.train_seconds, ' s')} |",
@@ -365,7 +380,8 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
     if retrained:
         lines += [f"| validation accuracy after {retrained['epochs']} more epochs | {_fmt(retrained['val_acc'])} |",
                   f"| test accuracy after retraining | {_fmt(retrained['test_acc'])} |"]
-    lines += ['', 'Accuracy is measured on a seeded validation split of the training images; proxy accuracies '
+    lines += ['', 'Accuracy is measured on a seeded validation split of the training images, as the mean over '
+              'the seeds this architecture was trained with ± its standard error; proxy accuracies '
               'rank architectures and are not final accuracies.', '',
               '## Place on the front', '', f"Objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in objectives)}. "
               f"This network is {place}. The run has {len(records)} trials.", '']
@@ -373,8 +389,8 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
         lines += ['| # | arch id | accuracy | ' + ' | '.join(o for o in objectives if o != 'accuracy') + ' |',
                   '|---|---|---|' + '---|' * (len(objectives) - 1)]
         for i, f in enumerate(front, 1):
-            mark = ' **(this)**' if f.number == r.number else ''
-            lines.append(f"| {i} | {f.arch_id}{mark} | {_fmt(f.accuracy)} | "
+            mark = ' **(this)**' if f.number == mine.number else ''
+            lines.append(f"| {i} | {f.arch_id}{mark} | {_acc(f)} | "
                          + ' | '.join(_fmt(f.value(o)) for o in objectives if o != 'accuracy') + ' |')
         lines.append('')
     lines += ['## Architecture', '', 'Per block (α: weight of the attention branch, β: of the convolution branch; '

@@ -33,7 +33,8 @@ from optuna.study._multi_objective import _fast_non_domination_rank
 
 __all__ = ['OBJECTIVES', 'COSTS', 'Point', 'directions', 'as_losses', 'nondominated_ranks', 'knee_index',
            'normalise', 'hypervolume_of', 'candidates', 'losses_of', 'ranks', 'front', 'knee',
-           'normalised_losses', 'hypervolume', 'hypervolume_history']
+           'normalised_losses', 'hypervolume', 'hypervolume_history', 'NOISE_Z', 'accuracy_errors', 'noise_band',
+           'unseparable', 'race_targets']
 
 # Objective name -> (record field, Optuna direction).
 OBJECTIVES: dict[str, tuple[str, str]] = {
@@ -44,6 +45,7 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     'memory': ('memory_mb', 'minimize'),
 }
 COSTS = tuple(o for o in OBJECTIVES if OBJECTIVES[o][1] == 'minimize')
+NOISE_Z = 2.0  # accuracy differences within NOISE_Z standard errors are "within the noise"
 
 
 class Point(Protocol):
@@ -169,3 +171,79 @@ def hypervolume(points: Iterable[Point], objectives: Sequence[str], scales: Mapp
 def hypervolume_history(points: Sequence[Point], objectives: Sequence[str], scales: Mapping[str, float]) -> list[float]:
     """Hypervolume after each point, in the order given (trials: the order they finished)."""
     return [hypervolume(points[: i + 1], objectives, scales) for i in range(len(points))]
+
+
+# ---------------------------------------------------------------------------------- noise
+# Accuracy is an estimate with seed noise; costs are exact. A point's accuracy error is its own
+# standard error over seeds (`accuracy_se`) where it has one, else sigma / sqrt(seeds) with sigma
+# the run's pooled seed standard deviation, else unknown (nan: nothing counts as within noise).
+
+def accuracy_errors(points: Sequence[Point], sigma: float | None) -> np.ndarray:
+    """The standard error of each point's accuracy (see above)."""
+    out = []
+    for p in points:
+        se = getattr(p, 'accuracy_se', None)
+        if se is None and sigma is not None:
+            se = sigma / max(1, int(getattr(p, 'seeds', 1))) ** 0.5
+        out.append(np.nan if se is None else float(se))
+    return np.asarray(out, dtype=float)
+
+
+def _noise_setup(points: Iterable[P], objectives: Sequence[str], sigma: float | None, z: float):
+    cands = candidates(points, objectives)
+    losses = losses_of(cands, objectives)
+    acc = -losses[:, list(objectives).index('accuracy')] if len(cands) else np.zeros(0)
+    costs = np.delete(losses, list(objectives).index('accuracy'), axis=1) if len(cands) else losses
+    se = accuracy_errors(cands, sigma)
+    margin = z * np.sqrt(se[:, None] ** 2 + se[None, :] ** 2)  # margin[i, j]: noise of acc_i - acc_j
+    return cands, nondominated_ranks(losses), acc, costs, margin
+
+
+def noise_band(points: Iterable[P], objectives: Sequence[str], sigma: float | None, z: float = NOISE_Z) -> list[P]:
+    """Dominated points that could be on the front within the noise: every front point that
+    dominates one is ahead of it in accuracy by less than z standard errors of the difference.
+    Closest to the front first."""
+    cands, ranks_, acc, costs, margin = _noise_setup(points, objectives, sigma, z)
+    front_idx = np.flatnonzero(ranks_ == 0)
+    band = []  # (how far behind, in noise margins, the point is; the point)
+    for d in np.flatnonzero(ranks_ > 0):
+        dominating = [f for f in front_idx if (costs[f] <= costs[d]).all() and acc[f] >= acc[d]]
+        behind = max(((acc[f] - acc[d]) / margin[f, d] for f in dominating), default=0.0)
+        if behind < 1.0:  # nan (noise unknown) compares False: not in the band
+            band.append((behind, cands[d].number, cands[d]))
+    return [p for *_, p in sorted(band, key=lambda t: t[:2])]
+
+
+def unseparable(points: Iterable[Point], objectives: Sequence[str], sigma: float | None,
+                z: float = NOISE_Z) -> dict[int, list[int]]:
+    """Front points whose place is not separable from a dominated point within the noise:
+    front point number -> numbers of the dominated points that cost no more on every cost and
+    are behind it in accuracy by less than z standard errors (they may truly dominate it)."""
+    cands, ranks_, acc, costs, margin = _noise_setup(points, objectives, sigma, z)
+    out: dict[int, list[int]] = {}
+    for f in np.flatnonzero(ranks_ == 0):
+        near = [cands[d].number for d in np.flatnonzero(ranks_ > 0)
+                if (costs[d] <= costs[f]).all() and acc[f] - acc[d] < margin[f, d]]
+        if near:
+            out[cands[f].number] = near
+    return out
+
+
+def race_targets(points: Sequence[P], objectives: Sequence[str], sigma: float | None, *, repeats: int = 1,
+                 race: int = 1, band: bool = True) -> list[tuple[P, int]]:
+    """The seeds each point should have, most urgent first: the front's points `race` seeds
+    (fewest seeds first), then, when `band`, the points within the noise band of the front
+    (`noise_band`, closest first), then every other candidate `repeats` seeds. A point is
+    listed once, with the largest count that applies; counts of 1 are left out."""
+    cands = candidates(points, objectives)
+    out: dict[int, tuple[P, int]] = {}
+    if race > 1:
+        for p in sorted(front(cands, objectives), key=lambda p: (getattr(p, 'seeds', 1), p.number)):
+            out[p.number] = (p, max(race, repeats))
+        if band:
+            for p in noise_band(cands, objectives, sigma):
+                out.setdefault(p.number, (p, max(race, repeats)))
+    if repeats > 1:
+        for p in cands:
+            out.setdefault(p.number, (p, repeats))
+    return list(out.values())

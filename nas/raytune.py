@@ -29,6 +29,7 @@ from typing import Any
 import optuna
 import ray
 import torch
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
@@ -36,7 +37,8 @@ from ray.tune.stopper import Stopper
 
 from nas.arch import Arch
 from nas.data import Dataset
-from nas.results import RunFolder, TrialRecord
+from nas import pareto
+from nas.results import ArchResult, RunFolder, TrialRecord, aggregate, seed_std
 from nas.search import UsageError
 from nas.space import SearchSpace
 from nas.trial import TrialSettings, evaluate
@@ -115,82 +117,161 @@ def record_from_result(result: dict[str, Any], config: dict[str, Any], error: bo
 class ArchSearcher(Searcher):
     """Ray's Searcher over an Optuna study, through Optuna's public ask/tell API.
 
+    New architectures (up to `budget` distinct ones):
     - A proposal whose architecture is already known (evaluated in this run, or in flight) is not
       trained: it is told to Optuna as FAIL with a `duplicate_of` user attribute (so samplers
       ignore it rather than weighting a known point again) and another is asked. After
       DUPLICATES_BEFORE_RANDOM such proposals in a row, a random architecture not yet evaluated
       is enqueued: samplers such as TPE converge on small categorical spaces and keep proposing
-      the same points. The space counts as exhausted when RANDOM_TRIES random draws find
-      nothing new.
-    - A complete trial is told COMPLETE with its objective values; an infeasible one COMPLETE with
-      its constraint values set (`Trial.set_constraint`), which keeps it off the front and tells
-      constraint-aware samplers; a stopped one (lower fidelity) PRUNED; a failed one FAIL.
+      the same points. The space counts as exhausted when RANDOM_TRIES random draws find nothing new.
+
+    Repeated seeds (`pareto.race_targets`), asked before any new architecture: with `repeats` K
+    every architecture is evaluated with K seeds; with `race` K (racing) the front's points get K
+    seeds, and so do the points within the noise band of the front while the re-evaluations
+    stay within `race_share` x `budget` (the front's own never wait). Evaluation k of an
+    architecture (from 0) uses seed `seed + k`.
+
+    What Optuna is told is what the front uses: an architecture's mean over its seeds. Its
+    Optuna trial stays open (RUNNING) while it still wants seeds and is then told COMPLETE with
+    the mean accuracy and its costs (an infeasible one with its constraint values set through
+    `Trial.set_constraint`, which keeps it off the front and tells constraint-aware samplers).
+    An architecture told before and re-evaluated later (the front moved) is told again as a new
+    trial with the same parameters and its new mean (`Study.add_trial`). A trial stopped early
+    (lower fidelity) is told PRUNED; a failed one FAIL.
     """
 
     def __init__(self, study: optuna.Study, space: SearchSpace, objectives: list[str], limits: dict[str, float],
-                 known: dict[str, TrialRecord], seed: int):
+                 history: list[TrialRecord], seed: int, budget: int, repeats: int = 1, race: int = 1,
+                 race_share: float = 0.0):
         super().__init__()  # several objectives: Optuna holds them, Tune needs no metric of ours
         self.study, self.space, self.objectives, self.limits = study, space, objectives, limits
-        self.seed = seed
-        self.known = known  # arch_id -> record, shared with the recorder
-        self.asked: dict[str, optuna.Trial] = {}  # Ray trial id -> Optuna trial
-        self.in_flight: dict[str, str] = {}  # arch_id -> Ray trial id
+        self.seed, self.budget, self.repeats, self.race, self.race_share = seed, budget, repeats, race, race_share
+        self.results = list(history)  # every finished evaluation, this run's earlier ones included
+        self.running: dict[str, tuple[str, optuna.Trial | None]] = {}  # Ray trial id -> (arch id, new arch's trial)
+        self.untold: dict[str, optuna.Trial | None] = {}  # arch id -> its open Optuna trial (None: add anew)
+        told = {t.user_attrs.get('arch_id') for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        for a in aggregate(self.results):  # a killed run's open trials were failed: tell those anew
+            if a.status == 'complete' and a.arch_id not in told:
+                self.untold[a.arch_id] = None
         self.exhausted = False
         self.duplicates = 0  # proposals of known architectures, told as FAIL
         self.random_injections = 0
+        self.reevaluations = 0  # this process's
         self._random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
 
+    # -- what to run next
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        config = self._reevaluation()
+        if config is None and not self.exhausted and self._new_archs() < self.budget:
+            config = self._new_arch()
+        if config is not None:
+            self.running[trial_id] = (config['arch_id'], config.pop('_trial', None))
+            return config
+        if self.running:
+            return None  # racing may still want seeds of what is running: ask again later
+        self.settle(final=True)
+        return Searcher.FINISHED
+
+    def _new_archs(self) -> int:
+        return len({r.arch_id for r in self.results} | {a for a, ot in self.running.values() if ot is not None})
+
+    def _targets(self, archs: list[ArchResult]) -> list[tuple[ArchResult, int]]:
+        extra = len(self.results) + len(self.running) - self._new_archs()
+        return pareto.race_targets(archs, self.objectives, seed_std(archs), repeats=self.repeats, race=self.race,
+                                   band=extra < self.race_share * self.budget)
+
+    def _reevaluation(self) -> dict[str, Any] | None:
+        pending: dict[str, int] = {}
+        for arch_id, _ in self.running.values():
+            pending[arch_id] = pending.get(arch_id, 0) + 1
+        for a, target in self._targets(aggregate(self.results)):
+            n = pending.get(a.arch_id, 0)
+            if a.seeds + n < target and len(a.records) + n < target + 2:  # + 2: failed seeds are retried twice
+                self.reevaluations += 1
+                return {'arch': a.arch, 'arch_id': a.arch_id, 'seed': self.seed + len(a.records) + n}
+        return None
+
+    def _new_arch(self) -> dict[str, Any] | None:
+        known = {r.arch_id for r in self.results} | {a for a, _ in self.running.values()}
         in_a_row = 0
         while True:
             ot = self.study.ask()
             arch = self.space.sample(ot)
-            if arch.arch_id not in self.known and arch.arch_id not in self.in_flight:
-                self.asked[trial_id] = ot
-                self.in_flight[arch.arch_id] = trial_id
+            if arch.arch_id not in known:
                 return {'arch': arch.to_dict(), 'arch_id': arch.arch_id, 'seed': self.seed,
-                        'optuna_number': ot.number, 'optuna_params': dict(ot.params)}
+                        'optuna_number': ot.number, 'optuna_params': dict(ot.params), '_trial': ot}
             ot.set_user_attr('duplicate_of', arch.arch_id)
-            self.study.tell(ot, state=optuna.trial.TrialState.FAIL)
+            self.study.tell(ot, state=TrialState.FAIL)
             self.duplicates += 1
             in_a_row += 1
             if in_a_row >= DUPLICATES_BEFORE_RANDOM:
-                params = self._random_unseen()
+                params = self._random_unseen(known)
                 if params is None:
                     self.exhausted = True
-                    return Searcher.FINISHED
+                    return None
                 self.study.enqueue_trial(params)  # the next ask() takes it
                 self.random_injections += 1
                 in_a_row = 0
 
-    def _random_unseen(self) -> dict[str, Any] | None:
+    def _random_unseen(self, known: set[str]) -> dict[str, Any] | None:
         for _ in range(RANDOM_TRIES):
             arch = self.space.sample(self._random.ask())
-            if arch.arch_id not in self.known and arch.arch_id not in self.in_flight:
+            if arch.arch_id not in known:
                 return self.space.params_of(arch)
         return None
 
+    # -- what happened
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        ot = self.asked.pop(trial_id, None)
-        if ot is None:
+        if trial_id not in self.running:
             return
-        record = record_from_result(result or {}, {}, error=error)
-        for arch_id in [a for a, t in self.in_flight.items() if t == trial_id]:
-            del self.in_flight[arch_id]
-        for key, value in (('arch_id', record.arch_id), ('status', record.status), ('epochs', record.epochs),
-                           ('constraints', list(record.constraints))):
-            ot.set_user_attr(key, value)
+        arch_id, ot = self.running.pop(trial_id)
+        record = record_from_result(result or {}, {'arch_id': arch_id}, error=error)
+        record.arch_id, record.number = arch_id, len(self.results)  # numbers key the Pareto functions
+        self.results.append(record)
         try:
-            if record.status == 'stopped':
-                self.study.tell(ot, state=optuna.trial.TrialState.PRUNED)
-            elif record.status == 'failed':
-                self.study.tell(ot, state=optuna.trial.TrialState.FAIL)
-            else:
-                for (name, _), value in zip(sorted(self.limits.items()), record.constraints):
-                    ot.set_constraint(name, value)
-                self.study.tell(ot, [float(record.value(o) or 0.0) for o in self.objectives])
+            if ot is not None:
+                for key, value in (('arch_id', arch_id), ('status', record.status), ('epochs', record.epochs),
+                                   ('constraints', list(record.constraints))):
+                    ot.set_user_attr(key, value)
+                if record.status == 'stopped':
+                    self.study.tell(ot, state=TrialState.PRUNED)
+                elif record.status == 'failed':
+                    self.study.tell(ot, state=TrialState.FAIL)
+                else:
+                    self.untold[arch_id] = ot  # told below, once it wants no more seeds
+            elif record.status == 'complete' and arch_id not in self.untold:
+                self.untold[arch_id] = None  # a re-evaluation moved its mean: tell the new mean
+            self.settle()
         except Exception as e:  # Optuna refuses e.g. NaN values: the trial is still recorded by us
             logging.getLogger(__name__).warning('Optuna did not take trial %s: %s', trial_id, e)
+
+    def settle(self, final: bool = False) -> None:
+        """Tell Optuna the mean of every architecture that wants no more seeds (every one, if final)."""
+        archs = {a.arch_id: a for a in aggregate(self.results)}
+        wanting = {a.arch_id for a, target in self._targets(list(archs.values())) if a.seeds < target}
+        for arch_id in [a for a in self.untold if final or a not in wanting]:
+            self._tell(archs[arch_id], self.untold.pop(arch_id))
+
+    def _tell(self, a: ArchResult, ot: optuna.Trial | None) -> None:
+        values = [float(a.value(o) or 0.0) for o in self.objectives]
+        constraints = dict(zip(sorted(self.limits), a.record.constraints))
+        attrs = {'arch_id': a.arch_id, 'status': a.status, 'epochs': a.epochs, 'seeds': a.seeds,
+                 'constraints': list(a.record.constraints)}
+        if ot is not None:
+            for key, value in attrs.items():
+                ot.set_user_attr(key, value)
+            for name, value in constraints.items():
+                ot.set_constraint(name, value)
+            self.study.tell(ot, values)
+            return
+        # no open trial: replay the architecture on a scratch study for its parameters' distributions
+        scratch = optuna.create_study()
+        scratch.enqueue_trial(self.space.params_of(Arch.from_dict(a.arch)))
+        replay = scratch.ask()
+        self.space.sample(replay)
+        self.study.add_trial(optuna.trial.create_trial(
+            params=replay.params, distributions=replay.distributions, values=values, user_attrs=attrs,
+            constraints=constraints or None))
 
     def save(self, checkpoint_path: str) -> None:
         """Tune's experiment checkpoint: the study lives in the run's journal and the record of
@@ -226,12 +307,14 @@ class Recorder(tune.Callback):
     """Appends every finished trial to trials.jsonl, keeps its weights, updates pareto.json and
     prints one progress line per trial. Runs in the driver; the only writer of the run folder."""
 
-    def __init__(self, run: RunFolder, known: dict[str, TrialRecord], references: dict[str, str],
-                 objectives: list[str], budget: int, quiet: bool = False):
-        self.run, self.known, self.references, self.objectives = run, known, references, objectives
+    def __init__(self, run: RunFolder, references: dict[str, str], objectives: list[str], budget: int,
+                 quiet: bool = False):
+        self.run, self.references, self.objectives = run, references, objectives
         self.budget, self.quiet = budget, quiet
         records = run.trials()
-        self.number = self.done_before = len(records)
+        self.number = len(records)
+        self.archs = {r.arch_id for r in records}
+        self.archs_before = len(self.archs)
         self.failures = sum(r.status == 'failed' for r in records)  # the whole run's, resumed or not
         self.weights: dict[str, str] = {}  # Ray trial id -> weights path (relative)
         self.start = time.perf_counter()
@@ -239,8 +322,8 @@ class Recorder(tune.Callback):
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         src = Path(checkpoint.path) / 'model.safetensors'
         arch_id = trial.config.get('arch_id')
-        if src.is_file() and arch_id:
-            dst = self.run.weights_path(arch_id)
+        dst = self.run.weights_path(arch_id) if arch_id else None
+        if src.is_file() and dst is not None and not dst.exists():  # an architecture keeps its first weights
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
             self.weights[trial.trial_id] = str(dst.relative_to(self.run.path))
@@ -258,7 +341,7 @@ class Recorder(tune.Callback):
         record.weights = self.weights.get(trial.trial_id) if record.status == 'complete' else None
         self.run.append(record)
         self.number += 1
-        self.known[record.arch_id] = record
+        self.archs.add(record.arch_id)
         if record.status == 'failed':
             self.failures += 1
         front = self.run.write_pareto(self.objectives)['front']
@@ -267,13 +350,15 @@ class Recorder(tune.Callback):
 
     def _print(self, record: TrialRecord, front_size: int) -> None:
         elapsed = time.perf_counter() - self.start
-        remaining = max(0, self.budget - self.number) * elapsed / max(1, self.number - self.done_before)
+        done = len(self.archs)
+        remaining = max(0, self.budget - done) * elapsed / max(1, done - self.archs_before)
         what = {'complete': f'acc {record.accuracy:.3f}' if record.accuracy is not None else '',
                 'stopped': f'stopped at epoch {record.epochs}, acc {record.accuracy or 0:.3f}',
                 'failed': f'{record.error}', 'infeasible': 'over a hard limit, not trained'}
         costs = f'{(record.macs or 0) / 1e6:.2f}M MACs {(record.params or 0) / 1e3:.1f}k params'
         tag = f' [{record.reference}]' if record.reference else ''
-        print(f'[{self.number:>4}/{self.budget}] {_hms(elapsed)} {record.arch_id}{tag} {record.status}: '
+        tag += f' re-evaluated, seed {record.seed}' if record.optuna_number is None and record.seed is not None else ''
+        print(f'[{done:>4}/{self.budget}] {_hms(elapsed)} {record.arch_id}{tag} {record.status}: '
               f'{what.get(record.status, "")}, {costs} | failed {self.failures}, front {front_size}, '
               f'~{_hms(remaining)} left', flush=True)
 
@@ -305,10 +390,12 @@ class TuneJob:
     objectives: list[str]
     limits: dict[str, float]
     seed: int
-    budget: int  # the run's, counting trials done before
-    remaining: int
-    known: dict[str, TrialRecord]
+    budget: int  # distinct architectures, counting those evaluated before
+    history: list[TrialRecord]  # the run's evaluations so far (trials.jsonl)
     references: dict[str, str]  # arch id -> reference name
+    repeats: int = 1
+    race: int = 1
+    race_share: float = 0.0
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
@@ -325,6 +412,7 @@ class TuneOutcome:
     random_injections: int = 0
     exhausted: bool = False
     failures: int = 0
+    reevaluations: int = 0  # evaluations of an architecture with another seed
     cluster: dict[str, Any] = field(default_factory=dict)
 
 
@@ -364,8 +452,9 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
     os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
     os.environ.setdefault('TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S', '0')
-    searcher = ArchSearcher(job.study, job.space, job.objectives, job.limits, job.known, job.seed)
-    recorder = Recorder(job.run, job.known, job.references, job.objectives, job.budget, job.quiet)
+    searcher = ArchSearcher(job.study, job.space, job.objectives, job.limits, job.history, job.seed, job.budget,
+                            repeats=job.repeats, race=job.race, race_share=job.race_share)
+    recorder = Recorder(job.run, job.references, job.objectives, job.budget, job.quiet)
     started_ray = not job.address
     if job.address:
         ray.init(address=job.address, logging_level=logging.ERROR, log_to_driver=False)
@@ -389,7 +478,7 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
                                       max_t=max(1, epochs), grace_period=max(1, epochs // 4), reduction_factor=3)
         tuner = tune.Tuner(
             tune.with_resources(fn, {'cpu': job.cpus_per_trial, 'gpu': job.gpus_per_trial}),
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=job.remaining,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,  # searcher ends
                                         max_concurrent_trials=concurrent, reuse_actors=True,
                                         time_budget_s=job.time_budget,
                                         trial_dirname_creator=trial_dirname),
@@ -401,8 +490,9 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
         )
         tuner.fit()  # results are read from the run folder, not from Tune's ResultGrid
+        searcher.settle(final=True)  # a time budget or the failure stopper ended it early
     finally:
         if started_ray:
             ray.shutdown()
     return TuneOutcome(searcher.duplicates, searcher.random_injections, searcher.exhausted, recorder.failures,
-                       cluster)
+                       searcher.reevaluations, cluster)

@@ -4,7 +4,8 @@
       run.yaml          resolved search space, options, seeds, package versions, device
       trials.jsonl      one JSON line per finished trial, appended atomically, never rewritten
       study.journal     the Optuna study (JournalStorage): `optuna-dashboard results/<run>/study.journal`
-      pareto.json       the current Pareto front (complete, feasible trials only) and hypervolume
+      pareto.json       the Pareto front of the architectures' mean accuracy over seeds (complete,
+                        feasible only), with standard errors, seeds and noise flags; hypervolume
       weights/<arch id>.safetensors   trained proxy weights of every completed trial
       ray/              Ray Tune's own experiment folders
       dashboard.html, pareto.png      written by `python -m nas.dashboard`
@@ -161,6 +162,118 @@ class RunConfig:
         return {**out, **self.extra}
 
 
+@dataclass
+class ArchResult:
+    """One architecture over all its evaluations (one per seed): what the front, the knee,
+    exports, pareto.json and the hypervolume use. Accuracy is the mean over its complete
+    evaluations, with its standard error (None below 2 seeds); costs are the first evaluation's
+    (params and MACs are exact; latency and memory are measured once). It has `number`,
+    `status`, `feasible` and `value(objective)`, so every nas.pareto function takes it."""
+
+    records: list[TrialRecord]  # its evaluations, in the order they finished
+
+    @property
+    def complete(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.status == "complete" and r.accuracy is not None]
+
+    @property
+    def record(self) -> TrialRecord:
+        """The evaluation that stands for it: its first complete one (its weights), else its first."""
+        return (self.complete or self.records)[0]
+
+    @property
+    def number(self) -> int:
+        return self.record.number
+
+    @property
+    def arch_id(self) -> str:
+        return self.records[0].arch_id
+
+    @property
+    def arch(self) -> dict[str, Any]:
+        return self.records[0].arch
+
+    @property
+    def reference(self) -> str | None:
+        return self.records[0].reference
+
+    @property
+    def status(self) -> str:
+        return "complete" if self.complete else self.records[-1].status
+
+    @property
+    def feasible(self) -> bool:
+        return self.records[0].feasible
+
+    @property
+    def seeds(self) -> int:
+        """Complete evaluations (distinct seeds)."""
+        return len(self.complete)
+
+    @property
+    def accuracies(self) -> list[float]:
+        return [float(r.accuracy) for r in self.complete]
+
+    @property
+    def accuracy(self) -> float | None:
+        """The mean over complete evaluations; for one never complete, its last accuracy (a stopped
+        trial's, at a lower fidelity) or None."""
+        accs = self.accuracies
+        return sum(accs) / len(accs) if accs else self.records[-1].accuracy
+
+    @property
+    def accuracy_std(self) -> float | None:
+        """Sample standard deviation over seeds (None below 2 seeds)."""
+        accs = self.accuracies
+        if len(accs) < 2:
+            return None
+        mean = sum(accs) / len(accs)
+        return (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5
+
+    @property
+    def accuracy_se(self) -> float | None:
+        """Standard error of the mean accuracy (None below 2 seeds)."""
+        std = self.accuracy_std
+        return None if std is None else std / len(self.accuracies) ** 0.5
+
+    # the exact costs and what the weights file was trained with: its standing evaluation's
+    params = property(lambda self: self.record.params)
+    macs = property(lambda self: self.record.macs)
+    latency_ms = property(lambda self: self.record.latency_ms)
+    memory_mb = property(lambda self: self.record.memory_mb)
+    epochs = property(lambda self: self.record.epochs)
+    weights = property(lambda self: self.record.weights)
+    error = property(lambda self: self.records[-1].error)
+    seconds = property(lambda self: sum(r.seconds for r in self.records))  # all its evaluations
+
+    def value(self, objective: str) -> float | None:
+        if objective == "accuracy":
+            return self.accuracy
+        return (self.complete or self.records)[0].value(objective)
+
+    def summary(self) -> dict[str, Any]:
+        """Its pareto.json entry."""
+        return {"number": self.number, "arch_id": self.arch_id, "reference": self.reference,
+                "accuracy": self.accuracy, "accuracy_se": self.accuracy_se, "accuracy_std": self.accuracy_std,
+                "seeds": self.seeds, "accuracies": self.accuracies,
+                **{o: self.value(o) for o in OBJECTIVES if o != "accuracy"}, "weights": self.record.weights}
+
+
+def aggregate(records: Sequence[TrialRecord]) -> list[ArchResult]:
+    """One ArchResult per architecture, in the order each was first evaluated."""
+    by_id: dict[str, list[TrialRecord]] = {}
+    for r in records:
+        by_id.setdefault(r.arch_id, []).append(r)
+    return [ArchResult(rs) for rs in by_id.values()]
+
+
+def seed_std(archs: Sequence[ArchResult]) -> float | None:
+    """The proxy's seed-to-seed standard deviation of accuracy, pooled over every architecture
+    with at least 2 seeds (the root of the mean variance); None when there is none."""
+    variances = [a.accuracy_std ** 2 for a in archs if a.accuracy_std is not None]
+    return (sum(variances) / len(variances)) ** 0.5 if variances else None
+
+
 def package_versions() -> dict[str, str]:
     """Python's and the installed versions of the packages a run depends on (run.yaml `versions`)."""
     import platform
@@ -272,24 +385,35 @@ class RunFolder:
     def objectives(self) -> list[str]:
         return list(self.config().objectives)
 
-    def front(self, objectives: Sequence[str] | None = None) -> list[TrialRecord]:
-        return pareto.front(self.trials(), objectives or self.objectives())
+    def archs(self) -> list[ArchResult]:
+        """The run's architectures, each aggregated over its evaluations (seeds)."""
+        return aggregate(self.trials())
+
+    def front(self, objectives: Sequence[str] | None = None) -> list[ArchResult]:
+        """The Pareto front of the architectures' means over seeds, by increasing first cost."""
+        return pareto.front(self.archs(), objectives or self.objectives())
 
     def write_pareto(self, objectives: Sequence[str] | None = None) -> dict[str, Any]:
         """pareto.json: the front of the complete, feasible trials and its hypervolume."""
         config = self.config()
         objectives = list(objectives or config.objectives)
         records = self.trials()
-        front = pareto.front(records, objectives)
+        archs = aggregate(records)
+        front = pareto.front(archs, objectives)
+        sigma = seed_std(archs)
+        unseparable = pareto.unseparable(archs, objectives, sigma)
+        ids = {a.number: a.arch_id for a in archs}
         scales = config.hypervolume_scale
         summary = {
             "objectives": objectives,
             "directions": pareto.directions(objectives),
-            "hypervolume": pareto.hypervolume(records, objectives, scales) if scales else None,
+            "hypervolume": pareto.hypervolume(archs, objectives, scales) if scales else None,
             "hypervolume_scale": scales,
             "trials": len(records),
-            "front": [{"number": r.number, "arch_id": r.arch_id, "reference": r.reference,
-                       **{o: r.value(o) for o in objectives}, "weights": r.weights} for r in front],
+            "architectures": len(archs),
+            "seed_std": sigma,
+            "front": [{**a.summary(), "separable": not unseparable.get(a.number),
+                       "unseparable_from": [ids[n] for n in unseparable.get(a.number, [])]} for a in front],
         }
         tmp = self.path / (PARETO + ".tmp")
         tmp.write_text(json.dumps(summary, indent=2))

@@ -38,11 +38,12 @@ import torch
 from nas import pareto
 from nas.data import DataError, Dataset
 from nas.pareto import COSTS, OBJECTIVES
-from nas.results import STUDY_NAME, DataInfo, RunConfig, RunError, RunFolder, package_versions
+from nas.report import front_report
+from nas.results import STUDY_NAME, DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
 from nas.space import SearchSpace, SpaceError, load_space
 from nas.train import ProxyConfig, ProxyError
 
-__all__ = ['run', 'main', 'SearchOptions', 'UsageError', 'make_sampler', 'print_front']
+__all__ = ['run', 'main', 'SearchOptions', 'UsageError', 'make_sampler']
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_SPACE = Path('search_spaces/digits.yaml')
@@ -71,6 +72,9 @@ class SearchOptions:
     max_latency_ms: float | None = None
     sampler: str = 'tpe'
     seed: int = 0
+    repeats: int = 1  # seeds every architecture is evaluated with
+    race: int = 3  # seeds for the front and the points within its noise (1: no racing)
+    race_share: float = 0.3  # noise-band re-evaluations, at most this share of the budget
     early_stop: bool = False
     dataset: str | None = None  # proxy overrides; None: the space file's proxy section
     data_dir: Path | None = None
@@ -114,6 +118,10 @@ class SearchOptions:
             raise UsageError(f'--budget must be at least 1, got {self.budget}')
         if self.cpus_per_trial <= 0:
             raise UsageError(f'--cpus-per-trial must be positive, got {self.cpus_per_trial}')
+        if self.repeats < 1 or self.race < 1:
+            raise UsageError(f'--repeats and --race must be at least 1, got {self.repeats} and {self.race}')
+        if not 0 <= self.race_share <= 10:
+            raise UsageError(f'--race-share must be in [0, 10], got {self.race_share}')
         if self.sampler not in SAMPLERS:
             raise UsageError(f"--sampler: unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
         return replace(self, objectives=objectives)
@@ -285,15 +293,17 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     folder.write_config(config)
 
     records = folder.trials()
-    remaining = opts.budget - len(records)
-    if remaining <= 0:
-        print(f'{folder.path}: {len(records)} trials done, budget {opts.budget} reached')
-        print_front(folder)
+    archs = aggregate(records)
+    remaining = opts.budget - len(archs)
+    wanting = [a for a, n in pareto.race_targets(archs, opts.objectives, seed_std(archs), repeats=opts.repeats,
+                                                 race=opts.race, band=False) if a.seeds < n]
+    if remaining <= 0 and not wanting:
+        print(f'{folder.path}: {len(archs)} architectures done, budget {opts.budget} reached')
+        print(front_report(folder))
         return folder
-    known = {r.arch_id: r for r in records}
-    study, stale = _open_study(folder, opts, space, set(known))
+    study, stale = _open_study(folder, opts, space, {a.arch_id for a in archs})
     if resumed:
-        print(f'resuming {folder.path}: {len(records)} trials done, {remaining} to go'
+        print(f'resuming {folder.path}: {len(archs)} architectures done, {max(0, remaining)} to go'
               + (f' ({stale} interrupted trials marked failed in the study)' if stale else ''))
     size = 'infinitely many' if not math.isfinite(space.size) else f'{int(space.size):,}'
     print(f"{folder.path}: {data.summary()}; space {space.name} ({size} architectures); objectives "
@@ -311,12 +321,15 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
                              device='cuda' if gpus > 0 else 'cpu')
     outcome = run_tune(TuneJob(
         run=folder, study=study, space=space, data=data, settings=settings, objectives=opts.objectives,
-        limits=opts.limits, seed=opts.seed, budget=opts.budget, remaining=remaining, known=known,
+        limits=opts.limits, seed=opts.seed, budget=opts.budget, history=records, repeats=opts.repeats,
+        race=opts.race, race_share=opts.race_share,
         references={a.arch_id: name for name, a in space.reference_points().items()},
         cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=gpus, max_concurrent=opts.max_concurrent,
         address=opts.address, time_budget=opts.time_budget, early_stop=opts.early_stop,
         max_failures=opts.max_failures, quiet=opts.quiet), on_cluster=on_cluster)
-    done = len(folder.trials())
+    done = len(aggregate(folder.trials()))
+    if outcome.reevaluations:
+        print(f'{outcome.reevaluations} re-evaluations with new seeds (the front and the points within its noise)')
     if outcome.duplicates:
         print(f'{outcome.duplicates} proposals of already evaluated architectures were not trained again; '
               f'{outcome.random_injections} random unseen architectures were tried instead')
@@ -325,29 +338,9 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     elif opts.max_failures is not None and outcome.failures > opts.max_failures:
         print(f'stopped: {outcome.failures} failed trials, more than --max-failures {opts.max_failures}')
     elif done < opts.budget:
-        print(f'stopped at {done}/{opts.budget} trials; continue with: python -m nas.search --resume {folder.path}')
-    print_front(folder)
+        print(f'stopped at {done}/{opts.budget} architectures; continue with: python -m nas.search --resume {folder.path}')
+    print(front_report(folder))
     return folder
-
-
-def print_front(folder: RunFolder) -> None:
-    """The run's counts and its Pareto front as a table (and pareto.json rewritten)."""
-    records = folder.trials()
-    summary = folder.write_pareto()
-    counts = {s: sum(r.status == s for r in records) for s in ('complete', 'stopped', 'failed', 'infeasible')}
-    print(f"\n{len(records)} trials ({', '.join(f'{n} {s}' for s, n in counts.items() if n)}); "
-          f"Pareto front: {len(summary['front'])} architectures"
-          + (f", hypervolume {summary['hypervolume']:.4f}" if summary['hypervolume'] is not None else ''))
-    by_number = {r.number: r for r in records}
-    print(f"  {'arch id':12}  {'accuracy':>8}  {'MACs':>10}  {'params':>9}  {'latency':>9}  acmix  reference")
-    from nas.arch import Arch
-
-    for row in summary['front']:
-        r = by_number[row['number']]
-        lat = f'{r.latency_ms:.2f}ms' if r.latency_ms is not None else '-'
-        print(f"  {r.arch_id:12}  {r.accuracy:8.4f}  {r.macs / 1e6:9.3f}M  {r.params / 1e3:8.1f}k  {lat:>9}  "
-              f"{Arch.from_dict(r.arch).num_acmix:5}  {r.reference or ''}")
-    print(f'\nrun folder: {folder.path}   dashboard: python -m nas.dashboard {folder.path}')
 
 
 # --------------------------------------------------------------------------- command line
@@ -375,6 +368,14 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
                    help='hard limit on latency (batch 1)')
     g.add_argument('--sampler', choices=SAMPLERS, default=dflt('sampler'), help='Optuna sampler')
     g.add_argument('--seed', type=int, default=dflt('seed'), help='seeds the sampler, data split and every proxy training')
+    g.add_argument('--repeats', type=int, default=dflt('repeats'),
+                   help='evaluate every architecture with this many seeds (its mean and standard error rank it)')
+    g.add_argument('--race', type=int, default=dflt('race'),
+                   help="racing: evaluate the front's points, and those within its noise, with this many seeds "
+                        "(1: off); re-evaluations come on top of --budget")
+    g.add_argument('--race-share', type=float, default=dflt('race_share'),
+                   help="re-evaluations of points within the front's noise (beyond the front's own), at most this "
+                        "share of --budget")
     g.add_argument('--early-stop', action='store_true', default=dflt('early_stop'),
                    help='stop weak trials early (ASHA on validation accuracy); stopped trials never enter the front')
     g = p.add_argument_group("proxy training (defaults: the space file's proxy section)")

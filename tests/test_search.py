@@ -8,23 +8,26 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
 import torch
 import yaml
 
+from nas import pareto as nas_pareto
 from nas.results import STUDY_NAME, RunConfig, RunFolder
 from nas.space import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "search_spaces" / "digits.yaml"
-FAST = ["--epochs", "1", "--subset", "300"]  # a proxy of ~1 s per trial: these tests check plumbing
+FAST = ["--epochs", "1", "--subset", "300", "--race", "1"]  # ~1 s a trial, one seed each: plumbing tests
 
 
 def search(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
@@ -80,7 +83,7 @@ def test_small_search_writes_the_run_folder(tmp_path):
 
 def test_resume_after_kill_loses_nothing_and_retrains_nothing(tmp_path):
     args = ["--budget", "7", "--results-dir", str(tmp_path), "--name", "run", "--epochs", "2",
-            "--subset", "300", "--max-concurrent", "1"]
+            "--subset", "300", "--max-concurrent", "1", "--race", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "nas.search", *args], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     trials = tmp_path / "run" / "trials.jsonl"
@@ -101,6 +104,43 @@ def test_resume_after_kill_loses_nothing_and_retrains_nothing(tmp_path):
     assert len({r.arch_id for r in after}) == 7  # nothing trained twice
     study = optuna.load_study(study_name=STUDY_NAME, storage=RunFolder(tmp_path / "run").storage())
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_racing_gives_every_front_point_three_seeds_and_optuna_their_means(tmp_path):
+    proc = search("--budget", "6", "--results-dir", str(tmp_path), "--name", "run", "--seed", "5",
+                  "--epochs", "1", "--subset", "300", "--race", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = RunFolder(tmp_path / "run")
+    records = run.trials()
+    archs = {r.arch_id for r in records}
+    assert len(archs) == 6 and len(records) > 6  # the budget counts architectures; re-evaluations on top
+    for arch_id in archs:  # evaluation k of an architecture has seed 5 + k: no seed twice
+        seeds = [r.seed for r in records if r.arch_id == arch_id]
+        assert sorted(seeds) == list(range(5, 5 + len(seeds)))
+    pareto_json = json.loads((run.path / "pareto.json").read_text())
+    assert pareto_json["seed_std"] is not None and pareto_json["architectures"] == 6
+    for row in pareto_json["front"]:
+        accs = [r.accuracy for r in records if r.arch_id == row["arch_id"]]
+        assert row["seeds"] == len(accs) >= 3 and row["accuracy"] == pytest.approx(sum(accs) / len(accs))
+        assert row["accuracy_se"] == pytest.approx(statistics.stdev(accs) / len(accs) ** 0.5)
+        assert f"{row['arch_id']}  {row['accuracy']:.4f} ± {row['accuracy_se']:.4f} ({row['seeds']:>2})" in proc.stdout
+    assert "seed noise: accuracy std" in proc.stdout and "python -m nas.fidelity" in proc.stdout
+    # Optuna was told each architecture's mean over its seeds, once it wanted no more seeds
+    study = optuna.load_study(study_name=STUDY_NAME, storage=run.storage())
+    told = {}
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            told[t.user_attrs["arch_id"]] = t  # the last word on an architecture counts
+    for row in pareto_json["front"]:
+        assert told[row["arch_id"]].values[0] == pytest.approx(row["accuracy"])
+        assert told[row["arch_id"]].user_attrs["seeds"] == row["seeds"]
+    # Optuna's latest word on each architecture gives the same front (an earlier single-seed word on
+    # an architecture raced later stays in the study: Optuna cannot re-tell a finished trial)
+    latest = [SimpleNamespace(number=i, status="complete", feasible=True, arch_id=a,
+                              value=lambda o, t=t: t.values[["accuracy", "macs"].index(o)])
+              for i, (a, t) in enumerate(told.items())]
+    assert {p.arch_id for p in nas_pareto.front(latest, ["accuracy", "macs"])} == {
+        r["arch_id"] for r in pareto_json["front"]}
 
 
 def test_resume_refuses_a_changed_space(tmp_path):
@@ -170,7 +210,7 @@ def test_a_small_space_is_exhausted_without_retraining(tmp_path):
 def test_every_named_sampler_runs_past_its_random_start_up(tmp_path, sampler):
     # 14 trials: past GP's 10 random start-up trials, and several NSGA generations (population 4).
     proc = search("--budget", "14", "--sampler", sampler, "--results-dir", str(tmp_path), "--name", "run",
-                  "--epochs", "1", "--subset", "200")
+                  "--epochs", "1", "--subset", "200", "--race", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")
     records = run.trials()
@@ -222,7 +262,7 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
         subprocess.run([ray, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--num-gpus", "0",
                         "--node-ip-address", "127.0.0.1"], check=True, capture_output=True, env=env, timeout=120)
         proc = search("--budget", "4", "--results-dir", str(tmp_path), "--name", "run",
-                      "--address", f"127.0.0.1:{port}", "--epochs", "5", env=env)  # trials outlast a worker start
+                      "--address", f"127.0.0.1:{port}", "--epochs", "5", "--race", "1", env=env)  # trials outlast a worker start
         assert proc.returncode == 0, proc.stderr[-3000:]
         run = RunFolder(tmp_path / "run")
         assert run.config().ray == {"address": f"127.0.0.1:{port}", "nodes": 2, "cpus": 2.0}

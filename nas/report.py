@@ -1,0 +1,51 @@
+"""The run in words, for the terminal: the front with standard errors, and the seed noise.
+
+    >>> from nas.report import front_report
+    >>> print(front_report(RunFolder('results/RUN')))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nas.results import RunFolder
+
+__all__ = ['front_report', 'noise_line']
+
+
+def front_report(folder: RunFolder) -> str:
+    """The run's counts, its Pareto front of mean accuracies as a table (pareto.json rewritten)
+    and one line on seed noise."""
+    lines = []
+    records = folder.trials()
+    summary = folder.write_pareto()
+    counts = {s: sum(r.status == s for r in records) for s in ('complete', 'stopped', 'failed', 'infeasible')}
+    front = summary['front']
+    lines.append(f"\n{len(records)} evaluations of {summary['architectures']} architectures "
+                 f"({', '.join(f'{n} {s}' for s, n in counts.items() if n)}); Pareto front: {len(front)} architectures"
+                 + (f", hypervolume {summary['hypervolume']:.4f}" if summary['hypervolume'] is not None else ''))
+    lines.append(f"  {'arch id':12}  {'accuracy ± s.e. (seeds)':>24}  {'MACs':>10}  {'params':>9}  "
+                 f"{'latency':>9}  reference  within noise of")
+    for row in front:
+        se = f"± {row['accuracy_se']:.4f}" if row['accuracy_se'] is not None else '± ?     '
+        lat = f"{row['latency']:.2f}ms" if row.get('latency') is not None else '-'
+        lines.append(f"  {row['arch_id']:12}  {row['accuracy']:.4f} {se} ({row['seeds']:>2})  "
+                     f"{row['macs'] / 1e6:9.3f}M  {row['params'] / 1e3:8.1f}k  {lat:>9}  {row['reference'] or '':9}  "
+                     f"{', '.join(row['unseparable_from'])}")
+    lines.append(noise_line(summary, folder))
+    lines.append(f'\nrun folder: {folder.path}   dashboard: python -m nas.dashboard {folder.path}')
+    return '\n'.join(lines)
+
+
+def noise_line(summary: dict[str, Any], folder: RunFolder) -> str:
+    """One line: the proxy's seed noise against the gaps between the front's points, and the check."""
+    check = f'check the proxy against longer training: python -m nas.fidelity {folder.path}'
+    if summary['seed_std'] is None:
+        return f'seed noise: unknown (no architecture has 2 seeds; --race 3 re-evaluates the front); {check}'
+    accs = sorted(row['accuracy'] for row in summary['front'])
+    gaps = [b - a for a, b in zip(accs, accs[1:])]
+    gap = f"{100 * min(gaps):.2f}-{100 * max(gaps):.2f}" if gaps else 'no'
+    flagged = sum(not row['separable'] for row in summary['front'])
+    return (f"seed noise: accuracy std {100 * summary['seed_std']:.2f} points between seeds; front neighbours are "
+            f"{gap} points apart; {flagged} of {len(summary['front'])} front points are within the noise of a "
+            f"dominated point; {check}")
