@@ -24,8 +24,6 @@ The positional term: the reference's logit is q_i · (k_j + pe_i − pe_j). The 
 same for every key of query i and cancels in the softmax, so keys are used as k − pe.
 """
 
-from __future__ import annotations
-
 import math
 from typing import List, Optional, Tuple
 
@@ -247,7 +245,9 @@ class ACmix(nn.Module):
         Built at every forward (a few KB), so the state_dict keeps the reference's three convs and
         gradients reach them through autograd."""
         weight = torch.cat([self.conv1.weight, self.conv2.weight, self.conv3.weight]).flatten(1)
-        return weight, torch.cat([self.conv1.bias, self.conv2.bias, self.conv3.bias])
+        b1, b2, b3 = self.conv1.bias, self.conv2.bias, self.conv3.bias
+        assert b1 is not None and b2 is not None and b3 is not None  # typed Optional for TorchScript
+        return weight, torch.cat([b1, b2, b3])
 
     def attention(self, q: Tensor, k: Tensor, v: Tensor, pe: Tensor) -> Tensor:
         """The local-attention branch from the 1×1 projections q, k, v (B, C, H, W) and pe (1, d, H, W).
