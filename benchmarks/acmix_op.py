@@ -21,10 +21,11 @@ import torch
 from torch import nn
 
 from nas.acmix import ACmix
-from nas.acmix_reference import ReferenceACmix
+from nas.acmix_reference import UnfoldACmix
 from nas.cost import peak_memory_mb
 
-SHAPES = [(8, 64, 32, 32), (8, 128, 16, 16)]  # (B, C, H, W); k_att=7, heads=4, k_conv=3
+SHAPES = [(8, 64, 32, 32), (8, 128, 16, 16)]  # (B, C, H, W); heads=4, k_conv=3
+K_ATTS = (3, 5, 7)
 
 
 def _sync(device: torch.device) -> None:
@@ -45,21 +46,21 @@ def median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repea
     return statistics.median(times) * 1e3
 
 
-def implementations(c: int) -> dict[str, nn.Module]:
+def implementations(c: int, k_att: int) -> dict[str, nn.Module]:
     return {
-        "acmix (ours)": ACmix(c, c, kernel_att=7, head=4, kernel_conv=3),
-        "acmix unfold (paper)": ReferenceACmix(c, c, kernel_att=7, head=4, kernel_conv=3),
+        "acmix (ours)": ACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3),
+        "acmix unfold": UnfoldACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3),
         "conv 3x3": nn.Conv2d(c, c, 3, padding=1, bias=False),
     }
 
 
 def run(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int) -> list[dict]:
     rows = []
-    for b, c, h, w in SHAPES:
+    for (b, c, h, w), k_att in [(s, k) for s in SHAPES for k in K_ATTS]:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(b, c, h, w, generator=gen).to(device, dtype)
         grad = torch.randn(b, c, h, w, generator=gen).to(device, dtype)
-        for name, module in implementations(c).items():
+        for name, module in implementations(c, k_att).items():
             module = module.to(device, dtype)
             xg = x.clone().requires_grad_()
 
@@ -74,7 +75,7 @@ def run(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int) -> 
 
             reps = max(3, repeats // 3) if "unfold" in name else repeats  # the reference is slow
             rows.append({
-                "shape": f"B={b} C={c} {h}x{w}", "device": device.type, "impl": name,
+                "shape": f"B={b} C={c} {h}x{w} k{k_att}", "device": device.type, "impl": name,
                 "fwd_ms": median_ms(forward, device, warmup, reps),
                 "fwd_bwd_ms": median_ms(forward_backward, device, warmup, reps),
                 "peak_mib": peak_memory_mb(forward_backward, device),
@@ -83,7 +84,7 @@ def run(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int) -> 
 
 
 def print_table(rows: list[dict]) -> None:
-    header = f"{'device':6} {'shape':18} {'impl':22} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MiB':>9}  ratios (same run)"
+    header = f"{'device':6} {'shape':22} {'impl':22} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MiB':>9}  ratios (same run)"
     print(header)
     print("-" * len(header) + "-" * 40)
     for row in rows:
@@ -96,7 +97,7 @@ def print_table(rows: list[dict]) -> None:
                     f"{row['peak_mib'] / ref['peak_mib']:.2f}x its memory; "
                     f"{row['fwd_bwd_ms'] / conv['fwd_bwd_ms']:.1f}x the conv's time, "
                     f"{row['peak_mib'] / max(conv['peak_mib'], 1e-9):.1f}x its memory")
-        print(f"{row['device']:6} {row['shape']:18} {row['impl']:22} {row['fwd_ms']:9.1f} "
+        print(f"{row['device']:6} {row['shape']:22} {row['impl']:22} {row['fwd_ms']:9.1f} "
               f"{row['fwd_bwd_ms']:11.1f} {row['peak_mib']:9.1f}  {note}")
 
 
@@ -115,7 +116,7 @@ def main() -> None:
     if args.device in ("auto", "cuda") and torch.cuda.is_available():
         devices.append(torch.device("cuda"))
     dtype = getattr(torch, args.dtype)
-    print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.dtype}, k_att=7 heads=4 k_conv=3, "
+    print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.dtype}, heads=4 k_conv=3, "
           f"median of {args.repeats} after {args.warmup} warm-up\n")
     rows = []
     for device in devices:

@@ -24,12 +24,11 @@ The positional term: the reference's logit is q_i · (k_j + pe_i − pe_j). The 
 same for every key of query i and cancels in the softmax, so keys are used as k − pe.
 """
 
-from __future__ import annotations
-
 import math
-from functools import lru_cache
+from typing import List, Optional, Tuple
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -58,84 +57,87 @@ def mirror_index(index: Tensor, n: int) -> Tensor:
     return torch.where(m >= n, period - m, m)
 
 
-def position_grid(h: int, w: int, device: torch.device | str | None = None,
-                  dtype: torch.dtype | None = None) -> Tensor:
-    """The reference's 2-channel coordinate grid, shape (1, 2, h, w): channel 0 along the width."""
-    loc_w = torch.linspace(-1.0, 1.0, w, device=device, dtype=dtype).view(1, w).expand(h, w)
-    loc_h = torch.linspace(-1.0, 1.0, h, device=device, dtype=dtype).view(h, 1).expand(h, w)
+def position_grid(h: int, w: int, device: Optional[torch.device] = None,
+                  dtype: Optional[torch.dtype] = None) -> Tensor:
+    """The reference's 2-channel coordinate grid, shape (1, 2, h, w): channel 0 along the width.
+
+    (Typed with Optional[...] rather than unions so TorchScript compiles it; a device string such as
+    "cpu" still works from Python.)"""
+    loc_w = torch.linspace(-1.0, 1.0, w, dtype=dtype, device=device).view(1, w).expand(h, w)
+    loc_h = torch.linspace(-1.0, 1.0, h, dtype=dtype, device=device).view(h, 1).expand(h, w)
     return torch.stack([loc_w, loc_h], 0).unsqueeze(0)
 
 
-def _tiling(h: int, w: int, kernel: int, stride: int, dilation: int, tile: int, device: torch.device):
-    """Gather indices and the window mask of the blocked local attention for one input geometry."""
-    # Cached tensors must be ordinary ones even when the first call runs under inference_mode:
-    # inference tensors cannot be saved for a later backward.
-    with torch.inference_mode(False):
-        return _tiling_cached(h, w, kernel, stride, dilation, tile, device)
-
-
-@lru_cache(maxsize=256)
-def _tiling_cached(h: int, w: int, kernel: int, stride: int, dilation: int, tile: int, device: torch.device):
+def _axis(n_in: int, n_out: int, t: int, nt: int, length: int, kernel: int, stride: int, dilation: int,
+          device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
+    """One axis of the tiling: query positions, key positions (mirrored) and the window mask."""
     pad = dilation * (kernel - 1) // 2
-    h_out, w_out = -(-h // stride), -(-w // stride)
-    th, tw = min(tile, h_out), min(tile, w_out)
-    nth, ntw = -(-h_out // th), -(-w_out // tw)
-    # Key rows a tile of th output rows needs: the window of its first query to that of its last.
-    lh, lw = stride * (th - 1) + dilation * (kernel - 1) + 1, stride * (tw - 1) + dilation * (kernel - 1) + 1
-
-    def axis(n_in, n_out, t, nt, length):
-        tiles = torch.arange(nt, device=device).view(nt, 1)
-        q = (tiles * t + torch.arange(t, device=device)).clamp(max=n_out - 1)  # extra queries: dropped
-        kv = mirror_index(tiles * (stride * t) + torch.arange(length, device=device) - pad, n_in)
-        # A key position a belongs to query b's window when a - stride*b is a multiple of dilation
-        # in [0, dilation*(kernel-1)].
-        off = torch.arange(length, device=device).view(1, length) - stride * torch.arange(t, device=device).view(t, 1)
-        mask = (off >= 0) & (off <= dilation * (kernel - 1)) & (off % dilation == 0)
-        return q, kv, mask
-
-    qh, kh, mh = axis(h, h_out, th, nth, lh)
-    qw, kw, mw = axis(w, w_out, tw, ntw, lw)
-    q_index = (qh.view(nth, 1, th, 1) * w_out + qw.view(1, ntw, 1, tw)).flatten()
-    kv_index = (kh.view(nth, 1, lh, 1) * w + kw.view(1, ntw, 1, lw)).flatten()
-    mask = (mh.view(th, 1, lh, 1) & mw.view(1, tw, 1, lw)).reshape(th * tw, lh * lw)
-    return q_index, kv_index, mask, (h_out, w_out, th, tw, nth, ntw)
+    tiles = torch.arange(nt, device=device).view(nt, 1)
+    # Queries past the map's end (the last tile's overhang) repeat the last one; their outputs are cropped.
+    q = (tiles * t + torch.arange(t, device=device)).clamp(max=n_out - 1) * stride
+    kv = mirror_index(tiles * (stride * t) + torch.arange(length, device=device) - pad, n_in)
+    # Key a of the tile belongs to query b's window when a - stride*b is a multiple of dilation in
+    # [0, dilation*(kernel-1)].
+    off = torch.arange(length, device=device).view(1, length) - stride * torch.arange(t, device=device).view(t, 1)
+    mask = (off >= 0) & (off <= dilation * (kernel - 1)) & (torch.remainder(off, dilation) == 0)
+    return q, kv, mask
 
 
-def local_attention(q: Tensor, k: Tensor, v: Tensor, size: tuple[int, int], heads: int, kernel: int,
-                    stride: int = 1, dilation: int = 1, tile: int | None = None) -> Tensor:
+@torch.fx.wrap
+def local_attention(q: Tensor, k: Tensor, v: Tensor, size: List[int], kernel: int, stride: int = 1,
+                    dilation: int = 1, tile: Optional[int] = None, scale: float = 1.0) -> Tensor:
     """Softmax attention of every query over its kernel×kernel window of keys, reflection padded.
 
     Args:
-        q: queries as tokens (B, h_out·w_out, C) at the strided positions, already scaled, where
-            h_out, w_out = ceil(H / stride), ceil(W / stride); channel n·d + c is head n's channel c.
-        k, v: keys and values as tokens (B, H·W, C) of an H×W map; ``size`` = (H, W).
-        heads: N, with C = N·d.
+        q, k, v: tokens (B, H·W, N, d) of an H×W map (``size`` = [H, W]), any strides; N heads.
+            Queries are taken at the strided positions (stride·i, stride·j).
         kernel, stride, dilation: the window; query (i, j) sees the keys at
             (stride·i + dilation·a − pad, stride·j + dilation·b − pad), a, b < kernel, mirrored into the map.
         tile: query tile edge (a speed/memory knob; results do not depend on it); default
             `default_tile(kernel, stride)`.
+        scale: multiplies the logits q·k.
     Returns:
-        (B, h_out, w_out, C).
+        (B, h_out, w_out, N, d) with h_out, w_out = ceil(H / stride), ceil(W / stride).
 
     Same result as unfolding reflection-padded keys and values into kernel² copies, without them:
     each tile of queries gathers its halo of keys once and runs ``scaled_dot_product_attention`` with
     a fixed mask that keeps each query's own window.
+
+    The tiling depends on the map's size, so this is a leaf for torch.fx (``torch.fx.wrap``): a traced
+    graph calls it as one function instead of freezing one size's Python arithmetic. It is written in
+    TorchScript's subset (no caches, closures or unions) so scripted and fx+scripted models run it.
     """
-    b, _, c = k.shape
-    d = c // heads
-    tile = tile or default_tile(kernel, stride)
-    q_index, kv_index, mask, (h_out, w_out, th, tw, nth, ntw) = _tiling(
-        size[0], size[1], kernel, stride, dilation, tile, k.device)
+    b, heads, d = k.shape[0], k.shape[2], k.shape[3]
+    h, w = size[0], size[1]
+    edge = default_tile(kernel, stride) if tile is None else tile
+    h_out, w_out = (h + stride - 1) // stride, (w + stride - 1) // stride
+    th, tw = min(edge, h_out), min(edge, w_out)
+    nth, ntw = (h_out + th - 1) // th, (w_out + tw - 1) // tw
+    # Key rows a tile of th output rows needs: the window of its first query to that of its last.
+    lh, lw = stride * (th - 1) + dilation * (kernel - 1) + 1, stride * (tw - 1) + dilation * (kernel - 1) + 1
+    qh, kh, mh = _axis(h, h_out, th, nth, lh, kernel, stride, dilation, k.device)
+    qw, kw, mw = _axis(w, w_out, tw, ntw, lw, kernel, stride, dilation, k.device)
+    q_index = (qh.view(nth, 1, th, 1) * w + qw.view(1, ntw, 1, tw)).flatten()
+    kv_index = (kh.view(nth, 1, lh, 1) * w + kw.view(1, ntw, 1, lw)).flatten()
+    mask = (mh.view(th, 1, lh, 1) & mw.view(1, tw, 1, lw)).reshape(th * tw, lh * lw)
     nt = nth * ntw
+    # index_select writes contiguous (B, L, N, d) tiles whatever the input strides: the one gather.
+    qt = q.index_select(1, q_index).view(b * nt, th * tw, heads, d).transpose(1, 2)
+    kt = k.index_select(1, kv_index).view(b * nt, lh * lw, heads, d).transpose(1, 2)
+    vt = v.index_select(1, kv_index).view(b * nt, lh * lw, heads, d).transpose(1, 2)
+    out = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, scale=scale)
+    # (B·nt, N, th·tw, d) -> (B, nth, ntw, th, tw, N, d) -> (B, nth·th, ntw·tw, N, d), cropped to the output.
+    out = out.transpose(1, 2).reshape(b, nth, ntw, th, tw, heads, d).transpose(2, 3)
+    return out.reshape(b, nth * th, ntw * tw, heads, d)[:, :h_out, :w_out]
 
-    def tiles(t: Tensor, index: Tensor) -> Tensor:  # (B, L, C) -> (B·nt, N, L_tile, d), a strided view
-        return t.index_select(1, index).view(b * nt, -1, heads, d).transpose(1, 2)
 
-    out = F.scaled_dot_product_attention(tiles(q, q_index), tiles(k, kv_index), tiles(v, kv_index),
-                                         attn_mask=mask, scale=1.0)
-    # (B·nt, N, th·tw, d) -> (B, nth, th, ntw, tw, C) -> (B, nth·th, ntw·tw, C), cropped to the output.
-    out = out.transpose(1, 2).reshape(b, nth, ntw, th, tw, c).transpose(2, 3).reshape(b, nth * th, ntw * tw, c)
-    return out[:, :h_out, :w_out]
+@torch.fx.wrap
+def _like_input(y: Tensor, x: Tensor) -> Tensor:
+    """y in x's memory format (channels-last in, channels-last out). A leaf for torch.fx: it branches
+    on x's strides, which a traced graph must not freeze."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return y.contiguous(memory_format=torch.channels_last)
+    return y.contiguous()
 
 
 class ACmix(nn.Module):
@@ -218,35 +220,63 @@ class ACmix(nn.Module):
                 f"learnable={self.learnable}")
 
     def forward(self, x: Tensor) -> Tensor:
-        q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
-        b, c, h, w = q.shape
-        pe = self.conv_p(position_grid(h, w, device=x.device, dtype=q.dtype))  # (1, d, H, W)
+        b, h, w = x.shape[0], x.shape[2], x.shape[3]
+        c, n, d = self.out_planes, self.head, self.head_dim
+        # The three 1×1 projections as one matmul over channels: x as (B, H·W, C_in) tokens is a view
+        # for NCHW and channels-last inputs alike, and the result (B, H·W, 3C) is channels-last, the
+        # layout both branches want, so q, k, v below are views (no copies, no layout changes).
+        weight, bias = self.qkv_parameters()
+        qkv = torch.baddbmm(bias.view(1, 1, 3 * c), x.flatten(2).transpose(1, 2),
+                            weight.t().unsqueeze(0).expand(b, -1, -1))
+        maps = qkv.transpose(1, 2).view(b, 3 * c, h, w)
+        q, k, v = maps[:, :c], maps[:, c:2 * c], maps[:, 2 * c:]
+        pe = self.conv_p(position_grid(h, w, device=x.device, dtype=qkv.dtype))  # (1, d, H, W)
         out_att = self.attention(q, k, v, pe)
-        out_conv = self.conv_branch(q, k, v)
-        # Both branches come out channels-last. The rates follow the branches' dtype, so that under
-        # autocast the output stays in the autocast dtype instead of promoting to float32.
-        y = self.rate1.to(out_att.dtype) * out_att + self.rate2.to(out_conv.dtype) * out_conv
-        return y.contiguous(memory_format=_memory_format(x))
+        out_conv = self._conv_from_tokens(qkv.view(b, h * w, 3 * n, d), h, w, self.rate2.to(qkv.dtype))
+        # y = rate2·conv (folded into dep_conv's weight: a (C, k_c², k_c, k_c) product, not a pass over
+        # the output) + rate1·attention, in one op. The attention's channels are head-major (n·d + g)
+        # and are added to the conv's channel o without reordering, as in the reference (ACMIX.md).
+        y = torch.addcmul(out_conv, self.rate1.to(out_att.dtype), out_att)
+        return _like_input(y, x)
+
+    def qkv_parameters(self) -> Tuple[Tensor, Tensor]:
+        """conv1/conv2/conv3 as one (3C, C_in) weight and (3C,) bias (q rows, then k, then v).
+
+        Built at every forward (a few KB), so the state_dict keeps the reference's three convs and
+        gradients reach them through autograd."""
+        weight = torch.cat([self.conv1.weight, self.conv2.weight, self.conv3.weight]).flatten(1)
+        b1, b2, b3 = self.conv1.bias, self.conv2.bias, self.conv3.bias
+        assert b1 is not None and b2 is not None and b3 is not None  # typed Optional for TorchScript
+        return weight, torch.cat([b1, b2, b3])
 
     def attention(self, q: Tensor, k: Tensor, v: Tensor, pe: Tensor) -> Tensor:
-        """The local-attention branch from the 1×1 projections (B, C, H, W) and pe (1, d, H, W)."""
-        b, c, h, w = q.shape
-        s = self.stride
-        q_s = _tokens(q[:, :, ::s, ::s]) * (float(self.head_dim) ** -0.5)
-        k = _tokens(k) - _tokens(pe).repeat(1, 1, self.head)  # pe is shared by the heads
-        out = local_attention(q_s, k, _tokens(v), (h, w), self.head, self.kernel_att, s, self.dilation, self.tile)
-        return out.permute(0, 3, 1, 2)  # (B, C, h_out, w_out), channels-last memory
+        """The local-attention branch from the 1×1 projections q, k, v (B, C, H, W) and pe (1, d, H, W).
+        Returns (B, C, h_out, w_out), channel n·d + g (head-major), channels-last memory; without rate1."""
+        h, w, d = q.shape[2], q.shape[3], self.head_dim
+        # The reference's logit is q_i · (k_j + pe_i − pe_j); q_i · pe_i is the same for every key of
+        # query i and cancels in the softmax, so the keys are k − pe (pe is shared by the heads).
+        out = local_attention(_heads(q, d), _heads(k, d) - _heads(pe, d), _heads(v, d), [h, w], self.kernel_att, self.stride,
+                              self.dilation, self.tile, float(d) ** -0.5)
+        return out.flatten(3).permute(0, 3, 1, 2)
 
     def conv_branch(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """fc mixes the 3N head maps into k_c² maps per head channel; dep_conv shifts and sums them."""
+        """The convolution branch from the 1×1 projections q, k, v (B, C, H, W); without rate2."""
         b, c, h, w = q.shape
-        n, d = self.head, self.head_dim
-        qkv = torch.cat([t.reshape(b, n, d, h * w) for t in (q, k, v)], 1)  # (B, 3N, d, HW)
-        # fc is a 1×1 conv over the 3N axis. As a matmul it is several times faster than oneDNN's conv
-        # for these odd channel counts, and it writes channels-last maps (channel c·k_c² + m) directly:
-        # the grouped dep_conv runs ~3x faster forward+backward in that layout.
-        f_conv = torch.einsum("mn,bncl->blcm", self.fc.weight.flatten(1), qkv)  # (B, HW, d, k_c²)
-        return self.dep_conv(f_conv.reshape(b, h, w, -1).permute(0, 3, 1, 2))
+        tokens = torch.cat([q, k, v], 1).permute(0, 2, 3, 1).reshape(b, h * w, 3 * self.head, self.head_dim)
+        return self._conv_from_tokens(tokens, h, w, torch.ones(1, dtype=q.dtype, device=q.device))
+
+    def _conv_from_tokens(self, qkv: Tensor, h: int, w: int, rate: Tensor) -> Tensor:
+        """rate · conv branch from (B, H·W, 3N, d) tokens, the 3N axis ordered [q heads, k heads, v heads].
+
+        fc mixes the 3N axis into k_c² maps per head channel: one matmul that writes channels-last maps
+        with channel g·k_c² + m, the layout in which the grouped dep_conv runs fastest (measured ~3x
+        forward+backward on CPU), so no layout copy sits between them."""
+        b = qkv.shape[0]
+        mixed = torch.matmul(qkv.transpose(2, 3), self.fc.weight.flatten(1).t().to(qkv.dtype))  # (B, H·W, d, k_c²)
+        maps = mixed.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+        weight = self.dep_conv.weight.to(qkv.dtype) * rate
+        return F.conv2d(maps, weight, None, self.stride, self.dilation * (self.kernel_conv // 2), self.dilation,
+                        self.head_dim)
 
 
 def shift_kernels(kernel_conv: int, out_planes: int) -> Tensor:
@@ -257,16 +287,9 @@ def shift_kernels(kernel_conv: int, out_planes: int) -> Tensor:
     return kernel.unsqueeze(0).repeat(out_planes, 1, 1, 1)
 
 
-def _tokens(t: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, H·W, C) tokens (a view for channels-last tensors)."""
-    b, c, h, w = t.shape
-    return t.permute(0, 2, 3, 1).reshape(b, h * w, c)
-
-
-def _memory_format(x: Tensor) -> torch.memory_format:
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
+def _heads(t: Tensor, d: int) -> Tensor:
+    """(B, C, H, W) -> (B, H·W, C // d, d) tokens: a view of channels-last maps."""
+    return t.permute(0, 2, 3, 1).reshape(t.shape[0], t.shape[2] * t.shape[3], t.shape[1] // d, d)
 
 
 def _check_positive_int(name: str, value) -> None:

@@ -1,165 +1,80 @@
-"""The paper's ACmix, unfold formulation: the reference that tests and benchmarks compare against.
+"""ACmix in the unfold formulation: the plain transcription of shared/ACMIX.md that tests and
+benchmarks compare `nas.acmix.ACmix` against.
 
-This is the module of the official ACmix-ResNet code (Pan et al., CVPR 2022), kept as close to
-the original as possible so that it *is* the reference: same parameter names and shapes, same
-arithmetic order. Two changes only, neither affecting results where the original runs:
+Written from the equations, not for speed: it materialises the k_att² window copies of keys,
+values and positional encodings (≈ k_att² times the activation memory), so use it on small inputs.
+It covers what ACmix covers: mirror-periodic reflection (`nas.acmix.mirror_index`) for windows wider
+than the map, dilation, and ceil(H/stride) × ceil(W/stride) outputs.
 
-- the coordinate grid is created on ``x.device`` (the original calls ``.cuda()``);
-- ``dep_conv`` padding is ``kernel_conv // 2`` instead of the hard-coded 1, so the reference also
-  covers kernel_conv in {1, 5, 7} for the exactness tests (identical for kernel_conv=3).
-
-It materialises k_att² copies of keys, values and positional encodings with ``nn.Unfold`` (~49x the
-activation memory at k_att=7), needs H, W > k_att // 2 (reflection padding), even H, W at stride 2,
-float32, and dilation 1. Use :class:`nas.acmix.ACmix` for anything but comparisons.
+`reference_parameter_shapes` is ACMIX.md's parameter table: the names and shapes of the paper's
+module, so that its state_dicts load into ACmix with ``strict=True``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor
 
-if TYPE_CHECKING:
-    from nas.acmix import ACmix
+from nas.acmix import ACmix, mirror_index, position_grid
 
-
-def position(H: int, W: int, device: torch.device) -> torch.Tensor:
-    loc_w = torch.linspace(-1.0, 1.0, W, device=device).unsqueeze(0).repeat(H, 1)
-    loc_h = torch.linspace(-1.0, 1.0, H, device=device).unsqueeze(1).repeat(1, W)
-    loc = torch.cat([loc_w.unsqueeze(0), loc_h.unsqueeze(0)], 0).unsqueeze(0)
-    return loc
+__all__ = ["UnfoldACmix", "reference_parameter_shapes", "unfold_forward"]
 
 
-def stride(x: torch.Tensor, stride: int) -> torch.Tensor:
-    return x[:, :, ::stride, ::stride]
+def reference_parameter_shapes(in_planes: int, out_planes: int, kernel_att: int = 7, head: int = 4,
+                               kernel_conv: int = 3) -> dict[str, tuple[int, ...]]:
+    """The paper module's state_dict layout (ACMIX.md, "Parameters"): name -> shape.
+
+    kernel_att does not size any parameter; it is an argument so calls read like the module's."""
+    c, d, k2 = out_planes, out_planes // head, kernel_conv * kernel_conv
+    shapes: dict[str, tuple[int, ...]] = {"rate1": (1,), "rate2": (1,)}
+    for name in ("conv1", "conv2", "conv3"):  # q, k, v: 1×1 convs with bias
+        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (c, in_planes, 1, 1), (c,)
+    shapes["conv_p.weight"], shapes["conv_p.bias"] = (d, 2, 1, 1), (d,)
+    shapes["fc.weight"] = (k2, 3 * head, 1, 1)  # no bias
+    shapes["dep_conv.weight"] = (c, k2, kernel_conv, kernel_conv)  # groups = d, no bias
+    return shapes
 
 
-def init_rate_half(tensor):
-    if tensor is not None:
-        tensor.data.fill_(0.5)
-
-
-def init_rate_0(tensor):
-    if tensor is not None:
-        tensor.data.fill_(0.0)
-
-
-class ReferenceACmix(nn.Module):
-    """The original ACmix module (unfold formulation). For tests and benchmarks only."""
-
-    def __init__(self, in_planes, out_planes, kernel_att=7, head=4, kernel_conv=3, stride=1, dilation=1):
-        super().__init__()
-        self.in_planes = in_planes
-        self.out_planes = out_planes
-        self.head = head
-        self.kernel_att = kernel_att
-        self.kernel_conv = kernel_conv
-        self.stride = stride
-        self.dilation = dilation
-        self.rate1 = torch.nn.Parameter(torch.Tensor(1))
-        self.rate2 = torch.nn.Parameter(torch.Tensor(1))
-        self.head_dim = self.out_planes // self.head
-
-        self.conv1 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
-        self.conv2 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
-        self.conv3 = nn.Conv2d(in_planes, out_planes, kernel_size=1)
-        self.conv_p = nn.Conv2d(2, self.head_dim, kernel_size=1)
-
-        self.padding_att = (self.dilation * (self.kernel_att - 1) + 1) // 2
-        self.pad_att = torch.nn.ReflectionPad2d(self.padding_att)
-        self.unfold = nn.Unfold(kernel_size=self.kernel_att, padding=0, stride=self.stride)
-        self.softmax = torch.nn.Softmax(dim=1)
-
-        self.fc = nn.Conv2d(3 * self.head, self.kernel_conv * self.kernel_conv, kernel_size=1, bias=False)
-        self.dep_conv = nn.Conv2d(
-            self.kernel_conv * self.kernel_conv * self.head_dim, out_planes, kernel_size=self.kernel_conv,
-            bias=True, groups=self.head_dim, padding=self.kernel_conv // 2, stride=stride,
-        )
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        init_rate_half(self.rate1)
-        init_rate_half(self.rate2)
-        kernel = torch.zeros(self.kernel_conv * self.kernel_conv, self.kernel_conv, self.kernel_conv)
-        for i in range(self.kernel_conv * self.kernel_conv):
-            kernel[i, i // self.kernel_conv, i % self.kernel_conv] = 1.0
-        kernel = kernel.squeeze(0).repeat(self.out_planes, 1, 1, 1)
-        self.dep_conv.weight = nn.Parameter(data=kernel, requires_grad=True)
-        self.dep_conv.bias = init_rate_0(self.dep_conv.bias)  # None: the original drops the bias
-
-    def forward(self, x):
-        q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
-        scaling = float(self.head_dim) ** -0.5
-        b, c, h, w = q.shape
-        h_out, w_out = h // self.stride, w // self.stride
-
-        pe = self.conv_p(position(h, w, x.device))
-
-        q_att = q.view(b * self.head, self.head_dim, h, w) * scaling
-        k_att = k.view(b * self.head, self.head_dim, h, w)
-        v_att = v.view(b * self.head, self.head_dim, h, w)
-
-        if self.stride > 1:
-            q_att = stride(q_att, self.stride)
-            q_pe = stride(pe, self.stride)
-        else:
-            q_pe = pe
-
-        unfold_k = self.unfold(self.pad_att(k_att)).view(
-            b * self.head, self.head_dim, self.kernel_att * self.kernel_att, h_out, w_out)
-        unfold_rpe = self.unfold(self.pad_att(pe)).view(
-            1, self.head_dim, self.kernel_att * self.kernel_att, h_out, w_out)
-
-        att = (q_att.unsqueeze(2) * (unfold_k + q_pe.unsqueeze(2) - unfold_rpe)).sum(1)
-        att = self.softmax(att)
-
-        out_att = self.unfold(self.pad_att(v_att)).view(
-            b * self.head, self.head_dim, self.kernel_att * self.kernel_att, h_out, w_out)
-        out_att = (att.unsqueeze(1) * out_att).sum(2).view(b, self.out_planes, h_out, w_out)
-
-        f_all = self.fc(torch.cat([
-            q.view(b, self.head, self.head_dim, h * w),
-            k.view(b, self.head, self.head_dim, h * w),
-            v.view(b, self.head, self.head_dim, h * w),
-        ], 1))
-        f_conv = f_all.permute(0, 2, 1, 3).reshape(x.shape[0], -1, q.shape[-2], q.shape[-1])
-
-        out_conv = self.dep_conv(f_conv)
-
-        return self.rate1 * out_att + self.rate2 * out_conv
-
-
-def unfold_forward(m: "ACmix", x: torch.Tensor) -> torch.Tensor:
-    """The unfold formulation of :class:`nas.acmix.ACmix`'s forward, with its extensions.
-
-    Same arithmetic as :class:`ReferenceACmix`, generalised the way ACmix generalises the reference:
-    mirror-periodic reflection (``nas.acmix.mirror_index``) for windows wider than the map, dilation,
-    and ceil(H/stride) outputs for odd sizes. It materialises the k_att² copies, so use it only to
-    check ACmix's blocked attention on small inputs.
-    """
-    from nas.acmix import mirror_index, position_grid
-
-    q, k, v = m.conv1(x), m.conv2(x), m.conv3(x)
+def unfold_forward(m: ACmix, x: Tensor) -> Tensor:
+    """ACmix's output for module `m`'s parameters, step by step as in ACMIX.md's "Forward"."""
+    n, d, s, ka, kc, dil = m.head, m.head_dim, m.stride, m.kernel_att, m.kernel_conv, m.dilation
+    # 1-2. Projections; heads as (B·N, d, H, W), channel n·d + g.
+    q, k, v = (F.conv2d(x, conv.weight, conv.bias) for conv in (m.conv1, m.conv2, m.conv3))
     b, c, h, w = q.shape
-    n, d, s, ka, dil = m.head, m.head_dim, m.stride, m.kernel_att, m.dilation
     h_out, w_out = -(-h // s), -(-w // s)
+    # 3. Positional encoding of the coordinate grid, shared by the heads.
+    pe = F.conv2d(position_grid(h, w, device=x.device, dtype=q.dtype), m.conv_p.weight, m.conv_p.bias)
+
+    # 5. Reflection padding by pad = dilation·(k_att − 1) // 2 (mirrored again where the window is
+    # wider than the map), then every query's k_att × k_att window: (B', d, k_att², h_out, w_out).
     pad = dil * (ka - 1) // 2
     rows = mirror_index(torch.arange(-pad, h + pad, device=x.device), h)
     cols = mirror_index(torch.arange(-pad, w + pad, device=x.device), w)
-    unfold = nn.Unfold(kernel_size=ka, dilation=dil, stride=s)
 
-    def padded_windows(t: torch.Tensor) -> torch.Tensor:  # (B', d, H, W) -> (B', d, ka², h_out, w_out)
-        return unfold(t[:, :, rows][:, :, :, cols]).view(t.shape[0], d, ka * ka, h_out, w_out)
+    def windows(t: Tensor) -> Tensor:
+        padded = t[:, :, rows][:, :, :, cols]
+        return F.unfold(padded, ka, dilation=dil, stride=s).view(t.shape[0], d, ka * ka, h_out, w_out)
 
-    pe = m.conv_p(position_grid(h, w, device=x.device, dtype=q.dtype))
+    # 4. Queries scaled by d^-1/2, at every s-th row and column; pe likewise for the query side.
     q_att = q.reshape(b * n, d, h, w)[:, :, ::s, ::s] * float(d) ** -0.5
-    q_pe = pe[:, :, ::s, ::s]
-    logits = (q_att.unsqueeze(2) * (padded_windows(k.reshape(b * n, d, h, w)) + q_pe.unsqueeze(2)
-                                    - padded_windows(pe))).sum(1)
-    att = torch.softmax(logits, dim=1)
-    out_att = (att.unsqueeze(1) * padded_windows(v.reshape(b * n, d, h, w))).sum(2).view(b, c, h_out, w_out)
+    pe_q = pe[:, :, ::s, ::s]
+    # 6. a_ij = Σ_c q_i,c · (k_j,c + pe_i,c − pe_j,c); softmax over the window; weighted sum of v.
+    logits = (q_att.unsqueeze(2) * (windows(k.reshape(b * n, d, h, w)) + pe_q.unsqueeze(2) - windows(pe))).sum(1)
+    weights = torch.softmax(logits, dim=1)  # (B·N, k_att², h_out, w_out)
+    out_att = (weights.unsqueeze(1) * windows(v.reshape(b * n, d, h, w))).sum(2).view(b, c, h_out, w_out)
 
-    f_all = m.fc(torch.cat([t.reshape(b, n, d, h * w) for t in (q, k, v)], 1))
-    out_conv = m.dep_conv(f_all.permute(0, 2, 1, 3).reshape(b, -1, h, w))
+    # 7. Conv branch from the unscaled q, k, v: (B, 3N, d, H·W) -> fc over 3N -> (B, k_c², d, H·W)
+    # -> (B, d·k_c², H, W) with channel g·k_c² + m -> dep_conv (groups = d).
+    stacked = torch.cat([t.reshape(b, n, d, h * w) for t in (q, k, v)], 1)
+    mixed = torch.einsum("mj,bjgl->bgml", m.fc.weight.flatten(1), stacked).reshape(b, d * kc * kc, h, w)
+    out_conv = F.conv2d(mixed, m.dep_conv.weight, None, s, dil * (kc // 2), dil, d)
+    # 8. Mix.
     return m.rate1 * out_att + m.rate2 * out_conv
+
+
+class UnfoldACmix(ACmix):
+    """ACmix's parameters with the unfold formulation as forward: the benchmark's baseline."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return unfold_forward(self, x)

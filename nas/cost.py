@@ -4,12 +4,13 @@ MACs (multiply-accumulates of one image's forward pass, at batch 1):
   * everything but ACmix's attention comes from `torch.utils.flop_counter.FlopCounterMode`
     (convolutions, matmuls, linear layers; MACs = counted FLOPs / 2). Normalisation, activations,
     pooling, softmax and additions are not MACs and are not counted (the usual convention).
-  * inside every ACmix module only the counter's numbers for its child modules are kept (the
-    1×1 projections conv1/2/3, conv_p, dep_conv, and fc when it runs as a module); whatever the
-    counter saw at the ACmix level itself (the attention's matmuls or fused attention kernels,
-    which FlopCounterMode counts on some backends and misses on others, and the fc einsum) is
-    replaced by the analytic count
-        fc (when not run as a module):  3·C·k_c² · H·W                   (at the input resolution)
+  * every ACmix module counts as the operator of shared/ACMIX.md (`acmix_macs`), whatever the
+    counter saw inside it (ACmix runs fused and folded equivalents of these parts, and the
+    attention's fused kernels are counted on some backends and missed on others):
+        q, k, v projections:            3·C_in·C · H·W
+        positional encoding:            2·d · H·W
+        fc:                             3·C·k_c² · H·W                   (at the input resolution)
+        dep_conv:                       C·k_c⁴ · H_out·W_out
         attention:                      2·C·k_a² · H_out·W_out           (`acmix_attention_macs`)
     with C the ACmix width, k_a its window, H_out×W_out its output map. The attention term is the
     logits (one d-dimensional dot product per head per window position: C·k_a² per output pixel)
@@ -124,10 +125,11 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[int,
     attention = 0
     for name, m in acmix.items():
         H, W = in_sizes[name]
-        children = {c: flops(f"{name}.{c}") for c, _ in m.named_children()}
+        # ACmix runs its projections as one matmul and fc + dep_conv as one folded grouped conv
+        # (nas.acmix), so what the counter sees is the implementation, not the operator: the whole
+        # module is replaced by the operator's analytic count, part by part.
         analytic = acmix_macs(m, H, W)
-        keep = 2 * analytic['attention'] + (0 if children.get('fc') else 2 * analytic['fc'])
-        total += sum(children.values()) - flops(name) + keep
+        total += 2 * sum(analytic.values()) - flops(name)
         attention += analytic['attention']
     return total // 2, attention
 

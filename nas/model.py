@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import FeatureListNet, build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
 
 from nas.acmix import ACmix
@@ -117,15 +117,34 @@ def _create(variant: str, arch: Arch, pretrained: bool, **kwargs: Any) -> ByobNe
         overlay.update(mean=mean, std=std)
     overlay.update(kwargs.pop('pretrained_cfg_overlay', None) or {})
     if kwargs.get('features_only') and 'out_indices' not in kwargs:
-        # timm's default (0..4) assumes five feature levels; an Arch has as many as it downsamples
+        # timm's default (0..4) assumes five feature levels; an Arch has as many as `_feature_info` gives
         with torch.device('meta'):
-            n = len(ByobNet(arch_to_cfg(arch), num_classes=0, in_chans=arch.in_chans).feature_info)
+            n = len(_feature_info(ByobNet(arch_to_cfg(arch), num_classes=0, in_chans=arch.in_chans)))
         kwargs['out_indices'] = tuple(range(n))
     model = build_model_with_cfg(
         ByobNet, variant, pretrained, model_cfg=arch_to_cfg(arch), pretrained_cfg_overlay=overlay,
-        feature_cfg=dict(flatten_sequential=True), in_chans=arch.in_chans, **kwargs)
+        feature_cfg=dict(feature_cls=_feature_net), in_chans=arch.in_chans, **kwargs)
     model.arch = arch
     return model
+
+
+def _feature_info(model: ByobNet) -> list[dict[str, Any]]:
+    """timm's feature levels of a ByobNet (one per reduction), with the stem's output added in front
+    when a network has fewer than three: the digits space downsamples only twice (/2, /4), and timm's
+    feature extraction contract expects at least three levels. The stem (/2) and the first stage's
+    end (/2 when it does not downsample) are then both levels, of equal reduction."""
+    info = list(model.feature_info)
+    if len(info) < 3 and info[0]['module'] == 'stages.0':
+        # stage 0 keeps the stem's resolution, so the stem's output is a level of the same reduction
+        stem_chs = [m for m in model.stem.modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
+        info.insert(0, dict(num_chs=stem_chs, reduction=info[0]['reduction'], module='stem', stage=0))
+    return info
+
+
+def _feature_net(model: ByobNet, **kwargs: Any) -> FeatureListNet:
+    """timm's FeatureListNet over `_feature_info`'s levels (build_model_with_cfg's feature_cls)."""
+    model.feature_info = _feature_info(model)
+    return FeatureListNet(model, flatten_sequential=True, **kwargs)
 
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:

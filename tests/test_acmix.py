@@ -1,4 +1,4 @@
-"""ACmix: exactness against the paper's module and the unfold formulation, and the fixed failures."""
+"""ACmix: the reference's state_dict layout, exactness against the unfold formulation, and the fixed failures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.acmix import ACmix, mirror_index, position_grid, shift_kernels
-from nas.acmix_reference import ReferenceACmix, unfold_forward
+from nas.acmix_reference import reference_parameter_shapes, unfold_forward
 
 
 def randomise(module: torch.nn.Module, seed: int = 0) -> None:
@@ -54,27 +54,37 @@ REFERENCE_CASES = [
 ]
 
 
+def reference_state_dict(c: int, heads: int, ka: int, kc: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random state_dict with the paper module's names and shapes (ACMIX.md's parameter table)."""
+    gen = torch.Generator().manual_seed(seed)
+    return {name: torch.randn(shape, generator=gen) * 0.5
+            for name, shape in reference_parameter_shapes(c, c, kernel_att=ka, head=heads, kernel_conv=kc).items()}
+
+
 @pytest.mark.parametrize("c,heads,ka,kc,s,h,w", REFERENCE_CASES)
 def test_reference_state_dict_loads_and_gives_same_output_and_gradients(c, heads, ka, kc, s, h, w):
-    ref = ReferenceACmix(c, c, kernel_att=ka, head=heads, kernel_conv=kc, stride=s)
-    randomise(ref)
     ours = ACmix(c, c, kernel_att=ka, head=heads, kernel_conv=kc, stride=s)
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ours.load_state_dict(reference_state_dict(c, heads, ka, kc), strict=True)
     x = torch.randn(2, c, h, w, generator=torch.Generator().manual_seed(2))
-    y_ref, gx_ref, g_ref = forward_and_grads(ref, x)
+    y_ref, gx_ref, g_ref = forward_and_grads(ours, x, fn=unfold_forward)
     y, gx, g = forward_and_grads(ours, x)
-    assert y.shape == y_ref.shape
+    assert y.shape == y_ref.shape == (2, c, h // s, w // s)
     assert rel_err(y, y_ref) <= 1e-5
     assert rel_err(gx, gx_ref) <= 1e-4
     assert_grads_close(g, g_ref)
 
 
 def test_state_dict_layout_is_the_reference_layout():
-    ref, ours = ReferenceACmix(64, 64), ACmix(64, 64)
-    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {
-        k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    ours = ACmix(64, 64)
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == reference_parameter_shapes(64, 64)
     assert "dep_conv.bias" not in ours.state_dict()  # the reference drops it in reset_parameters
     assert ours.kernel_att == 7 and ours.head == 4 and ours.kernel_conv == 3 and ours.stride == 1
+    # The table itself, from ACMIX.md, for one non-default setting (C_in 32 -> C 48, N 3, k_c 5):
+    assert reference_parameter_shapes(32, 48, kernel_att=5, head=3, kernel_conv=5) == {
+        "rate1": (1,), "rate2": (1,),
+        "conv1.weight": (48, 32, 1, 1), "conv1.bias": (48,), "conv2.weight": (48, 32, 1, 1), "conv2.bias": (48,),
+        "conv3.weight": (48, 32, 1, 1), "conv3.bias": (48,), "conv_p.weight": (16, 2, 1, 1), "conv_p.bias": (16,),
+        "fc.weight": (25, 9, 1, 1), "dep_conv.weight": (48, 25, 5, 5)}
 
 
 # Cases the paper's module cannot run: odd sizes at stride 2, windows wider than the map, dilation.
