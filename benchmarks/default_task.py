@@ -37,13 +37,14 @@ import numpy as np
 import optuna
 import torch
 
-from nas.arch import Arch
-from nas.data import load_dataset
-from nas.model import create_model
-from nas.space import SearchSpace, load_space
-from nas.train import TrainConfig, train
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout this script belongs to, not another installed copy
+
+from nas.arch import Arch  # noqa: E402
+from nas.data import load_dataset  # noqa: E402
+from nas.model import create_model  # noqa: E402
+from nas.space import SearchSpace, load_space  # noqa: E402
+from nas.train import TrainConfig, train  # noqa: E402
 
 
 # --------------------------------------------------------------------------- rank statistics
