@@ -68,7 +68,7 @@ def test_symmetry_space_fits_its_dataset():
     ds = load_dataset(p['dataset'], image_size=p['image_size'], val_fraction=p['val_fraction'],
                       subset=p['subset'], seed=0)
     assert ds.train_x.shape[1:] == (space.in_chans, *space.input_size)
-    assert len(ds.train_y) == p['subset'] and len(ds.val_y) == 1000
+    assert len(ds.train_y) == p['subset'] and len(ds.val_y) == 500
 
 
 def test_digits_proxy_and_input():
