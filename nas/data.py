@@ -20,12 +20,19 @@ Supported names and the files they expect under `data_dir`:
 - ``imagefolder``: ``train/<class>/*.png|jpg|...`` and ``val/<class>/...``; class names are
   the folder names under ``train/``. Images are converted to RGB, resized (shorter side) and
   centre-cropped to `image_size` (default 64).
+- ``symmetry``: procedural, generated here in a fraction of a second (no files): 1x16x16
+  random 8x8 block patterns, 4 classes by the symmetry the pattern has (none, mirror
+  left-right, mirror top-bottom, 180-degree rotation), with a few cells broken and pixel
+  noise. The label is a relation between far-apart halves of the image, which a small
+  receptive field cannot see. See `make_symmetry`.
 
 Splits: validation is always a seeded, stratified part of the *training* images
 (`val_fraction`), so a search never selects on the official test split. The official held-out
 split (CIFAR ``test``, MNIST ``t10k``, imagefolder ``val/``) is kept untouched as
 ``test_x``/``test_y``. Digits has no official split; a fixed 20% (stratified, always the same
-images whatever `seed` is) is held out as its test split.
+images whatever `seed` is) is held out as its test split. ``symmetry`` generates one fixed pool
+(the same images whatever `seed` is) and cuts it into training and test images by index, so the
+splits never share an image.
 """
 
 from __future__ import annotations
@@ -40,10 +47,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DATASETS", "DataError", "Dataset", "load_dataset", "stratified_indices"]
+__all__ = ["DATASETS", "SYMMETRY_CLASSES", "DataError", "Dataset", "load_dataset", "make_symmetry",
+           "preview", "stratified_indices"]
 
 VAL_FRACTION = 0.2  # share of the training images held out for validation, by default everywhere
-DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "imagefolder")
+DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "imagefolder", "symmetry")
 
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
             "cifar-10": "cifar10", "cifar-100": "cifar100", "image-folder": "imagefolder",
@@ -51,11 +59,13 @@ _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
 
 # Native resolutions; `image_size=None` keeps these (digits is upsampled, see module doc).
 _DEFAULT_SIZE = {"digits": 16, "cifar10": 32, "cifar100": 32, "mnist": 28, "fashion-mnist": 28,
-                 "imagefolder": 64}
+                 "imagefolder": 64, "symmetry": 16}
 
-# Default augmentation for each dataset: horizontal flips change the meaning of digits.
+# Default augmentation for each dataset: horizontal flips change the meaning of digits; a flip
+# keeps every symmetry class, a random crop moves the mirror axis off the centre.
 _DEFAULT_AUGMENT = {"digits": "crop", "mnist": "crop", "fashion-mnist": "crop+flip",
-                    "cifar10": "crop+flip", "cifar100": "crop+flip", "imagefolder": "crop+flip"}
+                    "cifar10": "crop+flip", "cifar100": "crop+flip", "imagefolder": "crop+flip",
+                    "symmetry": "flip"}
 
 _DIGITS_TEST_FRACTION = 0.2
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -85,7 +95,7 @@ class Dataset:
     the seeded held-out part of the training images, `test_*` the official test split (never
     used by the search). `mean`/`std` are the per-channel statistics (in [0, 1] pixel units)
     that were subtracted/divided; a deployed model needs the same normalisation.
-    `default_augment` is the augmentation that suits this data ('crop' or 'crop+flip').
+    `default_augment` is the augmentation that suits this data ('crop', 'flip' or 'crop+flip').
     """
 
     name: str
@@ -344,6 +354,76 @@ def _read_imagefolder(name: str, data_dir: Path | None, image_size: int):
     return train_x, train_y, test_x, test_y, classes
 
 
+# --------------------------------------------------------------------------- procedural
+
+SYMMETRY_CLASSES = ("none", "mirror-lr", "mirror-tb", "rotate-180")
+_SYMMETRY_TRAIN, _SYMMETRY_TEST, _SYMMETRY_SEED = 5000, 1000, 20240611
+
+
+def make_symmetry(n: int, seed: int, size: int = 16, cell: int = 2, broken: float = 0.05,
+                  noise: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """`n` procedural images whose class is the symmetry of a random block pattern.
+
+    Every image is a random binary pattern of (size // cell)^2 square cells of `cell` pixels.
+    Class 0 keeps it as drawn (no symmetry); class 1 copies its left half mirrored onto the
+    right half, class 2 its top half mirrored onto the bottom, class 3 its top half rotated
+    by 180 degrees onto the bottom. Then every cell flips with probability `broken` (so the
+    symmetry is only mostly there) and Gaussian pixel noise of std `noise` is added. Telling
+    the classes apart means comparing cells on opposite sides of the image, up to
+    `size - cell` pixels apart: a relation across the image, not a local texture.
+    All four classes survive horizontal and vertical flips.
+
+    Vectorised numpy: about 15 ms per 1,000 images at 16x16.
+
+    Args:
+        n: number of images; the classes are balanced (their counts differ by at most 1).
+        seed: the same seed gives the same images and labels.
+        size: image side in pixels (a multiple of 2 * cell).
+        cell: pixels per pattern cell.
+        broken: probability that a cell is flipped after the symmetry is made.
+        noise: std of the Gaussian pixel noise (pixels are in [0, 1] before it, clipped after).
+
+    Returns:
+        (x, y): x float32 of shape (n, size, size, 1) in [0, 1], y int64 of shape (n,) in
+        0..3 (`SYMMETRY_CLASSES`).
+
+    Example:
+        >>> x, y = make_symmetry(8, seed=0)
+        >>> x.shape, y.tolist()[:4]
+        ((8, 16, 16, 1), [...])
+    """
+    if size % (2 * cell) or n < 0:
+        raise ValueError(f"size must be a multiple of 2 * cell and n >= 0, got size={size}, "
+                         f"cell={cell}, n={n}")
+    rng = np.random.default_rng(seed)
+    g, h = size // cell, size // cell // 2
+    y = rng.permutation(np.arange(n) % len(SYMMETRY_CLASSES))
+    x = rng.random((n, g, g)) < 0.5
+    for c, (rows, cols, src) in enumerate((
+            (slice(None), slice(h, None), x[:, :, :h][:, :, ::-1]),       # mirror left-right
+            (slice(h, None), slice(None), x[:, :h, :][:, ::-1, :]),       # mirror top-bottom
+            (slice(h, None), slice(None), x[:, :h, :][:, ::-1, ::-1])),   # rotate by 180
+            start=1):
+        pick = y == c
+        x[pick, rows, cols] = src[pick]
+    x ^= rng.random((n, g, g)) < broken
+    img = 0.15 + 0.7 * x.astype(np.float32).repeat(cell, 1).repeat(cell, 2)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise)
+    return np.clip(img, 0.0, 1.0)[..., None], y.astype(np.int64)
+
+
+def _read_symmetry(name: str, data_dir: Path | None, image_size: int):
+    # One fixed pool, cut by index: train and test never share an image, whatever the seed.
+    cell = 2 if image_size % 4 == 0 else 1
+    if image_size % (2 * cell):
+        raise DataError(name, None, "an even image_size (16 by default)", f"got {image_size}")
+    x, y = make_symmetry(_SYMMETRY_TRAIN + _SYMMETRY_TEST, _SYMMETRY_SEED, size=image_size,
+                         cell=cell)
+    test = np.zeros(len(y), dtype=bool)
+    test[stratified_indices(y, _SYMMETRY_TEST, seed=_SYMMETRY_SEED)] = True  # balanced splits
+    return x[~test], y[~test], x[test], y[test], SYMMETRY_CLASSES
+
+
 # --------------------------------------------------------------------------- tensors
 
 def _to_tensor(x: np.ndarray, image_size: int, mean: torch.Tensor, std: torch.Tensor,
@@ -385,11 +465,11 @@ def load_dataset(name: str, data_dir: Path | str | None = None, image_size: int 
 
     Args:
         name: one of `DATASETS` ('digits', 'cifar10', 'cifar100', 'mnist', 'fashion-mnist',
-            'imagefolder').
+            'imagefolder', 'symmetry').
         data_dir: folder holding the files as distributed (see the module docstring); not used
-            by 'digits'.
+            by 'digits' and 'symmetry'.
         image_size: side of the square images; None keeps the native size (digits: 16,
-            CIFAR: 32, MNIST: 28, imagefolder: 64).
+            CIFAR: 32, MNIST: 28, imagefolder: 64, symmetry: 16, generated at that size).
         val_fraction: share of the training images held out (stratified, seeded) as
             validation; 0 gives an empty validation set.
         subset: keep only this many (int > 1) or this share (float in (0, 1]) of the remaining
@@ -420,11 +500,13 @@ def load_dataset(name: str, data_dir: Path | str | None = None, image_size: int 
     if size < 1:
         raise DataError(key, None, "image_size >= 1", f"got {image_size!r}")
     folder = None if data_dir is None else Path(data_dir).expanduser()
-    if folder is not None and key != "digits" and not folder.is_dir():
+    if folder is not None and key not in ("digits", "symmetry") and not folder.is_dir():
         raise DataError(key, folder, _expected_of(key), "no such folder")
 
     if key == "digits":
         train_x, train_y, test_x, test_y, classes = _read_digits(key, folder)
+    elif key == "symmetry":
+        train_x, train_y, test_x, test_y, classes = _read_symmetry(key, folder, size)
     elif key in ("cifar10", "cifar100"):
         train_x, train_y, test_x, test_y, classes = _read_cifar(key, folder)
     elif key in ("mnist", "fashion-mnist"):
@@ -471,3 +553,77 @@ def _expected_of(key: str) -> str:
             "mnist": "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES),
             "fashion-mnist": "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES),
             "imagefolder": "train/<class>/*.png|jpg and val/<class>/*.png|jpg"}.get(key, "")
+
+
+# --------------------------------------------------------------------------- preview
+
+def preview(name: str, path: Path | str, data_dir: Path | str | None = None, rows: int = 4,
+            cols: int = 8, image_size: int | None = None, seed: int = 0) -> Path:
+    """Write a PNG grid of `rows` x `cols` training images of a dataset, titled with their class
+    names (the first `cols` images of each class in turn, when there are `rows` classes or more).
+
+    Example:
+        >>> preview("symmetry", "docs/symmetry.png")   # also: python -m nas.data --preview PNG
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ds = load_dataset(name, data_dir, image_size=image_size, val_fraction=0.0, seed=seed)
+    x = _unnormalise(ds.train_x, ds.mean, ds.std).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    y = ds.train_y.numpy()
+    by_class = [np.flatnonzero(y == c) for c in range(ds.num_classes)]
+    picks = [int(by_class[r % ds.num_classes][c]) if c < len(by_class[r % ds.num_classes]) else -1
+             for r in range(rows) for c in range(cols)]
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.25 * rows), squeeze=False)
+    for ax, i in zip(axes.ravel(), picks):
+        ax.axis("off")
+        if i < 0:
+            continue
+        img = x[i]
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.set_title(ds.classes[y[i]] if ds.classes else str(y[i]), fontsize=7)
+    fig.suptitle(f"{ds.name}: {ds.summary().split(': ', 1)[1]}", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _unnormalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    return x * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nas.data --preview PNG [--dataset NAME]`: a picture of a few samples."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m nas.data", description="Describe a dataset or "
+                                 "write a PNG grid of a few of its training images.",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--dataset", default="symmetry", help=f"one of {', '.join(DATASETS)}")
+    ap.add_argument("--data-dir", type=Path, default=None, help="folder with the dataset's files")
+    ap.add_argument("--image-size", type=int, default=None, help="side in pixels (default: native)")
+    ap.add_argument("--preview", type=Path, default=None, help="write a sample grid to this PNG")
+    ap.add_argument("--rows", type=int, default=4)
+    ap.add_argument("--cols", type=int, default=8)
+    args = ap.parse_args(argv)
+    try:
+        if args.preview is None:
+            print(load_dataset(args.dataset, args.data_dir, image_size=args.image_size).summary())
+        else:
+            out = preview(args.dataset, args.preview, args.data_dir, rows=args.rows,
+                          cols=args.cols, image_size=args.image_size)
+            print(f"wrote {out}")
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """`python -m nas.search`: multi-objective architecture search with Optuna samplers on Ray Tune.
 
-    python -m nas.search --budget 100                       # digits, accuracy vs MACs, on this machine
+    python -m nas.search --budget 100                       # symmetry task, accuracy vs MACs, on this machine
     python -m nas.search --space search_spaces/cifar_resnet.yaml --dataset cifar10 --data-dir ~/data \\
         --objectives accuracy latency --max-params 2e6 --gpus-per-trial 0.5
     python -m nas.search --resume results/<run>             # after Ctrl-C or a crash
@@ -46,7 +46,7 @@ from nas.train import ProxyConfig, ProxyError
 __all__ = ['run', 'main', 'SearchOptions', 'UsageError', 'make_sampler']
 
 PROJECT = Path(__file__).resolve().parent.parent
-DEFAULT_SPACE = Path('search_spaces/digits.yaml')
+DEFAULT_SPACE = Path('search_spaces/symmetry.yaml')
 SAMPLERS = ('tpe', 'nsga2', 'nsga3', 'gp', 'random')
 # Options a resumed run may change; the others define the search and must stay as they were.
 RESUMABLE = {'budget', 'time_budget', 'cpus_per_trial', 'gpus_per_trial', 'max_concurrent', 'address',

@@ -545,18 +545,23 @@ class SearchSpace:
 
     def reference_points(self) -> dict[str, Arch]:
         """Fixed points to seed a search (those inside the space): 'all_conv', 'all_acmix' and 'paper'
-        (ACmix in every bottleneck block, conv in basic blocks); other decisions at their defaults."""
+        (the paper's placement: ACmix in every bottleneck block, conv in basic blocks); other decisions
+        at their defaults. Every point is a different network: a point that equals an earlier one is
+        left out ('paper' is all-conv in a space of basic blocks only, and all-ACmix in one of
+        bottlenecks only, as ACmix-ResNet is)."""
         cands: dict[str, Callable[[], Arch]] = {
             'all_conv': lambda: self.point(op='conv'),
             'all_acmix': lambda: self.point(op='acmix'),
             'paper': lambda: self.point(op=lambda si, st: 'acmix' if st.block == 'bottleneck' else 'conv'),
         }
-        out = {}
+        out: dict[str, Arch] = {}
         for k, f in cands.items():
             try:
-                out[k] = f()
+                arch = f()
             except (SpaceError, ArchError):
                 continue
+            if all(a.arch_id != arch.arch_id for a in out.values()):
+                out[k] = arch
         return out
 
     # -- description ---------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import DataError, Dataset, load_dataset, stratified_indices
+from nas.data import (SYMMETRY_CLASSES, DataError, Dataset, load_dataset, make_symmetry, preview,
+                      stratified_indices)
 
 
 def _unnormalise(ds: Dataset, x: torch.Tensor) -> torch.Tensor:
@@ -292,3 +293,62 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
         assert isinstance(e.value, ValueError) and "\n" not in str(e.value)
     with pytest.raises(DataError, match="digits, cifar10"):
         load_dataset("imagenet")
+
+
+# --------------------------------------------------------------------------- symmetry (procedural)
+
+def test_make_symmetry_is_seeded_balanced_and_symmetric():
+    x, y = make_symmetry(400, seed=3)
+    assert x.shape == (400, 16, 16, 1) and x.dtype == np.float32 and y.dtype == np.int64
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert np.bincount(y, minlength=4).tolist() == [100] * 4
+    x2, y2 = make_symmetry(400, seed=3)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2)  # same seed, same data
+    x3, y3 = make_symmetry(400, seed=4)
+    assert not np.array_equal(y, y3) and np.abs(x - x3).mean() > 0.1  # another seed, other data
+    assert make_symmetry(7, seed=0, size=8)[0].shape == (7, 8, 8, 1)
+    with pytest.raises(ValueError):
+        make_symmetry(4, seed=0, size=10)
+
+    # without the broken cells and the noise every class is exactly its symmetry, and class 0
+    # (a random pattern) has none of the three
+    x, y = make_symmetry(200, seed=0, broken=0.0, noise=0.0)
+    im = x[..., 0]
+    same = {"lr": (im == im[:, :, ::-1]).all((1, 2)), "tb": (im == im[:, ::-1, :]).all((1, 2)),
+            "rot": (im == im[:, ::-1, ::-1]).all((1, 2))}
+    assert same["lr"][y == 1].all() and same["tb"][y == 2].all() and same["rot"][y == 3].all()
+    assert not (same["lr"] | same["tb"] | same["rot"])[y == 0].any()
+    # with them, a symmetric image still matches its mirror on most pixels, a random one on half
+    x, y = make_symmetry(400, seed=0)
+    im = x[..., 0] > 0.5
+    agree = (im == im[:, :, ::-1]).mean((1, 2))
+    assert agree[y == 1].mean() > 0.8 and abs(agree[y == 0].mean() - 0.5) < 0.1
+
+
+def test_symmetry_dataset_splits_shapes_and_seeds():
+    ds = load_dataset("symmetry", val_fraction=0.2, seed=0)
+    assert ds.name == "symmetry" and ds.num_classes == 4 and ds.in_chans == 1
+    assert ds.classes == SYMMETRY_CLASSES and ds.default_augment == "flip"
+    assert ds.train_x.shape == (4000, 1, 16, 16) and ds.train_x.dtype == torch.float32
+    assert len(ds.val_y) == 1000 and len(ds.test_y) == 1000
+    assert abs(ds.train_x.mean().item()) < 0.05 and abs(ds.train_x.std().item() - 1) < 0.05
+    for split in (ds.train_y, ds.val_y, ds.test_y):  # every split class-balanced
+        counts = torch.bincount(split, minlength=4)
+        assert counts.max() - counts.min() <= 1
+    # no image in two splits (the pool is cut by index; pixel noise makes every image unique)
+    flat = torch.cat([ds.train_x, ds.val_x, ds.test_x]).flatten(1)
+    assert len(torch.unique(flat, dim=0)) == len(flat)
+    # the seed moves the validation split, never the images or the test split
+    other = load_dataset("symmetry", val_fraction=0.2, seed=1, subset=200)
+    assert torch.allclose(_unnormalise(other, other.test_x), _unnormalise(ds, ds.test_x), atol=1e-5)
+    assert not torch.equal(other.val_y, ds.val_y)
+    assert len(other.train_y) == 200 and torch.bincount(other.train_y).tolist() == [50] * 4
+    # other sizes are generated, not resized; an odd size is a one-line error
+    assert load_dataset("symmetry", image_size=8, val_fraction=0.1).train_x.shape[1:] == (1, 8, 8)
+    with pytest.raises(DataError, match="symmetry"):
+        load_dataset("symmetry", image_size=9)
+
+
+def test_preview_writes_a_png(tmp_path):
+    out = preview("symmetry", tmp_path / "grid.png", rows=2, cols=3)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size < 100_000

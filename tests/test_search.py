@@ -31,7 +31,9 @@ FAST = ["--epochs", "1", "--subset", "300", "--race", "1"]  # ~1 s a trial, one 
 
 
 def search(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nas.search", *args], capture_output=True, text=True,
+    """`python -m nas.search ARGS`, on the digits space unless ARGS name a space or a run to resume."""
+    space = [] if {"--space", "--resume"} & set(args) else ["--space", str(DIGITS)]
+    return subprocess.run([sys.executable, "-m", "nas.search", *space, *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, **kwargs)
 
 
@@ -82,8 +84,8 @@ def test_small_search_writes_the_run_folder(tmp_path):
 
 
 def test_resume_after_kill_loses_nothing_and_retrains_nothing(tmp_path):
-    args = ["--budget", "7", "--results-dir", str(tmp_path), "--name", "run", "--epochs", "2",
-            "--subset", "300", "--max-concurrent", "1", "--race", "1"]
+    args = ["--space", str(DIGITS), "--budget", "7", "--results-dir", str(tmp_path), "--name", "run",
+            "--epochs", "2", "--subset", "300", "--max-concurrent", "1", "--race", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "nas.search", *args], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     trials = tmp_path / "run" / "trials.jsonl"
