@@ -60,15 +60,15 @@ def test_paper_point_only_where_it_differs():
 
 def test_symmetry_space_fits_its_dataset():
     from nas.data import load_dataset
+
     space = load_space(SPACES / 'symmetry.yaml')
     assert space.size >= 10_000
     assert {where.split('.')[-1] for where, _ in space.decisions()} >= {
         'depth', 'channels', 'op', 'kernel', 'heads', 'k_att', 'k_conv', 'alpha', 'learnable'}
     p = space.proxy
-    ds = load_dataset(p['dataset'], image_size=p['image_size'], val_fraction=p['val_fraction'],
-                      subset=p['subset'], seed=0)
+    ds = load_dataset(p.dataset, image_size=p.image_size, val_fraction=p.val_fraction, subset=p.subset, seed=0)
     assert ds.train_x.shape[1:] == (space.in_chans, *space.input_size)
-    assert len(ds.train_y) == p['subset'] and len(ds.val_y) == 500
+    assert len(ds.train_y) == p.subset and len(ds.val_y) == 500
 
 
 def test_digits_proxy_and_input():
