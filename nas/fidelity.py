@@ -450,7 +450,8 @@ def check(opts: FidelityOptions) -> dict[str, Any]:
                'evaluations_run': len(jobs),
                'evaluations_reused': sum((a.arch_id, s) in reused for a in picked for s in seeds),
                'failed': sum(r.status != 'complete' for r in records),
-               'minutes': (time.perf_counter() - start) / 60}
+               'minutes': (time.perf_counter() - start) / 60,  # this invocation's wall time
+               'train_minutes': sum(r.seconds for r in records) / 60}  # every evaluation's, resumes included
     tmp = run.path / (FIDELITY_JSON + '.tmp')
     tmp.write_text(json.dumps(summary, indent=2, allow_nan=False))
     os.replace(tmp, run.path / FIDELITY_JSON)
