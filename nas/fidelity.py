@@ -33,7 +33,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,8 +43,8 @@ import numpy as np
 from nas import pareto
 from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate
 
-__all__ = ['FIDELITY_RECORDS', 'FIDELITY_JSON', 'Job', 'ArchFidelity', 'pick_archs', 'plan_jobs',
-           'fidelity_stats', 'report', 'format_table', 'main']
+__all__ = ['FIDELITY_RECORDS', 'FIDELITY_JSON', 'FidelityOptions', 'Job', 'ArchFidelity', 'pick_archs', 'plan_jobs',
+           'fidelity_stats', 'long_front', 'report', 'format_table', 'check', 'main']
 
 FIDELITY_RECORDS = 'fidelity.jsonl'  # every evaluation of the check, appended like trials.jsonl
 FIDELITY_JSON = 'fidelity.json'  # the report
