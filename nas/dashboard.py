@@ -227,6 +227,46 @@ def hypervolume_figure(records: Sequence[TrialRecord], objectives: Sequence[str]
     return fig
 
 
+def fidelity_panel(run: RunFolder) -> tuple[Any, str] | None:
+    """The fidelity check's scatter (proxy mean vs long mean per architecture, std over seeds as
+    error bars, τ, ρ and test-retest in the title) and its table; None without fidelity.json."""
+    import plotly.graph_objects as go
+
+    path = run.path / 'fidelity.json'
+    if not path.is_file():
+        return None
+    s = json.loads(path.read_text())
+    rows = [a for a in s['archs'] if a['proxy_mean'] is not None and a['long_mean'] is not None]
+    num = lambda x: '–' if x is None else f'{x:.2f}'  # noqa: E731
+    pct = lambda m, sd: '–' if m is None else f'{100 * m:.2f}' + ('' if sd is None else f' ± {100 * sd:.2f}')  # noqa: E731
+    fig = go.Figure(go.Scatter(
+        x=[100 * a['proxy_mean'] for a in rows], y=[100 * a['long_mean'] for a in rows], mode='markers',
+        error_x=dict(type='data', array=[100 * (a['proxy_std'] or 0) for a in rows]),
+        error_y=dict(type='data', array=[100 * (a['long_std'] or 0) for a in rows]),
+        marker=dict(size=9, color=['#d62728' if a['on_proxy_front'] else '#1f77b4' for a in rows]),
+        text=[a['arch_id'] + (' (proxy front)' if a['on_proxy_front'] else '')
+              + (' (long front)' if a['on_long_front'] else '') for a in rows],
+        hovertemplate='%{text}<br>proxy %{x:.2f}, long %{y:.2f}<extra></extra>', name='architectures'))
+    fig.update_layout(
+        title=dict(text=f"proxy vs longer training: Kendall τ {num(s['kendall_tau'])}, Spearman ρ "
+                        f"{num(s['spearman_rho'])}, test-retest τ {num(s['test_retest_tau'])}",
+                   subtitle=dict(text=f"{s['proxy_epochs']} vs {s['long_epochs']} epochs, seeds "
+                                      f"{', '.join(map(str, s['seeds']))}; error bars: std over seeds; red: proxy front")),
+        xaxis=dict(title=dict(text=f"proxy accuracy % ({s['proxy_epochs']} epochs, mean)")),
+        yaxis=dict(title=dict(text=f"accuracy % after {s['long_epochs']} epochs (mean)")),
+        height=380, margin=dict(l=60, r=20, t=80, b=50), template='plotly_white')
+    table = _table(['arch id', 'proxy (mean ± std)', 'long (mean ± std)', 'proxy front', 'long front'],
+                   [[f"<code>{html.escape(a['arch_id'])}</code>", pct(a['proxy_mean'], a['proxy_std']),
+                     pct(a['long_mean'], a['long_std']), '●' if a['on_proxy_front'] else '',
+                     '●' if a['on_long_front'] else ''] for a in s['archs']], left=(0,))
+    head = (f"<h2>Does the proxy rank like longer training? (<code>python -m nas.fidelity</code>)</h2><p>Kendall τ "
+            f"{num(s['kendall_tau'])}, Spearman ρ {num(s['spearman_rho'])} (first seed alone: τ "
+            f"{num(s['seed0_kendall_tau'])}), test-retest τ {num(s['test_retest_tau'])}; seed std: proxy "
+            f"{pct(s['proxy_seed_std'], None)}, long {pct(s['long_seed_std'], None)} points; "
+            f"{len(s['proxy_front_kept'])} of {len(s['proxy_front'])} proxy front points stay on the long front.</p>")
+    return fig, head + table
+
+
 # ---------------------------------------------------------------------------------- HTML
 
 _PAGE = """<!DOCTYPE html>
@@ -262,6 +302,7 @@ points drawn: <span id="n-points">0</span></p>
 {empty}
 <div class="plots">{plot_divs}</div>
 <div id="details" hidden></div>
+{fidelity}
 <h2>Pareto front ({n_front} of {n_trials} trials)</h2>
 {front_table}
 <details><summary><b>All trials</b> ({n_trials})</summary>{all_table}</details>
@@ -346,9 +387,10 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
     scales, from_data = _scales(config, records, objectives)
     figs = pareto_figures(views, objectives, costs)
     hv_fig = hypervolume_figure(records, objectives, scales, from_data)
-    fig_json = '{' + ','.join(f'{json.dumps(k)}:{pio.to_json(f, validate=False)}'
-                              for k, f in [*figs.items(), ('hypervolume', hv_fig)]) + '}'
-    plot_divs = ''.join(f'<div id="plot-{k}"></div>' for k in [*figs, 'hypervolume'])
+    fidelity = fidelity_panel(run)  # only once python -m nas.fidelity has run
+    panels = [*figs.items(), ('hypervolume', hv_fig)] + ([('fidelity', fidelity[0])] if fidelity else [])
+    fig_json = '{' + ','.join(f'{json.dumps(k)}:{pio.to_json(f, validate=False)}' for k, f in panels) + '}'
+    plot_divs = ''.join(f'<div id="plot-{k}"></div>' for k, _ in panels)
 
     name = config.name or run.path.name
     counts = Counter(r.status for r in records)
@@ -393,7 +435,8 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
         export=f"python -m nas.export {run.path} --arch-id {v.record.arch_id}") for v in views}
     page = _PAGE.format(title=html.escape(name), meta=meta, empty=empty, plot_divs=plot_divs,
                         plotly_js=plotly.offline.get_plotlyjs(), n_front=len(front), n_trials=len(records),
-                        front_table=front_table, all_table=all_table, figures_json=_json_for_script(fig_json),
+                        front_table=front_table, all_table=all_table, fidelity=fidelity[1] if fidelity else '',
+                        figures_json=_json_for_script(fig_json),
                         trials_json=_json_for_script(trials_json))
     points = {c: sum(v.record.value(c) is not None for v in views) for c in costs}
     return page, dict(trials=len(records), front=len(front), points=points, costs=costs, hypervolume=hv)

@@ -63,6 +63,8 @@ def trainable(config: dict[str, Any], data: Dataset, settings: TrialSettings, th
     from safetensors.torch import save_file
 
     torch.set_num_threads(max(1, threads))  # one thread per CPU Ray gives the trial
+    if config.get('epochs'):  # a longer (or shorter) training than the run's proxy: the fidelity check
+        settings = replace(settings, proxy=replace(settings.proxy, epochs=int(config['epochs'])))
     if settings.device.startswith('cuda') and not torch.cuda.is_available():
         settings = replace(settings, device='cpu')
     node = ray.get_runtime_context().get_node_id()

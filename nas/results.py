@@ -339,23 +339,26 @@ class RunFolder:
             raise RunError(f"{self.path / RUN_YAML}: unexpected contents ({e})") from None
 
     # -- trials.jsonl
-    def append(self, record: TrialRecord) -> None:
-        """Append one line with a single write(2) on an O_APPEND file, then fsync: a reader or a
-        kill -9 sees either the whole line or none of it."""
+    def append(self, record: TrialRecord, file: str = TRIALS) -> None:
+        """Append one line to trials.jsonl (or another records file of the run, e.g. the fidelity
+        check's) with a single write(2) on an O_APPEND file, then fsync: a reader or a kill -9
+        sees either the whole line or none of it."""
         line = (record.to_json() + "\n").encode()
-        fd = os.open(self.trials_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path / file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
             os.fsync(fd)
         finally:
             os.close(fd)
 
-    def trials(self) -> list[TrialRecord]:
-        """All records, in the order they finished. A torn last line (a crash mid-write on a
-        filesystem without atomic appends) is skipped; a broken line elsewhere is an error."""
-        if not self.trials_path.is_file():
+    def trials(self, file: str = TRIALS) -> list[TrialRecord]:
+        """All records of trials.jsonl (or of another records file), in the order they finished.
+        A torn last line (a crash mid-write on a filesystem without atomic appends) is skipped; a
+        broken line elsewhere is an error."""
+        path = self.path / file
+        if not path.is_file():
             return []
-        lines = self.trials_path.read_text().splitlines()
+        lines = path.read_text().splitlines()
         records = []
         for i, line in enumerate(lines):
             if not line.strip():
@@ -365,7 +368,7 @@ class RunFolder:
             except (json.JSONDecodeError, TypeError) as e:
                 if i == len(lines) - 1:
                     break
-                raise RunError(f"{self.trials_path}:{i + 1}: corrupt trial record ({e})") from None
+                raise RunError(f"{path}:{i + 1}: corrupt trial record ({e})") from None
         return records
 
     # -- the Optuna study

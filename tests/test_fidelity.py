@@ -1,0 +1,126 @@
+"""The fidelity check: its statistics on cases with known answers, and one real tiny check on Ray."""
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.dashboard import render_html
+from nas.fidelity import FIDELITY_JSON, FIDELITY_RECORDS, ArchFidelity, fidelity_stats, long_front, pick_archs
+from nas.results import RunFolder, TrialRecord, aggregate
+from runs import copy_run, small_run  # noqa: F401  (the session's run folder fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = [0, 1]
+
+
+def _archs(proxy: list[list[float]], long: list[list[float]]) -> list[ArchFidelity]:
+    return [ArchFidelity(f'a{i}', dict(zip(SEEDS, p)), dict(zip(SEEDS, q)), costs={'macs': float(i)})
+            for i, (p, q) in enumerate(zip(proxy, long))]
+
+
+def test_a_proxy_equal_to_long_training_ranks_perfectly():
+    accs = [[0.50, 0.52], [0.60, 0.61], [0.70, 0.73], [0.80, 0.80]]
+    s = fidelity_stats(_archs(accs, accs), SEEDS)
+    assert s['kendall_tau'] == pytest.approx(1) and s['spearman_rho'] == pytest.approx(1)
+    assert s['seed0_kendall_tau'] == pytest.approx(1) and s['seed0_spearman_rho'] == pytest.approx(1)
+    assert s['test_retest_tau'] == pytest.approx(1)  # the seeds rank alike
+    stds = [statistics.stdev(a) for a in accs]
+    assert s['proxy_seed_std'] == pytest.approx(statistics.mean(stds)) == pytest.approx(s['long_seed_std'])
+    assert s['long_range'] == pytest.approx(0.80 - 0.51)
+    assert s['long_range_over_seed_std'] == pytest.approx(0.29 / statistics.mean(stds))
+    assert s['architectures'] == 4
+
+
+def test_a_reversed_proxy_ranks_at_minus_one_and_identical_seeds_retest_at_one():
+    proxy = [[0.9, 0.9], [0.8, 0.8], [0.7, 0.7], [0.6, 0.6], [0.5, 0.5]]
+    long = [[0.5, 0.6], [0.6, 0.7], [0.7, 0.8], [0.8, 0.9], [0.9, 1.0]]
+    s = fidelity_stats(_archs(proxy, long), SEEDS)
+    assert s['kendall_tau'] == pytest.approx(-1) and s['spearman_rho'] == pytest.approx(-1)
+    assert s['seed0_kendall_tau'] == pytest.approx(-1)
+    assert s['test_retest_tau'] == pytest.approx(1)  # identical accuracies at both seeds
+    assert s['proxy_seed_std'] == 0
+    # accuracy rises with MACs: every point is on the front of accuracy vs MACs
+    assert long_front(_archs(proxy, long), ['accuracy', 'macs']) == ['a0', 'a1', 'a2', 'a3', 'a4']
+
+
+def test_undefined_statistics_are_none_not_nan():
+    one_seed = [ArchFidelity(f'a{i}', {0: 0.5}, {0: 0.5 + i / 10}) for i in range(3)]
+    s = fidelity_stats(one_seed, [0])
+    assert s['kendall_tau'] is None  # a constant proxy ranks nothing
+    assert s['test_retest_tau'] is None and s['proxy_seed_std'] is None and s['long_range_over_seed_std'] is None
+    assert s['long_range'] == pytest.approx(0.2)
+
+
+def test_picks_the_front_then_spreads_over_accuracy():
+    recs = [TrialRecord(number=i, arch_id=f'x{i}', arch={}, status='complete', accuracy=acc, macs=100 - i, seed=0)
+            for i, acc in enumerate([0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.90])]
+    recs.append(TrialRecord(number=8, arch_id='failed', arch={}, status='failed', seed=0))
+    archs = aggregate(recs)
+    front = [archs[-2]]  # pretend x7 alone is the front
+    picked = [a.arch_id for a in pick_archs(archs, front, 4)]
+    # the front, then the rest at accuracies 0.70 (best), 0.40 (middle), 0.10 (worst)
+    assert picked == ['x7', 'x6', 'x3', 'x0']
+    assert [a.arch_id for a in pick_archs(archs, front, 4)] == picked  # deterministic
+    assert len(pick_archs(archs, front, 50)) == 8  # never the failed one
+
+
+def fidelity(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-m', 'nas.fidelity', *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+
+
+def test_fidelity_check_of_a_real_run(small_run, tmp_path):  # noqa: F811
+    run = RunFolder(copy_run(small_run, tmp_path / 'run'))  # a copy: the other tests' run stays as it is
+    proxy_epochs = run.config().proxy.epochs
+    assert fidelity(str(tmp_path / 'nope')).returncode == 2
+    bad = fidelity(str(run.path), '--epochs', str(proxy_epochs))
+    assert bad.returncode == 2 and bad.stderr.count('\n') == 1 and 'Traceback' not in bad.stderr
+
+    proc = fidelity(str(run.path), '--archs', '3', '--epochs', '3', '--seeds', '2')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = run.trials(FIDELITY_RECORDS)
+    summary = json.loads((run.path / FIDELITY_JSON).read_text())
+    run_records = run.trials()
+    assert summary['seeds'] == [0, 1] and summary['long_epochs'] == 3 and summary['proxy_epochs'] == proxy_epochs
+    assert len(summary['archs']) == 3 and summary['architectures'] == 3
+    front = [a.arch_id for a in run.front()]
+    assert [a['arch_id'] for a in summary['archs']][:len(front)] == front[:3]
+    picked = {a['arch_id'] for a in summary['archs']}
+    # the run holds seed 0 of every architecture: only seed 1's proxy and both seeds' long ones are trained
+    assert all(r.status == 'complete' for r in records)
+    assert sorted((r.arch_id, r.seed, r.epochs) for r in records) == sorted(
+        [(a, 0, 3) for a in picked] + [(a, 1, 3) for a in picked] + [(a, 1, proxy_epochs) for a in picked])
+    assert summary['evaluations_run'] == len(records) == 9 and summary['evaluations_reused'] == 3
+    assert proc.stdout.count(' epochs: acc ') == 9  # a progress line per evaluation
+    for a in summary['archs']:
+        long = [r for r in records if r.arch_id == a['arch_id'] and r.epochs == 3]
+        proxy = [r for r in [*run_records, *records] if r.arch_id == a['arch_id'] and r.epochs == proxy_epochs]
+        assert sorted(r.seed for r in long) == [0, 1] and sorted(r.seed for r in proxy) == [0, 1]
+        assert all(len(r.acc_per_epoch) == 3 for r in long)
+        assert a['long_accuracies'] == [next(r.accuracy for r in long if r.seed == s) for s in (0, 1)]
+        assert a['proxy_accuracies'] == [next(r.accuracy for r in proxy if r.seed == s) for s in (0, 1)]
+        assert a['long_mean'] == pytest.approx(statistics.mean(a['long_accuracies']))
+        assert a['long_std'] == pytest.approx(statistics.stdev(a['long_accuracies']))
+        assert a['proxy_mean'] == pytest.approx(statistics.mean(a['proxy_accuracies']))
+    assert summary['proxy_seed_std'] == pytest.approx(statistics.mean(a['proxy_std'] for a in summary['archs']))
+    assert set(summary['proxy_front_kept']) <= set(summary['long_front']) <= picked
+    assert 'Kendall' in proc.stdout and 'test-retest' in proc.stdout
+
+    # resume: nothing is trained again, the report is the same
+    again = fidelity(str(run.path), '--archs', '3', '--epochs', '3', '--seeds', '2')
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert 'to train: 0 long and 0 proxy' in again.stdout and ' epochs: acc ' not in again.stdout
+    assert len(run.trials(FIDELITY_RECORDS)) == 9
+    resumed = json.loads((run.path / FIDELITY_JSON).read_text())
+    assert resumed['archs'] == summary['archs'] and resumed['kendall_tau'] == summary['kendall_tau']
+
+    # the dashboard's panel: the scatter of proxy vs long means, with the statistics in its title
+    page, _ = render_html(run)
+    assert 'Does the proxy rank like longer training?' in page and '"plot-fidelity"' in page.replace("'", '"')
+    assert all(a['arch_id'] in page for a in summary['archs'])
+    page_without, _ = render_html(RunFolder(small_run))
+    assert 'plot-fidelity' not in page_without
