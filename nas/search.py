@@ -24,7 +24,9 @@ This module is the set-up: options, the run folder and run.yaml, resume, the stu
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -36,9 +38,10 @@ import optuna
 import torch
 
 from nas import pareto
+from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, amount
 from nas.data import DataError, Dataset
 from nas.pareto import COSTS, OBJECTIVES
-from nas.results import STUDY_NAME, DataInfo, RunConfig, RunError, RunFolder, package_versions
+from nas.results import STUDY_NAME, DataInfo, RunConfig, RunError, RunFolder, TrialRecord, package_versions
 from nas.space import SearchSpace, SpaceError, load_space
 from nas.train import ProxyConfig, ProxyError
 
@@ -52,6 +55,11 @@ RESUMABLE = {'budget', 'time_budget', 'cpus_per_trial', 'gpus_per_trial', 'max_c
              'max_failures', 'resume', 'results_dir', 'quiet', 'data_dir'}
 LIMIT_OPTIONS = {'max_macs': 'macs', 'max_params': 'params', 'max_latency_ms': 'latency'}
 PROXY_OPTIONS = ('dataset', 'epochs', 'batch_size', 'subset')
+# A trial that trains on more images x epochs than this takes minutes rather than seconds on a CPU:
+# the digits proxy (1,150 images x 10 epochs) takes 2-6 s on 2 cores, and Fashion-MNIST from disk
+# (48,000 x 10) 1.5-7 min, so 100,000 is about a minute a trial for the small spaces.
+LONG_TRIAL = 100_000
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class UsageError(ValueError):
@@ -108,15 +116,74 @@ class SearchOptions:
         return {obj: float(getattr(self, opt)) for opt, obj in LIMIT_OPTIONS.items() if getattr(self, opt) is not None}
 
     def checked(self) -> SearchOptions:
-        """These options with objectives parsed, or UsageError naming the first bad one."""
+        """These options with objectives and amounts parsed, or UsageError naming the first bad one.
+        Needs neither the space nor Ray: everything here is refused before anything starts."""
         objectives = _parse_objectives(self.objectives)
-        if self.budget < 1:
-            raise UsageError(f'--budget must be at least 1, got {self.budget}')
-        if self.cpus_per_trial <= 0:
-            raise UsageError(f'--cpus-per-trial must be positive, got {self.cpus_per_trial}')
+        if not _is_int(self.budget) or self.budget < 1:
+            raise UsageError(f'--budget must be at least 1, got {self.budget!r}')
         if self.sampler not in SAMPLERS:
             raise UsageError(f"--sampler: unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
-        return replace(self, objectives=objectives)
+        if not _is_int(self.seed) or self.seed < 0:
+            raise UsageError(f'--seed must be an int >= 0, got {self.seed!r}')
+        if self.time_budget is not None and not _positive(self.time_budget):
+            raise UsageError(f'--time-budget must be a number of seconds > 0, got {self.time_budget!r}')
+        limits = {}
+        for key in LIMIT_OPTIONS:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            try:
+                limits[key] = amount(value)
+            except argparse.ArgumentTypeError as e:
+                raise UsageError(f'--{_flag(key)}: {e}') from None
+            if limits[key] <= 0:
+                raise UsageError(f'--{_flag(key)} must be > 0, got {value!r}')
+        if not _positive(self.cpus_per_trial):
+            raise UsageError(f'--cpus-per-trial must be positive, got {self.cpus_per_trial!r}')
+        if self.gpus_per_trial is not None and not (_positive(self.gpus_per_trial) or self.gpus_per_trial == 0):
+            raise UsageError(f'--gpus-per-trial must be a number >= 0, got {self.gpus_per_trial!r}')
+        for key, low in (('max_concurrent', 1), ('max_failures', 0)):
+            value = getattr(self, key)
+            if value is not None and (not _is_int(value) or value < low):
+                raise UsageError(f'--{_flag(key)} must be an int >= {low}, got {value!r}')
+        if self.name is not None:
+            name = str(self.name)
+            if name in ('', '.', '..') or any(c in name for c in ('/', '\\', '\0', os.sep)):
+                raise UsageError(f'--name {name!r}: give a plain folder name (no "/", no ".."); '
+                                 f'the run folder goes under --results-dir')
+        # the proxy overrides, by ProxyConfig's own rules (the space's proxy is checked once loaded)
+        changes = _proxy_changes(self)
+        try:
+            replace(ProxyConfig(), **changes).checked()
+        except ProxyError as e:
+            if e.key in changes:
+                raise UsageError(f'--{_flag(e.key)}: {e.msg}') from None
+        return replace(self, objectives=objectives, **limits)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _flag(key: str) -> str:
+    return key.replace('_', '-')
+
+
+def _proxy_changes(opts: SearchOptions) -> dict[str, Any]:
+    """The proxy settings the options override: --subset as a count (> 1) or a fraction."""
+    changes: dict[str, Any] = {k: getattr(opts, k) for k in PROXY_OPTIONS if getattr(opts, k) is not None}
+    subset = changes.get('subset')
+    if isinstance(subset, (int, float)) and not isinstance(subset, bool) and math.isfinite(subset) and subset > 1:
+        if subset != int(subset):
+            raise UsageError(f'--subset: a count of images must be a whole number, got {subset!r}')
+        changes['subset'] = int(subset)
+    elif isinstance(subset, int) and not isinstance(subset, bool):
+        changes['subset'] = float(subset)  # 1 means all of it, as a fraction
+    return changes
 
 
 def _parse_objectives(values: list[str] | str) -> list[str]:
@@ -165,6 +232,7 @@ def run(space: str | Path | None = None, **options: Any) -> RunFolder:
 def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
     """The search behind the CLI and `run()`; `explicit` names the options given (not defaults)."""
     try:
+        opts.checked()  # every option given, before a folder is made or Ray starts
         run_folder, opts, resumed = _resolve_run(opts, explicit)
     except (SpaceError, DataError, RunError) as e:
         raise UsageError(str(e)) from None
@@ -179,6 +247,10 @@ def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
     except KeyboardInterrupt:
         if run_folder.exists():
             print(f'\ninterrupted; continue with: python -m nas.search --resume {run_folder.path}', file=sys.stderr)
+        raise
+    except OSError as e:  # a full disk: the run's fault, not a trial's; --resume continues it
+        if e.errno in NO_SPACE and e.filename != str(run_folder.path):
+            raise OSError(e.errno, f'{e.filename}: {e.strerror}; the search stopped', str(run_folder.path)) from None
         raise
 
 
@@ -208,9 +280,7 @@ def _resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Se
 
 def _proxy(space: SearchSpace, opts: SearchOptions) -> ProxyConfig:
     """The space's proxy with the command line's overrides, checked by the same rules."""
-    changes: dict[str, Any] = {k: getattr(opts, k) for k in PROXY_OPTIONS if getattr(opts, k) is not None}
-    if 'subset' in changes:
-        changes['subset'] = int(changes['subset']) if changes['subset'] > 1 else float(changes['subset'])
+    changes = _proxy_changes(opts)
     try:
         return replace(space.proxy, **changes).checked()
     except ProxyError as e:
@@ -243,13 +313,56 @@ def _new_config(folder: RunFolder, opts: SearchOptions, space: SearchSpace, prox
 
 
 def _open_study(folder: RunFolder, opts: SearchOptions, space: SearchSpace,
-                known: set[str]) -> tuple[optuna.Study, int]:
-    """The run's Optuna study (created, or loaded to resume) with the reference points not yet
-    evaluated queued first. Trials a killed process left running or queued are told FAIL, so
-    samplers ignore them; returns how many."""
-    study = optuna.create_study(study_name=STUDY_NAME, storage=folder.storage(), load_if_exists=True,
+                records: list[TrialRecord]) -> tuple[optuna.Study, int, int, list[str]]:
+    """The run's Optuna study (created, or loaded to resume), made to agree with trials.jsonl, the
+    record of what is done, with the reference points not yet evaluated queued first.
+
+    - A study journal that is missing, unreadable (moved aside to study.journal.damaged-<time>)
+      or stale (it lacks finished trials that trials.jsonl has) gets those trials added back
+      (`optuna.trial.create_trial` + `Study.add_trials`), so the sampler never starts blind.
+    - Trials a killed process left running or queued are told FAIL, so samplers ignore them.
+    - An architecture the study has seen that trials.jsonl does not record (interrupted, or
+      trained when the disk filled up) is queued again, so the resumed search finishes it.
+
+    Returns the study, how many trials were told FAIL, how many are queued again, and one line
+    per repair.
+
+    Raises:
+        RunError: a finished trial of trials.jsonl that cannot be told to the study.
+    """
+    notes: list[str] = []
+    existed = folder.study_path.is_file()
+    try:
+        storage = folder.storage()
+    except ValueError as e:  # a line broken in the middle: Optuna cannot replay the journal
+        side = folder.study_path.with_name(f"{folder.study_path.name}.damaged-{datetime.now():%Y%m%d-%H%M%S}")
+        os.replace(folder.study_path, side)
+        notes.append(f'{folder.study_path}: unreadable ({" ".join(str(e).split())}); moved to {side.name}')
+        existed, storage = False, folder.storage()
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, load_if_exists=True,
                                 directions=pareto.directions(opts.objectives),
                                 sampler=make_sampler(opts.sampler, opts.seed, opts.budget))
+    done = {r.arch_id for r in records}
+    told: set[str] = set()  # architectures whose end the study knows
+    again: dict[str, dict[str, Any]] = {}  # seen by the study, not recorded: arch id -> params
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for t in study.get_trials(deepcopy=False):
+        if 'duplicate_of' in t.user_attrs or not t.params:
+            continue
+        try:
+            arch_id = t.user_attrs.get('arch_id') or space.sample(optuna.trial.FixedTrial(t.params)).arch_id
+        except (ValueError, SpaceError):
+            continue
+        if t.state in finished or (t.state == optuna.trial.TrialState.FAIL and 'status' in t.user_attrs):
+            told.add(arch_id)
+        if arch_id not in done:
+            again.setdefault(arch_id, dict(t.params))
+    missing = [r for r in records if r.arch_id not in told]
+    if missing:
+        study.add_trials([_trial_of(r, space, opts, folder) for r in missing])
+        why = 'missing' if not existed else f'stale ({len(missing)} of the {len(records)} finished trials absent)'
+        notes.append(f'{folder.study_path}: {why}; rebuilt from {folder.trials_path.name} '
+                     f'({len(missing)} trials told to the study)')
     stale = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
@@ -257,18 +370,49 @@ def _open_study(folder: RunFolder, opts: SearchOptions, space: SearchSpace,
     for _ in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # ask() takes the queued ones first
         stale += 1
+    for params in again.values():
+        study.enqueue_trial(params)
     for arch in space.reference_points().values():
-        if arch.arch_id not in known:
+        if arch.arch_id not in done and arch.arch_id not in again:
             study.enqueue_trial(space.params_of(arch))
-    return study, stale
+    return study, stale, len(again), notes
+
+
+def _trial_of(record: TrialRecord, space: SearchSpace, opts: SearchOptions, folder: RunFolder) -> Any:
+    """A finished trial of trials.jsonl as an Optuna FrozenTrial, told as ArchSearcher tells it."""
+    from nas.arch import Arch
+
+    state = {'complete': optuna.trial.TrialState.COMPLETE, 'infeasible': optuna.trial.TrialState.COMPLETE,
+             'stopped': optuna.trial.TrialState.PRUNED}.get(record.status, optuna.trial.TrialState.FAIL)
+    try:
+        params = record.optuna_params or space.params_of(Arch.from_dict(record.arch))
+        complete = state == optuna.trial.TrialState.COMPLETE
+        return optuna.trial.create_trial(
+            state=state, params=params, distributions=space.distributions(params),
+            values=[float(record.value(o) or 0.0) for o in opts.objectives] if complete else None,
+            constraints=dict(zip(sorted(opts.limits), record.constraints)) if complete and opts.limits else None,
+            user_attrs={'arch_id': record.arch_id, 'status': record.status, 'epochs': record.epochs,
+                        'constraints': list(record.constraints), 'rebuilt_from': folder.trials_path.name})
+    except (ValueError, TypeError, SpaceError) as e:
+        raise RunError(f'{folder.trials_path}: trial {record.number} ({record.arch_id}) cannot be told to a '
+                       f'rebuilt Optuna study ({" ".join(str(e).split())}); not resuming without it') from None
 
 
 def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str) -> RunFolder:
+    typed = opts.space
     if not opts.space.exists() and not opts.space.is_absolute() and (PROJECT / opts.space).exists():
         opts.space = PROJECT / opts.space  # the shipped spaces, from any working directory
-    space = load_space(opts.space)
+    try:
+        space = load_space(opts.space)
+    except SpaceError as e:  # name the path as the user typed it
+        raise SpaceError(typed, e.path, e.msg) from None
     proxy = _proxy(space, opts)
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
+    if not opts.address:  # this machine's resources are known before Ray starts
+        from nas.raytune import check_resources
+
+        check_resources({'CPU': len(os.sched_getaffinity(0)), 'GPU': torch.cuda.device_count()},
+                        opts.cpus_per_trial, gpus, None)
     if resumed and folder.config().space_fingerprint != space.fingerprint:
         raise UsageError(f'--resume: the search space changed since {folder.path} started ({opts.space} now has '
                          f'fingerprint {space.fingerprint}, the run used {folder.config().space_fingerprint}); '
@@ -282,6 +426,8 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         config.options = opts.to_dict()
     else:
         config = _new_config(folder, opts, space, proxy, data, gpus, command)
+    for line in folder.repair():  # a torn tail, temp files of a crash: before anything is appended
+        print(line, flush=True)
     folder.write_config(config)
 
     records = folder.trials()
@@ -291,13 +437,20 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         print_front(folder)
         return folder
     known = {r.arch_id: r for r in records}
-    study, stale = _open_study(folder, opts, space, set(known))
+    study, stale, again, notes = _open_study(folder, opts, space, records)
+    for line in notes:
+        print(line, flush=True)
     if resumed:
         print(f'resuming {folder.path}: {len(records)} trials done, {remaining} to go'
-              + (f' ({stale} interrupted trials marked failed in the study)' if stale else ''))
+              + (f' ({stale} interrupted trials marked failed in the study)' if stale else '')
+              + (f'; {again} architectures started but not recorded are evaluated first' if again else ''))
     size = 'infinitely many' if not math.isfinite(space.size) else f'{int(space.size):,}'
     print(f"{folder.path}: {data.summary()}; space {space.name} ({size} architectures); objectives "
           f"{', '.join(opts.objectives)}; sampler {opts.sampler}, seed {opts.seed}", flush=True)
+    if not opts.quiet:
+        note = long_trial_note(len(data.train_y), proxy.epochs)
+        if note:
+            print(note, flush=True)
 
     from nas.raytune import TuneJob, run_tune
     from nas.trial import TrialSettings
@@ -316,6 +469,13 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=gpus, max_concurrent=opts.max_concurrent,
         address=opts.address, time_budget=opts.time_budget, early_stop=opts.early_stop,
         max_failures=opts.max_failures, quiet=opts.quiet), on_cluster=on_cluster)
+    if outcome.interrupted:
+        raise KeyboardInterrupt  # after Tune's clean stop; search() says how to continue
+    if outcome.disk_error is not None:
+        e = outcome.disk_error
+        raise OSError(e.errno, f'{e.filename or folder.path}: {e.strerror or e}; the search stopped'
+                      + (f' ({outcome.unrecorded} trained but not recorded: --resume evaluates it again)'
+                         if outcome.unrecorded else ''), str(folder.path))
     done = len(folder.trials())
     if outcome.duplicates:
         print(f'{outcome.duplicates} proposals of already evaluated architectures were not trained again; '
@@ -328,6 +488,19 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         print(f'stopped at {done}/{opts.budget} trials; continue with: python -m nas.search --resume {folder.path}')
     print_front(folder)
     return folder
+
+
+def long_trial_note(images: int, epochs: int) -> str | None:
+    """A line for the start of a search whose trials train long (images x epochs over LONG_TRIAL),
+    saying how --subset and --epochs shorten them; None for short trials."""
+    if images * epochs <= LONG_TRIAL:
+        return None
+    subset = max(100, LONG_TRIAL // max(1, epochs) // 100 * 100)
+    shorter = [f'--subset {subset:,}'.replace(',', '') if subset < images else '',
+               f'--epochs {max(1, LONG_TRIAL // images)}' if epochs > max(1, LONG_TRIAL // images) else '']
+    return (f'note: each trial trains on {images:,} images x {epochs} epochs ({images * epochs:,} image-epochs): '
+            f'minutes a trial on a CPU; ' + ' or '.join(x for x in shorter if x)
+            + f' brings it under {LONG_TRIAL:,} (a proxy ranks architectures; it need not train them fully)')
 
 
 def print_front(folder: RunFolder) -> None:
@@ -359,7 +532,7 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     def dflt(name: str) -> Any:
         return argparse.SUPPRESS if explicit_only else getattr(d, name)
 
-    p = argparse.ArgumentParser(prog='python -m nas.search', description=__doc__.split('\n\n')[0],
+    p = ArgumentParser(prog='python -m nas.search', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group('what to search')
     g.add_argument('--budget', type=int, default=dflt('budget'),
@@ -369,9 +542,9 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument('--space', type=Path, default=dflt('space'), help='search-space YAML')
     g.add_argument('--objectives', nargs='+', default=dflt('objectives'),
                    help=f"accuracy plus one or more of {', '.join(COSTS)} (space- or comma-separated)")
-    g.add_argument('--max-macs', type=float, default=dflt('max_macs'), help='hard limit on MACs per image')
-    g.add_argument('--max-params', type=float, default=dflt('max_params'), help='hard limit on parameters')
-    g.add_argument('--max-latency-ms', type=float, default=dflt('max_latency_ms'),
+    g.add_argument('--max-macs', type=amount, default=dflt('max_macs'), help='hard limit on MACs per image (2e6, 2M)')
+    g.add_argument('--max-params', type=amount, default=dflt('max_params'), help='hard limit on parameters (50k)')
+    g.add_argument('--max-latency-ms', type=amount, default=dflt('max_latency_ms'),
                    help='hard limit on latency (batch 1)')
     g.add_argument('--sampler', choices=SAMPLERS, default=dflt('sampler'), help='Optuna sampler')
     g.add_argument('--seed', type=int, default=dflt('seed'), help='seeds the sampler, data split and every proxy training')
@@ -401,7 +574,8 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument('--results-dir', type=Path, default=dflt('results_dir'), help='where run folders go')
     g.add_argument('--resume', default=dflt('resume'), metavar='RUN',
                    help='continue RUN (a run folder, or its name under --results-dir) to its budget')
-    g.add_argument('--quiet', action='store_true', default=dflt('quiet'), help='no progress lines')
+    g.add_argument('--quiet', action='store_true', default=dflt('quiet'),
+                   help='no progress: neither the line per trial nor the status of running trials')
     return p
 
 
@@ -414,9 +588,15 @@ def main(argv: list[str] | None = None) -> int:
         search(opts, explicit, command='python -m nas.search ' + ' '.join(argv))
     except UsageError as e:
         print(f'error: {e}', file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        print(f'error: {e.strerror}; free some space, then continue with: python -m nas.search --resume '
+              f'{e.filename}', file=sys.stderr)
+        return 1
     return 0
 
 

@@ -223,7 +223,7 @@ def test_cli_trial_of_a_run_folder(tmp_path, capsys):
     for spec in (["--arch", str(run.path), "--trial", "0"],
                  ["--arch", f"{run.path}/trials.jsonl#{arch.arch_id}"]):
         rc = main(spec + ["--epochs", "1", "--subset", "64", "--threads", "1",
-                          "--out", str(tmp_path / "out")])
+                          "--out", str(tmp_path / "out"), "--force"])  # the second replaces the first
         assert rc == 0 and (tmp_path / "out" / "model.safetensors").is_file()
     capsys.readouterr()
     assert main(["--arch", str(run.path), "--trial", "7"]) == 2
