@@ -209,8 +209,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _processes_under(temp: str) -> set[int]:
+    """The processes of a Ray cluster started with --temp-dir TEMP: each names its session folder."""
+    out = subprocess.run(["pgrep", "-f", temp], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()} - {os.getpid()}
+
+
+def _stop_cluster(temp: str) -> None:
+    """Stop the cluster this test started, and nothing else (not `ray stop`, which stops every Ray
+    process of the machine, a user's search included)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _processes_under(temp)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 15
+        while _processes_under(temp) and time.time() < deadline:
+            time.sleep(0.2)
+
+
 def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
     ray = str(Path(sys.executable).with_name("ray"))
+    others = ray_processes()  # Ray processes this test did not start: they must survive it
     port = _free_port()
     # Ray 2.60 heads require token authentication; every process of the cluster shares the token.
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
@@ -222,6 +244,7 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
                        env=env, timeout=120)
         subprocess.run([ray, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--num-gpus", "0",
                         "--node-ip-address", "127.0.0.1"], check=True, capture_output=True, env=env, timeout=120)
+        assert ray_processes() - others <= _processes_under(temp)  # both nodes live under the test's temp dir
         proc = search("--budget", "4", "--results-dir", str(tmp_path), "--name", "run",
                       "--address", f"127.0.0.1:{port}", "--epochs", "5", env=env)  # trials outlast a worker start
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -231,8 +254,11 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
         assert len(records) == 4 and all(r.status == "complete" for r in records)
         assert len({r.node for r in records}) == 2  # trials ran on both nodes
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        mine = _processes_under(temp)
+        _stop_cluster(temp)
         shutil.rmtree(temp, ignore_errors=True)
+    assert not mine & others  # no other Ray process was signalled
+    assert not _processes_under(temp)  # and the test's cluster is gone
 
 
 # --------------------------------------------------------------------------- refused before anything starts
