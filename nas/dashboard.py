@@ -550,8 +550,28 @@ def serve(run: RunFolder, host: str = '127.0.0.1', port: int = 8080, storage: st
     run_server(storage_obj, host=host, port=port)
 
 
+def port_in_use(host: str, port: int) -> str | None:
+    """Why optuna-dashboard could not listen on host:port (None: it can), found by binding it."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        return f"cannot serve on {host}:{port} ({e.strerror or e})"
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a closed port may be reused
+        try:
+            s.bind(addr)
+        except OSError as e:
+            return f"cannot serve on {host}:{port} ({e.strerror or e})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    from nas.cli import EXIT_INTERRUPTED, ArgumentParser
+
+    ap = ArgumentParser(
         prog='python -m nas.dashboard', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description='Write dashboard.html (self-contained, offline) and pareto.png for a run folder; '
                     '--serve also starts optuna-dashboard on its Optuna study.')
@@ -566,6 +586,14 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         run = RunFolder(args.run).require()
+        if args.serve:  # refused before anything is written or said about serving
+            if args.storage is None and not run.study_path.is_file():
+                raise RunError(f"{run.path}: no Optuna study ({run.study_path.name}) to serve")
+            if not 0 <= args.port <= 65535:
+                raise RunError(f"--port must be in 0..65535, got {args.port}")
+            busy = port_in_use(args.host, args.port)
+            if busy:
+                raise RunError(f"{busy}; pick another --port")
         files = write_dashboard(run, args.out, png=not args.no_png)
         s = files.summary
         print(f"wrote {files.html} ({files.html.stat().st_size / 1e6:.1f} MB)"
@@ -578,13 +606,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"serving optuna-dashboard at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
             try:
                 serve(run, args.host, args.port, args.storage)
-            except KeyboardInterrupt:
-                pass
             except OSError as e:
                 raise RunError(f"cannot serve on {args.host}:{args.port} ({e.strerror or e})") from None
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -52,7 +52,9 @@ from nas import pareto
 from nas.arch import Arch, ArchError
 from nas.model import block_map, rates_of
 from nas.pareto import OBJECTIVES
-from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, records_of
+from nas.cli import EXIT_INTERRUPTED, ArgumentParser, amount
+from nas.results import (ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, folder_written_whole,
+                         occupied, records_of)
 
 __all__ = ['PICKS', 'LIMITS', 'ExportError', 'Selection', 'select', 'load_checked', 'load_exported', 'export',
            'export_onnx', 'model_card', 'main']
@@ -202,12 +204,14 @@ def load_exported(path: str | Path) -> nn.Module:
         raise ExportError(f"{path}: no {WEIGHTS_FILE} (weights are saved as safetensors only)")
     try:
         cfg = json.loads(cfg_path.read_text())
+        if not isinstance(cfg, dict):
+            raise ExportError(f"{cfg_path}: expected a JSON object (timm's config), got {type(cfg).__name__}")
         if cfg.get('architecture') != 'acmix_nas':
             raise ExportError(f"{cfg_path}: architecture is {cfg.get('architecture')!r}, not 'acmix_nas'")
         model = timm.create_model(f'local-dir:{path}', pretrained=False)
     except ExportError:
         raise
-    except (json.JSONDecodeError, ArchError, TypeError, ValueError, KeyError) as e:
+    except (json.JSONDecodeError, ArchError, TypeError, ValueError, KeyError, AttributeError) as e:
         raise ExportError(f"{cfg_path}: cannot build the model ({str(e).splitlines()[0]})") from None
     load_checked(model, weights, f"{weights}")
     return model.eval()
@@ -305,9 +309,12 @@ def export_onnx(model: nn.Module, path: Path, input_size: tuple[int, int, int]) 
 
 
 def export(run: RunFolder, selection: Selection, out: Path | None = None, *, retrain_epochs: int = 0,
-           data_dir: Path | None = None, device: str = 'auto') -> ExportResult:
+           data_dir: Path | None = None, device: str = 'auto', force: bool = False) -> ExportResult:
     """Write the selected trial as a timm local folder (config.json, model.safetensors,
-    README.md) and check that timm reloads it to the same outputs."""
+    README.md) and check that timm reloads it to the same outputs.
+
+    The folder is written whole (a temp folder beside it, then a rename): a failure leaves what
+    was there before as it was. A non-empty `out` is refused (ExportError) unless `force`."""
     import timm
     from safetensors.torch import save_file
     from timm.models._hub import save_config_for_hf
@@ -317,6 +324,9 @@ def export(run: RunFolder, selection: Selection, out: Path | None = None, *, ret
     t0 = time.perf_counter()
     config = run.config()
     record = selection.record
+    out = Path(out) if out else run.path / EXPORTS / record.arch_id
+    if not force and occupied(out):
+        raise ExportError(f"{occupied(out)}; refusing to overwrite it (use --force to replace it whole)")
     try:
         arch = Arch.from_dict(record.arch)
     except ArchError as e:
@@ -330,21 +340,18 @@ def export(run: RunFolder, selection: Selection, out: Path | None = None, *, ret
     retrained = _retrain(model, config, retrain_epochs, data_dir, device) if retrain_epochs > 0 else None
     model.eval()
 
-    out = Path(out) if out else run.path / EXPORTS / record.arch_id
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS_FILE), metadata={'format': 'pt', 'arch_id': record.arch_id})
-    save_config_for_hf(model, str(out / CONFIG), model_args=model_args(model), data_config=_data_cfg(config, arch))
-    for stale in ('pytorch_model.bin', 'open_clip_model.safetensors'):  # timm prefers these: never leave one
-        (out / stale).unlink(missing_ok=True)
+    with folder_written_whole(out) as tmp:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={'format': 'pt', 'arch_id': record.arch_id})
+        save_config_for_hf(model, str(tmp / CONFIG), model_args=model_args(model), data_config=_data_cfg(config, arch))
 
-    # the promise of the folder: timm rebuilds the same function from it
-    reloaded = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
-    x = torch.randn(2, *timm.data.resolve_data_config({}, model=reloaded)['input_size'],
-                    generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        diff = float((reloaded(x) - model(x)).abs().max())
-    (out / CARD).write_text(model_card(run, selection, model, retrained, out))
+        # the promise of the folder: timm rebuilds the same function from it
+        reloaded = timm.create_model(f'local-dir:{tmp}', pretrained=True).eval()
+        x = torch.randn(2, *timm.data.resolve_data_config({}, model=reloaded)['input_size'],
+                        generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            diff = float((reloaded(x) - model(x)).abs().max())
+        (tmp / CARD).write_text(model_card(run, selection, model, retrained, out))
     return ExportResult(out, record, selection.how, retrained, diff, time.perf_counter() - t0)
 
 
@@ -462,20 +469,8 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
 
 # ---------------------------------------------------------------------------------- CLI
 
-_SUFFIX = {'k': 1e3, 'm': 1e6, 'g': 1e9}
-
-
-def _amount(s: str) -> float:
-    """'2e6', '2M', '1.5k' -> float."""
-    t = s.strip().lower()
-    try:
-        return float(t[:-1]) * _SUFFIX[t[-1]] if t and t[-1] in _SUFFIX else float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {s!r} (e.g. 2e6 or 2M)") from None
-
-
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog='python -m nas.export', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description='Export one trial of a run as a timm local folder (config.json, model.safetensors, README.md); '
                     "load it with timm.create_model('local-dir:DIR', pretrained=True) after `import nas`.")
@@ -484,11 +479,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument('--pick', choices=PICKS, default=None,
                     help='which front point: knee (closest to the ideal point, objectives normalised over the '
                          'front), max-accuracy or min-cost; None means knee, or max-accuracy under a --max-* limit')
-    ap.add_argument('--max-macs', type=_amount, default=None, help='only trials with at most this many MACs (2e6, 2M)')
-    ap.add_argument('--max-params', type=_amount, default=None, help='only trials with at most this many parameters')
-    ap.add_argument('--max-latency-ms', type=_amount, default=None, help='only trials at most this slow (ms)')
-    ap.add_argument('--max-memory-mb', type=_amount, default=None, help='only trials with at most this peak memory (MB)')
+    ap.add_argument('--max-macs', type=amount, default=None, help='only trials with at most this many MACs (2e6, 2M)')
+    ap.add_argument('--max-params', type=amount, default=None, help='only trials with at most this many parameters')
+    ap.add_argument('--max-latency-ms', type=amount, default=None, help='only trials at most this slow (ms)')
+    ap.add_argument('--max-memory-mb', type=amount, default=None, help='only trials with at most this peak memory (MB)')
     ap.add_argument('--out', type=Path, default=None, help='output folder; None means RUN/exports/<arch id>')
+    ap.add_argument('--force', action='store_true',
+                    help='replace a non-empty output folder (whole: its old files do not stay)')
     ap.add_argument('--retrain-epochs', type=int, default=0,
                     help="train this many more epochs on the run's dataset (proxy hyper-parameters) before saving")
     ap.add_argument('--data-dir', type=Path, default=None, help='dataset folder for --retrain-epochs (not for digits)')
@@ -526,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"selected {r.arch_id} (trial #{r.number}, {selection.how}): accuracy {_fmt(r.accuracy)}, "
               f"{_fmt(r.macs)} MACs, {_fmt(r.params)} params", flush=True)
         res = export(run, selection, args.out, retrain_epochs=args.retrain_epochs, data_dir=args.data_dir,
-                     device=args.device)
+                     device=args.device, force=args.force)
         if args.onnx:
             exported = load_exported(res.path)
             onnx_path = export_onnx(exported, res.path / ONNX_FILE, tuple(exported.pretrained_cfg['input_size']))
@@ -534,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ExportError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if res.max_abs_diff > 1e-5:
         print(f"error: {res.path}: timm reloads it to different outputs (max |diff| {res.max_abs_diff:.3g})",
               file=sys.stderr)

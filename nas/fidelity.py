@@ -320,7 +320,7 @@ def _run_jobs(run: RunFolder, jobs: Sequence[Job], data: Any, settings: Any, cpu
     from ray import tune
 
     from nas.raytune import check_resources, fitting_trials, trial_dirname
-    from nas.search import UsageError as SearchUsageError
+    from nas.options import UsageError as SearchUsageError
 
     os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
     os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')

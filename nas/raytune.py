@@ -10,17 +10,26 @@ It imports Ray, so `nas.search` imports it only when a search starts. One search
   Optuna's public ask/tell API (define-by-run: `SearchSpace.sample(trial)`). It never trains an
   architecture twice and tells Optuna what happened (see its docstring).
 * `Recorder`: a Tune callback in the driver, the only writer of the run folder: it appends every
-  finished trial to trials.jsonl, keeps its weights, updates pareto.json and prints progress.
-* `FailureStopper`: ends the search after more than --max-failures failed trials.
+  finished trial to trials.jsonl, keeps its weights, updates pareto.json and prints progress
+  (a line per finished trial, and the epochs of running ones). A full disk or Ctrl-C halts it:
+  it records nothing more, and the search stops cleanly.
+* `FailureStopper`: ends the search after more than --max-failures failed trials, or once the
+  recorder is halted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,13 +48,14 @@ from nas.arch import Arch
 from nas.data import Dataset
 from nas import pareto
 from nas.results import ArchResult, RunFolder, TrialRecord, aggregate, seed_std
-from nas.search import UsageError
+from nas.options import UsageError
 from nas.space import SearchSpace
 from nas.trial import TrialSettings, evaluate
 
 __all__ = ['TuneJob', 'TuneOutcome', 'run_tune', 'trainable', 'ArchSearcher', 'Recorder', 'FailureStopper',
            'record_from_result']
 
+PROGRESS_EVERY = 30.0  # seconds between status lines of running trials when stdout is not a terminal
 DUPLICATES_BEFORE_RANDOM = 3  # re-proposals of known architectures before a random unseen one is tried
 RANDOM_TRIES = 2000  # random draws that find nothing new: the space counts as exhausted
 
@@ -310,11 +320,18 @@ class Recorder(tune.Callback):
     prints one progress line per trial. Runs in the driver; the only writer of the run folder."""
 
     def __init__(self, run: RunFolder, references: dict[str, str], objectives: list[str], budget: int,
-                 quiet: bool = False):
+                 quiet: bool = False, epochs: int = 0):
         self.run, self.references, self.objectives = run, references, objectives
-        self.budget, self.quiet = budget, quiet
+        self.budget, self.quiet, self.epochs = budget, quiet, epochs
+        self.tty = sys.stdout.isatty()  # a status line updated in place; else a line every PROGRESS_EVERY s
+        self._running: dict[str, tuple[str, int, float, float]] = {}  # trial id -> arch, epoch, acc, train s
+        self._shown = time.perf_counter()
+        self._status_shown = False
+        self.interrupted = False
+        self.disk_error: OSError | None = None
+        self.unrecorded: str | None = None  # the trial a full disk kept out of trials.jsonl
         records = run.trials()
-        self.number = len(records)
+        self.number = self.done_before = len(records)
         self.archs = {r.arch_id for r in records}
         self.archs_before = len(self.archs)
         self.failures = sum(r.status == 'failed' for r in records)  # the whole run's, resumed or not
@@ -324,18 +341,103 @@ class Recorder(tune.Callback):
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         src = Path(checkpoint.path) / 'model.safetensors'
         arch_id = trial.config.get('arch_id')
-        dst = self.run.weights_path(arch_id) if arch_id else None
-        if src.is_file() and dst is not None and not dst.exists():  # an architecture keeps its first weights
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-            self.weights[trial.trial_id] = str(dst.relative_to(self.run.path))
+        # an architecture keeps its first complete seed's weights
+        if src.is_file() and arch_id and not self.halted and not self.run.weights_path(arch_id).exists():
+            with self._unless_out_of_space(trial):
+                self.weights[trial.trial_id] = self.run.save_weights(arch_id, src)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._record(trial, record_from_result(dict(trial.last_result or {}), trial.config))
+        self._running.pop(trial.trial_id, None)
+        if not self.halted:
+            with self._unless_out_of_space(trial):
+                self._record(trial, record_from_result(dict(trial.last_result or {}), trial.config))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._record(trial, record_from_result(dict(trial.last_result or {}), trial.config, error=True,
-                                               message=_error_line(trial)))
+        self._running.pop(trial.trial_id, None)
+        message = _error_line(trial)
+        if 'No space left on device' in message or 'Errno 28' in message:  # the disk, not the trial
+            self.halt(OSError(errno.ENOSPC, message, str(self.run.path)), trial)
+        if not self.halted:
+            with self._unless_out_of_space(trial):
+                self._record(trial, record_from_result(dict(trial.last_result or {}), trial.config, error=True,
+                                                       message=message))
+
+    # -- halting: a full disk, Ctrl-C
+    @property
+    def halted(self) -> bool:
+        return self.interrupted or self.disk_error is not None
+
+    def halt(self, error: OSError | None = None, trial: Any = None) -> None:
+        """Record nothing more (the FailureStopper then stops the search): `error` a full disk, with
+        the trial it could not record; None a Ctrl-C. Trials not recorded are evaluated on --resume."""
+        if error is None:
+            self.interrupted = True
+        elif self.disk_error is None:
+            self.disk_error = error
+            if trial is not None:
+                self.unrecorded = str(trial.config.get('arch_id') or trial.trial_id)
+        self._clear_status()
+
+    @contextlib.contextmanager
+    def _unless_out_of_space(self, trial: Any) -> Iterator[None]:
+        """A full disk while keeping `trial` halts the recorder instead of a traceback out of Tune."""
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.halt(e, trial)
+
+    # -- progress of running trials
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.halted or not self.epochs:
+            return
+        record = result.get('record') or {}
+        train_seconds = record.get('train_seconds', result.get('record/train_seconds')) or 0.0
+        self._running[trial.trial_id] = (str(trial.config.get('arch_id', trial.trial_id)),
+                                         int(result.get('epoch') or 0), float(result.get('accuracy') or 0.0),
+                                         float(train_seconds))
+        if self.quiet:
+            return
+        now = time.perf_counter()
+        if self.tty:
+            if now - self._shown >= 0.5:
+                self._show(now)
+        elif now - self._shown >= PROGRESS_EVERY:
+            self._show(now)
+
+    def status_line(self) -> str:
+        """The running trials: epoch, accuracy so far, time left each, and the run's time left."""
+        parts, totals = [], []
+        for arch_id, epoch, acc, seconds in self._running.values():
+            per_epoch = seconds / max(1, epoch)
+            left = per_epoch * max(0, self.epochs - epoch)
+            totals.append(per_epoch * self.epochs)
+            parts.append(f'{arch_id} epoch {epoch}/{self.epochs} acc {acc:.3f} ~{_hms(left)}')
+        finished = self.number - self.done_before
+        if finished:  # wall time per finished trial, concurrency included
+            per_trial = (time.perf_counter() - self.start) / finished
+        else:  # none finished yet: the running ones' estimated length, shared by those running side by side
+            per_trial = sum(totals) / len(totals) ** 2 if totals else 0.0
+        run_left = max(0, self.budget - self.number) * per_trial
+        return f"running {len(parts)}: {'; '.join(parts)} | run ~{_hms(run_left)} left"
+
+    def _show(self, now: float) -> None:
+        self._shown = now
+        line = f'[{self.number:>4}/{self.budget}] ' + self.status_line()
+        if self.tty:
+            width = shutil.get_terminal_size((100, 20)).columns
+            sys.stdout.write('\r\x1b[K' + line[:width - 1])
+            self._status_shown = True
+        else:
+            sys.stdout.write(line + '\n')
+        sys.stdout.flush()
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            sys.stdout.write('\r\x1b[K')
+            sys.stdout.flush()
+            self._status_shown = False
 
     def _record(self, trial: Any, record: TrialRecord) -> None:
         record.number = self.number
@@ -351,6 +453,7 @@ class Recorder(tune.Callback):
             self._print(record, len(front))
 
     def _print(self, record: TrialRecord, front_size: int) -> None:
+        self._clear_status()
         elapsed = time.perf_counter() - self.start
         done = len(self.archs)
         remaining = max(0, self.budget - done) * elapsed / max(1, done - self.archs_before)
@@ -375,7 +478,7 @@ class FailureStopper(Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return self.max_failures is not None and self.recorder.failures > self.max_failures
+        return self.recorder.halted or (self.max_failures is not None and self.recorder.failures > self.max_failures)
 
 
 # --------------------------------------------------------------------------- one search
@@ -416,6 +519,9 @@ class TuneOutcome:
     failures: int = 0
     reevaluations: int = 0  # evaluations of an architecture with another seed
     cluster: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False  # Ctrl-C: Tune stopped cleanly, nothing more was recorded
+    disk_error: OSError | None = None  # a full disk stopped the search
+    unrecorded: str | None = None  # the arch id the full disk kept out of trials.jsonl
 
 
 def check_resources(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float,
@@ -456,7 +562,19 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     os.environ.setdefault('TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S', '0')
     searcher = ArchSearcher(job.study, job.space, job.objectives, job.limits, job.history, job.seed, job.budget,
                             repeats=job.repeats, race=job.race, race_share=job.race_share)
-    recorder = Recorder(job.run, job.references, job.objectives, job.budget, job.quiet)
+    recorder = Recorder(job.run, job.references, job.objectives, job.budget, job.quiet,
+                        epochs=job.settings.proxy.epochs)
+    # Ctrl-C: our handler instead of Tune's, so the search knows; the FailureStopper then stops Tune
+    # cleanly, and a second Ctrl-C interrupts at once.
+    os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'
+    previous = None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        recorder.halt()
+        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_sigint)
     started_ray = not job.address
     if job.address:
         ray.init(address=job.address, logging_level=logging.ERROR, log_to_driver=False)
@@ -494,7 +612,11 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
         tuner.fit()  # results are read from the run folder, not from Tune's ResultGrid
         searcher.settle(final=True)  # a time budget or the failure stopper ended it early
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        recorder._clear_status()
         if started_ray:
             ray.shutdown()
     return TuneOutcome(searcher.duplicates, searcher.random_injections, searcher.exhausted, recorder.failures,
-                       searcher.reevaluations, cluster)
+                       searcher.reevaluations, cluster, recorder.interrupted, recorder.disk_error,
+                       recorder.unrecorded)

@@ -10,7 +10,12 @@ from typing import Any
 
 from nas.results import RunFolder
 
-__all__ = ['front_report', 'noise_line']
+__all__ = ['front_report', 'noise_line', 'long_trial_note']
+
+# A trial that trains on more images x epochs than this takes minutes rather than seconds on a CPU:
+# the digits proxy (1,150 images x 10 epochs) takes 2-6 s on 2 cores, and Fashion-MNIST from disk
+# (48,000 x 10) 1.5-7 min, so 100,000 is about a minute a trial for the small spaces.
+LONG_TRIAL = 100_000
 
 
 def front_report(folder: RunFolder) -> str:
@@ -49,3 +54,16 @@ def noise_line(summary: dict[str, Any], folder: RunFolder) -> str:
     return (f"seed noise: accuracy std {100 * summary['seed_std']:.2f} points between seeds; front neighbours are "
             f"{gap} points apart; {flagged} of {len(summary['front'])} front points are within the noise of a "
             f"dominated point; {check}")
+
+
+def long_trial_note(images: int, epochs: int) -> str | None:
+    """A line for the start of a search whose trials train long (images x epochs over LONG_TRIAL),
+    saying how --subset and --epochs shorten them; None for short trials."""
+    if images * epochs <= LONG_TRIAL:
+        return None
+    subset = max(100, LONG_TRIAL // max(1, epochs) // 100 * 100)
+    shorter = [f'--subset {subset:,}'.replace(',', '') if subset < images else '',
+               f'--epochs {max(1, LONG_TRIAL // images)}' if epochs > max(1, LONG_TRIAL // images) else '']
+    return (f'note: each trial trains on {images:,} images x {epochs} epochs ({images * epochs:,} image-epochs): '
+            f'minutes a trial on a CPU; ' + ' or '.join(x for x in shorter if x)
+            + f' brings it under {LONG_TRIAL:,} (a proxy ranks architectures; it need not train them fully)')

@@ -11,6 +11,13 @@
       dashboard.html, pareto.png      written by `python -m nas.dashboard`
       exports/<arch id>/              written by `python -m nas.export`
 
+Crash consistency: trials.jsonl is only appended, one whole line per write(2), fsynced; every
+other file is replaced whole (a temp file beside it, fsynced, then a rename), and a failed write
+(a full disk) removes its temp file. Before its first append a process repairs the folder
+(`RunFolder.repair`): a torn last line of trials.jsonl or of the Optuna journal (a write cut
+short by a crash or a power loss) is moved to `<file>.torn-<time>`, never deleted, a whole last
+line that lost its line end gets it back, and temp files a crash left behind are removed.
+
 A trial's status is one of: complete (trained to the full proxy budget), stopped (ended early by
 --early-stop; its accuracy is at a lower fidelity, so it never enters the front), failed (NaN loss,
 out of memory, an exception; `error` says why), infeasible (over a hard limit such as --max-macs;
@@ -19,12 +26,18 @@ not trained). trials.jsonl is the record of what is done: resuming a run trusts 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import optuna
 import yaml
@@ -44,6 +57,7 @@ PARETO = "pareto.json"
 WEIGHTS = "weights"
 
 STATUSES = ("complete", "stopped", "failed", "infeasible")
+TMP, TORN = ".tmp", ".torn-"  # a file being replaced; the torn tail of an append-only file, set aside
 
 class RunError(ValueError):
     """A run folder that is missing, incomplete or does not match what is asked of it."""
@@ -273,6 +287,136 @@ def seed_std(archs: Sequence[ArchResult]) -> float | None:
     variances = [a.accuracy_std ** 2 for a in archs if a.accuracy_std is not None]
     return (sum(variances) / len(variances)) ** 0.5 if variances else None
 
+# --------------------------------------------------------------------------- crash-consistent files
+
+def _replace_with(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Replace `path` by what `write` writes: a temp file beside it, fsynced, then a rename, so a
+    reader or a crash sees the old file or the new one. On any failure (ENOSPC: a full disk)
+    the temp file is removed and the old file stays as it was."""
+    tmp = path.with_name(path.name + TMP)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Replace the file `path` with `data` (see `_replace_with`)."""
+    _replace_with(Path(path), lambda f: f.write(data.encode() if isinstance(data, str) else data))
+
+
+def copy_atomic(src: str | Path, dst: str | Path) -> None:
+    """Copy `src` over `dst`, replacing it whole (see `_replace_with`)."""
+    with open(src, "rb") as s:
+        _replace_with(Path(dst), lambda f: shutil.copyfileobj(s, f))
+
+
+def occupied(path: str | Path) -> str | None:
+    """Why writing a folder at `path` would overwrite something (None: it is free or empty)."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path}: the folder exists and is not empty" if any(path.iterdir()) else None
+    return f"{path}: exists and is not a folder" if path.exists() or path.is_symlink() else None
+
+
+@contextlib.contextmanager
+def folder_written_whole(dst: str | Path) -> Iterator[Path]:
+    """Write a folder whole: yields a temp folder beside `dst` to fill; when the block ends without
+    an error it replaces `dst` (any old contents moved aside, then removed), else it is removed
+    and `dst` stays as it was."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # a folder as mkdir makes it, not mkdtemp's private one
+    try:
+        yield tmp
+        old = None
+        if dst.exists() or dst.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+            os.replace(dst, old / dst.name)
+        try:
+            os.replace(tmp, dst)
+        except BaseException:
+            if old is not None:
+                os.replace(old / dst.name, dst)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _side_path(path: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    side, n = path.with_name(f"{path.name}{TORN}{stamp}"), 1
+    while side.exists():
+        side, n = path.with_name(f"{path.name}{TORN}{stamp}-{n}"), n + 1
+    return side
+
+
+def repair_tail(path: Path, whole: Callable[[bytes], bool]) -> str | None:
+    """Make an append-only file of lines end with a whole line, so the next append starts one.
+
+    The bytes after the last line end are either a whole record that lost its line end (`whole`
+    says so: the line end is added) or a torn one (they are moved to `<path>.torn-<time>` and the
+    file is cut back to its last whole line). Returns a one-line report, or None if the file
+    already ended with a line end.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with open(path, "rb+") as f:
+        end = pos = f.seek(0, os.SEEK_END)
+        tail = b""
+        while pos > 0:  # read backwards to the last line end
+            step = min(1 << 16, pos)
+            pos -= step
+            f.seek(pos)
+            chunk = f.read(step)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                tail, pos = chunk[i + 1:] + tail, pos + i + 1
+                break
+            tail = chunk + tail
+        if not tail:
+            return None
+        if whole(tail):
+            f.seek(end)
+            f.write(b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+            return f"{path}: its last line was whole but had no line end; added it"
+        side = _side_path(path)
+        write_atomic(side, tail)
+        f.truncate(pos)
+        f.flush()
+        os.fsync(f.fileno())
+    return (f"{path}: set aside a torn last line ({len(tail)} bytes, a write cut short) in {side.name}; "
+            f"every whole record is kept")
+
+
+def _json_object(line: bytes) -> dict[str, Any] | None:
+    try:
+        d = json.loads(line)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _whole_record(line: bytes) -> bool:
+    d = _json_object(line)
+    try:
+        return d is not None and bool(TrialRecord.from_dict(d).arch_id)
+    except TypeError:
+        return False
+
 
 def package_versions() -> dict[str, str]:
     """Python's and the installed versions of the packages a run depends on (run.yaml `versions`)."""
@@ -293,6 +437,30 @@ class RunFolder:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._repaired = False  # repair() runs before this object's first append
+
+    # -- repair
+    def repair(self) -> list[str]:
+        """Make the folder consistent after a crash before anything is appended to it: torn
+        tails of trials.jsonl and study.journal set aside (`repair_tail`), temp files of
+        replacements that never happened removed. Returns one line per thing done.
+
+        Only the process that writes the run may call it (the search driver): a reader of a
+        live run would cut off a line being written.
+        """
+        self._repaired = True
+        if not self.path.is_dir():
+            return []
+        done = [repair_tail(self.trials_path, _whole_record),
+                repair_tail(self.study_path, lambda line: _json_object(line) is not None)]
+        stale = [p for p in (self.path / (RUN_YAML + TMP), self.path / (PARETO + TMP)) if p.is_file()]
+        stale += sorted((self.path / WEIGHTS).glob("*" + TMP)) if (self.path / WEIGHTS).is_dir() else []
+        for p in stale:
+            p.unlink()
+        if stale:
+            done.append(f"{self.path}: removed {len(stale)} unfinished temp file(s) of an interrupted write "
+                        f"({', '.join(p.name for p in stale[:3])}{', ...' if len(stale) > 3 else ''})")
+        return [line for line in done if line]
 
     # -- files
     @property
@@ -305,6 +473,14 @@ class RunFolder:
 
     def weights_path(self, arch_id: str) -> Path:
         return self.path / WEIGHTS / f"{arch_id}.safetensors"
+
+    def save_weights(self, arch_id: str, src: str | Path) -> str:
+        """Copy a trial's weights file in, replacing any old one whole; returns its path relative
+        to the run folder (TrialRecord.weights)."""
+        dst = self.weights_path(arch_id)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        copy_atomic(src, dst)
+        return str(dst.relative_to(self.path))
 
     def exists(self) -> bool:
         return (self.path / RUN_YAML).is_file()
@@ -321,9 +497,7 @@ class RunFolder:
     def write_config(self, config: RunConfig) -> None:
         """Replace run.yaml atomically (a temp file, then a rename)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / (RUN_YAML + ".tmp")
-        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        os.replace(tmp, self.path / RUN_YAML)
+        write_atomic(self.path / RUN_YAML, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     def config(self) -> RunConfig:
         self.require()
@@ -331,6 +505,8 @@ class RunFolder:
             raw = yaml.safe_load((self.path / RUN_YAML).read_text()) or {}
         except yaml.YAMLError as e:
             raise RunError(f"{self.path / RUN_YAML}: not valid YAML ({str(e).splitlines()[0]})") from None
+        except UnicodeDecodeError:
+            raise RunError(f"{self.path / RUN_YAML}: not a text file (not UTF-8)") from None
         if not isinstance(raw, dict):
             raise RunError(f"{self.path / RUN_YAML}: expected a mapping, got {type(raw).__name__}")
         try:
@@ -342,12 +518,24 @@ class RunFolder:
     def append(self, record: TrialRecord, file: str = TRIALS) -> None:
         """Append one line to trials.jsonl (or another records file of the run, e.g. the fidelity
         check's) with a single write(2) on an O_APPEND file, then fsync: a reader or a kill -9
-        sees either the whole line or none of it."""
+        sees either the whole line or none of it. The first append of this object repairs the
+        folder first (`repair`), so a line never lands after a torn one. A failed write (OSError,
+        e.g. ENOSPC) leaves no partial line behind."""
+        if not self._repaired:
+            for report in self.repair():
+                logging.getLogger(__name__).warning("%s", report)
         line = (record.to_json() + "\n").encode()
         fd = os.open(self.path / file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, line)
+                if written != len(line):
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)", str(self.path / file))
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # no partial line: the file ends where it did
+                raise
         finally:
             os.close(fd)
 
@@ -358,14 +546,16 @@ class RunFolder:
         path = self.path / file
         if not path.is_file():
             return []
-        lines = path.read_text().splitlines()
+        lines = path.read_bytes().split(b"\n")
+        while lines and not lines[-1].strip():
+            lines.pop()
         records = []
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
                 records.append(TrialRecord.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, TypeError) as e:
+            except (ValueError, TypeError, AttributeError) as e:  # JSON, UTF-8, not a record
                 if i == len(lines) - 1:
                     break
                 raise RunError(f"{path}:{i + 1}: corrupt trial record ({e})") from None
@@ -418,9 +608,7 @@ class RunFolder:
             "front": [{**a.summary(), "separable": not unseparable.get(a.number),
                        "unseparable_from": [ids[n] for n in unseparable.get(a.number, [])]} for a in front],
         }
-        tmp = self.path / (PARETO + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, self.path / PARETO)
+        write_atomic(self.path / PARETO, json.dumps(summary, indent=2))
         return summary
 
     # -- weights and what they hold

@@ -24,10 +24,12 @@ This module is the set-up: options, the run folder and run.yaml, resume, the stu
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,119 +38,20 @@ import optuna
 import torch
 
 from nas import pareto
+from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, amount
 from nas.data import DataError, Dataset
-from nas.pareto import COSTS, OBJECTIVES
-from nas.report import front_report
-from nas.results import STUDY_NAME, DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
+from nas.options import RESUMABLE, SAMPLERS, SearchOptions, UsageError, proxy_changes
+from nas.pareto import COSTS
+from nas.report import front_report, long_trial_note
+from nas.results import DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
 from nas.space import SearchSpace, SpaceError, load_space
+from nas.study import open_study
 from nas.train import ProxyConfig, ProxyError
 
-__all__ = ['run', 'main', 'SearchOptions', 'UsageError', 'make_sampler']
+__all__ = ['run', 'main', 'SearchOptions', 'UsageError']
 
 PROJECT = Path(__file__).resolve().parent.parent
-DEFAULT_SPACE = Path('search_spaces/symmetry.yaml')
-SAMPLERS = ('tpe', 'nsga2', 'nsga3', 'gp', 'random')
-# Options a resumed run may change; the others define the search and must stay as they were.
-RESUMABLE = {'budget', 'time_budget', 'cpus_per_trial', 'gpus_per_trial', 'max_concurrent', 'address',
-             'max_failures', 'resume', 'results_dir', 'quiet', 'data_dir'}
-LIMIT_OPTIONS = {'max_macs': 'macs', 'max_params': 'params', 'max_latency_ms': 'latency'}
-PROXY_OPTIONS = ('dataset', 'epochs', 'batch_size', 'subset')
-
-
-class UsageError(ValueError):
-    """Bad input (an option, a space, data, a run folder): one line on the command line, exit 2."""
-
-
-@dataclass
-class SearchOptions:
-    """Every option of a search; the command line's flags and `run()`'s keyword arguments."""
-
-    budget: int = 100  # trials (distinct architectures) to evaluate, counting those done before
-    time_budget: float | None = None  # stop starting trials after this many seconds
-    space: Path = DEFAULT_SPACE
-    objectives: list[str] = field(default_factory=lambda: ['accuracy', 'macs'])
-    max_macs: float | None = None
-    max_params: float | None = None
-    max_latency_ms: float | None = None
-    sampler: str = 'tpe'
-    seed: int = 0
-    repeats: int = 1  # seeds every architecture is evaluated with
-    race: int = 3  # seeds for the front and the points within its noise (1: no racing)
-    race_share: float = 0.3  # noise-band re-evaluations, at most this share of the budget
-    early_stop: bool = False
-    dataset: str | None = None  # proxy overrides; None: the space file's proxy section
-    data_dir: Path | None = None
-    epochs: int | None = None
-    subset: float | None = None
-    batch_size: int | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None  # None: 1 when CUDA is present, else 0
-    max_concurrent: int | None = None
-    address: str | None = None
-    max_failures: int | None = None
-    name: str | None = None
-    results_dir: Path = Path('results')
-    resume: str | None = None
-    quiet: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SearchOptions:
-        """From run.yaml's `options` (or keyword arguments); unknown keys are an error."""
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise UsageError(f"unknown option {unknown[0]!r}; options: {', '.join(f.name for f in fields(cls))}")
-        opts = cls(**d)
-        for key in ('space', 'data_dir', 'results_dir'):
-            if getattr(opts, key) is not None:
-                setattr(opts, key, Path(getattr(opts, key)))
-        return opts
-
-    def to_dict(self) -> dict[str, Any]:
-        """As run.yaml stores them: paths as strings."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-
-    @property
-    def limits(self) -> dict[str, float]:
-        return {obj: float(getattr(self, opt)) for opt, obj in LIMIT_OPTIONS.items() if getattr(self, opt) is not None}
-
-    def checked(self) -> SearchOptions:
-        """These options with objectives parsed, or UsageError naming the first bad one."""
-        objectives = _parse_objectives(self.objectives)
-        if self.budget < 1:
-            raise UsageError(f'--budget must be at least 1, got {self.budget}')
-        if self.cpus_per_trial <= 0:
-            raise UsageError(f'--cpus-per-trial must be positive, got {self.cpus_per_trial}')
-        if self.repeats < 1 or self.race < 1:
-            raise UsageError(f'--repeats and --race must be at least 1, got {self.repeats} and {self.race}')
-        if not 0 <= self.race_share <= 10:
-            raise UsageError(f'--race-share must be in [0, 10], got {self.race_share}')
-        if self.sampler not in SAMPLERS:
-            raise UsageError(f"--sampler: unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
-        return replace(self, objectives=objectives)
-
-
-def _parse_objectives(values: list[str] | str) -> list[str]:
-    names = [v.strip().lower() for item in ([values] if isinstance(values, str) else values)
-             for v in item.split(',') if v.strip()]
-    unknown = [n for n in names if n not in OBJECTIVES]
-    if unknown:
-        raise UsageError(f"--objectives: unknown {', '.join(unknown)}; choose accuracy plus any of {', '.join(COSTS)}")
-    if 'accuracy' not in names or len(set(names)) < 2:
-        raise UsageError('--objectives: give accuracy and at least one cost objective, e.g. accuracy macs')
-    return ['accuracy'] + [n for n in dict.fromkeys(names) if n != 'accuracy']
-
-
-def make_sampler(name: str, seed: int, budget: int) -> optuna.samplers.BaseSampler:
-    """A named, seeded Optuna sampler. Hard limits reach the samplers that use them through each
-    trial's constraint values (`Trial.set_constraint`), not through a constraints function."""
-    population = max(4, min(50, budget // 4))
-    return {
-        'tpe': lambda: optuna.samplers.TPESampler(seed=seed),
-        'nsga2': lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=population),
-        'nsga3': lambda: optuna.samplers.NSGAIIISampler(seed=seed, population_size=population),
-        'gp': lambda: optuna.samplers.GPSampler(seed=seed),
-        'random': lambda: optuna.samplers.RandomSampler(seed=seed),
-    }[name]()
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 # --------------------------------------------------------------------------- the Python API
@@ -173,6 +76,7 @@ def run(space: str | Path | None = None, **options: Any) -> RunFolder:
 def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
     """The search behind the CLI and `run()`; `explicit` names the options given (not defaults)."""
     try:
+        opts.checked()  # every option given, before a folder is made or Ray starts
         run_folder, opts, resumed = _resolve_run(opts, explicit)
     except (SpaceError, DataError, RunError) as e:
         raise UsageError(str(e)) from None
@@ -187,6 +91,10 @@ def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
     except KeyboardInterrupt:
         if run_folder.exists():
             print(f'\ninterrupted; continue with: python -m nas.search --resume {run_folder.path}', file=sys.stderr)
+        raise
+    except OSError as e:  # a full disk: the run's fault, not a trial's; --resume continues it
+        if e.errno in NO_SPACE and e.filename != str(run_folder.path):
+            raise OSError(e.errno, f'{e.filename}: {e.strerror}; the search stopped', str(run_folder.path)) from None
         raise
 
 
@@ -216,9 +124,7 @@ def _resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Se
 
 def _proxy(space: SearchSpace, opts: SearchOptions) -> ProxyConfig:
     """The space's proxy with the command line's overrides, checked by the same rules."""
-    changes: dict[str, Any] = {k: getattr(opts, k) for k in PROXY_OPTIONS if getattr(opts, k) is not None}
-    if 'subset' in changes:
-        changes['subset'] = int(changes['subset']) if changes['subset'] > 1 else float(changes['subset'])
+    changes = proxy_changes(opts)
     try:
         return replace(space.proxy, **changes).checked()
     except ProxyError as e:
@@ -250,33 +156,21 @@ def _new_config(folder: RunFolder, opts: SearchOptions, space: SearchSpace, prox
         options=opts.to_dict())
 
 
-def _open_study(folder: RunFolder, opts: SearchOptions, space: SearchSpace,
-                known: set[str]) -> tuple[optuna.Study, int]:
-    """The run's Optuna study (created, or loaded to resume) with the reference points not yet
-    evaluated queued first. Trials a killed process left running or queued are told FAIL, so
-    samplers ignore them; returns how many."""
-    study = optuna.create_study(study_name=STUDY_NAME, storage=folder.storage(), load_if_exists=True,
-                                directions=pareto.directions(opts.objectives),
-                                sampler=make_sampler(opts.sampler, opts.seed, opts.budget))
-    stale = 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        stale += 1
-    for _ in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
-        study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # ask() takes the queued ones first
-        stale += 1
-    for arch in space.reference_points().values():
-        if arch.arch_id not in known:
-            study.enqueue_trial(space.params_of(arch))
-    return study, stale
-
-
 def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str) -> RunFolder:
+    typed = opts.space
     if not opts.space.exists() and not opts.space.is_absolute() and (PROJECT / opts.space).exists():
         opts.space = PROJECT / opts.space  # the shipped spaces, from any working directory
-    space = load_space(opts.space)
+    try:
+        space = load_space(opts.space)
+    except SpaceError as e:  # name the path as the user typed it
+        raise SpaceError(typed, e.path, e.msg) from None
     proxy = _proxy(space, opts)
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
+    if not opts.address:  # this machine's resources are known before Ray starts
+        from nas.raytune import check_resources
+
+        check_resources({'CPU': len(os.sched_getaffinity(0)), 'GPU': torch.cuda.device_count()},
+                        opts.cpus_per_trial, gpus, None)
     if resumed and folder.config().space_fingerprint != space.fingerprint:
         raise UsageError(f'--resume: the search space changed since {folder.path} started ({opts.space} now has '
                          f'fingerprint {space.fingerprint}, the run used {folder.config().space_fingerprint}); '
@@ -290,6 +184,8 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         config.options = opts.to_dict()
     else:
         config = _new_config(folder, opts, space, proxy, data, gpus, command)
+    for line in folder.repair():  # a torn tail, temp files of a crash: before anything is appended
+        print(line, flush=True)
     folder.write_config(config)
 
     records = folder.trials()
@@ -301,13 +197,20 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         print(f'{folder.path}: {len(archs)} architectures done, budget {opts.budget} reached')
         print(front_report(folder))
         return folder
-    study, stale = _open_study(folder, opts, space, {a.arch_id for a in archs})
+    study, stale, again, notes = open_study(folder, opts, space, records)
+    for line in notes:
+        print(line, flush=True)
     if resumed:
         print(f'resuming {folder.path}: {len(archs)} architectures done, {max(0, remaining)} to go'
-              + (f' ({stale} interrupted trials marked failed in the study)' if stale else ''))
+              + (f' ({stale} interrupted trials marked failed in the study)' if stale else '')
+              + (f'; {again} architectures started but not recorded are evaluated first' if again else ''))
     size = 'infinitely many' if not math.isfinite(space.size) else f'{int(space.size):,}'
     print(f"{folder.path}: {data.summary()}; space {space.name} ({size} architectures); objectives "
           f"{', '.join(opts.objectives)}; sampler {opts.sampler}, seed {opts.seed}", flush=True)
+    if not opts.quiet:
+        note = long_trial_note(len(data.train_y), proxy.epochs)
+        if note:
+            print(note, flush=True)
 
     from nas.raytune import TuneJob, run_tune
     from nas.trial import TrialSettings
@@ -327,6 +230,13 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=gpus, max_concurrent=opts.max_concurrent,
         address=opts.address, time_budget=opts.time_budget, early_stop=opts.early_stop,
         max_failures=opts.max_failures, quiet=opts.quiet), on_cluster=on_cluster)
+    if outcome.interrupted:
+        raise KeyboardInterrupt  # after Tune's clean stop; search() says how to continue
+    if outcome.disk_error is not None:
+        e = outcome.disk_error
+        raise OSError(e.errno, f'{e.filename or folder.path}: {e.strerror or e}; the search stopped'
+                      + (f' ({outcome.unrecorded} trained but not recorded: --resume evaluates it again)'
+                         if outcome.unrecorded else ''), str(folder.path))
     done = len(aggregate(folder.trials()))
     if outcome.reevaluations:
         print(f'{outcome.reevaluations} re-evaluations with new seeds (the front and the points within its noise)')
@@ -352,7 +262,7 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     def dflt(name: str) -> Any:
         return argparse.SUPPRESS if explicit_only else getattr(d, name)
 
-    p = argparse.ArgumentParser(prog='python -m nas.search', description=__doc__.split('\n\n')[0],
+    p = ArgumentParser(prog='python -m nas.search', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group('what to search')
     g.add_argument('--budget', type=int, default=dflt('budget'),
@@ -362,9 +272,9 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument('--space', type=Path, default=dflt('space'), help='search-space YAML')
     g.add_argument('--objectives', nargs='+', default=dflt('objectives'),
                    help=f"accuracy plus one or more of {', '.join(COSTS)} (space- or comma-separated)")
-    g.add_argument('--max-macs', type=float, default=dflt('max_macs'), help='hard limit on MACs per image')
-    g.add_argument('--max-params', type=float, default=dflt('max_params'), help='hard limit on parameters')
-    g.add_argument('--max-latency-ms', type=float, default=dflt('max_latency_ms'),
+    g.add_argument('--max-macs', type=amount, default=dflt('max_macs'), help='hard limit on MACs per image (2e6, 2M)')
+    g.add_argument('--max-params', type=amount, default=dflt('max_params'), help='hard limit on parameters (50k)')
+    g.add_argument('--max-latency-ms', type=amount, default=dflt('max_latency_ms'),
                    help='hard limit on latency (batch 1)')
     g.add_argument('--sampler', choices=SAMPLERS, default=dflt('sampler'), help='Optuna sampler')
     g.add_argument('--seed', type=int, default=dflt('seed'), help='seeds the sampler, data split and every proxy training')
@@ -402,7 +312,8 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument('--results-dir', type=Path, default=dflt('results_dir'), help='where run folders go')
     g.add_argument('--resume', default=dflt('resume'), metavar='RUN',
                    help='continue RUN (a run folder, or its name under --results-dir) to its budget')
-    g.add_argument('--quiet', action='store_true', default=dflt('quiet'), help='no progress lines')
+    g.add_argument('--quiet', action='store_true', default=dflt('quiet'),
+                   help='no progress: neither the line per trial nor the status of running trials')
     return p
 
 
@@ -415,13 +326,17 @@ def main(argv: list[str] | None = None) -> int:
         search(opts, explicit, command='python -m nas.search ' + ' '.join(argv))
     except UsageError as e:
         print(f'error: {e}', file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        print(f'error: {e.strerror}; free some space, then continue with: python -m nas.search --resume '
+              f'{e.filename}', file=sys.stderr)
+        return 1
     return 0
 
 
-if __name__ == '__main__':  # run as nas.search, so that nas.raytune's UsageError is this module's class
-    from nas.search import main as _main
-
-    sys.exit(_main())
+if __name__ == '__main__':
+    sys.exit(main())

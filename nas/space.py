@@ -22,7 +22,6 @@ Run `python -m nas.space search_spaces/digits.yaml` to describe a space.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import json
@@ -294,6 +293,8 @@ class SearchSpace:
             raw = yaml.safe_load(path.read_text())
         except OSError as e:
             raise SpaceError(path, '', f"cannot read: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise SpaceError(path, '', "not a text file (not UTF-8): a search space is YAML") from None
         except yaml.YAMLError as e:
             raise SpaceError(path, '', f"not valid YAML: {' '.join(str(e).split())}") from None
         return cls.from_dict(raw, file=str(path), name=path.stem)
@@ -472,6 +473,19 @@ class SearchSpace:
     def sample(self, trial: Any) -> Arch:
         """Sample an architecture with an Optuna trial (define-by-run, one suggest_* per decision)."""
         return self._build(lambda d, name, si, bi: d.suggest(trial, name))
+
+    def distributions(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The Optuna distribution of each of `params` (a trial's parameters), as `sample` suggests
+        them: for `optuna.trial.create_trial` when a study is rebuilt from trials.jsonl.
+
+        Raises:
+            ValueError: `params` lacks a parameter the architecture needs (Optuna's FixedTrial).
+        """
+        import optuna
+
+        trial = optuna.trial.FixedTrial(dict(params))
+        self.sample(trial)
+        return dict(trial.distributions)
 
     def point(self, params: Mapping[str, Any] | None = None, *, prefer: str = 'default',
               **fixed: Any) -> Arch:
@@ -733,7 +747,9 @@ def _fmt_dec(d: Decision) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog='python -m nas.space', description='Describe a search space YAML file.')
+    from nas.cli import EXIT_INTERRUPTED, ArgumentParser
+
+    ap = ArgumentParser(prog='python -m nas.space', description='Describe a search space YAML file.')
     ap.add_argument('space', type=Path, help='search space YAML, e.g. search_spaces/digits.yaml')
     ap.add_argument('--num-classes', type=int, default=1000, help='classes for the parameter counts (default: 1000)')
     ap.add_argument('--no-costs', action='store_true', help='skip building models for params/MACs (default: off)')
@@ -745,7 +761,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
     torch.set_num_threads(min(4, torch.get_num_threads()))
-    print(describe(space, costs=not args.no_costs, num_classes=args.num_classes))
+    try:
+        print(describe(space, costs=not args.no_costs, num_classes=args.num_classes))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     return 0
 
 

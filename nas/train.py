@@ -566,6 +566,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--out", type=Path, default=None,
                    help="checkpoint folder (default: results/trained/<arch id>-<dataset>)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing checkpoint folder (whole, and only if training succeeds)")
     return p
 
 
@@ -607,7 +609,11 @@ def _run(argv: list[str] | None) -> int:
     if data.in_chans != arch.in_chans:
         raise _UserError(f"arch {arch.arch_id} takes {arch.in_chans}-channel input but "
                          f"{data.name} has {data.in_chans} channels")
+    from nas.results import folder_written_whole, occupied
+
     out = args.out or Path("results") / "trained" / f"{arch.arch_id}-{data.name}"
+    if occupied(out) and not args.force:
+        raise _UserError(f"{occupied(out)}; refusing to overwrite a checkpoint (use --force to replace it)")
     print(f"arch {arch.arch_id}: {arch.summary()}")
     print(f"data {data.summary()}; device {device}")
 
@@ -637,15 +643,19 @@ def _run(argv: list[str] | None) -> int:
     if not failed:
         test_acc, test_loss = evaluate(model, data.test_x, data.test_y, cfg.eval_batch_size)
         metrics.update(test_acc=test_acc, test_loss=test_loss)
-    out.mkdir(parents=True, exist_ok=True)
-    arch.save(out / "arch.json")
-    if not failed:
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(out / "model.safetensors"),
-                  metadata={"format": "pt", "arch_id": arch.arch_id})
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
+    # Written whole (a temp folder, then a rename). A failed run never replaces a checkpoint: its
+    # arch.json and metrics.json go to OUT, or beside an existing OUT as OUT.failed.
+    dest = out.with_name(out.name + ".failed") if failed and occupied(out) else out
+    with folder_written_whole(dest) as tmp:
+        arch.save(tmp / "arch.json")
+        if not failed:
+            state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+            save_file(state, str(tmp / "model.safetensors"),
+                      metadata={"format": "pt", "arch_id": arch.arch_id})
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
     if failed:
-        print(f"training failed: {last.reason}; wrote {out / 'metrics.json'}", file=sys.stderr)
+        print(f"training failed: {last.reason}; wrote {dest / 'metrics.json'}"
+              + (f"; {out} is left as it was" if dest != out else ""), file=sys.stderr)
         return 1
     print(f"val_acc {metrics['val_acc']:.4f}  test_acc {metrics['test_acc']:.4f}  "
           f"{metrics['seconds']:.1f}s; saved {out}")
@@ -659,6 +669,9 @@ def main(argv: list[str] | None = None) -> int:
     except _UserError as e:
         print(f"nas.train: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("nas.train: interrupted; no checkpoint was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -210,3 +210,22 @@ def test_serve_starts_optuna_dashboard_on_localhost(small_run, tmp_path):
             proc.kill()
     out = proc.stdout.read()
     assert f'http://127.0.0.1:{port}/' in out and (tmp_path / 'dashboard.html').is_file()
+
+
+def test_a_taken_port_is_refused_before_anything_says_serving(small_run, tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main([str(small_run), '--serve', '--port', str(port), '--out', str(tmp_path), '--no-png']) == 2
+    out, err = capsys.readouterr()
+    assert 'serving' not in out and not (tmp_path / 'dashboard.html').exists()
+    assert err.count('\n') == 1 and f'cannot serve on 127.0.0.1:{port}' in err
+
+
+@pytest.mark.parametrize('argv, words', [(['--port', 'x'], "invalid int value: 'x'"), (['--bogus'], 'unrecognized')])
+def test_argparse_errors_are_one_line(small_run, capsys, argv, words):
+    with pytest.raises(SystemExit) as e:
+        main([str(small_run), *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count('\n') == 1 and words in err

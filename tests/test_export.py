@@ -247,3 +247,42 @@ def test_retrain_epochs_trains_further(small_run, tmp_path):
         x = torch.randn(2, 1, 16, 16)
         m = load_exported(out)
         assert m(x).shape == (2, 10)
+
+
+def test_export_refuses_a_non_empty_folder_unless_force_and_writes_whole(small_run, tmp_path, capsys, monkeypatch):
+    out = tmp_path / 'mine'
+    out.mkdir()
+    (out / 'notes.txt').write_text('the user\'s own file')
+    assert main([str(small_run), '--pick', 'knee', '--out', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'not empty' in err and '--force' in err and str(out) in err
+    assert [p.name for p in out.iterdir()] == ['notes.txt']  # untouched
+
+    first = tmp_path / 'first'
+    assert main([str(small_run), '--pick', 'max-accuracy', '--out', str(first)]) == 0
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+    assert main([str(small_run), '--pick', 'min-cost', '--out', str(first)]) == 2  # an earlier export
+    import nas.export
+
+    def broken_card(*a, **k):
+        raise RuntimeError('the export failed half-way')
+
+    monkeypatch.setattr(nas.export, 'model_card', broken_card)
+    with pytest.raises(RuntimeError):
+        main([str(small_run), '--pick', 'min-cost', '--out', str(first), '--force'])
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before  # the old export, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['first', 'mine']  # no temp folder left
+    monkeypatch.undo()
+    assert main([str(small_run), '--pick', 'min-cost', '--out', str(out), '--force']) == 0
+    assert sorted(p.name for p in out.iterdir()) == ['README.md', 'config.json', 'model.safetensors']
+
+
+def test_a_config_json_of_the_wrong_type_is_one_line(small_run, tmp_path, capsys):
+    out = tmp_path / 'x'
+    assert main([str(small_run), '--pick', 'knee', '--out', str(out)]) == 0
+    for bad in ('[1, 2]', '"acmix_nas"', '{"architecture": "acmix_nas", "model_args": [1]}'):
+        (out / 'config.json').write_text(bad)
+        capsys.readouterr()
+        assert main(['--check', str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1 and 'config.json' in err and 'Traceback' not in err, err

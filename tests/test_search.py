@@ -24,6 +24,7 @@ import yaml
 from nas import pareto as nas_pareto
 from nas.results import STUDY_NAME, RunConfig, RunFolder
 from nas.space import load_space
+from runs import copy_run, small_run  # noqa: F401  (the session's run folder fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "search_spaces" / "digits.yaml"
@@ -250,8 +251,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _processes_under(temp: str) -> set[int]:
+    """The processes of a Ray cluster started with --temp-dir TEMP: each names its session folder."""
+    out = subprocess.run(["pgrep", "-f", temp], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()} - {os.getpid()}
+
+
+def _stop_cluster(temp: str) -> None:
+    """Stop the cluster this test started, and nothing else (not `ray stop`, which stops every Ray
+    process of the machine, a user's search included)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _processes_under(temp)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 15
+        while _processes_under(temp) and time.time() < deadline:
+            time.sleep(0.2)
+
+
 def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
     ray = str(Path(sys.executable).with_name("ray"))
+    others = ray_processes()  # Ray processes this test did not start: they must survive it
     port = _free_port()
     # Ray 2.60 heads require token authentication; every process of the cluster shares the token.
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
@@ -263,6 +286,7 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
                        env=env, timeout=120)
         subprocess.run([ray, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--num-gpus", "0",
                         "--node-ip-address", "127.0.0.1"], check=True, capture_output=True, env=env, timeout=120)
+        assert ray_processes() - others <= _processes_under(temp)  # both nodes live under the test's temp dir
         proc = search("--budget", "4", "--results-dir", str(tmp_path), "--name", "run",
                       "--address", f"127.0.0.1:{port}", "--epochs", "5", "--race", "1", env=env)  # trials outlast a worker start
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -272,5 +296,279 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
         assert len(records) == 4 and all(r.status == "complete" for r in records)
         assert len({r.node for r in records}) == 2  # trials ran on both nodes
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        mine = _processes_under(temp)
+        _stop_cluster(temp)
         shutil.rmtree(temp, ignore_errors=True)
+    assert not mine & others  # no other Ray process was signalled
+    assert not _processes_under(temp)  # and the test's cluster is gone
+
+
+# --------------------------------------------------------------------------- refused before anything starts
+
+@pytest.mark.parametrize("argv,message", [
+    (["--epochs", "-1"], "--epochs: expected an int >= 1, got -1"),
+    (["--epochs", "0"], "--epochs: expected an int >= 1, got 0"),
+    (["--batch-size", "0"], "--batch-size: expected an int >= 1"),
+    (["--subset", "0"], "--subset: expected"),
+    (["--subset", "-5"], "--subset: expected"),
+    (["--subset", "300.5"], "--subset: a count of images must be a whole number"),
+    (["--budget", "-3"], "--budget must be at least 1"),
+    (["--time-budget", "0"], "--time-budget must be a number of seconds > 0"),
+    (["--time-budget", "nan"], "--time-budget must be a number of seconds > 0"),
+    (["--max-macs=-2M"], "--max-macs must be > 0"),
+    (["--max-params", "0"], "--max-params must be > 0"),
+    (["--max-latency-ms", "inf"], "--max-latency-ms: not a finite number"),
+    (["--max-concurrent", "0"], "--max-concurrent must be an int >= 1"),
+    (["--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
+    (["--gpus-per-trial", "-1"], "--gpus-per-trial must be a number >= 0"),
+    (["--max-failures", "-1"], "--max-failures must be an int >= 0"),
+    (["--seed", "-1"], "--seed must be an int >= 0"),
+    (["--name", "../escape"], "--name '../escape': give a plain folder name"),
+    (["--name", "a/b"], "--name 'a/b': give a plain folder name"),
+    (["--name", ".."], "--name '..': give a plain folder name"),
+    (["--budget", "ten"], "argument --budget: invalid int value: 'ten'"),  # argparse's own errors
+    (["--sampler", "cmaes"], "argument --sampler: invalid choice: 'cmaes'"),
+    (["--max-macs", "2X"], "argument --max-macs: not a number: '2X'"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+def test_bad_values_are_refused_before_anything_starts(tmp_path, capsys, monkeypatch, argv, message):
+    import nas.search
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray must not start for a bad value")
+
+    monkeypatch.setattr(nas.search, "_search", no_ray)  # nothing past the checks may run
+    try:
+        code = nas.search.main([*argv, "--results-dir", str(tmp_path / "results")])
+    except SystemExit as e:  # argparse
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "results").exists()  # no folder made
+
+
+def test_amounts_parse_alike_in_search_and_export():
+    from nas.cli import amount
+    from nas.search import SearchOptions, build_parser
+    from nas.export import _parser
+
+    opts = SearchOptions.from_dict(vars(build_parser().parse_args(["--max-macs", "2M", "--max-params", "50k"])))
+    assert opts.checked().limits == {"macs": 2e6, "params": 5e4}
+    assert _parser().parse_args(["run", "--max-macs", "2M"]).max_macs == 2e6 == amount("2M") == amount("2e6")
+    assert SearchOptions(max_macs="1.5k").checked().max_macs == 1500.0  # nas.search.run(max_macs='1.5k')
+
+
+def test_long_trials_are_announced_with_how_to_shorten_them():
+    from nas.report import LONG_TRIAL, long_trial_note
+
+    assert long_trial_note(1150, 10) is None  # digits: seconds a trial
+    note = long_trial_note(48_000, 10)  # Fashion-MNIST from disk: minutes a trial
+    assert "48,000 images x 10 epochs" in note and "--subset 10000" in note and "--epochs 2" in note
+    assert 10000 * 10 <= LONG_TRIAL and "\n" not in note
+
+
+# --------------------------------------------------------------------------- the recorder: full disk, progress
+
+class _Trial:
+    """What Tune hands a callback about a trial: id, config, last result."""
+
+    def __init__(self, trial_id, record, final=True):
+        from dataclasses import asdict
+
+        self.trial_id = trial_id
+        self.config = {"arch_id": record.arch_id, "arch": record.arch, "seed": 0, "optuna_number": record.number,
+                       "optuna_params": {}}
+        self.last_result = {"final": final, "accuracy": record.accuracy, "epoch": record.epochs,
+                            "record": asdict(record)}
+
+
+def _recorder(tmp_path, **kw):
+    from nas.raytune import Recorder
+    from nas.results import TrialRecord
+
+    run = RunFolder(tmp_path / "run")
+    run.write_config(RunConfig(objectives=["accuracy", "macs"]))
+    rec = lambda i: TrialRecord(number=i, arch_id=f"{i:012x}", arch={}, status="complete", accuracy=0.9,  # noqa: E731
+                                macs=1000 + i, epochs=4, acc_per_epoch=[0.9], seconds=2.0, train_seconds=2.0)
+    return run, rec, Recorder(run, {}, ["accuracy", "macs"], budget=5, **kw)
+
+
+def test_a_full_disk_stops_the_search_cleanly_and_records_nothing_as_failed(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from nas.raytune import FailureStopper
+    from nas.results import RunFolder as RF
+
+    run, rec, recorder = _recorder(tmp_path)
+    recorder.on_trial_complete(0, [], _Trial("t0", rec(0)))
+    assert [r.number for r in run.trials()] == [0]
+
+    def full(self, record, file=None):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.trials_path))
+
+    monkeypatch.setattr(RF, "append", full)
+    recorder.on_trial_complete(0, [], _Trial("t1", rec(1)))  # trained fully; the disk is full: no traceback
+    monkeypatch.undo()
+    assert recorder.disk_error.errno == errno.ENOSPC and recorder.unrecorded == rec(1).arch_id
+    assert FailureStopper(recorder, None).stop_all()  # Tune stops every trial
+    recorder.on_trial_complete(0, [], _Trial("t2", rec(2), final=False))  # stopped by that: not recorded
+    recorder.on_trial_error(0, [], _Trial("t3", rec(3)))
+    records = run.trials()
+    assert [r.number for r in records] == [0] and not any(r.status == "failed" for r in records)
+    assert recorder.failures == 0 and not list(run.path.rglob("*.tmp"))
+
+
+def test_a_trial_that_fails_on_a_full_disk_is_not_counted_as_failed(tmp_path):
+    run, rec, recorder = _recorder(tmp_path)
+    trial = _Trial("t0", rec(0))
+    trial.error_msg = "OSError: [Errno 28] No space left on device: '/tmp/ray/checkpoint'"
+    recorder.on_trial_error(0, [], trial)
+    assert recorder.halted and recorder.failures == 0 and run.trials() == []
+
+
+def test_progress_of_running_trials(tmp_path, capsys):
+    from nas.raytune import PROGRESS_EVERY
+
+    run, rec, recorder = _recorder(tmp_path, epochs=4)
+    recorder.tty = False
+    trial = _Trial("t0", rec(0), final=False)
+    result = {"epoch": 2, "accuracy": 0.5, "record": {"train_seconds": 10.0}}
+    recorder._shown -= PROGRESS_EVERY + 1
+    recorder.on_trial_result(0, [], trial, result)
+    recorder.on_trial_result(0, [], trial, {**result, "epoch": 3})  # within PROGRESS_EVERY: no line
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "\r" not in out
+    assert f"{rec(0).arch_id} epoch 2/4 acc 0.500 ~0:00:10" in out and "run ~" in out
+
+    recorder.tty = True  # on a terminal: one line, updated in place
+    recorder._shown -= 1
+    recorder.on_trial_result(0, [], trial, {**result, "epoch": 3})
+    out = capsys.readouterr().out
+    assert out.startswith("\r\x1b[K") and "\n" not in out and "epoch 3/4" in out
+    recorder.on_trial_complete(0, [], _Trial("t0", rec(0)))  # the finished line replaces the status line
+    out = capsys.readouterr().out
+    assert out.startswith("\r\x1b[K[   1/5]") and out.endswith("\n")
+
+    _, _, quiet = _recorder(tmp_path / "q", epochs=4, quiet=True)
+    quiet._shown -= PROGRESS_EVERY + 1
+    quiet.on_trial_result(0, [], trial, result)
+    assert capsys.readouterr().out == ""
+
+
+# --------------------------------------------------------------------------- the study agrees with trials.jsonl
+
+def _study_of(folder, records, budget=20):
+    from nas.search import SearchOptions
+    from nas.study import open_study
+
+    opts = SearchOptions(space=DIGITS, sampler="random", budget=budget).checked()
+    return open_study(folder, opts, load_space(DIGITS), records)
+
+
+def test_a_missing_or_stale_journal_is_rebuilt_from_trials_jsonl(small_run, tmp_path):
+    records = RunFolder(small_run).trials()
+    run = RunFolder(copy_run(small_run, tmp_path / "half", n_lines=4))  # no study.journal
+    study, stale, again, notes = _study_of(run, run.trials())
+    assert len(notes) == 1 and "missing; rebuilt from trials.jsonl (4 architectures" in notes[0]
+    shutil.copy(small_run / "trials.jsonl", run.trials_path)  # the journal now lacks 4 finished trials
+    study, stale, again, notes = _study_of(run, records)
+    assert len(notes) == 1 and "stale (4 of the 8 finished trials absent)" in notes[0]
+    by_arch = {t.user_attrs["arch_id"]: t for t in study.trials}
+    assert set(by_arch) == {r.arch_id for r in records}
+    states = {"complete": "COMPLETE", "infeasible": "COMPLETE", "stopped": "PRUNED", "failed": "FAIL"}
+    assert all(by_arch[r.arch_id].state.name == states[r.status] for r in records)
+    front = {r.arch_id for r in RunFolder(small_run).front()}
+    assert {t.user_attrs["arch_id"] for t in study.best_trials} == front  # the sampler sees what was done
+    assert _study_of(run, records)[3] == []  # nothing more to rebuild
+    for line in notes:
+        assert "\n" not in line
+
+
+def test_a_damaged_journal_is_moved_aside_and_rebuilt(small_run, tmp_path):
+    run = RunFolder(copy_run(small_run, tmp_path / "run"))
+    shutil.copy(small_run / "study.journal", run.study_path)
+    lines = run.study_path.read_bytes().split(b"\n")
+    run.study_path.write_bytes(b"\n".join(lines[:3] + [b"{broken"] + lines[3:]))  # broken in the middle
+    study, _, _, notes = _study_of(run, run.trials())
+    assert "unreadable" in notes[0] and list(run.path.glob("study.journal.damaged-*"))
+    assert len([t for t in study.trials if t.state.is_finished()]) == 8
+
+
+def test_an_architecture_started_but_not_recorded_is_evaluated_first_on_resume(small_run, tmp_path):
+    run = RunFolder(copy_run(small_run, tmp_path / "run"))
+    shutil.copy(small_run / "study.journal", run.study_path)
+    space = load_space(DIGITS)
+    study, _, again, _ = _study_of(run, run.trials())
+    done = {r.arch_id for r in run.trials()}
+    while True:  # a trial the full disk (or a kill) kept out of trials.jsonl: asked, never recorded
+        t = study.ask()
+        lost = space.sample(t).arch_id
+        if lost not in done:
+            break
+        study.tell(t, state=optuna.trial.TrialState.FAIL)
+    study, stale, again, _ = _study_of(run, run.trials())
+    assert stale == 1 and again == 1
+    assert space.sample(study.ask()).arch_id == lost
+
+
+# --------------------------------------------------------------------------- real searches: crash, full disk, resume
+
+def test_resume_after_a_torn_tail_and_a_lost_journal_loses_nothing(tmp_path):
+    proc = search("--budget", "3", "--results-dir", str(tmp_path), "--name", "run", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = RunFolder(tmp_path / "run")
+    lines = run.trials_path.read_bytes().splitlines(keepends=True)
+    torn = lines[-1][:60]
+    run.trials_path.write_bytes(b"".join(lines[:-1]) + torn)  # the last record cut in half
+    run.study_path.unlink()  # and the study lost
+    kept = [r.arch_id for r in run.trials()]
+    assert len(kept) == 2
+
+    resumed = search("--resume", str(run.path), "--budget", "5")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "set aside a torn last line" in resumed.stdout and "missing; rebuilt from trials.jsonl" in resumed.stdout
+    after = run.trials()
+    assert [r.arch_id for r in after[:2]] == kept and len(after) == 5  # nothing lost
+    assert len({r.arch_id for r in after}) == 5  # nothing trained twice
+    assert [p.read_bytes() for p in run.path.glob("trials.jsonl.torn-*")] == [torn]
+    study = optuna.load_study(study_name=STUDY_NAME, storage=run.storage())
+    told = [t.user_attrs["arch_id"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(told) == sorted(r.arch_id for r in after)
+
+
+ENOSPC_ON_THIRD_APPEND = """
+import errno, sys
+from nas.results import RunFolder
+append, calls = RunFolder.append, []
+def full_disk(self, record):
+    calls.append(record.arch_id)
+    if len(calls) == 3:
+        raise OSError(errno.ENOSPC, 'No space left on device', str(self.trials_path))
+    return append(self, record)
+RunFolder.append = full_disk
+from nas.search import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_stops_cleanly_and_resume_finishes_that_trial(tmp_path):
+    args = ["--space", str(DIGITS), "--budget", "4", "--results-dir", str(tmp_path), "--name", "run", "--max-concurrent", "1", *FAST]
+    proc = subprocess.run([sys.executable, "-c", ENOSPC_ON_THIRD_APPEND, *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "No space left on device" in err and "--resume" in err, err
+    assert "Traceback" not in proc.stderr
+    run = RunFolder(tmp_path / "run")
+    before = run.trials()
+    assert len(before) == 2 and all(r.status == "complete" for r in before)
+    assert not list(run.path.rglob("*.tmp"))
+    lost = err.split(" trained but not recorded")[0].split("(")[-1]
+    assert lost and lost not in {r.arch_id for r in before}
+
+    resumed = search("--resume", str(run.path))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = run.trials()
+    assert [r.arch_id for r in after[:2]] == [r.arch_id for r in before] and len(after) == 4
+    assert after[2].arch_id == lost and after[2].status == "complete"  # finished first, not failed
+    assert len({r.arch_id for r in after}) == 4

@@ -225,3 +225,13 @@ def test_cli_bad_space_exits_2(tmp_path, capsys, digits_raw):
     assert main([str(write(tmp_path, {**digits_raw, 'bogus': 1}))]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count('\n') == 0 and 'bogus' in err
+
+
+def test_a_binary_space_file_is_one_line(tmp_path, capsys):
+    from nas.space import main
+
+    path = tmp_path / 'space.yaml'
+    path.write_bytes(b'\x7fELF\x02\x01\x01\x00\xff\xfe' * 8)
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and str(path) in err and 'not a text file' in err

@@ -1,5 +1,6 @@
 """The training loop: learning, determinism, failure handling, optimizer groups, augmentation."""
 
+import json
 import math
 from pathlib import Path
 
@@ -223,11 +224,39 @@ def test_cli_trial_of_a_run_folder(tmp_path, capsys):
     for spec in (["--arch", str(run.path), "--trial", "0"],
                  ["--arch", f"{run.path}/trials.jsonl#{arch.arch_id}"]):
         rc = main(spec + ["--epochs", "1", "--subset", "64", "--threads", "1",
-                          "--out", str(tmp_path / "out")])
+                          "--out", str(tmp_path / "out"), "--force"])  # the second replaces the first
         assert rc == 0 and (tmp_path / "out" / "model.safetensors").is_file()
     capsys.readouterr()
     assert main(["--arch", str(run.path), "--trial", "7"]) == 2
     assert "no trial 7" in capsys.readouterr().err
+
+
+def test_cli_refuses_to_overwrite_a_checkpoint_unless_force(tmp_path, capsys, monkeypatch):
+    from nas import train as train_module
+    from nas.train import main
+
+    _digits_arch().save(tmp_path / "a.json")
+    out = tmp_path / "ckpt"
+    base = ["--arch", str(tmp_path / "a.json"), "--epochs", "1", "--subset", "64", "--threads", "1", "--out", str(out)]
+    assert main(base) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refusing to overwrite" in err and "--force" in err
+
+    real_train = train_module.train
+
+    def nan_loss(model, data, cfg):  # a run that fails (NaN loss) after --force
+        return real_train(model, data, train_module.replace(cfg, lr=1e30))
+
+    monkeypatch.setattr(train_module, "train", nan_loss)
+    assert main(base + ["--force", "--optimizer", "sgd"]) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old checkpoint, whole
+    assert json.loads((tmp_path / "ckpt.failed" / "metrics.json").read_text())["status"] == "failed"
+    monkeypatch.undo()
+    assert main(base + ["--force", "--seed", "1"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["config"]["seed"] == 1
 
 
 @pytest.mark.parametrize("args, words", [

@@ -1,0 +1,51 @@
+"""What every `python -m nas.<verb>` shares: one-line errors, amounts such as 2M, Ctrl-C.
+
+    >>> from nas.cli import ArgumentParser, amount
+    >>> amount('2M'), amount('1.5k'), amount('2e6')
+    (2000000.0, 1500.0, 2000000.0)
+
+Conventions (shared/DESIGN.md): bad input exits with status 2 and one line that names the
+problem, argparse's own errors (a bad int, an unknown choice) included; Ctrl-C exits 130 after
+the command's clean stop. Imports nothing of nas, so every module can use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import NoReturn
+
+__all__ = ['ArgumentParser', 'amount', 'EXIT_USAGE', 'EXIT_INTERRUPTED']
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+
+_SUFFIX = {'k': 1e3, 'm': 1e6, 'g': 1e9, 't': 1e12}
+
+
+def amount(text: str | float | int) -> float:
+    """'2e6', '2M', '1.5k', '3G' (or a number) -> float; k/M/G/T are powers of 1000.
+
+    Raises:
+        argparse.ArgumentTypeError: not a finite number (argparse shows its message as it is).
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        t = str(text).strip().lower()
+        try:
+            value = float(t[:-1]) * _SUFFIX[t[-1]] if t and t[-1] in _SUFFIX else float(t)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 2e6 or 2M)") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (`error: ... (see --help)`, exit 2), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
