@@ -273,38 +273,6 @@ def format_table(summary: Mapping[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- the Ray side
 
-def _recorder(run: RunFolder, total: int, start: float):
-    """A Tune callback, the check's only writer: every finished evaluation, complete or not, is
-    appended to fidelity.jsonl as it finishes (so a killed check loses nothing done), with a line."""
-    from ray import tune
-
-    from nas.raytune import _error_line, _hms, record_from_result
-
-    class Recorder(tune.Callback):
-        def __init__(self) -> None:
-            self.number = len(run.trials(FIDELITY_RECORDS))
-            self.finished = 0
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._record(record_from_result(dict(trial.last_result or {}), trial.config['job']), trial)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._record(record_from_result(dict(trial.last_result or {}), trial.config['job'], error=True,
-                                            message=_error_line(trial)), trial)
-
-        def _record(self, record: TrialRecord, trial: Any) -> None:
-            record.number, record.weights = self.number, None  # the check keeps no weights
-            record.seed = trial.config['job']['seed']  # a trial that never reported has no record of its own
-            run.append(record, FIDELITY_RECORDS)
-            self.number += 1
-            self.finished += 1
-            what = f'acc {record.accuracy:.4f}' if record.status == 'complete' else f'{record.status}: {record.error}'
-            print(f"[{self.finished:>3}/{total}] {_hms(time.perf_counter() - start)} {record.arch_id} seed "
-                  f"{record.seed}, {trial.config['job']['epochs']} epochs: {what}", flush=True)
-
-    return Recorder()
-
-
 def job_trainable(config: dict[str, Any], **kwargs: Any) -> None:
     """`nas.raytune.trainable` on the grid's job (the grid varies one key, 'job')."""
     from nas.raytune import trainable
@@ -319,7 +287,7 @@ def _run_jobs(run: RunFolder, jobs: Sequence[Job], data: Any, settings: Any, cpu
     import torch
     from ray import tune
 
-    from nas.raytune import check_resources, fitting_trials, trial_dirname
+    from nas.raytune import FidelityRecorder, check_resources, fitting_trials, trial_dirname
     from nas.options import UsageError as SearchUsageError
 
     os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
@@ -346,7 +314,8 @@ def _run_jobs(run: RunFolder, jobs: Sequence[Job], data: Any, settings: Any, cpu
                 reuse_actors=True, trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(
                 name=f"fidelity-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str((run.path / 'ray').resolve()), callbacks=[_recorder(run, len(jobs), start)],
+                storage_path=str((run.path / 'ray').resolve()),
+                callbacks=[FidelityRecorder(run, FIDELITY_RECORDS, len(jobs), start)],
                 verbose=0, failure_config=tune.FailureConfig(max_failures=0),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
         tuner.fit()  # results are read from fidelity.jsonl, not from Tune's ResultGrid
