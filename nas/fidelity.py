@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import sys
@@ -284,22 +283,12 @@ def _run_jobs(run: RunFolder, jobs: Sequence[Job], data: Any, settings: Any, cpu
               gpus_per_trial: float, max_concurrent: int | None, address: str | None, start: float) -> None:
     """One Tune run over the fixed list of evaluations (a grid over the list, no searcher)."""
     import ray
-    import torch
     from ray import tune
 
-    from nas.raytune import FidelityRecorder, check_resources, fitting_trials, trial_dirname
+    from nas.raytune import FidelityRecorder, check_resources, fitting_trials, ray_session, trial_dirname
     from nas.options import UsageError as SearchUsageError
 
-    os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
-    os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
-    os.environ.setdefault('TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S', '0')
-    started_ray = not address
-    if address:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                 num_gpus=torch.cuda.device_count())
-    try:
+    with ray_session(address):
         resources = ray.cluster_resources()
         try:
             check_resources(resources, cpus_per_trial, gpus_per_trial, address)
@@ -319,9 +308,6 @@ def _run_jobs(run: RunFolder, jobs: Sequence[Job], data: Any, settings: Any, cpu
                 verbose=0, failure_config=tune.FailureConfig(max_failures=0),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
         tuner.fit()  # results are read from fidelity.jsonl, not from Tune's ResultGrid
-    finally:
-        if started_ray:
-            ray.shutdown()
 
 
 # --------------------------------------------------------------------------- the check

@@ -578,6 +578,26 @@ def trial_dirname(trial: Any) -> str:
     return f'trial_{trial.trial_id}'
 
 
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Ray for one Tune run: the cluster at `address`, or a local Ray with this machine's
+    resources and no dashboard that is stopped afterwards. Our progress lines replace Tune's
+    tables, and our records files its per-trial result files."""
+    os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
+    os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
+    os.environ.setdefault('TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S', '0')
+    if address:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        yield
+        return
+    ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+             num_gpus=torch.cuda.device_count())
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     """Start (or join) Ray, run the trials, stop the Ray it started. `on_cluster(info)` is called
     once Ray is up, with {'address', 'nodes', 'cpus', 'gpus'} (the search writes it to run.yaml).
@@ -585,10 +605,6 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     Raises:
         UsageError: a trial fits on no node.
     """
-    # Our progress lines replace Tune's tables; trials.jsonl replaces its per-trial result files.
-    os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
-    os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
-    os.environ.setdefault('TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S', '0')
     searcher = ArchSearcher(job.study, job.space, job.objectives, job.limits, job.history, job.seed, job.budget,
                             repeats=job.repeats, race=job.race, race_share=job.race_share)
     recorder = Recorder(job.run, job.references, job.objectives, job.budget, job.quiet,
@@ -604,13 +620,9 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
 
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_sigint)
-    started_ray = not job.address
-    if job.address:
-        ray.init(address=job.address, logging_level=logging.ERROR, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                 num_gpus=torch.cuda.device_count())
+    stack = contextlib.ExitStack()
     try:
+        stack.enter_context(ray_session(job.address))
         resources = ray.cluster_resources()
         cluster = {'address': job.address or 'local', 'nodes': sum(n['Alive'] for n in ray.nodes()),
                    **{k.lower() + 's': v for k, v in resources.items() if k in ('CPU', 'GPU')}}
@@ -644,8 +656,7 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         recorder._clear_status()
-        if started_ray:
-            ray.shutdown()
+        stack.close()
     return TuneOutcome(searcher.duplicates, searcher.random_injections, searcher.exhausted, recorder.failures,
                        searcher.reevaluations, cluster, recorder.interrupted, recorder.disk_error,
                        recorder.unrecorded)
