@@ -49,7 +49,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_SPACE = Path('search_spaces/digits.yaml')
 SAMPLERS = ('tpe', 'nsga2', 'nsga3', 'gp', 'random')
 # Options a resumed run may change; the others define the search and must stay as they were.
-RESUMABLE = {'budget', 'time_budget', 'cpus_per_trial', 'gpus_per_trial', 'max_concurrent', 'address',
+RESUMABLE = {'budget', 'time_budget', 'cpus_per_trial', 'gpus_per_trial', 'gpu_memory_mb', 'max_concurrent', 'address',
              'max_failures', 'resume', 'results_dir', 'quiet', 'data_dir'}
 LIMIT_OPTIONS = {'max_macs': 'macs', 'max_params': 'params', 'max_latency_ms': 'latency'}
 PROXY_OPTIONS = ('dataset', 'epochs', 'batch_size', 'subset')
@@ -82,7 +82,8 @@ class SearchOptions:
     subset: float | None = None
     batch_size: int | None = None
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None  # None: 1 when CUDA is present, else 0
+    gpus_per_trial: float | str | None = None  # None: 1 when CUDA is present, else 0; 'auto': by memory
+    gpu_memory_mb: float | None = None  # the GPUs' memory for auto; None: measured on this machine's GPU
     max_concurrent: int | None = None
     address: str | None = None
     max_failures: int | None = None
@@ -214,6 +215,28 @@ def _resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Se
     return folder, SearchOptions.from_dict({k: v for k, v in merged.items() if k in given}), True
 
 
+def _gpus(opts: SearchOptions) -> tuple[float, float | None]:
+    """GPUs per trial (for auto: its smallest share) and, for auto, the GPUs' memory in MB."""
+    if opts.gpus_per_trial is None:
+        return (1.0 if torch.cuda.is_available() else 0.0), None
+    if opts.gpus_per_trial != 'auto':
+        try:
+            return float(opts.gpus_per_trial), None
+        except ValueError:
+            raise UsageError(f"--gpus-per-trial: a number or auto, got {opts.gpus_per_trial!r}") from None
+    memory = opts.gpu_memory_mb
+    if memory is None:
+        if not torch.cuda.is_available():
+            raise UsageError('--gpus-per-trial auto: no GPU here to measure; give --gpu-memory-mb (the memory of '
+                             "the cluster's GPUs)")
+        memory = torch.cuda.get_device_properties(0).total_memory / 2 ** 20
+    if memory <= 0:
+        raise UsageError(f'--gpu-memory-mb must be positive, got {memory:g}')
+    from nas.raytune import GPU_GRID
+
+    return 1 / GPU_GRID, float(memory)
+
+
 def _proxy(space: SearchSpace, opts: SearchOptions) -> ProxyConfig:
     """The space's proxy with the command line's overrides, checked by the same rules."""
     changes: dict[str, Any] = {k: getattr(opts, k) for k in PROXY_OPTIONS if getattr(opts, k) is not None}
@@ -276,7 +299,7 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         opts.space = PROJECT / opts.space  # the shipped spaces, from any working directory
     space = load_space(opts.space)
     proxy = _proxy(space, opts)
-    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
+    gpus, gpu_memory = _gpus(opts)
     if resumed and folder.config().space_fingerprint != space.fingerprint:
         raise UsageError(f'--resume: the search space changed since {folder.path} started ({opts.space} now has '
                          f'fingerprint {space.fingerprint}, the run used {folder.config().space_fingerprint}); '
@@ -322,7 +345,7 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     outcome = run_tune(TuneJob(
         run=folder, study=study, space=space, data=data, settings=settings, objectives=opts.objectives,
         limits=opts.limits, seed=opts.seed, budget=opts.budget, history=records, repeats=opts.repeats,
-        race=opts.race, race_share=opts.race_share,
+        race=opts.race, race_share=opts.race_share, gpu_memory_mb=gpu_memory,
         references={a.arch_id: name for name, a in space.reference_points().items()},
         cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=gpus, max_concurrent=opts.max_concurrent,
         address=opts.address, time_budget=opts.time_budget, early_stop=opts.early_stop,
@@ -389,8 +412,12 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g = p.add_argument_group('resources')
     g.add_argument('--cpus-per-trial', type=float, default=dflt('cpus_per_trial'),
                    help='CPUs per trial (torch threads)')
-    g.add_argument('--gpus-per-trial', type=float, default=dflt('gpus_per_trial'),
-                   help='GPUs per trial, fractions allowed; default: 1 when CUDA is present, else 0')
+    g.add_argument('--gpus-per-trial', default=dflt('gpus_per_trial'),
+                   help='GPUs per trial, fractions allowed, or auto: each trial gets the share of a GPU its measured '
+                        'training memory needs (steps of 1/8), and one that runs out of memory is retried once on a '
+                        'whole GPU; default: 1 when CUDA is present, else 0')
+    g.add_argument('--gpu-memory-mb', type=float, default=dflt('gpu_memory_mb'),
+                   help="with --gpus-per-trial auto: the memory of the cluster's GPUs; default: this machine's GPU")
     g.add_argument('--max-concurrent', type=int, default=dflt('max_concurrent'),
                    help='trials at once; default: as resources allow')
     g.add_argument('--address', default=dflt('address'),
