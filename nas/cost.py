@@ -190,6 +190,23 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device | str = 'cpu')
     return tracker.peak / 2 ** 20
 
 
+def training_memory_mb(model: nn.Module, input_size: tuple[int, int, int], batch_size: int) -> float:
+    """An estimate of the memory one training step of `model` needs at `batch_size`, in MB:
+    the activations and gradients of a forward and backward pass measured on the CPU at batch 2
+    (`peak_memory_mb`) and scaled to `batch_size`, plus the weights, their gradients and two
+    optimizer moments (4x the parameters). What `--gpus-per-trial auto` packs GPUs by."""
+    model.train()
+    x = torch.randn(2, *input_size)
+
+    def step() -> None:
+        model(x).float().sum().backward()
+
+    activations = peak_memory_mb(step, 'cpu') * batch_size / 2
+    model.zero_grad(set_to_none=True)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2 ** 20
+    return activations + 4 * weights
+
+
 def measure_peak_memory(model: nn.Module, x: torch.Tensor) -> float:
     """Peak MB held by tensors created during one inference forward (see `peak_memory_mb`)."""
     model.eval()

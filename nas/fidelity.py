@@ -294,7 +294,7 @@ def _run_jobs(run: RunFolder, jobs: Sequence[Job], data: Any, settings: Any, cpu
             check_resources(resources, cpus_per_trial, gpus_per_trial, address)
         except SearchUsageError as e:
             raise UsageError(str(e)) from None
-        fn = tune.with_parameters(job_trainable, data=data, settings=settings, threads=max(1, int(cpus_per_trial)))
+        fn = tune.with_parameters(job_trainable, data=[ray.put(data)], settings=settings, threads=max(1, int(cpus_per_trial)))
         tuner = tune.Tuner(
             tune.with_resources(fn, {'cpu': cpus_per_trial, 'gpu': gpus_per_trial}),
             param_space={'job': tune.grid_search([j.config() for j in jobs])},

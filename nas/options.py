@@ -23,7 +23,7 @@ __all__ = ['UsageError', 'SearchOptions', 'DEFAULT_SPACE', 'SAMPLERS', 'RESUMABL
 DEFAULT_SPACE = Path('search_spaces/symmetry.yaml')
 SAMPLERS = ('tpe', 'nsga2', 'nsga3', 'gp', 'random')
 # Options a resumed run may change; the others define the search and must stay as they were.
-RESUMABLE = {'budget', 'time_budget', 'cpus_per_trial', 'gpus_per_trial', 'max_concurrent', 'address',
+RESUMABLE = {'budget', 'time_budget', 'cpus_per_trial', 'gpus_per_trial', 'gpu_memory_mb', 'max_concurrent', 'address',
              'max_failures', 'resume', 'results_dir', 'quiet', 'data_dir'}
 LIMIT_OPTIONS = {'max_macs': 'macs', 'max_params': 'params', 'max_latency_ms': 'latency'}
 PROXY_OPTIONS = ('dataset', 'epochs', 'batch_size', 'subset')
@@ -56,7 +56,8 @@ class SearchOptions:
     subset: float | None = None
     batch_size: int | None = None
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None  # None: 1 when CUDA is present, else 0
+    gpus_per_trial: float | str | None = None  # None: 1 when CUDA is present, else 0; 'auto': by memory
+    gpu_memory_mb: float | None = None  # the GPUs' memory for auto; None: measured on this machine's GPU
     max_concurrent: int | None = None
     address: str | None = None
     max_failures: int | None = None
@@ -114,8 +115,18 @@ class SearchOptions:
                 raise UsageError(f'--{_flag(key)} must be > 0, got {value!r}')
         if not _positive(self.cpus_per_trial):
             raise UsageError(f'--cpus-per-trial must be positive, got {self.cpus_per_trial!r}')
-        if self.gpus_per_trial is not None and not (_positive(self.gpus_per_trial) or self.gpus_per_trial == 0):
-            raise UsageError(f'--gpus-per-trial must be a number >= 0, got {self.gpus_per_trial!r}')
+        gpus = self.gpus_per_trial
+        if isinstance(gpus, str) and gpus.strip().lower() != 'auto':
+            try:
+                gpus = float(gpus)  # the command line gives a string
+            except ValueError:
+                raise UsageError(f'--gpus-per-trial must be a number >= 0 or auto, got {gpus!r}') from None
+        elif isinstance(gpus, str):
+            gpus = 'auto'
+        if gpus is not None and gpus != 'auto' and not (_positive(gpus) or gpus == 0):
+            raise UsageError(f'--gpus-per-trial must be a number >= 0 or auto, got {self.gpus_per_trial!r}')
+        if self.gpu_memory_mb is not None and not _positive(self.gpu_memory_mb):
+            raise UsageError(f'--gpu-memory-mb must be a number of MB > 0, got {self.gpu_memory_mb!r}')
         for key, low in (('max_concurrent', 1), ('max_failures', 0)):
             value = getattr(self, key)
             if value is not None and (not _is_int(value) or value < low):
@@ -132,7 +143,7 @@ class SearchOptions:
         except ProxyError as e:
             if e.key in changes:
                 raise UsageError(f'--{_flag(e.key)}: {e.msg}') from None
-        return replace(self, objectives=objectives, **limits)
+        return replace(self, objectives=objectives, gpus_per_trial=gpus, **limits)
 
 
 def _is_int(v: Any) -> bool:

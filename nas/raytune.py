@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import shutil
 import signal
@@ -32,6 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,23 +70,47 @@ def _result(record: TrialRecord, final: bool) -> dict[str, Any]:
             'status': record.status, 'record': asdict(record)}
 
 
-def trainable(config: dict[str, Any], data: Dataset, settings: TrialSettings, threads: int) -> None:
-    """Ray Tune function trainable: `evaluate` one architecture, reporting every epoch."""
+# The proxy's data on each worker's device, fetched once per worker process: actors are reused
+# across trials, so only a worker's first trial pays for the fetch and the copy to the device.
+_DATA_ON_DEVICE: dict[tuple[str, str], Dataset] = {}
+
+
+def _data_on(ref: ray.ObjectRef, device: str) -> Dataset:
+    key = (ref.hex(), device)
+    if key not in _DATA_ON_DEVICE:
+        _DATA_ON_DEVICE.clear()  # one dataset at a time: a worker serves one search
+        _DATA_ON_DEVICE[key] = ray.get(ref).to(device)
+    return _DATA_ON_DEVICE[key]
+
+
+def trainable(config: dict[str, Any], data: list[ray.ObjectRef], settings: TrialSettings, threads: int) -> None:
+    """Ray Tune function trainable: `evaluate` one architecture, reporting every epoch.
+
+    `data` is [an object ref of the Dataset] (a list, so that Tune passes the ref unresolved and
+    the worker fetches it once, not once per trial). The trial runs on the GPU Ray gave it
+    (CUDA_VISIBLE_DEVICES: its first GPU is cuda:0), or on the CPU when it has none."""
     from safetensors.torch import save_file
 
+    start = time.perf_counter()
     torch.set_num_threads(max(1, threads))  # one thread per CPU Ray gives the trial
     if config.get('epochs'):  # a longer (or shorter) training than the run's proxy: the fidelity check
         settings = replace(settings, proxy=replace(settings.proxy, epochs=int(config['epochs'])))
-    if settings.device.startswith('cuda') and not torch.cuda.is_available():
-        settings = replace(settings, device='cpu')
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    device = 'cuda' if gpu_ids and torch.cuda.is_available() else 'cpu'
+    settings = replace(settings, device=device)
+    dataset = _data_on(data[0], device)
+    setup = time.perf_counter() - start
     node = ray.get_runtime_context().get_node_id()
 
-    def report(record: TrialRecord) -> None:
-        record.node = node
-        tune.report(_result(record, final=False))
+    def stamp(record: TrialRecord) -> TrialRecord:
+        record.node, record.gpu_ids, record.setup_seconds = node, gpu_ids, setup
+        return record
 
-    outcome = evaluate(Arch.from_dict(config['arch']), data, settings, seed=int(config['seed']), report=report)
-    outcome.record.node = node
+    def report(record: TrialRecord) -> None:
+        tune.report(_result(stamp(record), final=False))
+
+    outcome = evaluate(Arch.from_dict(config['arch']), dataset, settings, seed=int(config['seed']), report=report)
+    stamp(outcome.record)
     if outcome.model is None:
         tune.report(_result(outcome.record, final=True))
         return
@@ -126,6 +152,22 @@ def record_from_result(result: dict[str, Any], config: dict[str, Any], error: bo
 
 # --------------------------------------------------------------------------- the searcher (driver side)
 
+CUDA_CONTEXT_MB = 600  # what a worker process's CUDA context and kernels take on a GPU, besides tensors
+GPU_GRID = 8  # --gpus-per-trial auto hands out GPU fractions in steps of 1/GPU_GRID
+
+
+def gpu_fraction(need_mb: float, gpu_mb: float, headroom: float = 1.25) -> float:
+    """The share of one GPU a trial needing `need_mb` of memory gets under --gpus-per-trial auto:
+    its need with `headroom` plus a CUDA context, over the GPU's memory, rounded up to a step of
+    1/GPU_GRID, at least one step and at most the whole GPU."""
+    steps = math.ceil((need_mb * headroom + CUDA_CONTEXT_MB) / gpu_mb * GPU_GRID - 1e-9)
+    return min(GPU_GRID, max(1, steps)) / GPU_GRID
+
+
+def _is_oom(record: TrialRecord) -> bool:
+    return record.status == 'failed' and 'out of memory' in (record.error or '').lower()
+
+
 class ArchSearcher(Searcher):
     """Ray's Searcher over an Optuna study, through Optuna's public ask/tell API.
 
@@ -154,7 +196,7 @@ class ArchSearcher(Searcher):
 
     def __init__(self, study: optuna.Study, space: SearchSpace, objectives: list[str], limits: dict[str, float],
                  history: list[TrialRecord], seed: int, budget: int, repeats: int = 1, race: int = 1,
-                 race_share: float = 0.0):
+                 race_share: float = 0.0, gpu_memory_mb: float | None = None, batch_size: int = 64):
         super().__init__()  # several objectives: Optuna holds them, Tune needs no metric of ours
         self.study, self.space, self.objectives, self.limits = study, space, objectives, limits
         self.seed, self.budget, self.repeats, self.race, self.race_share = seed, budget, repeats, race, race_share
@@ -170,14 +212,31 @@ class ArchSearcher(Searcher):
         self.random_injections = 0
         self.reevaluations = 0  # this process's
         self._random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        self.gpu_memory_mb, self.batch_size = gpu_memory_mb, batch_size  # --gpus-per-trial auto
+        self._gpus: dict[str, float] = {}  # arch id -> its GPU share under auto
+
+    def gpus_for(self, arch: dict[str, Any], arch_id: str) -> float | None:
+        """The GPU share of an architecture's trials under --gpus-per-trial auto (None otherwise)."""
+        if self.gpu_memory_mb is None:
+            return None
+        if arch_id not in self._gpus:
+            from nas.cost import training_memory_mb
+            from nas.model import create_model
+
+            a = Arch.from_dict(arch)
+            need = training_memory_mb(create_model(a), (a.in_chans, *a.input_size), self.batch_size)
+            self._gpus[arch_id] = gpu_fraction(need, self.gpu_memory_mb)
+        return self._gpus[arch_id]
 
     # -- what to run next
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        config = self._reevaluation()
+        config = self._oom_retry() or self._reevaluation()
         if config is None and not self.exhausted and self._new_archs() < self.budget:
             config = self._new_arch()
         if config is not None:
             self.running[trial_id] = (config['arch_id'], config.pop('_trial', None))
+            if 'gpus' not in config and self.gpu_memory_mb is not None:
+                config['gpus'] = self.gpus_for(config['arch'], config['arch_id'])
             return config
         if self.running:
             return None  # racing may still want seeds of what is running: ask again later
@@ -191,6 +250,17 @@ class ArchSearcher(Searcher):
         extra = len(self.results) + len(self.running) - self._new_archs()
         return pareto.race_targets(archs, self.objectives, seed_std(archs), repeats=self.repeats, race=self.race,
                                    band=extra < self.race_share * self.budget)
+
+    def _oom_retry(self) -> dict[str, Any] | None:
+        """Under --gpus-per-trial auto, a trial that ran out of GPU memory on its share runs once
+        more, alone on a whole GPU, with the same seed, before its failure counts."""
+        if self.gpu_memory_mb is None:
+            return None
+        running = {a for a, _ in self.running.values()}
+        for a in aggregate(self.results):
+            if a.arch_id not in running and len(a.records) == 1 and _is_oom(a.records[0]):
+                return {'arch': a.arch, 'arch_id': a.arch_id, 'seed': a.records[0].seed, 'gpus': 1.0}
+        return None
 
     def _reevaluation(self) -> dict[str, Any] | None:
         pending: dict[str, int] = {}
@@ -530,6 +600,7 @@ class TuneJob:
     repeats: int = 1
     race: int = 1
     race_share: float = 0.0
+    gpu_memory_mb: float | None = None  # set: --gpus-per-trial auto, each trial's share from its memory
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
@@ -573,6 +644,11 @@ def fitting_trials(resources: dict[str, float], cpus_per_trial: float, gpus_per_
     return max(1, fit)
 
 
+def _resources(cpus: float, gpus: float, config: dict[str, Any]) -> tune.PlacementGroupFactory:
+    """A trial's resources: its CPUs, and its config's GPU share (auto, an OOM retry) or the fixed one."""
+    return tune.PlacementGroupFactory([{'CPU': cpus, 'GPU': config.get('gpus', gpus)}])
+
+
 def trial_dirname(trial: Any) -> str:
     """Ray trial folders named by trial id (the default spells out the whole config)."""
     return f'trial_{trial.trial_id}'
@@ -606,7 +682,8 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
         UsageError: a trial fits on no node.
     """
     searcher = ArchSearcher(job.study, job.space, job.objectives, job.limits, job.history, job.seed, job.budget,
-                            repeats=job.repeats, race=job.race, race_share=job.race_share)
+                            repeats=job.repeats, race=job.race, race_share=job.race_share,
+                            gpu_memory_mb=job.gpu_memory_mb, batch_size=job.settings.proxy.batch_size)
     recorder = Recorder(job.run, job.references, job.objectives, job.budget, job.quiet,
                         epochs=job.settings.proxy.epochs)
     # Ctrl-C: our handler instead of Tune's, so the search knows; the FailureStopper then stops Tune
@@ -628,9 +705,11 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
                    **{k.lower() + 's': v for k, v in resources.items() if k in ('CPU', 'GPU')}}
         if on_cluster is not None:
             on_cluster(cluster)
-        check_resources(resources, job.cpus_per_trial, job.gpus_per_trial, job.address)
-        concurrent = job.max_concurrent or fitting_trials(resources, job.cpus_per_trial, job.gpus_per_trial)
-        fn = tune.with_parameters(trainable, data=job.data, settings=job.settings,
+        auto = job.gpu_memory_mb is not None
+        least = 1 / GPU_GRID if auto else job.gpus_per_trial
+        check_resources(resources, job.cpus_per_trial, least, job.address)
+        concurrent = job.max_concurrent or fitting_trials(resources, job.cpus_per_trial, least)
+        fn = tune.with_parameters(trainable, data=[ray.put(job.data)], settings=job.settings,
                                   threads=max(1, int(job.cpus_per_trial)))
         scheduler = None
         if job.early_stop:
@@ -638,7 +717,7 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
             scheduler = ASHAScheduler(metric='accuracy', mode='max', time_attr='training_iteration',
                                       max_t=max(1, epochs), grace_period=max(1, epochs // 4), reduction_factor=3)
         tuner = tune.Tuner(
-            tune.with_resources(fn, {'cpu': job.cpus_per_trial, 'gpu': job.gpus_per_trial}),
+            tune.with_resources(fn, partial(_resources, job.cpus_per_trial, job.gpus_per_trial)),
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,  # searcher ends
                                         max_concurrent_trials=concurrent, reuse_actors=True,
                                         time_budget_s=job.time_budget,

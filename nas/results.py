@@ -91,6 +91,8 @@ class TrialRecord:
     node: str | None = None  # the Ray node that ran the trial
     seed: int | None = None  # the proxy's seed (initial weights, batch order, augmentation)
     device: str | None = None  # where it was costed and trained ('cpu', 'cuda:0')
+    gpu_ids: list[str] = field(default_factory=list)  # the GPUs Ray gave the trial (empty on CPU)
+    setup_seconds: float = 0.0  # in the trainable before evaluation: the data fetched and placed
     started_at: str = ""
     finished_at: str = ""
 

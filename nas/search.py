@@ -122,6 +122,24 @@ def _resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Se
     return folder, SearchOptions.from_dict({k: v for k, v in merged.items() if k in given}), True
 
 
+def _gpus(opts: SearchOptions) -> tuple[float, float | None]:
+    """GPUs per trial (for auto: its smallest share) and, for auto, the GPUs' memory in MB.
+    The options are checked already (a number >= 0, 'auto' or None)."""
+    if opts.gpus_per_trial is None:
+        return (1.0 if torch.cuda.is_available() else 0.0), None
+    if opts.gpus_per_trial != 'auto':
+        return float(opts.gpus_per_trial), None
+    memory = opts.gpu_memory_mb
+    if memory is None:
+        if not torch.cuda.is_available():
+            raise UsageError('--gpus-per-trial auto: no GPU here to measure; give --gpu-memory-mb (the memory of '
+                             "the cluster's GPUs)")
+        memory = torch.cuda.get_device_properties(0).total_memory / 2 ** 20
+    from nas.raytune import GPU_GRID
+
+    return 1 / GPU_GRID, float(memory)
+
+
 def _proxy(space: SearchSpace, opts: SearchOptions) -> ProxyConfig:
     """The space's proxy with the command line's overrides, checked by the same rules."""
     changes = proxy_changes(opts)
@@ -165,7 +183,7 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     except SpaceError as e:  # name the path as the user typed it
         raise SpaceError(typed, e.path, e.msg) from None
     proxy = _proxy(space, opts)
-    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
+    gpus, gpu_memory = _gpus(opts)  # for auto: its smallest share of a GPU
     if not opts.address:  # this machine's resources are known before Ray starts
         from nas.raytune import check_resources
 
@@ -225,7 +243,7 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     outcome = run_tune(TuneJob(
         run=folder, study=study, space=space, data=data, settings=settings, objectives=opts.objectives,
         limits=opts.limits, seed=opts.seed, budget=opts.budget, history=records, repeats=opts.repeats,
-        race=opts.race, race_share=opts.race_share,
+        race=opts.race, race_share=opts.race_share, gpu_memory_mb=gpu_memory,
         references={a.arch_id: name for name, a in space.reference_points().items()},
         cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=gpus, max_concurrent=opts.max_concurrent,
         address=opts.address, time_budget=opts.time_budget, early_stop=opts.early_stop,
@@ -299,8 +317,12 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g = p.add_argument_group('resources')
     g.add_argument('--cpus-per-trial', type=float, default=dflt('cpus_per_trial'),
                    help='CPUs per trial (torch threads)')
-    g.add_argument('--gpus-per-trial', type=float, default=dflt('gpus_per_trial'),
-                   help='GPUs per trial, fractions allowed; default: 1 when CUDA is present, else 0')
+    g.add_argument('--gpus-per-trial', default=dflt('gpus_per_trial'),
+                   help='GPUs per trial, fractions allowed, or auto: each trial gets the share of a GPU its measured '
+                        'training memory needs (steps of 1/8), and one that runs out of memory is retried once on a '
+                        'whole GPU; default: 1 when CUDA is present, else 0')
+    g.add_argument('--gpu-memory-mb', type=float, default=dflt('gpu_memory_mb'),
+                   help="with --gpus-per-trial auto: the memory of the cluster's GPUs; default: this machine's GPU")
     g.add_argument('--max-concurrent', type=int, default=dflt('max_concurrent'),
                    help='trials at once; default: as resources allow')
     g.add_argument('--address', default=dflt('address'),
