@@ -2,12 +2,18 @@
 
     python benchmarks/acmix_op.py                 # CPU (and CUDA when present), the issue's two shapes
     python benchmarks/acmix_op.py --threads 1 --repeats 10
+    python benchmarks/acmix_op.py --models        # also the model level (slow on a CPU: minutes)
 
 Forward is timed under torch.no_grad(); forward+backward from a random output gradient. Times are
-the median of --repeats runs after --warmup runs. Peak memory is what forward+backward allocates on
-top of the inputs and weights: on CUDA the caching allocator's peak; on CPU the peak of the live
-bytes of the storages aten ops create (nas.cost.peak_memory_mb, op granularity).
-Ratios compare implementations measured in this same run.
+medians of --repeats runs after --warmup runs, taken round-robin (one run of each implementation in
+turn), so that load from other processes falls on all of them alike and the ratios stay comparable.
+Peak memory is what forward+backward allocates on top of the inputs and weights: on CUDA the caching
+allocator's peak; on CPU the peak of the live bytes of the storages aten ops create
+(nas.cost.peak_memory_mb, op granularity). Ratios compare implementations measured in this same run.
+
+--models adds the model level, training steps (forward, cross-entropy, backward, SGD step) timed the
+same way: all-ACmix vs all-conv (the reference points of search_spaces/symmetry.yaml, at its proxy's
+batch size and input) and timm's acmix_resnet50 vs resnet50 at batch 8, 224² (images/s).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -33,35 +40,42 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+def round_robin_ms(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int,
+                   repeats: dict[str, int]) -> dict[str, float]:
+    """Median milliseconds of each function, timed in turn (one run of each per round)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(max(repeats.values())):
+        for name, fn in fns.items():
+            if i >= repeats[name]:
+                continue
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
-def implementations(c: int, k_att: int) -> dict[str, nn.Module]:
+def implementations(c: int, k_att: int, stride: int) -> dict[str, nn.Module]:
     return {
-        "acmix (ours)": ACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3),
-        "acmix unfold": UnfoldACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3),
-        "conv 3x3": nn.Conv2d(c, c, 3, padding=1, bias=False),
+        "acmix (ours)": ACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride),
+        "acmix unfold": UnfoldACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride),
+        "conv 3x3": nn.Conv2d(c, c, 3, stride=stride, padding=1, bias=False),
     }
 
 
-def run(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int) -> list[dict]:
+def run(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int, strides: list[int]) -> list[dict]:
     rows = []
-    for (b, c, h, w), k_att in [(s, k) for s in SHAPES for k in K_ATTS]:
+    for (b, c, h, w), k_att, stride in [(s, k, st) for s in SHAPES for k in K_ATTS for st in strides]:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(b, c, h, w, generator=gen).to(device, dtype)
-        grad = torch.randn(b, c, h, w, generator=gen).to(device, dtype)
-        for name, module in implementations(c, k_att).items():
-            module = module.to(device, dtype)
+        grad = torch.randn(b, c, -(-h // stride), -(-w // stride), generator=gen).to(device, dtype)
+        modules = {name: m.to(device, dtype) for name, m in implementations(c, k_att, stride).items()}
+        forwards, steps = {}, {}
+        for name, module in modules.items():
             xg = x.clone().requires_grad_()
 
             def forward(module=module):
@@ -73,18 +87,20 @@ def run(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int) -> 
                 module.zero_grad(set_to_none=True)
                 xg.grad = None
 
-            reps = max(3, repeats // 3) if "unfold" in name else repeats  # the reference is slow
+            forwards[name], steps[name] = forward, forward_backward
+        reps = {name: max(3, repeats // 3) if "unfold" in name else repeats for name in modules}  # the reference is slow
+        fwd = round_robin_ms(forwards, device, warmup, reps)
+        fwd_bwd = round_robin_ms(steps, device, warmup, reps)
+        for name in modules:
             rows.append({
-                "shape": f"B={b} C={c} {h}x{w} k{k_att}", "device": device.type, "impl": name,
-                "fwd_ms": median_ms(forward, device, warmup, reps),
-                "fwd_bwd_ms": median_ms(forward_backward, device, warmup, reps),
-                "peak_mib": peak_memory_mb(forward_backward, device),
+                "shape": f"B={b} C={c} {h}x{w} k{k_att} s{stride}", "device": device.type, "impl": name,
+                "fwd_ms": fwd[name], "fwd_bwd_ms": fwd_bwd[name], "peak_mib": peak_memory_mb(steps[name], device),
             })
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    header = f"{'device':6} {'shape':22} {'impl':22} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MiB':>9}  ratios (same run)"
+    header = f"{'device':6} {'shape':25} {'impl':22} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MiB':>9}  ratios (same run)"
     print(header)
     print("-" * len(header) + "-" * 40)
     for row in rows:
@@ -97,8 +113,59 @@ def print_table(rows: list[dict]) -> None:
                     f"{row['peak_mib'] / ref['peak_mib']:.2f}x its memory; "
                     f"{row['fwd_bwd_ms'] / conv['fwd_bwd_ms']:.1f}x the conv's time, "
                     f"{row['peak_mib'] / max(conv['peak_mib'], 1e-9):.1f}x its memory")
-        print(f"{row['device']:6} {row['shape']:22} {row['impl']:22} {row['fwd_ms']:9.1f} "
+        print(f"{row['device']:6} {row['shape']:25} {row['impl']:22} {row['fwd_ms']:9.1f} "
               f"{row['fwd_bwd_ms']:11.1f} {row['peak_mib']:9.1f}  {note}")
+
+
+def training_step(model: nn.Module, x: torch.Tensor, num_classes: int) -> Callable[[], None]:
+    """One SGD training step of `model` on batch `x` with fixed random labels."""
+    model.train()
+    labels = torch.randint(0, num_classes, (x.shape[0],), generator=torch.Generator().manual_seed(0)).to(x.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), labels).backward()
+        optimizer.step()
+    return step
+
+
+def run_models(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int) -> list[dict]:
+    """Training steps: the default space's all-ACmix vs all-conv proxies, and ACmix-ResNet-50 vs ResNet-50."""
+    import timm
+
+    from nas.model import create_model
+    from nas.space import SearchSpace
+
+    space = SearchSpace.from_yaml(Path(__file__).resolve().parents[1] / "search_spaces" / "symmetry.yaml")
+    refs = space.reference_points()
+    size, batch = space.proxy.image_size, space.proxy.batch_size
+    x = torch.randn(batch, space.in_chans, size, size, generator=torch.Generator().manual_seed(0)).to(device, dtype)
+    groups = [(f"symmetry proxy B={batch} {size}x{size}", 4, x,
+               {"all-acmix": create_model(refs["all_acmix"], num_classes=4),
+                "all-conv": create_model(refs["all_conv"], num_classes=4)}, repeats)]
+    x = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device, dtype)
+    groups.append(("timm B=8 224x224", 1000, x,
+                   {"acmix_resnet50": timm.create_model("acmix_resnet50"),
+                    "resnet50": timm.create_model("resnet50")}, max(3, repeats // 3)))
+    rows = []
+    for label, classes, x, models, reps in groups:
+        steps = {name: training_step(m.to(device, dtype), x, classes) for name, m in models.items()}
+        ms = round_robin_ms(steps, device, min(warmup, 1) if reps < repeats else warmup, {n: reps for n in steps})
+        for name in models:
+            rows.append({"group": label, "model": name, "step_ms": ms[name], "images_s": x.shape[0] / ms[name] * 1e3})
+    return rows
+
+
+def print_models(rows: list[dict]) -> None:
+    header = f"{'setting':28} {'model':16} {'train step ms':>14} {'images/s':>9}  ratio (same run)"
+    print("\n" + header)
+    print("-" * len(header) + "-" * 20)
+    for row in rows:
+        group = [r for r in rows if r["group"] == row["group"]]
+        base = group[-1]  # the conv model of the pair
+        note = "" if row is base else f"{row['step_ms'] / base['step_ms']:.2f}x the time of {base['model']}"
+        print(f"{row['group']:28} {row['model']:16} {row['step_ms']:14.1f} {row['images_s']:9.1f}  {note}")
 
 
 def main() -> None:
@@ -110,6 +177,10 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto: CPU, and CUDA as well when present")
+    parser.add_argument("--strides", type=int, nargs="+", default=[1, 2], help="operator strides")
+    parser.add_argument("--models", action="store_true",
+                        help="also time training steps of whole models (all-ACmix vs all-conv, ACmix-ResNet-50 vs ResNet-50)")
+    parser.add_argument("--models-only", action="store_true", help="only the model level")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] if args.device != "cuda" else []
@@ -118,10 +189,14 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.dtype}, heads=4 k_conv=3, "
           f"median of {args.repeats} after {args.warmup} warm-up\n")
-    rows = []
-    for device in devices:
-        rows += run(device, dtype, args.warmup, args.repeats)
-    print_table(rows)
+    if not args.models_only:
+        rows = []
+        for device in devices:
+            rows += run(device, dtype, args.warmup, args.repeats, args.strides)
+        print_table(rows)
+    if args.models or args.models_only:
+        for device in devices:
+            print_models(run_models(device, dtype, args.warmup, args.repeats))
 
 
 if __name__ == "__main__":

@@ -222,61 +222,80 @@ class ACmix(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, h, w = x.shape[0], x.shape[2], x.shape[3]
         c, n, d = self.out_planes, self.head, self.head_dim
-        # The three 1×1 projections as one matmul over channels: x as (B, H·W, C_in) tokens is a view
-        # for NCHW and channels-last inputs alike, and the result (B, H·W, 3C) is channels-last, the
-        # layout both branches want, so q, k, v below are views (no copies, no layout changes).
+        # The three 1×1 projections as one linear layer over channels: x as (B, H·W, C_in) tokens is a
+        # view for NCHW and channels-last inputs alike, and the result (B, H·W, 3C) is channels-last,
+        # the layout both branches want. Its channels are ordered (head channel g, q/k/v, head n), so
+        # the conv branch's groups are contiguous channel blocks and q, k, v are strided views.
         weight, bias = self.qkv_parameters()
-        qkv = torch.baddbmm(bias.view(1, 1, 3 * c), x.flatten(2).transpose(1, 2),
-                            weight.t().unsqueeze(0).expand(b, -1, -1))
-        maps = qkv.transpose(1, 2).view(b, 3 * c, h, w)
-        q, k, v = maps[:, :c], maps[:, c:2 * c], maps[:, 2 * c:]
-        pe = self.conv_p(position_grid(h, w, device=x.device, dtype=qkv.dtype))  # (1, d, H, W)
-        out_att = self.attention(q, k, v, pe)
-        out_conv = self._conv_from_tokens(qkv.view(b, h * w, 3 * n, d), h, w, self.rate2.to(qkv.dtype))
-        # y = rate2·conv (folded into dep_conv's weight: a (C, k_c², k_c, k_c) product, not a pass over
-        # the output) + rate1·attention, in one op. The attention's channels are head-major (n·d + g)
+        qkv = F.linear(x.flatten(2).transpose(1, 2), weight, bias)
+        out_att = self._attention_tokens(qkv.view(b, h * w, d, 3, n), h, w).flatten(3).permute(0, 3, 1, 2)
+        # rate2 is folded into the conv branch's weight: a (C, 3N, k_c, k_c) product, not a pass over the output.
+        out_conv = self._conv_branch_maps(qkv.transpose(1, 2).view(b, 3 * c, h, w), self.rate2.to(qkv.dtype))
+        # y = rate2·conv + rate1·attention in one op. The attention's channels are head-major (n·d + g)
         # and are added to the conv's channel o without reordering, as in the reference (ACMIX.md).
         y = torch.addcmul(out_conv, self.rate1.to(out_att.dtype), out_att)
         return _like_input(y, x)
 
     def qkv_parameters(self) -> Tuple[Tensor, Tensor]:
-        """conv1/conv2/conv3 as one (3C, C_in) weight and (3C,) bias (q rows, then k, then v).
+        """conv1/conv2/conv3 as one (3C, C_in) weight and (3C,) bias, rows ordered (g, q/k/v, n):
+        row g·3N + t·N + n is head n's channel g of q (t = 0), k (t = 1) or v (t = 2).
 
         Built at every forward (a few KB), so the state_dict keeps the reference's three convs and
         gradients reach them through autograd."""
-        weight = torch.cat([self.conv1.weight, self.conv2.weight, self.conv3.weight]).flatten(1)
+        n, d = self.head, self.head_dim
         b1, b2, b3 = self.conv1.bias, self.conv2.bias, self.conv3.bias
         assert b1 is not None and b2 is not None and b3 is not None  # typed Optional for TorchScript
-        return weight, torch.cat([b1, b2, b3])
+        weight = torch.stack([self.conv1.weight, self.conv2.weight, self.conv3.weight]).view(3, n, d, self.in_planes)
+        bias = torch.stack([b1, b2, b3]).view(3, n, d)
+        return (weight.permute(2, 0, 1, 3).reshape(3 * self.out_planes, self.in_planes),
+                bias.permute(2, 0, 1).reshape(3 * self.out_planes))
+
+    def conv_parameters(self) -> Tensor:
+        """fc and dep_conv folded into one grouped k_c×k_c conv weight (C, 3N, k_c, k_c), groups = d.
+
+        fc mixes the 3N head maps of head channel g into k_c² maps and dep_conv (groups = d) shifts and
+        sums those into outputs o with o // N = g. Both are linear, so the branch is one grouped conv from
+        the 3N maps of group g to output o, with weight Σ_m dep_conv[o, m] · fc[m, j]: no k_c²·d
+        intermediate maps to write, keep for backward or differentiate, one op instead of two. The
+        multiply-adds differ from fc + dep_conv's (3N·k_c² per output instead of 3·k_c²·N + k_c⁴ at
+        stride 1); nas.cost counts the reference's operator either way."""
+        fc = self.fc.weight.flatten(1)  # (k_c², 3N)
+        dep = self.dep_conv.weight.flatten(2)  # (C, k_c², k_c·k_c)
+        folded = torch.matmul(fc.t(), dep)  # (C, 3N, k_c·k_c)
+        return folded.view(self.out_planes, 3 * self.head, self.kernel_conv, self.kernel_conv)
 
     def attention(self, q: Tensor, k: Tensor, v: Tensor, pe: Tensor) -> Tensor:
         """The local-attention branch from the 1×1 projections q, k, v (B, C, H, W) and pe (1, d, H, W).
         Returns (B, C, h_out, w_out), channel n·d + g (head-major), channels-last memory; without rate1."""
         h, w, d = q.shape[2], q.shape[3], self.head_dim
-        # The reference's logit is q_i · (k_j + pe_i − pe_j); q_i · pe_i is the same for every key of
-        # query i and cancels in the softmax, so the keys are k − pe (pe is shared by the heads).
-        out = local_attention(_heads(q, d), _heads(k, d) - _heads(pe, d), _heads(v, d), [h, w], self.kernel_att, self.stride,
-                              self.dilation, self.tile, float(d) ** -0.5)
+        out = self._local_attention(_heads(q, d), _heads(k, d), _heads(v, d), _heads(pe, d), h, w)
         return out.flatten(3).permute(0, 3, 1, 2)
 
     def conv_branch(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """The convolution branch from the 1×1 projections q, k, v (B, C, H, W); without rate2."""
         b, c, h, w = q.shape
-        tokens = torch.cat([q, k, v], 1).permute(0, 2, 3, 1).reshape(b, h * w, 3 * self.head, self.head_dim)
-        return self._conv_from_tokens(tokens, h, w, torch.ones(1, dtype=q.dtype, device=q.device))
+        n, d = self.head, self.head_dim
+        maps = torch.stack([q, k, v], 1).view(b, 3, n, d, h, w).permute(0, 3, 1, 2, 4, 5).reshape(b, 3 * c, h, w)
+        return self._conv_branch_maps(maps, torch.ones(1, dtype=q.dtype, device=q.device))
 
-    def _conv_from_tokens(self, qkv: Tensor, h: int, w: int, rate: Tensor) -> Tensor:
-        """rate · conv branch from (B, H·W, 3N, d) tokens, the 3N axis ordered [q heads, k heads, v heads].
-
-        fc mixes the 3N axis into k_c² maps per head channel: one matmul that writes channels-last maps
-        with channel g·k_c² + m, the layout in which the grouped dep_conv runs fastest (measured ~3x
-        forward+backward on CPU), so no layout copy sits between them."""
-        b = qkv.shape[0]
-        mixed = torch.matmul(qkv.transpose(2, 3), self.fc.weight.flatten(1).t().to(qkv.dtype))  # (B, H·W, d, k_c²)
-        maps = mixed.reshape(b, h, w, -1).permute(0, 3, 1, 2)
-        weight = self.dep_conv.weight.to(qkv.dtype) * rate
+    def _conv_branch_maps(self, maps: Tensor, rate: Tensor) -> Tensor:
+        """rate · conv branch from (B, 3C, H, W) maps with channels ordered (g, q/k/v, n). Channels-last
+        maps are the layout in which the grouped conv runs fastest on CPU (measured ~3x forward+backward)."""
+        weight = self.conv_parameters().to(maps.dtype) * rate
         return F.conv2d(maps, weight, None, self.stride, self.dilation * (self.kernel_conv // 2), self.dilation,
                         self.head_dim)
+
+    def _attention_tokens(self, qkv: Tensor, h: int, w: int) -> Tensor:
+        """Attention from (B, H·W, d, 3, N) tokens (a view of the projection); returns (B, h_out, w_out, N, d)."""
+        q, k, v = qkv[:, :, :, 0].transpose(2, 3), qkv[:, :, :, 1].transpose(2, 3), qkv[:, :, :, 2].transpose(2, 3)
+        pe = self.conv_p(position_grid(h, w, device=qkv.device, dtype=qkv.dtype))  # (1, d, H, W)
+        return self._local_attention(q, k, v, _heads(pe, self.head_dim), h, w)
+
+    def _local_attention(self, q: Tensor, k: Tensor, v: Tensor, pe: Tensor, h: int, w: int) -> Tensor:
+        # The reference's logit is q_i · (k_j + pe_i − pe_j); q_i · pe_i is the same for every key of
+        # query i and cancels in the softmax, so the keys are k − pe (pe is shared by the heads).
+        return local_attention(q, k - pe, v, [h, w], self.kernel_att, self.stride, self.dilation, self.tile,
+                               float(self.head_dim) ** -0.5)
 
 
 def shift_kernels(kernel_conv: int, out_planes: int) -> Tensor:

@@ -43,16 +43,30 @@ def test_macs_against_a_hand_count():
 
 
 def test_acmix_parts_match_the_flop_counter_where_it_sees_them():
-    """The analytic conv parts of ACmix equal what FlopCounterMode counts for an ACmix whose
-    attention is switched off (so only its convolutions and the fc matmul remain)."""
+    """The analytic conv parts of ACmix equal what FlopCounterMode counts for the reference's computation,
+    the unfold formulation: its projections, positional encoding, fc and dep_conv are convolutions and
+    matmuls the counter sees, its attention is elementwise products and sums the counter does not."""
     from torch.utils.flop_counter import FlopCounterMode
-    m = ACmix(16, 16, kernel_att=5, head=4, kernel_conv=3, stride=2).eval()
-    m.attention = lambda q, k, v, pe: torch.zeros(q.shape[0], q.shape[1], 4, 3)
+    from nas.acmix_reference import UnfoldACmix
+    m = UnfoldACmix(16, 16, kernel_att=5, head=4, kernel_conv=3, stride=2).eval()
     c = FlopCounterMode(display=False)
     with torch.inference_mode(), c:
         m(torch.zeros(1, 16, 7, 6))
     parts = acmix_macs(m, 7, 6)
     assert c.get_total_flops() // 2 == parts['qkv'] + parts['pos'] + parts['fc'] + parts['dep_conv']
+
+
+def test_acmix_counts_the_reference_operator_not_its_folded_implementation():
+    """ACmix runs fc + dep_conv as one folded grouped conv, whose multiply-adds differ from the reference's
+    (here k_c=5: 3N·k_c² per output against 3·k_c²·N + k_c⁴ at stride 1); count_macs reports the reference's."""
+    from torch.utils.flop_counter import FlopCounterMode
+    m = ACmix(16, 16, kernel_att=3, head=4, kernel_conv=5).eval()
+    seen = FlopCounterMode(display=False)
+    with torch.inference_mode(), seen:
+        m(torch.zeros(1, 16, 6, 6))
+    parts = acmix_macs(m, 6, 6)
+    assert count_macs(m, (16, 6, 6)) == (sum(parts.values()), parts['attention'])
+    assert seen.get_total_flops() // 2 != sum(parts.values())  # the folded kernel is not what is reported
 
 
 def test_measure_cost_digits_is_fast_and_complete():
