@@ -44,6 +44,39 @@ def test_training_memory_grows_with_the_batch_and_covers_the_weights():
     assert 4 * weights < small < large
 
 
+def _searcher(history: list, gpu_memory_mb: float | None = 8000.0):
+    import optuna
+
+    from nas.raytune import ArchSearcher
+    from nas.space import load_space
+
+    space = load_space(ROOT / "search_spaces" / "digits.yaml")
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    return space, ArchSearcher(study, space, ["accuracy", "macs"], {}, history, seed=0, budget=5,
+                               gpu_memory_mb=gpu_memory_mb, batch_size=64)
+
+
+def test_an_out_of_memory_trial_is_retried_once_on_a_whole_gpu():
+    from nas.results import TrialRecord
+
+    arch = default_arch()
+    oom = TrialRecord(number=0, arch_id=arch.arch_id, arch=arch.to_dict(), status="failed", seed=0,
+                      error="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    space, searcher = _searcher([oom])
+    retry = searcher.suggest("t1")
+    assert retry["arch_id"] == arch.arch_id and retry["seed"] == 0 and retry["gpus"] == 1.0
+    # the retry is running: not asked again; a new architecture gets its share from its memory
+    fresh = searcher.suggest("t2")
+    assert fresh["arch_id"] != arch.arch_id and fresh["gpus"] == 1 / GPU_GRID
+    # once the retry failed too, its failure counts: no third try
+    _, searcher = _searcher([oom, TrialRecord(**{**oom.__dict__, "number": 1})])
+    assert searcher.suggest("t3")["arch_id"] != arch.arch_id
+    # a failure that is not out-of-memory, or a search without auto, is not retried
+    other = TrialRecord(**{**oom.__dict__, "error": "ValueError: bad"})
+    assert _searcher([other])[1].suggest("t4")["arch_id"] != arch.arch_id
+    assert _searcher([oom], gpu_memory_mb=None)[1].suggest("t5")["arch_id"] != arch.arch_id
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
