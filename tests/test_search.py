@@ -52,8 +52,11 @@ def write_space(tmp_path: Path, edit) -> Path:
 
 
 def test_small_search_writes_the_run_folder(tmp_path):
-    before = ray_processes()
-    proc = search("--budget", "5", "--results-dir", str(tmp_path), "--name", "run", "--seed", "3", *FAST)
+    # The search's local Ray under a temp dir of its own (RAY_TMPDIR), so that the check below sees
+    # only its processes, whatever other Ray runs on the machine.
+    ray_tmp = tempfile.mkdtemp(prefix="rays", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    proc = search("--budget", "5", "--results-dir", str(tmp_path), "--name", "run", "--seed", "3", *FAST,
+                  env={**os.environ, "RAY_TMPDIR": ray_tmp})
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")
     config = run.config()
@@ -81,7 +84,9 @@ def test_small_search_writes_the_run_folder(tmp_path):
     assert pareto["hypervolume"] > 0
     # The terminal ends with the front.
     assert "Pareto front:" in proc.stdout and all(p["arch_id"] in proc.stdout for p in pareto["front"])
-    assert ray_processes() <= before  # the local Ray went away with the search
+    assert list(Path(ray_tmp).iterdir()), "the search's Ray did not use RAY_TMPDIR"
+    assert not _processes_under(ray_tmp)  # the local Ray went away with the search
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_resume_after_kill_loses_nothing_and_retrains_nothing(tmp_path):
@@ -286,7 +291,9 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
                        env=env, timeout=120)
         subprocess.run([ray, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--num-gpus", "0",
                         "--node-ip-address", "127.0.0.1"], check=True, capture_output=True, env=env, timeout=120)
-        assert ray_processes() - others <= _processes_under(temp)  # both nodes live under the test's temp dir
+        raylets = {int(p) for p in subprocess.run(["pgrep", "-f", "raylet"], capture_output=True,
+                                                     text=True).stdout.split()}
+        assert len(raylets & _processes_under(temp)) == 2  # both nodes live under the test's temp dir
         proc = search("--budget", "4", "--results-dir", str(tmp_path), "--name", "run",
                       "--address", f"127.0.0.1:{port}", "--epochs", "5", "--race", "1", env=env)  # trials outlast a worker start
         assert proc.returncode == 0, proc.stderr[-3000:]
