@@ -225,6 +225,10 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     size = 'infinitely many' if not math.isfinite(space.size) else f'{int(space.size):,}'
     print(f"{folder.path}: {data.summary()}; space {space.name} ({size} architectures); objectives "
           f"{', '.join(opts.objectives)}; sampler {opts.sampler}, seed {opts.seed}", flush=True)
+    if opts.sampler == 'gp' and space.conditional:
+        print('note: --sampler gp models only the parameters every architecture has; this space\'s '
+              'conditional ones (the settings of ACmix or conv blocks, the blocks of searched depths) '
+              'it draws at random. tpe models each of them.', flush=True)
     if not opts.quiet:
         note = long_trial_note(len(data.train_y), proxy.epochs)
         if note:

@@ -591,6 +591,19 @@ class SearchSpace:
         return out
 
     @property
+    def conditional(self) -> bool:
+        """Whether some searched parameter exists in some architectures only: the blocks of a stage
+        whose depth is searched, or the settings of one op when the op is searched (a conv block
+        has no heads). Samplers that model one fixed set of parameters (GP) draw these at random."""
+        for st in self.stages:
+            searched = [d for d in st.decisions.values() if not d.is_fixed]
+            if not st.depth.is_fixed and any(d.per == 'block' for d in searched):
+                return True
+            if not st.decisions['op'].is_fixed and any(d.key != 'op' for d in searched):
+                return True
+        return False
+
+    @property
     def size(self) -> int | float:
         """Number of distinct architectures (math.inf when a continuous range matters).
 

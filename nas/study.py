@@ -29,7 +29,9 @@ def make_sampler(name: str, seed: int, budget: int) -> optuna.samplers.BaseSampl
         'tpe': lambda: optuna.samplers.TPESampler(seed=seed),
         'nsga2': lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=population),
         'nsga3': lambda: optuna.samplers.NSGAIIISampler(seed=seed, population_size=population),
-        'gp': lambda: optuna.samplers.GPSampler(seed=seed),
+        # GP draws parameters outside every trial's common set at random and would warn for each of
+        # them at every trial; the search says it once instead (nas.search).
+        'gp': lambda: optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False),
         'random': lambda: optuna.samplers.RandomSampler(seed=seed),
     }[name]()
 

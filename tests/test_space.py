@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 import optuna
@@ -235,3 +236,42 @@ def test_a_binary_space_file_is_one_line(tmp_path, capsys):
     assert main([str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and str(path) in err and 'not a text file' in err
+
+
+def test_conditional_spaces(tmp_path, digits_raw):
+    """A space is conditional when some searched parameter exists in some architectures only."""
+    assert load_space(SPACES / 'symmetry.yaml').conditional  # ACmix settings only in ACmix blocks
+    assert load_space(SPACES / 'digits.yaml').conditional  # and a second stage of depth 1 or 2
+    fixed = {**digits_raw, 'blocks': {**digits_raw['blocks'], 'op': 'acmix'},
+             'stages': [{**st, 'depth': 2} for st in digits_raw['stages']]}
+    assert not load_space(write(tmp_path, fixed)).conditional  # every architecture has every parameter
+    deeper = {**fixed, 'stages': [{**fixed['stages'][0], 'depth': {'choices': [1, 2]}}, *fixed['stages'][1:]]}
+    assert load_space(write(tmp_path, deeper)).conditional  # a second block's k_att only at depth 2
+    tied = {**deeper, 'blocks': {**deeper['blocks'], 'k_att': {'choices': [3, 5], 'per': 'stage'}}}
+    assert not load_space(write(tmp_path, tied)).conditional  # depth searched, but nothing per block
+
+
+def test_gp_sampler_does_not_warn_at_every_trial_of_a_conditional_space(caplog):
+    """Optuna's GPSampler warns for every conditional parameter of every trial; the search's GP
+    sampler draws them the same way (at random) and says so once (nas.search) instead."""
+    from nas.study import make_sampler
+
+    space = load_space(SPACES / 'digits.yaml')
+
+    def objective(trial):
+        blocks = [b for *_, b in space.sample(trial).blocks()]
+        return sum(b.op == 'acmix' for b in blocks), sum(b.k_att or 0 for b in blocks if b.op == 'acmix')
+
+    def warnings_of(sampler) -> list[str]:
+        caplog.clear()
+        study = optuna.create_study(directions=['maximize', 'minimize'], sampler=sampler)
+        optuna.logging.enable_propagation()
+        try:
+            with caplog.at_level(logging.WARNING, logger='optuna'):
+                study.optimize(objective, n_trials=12)
+        finally:
+            optuna.logging.disable_propagation()
+        return [r.getMessage() for r in caplog.records if 'sampled independently' in r.getMessage()]
+
+    assert warnings_of(optuna.samplers.GPSampler(seed=0))  # the condition arises on this space
+    assert warnings_of(make_sampler('gp', 0, 100)) == []
