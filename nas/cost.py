@@ -152,12 +152,16 @@ class _LiveTensorBytes(TorchDispatchMode):
                 del self.live[ptr]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        # Storages of the inputs: an output on one of them is a view (or in-place), not an allocation, and
+        # one that this tracker did not see created was there before the call (x.flatten(), weight.t()).
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
+                  if isinstance(t, torch.Tensor) and t.device.type != 'meta'}
         out = func(*args, **(kwargs or {}))
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor) and t.device.type != 'meta':
                 st = t.untyped_storage()
                 ptr = st.data_ptr()
-                if ptr == 0:
+                if ptr == 0 or (ptr in inputs and ptr not in self.live):
                     continue
                 if ptr in self.live:
                     self.live[ptr][1] += 1

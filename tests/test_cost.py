@@ -1,8 +1,9 @@
+import pytest
 import torch
 
 from nas.acmix import ACmix
 from nas.arch import Arch, BlockArch, StageArch, StemArch
-from nas.cost import acmix_attention_macs, acmix_macs, count_macs, measure_cost
+from nas.cost import acmix_attention_macs, acmix_macs, count_macs, measure_cost, peak_memory_mb
 from nas.model import create_model, default_arch, paper_arch
 
 
@@ -79,6 +80,16 @@ def test_measure_cost_digits_is_fast_and_complete():
     assert cost.latency_ms > 0 and cost.peak_memory_mb > 0
     assert cost.batch_size == 2 and cost.dtype == 'float32' and cost.device == 'cpu'
     assert cost.input_size == (1, 16, 16) and 0 < cost.attention_macs < cost.macs
+
+
+def test_peak_memory_counts_allocations_not_views_of_existing_tensors():
+    x = torch.randn(256, 1024)  # 1 MiB, made before the measurement
+    assert peak_memory_mb(lambda: x.flatten().view(1024, 256).t()[1:]) == 0.0  # views: nothing allocated
+    assert peak_memory_mb(lambda: x.t().contiguous()) == 1.0  # a copy: one MiB
+    # A view of something made inside counts once, and memory freed before the next allocation is reused.
+    assert peak_memory_mb(lambda: ((x * 2).t().flatten(), x + 1)) == 2.0  # flatten of a transpose copies
+    assert peak_memory_mb(lambda: ((x * 2).t()[0], x + 1)) == 2.0
+    assert peak_memory_mb(lambda: [(x * 2).sum() for _ in range(3)]) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_peak_memory_grows_with_batch():
