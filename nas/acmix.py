@@ -35,13 +35,23 @@ from torch import Tensor, nn
 __all__ = ["ACmix", "default_tile", "local_attention", "mirror_index", "position_grid"]
 
 def default_tile(kernel: int, stride: int) -> int:
-    """Query tile edge T for the blocked attention: ~k+1 queries at stride 1, half at stride 2.
+    """Largest query tile edge T for the blocked attention: 8 for k_att >= 5 and 4 for k_att <= 3 at
+    stride 1, halved at stride 2 (at least 2). `local_attention` then evens the tiles out over the map.
 
     T balances the halo gather ((s(T-1)+k)² keys per T² queries) against the masked-out logits
-    (each query scores (s(T-1)+k)² keys instead of k²). Measured fwd+bwd on 1 CPU thread, k=3
-    prefers T=4 and k=7 T=4-8 at stride 1; k=3 at stride 2 prefers T=2 (34 -> 21 ms at T=8 -> 2).
+    (each query scores (s(T-1)+k)² keys instead of k²). Measured fwd+bwd on 1 CPU thread
+    (benchmarks/acmix_op.py): powers of two beat edges in between (T² queries fill SDPA's blocks),
+    e.g. k_att 5 at 32², stride 1: 3.4x the conv's time at T=8 against 4.1x at T=6, with 8.3x against
+    11.3x its memory; k_att 3 at stride 2 prefers T=2 (34 -> 21 ms at T=8 -> 2).
     """
-    return max(2, -(-(kernel + 1) // stride))
+    return max(2, (4 if kernel <= 3 else 8) // stride)
+
+
+def _even_tile(edge: int, n: int) -> int:
+    """The tile edge that covers n positions with as many tiles as edge would, overhanging least:
+    28 positions at edge 8 are 4 tiles of 7 instead of 4 of 8 (the overhang is computed, then cropped)."""
+    tiles = (n + edge - 1) // edge
+    return (n + tiles - 1) // tiles
 
 
 def mirror_index(index: Tensor, n: int) -> Tensor:
@@ -93,8 +103,8 @@ def local_attention(q: Tensor, k: Tensor, v: Tensor, size: List[int], kernel: in
             Queries are taken at the strided positions (stride·i, stride·j).
         kernel, stride, dilation: the window; query (i, j) sees the keys at
             (stride·i + dilation·a − pad, stride·j + dilation·b − pad), a, b < kernel, mirrored into the map.
-        tile: query tile edge (a speed/memory knob; results do not depend on it); default
-            `default_tile(kernel, stride)`.
+        tile: largest query tile edge, evened out over the map (a speed/memory knob; results do not
+            depend on it); default `default_tile(kernel, stride)`.
         scale: multiplies the logits q·k.
     Returns:
         (B, h_out, w_out, N, d) with h_out, w_out = ceil(H / stride), ceil(W / stride).
@@ -111,7 +121,7 @@ def local_attention(q: Tensor, k: Tensor, v: Tensor, size: List[int], kernel: in
     h, w = size[0], size[1]
     edge = default_tile(kernel, stride) if tile is None else tile
     h_out, w_out = (h + stride - 1) // stride, (w + stride - 1) // stride
-    th, tw = min(edge, h_out), min(edge, w_out)
+    th, tw = _even_tile(edge, h_out), _even_tile(edge, w_out)
     nth, ntw = (h_out + th - 1) // th, (w_out + tw - 1) // tw
     # Key rows a tile of th output rows needs: the window of its first query to that of its last.
     lh, lw = stride * (th - 1) + dilation * (kernel - 1) + 1, stride * (tw - 1) + dilation * (kernel - 1) + 1
@@ -155,7 +165,7 @@ class ACmix(nn.Module):
         dilation: spacing of the attention window and of the conv branch's kernel.
         alpha, beta: initial values of rate1 (attention) and rate2 (convolution).
         learnable: when False, rate1/rate2 stay parameters (same state_dict) with requires_grad off.
-        tile: query tile edge of the blocked attention (speed only); default: `default_tile`.
+        tile: largest query tile edge of the blocked attention (speed and memory only); default: `default_tile`.
 
     Example:
         >>> m = ACmix(64, 64, kernel_att=7, head=4, kernel_conv=3, stride=2)
@@ -306,7 +316,8 @@ class ACmix(nn.Module):
         # query i and cancels in the softmax, so the keys are k − pe (pe is shared by the heads). pe is
         # expanded over the heads first, so that its gradient is two cheap sums (over the batch, then over
         # the heads: ~15x faster on a CPU, measured, than one strided reduction over both).
-        return local_attention(q, k - pe.expand(-1, -1, k.shape[2], -1), v, [h, w], self.kernel_att, self.stride, self.dilation, self.tile,
+        keys = k - pe.expand(-1, -1, k.shape[2], -1)
+        return local_attention(q, keys, v, [h, w], self.kernel_att, self.stride, self.dilation, self.tile,
                                float(self.head_dim) ** -0.5)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas.acmix import ACmix, mirror_index, position_grid, shift_kernels
+from nas.acmix import ACmix, _even_tile, mirror_index, position_grid, shift_kernels
 from nas.acmix_reference import reference_parameter_shapes, unfold_forward
 
 
@@ -112,6 +112,16 @@ def test_blocked_attention_equals_unfold_formulation(c, heads, ka, kc, s, h, w, 
     assert rel_err(y, y_ref) <= 1e-5
     assert rel_err(gx, gx_ref) <= 1e-4
     assert_grads_close(g, g_ref)
+
+
+def test_tiles_are_evened_out_over_the_map():
+    # As many tiles as the largest edge needs, of equal edges: no computed-then-cropped overhang where avoidable.
+    for edge in (2, 4, 8):
+        for n in range(1, 70):
+            t = _even_tile(edge, n)
+            tiles = -(-n // t)
+            assert t <= edge and tiles == -(-n // edge) and tiles * t - n < tiles
+    assert _even_tile(8, 28) == 7 and _even_tile(8, 32) == 8 and _even_tile(8, 5) == 5
 
 
 @pytest.mark.parametrize("tile", [1, 2, 3, 5])
