@@ -3,6 +3,7 @@
     python benchmarks/acmix_op.py                 # CPU (and CUDA when present), the issue's two shapes
     python benchmarks/acmix_op.py --threads 1 --repeats 10
     python benchmarks/acmix_op.py --models        # also the model level (slow on a CPU: minutes)
+    python benchmarks/acmix_op.py --parts         # also ACmix's parts alone: projections, conv branch, attention
 
 Forward is timed under torch.no_grad(); forward+backward from a random output gradient. Times are
 medians of --repeats runs after --warmup runs, taken round-robin (one run of each implementation in
@@ -25,9 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from nas.acmix import ACmix
+from nas.acmix import ACmix, local_attention
 from nas.acmix_reference import UnfoldACmix
 from nas.cost import peak_memory_mb
 
@@ -117,6 +119,50 @@ def print_table(rows: list[dict]) -> None:
               f"{row['fwd_bwd_ms']:11.1f} {row['peak_mib']:9.1f}  {note}")
 
 
+def run_parts(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int, strides: list[int]) -> list[dict]:
+    """ACmix's parts timed alone (forward+backward), against the whole module and the conv, in one run:
+    the projections (one batched matmul), the conv branch (one grouped conv on the projections) and the
+    attention (gathers and SDPA on tiles, `local_attention`). The glue between them is the remainder."""
+    rows = []
+    for (b, c, h, w), k_att, stride in [(s, k, st) for s in SHAPES for k in K_ATTS for st in strides]:
+        gen = torch.Generator().manual_seed(0)
+        module = ACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride).to(device, dtype)
+        conv = nn.Conv2d(c, c, 3, stride=stride, padding=1, bias=False).to(device, dtype)
+        n, d, ho, wo = module.head, module.head_dim, -(-h // stride), -(-w // stride)
+
+        def rand(*shape, grad=True):
+            return torch.randn(*shape, generator=gen).to(device, dtype).requires_grad_(grad)
+
+        x, grad = rand(b, c, h, w), rand(b, c, ho, wo, grad=False)
+        weight, bias = (t.detach().requires_grad_() for t in module.qkv_parameters())
+        conv_weight = module.conv_parameters().detach().requires_grad_()
+        maps = rand(b, h * w, 3 * c).transpose(1, 2).view(b, 3 * c, h, w)  # channels-last, as in forward
+        q, k, v = rand(b, h * w, n, d), rand(b, h * w, n, d), rand(b, h * w, n, d)
+        grads = {"projections": rand(b, h * w, 3 * c, grad=False), "attention": rand(b, ho, wo, n, d, grad=False)}
+        steps = {
+            "acmix (whole)": lambda: module(x).backward(grad),
+            "projections": lambda: torch.baddbmm(bias, x.flatten(2).transpose(1, 2),
+                                                 weight.t().expand(b, -1, -1)).backward(grads["projections"]),
+            "conv branch": lambda: F.conv2d(maps, conv_weight, None, stride, 1, 1, d).backward(grad),
+            "attention": lambda: local_attention(q, k, v, [h, w], k_att, stride, 1, None,
+                                                 d ** -0.5).backward(grads["attention"]),
+            "conv 3x3": lambda: conv(x).backward(grad),
+        }
+        ms = round_robin_ms(steps, device, warmup, {name: repeats for name in steps})
+        rows.append({"shape": f"B={b} C={c} {h}x{w} k{k_att} s{stride}", "device": device.type, **ms})
+    return rows
+
+
+def print_parts(rows: list[dict]) -> None:
+    names = ["acmix (whole)", "projections", "conv branch", "attention"]
+    header = f"{'device':6} {'shape':25} {'conv ms':>8}  " + "  ".join(f"{n + ' ×conv':>19}" for n in names)
+    print("\n" + header)
+    print("-" * len(header))
+    for row in rows:
+        conv = row["conv 3x3"]
+        print(f"{row['device']:6} {row['shape']:25} {conv:8.1f}  " + "  ".join(f"{row[n] / conv:19.2f}" for n in names))
+
+
 def training_step(model: nn.Module, x: torch.Tensor, num_classes: int) -> Callable[[], None]:
     """One SGD training step of `model` on batch `x` with fixed random labels."""
     model.train()
@@ -181,6 +227,9 @@ def main() -> None:
     parser.add_argument("--models", action="store_true",
                         help="also time training steps of whole models (all-ACmix vs all-conv, ACmix-ResNet-50 vs ResNet-50)")
     parser.add_argument("--models-only", action="store_true", help="only the model level")
+    parser.add_argument("--parts", action="store_true",
+                        help="also time ACmix's parts alone (projections, conv branch, attention) against the conv")
+    parser.add_argument("--parts-only", action="store_true", help="only the parts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] if args.device != "cuda" else []
@@ -189,11 +238,14 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.dtype}, heads=4 k_conv=3, "
           f"median of {args.repeats} after {args.warmup} warm-up\n")
-    if not args.models_only:
+    if not (args.models_only or args.parts_only):
         rows = []
         for device in devices:
             rows += run(device, dtype, args.warmup, args.repeats, args.strides)
         print_table(rows)
+    if args.parts or args.parts_only:
+        for device in devices:
+            print_parts(run_parts(device, dtype, args.warmup, args.repeats, args.strides))
     if args.models or args.models_only:
         for device in devices:
             print_models(run_models(device, dtype, args.warmup, args.repeats))
