@@ -26,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nas.acmix import ACmix, local_attention
@@ -134,16 +133,14 @@ def run_parts(device: torch.device, dtype: torch.dtype, warmup: int, repeats: in
             return torch.randn(*shape, generator=gen).to(device, dtype).requires_grad_(grad)
 
         x, grad = rand(b, c, h, w), rand(b, c, ho, wo, grad=False)
-        weight, bias = (t.detach().requires_grad_() for t in module.qkv_parameters())
-        conv_weight = module.conv_parameters().detach().requires_grad_()
         maps = rand(b, h * w, 3 * c).transpose(1, 2).view(b, 3 * c, h, w)  # channels-last, as in forward
+        one = torch.ones(1, device=device, dtype=dtype)
         q, k, v = rand(b, h * w, n, d), rand(b, h * w, n, d), rand(b, h * w, n, d)
-        grads = {"projections": rand(b, h * w, 3 * c, grad=False), "attention": rand(b, ho, wo, n, d, grad=False)}
+        grads = {"projections": rand(b, h * w, d, 3, n, grad=False), "attention": rand(b, ho, wo, n, d, grad=False)}
         steps = {
             "acmix (whole)": lambda: module(x).backward(grad),
-            "projections": lambda: torch.baddbmm(bias, x.flatten(2).transpose(1, 2),
-                                                 weight.t().expand(b, -1, -1)).backward(grads["projections"]),
-            "conv branch": lambda: F.conv2d(maps, conv_weight, None, stride, 1, 1, d).backward(grad),
+            "projections": lambda: module.projections(x).backward(grads["projections"]),
+            "conv branch": lambda: module._conv_branch_maps(maps, one).backward(grad),
             "attention": lambda: local_attention(q, k, v, [h, w], k_att, stride, 1, None,
                                                  d ** -0.5).backward(grads["attention"]),
             "conv 3x3": lambda: conv(x).backward(grad),

@@ -231,17 +231,8 @@ class ACmix(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, h, w = x.shape[0], x.shape[2], x.shape[3]
-        c, n, d = self.out_planes, self.head, self.head_dim
-        # The three 1×1 projections as one batched matmul over channels: x as (B, H·W, C_in) tokens is a
-        # view for NCHW and channels-last inputs alike, and the result (B, H·W, 3C) is channels-last,
-        # the layout both branches want. Its channels are ordered (head channel g, q/k/v, head n), so
-        # the conv branch's groups are contiguous channel blocks and q, k, v are strided views.
-        # baddbmm rather than F.linear: a batched matmul takes the NCHW tokens as transposed matrices, where
-        # linear copies them into rows (and keeps the copy for backward): measured on a CPU, 10% faster and
-        # 3 fewer input-sized tensors at the peak of forward+backward.
-        weight, bias = self.qkv_parameters()
-        tokens = x.flatten(2).transpose(1, 2)
-        qkv = torch.baddbmm(bias, tokens, weight.t().expand(b, -1, -1)).view(b, h * w, d, 3, n)
+        c = self.out_planes
+        qkv = self.projections(x)
         # rate2 is folded into the conv branch's weight: a (C, 3N, k_c, k_c) product, not a pass over the output.
         maps = qkv.view(b, h * w, 3 * c).transpose(1, 2).view(b, 3 * c, h, w)
         out_conv = self._conv_branch_maps(maps, self.rate2.to(qkv.dtype))
@@ -252,6 +243,22 @@ class ACmix(nn.Module):
         # and are added to the conv's channel o without reordering, as in the reference (ACMIX.md).
         y = torch.addcmul(out_conv, self.rate1.to(out_att.dtype), out_att)
         return _like_input(y, x)
+
+    def projections(self, x: Tensor) -> Tensor:
+        """conv1/conv2/conv3 of x (B, C_in, H, W) as tokens (B, H·W, d, 3, N): head n's channel g of q
+        (index 0), k (1) or v (2) at [..., g, t, n].
+
+        One batched matmul over channels: x as (B, H·W, C_in) tokens is a view for NCHW and channels-last
+        inputs alike, and the result is channels-last, the layout both branches want. The channel order
+        (g, q/k/v, n) makes the conv branch's groups contiguous channel blocks and q, k, v strided views.
+        baddbmm rather than F.linear: a batched matmul takes NCHW tokens as transposed matrices, where
+        linear copies them into rows (and keeps the copy for backward): measured on a CPU, 10% faster and
+        3 fewer input-sized tensors at the peak of forward+backward."""
+        b, h, w = x.shape[0], x.shape[2], x.shape[3]
+        weight, bias = self.qkv_parameters()
+        tokens = x.flatten(2).transpose(1, 2)
+        qkv = torch.baddbmm(bias, tokens, weight.t().expand(b, -1, -1))
+        return qkv.view(b, h * w, self.head_dim, 3, self.head)
 
     def qkv_parameters(self) -> Tuple[Tensor, Tensor]:
         """conv1/conv2/conv3 as one (3C, C_in) weight and (3C,) bias, rows ordered (g, q/k/v, n):
