@@ -4,6 +4,8 @@
     python benchmarks/acmix_op.py --threads 1 --repeats 10
     python benchmarks/acmix_op.py --models        # also the model level (slow on a CPU: minutes)
     python benchmarks/acmix_op.py --parts         # also ACmix's parts alone: projections, conv branch, attention
+    python benchmarks/acmix_op.py --device cuda --dtype bfloat16 --shapes resnet50 --models --model-batch 64
+                                                  # a GPU: ACmix-ResNet-50's stage shapes, tiles vs FlexAttention
 
 Forward is timed under torch.no_grad(); forward+backward from a random output gradient. Times are
 medians of --repeats runs after --warmup runs, taken round-robin (one run of each implementation in
@@ -14,7 +16,7 @@ allocator's peak; on CPU the peak of the live bytes of the storages aten ops cre
 
 --models adds the model level, training steps (forward, cross-entropy, backward, SGD step) timed the
 same way: all-ACmix vs all-conv (the reference points of search_spaces/symmetry.yaml, at its proxy's
-batch size and input) and timm's acmix_resnet50 vs resnet50 at batch 8, 224² (images/s).
+batch size and input) and timm's acmix_resnet50 vs resnet50 at --model-batch (8), 224² (images/s).
 """
 
 from __future__ import annotations
@@ -28,12 +30,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nas.acmix import ACmix, local_attention
+from nas.acmix import ACmix, local_attention, set_attention_impl
 from nas.acmix_reference import UnfoldACmix
 from nas.cost import peak_memory_mb
 
-SHAPES = [(8, 64, 32, 32), (8, 128, 16, 16)]  # (B, C, H, W); heads=4, k_conv=3
+# (B, C, H, W); heads=4, k_conv=3. "issue": the two CPU shapes; "resnet50": ACmix-ResNet-50's stages at B=64.
+SHAPE_SETS = {
+    "issue": [(8, 64, 32, 32), (8, 128, 16, 16)],
+    "resnet50": [(64, 64, 56, 56), (64, 128, 28, 28), (64, 256, 14, 14), (64, 512, 7, 7)],
+}
 K_ATTS = (3, 5, 7)
+
+
+def flex_runs_on(device: torch.device) -> bool:
+    """FlexAttention has a backward (a compiled kernel) on CUDA only; on a CPU it is forward-only and eager."""
+    return device.type == "cuda"
 
 
 def _sync(device: torch.device) -> None:
@@ -60,21 +71,25 @@ def round_robin_ms(fns: dict[str, Callable[[], object]], device: torch.device, w
     return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
-def implementations(c: int, k_att: int, stride: int) -> dict[str, nn.Module]:
-    return {
-        "acmix (ours)": ACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride),
-        "acmix unfold": UnfoldACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride),
-        "conv 3x3": nn.Conv2d(c, c, 3, stride=stride, padding=1, bias=False),
-    }
+def implementations(c: int, k_att: int, stride: int, flex: bool) -> dict[str, nn.Module]:
+    impls = {"acmix (ours)": ACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride)}
+    if flex:
+        impls["acmix (flex)"] = ACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride,
+                                      attention_impl="flex")
+    impls["acmix unfold"] = UnfoldACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride)
+    impls["conv 3x3"] = nn.Conv2d(c, c, 3, stride=stride, padding=1, bias=False)
+    return impls
 
 
-def run(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int, strides: list[int]) -> list[dict]:
+def run(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int, strides: list[int],
+        shapes: list[tuple[int, int, int, int]], k_atts: list[int]) -> list[dict]:
     rows = []
-    for (b, c, h, w), k_att, stride in [(s, k, st) for s in SHAPES for k in K_ATTS for st in strides]:
+    for (b, c, h, w), k_att, stride in [(s, k, st) for s in shapes for k in k_atts for st in strides]:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(b, c, h, w, generator=gen).to(device, dtype)
         grad = torch.randn(b, c, -(-h // stride), -(-w // stride), generator=gen).to(device, dtype)
-        modules = {name: m.to(device, dtype) for name, m in implementations(c, k_att, stride).items()}
+        modules = {name: m.to(device, dtype)
+                   for name, m in implementations(c, k_att, stride, flex_runs_on(device)).items()}
         forwards, steps = {}, {}
         for name, module in modules.items():
             xg = x.clone().requires_grad_()
@@ -109,7 +124,7 @@ def print_table(rows: list[dict]) -> None:
         ref = next(r for r in group if "unfold" in r["impl"])
         conv = next(r for r in group if r["impl"] == "conv 3x3")
         note = ""
-        if row["impl"] == "acmix (ours)":
+        if row["impl"].startswith("acmix ("):
             note = (f"{ref['fwd_bwd_ms'] / row['fwd_bwd_ms']:.1f}x faster fwd+bwd than unfold, "
                     f"{row['peak_mib'] / ref['peak_mib']:.2f}x its memory; "
                     f"{row['fwd_bwd_ms'] / conv['fwd_bwd_ms']:.1f}x the conv's time, "
@@ -118,12 +133,13 @@ def print_table(rows: list[dict]) -> None:
               f"{row['fwd_bwd_ms']:11.1f} {row['peak_mib']:9.1f}  {note}")
 
 
-def run_parts(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int, strides: list[int]) -> list[dict]:
+def run_parts(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int, strides: list[int],
+              shapes: list[tuple[int, int, int, int]], k_atts: list[int]) -> list[dict]:
     """ACmix's parts timed alone (forward+backward), against the whole module and the conv, in one run:
     the projections (one batched matmul), the conv branch (one grouped conv on the projections) and the
     attention (gathers and SDPA on tiles, `local_attention`). The glue between them is the remainder."""
     rows = []
-    for (b, c, h, w), k_att, stride in [(s, k, st) for s in SHAPES for k in K_ATTS for st in strides]:
+    for (b, c, h, w), k_att, stride in [(s, k, st) for s in shapes for k in k_atts for st in strides]:
         gen = torch.Generator().manual_seed(0)
         module = ACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride).to(device, dtype)
         conv = nn.Conv2d(c, c, 3, stride=stride, padding=1, bias=False).to(device, dtype)
@@ -173,8 +189,9 @@ def training_step(model: nn.Module, x: torch.Tensor, num_classes: int) -> Callab
     return step
 
 
-def run_models(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int) -> list[dict]:
-    """Training steps: the default space's all-ACmix vs all-conv proxies, and ACmix-ResNet-50 vs ResNet-50."""
+def run_models(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int, batch_r50: int) -> list[dict]:
+    """Training steps: the default space's all-ACmix vs all-conv proxies, and ACmix-ResNet-50 vs ResNet-50
+    at batch `batch_r50` (on CUDA also ACmix-ResNet-50 with the FlexAttention path)."""
     import timm
 
     from nas.model import create_model
@@ -187,10 +204,12 @@ def run_models(device: torch.device, dtype: torch.dtype, warmup: int, repeats: i
     groups = [(f"symmetry proxy B={batch} {size}x{size}", 4, x,
                {"all-acmix": create_model(refs["all_acmix"], num_classes=4),
                 "all-conv": create_model(refs["all_conv"], num_classes=4)}, repeats)]
-    x = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device, dtype)
-    groups.append(("timm B=8 224x224", 1000, x,
-                   {"acmix_resnet50": timm.create_model("acmix_resnet50"),
-                    "resnet50": timm.create_model("resnet50")}, max(3, repeats // 3)))
+    x = torch.randn(batch_r50, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device, dtype)
+    r50 = {"acmix_resnet50": timm.create_model("acmix_resnet50")}
+    if flex_runs_on(device):
+        r50["acmix_resnet50 (flex)"] = set_attention_impl(timm.create_model("acmix_resnet50"), "flex")
+    r50["resnet50"] = timm.create_model("resnet50")
+    groups.append((f"timm B={batch_r50} 224x224", 1000, x, r50, max(3, repeats // 3)))
     rows = []
     for label, classes, x, models, reps in groups:
         steps = {name: training_step(m.to(device, dtype), x, classes) for name, m in models.items()}
@@ -201,14 +220,14 @@ def run_models(device: torch.device, dtype: torch.dtype, warmup: int, repeats: i
 
 
 def print_models(rows: list[dict]) -> None:
-    header = f"{'setting':28} {'model':16} {'train step ms':>14} {'images/s':>9}  ratio (same run)"
+    header = f"{'setting':28} {'model':22} {'train step ms':>14} {'images/s':>9}  ratio (same run)"
     print("\n" + header)
     print("-" * len(header) + "-" * 20)
     for row in rows:
         group = [r for r in rows if r["group"] == row["group"]]
         base = group[-1]  # the conv model of the pair
         note = "" if row is base else f"{row['step_ms'] / base['step_ms']:.2f}x the time of {base['model']}"
-        print(f"{row['group']:28} {row['model']:16} {row['step_ms']:14.1f} {row['images_s']:9.1f}  {note}")
+        print(f"{row['group']:28} {row['model']:22} {row['step_ms']:14.1f} {row['images_s']:9.1f}  {note}")
 
 
 def main() -> None:
@@ -221,6 +240,10 @@ def main() -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto: CPU, and CUDA as well when present")
     parser.add_argument("--strides", type=int, nargs="+", default=[1, 2], help="operator strides")
+    parser.add_argument("--shapes", choices=sorted(SHAPE_SETS), default="issue",
+                        help="issue: B=8 C=64 32x32 and C=128 16x16; resnet50: ACmix-ResNet-50's stage shapes at B=64")
+    parser.add_argument("--k-atts", type=int, nargs="+", default=list(K_ATTS), help="attention windows")
+    parser.add_argument("--model-batch", type=int, default=8, help="batch of the ResNet-50 pair in --models")
     parser.add_argument("--models", action="store_true",
                         help="also time training steps of whole models (all-ACmix vs all-conv, ACmix-ResNet-50 vs ResNet-50)")
     parser.add_argument("--models-only", action="store_true", help="only the model level")
@@ -233,19 +256,20 @@ def main() -> None:
     if args.device in ("auto", "cuda") and torch.cuda.is_available():
         devices.append(torch.device("cuda"))
     dtype = getattr(torch, args.dtype)
+    shapes = SHAPE_SETS[args.shapes]
     print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.dtype}, heads=4 k_conv=3, "
           f"median of {args.repeats} after {args.warmup} warm-up\n")
     if not (args.models_only or args.parts_only):
         rows = []
         for device in devices:
-            rows += run(device, dtype, args.warmup, args.repeats, args.strides)
+            rows += run(device, dtype, args.warmup, args.repeats, args.strides, shapes, args.k_atts)
         print_table(rows)
     if args.parts or args.parts_only:
         for device in devices:
-            print_parts(run_parts(device, dtype, args.warmup, args.repeats, args.strides))
+            print_parts(run_parts(device, dtype, args.warmup, args.repeats, args.strides, shapes, args.k_atts))
     if args.models or args.models_only:
         for device in devices:
-            print_models(run_models(device, dtype, args.warmup, args.repeats))
+            print_models(run_models(device, dtype, args.warmup, args.repeats, args.model_batch))
 
 
 if __name__ == "__main__":

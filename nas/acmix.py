@@ -24,6 +24,7 @@ The positional term: the reference's logit is q_i · (k_j + pe_i − pe_j). The 
 same for every key of query i and cancels in the softmax, so keys are used as k − pe.
 """
 
+import functools
 import math
 from typing import List, Optional, Tuple
 
@@ -31,8 +32,12 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-__all__ = ["ACmix", "default_tile", "local_attention", "mirror_index", "position_grid"]
+__all__ = ["ACmix", "ATTENTION_IMPLS", "default_tile", "local_attention", "local_attention_flex", "mirror_index",
+           "position_grid", "set_attention_impl"]
+
+ATTENTION_IMPLS = ("auto", "tiles", "flex")
 
 def default_tile(kernel: int, stride: int) -> int:
     """Largest query tile edge T for the blocked attention: 8 for k_att >= 5 and 4 for k_att <= 3 at
@@ -142,6 +147,68 @@ def local_attention(q: Tensor, k: Tensor, v: Tensor, size: List[int], kernel: in
 
 
 @torch.fx.wrap
+def local_attention_flex(q: Tensor, k: Tensor, v: Tensor, size: List[int], kernel: int, stride: int = 1,
+                         dilation: int = 1, scale: float = 1.0) -> Tensor:
+    """`local_attention` through FlexAttention: the same arguments, result and border rule.
+
+    Keys and values are gathered once into the mirror-padded map ((H + dilation·(k−1)) × (W + ...)
+    tokens, ~1.2 copies at 56², k_att 7, against ~3 for the tiles' halos) and every query attends to
+    the padded map under a block-sparse window mask, so no logit outside a query's block row is
+    computed and no tile is gathered. On CUDA the kernel is compiled (``torch.compile(flex_attention)``;
+    the block mask is built once per shape and cached); elsewhere FlexAttention's eager path runs, which materialises the scores and has no
+    backward on a CPU: there this function is a check of the CUDA path, not a fast path.
+    """
+    if k.device.type != "cuda" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise RuntimeError(f"ACmix: attention_impl='flex' has no backward on {k.device.type} (FlexAttention "
+                           "runs forward only there); use 'tiles' or 'auto' to train")
+    b, heads, d = k.shape[0], k.shape[2], k.shape[3]
+    h, w = size[0], size[1]
+    h_out, w_out = (h + stride - 1) // stride, (w + stride - 1) // stride
+    span = dilation * (kernel - 1)
+    pad = span // 2
+    rows = mirror_index(torch.arange(h + span, device=k.device) - pad, h)
+    cols = mirror_index(torch.arange(w + span, device=k.device) - pad, w)
+    kv_index = (rows.view(-1, 1) * w + cols.view(1, -1)).flatten()
+    # (B, L, N, d) -> (B, N, L, d) views: FlexAttention wants the head dimension contiguous, nothing more.
+    kp = k.index_select(1, kv_index).transpose(1, 2)
+    vp = v.index_select(1, kv_index).transpose(1, 2)
+    if stride > 1:
+        q_index = (torch.arange(h_out, device=q.device).view(-1, 1) * (stride * w)
+                   + torch.arange(w_out, device=q.device).view(1, -1) * stride).flatten()
+        q = q.index_select(1, q_index)
+    else:
+        q = q.contiguous()  # ACmix's q is a strided view of the projection
+    block_mask = _window_block_mask(h_out, w_out, h + span, w + span, kernel, stride, dilation, str(k.device))
+    attend = _compiled_flex_attention() if k.device.type == "cuda" else flex_attention
+    out = attend(q.transpose(1, 2), kp, vp, block_mask=block_mask, scale=scale)
+    return out.transpose(1, 2).view(b, h_out, w_out, heads, d)
+
+
+@functools.lru_cache(maxsize=64)
+def _window_block_mask(h_out: int, w_out: int, padded_h: int, padded_w: int, kernel: int, stride: int,
+                       dilation: int, device: str):
+    """FlexAttention's block mask of the windows: query (i, j) of the h_out × w_out output keeps the keys
+    (stride·i + dilation·a, stride·j + dilation·b), a, b < kernel, of the row-major padded key map.
+    Cached per shape: building it evaluates the mask over every (query, key) pair."""
+    span = dilation * (kernel - 1)
+
+    def in_window(batch, head, query, key):
+        dy = key // padded_w - (query // w_out) * stride
+        dx = key % padded_w - (query % w_out) * stride
+        return ((dy >= 0) & (dy <= span) & (dy % dilation == 0)
+                & (dx >= 0) & (dx <= span) & (dx % dilation == 0))
+
+    return create_block_mask(in_window, None, None, h_out * w_out, padded_h * padded_w, device=device)
+
+
+@functools.cache
+def _compiled_flex_attention():
+    # Default dynamic=None: a second shape recompiles with dynamic sizes instead of once per shape, so a
+    # network's stages stay under dynamo's recompile limit (past it, flex_attention would run eagerly).
+    return torch.compile(flex_attention)
+
+
+@torch.fx.wrap
 def _like_input(y: Tensor, x: Tensor) -> Tensor:
     """y in x's memory format (channels-last in, channels-last out). A leaf for torch.fx: it branches
     on x's strides, which a traced graph must not freeze."""
@@ -166,6 +233,10 @@ class ACmix(nn.Module):
         alpha, beta: initial values of rate1 (attention) and rate2 (convolution).
         learnable: when False, rate1/rate2 stay parameters (same state_dict) with requires_grad off.
         tile: largest query tile edge of the blocked attention (speed and memory only); default: `default_tile`.
+        attention_impl: how the local attention runs (same result): "tiles" (`local_attention`: query tiles
+            with their key halos and SDPA), "flex" (`local_attention_flex`: FlexAttention with a
+            block-sparse window mask; forward only on a CPU), or "auto" (by device: the tiles, until a
+            GPU measurement says otherwise). Not in the state_dict; `set_attention_impl` sets a model's.
 
     Example:
         >>> m = ACmix(64, 64, kernel_att=7, head=4, kernel_conv=3, stride=2)
@@ -175,7 +246,7 @@ class ACmix(nn.Module):
 
     def __init__(self, in_planes: int, out_planes: int | None = None, kernel_att: int = 7, head: int = 4,
                  kernel_conv: int = 3, stride: int = 1, dilation: int = 1, *, alpha: float = 0.5,
-                 beta: float = 0.5, learnable: bool = True, tile: int | None = None,
+                 beta: float = 0.5, learnable: bool = True, tile: int | None = None, attention_impl: str = "auto",
                  feat_size: tuple[int, int] | None = None, device=None, dtype=None):
         super().__init__()
         out_planes = in_planes if out_planes is None else out_planes
@@ -190,6 +261,8 @@ class ACmix(nn.Module):
         _check_positive_int("dilation", dilation)
         if tile is not None:
             _check_positive_int("tile", tile)
+        if attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"ACmix: attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {attention_impl!r}")
         if out_planes % head:
             raise ValueError(f"ACmix: head={head} must divide out_planes={out_planes}")
         for name, value in (("alpha", alpha), ("beta", beta)):
@@ -204,6 +277,7 @@ class ACmix(nn.Module):
         self.stride, self.dilation = stride, dilation
         self.alpha, self.beta, self.learnable = float(alpha), float(beta), bool(learnable)
         self.tile = tile
+        self.attention_impl = attention_impl
 
         self.rate1 = nn.Parameter(torch.empty(1, **dd), requires_grad=self.learnable)
         self.rate2 = nn.Parameter(torch.empty(1, **dd), requires_grad=self.learnable)
@@ -324,8 +398,26 @@ class ACmix(nn.Module):
         # expanded over the heads first, so that its gradient is two cheap sums (over the batch, then over
         # the heads: ~15x faster on a CPU, measured, than one strided reduction over both).
         keys = k - pe.expand(-1, -1, k.shape[2], -1)
+        if self.attention_impl == "flex" and not torch.jit.is_scripting():
+            return self._flex_attention(q, keys, v, h, w)
         return local_attention(q, keys, v, [h, w], self.kernel_att, self.stride, self.dilation, self.tile,
                                float(self.head_dim) ** -0.5)
+
+    @torch.jit.unused
+    def _flex_attention(self, q: Tensor, k: Tensor, v: Tensor, h: int, w: int) -> Tensor:
+        # TorchScript compiles a stub for this method: scripted models run the tiles (the same result).
+        return local_attention_flex(q, k, v, [h, w], self.kernel_att, self.stride, self.dilation,
+                                    float(self.head_dim) ** -0.5)
+
+
+def set_attention_impl(model: nn.Module, impl: str) -> nn.Module:
+    """Set `attention_impl` ("auto", "tiles" or "flex") on every ACmix module of `model`; returns `model`."""
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {impl!r}")
+    for module in model.modules():
+        if isinstance(module, ACmix):
+            module.attention_impl = impl
+    return model
 
 
 def shift_kernels(kernel_conv: int, out_planes: int) -> Tensor:

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas.acmix import ACmix, _even_tile, mirror_index, position_grid, shift_kernels
+from nas.acmix import (ACmix, _even_tile, local_attention, local_attention_flex, mirror_index, position_grid,
+                       set_attention_impl, shift_kernels)
 from nas.acmix_reference import reference_parameter_shapes, unfold_forward
 
 
@@ -34,7 +35,7 @@ def assert_grads_close(g: dict, g_ref: dict) -> None:
 def forward_and_grads(module: torch.nn.Module, x: torch.Tensor, fn=None):
     x = x.clone().requires_grad_()
     y = module(x) if fn is None else fn(module, x)
-    grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y)
     y.backward(grad_out)
     grads = {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
     module.zero_grad(set_to_none=True)
@@ -112,6 +113,43 @@ def test_blocked_attention_equals_unfold_formulation(c, heads, ka, kc, s, h, w, 
     assert rel_err(y, y_ref) <= 1e-5
     assert rel_err(gx, gx_ref) <= 1e-4
     assert_grads_close(g, g_ref)
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+@pytest.mark.parametrize("c,heads,ka,kc,s,h,w,dil", EXTENDED_CASES + [(*case, 1) for case in REFERENCE_CASES[:2]])
+def test_flex_attention_forward_equals_unfold_formulation(c, heads, ka, kc, s, h, w, dil):
+    # attention_impl="flex" (FlexAttention over the mirror-padded map with a block-sparse window mask) is
+    # the same operator: checked here in forward, which is all FlexAttention runs on a CPU.
+    m = ACmix(c, c, kernel_att=ka, head=heads, kernel_conv=kc, stride=s, dilation=dil, attention_impl="flex")
+    randomise(m, seed=3)
+    x = torch.randn(2, c, h, w, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert rel_err(m(x), unfold_forward(m, x)) <= 1e-5
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_attention_function_equals_the_tiles_on_strided_token_views():
+    # The functions themselves, on the strided q/k/v views ACmix passes (not contiguous in d), stride 3.
+    gen = torch.Generator().manual_seed(6)
+    qkv = torch.randn(2, 10 * 13, 4, 3, 2, generator=gen)
+    q, k, v = (t.transpose(2, 3) for t in qkv.unbind(3))
+    for kernel, stride, dilation in [(3, 3, 1), (5, 1, 2), (7, 2, 1)]:
+        tiles = local_attention(q, k, v, [10, 13], kernel, stride, dilation, None, 0.3)
+        flex = local_attention_flex(q, k, v, [10, 13], kernel, stride, dilation, 0.3)
+        assert flex.shape == tiles.shape and rel_err(flex, tiles) <= 1e-5
+
+
+def test_flex_attention_without_a_backward_says_so_and_the_setting_is_checked():
+    m = ACmix(8, 8, head=2, attention_impl="flex")
+    with pytest.raises(RuntimeError, match="attention_impl='flex' has no backward on cpu"):
+        m(torch.randn(1, 8, 6, 6))
+    with pytest.raises(ValueError, match="attention_impl must be one of auto, tiles, flex, got 'fused'"):
+        ACmix(8, 8, attention_impl="fused")
+    model = torch.nn.Sequential(ACmix(8, 8, head=2), torch.nn.ReLU(), ACmix(8, 8, head=2))
+    assert set_attention_impl(model, "flex") is model
+    assert [m.attention_impl for m in model if isinstance(m, ACmix)] == ["flex", "flex"]
+    with pytest.raises(ValueError, match="got 'fast'"):
+        set_attention_impl(model, "fast")
 
 
 def test_tiles_are_evened_out_over_the_map():
@@ -296,3 +334,22 @@ def test_cuda_matches_cpu(dtype):
     assert rel_err(y.float().cpu(), expected) <= (1e-4 if dtype == torch.float32 else 3e-2)
     with torch.autocast("cuda", dtype=torch.float16):
         assert rel_err(m.cuda()(x.cuda()).float().cpu(), expected) <= 3e-2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("dtype,tol,grad_tol", [(torch.float32, 1e-4, 1e-3), (torch.bfloat16, 3e-2, 6e-2)])
+@pytest.mark.parametrize("c,heads,ka,s,h,w", [(64, 4, 7, 1, 20, 20), (64, 4, 3, 2, 15, 16), (128, 4, 5, 1, 9, 7)])
+def test_cuda_flex_attention_matches_the_cpu_path_forward_and_backward(dtype, tol, grad_tol, c, heads, ka, s, h, w):
+    # The compiled FlexAttention kernel (CUDA only) against the tiled path on the CPU, gradients included.
+    m = ACmix(c, c, kernel_att=ka, head=heads, stride=s)
+    randomise(m)
+    x = torch.randn(2, c, h, w, generator=torch.Generator().manual_seed(7))
+    y, gx, g = forward_and_grads(m, x)
+    gpu = ACmix(c, c, kernel_att=ka, head=heads, stride=s, attention_impl="flex")
+    gpu.load_state_dict(m.state_dict())
+    gpu = gpu.to("cuda", dtype)
+    y_gpu, gx_gpu, g_gpu = forward_and_grads(gpu, x.to("cuda", dtype))
+    assert rel_err(y_gpu.float().cpu(), y) <= tol
+    assert rel_err(gx_gpu.float().cpu(), gx) <= grad_tol
+    for name in g:
+        assert rel_err(g_gpu[name].float().cpu(), g[name]) <= grad_tol, name
