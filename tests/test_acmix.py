@@ -338,7 +338,8 @@ def test_cuda_matches_cpu(dtype):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("dtype,tol,grad_tol", [(torch.float32, 1e-4, 1e-3), (torch.bfloat16, 3e-2, 6e-2)])
-@pytest.mark.parametrize("c,heads,ka,s,h,w", [(64, 4, 7, 1, 20, 20), (64, 4, 3, 2, 15, 16), (128, 4, 5, 1, 9, 7)])
+@pytest.mark.parametrize("c,heads,ka,s,h,w", [(64, 4, 7, 1, 20, 20), (64, 4, 3, 2, 15, 16), (128, 4, 5, 1, 9, 7),
+                                              (96, 4, 5, 2, 12, 12)])  # head_dim 16, 16, 32, 24
 def test_cuda_flex_attention_matches_the_cpu_path_forward_and_backward(dtype, tol, grad_tol, c, heads, ka, s, h, w):
     # The compiled FlexAttention kernel (CUDA only) against the tiled path on the CPU, gradients included.
     m = ACmix(c, c, kernel_att=ka, head=heads, stride=s)
