@@ -3,6 +3,11 @@ features, torch.fx, fx backward, TorchScript, fx + TorchScript), torch.compile w
 torch.export, and ONNX through onnxruntime. Small inputs keep it CPU-fast; timm's own suite
 (tests/test_models.py of its sdist, run with -k acmix) checks the same at its sizes."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -97,3 +102,29 @@ def test_onnx_export_runs_in_onnxruntime_to_the_same_outputs(tmp_path):
     got = session.run(None, {'input': x.numpy()})[0]
     expected = model(x).detach().numpy()
     assert np.abs(got - expected).max() <= ONNX_RTOL * np.abs(expected).max()
+
+
+TIMM_TESTS = os.environ.get('TIMM_TESTS', '')
+
+
+def _timm_suite(tests: Path, *args: str) -> subprocess.CompletedProcess:
+    """timm's tests/test_models.py -k acmix, with nas loaded as a pytest plugin (it registers our names
+    before timm's suite lists the models to parametrize over)."""
+    return subprocess.run([sys.executable, '-m', 'pytest', str(tests / 'test_models.py'), '-k', 'acmix', '-q',
+                           '-p', 'nas', '-p', 'no:cacheprovider', '-W', 'ignore', *args],
+                          capture_output=True, text=True, cwd=tests.parent)
+
+
+@pytest.mark.skipif(not (Path(TIMM_TESTS) / 'test_models.py').is_file(),
+                    reason='TIMM_TESTS does not point at the tests/ folder of a timm source distribution')
+def test_timm_model_suite_passes_on_every_registered_name():
+    # Get the suite with `pip download timm==<installed version> --no-binary :all: --no-deps` and unpack it;
+    # TIMM_TESTS=<unpacked>/tests. Minutes on a CPU (the ResNets at timm's sizes).
+    tests = Path(TIMM_TESTS)
+    collected = [line for line in _timm_suite(tests, '--collect-only').stdout.splitlines() if '::' in line]
+    kinds = {line.split('::')[1].split('[')[0] for line in collected}
+    for name in NAMES:  # every name reaches every kind of test: none is filtered out by timm's exclusions
+        assert sum(line.endswith(f'-{name}]') for line in collected) == len(kinds), name
+    result = _timm_suite(tests)
+    summary = result.stdout.strip().splitlines()[-1]
+    assert result.returncode == 0 and summary.startswith(f'{len(collected)} passed'), result.stdout[-5000:]
