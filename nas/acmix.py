@@ -151,54 +151,48 @@ def local_attention_flex(q: Tensor, k: Tensor, v: Tensor, size: List[int], kerne
                          dilation: int = 1, scale: float = 1.0) -> Tensor:
     """`local_attention` through FlexAttention: the same arguments, result and border rule.
 
-    Keys and values are gathered once into the mirror-padded map ((H + dilation·(k−1)) × (W + ...)
-    tokens, ~1.2 copies at 56², k_att 7, against ~3 for the tiles' halos) and every query attends to
-    the padded map under a block-sparse window mask, so no logit outside a query's block row is
-    computed and no tile is gathered. On CUDA the kernel is compiled (``torch.compile(flex_attention)``;
-    the block mask is built once per shape and cached); elsewhere FlexAttention's eager path runs, which materialises the scores and has no
-    backward on a CPU: there this function is a check of the CUDA path, not a fast path.
+    Keys and values are gathered once into the mirror-padded map (~1.2 copies at 56², k_att 7, against
+    ~3 for the tiles' halos) and every query attends to it under a block-sparse window mask, so no logit
+    outside a query's block row is computed and no tile is gathered. On CUDA the kernel is compiled
+    (``torch.compile(flex_attention)``). Elsewhere FlexAttention's eager path runs, which materialises
+    the scores and has no backward on a CPU: there this function is a check of the CUDA path.
     """
     if k.device.type != "cuda" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         raise RuntimeError(f"ACmix: attention_impl='flex' has no backward on {k.device.type} (FlexAttention "
                            "runs forward only there); use 'tiles' or 'auto' to train")
     b, heads, d = k.shape[0], k.shape[2], k.shape[3]
-    h, w = size[0], size[1]
-    h_out, w_out = (h + stride - 1) // stride, (w + stride - 1) // stride
-    span = dilation * (kernel - 1)
-    pad = span // 2
-    rows = mirror_index(torch.arange(h + span, device=k.device) - pad, h)
-    cols = mirror_index(torch.arange(w + span, device=k.device) - pad, w)
-    kv_index = (rows.view(-1, 1) * w + cols.view(1, -1)).flatten()
-    # (B, L, N, d) -> (B, N, L, d) views: FlexAttention wants the head dimension contiguous, nothing more.
+    h_out, w_out = (size[0] + stride - 1) // stride, (size[1] + stride - 1) // stride
+    q_index, kv_index, block_mask = _flex_plan(size[0], size[1], kernel, stride, dilation, str(k.device))
+    # index_select writes contiguous (B, L, N, d) tokens; (B, N, L, d) views of them keep the head
+    # dimension contiguous, which is all FlexAttention asks of the layout.
+    qs = q.index_select(1, q_index).transpose(1, 2)
     kp = k.index_select(1, kv_index).transpose(1, 2)
     vp = v.index_select(1, kv_index).transpose(1, 2)
-    if stride > 1:
-        q_index = (torch.arange(h_out, device=q.device).view(-1, 1) * (stride * w)
-                   + torch.arange(w_out, device=q.device).view(1, -1) * stride).flatten()
-        q = q.index_select(1, q_index)
-    else:
-        q = q.contiguous()  # ACmix's q is a strided view of the projection
-    block_mask = _window_block_mask(h_out, w_out, h + span, w + span, kernel, stride, dilation, str(k.device))
     attend = _compiled_flex_attention() if k.device.type == "cuda" else flex_attention
-    out = attend(q.transpose(1, 2), kp, vp, block_mask=block_mask, scale=scale)
+    out = attend(qs, kp, vp, block_mask=block_mask, scale=scale)
     return out.transpose(1, 2).view(b, h_out, w_out, heads, d)
 
 
 @functools.lru_cache(maxsize=64)
-def _window_block_mask(h_out: int, w_out: int, padded_h: int, padded_w: int, kernel: int, stride: int,
-                       dilation: int, device: str):
-    """FlexAttention's block mask of the windows: query (i, j) of the h_out × w_out output keeps the keys
-    (stride·i + dilation·a, stride·j + dilation·b), a, b < kernel, of the row-major padded key map.
-    Cached per shape: building it evaluates the mask over every (query, key) pair."""
+def _flex_plan(h: int, w: int, kernel: int, stride: int, dilation: int, device: str):
+    """The query and padded-key token indices and FlexAttention's block mask for an h × w map, cached
+    per shape (building the mask evaluates it over every (query, key) pair).
+
+    The tiling's own axes (`_axis`) with a single tile spanning the map: query (i, j) keeps key (a, b)
+    of the row-major padded map where both axes' window masks hold, the same rule as the tiles."""
+    dev = torch.device(device)
+    h_out, w_out = (h + stride - 1) // stride, (w + stride - 1) // stride
     span = dilation * (kernel - 1)
+    lh, lw = stride * (h_out - 1) + span + 1, stride * (w_out - 1) + span + 1
+    qh, kh, mh = _axis(h, h_out, h_out, 1, lh, kernel, stride, dilation, dev)
+    qw, kw, mw = _axis(w, w_out, w_out, 1, lw, kernel, stride, dilation, dev)
+    q_index = (qh.view(-1, 1) * w + qw.view(1, -1)).flatten()
+    kv_index = (kh.view(-1, 1) * w + kw.view(1, -1)).flatten()
 
     def in_window(batch, head, query, key):
-        dy = key // padded_w - (query // w_out) * stride
-        dx = key % padded_w - (query % w_out) * stride
-        return ((dy >= 0) & (dy <= span) & (dy % dilation == 0)
-                & (dx >= 0) & (dx <= span) & (dx % dilation == 0))
+        return mh[query // w_out, key // lw] & mw[query % w_out, key % lw]
 
-    return create_block_mask(in_window, None, None, h_out * w_out, padded_h * padded_w, device=device)
+    return q_index, kv_index, create_block_mask(in_window, None, None, h_out * w_out, lh * lw, device=dev)
 
 
 @functools.cache
@@ -261,8 +255,7 @@ class ACmix(nn.Module):
         _check_positive_int("dilation", dilation)
         if tile is not None:
             _check_positive_int("tile", tile)
-        if attention_impl not in ATTENTION_IMPLS:
-            raise ValueError(f"ACmix: attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {attention_impl!r}")
+        _check_attention_impl(attention_impl)
         if out_planes % head:
             raise ValueError(f"ACmix: head={head} must divide out_planes={out_planes}")
         for name, value in (("alpha", alpha), ("beta", beta)):
@@ -412,8 +405,7 @@ class ACmix(nn.Module):
 
 def set_attention_impl(model: nn.Module, impl: str) -> nn.Module:
     """Set `attention_impl` ("auto", "tiles" or "flex") on every ACmix module of `model`; returns `model`."""
-    if impl not in ATTENTION_IMPLS:
-        raise ValueError(f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {impl!r}")
+    _check_attention_impl(impl)
     for module in model.modules():
         if isinstance(module, ACmix):
             module.attention_impl = impl
@@ -436,3 +428,8 @@ def _heads(t: Tensor, d: int) -> Tensor:
 def _check_positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"ACmix: {name} must be a positive integer, got {value!r}")
+
+
+def _check_attention_impl(value) -> None:
+    if value not in ATTENTION_IMPLS:
+        raise ValueError(f"ACmix: attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {value!r}")
