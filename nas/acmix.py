@@ -197,9 +197,11 @@ def _flex_plan(h: int, w: int, kernel: int, stride: int, dilation: int, device: 
 
 @functools.cache
 def _compiled_flex_attention():
-    # Default dynamic=None: a second shape recompiles with dynamic sizes instead of once per shape, so a
-    # network's stages stay under dynamo's recompile limit (past it, flex_attention would run eagerly).
-    return torch.compile(flex_attention)
+    # One static kernel per shape. With the default dynamic=None a second shape recompiles with dynamic
+    # sizes, and that kernel failed to build (measured with the CPU inductor: a C++ compile error), where
+    # static kernels for the same shapes build and match the tiles. Past dynamo's recompile limit (8
+    # shapes) flex_attention runs eagerly, materialising the scores.
+    return torch.compile(flex_attention, dynamic=False)
 
 
 @torch.fx.wrap
