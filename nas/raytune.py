@@ -52,6 +52,7 @@ from nas import pareto
 from nas.results import ArchResult, RunFolder, TrialRecord, aggregate, seed_std
 from nas.options import UsageError
 from nas.space import SearchSpace
+from nas.study import StudySource
 from nas.trial import TrialSettings, evaluate
 
 __all__ = ['TuneJob', 'TuneOutcome', 'run_tune', 'trainable', 'ArchSearcher', 'Recorder', 'FailureStopper',
@@ -164,6 +165,10 @@ def gpu_fraction(need_mb: float, gpu_mb: float, headroom: float = 1.25) -> float
     return min(GPU_GRID, max(1, steps)) / GPU_GRID
 
 
+def _number(trial: optuna.Trial | None) -> int | None:
+    return None if trial is None else trial.number
+
+
 def _is_oom(record: TrialRecord) -> bool:
     return record.status == 'failed' and 'out of memory' in (record.error or '').lower()
 
@@ -196,9 +201,11 @@ class ArchSearcher(Searcher):
 
     def __init__(self, study: optuna.Study, space: SearchSpace, objectives: list[str], limits: dict[str, float],
                  history: list[TrialRecord], seed: int, budget: int, repeats: int = 1, race: int = 1,
-                 race_share: float = 0.0, gpu_memory_mb: float | None = None, batch_size: int = 64):
+                 race_share: float = 0.0, gpu_memory_mb: float | None = None, batch_size: int = 64,
+                 source: StudySource | None = None):
         super().__init__()  # several objectives: Optuna holds them, Tune needs no metric of ours
-        self.study, self.space, self.objectives, self.limits = study, space, objectives, limits
+        self._study, self.source = study, source
+        self.space, self.objectives, self.limits = space, objectives, limits
         self.seed, self.budget, self.repeats, self.race, self.race_share = seed, budget, repeats, race, race_share
         self.results = list(history)  # every finished evaluation, this run's earlier ones included
         self.running: dict[str, tuple[str, optuna.Trial | None]] = {}  # Ray trial id -> (arch id, new arch's trial)
@@ -211,9 +218,41 @@ class ArchSearcher(Searcher):
         self.duplicates = 0  # proposals of known architectures, told as FAIL
         self.random_injections = 0
         self.reevaluations = 0  # this process's
-        self._random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        self._random: optuna.Study | None = None  # draws random unseen architectures, made when first needed
         self.gpu_memory_mb, self.batch_size = gpu_memory_mb, batch_size  # --gpus-per-trial auto
         self._gpus: dict[str, float] = {}  # arch id -> its GPU share under auto
+
+    # -- pickling: Tune pickles its searcher (tuner.pkl); the study stays in the run's journal
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            if self.source is None:
+                raise RuntimeError('this searcher was unpickled without a StudySource to reopen its study')
+            self._study = self.source.load()
+        return self._study
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the Optuna study and the samplers: they live in the run's journal (reopened
+        from `source` when first needed) and may hold what cannot be pickled (a threading.Lock in
+        Optuna 5.1's GA samplers). Open trials are kept as their numbers."""
+        state = self.__dict__.copy()
+        state['_study'] = state['_random'] = None
+        state['running'] = {k: (a, _number(t)) for k, (a, t) in self.running.items()}
+        state['untold'] = {a: _number(t) for a, t in self.untold.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.running = {k: (a, self._open_trial(n)) for k, (a, n) in state['running'].items()}
+        self.untold = {a: self._open_trial(n) for a, n in state['untold'].items()}
+
+    def _open_trial(self, number: int | None) -> optuna.Trial | None:
+        """A trial of the study still running (after unpickling: the study reopened) by its number."""
+        if number is None:
+            return None
+        storage = self.study._storage  # Optuna has no public "running trial by number"
+        return optuna.trial.Trial(self.study, storage.get_trial_id_from_study_id_trial_number(
+            self.study._study_id, number))
 
     def gpus_for(self, arch: dict[str, Any], arch_id: str) -> float | None:
         """The GPU share of an architecture's trials under --gpus-per-trial auto (None otherwise)."""
@@ -297,6 +336,8 @@ class ArchSearcher(Searcher):
 
     def _random_unseen(self, known: set[str]) -> dict[str, Any] | None:
         for _ in range(RANDOM_TRIES):
+            if self._random is None:
+                self._random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.seed))
             arch = self.space.sample(self._random.ask())
             if arch.arch_id not in known:
                 return self.space.params_of(arch)
@@ -401,7 +442,7 @@ class Recorder(tune.Callback):
         self.disk_error: OSError | None = None
         self.unrecorded: str | None = None  # the trial a full disk kept out of trials.jsonl
         records = run.trials()
-        self.number = self.done_before = len(records)
+        self.number = len(records)
         self.archs = {r.arch_id for r in records}
         self.archs_before = len(self.archs)
         self.failures = sum(r.status == 'failed' for r in records)  # the whole run's, resumed or not
@@ -484,17 +525,17 @@ class Recorder(tune.Callback):
             left = per_epoch * max(0, self.epochs - epoch)
             totals.append(per_epoch * self.epochs)
             parts.append(f'{arch_id} epoch {epoch}/{self.epochs} acc {acc:.3f} ~{_hms(left)}')
-        finished = self.number - self.done_before
-        if finished:  # wall time per finished trial, concurrency included
-            per_trial = (time.perf_counter() - self.start) / finished
+        finished = len(self.archs) - self.archs_before
+        if finished:  # wall time per new architecture, re-evaluations and concurrency included
+            per_arch = (time.perf_counter() - self.start) / finished
         else:  # none finished yet: the running ones' estimated length, shared by those running side by side
-            per_trial = sum(totals) / len(totals) ** 2 if totals else 0.0
-        run_left = max(0, self.budget - self.number) * per_trial
+            per_arch = sum(totals) / len(totals) ** 2 if totals else 0.0
+        run_left = max(0, self.budget - len(self.archs)) * per_arch
         return f"running {len(parts)}: {'; '.join(parts)} | run ~{_hms(run_left)} left"
 
     def _show(self, now: float) -> None:
         self._shown = now
-        line = f'[{self.number:>4}/{self.budget}] ' + self.status_line()
+        line = f'[{len(self.archs):>4}/{self.budget}] ' + self.status_line()  # architectures, as _print counts
         if self.tty:
             width = shutil.get_terminal_size((100, 20)).columns
             sys.stdout.write('\r\x1b[K' + line[:width - 1])
@@ -588,6 +629,7 @@ class TuneJob:
 
     run: RunFolder
     study: optuna.Study
+    study_source: StudySource  # how to reopen the study (Tune pickles the searcher, not the study)
     space: SearchSpace
     data: Dataset
     settings: TrialSettings
@@ -683,7 +725,8 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     """
     searcher = ArchSearcher(job.study, job.space, job.objectives, job.limits, job.history, job.seed, job.budget,
                             repeats=job.repeats, race=job.race, race_share=job.race_share,
-                            gpu_memory_mb=job.gpu_memory_mb, batch_size=job.settings.proxy.batch_size)
+                            gpu_memory_mb=job.gpu_memory_mb, batch_size=job.settings.proxy.batch_size,
+                            source=job.study_source)
     recorder = Recorder(job.run, job.references, job.objectives, job.budget, job.quiet,
                         epochs=job.settings.proxy.epochs)
     # Ctrl-C: our handler instead of Tune's, so the search knows; the FailureStopper then stops Tune

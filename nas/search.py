@@ -45,7 +45,7 @@ from nas.pareto import COSTS
 from nas.report import front_report, long_trial_note
 from nas.results import DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
 from nas.space import SearchSpace, SpaceError, load_space
-from nas.study import open_study
+from nas.study import StudySource, open_study
 from nas.train import ProxyConfig, ProxyError
 
 __all__ = ['run', 'main', 'SearchOptions', 'UsageError']
@@ -245,7 +245,7 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     settings = TrialSettings(proxy=proxy, num_classes=data.num_classes, limits=opts.limits,
                              device='cuda' if gpus > 0 else 'cpu')
     outcome = run_tune(TuneJob(
-        run=folder, study=study, space=space, data=data, settings=settings, objectives=opts.objectives,
+        run=folder, study=study, study_source=StudySource.of(folder, opts), space=space, data=data, settings=settings, objectives=opts.objectives,
         limits=opts.limits, seed=opts.seed, budget=opts.budget, history=records, repeats=opts.repeats,
         race=opts.race, race_share=opts.race_share, gpu_memory_mb=gpu_memory,
         references={a.arch_id: name for name, a in space.reference_points().items()},

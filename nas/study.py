@@ -7,8 +7,9 @@ what is done, so on resume the study is made to agree with it (`open_study`).
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -18,7 +19,7 @@ from nas.options import SearchOptions
 from nas.results import STUDY_NAME, RunError, RunFolder, TrialRecord, aggregate
 from nas.space import SearchSpace, SpaceError
 
-__all__ = ['make_sampler', 'open_study', 'trial_of']
+__all__ = ['StudySource', 'make_sampler', 'open_study', 'trial_of']
 
 
 def make_sampler(name: str, seed: int, budget: int) -> optuna.samplers.BaseSampler:
@@ -34,6 +35,27 @@ def make_sampler(name: str, seed: int, budget: int) -> optuna.samplers.BaseSampl
         'gp': lambda: optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False),
         'random': lambda: optuna.samplers.RandomSampler(seed=seed),
     }[name]()
+
+
+@dataclass(frozen=True)
+class StudySource:
+    """Where the run's study lives and how it is sampled: what a pickled searcher carries instead
+    of the study itself. The study's state is its journal (and trials.jsonl), so `load` reopens it
+    anywhere the run folder is; the sampler is made anew from its name and seed, since samplers
+    may hold what cannot be pickled (Optuna 5.1's GA samplers keep a threading.Lock)."""
+
+    journal: Path
+    sampler: str
+    seed: int
+    budget: int
+
+    @classmethod
+    def of(cls, folder: RunFolder, opts: SearchOptions) -> StudySource:
+        return cls(folder.study_path.resolve(), opts.sampler, opts.seed, opts.budget)
+
+    def load(self) -> optuna.Study:
+        return optuna.load_study(study_name=STUDY_NAME, storage=RunFolder(self.journal.parent).storage(),
+                                 sampler=make_sampler(self.sampler, self.seed, self.budget))
 
 
 def open_study(folder: RunFolder, opts: SearchOptions, space: SearchSpace,
