@@ -355,6 +355,16 @@ def export(run: RunFolder, selection: Selection, out: Path | None = None, *, ret
     return ExportResult(out, record, selection.how, retrained, diff, time.perf_counter() - t0)
 
 
+def accuracy_text(selection: Selection) -> str:
+    """The accuracy the selection was made by: the architecture's mean ± standard error over its
+    seeds, as the front table shows it (one seed: that accuracy, and so)."""
+    a = selection.arch
+    if a is None or a.accuracy is None:
+        return _fmt(selection.record.accuracy)
+    se = f" ± {a.accuracy_se:.4f}" if a.accuracy_se is not None else ''
+    return f"{a.accuracy:.4f}{se} ({a.seeds} seed{'s' if a.seeds != 1 else ''})"
+
+
 def _fmt(v: Any, unit: str = '') -> str:
     if v is None:
         return '–'
@@ -520,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         selection = select(records, run.objectives(), arch_id=args.arch_id, pick=args.pick, limits=limits,
                            has_weights=lambda r: run.weights_of(r) is not None)
         r = selection.record
-        print(f"selected {r.arch_id} (trial #{r.number}, {selection.how}): accuracy {_fmt(r.accuracy)}, "
+        print(f"selected {r.arch_id} (trial #{r.number}, {selection.how}): accuracy {accuracy_text(selection)}, "
               f"{_fmt(r.macs)} MACs, {_fmt(r.params)} params", flush=True)
         res = export(run, selection, args.out, retrain_epochs=args.retrain_epochs, data_dir=args.data_dir,
                      device=args.device, force=args.force)

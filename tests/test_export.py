@@ -286,3 +286,33 @@ def test_a_config_json_of_the_wrong_type_is_one_line(small_run, tmp_path, capsys
         assert main(['--check', str(out)]) == 2
         err = capsys.readouterr().err
         assert err.count('\n') == 1 and 'config.json' in err and 'Traceback' not in err, err
+
+
+def test_the_selected_line_reports_the_mean_the_pick_was_made_by(small_run, tmp_path, capsys):
+    # every front point evaluated at two more seeds: the knee is chosen by its mean over three
+    import os
+    import re
+    import statistics
+    from dataclasses import replace
+
+    from runs import copy_run
+
+    run = RunFolder(copy_run(small_run, tmp_path / 'run'))
+    for r in run.front():
+        for seed, shift in ((1, -0.031), (2, 0.017)):
+            run.append(replace(r.record, number=len(run.trials()), seed=seed, accuracy=r.accuracy + shift,
+                               weights=None))
+    knee = select(run.trials(), run.objectives())
+    accs = [r.accuracy for r in run.trials() if r.arch_id == knee.record.arch_id]
+    out = tmp_path / 'knee'
+    assert main([str(run.path), '--pick', 'knee', '--out', str(out)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    se = statistics.stdev(accs) / len(accs) ** 0.5
+    assert line.startswith(f'selected {knee.record.arch_id} ')
+    mean_shown, se_shown = map(float, re.search(r'accuracy (\S+) ± (\S+) \(3 seeds\)', line).groups())
+    assert mean_shown == pytest.approx(statistics.mean(accs), abs=6e-5) and se_shown == pytest.approx(se, abs=6e-5)
+    # the folder's files all get the ordinary mode of a new file (safetensors writes its own 0600)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {
+        p.name: 0o666 & ~umask for p in out.iterdir()}
