@@ -28,6 +28,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -159,6 +160,17 @@ class Decision:
         if self.is_int:
             return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(name, float(self.low), float(self.high), step=self.step, log=self.log)
+
+    def distribution(self) -> Any:
+        """The Optuna distribution `suggest` samples from (for a decision that is not fixed)."""
+        import optuna
+
+        if self.choices is not None:
+            return optuna.distributions.CategoricalDistribution(list(self.choices))
+        if self.is_int:
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high), step=int(self.step or 1),
+                                                        log=self.log)
+        return optuna.distributions.FloatDistribution(float(self.low), float(self.high), step=self.step, log=self.log)
 
     def to_dict(self) -> Any:
         if self.is_fixed:
@@ -470,22 +482,55 @@ class SearchSpace:
         return Arch(input_size=self.input_size, in_chans=self.in_chans, stem=stem, stages=tuple(stages),
                     num_features=self.num_features)
 
-    def sample(self, trial: Any) -> Arch:
-        """Sample an architecture with an Optuna trial (define-by-run, one suggest_* per decision)."""
+    def sample(self, trial: Any, full: bool = False) -> Arch:
+        """Sample an architecture with an Optuna trial, one suggest_* per decision.
+
+        Define-by-run (`full=False`): only the decisions the network being built uses are asked
+        (a conv block has no heads, a stage of depth 1 no second block). `full=True`: every
+        parameter of `encoding()` is asked in every trial, in one fixed order, and the network is
+        built from those it uses (the others are ignored, so its id is the same): samplers that
+        model a fixed set of parameters jointly (multivariate TPE, GP, evolution) see all of them.
+        """
+        if full:
+            return self.point({name: d.suggest(trial, name) for name, d in self.encoding.items()})
         return self._build(lambda d, name, si, bi: d.suggest(trial, name))
 
+    @cached_property
+    def encoding(self) -> dict[str, Decision]:
+        """Every Optuna parameter of the space, by name, in a fixed order: `width_mult`, then per
+        stage its depth, channels and the decisions of every block up to its largest depth (or
+        the stage's or network's shared ones). Fixed decisions are not parameters."""
+        out: dict[str, Decision] = {}
+
+        def add(name: str, d: Decision) -> None:
+            if not d.is_fixed and name not in out:
+                out[name] = d
+
+        add('width_mult', self.width_mult)
+        for si, st in enumerate(self.stages):
+            add(f"s{si}.depth", st.depth)
+            add(f"s{si}.channels", st.channels)
+            for bi in range(int(st.depth.max)):
+                for key in BLOCK_DECISIONS:
+                    d = st.decisions[key]
+                    add({'block': f"s{si}.b{bi}.{key}", 'stage': f"s{si}.{key}", 'network': f"net.{key}"}[d.per], d)
+        return out
+
     def distributions(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The Optuna distribution of each of `params` (a trial's parameters), as `sample` suggests
-        them: for `optuna.trial.create_trial` when a study is rebuilt from trials.jsonl.
+        """The Optuna distribution of each of `params` (a trial's parameters, of either sampling
+        mode), as `sample` suggests them: for `optuna.trial.create_trial`.
 
         Raises:
-            ValueError: `params` lacks a parameter the architecture needs (Optuna's FixedTrial).
+            ValueError: a parameter this space does not have.
         """
-        import optuna
+        unknown = [k for k in params if k not in self.encoding]
+        if unknown:
+            raise ValueError(f"parameter {unknown[0]!r} is not in this space")
+        return {k: self._distributions[k] for k in params}
 
-        trial = optuna.trial.FixedTrial(dict(params))
-        self.sample(trial)
-        return dict(trial.distributions)
+    @cached_property
+    def _distributions(self) -> dict[str, Any]:
+        return {name: d.distribution() for name, d in self.encoding.items()}
 
     def point(self, params: Mapping[str, Any] | None = None, *, prefer: str = 'default',
               **fixed: Any) -> Arch:

@@ -251,27 +251,31 @@ def test_conditional_spaces(tmp_path, digits_raw):
     assert not load_space(write(tmp_path, tied)).conditional  # depth searched, but nothing per block
 
 
-def test_gp_sampler_does_not_warn_at_every_trial_of_a_conditional_space(caplog):
-    """Optuna's GPSampler warns for every conditional parameter of every trial; the search's GP
-    sampler draws them the same way (at random) and says so once (nas.search) instead."""
+def test_the_full_encoding_gives_gp_every_parameter_of_a_conditional_space(caplog):
+    """Define-by-run sampling of a conditional space leaves GP parameters it cannot model (Optuna
+    warns, and draws them at random); the full encoding (`sample(trial, full=True)`, what the
+    search uses) asks every parameter in every trial, so GP models all of them."""
     from nas.study import make_sampler
 
     space = load_space(SPACES / 'digits.yaml')
 
-    def objective(trial):
-        blocks = [b for *_, b in space.sample(trial).blocks()]
-        return sum(b.op == 'acmix' for b in blocks), sum(b.k_att or 0 for b in blocks if b.op == 'acmix')
+    def objective(full):
+        def f(trial):
+            blocks = [b for *_, b in space.sample(trial, full=full).blocks()]
+            return sum(b.op == 'acmix' for b in blocks), sum(b.k_att or 0 for b in blocks if b.op == 'acmix')
+        return f
 
-    def warnings_of(sampler) -> list[str]:
+    def warnings_of(sampler, full: bool) -> list[str]:
         caplog.clear()
         study = optuna.create_study(directions=['maximize', 'minimize'], sampler=sampler)
         optuna.logging.enable_propagation()
         try:
             with caplog.at_level(logging.WARNING, logger='optuna'):
-                study.optimize(objective, n_trials=12)
+                study.optimize(objective(full), n_trials=12)
         finally:
             optuna.logging.disable_propagation()
         return [r.getMessage() for r in caplog.records if 'sampled independently' in r.getMessage()]
 
-    assert warnings_of(optuna.samplers.GPSampler(seed=0))  # the condition arises on this space
-    assert warnings_of(make_sampler('gp', 0, 100)) == []
+    assert warnings_of(optuna.samplers.GPSampler(seed=0), full=False)  # the condition arises on this space
+    assert warnings_of(optuna.samplers.GPSampler(seed=0), full=True) == []
+    assert warnings_of(make_sampler('gp', 0, 100, space), full=True) == []
