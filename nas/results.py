@@ -43,6 +43,7 @@ import optuna
 import yaml
 
 from nas import pareto
+from nas.archive import ArchResult, Archive, aggregate, seed_std  # noqa: F401  (re-exported)
 from nas.pareto import OBJECTIVES
 from nas.train import ProxyConfig
 
@@ -177,117 +178,6 @@ class RunConfig:
         out["proxy"], out["data"] = self.proxy.to_dict(), asdict(self.data)
         return {**out, **self.extra}
 
-
-@dataclass
-class ArchResult:
-    """One architecture over all its evaluations (one per seed): what the front, the knee,
-    exports, pareto.json and the hypervolume use. Accuracy is the mean over its complete
-    evaluations, with its standard error (None below 2 seeds); costs are the first evaluation's
-    (params and MACs are exact; latency and memory are measured once). It has `number`,
-    `status`, `feasible` and `value(objective)`, so every nas.pareto function takes it."""
-
-    records: list[TrialRecord]  # its evaluations, in the order they finished
-
-    @property
-    def complete(self) -> list[TrialRecord]:
-        return [r for r in self.records if r.status == "complete" and r.accuracy is not None]
-
-    @property
-    def record(self) -> TrialRecord:
-        """The evaluation that stands for it: its first complete one (its weights), else its first."""
-        return (self.complete or self.records)[0]
-
-    @property
-    def number(self) -> int:
-        return self.record.number
-
-    @property
-    def arch_id(self) -> str:
-        return self.records[0].arch_id
-
-    @property
-    def arch(self) -> dict[str, Any]:
-        return self.records[0].arch
-
-    @property
-    def reference(self) -> str | None:
-        return self.records[0].reference
-
-    @property
-    def status(self) -> str:
-        return "complete" if self.complete else self.records[-1].status
-
-    @property
-    def feasible(self) -> bool:
-        return self.records[0].feasible
-
-    @property
-    def seeds(self) -> int:
-        """Complete evaluations (distinct seeds)."""
-        return len(self.complete)
-
-    @property
-    def accuracies(self) -> list[float]:
-        return [float(r.accuracy) for r in self.complete]
-
-    @property
-    def accuracy(self) -> float | None:
-        """The mean over complete evaluations; for one never complete, its last accuracy (a stopped
-        trial's, at a lower fidelity) or None."""
-        accs = self.accuracies
-        return sum(accs) / len(accs) if accs else self.records[-1].accuracy
-
-    @property
-    def accuracy_std(self) -> float | None:
-        """Sample standard deviation over seeds (None below 2 seeds)."""
-        accs = self.accuracies
-        if len(accs) < 2:
-            return None
-        mean = sum(accs) / len(accs)
-        return (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5
-
-    @property
-    def accuracy_se(self) -> float | None:
-        """Standard error of the mean accuracy (None below 2 seeds)."""
-        std = self.accuracy_std
-        return None if std is None else std / len(self.accuracies) ** 0.5
-
-    # the exact costs and what the weights file was trained with: its standing evaluation's
-    params = property(lambda self: self.record.params)
-    macs = property(lambda self: self.record.macs)
-    latency_ms = property(lambda self: self.record.latency_ms)
-    memory_mb = property(lambda self: self.record.memory_mb)
-    epochs = property(lambda self: self.record.epochs)
-    weights = property(lambda self: self.record.weights)
-    error = property(lambda self: self.records[-1].error)
-    seconds = property(lambda self: sum(r.seconds for r in self.records))  # all its evaluations
-
-    def value(self, objective: str) -> float | None:
-        if objective == "accuracy":
-            return self.accuracy
-        return (self.complete or self.records)[0].value(objective)
-
-    def summary(self) -> dict[str, Any]:
-        """Its pareto.json entry."""
-        return {"number": self.number, "arch_id": self.arch_id, "reference": self.reference,
-                "accuracy": self.accuracy, "accuracy_se": self.accuracy_se, "accuracy_std": self.accuracy_std,
-                "seeds": self.seeds, "accuracies": self.accuracies,
-                **{o: self.value(o) for o in OBJECTIVES if o != "accuracy"}, "weights": self.record.weights}
-
-
-def aggregate(records: Sequence[TrialRecord]) -> list[ArchResult]:
-    """One ArchResult per architecture, in the order each was first evaluated."""
-    by_id: dict[str, list[TrialRecord]] = {}
-    for r in records:
-        by_id.setdefault(r.arch_id, []).append(r)
-    return [ArchResult(rs) for rs in by_id.values()]
-
-
-def seed_std(archs: Sequence[ArchResult]) -> float | None:
-    """The proxy's seed-to-seed standard deviation of accuracy, pooled over every architecture
-    with at least 2 seeds (the root of the mean variance); None when there is none."""
-    variances = [a.accuracy_std ** 2 for a in archs if a.accuracy_std is not None]
-    return (sum(variances) / len(variances)) ** 0.5 if variances else None
 
 # --------------------------------------------------------------------------- crash-consistent files
 
@@ -592,27 +482,16 @@ class RunFolder:
         return pareto.front(self.archs(), objectives or self.objectives())
 
     def write_pareto(self, objectives: Sequence[str] | None = None) -> dict[str, Any]:
-        """pareto.json: the front of the complete, feasible trials and its hypervolume."""
+        """pareto.json: the front of the complete, feasible architectures' means and its hypervolume
+        (`Archive.summary`), from every record of trials.jsonl."""
         config = self.config()
-        objectives = list(objectives or config.objectives)
-        records = self.trials()
-        archs = aggregate(records)
-        front = pareto.front(archs, objectives)
-        sigma = seed_std(archs)
-        unseparable = pareto.unseparable(archs, objectives, sigma)
-        ids = {a.number: a.arch_id for a in archs}
-        scales = config.hypervolume_scale
-        summary = {
-            "objectives": objectives,
-            "directions": pareto.directions(objectives),
-            "hypervolume": pareto.hypervolume(archs, objectives, scales) if scales else None,
-            "hypervolume_scale": scales,
-            "trials": len(records),
-            "architectures": len(archs),
-            "seed_std": sigma,
-            "front": [{**a.summary(), "separable": not unseparable.get(a.number),
-                       "unseparable_from": [ids[n] for n in unseparable.get(a.number, [])]} for a in front],
-        }
+        archive = Archive(list(objectives or config.objectives))
+        for record in self.trials():
+            archive.add(record)
+        return self.write_summary(archive.summary(config.hypervolume_scale))
+
+    def write_summary(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Replace pareto.json with `summary` (an `Archive.summary`) and return it."""
         write_atomic(self.path / PARETO, json.dumps(summary, indent=2))
         return summary
 
@@ -625,13 +504,13 @@ class RunFolder:
                 return p
         return None
 
-    def block_map(self, record: TrialRecord) -> list[dict[str, Any]]:
+    def block_map(self, record: TrialRecord, arch: Any = None) -> list[dict[str, Any]]:
         """The per-block map of a trial (nas.model.block_map): learned α/β from `record.rates`,
-        else from its weights file, else the initial values."""
+        else from its weights file, else the initial values. `arch`: its Arch, if already built."""
         from nas.arch import Arch
         from nas.model import block_map, rates_from_weights
 
-        arch = Arch.from_dict(record.arch)
+        arch = arch if arch is not None else Arch.from_dict(record.arch)
         rates = record.rates
         if not rates and arch.num_acmix:
             path = self.weights_of(record)
