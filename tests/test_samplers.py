@@ -1,0 +1,93 @@
+"""The samplers propose architectures the study has not seen (nas.samplers), in real Optuna studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from nas.samplers import EvolutionSampler, UniqueSampler
+from nas.space import load_space
+from nas.study import make_sampler
+
+SPACES = Path(__file__).resolve().parent.parent / 'search_spaces'
+
+
+def objective(space):
+    """Accuracy-like and cost-like values that depend on the architecture alone."""
+    def f(trial):
+        arch = space.sample(trial, full=True)
+        trial.set_user_attr('arch_id', arch.arch_id)
+        blocks = [b for *_, b in arch.blocks()]
+        acmix = sum(b.op == 'acmix' for b in blocks)
+        width = sum(st.channels for st in arch.stages)
+        return 0.5 + 0.1 * acmix - 0.001 * width + 0.01 * len(blocks), width * len(blocks) + 10 * acmix
+    return f
+
+
+def test_evolution_finds_every_architecture_of_a_small_space_once_then_says_it_is_exhausted():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space(SPACES / 'digits.yaml')  # 220 architectures
+    sampler = EvolutionSampler(space, population=16, tournament=4, seed=0)
+    study = optuna.create_study(directions=['maximize', 'minimize'], sampler=sampler)
+    study.optimize(objective(space), n_trials=space.size)
+    ids = [t.user_attrs['arch_id'] for t in study.trials]
+    assert len(set(ids)) == len(ids) == space.size == 220  # every one, none twice
+    assert not sampler.exhausted
+    study.optimize(objective(space), n_trials=1)  # nothing unseen is left
+    assert sampler.exhausted and sampler.take_kind(study.trials[-1].number) == 'exhausted'
+
+
+def test_evolution_mutates_one_decision_of_a_population_member():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space(SPACES / 'symmetry.yaml')
+    sampler = EvolutionSampler(space, population=12, tournament=4, seed=1)
+    study = optuna.create_study(directions=['maximize', 'minimize'], sampler=sampler)
+    study.optimize(objective(space), n_trials=80)
+    kinds = [sampler.take_kind(t.number) for t in study.trials]
+    assert kinds[:12] == ['random'] * 12 and kinds[12:] == ['mutated'] * 68
+    for t in study.trials[12:]:
+        # the parent: a complete trial told before this one was asked, within the aging window
+        told = [p for p in study.trials[:t.number] if p.state == optuna.trial.TrialState.COMPLETE][-12:]
+        assert any(sum(p.params[k] != t.params[k] for k in space.encoding) == 1 for p in told), t.number
+    ids = [t.user_attrs['arch_id'] for t in study.trials]
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize('name', ['tpe', 'nsga2', 'gp', 'random'])
+def test_optunas_samplers_propose_unseen_architectures_repairing_their_duplicates(name):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space(SPACES / 'digits.yaml')
+    sampler = make_sampler(name, 0, 100, space)
+    assert isinstance(sampler, UniqueSampler)
+    study = optuna.create_study(directions=['maximize', 'minimize'], sampler=sampler)
+    study.optimize(objective(space), n_trials=60 if name != 'gp' else 14)  # GP: 10 random start-up, then its own
+    ids = [t.user_attrs['arch_id'] for t in study.trials]
+    assert len(set(ids)) == len(ids)
+    kinds = [sampler.take_kind(t.number) for t in study.trials]
+    assert set(kinds) <= {'sampled', 'repaired', 'fill-in'} and kinds.count('fill-in') <= 2
+    if name == 'tpe':  # on 220 architectures TPE soon proposes what it has seen: repaired, not retrained
+        assert kinds.count('repaired') > 0
+
+
+def test_a_history_window_shows_the_sampler_the_recent_finished_trials():
+    from nas.samplers import HistoryWindow
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    window = HistoryWindow(10)
+    for _ in range(10):
+        study.optimize(lambda t: t.suggest_float('x', 0, 1), n_trials=1)
+        assert window.of(study) is study  # a short history: the study itself
+    seen = []
+    for n in range(10, 60):
+        running = study.ask()
+        running.suggest_float('x', 0, 1)
+        view = window.of(study)
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in view.trials)  # nothing in flight
+        assert view.trials[-1].params == study.trials[running.number - 1].params  # up to the latest finished
+        assert 9 <= len(view.trials) <= 15  # the last 10 (but the one in flight), at most 1.5 x 10
+        seen.append(len(view.trials))
+        study.tell(running, 0.5)
+    assert min(seen) == 9 and max(seen) == 13  # made anew every 5 trials, growing in between
