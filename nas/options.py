@@ -21,7 +21,7 @@ from nas.train import ProxyConfig, ProxyError
 __all__ = ['UsageError', 'SearchOptions', 'DEFAULT_SPACE', 'SAMPLERS', 'RESUMABLE']
 
 DEFAULT_SPACE = Path('search_spaces/symmetry.yaml')
-SAMPLERS = ('tpe', 'nsga2', 'nsga3', 'gp', 'random')
+SAMPLERS = ('tpe', 'evolution', 'nsga2', 'nsga3', 'gp', 'random')
 # Options a resumed run may change; the others define the search and must stay as they were.
 RESUMABLE = {'budget', 'time_budget', 'cpus_per_trial', 'gpus_per_trial', 'gpu_memory_mb', 'max_concurrent', 'address',
              'max_failures', 'resume', 'results_dir', 'quiet', 'data_dir'}

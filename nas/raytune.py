@@ -6,9 +6,10 @@ It imports Ray, so `nas.search` imports it only when a search starts. One search
 * `trainable`: a Ray function trainable, a few lines around `nas.trial.evaluate`. It reports
   every epoch (ASHA can stop a trial early); the last report carries `final=True`, the whole
   record and, for a complete trial, its weights as a Tune checkpoint.
-* `ArchSearcher`: Ray's `Searcher` interface over an Optuna study, asked and told through
-  Optuna's public ask/tell API (define-by-run: `SearchSpace.sample(trial)`). It never trains an
-  architecture twice and tells Optuna what happened (see its docstring).
+* `ArchSearcher`: Ray's `Searcher` interface over the run's Optuna study (`nas.study.RunStudy`),
+  asked and told through Optuna's ask/tell API (`SearchSpace.sample(trial, full=True)`). It never
+  trains an architecture twice, races the front's seeds and tells Optuna what happened (see its
+  docstring).
 * `Recorder`: a Tune callback in the driver, the only writer of the run folder: it appends every
   finished trial to trials.jsonl, keeps its weights, updates pareto.json and prints progress
   (a line per finished trial, and the epochs of running ones). A full disk or Ctrl-C halts it:
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import math
 import os
@@ -30,14 +32,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import optuna
 import ray
 import torch
 from optuna.trial import TrialState
@@ -47,20 +49,18 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from nas.arch import Arch
+from nas.archive import ArchResult, Archive
 from nas.data import Dataset
-from nas import pareto
-from nas.results import ArchResult, RunFolder, TrialRecord, aggregate, seed_std
+from nas.results import RunFolder, TrialRecord
 from nas.options import UsageError
 from nas.space import SearchSpace
-from nas.study import StudySource
+from nas.study import RunStudy
 from nas.trial import TrialSettings, evaluate
 
 __all__ = ['TuneJob', 'TuneOutcome', 'run_tune', 'trainable', 'ArchSearcher', 'Recorder', 'FailureStopper',
            'record_from_result']
 
 PROGRESS_EVERY = 30.0  # seconds between status lines of running trials when stdout is not a terminal
-DUPLICATES_BEFORE_RANDOM = 3  # re-proposals of known architectures before a random unseen one is tried
-RANDOM_TRIES = 2000  # random draws that find nothing new: the space counts as exhausted
 
 
 # --------------------------------------------------------------------------- the trial (worker side)
@@ -165,26 +165,23 @@ def gpu_fraction(need_mb: float, gpu_mb: float, headroom: float = 1.25) -> float
     return min(GPU_GRID, max(1, steps)) / GPU_GRID
 
 
-def _number(trial: optuna.Trial | None) -> int | None:
-    return None if trial is None else trial.number
-
-
 def _is_oom(record: TrialRecord) -> bool:
     return record.status == 'failed' and 'out of memory' in (record.error or '').lower()
 
 
 class ArchSearcher(Searcher):
-    """Ray's Searcher over an Optuna study, through Optuna's public ask/tell API.
+    """Ray's Searcher over the run's Optuna study (`nas.study.RunStudy`), asked and told through
+    Optuna's ask/tell API.
 
-    New architectures (up to `budget` distinct ones):
-    - A proposal whose architecture is already known (evaluated in this run, or in flight) is not
-      trained: it is told to Optuna as FAIL with a `duplicate_of` user attribute (so samplers
-      ignore it rather than weighting a known point again) and another is asked. After
-      DUPLICATES_BEFORE_RANDOM such proposals in a row, a random architecture not yet evaluated
-      is enqueued: samplers such as TPE converge on small categorical spaces and keep proposing
-      the same points. The space counts as exhausted when RANDOM_TRIES random draws find nothing new.
+    New architectures (up to `budget` distinct ones): first the queue (architectures a killed run
+    left unrecorded, then the space's reference points), then the sampler's proposals. The
+    samplers (`nas.samplers`) propose only architectures the study has not seen, evaluated or in
+    flight, so nothing is trained twice and the study holds no duplicate trials; how each proposal
+    came about ('sampled', 'repaired', 'mutated', 'random') is counted in `proposals` and kept as
+    the trial's 'proposal' user attribute. When no unseen architecture is left the space counts as
+    exhausted. After `deadline` (time.monotonic(); --time-budget) no trial starts.
 
-    Repeated seeds (`pareto.race_targets`), asked before any new architecture: with `repeats` K
+    Repeated seeds (`Archive.race_targets`), asked before any new architecture: with `repeats` K
     every architecture is evaluated with K seeds; with `race` K (racing) the front's points get K
     seeds, and so do the points within the noise band of the front while the re-evaluations
     stay within `race_share` x `budget` (the front's own never wait). Evaluation k of an
@@ -195,64 +192,38 @@ class ArchSearcher(Searcher):
     the mean accuracy and its costs (an infeasible one with its constraint values set through
     `Trial.set_constraint`, which keeps it off the front and tells constraint-aware samplers).
     An architecture told before and re-evaluated later (the front moved) is told again as a new
-    trial with the same parameters and its new mean (`Study.add_trial`). A trial stopped early
-    (lower fidelity) is told PRUNED; a failed one FAIL.
+    trial with the same parameters and its new mean. A trial stopped early (lower fidelity) is
+    told PRUNED; a failed one FAIL.
+
+    Every decision reads the in-memory `Archive` (updated once per result) and the running
+    trials, never the whole history, so its cost per trial does not grow with the run.
     """
 
-    def __init__(self, study: optuna.Study, space: SearchSpace, objectives: list[str], limits: dict[str, float],
+    def __init__(self, study: RunStudy, space: SearchSpace, objectives: list[str], limits: dict[str, float],
                  history: list[TrialRecord], seed: int, budget: int, repeats: int = 1, race: int = 1,
                  race_share: float = 0.0, gpu_memory_mb: float | None = None, batch_size: int = 64,
-                 source: StudySource | None = None):
+                 queue: Sequence[dict[str, Any]] = (), deadline: float | None = None):
         super().__init__()  # several objectives: Optuna holds them, Tune needs no metric of ours
-        self._study, self.source = study, source
-        self.space, self.objectives, self.limits = space, objectives, limits
+        self.study, self.space, self.objectives, self.limits = study, space, objectives, limits
         self.seed, self.budget, self.repeats, self.race, self.race_share = seed, budget, repeats, race, race_share
-        self.results = list(history)  # every finished evaluation, this run's earlier ones included
-        self.running: dict[str, tuple[str, optuna.Trial | None]] = {}  # Ray trial id -> (arch id, new arch's trial)
-        self.untold: dict[str, optuna.Trial | None] = {}  # arch id -> its open Optuna trial (None: add anew)
-        told = {t.user_attrs.get('arch_id') for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-        for a in aggregate(self.results):  # a killed run's open trials were failed: tell those anew
+        self.archive = Archive(objectives)  # every finished evaluation, this run's earlier ones included
+        for record in history:
+            self.archive.add(record)
+        self.queue = list(queue)  # Optuna parameters of architectures to evaluate first
+        self.deadline = deadline
+        self.running: dict[str, tuple[str, int | None]] = {}  # Ray trial id -> (arch id, a new arch's trial number)
+        self.untold: dict[str, int | None] = {}  # arch id -> its open Optuna trial (None: add anew)
+        told = {t.user_attrs.get('arch_id') for t in study.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        for a in self.archive.architectures:  # a killed run's open trials were failed: tell those anew
             if a.status == 'complete' and a.arch_id not in told:
                 self.untold[a.arch_id] = None
+        self._params = {a.arch_id: a.record.optuna_params for a in self.archive.architectures}  # Optuna's, per arch
+        self._oom = {a.arch_id for a in self.archive.architectures if len(a.records) == 1 and _is_oom(a.records[0])}
         self.exhausted = False
-        self.duplicates = 0  # proposals of known architectures, told as FAIL
-        self.random_injections = 0
+        self.proposals: Counter[str] = Counter()  # how new architectures came about, this process's
         self.reevaluations = 0  # this process's
-        self._random: optuna.Study | None = None  # draws random unseen architectures, made when first needed
         self.gpu_memory_mb, self.batch_size = gpu_memory_mb, batch_size  # --gpus-per-trial auto
         self._gpus: dict[str, float] = {}  # arch id -> its GPU share under auto
-
-    # -- pickling: Tune pickles its searcher (tuner.pkl); the study stays in the run's journal
-    @property
-    def study(self) -> optuna.Study:
-        if self._study is None:
-            if self.source is None:
-                raise RuntimeError('this searcher was unpickled without a StudySource to reopen its study')
-            self._study = self.source.load()
-        return self._study
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Everything but the Optuna study and the samplers: they live in the run's journal (reopened
-        from `source` when first needed) and may hold what cannot be pickled (a threading.Lock in
-        Optuna 5.1's GA samplers). Open trials are kept as their numbers."""
-        state = self.__dict__.copy()
-        state['_study'] = state['_random'] = None
-        state['running'] = {k: (a, _number(t)) for k, (a, t) in self.running.items()}
-        state['untold'] = {a: _number(t) for a, t in self.untold.items()}
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.running = {k: (a, self._open_trial(n)) for k, (a, n) in state['running'].items()}
-        self.untold = {a: self._open_trial(n) for a, n in state['untold'].items()}
-
-    def _open_trial(self, number: int | None) -> optuna.Trial | None:
-        """A trial of the study still running (after unpickling: the study reopened) by its number."""
-        if number is None:
-            return None
-        storage = self.study._storage  # Optuna has no public "running trial by number"
-        return optuna.trial.Trial(self.study, storage.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, number))
 
     def gpus_for(self, arch: dict[str, Any], arch_id: str) -> float | None:
         """The GPU share of an architecture's trials under --gpus-per-trial auto (None otherwise)."""
@@ -269,11 +240,13 @@ class ArchSearcher(Searcher):
 
     # -- what to run next
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        config = self._oom_retry() or self._reevaluation()
-        if config is None and not self.exhausted and self._new_archs() < self.budget:
-            config = self._new_arch()
+        config = None
+        if self.deadline is None or time.monotonic() < self.deadline:
+            config = self._oom_retry() or self._reevaluation()
+            if config is None and not self.exhausted and self._new_archs() < self.budget:
+                config = self._new_arch()
         if config is not None:
-            self.running[trial_id] = (config['arch_id'], config.pop('_trial', None))
+            self.running[trial_id] = (config['arch_id'], config.get('optuna_number'))
             if 'gpus' not in config and self.gpu_memory_mb is not None:
                 config['gpus'] = self.gpus_for(config['arch'], config['arch_id'])
             return config
@@ -283,29 +256,30 @@ class ArchSearcher(Searcher):
         return Searcher.FINISHED
 
     def _new_archs(self) -> int:
-        return len({r.arch_id for r in self.results} | {a for a, ot in self.running.values() if ot is not None})
+        return len(self.archive) + sum(number is not None for _, number in self.running.values())
 
-    def _targets(self, archs: list[ArchResult]) -> list[tuple[ArchResult, int]]:
-        extra = len(self.results) + len(self.running) - self._new_archs()
-        return pareto.race_targets(archs, self.objectives, seed_std(archs), repeats=self.repeats, race=self.race,
-                                   band=extra < self.race_share * self.budget)
+    def _in_flight(self) -> Counter[str]:
+        return Counter(arch_id for arch_id, _ in self.running.values())
 
     def _oom_retry(self) -> dict[str, Any] | None:
         """Under --gpus-per-trial auto, a trial that ran out of GPU memory on its share runs once
         more, alone on a whole GPU, with the same seed, before its failure counts."""
         if self.gpu_memory_mb is None:
             return None
-        running = {a for a, _ in self.running.values()}
-        for a in aggregate(self.results):
-            if a.arch_id not in running and len(a.records) == 1 and _is_oom(a.records[0]):
-                return {'arch': a.arch, 'arch_id': a.arch_id, 'seed': a.records[0].seed, 'gpus': 1.0}
+        running = self._in_flight()
+        for arch_id in sorted(self._oom - set(running), key=lambda a: self.archive.archs[a].number):
+            a = self.archive.archs[arch_id]
+            return {'arch': a.arch, 'arch_id': a.arch_id, 'seed': a.records[0].seed, 'gpus': 1.0}
         return None
 
+    def _targets(self) -> list[tuple[ArchResult, int]]:
+        extra = len(self.archive.records) + len(self.running) - self._new_archs()
+        return self.archive.race_targets(repeats=self.repeats, race=self.race,
+                                         band=extra < self.race_share * self.budget)
+
     def _reevaluation(self) -> dict[str, Any] | None:
-        pending: dict[str, int] = {}
-        for arch_id, _ in self.running.values():
-            pending[arch_id] = pending.get(arch_id, 0) + 1
-        for a, target in self._targets(aggregate(self.results)):
+        pending = self._in_flight()
+        for a, target in self._targets():
             n = pending.get(a.arch_id, 0)
             if a.seeds + n < target and len(a.records) + n < target + 2:  # + 2: failed seeds are retried twice
                 self.reevaluations += 1
@@ -313,55 +287,45 @@ class ArchSearcher(Searcher):
         return None
 
     def _new_arch(self) -> dict[str, Any] | None:
-        known = {r.arch_id for r in self.results} | {a for a, _ in self.running.values()}
-        in_a_row = 0
-        while True:
-            ot = self.study.ask()
-            arch = self.space.sample(ot)
-            if arch.arch_id not in known:
-                return {'arch': arch.to_dict(), 'arch_id': arch.arch_id, 'seed': self.seed,
-                        'optuna_number': ot.number, 'optuna_params': dict(ot.params), '_trial': ot}
-            ot.set_user_attr('duplicate_of', arch.arch_id)
-            self.study.tell(ot, state=TrialState.FAIL)
-            self.duplicates += 1
-            in_a_row += 1
-            if in_a_row >= DUPLICATES_BEFORE_RANDOM:
-                params = self._random_unseen(known)
-                if params is None:
-                    self.exhausted = True
-                    return None
-                self.study.enqueue_trial(params)  # the next ask() takes it
-                self.random_injections += 1
-                in_a_row = 0
+        flying = self._in_flight()
 
-    def _random_unseen(self, known: set[str]) -> dict[str, Any] | None:
-        for _ in range(RANDOM_TRIES):
-            if self._random is None:
-                self._random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.seed))
-            arch = self.space.sample(self._random.ask())
-            if arch.arch_id not in known:
-                return self.space.params_of(arch)
-        return None
+        def known(arch_id: str) -> bool:
+            return arch_id in self.archive.archs or arch_id in flying
+
+        while self.queue and known(self.space.point(self.queue[0]).arch_id):
+            self.queue.pop(0)  # evaluated meanwhile (a queued reference point found by the sampler)
+        number, arch, params, kind = self.study.ask(self.queue.pop(0) if self.queue else None)
+        if known(arch.arch_id):  # the sampler found nothing unseen: the space is exhausted
+            self.study.end(number, TrialState.FAIL, {'duplicate_of': arch.arch_id})
+            self.exhausted = True
+            return None
+        self.proposals[kind or 'queued'] += 1
+        self._params[arch.arch_id] = params
+        return {'arch': arch.to_dict(), 'arch_id': arch.arch_id, 'seed': self.seed,
+                'optuna_number': number, 'optuna_params': params}
 
     # -- what happened
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.running:
             return
-        arch_id, ot = self.running.pop(trial_id)
+        arch_id, number = self.running.pop(trial_id)
         record = record_from_result(result or {}, {'arch_id': arch_id}, error=error)
-        record.arch_id, record.number = arch_id, len(self.results)  # numbers key the Pareto functions
-        self.results.append(record)
+        record.arch_id, record.number = arch_id, len(self.archive.records)  # numbers key the Pareto functions
+        self.archive.add(record)
+        a = self.archive.archs[arch_id]
+        if len(a.records) == 1 and _is_oom(record):
+            self._oom.add(arch_id)
+        else:
+            self._oom.discard(arch_id)
         try:
-            if ot is not None:
-                for key, value in (('arch_id', arch_id), ('status', record.status), ('epochs', record.epochs),
-                                   ('constraints', list(record.constraints))):
-                    ot.set_user_attr(key, value)
+            attrs = {'status': record.status, 'epochs': record.epochs, 'constraints': list(record.constraints)}
+            if number is not None:
                 if record.status == 'stopped':
-                    self.study.tell(ot, state=TrialState.PRUNED)
+                    self.study.end(number, TrialState.PRUNED, attrs)
                 elif record.status == 'failed':
-                    self.study.tell(ot, state=TrialState.FAIL)
+                    self.study.end(number, TrialState.FAIL, attrs)
                 else:
-                    self.untold[arch_id] = ot  # told below, once it wants no more seeds
+                    self.untold[arch_id] = number  # told below, once it wants no more seeds
             elif record.status == 'complete' and arch_id not in self.untold:
                 self.untold[arch_id] = None  # a re-evaluation moved its mean: tell the new mean
             self.settle()
@@ -370,39 +334,29 @@ class ArchSearcher(Searcher):
 
     def settle(self, final: bool = False) -> None:
         """Tell Optuna the mean of every architecture that wants no more seeds (every one, if final)."""
-        archs = {a.arch_id: a for a in aggregate(self.results)}
-        wanting = {a.arch_id for a, target in self._targets(list(archs.values())) if a.seeds < target}
-        for arch_id in [a for a in self.untold if final or a not in wanting]:
-            self._tell(archs[arch_id], self.untold.pop(arch_id))
+        if not self.untold:
+            return
+        wanting = set() if final else {a.arch_id for a, target in self._targets() if a.seeds < target}
+        for arch_id in [a for a in self.untold if a not in wanting]:
+            self._tell(self.archive.archs[arch_id], self.untold.pop(arch_id))
 
-    def _tell(self, a: ArchResult, ot: optuna.Trial | None) -> None:
+    def _tell(self, a: ArchResult, number: int | None) -> None:
         values = [float(a.value(o) or 0.0) for o in self.objectives]
         constraints = dict(zip(sorted(self.limits), a.record.constraints))
-        attrs = {'arch_id': a.arch_id, 'status': a.status, 'epochs': a.epochs, 'seeds': a.seeds,
-                 'constraints': list(a.record.constraints)}
-        if ot is not None:
-            for key, value in attrs.items():
-                ot.set_user_attr(key, value)
-            for name, value in constraints.items():
-                ot.set_constraint(name, value)
-            self.study.tell(ot, values)
+        attrs = {'status': a.status, 'epochs': a.epochs, 'seeds': a.seeds, 'constraints': list(a.record.constraints)}
+        if number is not None:
+            self.study.tell(number, values, constraints, attrs)
             return
-        # no open trial: replay the architecture on a scratch study for its parameters' distributions
-        scratch = optuna.create_study()
-        scratch.enqueue_trial(self.space.params_of(Arch.from_dict(a.arch)))
-        replay = scratch.ask()
-        self.space.sample(replay)
-        self.study.add_trial(optuna.trial.create_trial(
-            params=replay.params, distributions=replay.distributions, values=values, user_attrs=attrs,
-            constraints=constraints or None))
+        params = self._params.get(a.arch_id) or self.space.params_of(Arch.from_dict(a.arch))
+        self.study.add(params, values, constraints, {'arch_id': a.arch_id, **attrs})
 
     def save(self, checkpoint_path: str) -> None:
         """Tune's experiment checkpoint: the study lives in the run's journal and the record of
         what is done in trials.jsonl, so only the counters are kept."""
-        Path(checkpoint_path).write_text(f'{self.duplicates} {self.random_injections}\n')
+        Path(checkpoint_path).write_text(json.dumps(dict(self.proposals)) + '\n')
 
     def restore(self, checkpoint_path: str) -> None:
-        self.duplicates, self.random_injections = (int(v) for v in Path(checkpoint_path).read_text().split())
+        self.proposals = Counter(json.loads(Path(checkpoint_path).read_text()))
 
 
 # --------------------------------------------------------------------------- recording and progress
@@ -428,7 +382,13 @@ def _error_line(trial: Any) -> str:
 
 class Recorder(tune.Callback):
     """Appends every finished trial to trials.jsonl, keeps its weights, updates pareto.json and
-    prints one progress line per trial. Runs in the driver; the only writer of the run folder."""
+    prints one progress line per trial. Runs in the driver; the only writer of the run folder.
+
+    The run's records and front are kept in memory (`Archive`, read once at the start): nothing is
+    read back per trial, and pareto.json is rewritten only when the front changes (a point joins
+    or leaves it, or one of its points gets another seed) and once more by the search's report at
+    the end (which also brings the counts and the noise flags of points off the front up to date).
+    """
 
     def __init__(self, run: RunFolder, references: dict[str, str], objectives: list[str], budget: int,
                  quiet: bool = False, epochs: int = 0):
@@ -442,8 +402,12 @@ class Recorder(tune.Callback):
         self.disk_error: OSError | None = None
         self.unrecorded: str | None = None  # the trial a full disk kept out of trials.jsonl
         records = run.trials()
+        self.scales = run.config().hypervolume_scale
+        self.archive = Archive(objectives)
+        for record in records:
+            self.archive.add(record)
         self.number = len(records)
-        self.archs = {r.arch_id for r in records}
+        self.archs = set(self.archive.archs)
         self.archs_before = len(self.archs)
         self.failures = sum(r.status == 'failed' for r in records)  # the whole run's, resumed or not
         self.weights: dict[str, str] = {}  # Ray trial id -> weights path (relative)
@@ -559,9 +523,10 @@ class Recorder(tune.Callback):
         self.archs.add(record.arch_id)
         if record.status == 'failed':
             self.failures += 1
-        front = self.run.write_pareto(self.objectives)['front']
+        if self.archive.add(record):  # the front moved: pareto.json follows (and once more at the end)
+            self.run.write_summary(self.archive.summary(self.scales))
         if not self.quiet:
-            self._print(record, len(front))
+            self._print(record, len(self.archive.front()))
 
     def _print(self, record: TrialRecord, front_size: int) -> None:
         self._clear_status()
@@ -628,8 +593,7 @@ class TuneJob:
     """One Tune run of a search: what `nas.search` has set up."""
 
     run: RunFolder
-    study: optuna.Study
-    study_source: StudySource  # how to reopen the study (Tune pickles the searcher, not the study)
+    study: RunStudy
     space: SearchSpace
     data: Dataset
     settings: TrialSettings
@@ -639,6 +603,7 @@ class TuneJob:
     budget: int  # distinct architectures, counting those evaluated before
     history: list[TrialRecord]  # the run's evaluations so far (trials.jsonl)
     references: dict[str, str]  # arch id -> reference name
+    queue: list[dict[str, Any]] = field(default_factory=list)  # Optuna parameters to evaluate first
     repeats: int = 1
     race: int = 1
     race_share: float = 0.0
@@ -647,7 +612,7 @@ class TuneJob:
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
     address: str | None = None
-    time_budget: float | None = None
+    time_budget: float | None = None  # seconds after which no trial starts
     early_stop: bool = False
     max_failures: int | None = None
     quiet: bool = False
@@ -655,8 +620,7 @@ class TuneJob:
 
 @dataclass
 class TuneOutcome:
-    duplicates: int = 0
-    random_injections: int = 0
+    proposals: Counter[str] = field(default_factory=Counter)  # how new architectures came about
     exhausted: bool = False
     failures: int = 0
     reevaluations: int = 0  # evaluations of an architecture with another seed
@@ -726,7 +690,7 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     searcher = ArchSearcher(job.study, job.space, job.objectives, job.limits, job.history, job.seed, job.budget,
                             repeats=job.repeats, race=job.race, race_share=job.race_share,
                             gpu_memory_mb=job.gpu_memory_mb, batch_size=job.settings.proxy.batch_size,
-                            source=job.study_source)
+                            queue=job.queue)
     recorder = Recorder(job.run, job.references, job.objectives, job.budget, job.quiet,
                         epochs=job.settings.proxy.epochs)
     # Ctrl-C: our handler instead of Tune's, so the search knows; the FailureStopper then stops Tune
@@ -763,7 +727,6 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
             tune.with_resources(fn, partial(_resources, job.cpus_per_trial, job.gpus_per_trial)),
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,  # searcher ends
                                         max_concurrent_trials=concurrent, reuse_actors=True,
-                                        time_budget_s=job.time_budget,
                                         trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(
                 name=f"tune-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
@@ -772,13 +735,14 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
                 failure_config=tune.FailureConfig(max_failures=0),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
         )
+        if job.time_budget is not None:  # no trial starts after it; running ones finish and are recorded
+            searcher.deadline = time.monotonic() + job.time_budget
         tuner.fit()  # results are read from the run folder, not from Tune's ResultGrid
-        searcher.settle(final=True)  # a time budget or the failure stopper ended it early
+        searcher.settle(final=True)  # the failure stopper ended it early
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         recorder._clear_status()
         stack.close()
-    return TuneOutcome(searcher.duplicates, searcher.random_injections, searcher.exhausted, recorder.failures,
-                       searcher.reevaluations, cluster, recorder.interrupted, recorder.disk_error,
-                       recorder.unrecorded)
+    return TuneOutcome(searcher.proposals, searcher.exhausted, recorder.failures, searcher.reevaluations, cluster,
+                       recorder.interrupted, recorder.disk_error, recorder.unrecorded)

@@ -45,7 +45,7 @@ from nas.pareto import COSTS
 from nas.report import front_report, long_trial_note
 from nas.results import DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
 from nas.space import SearchSpace, SpaceError, load_space
-from nas.study import StudySource, open_study
+from nas.study import open_study
 from nas.train import ProxyConfig, ProxyError
 
 __all__ = ['run', 'main', 'SearchOptions', 'UsageError']
@@ -215,7 +215,9 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         print(f'{folder.path}: {len(archs)} architectures done, budget {opts.budget} reached')
         print(front_report(folder))
         return folder
-    study, stale, again, notes = open_study(folder, opts, space, records)
+    study, stale, queue, notes = open_study(folder, opts, space, records)
+    references = {a.arch_id: name for name, a in space.reference_points().items()}
+    again = sum(space.point(params).arch_id not in references for params in queue)
     for line in notes:
         print(line, flush=True)
     if resumed:
@@ -225,10 +227,6 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     size = 'infinitely many' if not math.isfinite(space.size) else f'{int(space.size):,}'
     print(f"{folder.path}: {data.summary()}; space {space.name} ({size} architectures); objectives "
           f"{', '.join(opts.objectives)}; sampler {opts.sampler}, seed {opts.seed}", flush=True)
-    if opts.sampler == 'gp' and space.conditional:
-        print('note: --sampler gp models only the parameters every architecture has; this space\'s '
-              'conditional ones (the settings of ACmix or conv blocks, the blocks of searched depths) '
-              'it draws at random. tpe models each of them.', flush=True)
     if not opts.quiet:
         note = long_trial_note(len(data.train_y), proxy.epochs)
         if note:
@@ -245,10 +243,10 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     settings = TrialSettings(proxy=proxy, num_classes=data.num_classes, limits=opts.limits,
                              device='cuda' if gpus > 0 else 'cpu')
     outcome = run_tune(TuneJob(
-        run=folder, study=study, study_source=StudySource.of(folder, opts), space=space, data=data, settings=settings, objectives=opts.objectives,
+        run=folder, study=study, queue=queue, space=space, data=data, settings=settings, objectives=opts.objectives,
         limits=opts.limits, seed=opts.seed, budget=opts.budget, history=records, repeats=opts.repeats,
         race=opts.race, race_share=opts.race_share, gpu_memory_mb=gpu_memory,
-        references={a.arch_id: name for name, a in space.reference_points().items()},
+        references=references,
         cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=gpus, max_concurrent=opts.max_concurrent,
         address=opts.address, time_budget=opts.time_budget, early_stop=opts.early_stop,
         max_failures=opts.max_failures, quiet=opts.quiet), on_cluster=on_cluster)
@@ -262,17 +260,27 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     done = len(aggregate(folder.trials()))
     if outcome.reevaluations:
         print(f'{outcome.reevaluations} re-evaluations with new seeds (the front and the points within its noise)')
-    if outcome.duplicates:
-        print(f'{outcome.duplicates} proposals of already evaluated architectures were not trained again; '
-              f'{outcome.random_injections} random unseen architectures were tried instead')
+    if outcome.proposals:
+        print(proposals_line(outcome.proposals))
     if outcome.exhausted:
-        print('the space is exhausted: random draws found no architecture not yet evaluated')
+        print('the space is exhausted: no architecture is left that has not been evaluated')
     elif opts.max_failures is not None and outcome.failures > opts.max_failures:
         print(f'stopped: {outcome.failures} failed trials, more than --max-failures {opts.max_failures}')
     elif done < opts.budget:
         print(f'stopped at {done}/{opts.budget} architectures; continue with: python -m nas.search --resume {folder.path}')
     print(front_report(folder))
     return folder
+
+
+def proposals_line(proposals: dict[str, int]) -> str:
+    """How this session's new architectures came about, in one line."""
+    words = {'queued': 'queued (reference points, unfinished ones)', 'sampled': 'proposed by the sampler',
+             'mutated': 'mutated from a front parent', 'repaired': 'repaired (the sampler proposed one already '
+             'seen; its nearest unseen neighbour was taken)', 'random': 'random (the evolution\'s first population)',
+             'fill-in': 'random fill-ins (no unseen neighbour of the proposal)'}
+    total = sum(proposals.values())
+    return f'{total} new architectures: ' + ', '.join(f'{n} {words.get(k, k)}' for k, n in sorted(
+        proposals.items(), key=lambda kv: -kv[1]))
 
 
 # --------------------------------------------------------------------------- command line

@@ -44,14 +44,20 @@ def test_training_memory_grows_with_the_batch_and_covers_the_weights():
     assert 4 * weights < small < large
 
 
-def _searcher(history: list, gpu_memory_mb: float | None = 8000.0):
-    import optuna
+_RUNS = iter(range(10**6))
 
+
+def _searcher(history: list, gpu_memory_mb: float | None = 8000.0):
+    from nas.options import SearchOptions
     from nas.raytune import ArchSearcher
     from nas.space import load_space
+    from nas.study import open_study
 
     space = load_space(ROOT / "search_spaces" / "digits.yaml")
-    study = optuna.create_study(directions=["maximize", "minimize"])
+    run = RunFolder(Path(tempfile.mkdtemp(prefix="gpus-searcher-")) / f"run{next(_RUNS)}")
+    run.path.mkdir()
+    opts = SearchOptions(space=ROOT / "search_spaces" / "digits.yaml", sampler="random", budget=5).checked()
+    study, _, _, _ = open_study(run, opts, space, history)
     return space, ArchSearcher(study, space, ["accuracy", "macs"], {}, history, seed=0, budget=5,
                                gpu_memory_mb=gpu_memory_mb, batch_size=64)
 
@@ -154,6 +160,21 @@ def test_placement_on_fake_gpus(fake_gpu_cluster, tmp_path):
                            "--address", address, "--gpus-per-trial", "5", *FAST], capture_output=True, text=True,
                           timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 2 and "--gpus-per-trial 5" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_eight_trials_in_flight_never_share_an_architecture(fake_gpu_cluster, tmp_path):
+    """8 CPUs declared: up to 8 trials run at once, each a different architecture, none evaluated
+    twice, with the default sampler (its proposals see the ones in flight)."""
+    from nas.options import SearchOptions
+
+    address, env = fake_gpu_cluster
+    records = _search(tmp_path, "eight", address, env, "--budget", "24", "--max-concurrent", "8", "--gpus-per-trial",
+                      "0", "--sampler", SearchOptions().sampler, "--epochs", "3", "--subset", "400").trials()
+    assert len(records) == 24 and len({r.arch_id for r in records}) == 24
+    spans = [(_stamp(r.started_at), _stamp(r.finished_at), r.arch_id) for r in records]
+    assert _max_overlap([(a, b) for a, b, _ in spans]) >= 3  # really side by side (workers start one by one)
+    for i, (a, b, arch) in enumerate(spans):
+        assert not any(arch == other and a < d and c < b for c, d, other in spans[i + 1:])
 
 
 def test_data_reaches_a_worker_once(tmp_path):

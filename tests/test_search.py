@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from nas import pareto as nas_pareto
+from nas.options import SAMPLERS
 from nas.results import STUDY_NAME, RunConfig, RunFolder
 from nas.space import load_space
 from runs import copy_run, small_run  # noqa: F401  (the session's run folder fixture)
@@ -214,7 +215,23 @@ def test_a_small_space_is_exhausted_without_retraining(tmp_path):
     assert "exhausted" in proc.stdout
 
 
-@pytest.mark.parametrize("sampler", ["gp", "nsga2", "nsga3"])
+def test_the_time_budget_starts_nothing_new_and_records_what_was_running(tmp_path):
+    # trials of several seconds (3 epochs) and a budget that ends while two of them run
+    proc = search("--budget", "100", "--time-budget", "4", "--results-dir", str(tmp_path), "--name", "run",
+                  "--epochs", "3", "--subset", "600", "--race", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = RunFolder(tmp_path / "run")
+    records = run.trials()
+    assert 1 <= len(records) < 100 and all(r.status == "complete" for r in records)  # none killed
+    assert all(r.epochs == 3 for r in records)  # each ran to its end
+    study = optuna.load_study(study_name=STUDY_NAME, storage=run.storage())
+    started = [t for t in study.trials if t.user_attrs.get("arch_id")]
+    assert len(started) == len(records)  # every architecture started was recorded, none left behind
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in started)
+    assert f"stopped at {len(records)}/100 architectures; continue with" in proc.stdout
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_named_sampler_runs_past_its_random_start_up(tmp_path, sampler):
     # 14 trials: past GP's 10 random start-up trials, and several NSGA generations (population 4).
     proc = search("--budget", "14", "--sampler", sampler, "--results-dir", str(tmp_path), "--name", "run",
@@ -475,11 +492,13 @@ def _study_of(folder, records, budget=20):
 def test_a_missing_or_stale_journal_is_rebuilt_from_trials_jsonl(small_run, tmp_path):
     records = RunFolder(small_run).trials()
     run = RunFolder(copy_run(small_run, tmp_path / "half", n_lines=4))  # no study.journal
-    study, stale, again, notes = _study_of(run, run.trials())
+    study, stale, queue, notes = _study_of(run, run.trials())
     assert len(notes) == 1 and "missing; rebuilt from trials.jsonl (4 architectures" in notes[0]
     shutil.copy(small_run / "trials.jsonl", run.trials_path)  # the journal now lacks 4 finished trials
-    study, stale, again, notes = _study_of(run, records)
+    run_study, stale, queue, notes = _study_of(run, records)
     assert len(notes) == 1 and "stale (4 of the 8 finished trials absent)" in notes[0]
+    study = run_study.journal
+    assert [t.params for t in run_study.work.trials] == [t.params for t in study.trials]  # the working copy
     by_arch = {t.user_attrs["arch_id"]: t for t in study.trials}
     assert set(by_arch) == {r.arch_id for r in records}
     states = {"complete": "COMPLETE", "infeasible": "COMPLETE", "stopped": "PRUNED", "failed": "FAIL"}
@@ -498,24 +517,20 @@ def test_a_damaged_journal_is_moved_aside_and_rebuilt(small_run, tmp_path):
     run.study_path.write_bytes(b"\n".join(lines[:3] + [b"{broken"] + lines[3:]))  # broken in the middle
     study, _, _, notes = _study_of(run, run.trials())
     assert "unreadable" in notes[0] and list(run.path.glob("study.journal.damaged-*"))
-    assert len([t for t in study.trials if t.state.is_finished()]) == 8
+    assert len([t for t in study.journal.trials if t.state.is_finished()]) == 8
 
 
 def test_an_architecture_started_but_not_recorded_is_evaluated_first_on_resume(small_run, tmp_path):
     run = RunFolder(copy_run(small_run, tmp_path / "run"))
     shutil.copy(small_run / "study.journal", run.study_path)
     space = load_space(DIGITS)
-    study, _, again, _ = _study_of(run, run.trials())
+    study, _, queue, _ = _study_of(run, run.trials())
     done = {r.arch_id for r in run.trials()}
-    while True:  # a trial the full disk (or a kill) kept out of trials.jsonl: asked, never recorded
-        t = study.ask()
-        lost = space.sample(t).arch_id
-        if lost not in done:
-            break
-        study.tell(t, state=optuna.trial.TrialState.FAIL)
-    study, stale, again, _ = _study_of(run, run.trials())
-    assert stale == 1 and again == 1
-    assert space.sample(study.ask()).arch_id == lost
+    _, arch, _, _ = study.ask()  # a trial the full disk (or a kill) kept out of trials.jsonl: asked, never recorded
+    lost = arch.arch_id
+    assert lost not in done  # the sampler proposes only architectures not seen
+    study, stale, queue, _ = _study_of(run, run.trials())
+    assert stale == 1 and [space.point(p).arch_id for p in queue][:1] == [lost]  # evaluated first
 
 
 # --------------------------------------------------------------------------- real searches: crash, full disk, resume

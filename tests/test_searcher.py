@@ -3,6 +3,7 @@ stand-in results: no Ray cluster, no training."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,13 +11,13 @@ import optuna
 import pytest
 from ray import cloudpickle
 
-from nas import pareto
 from nas.model import create_model
 from nas.options import SAMPLERS
 from nas.raytune import ArchSearcher
-from nas.results import STUDY_NAME, RunFolder, TrialRecord
+from nas.results import STUDY_NAME, RunConfig, RunFolder, TrialRecord
 from nas.space import load_space
-from nas.study import StudySource, make_sampler
+from nas.options import SearchOptions
+from nas.study import open_study
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "search_spaces" / "digits.yaml"
@@ -33,14 +34,14 @@ def stand_in_result(config: dict, accuracy: float) -> dict:
     return {"accuracy": accuracy, "final": True, "status": "complete", "record": asdict(record)}
 
 
-def new_searcher(tmp_path: Path, sampler: str, budget: int = 6) -> ArchSearcher:
+def new_searcher(tmp_path: Path, sampler: str, budget: int = 6, **kwargs) -> ArchSearcher:
+    """A searcher over a new run's study, as `nas.search` sets it up (reference points queued)."""
     space = load_space(DIGITS)
     run = RunFolder(tmp_path / "run")
-    run.path.mkdir()
-    source = StudySource(run.study_path.resolve(), sampler, seed=0, budget=budget)
-    study = optuna.create_study(study_name=STUDY_NAME, storage=run.storage(), directions=pareto.directions(OBJ),
-                                sampler=make_sampler(sampler, 0, budget))
-    return ArchSearcher(study, space, OBJ, {}, [], seed=0, budget=budget, source=source)
+    run.path.mkdir(parents=True)
+    opts = SearchOptions(space=DIGITS, sampler=sampler, budget=budget, objectives=OBJ).checked()
+    study, _, queue, _ = open_study(run, opts, space, [])
+    return ArchSearcher(study, space, OBJ, {}, [], seed=0, budget=budget, queue=queue, **kwargs)
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
@@ -52,6 +53,7 @@ def test_the_searcher_survives_tunes_pickling_with_every_sampler(tmp_path, sampl
 
     blob = cloudpickle.dumps(searcher)  # what Tune does with its search algorithm (tuner.pkl)
     assert b"_thread.lock" not in blob and type(searcher.study.sampler).__name__.encode() not in blob
+    assert len(blob) < 100_000  # the source of the study, not the study
     restored = cloudpickle.loads(blob)
 
     # the restored searcher reopens the study from the run's journal and carries on: the trial in
@@ -61,6 +63,7 @@ def test_the_searcher_survives_tunes_pickling_with_every_sampler(tmp_path, sampl
     third = restored.suggest("t2")
     assert len({first["arch_id"], second["arch_id"], third["arch_id"]}) == 3
     study = optuna.load_study(study_name=STUDY_NAME, storage=RunFolder(tmp_path / "run").storage())
+    assert [t.number for t in study.trials] == [t.number for t in restored.study.work.trials]
     told = {t.number: t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
     assert told[first["optuna_number"]].values[0] == 0.5 and told[second["optuna_number"]].values[0] == 0.6
     assert told[second["optuna_number"]].user_attrs["arch_id"] == second["arch_id"]
@@ -70,7 +73,7 @@ def test_the_live_status_line_counts_architectures_against_the_budget(tmp_path, 
     from nas.raytune import Recorder
 
     run = RunFolder(tmp_path / "run")
-    run.path.mkdir()
+    run.write_config(RunConfig(objectives=OBJ))
     space = load_space(DIGITS)
     a, b = list(space.reference_points().values())[:2]
     for n, (arch, seed) in enumerate([(a, 0), (a, 1), (a, 2), (b, 0)]):  # 4 evaluations of 2 architectures
@@ -83,3 +86,85 @@ def test_the_live_status_line_counts_architectures_against_the_budget(tmp_path, 
     recorder._show(0.0)
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("[   2/10] running 1: cccccccccccc epoch 2/5"), line
+
+
+def _stand_in(config: dict, space) -> dict:
+    """A stand-in result: accuracy grows with the network's MACs-free size proxy (its params) plus
+    a per-architecture offset, so a front forms and racing has seeds to ask for."""
+    import hashlib
+
+    result = stand_in_result(config, 0.0)
+    rec = result["record"]
+    offset = int(hashlib.sha256(config["arch_id"].encode()).hexdigest()[:6], 16) / 2 ** 24
+    acc = round(min(0.99, 0.3 + rec["params"] / 1e6 + 0.1 * offset + 0.002 * config["seed"]), 4)
+    rec["accuracy"] = result["accuracy"] = acc
+    return result
+
+
+@pytest.mark.parametrize("sampler", ["evolution", "tpe"])
+def test_eight_trials_in_flight_never_share_an_architecture_and_stay_diverse(tmp_path, sampler):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space(ROOT / "search_spaces" / "symmetry.yaml")
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    opts = SearchOptions(space=ROOT / "search_spaces" / "symmetry.yaml", sampler=sampler, budget=60,
+                         objectives=OBJ, race=1).checked()
+    study, _, queue, _ = open_study(run, opts, space, [])
+    searcher = ArchSearcher(study, space, OBJ, {}, [], seed=0, budget=60, queue=queue)
+    in_flight: dict[str, dict] = {}
+    seen: set[str] = set()
+    distances = []
+    n = 0
+    while True:
+        while len(in_flight) < 8:
+            config = searcher.suggest(f"t{n}")
+            if not isinstance(config, dict):
+                break
+            assert config["arch_id"] not in seen  # never an architecture evaluated or in flight
+            seen.add(config["arch_id"])
+            in_flight[f"t{n}"] = config
+            n += 1
+        if not in_flight:
+            break
+        params = [dict(c["optuna_params"]) for c in in_flight.values()]
+        distances += [sum(a.get(k) != b.get(k) for k in space.encoding) for i, a in enumerate(params)
+                      for b in params[i + 1:]]
+        trial_id = next(iter(in_flight))  # the oldest finishes first
+        searcher.on_trial_complete(trial_id, _stand_in(in_flight.pop(trial_id), space))
+    assert len(seen) == 60 and len(searcher.archive) == 60
+    # diverse: trials in flight together differ in several decisions on average, not one
+    assert statistics.mean(distances) >= 3, statistics.mean(distances)
+    # no study bloat: one trial per architecture, none a failed duplicate
+    trials = study.journal.get_trials(deepcopy=False)
+    assert len(trials) == 60 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sum(searcher.proposals.values()) == 60 and searcher.proposals.get("fill-in", 0) <= 3
+
+
+def test_a_batched_journal_writes_a_trials_end_in_one_append(tmp_path):
+    from nas.study import journal_storage
+
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    storage, backend = journal_storage(run)
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=["maximize", "minimize"])
+    appends = []
+    inner_append = backend.inner.append_logs
+    backend.inner.append_logs = lambda logs: appends.append(len(logs)) or inner_append(logs)
+    trial = study.ask()
+    trial.suggest_int("x", 0, 9)
+    with backend.batch():
+        trial.set_user_attr("status", "complete")
+        trial.set_constraint("macs", -1.0)
+        study.tell(trial, [0.5, 3.0])
+        assert study.trials[0].state == optuna.trial.TrialState.COMPLETE  # read back at once
+        assert len(appends) == 2  # the ask and the suggest went straight through
+    assert appends == [1, 1, 3]  # the trial's end: one append of three logs
+    again = optuna.load_study(study_name=STUDY_NAME, storage=run.storage())  # as a reader sees the file
+    assert again.trials[0].values == [0.5, 3.0] and again.trials[0].user_attrs == {"status": "complete"}
+    with pytest.raises(RuntimeError), backend.batch():
+        study.set_user_attr("kept", True)
+        raise RuntimeError("what the storage applied before the error is written: the file never falls behind")
+    assert optuna.load_study(study_name=STUDY_NAME, storage=run.storage()).user_attrs == {"kept": True}
+    study.set_user_attr("after", 1)  # and the storage goes on reading and writing in step with the file
+    assert optuna.load_study(study_name=STUDY_NAME, storage=run.storage()).user_attrs == {"kept": True, "after": 1}
+    assert study.user_attrs == {"kept": True, "after": 1}
