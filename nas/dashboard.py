@@ -40,9 +40,11 @@ import optuna
 from nas import pareto
 from nas.model import describe_block
 from nas.pareto import OBJECTIVES
-from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, seed_std
+from nas.arch import Arch
+from nas.archive import ArchResult, Archive
+from nas.results import RunConfig, RunError, RunFolder, TrialRecord
 
-__all__ = ['COSTS', 'TrialView', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
+__all__ = ['COSTS', 'TrialView', 'RunData', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
            'render_html', 'render_png', 'write_dashboard', 'serve', 'main']
 
 HTML, PNG = 'dashboard.html', 'pareto.png'
@@ -69,6 +71,7 @@ class TrialView:
     rank: int | None  # non-domination rank over the run's objectives (0 = Pareto front)
     blocks: list[dict[str, Any]] = field(default_factory=list)  # RunFolder.block_map
     is_knee: bool = False
+    summary: str = ''  # the architecture in one line (Arch.summary)
 
     @property
     def y(self) -> float:
@@ -86,22 +89,50 @@ def _kind(r: ArchResult, ranks: dict[int, int]) -> str:
     return 'unranked'
 
 
-def trial_views(run: RunFolder, records: Sequence[TrialRecord], objectives: Sequence[str]) -> list[TrialView]:
-    """A TrialView per architecture (results.aggregate): rank, kind, per-block map (learned α/β),
-    knee flag, all on the means over seeds."""
-    archs = aggregate(records)
+def trial_views(run: RunFolder, archive: Archive) -> list[TrialView]:
+    """A TrialView per architecture of `archive`: rank, kind, per-block map (learned α/β), knee
+    flag, all on the means over seeds."""
+    objectives = archive.objectives
+    archs = archive.architectures
     ranks = pareto.ranks(archs, objectives)
-    k = pareto.knee(pareto.front(archs, objectives), objectives)
+    k = pareto.knee(archive.front(), objectives)
     views = []
     for r in archs:
         try:
-            blocks = run.block_map(r.record)
+            arch = Arch.from_dict(r.arch)
+            blocks, summary = run.block_map(r.record, arch), arch.summary()
         except (ValueError, TypeError):  # an arch this version cannot read: show the record anyway
-            blocks = []
+            blocks, summary = [], ''
         views.append(TrialView(r, _kind(r, ranks), ranks.get(r.number), blocks,
-                               is_knee=k is not None and k.number == r.number))
+                               is_knee=k is not None and k.number == r.number, summary=summary))
     return views
 
+
+@dataclass
+class RunData:
+    """A run as the dashboard shows it, read once for the page and the PNG: its records, every
+    architecture over its seeds with the front (`Archive`), the hypervolume after each evaluation,
+    and a view per architecture."""
+    config: RunConfig
+    records: list[TrialRecord]
+    archive: Archive
+    hypervolumes: list[float]
+    scales: dict[str, float]
+    scales_from_data: bool
+    views: list[TrialView]
+
+    @classmethod
+    def read(cls, run: RunFolder) -> RunData:
+        config = run.config()
+        records = run.trials()
+        objectives = list(config.objectives)
+        scales, from_data = _scales(config, records, objectives)
+        archive = Archive(objectives)
+        hypervolumes: list[float] = []
+        for record in records:  # the hypervolume moves only when the front does
+            changed = archive.add(record)
+            hypervolumes.append(archive.hypervolume(scales) if changed or not hypervolumes else hypervolumes[-1])
+        return cls(config, records, archive, hypervolumes, scales, from_data, trial_views(run, archive))
 
 def measured_costs(records: Sequence[TrialRecord], objectives: Sequence[str]) -> list[str]:
     """The cost objectives to plot: the run's own first, then any other that some trial measured."""
@@ -126,7 +157,12 @@ def _noise(a: ArchResult) -> str:
     return f" ± {100 * a.accuracy_se:.2f}% ({a.seeds} seeds)"
 
 
-def hover_text(v: TrialView, costs: Sequence[str]) -> str:
+HOVER_BLOCKS = 1000  # up to this many architectures the hover lists every block; beyond, one line each
+
+
+def hover_text(v: TrialView, costs: Sequence[str], blocks: bool = True) -> str:
+    """What hovering a point shows: its id, rank, metrics with their noise and, per block, the
+    op with its settings and learned α/β (`blocks`), else the architecture in one line."""
     r = v.record
     head = f"<b>{r.arch_id}</b>  #{r.number} {r.status}" + (f" ({r.reference})" if r.reference else '')
     rank = ('front rank ' + str(v.rank) + (' (Pareto front)' if v.rank == 0 else '') + (', knee' if v.is_knee else '')
@@ -135,7 +171,10 @@ def hover_text(v: TrialView, costs: Sequence[str]) -> str:
     lines = [head, rank, metrics + _noise(r), f"{r.epochs} epochs, {r.seconds:.1f} s"]
     if r.error:
         lines.append(html.escape(r.error[:120]))
-    lines += [describe_block(b) for b in v.blocks]
+    if blocks:
+        lines += [describe_block(b) for b in v.blocks]
+    elif v.summary:
+        lines.append(html.escape(v.summary))
     return '<br>'.join(lines)
 
 
@@ -160,6 +199,7 @@ def pareto_figures(views: Sequence[TrialView], objectives: Sequence[str], costs:
 
     records = [v.record for v in views]
     max_rank = max([v.rank for v in views if v.rank is not None], default=0)
+    hovers = {v.record.arch_id: hover_text(v, costs, blocks=len(views) <= HOVER_BLOCKS) for v in views}
     figs = {}
     for cost in costs:
         fig = go.Figure()
@@ -175,7 +215,7 @@ def pareto_figures(views: Sequence[TrialView], objectives: Sequence[str], costs:
             fig.add_trace(go.Scatter(
                 x=[float(v.record.value(cost)) for v in good], y=[v.y for v in good], mode='markers',
                 name='complete (colour: front rank)', customdata=[v.record.number for v in good],
-                text=[hover_text(v, costs) for v in good], hovertemplate='%{text}<extra></extra>',
+                text=[hovers[v.record.arch_id] for v in good], hovertemplate='%{text}<extra></extra>',
                 error_y=dict(type='data', array=[v.record.accuracy_se or 0.0 for v in good], thickness=1, width=3,
                              color='rgba(60,60,60,0.7)'),
                 marker=dict(color=[v.rank for v in good], colorscale=COLORSCALE, cmin=0, cmax=max(max_rank, 1),
@@ -188,7 +228,7 @@ def pareto_figures(views: Sequence[TrialView], objectives: Sequence[str], costs:
             if sel:
                 fig.add_trace(go.Scatter(
                     x=[float(v.record.value(cost)) for v in sel], y=[v.y for v in sel], mode='markers', name=label,
-                    customdata=[v.record.number for v in sel], text=[hover_text(v, costs) for v in sel],
+                    customdata=[v.record.number for v in sel], text=[hovers[v.record.arch_id] for v in sel],
                     hovertemplate='%{text}<extra></extra>',
                     marker=dict(symbol=symbol, color=colour, size=10, line=dict(width=2, color=colour))))
         for v in has:
@@ -208,12 +248,12 @@ def pareto_figures(views: Sequence[TrialView], objectives: Sequence[str], costs:
     return figs
 
 
-def hypervolume_figure(records: Sequence[TrialRecord], objectives: Sequence[str], scales: dict[str, float],
-                       from_data: bool) -> Any:
+def hypervolume_figure(records: Sequence[TrialRecord], hv: Sequence[float], objectives: Sequence[str],
+                       scales: dict[str, float], from_data: bool) -> Any:
+    """The hypervolume after each evaluation (`hv`, on the architectures' means over the seeds
+    evaluated so far: `RunData.hypervolumes`)."""
     import plotly.graph_objects as go
 
-    # after each evaluation, on the architectures' means over the seeds evaluated so far
-    hv = [pareto.hypervolume(aggregate(records[: i + 1]), objectives, scales) for i in range(len(records))]
     fig = go.Figure(go.Scatter(
         x=[r.number for r in records], y=hv, mode='lines+markers', line=dict(shape='hv'), name='hypervolume',
         hovertemplate='after trial #%{x}: %{y:.4f}<extra></extra>'))
@@ -367,26 +407,22 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: Sequence[
     return f"<table><tr>{th}</tr>{''.join(body)}</table>"
 
 
-def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
+def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[str, Any]]:
     """The dashboard page, and a summary (trials, front size, points per plot, hypervolume)."""
     import plotly.io as pio
     import plotly.offline
 
-    from nas.arch import Arch
-
-    config = run.config()
-    records = run.trials()
+    data = data or RunData.read(run)
+    config, records, views, archive = data.config, data.records, data.views, data.archive
     objectives = list(config.objectives)
     costs = measured_costs(records, objectives)
-    views = trial_views(run, records, objectives)
-    archs = aggregate(records)
-    front = pareto.front(archs, objectives)
-    sigma = seed_std(archs)
-    unseparable = pareto.unseparable(archs, objectives, sigma)
+    archs = archive.architectures
+    front = archive.front()
+    unseparable = archive.unseparable()
     ids = {a.number: a.arch_id for a in archs}
-    scales, from_data = _scales(config, records, objectives)
+    scales = data.scales
     figs = pareto_figures(views, objectives, costs)
-    hv_fig = hypervolume_figure(records, objectives, scales, from_data)
+    hv_fig = hypervolume_figure(records, data.hypervolumes, objectives, scales, data.scales_from_data)
     fidelity = fidelity_panel(run)  # only once python -m nas.fidelity has run
     panels = [*figs.items(), ('hypervolume', hv_fig)] + ([('fidelity', fidelity[0])] if fidelity else [])
     fig_json = '{' + ','.join(f'{json.dumps(k)}:{pio.to_json(f, validate=False)}' for k, f in panels) + '}'
@@ -394,7 +430,7 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
 
     name = config.name or run.path.name
     counts = Counter(r.status for r in records)
-    hv = pareto.hypervolume(archs, objectives, scales) if records else 0.0
+    hv = data.hypervolumes[-1] if records else 0.0
     meta = (f"objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in objectives)} · sampler "
             f"{html.escape(config.sampler)}, seed {config.seed} · space "
             f"<code>{html.escape(config.space_file or '?')}</code> · data {html.escape(config.data.dataset)}"
@@ -416,7 +452,7 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
                            ('⚠ within noise of ' + ', '.join(ids[n] for n in unseparable[r.number])
                             if r.number in unseparable else 'yes'),
                            *[_fmt(c, r.value(c)) for c in fcosts + extra], r.epochs, f"{n_acmix}/{len(v.blocks)}",
-                           html.escape(Arch.from_dict(r.arch).summary()),
+                           html.escape(v.summary),
                            f"<code>python -m nas.export {html.escape(str(run.path))} --arch-id {r.arch_id}</code>"])
         front_cls.append('knee' if v.is_knee else '')
     front_table = _table(['#', 'arch id', 'reference', 'accuracy (mean ± s.e.)', 'separable', *(fcosts + extra),
@@ -431,7 +467,7 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
                         'seconds', 'error'], all_rows, left=(1, 3, 9 + len(costs)))
     trials_json = {v.record.number: dict(
         number=v.record.number, arch_id=v.record.arch_id, status=v.record.status, blocks=v.blocks,
-        summary=Arch.from_dict(v.record.arch).summary() if v.blocks else '',
+        summary=v.summary,
         export=f"python -m nas.export {run.path} --arch-id {v.record.arch_id}") for v in views}
     page = _PAGE.format(title=html.escape(name), meta=meta, empty=empty, plot_divs=plot_divs,
                         plotly_js=plotly.offline.get_plotlyjs(), n_front=len(front), n_trials=len(records),
@@ -444,18 +480,17 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------------------------- PNG
 
-def render_png(run: RunFolder, path: Path) -> Path:
+def render_png(run: RunFolder, path: Path, data: RunData | None = None) -> Path:
     """pareto.png: accuracy against each cost objective, trials coloured by front rank."""
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    config = run.config()
-    records = run.trials()
+    data = data or RunData.read(run)
+    config, records, views = data.config, data.records, data.views
     objectives = list(config.objectives)
     costs = measured_costs(records, objectives) or [c for c in objectives if c != 'accuracy'] or ['macs']
-    views = trial_views(run, records, objectives)
     max_rank = max([v.rank for v in views if v.rank is not None], default=0)
     fig, axes = plt.subplots(1, len(costs), figsize=(4.8 * len(costs) + 1.2, 4.6), squeeze=False, layout='constrained')
     cmap = plt.get_cmap(COLORSCALE.lower(), max_rank + 1)
@@ -467,9 +502,11 @@ def render_png(run: RunFolder, path: Path) -> Path:
             ax.step([float(r.value(cost)) for r in front2d], [float(r.accuracy) for r in front2d], where='post',
                     color='0.4', ls=':', lw=1.2, label='Pareto front', zorder=1)
         good = [v for v in has if v.kind == 'ranked']
+        seeded = [v for v in good if v.record.accuracy_se is not None]  # error bars where there are seeds
+        if seeded:
+            ax.errorbar([float(v.record.value(cost)) for v in seeded], [v.y for v in seeded], fmt='none',
+                        yerr=[v.record.accuracy_se for v in seeded], ecolor='0.4', elinewidth=0.8, zorder=2)
         if good:
-            ax.errorbar([float(v.record.value(cost)) for v in good], [v.y for v in good], fmt='none',
-                        yerr=[v.record.accuracy_se or 0.0 for v in good], ecolor='0.4', elinewidth=0.8, zorder=2)
             sc = ax.scatter([float(v.record.value(cost)) for v in good], [v.y for v in good],
                             c=[v.rank for v in good], cmap=cmap, norm=norm, s=36,
                             edgecolors='black', linewidths=[1.2 if v.rank == 0 else 0.3 for v in good],
@@ -503,7 +540,7 @@ def render_png(run: RunFolder, path: Path) -> Path:
     if legend:
         fig.legend(list(legend.values()), list(legend), loc='outside lower center', ncol=min(len(legend), 4), fontsize=8)
     fig.suptitle(f"{config.name or run.path.name}: {len(records)} trials, "
-                 f"{len(pareto.front(aggregate(records), objectives))} on the front ({', '.join(objectives)})", fontsize=10)
+                 f"{len(data.archive.front())} on the front ({', '.join(objectives)})", fontsize=10)
     path = Path(path)
     tmp = path.with_name(path.name + '.tmp.png')
     fig.savefig(tmp, dpi=150, bbox_inches='tight')
@@ -529,11 +566,12 @@ def write_dashboard(run: RunFolder, out: Path | None = None, png: bool = True) -
     run.require()
     out = Path(out) if out else run.path
     out.mkdir(parents=True, exist_ok=True)
-    page, summary = render_html(run)
+    data = RunData.read(run)  # one read of the run for both files
+    page, summary = render_html(run, data)
     tmp = out / (HTML + '.tmp')
     tmp.write_text(page, encoding='utf-8')
     os.replace(tmp, out / HTML)
-    png_path = render_png(run, out / PNG) if png else None
+    png_path = render_png(run, out / PNG, data) if png else None
     return DashboardFiles(out / HTML, png_path, summary, time.perf_counter() - t0)
 
 

@@ -12,6 +12,7 @@ an absurd learning rate) and an 'infeasible' one (over a MACs limit, not trained
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -120,3 +121,55 @@ def copy_run(src: Path, dst: Path, n_lines: int | None = None) -> Path:
         shutil.copytree(src / 'weights', dst / 'weights')
     return dst
 
+
+
+SYMMETRY_FILE = Path(__file__).resolve().parents[1] / 'search_spaces' / 'symmetry.yaml'
+
+
+def synthetic_run(path: Path, n_records: int, seed: int = 0) -> Path:
+    """A run folder of `n_records` evaluations written without training (a big run for the
+    dashboard): architectures drawn at random from search_spaces/symmetry.yaml, about a third of
+    the evaluations more seeds of architectures on or near the front, a few failed and infeasible;
+    costs from a cheap formula of the architecture, accuracies a function of it plus seed noise,
+    learned alpha/beta per ACmix block as a search records them. No weights, no Optuna study."""
+    import random
+
+    rng = random.Random(seed)
+    space = load_space(SYMMETRY_FILE)
+    run = RunFolder(path)
+    run.path.mkdir(parents=True, exist_ok=True)
+    archs: list = []
+    seeds: dict[str, int] = {}  # evaluations so far per architecture
+    lines = []
+    for n in range(n_records):
+        again = archs and rng.random() < 0.3
+        if again:
+            arch, params, macs, quality, status = rng.choice(archs[-200:])
+        else:
+            params = {name: rng.choice(d.values()) for name, d in space.encoding.items()}
+            arch = space.point(params)
+            blocks = [b for *_, b in arch.blocks()]
+            macs = sum(st.channels ** 2 * len(st.blocks) for st in arch.stages) * 9 + 1000 * len(blocks)
+            quality = 0.55 + 0.05 * math.log10(macs / 1e4) + rng.gauss(0, 0.03)
+            status = rng.choices(['complete', 'failed', 'infeasible'], [0.95, 0.03, 0.02])[0]
+            archs.append((arch, params, macs, quality, status))
+        seeds[arch.arch_id] = seeds.get(arch.arch_id, 0) + 1
+        blocks = [b for *_, b in arch.blocks()]
+        acmix = [(si, bi) for si, st in enumerate(arch.stages) for bi, b in enumerate(st.blocks) if b.op == 'acmix']
+        accuracy = round(min(0.99, quality + rng.gauss(0, 0.01)), 4) if status == 'complete' else None
+        lines.append(TrialRecord(
+            number=n, arch_id=arch.arch_id, arch=arch.to_dict(), status=status, accuracy=accuracy,
+            params=macs // 20, macs=macs, latency_ms=round(0.02 * len(blocks) + macs / 5e7, 3),
+            acc_per_epoch=[accuracy] * 5 if accuracy is not None else [], epochs=5 if accuracy is not None else 0,
+            seconds=round(rng.uniform(2, 9), 2), train_seconds=2.0, optuna_number=None if again else n,
+            optuna_params=params, constraints=[1.0] if status == 'infeasible' else [],
+            error='RuntimeError: the loss is NaN' if status == 'failed' else None,
+            rates=[{'stage': si, 'index': bi, 'alpha': round(rng.uniform(0.2, 0.8), 3),
+                    'beta': round(rng.uniform(0.2, 0.8), 3)} for si, bi in acmix],
+            seed=seeds[arch.arch_id] - 1,
+            device='cpu').to_json())
+    (run.path / 'trials.jsonl').write_text('\n'.join(lines) + '\n')
+    run.write_config(RunConfig(
+        name=path.name, objectives=OBJ, sampler='evolution', seed=seed, space_file='search_spaces/symmetry.yaml',
+        space=space.to_dict(), proxy=space.proxy, hypervolume_scale={'macs': 2.0e6}, device='cpu'))
+    return path

@@ -229,3 +229,38 @@ def test_argparse_errors_are_one_line(small_run, capsys, argv, words):
         main([str(small_run), *argv])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count('\n') == 1 and words in err
+
+
+@pytest.mark.skipif(_chromium() is None, reason='no chromium binary (CI installs Debian chromium in .ci/run)')
+def test_a_10000_trial_run_renders_in_headless_chromium(tmp_path):
+    """A big run (synthetic records, tests/runs.py): the page holds every point and a browser
+    draws it; the screenshot shows the plots, not a blank page."""
+    from runs import synthetic_run
+
+    path = synthetic_run(tmp_path / 'big', 10_000)
+    records = RunFolder(path).trials()
+    archs = {r.arch_id for r in records}
+    out = tmp_path / 'out'
+    assert main([str(path), '--out', str(out)]) == 0
+    page = (out / 'dashboard.html').read_text()
+    figs = _script_json(page, 'figures')
+    assert sum(len(t['customdata']) for t in figs['macs']['data'] if 'markers' in t['mode']) == len(archs)
+    assert len(next(iter(figs['hypervolume']['data']))['y']) == len(records) == 10_000
+    shot = tmp_path / 'shot.png'
+    cmd = [_chromium(), '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync',
+           '--disable-dev-shm-usage', f'--user-data-dir={tmp_path / "profile"}', '--virtual-time-budget=60000',
+           '--window-size=1400,2400', '--hide-scrollbars']
+    proc = subprocess.run([*cmd, '--dump-dom', (out / 'dashboard.html').as_uri()], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = _PointCounter()
+    dom.feed(proc.stdout)
+    assert dom.text.get('render-status') == 'rendered', dom.text
+    assert dom.points['plot-macs'] == len(archs)  # every architecture drawn in the browser
+    proc = subprocess.run([*cmd, f'--screenshot={shot}', (out / 'dashboard.html').as_uri()], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    img = matplotlib.image.imread(shot)[..., :3]
+    coloured = (img.max(axis=2) - img.min(axis=2)) > 0.25  # plasma markers, not grey text or white page
+    assert coloured.mean() > 0.002, coloured.mean()
