@@ -1,17 +1,23 @@
-"""Search quality: does the default sampler at budget B reach random search's hypervolume at 2B?
+"""Search quality: hypervolume per architecture and per compute second, the default sampler against random.
 
-    python benchmarks/search_quality.py                          # default space, tpe@100 vs random@200, seeds 0 1 2
-    python benchmarks/search_quality.py --budget 30 --seeds 0 1  # quicker
-    python benchmarks/search_quality.py --samplers tpe nsga2 gp random   # more candidates (the last is the baseline)
-    python benchmarks/search_quality.py -- --race 1              # options after -- go to every nas.search
+    python benchmarks/search_quality.py                                # default space, 50/100/200/400, 5 seeds
+    python benchmarks/search_quality.py --budgets 50 100 --seeds 0 1   # quicker
+    python benchmarks/search_quality.py --samplers evolution tpe random --budgets 100 --seeds 0 1 2
+    python benchmarks/search_quality.py -- --race 1                    # options after -- go to every nas.search
 
-Each (sampler, seed) is a real `python -m nas.search` run (racing on, as by default) on the same
-space with the same proxy. The candidates run at --budget, the baseline (the last sampler, random
-by default) at --baseline-budget (default 2x). The hypervolume is each run's own, on the
-architectures' means over seeds (the aggregated front), normalised by the space's scales, so all
-runs share one scale. The slot overhead column is benchmarks/search_overhead.py's measure for
-the same runs. The baseline's hypervolume after its first --budget architectures is read
-from the same run (random at equal budget, for free).
+Each (sampler, seed) is one real `python -m nas.search` run (racing on, as by default) to the largest
+budget; the hypervolume at each smaller budget is read from the same run when its budget-th
+distinct architecture finished, with the seeds racing had spent by then (a search to budget B
+evaluates the same architectures as the first B of a longer run up to racing's budget share). The
+hypervolume is the run's own, on the architectures' means over seeds (the aggregated front),
+normalised by the space's scales, so all runs share one scale. Compute seconds are the trials' own
+seconds (costing, proxy training, scoring) summed up to that point, racing's re-evaluations
+included. The proposals columns come from the study: the share of asks whose first proposal was
+an architecture already seen (repaired to an unseen neighbour) and the share of architectures that
+were random fill-ins.
+
+Goals (issue 22): default@100 >= random@200 and default@200 >= random@400; <= 5% random fill-ins and
+<= 20% duplicate asks.
 """
 
 from __future__ import annotations
@@ -24,84 +30,98 @@ import tempfile
 import time
 from pathlib import Path
 
+import optuna
+
 from nas import pareto
 from nas.options import DEFAULT_SPACE, SearchOptions
-from nas.results import RunFolder, aggregate
-from search_overhead import slot_overhead  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from nas.results import STUDY_NAME, RunFolder, aggregate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def hypervolume_at(run: RunFolder, budget: int) -> float:
-    """The run's hypervolume when its `budget`-th distinct architecture finished (with the seeds
-    racing had spent by then)."""
+def at_budget(run: RunFolder, budget: int) -> tuple[float, float, int]:
+    """(hypervolume, compute seconds, evaluations) when the run's `budget`-th distinct architecture
+    finished."""
     records, seen, upto = run.trials(), set(), 0
     for upto, r in enumerate(records, 1):
         seen.add(r.arch_id)
         if len(seen) >= budget:
             break
     config = run.config()
-    return pareto.hypervolume(aggregate(records[:upto]), config.objectives, config.hypervolume_scale)
+    hv = pareto.hypervolume(aggregate(records[:upto]), config.objectives, config.hypervolume_scale)
+    return hv, sum(r.seconds for r in records[:upto]), upto
+
+
+def proposal_shares(run: RunFolder) -> tuple[float, float]:
+    """(duplicate asks, random fill-ins) as shares of the sampler's proposals (queued ones left out)."""
+    study = optuna.load_study(study_name=STUDY_NAME, storage=run.storage())
+    kinds = [t.user_attrs.get('proposal') for t in study.trials if 'proposal' in t.user_attrs]
+    asked = [k for k in kinds if k != 'queued']
+    if not asked:
+        return 0.0, 0.0
+    return (sum(k in ('repaired', 'fill-in') for k in asked) / len(asked),
+            sum(k == 'fill-in' for k in asked) / len(asked))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--budget", type=int, default=100, help="the candidates' --budget")
-    parser.add_argument("--baseline-budget", type=int, default=None, help="the baseline's --budget (default 2x)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200, 400])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--samplers", nargs="+", default=[SearchOptions().sampler, "random"],
                         help="candidates, then the baseline (last)")
     parser.add_argument("--space", default=str(DEFAULT_SPACE))
+    parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
     parser.add_argument("search_options", nargs="*", help="after --: passed to python -m nas.search as they are")
     args = parser.parse_args()
-    baseline = args.samplers[-1]
-    budgets = {s: args.budget for s in args.samplers[:-1]}
-    budgets[baseline] = args.baseline_budget or 2 * args.budget
+    budgets = sorted(args.budgets)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for sampler in args.samplers:
-            for seed in args.seeds:
+        where = args.keep or Path(tmp)
+        for seed in args.seeds:
+            for sampler in args.samplers:
                 name = f"{sampler}-{seed}"
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "nas.search", "--budget", str(budgets[sampler]), "--space",
-                                args.space, "--sampler", sampler, "--seed", str(seed), "--results-dir", tmp,
-                                "--name", name, "--quiet", *args.search_options],
-                               check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-                wall = time.perf_counter() - start
-                minutes = wall / 60
-                run = RunFolder(Path(tmp) / name)
-                summary = run.write_pareto()
-                row = {"sampler": sampler, "seed": seed, "hv": summary["hypervolume"],
-                       "hv_at_budget": hypervolume_at(run, args.budget), "front": len(summary["front"]),
-                       "evals": summary["trials"], "minutes": minutes,
-                       "overhead": slot_overhead(run, wall)}
-                rows.append(row)
-                print(f"{sampler:8} seed {seed} budget {budgets[sampler]}: hypervolume {row['hv']:.4f} "
-                      f"(at {args.budget}: {row['hv_at_budget']:.4f}), front {row['front']}, "
-                      f"{row['evals']} evaluations, {minutes:.1f} min, slot overhead {100 * row['overhead']:.1f}%", flush=True)
+                if not (where / name / "run.yaml").exists():
+                    subprocess.run([sys.executable, "-m", "nas.search", "--budget", str(budgets[-1]), "--space",
+                                    args.space, "--sampler", sampler, "--seed", str(seed), "--results-dir", str(where),
+                                    "--name", name, "--quiet", *args.search_options],
+                                   check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+                minutes = (time.perf_counter() - start) / 60
+                run = RunFolder(where / name)
+                dup, fill = proposal_shares(run)
+                for b in budgets:
+                    hv, seconds, evals = at_budget(run, b)
+                    rows.append({"sampler": sampler, "seed": seed, "budget": b, "hv": hv, "seconds": seconds,
+                                 "evals": evals, "dup": dup, "fill": fill, "minutes": minutes})
+                print(f"{sampler:10} seed {seed}: " + ", ".join(
+                    f"@{r['budget']} {r['hv']:.4f}" for r in rows if r['sampler'] == sampler and r['seed'] == seed)
+                    + f"; duplicate asks {100 * dup:.0f}%, fill-ins {100 * fill:.0f}%, {minutes:.1f} min", flush=True)
+
+    def mean(sampler: str, budget: int, key: str) -> float:
+        return statistics.mean(r[key] for r in rows if r["sampler"] == sampler and r["budget"] == budget)
+
     print(f"\n{args.space}, seeds {args.seeds} {' '.join(args.search_options)}")
-    print(f"{'sampler':8} {'budget':>6} {'hypervolume':>11} {'std':>7} {'min':>7} {'max':>7} {'front':>6} "
-          f"{'evals':>6} {'minutes':>8} {'overhead':>8}")
-
-    def line(label: str, budget: int, hv: list[float], rs: list[dict]) -> None:
-        print(f"{label:8} {budget:6d} {statistics.mean(hv):11.4f} {statistics.pstdev(hv):7.4f} {min(hv):7.4f} "
-              f"{max(hv):7.4f} {statistics.mean(r['front'] for r in rs):6.1f} "
-              f"{statistics.mean(r['evals'] for r in rs):6.0f} {statistics.mean(r['minutes'] for r in rs):8.1f} "
-              f"{100 * statistics.mean(r['overhead'] for r in rs):7.1f}%")
-
-    means = {}
+    print(f"{'sampler':10} {'budget':>6} {'hypervolume':>11} {'std':>7} {'compute s':>9} {'evals':>6} "
+          f"{'dup asks':>8} {'fill-ins':>8}")
     for sampler in args.samplers:
-        rs = [r for r in rows if r["sampler"] == sampler]
-        means[sampler] = statistics.mean(r["hv"] for r in rs)
-        line(sampler, budgets[sampler], [r["hv"] for r in rs], rs)
-    base_at = [r["hv_at_budget"] for r in rows if r["sampler"] == baseline]
-    print(f"{baseline:8} {args.budget:6d} {statistics.mean(base_at):11.4f} {statistics.pstdev(base_at):7.4f} "
-          f"{min(base_at):7.4f} {max(base_at):7.4f}   (the same runs after {args.budget} architectures)")
+        for b in budgets:
+            hv = [r["hv"] for r in rows if r["sampler"] == sampler and r["budget"] == b]
+            print(f"{sampler:10} {b:6d} {statistics.mean(hv):11.4f} {statistics.pstdev(hv):7.4f} "
+                  f"{mean(sampler, b, 'seconds'):9.0f} {mean(sampler, b, 'evals'):6.0f} "
+                  f"{100 * mean(sampler, b, 'dup'):7.0f}% {100 * mean(sampler, b, 'fill'):7.0f}%")
+    baseline = args.samplers[-1]
     for sampler in args.samplers[:-1]:
-        print(f"{sampler}@{budgets[sampler]} / {baseline}@{budgets[baseline]} mean hypervolume: "
-              f"{means[sampler] / means[baseline]:.3f}; / {baseline}@{args.budget}: "
-              f"{means[sampler] / statistics.mean(base_at):.3f}")
+        for b in budgets:
+            if 2 * b in budgets:
+                ours, theirs = mean(sampler, b, "hv"), mean(baseline, 2 * b, "hv")
+                wins = sum(r["hv"] >= q["hv"] for r in rows for q in rows if r["sampler"] == sampler
+                           and q["sampler"] == baseline and r["budget"] == b and q["budget"] == 2 * b
+                           and r["seed"] == q["seed"])
+                print(f"{sampler}@{b} / {baseline}@{2 * b}: {ours / theirs:.3f} (at {mean(sampler, b, 'seconds') / mean(baseline, 2 * b, 'seconds'):.2f}x "
+                      f"the compute; {wins} of {len(args.seeds)} seeds >=)")
+            ours, same = mean(sampler, b, "hv"), mean(baseline, b, "hv")
+            print(f"{sampler}@{b} / {baseline}@{b}: {ours / same:.3f}")
 
 
 if __name__ == "__main__":
