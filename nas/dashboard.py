@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -40,7 +39,7 @@ import optuna
 from nas import pareto
 from nas.model import describe_block
 from nas.pareto import OBJECTIVES
-from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, seed_std
+from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, seed_std, write_atomic
 
 __all__ = ['COSTS', 'TrialView', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
            'render_html', 'render_png', 'write_dashboard', 'serve', 'main']
@@ -505,11 +504,19 @@ def render_png(run: RunFolder, path: Path) -> Path:
     fig.suptitle(f"{config.name or run.path.name}: {len(records)} trials, "
                  f"{len(pareto.front(aggregate(records), objectives))} on the front ({', '.join(objectives)})", fontsize=10)
     path = Path(path)
-    tmp = path.with_name(path.name + '.tmp.png')
-    fig.savefig(tmp, dpi=150, bbox_inches='tight')
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, _png_bytes(fig))
+    finally:
+        plt.close(fig)
     return path
+
+
+def _png_bytes(fig: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=150, bbox_inches='tight')
+    return buf.getvalue()
 
 
 # ---------------------------------------------------------------------------------- files, server
@@ -530,9 +537,7 @@ def write_dashboard(run: RunFolder, out: Path | None = None, png: bool = True) -
     out = Path(out) if out else run.path
     out.mkdir(parents=True, exist_ok=True)
     page, summary = render_html(run)
-    tmp = out / (HTML + '.tmp')
-    tmp.write_text(page, encoding='utf-8')
-    os.replace(tmp, out / HTML)
+    write_atomic(out / HTML, page)  # a failed write (a full disk) leaves no temp file behind
     png_path = render_png(run, out / PNG) if png else None
     return DashboardFiles(out / HTML, png_path, summary, time.perf_counter() - t0)
 
@@ -569,7 +574,7 @@ def port_in_use(host: str, port: int) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nas.cli import EXIT_INTERRUPTED, ArgumentParser
+    from nas.cli import EXIT_INTERRUPTED, ArgumentParser, fault_exit
 
     ap = ArgumentParser(
         prog='python -m nas.dashboard', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -611,6 +616,10 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only run folder, a full disk: each file is replaced whole or not at all
+        print(f"error: {e.filename or args.out or args.run}: {e.strerror or e}; nothing was written"
+              + ('' if args.out else '; give --out DIR to write the dashboard elsewhere'), file=sys.stderr)
+        return fault_exit(e)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return 0
