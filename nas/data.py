@@ -37,8 +37,10 @@ splits never share an image.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
+import os
 import pickle
 import struct
 from dataclasses import dataclass, field
@@ -633,6 +635,8 @@ def preview(name: str, path: Path | str, data_dir: Path | str | None = None, row
     fig.suptitle(f"{ds.name}: {ds.summary().split(': ', 1)[1]}", fontsize=8)
     fig.tight_layout()
     try:
+        if path.parent.exists() and not path.parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent))
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=80)
     finally:

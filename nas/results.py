@@ -451,7 +451,7 @@ def copy_atomic(src: str | Path, dst: str | Path) -> None:
 
 def save_safetensors(state: dict[str, Any], path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """safetensors' save_file, a failed write raised as the OSError it is (safetensors reports a
-    full disk as a SafetensorError holding `IoError(Os { code: 28, ... })`)."""
+    full disk as a SafetensorError, `... I/O error: No space left on device (os error 28)`)."""
     import re
 
     from safetensors import SafetensorError
@@ -460,7 +460,7 @@ def save_safetensors(state: dict[str, Any], path: str | Path, metadata: dict[str
     try:
         save_file(state, str(path), metadata=metadata)
     except SafetensorError as e:
-        code = re.search(r"code: (\d+)", str(e))
+        code = re.search(r"(?:code: |os error )(\d+)", str(e))  # how safetensors versions spell an errno
         if code is None:
             raise
         raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None

@@ -26,6 +26,7 @@ on storage with locks.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -175,6 +176,8 @@ class RunLock:
             os.pwrite(fd, (json.dumps(asdict(info)) + '\n').encode(), 0)
             os.fsync(fd)
         except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # no half-written holder left behind
             raise RunError(f"{self.folder}: cannot write the run folder ({e.strerror or e})") from None
         return note
 

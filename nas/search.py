@@ -47,7 +47,7 @@ from nas.options import RESUMABLE, SAMPLERS, SearchOptions, UsageError, proxy_ch
 from nas.pareto import COSTS
 from nas.report import front_report, long_trial_note, small_data_note
 from nas.results import RUN_YAML, DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
-from nas.runlock import LOCK_FILE, RunLock
+from nas.runlock import LOCK_FILE, RunLock, RunLocked
 from nas.space import SearchSpace, SpaceError, load_space
 from nas.study import StudySource, open_study
 from nas.train import ProxyConfig, ProxyError
@@ -130,7 +130,17 @@ class _Claim:
     def __call__(self) -> None:
         if self.made:
             return
-        note = self.lock.acquire()
+        try:
+            note = self.lock.acquire()
+        except RunLocked:
+            raise
+        except RunError:  # a new run's folder that could not be written (a full disk): not left behind
+            if not self.existed:
+                with contextlib.suppress(OSError):
+                    if not self.lock.path.stat().st_size:  # no holder described in it: ours
+                        self.lock.path.unlink()
+                    self.folder.path.rmdir()  # only if nothing else is in it
+            raise
         if note:
             print(note, flush=True)
         if not self.resumed:  # a new run: the name may have been taken while this one set up
