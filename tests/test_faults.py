@@ -152,7 +152,7 @@ def cli(capsys):
     def run(verb: str, *argv: str | Path) -> tuple[int, str, str]:
         import importlib
 
-        results._REPORTED.clear()
+        getattr(results, "_REPORTED", set()).clear()
         capsys.readouterr()  # only what this command says
         try:
             code = importlib.import_module(f"nas.{verb}").main([str(a) for a in argv])
