@@ -39,6 +39,7 @@ import optuna
 from nas import pareto
 from nas.model import describe_block
 from nas.pareto import OBJECTIVES
+from nas.cli import shell_command
 from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, seed_std, write_atomic
 
 __all__ = ['COSTS', 'TrialView', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
@@ -416,7 +417,7 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
                             if r.number in unseparable else 'yes'),
                            *[_fmt(c, r.value(c)) for c in fcosts + extra], r.epochs, f"{n_acmix}/{len(v.blocks)}",
                            html.escape(Arch.from_dict(r.arch).summary()),
-                           f"<code>python -m nas.export {html.escape(str(run.path))} --arch-id {r.arch_id}</code>"])
+                           f"<code>{html.escape(shell_command('export', run.path, '--arch-id', r.arch_id))}</code>"])
         front_cls.append('knee' if v.is_knee else '')
     front_table = _table(['#', 'arch id', 'reference', 'accuracy (mean ± s.e.)', 'separable', *(fcosts + extra),
                           'epochs', 'ACmix blocks', 'architecture', 'export'], front_rows,
@@ -431,7 +432,7 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
     trials_json = {v.record.number: dict(
         number=v.record.number, arch_id=v.record.arch_id, status=v.record.status, blocks=v.blocks,
         summary=Arch.from_dict(v.record.arch).summary() if v.blocks else '',
-        export=f"python -m nas.export {run.path} --arch-id {v.record.arch_id}") for v in views}
+        export=shell_command('export', run.path, '--arch-id', v.record.arch_id)) for v in views}
     page = _PAGE.format(title=html.escape(name), meta=meta, empty=empty, plot_divs=plot_divs,
                         plotly_js=plotly.offline.get_plotlyjs(), n_front=len(front), n_trials=len(records),
                         front_table=front_table, all_table=all_table, fidelity=fidelity[1] if fidelity else '',

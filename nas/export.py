@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"wrote {res.path} (config.json, model.safetensors, README.md) in {res.seconds:.1f} s; "
           f"timm reloads it to the same outputs")
-    print(f"  import timm, nas; timm.create_model('local-dir:{res.path}', pretrained=True)")
+    print(f"  import timm, nas; timm.create_model({'local-dir:' + str(res.path)!r}, pretrained=True)")
     return 0
 
 

@@ -28,6 +28,7 @@ import contextlib
 import errno
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -317,10 +318,10 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
     space = _load_space(folder, opts, resumed)
     proxy = _proxy(space, opts)
     gpus, gpu_memory = _gpus(opts)  # for auto: its smallest share of a GPU
-    address = opts.address or os.environ.get('RAY_ADDRESS') or None  # Ray reads RAY_ADDRESS too
-    if not address:  # this machine's resources are known before Ray starts
-        from nas.raytune import check_resources
+    from nas.raytune import check_resources, cluster_address, ray_session
 
+    address = cluster_address(opts.address)  # --address, or an exported RAY_ADDRESS as Ray reads it
+    if not address:  # this machine's resources are known before Ray starts
         check_resources({'CPU': len(os.sched_getaffinity(0)), 'GPU': torch.cuda.device_count()},
                         opts.cpus_per_trial, gpus, None)
     data = proxy.load_data(opts.data_dir, seed=opts.seed)
@@ -333,7 +334,7 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
         if mismatch:
             was = config.options.get('data_dir')
             raise UsageError(f'--resume: {folder.path} was searched on other data: {mismatch}; resume it on its own '
-                             f'data' + (f' (--data-dir {was})' if was else '') + ', or start a new run')
+                             f'data' + (f' (--data-dir {shlex.quote(str(was))})' if was else '') + ', or start a new run')
         config.options = opts.to_dict()
     else:
         config = _new_config(folder, opts, space, proxy, data, gpus, command)
@@ -341,8 +342,6 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
         print(f'note: joining the Ray cluster at {address} from the exported RAY_ADDRESS (to run on a local Ray, '
               f'unset it: env -u RAY_ADDRESS python -m nas.search ...)', flush=True)
     if address:  # joined before anything is written: a cluster that does not answer leaves no folder
-        from nas.raytune import ray_session
-
         claim.stack.enter_context(ray_session(opts.address))
     claim()
     for line in folder.repair():  # a torn tail, temp files of a crash: before anything is appended

@@ -393,6 +393,35 @@ def test_a_disk_full_from_the_start_is_one_line_and_leaves_nothing(tmp_path):
     assert "None" not in line and "--resume" not in line and not any(tmp_path.iterdir())
 
 
+FULL_FOR_TUNE_TOO = """
+import errno, sys
+import ray.train._internal.storage as storage
+from nas.results import RunFolder
+copy, append, appends = storage._pyarrow_fs_copy_files, RunFolder.append, []
+def copy_on_a_full_disk(*args, **kwargs):  # Tune saving its experiment state: full once we are
+    if len(appends) >= 2:
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    return copy(*args, **kwargs)
+def append_on_a_full_disk(self, record, file='trials.jsonl'):
+    appends.append(record.arch_id)
+    if len(appends) >= 3:
+        raise OSError(errno.ENOSPC, 'No space left on device', str(self.trials_path))
+    return append(self, record, file)
+storage._pyarrow_fs_copy_files, RunFolder.append = copy_on_a_full_disk, append_on_a_full_disk
+from nas.search import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_disk_that_fills_under_tunes_own_state_sync_is_still_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", FULL_FOR_TUNE_TOO, "--space", str(DIGITS), "--budget", "5",
+                           "--results-dir", str(tmp_path), "--name", "run", "--max-concurrent", "1", "--epochs", "1",
+                           "--subset", "300", "--race", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    line = one_line(proc.stderr)  # not Tune's pyarrow tracebacks first
+    assert proc.returncode == 1 and "No space left on device" in line and "--resume" in line, line
+    assert len(RunFolder(tmp_path / "run").trials()) == 2
+
+
 FILE_SIZE_LIMIT = """
 import resource, runpy, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as a full disk fails one
@@ -469,34 +498,39 @@ def http_port():
     server.shutdown()
 
 
-def test_an_address_where_no_ray_answers_is_one_line_before_any_folder(tmp_path, cli, http_port, monkeypatch):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+def test_an_address_where_no_ray_answers_is_one_line_before_any_folder(tmp_path, http_port):
+    # Processes of their own with a timeout: Ray retries such an address forever (the fault itself).
     results = tmp_path / "results"
     base = ["--space", DIGITS, "--results-dir", results, "--budget", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     port = _closed_port()
-    code, out, err = cli("search", *base, "--address", f"127.0.0.1:{port}")
-    assert code == 2 and one_line(err) == (f"error: --address 127.0.0.1:{port}: no Ray cluster answers there (Connection "
-                                           f"refused); start one with ray start --head, or leave --address out for a "
-                                           f"local Ray")
-    code, out, err = cli("search", *base, "--address", f"127.0.0.1:{http_port}")
-    assert code == 2 and "something else listens there, not a Ray cluster" in one_line(err)
-    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")  # exported, as clusters do: joined as --address would
-    code, out, err = cli("search", *base)
-    line = one_line(err)
-    assert code == 2 and f"RAY_ADDRESS=127.0.0.1:{port} (exported): no Ray cluster answers there" in line
-    assert "env -u RAY_ADDRESS" in line and "joining the Ray cluster at" in out
+    proc = nas("search", *base, "--address", f"127.0.0.1:{port}", timeout=150, env=env)
+    assert proc.returncode == 2 and one_line(proc.stderr) == (
+        f"error: --address 127.0.0.1:{port}: no Ray cluster answers there (Connection refused); start one with "
+        f"ray start --head, or leave --address out for a local Ray")
+    proc = nas("search", *base, "--address", f"127.0.0.1:{http_port}", timeout=150, env=env)
+    assert proc.returncode == 2 and "something else listens there, not a Ray cluster" in one_line(proc.stderr)
+    proc = nas("search", *base, timeout=150, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"})  # exported
+    line = one_line(proc.stderr)  # joined as --address would be, and how to ignore it
+    assert proc.returncode == 2 and f"RAY_ADDRESS=127.0.0.1:{port} (exported): no Ray cluster answers there" in line
+    assert "env -u RAY_ADDRESS" in line and "joining the Ray cluster at" in proc.stdout
     assert not results.exists()
 
 
-def test_auto_with_no_cluster_is_one_line_before_any_folder(tmp_path, cli, monkeypatch):
+def test_auto_with_no_cluster_is_one_line_before_any_folder(tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+           "RAY_TMPDIR": str(tmp_path / "ray")}  # no cluster file of an earlier `ray start`
+    alone = []  # Ray's 'auto' joins any cluster running on the machine (its legacy fallback): hide them
     if subprocess.run(["pgrep", "-f", "gcs_server"], capture_output=True).stdout.strip():
-        pytest.skip("a Ray cluster runs on this machine: Ray's 'auto' joins any (its legacy fallback)")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))  # no cluster file of an earlier `ray start`
-    code, out, err = cli("search", "--space", DIGITS, "--results-dir", tmp_path / "results", "--address", "auto")
-    line = one_line(err)
-    assert code == 2 and line.startswith("error: --address auto: cannot join a Ray cluster (Could not find any "
-                                         "running Ray instance"), line
+        alone = ["unshare", "--pid", "--fork", "--mount-proc"]  # a process namespace of its own (root)
+        if subprocess.run([*alone, "true"], capture_output=True).returncode != 0:
+            pytest.skip("a Ray cluster runs on this machine, and Ray's 'auto' would join it")
+    proc = subprocess.run([*alone, sys.executable, "-m", "nas.search", "--space", str(DIGITS), "--results-dir",
+                           str(tmp_path / "results"), "--address", "auto"], capture_output=True, text=True,
+                          timeout=150, cwd=ROOT, env=env)
+    line = one_line(proc.stderr)
+    assert proc.returncode == 2 and line.startswith("error: --address auto: cannot join a Ray cluster (Could not find "
+                                                    "any running Ray instance"), line
     assert not (tmp_path / "results").exists()
 
 
