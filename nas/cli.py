@@ -1,4 +1,4 @@
-"""What every `python -m nas.<verb>` shares: one-line errors, amounts such as 2M, Ctrl-C.
+"""What every `python -m nas.<verb>` shares: one-line errors, amounts such as 2M, Ctrl-C and SIGTERM.
 
     >>> from nas.cli import ArgumentParser, amount
     >>> amount('2M'), amount('1.5k'), amount('2e6')
@@ -6,20 +6,34 @@
 
 Conventions (shared/DESIGN.md): bad input exits with status 2 and one line that names the
 problem, argparse's own errors (a bad int, an unknown choice) included; Ctrl-C exits 130 after
-the command's clean stop. Imports nothing of nas, so every module can use it.
+the command's clean stop, and SIGTERM (what a cluster's scheduler or a container stop sends) is
+handled the same way and exits 143. A command suggested to the user (`shell_command`) is quoted
+for the shell, so a path with spaces or non-ASCII letters pastes as it is. Imports nothing of nas,
+so every module can use it.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import shlex
+import signal
 import sys
-from typing import NoReturn
+import threading
+from pathlib import Path
+from typing import Any, NoReturn
 
-__all__ = ['ArgumentParser', 'amount', 'EXIT_USAGE', 'EXIT_INTERRUPTED']
+__all__ = ['ArgumentParser', 'amount', 'shell_command', 'fault_exit', 'Terminated', 'raise_terminated',
+           'stop_on_sigterm', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'EXIT_TERMINATED', 'EXIT_FAULT']
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_FAULT = 1  # a fault in the middle of the work (a full disk): what was done is kept
+# a place that cannot be written at all: bad input (exit 2), unlike a disk that fills up (exit 1)
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST,
+               errno.ENOENT)
 
 _SUFFIX = {'k': 1e3, 'm': 1e6, 'g': 1e9, 't': 1e12}
 
@@ -49,3 +63,31 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def shell_command(verb: str, *args: str | Path) -> str:
+    """`python -m nas.VERB ARGS...` with every argument quoted for a POSIX shell (shlex.quote)."""
+    return ' '.join([f'python -m nas.{verb}', *(shlex.quote(str(a)) for a in args)])
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the command stops as it does on Ctrl-C, then exits EXIT_TERMINATED."""
+
+
+def raise_terminated(signum: int, frame: Any) -> None:
+    """A SIGTERM handler: raise Terminated in the main thread, as Ctrl-C raises KeyboardInterrupt."""
+    raise Terminated()
+
+
+def stop_on_sigterm() -> None:
+    """From now on SIGTERM raises Terminated (a KeyboardInterrupt) instead of killing the process,
+    so that a command's clean stop on Ctrl-C runs for it too. Main thread only; else a no-op."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, raise_terminated)
+
+
+def fault_exit(e: OSError) -> int:
+    """The exit status for a file-system fault: EXIT_USAGE for a place that cannot be written at
+    all (read-only, no permission, a file where a folder should be, a name too long), EXIT_FAULT
+    for one that happens in the middle of the work (a full disk, an I/O error)."""
+    return EXIT_USAGE if e.errno in _UNWRITABLE else EXIT_FAULT

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -42,7 +41,8 @@ from nas.model import describe_block
 from nas.pareto import OBJECTIVES
 from nas.arch import Arch
 from nas.archive import ArchResult, Archive
-from nas.results import RunConfig, RunError, RunFolder, TrialRecord
+from nas.cli import shell_command
+from nas.results import RunConfig, RunError, RunFolder, TrialRecord, write_atomic
 
 __all__ = ['COSTS', 'TrialView', 'RunData', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
            'render_html', 'render_png', 'write_dashboard', 'serve', 'main']
@@ -453,7 +453,7 @@ def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[
                             if r.number in unseparable else 'yes'),
                            *[_fmt(c, r.value(c)) for c in fcosts + extra], r.epochs, f"{n_acmix}/{len(v.blocks)}",
                            html.escape(v.summary),
-                           f"<code>python -m nas.export {html.escape(str(run.path))} --arch-id {r.arch_id}</code>"])
+                           f"<code>{html.escape(shell_command('export', run.path, '--arch-id', r.arch_id))}</code>"])
         front_cls.append('knee' if v.is_knee else '')
     front_table = _table(['#', 'arch id', 'reference', 'accuracy (mean ± s.e.)', 'separable', *(fcosts + extra),
                           'epochs', 'ACmix blocks', 'architecture', 'export'], front_rows,
@@ -468,7 +468,7 @@ def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[
     trials_json = {v.record.number: dict(
         number=v.record.number, arch_id=v.record.arch_id, status=v.record.status, blocks=v.blocks,
         summary=v.summary,
-        export=f"python -m nas.export {run.path} --arch-id {v.record.arch_id}") for v in views}
+        export=shell_command('export', run.path, '--arch-id', v.record.arch_id)) for v in views}
     page = _PAGE.format(title=html.escape(name), meta=meta, empty=empty, plot_divs=plot_divs,
                         plotly_js=plotly.offline.get_plotlyjs(), n_front=len(front), n_trials=len(records),
                         front_table=front_table, all_table=all_table, fidelity=fidelity[1] if fidelity else '',
@@ -542,11 +542,19 @@ def render_png(run: RunFolder, path: Path, data: RunData | None = None) -> Path:
     fig.suptitle(f"{config.name or run.path.name}: {len(records)} trials, "
                  f"{len(data.archive.front())} on the front ({', '.join(objectives)})", fontsize=10)
     path = Path(path)
-    tmp = path.with_name(path.name + '.tmp.png')
-    fig.savefig(tmp, dpi=150, bbox_inches='tight')
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, _png_bytes(fig))
+    finally:
+        plt.close(fig)
     return path
+
+
+def _png_bytes(fig: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=150, bbox_inches='tight')
+    return buf.getvalue()
 
 
 # ---------------------------------------------------------------------------------- files, server
@@ -568,9 +576,7 @@ def write_dashboard(run: RunFolder, out: Path | None = None, png: bool = True) -
     out.mkdir(parents=True, exist_ok=True)
     data = RunData.read(run)  # one read of the run for both files
     page, summary = render_html(run, data)
-    tmp = out / (HTML + '.tmp')
-    tmp.write_text(page, encoding='utf-8')
-    os.replace(tmp, out / HTML)
+    write_atomic(out / HTML, page)  # a failed write (a full disk) leaves no temp file behind
     png_path = render_png(run, out / PNG, data) if png else None
     return DashboardFiles(out / HTML, png_path, summary, time.perf_counter() - t0)
 
@@ -607,7 +613,7 @@ def port_in_use(host: str, port: int) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nas.cli import EXIT_INTERRUPTED, ArgumentParser
+    from nas.cli import EXIT_INTERRUPTED, ArgumentParser, fault_exit
 
     ap = ArgumentParser(
         prog='python -m nas.dashboard', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -649,6 +655,10 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only run folder, a full disk: each file is replaced whole or not at all
+        print(f"error: {e.filename or args.out or args.run}: {e.strerror or e}; nothing was written"
+              + ('' if args.out else '; give --out DIR to write the dashboard elsewhere'), file=sys.stderr)
+        return fault_exit(e)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return 0

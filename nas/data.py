@@ -37,7 +37,10 @@ splits never share an image.
 
 from __future__ import annotations
 
+import errno
 import gzip
+import hashlib
+import os
 import pickle
 import struct
 from dataclasses import dataclass, field
@@ -47,10 +50,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DATASETS", "SYMMETRY_CLASSES", "DataError", "Dataset", "load_dataset", "make_symmetry",
-           "preview", "stratified_indices"]
+__all__ = ["DATASETS", "MAX_IMAGE_SIZE", "SYMMETRY_CLASSES", "DataError", "Dataset", "load_dataset", "make_symmetry",
+           "preview", "stratified_indices", "fingerprint", "dataset_name"]
 
 VAL_FRACTION = 0.2  # share of the training images held out for validation, by default everywhere
+MAX_IMAGE_SIZE = 4096  # a larger side is a typo, not a dataset: refused before anything is resized
 DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "imagefolder", "symmetry")
 
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
@@ -113,6 +117,7 @@ class Dataset:
     classes: tuple[str, ...] = ()
     default_augment: str = "crop+flip"
     info: dict = field(default_factory=dict)
+    fingerprint: str = ""  # of the training images and labels as read (see `fingerprint`)
 
     @property
     def device(self) -> torch.device:
@@ -284,9 +289,12 @@ def _read_mnist(name: str, data_dir: Path | None):
             raise DataError(name, folder, expected, f"cannot read {path.name}: {e}") from None
     train_x, train_y, test_x, test_y = arrays
     for x, y, split in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or (len(y) and y.max() > 9):
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise DataError(name, folder, expected,
                             f"{split} images {x.shape} do not match labels {y.shape}")
+        if len(y) and y.max() > 9:
+            raise DataError(name, folder, expected, f"{split} labels must be 0..9, found {int(y.max())} "
+                            f"({int((y > 9).sum())} labels out of range)")
     classes = tuple(str(i) for i in range(10)) if name == "mnist" else _FASHION_CLASSES
     return (train_x[..., None], train_y.astype(np.int64), test_x[..., None],
             test_y.astype(np.int64), classes)
@@ -489,16 +497,15 @@ def load_dataset(name: str, data_dir: Path | str | None = None, image_size: int 
         >>> ds.train_x.shape[1:], ds.num_classes
         (torch.Size([1, 16, 16]), 10)
     """
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in DATASETS:
+    key = dataset_name(name)
+    if key is None:
         raise DataError(str(name), None, f"a dataset name in {', '.join(DATASETS)}",
                         "unknown dataset")
     if not 0.0 <= float(val_fraction) < 1.0:
         raise DataError(key, None, "val_fraction in [0, 1)", f"got {val_fraction!r}")
     size = int(image_size) if image_size else _DEFAULT_SIZE[key]
-    if size < 1:
-        raise DataError(key, None, "image_size >= 1", f"got {image_size!r}")
+    if not 1 <= size <= MAX_IMAGE_SIZE:
+        raise DataError(key, None, f"image_size in 1..{MAX_IMAGE_SIZE}", f"got {image_size!r}")
     folder = None if data_dir is None else Path(data_dir).expanduser()
     if folder is not None and key not in ("digits", "symmetry") and not folder.is_dir():
         raise DataError(key, folder, _expected_of(key), "no such folder")
@@ -515,6 +522,7 @@ def load_dataset(name: str, data_dir: Path | str | None = None, image_size: int 
         train_x, train_y, test_x, test_y, classes = _read_imagefolder(key, folder, size)
 
     n = len(train_y)
+    print_ = fingerprint(train_x, train_y)
     n_val = round(float(val_fraction) * n)
     if val_fraction > 0 and (n_val < 1 or n - n_val < 1):
         raise DataError(key, folder, "enough training images for the validation split",
@@ -544,7 +552,27 @@ def load_dataset(name: str, data_dir: Path | str | None = None, image_size: int 
         classes=tuple(classes), default_augment=_DEFAULT_AUGMENT[key],
         info={"data_dir": None if folder is None else str(folder), "seed": seed,
               "val_fraction": float(val_fraction), "subset": subset},
+        fingerprint=print_,
     )
+
+
+def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+    """16 hex chars of the SHA-256 of images and labels as read from their files (before any
+    split, resizing or normalisation, so the same files give the same fingerprint on any machine
+    and from any folder). A run binds its data by it (run.yaml `data.fingerprint`)."""
+    h = hashlib.sha256()
+    for a in (images, labels):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()[:16]
+
+
+def dataset_name(name: str) -> str | None:
+    """The name of a supported dataset, aliases resolved ('CIFAR-10' -> 'cifar10'); None if unknown."""
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    return key if key in DATASETS else None
 
 
 def _expected_of(key: str) -> str:
@@ -557,14 +585,34 @@ def _expected_of(key: str) -> str:
 
 # --------------------------------------------------------------------------- preview
 
+MAX_GRID = 32  # rows and columns of a preview at most (1,024 small plots take a while already)
+_PREVIEW_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
 def preview(name: str, path: Path | str, data_dir: Path | str | None = None, rows: int = 4,
             cols: int = 8, image_size: int | None = None, seed: int = 0) -> Path:
     """Write a PNG grid of `rows` x `cols` training images of a dataset, titled with their class
     names (the first `cols` images of each class in turn, when there are `rows` classes or more).
+    Returns the file written: `path`, with .png added when it has no extension.
+
+    Raises:
+        ValueError: `path` is a folder or has an unknown extension; rows or cols out of 1..MAX_GRID.
+        DataError: the dataset cannot be read.
+        OSError: the file cannot be written.
 
     Example:
         >>> preview("symmetry", "docs/symmetry.png")   # also: python -m nas.data --preview PNG
     """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name such as {path / 'preview.png'}")
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")  # what matplotlib would write: say so
+    if path.suffix.lower() not in _PREVIEW_FORMATS:
+        raise ValueError(f"{path}: unknown image format {path.suffix}; use one of {', '.join(_PREVIEW_FORMATS)}")
+    for flag, n in (("rows", rows), ("cols", cols)):
+        if not 1 <= n <= MAX_GRID:
+            raise ValueError(f"--{flag} must be in 1..{MAX_GRID}, got {n}")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -586,10 +634,13 @@ def preview(name: str, path: Path | str, data_dir: Path | str | None = None, row
         ax.set_title(ds.classes[y[i]] if ds.classes else str(y[i]), fontsize=7)
     fig.suptitle(f"{ds.name}: {ds.summary().split(': ', 1)[1]}", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    try:
+        if path.parent.exists() and not path.parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=80)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -602,7 +653,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m nas.data", description="Describe a dataset or "
+    from nas.cli import ArgumentParser, fault_exit
+
+    ap = ArgumentParser(prog="python -m nas.data", description="Describe a dataset or "
                                  "write a PNG grid of a few of its training images.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--dataset", default="symmetry", help=f"one of {', '.join(DATASETS)}")
@@ -619,9 +672,12 @@ def main(argv: list[str] | None = None) -> int:
             out = preview(args.dataset, args.preview, args.data_dir, rows=args.rows,
                           cols=args.cols, image_size=args.image_size)
             print(f"wrote {out}")
-    except DataError as e:
+    except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"error: {e.filename or args.preview}: {e.strerror or e}; nothing was written", file=sys.stderr)
+        return fault_exit(e)
     return 0
 
 

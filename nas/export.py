@@ -52,9 +52,9 @@ from nas import pareto
 from nas.arch import Arch, ArchError
 from nas.model import block_map, rates_of
 from nas.pareto import OBJECTIVES
-from nas.cli import EXIT_INTERRUPTED, ArgumentParser, amount
+from nas.cli import EXIT_INTERRUPTED, ArgumentParser, amount, fault_exit
 from nas.results import (ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, folder_written_whole,
-                         occupied, records_of)
+                         occupied, records_of, save_safetensors)
 
 __all__ = ['PICKS', 'LIMITS', 'ExportError', 'Selection', 'select', 'load_checked', 'load_exported', 'export',
            'export_onnx', 'model_card', 'main']
@@ -316,7 +316,6 @@ def export(run: RunFolder, selection: Selection, out: Path | None = None, *, ret
     The folder is written whole (a temp folder beside it, then a rename): a failure leaves what
     was there before as it was. A non-empty `out` is refused (ExportError) unless `force`."""
     import timm
-    from safetensors.torch import save_file
     from timm.models._hub import save_config_for_hf
 
     from nas.model import create_model, model_args
@@ -342,7 +341,7 @@ def export(run: RunFolder, selection: Selection, out: Path | None = None, *, ret
 
     with folder_written_whole(out) as tmp:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={'format': 'pt', 'arch_id': record.arch_id})
+        save_safetensors(state, tmp / WEIGHTS_FILE, metadata={'format': 'pt', 'arch_id': record.arch_id})
         save_config_for_hf(model, str(tmp / CONFIG), model_args=model_args(model), data_config=_data_cfg(config, arch))
 
         # the promise of the folder: timm rebuilds the same function from it
@@ -541,6 +540,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ExportError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only run folder, a full disk: the export folder is written whole or not at all
+        where = e.filename or args.out or args.run
+        print(f"error: {where}: {e.strerror or e}; nothing was written"
+              + ('' if args.out else '; give --out DIR to write the export elsewhere'), file=sys.stderr)
+        return fault_exit(e)
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -550,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"wrote {res.path} (config.json, model.safetensors, README.md) in {res.seconds:.1f} s; "
           f"timm reloads it to the same outputs")
-    print(f"  import timm, nas; timm.create_model('local-dir:{res.path}', pretrained=True)")
+    print(f"  import timm, nas; timm.create_model({'local-dir:' + str(res.path)!r}, pretrained=True)")
     return 0
 
 

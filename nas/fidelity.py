@@ -40,7 +40,10 @@ from typing import Any
 import numpy as np
 
 from nas import pareto
+from nas.cli import (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, ArgumentParser, Terminated, shell_command,
+                     stop_on_sigterm)
 from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate
+from nas.runlock import RunLock
 
 __all__ = ['FIDELITY_RECORDS', 'FIDELITY_JSON', 'FidelityOptions', 'Job', 'ArchFidelity', 'pick_archs', 'plan_jobs',
            'fidelity_stats', 'long_front', 'report', 'format_table', 'check', 'main']
@@ -345,11 +348,27 @@ def _gather(picked: Sequence[ArchResult], records: Sequence[TrialRecord], seeds:
 
 
 def check(opts: FidelityOptions) -> dict[str, Any]:
-    """Run (or continue) the fidelity check of a run; returns and writes fidelity.json.
+    """Run (or continue) the fidelity check of a run; returns and writes fidelity.json. It holds
+    the run folder's lock (`nas.runlock`) while it runs: a search of the run, or a second check,
+    is refused meanwhile, as this check is while one runs.
 
     Raises:
-        UsageError: a missing run folder, bad numbers, a run with nothing complete.
+        UsageError: a missing run folder, bad numbers, a run with nothing complete, a run in use.
     """
+    lock = RunLock(opts.run, command=shell_command('fidelity', opts.run), resume=shell_command('fidelity', opts.run))
+    try:
+        RunFolder(opts.run).require()  # not made by the lock
+        if lock.acquire():
+            print(lock.note, flush=True)
+    except RunError as e:
+        raise UsageError(str(e)) from None
+    try:
+        return _check(opts)
+    finally:
+        lock.release()
+
+
+def _check(opts: FidelityOptions) -> dict[str, Any]:
     start = time.perf_counter()
     run = RunFolder(opts.run)
     try:
@@ -414,7 +433,7 @@ def check(opts: FidelityOptions) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m nas.fidelity', description=__doc__.split('\n\n')[0],
+    p = ArgumentParser(prog='python -m nas.fidelity', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('run', type=Path, help='the run folder (results/<run>)')
     p.add_argument('--archs', type=int, default=12, help='architectures to check: the front, then spread over accuracy')
@@ -432,17 +451,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_on_sigterm()  # SIGTERM stops the check as Ctrl-C does
     args = build_parser().parse_args(argv)
     try:
         summary = check(FidelityOptions(**vars(args)))
     except UsageError as e:
         print(f'error: {e}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f'\ninterrupted; continue with: python -m nas.fidelity {args.run}', file=sys.stderr)
-        return 130
+        return EXIT_USAGE
+    except KeyboardInterrupt as e:
+        print(f'\ninterrupted; continue with: {shell_command("fidelity", args.run)}', file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+    except OSError as e:  # a full disk, a run folder gone read-only: what is recorded stays
+        print(f'error: {e.filename or args.run}: {e.strerror or e}; the check stopped; continue with: '
+              f'{shell_command("fidelity", args.run)}', file=sys.stderr)
+        return 1
     print(format_table(summary))
-    print(f"\nwrote {Path(summary['run']) / FIDELITY_JSON}; dashboard: python -m nas.dashboard {summary['run']}")
+    print(f"\nwrote {Path(summary['run']) / FIDELITY_JSON}; dashboard: {shell_command('dashboard', summary['run'])}")
     return 0
 
 

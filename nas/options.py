@@ -27,6 +27,7 @@ RESUMABLE = {'budget', 'time_budget', 'cpus_per_trial', 'gpus_per_trial', 'gpu_m
              'max_failures', 'resume', 'results_dir', 'quiet', 'data_dir'}
 LIMIT_OPTIONS = {'max_macs': 'macs', 'max_params': 'params', 'max_latency_ms': 'latency'}
 PROXY_OPTIONS = ('dataset', 'epochs', 'batch_size', 'subset')
+NAME_MAX = 255  # bytes in a file name on Linux, macOS and Windows file systems alike
 
 
 class UsageError(ValueError):
@@ -136,6 +137,9 @@ class SearchOptions:
             if name in ('', '.', '..') or any(c in name for c in ('/', '\\', '\0', os.sep)):
                 raise UsageError(f'--name {name!r}: give a plain folder name (no "/", no ".."); '
                                  f'the run folder goes under --results-dir')
+            if len(os.fsencode(name)) > NAME_MAX:
+                raise UsageError(f'--name is {len(os.fsencode(name))} bytes long; a folder name takes at most '
+                                 f'{NAME_MAX} (give a shorter one)')
         # the proxy overrides, by ProxyConfig's own rules (the space's proxy is checked once loaded)
         changes = proxy_changes(self)
         try:

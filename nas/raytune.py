@@ -28,6 +28,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -51,6 +52,7 @@ from ray.tune.stopper import Stopper
 from nas.arch import Arch
 from nas.archive import ArchResult, Archive
 from nas.data import Dataset
+from nas.cli import raise_terminated
 from nas.results import RunFolder, TrialRecord
 from nas.options import UsageError
 from nas.space import SearchSpace
@@ -61,6 +63,7 @@ __all__ = ['TuneJob', 'TuneOutcome', 'run_tune', 'trainable', 'ArchSearcher', 'R
            'record_from_result']
 
 PROGRESS_EVERY = 30.0  # seconds between status lines of running trials when stdout is not a terminal
+ERROR_CHARS = 300  # a failed trial's reason (trials.jsonl `error`, its progress line) is cut to this
 
 
 # --------------------------------------------------------------------------- the trial (worker side)
@@ -376,8 +379,12 @@ def _error_line(trial: Any) -> str:
     except OSError:
         pass
     text = text or str(getattr(trial, 'error_msg', '') or '')
+    if any(s in text for s in ('ActorDiedError', 'RayActorError', 'worker process has died', 'WorkerCrashedError')):
+        return ("the trial's worker process died (killed by a signal, or out of memory: see dmesg or "
+                "Ray's logs)")
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else 'the trial raised an exception'
+    line = lines[-1] if lines else 'the trial raised an exception'
+    return line if len(line) <= ERROR_CHARS else line[:ERROR_CHARS - 3] + '...'
 
 
 class Recorder(tune.Callback):
@@ -455,13 +462,16 @@ class Recorder(tune.Callback):
 
     @contextlib.contextmanager
     def _unless_out_of_space(self, trial: Any) -> Iterator[None]:
-        """A full disk while keeping `trial` halts the recorder instead of a traceback out of Tune."""
+        """A full disk while keeping `trial` halts the recorder instead of a traceback out of Tune;
+        the trial counts as unrecorded only if its line did not reach trials.jsonl (the disk may
+        fill after it, while pareto.json is rewritten)."""
+        recorded = self.number
         try:
             yield
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            self.halt(e, trial)
+            self.halt(e, trial if self.number == recorded else None)
 
     # -- progress of running trials
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -625,9 +635,10 @@ class TuneOutcome:
     failures: int = 0
     reevaluations: int = 0  # evaluations of an architecture with another seed
     cluster: dict[str, Any] = field(default_factory=dict)
-    interrupted: bool = False  # Ctrl-C: Tune stopped cleanly, nothing more was recorded
+    interrupted: bool = False  # Ctrl-C or SIGTERM: Tune stopped cleanly, nothing more was recorded
     disk_error: OSError | None = None  # a full disk stopped the search
     unrecorded: str | None = None  # the arch id the full disk kept out of trials.jsonl
+    signal: int | None = None  # the signal that interrupted it (SIGINT, SIGTERM)
 
 
 def check_resources(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float,
@@ -660,24 +671,106 @@ def trial_dirname(trial: Any) -> str:
     return f'trial_{trial.trial_id}'
 
 
+CONNECT_TIMEOUT_S = 30.0  # joining a Ray cluster: the longest wait before one line says it does not answer
+QUIET_LOGGERS = ('ray.tune', 'ray.train')  # Tune's own error reports: our records and lines say it once
+
+
+def cluster_address(address: str | None) -> str | None:
+    """The Ray cluster to join: `address` (--address), else an exported RAY_ADDRESS, as Ray itself
+    would read it; None: start a local Ray."""
+    return address or os.environ.get('RAY_ADDRESS') or None
+
+
+# An HTTP/2 client's first bytes, then an empty SETTINGS frame: a gRPC server (Ray's GCS, a Ray
+# Client server) answers with its own SETTINGS frame, anything else with something else or nothing.
+_HTTP2_HELLO = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _probe(host: str, port: int, timeout: float) -> str | None:
+    """Why no Ray cluster can answer at host:port (None: a gRPC server answers there, as Ray's does).
+    Bounded by `timeout`: ray.init would retry a silent or foreign address forever."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(_HTTP2_HELLO)
+            head = s.recv(9)
+    except TimeoutError:
+        return f'no answer within {timeout:.0f} s'
+    except OSError as e:
+        return e.strerror or str(e)
+    return None if len(head) >= 4 and head[3] == 4 else 'something else listens there, not a Ray cluster'
+
+
+@contextlib.contextmanager
+def _stderr_hidden() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a while (what C++ code writes there, too)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def join_cluster(address: str, from_env: bool = False) -> None:
+    """ray.init on the cluster at `address` ('auto', host:port or ray://host:port), or UsageError
+    with one line: nothing answers there as a Ray cluster (asked first, with a bounded wait), no
+    cluster runs for 'auto', or Ray refuses (another version, a wrong token)."""
+    flag = f'RAY_ADDRESS={address} (exported)' if from_env else f'--address {address}'
+    how = ('; to run on a local Ray instead, run the command with it unset (env -u RAY_ADDRESS ...)' if from_env else
+           '; start one with ray start --head, or leave --address out for a local Ray')
+    if address != 'auto':
+        host, _, port = address.removeprefix('ray://').rpartition(':')
+        if not host or not port.isdigit():
+            raise UsageError(f"{flag}: expected auto or host:port{how}")
+        why = _probe(host.strip('[]'), int(port), CONNECT_TIMEOUT_S)
+        if why:
+            raise UsageError(f'{flag}: no Ray cluster answers there ({why}){how}')
+    try:
+        with _stderr_hidden():  # Ray's C++ client prints a line per retry
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
+        ray.shutdown()
+        reason = ' '.join(str(e).split('. ')[0].split()) or type(e).__name__
+        raise UsageError(f'{flag}: cannot join a Ray cluster ({reason}){how}') from None
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
-    """Ray for one Tune run: the cluster at `address`, or a local Ray with this machine's
-    resources and no dashboard that is stopped afterwards. Our progress lines replace Tune's
-    tables, and our records files its per-trial result files."""
+    """Ray for one Tune run: the cluster at `address` (or an exported RAY_ADDRESS: see
+    `join_cluster`), or a local Ray with this machine's resources and no dashboard that is stopped
+    afterwards. A Ray this process joined already is used as it is. Our progress lines replace
+    Tune's tables, and our records files its per-trial result files and error reports.
+
+    Raises:
+        UsageError: the cluster cannot be joined (one line).
+    """
     os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
     os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
     os.environ.setdefault('TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S', '0')
-    if address:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-        yield
-        return
-    ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-             num_gpus=torch.cuda.device_count())
+    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        yield
+        joined = cluster_address(address)
+        if ray.is_initialized():  # joined already (nas.search joins before it writes anything)
+            yield
+        elif joined:
+            join_cluster(joined, from_env=not address)
+            yield
+        else:
+            ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                     num_gpus=torch.cuda.device_count())
+            try:
+                yield
+            finally:
+                ray.shutdown()
     finally:
-        ray.shutdown()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
@@ -693,20 +786,25 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
                             queue=job.queue)
     recorder = Recorder(job.run, job.references, job.objectives, job.budget, job.quiet,
                         epochs=job.settings.proxy.epochs)
-    # Ctrl-C: our handler instead of Tune's, so the search knows; the FailureStopper then stops Tune
-    # cleanly, and a second Ctrl-C interrupts at once.
+    # Ctrl-C and SIGTERM (a cluster's scheduler, a container stop): our handler instead of Tune's, so
+    # the search knows; the FailureStopper then stops Tune cleanly, and a second signal stops at once.
     os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'
-    previous = None
+    main = threading.current_thread() is threading.main_thread()
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    stopped_by: list[int] = []
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         recorder.halt()
-        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+        stopped_by.append(signum)
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else raise_terminated)
 
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, on_sigint)
+    if main:
+        signal.signal(signal.SIGINT, on_signal)
     stack = contextlib.ExitStack()
     try:
         stack.enter_context(ray_session(job.address))
+        if main:  # after ray.init, which installs its own (an abort with a C++ stack)
+            signal.signal(signal.SIGTERM, on_signal)
         resources = ray.cluster_resources()
         cluster = {'address': job.address or 'local', 'nodes': sum(n['Alive'] for n in ray.nodes()),
                    **{k.lower() + 's': v for k, v in resources.items() if k in ('CPU', 'GPU')}}
@@ -740,9 +838,10 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
         tuner.fit()  # results are read from the run folder, not from Tune's ResultGrid
         searcher.settle(final=True)  # the failure stopper ended it early
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         recorder._clear_status()
         stack.close()
     return TuneOutcome(searcher.proposals, searcher.exhausted, recorder.failures, searcher.reevaluations, cluster,
-                       recorder.interrupted, recorder.disk_error, recorder.unrecorded)
+                       recorder.interrupted, recorder.disk_error, recorder.unrecorded,
+                       signal=stopped_by[0] if stopped_by else None)

@@ -6,16 +6,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from nas.cli import shell_command
 from nas.results import RunFolder
 
-__all__ = ['front_report', 'noise_line', 'long_trial_note']
+if TYPE_CHECKING:
+    from nas.data import Dataset
+
+__all__ = ['front_report', 'noise_line', 'long_trial_note', 'small_data_note']
 
 # A trial that trains on more images x epochs than this takes minutes rather than seconds on a CPU:
 # the digits proxy (1,150 images x 10 epochs) takes 2-6 s on 2 cores, and Fashion-MNIST from disk
 # (48,000 x 10) 1.5-7 min, so 100,000 is about a minute a trial for the small spaces.
 LONG_TRIAL = 100_000
+# Fewer training images than this per class, or fewer validation images than FEW_VAL, and the
+# accuracies a search compares are mostly noise (each validation image is 1/n of the accuracy).
+FEW_PER_CLASS, FEW_VAL = 10, 50
 
 
 def front_report(folder: RunFolder) -> str:
@@ -38,13 +45,13 @@ def front_report(folder: RunFolder) -> str:
                      f"{row['macs'] / 1e6:9.3f}M  {row['params'] / 1e3:8.1f}k  {lat:>9}  {row['reference'] or '':9}  "
                      f"{', '.join(row['unseparable_from'])}")
     lines.append(noise_line(summary, folder))
-    lines.append(f'\nrun folder: {folder.path}   dashboard: python -m nas.dashboard {folder.path}')
+    lines.append(f'\nrun folder: {folder.path}   dashboard: {shell_command("dashboard", folder.path)}')
     return '\n'.join(lines)
 
 
 def noise_line(summary: dict[str, Any], folder: RunFolder) -> str:
     """One line: the proxy's seed noise against the gaps between the front's points, and the check."""
-    check = f'check the proxy against longer training: python -m nas.fidelity {folder.path}'
+    check = f'check the proxy against longer training: {shell_command("fidelity", folder.path)}'
     if summary['seed_std'] is None:
         return f'seed noise: unknown (no architecture has 2 seeds; --race 3 re-evaluates the front); {check}'
     accs = sorted(row['accuracy'] for row in summary['front'])
@@ -67,3 +74,13 @@ def long_trial_note(images: int, epochs: int) -> str | None:
     return (f'note: each trial trains on {images:,} images x {epochs} epochs ({images * epochs:,} image-epochs): '
             f'minutes a trial on a CPU; ' + ' or '.join(x for x in shorter if x)
             + f' brings it under {LONG_TRIAL:,} (a proxy ranks architectures; it need not train them fully)')
+
+
+def small_data_note(data: Dataset) -> str | None:
+    """A warning for data too small to rank networks on (see FEW_PER_CLASS, FEW_VAL); None otherwise."""
+    train, val = len(data.train_y), len(data.val_y)
+    if train >= FEW_PER_CLASS * data.num_classes and val >= FEW_VAL:
+        return None
+    return (f'warning: {data.name} gives only {train} training and {val} validation images for {data.num_classes} '
+            f'classes: an accuracy on {val} images moves in steps of {100 / max(1, val):.1f} points, so the search '
+            f'ranks mostly noise; use more images (--subset, the dataset)')

@@ -30,12 +30,15 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -113,6 +116,118 @@ class TrialRecord:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+class RecordError(ValueError):
+    """A line of a records file that is not a valid trial record; `field` names what is wrong."""
+
+    def __init__(self, field: str, msg: str):
+        self.field, self.msg = field, msg
+        super().__init__(f"{field}: {msg}" if field else msg)
+
+
+def _int(v: Any, low: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _num(v: Any, low: float = 0.0, high: float = math.inf) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+_fraction = partial(_num, high=1.0)
+_finite = partial(_num, low=-math.inf)
+_text = _optional(lambda v: isinstance(v, str))
+# field -> (check, what is allowed): every field of TrialRecord, as trials.jsonl holds it
+_RECORD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "number": (_int, "an int >= 0"),
+    "arch_id": (lambda v: isinstance(v, str) and v != "", "an architecture id (a string)"),
+    "arch": (lambda v: isinstance(v, dict), "an architecture (a mapping)"),
+    "status": (lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
+    "accuracy": (_optional(_fraction), "a number in [0, 1] or null"),
+    "params": (_optional(_num), "a number >= 0 or null"),
+    "macs": (_optional(_num), "a number >= 0 or null"),
+    "latency_ms": (_optional(_num), "a number >= 0 or null"),
+    "memory_mb": (_optional(_num), "a number >= 0 or null"),
+    "acc_per_epoch": (_list_of(_fraction), "a list of numbers in [0, 1]"),
+    "loss_per_epoch": (_list_of(_finite), "a list of numbers"),
+    "epochs": (_int, "an int >= 0"),
+    "seconds": (_num, "a number >= 0"),
+    "train_seconds": (_num, "a number >= 0"),
+    "setup_seconds": (_num, "a number >= 0"),
+    "error": (_text, "a string or null"),
+    "reference": (_text, "a string or null"),
+    "optuna_number": (_optional(_int), "an int >= 0 or null"),
+    "optuna_params": (lambda v: isinstance(v, dict), "a mapping"),
+    "constraints": (_list_of(_finite), "a list of numbers"),
+    "rates": (_list_of(lambda x: isinstance(x, dict)), "a list of mappings"),
+    "weights": (_text, "a string or null"),
+    "node": (_text, "a string or null"),
+    "seed": (_optional(_int), "an int >= 0 or null"),
+    "device": (_text, "a string or null"),
+    "gpu_ids": (lambda v: isinstance(v, list), "a list"),
+    "started_at": (lambda v: isinstance(v, str), "a string"),
+    "finished_at": (lambda v: isinstance(v, str), "a string"),
+}
+_REQUIRED = ("number", "arch_id", "arch", "status")
+
+
+@lru_cache(maxsize=1 << 16)
+def _arch_id_of(arch_json: str) -> str:
+    """The id of an architecture given as canonical JSON (ArchError if it describes no network)."""
+    from nas.arch import Arch
+
+    return Arch.from_json(arch_json).arch_id
+
+
+def check_record(d: Any) -> TrialRecord:
+    """The TrialRecord a parsed line of trials.jsonl (or fidelity.jsonl) holds, every field checked:
+    types and ranges, a known status, an accuracy for a complete trial, an architecture that
+    describes a network (nas.arch.Arch) and whose id is its arch_id. Keys this version does not
+    know are ignored (a later version's records stay readable).
+
+    Raises:
+        RecordError: the first field that is wrong (its `field` says which).
+    """
+    if not isinstance(d, dict):
+        raise RecordError("", f"expected a JSON object (a trial record), got {type(d).__name__}")
+    for key in _REQUIRED:
+        if key not in d:
+            raise RecordError(key, "missing")
+    for key, (ok, allowed) in _RECORD_CHECKS.items():
+        if key in d and not ok(d[key]):
+            shown = repr(d[key])
+            raise RecordError(key, f"expected {allowed}, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
+    if d["status"] == "complete" and d.get("accuracy") is None:
+        raise RecordError("accuracy", "a complete trial needs one, got null")
+    from nas.arch import ArchError
+
+    try:
+        arch_id = _arch_id_of(json.dumps(d["arch"], sort_keys=True))
+    except (ArchError, TypeError, ValueError) as e:
+        raise RecordError("arch", f"not a buildable architecture ({' '.join(str(e).split())})") from None
+    if arch_id != d["arch_id"]:
+        raise RecordError("arch_id", f"{d['arch_id']!r} is not the id of its arch ({arch_id})")
+    return TrialRecord.from_dict(d)
+
+
+_REPORTED: set[tuple[str, int, int]] = set()  # (file, line, hash of the line): skipped records warned of
+
+
+def _skip(path: Path, number: int, line: bytes, why: str) -> None:
+    """Say once per process that a line of a records file is skipped, naming file:line and why."""
+    key = (str(path), number, hash(line))
+    if key not in _REPORTED:
+        _REPORTED.add(key)
+        print(f"warning: {path}:{number}: {why}; record skipped (it counts nowhere: not in the front, the "
+              f"budget or a resume; fix or delete the line to count it)", file=sys.stderr, flush=True)
+
+
 @dataclass
 class DataInfo:
     """run.yaml `data:`: what the proxy trained on (a deployed model needs the same mean/std)."""
@@ -125,12 +240,28 @@ class DataInfo:
     std: list[float] = field(default_factory=list)
     train_images: int = 0
     val_images: int = 0
+    fingerprint: str = ""  # of the training images and labels the split is drawn from (Dataset.fingerprint)
 
     @classmethod
     def of(cls, data: Dataset) -> DataInfo:
         return cls(dataset=data.name, num_classes=data.num_classes, in_chans=data.in_chans,
                    image_size=data.image_size, mean=list(data.mean), std=list(data.std),
-                   train_images=len(data.train_y), val_images=len(data.val_y))
+                   train_images=len(data.train_y), val_images=len(data.val_y), fingerprint=data.fingerprint)
+
+    def describe(self) -> str:
+        return (f"{self.dataset}, {self.num_classes} classes, {self.train_images} train / {self.val_images} val"
+                + (f", fingerprint {self.fingerprint}" if self.fingerprint else ""))
+
+    def mismatch(self, other: DataInfo) -> str | None:
+        """How `other` (the data loaded now) differs from this run's data, in a few words; None if
+        it is the same data. The fingerprint decides where both have one (a run written before
+        fingerprints resumes on the same name, classes and split sizes), so a moved copy of the
+        data passes and another set of the same name and size does not."""
+        same = (self.dataset, self.num_classes, self.train_images, self.val_images) == (
+            other.dataset, other.num_classes, other.train_images, other.val_images)
+        if same and (not self.fingerprint or not other.fingerprint or self.fingerprint == other.fingerprint):
+            return None
+        return f"the run's is {self.describe()}; the data now is {other.describe()}"
 
 
 @dataclass
@@ -206,6 +337,23 @@ def copy_atomic(src: str | Path, dst: str | Path) -> None:
     """Copy `src` over `dst`, replacing it whole (see `_replace_with`)."""
     with open(src, "rb") as s:
         _replace_with(Path(dst), lambda f: shutil.copyfileobj(s, f))
+
+
+def save_safetensors(state: dict[str, Any], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file, a failed write raised as the OSError it is (safetensors reports a
+    full disk as a SafetensorError, `... I/O error: No space left on device (os error 28)`)."""
+    import re
+
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(state, str(path), metadata=metadata)
+    except SafetensorError as e:
+        code = re.search(r"(?:code: |os error )(\d+)", str(e))  # how safetensors versions spell an errno
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
 
 
 def occupied(path: str | Path) -> str | None:
@@ -346,6 +494,10 @@ class RunFolder:
         self._repaired = True
         if not self.path.is_dir():
             return []
+        for p in (self.trials_path, self.study_path):
+            if (p.exists() or p.is_symlink()) and not p.is_file():
+                raise RunError(f"{p}: not a file, so nothing can be appended to it; move it out of the run folder "
+                               f"(a missing {p.name} is rebuilt or started anew)")
         done = [repair_tail(self.trials_path, _whole_record),
                 repair_tail(self.study_path, lambda line: _json_object(line) is not None)]
         stale = [p for p in (self.path / (RUN_YAML + TMP), self.path / (PARETO + TMP)) if p.is_file()]
@@ -435,13 +587,22 @@ class RunFolder:
             os.close(fd)
 
     def trials(self, file: str = TRIALS) -> list[TrialRecord]:
-        """All records of trials.jsonl (or of another records file), in the order they finished.
-        A torn last line (a crash mid-write on a filesystem without atomic appends) is skipped; a
-        broken line elsewhere is an error."""
+        """All valid records of trials.jsonl (or of another records file), in the order they
+        finished. Every line is checked (`check_record`): one that is not a valid record is
+        skipped with one warning line on stderr naming file:line and the field, the same for every
+        reader (search, resume, dashboard, export, fidelity), and the file is never changed. A
+        torn last line (a crash, or a writer mid-append) is skipped without a word.
+
+        Raises:
+            RunError: the file is there but cannot be read (a folder, no permission).
+        """
         path = self.path / file
-        if not path.is_file():
+        if not path.exists():
             return []
-        lines = path.read_bytes().split(b"\n")
+        try:
+            lines = path.read_bytes().split(b"\n")
+        except OSError as e:
+            raise RunError(f"{path}: cannot read it ({e.strerror or e})") from None
         while lines and not lines[-1].strip():
             lines.pop()
         records = []
@@ -449,11 +610,15 @@ class RunFolder:
             if not line.strip():
                 continue
             try:
-                records.append(TrialRecord.from_dict(json.loads(line)))
-            except (ValueError, TypeError, AttributeError) as e:  # JSON, UTF-8, not a record
-                if i == len(lines) - 1:
-                    break
-                raise RunError(f"{path}:{i + 1}: corrupt trial record ({e})") from None
+                d = json.loads(line)
+            except ValueError as e:  # JSON, UTF-8
+                if i < len(lines) - 1:
+                    _skip(path, i + 1, line, f"not a JSON record ({' '.join(str(e).split())})")
+                continue
+            try:
+                records.append(check_record(d))
+            except RecordError as e:
+                _skip(path, i + 1, line, str(e))
         return records
 
     # -- the Optuna study

@@ -24,10 +24,13 @@ This module is the set-up: options, the run folder and run.yaml, resume, the stu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import math
 import os
+import shlex
 import shutil
+import signal
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -38,12 +41,14 @@ import optuna
 import torch
 
 from nas import pareto
-from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, amount
+from nas.cli import (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, ArgumentParser, Terminated, amount, shell_command,
+                     stop_on_sigterm)
 from nas.data import DataError, Dataset
 from nas.options import RESUMABLE, SAMPLERS, SearchOptions, UsageError, proxy_changes
 from nas.pareto import COSTS
-from nas.report import front_report, long_trial_note
-from nas.results import DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
+from nas.report import front_report, long_trial_note, small_data_note
+from nas.results import RUN_YAML, DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
+from nas.runlock import LOCK_FILE, RunLock, RunLocked
 from nas.space import SearchSpace, SpaceError, load_space
 from nas.study import open_study
 from nas.train import ProxyConfig, ProxyError
@@ -80,22 +85,89 @@ def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
         run_folder, opts, resumed = _resolve_run(opts, explicit)
     except (SpaceError, DataError, RunError) as e:
         raise UsageError(str(e)) from None
-    existed = run_folder.path.exists()
+    claim = _Claim(run_folder, resumed, command)
     try:
-        return _search(run_folder, opts.checked(), resumed, command)
+        if claim.existed:  # a run folder in use is refused at once, before anything loads
+            claim()
+        return _search(run_folder, opts.checked(), resumed, command, claim)
     except (UsageError, SpaceError, DataError, RunError) as e:
-        if not resumed and run_folder.exists() and not run_folder.trials():  # a new run that never started
-            for path in ([run_folder.path] if not existed else list(run_folder.path.iterdir())):
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+        claim.undo()
         raise UsageError(str(e)) from None
     except KeyboardInterrupt:
-        if run_folder.exists():
-            print(f'\ninterrupted; continue with: python -m nas.search --resume {run_folder.path}', file=sys.stderr)
+        if run_folder.exists() and claim.made:
+            signal_name = 'SIGTERM' if isinstance(sys.exc_info()[1], Terminated) else 'Ctrl-C'
+            print(f'\ninterrupted ({signal_name}); nothing recorded is lost; continue with: '
+                  f'{resume_command(run_folder.path)}', file=sys.stderr)
         raise
-    except OSError as e:  # a full disk: the run's fault, not a trial's; --resume continues it
-        if e.errno in NO_SPACE and e.filename != str(run_folder.path):
-            raise OSError(e.errno, f'{e.filename}: {e.strerror}; the search stopped', str(run_folder.path)) from None
-        raise
+    except OSError as e:  # a full disk, a folder gone read-only: the run's fault, not a trial's
+        where = e.filename if e.filename and e.filename != str(run_folder.path) else run_folder.path
+        if claim.undo():  # a new run that recorded nothing: nothing to continue
+            raise UsageError(f'{where}: {e.strerror or e}; nothing was recorded') from None
+        if e.filename == str(run_folder.path):  # _search's own line (a full disk during the run)
+            raise
+        raise OSError(e.errno, f'{where}: {e.strerror or e}; the search stopped', str(run_folder.path)) from None
+    finally:
+        claim.stack.close()
+        claim.lock.release()
+
+
+def resume_command(path: str | Path) -> str:
+    """The command that continues a run, ready to paste into a shell."""
+    return shell_command('search', '--resume', path)
+
+
+class _Claim:
+    """Taking a run folder for this process: its lock (`nas.runlock`), taken when the folder exists
+    (a resume) or right before a new run writes its first file; `undo` removes a new run that
+    recorded nothing."""
+
+    def __init__(self, folder: RunFolder, resumed: bool, command: str):
+        self.folder, self.resumed = folder, resumed
+        self.existed = folder.path.exists()
+        self.lock = RunLock(folder.path, command=command, resume=resume_command(folder.path))
+        self.made = False  # this process holds the lock and the folder is its run
+        self.stack = contextlib.ExitStack()  # what lives as long as the claim: a joined Ray cluster
+
+    def __call__(self) -> None:
+        if self.made:
+            return
+        try:
+            note = self.lock.acquire()
+        except RunLocked:
+            raise
+        except RunError:  # a new run's folder that could not be written (a full disk): not left behind
+            if not self.existed:
+                with contextlib.suppress(OSError):
+                    if not self.lock.path.stat().st_size:  # no holder described in it: ours
+                        self.lock.path.unlink()
+                    self.folder.path.rmdir()  # only if nothing else is in it
+            raise
+        if note:
+            print(note, flush=True)
+        if not self.resumed:  # a new run: the name may have been taken while this one set up
+            taken = sorted(p.name for p in self.folder.path.iterdir() if p.name != LOCK_FILE)
+            if taken:
+                self.lock.release()
+                raise UsageError(_name_taken(self.folder))
+        self.made = True
+
+    def undo(self) -> bool:
+        """Remove a new run that recorded nothing (what this process made of it); True if it did."""
+        if self.resumed or not self.made:
+            return False
+        try:
+            if self.folder.trials():
+                return False
+        except RunError:
+            return False
+        for path in ([self.folder.path] if not self.existed else list(self.folder.path.iterdir())):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        return True
+
+
+def _name_taken(folder: RunFolder) -> str:
+    return (f'{folder.path}: a run folder of that name exists; continue it with: {resume_command(folder.path)}, '
+            f'or pick another --name')
 
 
 def _resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, SearchOptions, bool]:
@@ -103,23 +175,45 @@ def _resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Se
     if opts.resume is None:
         name = opts.name or datetime.now().strftime('%Y%m%d-%H%M%S')
         folder = RunFolder(opts.results_dir / name)
-        if folder.exists() or (folder.path.exists() and any(folder.path.iterdir())):
-            raise UsageError(f'{folder.path}: a run folder of that name exists; continue it with --resume '
-                             f'{folder.path}, or pick another --name')
+        _check_writable(opts.results_dir, folder.path)
+        if folder.exists() or (folder.path.exists() and any(p.name != LOCK_FILE for p in folder.path.iterdir())):
+            raise UsageError(_name_taken(folder))
         return folder, opts, False
-    folder = RunFolder(opts.resume)
-    if not folder.path.is_dir() and not Path(opts.resume).is_absolute():
-        folder = RunFolder(opts.results_dir / opts.resume)
+    given = Path(opts.resume)
+    folder = RunFolder(given)
+    if not given.is_dir() and not given.is_absolute() and (opts.results_dir / given).is_dir():
+        folder = RunFolder(opts.results_dir / given)  # a run's name under --results-dir
+    if not folder.path.is_dir():
+        raise UsageError(f'--resume {opts.resume}: no such run folder'
+                         + (f' (nor {opts.results_dir / given})' if not given.is_absolute() else ''))
     folder.require()
     stored = folder.config().options
-    given = opts.to_dict()
-    changed = sorted(k for k in explicit - RESUMABLE if k in stored and given[k] != stored[k])
+    given_opts = opts.to_dict()
+    changed = sorted(k for k in explicit - RESUMABLE if k in stored and given_opts[k] != stored[k])
     if changed:
         raise UsageError(f"--resume: cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
                          f"of an existing run ({folder.path}); only resources and budgets may change")
-    merged = {**stored, **{k: v for k, v in given.items() if k in explicit or k not in stored}}
+    merged = {**stored, **{k: v for k, v in given_opts.items() if k in explicit or k not in stored}}
     merged['resume'] = str(folder.path)
-    return folder, SearchOptions.from_dict({k: v for k, v in merged.items() if k in given}), True
+    return folder, SearchOptions.from_dict({k: v for k, v in merged.items() if k in given_opts}), True
+
+
+def _check_writable(results_dir: Path, path: Path) -> None:
+    """A new run folder can be made at `path`: its nearest existing ancestor is a writable folder."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path and not path.is_dir():
+        raise UsageError(f'{path}: exists and is not a folder; pick another --name')
+    if not existing.is_dir():
+        raise UsageError(f'--results-dir {results_dir}: {existing} is a file, not a folder')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f'--results-dir {results_dir}: cannot write in {existing} '
+                         f'({os.strerror(errno.EROFS) if _read_only(existing) else os.strerror(errno.EACCES)})')
+
+
+def _read_only(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
 def _gpus(opts: SearchOptions) -> tuple[float, float | None]:
@@ -174,34 +268,82 @@ def _new_config(folder: RunFolder, opts: SearchOptions, space: SearchSpace, prox
         options=opts.to_dict())
 
 
-def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str) -> RunFolder:
+def _load_space(folder: RunFolder, opts: SearchOptions, resumed: bool) -> SearchSpace:
+    """The search space: the space file, or on resume, when the file is gone, the resolved space
+    run.yaml stores (a changed file is refused: its fingerprint differs from the run's)."""
     typed = opts.space
     if not opts.space.exists() and not opts.space.is_absolute() and (PROJECT / opts.space).exists():
         opts.space = PROJECT / opts.space  # the shipped spaces, from any working directory
+    if resumed and not opts.space.exists():
+        config = folder.config()
+        space = SearchSpace.from_dict(config.space, file=str(folder.path / RUN_YAML))
+        if space.fingerprint != config.space_fingerprint:
+            raise UsageError(f'--resume: {typed} is gone and {folder.path / RUN_YAML} holds a space of fingerprint '
+                             f'{space.fingerprint}, not the run\'s {config.space_fingerprint}; give the space file '
+                             f'with --space')
+        print(f'note: the space file {typed} is gone; resuming with the space {folder.path / RUN_YAML} stores '
+              f'(fingerprint {space.fingerprint})', flush=True)
+        return space
     try:
         space = load_space(opts.space)
     except SpaceError as e:  # name the path as the user typed it
         raise SpaceError(typed, e.path, e.msg) from None
-    proxy = _proxy(space, opts)
-    gpus, gpu_memory = _gpus(opts)  # for auto: its smallest share of a GPU
-    if not opts.address:  # this machine's resources are known before Ray starts
-        from nas.raytune import check_resources
-
-        check_resources({'CPU': len(os.sched_getaffinity(0)), 'GPU': torch.cuda.device_count()},
-                        opts.cpus_per_trial, gpus, None)
     if resumed and folder.config().space_fingerprint != space.fingerprint:
-        raise UsageError(f'--resume: the search space changed since {folder.path} started ({opts.space} now has '
+        raise UsageError(f'--resume: the search space changed since {folder.path} started ({typed} now has '
                          f'fingerprint {space.fingerprint}, the run used {folder.config().space_fingerprint}); '
                          f'start a new run for a new space')
+    return space
+
+
+def _notes(space: SearchSpace, data: Dataset, proxy: ProxyConfig, opts: SearchOptions) -> list[str]:
+    """Lines for the start of a search whose settings will not do what they seem to."""
+    notes = []
+    if math.isfinite(space.size) and opts.budget > space.size:
+        notes.append(f'note: --budget {opts.budget} is more than the {int(space.size):,} architectures of this space; '
+                     f'the search ends when every one is evaluated')
+    if proxy.batch_size > len(data.train_y):
+        notes.append(f'note: the batch size {proxy.batch_size} is more than the {len(data.train_y)} training images; '
+                     f'every epoch is one batch of {len(data.train_y)}')
+    few = small_data_note(data)
+    if few:
+        notes.append(few)
+    if not opts.quiet:
+        long = long_trial_note(len(data.train_y), proxy.epochs)
+        if long:
+            notes.append(long)
+    return notes
+
+
+def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str, claim: _Claim) -> RunFolder:
+    space = _load_space(folder, opts, resumed)
+    proxy = _proxy(space, opts)
+    gpus, gpu_memory = _gpus(opts)  # for auto: its smallest share of a GPU
+    from nas.raytune import check_resources, cluster_address, ray_session
+
+    address = cluster_address(opts.address)  # --address, or an exported RAY_ADDRESS as Ray reads it
+    if not address:  # this machine's resources are known before Ray starts
+        check_resources({'CPU': len(os.sched_getaffinity(0)), 'GPU': torch.cuda.device_count()},
+                        opts.cpus_per_trial, gpus, None)
     data = proxy.load_data(opts.data_dir, seed=opts.seed)
     if data.in_chans != space.in_chans:
         raise UsageError(f'{opts.space}: in_chans is {space.in_chans} but dataset {data.name} has {data.in_chans} '
                          f'channel(s); set in_chans: {data.in_chans} in the space or pick another --dataset')
     if resumed:
         config = folder.config()
+        mismatch = config.data.mismatch(DataInfo.of(data))
+        if mismatch:
+            was = config.options.get('data_dir')
+            raise UsageError(f'--resume: {folder.path} was searched on other data: {mismatch}; resume it on its own '
+                             f'data' + (f' (--data-dir {shlex.quote(str(was))})' if was else '') + ', or start a new run')
         config.options = opts.to_dict()
     else:
         config = _new_config(folder, opts, space, proxy, data, gpus, command)
+    if address and not opts.address:
+        print(f'note: joining the Ray cluster at {address} from the exported RAY_ADDRESS (to run on a local Ray, '
+              f'unset it: env -u RAY_ADDRESS python -m nas.search ...)', flush=True)
+    if address:  # joined before anything is written: a cluster that does not answer leaves no folder
+        claim.stack.enter_context(ray_session(opts.address))
+    claim()
     for line in folder.repair():  # a torn tail, temp files of a crash: before anything is appended
         print(line, flush=True)
     folder.write_config(config)
@@ -227,10 +369,8 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     size = 'infinitely many' if not math.isfinite(space.size) else f'{int(space.size):,}'
     print(f"{folder.path}: {data.summary()}; space {space.name} ({size} architectures); objectives "
           f"{', '.join(opts.objectives)}; sampler {opts.sampler}, seed {opts.seed}", flush=True)
-    if not opts.quiet:
-        note = long_trial_note(len(data.train_y), proxy.epochs)
-        if note:
-            print(note, flush=True)
+    for line in _notes(space, data, proxy, opts):
+        print(line, flush=True)
 
     from nas.raytune import TuneJob, run_tune
     from nas.trial import TrialSettings
@@ -248,10 +388,10 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         race=opts.race, race_share=opts.race_share, gpu_memory_mb=gpu_memory,
         references=references,
         cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=gpus, max_concurrent=opts.max_concurrent,
-        address=opts.address, time_budget=opts.time_budget, early_stop=opts.early_stop,
+        address=address, time_budget=opts.time_budget, early_stop=opts.early_stop,
         max_failures=opts.max_failures, quiet=opts.quiet), on_cluster=on_cluster)
-    if outcome.interrupted:
-        raise KeyboardInterrupt  # after Tune's clean stop; search() says how to continue
+    if outcome.interrupted:  # after Tune's clean stop; search() says how to continue
+        raise Terminated() if outcome.signal == signal.SIGTERM else KeyboardInterrupt()
     if outcome.disk_error is not None:
         e = outcome.disk_error
         raise OSError(e.errno, f'{e.filename or folder.path}: {e.strerror or e}; the search stopped'
@@ -267,7 +407,7 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
     elif opts.max_failures is not None and outcome.failures > opts.max_failures:
         print(f'stopped: {outcome.failures} failed trials, more than --max-failures {opts.max_failures}')
     elif done < opts.budget:
-        print(f'stopped at {done}/{opts.budget} architectures; continue with: python -m nas.search --resume {folder.path}')
+        print(f'stopped at {done}/{opts.budget} architectures; continue with: {resume_command(folder.path)}')
     print(front_report(folder))
     return folder
 
@@ -353,21 +493,22 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    stop_on_sigterm()  # SIGTERM stops the search as Ctrl-C does
     opts = SearchOptions.from_dict(vars(build_parser().parse_args(argv)))
     explicit = set(vars(build_parser(explicit_only=True).parse_args(argv)))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        search(opts, explicit, command='python -m nas.search ' + ' '.join(argv))
+        search(opts, explicit, command=shell_command('search', *argv))
     except UsageError as e:
         print(f'error: {e}', file=sys.stderr)
         return EXIT_USAGE
+    except Terminated:
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except OSError as e:
-        if e.errno not in NO_SPACE:
-            raise
-        print(f'error: {e.strerror}; free some space, then continue with: python -m nas.search --resume '
-              f'{e.filename}', file=sys.stderr)
+    except OSError as e:  # search() made it one line: what failed, and that the search stopped
+        fix = 'free some space' if e.errno in NO_SPACE else 'fix that'
+        print(f'error: {e.strerror}; {fix}, then continue with: {resume_command(e.filename)}', file=sys.stderr)
         return 1
     return 0
 

@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -54,6 +55,15 @@ PROXY_DEFAULTS: dict[str, Any] = ProxyConfig().to_dict()  # the proxy: section's
 _TOP_KEYS = ('name', 'description', 'input_size', 'in_chans', 'stem', 'width_mult', 'num_features', 'blocks',
              'stages', 'proxy')
 _STAGE_KEYS = ('depth', 'channels', 'stride', 'block', 'bottle_ratio', 'blocks')
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's numbers: `lr: 1e-3` is the number a user means, where
+    YAML 1.1 (PyYAML's default) reads an exponent without a dot as a string."""
+
+
+_Loader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(r'^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$'),
+                              list('-+0123456789.'))
 
 
 class SpaceError(ValueError):
@@ -302,7 +312,7 @@ class SearchSpace:
         """Load and validate a YAML space. Raises SpaceError naming the file and key path."""
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = yaml.load(path.read_text(), Loader=_Loader)
         except OSError as e:
             raise SpaceError(path, '', f"cannot read: {e.strerror or e}") from None
         except UnicodeDecodeError:

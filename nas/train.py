@@ -32,7 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nas.data import DATASETS, VAL_FRACTION, DataError, Dataset, load_dataset
+from nas.cli import fault_exit
+from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, dataset_name, load_dataset
 
 if TYPE_CHECKING:
     from nas.arch import Arch
@@ -131,7 +132,7 @@ def _is_num(v: object) -> bool:
 
 # key -> (check, what is allowed); the checks of `ProxyConfig.checked`
 _PROXY_CHECKS = dict(
-    dataset=(lambda v: isinstance(v, str) and v != "", "a dataset name (e.g. digits, cifar10)"),
+    dataset=(lambda v: isinstance(v, str) and dataset_name(v) is not None, f"one of {', '.join(DATASETS)}"),
     image_size=(lambda v: v is None or (_is_int(v) and v >= 1), "an int >= 1"),
     val_fraction=(lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
     subset=(lambda v: v is None or (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
@@ -571,17 +572,42 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# flag -> (check, what is allowed): the numbers TrainConfig and load_dataset would take badly or late
+_ARG_CHECKS = {
+    "epochs": (lambda v: v >= 1, "an int >= 1"),
+    "batch_size": (lambda v: v >= 1, "an int >= 1"),
+    "lr": (lambda v: math.isfinite(v) and v > 0, "a number > 0"),
+    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
+    "warmup_epochs": (lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "val_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "subset": (lambda v: v is None or (math.isfinite(v) and v > 0), "a count > 1 or a fraction in (0, 1]"),
+    "image_size": (lambda v: v is None or 1 <= v <= MAX_IMAGE_SIZE, f"an int in 1..{MAX_IMAGE_SIZE}"),
+    "threads": (lambda v: v >= 0, "an int >= 0"),
+}
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Every number and the device, before any data is read (one line naming the flag)."""
+    for key, (ok, allowed) in _ARG_CHECKS.items():
+        value = getattr(args, key)
+        if not ok(value):
+            raise _UserError(f"--{key.replace('_', '-')} must be {allowed}, got {value}")
+    d = args.device
+    if not (d in ("auto", "cpu", "cuda", "mps") or (d.startswith("cuda:") and d[5:].isdigit())):
+        raise _UserError(f"--device must be one of {', '.join(DEVICES)}, got {d!r}")
+
+
 def _run(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
-    from safetensors.torch import save_file
-
     from nas.model import create_model
 
     arch, run_cfg = _resolve_arch(args.arch, args.trial)
     dataset = args.dataset or (run_cfg.data.dataset if run_cfg else None) or "digits"
     data_dir = args.data_dir or (run_cfg.options.get("data_dir") if run_cfg else None)
-    if args.threads < 0:
-        raise _UserError(f"--threads must be >= 0, got {args.threads}")
+    _check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
@@ -609,7 +635,7 @@ def _run(argv: list[str] | None) -> int:
     if data.in_chans != arch.in_chans:
         raise _UserError(f"arch {arch.arch_id} takes {arch.in_chans}-channel input but "
                          f"{data.name} has {data.in_chans} channels")
-    from nas.results import folder_written_whole, occupied
+    from nas.results import folder_written_whole, occupied, save_safetensors
 
     out = args.out or Path("results") / "trained" / f"{arch.arch_id}-{data.name}"
     if occupied(out) and not args.force:
@@ -650,8 +676,7 @@ def _run(argv: list[str] | None) -> int:
         arch.save(tmp / "arch.json")
         if not failed:
             state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-            save_file(state, str(tmp / "model.safetensors"),
-                      metadata={"format": "pt", "arch_id": arch.arch_id})
+            save_safetensors(state, tmp / "model.safetensors", metadata={"format": "pt", "arch_id": arch.arch_id})
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
     if failed:
         print(f"training failed: {last.reason}; wrote {dest / 'metrics.json'}"
@@ -669,6 +694,10 @@ def main(argv: list[str] | None = None) -> int:
     except _UserError as e:
         print(f"nas.train: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only --out: the checkpoint folder is written whole or not at all
+        print(f"nas.train: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}; no checkpoint "
+              f"was written", file=sys.stderr)
+        return fault_exit(e)
     except KeyboardInterrupt:
         print("nas.train: interrupted; no checkpoint was written", file=sys.stderr)
         return 130

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from nas import pareto
+from nas.arch import Arch
 from nas.cost import measure_cost
 from nas.results import STUDY_NAME, DataInfo, RunConfig, RunFolder, TrialRecord, package_versions
 from nas.space import load_space
@@ -96,6 +97,21 @@ def build_run(path: Path, n_complete: int = N_COMPLETE) -> Path:
         device='cpu'))
     run.write_pareto()
     return path
+
+
+def tiny_arch(i: int) -> Arch:
+    """A distinct small architecture for each i (its stem width), for records written by hand:
+    every record a run folder reads back must describe a network (results.check_record)."""
+    stage = {'block': 'basic', 'channels': 8, 'stride': 1, 'bottle_ratio': 1.0, 'blocks': [{'op': 'conv'}]}
+    return Arch.from_dict({'input_size': [8, 8], 'in_chans': 1, 'stem': {'type': '3x3', 'channels': 4 + i},
+                           'stages': [stage, stage]})
+
+
+def record_of(i: int, **fields) -> TrialRecord:
+    """Trial i as a search records it: a complete evaluation of `tiny_arch(i)`, `fields` changed."""
+    arch = tiny_arch(i)
+    return TrialRecord(**{'number': i, 'arch_id': arch.arch_id, 'arch': arch.to_dict(), 'status': 'complete',
+                          'accuracy': 0.5, 'macs': 1000 + i, **fields})
 
 
 _BUILT: dict[str, Path] = {}

@@ -25,7 +25,7 @@ from nas import pareto as nas_pareto
 from nas.options import SAMPLERS
 from nas.results import STUDY_NAME, RunConfig, RunFolder
 from nas.space import load_space
-from runs import copy_run, small_run  # noqa: F401  (the session's run folder fixture)
+from runs import copy_run, record_of, small_run  # noqa: F401  (the session's run folder fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "search_spaces" / "digits.yaml"
@@ -408,12 +408,11 @@ class _Trial:
 
 def _recorder(tmp_path, **kw):
     from nas.raytune import Recorder
-    from nas.results import TrialRecord
 
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=["accuracy", "macs"]))
-    rec = lambda i: TrialRecord(number=i, arch_id=f"{i:012x}", arch={}, status="complete", accuracy=0.9,  # noqa: E731
-                                macs=1000 + i, epochs=4, acc_per_epoch=[0.9], seconds=2.0, train_seconds=2.0)
+    rec = lambda i: record_of(i, accuracy=0.9, epochs=4, acc_per_epoch=[0.9], seconds=2.0,  # noqa: E731
+                              train_seconds=2.0)
     return run, rec, Recorder(run, {}, ["accuracy", "macs"], budget=5, **kw)
 
 

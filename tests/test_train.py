@@ -220,7 +220,7 @@ def test_cli_trial_of_a_run_folder(tmp_path, capsys):
     arch = _digits_arch()
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(data=DataInfo(dataset="digits"), proxy=ProxyConfig(dataset="digits")))
-    run.append(TrialRecord(number=0, arch_id=arch.arch_id, arch=arch.to_dict(), status="ok"))
+    run.append(TrialRecord(number=0, arch_id=arch.arch_id, arch=arch.to_dict(), status="complete", accuracy=0.5))
     for spec in (["--arch", str(run.path), "--trial", "0"],
                  ["--arch", f"{run.path}/trials.jsonl#{arch.arch_id}"]):
         rc = main(spec + ["--epochs", "1", "--subset", "64", "--threads", "1",
