@@ -42,6 +42,7 @@ from nas.pareto import OBJECTIVES
 from nas.arch import Arch
 from nas.archive import ArchResult, Archive
 from nas.cli import shell_command
+from nas.report import listed
 from nas.results import RunConfig, RunError, RunFolder, TrialRecord, write_atomic
 
 __all__ = ['COSTS', 'TrialView', 'RunData', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
@@ -222,7 +223,8 @@ def pareto_figures(views: Sequence[TrialView], objectives: Sequence[str], costs:
                             size=[16 if v.is_knee else 10 for v in good],
                             symbol=['star' if v.is_knee else 'circle' for v in good],
                             line=dict(width=[2 if v.rank == 0 else 0.5 for v in good], color='black'),
-                            colorbar=dict(title=dict(text='front rank'), thickness=12, dtick=1))))
+                            colorbar=dict(title=dict(text='front rank'), thickness=12,
+                                          dtick=1 if max_rank <= 12 else None))))
         for kind, (label, symbol, _, colour) in KINDS.items():
             sel = [v for v in has if v.kind == kind]
             if sel:
@@ -449,7 +451,7 @@ def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[
         n_acmix = sum(b['op'] == 'acmix' for b in v.blocks)
         front_rows.append([i, f"<code>{r.arch_id}</code>" + (' ★ knee' if v.is_knee else ''),
                            html.escape(r.reference or ''), _fmt('accuracy', r.accuracy) + _noise(r),
-                           ('⚠ within noise of ' + ', '.join(ids[n] for n in unseparable[r.number])
+                           ('⚠ within noise of ' + listed([ids[n] for n in unseparable[r.number]])
                             if r.number in unseparable else 'yes'),
                            *[_fmt(c, r.value(c)) for c in fcosts + extra], r.epochs, f"{n_acmix}/{len(v.blocks)}",
                            html.escape(v.summary),
@@ -532,7 +534,7 @@ def render_png(run: RunFolder, path: Path, data: RunData | None = None) -> Path:
             ax.text(0.5, 0.5, 'no trials yet', transform=ax.transAxes, ha='center', va='center', color='0.5')
     if any(v.kind == 'ranked' for v in views):
         fig.colorbar(sc, ax=axes[0].tolist(), label='front rank (0 = Pareto front)', shrink=0.85,
-                     ticks=list(range(max_rank + 1)))
+                     ticks=list(range(max_rank + 1)) if max_rank <= 12 else None)
     legend: dict[str, Any] = {}
     for ax in axes[0]:
         for h, label in zip(*ax.get_legend_handles_labels()):

@@ -14,7 +14,7 @@ from nas.results import RunFolder
 if TYPE_CHECKING:
     from nas.data import Dataset
 
-__all__ = ['front_report', 'noise_line', 'long_trial_note', 'small_data_note']
+__all__ = ['front_report', 'noise_line', 'long_trial_note', 'small_data_note', 'listed']
 
 # A trial that trains on more images x epochs than this takes minutes rather than seconds on a CPU:
 # the digits proxy (1,150 images x 10 epochs) takes 2-6 s on 2 cores, and Fashion-MNIST from disk
@@ -43,10 +43,15 @@ def front_report(folder: RunFolder) -> str:
         lat = f"{row['latency']:.2f}ms" if row.get('latency') is not None else '-'
         lines.append(f"  {row['arch_id']:12}  {row['accuracy']:.4f} {se} ({row['seeds']:>2})  "
                      f"{row['macs'] / 1e6:9.3f}M  {row['params'] / 1e3:8.1f}k  {lat:>9}  {row['reference'] or '':9}  "
-                     f"{', '.join(row['unseparable_from'])}")
+                     f"{listed(row['unseparable_from'])}")
     lines.append(noise_line(summary, folder))
     lines.append(f'\nrun folder: {folder.path}   dashboard: {shell_command("dashboard", folder.path)}')
     return '\n'.join(lines)
+
+
+def listed(ids: list[str], most: int = 5) -> str:
+    """Up to `most` ids, then how many more: 'a, b, c and 12 more'."""
+    return ', '.join(ids[:most]) + (f' and {len(ids) - most} more' if len(ids) > most else '')
 
 
 def noise_line(summary: dict[str, Any], folder: RunFolder) -> str:
