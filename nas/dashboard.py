@@ -273,6 +273,29 @@ def fidelity_panel(run: RunFolder) -> tuple[Any, str] | None:
     return fig, head + table
 
 
+def calibration_section(config: RunConfig) -> str:
+    """The table of the calibration the run's proxy came from (run.yaml `calibration`, from
+    `nas.search --proxy`); '' for a run on a proxy that was not calibrated."""
+    cal = config.calibration
+    if not cal.get('table'):
+        return ''
+    num = lambda x, fmt='.2f': '–' if x is None else format(x, fmt)  # noqa: E731
+    signals = [k for k in cal['table'][0] if isinstance(cal['table'][0][k], dict)]
+    rows = [[f"<code>{html.escape(r['key'])}</code>" + (' ◀ this run' if r['key'] == cal.get('candidate') else ''),
+             num(r['seconds'], '.1f'), num(r['cost_ratio'], '.3f'),
+             *[f"{num(r[s]['tau'])} · {num(r[s]['share'])} · {num(r[s]['noise_ratio'], '.1f')}"
+               + (' ✓' if r[s]['qualified'] else '') for s in signals]] for r in cal['table']]
+    d = cal.get('deploy') or {}
+    head = (f"<h2>The proxy's calibration (<code>python -m nas.calibrate</code>)</h2><p>{html.escape(str(cal.get('verdict', '')))}"
+            f"<br>Against deployment-like training on {html.escape(str(cal.get('dataset')))}: "
+            f"{num(d.get('train_images'), ',')} images × {d.get('epochs')} epochs, {num(d.get('seconds'), '.1f')} s "
+            f"per evaluation, test-retest τ {num(d.get('retest'))}. Per rank signal: τ (one proxy seed vs one "
+            f"deployment seed) · its share of deployment's test-retest τ · seed std over the median gap between "
+            f"neighbouring panel means; ✓ qualifies. Folder: <code>{html.escape(str(cal.get('folder')))}</code></p>")
+    return head + _table(['proxy', 's / evaluation', '× deployment', *[f'{s}: τ · share · std/gap' for s in signals]],
+                         rows, left=(0,))
+
+
 # ---------------------------------------------------------------------------------- HTML
 
 _PAGE = """<!DOCTYPE html>
@@ -441,7 +464,8 @@ def render_html(run: RunFolder) -> tuple[str, dict[str, Any]]:
         export=f"python -m nas.export {run.path} --arch-id {v.record.arch_id}") for v in views}
     page = _PAGE.format(title=html.escape(name), meta=meta, empty=empty, plot_divs=plot_divs,
                         plotly_js=plotly.offline.get_plotlyjs(), n_front=len(front), n_trials=len(records),
-                        front_table=front_table, all_table=all_table, fidelity=fidelity[1] if fidelity else '',
+                        front_table=front_table, all_table=all_table,
+                        fidelity=(fidelity[1] if fidelity else '') + calibration_section(config),
                         figures_json=_json_for_script(fig_json),
                         trials_json=_json_for_script(trials_json))
     points = {c: sum(v.record.value(c) is not None for v in views) for c in costs}

@@ -159,6 +159,7 @@ class RunConfig:
     device: str = "cpu"
     options: dict[str, Any] = field(default_factory=dict)
     ray: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # the --proxy file's calibration (nas.calibrate), if any
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back as they were
 
     @classmethod
@@ -168,7 +169,7 @@ class RunConfig:
         kw["proxy"] = ProxyConfig(**{k: v for k, v in (d.get("proxy") or {}).items()
                                      if k in ProxyConfig.__dataclass_fields__})
         kw["data"] = DataInfo(**{k: v for k, v in (d.get("data") or {}).items() if k in DataInfo.__dataclass_fields__})
-        for k in ("limits", "references", "hypervolume_scale", "versions", "options", "ray"):
+        for k in ("limits", "references", "hypervolume_scale", "versions", "options", "ray", "calibration"):
             kw[k] = dict(d.get(k) or {})
         return cls(**kw, extra={k: v for k, v in d.items() if k not in names})
 

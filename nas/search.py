@@ -42,7 +42,7 @@ from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, amount
 from nas.data import DataError, Dataset
 from nas.options import RESUMABLE, SAMPLERS, SearchOptions, UsageError, proxy_changes
 from nas.pareto import COSTS
-from nas.report import front_report, long_trial_note
+from nas.report import front_report, long_trial_note, proxy_note
 from nas.results import DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
 from nas.space import SearchSpace, SpaceError, load_space
 from nas.study import StudySource, open_study
@@ -140,14 +140,20 @@ def _gpus(opts: SearchOptions) -> tuple[float, float | None]:
     return 1 / GPU_GRID, float(memory)
 
 
-def _proxy(space: SearchSpace, opts: SearchOptions) -> ProxyConfig:
-    """The space's proxy with the command line's overrides, checked by the same rules."""
+def _proxy(space: SearchSpace, opts: SearchOptions) -> tuple[ProxyConfig, dict[str, Any]]:
+    """The space's proxy (or the --proxy file's) with the command line's overrides, checked by the
+    same rules, and the --proxy file's calibration ({} without one)."""
+    from nas.calibrate import load_proxy_file
+
+    base, calibration = (space.proxy, {}) if opts.proxy is None else load_proxy_file(opts.proxy)
     changes = proxy_changes(opts)
     try:
-        return replace(space.proxy, **changes).checked()
+        proxy = replace(base, **changes).checked()
     except ProxyError as e:
-        flag = f'--{e.key.replace("_", "-")}' if e.key in changes else f'{space.path}: proxy.{e.key}'
+        where = f'{opts.proxy}' if opts.proxy is not None else f'{space.path}'
+        flag = f'--{e.key.replace("_", "-")}' if e.key in changes else f'{where}: proxy.{e.key}'
         raise UsageError(f'{flag}: {e.msg}') from None
+    return proxy, ({'file': str(opts.proxy), **calibration} if opts.proxy is not None else {})
 
 
 def _hypervolume_scale(space: SearchSpace, num_classes: int, objectives: list[str]) -> dict[str, float]:
@@ -162,7 +168,7 @@ def _hypervolume_scale(space: SearchSpace, num_classes: int, objectives: list[st
 
 
 def _new_config(folder: RunFolder, opts: SearchOptions, space: SearchSpace, proxy: ProxyConfig, data: Dataset,
-                gpus: float, command: str) -> RunConfig:
+                gpus: float, command: str, calibration: dict[str, Any]) -> RunConfig:
     return RunConfig(
         name=folder.path.name, created=datetime.now(timezone.utc).isoformat(timespec='seconds'), command=command,
         objectives=opts.objectives, sampler=opts.sampler, seed=opts.seed, limits=opts.limits,
@@ -171,7 +177,7 @@ def _new_config(folder: RunFolder, opts: SearchOptions, space: SearchSpace, prox
         data=DataInfo.of(data), references={name: a.arch_id for name, a in space.reference_points().items()},
         hypervolume_scale=_hypervolume_scale(space, data.num_classes, opts.objectives), versions=package_versions(),
         device='cuda: ' + torch.cuda.get_device_name(0) if gpus > 0 and torch.cuda.is_available() else 'cpu',
-        options=opts.to_dict())
+        options=opts.to_dict(), calibration=calibration)
 
 
 def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str) -> RunFolder:
@@ -182,7 +188,7 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         space = load_space(opts.space)
     except SpaceError as e:  # name the path as the user typed it
         raise SpaceError(typed, e.path, e.msg) from None
-    proxy = _proxy(space, opts)
+    proxy, calibration = _proxy(space, opts)
     gpus, gpu_memory = _gpus(opts)  # for auto: its smallest share of a GPU
     if not opts.address:  # this machine's resources are known before Ray starts
         from nas.raytune import check_resources
@@ -193,6 +199,9 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         raise UsageError(f'--resume: the search space changed since {folder.path} started ({opts.space} now has '
                          f'fingerprint {space.fingerprint}, the run used {folder.config().space_fingerprint}); '
                          f'start a new run for a new space')
+    if resumed and opts.proxy is not None and folder.config().proxy != proxy:
+        raise UsageError(f'--resume: the proxy in {opts.proxy} changed since {folder.path} started; start a new run '
+                         f'for a new proxy')
     data = proxy.load_data(opts.data_dir, seed=opts.seed)
     if data.in_chans != space.in_chans:
         raise UsageError(f'{opts.space}: in_chans is {space.in_chans} but dataset {data.name} has {data.in_chans} '
@@ -201,7 +210,7 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         config = folder.config()
         config.options = opts.to_dict()
     else:
-        config = _new_config(folder, opts, space, proxy, data, gpus, command)
+        config = _new_config(folder, opts, space, proxy, data, gpus, command, calibration)
     for line in folder.repair():  # a torn tail, temp files of a crash: before anything is appended
         print(line, flush=True)
     folder.write_config(config)
@@ -229,6 +238,9 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str)
         print('note: --sampler gp models only the parameters every architecture has; this space\'s '
               'conditional ones (the settings of ACmix or conv blocks, the blocks of searched depths) '
               'it draws at random. tpe models each of them.', flush=True)
+    note = proxy_note(space, opts, proxy, calibration)
+    if note:
+        print(note, flush=True)
     if not opts.quiet:
         note = long_trial_note(len(data.train_y), proxy.epochs)
         if note:
@@ -311,6 +323,9 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument('--early-stop', action='store_true', default=dflt('early_stop'),
                    help='stop weak trials early (ASHA on validation accuracy); stopped trials never enter the front')
     g = p.add_argument_group("proxy training (defaults: the space file's proxy section)")
+    g.add_argument('--proxy', type=Path, default=dflt('proxy'), metavar='FILE',
+                   help="a proxy fitted to your data by python -m nas.calibrate (its proxy.yaml) in place of the "
+                        "space file's proxy section; the flags below still override it")
     g.add_argument('--dataset', default=dflt('dataset'),
                    help='digits | cifar10 | cifar100 | mnist | fashion-mnist | imagefolder')
     g.add_argument('--data-dir', type=Path, default=dflt('data_dir'), help='folder with the dataset as distributed')
