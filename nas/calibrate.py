@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser
+from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, add_resource_options
 from nas.fidelity import deployment, pair_tau, rank_corr, retest_tau
 from nas.options import DEFAULT_SPACE, UsageError
 from nas.results import RunFolder, TrialRecord, package_versions, write_atomic
@@ -632,13 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a qualifying proxy's τ against deployment, as a share of deployment's test-retest τ")
     g.add_argument('--time-budget', type=float, default=None,
                    help='stop starting evaluations after this many seconds (run again to continue)')
-    g = p.add_argument_group('resources (as for python -m nas.search)')
-    g.add_argument('--cpus-per-trial', type=float, default=d.cpus_per_trial, help='CPUs per evaluation (torch threads)')
-    g.add_argument('--gpus-per-trial', type=float, default=None,
-                   help='GPUs per evaluation, fractions allowed; default: 1 when CUDA is present, else 0')
-    g.add_argument('--max-concurrent', type=int, default=None, help='evaluations at once; default: as resources allow')
-    g.add_argument('--address', default=None,
-                   help="join an existing Ray cluster ('auto' or host:port); default: a local Ray for this command")
+    add_resource_options(p)
     g = p.add_argument_group('where')
     g.add_argument('--name', default=None, help='folder name under --results-dir; default: calibrate-<space>-<dataset>')
     g.add_argument('--results-dir', type=Path, default=d.results_dir, help='where the folder goes')

@@ -16,7 +16,7 @@ import math
 import sys
 from typing import NoReturn
 
-__all__ = ['ArgumentParser', 'amount', 'EXIT_USAGE', 'EXIT_INTERRUPTED']
+__all__ = ['ArgumentParser', 'amount', 'add_resource_options', 'EXIT_USAGE', 'EXIT_INTERRUPTED']
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
@@ -49,3 +49,15 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def add_resource_options(parser: argparse.ArgumentParser, what: str = 'evaluation') -> None:
+    """The search's resource options for a command that trains a fixed list of evaluations on Ray
+    (nas.fidelity, nas.calibrate): --cpus-per-trial, --gpus-per-trial, --max-concurrent, --address."""
+    g = parser.add_argument_group('resources (as for python -m nas.search)')
+    g.add_argument('--cpus-per-trial', type=float, default=1.0, help=f'CPUs per {what} (torch threads)')
+    g.add_argument('--gpus-per-trial', type=float, default=None,
+                   help=f'GPUs per {what}, fractions allowed; default: 1 when CUDA is present, else 0')
+    g.add_argument('--max-concurrent', type=int, default=None, help=f'{what}s at once; default: as resources allow')
+    g.add_argument('--address', default=None,
+                   help="join an existing Ray cluster ('auto' or host:port); default: a local Ray for this command")

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas import pareto
-from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser
+from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, add_resource_options
 from nas.options import UsageError
 from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, write_atomic
 from nas.train import ProxyConfig
@@ -464,13 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare with longer training on the proxy's own training subset (the old check: the short "
                         "schedule's effect alone) instead of deployment-like training on the whole training split")
     p.add_argument('--data-dir', type=Path, default=None, help="the dataset's folder; default: the run's")
-    g = p.add_argument_group('resources (as for python -m nas.search)')
-    g.add_argument('--cpus-per-trial', type=float, default=1.0, help='CPUs per evaluation (torch threads)')
-    g.add_argument('--gpus-per-trial', type=float, default=None,
-                   help='GPUs per evaluation, fractions allowed; default: 1 when CUDA is present, else 0')
-    g.add_argument('--max-concurrent', type=int, default=None, help='evaluations at once; default: as resources allow')
-    g.add_argument('--address', default=None,
-                   help="join an existing Ray cluster ('auto' or host:port); default: a local Ray for this check")
+    add_resource_options(p)
     return p
 
 
