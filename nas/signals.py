@@ -22,9 +22,10 @@ it into the proxy it picks (`ProxyConfig.rank_by`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-__all__ = ['SIGNALS', 'score', 'last_half']
+__all__ = ['SIGNALS', 'score', 'mean_score', 'last_half']
 
 SIGNALS = ('accuracy', 'mean_acc', 'train_loss')
 
@@ -52,3 +53,11 @@ def score(acc_per_epoch: Sequence[float], loss_per_epoch: Sequence[float], signa
     if signal == 'mean_acc':
         return sum(tail) / len(tail)
     return -sum(tail)
+
+
+def mean_score(records: Iterable[Any], signal: str) -> float | None:
+    """The mean `signal` over evaluations (objects with `acc_per_epoch` and `loss_per_epoch`, such as
+    an architecture's complete `TrialRecord`s, `ArchResult.complete`): what a search ranks an
+    architecture by. None when no evaluation has a score."""
+    values = [v for v in (score(r.acc_per_epoch, r.loss_per_epoch, signal) for r in records) if v is not None]
+    return sum(values) / len(values) if values else None

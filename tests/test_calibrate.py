@@ -21,8 +21,8 @@ from nas.calibrate import (CandidateResult, SignalStats, candidate_sizes, load_p
 from nas.dashboard import render_html
 from nas.options import SearchOptions, UsageError
 from nas.report import proxy_note
-from nas.results import RunFolder
-from nas.signals import SIGNALS, score
+from nas.results import RunFolder, TrialRecord
+from nas.signals import SIGNALS, mean_score, score
 from nas.space import load_space
 from nas.train import ProxyConfig
 from nas.trial import TrialSettings, evaluate
@@ -41,6 +41,11 @@ def test_rank_signals_read_the_last_half_of_the_epochs():
     assert score(acc, loss, 'mean_acc') == pytest.approx((0.6 + 0.7 + 0.9) / 3)  # ceil(5 / 2) = 3 epochs
     assert score(acc, loss, 'train_loss') == pytest.approx(-(1.0 + 0.8 + 0.6))  # lower loss, higher score
     assert score([], [], 'accuracy') is None
+    runs = [TrialRecord(0, 'a', {}, 'complete', accuracy=0.9, acc_per_epoch=acc, loss_per_epoch=loss),
+            TrialRecord(1, 'a', {}, 'complete', accuracy=0.7, acc_per_epoch=[0.5, 0.7], loss_per_epoch=[1.0, 0.5])]
+    assert mean_score(runs, 'accuracy') == pytest.approx(0.8)  # the architecture's mean accuracy, as the front has it
+    assert mean_score(runs, 'train_loss') == pytest.approx((-2.4 - 0.5) / 2)
+    assert mean_score([], 'accuracy') is None
     with pytest.raises(ValueError, match='unknown rank signal'):
         score(acc, loss, 'val_loss')
     assert ProxyConfig.from_dict({'rank_by': 'train_loss'}).rank_by == 'train_loss'
