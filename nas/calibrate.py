@@ -21,15 +21,15 @@ training you deploy. This command measures candidate proxies against that traini
    networks' input where the space's strides allow them), trained with the same seeds, cheapest
    first, the rest of the training settings the space proxy's.
 
-Per candidate and rank signal it reports the seconds per evaluation and its cost against
-deployment, the seed std, the test-retest τ (seed 0 vs seed 1 of the candidate), Kendall τ against
+Per candidate and rank signal it reports the seconds per evaluation (wall and CPU) and its cost
+against deployment (CPU seconds, which the machine's load does not inflate), the seed std, the test-retest τ (seed 0 vs seed 1 of the candidate), Kendall τ against
 deployment for one proxy seed against one deployment seed (averaged over the seed pairs: like for
 like with deployment's own test-retest τ, the most any proxy can reach) and as a share of
 deployment's test-retest τ, and τ and ρ of the means. A candidate qualifies with a signal when that
 τ is at least `--share` (0.9) x deployment's test-retest τ and the signal's seed std is below the
 median gap between neighbouring panel means (in the signal's own units: the proxy separates the
 panel beyond its noise). The signal is the one with the best mean τ over the candidates measured;
-the pick is the cheapest candidate (by measured seconds) qualifying with it (else with another
+the pick is the cheapest candidate (by that cost) qualifying with it (else with another
 signal). With none qualifying it says so and names the closest (highest share of those below the
 noise bar, else highest share), and writes that one, marked unqualified.
 
@@ -226,7 +226,9 @@ class CandidateResult:
     evaluations: int  # complete ones
     expected: int  # panel x seeds
     seconds: float | None  # mean wall seconds per evaluation (costing, training, validation)
-    cost_ratio: float | None = None  # seconds / deployment's
+    cpu_seconds: float | None  # mean CPU seconds of the same (None: records from before CPU time was recorded)
+    cost: float | None = None  # what it is picked by: CPU seconds, or wall seconds where some are unknown
+    cost_ratio: float | None = None  # cost / deployment's
     signals: dict[str, SignalStats] = field(default_factory=dict)
 
     @property
@@ -240,11 +242,11 @@ def pick(results: Sequence[CandidateResult]) -> dict[str, Any]:
     or, with none qualifying, the closest (highest share among those below the noise bar, else
     the highest share). Returns {'signal', 'mean_tau' (per signal), 'pick' (key, signal) or None,
     'closest' (key, signal) or None}."""
-    done = [r for r in results if r.complete and r.seconds is not None]
+    done = [r for r in results if r.complete and r.cost is not None]
     mean_tau = {s: _mean_or_none([r.signals[s].tau for r in done if s in r.signals]) for s in SIGNALS}
     ranked = [s for s in SIGNALS if mean_tau[s] is not None]
     signal = max(ranked, key=lambda s: (mean_tau[s], -SIGNALS.index(s))) if ranked else SIGNALS[0]
-    by_cost = sorted(done, key=lambda r: r.seconds)
+    by_cost = sorted(done, key=lambda r: r.cost)
     chosen = next(((r.key, signal) for r in by_cost if r.signals[signal].qualified), None)
     if chosen is None:
         chosen = next(((r.key, s) for r in by_cost for s in SIGNALS if r.signals[s].qualified), None)
@@ -252,9 +254,17 @@ def pick(results: Sequence[CandidateResult]) -> dict[str, Any]:
     if chosen is None:
         pairs = [(r, s) for r in done for s in SIGNALS if r.signals[s].share is not None]
         quiet = [(r, s) for r, s in pairs if (r.signals[s].noise_ratio or math.inf) < 1]
-        best = max(quiet or pairs, key=lambda rs: (rs[0].signals[rs[1]].share, -rs[0].seconds), default=None)
+        best = max(quiet or pairs, key=lambda rs: (rs[0].signals[rs[1]].share, -rs[0].cost), default=None)
         closest = (best[0].key, best[1]) if best else None
     return {'signal': signal, 'mean_tau': mean_tau, 'pick': chosen, 'closest': closest}
+
+
+def _timing(records: Sequence[TrialRecord]) -> tuple[float | None, float | None]:
+    """Mean wall and CPU seconds per evaluation; CPU None unless every record has it."""
+    if not records:
+        return None, None
+    cpu = [r.cpu_seconds for r in records]
+    return statistics.mean(r.seconds for r in records), statistics.mean(cpu) if all(c > 0 for c in cpu) else None
 
 
 def _mean_or_none(values: Sequence[float | None]) -> float | None:
@@ -273,12 +283,12 @@ def format_table(report: Mapping[str, Any]) -> str:
     d = report['deploy']
     need = report['share'] * d['retest'] if d['retest'] is not None else None
     lines = [f"deployment: {d['train_images']:,} images x {d['epochs']} epochs at {d['image_size']}px, "
-             f"{_f(d['seconds'], '.1f')} s per evaluation; accuracy {_f(d['min'] and 100 * d['min'], '.1f')}-"
+             f"{_f(d['seconds'], '.1f')} s per evaluation ({_f(d.get('cpu_seconds'), '.1f')} CPU s); accuracy {_f(d['min'] and 100 * d['min'], '.1f')}-"
              f"{_f(d['max'] and 100 * d['max'], '.1f')}%, seed std {_f(d['seed_std'] and 100 * d['seed_std'])} points, "
              f"median gap {_f(d['median_gap'] and 100 * d['median_gap'])} points; test-retest τ {_f(d['retest'])} "
              f"(a qualifying proxy reaches τ >= {_f(need)} with seed std < its median gap)",
-             f"{'':17} {'':>7} {'':>8} {'':>7} {'':>6} " + ' '.join(f'{s:^19}' for s in SIGNALS),
-             f"{'proxy':17} {'s/eval':>7} {'x deploy':>8} {'acc std':>7} {'retest':>6} "
+             f"{'':17} {'':>7} {'':>7} {'':>8} {'':>7} {'':>6} " + ' '.join(f'{s:^19}' for s in SIGNALS),
+             f"{'proxy':17} {'s/eval':>7} {'CPU s':>7} {'x deploy':>8} {'acc std':>7} {'retest':>6} "
              + ' '.join(f"{'τ':>5} {'share':>5} {'s/gap':>5}  " for _ in SIGNALS)]
     for r in report['candidates']:
         if not r['signals']:
@@ -290,14 +300,16 @@ def format_table(report: Mapping[str, Any]) -> str:
             st = r['signals'][s]
             mark = '✓' if st['qualified'] else ' '
             cells.append(f"{_f(st['tau']):>5} {_f(st['share']):>5} {_f(st['noise_ratio'], '.1f'):>5} {mark}")
-        lines.append(f"{r['key']:17} {_f(r['seconds'], '.1f'):>7} {_f(r['cost_ratio'], '.3f'):>8} "
+        lines.append(f"{r['key']:17} {_f(r['seconds'], '.1f'):>7} {_f(r.get('cpu_seconds'), '.1f'):>7} "
+                     f"{_f(r['cost_ratio'], '.3f'):>8} "
                      f"{_f(acc['seed_std'] and 100 * acc['seed_std']):>7} {_f(acc['retest']):>6} "
                      + ' '.join(cells)
                      + ('' if r['evaluations'] >= r['expected'] else f"  ({r['evaluations']}/{r['expected']})"))
     mean = report['mean_tau']
-    lines.append(f"{'mean τ':17} {'':>7} {'':>8} {'':>7} {'':>6} " + ' '.join(f"{_f(mean[s]):>5}{'':14}"
+    lines.append(f"{'mean τ':17} {'':>7} {'':>7} {'':>8} {'':>7} {'':>6} " + ' '.join(f"{_f(mean[s]):>5}{'':14}"
                                                                            for s in SIGNALS))
-    lines.append("s/eval: seconds per evaluation (x deploy: of deployment's); acc std: the accuracy's seed std "
+    lines.append(f"s/eval, CPU s: wall and CPU seconds per evaluation; x deploy: its {report.get('cost_by', 'wall')} "
+                 "seconds over deployment's; acc std: the accuracy's seed std "
                  "(points); retest: the accuracy's test-retest τ; per signal: τ, one proxy seed vs one deployment seed "
                  "(mean over the seed pairs), its share of deployment's test-retest τ, and the signal's seed std over "
                  "the median gap between neighbouring panel means; ✓ qualifies")
@@ -311,8 +323,9 @@ def _verdict(choice: Mapping[str, Any], results: Mapping[str, CandidateResult], 
         key, signal = choice['pick']
         r, st = results[key], results[key].signals[signal]
         return (f"picked {key} ranked by {signal}: τ {_f(st.tau)} = {_f(st.share)} of deployment's test-retest τ "
-                f"{_f(deploy_retest)}, seed std {_f(st.noise_ratio, '.2f')} of the median gap, at {_f(r.seconds, '.1f')} s "
-                f"per evaluation ({_f(r.cost_ratio and 1 / r.cost_ratio, '.0f')}x cheaper than deployment)")
+                f"{_f(deploy_retest)}, seed std {_f(st.noise_ratio, '.2f')} of the median gap, at {_f(r.cost, '.1f')} "
+                f"{'CPU ' if r.cost == r.cpu_seconds else ''}s per evaluation, "
+                f"{_f(r.cost_ratio and 1 / r.cost_ratio, '.0f')}x cheaper than deployment")
     if choice['closest']:
         key, signal = choice['closest']
         st = results[key].signals[signal]
@@ -422,7 +435,7 @@ def _measure(folder: RunFolder, cand: Candidate, panel: Sequence[Mapping[str, An
     evaluations = len({(r.arch_id, r.seed) for r in complete})
     result = CandidateResult(cand.key, cand.subset, cand.epochs, cand.image_size, evaluations,
                              len(panel) * len(seeds),
-                             statistics.mean(r.seconds for r in complete) if complete else None)
+                             *_timing(complete))
     if result.complete and deploy:
         result.signals = {s: signal_stats(s, _values(records, panel, seeds, cand.epochs, s), deploy, seeds,
                                           deploy_retest, share) for s in SIGNALS}
@@ -524,19 +537,22 @@ def _report(folder: RunFolder, definition: Mapping[str, Any], cands: Sequence[Ca
     complete_deploy = all(len(d) == len(seeds) for d in deploy)
     d_retest = retest_tau(deploy, seeds) if complete_deploy else None
     means = [statistics.mean(d.values()) for d in deploy if d]
-    d_seconds = [r.seconds for r in d_records if r.status == 'complete' and r.epochs == deploy_cand.epochs]
-    d_sec = statistics.mean(d_seconds) if d_seconds else None
+    d_sec, d_cpu = _timing([r for r in d_records if r.status == 'complete' and r.epochs == deploy_cand.epochs])
     results: dict[str, CandidateResult] = {}
     for c in cands[1:]:
         r = _measure(folder, c, panel, seeds, deploy if complete_deploy else [], d_retest, share)
-        r.cost_ratio = r.seconds / d_sec if r.seconds is not None and d_sec else None
         results[c.key] = r
+    by_cpu = d_cpu is not None and all(r.cpu_seconds is not None for r in results.values() if r.evaluations)
+    for r in results.values():  # CPU seconds where every evaluation has them: the machine's load does not inflate them
+        r.cost = r.cpu_seconds if by_cpu else r.seconds
+        d_cost = d_cpu if by_cpu else d_sec
+        r.cost_ratio = r.cost / d_cost if r.cost is not None and d_cost else None
     choice = pick(list(results.values()))
     report = {
         'folder': str(folder.path), 'space': definition['space'], 'space_fingerprint': definition['space_fingerprint'],
-        'dataset': definition['dataset'], 'seeds': list(seeds), 'share': share,
+        'dataset': definition['dataset'], 'seeds': list(seeds), 'share': share, 'cost_by': 'cpu' if by_cpu else 'wall',
         'deploy': {**definition['deploy'], 'key': deploy_cand.key, 'evaluations': sum(len(d) for d in deploy),
-                   'expected': len(panel) * len(seeds), 'seconds': d_sec, 'retest': d_retest,
+                   'expected': len(panel) * len(seeds), 'seconds': d_sec, 'cpu_seconds': d_cpu, 'retest': d_retest,
                    'seed_std': _pooled_std(deploy), 'median_gap': _median_gap(means),
                    'min': min(means) if means else None, 'max': max(means) if means else None},
         'panel': [{**{k: p[k] for k in ('name', 'arch_id', 'macs', 'params')},
@@ -564,8 +580,10 @@ def _proxy_file(folder: RunFolder, definition: Mapping[str, Any], report: Mappin
         'space': definition['space'], 'space_fingerprint': definition['space_fingerprint'],
         'dataset': definition['dataset'], 'seed': definition['seed'], 'verdict': report['verdict'],
         'deploy': {k: report['deploy'][k] for k in ('key', 'train_images', 'epochs', 'image_size', 'seconds',
-                                                    'retest', 'seed_std', 'median_gap')},
-        'table': [{'key': c['key'], 'seconds': c['seconds'], 'cost_ratio': c['cost_ratio'],
+                                                    'cpu_seconds', 'retest', 'seed_std', 'median_gap')},
+        'cost_by': report['cost_by'],
+        'table': [{'key': c['key'], 'seconds': c['seconds'], 'cpu_seconds': c['cpu_seconds'],
+                   'cost_ratio': c['cost_ratio'],
                    **{s: {k: v[k] for k in ('tau', 'share', 'noise_ratio', 'qualified')}
                       for s, v in c['signals'].items()}} for c in report['candidates'] if c['signals']],
     }

@@ -76,7 +76,8 @@ def test_a_proxy_that_ranks_like_a_deployment_seed_reaches_its_test_retest_tau()
 
 def _result(key: str, seconds: float, taus: dict[str, float], ratio: float = 0.5, retest: float = 0.8,
             share_needed: float = 0.9) -> CandidateResult:
-    r = CandidateResult(key, 100, 1, 16, evaluations=10, expected=10, seconds=seconds)
+    r = CandidateResult(key, 100, 1, 16, evaluations=10, expected=10, seconds=2 * seconds, cpu_seconds=seconds,
+                        cost=seconds)
     r.signals = {s: SignalStats(s, t, t / retest, t, t, 0.9, 0.01, 0.02, ratio, t >= share_needed * retest
                                 and ratio < 1) for s, t in taus.items()}
     return r
@@ -171,9 +172,11 @@ def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_p
         assert all(r.status == 'complete' and r.epochs == int(key.split('-e')[1].split('-')[0]) for r in records)
     assert [p['name'] for p in report['panel']] == ['all_conv', 'all_acmix', 'paper']
     assert report['deploy']['train_images'] == 800 and report['deploy']['retest'] is not None
+    assert report['cost_by'] == 'cpu'  # every evaluation has its CPU time
     for c in report['candidates']:
         assert c['evaluations'] == c['expected'] == 6 and set(c['signals']) == set(SIGNALS)
-        assert c['cost_ratio'] == pytest.approx(c['seconds'] / report['deploy']['seconds'])
+        assert c['cost_ratio'] == pytest.approx(c['cpu_seconds'] / report['deploy']['cpu_seconds'])
+        assert 0 < c['cpu_seconds'] < 3 * c['seconds']
     assert report['signal'] in SIGNALS and (report['pick'] or report['closest'])
     assert 'deployment: 800 images x 2 epochs at 16px' in full.stdout and 'mean τ' in full.stdout
 
