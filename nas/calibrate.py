@@ -27,7 +27,8 @@ deployment for one proxy seed against one deployment seed (averaged over the see
 like with deployment's own test-retest τ, the most any proxy can reach) and as a share of
 deployment's test-retest τ, and τ and ρ of the means. A candidate qualifies with a signal when that
 τ is at least `--share` (0.9) x deployment's test-retest τ and the signal's seed std is below the
-median gap between neighbouring panel means (in the signal's own units: the proxy separates the
+median gap between two panel architectures' means (over every pair, in the signal's own units: the
+proxy tells a typical pair of the
 panel beyond its noise). The signal is the one with the best mean τ over the candidates measured;
 the pick is the cheapest candidate (by that cost) qualifying with it (else with another
 signal). With none qualifying it says so and names the closest (highest share of those below the
@@ -54,6 +55,7 @@ the new candidates.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import statistics
@@ -117,20 +119,7 @@ def candidate_sizes(space: Any, sizes: Sequence[int] | None) -> list[int]:
     (rounded to a multiple of 4); sizes the space's strides take below one pixel are left out."""
     full = space.input_size[0]
     want = list(sizes) if sizes else [full, 4 * round(0.75 * full / 4)]
-    return [s for s in dict.fromkeys(want) if 1 <= s <= full and _fits(space, s)]
-
-
-def _fits(space: Any, size: int) -> bool:
-    """Whether every stage of the space still has at least one pixel at input `size` (the rule
-    SearchSpace checks for its own input size)."""
-    h = size
-    for _ in range(int(math.log2(space.stem.reduction))):
-        h = -(-h // 2)
-    for st in space.stages:
-        if h < st.stride:
-            return False
-        h = -(-h // st.stride)
-    return h >= 1 and size >= space.stem.reduction
+    return [s for s in dict.fromkeys(want) if s <= full and space.fits(s)]
 
 
 def pick_panel(space: Any, n: int, seed: int, num_classes: int) -> list[dict[str, Any]]:
@@ -173,8 +162,8 @@ class SignalStats:
     rho_means: float | None
     retest: float | None  # the proxy's seed 0 vs seed 1
     seed_std: float | None  # pooled over the panel, in the signal's units
-    median_gap: float | None  # between neighbouring panel means, in the signal's units
-    noise_ratio: float | None  # seed_std / median_gap: below 1, the proxy separates the panel beyond its noise
+    median_gap: float | None  # between two panel means (the median over every pair), in the signal's units
+    noise_ratio: float | None  # seed_std / median_gap: below 1, a typical pair of the panel differs beyond the noise
     qualified: bool = False
 
 
@@ -185,8 +174,9 @@ def _pooled_std(values: Sequence[Mapping[int, float]]) -> float | None:
 
 
 def _median_gap(means: Sequence[float]) -> float | None:
-    ordered = sorted(means)
-    gaps = [b - a for a, b in zip(ordered, ordered[1:])]
+    """The median of |a - b| over every pair of `means`: how far apart two architectures of the panel
+    typically are (unlike the gap between neighbours, it does not shrink as the panel grows)."""
+    gaps = [abs(a - b) for a, b in itertools.combinations(means, 2)]
     return statistics.median(gaps) if gaps else None
 
 
@@ -253,7 +243,7 @@ def pick(results: Sequence[CandidateResult]) -> dict[str, Any]:
     closest = None
     if chosen is None:
         pairs = [(r, s) for r in done for s in SIGNALS if r.signals[s].share is not None]
-        quiet = [(r, s) for r, s in pairs if (r.signals[s].noise_ratio or math.inf) < 1]
+        quiet = [(r, s) for r, s in pairs if r.signals[s].noise_ratio is not None and r.signals[s].noise_ratio < 1]
         best = max(quiet or pairs, key=lambda rs: (rs[0].signals[rs[1]].share, -rs[0].cost), default=None)
         closest = (best[0].key, best[1]) if best else None
     return {'signal': signal, 'mean_tau': mean_tau, 'pick': chosen, 'closest': closest}
@@ -286,7 +276,7 @@ def format_table(report: Mapping[str, Any]) -> str:
              f"{_f(d['seconds'], '.1f')} s per evaluation ({_f(d.get('cpu_seconds'), '.1f')} CPU s); accuracy {_f(d['min'] and 100 * d['min'], '.1f')}-"
              f"{_f(d['max'] and 100 * d['max'], '.1f')}%, seed std {_f(d['seed_std'] and 100 * d['seed_std'])} points, "
              f"median gap {_f(d['median_gap'] and 100 * d['median_gap'])} points; test-retest τ {_f(d['retest'])} "
-             f"(a qualifying proxy reaches τ >= {_f(need)} with seed std < its median gap)",
+             f"(a qualifying proxy reaches τ >= {_f(need)} with seed std < its median gap between two panel means)",
              f"{'':17} {'':>7} {'':>7} {'':>8} {'':>7} {'':>6} " + ' '.join(f'{s:^19}' for s in SIGNALS),
              f"{'proxy':17} {'s/eval':>7} {'CPU s':>7} {'x deploy':>8} {'acc std':>7} {'retest':>6} "
              + ' '.join(f"{'τ':>5} {'share':>5} {'s/gap':>5}  " for _ in SIGNALS)]
@@ -312,7 +302,7 @@ def format_table(report: Mapping[str, Any]) -> str:
                  "seconds over deployment's; acc std: the accuracy's seed std "
                  "(points); retest: the accuracy's test-retest τ; per signal: τ, one proxy seed vs one deployment seed "
                  "(mean over the seed pairs), its share of deployment's test-retest τ, and the signal's seed std over "
-                 "the median gap between neighbouring panel means; ✓ qualifies")
+                 "the median gap between two panel means; ✓ qualifies")
     lines.append(report['verdict'])
     return '\n'.join(lines)
 
