@@ -9,10 +9,13 @@ at an image size) and a number of epochs, and names the records file its result 
   (`--time-budget`: the running ones finish, the rest wait for the next invocation);
 * `job_trainable` is `nas.raytune.trainable` on the job's dataset and epochs (seeded as the search
   seeds: the same architecture, data and seed give the same accuracy on CPU);
-* `JobRecorder` is the only writer: every finished evaluation, complete or not, is appended to its
-  job's file (`RunFolder.append`: one whole line per write, fsynced), with a progress line, so a
-  killed invocation loses nothing finished and the next one trains only what is missing
+* `JobRecorder` is the only writer: every finished evaluation, complete or failed, is appended to
+  its job's file (`RunFolder.append`: one whole line per write, fsynced), with a progress line, so
+  a killed invocation loses nothing finished and the next one trains only what is missing
   (`missing`).
+
+Ctrl-C stops the running evaluations cleanly (nothing half-done is recorded) and raises
+KeyboardInterrupt once Ray is down; a second Ctrl-C interrupts at once.
 
 The datasets go into Ray's object store without their official test split: nothing that selects
 (a proxy, a calibration) ever sees it.
@@ -21,6 +24,9 @@ The datasets go into Ray's object store without their official test split: nothi
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -31,6 +37,7 @@ from typing import Any
 import torch
 from ray import tune
 from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
 
 from nas.data import Dataset
 from nas.options import UsageError
@@ -157,6 +164,8 @@ class JobRecorder(tune.Callback):
     def _record(self, record: TrialRecord, job: dict[str, Any]) -> None:
         from nas.raytune import _hms
 
+        if record.status == 'stopped':  # ended by a Ctrl-C before its last epoch: trained again next time
+            return
         file = job['file']
         record.number, record.weights, record.seed = self.numbers[file], None, job['seed']  # no weights kept
         self.folder.append(record, file)
@@ -168,6 +177,20 @@ class JobRecorder(tune.Callback):
         what = f'acc {record.accuracy:.4f}' if record.status == 'complete' else f'{record.status}: {record.error}'
         print(f"[{self.finished:>3}/{self.total}] {_hms(elapsed)} {job['label']} {record.arch_id} seed "
               f"{record.seed}: {what}, {record.seconds:.1f} s | ~{_hms(left)} left", flush=True)
+
+
+class _OnInterrupt(Stopper):
+    """Stops every trial once Ctrl-C was pressed (`interrupted` set by run_jobs' signal handler).
+    A plain attribute, not a threading.Event: Tune pickles its stoppers."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return self.interrupted
+
+    def stop_all(self) -> bool:
+        return self.interrupted
 
 
 def _whole_record(line: bytes) -> bool:
@@ -191,6 +214,7 @@ def run_jobs(folder: RunFolder, jobs: Sequence[Job], datasets: Mapping[str, Data
 
     Raises:
         UsageError: a trial fits on no node of the cluster.
+        KeyboardInterrupt: Ctrl-C, after the running evaluations were stopped and Ray shut down.
     """
     import ray
 
@@ -201,23 +225,39 @@ def run_jobs(folder: RunFolder, jobs: Sequence[Job], datasets: Mapping[str, Data
         report = repair_tail(folder.path / file, _whole_record)
         if report:
             print(report, flush=True)
-    with ray_session(resources.address):
-        cluster = ray.cluster_resources()
-        check_resources(cluster, resources.cpus_per_trial, resources.gpus_per_trial, resources.address)
-        refs = {k: [ray.put(_without_test(d))] for k, d in datasets.items() if any(j.data == k for j in jobs)}
-        fn = tune.with_parameters(job_trainable, data=refs, settings=settings,
-                                  threads=max(1, int(resources.cpus_per_trial)))
-        tuner = tune.Tuner(
-            tune.with_resources(fn, {'cpu': resources.cpus_per_trial, 'gpu': resources.gpus_per_trial}),
-            tune_config=tune.TuneConfig(
-                search_alg=JobQueue(jobs, deadline), num_samples=-1,
-                max_concurrent_trials=resources.max_concurrent or fitting_trials(
-                    cluster, resources.cpus_per_trial, resources.gpus_per_trial),
-                reuse_actors=True, trial_dirname_creator=trial_dirname),
-            run_config=tune.RunConfig(
-                name=f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str((Path(folder.path) / 'ray').resolve()),
-                callbacks=[JobRecorder(folder, jobs, start)], verbose=0,
-                failure_config=tune.FailureConfig(max_failures=0),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
-        tuner.fit()
+    stopper = _OnInterrupt()  # Ctrl-C: our handler instead of Tune's, so that we know
+    os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'
+    previous = None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        stopper.interrupted = True
+        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with ray_session(resources.address):
+            cluster = ray.cluster_resources()
+            check_resources(cluster, resources.cpus_per_trial, resources.gpus_per_trial, resources.address)
+            refs = {k: [ray.put(_without_test(d))] for k, d in datasets.items() if any(j.data == k for j in jobs)}
+            fn = tune.with_parameters(job_trainable, data=refs, settings=settings,
+                                      threads=max(1, int(resources.cpus_per_trial)))
+            tuner = tune.Tuner(
+                tune.with_resources(fn, {'cpu': resources.cpus_per_trial, 'gpu': resources.gpus_per_trial}),
+                tune_config=tune.TuneConfig(
+                    search_alg=JobQueue(jobs, deadline), num_samples=-1,
+                    max_concurrent_trials=resources.max_concurrent or fitting_trials(
+                        cluster, resources.cpus_per_trial, resources.gpus_per_trial),
+                    reuse_actors=True, trial_dirname_creator=trial_dirname),
+                run_config=tune.RunConfig(
+                    name=f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
+                    storage_path=str((Path(folder.path) / 'ray').resolve()),
+                    stop=stopper, callbacks=[JobRecorder(folder, jobs, start)], verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=0),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+            tuner.fit()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if stopper.interrupted:
+        raise KeyboardInterrupt

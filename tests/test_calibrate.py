@@ -160,6 +160,23 @@ def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_p
     assert list(folder.glob('evaluations/n800-e2-16px.jsonl.torn-*'))
     assert deploy_file.read_text().startswith(kept)  # nothing finished was lost
 
+    # Ctrl-C: the running evaluations stop cleanly, nothing half-done is recorded, exit 130
+    def lines() -> int:
+        return sum(len(f.read_text().splitlines()) for f in folder.glob('evaluations/*.jsonl'))
+
+    before = lines()
+    proc = subprocess.Popen([sys.executable, '-m', 'nas.calibrate', *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and lines() < before + 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (out[-2000:], err[-2000:])
+    assert f"interrupted; continue with: python -m nas.calibrate {' '.join(args)}" in err and 'Traceback' not in err
+    records = [r for f in folder.glob('evaluations/*.jsonl') for r in RunFolder(folder).trials(f'evaluations/{f.name}')]
+    assert before + 2 <= len(records) and all(r.status == 'complete' for r in records)
+
     full = calibrate(*args)
     assert full.returncode == 0, full.stderr[-3000:]
     report = json.loads((folder / 'calibration.json').read_text())
