@@ -21,18 +21,20 @@ training you deploy. This command measures candidate proxies against that traini
    networks' input where the space's strides allow them), trained with the same seeds, cheapest
    first, the rest of the training settings the space proxy's.
 
-Per candidate and rank signal it reports the seconds per evaluation (wall and CPU) and its cost
-against deployment (CPU seconds, which the machine's load does not inflate), the seed std, the test-retest τ (seed 0 vs seed 1 of the candidate), Kendall τ against
-deployment for one proxy seed against one deployment seed (averaged over the seed pairs: like for
-like with deployment's own test-retest τ, the most any proxy can reach) and as a share of
-deployment's test-retest τ, and τ and ρ of the means. A candidate qualifies with a signal when that
-τ is at least `--share` (0.9) x deployment's test-retest τ and the signal's seed std is below the
-median gap between two panel architectures' means (over every pair, in the signal's own units: the
-proxy tells a typical pair of the
-panel beyond its noise). The signal is the one with the best mean τ over the candidates measured;
-the pick is the cheapest candidate (by that cost) qualifying with it (else with another
-signal). With none qualifying it says so and names the closest (highest share of those below the
-noise bar, else highest share), and writes that one, marked unqualified.
+Per candidate it reports the seconds per evaluation (wall and CPU) and its cost against deployment
+(CPU seconds, which the machine's load does not inflate); its accuracy's seed std, test-retest τ
+(seed 0 vs seed 1) and seed std over the median gap between two panel architectures' accuracies
+(over every pair: below 1, the proxy tells a typical pair of networks apart beyond its noise); and
+per rank signal Kendall τ against deployment for one proxy seed against one deployment seed
+(averaged over the seed pairs: like for like with deployment's own test-retest τ, how well one
+seed of the training you deploy ranks like another) and that τ's share of deployment's test-retest
+τ, with τ and ρ of the means in calibration.json. A candidate qualifies with a signal when that
+share is at least `--share` (0.9) and its accuracy's seed std is below that median gap (the front
+reports accuracy, whatever the search ranks by). The signal is the one with the best mean τ over
+the candidates measured; the pick is the cheapest candidate (by that cost) qualifying with it (else
+with another signal). With none qualifying it says so and names the closest (the highest share
+among those below the noise bar, else the highest share), and writes that one, marked
+unqualified.
 
 Everything goes to RESULTS/NAME (default results/calibrate-<space>-<dataset>):
 
@@ -164,7 +166,7 @@ class SignalStats:
     seed_std: float | None  # pooled over the panel, in the signal's units
     median_gap: float | None  # between two panel means (the median over every pair), in the signal's units
     noise_ratio: float | None  # seed_std / median_gap: below 1, a typical pair of the panel differs beyond the noise
-    qualified: bool = False
+    qualified: bool = False  # its share reaches the bar and the candidate's accuracy is below the noise bar
 
 
 def _pooled_std(values: Sequence[Mapping[int, float]]) -> float | None:
@@ -181,7 +183,8 @@ def _median_gap(means: Sequence[float]) -> float | None:
 
 
 def signal_stats(signal: str, proxy: Sequence[Mapping[int, float]], deploy: Sequence[Mapping[int, float]],
-                 seeds: Sequence[int], deploy_retest: float | None, share: float = 0.9) -> SignalStats:
+                 seeds: Sequence[int], deploy_retest: float | None, share: float = 0.9,
+                 accuracy_noise: float | None = None) -> SignalStats:
     """The numbers of one candidate and signal.
 
     Args:
@@ -191,6 +194,8 @@ def signal_stats(signal: str, proxy: Sequence[Mapping[int, float]], deploy: Sequ
         seeds: the seeds in order (the first two make the test-retest pairs).
         deploy_retest: deployment's own test-retest τ.
         share: the share of deployment's test-retest τ a qualifying candidate reaches.
+        accuracy_noise: the candidate's accuracy's noise ratio, which must be below 1 to qualify
+            (None: this signal's own, for the accuracy signal itself).
     """
     rows = [(p, d) for p, d in zip(proxy, deploy) if p and d]
     p_means = [statistics.mean(p.values()) for p, _ in rows]
@@ -200,8 +205,9 @@ def signal_stats(signal: str, proxy: Sequence[Mapping[int, float]], deploy: Sequ
     ratio = std / gap if std is not None and gap else None
     stats = SignalStats(signal, tau, tau / deploy_retest if tau is not None and deploy_retest else None, tau_means,
                         rho_means, retest_tau([p for p, _ in rows], seeds), std, gap, ratio)
-    stats.qualified = (tau is not None and deploy_retest is not None and ratio is not None
-                       and tau >= share * deploy_retest and ratio < 1)
+    noise = ratio if accuracy_noise is None else accuracy_noise
+    stats.qualified = (tau is not None and deploy_retest is not None and noise is not None
+                       and tau >= share * deploy_retest and noise < 1)
     return stats
 
 
@@ -243,7 +249,8 @@ def pick(results: Sequence[CandidateResult]) -> dict[str, Any]:
     closest = None
     if chosen is None:
         pairs = [(r, s) for r in done for s in SIGNALS if r.signals[s].share is not None]
-        quiet = [(r, s) for r, s in pairs if r.signals[s].noise_ratio is not None and r.signals[s].noise_ratio < 1]
+        noise = {r.key: r.signals['accuracy'].noise_ratio for r in done}
+        quiet = [(r, s) for r, s in pairs if noise[r.key] is not None and noise[r.key] < 1]
         best = max(quiet or pairs, key=lambda rs: (rs[0].signals[rs[1]].share, -rs[0].cost), default=None)
         closest = (best[0].key, best[1]) if best else None
     return {'signal': signal, 'mean_tau': mean_tau, 'pick': chosen, 'closest': closest}
@@ -276,33 +283,29 @@ def format_table(report: Mapping[str, Any]) -> str:
              f"{_f(d['seconds'], '.1f')} s per evaluation ({_f(d.get('cpu_seconds'), '.1f')} CPU s); accuracy {_f(d['min'] and 100 * d['min'], '.1f')}-"
              f"{_f(d['max'] and 100 * d['max'], '.1f')}%, seed std {_f(d['seed_std'] and 100 * d['seed_std'])} points, "
              f"median gap {_f(d['median_gap'] and 100 * d['median_gap'])} points; test-retest τ {_f(d['retest'])} "
-             f"(a qualifying proxy reaches τ >= {_f(need)} with seed std < its median gap between two panel means)",
-             f"{'':17} {'':>7} {'':>7} {'':>8} {'':>7} {'':>6} " + ' '.join(f'{s:^19}' for s in SIGNALS),
-             f"{'proxy':17} {'s/eval':>7} {'CPU s':>7} {'x deploy':>8} {'acc std':>7} {'retest':>6} "
-             + ' '.join(f"{'τ':>5} {'share':>5} {'s/gap':>5}  " for _ in SIGNALS)]
+             f"(a qualifying proxy reaches τ >= {_f(need)} with an accuracy seed std below its median gap between two "
+             f"panel networks)",
+             f"{'':17} {'':>7} {'':>7} {'':>8} {'accuracy noise':^20} " + ' '.join(f'{s:^13}' for s in SIGNALS),
+             f"{'proxy':17} {'s/eval':>7} {'CPU s':>7} {'x deploy':>8} {'std':>6} {'retest':>6} {'s/gap':>6} "
+             + ' '.join(f"{'τ':>5} {'share':>5}  " for _ in SIGNALS)]
     for r in report['candidates']:
         if not r['signals']:
             lines.append(f"{r['key']:17} {'-':>7}   measured {r['evaluations']} of {r['expected']} evaluations")
             continue
         acc = r['signals']['accuracy']
-        cells = []
-        for s in SIGNALS:
-            st = r['signals'][s]
-            mark = '✓' if st['qualified'] else ' '
-            cells.append(f"{_f(st['tau']):>5} {_f(st['share']):>5} {_f(st['noise_ratio'], '.1f'):>5} {mark}")
+        cells = [f"{_f(st['tau']):>5} {_f(st['share']):>5} {'✓' if st['qualified'] else ' '}"
+                 for st in (r['signals'][s] for s in SIGNALS)]
         lines.append(f"{r['key']:17} {_f(r['seconds'], '.1f'):>7} {_f(r.get('cpu_seconds'), '.1f'):>7} "
-                     f"{_f(r['cost_ratio'], '.3f'):>8} "
-                     f"{_f(acc['seed_std'] and 100 * acc['seed_std']):>7} {_f(acc['retest']):>6} "
-                     + ' '.join(cells)
+                     f"{_f(r['cost_ratio'], '.3f'):>8} {_f(acc['seed_std'] and 100 * acc['seed_std']):>6} "
+                     f"{_f(acc['retest']):>6} {_f(acc['noise_ratio']):>6} " + ' '.join(cells)
                      + ('' if r['evaluations'] >= r['expected'] else f"  ({r['evaluations']}/{r['expected']})"))
     mean = report['mean_tau']
-    lines.append(f"{'mean τ':17} {'':>7} {'':>7} {'':>8} {'':>7} {'':>6} " + ' '.join(f"{_f(mean[s]):>5}{'':14}"
-                                                                           for s in SIGNALS))
+    lines.append(f"{'mean τ':17} {'':>7} {'':>7} {'':>8} {'':>20} " + ' '.join(f"{_f(mean[s]):>5}{'':8}"
+                                                                                for s in SIGNALS))
     lines.append(f"s/eval, CPU s: wall and CPU seconds per evaluation; x deploy: its {report.get('cost_by', 'wall')} "
-                 "seconds over deployment's; acc std: the accuracy's seed std "
-                 "(points); retest: the accuracy's test-retest τ; per signal: τ, one proxy seed vs one deployment seed "
-                 "(mean over the seed pairs), its share of deployment's test-retest τ, and the signal's seed std over "
-                 "the median gap between two panel means; ✓ qualifies")
+                 "seconds over deployment's; accuracy: its seed std (points), test-retest τ and seed std over the "
+                 "median gap between two panel networks; per rank signal: τ, one proxy seed vs one deployment seed "
+                 "(mean over the seed pairs), and its share of deployment's test-retest τ; ✓ qualifies")
     lines.append(report['verdict'])
     return '\n'.join(lines)
 
@@ -313,15 +316,17 @@ def _verdict(choice: Mapping[str, Any], results: Mapping[str, CandidateResult], 
         key, signal = choice['pick']
         r, st = results[key], results[key].signals[signal]
         return (f"picked {key} ranked by {signal}: τ {_f(st.tau)} = {_f(st.share)} of deployment's test-retest τ "
-                f"{_f(deploy_retest)}, seed std {_f(st.noise_ratio, '.2f')} of the median gap, at {_f(r.cost, '.1f')} "
+                f"{_f(deploy_retest)}, accuracy seed std {_f(r.signals['accuracy'].noise_ratio)} of the median gap, at "
+                f"{_f(r.cost, '.1f')} "
                 f"{'CPU ' if r.cost == r.cpu_seconds else ''}s per evaluation, "
                 f"{_f(r.cost_ratio and 1 / r.cost_ratio, '.0f')}x cheaper than deployment")
     if choice['closest']:
         key, signal = choice['closest']
         st = results[key].signals[signal]
-        return (f"no candidate reaches τ >= {share} x deployment's test-retest τ ({_f(deploy_retest)}) with seed std "
-                f"below its median gap; closest: {key} ranked by {signal} (τ {_f(st.tau)}, {_f(st.share)} of it, "
-                f"seed std {_f(st.noise_ratio)} of the gap), written unqualified")
+        return (f"no candidate reaches τ >= {share} x deployment's test-retest τ ({_f(deploy_retest)}) with an "
+                f"accuracy seed std below its median gap; closest: {key} ranked by {signal} (τ {_f(st.tau)}, "
+                f"{_f(st.share)} of it, accuracy seed std {_f(results[key].signals['accuracy'].noise_ratio)} of the "
+                f"gap), written unqualified")
     return 'no candidate is measured completely yet: nothing picked'
 
 
@@ -427,8 +432,11 @@ def _measure(folder: RunFolder, cand: Candidate, panel: Sequence[Mapping[str, An
                              len(panel) * len(seeds),
                              *_timing(complete))
     if result.complete and deploy:
-        result.signals = {s: signal_stats(s, _values(records, panel, seeds, cand.epochs, s), deploy, seeds,
-                                          deploy_retest, share) for s in SIGNALS}
+        acc = signal_stats('accuracy', _values(records, panel, seeds, cand.epochs, 'accuracy'), deploy, seeds,
+                           deploy_retest, share)
+        result.signals = {s: acc if s == 'accuracy' else signal_stats(
+            s, _values(records, panel, seeds, cand.epochs, s), deploy, seeds, deploy_retest, share, acc.noise_ratio)
+            for s in SIGNALS}
     return result
 
 
@@ -574,7 +582,8 @@ def _proxy_file(folder: RunFolder, definition: Mapping[str, Any], report: Mappin
         'cost_by': report['cost_by'],
         'table': [{'key': c['key'], 'seconds': c['seconds'], 'cpu_seconds': c['cpu_seconds'],
                    'cost_ratio': c['cost_ratio'],
-                   **{s: {k: v[k] for k in ('tau', 'share', 'noise_ratio', 'qualified')}
+                   'accuracy_noise_ratio': c['signals']['accuracy']['noise_ratio'],
+                   **{s: {k: v[k] for k in ('tau', 'share', 'qualified')}
                       for s, v in c['signals'].items()}} for c in report['candidates'] if c['signals']],
     }
     head = (f"# A proxy fitted by python -m nas.calibrate ({folder.path / CALIBRATION_JSON}):\n"

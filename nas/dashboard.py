@@ -282,18 +282,19 @@ def calibration_section(config: RunConfig) -> str:
     num = lambda x, fmt='.2f': '–' if x is None else format(x, fmt)  # noqa: E731
     signals = [k for k in cal['table'][0] if isinstance(cal['table'][0][k], dict)]
     rows = [[f"<code>{html.escape(r['key'])}</code>" + (' ◀ this run' if r['key'] == cal.get('candidate') else ''),
-             num(r['seconds'], '.1f'), num(r['cost_ratio'], '.3f'),
-             *[f"{num(r[s]['tau'])} · {num(r[s]['share'])} · {num(r[s]['noise_ratio'], '.1f')}"
-               + (' ✓' if r[s]['qualified'] else '') for s in signals]] for r in cal['table']]
+             num(r['seconds'], '.1f'), num(r['cost_ratio'], '.3f'), num(r.get('accuracy_noise_ratio')),
+             *[f"{num(r[s]['tau'])} · {num(r[s]['share'])}" + (' ✓' if r[s]['qualified'] else '') for s in signals]]
+            for r in cal['table']]
     d = cal.get('deploy') or {}
     head = (f"<h2>The proxy's calibration (<code>python -m nas.calibrate</code>)</h2><p>{html.escape(str(cal.get('verdict', '')))}"
             f"<br>Against deployment-like training on {html.escape(str(cal.get('dataset')))}: "
             f"{num(d.get('train_images'), ',')} images × {d.get('epochs')} epochs, {num(d.get('seconds'), '.1f')} s "
-            f"per evaluation, test-retest τ {num(d.get('retest'))}. Per rank signal: τ (one proxy seed vs one "
-            f"deployment seed) · its share of deployment's test-retest τ · seed std over the median gap between "
-            f"neighbouring panel means; ✓ qualifies. Folder: <code>{html.escape(str(cal.get('folder')))}</code></p>")
-    return head + _table(['proxy', 's / evaluation', '× deployment', *[f'{s}: τ · share · std/gap' for s in signals]],
-                         rows, left=(0,))
+            f"per evaluation, test-retest τ {num(d.get('retest'))}. Accuracy std/gap: the proxy's accuracy seed std "
+            f"over the median gap between two panel networks (below 1 to qualify); per rank signal: τ (one proxy seed "
+            f"vs one deployment seed) · its share of deployment's test-retest τ; ✓ qualifies. Folder: "
+            f"<code>{html.escape(str(cal.get('folder')))}</code></p>")
+    return head + _table(['proxy', 's / evaluation', '× deployment', 'accuracy std/gap',
+                          *[f'{s}: τ · share' for s in signals]], rows, left=(0,))
 
 
 # ---------------------------------------------------------------------------------- HTML

@@ -70,6 +70,9 @@ def test_a_proxy_that_ranks_like_a_deployment_seed_reaches_its_test_retest_tau()
     noisy = _per_seed([0.30, 0.40, 0.50, 0.60, 0.70], [0.50, 0.60, 0.30, 0.70, 0.40])
     n = signal_stats('accuracy', noisy, deploy, SEEDS, deploy_retest=0.8)
     assert n.noise_ratio > 1 and not n.qualified  # its seeds disagree by more than the panel's gaps
+    # another signal qualifies by its τ and the accuracy's noise: the front reports accuracy
+    assert not signal_stats('train_loss', proxy, deploy, SEEDS, 0.8, accuracy_noise=1.5).qualified
+    assert signal_stats('train_loss', proxy, deploy, SEEDS, 0.8, accuracy_noise=0.5).qualified
     reversed_ = _per_seed([0.7, 0.6, 0.5, 0.4, 0.3], [0.7, 0.6, 0.5, 0.4, 0.3])
     assert signal_stats('accuracy', reversed_, deploy, SEEDS, 0.8).tau == pytest.approx(-0.9)
 
