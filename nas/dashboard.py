@@ -290,7 +290,7 @@ def calibration_section(config: RunConfig) -> str:
             f"<br>Against deployment-like training on {html.escape(str(cal.get('dataset')))}: "
             f"{num(d.get('train_images'), ',')} images × {d.get('epochs')} epochs, {num(d.get('seconds'), '.1f')} s "
             f"per evaluation, test-retest τ {num(d.get('retest'))}. Accuracy std/gap: the proxy's accuracy seed std "
-            f"over the median gap between two panel networks (below 1 to qualify); per rank signal: τ (one proxy seed "
+            f"over the median gap between neighbouring panel networks (below 1 to qualify); per rank signal: τ (one proxy seed "
             f"vs one deployment seed) · its share of deployment's test-retest τ; ✓ qualifies. Folder: "
             f"<code>{html.escape(str(cal.get('folder')))}</code></p>")
     return head + _table(['proxy', 's / evaluation', '× deployment', 'accuracy std/gap',
