@@ -8,9 +8,9 @@ It picks N architectures of the run (its front of mean accuracies, then complete
 spread evenly over the accuracy range of the rest) and trains each with K seeds (seed k is the
 run's seed + k, the seeds the search's racing uses) the way a deployed network is trained: on the
 whole training split (the proxy's `subset` off), at the network's input size, for `--epochs`
-(default 4x the proxy's), scored on the run's validation split (the official test split is never
-used). It makes sure each also has K proxy evaluations (the run's own trials.jsonl records are
-reused; the missing ones are trained). `--same-subset` instead trains longer on the proxy's own
+(default: the deployment the run's proxy was calibrated against, else 4x the proxy's), scored on
+the run's validation split (the official test split is never used). It makes sure each also has
+K proxy evaluations (the run's own trials.jsonl records are reused; the missing ones are trained). `--same-subset` instead trains longer on the proxy's own
 training subset, the check this command made before: it says how much the short schedule alone
 changes the ranking, not whether the ranking holds for a deployed network, and the report says so.
 
@@ -100,6 +100,13 @@ def deployment(proxy: ProxyConfig, input_size: Sequence[int], epochs: int) -> Pr
     scored on the proxy's validation split (same `val_fraction`; the same seed gives the same split)."""
     h, w = input_size
     return replace(proxy, subset=None, image_size=h if h == w else proxy.image_size, epochs=epochs)
+
+
+def default_epochs(config: RunConfig) -> int:
+    """The reference training's epochs when --epochs is not given: the deployment the run's proxy
+    was calibrated against (run.yaml `calibration`, from `nas.search --proxy`), else 4x the proxy's."""
+    deploy = (config.calibration or {}).get('deploy') or {}
+    return int(deploy['epochs']) if deploy.get('epochs') else 4 * config.proxy.epochs
 
 
 def plan_jobs(picked: Sequence[ArchResult], seeds: Sequence[int], proxy_epochs: int, long_epochs: int,
@@ -373,7 +380,7 @@ def check(opts: FidelityOptions) -> dict[str, Any]:
     except RunError as e:
         raise UsageError(str(e)) from None
     proxy_epochs = config.proxy.epochs
-    long_epochs = opts.epochs if opts.epochs is not None else 4 * proxy_epochs
+    long_epochs = opts.epochs if opts.epochs is not None else default_epochs(config)
     if opts.archs < 2:
         raise UsageError(f'--archs must be at least 2 (a ranking needs two), got {opts.archs}')
     if opts.seeds < 1:
@@ -458,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('run', type=Path, help='the run folder (results/<run>)')
     p.add_argument('--archs', type=int, default=12, help='architectures to check: the front, then spread over accuracy')
     p.add_argument('--epochs', type=int, default=None,
-                   help="the reference training's epochs; default: 4x the run's proxy epochs")
+                   help="the reference training's epochs; default: those of the deployment the run's proxy was "
+                        "calibrated against (nas.calibrate), else 4x the run's proxy epochs")
     p.add_argument('--seeds', type=int, default=2, help="seeds per architecture and budget (the run's seed + 0, 1, ...)")
     p.add_argument('--same-subset', action='store_true',
                    help="compare with longer training on the proxy's own training subset (the old check: the short "

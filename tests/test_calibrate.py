@@ -19,6 +19,7 @@ import yaml
 from nas.arch import Arch
 from nas.calibrate import (CandidateResult, SignalStats, candidate_sizes, load_proxy_file, pick, signal_stats)
 from nas.dashboard import render_html
+from nas.fidelity import default_epochs
 from nas.options import SearchOptions, UsageError
 from nas.report import proxy_note
 from nas.results import RunFolder, TrialRecord
@@ -237,5 +238,6 @@ def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_p
     assert config.proxy == proxy and config.calibration['candidate'] == key
     assert config.calibration['file'] == str(folder / 'proxy.yaml')
     assert all(r.epochs == proxy.epochs for r in run.trials()) and config.data.train_images == 200
+    assert default_epochs(config) == 2  # nas.fidelity checks the run against the calibration's deployment
     page, _ = render_html(run)
     assert "The proxy's calibration" in page and all(k in page for k in keys) and '◀ this run' in page
