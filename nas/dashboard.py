@@ -37,6 +37,7 @@ from typing import Any
 import optuna
 
 from nas import pareto
+from nas.fidelity import DEPLOYMENT, long_label
 from nas.model import describe_block
 from nas.pareto import OBJECTIVES
 from nas.arch import Arch
@@ -278,6 +279,8 @@ def fidelity_panel(run: RunFolder) -> tuple[Any, str] | None:
     if not path.is_file():
         return None
     s = json.loads(path.read_text())
+    deploy = s.get('reference') == DEPLOYMENT  # a report from before the deployment-like default: the same subset
+    long = 'deployment' if deploy else 'longer training'
     rows = [a for a in s['archs'] if a['proxy_mean'] is not None and a['long_mean'] is not None]
     num = lambda x: '–' if x is None else f'{x:.2f}'  # noqa: E731
     pct = lambda m, sd: '–' if m is None else f'{100 * m:.2f}' + ('' if sd is None else f' ± {100 * sd:.2f}')  # noqa: E731
@@ -290,23 +293,50 @@ def fidelity_panel(run: RunFolder) -> tuple[Any, str] | None:
               + (' (long front)' if a['on_long_front'] else '') for a in rows],
         hovertemplate='%{text}<br>proxy %{x:.2f}, long %{y:.2f}<extra></extra>', name='architectures'))
     fig.update_layout(
-        title=dict(text=f"proxy vs longer training: Kendall τ {num(s['kendall_tau'])}, Spearman ρ "
-                        f"{num(s['spearman_rho'])}, test-retest τ {num(s['test_retest_tau'])}",
+        title=dict(text=f"proxy vs {long}: Kendall τ {num(s['kendall_tau'])}, Spearman ρ "
+                        f"{num(s['spearman_rho'])}; {long}'s own test-retest τ {num(s.get('long_test_retest_tau'))}",
                    subtitle=dict(text=f"{s['proxy_epochs']} vs {s['long_epochs']} epochs, seeds "
                                       f"{', '.join(map(str, s['seeds']))}; error bars: std over seeds; red: proxy front")),
         xaxis=dict(title=dict(text=f"proxy accuracy % ({s['proxy_epochs']} epochs, mean)")),
-        yaxis=dict(title=dict(text=f"accuracy % after {s['long_epochs']} epochs (mean)")),
+        yaxis=dict(title=dict(text=f"{long} accuracy % after {s['long_epochs']} epochs (mean)")),
         height=380, margin=dict(l=60, r=20, t=80, b=50), template='plotly_white')
-    table = _table(['arch id', 'proxy (mean ± std)', 'long (mean ± std)', 'proxy front', 'long front'],
+    table = _table(['arch id', 'proxy (mean ± std)', f'{long} (mean ± std)', 'proxy front', f'{long} front'],
                    [[f"<code>{html.escape(a['arch_id'])}</code>", pct(a['proxy_mean'], a['proxy_std']),
                      pct(a['long_mean'], a['long_std']), '●' if a['on_proxy_front'] else '',
                      '●' if a['on_long_front'] else ''] for a in s['archs']], left=(0,))
-    head = (f"<h2>Does the proxy rank like longer training? (<code>python -m nas.fidelity</code>)</h2><p>Kendall τ "
+    head = (f"<h2>Does the proxy rank like {'deployment training' if deploy else 'longer training'}? "
+            f"(<code>python -m nas.fidelity</code>)</h2><p>Against {html.escape(long_label(s))}: Kendall τ "
             f"{num(s['kendall_tau'])}, Spearman ρ {num(s['spearman_rho'])} (first seed alone: τ "
-            f"{num(s['seed0_kendall_tau'])}), test-retest τ {num(s['test_retest_tau'])}; seed std: proxy "
-            f"{pct(s['proxy_seed_std'], None)}, long {pct(s['long_seed_std'], None)} points; "
-            f"{len(s['proxy_front_kept'])} of {len(s['proxy_front'])} proxy front points stay on the long front.</p>")
+            f"{num(s['seed0_kendall_tau'])}); the reference's own test-retest τ {num(s.get('long_test_retest_tau'))}, "
+            f"one proxy seed vs one reference seed τ {num(s.get('pair_kendall_tau'))}; the proxy's test-retest τ "
+            f"{num(s['test_retest_tau'])}; seed std: proxy {pct(s['proxy_seed_std'], None)}, {long} "
+            f"{pct(s['long_seed_std'], None)} points; {len(s['proxy_front_kept'])} of {len(s['proxy_front'])} proxy "
+            f"front points stay on the {long} front.</p>")
     return fig, head + table
+
+
+def calibration_section(config: RunConfig) -> str:
+    """The table of the calibration the run's proxy came from (run.yaml `calibration`, from
+    `nas.search --proxy`); '' for a run on a proxy that was not calibrated."""
+    cal = config.calibration
+    if not cal.get('table'):
+        return ''
+    num = lambda x, fmt='.2f': '–' if x is None else format(x, fmt)  # noqa: E731
+    signals = [k for k in cal['table'][0] if isinstance(cal['table'][0][k], dict)]
+    rows = [[f"<code>{html.escape(r['key'])}</code>" + (' ◀ this run' if r['key'] == cal.get('candidate') else ''),
+             num(r['seconds'], '.1f'), num(r['cost_ratio'], '.3f'), num(r.get('accuracy_noise_ratio')),
+             *[f"{num(r[s]['tau'])} · {num(r[s]['share'])}" + (' ✓' if r[s]['qualified'] else '') for s in signals]]
+            for r in cal['table']]
+    d = cal.get('deploy') or {}
+    head = (f"<h2>The proxy's calibration (<code>python -m nas.calibrate</code>)</h2><p>{html.escape(str(cal.get('verdict', '')))}"
+            f"<br>Against deployment-like training on {html.escape(str(cal.get('dataset')))}: "
+            f"{num(d.get('train_images'), ',')} images × {d.get('epochs')} epochs, {num(d.get('seconds'), '.1f')} s "
+            f"per evaluation, test-retest τ {num(d.get('retest'))}. Accuracy std/gap: the proxy's accuracy seed std "
+            f"over the median gap between neighbouring panel networks (below 1 to qualify); per rank signal: τ (one proxy seed "
+            f"vs one deployment seed) · its share of deployment's test-retest τ; ✓ qualifies. Folder: "
+            f"<code>{html.escape(str(cal.get('folder')))}</code></p>")
+    return head + _table(['proxy', 's / evaluation', '× deployment', 'accuracy std/gap',
+                          *[f'{s}: τ · share' for s in signals]], rows, left=(0,))
 
 
 # ---------------------------------------------------------------------------------- HTML
@@ -473,7 +503,8 @@ def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[
         export=shell_command('export', run.path, '--arch-id', v.record.arch_id)) for v in views}
     page = _PAGE.format(title=html.escape(name), meta=meta, empty=empty, plot_divs=plot_divs,
                         plotly_js=plotly.offline.get_plotlyjs(), n_front=len(front), n_trials=len(records),
-                        front_table=front_table, all_table=all_table, fidelity=fidelity[1] if fidelity else '',
+                        front_table=front_table, all_table=all_table,
+                        fidelity=(fidelity[1] if fidelity else '') + calibration_section(config),
                         figures_json=_json_for_script(fig_json),
                         trials_json=_json_for_script(trials_json))
     points = {c: sum(v.record.value(c) is not None for v in views) for c in costs}

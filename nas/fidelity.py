@@ -1,19 +1,32 @@
-"""`python -m nas.fidelity RUN`: does the proxy rank architectures like longer training does?
+"""`python -m nas.fidelity RUN`: does the proxy rank architectures like the training you deploy?
 
-    python -m nas.fidelity results/<run>                     # 12 architectures, 4x the proxy's epochs, 2 seeds
+    python -m nas.fidelity results/<run>                     # 12 architectures, deployment-like training, 2 seeds
     python -m nas.fidelity results/<run> --archs 8 --epochs 40 --seeds 3 --cpus-per-trial 2
+    python -m nas.fidelity results/<run> --same-subset       # the proxy's own subset, longer: not deployment
 
 It picks N architectures of the run (its front of mean accuracies, then complete architectures
-spread evenly over the accuracy range of the rest), trains each for `--epochs` with K seeds
-(seed k is the run's seed + k, the seeds the search's racing uses) and makes sure each also has K
-proxy evaluations (the run's own trials.jsonl records are reused; the missing ones are trained).
-Every evaluation runs on Ray Tune (`nas.raytune.trainable`) with the search's resource options and
-is appended to RUN/fidelity.jsonl as it finishes; a second invocation trains only what is missing
-(a failed evaluation is tried again). The report, printed and written to RUN/fidelity.json:
+spread evenly over the accuracy range of the rest) and trains each with K seeds (seed k is the
+run's seed + k, the seeds the search's racing uses) the way a deployed network is trained: on the
+whole training split (the proxy's `subset` off), at the network's input size, for `--epochs`
+(default: the deployment the run's proxy was calibrated against, else 4x the proxy's), scored on
+the run's validation split (the official test split is never used). It makes sure each also has
+K proxy evaluations (the run's own trials.jsonl records are reused; the missing ones are trained). `--same-subset` instead trains longer on the proxy's own
+training subset, the check this command made before: it says how much the short schedule alone
+changes the ranking, not whether the ranking holds for a deployed network, and the report says so.
 
-* per architecture: proxy mean ± std and long mean ± std over the K seeds;
+Every evaluation runs on Ray Tune (`nas.jobs`, `nas.raytune.trainable`) with the search's resource
+options and is appended as it finishes to RUN/fidelity-deploy.jsonl (deployment-like) or
+RUN/fidelity.jsonl (proxy evaluations, and the long ones of --same-subset); a second invocation
+trains only what is missing (a failed evaluation is tried again). The report, printed and written
+to RUN/fidelity.json:
+
+* per architecture: proxy mean ± std and long (reference) mean ± std over the K seeds;
 * Kendall τ and Spearman ρ between the proxy's means and the long means, and between the proxy's
   first seed alone (what a one-seed search sees) and the long means;
+* the reference's own test-retest τ (its first seed vs its second): how well one seed of the
+  training you deploy ranks like another, the bar for a proxy; next to it the proxy's one-seed τ
+  against the reference's single seeds (the mean over seed pairs, the like-for-like number) and
+  its share of the reference's test-retest τ;
 * the proxy's test-retest τ: first seed vs second seed, same architectures;
 * the mean seed std of the proxy and of long training; the range of long means in units of
   the long seed std (how much there is to rank at all);
@@ -26,34 +39,37 @@ is appended to RUN/fidelity.jsonl as it finishes; a second invocation trains onl
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nas import pareto
-from nas.cli import (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, ArgumentParser, Terminated, shell_command,
-                     stop_on_sigterm)
-from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate
+from nas.cli import (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, ArgumentParser, Terminated, add_resource_options,
+                     shell_command, stop_on_sigterm)
+from nas.options import UsageError
+from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, write_atomic
 from nas.runlock import RunLock
+from nas.train import ProxyConfig
 
-__all__ = ['FIDELITY_RECORDS', 'FIDELITY_JSON', 'FidelityOptions', 'Job', 'ArchFidelity', 'pick_archs', 'plan_jobs',
-           'fidelity_stats', 'long_front', 'report', 'format_table', 'check', 'main']
+if TYPE_CHECKING:  # nas.jobs imports Ray: only the check itself needs it, not the dashboard
+    from nas.jobs import Job
 
-FIDELITY_RECORDS = 'fidelity.jsonl'  # every evaluation of the check, appended like trials.jsonl
+__all__ = ['FIDELITY_RECORDS', 'DEPLOY_RECORDS', 'FIDELITY_JSON', 'FidelityOptions', 'ArchFidelity', 'pick_archs',
+           'deployment', 'plan_jobs', 'rank_corr', 'fidelity_stats', 'long_front', 'report', 'format_table', 'check',
+           'main']
+
+FIDELITY_RECORDS = 'fidelity.jsonl'  # the check's proxy evaluations (and --same-subset's long ones), like trials.jsonl
+DEPLOY_RECORDS = 'fidelity-deploy.jsonl'  # its deployment-like evaluations
 FIDELITY_JSON = 'fidelity.json'  # the report
-
-
-class UsageError(ValueError):
-    """Bad input: one line on the command line, exit 2."""
+DEPLOYMENT, SAME_SUBSET = 'deployment', 'same subset'  # what the long training is (fidelity.json 'reference')
 
 
 # --------------------------------------------------------------------------- what to train
@@ -80,36 +96,33 @@ def pick_archs(archs: Sequence[ArchResult], front: Sequence[ArchResult], n: int)
     return out
 
 
-@dataclass(frozen=True)
-class Job:
-    """One evaluation to run: an architecture at a seed for a number of epochs."""
-
-    arch_id: str
-    arch: dict[str, Any]
-    seed: int
-    epochs: int
-
-    def config(self) -> dict[str, Any]:
-        """The Ray trainable's config (nas.raytune.trainable)."""
-        return {'arch_id': self.arch_id, 'arch': self.arch, 'seed': self.seed, 'epochs': self.epochs}
+def deployment(proxy: ProxyConfig, input_size: Sequence[int], epochs: int) -> ProxyConfig:
+    """Deployment-like training of a proxy's networks: the whole training split (no `subset`) at the
+    networks' input size (the proxy's image size when the input is not square), for `epochs`,
+    scored on the proxy's validation split (same `val_fraction`; the same seed gives the same split)."""
+    h, w = input_size
+    return replace(proxy, subset=None, image_size=h if h == w else proxy.image_size, epochs=epochs)
 
 
-def _done(records: Sequence[TrialRecord]) -> set[tuple[str, int, int]]:
-    """(arch id, seed, epochs) of the complete evaluations. Only complete ones count as done: a
-    failed one (out of memory with too many at once, say) is tried again by the next invocation."""
-    return {(r.arch_id, int(r.seed), r.epochs) for r in records
-            if r.status == 'complete' and r.accuracy is not None and r.seed is not None}
+def default_epochs(config: RunConfig) -> int:
+    """The reference training's epochs when --epochs is not given: the deployment the run's proxy
+    was calibrated against (run.yaml `calibration`, from `nas.search --proxy`), else 4x the proxy's."""
+    deploy = (config.calibration or {}).get('deploy') or {}
+    return int(deploy['epochs']) if deploy.get('epochs') else 4 * config.proxy.epochs
 
 
-def plan_jobs(picked: Sequence[ArchResult], run_records: Sequence[TrialRecord], records: Sequence[TrialRecord],
-              seeds: Sequence[int], proxy_epochs: int, long_epochs: int) -> list[Job]:
-    """The evaluations still missing: for every picked architecture and seed, a proxy one (unless
-    the run's trials.jsonl or fidelity.jsonl has it) and a long one (unless fidelity.jsonl has it).
-    Long ones first: they take longest, and the proxy's are often all in the run already."""
-    done = _done(run_records) | _done(records)
-    jobs = [Job(a.arch_id, a.arch, s, e) for e in (long_epochs, proxy_epochs) for a in picked for s in seeds
-            if (a.arch_id, s, e) not in done]
-    return jobs
+def plan_jobs(picked: Sequence[ArchResult], seeds: Sequence[int], proxy_epochs: int, long_epochs: int,
+              same_subset: bool = False) -> list[Job]:
+    """Every evaluation of the check: per picked architecture and seed a long one (on dataset
+    'deploy', into DEPLOY_RECORDS; with `same_subset` on dataset 'proxy', into FIDELITY_RECORDS)
+    and a proxy one (dataset 'proxy', FIDELITY_RECORDS). Long ones first: they take longest, and
+    the proxy's are often all in the run already (`nas.jobs.missing` leaves out what is done)."""
+    from nas.jobs import Job
+
+    long = ('proxy', FIDELITY_RECORDS, SAME_SUBSET) if same_subset else ('deploy', DEPLOY_RECORDS, DEPLOYMENT)
+    stages = [(*long, long_epochs), ('proxy', FIDELITY_RECORDS, 'proxy', proxy_epochs)]
+    return [Job(a.arch_id, a.arch, s, data, epochs, file, f'{label}, {epochs} epochs:')
+            for data, file, label, epochs in stages for a in picked for s in seeds]
 
 
 # --------------------------------------------------------------------------- the statistics
@@ -153,7 +166,7 @@ def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
-def _rank_corr(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, float | None]:
+def rank_corr(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, float | None]:
     """Kendall τ (tau-b: ties count) and Spearman ρ; None below 3 points or for constant input."""
     from scipy import stats
 
@@ -167,33 +180,58 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def pair_tau(a: Sequence[Mapping[int, float]], b: Sequence[Mapping[int, float]],
+             seeds: Sequence[int]) -> float | None:
+    """Kendall τ between one seed of `a` and one seed of `b` (per architecture: seed -> value),
+    averaged over every pair of seeds (the like-for-like number for a test-retest τ); None when no
+    pair has a τ."""
+    taus = []
+    for s, t in itertools.product(seeds, seeds):
+        rows = [(x[s], y[t]) for x, y in zip(a, b) if s in x and t in y]
+        taus.append(rank_corr([r[0] for r in rows], [r[1] for r in rows])[0])
+    return _mean(taus)
+
+
+def retest_tau(values: Sequence[Mapping[int, float]], seeds: Sequence[int]) -> float | None:
+    """Kendall τ of the first seed against the second, over the architectures that have both."""
+    if len(seeds) < 2:
+        return None
+    rows = [(v[seeds[0]], v[seeds[1]]) for v in values if seeds[0] in v and seeds[1] in v]
+    return rank_corr([r[0] for r in rows], [r[1] for r in rows])[0]
+
+
 def fidelity_stats(archs: Sequence[ArchFidelity], seeds: Sequence[int]) -> dict[str, Any]:
     """The fidelity numbers of architectures with both proxy and long accuracies.
 
     Args:
         archs: the architectures.
         seeds: the seeds in order; the first is what a one-seed search sees, the first two make
-            the test-retest pair.
+            the test-retest pairs.
 
     Returns:
         kendall_tau, spearman_rho (proxy means vs long means), seed0_kendall_tau,
         seed0_spearman_rho (the first seed's proxy accuracy vs long means), test_retest_tau
-        (proxy, first seed vs second seed), proxy_seed_std and long_seed_std (the mean over
+        (proxy, first seed vs second seed), long_test_retest_tau (the same for long training: how
+        well the reference agrees with itself), pair_kendall_tau (one proxy seed vs one long seed,
+        averaged over the seed pairs: like for like with long_test_retest_tau), retest_share
+        (pair_kendall_tau / long_test_retest_tau), proxy_seed_std and long_seed_std (the mean over
         architectures of the std over seeds), long_range (best minus worst long mean),
         long_range_over_seed_std, architectures (how many were compared). A number that is
         undefined (too few architectures or seeds, constant accuracies) is None.
     """
     both = [a for a in archs if a.proxy and a.long]
     proxy, long = [a.proxy_mean for a in both], [a.long_mean for a in both]
-    tau, rho = _rank_corr(proxy, long)
+    tau, rho = rank_corr(proxy, long)
     first = [a for a in both if seeds and seeds[0] in a.proxy]
-    tau0, rho0 = _rank_corr([a.proxy[seeds[0]] for a in first], [a.long_mean for a in first]) if first else (None, None)
-    pair = [a for a in both if len(seeds) > 1 and seeds[0] in a.proxy and seeds[1] in a.proxy]
-    retest = _rank_corr([a.proxy[seeds[0]] for a in pair], [a.proxy[seeds[1]] for a in pair])[0] if pair else None
+    tau0, rho0 = rank_corr([a.proxy[seeds[0]] for a in first], [a.long_mean for a in first]) if first else (None, None)
+    long_retest = retest_tau([a.long for a in both], seeds)
+    pair = pair_tau([a.proxy for a in both], [a.long for a in both], seeds)
     long_std = _mean([a.long_std for a in both])
     spread = (max(long) - min(long)) if long else None
     return {'architectures': len(both), 'kendall_tau': tau, 'spearman_rho': rho, 'seed0_kendall_tau': tau0,
-            'seed0_spearman_rho': rho0, 'test_retest_tau': retest,
+            'seed0_spearman_rho': rho0, 'test_retest_tau': retest_tau([a.proxy for a in both], seeds),
+            'long_test_retest_tau': long_retest, 'pair_kendall_tau': pair,
+            'retest_share': pair / long_retest if pair is not None and long_retest else None,
             'proxy_seed_std': _mean([a.proxy_std for a in both]), 'long_seed_std': long_std,
             'long_range': spread,
             'long_range_over_seed_std': spread / long_std if spread is not None and long_std else None}
@@ -218,12 +256,15 @@ def long_front(archs: Sequence[ArchFidelity], objectives: Sequence[str]) -> list
 
 
 def report(archs: Sequence[ArchFidelity], proxy_front: Sequence[str], objectives: Sequence[str],
-           seeds: Sequence[int], proxy_epochs: int, long_epochs: int) -> dict[str, Any]:
-    """fidelity.json's contents (without the run's name and the minutes)."""
+           seeds: Sequence[int], proxy_epochs: int, long_epochs: int,
+           reference: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """fidelity.json's contents (without the run's name and the minutes). `reference` says what the
+    long training is: {'reference': 'deployment' or 'same subset', 'long_train_images': N,
+    'long_image_size': S}."""
     lf = long_front(archs, objectives)
     return {
         'objectives': list(objectives), 'seeds': list(seeds), 'proxy_epochs': proxy_epochs, 'long_epochs': long_epochs,
-        **fidelity_stats(archs, seeds),
+        **(reference or {}), **fidelity_stats(archs, seeds),
         'proxy_front': list(proxy_front), 'long_front': lf,
         'proxy_front_kept': [a for a in proxy_front if a in lf],
         'archs': [{'arch_id': a.arch_id, 'reference': a.reference, 'on_proxy_front': a.arch_id in proxy_front,
@@ -245,25 +286,42 @@ def _num(x: float | None, fmt: str = '.2f') -> str:
     return '-' if x is None else format(x, fmt)
 
 
+def long_label(summary: Mapping[str, Any]) -> str:
+    """What the long training of a report is, in words."""
+    if summary.get('reference') == DEPLOYMENT:
+        images = summary.get('long_train_images')
+        return (f"deployment-like training ({'all ' + format(images, ',') if images else 'all'} training images"
+                f"{', %dpx' % summary['long_image_size'] if summary.get('long_image_size') else ''}, "
+                f"{summary['long_epochs']} epochs)")
+    return (f"longer training on the proxy's own subset ({summary['long_epochs']} epochs; not deployment: "
+            f"python -m nas.fidelity without --same-subset checks that)")
+
+
 def format_table(summary: Mapping[str, Any]) -> str:
     """The report for the terminal."""
     k = len(summary['seeds'])
-    lines = [f"  {'arch id':12}  {'proxy %s ep. (%d seeds)' % (summary['proxy_epochs'], k):>22}  "
-             f"{'long %s ep. (%d seeds)' % (summary['long_epochs'], k):>22}  front: proxy → long"]
+    long = 'deploy' if summary.get('reference') == DEPLOYMENT else 'long'
+    lines = [f"against {long_label(summary)}",
+             f"  {'arch id':12}  {'proxy %s ep. (%d seeds)' % (summary['proxy_epochs'], k):>22}  "
+             f"{'%s %s ep. (%d seeds)' % (long, summary['long_epochs'], k):>22}  front: proxy → {long}"]
     for a in summary['archs']:
         lines.append(f"  {a['arch_id']:12}  {_pct(a['proxy_mean'], a['proxy_std']):>22}  "
                      f"{_pct(a['long_mean'], a['long_std']):>22}  {'●' if a['on_proxy_front'] else '·'} → "
                      f"{'●' if a['on_long_front'] else '·'}  {a['reference'] or ''}")
     s = summary
+    second = s['seeds'][1] if k > 1 else '?'
     lines += [
         f"\nKendall τ {_num(s['kendall_tau'])}, Spearman ρ {_num(s['spearman_rho'])} between the proxy's means and "
-        f"the long means of {s['architectures']} architectures; the proxy's first seed alone: τ "
+        f"the {long} means of {s['architectures']} architectures; the proxy's first seed alone: τ "
         f"{_num(s['seed0_kendall_tau'])}, ρ {_num(s['seed0_spearman_rho'])}",
-        f"test-retest τ (proxy, seed {s['seeds'][0]} vs seed {s['seeds'][1] if k > 1 else '?'}): "
-        f"{_num(s['test_retest_tau'])}",
-        f"seed std: proxy {_pct(s['proxy_seed_std'])} points, long {_pct(s['long_seed_std'])} points; long means span "
-        f"{_pct(s['long_range'])} points = {_num(s['long_range_over_seed_std'], '.1f')} long seed stds",
-        f"front of the long means: {', '.join(s['long_front']) or 'none'}; {len(s['proxy_front_kept'])} of "
+        f"the {long} training's own test-retest τ (seed {s['seeds'][0]} vs seed {second}): "
+        f"{_num(s.get('long_test_retest_tau'))}; one proxy seed vs one {long} seed: τ "
+        f"{_num(s.get('pair_kendall_tau'))}, {_num(s.get('retest_share'))} of it (at 1, one proxy seed ranks like "
+        f"one {long} seed as well as another {long} seed does)",
+        f"the proxy's test-retest τ (seed {s['seeds'][0]} vs seed {second}): {_num(s['test_retest_tau'])}",
+        f"seed std: proxy {_pct(s['proxy_seed_std'])} points, {long} {_pct(s['long_seed_std'])} points; {long} means "
+        f"span {_pct(s['long_range'])} points = {_num(s['long_range_over_seed_std'], '.1f')} {long} seed stds",
+        f"front of the {long} means: {', '.join(s['long_front']) or 'none'}; {len(s['proxy_front_kept'])} of "
         f"{len(s['proxy_front'])} proxy front points stay on it"
         + (f" ({', '.join(s['proxy_front_kept'])})" if s['proxy_front_kept'] else ''),
     ]
@@ -271,46 +329,6 @@ def format_table(summary: Mapping[str, Any]) -> str:
         lines.append(f"{s.get('evaluations_run', 0)} evaluations trained in {s['minutes']:.1f} min; "
                      f"{s.get('evaluations_reused', 0)} proxy evaluations reused from the run")
     return '\n'.join(lines)
-
-
-# --------------------------------------------------------------------------- the Ray side
-
-def job_trainable(config: dict[str, Any], **kwargs: Any) -> None:
-    """`nas.raytune.trainable` on the grid's job (the grid varies one key, 'job')."""
-    from nas.raytune import trainable
-
-    trainable(config['job'], **kwargs)
-
-
-def _run_jobs(run: RunFolder, jobs: Sequence[Job], data: Any, settings: Any, cpus_per_trial: float,
-              gpus_per_trial: float, max_concurrent: int | None, address: str | None, start: float) -> None:
-    """One Tune run over the fixed list of evaluations (a grid over the list, no searcher)."""
-    import ray
-    from ray import tune
-
-    from nas.raytune import FidelityRecorder, check_resources, fitting_trials, ray_session, trial_dirname
-    from nas.options import UsageError as SearchUsageError
-
-    with ray_session(address):
-        resources = ray.cluster_resources()
-        try:
-            check_resources(resources, cpus_per_trial, gpus_per_trial, address)
-        except SearchUsageError as e:
-            raise UsageError(str(e)) from None
-        fn = tune.with_parameters(job_trainable, data=[ray.put(data)], settings=settings, threads=max(1, int(cpus_per_trial)))
-        tuner = tune.Tuner(
-            tune.with_resources(fn, {'cpu': cpus_per_trial, 'gpu': gpus_per_trial}),
-            param_space={'job': tune.grid_search([j.config() for j in jobs])},
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=max_concurrent or fitting_trials(resources, cpus_per_trial, gpus_per_trial),
-                reuse_actors=True, trial_dirname_creator=trial_dirname),
-            run_config=tune.RunConfig(
-                name=f"fidelity-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str((run.path / 'ray').resolve()),
-                callbacks=[FidelityRecorder(run, FIDELITY_RECORDS, len(jobs), start)],
-                verbose=0, failure_config=tune.FailureConfig(max_failures=0),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
-        tuner.fit()  # results are read from fidelity.jsonl, not from Tune's ResultGrid
 
 
 # --------------------------------------------------------------------------- the check
@@ -323,6 +341,7 @@ class FidelityOptions:
     archs: int = 12
     epochs: int | None = None  # None: 4x the run's proxy epochs
     seeds: int = 2
+    same_subset: bool = False  # the long training on the proxy's subset (the old check), not deployment-like
     data_dir: Path | None = None  # None: the run's
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: 1 when CUDA is present, else 0
@@ -330,21 +349,24 @@ class FidelityOptions:
     address: str | None = None
 
 
-def _gather(picked: Sequence[ArchResult], records: Sequence[TrialRecord], seeds: Sequence[int], proxy_epochs: int,
-            long_epochs: int, objectives: Sequence[str]) -> list[ArchFidelity]:
-    """Per picked architecture: its complete accuracies at the check's seeds, at both budgets
-    (the first record of an (arch, seed, epochs) wins: a rerun never replaces one)."""
-    out = []
-    for a in picked:
-        acc: dict[int, dict[int, float]] = {proxy_epochs: {}, long_epochs: {}}
-        for r in records:
-            if (r.arch_id == a.arch_id and r.status == 'complete' and r.accuracy is not None and r.seed in seeds
-                    and r.epochs in acc):
-                acc[r.epochs].setdefault(int(r.seed), float(r.accuracy))
-        costs = {o: float(a.value(o)) for o in objectives if o != 'accuracy' and a.value(o) is not None}
-        out.append(ArchFidelity(a.arch_id, dict(sorted(acc[proxy_epochs].items())),
-                                dict(sorted(acc[long_epochs].items())), a.reference, costs))
-    return out
+def _accuracies(a: ArchResult, records: Sequence[TrialRecord], seeds: Sequence[int], epochs: int) -> dict[int, float]:
+    """seed -> accuracy of the complete evaluations of `a` at `epochs` (the first record of a seed wins:
+    a rerun never replaces one)."""
+    acc: dict[int, float] = {}
+    for r in records:
+        if (r.arch_id == a.arch_id and r.status == 'complete' and r.accuracy is not None and r.seed in seeds
+                and r.epochs == epochs):
+            acc.setdefault(int(r.seed), float(r.accuracy))
+    return dict(sorted(acc.items()))
+
+
+def _gather(picked: Sequence[ArchResult], proxy_records: Sequence[TrialRecord], long_records: Sequence[TrialRecord],
+            seeds: Sequence[int], proxy_epochs: int, long_epochs: int, objectives: Sequence[str]) -> list[ArchFidelity]:
+    """Per picked architecture: its complete accuracies at the check's seeds, proxy and long."""
+    return [ArchFidelity(a.arch_id, _accuracies(a, proxy_records, seeds, proxy_epochs),
+                         _accuracies(a, long_records, seeds, long_epochs), a.reference,
+                         {o: float(a.value(o)) for o in objectives if o != 'accuracy' and a.value(o) is not None})
+            for a in picked]
 
 
 def check(opts: FidelityOptions) -> dict[str, Any]:
@@ -376,77 +398,99 @@ def _check(opts: FidelityOptions) -> dict[str, Any]:
     except RunError as e:
         raise UsageError(str(e)) from None
     proxy_epochs = config.proxy.epochs
-    long_epochs = opts.epochs if opts.epochs is not None else 4 * proxy_epochs
+    long_epochs = opts.epochs if opts.epochs is not None else default_epochs(config)
     if opts.archs < 2:
         raise UsageError(f'--archs must be at least 2 (a ranking needs two), got {opts.archs}')
     if opts.seeds < 1:
         raise UsageError(f'--seeds must be at least 1, got {opts.seeds}')
-    if long_epochs <= proxy_epochs:
-        raise UsageError(f"--epochs must be more than the run's proxy epochs ({proxy_epochs}), got {long_epochs}")
-    if opts.cpus_per_trial <= 0:
-        raise UsageError(f'--cpus-per-trial must be positive, got {opts.cpus_per_trial}')
-    if opts.max_concurrent is not None and opts.max_concurrent < 1:
-        raise UsageError(f'--max-concurrent must be at least 1, got {opts.max_concurrent}')
+    if long_epochs <= proxy_epochs and opts.same_subset:
+        raise UsageError(f"--epochs must be more than the run's proxy epochs ({proxy_epochs}) with --same-subset, "
+                         f"got {long_epochs}")
+    if long_epochs < proxy_epochs:
+        raise UsageError(f"--epochs must be at least the run's proxy epochs ({proxy_epochs}), got {long_epochs}")
+    from nas.jobs import Resources, missing, run_jobs, sized
+
+    resources = Resources(opts.cpus_per_trial, opts.gpus_per_trial, opts.max_concurrent, opts.address).checked()
     objectives = list(config.objectives)
     run_records = run.trials()
-    archs = aggregate(run_records)
     front = run.front(objectives)
-    picked = pick_archs(archs, front, opts.archs)
+    picked = pick_archs(aggregate(run_records), front, opts.archs)
     front_ids = [a.arch_id for a in front]
     if len(picked) < 2:
         raise UsageError(f'{run.path}: {len(picked)} complete architecture(s); the check needs at least 2')
     seeds = [config.seed + k for k in range(opts.seeds)]
-    jobs = plan_jobs(picked, run_records, run.trials(FIDELITY_RECORDS), seeds, proxy_epochs, long_epochs)
-    n_long = sum(j.epochs == long_epochs for j in jobs)
+    in_run = {(FIDELITY_RECORDS, r.arch_id, int(r.seed), r.epochs) for r in run_records
+              if r.status == 'complete' and r.seed is not None}
+    jobs = missing(plan_jobs(picked, seeds, proxy_epochs, long_epochs, opts.same_subset), run, in_run)
+    long_file = FIDELITY_RECORDS if opts.same_subset else DEPLOY_RECORDS
+    n_long = sum(j.file == long_file and j.epochs == long_epochs for j in jobs)
+    deploy = deployment(config.proxy, config.space.get('input_size') or [config.proxy.image_size] * 2, long_epochs)
+    proxies = {'proxy': config.proxy, 'deploy': deploy}
+    what = 'the same subset, longer (not deployment)' if opts.same_subset else 'deployment-like'
     print(f"{run.path}: {len(picked)} architectures ({sum(a.arch_id in front_ids for a in picked)} on the front), seeds "
-          f"{', '.join(map(str, seeds))}; {proxy_epochs} epochs (the proxy) vs {long_epochs}; to train: {n_long} long and "
-          f"{len(jobs) - n_long} proxy evaluations", flush=True)
+          f"{', '.join(map(str, seeds))}; {proxy_epochs} epochs (the proxy) vs {long_epochs} epochs {what}; to train: "
+          f"{n_long} long and {len(jobs) - n_long} proxy evaluations", flush=True)
+    datasets = {}
     if jobs:
-        import torch
-
-        gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
-        data_dir = opts.data_dir or config.options.get('data_dir')
         from nas.data import DataError
         from nas.trial import TrialSettings
 
+        data_dir = opts.data_dir or config.options.get('data_dir')
         try:  # the run's data and split: its split seed is the run's seed
-            data = config.proxy.load_data(data_dir, seed=config.seed)
+            datasets = {k: proxies[k].load_data(data_dir, seed=config.seed) for k in {j.data for j in jobs}}
         except DataError as e:
             raise UsageError(str(e)) from None
-        settings = TrialSettings(proxy=config.proxy, num_classes=data.num_classes, limits=dict(config.limits),
-                                 device='cuda' if gpus > 0 else 'cpu', measure=())  # costs are the run's
-        _run_jobs(run, jobs, data, settings, opts.cpus_per_trial, gpus, opts.max_concurrent, opts.address, start)
+        num_classes = next(iter(datasets.values())).num_classes
+        settings = TrialSettings(proxy=config.proxy, num_classes=num_classes, limits=dict(config.limits),
+                                 device=resources.device, measure=())  # costs are the run's
+        run_jobs(run, sized(jobs, datasets), datasets, settings, resources, name='fidelity', start=start)
     records = run.trials(FIDELITY_RECORDS)
+    long_records = [*run_records, *records] if opts.same_subset else run.trials(DEPLOY_RECORDS)
     reused = {(r.arch_id, r.seed) for r in run_records if r.status == 'complete' and r.epochs == proxy_epochs}
-    rows = _gather(picked, [*run_records, *records], seeds, proxy_epochs, long_epochs, objectives)
+    rows = _gather(picked, [*run_records, *records], long_records, seeds, proxy_epochs, long_epochs, objectives)
+    if opts.same_subset:
+        reference = {'reference': SAME_SUBSET, 'long_image_size': config.proxy.image_size,
+                     'long_train_images': config.data.train_images}
+    else:
+        reference = {'reference': DEPLOYMENT, 'long_image_size': deploy.image_size,
+                     'long_train_images': len(datasets['deploy'].train_y) if 'deploy' in datasets else
+                     _previous(run, DEPLOYMENT).get('long_train_images')}
     summary = {'run': str(run.path),
-               **report(rows, [i for i in front_ids if i in {a.arch_id for a in picked}], objectives, seeds, proxy_epochs, long_epochs),
+               **report(rows, [i for i in front_ids if i in {a.arch_id for a in picked}], objectives, seeds,
+                        proxy_epochs, long_epochs, reference),
                'evaluations_run': len(jobs),
                'evaluations_reused': sum((a.arch_id, s) in reused for a in picked for s in seeds),
-               'failed': sum(r.status != 'complete' for r in records),
+               'failed': sum(r.status != 'complete' for r in [*records, *run.trials(DEPLOY_RECORDS)]),
                'minutes': (time.perf_counter() - start) / 60,  # this invocation's wall time
-               'train_minutes': sum(r.seconds for r in records) / 60}  # every evaluation's, resumes included
-    tmp = run.path / (FIDELITY_JSON + '.tmp')
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False))
-    os.replace(tmp, run.path / FIDELITY_JSON)
+               'train_minutes': sum(r.seconds for r in [*records, *run.trials(DEPLOY_RECORDS)]) / 60}
+    write_atomic(run.path / FIDELITY_JSON, json.dumps(summary, indent=2, allow_nan=False))
     return summary
+
+
+def _previous(run: RunFolder, reference: str) -> dict[str, Any]:
+    """The last report against `reference`, if any: what an invocation that loads no data does not
+    know again (how many training images the reference had)."""
+    try:
+        summary = json.loads((run.path / FIDELITY_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) and summary.get('reference') == reference else {}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog='python -m nas.fidelity', description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('run', type=Path, help='the run folder (results/<run>)')
     p.add_argument('--archs', type=int, default=12, help='architectures to check: the front, then spread over accuracy')
-    p.add_argument('--epochs', type=int, default=None, help="long training's epochs; default: 4x the run's proxy epochs")
+    p.add_argument('--epochs', type=int, default=None,
+                   help="the reference training's epochs; default: those of the deployment the run's proxy was "
+                        "calibrated against (nas.calibrate), else 4x the run's proxy epochs")
     p.add_argument('--seeds', type=int, default=2, help="seeds per architecture and budget (the run's seed + 0, 1, ...)")
+    p.add_argument('--same-subset', action='store_true',
+                   help="compare with longer training on the proxy's own training subset (the old check: the short "
+                        "schedule's effect alone) instead of deployment-like training on the whole training split")
     p.add_argument('--data-dir', type=Path, default=None, help="the dataset's folder; default: the run's")
-    g = p.add_argument_group('resources (as for python -m nas.search)')
-    g.add_argument('--cpus-per-trial', type=float, default=1.0, help='CPUs per evaluation (torch threads)')
-    g.add_argument('--gpus-per-trial', type=float, default=None,
-                   help='GPUs per evaluation, fractions allowed; default: 1 when CUDA is present, else 0')
-    g.add_argument('--max-concurrent', type=int, default=None, help='evaluations at once; default: as resources allow')
-    g.add_argument('--address', default=None,
-                   help="join an existing Ray cluster ('auto' or host:port); default: a local Ray for this check")
+    add_resource_options(p)
     return p
 
 

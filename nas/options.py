@@ -51,7 +51,8 @@ class SearchOptions:
     race: int = 3  # seeds for the front and the points within its noise (1: no racing)
     race_share: float = 0.3  # noise-band re-evaluations, at most this share of the budget
     early_stop: bool = False
-    dataset: str | None = None  # proxy overrides; None: the space file's proxy section
+    proxy: Path | None = None  # a proxy: file (nas.calibrate's proxy.yaml) in place of the space file's proxy section
+    dataset: str | None = None  # proxy overrides; None: the space file's (or --proxy's) proxy section
     data_dir: Path | None = None
     epochs: int | None = None
     subset: float | None = None
@@ -74,7 +75,7 @@ class SearchOptions:
         if unknown:
             raise UsageError(f"unknown option {unknown[0]!r}; options: {', '.join(f.name for f in fields(cls))}")
         opts = cls(**d)
-        for key in ('space', 'data_dir', 'results_dir'):
+        for key in ('space', 'data_dir', 'results_dir', 'proxy'):
             if getattr(opts, key) is not None:
                 setattr(opts, key, Path(getattr(opts, key)))
         return opts

@@ -554,35 +554,6 @@ class Recorder(tune.Callback):
               f'~{_hms(remaining)} left', flush=True)
 
 
-class FidelityRecorder(tune.Callback):
-    """The fidelity check's only writer (nas.fidelity): every finished evaluation, complete or not,
-    is appended to `file` in the run folder as it finishes (a killed check loses nothing done),
-    with a progress line. Trials carry their job in config['job']."""
-
-    def __init__(self, run: RunFolder, file: str, total: int, start: float):
-        self.run, self.file, self.total, self.start = run, file, total, start
-        self.number = len(run.trials(file))
-        self.finished = 0
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._record(record_from_result(dict(trial.last_result or {}), trial.config['job']), trial)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._record(record_from_result(dict(trial.last_result or {}), trial.config['job'], error=True,
-                                        message=_error_line(trial)), trial)
-
-    def _record(self, record: TrialRecord, trial: Any) -> None:
-        job = trial.config['job']
-        record.number, record.weights = self.number, None  # the check keeps no weights
-        record.seed = job['seed']  # a trial that never reported has no record of its own
-        self.run.append(record, self.file)
-        self.number += 1
-        self.finished += 1
-        what = f'acc {record.accuracy:.4f}' if record.status == 'complete' else f'{record.status}: {record.error}'
-        print(f"[{self.finished:>3}/{self.total}] {_hms(time.perf_counter() - self.start)} {record.arch_id} seed "
-              f"{record.seed}, {job['epochs']} epochs: {what}", flush=True)
-
-
 class FailureStopper(Stopper):
     """Stops the whole search once the recorder has counted more than `max_failures` failures."""
 

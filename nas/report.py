@@ -13,8 +13,11 @@ from nas.results import RunFolder
 
 if TYPE_CHECKING:
     from nas.data import Dataset
+    from nas.options import SearchOptions
+    from nas.space import SearchSpace
+    from nas.train import ProxyConfig
 
-__all__ = ['front_report', 'noise_line', 'long_trial_note', 'small_data_note', 'listed']
+__all__ = ['front_report', 'noise_line', 'long_trial_note', 'small_data_note', 'proxy_note', 'listed']
 
 # A trial that trains on more images x epochs than this takes minutes rather than seconds on a CPU:
 # the digits proxy (1,150 images x 10 epochs) takes 2-6 s on 2 cores, and Fashion-MNIST from disk
@@ -56,7 +59,7 @@ def listed(ids: list[str], most: int = 5) -> str:
 
 def noise_line(summary: dict[str, Any], folder: RunFolder) -> str:
     """One line: the proxy's seed noise against the gaps between the front's points, and the check."""
-    check = f'check the proxy against longer training: {shell_command("fidelity", folder.path)}'
+    check = f'check the proxy against the training you deploy: {shell_command("fidelity", folder.path)}'
     if summary['seed_std'] is None:
         return f'seed noise: unknown (no architecture has 2 seeds; --race 3 re-evaluates the front); {check}'
     accs = sorted(row['accuracy'] for row in summary['front'])
@@ -89,3 +92,27 @@ def small_data_note(data: Dataset) -> str | None:
     return (f'warning: {data.name} gives only {train} training and {val} validation images for {data.num_classes} '
             f'classes: an accuracy on {val} images moves in steps of {100 / max(1, val):.1f} points, so the search '
             f'ranks mostly noise; use more images (--subset, the dataset)')
+def proxy_note(space: SearchSpace, opts: SearchOptions, proxy: ProxyConfig, calibration: dict[str, Any]) -> str | None:
+    """A line for the start of a search on a proxy that was never fitted to its data (another dataset
+    than the space file's proxy, and no --proxy): the command that fits it. With --proxy, the line
+    says which calibration it is and whether it qualified, and warns if it was fitted to another
+    dataset or space. None for the space's own proxy on its own data."""
+    fit = shell_command('calibrate', '--space', opts.space, '--dataset', proxy.dataset,
+                        *(['--data-dir', opts.data_dir] if opts.data_dir else []),
+                        *(['--seed', str(opts.seed)] if opts.seed else []))
+    what = (f"{proxy.subset or 'all'} images x {proxy.epochs} epochs at {proxy.image_size}px")
+    if opts.proxy is None:
+        if proxy.dataset == space.proxy.dataset:
+            return None
+        return (f'note: this proxy ({what}) was fitted to {space.proxy.dataset}, never to {proxy.dataset}: it may rank '
+                f'networks unlike the training you deploy; fit it with: {fit}, then search with --proxy '
+                f'<its folder>/proxy.yaml')
+    if not calibration.get('folder'):
+        return f'proxy: {opts.proxy} ({what}, rank signal {proxy.rank_by}), not from python -m nas.calibrate'
+    status = ('qualified' if calibration.get('qualified') else
+              'not qualified (no candidate reached the bar; this is the closest)')
+    other = [f"dataset {calibration.get('dataset')}" if calibration.get('dataset') != proxy.dataset else '',
+             f"space {calibration.get('space')}" if calibration.get('space_fingerprint') != space.fingerprint else '']
+    other = [o for o in other if o]
+    return (f"proxy: {what}, rank signal {proxy.rank_by}, calibrated in {calibration['folder']}: {status}"
+            + (f"; but calibrated for {' and '.join(other)}: recalibrate with {fit}" if other else ''))

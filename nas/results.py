@@ -85,6 +85,7 @@ class TrialRecord:
     epochs: int = 0  # epochs trained: the fidelity reached
     seconds: float = 0.0  # wall time of the trial (cost measurement + training + evaluation)
     train_seconds: float = 0.0  # of which training and evaluation
+    cpu_seconds: float = 0.0  # CPU time of the trial's process over the same span (a cost that machine load does not inflate)
     error: str | None = None
     reference: str | None = None  # 'all_conv' | 'all_acmix' | 'paper' for the reference points
     optuna_number: int | None = None
@@ -291,6 +292,7 @@ class RunConfig:
     device: str = "cpu"
     options: dict[str, Any] = field(default_factory=dict)
     ray: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # the --proxy file's calibration (nas.calibrate), if any
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back as they were
 
     @classmethod
@@ -300,7 +302,7 @@ class RunConfig:
         kw["proxy"] = ProxyConfig(**{k: v for k, v in (d.get("proxy") or {}).items()
                                      if k in ProxyConfig.__dataclass_fields__})
         kw["data"] = DataInfo(**{k: v for k, v in (d.get("data") or {}).items() if k in DataInfo.__dataclass_fields__})
-        for k in ("limits", "references", "hypervolume_scale", "versions", "options", "ray"):
+        for k in ("limits", "references", "hypervolume_scale", "versions", "options", "ray", "calibration"):
             kw[k] = dict(d.get(k) or {})
         return cls(**kw, extra={k: v for k, v in d.items() if k not in names})
 

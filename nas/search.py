@@ -46,7 +46,7 @@ from nas.cli import (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, ArgumentPars
 from nas.data import DataError, Dataset
 from nas.options import RESUMABLE, SAMPLERS, SearchOptions, UsageError, proxy_changes
 from nas.pareto import COSTS
-from nas.report import front_report, long_trial_note, small_data_note
+from nas.report import front_report, long_trial_note, proxy_note, small_data_note
 from nas.results import RUN_YAML, DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
 from nas.runlock import LOCK_FILE, RunLock, RunLocked
 from nas.space import SearchSpace, SpaceError, load_space
@@ -234,14 +234,20 @@ def _gpus(opts: SearchOptions) -> tuple[float, float | None]:
     return 1 / GPU_GRID, float(memory)
 
 
-def _proxy(space: SearchSpace, opts: SearchOptions) -> ProxyConfig:
-    """The space's proxy with the command line's overrides, checked by the same rules."""
+def _proxy(space: SearchSpace, opts: SearchOptions) -> tuple[ProxyConfig, dict[str, Any]]:
+    """The space's proxy (or the --proxy file's) with the command line's overrides, checked by the
+    same rules, and the --proxy file's calibration ({} without one)."""
+    from nas.calibrate import load_proxy_file
+
+    base, calibration = (space.proxy, {}) if opts.proxy is None else load_proxy_file(opts.proxy)
     changes = proxy_changes(opts)
     try:
-        return replace(space.proxy, **changes).checked()
+        proxy = replace(base, **changes).checked()
     except ProxyError as e:
-        flag = f'--{e.key.replace("_", "-")}' if e.key in changes else f'{space.path}: proxy.{e.key}'
+        where = f'{opts.proxy}' if opts.proxy is not None else f'{space.path}'
+        flag = f'--{e.key.replace("_", "-")}' if e.key in changes else f'{where}: proxy.{e.key}'
         raise UsageError(f'{flag}: {e.msg}') from None
+    return proxy, ({'file': str(opts.proxy), **calibration} if opts.proxy is not None else {})
 
 
 def _hypervolume_scale(space: SearchSpace, num_classes: int, objectives: list[str]) -> dict[str, float]:
@@ -256,7 +262,7 @@ def _hypervolume_scale(space: SearchSpace, num_classes: int, objectives: list[st
 
 
 def _new_config(folder: RunFolder, opts: SearchOptions, space: SearchSpace, proxy: ProxyConfig, data: Dataset,
-                gpus: float, command: str) -> RunConfig:
+                gpus: float, command: str, calibration: dict[str, Any]) -> RunConfig:
     return RunConfig(
         name=folder.path.name, created=datetime.now(timezone.utc).isoformat(timespec='seconds'), command=command,
         objectives=opts.objectives, sampler=opts.sampler, seed=opts.seed, limits=opts.limits,
@@ -265,7 +271,7 @@ def _new_config(folder: RunFolder, opts: SearchOptions, space: SearchSpace, prox
         data=DataInfo.of(data), references={name: a.arch_id for name, a in space.reference_points().items()},
         hypervolume_scale=_hypervolume_scale(space, data.num_classes, opts.objectives), versions=package_versions(),
         device='cuda: ' + torch.cuda.get_device_name(0) if gpus > 0 and torch.cuda.is_available() else 'cpu',
-        options=opts.to_dict())
+        options=opts.to_dict(), calibration=calibration)
 
 
 def _load_space(folder: RunFolder, opts: SearchOptions, resumed: bool) -> SearchSpace:
@@ -295,9 +301,11 @@ def _load_space(folder: RunFolder, opts: SearchOptions, resumed: bool) -> Search
     return space
 
 
-def _notes(space: SearchSpace, data: Dataset, proxy: ProxyConfig, opts: SearchOptions) -> list[str]:
-    """Lines for the start of a search whose settings will not do what they seem to."""
-    notes = []
+def _notes(space: SearchSpace, data: Dataset, proxy: ProxyConfig, opts: SearchOptions,
+           calibration: dict[str, Any]) -> list[str]:
+    """Lines for the start of a search whose settings will not do what they seem to, and which
+    calibration its proxy comes from (or that it was never fitted to this data)."""
+    notes = [note for note in [proxy_note(space, opts, proxy, calibration)] if note]
     if math.isfinite(space.size) and opts.budget > space.size:
         notes.append(f'note: --budget {opts.budget} is more than the {int(space.size):,} architectures of this space; '
                      f'the search ends when every one is evaluated')
@@ -316,7 +324,10 @@ def _notes(space: SearchSpace, data: Dataset, proxy: ProxyConfig, opts: SearchOp
 
 def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str, claim: _Claim) -> RunFolder:
     space = _load_space(folder, opts, resumed)
-    proxy = _proxy(space, opts)
+    proxy, calibration = _proxy(space, opts)
+    if resumed and opts.proxy is not None and folder.config().proxy != proxy:
+        raise UsageError(f'--resume: the proxy in {opts.proxy} changed since {folder.path} started; start a new run '
+                         f'for a new proxy')
     gpus, gpu_memory = _gpus(opts)  # for auto: its smallest share of a GPU
     from nas.raytune import check_resources, cluster_address, ray_session
 
@@ -337,7 +348,7 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
                              f'data' + (f' (--data-dir {shlex.quote(str(was))})' if was else '') + ', or start a new run')
         config.options = opts.to_dict()
     else:
-        config = _new_config(folder, opts, space, proxy, data, gpus, command)
+        config = _new_config(folder, opts, space, proxy, data, gpus, command, calibration)
     if address and not opts.address:
         print(f'note: joining the Ray cluster at {address} from the exported RAY_ADDRESS (to run on a local Ray, '
               f'unset it: env -u RAY_ADDRESS python -m nas.search ...)', flush=True)
@@ -369,7 +380,7 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
     size = 'infinitely many' if not math.isfinite(space.size) else f'{int(space.size):,}'
     print(f"{folder.path}: {data.summary()}; space {space.name} ({size} architectures); objectives "
           f"{', '.join(opts.objectives)}; sampler {opts.sampler}, seed {opts.seed}", flush=True)
-    for line in _notes(space, data, proxy, opts):
+    for line in _notes(space, data, proxy, opts, calibration):
         print(line, flush=True)
 
     from nas.raytune import TuneJob, run_tune
@@ -459,6 +470,9 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument('--early-stop', action='store_true', default=dflt('early_stop'),
                    help='stop weak trials early (ASHA on validation accuracy); stopped trials never enter the front')
     g = p.add_argument_group("proxy training (defaults: the space file's proxy section)")
+    g.add_argument('--proxy', type=Path, default=dflt('proxy'), metavar='FILE',
+                   help="a proxy fitted to your data by python -m nas.calibrate (its proxy.yaml) in place of the "
+                        "space file's proxy section; the flags below still override it")
     g.add_argument('--dataset', default=dflt('dataset'),
                    help='digits | cifar10 | cifar100 | mnist | fashion-mnist | imagefolder')
     g.add_argument('--data-dir', type=Path, default=dflt('data_dir'), help='folder with the dataset as distributed')

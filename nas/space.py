@@ -432,19 +432,35 @@ class SearchSpace:
             raise SpaceError(file, f"proxy.{e.key}" if e.key else 'proxy', e.msg) from None
         return proxy if proxy.image_size is not None else replace(proxy, image_size=size[0])
 
-    def _check_geometry(self, file: str | None) -> None:
-        """Every reachable width admits every reachable head count; no stage strides a 1-pixel map."""
-        h, w = self.input_size
+    def _too_small(self, h: int, w: int) -> tuple[int | None, int, int] | None:
+        """Where an h x w input runs out of pixels: (None, h, w) when the stem's reduction exceeds
+        it, (i, map h, map w) when stage i strides its map below 1 pixel; None when it fits."""
         r = self.stem.reduction
         if min(h, w) < r:
-            raise SpaceError(file, 'input_size', f"the stem downsamples by {r}: input {h}x{w} is too small")
+            return None, h, w
         for _ in range(int(math.log2(r))):
             h, w = -(-h // 2), -(-w // 2)
         for i, st in enumerate(self.stages):
             if min(h, w) < st.stride:
-                raise SpaceError(file, f"stages[{i}].stride", f"stage {i} downsamples a {h}x{w} map by "
-                                 f"{st.stride}, below 1 pixel; allowed here: 1 (or a larger input_size)")
+                return i, h, w
             h, w = -(-h // st.stride), -(-w // st.stride)
+        return None
+
+    def fits(self, size: int) -> bool:
+        """Whether a square input of `size` pixels leaves every stage at least one pixel (a proxy's
+        smaller image size, `nas.calibrate`)."""
+        return size >= 1 and self._too_small(size, size) is None
+
+    def _check_geometry(self, file: str | None) -> None:
+        """Every reachable width admits every reachable head count; no stage strides a 1-pixel map."""
+        small = self._too_small(*self.input_size)
+        if small is not None:
+            i, h, w = small
+            if i is None:
+                raise SpaceError(file, 'input_size', f"the stem downsamples by {self.stem.reduction}: input "
+                                 f"{h}x{w} is too small")
+            raise SpaceError(file, f"stages[{i}].stride", f"stage {i} downsamples a {h}x{w} map by "
+                             f"{self.stages[i].stride}, below 1 pixel; allowed here: 1 (or a larger input_size)")
         for i, st in enumerate(self.stages):
             if 'acmix' not in st.decisions['op'].values():
                 continue

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from nas.cli import fault_exit
 from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, dataset_name, load_dataset
+from nas.signals import SIGNALS
 
 if TYPE_CHECKING:
     from nas.arch import Arch
@@ -144,6 +145,7 @@ _PROXY_CHECKS = dict(
     weight_decay=(lambda v: _is_num(v) and v >= 0, "a number >= 0"),
     warmup_epochs=(lambda v: _is_int(v) and v >= 0, "an int >= 0"),
     label_smoothing=(lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    rank_by=(lambda v: v in SIGNALS, f"one of {list(SIGNALS)}"),
 )
 
 
@@ -153,8 +155,10 @@ class ProxyConfig:
 
     This is the search-space YAML's `proxy:` section and run.yaml's `proxy:`. Its one set of
     defaults: the training ones are `TrainConfig`'s, the split is `nas.data.VAL_FRACTION`;
-    `image_size` None means the space's input size. The search's `--dataset`, `--epochs`,
-    `--batch-size` and `--subset` override it (`replace`), checked by the same rules.
+    `image_size` None means the space's input size. `rank_by` is the rank signal the search reads off
+    each training (`nas.signals`; 'accuracy' by default, set by `nas.calibrate`). The search's
+    `--proxy FILE` (a calibrated proxy) replaces it and `--dataset`, `--epochs`, `--batch-size` and
+    `--subset` override it (`replace`), checked by the same rules.
     """
 
     dataset: str = "digits"
@@ -168,6 +172,7 @@ class ProxyConfig:
     weight_decay: float = TrainConfig.weight_decay
     warmup_epochs: int = int(TrainConfig.warmup_epochs)
     label_smoothing: float = TrainConfig.label_smoothing
+    rank_by: str = "accuracy"  # the rank signal read off each training (nas.signals); not a training setting
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProxyConfig":
@@ -198,7 +203,12 @@ class ProxyConfig:
                                                                       "label_smoothing")})
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Its fields; `rank_by` only when it is not the default, so that spaces and runs written before it
+        existed keep their fingerprints (a resumed run must not look like a changed space)."""
+        d = asdict(self)
+        if d["rank_by"] == "accuracy":
+            del d["rank_by"]
+        return d
 
     def train_config(self, seed: int, device: str = "auto") -> TrainConfig:
         """The TrainConfig of one proxy training."""

@@ -93,13 +93,14 @@ def evaluate(arch: Arch, data: Dataset, settings: TrialSettings, seed: int,
         which) or 'infeasible' (over a hard limit, not trained), and the trained model when
         complete.
     """
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     device = torch.device(settings.device)
     record = TrialRecord(number=-1, arch_id=arch.arch_id, arch=arch.to_dict(), status='running', seed=seed,
                          device=str(device), started_at=_now())
 
     def finish(status: str, model: nn.Module | None = None) -> TrialResult:
         record.status, record.seconds, record.finished_at = status, time.perf_counter() - start, _now()
+        record.cpu_seconds = time.process_time() - cpu_start
         return TrialResult(record, model)
 
     torch.manual_seed(seed)  # the initial weights

@@ -7,10 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from nas.arch import Arch
 from nas.dashboard import render_html
-from nas.fidelity import FIDELITY_JSON, FIDELITY_RECORDS, ArchFidelity, fidelity_stats, long_front, pick_archs
+from nas.fidelity import (DEPLOY_RECORDS, FIDELITY_JSON, FIDELITY_RECORDS, ArchFidelity, deployment, fidelity_stats,
+                          long_front, pick_archs)
 from nas.results import RunFolder, TrialRecord, aggregate
+from nas.trial import TrialSettings, evaluate
 from runs import copy_run, small_run  # noqa: F401  (the session's run folder fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +51,18 @@ def test_a_reversed_proxy_ranks_at_minus_one_and_identical_seeds_retest_at_one()
     assert long_front(_archs(proxy, long), ['accuracy', 'macs']) == ['a0', 'a1', 'a2', 'a3', 'a4']
 
 
+def test_the_reference_test_retest_and_the_like_for_like_proxy_tau():
+    # long training: seed 1 swaps the two best of seed 0; the proxy's seeds are long's seeds 0 and 0
+    long = [[0.50, 0.50], [0.60, 0.60], [0.70, 0.80], [0.80, 0.70]]
+    proxy = [[0.10, 0.10], [0.20, 0.20], [0.30, 0.30], [0.40, 0.40]]  # ranks like long's seed 0
+    s = fidelity_stats(_archs(proxy, long), SEEDS)
+    assert s['long_test_retest_tau'] == pytest.approx(4 / 6)  # 6 pairs, 5 concordant, 1 discordant
+    # each proxy seed against long seed 0 (τ 1) and long seed 1 (τ 4/6): the mean of four pairs
+    assert s['pair_kendall_tau'] == pytest.approx((1 + 4 / 6) / 2)
+    assert s['retest_share'] == pytest.approx((1 + 4 / 6) / 2 / (4 / 6))
+    assert fidelity_stats(_archs(proxy, long), [0])['long_test_retest_tau'] is None  # one seed: no retest
+
+
 def test_undefined_statistics_are_none_not_nan():
     one_seed = [ArchFidelity(f'a{i}', {0: 0.5}, {0: 0.5 + i / 10}) for i in range(3)]
     s = fidelity_stats(one_seed, [0])
@@ -77,12 +93,14 @@ def test_fidelity_check_of_a_real_run(small_run, tmp_path):  # noqa: F811
     run = RunFolder(copy_run(small_run, tmp_path / 'run'))  # a copy: the other tests' run stays as it is
     proxy_epochs = run.config().proxy.epochs
     assert fidelity(str(tmp_path / 'nope')).returncode == 2
-    bad = fidelity(str(run.path), '--epochs', str(proxy_epochs))
-    assert bad.returncode == 2 and bad.stderr.count('\n') == 1 and 'Traceback' not in bad.stderr
+    for bad_args in (['--epochs', str(proxy_epochs - 1)], ['--epochs', str(proxy_epochs), '--same-subset'],
+                     ['--epochs', 'three']):
+        bad = fidelity(str(run.path), *bad_args)
+        assert bad.returncode == 2 and bad.stderr.count('\n') == 1 and 'Traceback' not in bad.stderr, bad.stderr
 
     proc = fidelity(str(run.path), '--archs', '3', '--epochs', '3', '--seeds', '2')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    records = run.trials(FIDELITY_RECORDS)
+    records, deployed = run.trials(FIDELITY_RECORDS), run.trials(DEPLOY_RECORDS)
     summary = json.loads((run.path / FIDELITY_JSON).read_text())
     run_records = run.trials()
     assert summary['seeds'] == [0, 1] and summary['long_epochs'] == 3 and summary['proxy_epochs'] == proxy_epochs
@@ -90,14 +108,26 @@ def test_fidelity_check_of_a_real_run(small_run, tmp_path):  # noqa: F811
     front = [a.arch_id for a in run.front()]
     assert [a['arch_id'] for a in summary['archs']][:len(front)] == front[:3]
     picked = {a['arch_id'] for a in summary['archs']}
-    # the run holds seed 0 of every architecture: only seed 1's proxy and both seeds' long ones are trained
-    assert all(r.status == 'complete' for r in records)
-    assert sorted((r.arch_id, r.seed, r.epochs) for r in records) == sorted(
-        [(a, 0, 3) for a in picked] + [(a, 1, 3) for a in picked] + [(a, 1, proxy_epochs) for a in picked])
-    assert summary['evaluations_run'] == len(records) == 9 and summary['evaluations_reused'] == 3
-    assert proc.stdout.count(' epochs: acc ') == 9  # a progress line per evaluation
+    # the run holds seed 0 of every architecture: only seed 1's proxy and both seeds' deployment ones are trained
+    assert all(r.status == 'complete' for r in [*records, *deployed])
+    assert sorted((r.arch_id, r.seed, r.epochs) for r in deployed) == sorted(
+        [(a, 0, 3) for a in picked] + [(a, 1, 3) for a in picked])
+    assert sorted((r.arch_id, r.seed, r.epochs) for r in records) == sorted((a, 1, proxy_epochs) for a in picked)
+    assert summary['evaluations_run'] == len(records) + len(deployed) == 9 and summary['evaluations_reused'] == 3
+    assert proc.stdout.count(': acc ') == 9  # a progress line per evaluation
+    # deployment-like: the whole training split (the proxy trained on a 400-image subset), the same validation
+    # split, the network's input size: the record is what that training gives, to the bit
+    config = run.config()
+    deploy = deployment(config.proxy, config.space['input_size'], 3)
+    data = deploy.load_data(seed=0)
+    assert summary['reference'] == 'deployment' and summary['long_train_images'] == len(data.train_y) > 1000
+    assert torch.equal(data.val_y, config.proxy.load_data(seed=0).val_y)
+    first = next(r for r in deployed if r.seed == 0)
+    torch.set_num_threads(1)
+    again = evaluate(Arch.from_dict(first.arch), data, TrialSettings(proxy=deploy, num_classes=10, measure=()), seed=0)
+    assert again.record.acc_per_epoch == first.acc_per_epoch
     for a in summary['archs']:
-        long = [r for r in records if r.arch_id == a['arch_id'] and r.epochs == 3]
+        long = [r for r in deployed if r.arch_id == a['arch_id']]
         proxy = [r for r in [*run_records, *records] if r.arch_id == a['arch_id'] and r.epochs == proxy_epochs]
         assert sorted(r.seed for r in long) == [0, 1] and sorted(r.seed for r in proxy) == [0, 1]
         assert all(len(r.acc_per_epoch) == 3 for r in long)
@@ -108,19 +138,34 @@ def test_fidelity_check_of_a_real_run(small_run, tmp_path):  # noqa: F811
         assert a['proxy_mean'] == pytest.approx(statistics.mean(a['proxy_accuracies']))
     assert summary['proxy_seed_std'] == pytest.approx(statistics.mean(a['proxy_std'] for a in summary['archs']))
     assert set(summary['proxy_front_kept']) <= set(summary['long_front']) <= picked
-    assert 'Kendall' in proc.stdout and 'test-retest' in proc.stdout
+    assert 'long_test_retest_tau' in summary and 'pair_kendall_tau' in summary
+    assert 'Kendall' in proc.stdout and "deployment-like training (all" in proc.stdout
+    assert "deploy training's own test-retest" in proc.stdout
 
     # resume: nothing is trained again, the report is the same
     again = fidelity(str(run.path), '--archs', '3', '--epochs', '3', '--seeds', '2')
     assert again.returncode == 0, again.stderr[-3000:]
-    assert 'to train: 0 long and 0 proxy' in again.stdout and ' epochs: acc ' not in again.stdout
-    assert len(run.trials(FIDELITY_RECORDS)) == 9
+    assert 'to train: 0 long and 0 proxy' in again.stdout and ': acc ' not in again.stdout
+    assert len(run.trials(FIDELITY_RECORDS)) + len(run.trials(DEPLOY_RECORDS)) == 9
     resumed = json.loads((run.path / FIDELITY_JSON).read_text())
     assert resumed['archs'] == summary['archs'] and resumed['kendall_tau'] == summary['kendall_tau']
+    assert resumed['long_train_images'] == summary['long_train_images']
+
+    # the old comparison, by a flag and labelled as what it is: longer on the proxy's subset, into fidelity.jsonl
+    old = fidelity(str(run.path), '--archs', '3', '--epochs', '3', '--seeds', '2', '--same-subset')
+    assert old.returncode == 0, old.stderr[-3000:]
+    assert 'to train: 6 long and 0 proxy' in old.stdout and 'not deployment' in old.stdout
+    same = json.loads((run.path / FIDELITY_JSON).read_text())
+    assert same['reference'] == 'same subset' and same['long_train_images'] == config.data.train_images == 400
+    assert sorted((r.arch_id, r.seed) for r in run.trials(FIDELITY_RECORDS) if r.epochs == 3) == sorted(
+        (a, s) for a in picked for s in (0, 1))
+    assert same['archs'] != summary['archs']  # another reference, other long accuracies
+    assert fidelity(str(run.path), '--archs', '3', '--epochs', '3').returncode == 0  # back to deployment: all there
+    assert json.loads((run.path / FIDELITY_JSON).read_text())['archs'] == summary['archs']
 
     # the dashboard's panel: the scatter of proxy vs long means, with the statistics in its title
     page, _ = render_html(run)
-    assert 'Does the proxy rank like longer training?' in page and '"plot-fidelity"' in page.replace("'", '"')
+    assert 'Does the proxy rank like deployment training?' in page and '"plot-fidelity"' in page.replace("'", '"')
     assert all(a['arch_id'] in page for a in summary['archs'])
     page_without, _ = render_html(RunFolder(small_run))
     assert 'plot-fidelity' not in page_without
