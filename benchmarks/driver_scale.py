@@ -113,14 +113,17 @@ class Timer:
 
 
 def drive(space: SearchSpace, sampler: str, archs: int, concurrency: int, race: int, seed: int,
-          checkpoints: list[int], window: int, costs: Costs, folder: Path) -> list[dict]:
-    """Run the driver to `archs` architectures; per checkpoint, milliseconds per evaluation by phase."""
+          checkpoints: list[int], window: int, costs: Costs, folder: Path, evaluate=stand_in,
+          scale: float | None = None, quiet: bool = False) -> list[dict]:
+    """Run the driver to `archs` architectures; per checkpoint, milliseconds per evaluation by phase.
+    `evaluate(config, costs)` is the trainable's final result (default: the stand-in); `scale` the
+    hypervolume's MACs scale (default: twice the reference points' largest)."""
     from safetensors.torch import save_file
 
     opts = SearchOptions(space=space.path, sampler=sampler, budget=archs, race=race, seed=seed,
                          objectives=['accuracy', 'macs']).checked()
     run = RunFolder(folder)
-    scale = 2.0 * max(costs(a)[1] for a in space.reference_points().values())
+    scale = scale or 2.0 * max(costs(a)[1] for a in space.reference_points().values())
     run.write_config(RunConfig(name=folder.name, objectives=opts.objectives, sampler=sampler, seed=seed,
                                space=space.to_dict(), hypervolume_scale={'macs': scale}, options=opts.to_dict()))
     study, _, queue, _ = open_study(run, opts, space, [])
@@ -152,7 +155,7 @@ def drive(space: SearchSpace, sampler: str, archs: int, concurrency: int, race: 
         if not in_flight:
             break
         trial_id, config = in_flight.pop(0)
-        result = stand_in(config, costs)
+        result = evaluate(config, costs)
         trial = SimpleNamespace(trial_id=trial_id, config=config, last_result=result)
         searcher.on_trial_complete(trial_id, result)
         recorder.on_checkpoint(0, [], trial, checkpoint)
@@ -160,11 +163,13 @@ def drive(space: SearchSpace, sampler: str, archs: int, concurrency: int, race: 
         history.append((len(recorder.archs), dict(timer.ms)))
         while marks and len(recorder.archs) >= marks[0]:
             rows.append(_row(marks.pop(0), history, window, time.perf_counter() - start))
-            print(f"  {sampler}: {rows[-1]['archs']:>6} architectures, {rows[-1]['ms']:.2f} ms per evaluation", flush=True)
+            if not quiet:
+                print(f"  {sampler}: {rows[-1]['archs']:>6} architectures, {rows[-1]['ms']:.2f} ms per evaluation", flush=True)
     costs.save()
     rows.append({'sampler': sampler, 'proposals': dict(searcher.proposals), 'evaluations': len(history),
                  'journal_trials': len(optuna.load_study(study_name='acmix-nas', storage=run.storage()).trials),
-                 'hypervolume': recorder.archive.hypervolume({'macs': scale})})
+                 'hypervolume': recorder.archive.hypervolume({'macs': scale}),
+                 'seconds': sum(r.seconds for r in run.trials())})
     return rows
 
 

@@ -55,6 +55,7 @@ from nas.data import Dataset
 from nas.cli import raise_terminated
 from nas.results import RunFolder, TrialRecord
 from nas.options import UsageError
+from nas.signals import mean_score
 from nas.space import SearchSpace
 from nas.study import RunStudy
 from nas.trial import TrialSettings, evaluate
@@ -192,7 +193,7 @@ class ArchSearcher(Searcher):
 
     What Optuna is told is what the front uses: an architecture's mean over its seeds. Its
     Optuna trial stays open (RUNNING) while it still wants seeds and is then told COMPLETE with
-    the mean accuracy and its costs (an infeasible one with its constraint values set through
+    the mean accuracy (or the proxy's rank signal, `rank_by`) and its costs (an infeasible one with its constraint values set through
     `Trial.set_constraint`, which keeps it off the front and tells constraint-aware samplers).
     An architecture told before and re-evaluated later (the front moved) is told again as a new
     trial with the same parameters and its new mean. A trial stopped early (lower fidelity) is
@@ -205,7 +206,7 @@ class ArchSearcher(Searcher):
     def __init__(self, study: RunStudy, space: SearchSpace, objectives: list[str], limits: dict[str, float],
                  history: list[TrialRecord], seed: int, budget: int, repeats: int = 1, race: int = 1,
                  race_share: float = 0.0, gpu_memory_mb: float | None = None, batch_size: int = 64,
-                 queue: Sequence[dict[str, Any]] = (), deadline: float | None = None):
+                 queue: Sequence[dict[str, Any]] = (), deadline: float | None = None, rank_by: str = 'accuracy'):
         super().__init__()  # several objectives: Optuna holds them, Tune needs no metric of ours
         self.study, self.space, self.objectives, self.limits = study, space, objectives, limits
         self.seed, self.budget, self.repeats, self.race, self.race_share = seed, budget, repeats, race, race_share
@@ -214,6 +215,7 @@ class ArchSearcher(Searcher):
             self.archive.add(record)
         self.queue = list(queue)  # Optuna parameters of architectures to evaluate first
         self.deadline = deadline
+        self.rank_by = rank_by  # the proxy's rank signal (nas.signals): what the sampler is told for accuracy
         self.running: dict[str, tuple[str, int | None]] = {}  # Ray trial id -> (arch id, a new arch's trial number)
         self.untold: dict[str, int | None] = {}  # arch id -> its open Optuna trial (None: add anew)
         told = {t.user_attrs.get('arch_id') for t in study.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
@@ -344,7 +346,7 @@ class ArchSearcher(Searcher):
             self._tell(self.archive.archs[arch_id], self.untold.pop(arch_id))
 
     def _tell(self, a: ArchResult, number: int | None) -> None:
-        values = [float(a.value(o) or 0.0) for o in self.objectives]
+        values = [float(self._score(a) if o == 'accuracy' else a.value(o) or 0.0) for o in self.objectives]
         constraints = dict(zip(sorted(self.limits), a.record.constraints))
         attrs = {'status': a.status, 'epochs': a.epochs, 'seeds': a.seeds, 'constraints': list(a.record.constraints)}
         if number is not None:
@@ -352,6 +354,15 @@ class ArchSearcher(Searcher):
             return
         params = self._params.get(a.arch_id) or self.space.params_of(Arch.from_dict(a.arch))
         self.study.add(params, values, constraints, {'arch_id': a.arch_id, **attrs})
+
+    def _score(self, a: ArchResult) -> float:
+        """What the sampler is told for accuracy: the mean of the proxy's rank signal over the
+        architecture's complete evaluations (its mean accuracy for the default signal). The front,
+        racing and every report stay on accuracy."""
+        if self.rank_by == 'accuracy':
+            return float(a.accuracy or 0.0)
+        score = mean_score(a.complete, self.rank_by)
+        return float(score) if score is not None else float(a.accuracy or 0.0)
 
     def save(self, checkpoint_path: str) -> None:
         """Tune's experiment checkpoint: the study lives in the run's journal and the record of
@@ -754,7 +765,7 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     searcher = ArchSearcher(job.study, job.space, job.objectives, job.limits, job.history, job.seed, job.budget,
                             repeats=job.repeats, race=job.race, race_share=job.race_share,
                             gpu_memory_mb=job.gpu_memory_mb, batch_size=job.settings.proxy.batch_size,
-                            queue=job.queue)
+                            queue=job.queue, rank_by=job.settings.proxy.rank_by)
     recorder = Recorder(job.run, job.references, job.objectives, job.budget, job.quiet,
                         epochs=job.settings.proxy.epochs)
     # Ctrl-C and SIGTERM (a cluster's scheduler, a container stop): our handler instead of Tune's, so

@@ -168,3 +168,23 @@ def test_a_batched_journal_writes_a_trials_end_in_one_append(tmp_path):
     study.set_user_attr("after", 1)  # and the storage goes on reading and writing in step with the file
     assert optuna.load_study(study_name=STUDY_NAME, storage=run.storage()).user_attrs == {"kept": True, "after": 1}
     assert study.user_attrs == {"kept": True, "after": 1}
+
+
+@pytest.mark.parametrize("rank_by", ["accuracy", "train_loss", "mean_acc"])
+def test_the_sampler_is_told_the_proxys_rank_signal_and_the_front_stays_on_accuracy(tmp_path, rank_by):
+    from nas.signals import score
+
+    searcher = new_searcher(tmp_path, "random", budget=4, rank_by=rank_by)
+    expected = {}
+    for k in range(4):
+        config = searcher.suggest(f"t{k}")
+        result = stand_in_result(config, accuracy=0.5 + 0.1 * k)
+        accs, losses = [0.2, 0.3 + 0.05 * k, 0.5 + 0.1 * k], [2.0 - 0.2 * k, 1.5 - 0.3 * k, 1.2 - 0.35 * k]
+        result["record"].update(acc_per_epoch=accs, loss_per_epoch=losses, epochs=3)
+        expected[config["arch_id"]] = score(accs, losses, rank_by)
+        searcher.on_trial_complete(f"t{k}", result)
+    told = {t.user_attrs["arch_id"]: t.values[0] for t in searcher.study.journal.get_trials(deepcopy=False)}
+    assert told == pytest.approx(expected)  # the signal of each, not its accuracy unless the signal is accuracy
+    assert (told == pytest.approx({a.arch_id: a.accuracy for a in searcher.archive.architectures})) == (
+        rank_by == "accuracy")
+    assert {a.accuracy for a in searcher.archive.front()} <= {0.5, 0.6, 0.7, 0.8}  # the front reports accuracy
