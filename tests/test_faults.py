@@ -133,7 +133,7 @@ def test_one_writer_per_run_readers_meanwhile_a_dead_worker_and_sigterm(tmp_path
 
     # The suggested command, pasted into a shell, finishes the run: nothing trained twice.
     resumed = subprocess.run(["sh", "-c", line.split("continue with: ", 1)[1]], capture_output=True, text=True,
-                             timeout=300, cwd=ROOT, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:"
+                             timeout=900, cwd=ROOT, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:"
                                                          f"{os.environ['PATH']}"})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     records = run.trials()
