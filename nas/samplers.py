@@ -181,17 +181,29 @@ class UniqueSampler(_ArchSampler):
         self.inner = inner
         self.window = HistoryWindow(window) if window else None
 
+    def _inner_params(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
+        """The inner sampler's proposal for every parameter of the space, on `study`."""
+        inner_space = self.inner.infer_relative_search_space(study, trial)
+        params = dict(self.inner.sample_relative(study, trial, inner_space)) if inner_space else {}
+        for name, dist in self._space.items():
+            if name not in params:
+                params[name] = self.inner.sample_independent(study, trial, name, dist)
+        return params
+
     def sample_relative(self, study: Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if not search_space:
             return {}
         self.seen.update(study, trial.number)
         view = self.window.of(study) if self.window else study
-        inner_space = self.inner.infer_relative_search_space(view, trial)
-        params = dict(self.inner.sample_relative(view, trial, inner_space)) if inner_space else {}
-        for name, dist in self._space.items():
-            if name not in params:
-                params[name] = self.inner.sample_independent(view, trial, name, dist)
+        if view is study:
+            params = self._inner_params(study, trial)
+        else:  # the inner sampler may write onto the asked trial (TPE's constant liar, GP): one of the copy's
+            stand_in = view.ask()
+            try:
+                params = self._inner_params(view, view.get_trials(deepcopy=False, states=(TrialState.RUNNING,))[-1])
+            finally:
+                view.tell(stand_in, state=TrialState.FAIL)  # a FAIL trial: no sampler learns from it
         if self._unseen(params):
             self.kinds[trial.number] = 'sampled'
             return params
