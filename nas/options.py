@@ -21,7 +21,7 @@ from nas.train import ProxyConfig, ProxyError
 __all__ = ['UsageError', 'SearchOptions', 'DEFAULT_SPACE', 'SAMPLERS', 'RESUMABLE']
 
 DEFAULT_SPACE = Path('search_spaces/symmetry.yaml')
-SAMPLERS = ('tpe', 'evolution', 'nsga2', 'nsga3', 'gp', 'random')
+SAMPLERS = ('evolution', 'tpe', 'nsga2', 'nsga3', 'gp', 'random')
 # Options a resumed run may change; the others define the search and must stay as they were.
 RESUMABLE = {'budget', 'time_budget', 'cpus_per_trial', 'gpus_per_trial', 'gpu_memory_mb', 'max_concurrent', 'address',
              'max_failures', 'resume', 'results_dir', 'quiet', 'data_dir'}
@@ -45,7 +45,7 @@ class SearchOptions:
     max_macs: float | None = None
     max_params: float | None = None
     max_latency_ms: float | None = None
-    sampler: str = 'tpe'
+    sampler: str = 'evolution'  # chosen by benchmarks/search_quality.py and driver_scale.py (README)
     seed: int = 0
     repeats: int = 1  # seeds every architecture is evaluated with
     race: int = 3  # seeds for the front and the points within its noise (1: no racing)

@@ -457,7 +457,9 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument('--max-params', type=amount, default=dflt('max_params'), help='hard limit on parameters (50k)')
     g.add_argument('--max-latency-ms', type=amount, default=dflt('max_latency_ms'),
                    help='hard limit on latency (batch 1)')
-    g.add_argument('--sampler', choices=SAMPLERS, default=dflt('sampler'), help='Optuna sampler')
+    g.add_argument('--sampler', choices=SAMPLERS, default=dflt('sampler'),
+                   help='how new architectures are proposed: evolution (multi-objective regularized evolution) '
+                        'or one of Optuna\'s samplers')
     g.add_argument('--seed', type=int, default=dflt('seed'), help='seeds the sampler, data split and every proxy training')
     g.add_argument('--repeats', type=int, default=dflt('repeats'),
                    help='evaluate every architecture with this many seeds (its mean and standard error rank it)')

@@ -61,7 +61,7 @@ def test_small_search_writes_the_run_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")
     config = run.config()
-    assert config.objectives == ["accuracy", "macs"] and config.sampler == "tpe" and config.seed == 3
+    assert config.objectives == ["accuracy", "macs"] and config.sampler == "evolution" and config.seed == 3
     assert config.space_fingerprint == load_space(DIGITS).fingerprint
     assert config.data.num_classes == 10 and config.versions["torch"]
 
