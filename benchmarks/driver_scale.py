@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import random
 import sys
 import tempfile
@@ -71,9 +72,11 @@ class Costs:
                 self.save()
         return tuple(self.table[arch.arch_id])
 
-    def save(self) -> None:
+    def save(self) -> None:  # atomic: several benchmarks may share the cache
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.table))
+        tmp = self.path.with_name(f'{self.path.name}.{os.getpid()}.tmp')
+        tmp.write_text(json.dumps(self.table))
+        os.replace(tmp, self.path)
 
 
 def stand_in(config: dict, costs: Costs) -> dict:

@@ -165,9 +165,15 @@ def main() -> None:
     parser.add_argument("--surrogate", type=Path, default=None, metavar="RUNS",
                         help="rank the samplers on a surrogate fitted on the real runs under RUNS (see above)")
     parser.add_argument("--concurrency", type=int, default=2, help="trials in flight (--surrogate)")
+    parser.add_argument("--history-window", type=int, default=None,
+                        help="trials a TPE or GP ask reads (nas.study.HISTORY_WINDOW; 0: all of them; --surrogate)")
     parser.add_argument("search_options", nargs="*", help="after --: passed to python -m nas.search as they are")
     args = parser.parse_args()
     budgets = sorted(args.budgets)
+    if args.history_window is not None:
+        import nas.study
+
+        nas.study.HISTORY_WINDOW = args.history_window or None
     rows = surrogate_rows(args, budgets) if args.surrogate else []
     with tempfile.TemporaryDirectory() as tmp:
         where = args.keep or Path(tmp)
