@@ -44,7 +44,8 @@ from nas.arch import Arch
 from nas.archive import ArchResult, Archive
 from nas.cli import shell_command
 from nas.report import listed
-from nas.results import RunConfig, RunError, RunFolder, TrialRecord, write_atomic
+from nas.files import write_atomic
+from nas.results import RunConfig, RunError, RunFolder, TrialRecord
 
 __all__ = ['COSTS', 'TrialView', 'RunData', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
            'render_html', 'render_png', 'write_dashboard', 'serve', 'main']

@@ -16,7 +16,7 @@ from typing import Any
 
 from nas.cli import amount
 from nas.pareto import COSTS, OBJECTIVES
-from nas.train import ProxyConfig, ProxyError
+from nas.proxy import ProxyConfig, ProxyError
 
 __all__ = ['UsageError', 'SearchOptions', 'DEFAULT_SPACE', 'SAMPLERS', 'RESUMABLE']
 

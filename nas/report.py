@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from nas.data import Dataset
     from nas.options import SearchOptions
     from nas.space import SearchSpace
-    from nas.train import ProxyConfig
+    from nas.proxy import ProxyConfig
 
 __all__ = ['front_report', 'noise_line', 'long_trial_note', 'small_data_note', 'proxy_note', 'listed']
 

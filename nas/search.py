@@ -51,7 +51,7 @@ from nas.results import RUN_YAML, DataInfo, RunConfig, RunError, RunFolder, aggr
 from nas.runlock import LOCK_FILE, RunLock, RunLocked
 from nas.space import SearchSpace, SpaceError, load_space
 from nas.study import open_study
-from nas.train import ProxyConfig, ProxyError
+from nas.proxy import ProxyConfig, ProxyError
 
 __all__ = ['run', 'main', 'SearchOptions', 'UsageError']
 

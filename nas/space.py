@@ -37,7 +37,7 @@ import yaml
 
 from nas.arch import (BLOCK_KINDS, CONV_KERNELS, OPS, STEM_POOLS, STEM_TYPES, Arch, ArchError, BlockArch,
                       StageArch, StemArch, make_divisible)
-from nas.train import ProxyConfig, ProxyError
+from nas.proxy import ProxyConfig, ProxyError
 
 __all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space', 'PROXY_DEFAULTS',
            'BLOCK_DECISIONS']

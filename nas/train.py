@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,15 +33,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nas.cli import fault_exit
-from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, dataset_name, load_dataset
-from nas.signals import SIGNALS
+from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, load_dataset
+from nas.proxy import ProxyConfig
 
 if TYPE_CHECKING:
     from nas.arch import Arch
     from nas.results import RunConfig
 
-__all__ = ["TrainConfig", "ProxyConfig", "ProxyError", "EpochResult", "train", "evaluate", "param_groups", "augment_batch",
-           "main"]
+__all__ = ["TrainConfig", "EpochResult", "train", "evaluate", "param_groups", "augment_batch", "main"]
 
 AUGMENTS = ("auto", "none", "crop", "flip", "crop+flip")
 
@@ -50,9 +49,8 @@ AUGMENTS = ("auto", "none", "crop", "flip", "crop+flip")
 class TrainConfig:
     """Hyper-parameters of one training run.
 
-    The defaults are the proxy's (`ProxyConfig` takes its training defaults from here): on the
-    digits space the all-conv network reaches about 98% validation accuracy in about 2 s on 2
-    CPU cores, the all-ACmix one about 97% in about 6 s. Full retraining on CIFAR wants more
+    The defaults are the proxy's (taken from `nas.proxy.ProxyConfig`): on the digits space the
+    all-conv network reaches about 98% validation accuracy in about 2 s on 2 CPU cores, the all-ACmix one about 97% in about 6 s. Full retraining on CIFAR wants more
     epochs (100-200), `batch_size` 128 and `lr` 0.1. The names match the search-space YAML's
     `proxy:` section, so `TrainConfig.from_dict(proxy)` works.
 
@@ -80,14 +78,14 @@ class TrainConfig:
         grad_clip: clip the gradient norm to this value; None: no clipping.
     """
 
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.4
+    epochs: int = ProxyConfig.epochs
+    batch_size: int = ProxyConfig.batch_size
+    optimizer: str = ProxyConfig.optimizer
+    lr: float = ProxyConfig.lr
     momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
+    weight_decay: float = ProxyConfig.weight_decay
+    warmup_epochs: float = float(ProxyConfig.warmup_epochs)
+    label_smoothing: float = ProxyConfig.label_smoothing
     seed: int = 0
     augment: str | bool = "auto"
     crop_padding: int | None = None
@@ -114,111 +112,10 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
-
-class ProxyError(ValueError):
-    """A bad proxy setting: `key` names it, str(error) says what is allowed."""
-
-    def __init__(self, key: str, msg: str):
-        self.key, self.msg = key, msg
-        super().__init__(f"{key}: {msg}")
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-# key -> (check, what is allowed); the checks of `ProxyConfig.checked`
-_PROXY_CHECKS = dict(
-    dataset=(lambda v: isinstance(v, str) and dataset_name(v) is not None, f"one of {', '.join(DATASETS)}"),
-    image_size=(lambda v: v is None or (_is_int(v) and v >= 1), "an int >= 1"),
-    val_fraction=(lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
-    subset=(lambda v: v is None or (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
-            "null, an int count >= 1 or a fraction in (0, 1]"),
-    epochs=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    batch_size=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    optimizer=(lambda v: v in ("sgd", "adamw"), "one of ['sgd', 'adamw']"),
-    lr=(lambda v: _is_num(v) and v > 0, "a number > 0"),
-    weight_decay=(lambda v: _is_num(v) and v >= 0, "a number >= 0"),
-    warmup_epochs=(lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-    label_smoothing=(lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
-    rank_by=(lambda v: v in SIGNALS, f"one of {list(SIGNALS)}"),
-)
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    """The proxy every trial of a search trains: which data, and how long and how to train.
-
-    This is the search-space YAML's `proxy:` section and run.yaml's `proxy:`. Its one set of
-    defaults: the training ones are `TrainConfig`'s, the split is `nas.data.VAL_FRACTION`;
-    `image_size` None means the space's input size. `rank_by` is the rank signal the search reads off
-    each training (`nas.signals`; 'accuracy' by default, set by `nas.calibrate`). The search's
-    `--proxy FILE` (a calibrated proxy) replaces it and `--dataset`, `--epochs`, `--batch-size` and
-    `--subset` override it (`replace`), checked by the same rules.
-    """
-
-    dataset: str = "digits"
-    image_size: int | None = None
-    val_fraction: float = VAL_FRACTION
-    subset: int | float | None = None  # None: all; a count (int >= 1) or a fraction of the training split
-    epochs: int = TrainConfig.epochs
-    batch_size: int = TrainConfig.batch_size
-    optimizer: str = TrainConfig.optimizer
-    lr: float = TrainConfig.lr
-    weight_decay: float = TrainConfig.weight_decay
-    warmup_epochs: int = int(TrainConfig.warmup_epochs)
-    label_smoothing: float = TrainConfig.label_smoothing
-    rank_by: str = "accuracy"  # the rank signal read off each training (nas.signals); not a training setting
-
     @classmethod
-    def from_dict(cls, d: dict) -> "ProxyConfig":
-        """A checked ProxyConfig from a mapping (missing keys take the defaults).
-
-        Raises:
-            ProxyError: an unknown key, or a value that is not allowed (its `key` says which).
-        """
-        if not isinstance(d, dict):
-            raise ProxyError("", f"expected a mapping with keys {list(_PROXY_CHECKS)}, got {d!r}")
-        unknown = sorted(set(d) - set(_PROXY_CHECKS))
-        if unknown:
-            raise ProxyError(unknown[0], f"unknown key; allowed: {list(_PROXY_CHECKS)}")
-        return cls(**d).checked()
-
-    def checked(self) -> "ProxyConfig":
-        """This config if every value is allowed (numbers made floats where they are floats).
-
-        Raises:
-            ProxyError: the first value that is not allowed.
-        """
-        for key, (ok, allowed) in _PROXY_CHECKS.items():
-            if not ok(getattr(self, key)):
-                raise ProxyError(key, f"expected {allowed}, got {getattr(self, key)!r}")
-        if self.warmup_epochs > self.epochs:
-            raise ProxyError("warmup_epochs", f"expected at most epochs ({self.epochs}), got {self.warmup_epochs}")
-        return replace(self, **{k: float(getattr(self, k)) for k in ("lr", "weight_decay", "val_fraction",
-                                                                      "label_smoothing")})
-
-    def to_dict(self) -> dict:
-        """Its fields; `rank_by` only when it is not the default, so that spaces and runs written before it
-        existed keep their fingerprints (a resumed run must not look like a changed space)."""
-        d = asdict(self)
-        if d["rank_by"] == "accuracy":
-            del d["rank_by"]
-        return d
-
-    def train_config(self, seed: int, device: str = "auto") -> TrainConfig:
+    def of_proxy(cls, proxy: ProxyConfig, seed: int, device: str = "auto") -> "TrainConfig":
         """The TrainConfig of one proxy training."""
-        return TrainConfig.from_dict({**self.to_dict(), "seed": seed, "device": device})
-
-    def load_data(self, data_dir: Path | str | None = None, seed: int = 0,
-                  device: torch.device | str = "cpu") -> Dataset:
-        """The proxy's dataset (a seeded split of the training images; raises DataError)."""
-        return load_dataset(self.dataset, data_dir=data_dir, image_size=self.image_size,
-                            val_fraction=self.val_fraction, subset=self.subset, seed=seed, device=device)
+        return cls.from_dict({**proxy.to_dict(), "seed": seed, "device": device})
 
 
 @dataclass
@@ -645,7 +542,7 @@ def _run(argv: list[str] | None) -> int:
     if data.in_chans != arch.in_chans:
         raise _UserError(f"arch {arch.arch_id} takes {arch.in_chans}-channel input but "
                          f"{data.name} has {data.in_chans} channels")
-    from nas.results import folder_written_whole, occupied, save_safetensors
+    from nas.files import folder_written_whole, occupied, save_safetensors
 
     out = args.out or Path("results") / "trained" / f"{arch.arch_id}-{data.name}"
     if occupied(out) and not args.force:

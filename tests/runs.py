@@ -26,7 +26,7 @@ from nas.arch import Arch
 from nas.cost import measure_cost
 from nas.results import STUDY_NAME, DataInfo, RunConfig, RunFolder, TrialRecord, package_versions
 from nas.space import load_space
-from nas.train import ProxyConfig
+from nas.proxy import ProxyConfig
 from nas.trial import TrialSettings, evaluate
 
 SPACE_FILE = Path(__file__).resolve().parents[1] / 'search_spaces' / 'digits.yaml'

@@ -25,7 +25,7 @@ from nas.report import proxy_note
 from nas.results import RunFolder, TrialRecord
 from nas.signals import SIGNALS, mean_score, score
 from nas.space import load_space
-from nas.train import ProxyConfig
+from nas.proxy import ProxyConfig
 from nas.trial import TrialSettings, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]

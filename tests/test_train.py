@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -214,7 +215,7 @@ def test_cli_trains_and_saves_a_checkpoint(tmp_path, capsys):
 
 def test_cli_trial_of_a_run_folder(tmp_path, capsys):
     from nas.results import DataInfo, RunConfig, RunFolder, TrialRecord
-    from nas.train import ProxyConfig
+    from nas.proxy import ProxyConfig
     from nas.train import main
 
     arch = _digits_arch()
@@ -248,7 +249,7 @@ def test_cli_refuses_to_overwrite_a_checkpoint_unless_force(tmp_path, capsys, mo
     real_train = train_module.train
 
     def nan_loss(model, data, cfg):  # a run that fails (NaN loss) after --force
-        return real_train(model, data, train_module.replace(cfg, lr=1e30))
+        return real_train(model, data, replace(cfg, lr=1e30))
 
     monkeypatch.setattr(train_module, "train", nan_loss)
     assert main(base + ["--force", "--optimizer", "sgd"]) == 1
