@@ -39,7 +39,7 @@ import optuna
 from nas import pareto
 from nas.fidelity import DEPLOYMENT, long_label
 from nas.model import describe_block
-from nas.pareto import OBJECTIVES
+from nas.pareto import COSTS, OBJECTIVES
 from nas.arch import Arch
 from nas.archive import ArchResult, Archive
 from nas.cli import shell_command
@@ -47,11 +47,10 @@ from nas.report import listed
 from nas.files import write_atomic
 from nas.results import RunConfig, RunError, RunFolder, TrialRecord
 
-__all__ = ['COSTS', 'TrialView', 'RunData', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
+__all__ = ['TrialView', 'RunData', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
            'render_html', 'render_png', 'write_dashboard', 'serve', 'main']
 
 HTML, PNG = 'dashboard.html', 'pareto.png'
-COSTS = ('macs', 'params', 'latency', 'memory')  # cost objectives, in plot order
 LABELS = {'accuracy': 'validation accuracy', 'macs': 'MACs (one image)', 'params': 'parameters',
           'latency': 'latency (ms)', 'memory': 'peak memory (MB)'}
 # how each kind of trial is drawn: (legend name, plotly symbol, matplotlib marker, colour)

@@ -11,12 +11,12 @@ nothing above them, so the space, the options, the run folder and the training l
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from nas.checks import is_int, is_num
 from nas.data import DATASETS, VAL_FRACTION, Dataset, dataset_name, load_dataset
 from nas.signals import SIGNALS
 
@@ -31,28 +31,20 @@ class ProxyError(ValueError):
         super().__init__(f"{key}: {msg}")
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 # key -> (check, what is allowed); the checks of `ProxyConfig.checked`
 _PROXY_CHECKS = dict(
     dataset=(lambda v: isinstance(v, str) and dataset_name(v) is not None, f"one of {', '.join(DATASETS)}"),
-    image_size=(lambda v: v is None or (_is_int(v) and v >= 1), "an int >= 1"),
-    val_fraction=(lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
-    subset=(lambda v: v is None or (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
+    image_size=(lambda v: v is None or (is_int(v) and v >= 1), "an int >= 1"),
+    val_fraction=(lambda v: is_num(v) and 0 < v < 1, "a number in (0, 1)"),
+    subset=(lambda v: v is None or (is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
             "null, an int count >= 1 or a fraction in (0, 1]"),
-    epochs=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    batch_size=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    epochs=(lambda v: is_int(v) and v >= 1, "an int >= 1"),
+    batch_size=(lambda v: is_int(v) and v >= 1, "an int >= 1"),
     optimizer=(lambda v: v in ("sgd", "adamw"), "one of ['sgd', 'adamw']"),
-    lr=(lambda v: _is_num(v) and v > 0, "a number > 0"),
-    weight_decay=(lambda v: _is_num(v) and v >= 0, "a number >= 0"),
-    warmup_epochs=(lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-    label_smoothing=(lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    lr=(lambda v: is_num(v) and v > 0, "a number > 0"),
+    weight_decay=(lambda v: is_num(v) and v >= 0, "a number >= 0"),
+    warmup_epochs=(lambda v: is_int(v) and v >= 0, "an int >= 0"),
+    label_smoothing=(lambda v: is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
     rank_by=(lambda v: v in SIGNALS, f"one of {list(SIGNALS)}"),
 )
 

@@ -338,12 +338,6 @@ class RunFolder:
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(self.study_path)))
 
-    def load_study(self) -> optuna.Study:
-        self.require()
-        if not self.study_path.is_file():
-            raise RunError(f"{self.path}: no Optuna study ({STUDY})")
-        return optuna.load_study(study_name=STUDY_NAME, storage=self.storage())
-
     # -- the front
     def objectives(self) -> list[str]:
         return list(self.config().objectives)

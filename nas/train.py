@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from nas.cli import fault_exit
 from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, load_dataset
+from nas.options import UsageError
 from nas.proxy import ProxyConfig
 
 if TYPE_CHECKING:
@@ -374,10 +375,6 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig | None = None
 
 # --------------------------------------------------------------------------- CLI
 
-class _UserError(Exception):
-    """A problem with the command line or its inputs: one line, exit status 2."""
-
-
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.default is None:  # these say their default in words
@@ -387,7 +384,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + message
-        raise _UserError(f"{message} (see --help)")
+        raise UsageError(f"{message} (see --help)")
 
 
 def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", "RunConfig | None"]:
@@ -402,38 +399,38 @@ def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", "RunConfig | No
         path = path.parent
     if path.is_file() and not arch_id:
         if trial is not None:
-            raise _UserError(f"--trial needs a run folder, but --arch {spec} is a file")
+            raise UsageError(f"--trial needs a run folder, but --arch {spec} is a file")
         try:
             return Arch.load(path), None
         except Exception as e:
-            raise _UserError(f"--arch {path}: not a valid Arch JSON/YAML file "
+            raise UsageError(f"--arch {path}: not a valid Arch JSON/YAML file "
                              f"({' '.join(str(e).split())})") from None
     if not path.is_dir():
-        raise _UserError(f"--arch {spec}: no such file or run folder")
+        raise UsageError(f"--arch {spec}: no such file or run folder")
     from nas.results import RunError, RunFolder, records_of
 
     try:
         run = RunFolder(path).require()
         config, records = run.config(), run.trials()
     except RunError as e:
-        raise _UserError(str(e)) from None
+        raise UsageError(str(e)) from None
     if arch_id:
         try:
             found = records_of(records, arch_id)  # the id, or a unique prefix of it
         except RunError as e:
-            raise _UserError(f"{run.trials_path}: {e}") from None
+            raise UsageError(f"{run.trials_path}: {e}") from None
         what = f"arch id {arch_id}"
     elif trial is not None:
         found = [r for r in records if r.number == trial]
         what = f"trial {trial}"
     else:
-        raise _UserError(f"--arch {spec} is a run folder: add --trial N or #ARCH_ID")
+        raise UsageError(f"--arch {spec} is a run folder: add --trial N or #ARCH_ID")
     if not found:
-        raise _UserError(f"{run.trials_path}: no {what} ({len(records)} trials)")
+        raise UsageError(f"{run.trials_path}: no {what} ({len(records)} trials)")
     try:
         return Arch.from_dict(found[-1].arch), config
     except Exception as e:
-        raise _UserError(f"{run.trials_path}: {what} has a bad arch ({e})") from None
+        raise UsageError(f"{run.trials_path}: {what} has a bad arch ({e})") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -501,10 +498,10 @@ def _check_args(args: argparse.Namespace) -> None:
     for key, (ok, allowed) in _ARG_CHECKS.items():
         value = getattr(args, key)
         if not ok(value):
-            raise _UserError(f"--{key.replace('_', '-')} must be {allowed}, got {value}")
+            raise UsageError(f"--{key.replace('_', '-')} must be {allowed}, got {value}")
     d = args.device
     if not (d in ("auto", "cpu", "cuda", "mps") or (d.startswith("cuda:") and d[5:].isdigit())):
-        raise _UserError(f"--device must be one of {', '.join(DEVICES)}, got {d!r}")
+        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {d!r}")
 
 
 def _run(argv: list[str] | None) -> int:
@@ -521,7 +518,7 @@ def _run(argv: list[str] | None) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
-        raise _UserError(f"--device {device}: CUDA is not available")
+        raise UsageError(f"--device {device}: CUDA is not available")
     h, w = arch.input_size
     image_size = args.image_size or (h if h == w else None)
     subset = None if args.subset is None else (
@@ -538,15 +535,15 @@ def _run(argv: list[str] | None) -> int:
                             val_fraction=args.val_fraction, subset=subset, seed=args.seed,
                             device=device)
     except (DataError, ValueError) as e:
-        raise _UserError(str(e)) from None
+        raise UsageError(str(e)) from None
     if data.in_chans != arch.in_chans:
-        raise _UserError(f"arch {arch.arch_id} takes {arch.in_chans}-channel input but "
+        raise UsageError(f"arch {arch.arch_id} takes {arch.in_chans}-channel input but "
                          f"{data.name} has {data.in_chans} channels")
     from nas.files import folder_written_whole, occupied, save_safetensors
 
     out = args.out or Path("results") / "trained" / f"{arch.arch_id}-{data.name}"
     if occupied(out) and not args.force:
-        raise _UserError(f"{occupied(out)}; refusing to overwrite a checkpoint (use --force to replace it)")
+        raise UsageError(f"{occupied(out)}; refusing to overwrite a checkpoint (use --force to replace it)")
     print(f"arch {arch.arch_id}: {arch.summary()}")
     print(f"data {data.summary()}; device {device}")
 
@@ -598,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m nas.train`: returns the exit status (2 for a user error, 1 for a failed run)."""
     try:
         return _run(argv)
-    except _UserError as e:
+    except UsageError as e:
         print(f"nas.train: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a read-only --out: the checkpoint folder is written whole or not at all
