@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.optim import param_groups_weight_decay
 
 from nas.cli import fault_exit
 from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, load_dataset
@@ -137,27 +138,19 @@ class EpochResult:
 
 # --------------------------------------------------------------------------- pieces
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
-_NO_DECAY_NAMES = ("rate1", "rate2")
+_NO_DECAY_NAMES = ("rate1", "*.rate1", "rate2", "*.rate2")  # ACmix's α/β, whatever their shape
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two optimizer groups: weights with `weight_decay`, and the rest with none.
 
-    No decay for: parameters of norm layers, biases and any other 1-D (or 0-D) parameter, and
-    ACmix's mixing weights `rate1`/`rate2` (α/β) whatever their shape.
+    timm's `param_groups_weight_decay` decides: no decay for biases and any other 1-D (or 0-D)
+    parameter (every norm layer's), nor for ACmix's mixing weights `rate1`/`rate2` (α/β); frozen
+    parameters are left out. Returned as [decay, no decay], both present.
     """
-    decay, no_decay, seen = [], [], set()
-    for mod_name, module in model.named_modules():
-        for p_name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:
-                continue
-            seen.add(id(p))
-            if (isinstance(module, _NORMS) or p.ndim <= 1 or p_name in _NO_DECAY_NAMES
-                    or p_name.endswith(".bias") or p_name == "bias"):
-                no_decay.append(p)
-            else:
-                decay.append(p)
+    groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=_NO_DECAY_NAMES)
+    decay = [p for g in groups if g["weight_decay"] for p in g["params"]]
+    no_decay = [p for g in groups if not g["weight_decay"] for p in g["params"]]
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 

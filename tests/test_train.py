@@ -137,6 +137,27 @@ def test_weight_decay_groups():
     assert len(no_decay["params"]) == 16  # frozen parameters are left out
 
 
+@pytest.mark.parametrize("space,point", [("acmix_resnet", "all_conv"), ("acmix_resnet", "all_acmix"),
+                                         ("digits", "paper")])
+def test_weight_decay_groups_of_real_networks(space, point):
+    """timm's grouping gives every searched network the groups of the rule written out: no decay for
+    norm layers, biases, any other 1-D parameter and ACmix's rate1/rate2."""
+    from nas.model import create_model
+    from nas.space import SearchSpace
+
+    space = SearchSpace.from_yaml(Path(__file__).resolve().parents[1] / "search_spaces" / f"{space}.yaml")
+    model = create_model(space.reference_points()[point], num_classes=10)
+    norms = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
+    no_decay_names = {f"{m}.{n}" if m else n for m, module in model.named_modules()
+                      for n, p in module.named_parameters(recurse=False)
+                      if isinstance(module, norms) or p.ndim <= 1 or n in ("bias", "rate1", "rate2")}
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay, no_decay = param_groups(model, 0.05)
+    assert {names[id(p)] for p in no_decay["params"]} == no_decay_names
+    assert {names[id(p)] for p in decay["params"]} == set(names.values()) - no_decay_names
+    assert len(decay["params"]) + len(no_decay["params"]) == len(names)
+
+
 def test_augment_batch_crop_and_flip():
     x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).view(2, 3, 5, 5)
     g = torch.Generator().manual_seed(0)
