@@ -302,10 +302,11 @@ def _load_space(folder: RunFolder, opts: SearchOptions, resumed: bool) -> Search
 
 
 def _notes(space: SearchSpace, data: Dataset, proxy: ProxyConfig, opts: SearchOptions,
-           calibration: dict[str, Any]) -> list[str]:
+           calibration: dict[str, Any] | None = None) -> list[str]:
     """Lines for the start of a search whose settings will not do what they seem to, and which
-    calibration its proxy comes from (or that it was never fitted to this data)."""
-    notes = [note for note in [proxy_note(space, opts, proxy, calibration)] if note]
+    calibration its proxy comes from (or that it was never fitted to this data). `calibration` is
+    the --proxy file's ({} or None without one: `_proxy`)."""
+    notes = [note for note in [proxy_note(space, opts, proxy, calibration or {})] if note]
     if math.isfinite(space.size) and opts.budget > space.size:
         notes.append(f'note: --budget {opts.budget} is more than the {int(space.size):,} architectures of this space; '
                      f'the search ends when every one is evaluated')
