@@ -119,7 +119,7 @@ _BUILT: dict[str, Path] = {}
 
 @pytest.fixture(scope='session')
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One run folder per test session, shared by every module that imports this fixture."""
+    """One run folder per test session, shared by every test that asks for it (tests/conftest.py)."""
     if 'run' not in _BUILT:
         _BUILT['run'] = build_run(tmp_path_factory.mktemp('results') / 'digits-small')
     return _BUILT['run']

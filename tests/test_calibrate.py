@@ -131,6 +131,7 @@ def calibrate(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_path):
     args = ['--space', str(DIGITS), '--dataset', 'symmetry', '--archs', '3', '--subsets', '200', '--epochs', '1', '2',
             '--image-sizes', '16', '12', '--deploy-epochs', '2', '--deploy-subset', '800', '--max-concurrent', '1',

@@ -20,7 +20,6 @@ from nas.export import ExportError, load_exported, main, select
 from nas.model import create_model
 from nas import pareto
 from nas.results import RunFolder, TrialRecord
-from runs import small_run  # noqa: F401  (the session's run folder fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +84,7 @@ def _independent_knee(front: list[TrialRecord]) -> TrialRecord:
     return max(best, key=lambda r: r.accuracy)
 
 
+@pytest.mark.slow
 def test_export_knee_reload_in_a_new_process(small_run, tmp_path):
     run = RunFolder(small_run)
     assert len(pareto.candidates(run.trials(), ['accuracy', 'macs'])) >= 3
@@ -200,6 +200,7 @@ def test_mismatched_folder_gives_one_line(small_run, tmp_path, capsys):
     assert 'not a readable safetensors file' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_user_errors_exit_2_with_one_line(small_run, tmp_path, capsys):
     run = RunFolder(small_run)
     stopped = next(r for r in run.trials() if r.status == 'stopped')

@@ -15,7 +15,7 @@ from nas.fidelity import (DEPLOY_RECORDS, FIDELITY_JSON, FIDELITY_RECORDS, ArchF
                           long_front, pick_archs)
 from nas.results import RunFolder, TrialRecord, aggregate
 from nas.trial import TrialSettings, evaluate
-from runs import copy_run, small_run  # noqa: F401  (the session's run folder fixture)
+from runs import copy_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1]
@@ -89,7 +89,8 @@ def fidelity(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, cwd=ROOT)
 
 
-def test_fidelity_check_of_a_real_run(small_run, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_fidelity_check_of_a_real_run(small_run, tmp_path):
     run = RunFolder(copy_run(small_run, tmp_path / 'run'))  # a copy: the other tests' run stays as it is
     proxy_epochs = run.config().proxy.epochs
     assert fidelity(str(tmp_path / 'nope')).returncode == 2
