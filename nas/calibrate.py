@@ -73,11 +73,11 @@ import yaml
 
 from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, add_resource_options
 from nas.fidelity import deployment, pair_tau, rank_corr, retest_tau
-from nas.options import DEFAULT_SPACE, UsageError
 from nas.files import write_atomic
+from nas.options import DEFAULT_SPACE, UsageError
+from nas.proxy import ProxyConfig
 from nas.results import RunFolder, TrialRecord, package_versions
 from nas.signals import SIGNALS, score
-from nas.proxy import ProxyConfig
 
 __all__ = ['CalibrateOptions', 'Candidate', 'SignalStats', 'signal_stats', 'pick', 'candidate_sizes', 'pick_panel',
            'calibrate', 'format_table', 'load_proxy_file', 'main']

@@ -37,14 +37,14 @@ from typing import Any
 import optuna
 
 from nas import pareto
+from nas.arch import Arch
+from nas.archive import Archive, ArchResult
+from nas.cli import shell_command
 from nas.fidelity import DEPLOYMENT, long_label
+from nas.files import write_atomic
 from nas.model import describe_block
 from nas.pareto import COSTS, OBJECTIVES
-from nas.arch import Arch
-from nas.archive import ArchResult, Archive
-from nas.cli import shell_command
 from nas.report import listed
-from nas.files import write_atomic
 from nas.results import RunConfig, RunError, RunFolder, TrialRecord
 
 __all__ = ['TrialView', 'RunData', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',

@@ -50,10 +50,10 @@ from torch import nn
 
 from nas import pareto
 from nas.arch import Arch, ArchError
-from nas.model import block_map, rates_of
-from nas.pareto import OBJECTIVES
 from nas.cli import EXIT_INTERRUPTED, ArgumentParser, amount, fault_exit
 from nas.files import folder_written_whole, occupied, save_safetensors
+from nas.model import block_map, rates_of
+from nas.pareto import OBJECTIVES
 from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, records_of
 
 __all__ = ['PICKS', 'LIMITS', 'ExportError', 'Selection', 'select', 'load_checked', 'load_exported', 'export',

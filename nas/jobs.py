@@ -42,8 +42,8 @@ from ray.tune.stopper import Stopper
 
 from nas.cli import Terminated
 from nas.data import Dataset
-from nas.options import UsageError
 from nas.files import repair_tail
+from nas.options import UsageError
 from nas.results import RunFolder, TrialRecord
 from nas.trial import TrialSettings
 

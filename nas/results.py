@@ -40,7 +40,7 @@ import optuna
 import yaml
 
 from nas import pareto
-from nas.archive import ArchResult, Archive, aggregate, seed_std  # noqa: F401  (re-exported)
+from nas.archive import Archive, ArchResult, aggregate, seed_std  # noqa: F401  (re-exported)
 from nas.files import TMP, copy_atomic, repair_tail, write_atomic
 from nas.proxy import ProxyConfig
 from nas.record import RecordError, TrialRecord, check_record  # noqa: F401  (re-exported)

@@ -41,17 +41,25 @@ import optuna
 import torch
 
 from nas import pareto
-from nas.cli import (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, ArgumentParser, Terminated, amount, shell_command,
-                     stop_on_sigterm)
+from nas.cli import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    ArgumentParser,
+    Terminated,
+    amount,
+    shell_command,
+    stop_on_sigterm,
+)
 from nas.data import DataError, Dataset
 from nas.options import RESUMABLE, SAMPLERS, SearchOptions, UsageError, proxy_changes
 from nas.pareto import COSTS
+from nas.proxy import ProxyConfig, ProxyError
 from nas.report import front_report, long_trial_note, proxy_note, small_data_note
 from nas.results import RUN_YAML, DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
 from nas.runlock import LOCK_FILE, RunLock, RunLocked
 from nas.space import SearchSpace, SpaceError, load_space
 from nas.study import open_study
-from nas.proxy import ProxyConfig, ProxyError
 
 __all__ = ['run', 'main', 'SearchOptions', 'UsageError']
 

@@ -35,9 +35,20 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from nas.arch import (
+    BLOCK_KINDS,
+    CONV_KERNELS,
+    OPS,
+    STEM_POOLS,
+    STEM_TYPES,
+    Arch,
+    ArchError,
+    BlockArch,
+    StageArch,
+    StemArch,
+    make_divisible,
+)
 from nas.checks import is_int, is_num
-from nas.arch import (BLOCK_KINDS, CONV_KERNELS, OPS, STEM_POOLS, STEM_TYPES, Arch, ArchError, BlockArch,
-                      StageArch, StemArch, make_divisible)
 from nas.proxy import ProxyConfig, ProxyError
 
 __all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space',

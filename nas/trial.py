@@ -30,8 +30,8 @@ from nas.arch import Arch
 from nas.cost import measure_cost
 from nas.data import Dataset
 from nas.model import create_model, rates_of
-from nas.record import TrialRecord
 from nas.proxy import ProxyConfig
+from nas.record import TrialRecord
 from nas.train import TrainConfig, train
 
 __all__ = ['TrialSettings', 'TrialResult', 'evaluate', 'constraint_values']

@@ -24,9 +24,9 @@ from safetensors.torch import save_file
 from nas import pareto
 from nas.arch import Arch
 from nas.cost import measure_cost
+from nas.proxy import ProxyConfig
 from nas.results import STUDY_NAME, DataInfo, RunConfig, RunFolder, TrialRecord, package_versions
 from nas.space import load_space
-from nas.proxy import ProxyConfig
 from nas.trial import TrialSettings, evaluate
 
 SPACE_FILE = Path(__file__).resolve().parents[1] / 'search_spaces' / 'digits.yaml'

@@ -14,10 +14,10 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
+from nas import pareto
 from nas.arch import Arch
 from nas.dashboard import main
 from nas.model import describe_block
-from nas import pareto
 from nas.results import RunFolder
 from runs import copy_run
 

@@ -1,11 +1,11 @@
 """Export a front point of a real (small) run as a timm folder and load it back."""
 
 import json
-from dataclasses import asdict
 import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import nas  # noqa: F401  (registers acmix_nas)
+from nas import pareto
 from nas.arch import Arch
 from nas.export import ExportError, load_exported, main, select
 from nas.model import create_model
-from nas import pareto
 from nas.results import RunFolder, TrialRecord
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +54,7 @@ def test_knee_ranks_and_picks_on_a_known_front():
 
 
 def test_block_map_reads_both_rate_formats():
-    from nas.model import block_map
-    from nas.model import default_arch
+    from nas.model import block_map, default_arch
 
     arch = default_arch()  # three ACmix blocks: s0.b0, s1.b0, s1.b1
     model = create_model(arch).eval()

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from nas.options import SearchOptions
-from nas.results import TRIALS, DataInfo, RunConfig, RunFolder, TrialRecord
+from nas.results import TRIALS, DataInfo, RunFolder
 from nas.space import load_space
-from runs import copy_run, record_of
+from runs import copy_run
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "search_spaces" / "digits.yaml"

@@ -11,8 +11,16 @@ import torch
 
 from nas.arch import Arch
 from nas.dashboard import render_html
-from nas.fidelity import (DEPLOY_RECORDS, FIDELITY_JSON, FIDELITY_RECORDS, ArchFidelity, deployment, fidelity_stats,
-                          long_front, pick_archs)
+from nas.fidelity import (
+    DEPLOY_RECORDS,
+    FIDELITY_JSON,
+    FIDELITY_RECORDS,
+    ArchFidelity,
+    deployment,
+    fidelity_stats,
+    long_front,
+    pick_archs,
+)
 from nas.results import RunFolder, TrialRecord, aggregate
 from nas.trial import TrialSettings, evaluate
 from runs import copy_run

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from nas.data import Dataset, load_dataset
-from nas.train import (EpochResult, TrainConfig, augment_batch, evaluate, param_groups, train)
+from nas.train import EpochResult, TrainConfig, augment_batch, evaluate, param_groups, train
 
 
 @pytest.fixture(autouse=True)
@@ -235,8 +235,8 @@ def test_cli_trains_and_saves_a_checkpoint(tmp_path, capsys):
 
 
 def test_cli_trial_of_a_run_folder(tmp_path, capsys):
-    from nas.results import DataInfo, RunConfig, RunFolder, TrialRecord
     from nas.proxy import ProxyConfig
+    from nas.results import DataInfo, RunConfig, RunFolder, TrialRecord
     from nas.train import main
 
     arch = _digits_arch()
