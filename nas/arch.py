@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import yaml
+
+from nas.checks import is_int, is_num
 
 __all__ = ['OPS', 'BLOCK_KINDS', 'STEM_TYPES', 'STEM_POOLS', 'BlockArch', 'StageArch', 'StemArch', 'Arch',
            'ArchError', 'stem_reduction']
@@ -48,14 +50,6 @@ def _check_mapping(d: Any, what: str, allowed: Iterable[str]) -> None:
     _check(isinstance(d, dict), f"{what} must be a mapping, got {type(d).__name__}")
     unknown = set(d) - set(allowed)
     _check(not unknown, f"unknown {what} keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -95,7 +89,7 @@ class BlockArch:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         if self.op == 'conv':
             set_('kernel', 3 if self.kernel is None else self.kernel)
-            _check(_is_int(self.kernel) and self.kernel in CONV_KERNELS,
+            _check(is_int(self.kernel) and self.kernel in CONV_KERNELS,
                    f"kernel must be one of {list(CONV_KERNELS)}, got {self.kernel!r}")
             for k in _ACMIX_FIELDS:
                 set_(k, None)
@@ -104,14 +98,14 @@ class BlockArch:
         for k, v in _ACMIX_DEFAULTS.items():
             if getattr(self, k) is None:
                 set_(k, v)
-        _check(_is_int(self.heads) and self.heads >= 1, f"heads must be an int >= 1, got {self.heads!r}")
-        _check(_is_int(self.k_att) and self.k_att >= 1 and self.k_att % 2 == 1,
+        _check(is_int(self.heads) and self.heads >= 1, f"heads must be an int >= 1, got {self.heads!r}")
+        _check(is_int(self.k_att) and self.k_att >= 1 and self.k_att % 2 == 1,
                f"k_att must be an odd int >= 1, got {self.k_att!r}")
-        _check(_is_int(self.k_conv) and self.k_conv in CONV_KERNELS,
+        _check(is_int(self.k_conv) and self.k_conv in CONV_KERNELS,
                f"k_conv must be one of {list(CONV_KERNELS)}, got {self.k_conv!r}")
         for k in ('alpha', 'beta'):
             v = getattr(self, k)
-            _check(_is_num(v), f"{k} must be a number, got {v!r}")
+            _check(is_num(v, finite=False), f"{k} must be a number, got {v!r}")
             set_(k, float(v))
         _check(isinstance(self.learnable, bool), f"learnable must be true or false, got {self.learnable!r}")
 
@@ -147,9 +141,9 @@ class StageArch:
 
     def __post_init__(self) -> None:
         _check(self.block in BLOCK_KINDS, f"block must be one of {list(BLOCK_KINDS)}, got {self.block!r}")
-        _check(_is_int(self.channels) and self.channels >= 1, f"channels must be an int >= 1, got {self.channels!r}")
-        _check(_is_int(self.stride) and self.stride in (1, 2), f"stride must be 1 or 2, got {self.stride!r}")
-        _check(_is_num(self.bottle_ratio) and self.bottle_ratio > 0,
+        _check(is_int(self.channels) and self.channels >= 1, f"channels must be an int >= 1, got {self.channels!r}")
+        _check(is_int(self.stride) and self.stride in (1, 2), f"stride must be 1 or 2, got {self.stride!r}")
+        _check(is_num(self.bottle_ratio, finite=False) and self.bottle_ratio > 0,
                f"bottle_ratio must be a number > 0, got {self.bottle_ratio!r}")
         object.__setattr__(self, 'bottle_ratio', float(self.bottle_ratio))
         object.__setattr__(self, 'blocks', tuple(self.blocks))
@@ -194,7 +188,7 @@ class StemArch:
 
     def __post_init__(self) -> None:
         _check(self.type in STEM_TYPES, f"stem type must be one of {list(STEM_TYPES)}, got {self.type!r}")
-        _check(_is_int(self.channels) and self.channels >= 1,
+        _check(is_int(self.channels) and self.channels >= 1,
                f"stem channels must be an int >= 1, got {self.channels!r}")
         _check(self.pool in STEM_POOLS, f"stem pool must be one of {list(STEM_POOLS)}, got {self.pool!r}")
 
@@ -221,15 +215,15 @@ class Arch:
 
     def __post_init__(self) -> None:
         size = tuple(self.input_size) if isinstance(self.input_size, (list, tuple)) else self.input_size
-        _check(isinstance(size, tuple) and len(size) == 2 and all(_is_int(s) and s >= 1 for s in size),
+        _check(isinstance(size, tuple) and len(size) == 2 and all(is_int(s) and s >= 1 for s in size),
                f"input_size must be [H, W] of ints >= 1, got {self.input_size!r}")
         object.__setattr__(self, 'input_size', size)
-        _check(_is_int(self.in_chans) and self.in_chans >= 1, f"in_chans must be an int >= 1, got {self.in_chans!r}")
+        _check(is_int(self.in_chans) and self.in_chans >= 1, f"in_chans must be an int >= 1, got {self.in_chans!r}")
         _check(isinstance(self.stem, StemArch), "stem must be a StemArch")
         object.__setattr__(self, 'stages', tuple(self.stages))
         _check(all(isinstance(s, StageArch) for s in self.stages), "stages must be a list of StageArch")
         _check(len(self.stages) >= 2, f"a network needs at least 2 stages (timm ByobNet), got {len(self.stages)}")
-        _check(_is_int(self.num_features) and self.num_features >= 0,
+        _check(is_int(self.num_features) and self.num_features >= 0,
                f"num_features must be an int >= 0, got {self.num_features!r}")
         h, w = self.input_size
         r = self.stem.reduction
@@ -305,7 +299,7 @@ class Arch:
         _check_mapping(stem, 'stem', ['type', 'channels', 'pool'])
         _check(isinstance(d['stages'], (list, tuple)), "stages must be a list")
         size = d['input_size']
-        if _is_int(size):
+        if is_int(size):
             size = (size, size)
         return cls(input_size=tuple(size) if isinstance(size, (list, tuple)) else size,
                    in_chans=d.get('in_chans', 3), stem=StemArch(**stem),
@@ -343,8 +337,3 @@ class Arch:
         d = yaml.safe_load(text) if path.suffix in ('.yaml', '.yml') else json.loads(text)
         return cls.from_dict(d)
 
-    def replace_blocks(self, fn) -> Arch:
-        """A copy with every block replaced by fn(stage_index, block_index, stage, block)."""
-        return replace(self, stages=tuple(
-            replace(st, blocks=tuple(fn(si, bi, st, b) for bi, b in enumerate(st.blocks)))
-            for si, st in enumerate(self.stages)))

@@ -32,7 +32,7 @@ from nas import pareto
 from nas.pareto import NOISE_Z, OBJECTIVES
 
 if TYPE_CHECKING:
-    from nas.results import TrialRecord
+    from nas.record import TrialRecord
 
 __all__ = ['ArchResult', 'aggregate', 'seed_std', 'Archive']
 

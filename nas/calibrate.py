@@ -73,10 +73,11 @@ import yaml
 
 from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, add_resource_options
 from nas.fidelity import deployment, pair_tau, rank_corr, retest_tau
+from nas.files import write_atomic
 from nas.options import DEFAULT_SPACE, UsageError
-from nas.results import RunFolder, TrialRecord, package_versions, write_atomic
+from nas.proxy import ProxyConfig
+from nas.results import RunFolder, TrialRecord, package_versions
 from nas.signals import SIGNALS, score
-from nas.train import ProxyConfig
 
 __all__ = ['CalibrateOptions', 'Candidate', 'SignalStats', 'signal_stats', 'pick', 'candidate_sizes', 'pick_panel',
            'calibrate', 'format_table', 'load_proxy_file', 'main']
@@ -605,7 +606,7 @@ def load_proxy_file(path: Path) -> tuple[ProxyConfig, dict[str, Any]]:
     Raises:
         UsageError: a missing or unreadable file, or a proxy that is not allowed (naming the key).
     """
-    from nas.train import ProxyError
+    from nas.proxy import ProxyError
 
     try:
         raw = yaml.safe_load(Path(path).read_text())

@@ -32,10 +32,10 @@ rounding and library-internal scratch buffers excluded).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import statistics
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 

@@ -37,20 +37,20 @@ from typing import Any
 import optuna
 
 from nas import pareto
-from nas.fidelity import DEPLOYMENT, long_label
-from nas.model import describe_block
-from nas.pareto import OBJECTIVES
 from nas.arch import Arch
-from nas.archive import ArchResult, Archive
+from nas.archive import Archive, ArchResult
 from nas.cli import shell_command
+from nas.fidelity import DEPLOYMENT, long_label
+from nas.files import write_atomic
+from nas.model import describe_block
+from nas.pareto import COSTS, OBJECTIVES
 from nas.report import listed
-from nas.results import RunConfig, RunError, RunFolder, TrialRecord, write_atomic
+from nas.results import RunConfig, RunError, RunFolder, TrialRecord
 
-__all__ = ['COSTS', 'TrialView', 'RunData', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
+__all__ = ['TrialView', 'RunData', 'DashboardFiles', 'trial_views', 'pareto_figures', 'hypervolume_figure',
            'render_html', 'render_png', 'write_dashboard', 'serve', 'main']
 
 HTML, PNG = 'dashboard.html', 'pareto.png'
-COSTS = ('macs', 'params', 'latency', 'memory')  # cost objectives, in plot order
 LABELS = {'accuracy': 'validation accuracy', 'macs': 'MACs (one image)', 'params': 'parameters',
           'latency': 'latency (ms)', 'memory': 'peak memory (MB)'}
 # how each kind of trial is drawn: (legend name, plotly symbol, matplotlib marker, colour)

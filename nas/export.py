@@ -50,11 +50,11 @@ from torch import nn
 
 from nas import pareto
 from nas.arch import Arch, ArchError
+from nas.cli import EXIT_INTERRUPTED, ArgumentParser, amount, fault_exit
+from nas.files import folder_written_whole, occupied, save_safetensors
 from nas.model import block_map, rates_of
 from nas.pareto import OBJECTIVES
-from nas.cli import EXIT_INTERRUPTED, ArgumentParser, amount, fault_exit
-from nas.results import (ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, folder_written_whole,
-                         occupied, records_of, save_safetensors)
+from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, records_of
 
 __all__ = ['PICKS', 'LIMITS', 'ExportError', 'Selection', 'select', 'load_checked', 'load_exported', 'export',
            'export_onnx', 'model_card', 'main']
@@ -247,7 +247,7 @@ def _retrain(model: nn.Module, config: RunConfig, epochs: int, data_dir: Path | 
     """Continue training with the run's proxy hyper-parameters for `epochs` on the run's full
     training split (a fresh warm-up and cosine schedule). Prints one line per epoch."""
     from nas.data import DataError
-    from nas.train import evaluate, train
+    from nas.train import TrainConfig, evaluate, train
 
     name = config.data.dataset or config.proxy.dataset
     proxy = replace(config.proxy, dataset=name, image_size=config.data.image_size, subset=None, epochs=epochs)
@@ -258,7 +258,7 @@ def _retrain(model: nn.Module, config: RunConfig, epochs: int, data_dir: Path | 
         raise ExportError(f"--retrain-epochs: {e}") from None
     if config.data.mean and not np.allclose(ds.mean, config.data.mean, atol=1e-4):
         print(f"warning: {name} now normalises with mean {ds.mean}, the run used {config.data.mean}", file=sys.stderr)
-    cfg = proxy.train_config(seed=config.seed, device=dev)
+    cfg = TrainConfig.of_proxy(proxy, seed=config.seed, device=dev)
     t0 = time.perf_counter()
     last = None
     for r in train(model, ds, cfg):

@@ -52,12 +52,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas import pareto
-from nas.cli import (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, ArgumentParser, Terminated, add_resource_options,
-                     shell_command, stop_on_sigterm)
+from nas.cli import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    ArgumentParser,
+    Terminated,
+    add_resource_options,
+    shell_command,
+    stop_on_sigterm,
+)
+from nas.files import write_atomic
 from nas.options import UsageError
-from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, write_atomic
+from nas.proxy import ProxyConfig
+from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate
 from nas.runlock import RunLock
-from nas.train import ProxyConfig
 
 if TYPE_CHECKING:  # nas.jobs imports Ray: only the check itself needs it, not the dashboard
     from nas.jobs import Job

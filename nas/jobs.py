@@ -42,8 +42,9 @@ from ray.tune.stopper import Stopper
 
 from nas.cli import Terminated
 from nas.data import Dataset
+from nas.files import repair_tail
 from nas.options import UsageError
-from nas.results import RunFolder, TrialRecord, repair_tail
+from nas.results import RunFolder, TrialRecord
 from nas.trial import TrialSettings
 
 __all__ = ['Job', 'Resources', 'JobQueue', 'JobRecorder', 'job_trainable', 'missing', 'sized', 'run_jobs']

@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from nas.checks import is_int
 from nas.cli import amount
 from nas.pareto import COSTS, OBJECTIVES
-from nas.train import ProxyConfig, ProxyError
+from nas.proxy import ProxyConfig, ProxyError
 
 __all__ = ['UsageError', 'SearchOptions', 'DEFAULT_SPACE', 'SAMPLERS', 'RESUMABLE']
 
@@ -92,15 +93,15 @@ class SearchOptions:
         """These options with objectives and amounts parsed, or UsageError naming the first bad one.
         Needs neither the space nor Ray: everything here is refused before anything starts."""
         objectives = _parse_objectives(self.objectives)
-        if not _is_int(self.budget) or self.budget < 1:
+        if not is_int(self.budget) or self.budget < 1:
             raise UsageError(f'--budget must be at least 1, got {self.budget!r}')
-        if not _is_int(self.repeats) or not _is_int(self.race) or self.repeats < 1 or self.race < 1:
+        if not is_int(self.repeats) or not is_int(self.race) or self.repeats < 1 or self.race < 1:
             raise UsageError(f'--repeats and --race must be at least 1, got {self.repeats!r} and {self.race!r}')
         if not 0 <= self.race_share <= 10:
             raise UsageError(f'--race-share must be in [0, 10], got {self.race_share}')
         if self.sampler not in SAMPLERS:
             raise UsageError(f"--sampler: unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise UsageError(f'--seed must be an int >= 0, got {self.seed!r}')
         if self.time_budget is not None and not _positive(self.time_budget):
             raise UsageError(f'--time-budget must be a number of seconds > 0, got {self.time_budget!r}')
@@ -131,7 +132,7 @@ class SearchOptions:
             raise UsageError(f'--gpu-memory-mb must be a number of MB > 0, got {self.gpu_memory_mb!r}')
         for key, low in (('max_concurrent', 1), ('max_failures', 0)):
             value = getattr(self, key)
-            if value is not None and (not _is_int(value) or value < low):
+            if value is not None and (not is_int(value) or value < low):
                 raise UsageError(f'--{_flag(key)} must be an int >= {low}, got {value!r}')
         if self.name is not None:
             name = str(self.name)
@@ -149,10 +150,6 @@ class SearchOptions:
             if e.key in changes:
                 raise UsageError(f'--{_flag(e.key)}: {e.msg}') from None
         return replace(self, objectives=objectives, gpus_per_trial=gpus, **limits)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _positive(v: Any) -> bool:

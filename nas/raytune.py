@@ -50,11 +50,11 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from nas.arch import Arch
-from nas.archive import ArchResult, Archive
-from nas.data import Dataset
+from nas.archive import Archive, ArchResult
 from nas.cli import raise_terminated
-from nas.results import RunFolder, TrialRecord
+from nas.data import Dataset
 from nas.options import UsageError
+from nas.results import RunFolder, TrialRecord
 from nas.signals import mean_score
 from nas.space import SearchSpace
 from nas.study import RunStudy

@@ -14,8 +14,8 @@ from nas.results import RunFolder
 if TYPE_CHECKING:
     from nas.data import Dataset
     from nas.options import SearchOptions
+    from nas.proxy import ProxyConfig
     from nas.space import SearchSpace
-    from nas.train import ProxyConfig
 
 __all__ = ['front_report', 'noise_line', 'long_trial_note', 'small_data_note', 'proxy_note', 'listed']
 

@@ -26,29 +26,24 @@ not trained). trials.jsonl is the record of what is done: resuming a run trusts 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
-import math
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
-from functools import lru_cache, partial
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import yaml
 
 from nas import pareto
-from nas.archive import ArchResult, Archive, aggregate, seed_std  # noqa: F401  (re-exported)
-from nas.pareto import OBJECTIVES
-from nas.train import ProxyConfig
+from nas.archive import Archive, ArchResult, aggregate, seed_std  # noqa: F401  (re-exported)
+from nas.files import TMP, copy_atomic, repair_tail, write_atomic
+from nas.proxy import ProxyConfig
+from nas.record import RecordError, TrialRecord, check_record  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from nas.data import Dataset
@@ -60,161 +55,9 @@ STUDY_NAME = "acmix-nas"
 PARETO = "pareto.json"
 WEIGHTS = "weights"
 
-STATUSES = ("complete", "stopped", "failed", "infeasible")
-TMP, TORN = ".tmp", ".torn-"  # a file being replaced; the torn tail of an append-only file, set aside
 
 class RunError(ValueError):
     """A run folder that is missing, incomplete or does not match what is asked of it."""
-
-
-@dataclass
-class TrialRecord:
-    """One line of trials.jsonl."""
-
-    number: int  # position in the run, from 0
-    arch_id: str
-    arch: dict[str, Any]
-    status: str  # see STATUSES ('running' only in progress reports, never in trials.jsonl)
-    accuracy: float | None = None  # final validation accuracy (fraction)
-    params: int | None = None
-    macs: int | None = None
-    latency_ms: float | None = None
-    memory_mb: float | None = None
-    acc_per_epoch: list[float] = field(default_factory=list)
-    loss_per_epoch: list[float] = field(default_factory=list)
-    epochs: int = 0  # epochs trained: the fidelity reached
-    seconds: float = 0.0  # wall time of the trial (cost measurement + training + evaluation)
-    train_seconds: float = 0.0  # of which training and evaluation
-    cpu_seconds: float = 0.0  # CPU time of the trial's process over the same span (a cost that machine load does not inflate)
-    error: str | None = None
-    reference: str | None = None  # 'all_conv' | 'all_acmix' | 'paper' for the reference points
-    optuna_number: int | None = None
-    optuna_params: dict[str, Any] = field(default_factory=dict)
-    constraints: list[float] = field(default_factory=list)  # <= 0 where a hard limit holds
-    rates: list[dict[str, Any]] = field(default_factory=list)  # learned alpha/beta per ACmix block
-    weights: str | None = None  # path of the weights file, relative to the run folder
-    node: str | None = None  # the Ray node that ran the trial
-    seed: int | None = None  # the proxy's seed (initial weights, batch order, augmentation)
-    device: str | None = None  # where it was costed and trained ('cpu', 'cuda:0')
-    gpu_ids: list[str] = field(default_factory=list)  # the GPUs Ray gave the trial (empty on CPU)
-    setup_seconds: float = 0.0  # in the trainable before evaluation: the data fetched and placed
-    started_at: str = ""
-    finished_at: str = ""
-
-    @property
-    def feasible(self) -> bool:
-        return all(c <= 0 for c in self.constraints)
-
-    def value(self, objective: str) -> float | None:
-        return getattr(self, OBJECTIVES[objective][0])
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, allow_nan=False)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrialRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-class RecordError(ValueError):
-    """A line of a records file that is not a valid trial record; `field` names what is wrong."""
-
-    def __init__(self, field: str, msg: str):
-        self.field, self.msg = field, msg
-        super().__init__(f"{field}: {msg}" if field else msg)
-
-
-def _int(v: Any, low: int = 0) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _num(v: Any, low: float = 0.0, high: float = math.inf) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
-
-
-def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: v is None or check(v)
-
-
-def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, list) and all(check(x) for x in v)
-
-
-_fraction = partial(_num, high=1.0)
-_finite = partial(_num, low=-math.inf)
-_text = _optional(lambda v: isinstance(v, str))
-# field -> (check, what is allowed): every field of TrialRecord, as trials.jsonl holds it
-_RECORD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "number": (_int, "an int >= 0"),
-    "arch_id": (lambda v: isinstance(v, str) and v != "", "an architecture id (a string)"),
-    "arch": (lambda v: isinstance(v, dict), "an architecture (a mapping)"),
-    "status": (lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
-    "accuracy": (_optional(_fraction), "a number in [0, 1] or null"),
-    "params": (_optional(_num), "a number >= 0 or null"),
-    "macs": (_optional(_num), "a number >= 0 or null"),
-    "latency_ms": (_optional(_num), "a number >= 0 or null"),
-    "memory_mb": (_optional(_num), "a number >= 0 or null"),
-    "acc_per_epoch": (_list_of(_fraction), "a list of numbers in [0, 1]"),
-    "loss_per_epoch": (_list_of(_finite), "a list of numbers"),
-    "epochs": (_int, "an int >= 0"),
-    "seconds": (_num, "a number >= 0"),
-    "train_seconds": (_num, "a number >= 0"),
-    "setup_seconds": (_num, "a number >= 0"),
-    "error": (_text, "a string or null"),
-    "reference": (_text, "a string or null"),
-    "optuna_number": (_optional(_int), "an int >= 0 or null"),
-    "optuna_params": (lambda v: isinstance(v, dict), "a mapping"),
-    "constraints": (_list_of(_finite), "a list of numbers"),
-    "rates": (_list_of(lambda x: isinstance(x, dict)), "a list of mappings"),
-    "weights": (_text, "a string or null"),
-    "node": (_text, "a string or null"),
-    "seed": (_optional(_int), "an int >= 0 or null"),
-    "device": (_text, "a string or null"),
-    "gpu_ids": (lambda v: isinstance(v, list), "a list"),
-    "started_at": (lambda v: isinstance(v, str), "a string"),
-    "finished_at": (lambda v: isinstance(v, str), "a string"),
-}
-_REQUIRED = ("number", "arch_id", "arch", "status")
-
-
-@lru_cache(maxsize=1 << 16)
-def _arch_id_of(arch_json: str) -> str:
-    """The id of an architecture given as canonical JSON (ArchError if it describes no network)."""
-    from nas.arch import Arch
-
-    return Arch.from_json(arch_json).arch_id
-
-
-def check_record(d: Any) -> TrialRecord:
-    """The TrialRecord a parsed line of trials.jsonl (or fidelity.jsonl) holds, every field checked:
-    types and ranges, a known status, an accuracy for a complete trial, an architecture that
-    describes a network (nas.arch.Arch) and whose id is its arch_id. Keys this version does not
-    know are ignored (a later version's records stay readable).
-
-    Raises:
-        RecordError: the first field that is wrong (its `field` says which).
-    """
-    if not isinstance(d, dict):
-        raise RecordError("", f"expected a JSON object (a trial record), got {type(d).__name__}")
-    for key in _REQUIRED:
-        if key not in d:
-            raise RecordError(key, "missing")
-    for key, (ok, allowed) in _RECORD_CHECKS.items():
-        if key in d and not ok(d[key]):
-            shown = repr(d[key])
-            raise RecordError(key, f"expected {allowed}, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
-    if d["status"] == "complete" and d.get("accuracy") is None:
-        raise RecordError("accuracy", "a complete trial needs one, got null")
-    from nas.arch import ArchError
-
-    try:
-        arch_id = _arch_id_of(json.dumps(d["arch"], sort_keys=True))
-    except (ArchError, TypeError, ValueError) as e:
-        raise RecordError("arch", f"not a buildable architecture ({' '.join(str(e).split())})") from None
-    if arch_id != d["arch_id"]:
-        raise RecordError("arch_id", f"{d['arch_id']!r} is not the id of its arch ({arch_id})")
-    return TrialRecord.from_dict(d)
 
 
 _REPORTED: set[tuple[str, int, int]] = set()  # (file, line, hash of the line): skipped records warned of
@@ -310,141 +153,6 @@ class RunConfig:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         out["proxy"], out["data"] = self.proxy.to_dict(), asdict(self.data)
         return {**out, **self.extra}
-
-
-# --------------------------------------------------------------------------- crash-consistent files
-
-def _replace_with(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Replace `path` by what `write` writes: a temp file beside it, fsynced, then a rename, so a
-    reader or a crash sees the old file or the new one. On any failure (ENOSPC: a full disk)
-    the temp file is removed and the old file stays as it was."""
-    tmp = path.with_name(path.name + TMP)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Replace the file `path` with `data` (see `_replace_with`)."""
-    _replace_with(Path(path), lambda f: f.write(data.encode() if isinstance(data, str) else data))
-
-
-def copy_atomic(src: str | Path, dst: str | Path) -> None:
-    """Copy `src` over `dst`, replacing it whole (see `_replace_with`)."""
-    with open(src, "rb") as s:
-        _replace_with(Path(dst), lambda f: shutil.copyfileobj(s, f))
-
-
-def save_safetensors(state: dict[str, Any], path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """safetensors' save_file, a failed write raised as the OSError it is (safetensors reports a
-    full disk as a SafetensorError, `... I/O error: No space left on device (os error 28)`)."""
-    import re
-
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
-
-    try:
-        save_file(state, str(path), metadata=metadata)
-    except SafetensorError as e:
-        code = re.search(r"(?:code: |os error )(\d+)", str(e))  # how safetensors versions spell an errno
-        if code is None:
-            raise
-        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
-
-
-def occupied(path: str | Path) -> str | None:
-    """Why writing a folder at `path` would overwrite something (None: it is free or empty)."""
-    path = Path(path)
-    if path.is_dir():
-        return f"{path}: the folder exists and is not empty" if any(path.iterdir()) else None
-    return f"{path}: exists and is not a folder" if path.exists() or path.is_symlink() else None
-
-
-@contextlib.contextmanager
-def folder_written_whole(dst: str | Path) -> Iterator[Path]:
-    """Write a folder whole: yields a temp folder beside `dst` to fill; when the block ends without
-    an error it replaces `dst` (any old contents moved aside, then removed), else it is removed
-    and `dst` stays as it was."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # a folder as mkdir makes it, not mkdtemp's private one
-    try:
-        yield tmp
-        for path in tmp.rglob('*'):  # files as open() makes them (safetensors writes its own 0600)
-            if path.is_file() and not path.is_symlink():
-                os.chmod(path, 0o666 & ~umask)
-        old = None
-        if dst.exists() or dst.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-            os.replace(dst, old / dst.name)
-        try:
-            os.replace(tmp, dst)
-        except BaseException:
-            if old is not None:
-                os.replace(old / dst.name, dst)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _side_path(path: Path) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    side, n = path.with_name(f"{path.name}{TORN}{stamp}"), 1
-    while side.exists():
-        side, n = path.with_name(f"{path.name}{TORN}{stamp}-{n}"), n + 1
-    return side
-
-
-def repair_tail(path: Path, whole: Callable[[bytes], bool]) -> str | None:
-    """Make an append-only file of lines end with a whole line, so the next append starts one.
-
-    The bytes after the last line end are either a whole record that lost its line end (`whole`
-    says so: the line end is added) or a torn one (they are moved to `<path>.torn-<time>` and the
-    file is cut back to its last whole line). Returns a one-line report, or None if the file
-    already ended with a line end.
-    """
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    with open(path, "rb+") as f:
-        end = pos = f.seek(0, os.SEEK_END)
-        tail = b""
-        while pos > 0:  # read backwards to the last line end
-            step = min(1 << 16, pos)
-            pos -= step
-            f.seek(pos)
-            chunk = f.read(step)
-            i = chunk.rfind(b"\n")
-            if i >= 0:
-                tail, pos = chunk[i + 1:] + tail, pos + i + 1
-                break
-            tail = chunk + tail
-        if not tail:
-            return None
-        if whole(tail):
-            f.seek(end)
-            f.write(b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-            return f"{path}: its last line was whole but had no line end; added it"
-        side = _side_path(path)
-        write_atomic(side, tail)
-        f.truncate(pos)
-        f.flush()
-        os.fsync(f.fileno())
-    return (f"{path}: set aside a torn last line ({len(tail)} bytes, a write cut short) in {side.name}; "
-            f"every whole record is kept")
 
 
 def _json_object(line: bytes) -> dict[str, Any] | None:
@@ -629,12 +337,6 @@ class RunFolder:
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(self.study_path)))
-
-    def load_study(self) -> optuna.Study:
-        self.require()
-        if not self.study_path.is_file():
-            raise RunError(f"{self.path}: no Optuna study ({STUDY})")
-        return optuna.load_study(study_name=STUDY_NAME, storage=self.storage())
 
     # -- the front
     def objectives(self) -> list[str]:

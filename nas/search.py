@@ -32,26 +32,39 @@ import shlex
 import shutil
 import signal
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
 
 from nas import pareto
-from nas.cli import (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, ArgumentParser, Terminated, amount, shell_command,
-                     stop_on_sigterm)
+from nas.cli import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    ArgumentParser,
+    Terminated,
+    amount,
+    shell_command,
+    stop_on_sigterm,
+)
 from nas.data import DataError, Dataset
 from nas.options import RESUMABLE, SAMPLERS, SearchOptions, UsageError, proxy_changes
 from nas.pareto import COSTS
+from nas.proxy import ProxyConfig, ProxyError
 from nas.report import front_report, long_trial_note, proxy_note, small_data_note
 from nas.results import RUN_YAML, DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
 from nas.runlock import LOCK_FILE, RunLock, RunLocked
 from nas.space import SearchSpace, SpaceError, load_space
 from nas.study import open_study
-from nas.train import ProxyConfig, ProxyError
+
+if TYPE_CHECKING:
+    from nas.raytune import TuneOutcome
+    from nas.record import TrialRecord
+    from nas.study import RunStudy
 
 __all__ = ['run', 'main', 'SearchOptions', 'UsageError']
 
@@ -302,10 +315,11 @@ def _load_space(folder: RunFolder, opts: SearchOptions, resumed: bool) -> Search
 
 
 def _notes(space: SearchSpace, data: Dataset, proxy: ProxyConfig, opts: SearchOptions,
-           calibration: dict[str, Any]) -> list[str]:
+           calibration: dict[str, Any] | None = None) -> list[str]:
     """Lines for the start of a search whose settings will not do what they seem to, and which
-    calibration its proxy comes from (or that it was never fitted to this data)."""
-    notes = [note for note in [proxy_note(space, opts, proxy, calibration)] if note]
+    calibration its proxy comes from (or that it was never fitted to this data). `calibration` is
+    the --proxy file's ({} or None without one: `_proxy`)."""
+    notes = [note for note in [proxy_note(space, opts, proxy, calibration or {})] if note]
     if math.isfinite(space.size) and opts.budget > space.size:
         notes.append(f'note: --budget {opts.budget} is more than the {int(space.size):,} architectures of this space; '
                      f'the search ends when every one is evaluated')
@@ -322,7 +336,41 @@ def _notes(space: SearchSpace, data: Dataset, proxy: ProxyConfig, opts: SearchOp
     return notes
 
 
+@dataclass(frozen=True)
+class _SetUp:
+    """What a search runs with, once its run folder is claimed and its run.yaml written."""
+
+    space: SearchSpace
+    proxy: ProxyConfig
+    calibration: dict[str, Any]  # the --proxy file's ({} without one)
+    data: Dataset
+    gpus: float  # per trial
+    gpu_memory: float | None  # MB of the smallest GPU, for --gpus-per-trial auto
+    address: str | None  # the Ray cluster joined; None: a local Ray
+
+
 def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str, claim: _Claim) -> RunFolder:
+    """Search in `folder`: set it up, evaluate architectures up to the budget, then say how it ended."""
+    setup = _set_up(folder, opts, resumed, command, claim)
+    records = folder.trials()
+    archs = aggregate(records)
+    remaining = opts.budget - len(archs)
+    wanting = [a for a, n in pareto.race_targets(archs, opts.objectives, seed_std(archs), repeats=opts.repeats,
+                                                 race=opts.race, band=False) if a.seeds < n]
+    if remaining <= 0 and not wanting:
+        print(f'{folder.path}: {len(archs)} architectures done, budget {opts.budget} reached')
+        print(front_report(folder))
+        return folder
+    study, queue, references = _start(folder, opts, setup, records, resumed, len(archs), remaining)
+    outcome = _tune(folder, opts, setup, study, queue, references, records)
+    _report(folder, opts, outcome)
+    return folder
+
+
+def _set_up(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str, claim: _Claim) -> _SetUp:
+    """Check what can be checked before anything is written (the proxy, the resources, the data, a
+    resumed run's data), join the Ray cluster if one is named, then claim the run folder, repair it
+    and write its run.yaml."""
     space = _load_space(folder, opts, resumed)
     proxy, calibration = _proxy(space, opts)
     if resumed and opts.proxy is not None and folder.config().proxy != proxy:
@@ -358,31 +406,34 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
     for line in folder.repair():  # a torn tail, temp files of a crash: before anything is appended
         print(line, flush=True)
     folder.write_config(config)
+    return _SetUp(space, proxy, calibration, data, gpus, gpu_memory, address)
 
-    records = folder.trials()
-    archs = aggregate(records)
-    remaining = opts.budget - len(archs)
-    wanting = [a for a, n in pareto.race_targets(archs, opts.objectives, seed_std(archs), repeats=opts.repeats,
-                                                 race=opts.race, band=False) if a.seeds < n]
-    if remaining <= 0 and not wanting:
-        print(f'{folder.path}: {len(archs)} architectures done, budget {opts.budget} reached')
-        print(front_report(folder))
-        return folder
+
+def _start(folder: RunFolder, opts: SearchOptions, setup: _SetUp, records: list[TrialRecord], resumed: bool,
+           done: int, remaining: int) -> tuple[RunStudy, list[dict[str, Any]], dict[str, str]]:
+    """The run's study, the architectures to evaluate first and the reference points' names (arch id
+    -> name), with the lines that open the session."""
+    space = setup.space
     study, stale, queue, notes = open_study(folder, opts, space, records)
     references = {a.arch_id: name for name, a in space.reference_points().items()}
     again = sum(space.point(params).arch_id not in references for params in queue)
     for line in notes:
         print(line, flush=True)
     if resumed:
-        print(f'resuming {folder.path}: {len(archs)} architectures done, {max(0, remaining)} to go'
+        print(f'resuming {folder.path}: {done} architectures done, {max(0, remaining)} to go'
               + (f' ({stale} interrupted trials marked failed in the study)' if stale else '')
               + (f'; {again} architectures started but not recorded are evaluated first' if again else ''))
     size = 'infinitely many' if not math.isfinite(space.size) else f'{int(space.size):,}'
-    print(f"{folder.path}: {data.summary()}; space {space.name} ({size} architectures); objectives "
+    print(f"{folder.path}: {setup.data.summary()}; space {space.name} ({size} architectures); objectives "
           f"{', '.join(opts.objectives)}; sampler {opts.sampler}, seed {opts.seed}", flush=True)
-    for line in _notes(space, data, proxy, opts, calibration):
+    for line in _notes(space, setup.data, setup.proxy, opts, setup.calibration):
         print(line, flush=True)
+    return study, queue, references
 
+
+def _tune(folder: RunFolder, opts: SearchOptions, setup: _SetUp, study: RunStudy, queue: list[dict[str, Any]],
+          references: dict[str, str], records: list[TrialRecord]) -> TuneOutcome:
+    """The session's evaluations on Ray Tune (run.yaml records the cluster once it is known)."""
     from nas.raytune import TuneJob, run_tune
     from nas.trial import TrialSettings
 
@@ -391,17 +442,22 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
         cfg.ray = cluster
         folder.write_config(cfg)
 
-    settings = TrialSettings(proxy=proxy, num_classes=data.num_classes, limits=opts.limits,
-                             device='cuda' if gpus > 0 else 'cpu')
-    outcome = run_tune(TuneJob(
-        run=folder, study=study, queue=queue, space=space, data=data, settings=settings, objectives=opts.objectives,
-        limits=opts.limits, seed=opts.seed, budget=opts.budget, history=records, repeats=opts.repeats,
-        race=opts.race, race_share=opts.race_share, gpu_memory_mb=gpu_memory,
+    settings = TrialSettings(proxy=setup.proxy, num_classes=setup.data.num_classes, limits=opts.limits,
+                             device='cuda' if setup.gpus > 0 else 'cpu')
+    return run_tune(TuneJob(
+        run=folder, study=study, queue=queue, space=setup.space, data=setup.data, settings=settings,
+        objectives=opts.objectives, limits=opts.limits, seed=opts.seed, budget=opts.budget, history=records,
+        repeats=opts.repeats, race=opts.race, race_share=opts.race_share, gpu_memory_mb=setup.gpu_memory,
         references=references,
-        cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=gpus, max_concurrent=opts.max_concurrent,
-        address=address, time_budget=opts.time_budget, early_stop=opts.early_stop,
+        cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=setup.gpus, max_concurrent=opts.max_concurrent,
+        address=setup.address, time_budget=opts.time_budget, early_stop=opts.early_stop,
         max_failures=opts.max_failures, quiet=opts.quiet), on_cluster=on_cluster)
-    if outcome.interrupted:  # after Tune's clean stop; search() says how to continue
+
+
+def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> None:
+    """How the session ended, and the front. A stop by a signal is raised again (KeyboardInterrupt,
+    Terminated: `run` says how to continue), a full disk as the OSError it is."""
+    if outcome.interrupted:  # after Tune's clean stop
         raise Terminated() if outcome.signal == signal.SIGTERM else KeyboardInterrupt()
     if outcome.disk_error is not None:
         e = outcome.disk_error
@@ -420,7 +476,6 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
     elif done < opts.budget:
         print(f'stopped at {done}/{opts.budget} architectures; continue with: {resume_command(folder.path)}')
     print(front_report(folder))
-    return folder
 
 
 def proposals_line(proposals: dict[str, int]) -> str:

@@ -35,11 +35,23 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from nas.arch import (BLOCK_KINDS, CONV_KERNELS, OPS, STEM_POOLS, STEM_TYPES, Arch, ArchError, BlockArch,
-                      StageArch, StemArch, make_divisible)
-from nas.train import ProxyConfig, ProxyError
+from nas.arch import (
+    BLOCK_KINDS,
+    CONV_KERNELS,
+    OPS,
+    STEM_POOLS,
+    STEM_TYPES,
+    Arch,
+    ArchError,
+    BlockArch,
+    StageArch,
+    StemArch,
+    make_divisible,
+)
+from nas.checks import is_int, is_num
+from nas.proxy import ProxyConfig, ProxyError
 
-__all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space', 'PROXY_DEFAULTS',
+__all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space',
            'BLOCK_DECISIONS']
 
 # Block-level decisions: the op, the conv block's setting, the ACmix block's settings.
@@ -50,7 +62,6 @@ BLOCK_DEFAULTS: dict[str, Any] = dict(op='conv', kernel=3, heads=4, k_att=7, k_c
                                       learnable=True)
 SCOPES = ('block', 'stage', 'network')
 
-PROXY_DEFAULTS: dict[str, Any] = ProxyConfig().to_dict()  # the proxy: section's keys and defaults
 
 _TOP_KEYS = ('name', 'description', 'input_size', 'in_chans', 'stem', 'width_mult', 'num_features', 'blocks',
              'stages', 'proxy')
@@ -75,14 +86,6 @@ class SpaceError(ValueError):
 
 
 # -- value kinds ----------------------------------------------------------------------------------
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 @dataclass(frozen=True)
 class _Kind:
     """What values a decision may take: `check(v)` returns an error text or ''."""
@@ -93,16 +96,16 @@ class _Kind:
 
 _KINDS: dict[str, _Kind] = {
     'op': _Kind('str', f"one of {list(OPS)}", lambda v: v in OPS),
-    'kernel': _Kind('int', f"one of {list(CONV_KERNELS)}", lambda v: _is_int(v) and v in CONV_KERNELS),
-    'k_conv': _Kind('int', f"one of {list(CONV_KERNELS)}", lambda v: _is_int(v) and v in CONV_KERNELS),
-    'k_att': _Kind('int', "an odd int from 1 to 31", lambda v: _is_int(v) and 1 <= v <= 31 and v % 2 == 1),
-    'heads': _Kind('int', "an int >= 1", lambda v: _is_int(v) and v >= 1),
-    'alpha': _Kind('float', "a finite number", _is_num),
-    'beta': _Kind('float', "a finite number", _is_num),
+    'kernel': _Kind('int', f"one of {list(CONV_KERNELS)}", lambda v: is_int(v) and v in CONV_KERNELS),
+    'k_conv': _Kind('int', f"one of {list(CONV_KERNELS)}", lambda v: is_int(v) and v in CONV_KERNELS),
+    'k_att': _Kind('int', "an odd int from 1 to 31", lambda v: is_int(v) and 1 <= v <= 31 and v % 2 == 1),
+    'heads': _Kind('int', "an int >= 1", lambda v: is_int(v) and v >= 1),
+    'alpha': _Kind('float', "a finite number", is_num),
+    'beta': _Kind('float', "a finite number", is_num),
     'learnable': _Kind('bool', "true or false", lambda v: isinstance(v, bool)),
-    'depth': _Kind('int', "an int from 1 to 64", lambda v: _is_int(v) and 1 <= v <= 64),
-    'channels': _Kind('int', "an int >= 1", lambda v: _is_int(v) and v >= 1),
-    'width_mult': _Kind('float', "a number > 0", lambda v: _is_num(v) and v > 0),
+    'depth': _Kind('int', "an int from 1 to 64", lambda v: is_int(v) and 1 <= v <= 64),
+    'channels': _Kind('int', "an int >= 1", lambda v: is_int(v) and v >= 1),
+    'width_mult': _Kind('float', "a number > 0", lambda v: is_num(v) and v > 0),
 }
 
 
@@ -155,11 +158,11 @@ class Decision:
     def contains(self, v: Any) -> bool:
         if self.choices is not None:
             return any(v == c and type(v) is type(c) for c in self.choices) or (
-                _KINDS[self.key].type == 'float' and _is_num(v) and v in self.choices)
+                _KINDS[self.key].type == 'float' and is_num(v) and v in self.choices)
         vals = self.values()
         if vals is not None:
             return v in vals
-        return _is_num(v) and self.low <= v <= self.high
+        return is_num(v) and self.low <= v <= self.high
 
     def suggest(self, trial: Any, name: str) -> Any:
         """One Optuna suggest_* call (none for a fixed value)."""
@@ -237,7 +240,7 @@ def _parse_decision(key: str, raw: Any, where: str, file: str | None, scopes: tu
         if 'low' not in raw or 'high' not in raw:
             raise bad(where, "a range needs both low and high")
         lo, hi, step, log = raw['low'], raw['high'], raw.get('step'), raw.get('log', False)
-        num = _is_int if kind.type == 'int' else _is_num
+        num = is_int if kind.type == 'int' else is_num
         for k, v in (('low', lo), ('high', hi)):
             if not num(v):
                 raise bad(f"{where}.{k}", f"expected {'an int' if kind.type == 'int' else 'a number'}, got {v!r}")
@@ -337,15 +340,15 @@ class SearchSpace:
                 raise bad(req, "missing (required)")
 
         size = raw['input_size']
-        if _is_int(size):
+        if is_int(size):
             size = [size, size]
-        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(s) and s >= 1 for s in size)):
+        if not (isinstance(size, list) and len(size) == 2 and all(is_int(s) and s >= 1 for s in size)):
             raise bad('input_size', f"expected an int >= 1 or [H, W], got {raw['input_size']!r}")
         in_chans = raw.get('in_chans', 3)
-        if not (_is_int(in_chans) and in_chans >= 1):
+        if not (is_int(in_chans) and in_chans >= 1):
             raise bad('in_chans', f"expected an int >= 1, got {in_chans!r}")
         nf = raw.get('num_features', 0)
-        if not (_is_int(nf) and nf >= 0):
+        if not (is_int(nf) and nf >= 0):
             raise bad('num_features', f"expected an int >= 0 (0: no final 1x1 conv), got {nf!r}")
         sname = raw.get('name', name)
         if not isinstance(sname, str):
@@ -364,7 +367,7 @@ class SearchSpace:
         if stem_type not in STEM_TYPES:
             raise bad('stem.type', f"expected one of {list(STEM_TYPES)}, got {stem_type!r}")
         stem_ch = stem_raw.get('channels', 32)
-        if not (_is_int(stem_ch) and stem_ch >= 1):
+        if not (is_int(stem_ch) and stem_ch >= 1):
             raise bad('stem.channels', f"expected an int >= 1, got {stem_ch!r}")
         pool = stem_raw.get('pool', None)
         if pool not in STEM_POOLS:
@@ -395,10 +398,10 @@ class SearchSpace:
             if block not in BLOCK_KINDS:
                 raise bad(f"{w}.block", f"expected one of {list(BLOCK_KINDS)}, got {block!r}")
             stride = st.get('stride', 1 if i == 0 else 2)
-            if not (_is_int(stride) and stride in (1, 2)):
+            if not (is_int(stride) and stride in (1, 2)):
                 raise bad(f"{w}.stride", f"expected 1 or 2, got {stride!r}")
             ratio = st.get('bottle_ratio', 0.25 if block == 'bottleneck' else 1.0)
-            if not (_is_num(ratio) and 0 < ratio <= 4):
+            if not (is_num(ratio) and 0 < ratio <= 4):
                 raise bad(f"{w}.bottle_ratio", f"expected a number in (0, 4], got {ratio!r}")
             depth = _parse_decision('depth', st.get('depth', 1), f"{w}.depth", file, ('stage',), 'stage')
             channels = _parse_decision('channels', st['channels'], f"{w}.channels", file, ('stage',), 'stage')

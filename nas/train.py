@@ -24,24 +24,25 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.optim import param_groups_weight_decay
 
 from nas.cli import fault_exit
-from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, dataset_name, load_dataset
-from nas.signals import SIGNALS
+from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, load_dataset
+from nas.options import UsageError
+from nas.proxy import ProxyConfig
 
 if TYPE_CHECKING:
     from nas.arch import Arch
     from nas.results import RunConfig
 
-__all__ = ["TrainConfig", "ProxyConfig", "ProxyError", "EpochResult", "train", "evaluate", "param_groups", "augment_batch",
-           "main"]
+__all__ = ["TrainConfig", "EpochResult", "train", "evaluate", "param_groups", "augment_batch", "main"]
 
 AUGMENTS = ("auto", "none", "crop", "flip", "crop+flip")
 
@@ -50,9 +51,8 @@ AUGMENTS = ("auto", "none", "crop", "flip", "crop+flip")
 class TrainConfig:
     """Hyper-parameters of one training run.
 
-    The defaults are the proxy's (`ProxyConfig` takes its training defaults from here): on the
-    digits space the all-conv network reaches about 98% validation accuracy in about 2 s on 2
-    CPU cores, the all-ACmix one about 97% in about 6 s. Full retraining on CIFAR wants more
+    The defaults are the proxy's (taken from `nas.proxy.ProxyConfig`): on the digits space the
+    all-conv network reaches about 98% validation accuracy in about 2 s on 2 CPU cores, the all-ACmix one about 97% in about 6 s. Full retraining on CIFAR wants more
     epochs (100-200), `batch_size` 128 and `lr` 0.1. The names match the search-space YAML's
     `proxy:` section, so `TrainConfig.from_dict(proxy)` works.
 
@@ -80,14 +80,14 @@ class TrainConfig:
         grad_clip: clip the gradient norm to this value; None: no clipping.
     """
 
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.4
+    epochs: int = ProxyConfig.epochs
+    batch_size: int = ProxyConfig.batch_size
+    optimizer: str = ProxyConfig.optimizer
+    lr: float = ProxyConfig.lr
     momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
+    weight_decay: float = ProxyConfig.weight_decay
+    warmup_epochs: float = float(ProxyConfig.warmup_epochs)
+    label_smoothing: float = ProxyConfig.label_smoothing
     seed: int = 0
     augment: str | bool = "auto"
     crop_padding: int | None = None
@@ -114,111 +114,10 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
-
-class ProxyError(ValueError):
-    """A bad proxy setting: `key` names it, str(error) says what is allowed."""
-
-    def __init__(self, key: str, msg: str):
-        self.key, self.msg = key, msg
-        super().__init__(f"{key}: {msg}")
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-# key -> (check, what is allowed); the checks of `ProxyConfig.checked`
-_PROXY_CHECKS = dict(
-    dataset=(lambda v: isinstance(v, str) and dataset_name(v) is not None, f"one of {', '.join(DATASETS)}"),
-    image_size=(lambda v: v is None or (_is_int(v) and v >= 1), "an int >= 1"),
-    val_fraction=(lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
-    subset=(lambda v: v is None or (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
-            "null, an int count >= 1 or a fraction in (0, 1]"),
-    epochs=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    batch_size=(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    optimizer=(lambda v: v in ("sgd", "adamw"), "one of ['sgd', 'adamw']"),
-    lr=(lambda v: _is_num(v) and v > 0, "a number > 0"),
-    weight_decay=(lambda v: _is_num(v) and v >= 0, "a number >= 0"),
-    warmup_epochs=(lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-    label_smoothing=(lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
-    rank_by=(lambda v: v in SIGNALS, f"one of {list(SIGNALS)}"),
-)
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    """The proxy every trial of a search trains: which data, and how long and how to train.
-
-    This is the search-space YAML's `proxy:` section and run.yaml's `proxy:`. Its one set of
-    defaults: the training ones are `TrainConfig`'s, the split is `nas.data.VAL_FRACTION`;
-    `image_size` None means the space's input size. `rank_by` is the rank signal the search reads off
-    each training (`nas.signals`; 'accuracy' by default, set by `nas.calibrate`). The search's
-    `--proxy FILE` (a calibrated proxy) replaces it and `--dataset`, `--epochs`, `--batch-size` and
-    `--subset` override it (`replace`), checked by the same rules.
-    """
-
-    dataset: str = "digits"
-    image_size: int | None = None
-    val_fraction: float = VAL_FRACTION
-    subset: int | float | None = None  # None: all; a count (int >= 1) or a fraction of the training split
-    epochs: int = TrainConfig.epochs
-    batch_size: int = TrainConfig.batch_size
-    optimizer: str = TrainConfig.optimizer
-    lr: float = TrainConfig.lr
-    weight_decay: float = TrainConfig.weight_decay
-    warmup_epochs: int = int(TrainConfig.warmup_epochs)
-    label_smoothing: float = TrainConfig.label_smoothing
-    rank_by: str = "accuracy"  # the rank signal read off each training (nas.signals); not a training setting
-
     @classmethod
-    def from_dict(cls, d: dict) -> "ProxyConfig":
-        """A checked ProxyConfig from a mapping (missing keys take the defaults).
-
-        Raises:
-            ProxyError: an unknown key, or a value that is not allowed (its `key` says which).
-        """
-        if not isinstance(d, dict):
-            raise ProxyError("", f"expected a mapping with keys {list(_PROXY_CHECKS)}, got {d!r}")
-        unknown = sorted(set(d) - set(_PROXY_CHECKS))
-        if unknown:
-            raise ProxyError(unknown[0], f"unknown key; allowed: {list(_PROXY_CHECKS)}")
-        return cls(**d).checked()
-
-    def checked(self) -> "ProxyConfig":
-        """This config if every value is allowed (numbers made floats where they are floats).
-
-        Raises:
-            ProxyError: the first value that is not allowed.
-        """
-        for key, (ok, allowed) in _PROXY_CHECKS.items():
-            if not ok(getattr(self, key)):
-                raise ProxyError(key, f"expected {allowed}, got {getattr(self, key)!r}")
-        if self.warmup_epochs > self.epochs:
-            raise ProxyError("warmup_epochs", f"expected at most epochs ({self.epochs}), got {self.warmup_epochs}")
-        return replace(self, **{k: float(getattr(self, k)) for k in ("lr", "weight_decay", "val_fraction",
-                                                                      "label_smoothing")})
-
-    def to_dict(self) -> dict:
-        """Its fields; `rank_by` only when it is not the default, so that spaces and runs written before it
-        existed keep their fingerprints (a resumed run must not look like a changed space)."""
-        d = asdict(self)
-        if d["rank_by"] == "accuracy":
-            del d["rank_by"]
-        return d
-
-    def train_config(self, seed: int, device: str = "auto") -> TrainConfig:
+    def of_proxy(cls, proxy: ProxyConfig, seed: int, device: str = "auto") -> "TrainConfig":
         """The TrainConfig of one proxy training."""
-        return TrainConfig.from_dict({**self.to_dict(), "seed": seed, "device": device})
-
-    def load_data(self, data_dir: Path | str | None = None, seed: int = 0,
-                  device: torch.device | str = "cpu") -> Dataset:
-        """The proxy's dataset (a seeded split of the training images; raises DataError)."""
-        return load_dataset(self.dataset, data_dir=data_dir, image_size=self.image_size,
-                            val_fraction=self.val_fraction, subset=self.subset, seed=seed, device=device)
+        return cls.from_dict({**proxy.to_dict(), "seed": seed, "device": device})
 
 
 @dataclass
@@ -239,27 +138,19 @@ class EpochResult:
 
 # --------------------------------------------------------------------------- pieces
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
-_NO_DECAY_NAMES = ("rate1", "rate2")
+_NO_DECAY_NAMES = ("rate1", "*.rate1", "rate2", "*.rate2")  # ACmix's α/β, whatever their shape
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two optimizer groups: weights with `weight_decay`, and the rest with none.
 
-    No decay for: parameters of norm layers, biases and any other 1-D (or 0-D) parameter, and
-    ACmix's mixing weights `rate1`/`rate2` (α/β) whatever their shape.
+    timm's `param_groups_weight_decay` decides: no decay for biases and any other 1-D (or 0-D)
+    parameter (every norm layer's), nor for ACmix's mixing weights `rate1`/`rate2` (α/β); frozen
+    parameters are left out. Returned as [decay, no decay], both present.
     """
-    decay, no_decay, seen = [], [], set()
-    for mod_name, module in model.named_modules():
-        for p_name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:
-                continue
-            seen.add(id(p))
-            if (isinstance(module, _NORMS) or p.ndim <= 1 or p_name in _NO_DECAY_NAMES
-                    or p_name.endswith(".bias") or p_name == "bias"):
-                no_decay.append(p)
-            else:
-                decay.append(p)
+    groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=_NO_DECAY_NAMES)
+    decay = [p for g in groups if g["weight_decay"] for p in g["params"]]
+    no_decay = [p for g in groups if not g["weight_decay"] for p in g["params"]]
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 
@@ -477,10 +368,6 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig | None = None
 
 # --------------------------------------------------------------------------- CLI
 
-class _UserError(Exception):
-    """A problem with the command line or its inputs: one line, exit status 2."""
-
-
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.default is None:  # these say their default in words
@@ -490,7 +377,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + message
-        raise _UserError(f"{message} (see --help)")
+        raise UsageError(f"{message} (see --help)")
 
 
 def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", "RunConfig | None"]:
@@ -505,38 +392,38 @@ def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", "RunConfig | No
         path = path.parent
     if path.is_file() and not arch_id:
         if trial is not None:
-            raise _UserError(f"--trial needs a run folder, but --arch {spec} is a file")
+            raise UsageError(f"--trial needs a run folder, but --arch {spec} is a file")
         try:
             return Arch.load(path), None
         except Exception as e:
-            raise _UserError(f"--arch {path}: not a valid Arch JSON/YAML file "
+            raise UsageError(f"--arch {path}: not a valid Arch JSON/YAML file "
                              f"({' '.join(str(e).split())})") from None
     if not path.is_dir():
-        raise _UserError(f"--arch {spec}: no such file or run folder")
+        raise UsageError(f"--arch {spec}: no such file or run folder")
     from nas.results import RunError, RunFolder, records_of
 
     try:
         run = RunFolder(path).require()
         config, records = run.config(), run.trials()
     except RunError as e:
-        raise _UserError(str(e)) from None
+        raise UsageError(str(e)) from None
     if arch_id:
         try:
             found = records_of(records, arch_id)  # the id, or a unique prefix of it
         except RunError as e:
-            raise _UserError(f"{run.trials_path}: {e}") from None
+            raise UsageError(f"{run.trials_path}: {e}") from None
         what = f"arch id {arch_id}"
     elif trial is not None:
         found = [r for r in records if r.number == trial]
         what = f"trial {trial}"
     else:
-        raise _UserError(f"--arch {spec} is a run folder: add --trial N or #ARCH_ID")
+        raise UsageError(f"--arch {spec} is a run folder: add --trial N or #ARCH_ID")
     if not found:
-        raise _UserError(f"{run.trials_path}: no {what} ({len(records)} trials)")
+        raise UsageError(f"{run.trials_path}: no {what} ({len(records)} trials)")
     try:
         return Arch.from_dict(found[-1].arch), config
     except Exception as e:
-        raise _UserError(f"{run.trials_path}: {what} has a bad arch ({e})") from None
+        raise UsageError(f"{run.trials_path}: {what} has a bad arch ({e})") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -604,10 +491,10 @@ def _check_args(args: argparse.Namespace) -> None:
     for key, (ok, allowed) in _ARG_CHECKS.items():
         value = getattr(args, key)
         if not ok(value):
-            raise _UserError(f"--{key.replace('_', '-')} must be {allowed}, got {value}")
+            raise UsageError(f"--{key.replace('_', '-')} must be {allowed}, got {value}")
     d = args.device
     if not (d in ("auto", "cpu", "cuda", "mps") or (d.startswith("cuda:") and d[5:].isdigit())):
-        raise _UserError(f"--device must be one of {', '.join(DEVICES)}, got {d!r}")
+        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {d!r}")
 
 
 def _run(argv: list[str] | None) -> int:
@@ -624,7 +511,7 @@ def _run(argv: list[str] | None) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
-        raise _UserError(f"--device {device}: CUDA is not available")
+        raise UsageError(f"--device {device}: CUDA is not available")
     h, w = arch.input_size
     image_size = args.image_size or (h if h == w else None)
     subset = None if args.subset is None else (
@@ -641,15 +528,15 @@ def _run(argv: list[str] | None) -> int:
                             val_fraction=args.val_fraction, subset=subset, seed=args.seed,
                             device=device)
     except (DataError, ValueError) as e:
-        raise _UserError(str(e)) from None
+        raise UsageError(str(e)) from None
     if data.in_chans != arch.in_chans:
-        raise _UserError(f"arch {arch.arch_id} takes {arch.in_chans}-channel input but "
+        raise UsageError(f"arch {arch.arch_id} takes {arch.in_chans}-channel input but "
                          f"{data.name} has {data.in_chans} channels")
-    from nas.results import folder_written_whole, occupied, save_safetensors
+    from nas.files import folder_written_whole, occupied, save_safetensors
 
     out = args.out or Path("results") / "trained" / f"{arch.arch_id}-{data.name}"
     if occupied(out) and not args.force:
-        raise _UserError(f"{occupied(out)}; refusing to overwrite a checkpoint (use --force to replace it)")
+        raise UsageError(f"{occupied(out)}; refusing to overwrite a checkpoint (use --force to replace it)")
     print(f"arch {arch.arch_id}: {arch.summary()}")
     print(f"data {data.summary()}; device {device}")
 
@@ -701,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m nas.train`: returns the exit status (2 for a user error, 1 for a failed run)."""
     try:
         return _run(argv)
-    except _UserError as e:
+    except UsageError as e:
         print(f"nas.train: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a read-only --out: the checkpoint folder is written whole or not at all

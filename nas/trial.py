@@ -30,8 +30,9 @@ from nas.arch import Arch
 from nas.cost import measure_cost
 from nas.data import Dataset
 from nas.model import create_model, rates_of
-from nas.results import TrialRecord
-from nas.train import ProxyConfig, train
+from nas.proxy import ProxyConfig
+from nas.record import TrialRecord
+from nas.train import TrainConfig, train
 
 __all__ = ['TrialSettings', 'TrialResult', 'evaluate', 'constraint_values']
 
@@ -113,7 +114,7 @@ def evaluate(arch: Arch, data: Dataset, settings: TrialSettings, seed: int,
     if not record.feasible:
         return finish('infeasible')
 
-    cfg = settings.proxy.train_config(seed=seed, device=str(device))
+    cfg = TrainConfig.of_proxy(settings.proxy, seed=seed, device=str(device))
     data = data.to(device) if data.device != device else data
     train_start = time.perf_counter()
     for r in train(model, data, cfg):

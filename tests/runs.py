@@ -24,9 +24,9 @@ from safetensors.torch import save_file
 from nas import pareto
 from nas.arch import Arch
 from nas.cost import measure_cost
+from nas.proxy import ProxyConfig
 from nas.results import STUDY_NAME, DataInfo, RunConfig, RunFolder, TrialRecord, package_versions
 from nas.space import load_space
-from nas.train import ProxyConfig
 from nas.trial import TrialSettings, evaluate
 
 SPACE_FILE = Path(__file__).resolve().parents[1] / 'search_spaces' / 'digits.yaml'
@@ -119,7 +119,7 @@ _BUILT: dict[str, Path] = {}
 
 @pytest.fixture(scope='session')
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One run folder per test session, shared by every module that imports this fixture."""
+    """One run folder per test session, shared by every test that asks for it (tests/conftest.py)."""
     if 'run' not in _BUILT:
         _BUILT['run'] = build_run(tmp_path_factory.mktemp('results') / 'digits-small')
     return _BUILT['run']

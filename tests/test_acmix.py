@@ -6,8 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas.acmix import (ACmix, _even_tile, local_attention, local_attention_flex, mirror_index, position_grid,
-                       set_attention_impl, shift_kernels)
+from nas.acmix import (
+    ACmix,
+    _even_tile,
+    local_attention,
+    local_attention_flex,
+    mirror_index,
+    position_grid,
+    set_attention_impl,
+    shift_kernels,
+)
 from nas.acmix_reference import reference_parameter_shapes, unfold_forward
 
 

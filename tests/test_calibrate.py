@@ -17,15 +17,15 @@ import torch
 import yaml
 
 from nas.arch import Arch
-from nas.calibrate import (CandidateResult, SignalStats, candidate_sizes, load_proxy_file, pick, signal_stats)
+from nas.calibrate import CandidateResult, SignalStats, candidate_sizes, load_proxy_file, pick, signal_stats
 from nas.dashboard import render_html
 from nas.fidelity import default_epochs
 from nas.options import SearchOptions, UsageError
+from nas.proxy import ProxyConfig
 from nas.report import proxy_note
 from nas.results import RunFolder, TrialRecord
 from nas.signals import SIGNALS, mean_score, score
 from nas.space import load_space
-from nas.train import ProxyConfig
 from nas.trial import TrialSettings, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def _result(key: str, seconds: float, taus: dict[str, float], ratio: float = 0.5
 
 
 def test_the_pick_is_the_cheapest_qualifying_candidate_with_the_best_signal():
-    taus = lambda a, m, l: {'accuracy': a, 'mean_acc': m, 'train_loss': l}  # noqa: E731
+    taus = lambda a, m, l: {'accuracy': a, 'mean_acc': m, 'train_loss': l}  # noqa: E731, E741
     results = [_result('slow-good', 9.0, taus(0.80, 0.80, 0.80)), _result('cheap-bad', 1.0, taus(0.30, 0.35, 0.20)),
                _result('mid-good', 4.0, taus(0.75, 0.76, 0.74)), _result('mid-lossy', 3.0, taus(0.50, 0.40, 0.74))]
     choice = pick(results)  # mean τ: accuracy 0.5875, mean_acc 0.5775, train_loss 0.62
@@ -131,6 +131,7 @@ def calibrate(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_path):
     args = ['--space', str(DIGITS), '--dataset', 'symmetry', '--archs', '3', '--subsets', '200', '--epochs', '1', '2',
             '--image-sizes', '16', '12', '--deploy-epochs', '2', '--deploy-subset', '800', '--max-concurrent', '1',

@@ -48,6 +48,7 @@ def test_acmix_parts_match_the_flop_counter_where_it_sees_them():
     the unfold formulation: its projections, positional encoding, fc and dep_conv are convolutions and
     matmuls the counter sees, its attention is elementwise products and sums the counter does not."""
     from torch.utils.flop_counter import FlopCounterMode
+
     from nas.acmix_reference import UnfoldACmix
     m = UnfoldACmix(16, 16, kernel_att=5, head=4, kernel_conv=3, stride=2).eval()
     c = FlopCounterMode(display=False)

@@ -14,12 +14,12 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
+from nas import pareto
 from nas.arch import Arch
 from nas.dashboard import main
 from nas.model import describe_block
-from nas import pareto
 from nas.results import RunFolder
-from runs import copy_run, small_run  # noqa: F401  (the session's run folder fixture)
+from runs import copy_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,6 +149,7 @@ def _chromium() -> str | None:
     return next((p for p in (shutil.which('chromium'), shutil.which('chromium-browser')) if p), None)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_chromium() is None, reason='no chromium binary (CI installs Debian chromium in .ci/run)')
 def test_page_in_headless_chromium(small_run, tmp_path):
     run = RunFolder(small_run)
@@ -179,6 +180,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_serve_starts_optuna_dashboard_on_localhost(small_run, tmp_path):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, '-m', 'nas.dashboard', str(small_run), '--serve', '--port', str(port),
@@ -231,6 +233,7 @@ def test_argparse_errors_are_one_line(small_run, capsys, argv, words):
     assert e.value.code == 2 and err.count('\n') == 1 and words in err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_chromium() is None, reason='no chromium binary (CI installs Debian chromium in .ci/run)')
 def test_a_10000_trial_run_renders_in_headless_chromium(tmp_path):
     """A big run (synthetic records, tests/runs.py): the page holds every point and a browser

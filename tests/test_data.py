@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import (SYMMETRY_CLASSES, DataError, Dataset, load_dataset, make_symmetry, preview,
-                      stratified_indices)
+from nas.data import SYMMETRY_CLASSES, DataError, Dataset, load_dataset, make_symmetry, preview, stratified_indices
 
 
 def _unnormalise(ds: Dataset, x: torch.Tensor) -> torch.Tensor:

@@ -115,6 +115,7 @@ def _timm_suite(tests: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=tests.parent)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (Path(TIMM_TESTS) / 'test_models.py').is_file(),
                     reason='TIMM_TESTS does not point at the tests/ folder of a timm source distribution')
 def test_timm_model_suite_passes_on_every_registered_name():

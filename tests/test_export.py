@@ -1,11 +1,11 @@
 """Export a front point of a real (small) run as a timm folder and load it back."""
 
 import json
-from dataclasses import asdict
 import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +15,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import nas  # noqa: F401  (registers acmix_nas)
+from nas import pareto
 from nas.arch import Arch
 from nas.export import ExportError, load_exported, main, select
 from nas.model import create_model
-from nas import pareto
 from nas.results import RunFolder, TrialRecord
-from runs import small_run  # noqa: F401  (the session's run folder fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,8 +54,7 @@ def test_knee_ranks_and_picks_on_a_known_front():
 
 
 def test_block_map_reads_both_rate_formats():
-    from nas.model import block_map
-    from nas.model import default_arch
+    from nas.model import block_map, default_arch
 
     arch = default_arch()  # three ACmix blocks: s0.b0, s1.b0, s1.b1
     model = create_model(arch).eval()
@@ -85,6 +83,7 @@ def _independent_knee(front: list[TrialRecord]) -> TrialRecord:
     return max(best, key=lambda r: r.accuracy)
 
 
+@pytest.mark.slow
 def test_export_knee_reload_in_a_new_process(small_run, tmp_path):
     run = RunFolder(small_run)
     assert len(pareto.candidates(run.trials(), ['accuracy', 'macs'])) >= 3
@@ -200,6 +199,7 @@ def test_mismatched_folder_gives_one_line(small_run, tmp_path, capsys):
     assert 'not a readable safetensors file' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_user_errors_exit_2_with_one_line(small_run, tmp_path, capsys):
     run = RunFolder(small_run)
     stopped = next(r for r in run.trials() if r.status == 'stopped')

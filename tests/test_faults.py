@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from nas.options import SearchOptions
-from nas.results import TRIALS, DataInfo, RunConfig, RunFolder, TrialRecord
+from nas.results import TRIALS, DataInfo, RunFolder
 from nas.space import load_space
-from runs import copy_run, record_of, small_run  # noqa: F401  (the session's run folder fixture)
+from runs import copy_run
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "search_spaces" / "digits.yaml"
@@ -88,6 +88,7 @@ def _wait_for(what, timeout: float = 240, every: float = 0.2):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 def test_one_writer_per_run_readers_meanwhile_a_dead_worker_and_sigterm(tmp_path):
     results = tmp_path / "res ü"  # a resume command must survive being pasted into a shell
     # A budget of 8: trials finish while the readers below run, and one must still be left to kill
@@ -340,6 +341,7 @@ def read_only(folder: Path, cmd: list, **kwargs) -> subprocess.CompletedProcess:
     return run(["unshare", "-m", "sh", "-c", mount, "sh", *cmd])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", ["search", "resume", "dashboard", "export"])
 def test_a_read_only_results_folder_is_one_line(small_run, tmp_path, verb):
     results = tmp_path / "results"
@@ -385,6 +387,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_disk_full_from_the_start_is_one_line_and_leaves_nothing(tmp_path):
     proc = subprocess.run([sys.executable, "-c", NO_SPACE_AT_ALL, "--space", str(DIGITS), "--results-dir",
                            str(tmp_path), "--name", "run", "--budget", "2"], capture_output=True, text=True,
@@ -415,6 +418,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_under_tunes_own_state_sync_is_still_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-c", FULL_FOR_TUNE_TOO, "--space", str(DIGITS), "--budget", "5",
                            "--results-dir", str(tmp_path), "--name", "run", "--max-concurrent", "1", "--epochs", "1",
@@ -438,6 +442,7 @@ def _with_a_file_size_limit(limit: int, verb: str, *args) -> subprocess.Complete
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_a_write_that_fails_in_export_or_train_is_one_line_and_keeps_the_old_folder(small_run, tmp_path):
     out = tmp_path / "export"
     out.mkdir()
@@ -500,6 +505,7 @@ def http_port():
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_an_address_where_no_ray_answers_is_one_line_before_any_folder(tmp_path, http_port):
     # Processes of their own with a timeout: Ray retries such an address forever (the fault itself).
     results = tmp_path / "results"
@@ -519,6 +525,7 @@ def test_an_address_where_no_ray_answers_is_one_line_before_any_folder(tmp_path,
     assert not results.exists()
 
 
+@pytest.mark.slow
 def test_auto_with_no_cluster_is_one_line_before_any_folder(tmp_path):
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
            "RAY_TMPDIR": str(tmp_path / "ray")}  # no cluster file of an earlier `ray start`
@@ -566,6 +573,7 @@ def test_fidelity_argument_errors_are_one_line(cli, argv, message):
     assert code == 2 and message in one_line(err) and "usage:" not in err
 
 
+@pytest.mark.slow
 def test_data_preview_faults_and_arguments_are_one_line(tmp_path, cli):
     (tmp_path / "file").write_text("")
     cases = [

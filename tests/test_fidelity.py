@@ -11,11 +11,19 @@ import torch
 
 from nas.arch import Arch
 from nas.dashboard import render_html
-from nas.fidelity import (DEPLOY_RECORDS, FIDELITY_JSON, FIDELITY_RECORDS, ArchFidelity, deployment, fidelity_stats,
-                          long_front, pick_archs)
+from nas.fidelity import (
+    DEPLOY_RECORDS,
+    FIDELITY_JSON,
+    FIDELITY_RECORDS,
+    ArchFidelity,
+    deployment,
+    fidelity_stats,
+    long_front,
+    pick_archs,
+)
 from nas.results import RunFolder, TrialRecord, aggregate
 from nas.trial import TrialSettings, evaluate
-from runs import copy_run, small_run  # noqa: F401  (the session's run folder fixture)
+from runs import copy_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1]
@@ -89,7 +97,8 @@ def fidelity(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, cwd=ROOT)
 
 
-def test_fidelity_check_of_a_real_run(small_run, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_fidelity_check_of_a_real_run(small_run, tmp_path):
     run = RunFolder(copy_run(small_run, tmp_path / 'run'))  # a copy: the other tests' run stays as it is
     proxy_epochs = run.config().proxy.epochs
     assert fidelity(str(tmp_path / 'nope')).returncode == 2

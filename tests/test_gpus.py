@@ -134,6 +134,7 @@ def _search(tmp_path: Path, name: str, address: str, env: dict, *args: str) -> R
     return RunFolder(tmp_path / name)
 
 
+@pytest.mark.slow
 def test_placement_on_fake_gpus(fake_gpu_cluster, tmp_path):
     address, env = fake_gpu_cluster
     # half a GPU each: no GPU id ever holds more than two running trials, up to 8 run at once
@@ -162,6 +163,7 @@ def test_placement_on_fake_gpus(fake_gpu_cluster, tmp_path):
     assert proc.returncode == 2 and "--gpus-per-trial 5" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_eight_trials_in_flight_never_share_an_architecture(fake_gpu_cluster, tmp_path):
     """8 CPUs declared: up to 8 trials run at once, each a different architecture, none evaluated
     twice, with the default sampler (its proposals see the ones in flight)."""
@@ -177,6 +179,7 @@ def test_eight_trials_in_flight_never_share_an_architecture(fake_gpu_cluster, tm
         assert not any(arch == other and a < d and c < b for c, d, other in spans[i + 1:])
 
 
+@pytest.mark.slow
 def test_data_reaches_a_worker_once(tmp_path):
     # one worker (one trial at a time, actors reused): only its first trial fetches the data
     proc = subprocess.run([sys.executable, "-m", "nas.search", "--results-dir", str(tmp_path), "--name", "run",

@@ -8,7 +8,8 @@ import optuna
 import pytest
 
 from nas import results
-from nas.results import STUDY_NAME, RunConfig, RunFolder, TrialRecord, folder_written_whole, write_atomic
+from nas.files import folder_written_whole, write_atomic
+from nas.results import STUDY_NAME, RunConfig, RunFolder, TrialRecord
 from runs import record_of
 
 

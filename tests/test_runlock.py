@@ -31,6 +31,7 @@ def _holder(folder: Path, resume: str = "python -m nas.search --resume 'res ü/r
     return proc
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_at_once_naming_the_holder(tmp_path):
     folder = tmp_path / "run"
     holder = _holder(folder)
@@ -49,6 +50,7 @@ def test_a_second_writer_is_refused_at_once_naming_the_holder(tmp_path):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_dead_process_is_taken_over_and_said_so(tmp_path):
     folder = tmp_path / "run"
     holder = _holder(folder)

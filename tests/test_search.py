@@ -25,7 +25,7 @@ from nas import pareto as nas_pareto
 from nas.options import SAMPLERS
 from nas.results import STUDY_NAME, RunConfig, RunFolder
 from nas.space import load_space
-from runs import copy_run, record_of, small_run  # noqa: F401  (the session's run folder fixture)
+from runs import copy_run, record_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "search_spaces" / "digits.yaml"
@@ -52,6 +52,7 @@ def write_space(tmp_path: Path, edit) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_small_search_writes_the_run_folder(tmp_path):
     # The search's local Ray under a temp dir of its own (RAY_TMPDIR), so that the check below sees
     # only its processes, whatever other Ray runs on the machine.
@@ -90,6 +91,7 @@ def test_small_search_writes_the_run_folder(tmp_path):
     shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_loses_nothing_and_retrains_nothing(tmp_path):
     args = ["--space", str(DIGITS), "--budget", "7", "--results-dir", str(tmp_path), "--name", "run",
             "--epochs", "2", "--subset", "300", "--max-concurrent", "1", "--race", "1"]
@@ -115,6 +117,7 @@ def test_resume_after_kill_loses_nothing_and_retrains_nothing(tmp_path):
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
 
 
+@pytest.mark.slow
 def test_racing_gives_every_front_point_three_seeds_and_optuna_their_means(tmp_path):
     proc = search("--budget", "6", "--results-dir", str(tmp_path), "--name", "run", "--seed", "5",
                   "--epochs", "1", "--subset", "300", "--race", "3")
@@ -152,6 +155,7 @@ def test_racing_gives_every_front_point_three_seeds_and_optuna_their_means(tmp_p
         r["arch_id"] for r in pareto_json["front"]}
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_space(tmp_path):
     space = write_space(tmp_path, lambda raw: None)
     run = RunFolder(tmp_path / "run")
@@ -163,6 +167,7 @@ def test_resume_refuses_a_changed_space(tmp_path):
     assert "search space changed" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_resume_refuses_changing_what_defines_the_search(tmp_path):
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(options={"space": str(DIGITS), "seed": 0, "budget": 2}))
@@ -170,6 +175,7 @@ def test_resume_refuses_changing_what_defines_the_search(tmp_path):
     assert proc.returncode == 2 and "cannot change --seed" in proc.stderr
 
 
+@pytest.mark.slow
 def test_failing_trials_are_recorded_and_bounded_by_max_failures(tmp_path):
     space = write_space(tmp_path, lambda raw: raw["proxy"].update(lr=1e30, optimizer="sgd"))  # NaN at once
     proc = search("--space", str(space), "--budget", "8", "--results-dir", str(tmp_path), "--name", "run",
@@ -182,6 +188,7 @@ def test_failing_trials_are_recorded_and_bounded_by_max_failures(tmp_path):
     assert json.loads((tmp_path / "run" / "pareto.json").read_text())["front"] == []
 
 
+@pytest.mark.slow
 def test_hard_limits_are_constraints_and_keep_the_front_feasible(tmp_path):
     limit = 420_000  # between the cheapest and the dearest architectures of the digits space
     proc = search("--budget", "6", "--results-dir", str(tmp_path), "--name", "run", "--max-macs", str(limit),
@@ -198,6 +205,7 @@ def test_hard_limits_are_constraints_and_keep_the_front_feasible(tmp_path):
     assert {t.user_attrs["arch_id"] for t in study.best_trials} == {r.arch_id for r in run.front()}
 
 
+@pytest.mark.slow
 def test_a_small_space_is_exhausted_without_retraining(tmp_path):
     # One decision with two values: two architectures, however large the budget.
     def tiny(raw):
@@ -215,6 +223,7 @@ def test_a_small_space_is_exhausted_without_retraining(tmp_path):
     assert "exhausted" in proc.stdout
 
 
+@pytest.mark.slow
 def test_the_time_budget_starts_nothing_new_and_records_what_was_running(tmp_path):
     # trials of several seconds (3 epochs) and a budget that ends while two of them run
     proc = search("--budget", "100", "--time-budget", "4", "--results-dir", str(tmp_path), "--name", "run",
@@ -231,6 +240,7 @@ def test_the_time_budget_starts_nothing_new_and_records_what_was_running(tmp_pat
     assert f"stopped at {len(records)}/100 architectures; continue with" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_named_sampler_runs_past_its_random_start_up(tmp_path, sampler):
     # 14 trials: past GP's 10 random start-up trials, and several NSGA generations (population 4).
@@ -248,6 +258,7 @@ def test_every_named_sampler_runs_past_its_random_start_up(tmp_path, sampler):
         r.arch_id for r in sorted(records, key=lambda r: r.optuna_number)][:3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,message", [
     (["--objectives", "macs", "params"], "give accuracy and at least one cost objective"),
     (["--objectives", "accuracy", "flops"], "unknown flops"),
@@ -294,6 +305,7 @@ def _stop_cluster(temp: str) -> None:
             time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
     ray = str(Path(sys.executable).with_name("ray"))
     others = ray_processes()  # Ray processes this test did not start: they must survive it
@@ -373,8 +385,8 @@ def test_bad_values_are_refused_before_anything_starts(tmp_path, capsys, monkeyp
 
 def test_amounts_parse_alike_in_search_and_export():
     from nas.cli import amount
-    from nas.search import SearchOptions, build_parser
     from nas.export import _parser
+    from nas.search import SearchOptions, build_parser
 
     opts = SearchOptions.from_dict(vars(build_parser().parse_args(["--max-macs", "2M", "--max-params", "50k"])))
     assert opts.checked().limits == {"macs": 2e6, "params": 5e4}
@@ -534,6 +546,7 @@ def test_an_architecture_started_but_not_recorded_is_evaluated_first_on_resume(s
 
 # --------------------------------------------------------------------------- real searches: crash, full disk, resume
 
+@pytest.mark.slow
 def test_resume_after_a_torn_tail_and_a_lost_journal_loses_nothing(tmp_path):
     proc = search("--budget", "3", "--results-dir", str(tmp_path), "--name", "run", *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -572,6 +585,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_cleanly_and_resume_finishes_that_trial(tmp_path):
     args = ["--space", str(DIGITS), "--budget", "4", "--results-dir", str(tmp_path), "--name", "run", "--max-concurrent", "1", *FAST]
     proc = subprocess.run([sys.executable, "-c", ENOSPC_ON_THIRD_APPEND, *args], capture_output=True, text=True,

@@ -12,11 +12,10 @@ import pytest
 from ray import cloudpickle
 
 from nas.model import create_model
-from nas.options import SAMPLERS
+from nas.options import SAMPLERS, SearchOptions
 from nas.raytune import ArchSearcher
 from nas.results import STUDY_NAME, RunConfig, RunFolder, TrialRecord
 from nas.space import load_space
-from nas.options import SearchOptions
 from nas.study import open_study
 
 ROOT = Path(__file__).resolve().parent.parent

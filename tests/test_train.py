@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from nas.data import Dataset, load_dataset
-from nas.train import (EpochResult, TrainConfig, augment_batch, evaluate, param_groups, train)
+from nas.train import EpochResult, TrainConfig, augment_batch, evaluate, param_groups, train
 
 
 @pytest.fixture(autouse=True)
@@ -136,6 +137,27 @@ def test_weight_decay_groups():
     assert len(no_decay["params"]) == 16  # frozen parameters are left out
 
 
+@pytest.mark.parametrize("space,point", [("acmix_resnet", "all_conv"), ("acmix_resnet", "all_acmix"),
+                                         ("digits", "paper")])
+def test_weight_decay_groups_of_real_networks(space, point):
+    """timm's grouping gives every searched network the groups of the rule written out: no decay for
+    norm layers, biases, any other 1-D parameter and ACmix's rate1/rate2."""
+    from nas.model import create_model
+    from nas.space import SearchSpace
+
+    space = SearchSpace.from_yaml(Path(__file__).resolve().parents[1] / "search_spaces" / f"{space}.yaml")
+    model = create_model(space.reference_points()[point], num_classes=10)
+    norms = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
+    no_decay_names = {f"{m}.{n}" if m else n for m, module in model.named_modules()
+                      for n, p in module.named_parameters(recurse=False)
+                      if isinstance(module, norms) or p.ndim <= 1 or n in ("bias", "rate1", "rate2")}
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay, no_decay = param_groups(model, 0.05)
+    assert {names[id(p)] for p in no_decay["params"]} == no_decay_names
+    assert {names[id(p)] for p in decay["params"]} == set(names.values()) - no_decay_names
+    assert len(decay["params"]) + len(no_decay["params"]) == len(names)
+
+
 def test_augment_batch_crop_and_flip():
     x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).view(2, 3, 5, 5)
     g = torch.Generator().manual_seed(0)
@@ -213,8 +235,8 @@ def test_cli_trains_and_saves_a_checkpoint(tmp_path, capsys):
 
 
 def test_cli_trial_of_a_run_folder(tmp_path, capsys):
+    from nas.proxy import ProxyConfig
     from nas.results import DataInfo, RunConfig, RunFolder, TrialRecord
-    from nas.train import ProxyConfig
     from nas.train import main
 
     arch = _digits_arch()
@@ -248,7 +270,7 @@ def test_cli_refuses_to_overwrite_a_checkpoint_unless_force(tmp_path, capsys, mo
     real_train = train_module.train
 
     def nan_loss(model, data, cfg):  # a run that fails (NaN loss) after --force
-        return real_train(model, data, train_module.replace(cfg, lr=1e30))
+        return real_train(model, data, replace(cfg, lr=1e30))
 
     monkeypatch.setattr(train_module, "train", nan_loss)
     assert main(base + ["--force", "--optimizer", "sgd"]) == 1
