@@ -259,8 +259,7 @@ def run_jobs(folder: RunFolder, jobs: Sequence[Job], datasets: Mapping[str, Data
                     name=f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
                     storage_path=str((Path(folder.path) / 'ray').resolve()),
                     stop=stopper, callbacks=[JobRecorder(folder, jobs, start)], verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=0),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+                    failure_config=tune.FailureConfig(max_failures=0)))  # no num_to_keep: see raytune.run_tune
             tuner.fit()
     finally:
         for signum, handler in previous.items():

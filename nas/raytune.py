@@ -812,8 +812,10 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
                 name=f"tune-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
                 storage_path=str((job.run.path / 'ray').resolve()),
                 stop=FailureStopper(recorder, job.max_failures), callbacks=[recorder], verbose=0,
-                failure_config=tune.FailureConfig(max_failures=0),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+                failure_config=tune.FailureConfig(max_failures=0)),
+            # No CheckpointConfig(num_to_keep): every trial reports one checkpoint (its weights), and with
+            # num_to_keep set Tune snapshots the whole experiment state after each one: a pass over every
+            # trial per trial, which starved the slots of long runs. The run folder is the record.
         )
         if job.time_budget is not None:  # no trial starts after it; running ones finish and are recorded
             searcher.deadline = time.monotonic() + job.time_budget
