@@ -690,6 +690,25 @@ class SearchSpace:
         return self._size(None)
 
     def _size(self, force_op: str | None) -> int | float:
+        """The number of distinct networks, with every block's op forced to `force_op` (a per-network
+        op is counted one op at a time by `size`), or math.inf when a continuous range matters.
+
+        A network is its widths times its blocks' settings, and the two multiply:
+
+        * widths: the distinct tuples (stem, stage 1, ...) over width multipliers x channel choices,
+          after rounding (two multipliers that round to the same widths count once);
+        * blocks, stage by stage: a block counts the product of the choices of the settings its op
+          uses (`CONV_KEYS` or `ACMIX_KEYS`) that are decided per block; settings decided per stage
+          multiply once per stage that has a block of that op; settings decided per network once per
+          network that has one. Which ops appear is what the per-stage and per-network factors
+          depend on, so the count is kept in four buckets, (some conv block?, some ACmix block?):
+          a stage of depth d contributes c^d all-conv and a^d all-ACmix ways (c, a: the per-block
+          counts of an op's settings; 0 when the op cannot appear), and (c + a)^d - c^d - a^d mixed
+          ones when the op is decided per block; its per-stage factors multiply the buckets it adds
+          to, the stages' buckets combine by OR, and the per-network factors apply at the end.
+
+        `tests/test_space.py` checks it against enumerating every combination of the full encoding.
+        """
         widths = set()
         for wm in (self.width_mult.values() or [None]):
             if wm is None:

@@ -1,4 +1,6 @@
+import itertools
 import logging
+import math
 from pathlib import Path
 
 import optuna
@@ -279,3 +281,28 @@ def test_the_full_encoding_gives_gp_every_parameter_of_a_conditional_space(caplo
     assert warnings_of(optuna.samplers.GPSampler(seed=0), full=False)  # the condition arises on this space
     assert warnings_of(optuna.samplers.GPSampler(seed=0), full=True) == []
     assert warnings_of(make_sampler('gp', 0, 100, space), full=True) == []
+
+
+@pytest.mark.parametrize('change', [
+    {},
+    {'blocks.alpha': {'choices': [0.5, 1.0], 'per': 'network'}, 'blocks.k_conv': {'choices': [3, 5]}},
+    {'blocks.op': {'choices': ['conv', 'acmix'], 'per': 'stage'}, 'blocks.beta': {'choices': [0.5, 1.0], 'per': 'stage'}},
+    {'blocks.op': {'choices': ['conv', 'acmix'], 'per': 'network'}, 'blocks.kernel': {'choices': [3, 5], 'per': 'network'}},
+    {'width_mult': {'choices': [1.0, 1.05, 2.0]}},
+], ids=['digits', 'tied-alpha-and-conv-kernels', 'op-per-stage', 'op-per-network', 'width-mults'])
+def test_size_counts_what_enumerating_every_parameter_combination_builds(tmp_path, digits_raw, change):
+    """`SearchSpace.size` against brute force: every combination of the full encoding's
+    parameters built into its network, and the distinct networks counted."""
+    raw = digits_raw
+    for key, value in change.items():
+        *path, last = key.split('.')
+        node = raw
+        for p in path:
+            node = node[p]
+        node[last] = value
+    space = load_space(write(tmp_path, raw))
+    names = list(space.encoding)
+    choices = [space.encoding[n].choices for n in names]
+    assert math.prod(len(c) for c in choices) <= 200_000  # small enough to enumerate
+    ids = {space.point(dict(zip(names, combo))).arch_id for combo in itertools.product(*choices)}
+    assert space.size == len(ids)
