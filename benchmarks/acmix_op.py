@@ -52,8 +52,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def round_robin_ms(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int,
-                   repeats: dict[str, int]) -> dict[str, float]:
+def round_robin_ms(
+    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, repeats: dict[str, int]
+) -> dict[str, float]:
     """Median milliseconds of each function, timed in turn (one run of each per round)."""
     for fn in fns.values():
         for _ in range(warmup):
@@ -74,22 +75,31 @@ def round_robin_ms(fns: dict[str, Callable[[], object]], device: torch.device, w
 def implementations(c: int, k_att: int, stride: int, flex: bool) -> dict[str, nn.Module]:
     impls = {"acmix (ours)": ACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride)}
     if flex:
-        impls["acmix (flex)"] = ACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride,
-                                      attention_impl="flex")
+        impls["acmix (flex)"] = ACmix(
+            c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride, attention_impl="flex"
+        )
     impls["acmix unfold"] = UnfoldACmix(c, c, kernel_att=k_att, head=4, kernel_conv=3, stride=stride)
     impls["conv 3x3"] = nn.Conv2d(c, c, 3, stride=stride, padding=1, bias=False)
     return impls
 
 
-def run(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int, strides: list[int],
-        shapes: list[tuple[int, int, int, int]], k_atts: list[int]) -> list[dict]:
+def run(
+    device: torch.device,
+    dtype: torch.dtype,
+    warmup: int,
+    repeats: int,
+    strides: list[int],
+    shapes: list[tuple[int, int, int, int]],
+    k_atts: list[int],
+) -> list[dict]:
     rows = []
     for (b, c, h, w), k_att, stride in [(s, k, st) for s in shapes for k in k_atts for st in strides]:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(b, c, h, w, generator=gen).to(device, dtype)
         grad = torch.randn(b, c, -(-h // stride), -(-w // stride), generator=gen).to(device, dtype)
-        modules = {name: m.to(device, dtype)
-                   for name, m in implementations(c, k_att, stride, flex_runs_on(device)).items()}
+        modules = {
+            name: m.to(device, dtype) for name, m in implementations(c, k_att, stride, flex_runs_on(device)).items()
+        }
         forwards, steps = {}, {}
         for name, module in modules.items():
             xg = x.clone().requires_grad_()
@@ -104,19 +114,29 @@ def run(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int, str
                 xg.grad = None
 
             forwards[name], steps[name] = forward, forward_backward
-        reps = {name: max(3, repeats // 3) if "unfold" in name else repeats for name in modules}  # the reference is slow
+        reps = {
+            name: max(3, repeats // 3) if "unfold" in name else repeats for name in modules
+        }  # the reference is slow
         fwd = round_robin_ms(forwards, device, warmup, reps)
         fwd_bwd = round_robin_ms(steps, device, warmup, reps)
         for name in modules:
-            rows.append({
-                "shape": f"B={b} C={c} {h}x{w} k{k_att} s{stride}", "device": device.type, "impl": name,
-                "fwd_ms": fwd[name], "fwd_bwd_ms": fwd_bwd[name], "peak_mib": peak_memory_mb(steps[name], device),
-            })
+            rows.append(
+                {
+                    "shape": f"B={b} C={c} {h}x{w} k{k_att} s{stride}",
+                    "device": device.type,
+                    "impl": name,
+                    "fwd_ms": fwd[name],
+                    "fwd_bwd_ms": fwd_bwd[name],
+                    "peak_mib": peak_memory_mb(steps[name], device),
+                }
+            )
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    header = f"{'device':6} {'shape':25} {'impl':22} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MiB':>9}  ratios (same run)"
+    header = (
+        f"{'device':6} {'shape':25} {'impl':22} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MiB':>9}  ratios (same run)"
+    )
     print(header)
     print("-" * len(header) + "-" * 40)
     for row in rows:
@@ -125,16 +145,27 @@ def print_table(rows: list[dict]) -> None:
         conv = next(r for r in group if r["impl"] == "conv 3x3")
         note = ""
         if row["impl"].startswith("acmix ("):
-            note = (f"{ref['fwd_bwd_ms'] / row['fwd_bwd_ms']:.1f}x faster fwd+bwd than unfold, "
-                    f"{row['peak_mib'] / ref['peak_mib']:.2f}x its memory; "
-                    f"{row['fwd_bwd_ms'] / conv['fwd_bwd_ms']:.1f}x the conv's time, "
-                    f"{row['peak_mib'] / max(conv['peak_mib'], 1e-9):.1f}x its memory")
-        print(f"{row['device']:6} {row['shape']:25} {row['impl']:22} {row['fwd_ms']:9.1f} "
-              f"{row['fwd_bwd_ms']:11.1f} {row['peak_mib']:9.1f}  {note}")
+            note = (
+                f"{ref['fwd_bwd_ms'] / row['fwd_bwd_ms']:.1f}x faster fwd+bwd than unfold, "
+                f"{row['peak_mib'] / ref['peak_mib']:.2f}x its memory; "
+                f"{row['fwd_bwd_ms'] / conv['fwd_bwd_ms']:.1f}x the conv's time, "
+                f"{row['peak_mib'] / max(conv['peak_mib'], 1e-9):.1f}x its memory"
+            )
+        print(
+            f"{row['device']:6} {row['shape']:25} {row['impl']:22} {row['fwd_ms']:9.1f} "
+            f"{row['fwd_bwd_ms']:11.1f} {row['peak_mib']:9.1f}  {note}"
+        )
 
 
-def run_parts(device: torch.device, dtype: torch.dtype, warmup: int, repeats: int, strides: list[int],
-              shapes: list[tuple[int, int, int, int]], k_atts: list[int]) -> list[dict]:
+def run_parts(
+    device: torch.device,
+    dtype: torch.dtype,
+    warmup: int,
+    repeats: int,
+    strides: list[int],
+    shapes: list[tuple[int, int, int, int]],
+    k_atts: list[int],
+) -> list[dict]:
     """ACmix's parts timed alone (forward+backward), against the whole module and the conv, in one run:
     the projections (one batched matmul), the conv branch (one grouped conv on the projections) and the
     attention (gathers and SDPA on tiles, `local_attention`). The glue between them is the remainder."""
@@ -157,8 +188,9 @@ def run_parts(device: torch.device, dtype: torch.dtype, warmup: int, repeats: in
             "acmix (whole)": lambda: module(x).backward(grad),
             "projections": lambda: module.projections(x).backward(grads["projections"]),
             "conv branch": lambda: module._conv_branch_maps(maps, one).backward(grad),
-            "attention": lambda: local_attention(q, k, v, [h, w], k_att, stride, 1, None,
-                                                 d ** -0.5).backward(grads["attention"]),
+            "attention": lambda: local_attention(q, k, v, [h, w], k_att, stride, 1, None, d**-0.5).backward(
+                grads["attention"]
+            ),
             "conv 3x3": lambda: conv(x).backward(grad),
         }
         ms = round_robin_ms(steps, device, warmup, {name: repeats for name in steps})
@@ -186,6 +218,7 @@ def training_step(model: nn.Module, x: torch.Tensor, num_classes: int) -> Callab
         optimizer.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(x), labels).backward()
         optimizer.step()
+
     return step
 
 
@@ -201,9 +234,18 @@ def run_models(device: torch.device, dtype: torch.dtype, warmup: int, repeats: i
     refs = space.reference_points()
     size, batch = space.proxy.image_size, space.proxy.batch_size
     x = torch.randn(batch, space.in_chans, size, size, generator=torch.Generator().manual_seed(0)).to(device, dtype)
-    groups = [(f"symmetry proxy B={batch} {size}x{size}", 4, x,
-               {"all-acmix": create_model(refs["all_acmix"], num_classes=4),
-                "all-conv": create_model(refs["all_conv"], num_classes=4)}, repeats)]
+    groups = [
+        (
+            f"symmetry proxy B={batch} {size}x{size}",
+            4,
+            x,
+            {
+                "all-acmix": create_model(refs["all_acmix"], num_classes=4),
+                "all-conv": create_model(refs["all_conv"], num_classes=4),
+            },
+            repeats,
+        )
+    ]
     x = torch.randn(batch_r50, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device, dtype)
     r50 = {"acmix_resnet50": timm.create_model("acmix_resnet50")}
     if flex_runs_on(device):
@@ -231,24 +273,36 @@ def print_models(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="auto: CPU, and CUDA as well when present")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CPU, and CUDA as well when present"
+    )
     parser.add_argument("--strides", type=int, nargs="+", default=[1, 2], help="operator strides")
-    parser.add_argument("--shapes", choices=sorted(SHAPE_SETS), default="issue",
-                        help="issue: B=8 C=64 32x32 and C=128 16x16; resnet50: ACmix-ResNet-50's stage shapes at B=64")
+    parser.add_argument(
+        "--shapes",
+        choices=sorted(SHAPE_SETS),
+        default="issue",
+        help="issue: B=8 C=64 32x32 and C=128 16x16; resnet50: ACmix-ResNet-50's stage shapes at B=64",
+    )
     parser.add_argument("--k-atts", type=int, nargs="+", default=list(K_ATTS), help="attention windows")
     parser.add_argument("--model-batch", type=int, default=8, help="batch of the ResNet-50 pair in --models")
-    parser.add_argument("--models", action="store_true",
-                        help="also time training steps of whole models (all-ACmix vs all-conv, ACmix-ResNet-50 vs ResNet-50)")
+    parser.add_argument(
+        "--models",
+        action="store_true",
+        help="also time training steps of whole models (all-ACmix vs all-conv, ACmix-ResNet-50 vs ResNet-50)",
+    )
     parser.add_argument("--models-only", action="store_true", help="only the model level")
-    parser.add_argument("--parts", action="store_true",
-                        help="also time ACmix's parts alone (projections, conv branch, attention) against the conv")
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="also time ACmix's parts alone (projections, conv branch, attention) against the conv",
+    )
     parser.add_argument("--parts-only", action="store_true", help="only the parts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -257,8 +311,10 @@ def main() -> None:
         devices.append(torch.device("cuda"))
     dtype = getattr(torch, args.dtype)
     shapes = SHAPE_SETS[args.shapes]
-    print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.dtype}, heads=4 k_conv=3, "
-          f"median of {args.repeats} after {args.warmup} warm-up\n")
+    print(
+        f"torch {torch.__version__}, {args.threads} CPU threads, {args.dtype}, heads=4 k_conv=3, "
+        f"median of {args.repeats} after {args.warmup} warm-up\n"
+    )
     if not (args.models_only or args.parts_only):
         rows = []
         for device in devices:

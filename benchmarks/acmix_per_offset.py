@@ -37,8 +37,11 @@ SHAPES = [(8, 64, 32, 32), (8, 128, 16, 16)]
 def _offsets(kernel: int, stride: int, dilation: int, h_out: int, w_out: int) -> list[tuple[slice, slice]]:
     """The k² window offsets as (row, column) slices of the padded maps, one query per output pixel."""
     sh, sw = stride * (h_out - 1) + 1, stride * (w_out - 1) + 1
-    return [(slice(a * dilation, a * dilation + sh, stride), slice(c * dilation, c * dilation + sw, stride))
-            for a in range(kernel) for c in range(kernel)]
+    return [
+        (slice(a * dilation, a * dilation + sh, stride), slice(c * dilation, c * dilation + sw, stride))
+        for a in range(kernel)
+        for c in range(kernel)
+    ]
 
 
 def _operands(qkv: Tensor, pe: Tensor, h: int, w: int, kernel: int, stride: int, dilation: int, scale: float):
@@ -58,8 +61,18 @@ class PerOffsetAttention(torch.autograd.Function):
     """Local attention from qkv tokens (B, H·W, d, 3, N) and pe (1, d, H, W); returns (B, h_out, w_out, N, d)."""
 
     @staticmethod
-    def forward(ctx, qkv: Tensor, pe: Tensor, h: int, w: int, kernel: int, stride: int, dilation: int,
-                scale: float, save_p: bool) -> Tensor:
+    def forward(
+        ctx,
+        qkv: Tensor,
+        pe: Tensor,
+        h: int,
+        w: int,
+        kernel: int,
+        stride: int,
+        dilation: int,
+        scale: float,
+        save_p: bool,
+    ) -> Tensor:
         b, n = qkv.shape[0], qkv.shape[4]
         h_out, w_out = -(-h // stride), -(-w // stride)
         qs, kp, vp, _, _ = _operands(qkv, pe, h, w, kernel, stride, dilation, scale)
@@ -108,8 +121,9 @@ class PerOffsetACmix(ACmix):
 
     def _attention_tokens(self, qkv: Tensor, h: int, w: int) -> Tensor:
         pe = self.conv_p(position_grid(h, w, device=qkv.device, dtype=qkv.dtype))
-        return PerOffsetAttention.apply(qkv, pe, h, w, self.kernel_att, self.stride, self.dilation,
-                                        float(self.head_dim) ** -0.5, self.save_p)
+        return PerOffsetAttention.apply(
+            qkv, pe, h, w, self.kernel_att, self.stride, self.dilation, float(self.head_dim) ** -0.5, self.save_p
+        )
 
 
 def check_exact() -> None:
@@ -119,18 +133,22 @@ def check_exact() -> None:
         qkv = torch.randn(2, h * w, 3, 3, 2, generator=gen, dtype=torch.float64, requires_grad=True)
         pe = torch.randn(1, 3, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
         for save_p in (True, False):
+
             def fn(qkv, pe, save_p=save_p):
                 return PerOffsetAttention.apply(qkv, pe, h, w, kernel, stride, dilation, 0.5, save_p)
+
             assert torch.autograd.gradcheck(fn, (qkv, pe))
         q, k, v = (qkv[:, :, :, i].transpose(2, 3) for i in range(3))
-        tiled = local_attention(q, k - pe.flatten(2).transpose(1, 2).unsqueeze(2), v, [h, w], kernel, stride,
-                                dilation, None, 0.5)
+        tiled = local_attention(
+            q, k - pe.flatten(2).transpose(1, 2).unsqueeze(2), v, [h, w], kernel, stride, dilation, None, 0.5
+        )
         torch.testing.assert_close(fn(qkv, pe), tiled)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--stats", choices=["p", "lse"], default="p", help="save the softmax, or its logsumexp")
@@ -138,8 +156,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     check_exact()
     PerOffsetACmix.save_p = args.stats == "p"
-    print(f"torch {torch.__version__}, {args.threads} CPU threads, float32, heads=4, fwd+bwd, "
-          f"per-offset saving {args.stats}; ratios to a 3x3 conv in the same run\n")
+    print(
+        f"torch {torch.__version__}, {args.threads} CPU threads, float32, heads=4, fwd+bwd, "
+        f"per-offset saving {args.stats}; ratios to a 3x3 conv in the same run\n"
+    )
     print(f"{'shape':25} {'tiled ×conv':>12} {'per-offset ×conv':>17} {'tiled mem':>10} {'per-offset mem':>15}")
     cpu = torch.device("cpu")
     for (b, c, h, w), kernel, stride in [(s, k, st) for s in SHAPES for k in (3, 5, 7) for st in (1, 2)]:
@@ -149,18 +169,23 @@ def main() -> None:
         conv = torch.nn.Conv2d(c, c, 3, stride, 1, bias=False)
         x = torch.randn(b, c, h, w, requires_grad=True, generator=torch.Generator().manual_seed(0))
         grad = torch.randn(b, c, -(-h // stride), -(-w // stride))
+
         def step(module: torch.nn.Module) -> None:
             module(x).backward(grad)
             module.zero_grad(set_to_none=True)
             x.grad = None
 
-        steps = {name: (lambda m=m: step(m)) for name, m in
-                 (("tiled", tiled), ("per-offset", per_offset), ("conv", conv))}
+        steps = {
+            name: (lambda m=m: step(m)) for name, m in (("tiled", tiled), ("per-offset", per_offset), ("conv", conv))
+        }
         ms = round_robin_ms(steps, cpu, 1, {name: args.repeats for name in steps})
         mem = {name: peak_memory_mb(step, cpu) for name, step in steps.items()}
-        print(f"{f'B={b} C={c} {h}x{w} k{kernel} s{stride}':25} {ms['tiled'] / ms['conv']:12.1f} "
-              f"{ms['per-offset'] / ms['conv']:17.1f} {mem['tiled'] / mem['conv']:10.1f} "
-              f"{mem['per-offset'] / mem['conv']:15.1f}", flush=True)
+        print(
+            f"{f'B={b} C={c} {h}x{w} k{kernel} s{stride}':25} {ms['tiled'] / ms['conv']:12.1f} "
+            f"{ms['per-offset'] / ms['conv']:17.1f} {mem['tiled'] / mem['conv']:10.1f} "
+            f"{mem['per-offset'] / mem['conv']:15.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ from runs import synthetic_run  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument('--trials', type=int, nargs='+', default=[1000, 3000, 10_000])
     args = parser.parse_args()
     rows = []
@@ -36,8 +37,9 @@ def main() -> None:
             run = synthetic_run(Path(tmp) / f'run{n}', n)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
-            subprocess.run([sys.executable, '-m', 'nas.dashboard', str(run)], check=True, cwd=ROOT,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, '-m', 'nas.dashboard', str(run)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL
+            )
             wall = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

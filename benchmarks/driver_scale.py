@@ -86,12 +86,24 @@ def stand_in(config: dict, costs: Costs) -> dict:
 
     arch = Arch.from_dict(config['arch'])
     params, macs = costs(arch)
-    offset = int(hashlib.sha256(arch.arch_id.encode()).hexdigest()[:8], 16) / 2 ** 32 - 0.5
+    offset = int(hashlib.sha256(arch.arch_id.encode()).hexdigest()[:8], 16) / 2**32 - 0.5
     noise = random.Random(f"{arch.arch_id}-{config['seed']}").gauss(0.0, 0.01)
     accuracy = min(1.0, max(0.0, 0.55 + 0.08 * math.log10(macs / 1e5) + 0.06 * offset + noise))
-    record = TrialRecord(number=-1, arch_id=arch.arch_id, arch=config['arch'], status='complete',
-                         accuracy=accuracy, params=params, macs=macs, acc_per_epoch=[accuracy], epochs=1,
-                         seconds=1.0, train_seconds=1.0, seed=config['seed'], device='cpu')
+    record = TrialRecord(
+        number=-1,
+        arch_id=arch.arch_id,
+        arch=config['arch'],
+        status='complete',
+        accuracy=accuracy,
+        params=params,
+        macs=macs,
+        acc_per_epoch=[accuracy],
+        epochs=1,
+        seconds=1.0,
+        train_seconds=1.0,
+        seed=config['seed'],
+        device='cpu',
+    )
     return {'accuracy': accuracy, 'epoch': 1, 'final': True, 'status': 'complete', 'record': asdict(record)}
 
 
@@ -112,26 +124,59 @@ class Timer:
             finally:
                 self.ms[phase] += 1000 * (time.perf_counter() - t)
                 self.ms[phase + ' cpu'] += 1000 * (time.process_time() - c)
+
         setattr(obj, name, timed)
 
 
-def drive(space: SearchSpace, sampler: str, archs: int, concurrency: int, race: int, seed: int,
-          checkpoints: list[int], window: int, costs: Costs, folder: Path, evaluate=stand_in,
-          scale: float | None = None, quiet: bool = False) -> list[dict]:
+def drive(
+    space: SearchSpace,
+    sampler: str,
+    archs: int,
+    concurrency: int,
+    race: int,
+    seed: int,
+    checkpoints: list[int],
+    window: int,
+    costs: Costs,
+    folder: Path,
+    evaluate=stand_in,
+    scale: float | None = None,
+    quiet: bool = False,
+) -> list[dict]:
     """Run the driver to `archs` architectures; per checkpoint, milliseconds per evaluation by phase.
     `evaluate(config, costs)` is the trainable's final result (default: the stand-in); `scale` the
     hypervolume's MACs scale (default: twice the reference points' largest)."""
     from safetensors.torch import save_file
 
-    opts = SearchOptions(space=space.path, sampler=sampler, budget=archs, race=race, seed=seed,
-                         objectives=['accuracy', 'macs']).checked()
+    opts = SearchOptions(
+        space=space.path, sampler=sampler, budget=archs, race=race, seed=seed, objectives=['accuracy', 'macs']
+    ).checked()
     run = RunFolder(folder)
     scale = scale or 2.0 * max(costs(a)[1] for a in space.reference_points().values())
-    run.write_config(RunConfig(name=folder.name, objectives=opts.objectives, sampler=sampler, seed=seed,
-                               space=space.to_dict(), hypervolume_scale={'macs': scale}, options=opts.to_dict()))
+    run.write_config(
+        RunConfig(
+            name=folder.name,
+            objectives=opts.objectives,
+            sampler=sampler,
+            seed=seed,
+            space=space.to_dict(),
+            hypervolume_scale={'macs': scale},
+            options=opts.to_dict(),
+        )
+    )
     study, _, queue, _ = open_study(run, opts, space, [])
-    searcher = ArchSearcher(study, space, opts.objectives, {}, [], seed=seed, budget=archs, race=race,
-                            race_share=opts.race_share, queue=queue)
+    searcher = ArchSearcher(
+        study,
+        space,
+        opts.objectives,
+        {},
+        [],
+        seed=seed,
+        budget=archs,
+        race=race,
+        race_share=opts.race_share,
+        queue=queue,
+    )
     recorder = Recorder(run, {}, opts.objectives, archs, quiet=True, epochs=1)
     weights = folder / 'stand-in-weights'  # a proxy-sized weights file (~50k parameters), copied per architecture
     weights.mkdir()
@@ -167,12 +212,21 @@ def drive(space: SearchSpace, sampler: str, archs: int, concurrency: int, race: 
         while marks and len(recorder.archs) >= marks[0]:
             rows.append(_row(marks.pop(0), history, window, time.perf_counter() - start))
             if not quiet:
-                print(f"  {sampler}: {rows[-1]['archs']:>6} architectures, {rows[-1]['ms']:.2f} ms per evaluation", flush=True)
+                print(
+                    f"  {sampler}: {rows[-1]['archs']:>6} architectures, {rows[-1]['ms']:.2f} ms per evaluation",
+                    flush=True,
+                )
     costs.save()
-    rows.append({'sampler': sampler, 'proposals': dict(searcher.proposals), 'evaluations': len(history),
-                 'journal_trials': len(optuna.load_study(study_name='acmix-nas', storage=run.storage()).trials),
-                 'hypervolume': recorder.archive.hypervolume({'macs': scale}),
-                 'seconds': sum(r.seconds for r in run.trials())})
+    rows.append(
+        {
+            'sampler': sampler,
+            'proposals': dict(searcher.proposals),
+            'evaluations': len(history),
+            'journal_trials': len(optuna.load_study(study_name='acmix-nas', storage=run.storage()).trials),
+            'hypervolume': recorder.archive.hypervolume({'macs': scale}),
+            'seconds': sum(r.seconds for r in run.trials()),
+        }
+    )
     return rows
 
 
@@ -191,8 +245,9 @@ def _row(mark: int, history: list[tuple[int, dict[str, float]]], window: int, wa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument('--space', default=str(DEFAULT_SPACE))
     parser.add_argument('--samplers', nargs='+', default=[SearchOptions().sampler])
     parser.add_argument('--archs', type=int, default=10_000, help='architectures to reach')
@@ -201,10 +256,18 @@ def main() -> None:
     parser.add_argument('--concurrency', type=int, default=8, help='trials in flight')
     parser.add_argument('--race', type=int, default=3)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--history-window', type=int, default=None,
-                        help='trials a TPE or GP ask reads (nas.study.HISTORY_WINDOW; 0: all of them)')
-    parser.add_argument('--keep', type=Path, default=None,
-                        help='keep each run folder as KEEP/<sampler> (a synthetic run, e.g. for the dashboard)')
+    parser.add_argument(
+        '--history-window',
+        type=int,
+        default=None,
+        help='trials a TPE or GP ask reads (nas.study.HISTORY_WINDOW; 0: all of them)',
+    )
+    parser.add_argument(
+        '--keep',
+        type=Path,
+        default=None,
+        help='keep each run folder as KEEP/<sampler> (a synthetic run, e.g. for the dashboard)',
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)
@@ -219,20 +282,38 @@ def main() -> None:
     for sampler in args.samplers:
         with tempfile.TemporaryDirectory() as tmp:
             folder = args.keep / sampler if args.keep else Path(tmp) / 'run'
-            results[sampler] = drive(space, sampler, args.archs, args.concurrency, args.race, args.seed, checkpoints,
-                                     args.window, costs, folder)
-    print(f"\n{args.space}: driver milliseconds per evaluation (mean of the {args.window} before each checkpoint), "
-          f"{args.concurrency} in flight, --race {args.race}")
-    print(f"{'sampler':10} {'archs':>6} {'evals':>6} {'ask':>7} {'tell':>7} {'record':>7} {'front':>7} {'total':>7} "
-          f"{'x first':>7} {'cpu ms':>7} {'x first':>7} {'run s':>6}")
+            results[sampler] = drive(
+                space,
+                sampler,
+                args.archs,
+                args.concurrency,
+                args.race,
+                args.seed,
+                checkpoints,
+                args.window,
+                costs,
+                folder,
+            )
+    print(
+        f"\n{args.space}: driver milliseconds per evaluation (mean of the {args.window} before each checkpoint), "
+        f"{args.concurrency} in flight, --race {args.race}"
+    )
+    print(
+        f"{'sampler':10} {'archs':>6} {'evals':>6} {'ask':>7} {'tell':>7} {'record':>7} {'front':>7} {'total':>7} "
+        f"{'x first':>7} {'cpu ms':>7} {'x first':>7} {'run s':>6}"
+    )
     for sampler, rows in results.items():
         *rows, info = rows
         for r in rows:
-            print(f"{sampler:10} {r['archs']:6d} {r['evaluations']:6d} {r['ask']:7.2f} {r['tell']:7.2f} "
-                  f"{r['record']:7.2f} {r['front']:7.2f} {r['ms']:7.2f} {r['ms'] / rows[0]['ms']:7.2f} "
-                  f"{r['cpu']:7.2f} {r['cpu'] / rows[0]['cpu']:7.2f} {r['wall']:6.0f}")
-        print(f"{sampler:10} {info['evaluations']} evaluations; study trials {info['journal_trials']}; "
-              f"proposals {info['proposals']}; stand-in hypervolume {info['hypervolume']:.4f}")
+            print(
+                f"{sampler:10} {r['archs']:6d} {r['evaluations']:6d} {r['ask']:7.2f} {r['tell']:7.2f} "
+                f"{r['record']:7.2f} {r['front']:7.2f} {r['ms']:7.2f} {r['ms'] / rows[0]['ms']:7.2f} "
+                f"{r['cpu']:7.2f} {r['cpu'] / rows[0]['cpu']:7.2f} {r['wall']:6.0f}"
+            )
+        print(
+            f"{sampler:10} {info['evaluations']} evaluations; study trials {info['journal_trials']}; "
+            f"proposals {info['proposals']}; stand-in hypervolume {info['hypervolume']:.4f}"
+        )
 
 
 if __name__ == '__main__':

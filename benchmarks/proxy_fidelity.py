@@ -44,33 +44,51 @@ def _f(x: float | None, fmt: str = '.3f') -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument('--budget', type=int, default=100, help="the search's --budget")
     parser.add_argument('--archs', type=int, default=12, help="nas.fidelity's --archs")
     parser.add_argument('--epochs', type=int, default=None, help="nas.fidelity's --epochs (default: 4x the proxy's)")
     parser.add_argument('--seeds', type=int, default=2, help="nas.fidelity's --seeds")
     parser.add_argument('--keep', type=Path, default=None, help='keep the run folder here instead of a temp folder')
-    parser.add_argument('--fidelity-option', action='append', default=[],
-                        help="passed to nas.fidelity (repeatable), e.g. --fidelity-option=--same-subset")
+    parser.add_argument(
+        '--fidelity-option',
+        action='append',
+        default=[],
+        help="passed to nas.fidelity (repeatable), e.g. --fidelity-option=--same-subset",
+    )
     parser.add_argument('search_options', nargs='*', help='after --: passed to python -m nas.search as they are')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = args.keep or Path(tmp)
         run = results / 'proxy-fidelity'
-        search_min = _run(['nas.search', '--budget', str(args.budget), '--results-dir', str(results),
-                           '--name', run.name, *args.search_options], Path(tmp) / 'search.log')
+        search_min = _run(
+            [
+                'nas.search',
+                '--budget',
+                str(args.budget),
+                '--results-dir',
+                str(results),
+                '--name',
+                run.name,
+                *args.search_options,
+            ],
+            Path(tmp) / 'search.log',
+        )
         fid_args = ['nas.fidelity', str(run), '--archs', str(args.archs), '--seeds', str(args.seeds)]
         fid_args += (['--epochs', str(args.epochs)] if args.epochs else []) + args.fidelity_option
         fid_min = _run(fid_args, Path(tmp) / 'fidelity.log')
         s = json.loads((run / 'fidelity.json').read_text())
         pareto = json.loads((run / 'pareto.json').read_text())
     seeds_on_front = [p['seeds'] for p in pareto['front']]
-    print(f"\ndefault space, search --budget {args.budget} {' '.join(args.search_options)}; long: {s.get('reference')}, "
-          f"{s.get('long_train_images')} images; "
-          f"{s['architectures']} architectures ({len(s['proxy_front'])} of the front), "
-          f"{s['proxy_epochs']} (proxy) vs {s['long_epochs']} epochs, seeds {s['seeds']}; "
-          f"front seeds {min(seeds_on_front, default=0)}-{max(seeds_on_front, default=0)}")
+    print(
+        f"\ndefault space, search --budget {args.budget} {' '.join(args.search_options)}; long: {s.get('reference')}, "
+        f"{s.get('long_train_images')} images; "
+        f"{s['architectures']} architectures ({len(s['proxy_front'])} of the front), "
+        f"{s['proxy_epochs']} (proxy) vs {s['long_epochs']} epochs, seeds {s['seeds']}; "
+        f"front seeds {min(seeds_on_front, default=0)}-{max(seeds_on_front, default=0)}"
+    )
     rows = [
         ('Kendall τ, proxy means vs long', _f(s['kendall_tau'])),
         ('Spearman ρ, proxy means vs long', _f(s['spearman_rho'])),

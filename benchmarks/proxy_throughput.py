@@ -45,12 +45,19 @@ CLOCK = time.process_time  # --clock wall: time.perf_counter
 
 def small_net(in_chans: int, num_classes: int, width: int = 32) -> nn.Module:
     """Stem conv, two stride-2 conv stages and a head: the shape of a small proxy network."""
+
     def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True)]
-    return nn.Sequential(*block(in_chans, width // 2, 1), *block(width // 2, width, 2),
-                         *block(width, width, 1), *block(width, 2 * width, 2),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes))
+        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    return nn.Sequential(
+        *block(in_chans, width // 2, 1),
+        *block(width // 2, width, 2),
+        *block(width, width, 1),
+        *block(width, 2 * width, 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2 * width, num_classes),
+    )
 
 
 class AugmentedImages(torch.utils.data.Dataset):
@@ -83,8 +90,7 @@ class PILImages(torch.utils.data.Dataset):
         steps = [transforms.RandomCrop(data.image_size, padding=padding)]
         if flip:
             steps.append(transforms.RandomHorizontalFlip())
-        self.transform = transforms.Compose(
-            steps + [transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
+        self.transform = transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
 
     def __len__(self) -> int:
         return len(self.y)
@@ -126,9 +132,21 @@ def cifar_sized(n: int, seed: int = 0) -> Dataset:
     x = torch.randn(n, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
     empty = x[:0]
-    return Dataset("cifar-sized random", x, y, empty, y[:0], empty, y[:0], num_classes=10,
-                   in_chans=3, image_size=32, mean=(0.0,) * 3, std=(1.0,) * 3,
-                   default_augment="crop+flip")
+    return Dataset(
+        "cifar-sized random",
+        x,
+        y,
+        empty,
+        y[:0],
+        empty,
+        y[:0],
+        num_classes=10,
+        in_chans=3,
+        image_size=32,
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        default_augment="crop+flip",
+    )
 
 
 def digits_proxy_net() -> nn.Module:
@@ -143,16 +161,21 @@ def digits_proxy_net() -> nn.Module:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, default=1, help="timed epochs (after one warm-up)")
     p.add_argument("--repeats", type=int, default=2, help="interleaved repeats; best is shown")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--cifar-images", type=int, default=1024)
-    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                   help="cpu: process CPU time (robust on a shared machine); wall: elapsed time "
-                        "(use with --threads > 1 on an idle machine)")
+    p.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: process CPU time (robust on a shared machine); wall: elapsed time "
+        "(use with --threads > 1 on an idle machine)",
+    )
     args = p.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -162,17 +185,22 @@ def main() -> None:
     digits = load_dataset("digits", val_fraction=0.0)
     digits = Dataset(**{**digits.__dict__, "test_x": digits.test_x[:0], "test_y": digits.test_y[:0]})
     cifar = cifar_sized(args.cifar_images)
-    cases = [("digits 1x16x16", digits, "digits all-conv", digits_proxy_net),
-             ("digits 1x16x16", digits, "small_net w32", lambda: small_net(1, 10, 32)),
-             ("cifar-sized 3x32x32", cifar, "small_net w16", lambda: small_net(3, 10, 16)),
-             ("cifar-sized 3x32x32", cifar, "small_net w32", lambda: small_net(3, 10, 32))]
-    cfg = TrainConfig(batch_size=args.batch_size, lr=0.05, weight_decay=0.0, label_smoothing=0.0,
-                      warmup_epochs=0)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch_size}, "
-          f"{args.epochs} timed epoch(s), best of {args.repeats}; images per "
-          f"{'CPU-' if args.clock == 'cpu' else ''}second (higher is better)")
-    header = (f"{'data':20} {'model':16} {'ours':>7} {'PIL tf':>7} {'v2 tf':>7} {'no aug':>7} "
-              f"{'ours/PIL':>9} {'ours/v2':>8} {'ours/noaug':>10}")
+    cases = [
+        ("digits 1x16x16", digits, "digits all-conv", digits_proxy_net),
+        ("digits 1x16x16", digits, "small_net w32", lambda: small_net(1, 10, 32)),
+        ("cifar-sized 3x32x32", cifar, "small_net w16", lambda: small_net(3, 10, 16)),
+        ("cifar-sized 3x32x32", cifar, "small_net w32", lambda: small_net(3, 10, 32)),
+    ]
+    cfg = TrainConfig(batch_size=args.batch_size, lr=0.05, weight_decay=0.0, label_smoothing=0.0, warmup_epochs=0)
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch_size}, "
+        f"{args.epochs} timed epoch(s), best of {args.repeats}; images per "
+        f"{'CPU-' if args.clock == 'cpu' else ''}second (higher is better)"
+    )
+    header = (
+        f"{'data':20} {'model':16} {'ours':>7} {'PIL tf':>7} {'v2 tf':>7} {'no aug':>7} "
+        f"{'ours/PIL':>9} {'ours/v2':>8} {'ours/noaug':>10}"
+    )
     print(header)
     print("-" * len(header))
     t_start = time.perf_counter()
@@ -181,18 +209,25 @@ def main() -> None:
         base = make()
         padding = max(1, data.image_size // 8)
         flip = "flip" in data.default_augment
-        loaders = [DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True)
-                   for ds in (PILImages(data, padding, flip),
-                              AugmentedImages(data.train_x, data.train_y, padding, flip),
-                              TensorDataset(data.train_x, data.train_y))]
+        loaders = [
+            DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True)
+            for ds in (
+                PILImages(data, padding, flip),
+                AugmentedImages(data.train_x, data.train_y, padding, flip),
+                TensorDataset(data.train_x, data.train_y),
+            )
+        ]
         best = [0.0] * 4
         for _ in range(args.repeats):
             rates = [our_loop(copy.deepcopy(base), data, args.epochs, cfg)]
             rates += [loader_loop(copy.deepcopy(base), ld, args.epochs, cfg.lr) for ld in loaders]
             best = [max(b, r) for b, r in zip(best, rates)]
         ours, pil, tv2, plain = best
-        print(f"{name:20} {model_name:16} {ours:>7.0f} {pil:>7.0f} {tv2:>7.0f} {plain:>7.0f} "
-              f"{ours / pil:>8.2f}x {ours / tv2:>7.2f}x {ours / plain:>9.2f}x", flush=True)
+        print(
+            f"{name:20} {model_name:16} {ours:>7.0f} {pil:>7.0f} {tv2:>7.0f} {plain:>7.0f} "
+            f"{ours / pil:>8.2f}x {ours / tv2:>7.2f}x {ours / plain:>9.2f}x",
+            flush=True,
+        )
     print(f"({time.perf_counter() - t_start:.0f} s)")
 
 

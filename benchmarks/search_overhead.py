@@ -44,20 +44,33 @@ def slot_overhead(run: RunFolder, wall: float) -> float:
     """1 - Σ trial seconds / (wall x trial slots) of a run that took `wall` seconds."""
     config = run.config()
     slots = config.options.get("max_concurrent") or max(
-        1, int(config.ray.get("cpus", 1) // config.options["cpus_per_trial"]))
+        1, int(config.ray.get("cpus", 1) // config.options["cpus_per_trial"])
+    )
     return 1 - sum(r.seconds for r in run.trials()) / (wall * slots)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--window", type=int, default=100, help="trials per window of the slot-use table (0: none)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more nas.search options")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "nas.search", "--budget", str(args.budget), "--results-dir", tmp,
-               "--name", "run", "--quiet", *args.extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "nas.search",
+            "--budget",
+            str(args.budget),
+            "--results-dir",
+            tmp,
+            "--name",
+            "run",
+            "--quiet",
+            *args.extra,
+        ]
         start = time.time()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         wall = time.time() - start
@@ -65,7 +78,8 @@ def main() -> None:
         records = run.trials()
         config = run.config()
         slots = config.options.get("max_concurrent") or max(
-            1, int(config.ray.get("cpus", 1) // config.options["cpus_per_trial"]))
+            1, int(config.ray.get("cpus", 1) // config.options["cpus_per_trial"])
+        )
         overhead = slot_overhead(run, wall)
         dup, fill = proposal_shares(run)
     stamp = lambda s: datetime.fromisoformat(s).timestamp()  # noqa: E731
@@ -74,8 +88,10 @@ def main() -> None:
     in_trials = sum(r.seconds for r in records)
     training = sum(r.train_seconds for r in records)
     first, last = min(a for a, _ in intervals), max(b for _, b in intervals)
-    print(f"{' '.join(cmd[1:3])} --budget {args.budget} {' '.join(args.extra)}: {len(records)} trials, "
-          f"{slots} trial slots\n")
+    print(
+        f"{' '.join(cmd[1:3])} --budget {args.budget} {' '.join(args.extra)}: {len(records)} trials, "
+        f"{slots} trial slots\n"
+    )
     rows = [
         ("wall time, process start to exit", wall),
         ("  start-up: process start to first trial", first - start),
@@ -92,11 +108,13 @@ def main() -> None:
     print(f"{'mean trial':52} {in_trials / max(1, len(records)):9.2f} s")
     print("target: overhead <= 10 % of the wall time; the default budget 100 within 10 minutes")
     if args.window and len(records) >= 2 * args.window:
-        print(f"\nslot use per {args.window} trials (Σ trial seconds / (span x slots), span from the first start "
-              f"to the last finish of the window, trials in the order they finished):")
+        print(
+            f"\nslot use per {args.window} trials (Σ trial seconds / (span x slots), span from the first start "
+            f"to the last finish of the window, trials in the order they finished):"
+        )
         uses = []
         for k in range(0, len(records) - args.window + 1, args.window):
-            part = records[k:k + args.window]
+            part = records[k : k + args.window]
             span = max(stamp(r.finished_at) for r in part) - min(stamp(r.started_at) for r in part)
             uses.append(sum(r.seconds for r in part) / (span * slots))
             print(f"  trials {k:>5}-{k + args.window:<5} {100 * uses[-1]:6.1f} %")

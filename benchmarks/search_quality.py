@@ -77,8 +77,10 @@ def proposal_shares(run: RunFolder) -> tuple[float, float]:
     asked = [k for k in kinds if k != 'queued']
     if not asked:
         return 0.0, 0.0
-    return (sum(k in ('repaired', 'fill-in') for k in asked) / len(asked),
-            sum(k == 'fill-in' for k in asked) / len(asked))
+    return (
+        sum(k in ('repaired', 'fill-in') for k in asked) / len(asked),
+        sum(k == 'fill-in' for k in asked) / len(asked),
+    )
 
 
 class Surrogate:
@@ -91,16 +93,18 @@ class Surrogate:
 
         self.space = space
         runs = [RunFolder(p.parent) for p in sorted(runs_dir.rglob('trials.jsonl'))]
-        runs = [r for r in runs if (r.path / 'run.yaml').is_file()
-                and r.config().space_fingerprint == space.fingerprint]
+        runs = [
+            r for r in runs if (r.path / 'run.yaml').is_file() and r.config().space_fingerprint == space.fingerprint
+        ]
         if not runs:
             sys.exit(f"--surrogate: no run of {space.path} under {runs_dir}")
         archs = [a for a in aggregate([t for r in runs for t in r.trials()]) if a.accuracy is not None]
         self.noise = seed_std(archs) or 0.0
         x = np.array([self.features(Arch.from_dict(a.arch)) for a in archs])
         y = np.array([[a.accuracy, a.seconds / len(a.records)] for a in archs])
-        self.r2 = cross_val_score(RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=0),
-                                  x, y[:, 0], cv=5).mean()
+        self.r2 = cross_val_score(
+            RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=0), x, y[:, 0], cv=5
+        ).mean()
         self.model = RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=0).fit(x, y)
         self.scale = runs[0].config().hypervolume_scale['macs']
         self.runs, self.size = len(runs), len(archs)
@@ -108,8 +112,9 @@ class Surrogate:
 
     def features(self, arch: Arch) -> list[float]:
         params = self.space.params_of(arch)
-        return [float(params.get(name) == choice) for name, dist in self.space.encoding.items()
-                for choice in dist.choices]
+        return [
+            float(params.get(name) == choice) for name, dist in self.space.encoding.items() for choice in dist.choices
+        ]
 
     def __call__(self, config: dict, costs) -> dict:
         """The trainable's final result for one evaluation (driver_scale's `evaluate`)."""
@@ -119,9 +124,21 @@ class Surrogate:
         mean, seconds = self.cache[arch.arch_id]
         accuracy = mean + random.Random(f"{arch.arch_id}-{config['seed']}").gauss(0.0, self.noise)
         params, macs = costs(arch)
-        record = TrialRecord(number=-1, arch_id=arch.arch_id, arch=config['arch'], status='complete',
-                             accuracy=accuracy, params=params, macs=macs, acc_per_epoch=[accuracy], epochs=1,
-                             seconds=seconds, train_seconds=seconds, seed=config['seed'], device='cpu')
+        record = TrialRecord(
+            number=-1,
+            arch_id=arch.arch_id,
+            arch=config['arch'],
+            status='complete',
+            accuracy=accuracy,
+            params=params,
+            macs=macs,
+            acc_per_epoch=[accuracy],
+            epochs=1,
+            seconds=seconds,
+            train_seconds=seconds,
+            seed=config['seed'],
+            device='cpu',
+        )
         return {'accuracy': accuracy, 'epoch': 1, 'final': True, 'status': 'complete', 'record': asdict(record)}
 
 
@@ -131,42 +148,80 @@ def surrogate_rows(args, budgets: list[int]) -> list[dict]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(args.space)
     model = Surrogate(space, args.surrogate)
-    print(f"surrogate: a random forest on {model.size} architectures of {model.runs} real runs under "
-          f"{args.surrogate}; 5-fold cross-validated R^2 of accuracy {model.r2:.2f}; seed noise {model.noise:.4f}",
-          flush=True)
+    print(
+        f"surrogate: a random forest on {model.size} architectures of {model.runs} real runs under "
+        f"{args.surrogate}; 5-fold cross-validated R^2 of accuracy {model.r2:.2f}; seed noise {model.noise:.4f}",
+        flush=True,
+    )
     costs, rows = driver_scale.Costs(space, num_classes=4), []
     for seed in args.seeds:
         for sampler in args.samplers:
             for b in budgets:
                 start = time.perf_counter()
                 with tempfile.TemporaryDirectory() as tmp:
-                    *_, info = driver_scale.drive(space, sampler, b, args.concurrency, 3, seed, [], 100, costs,
-                                                  Path(tmp) / 'run', evaluate=model, scale=model.scale, quiet=True)
+                    *_, info = driver_scale.drive(
+                        space,
+                        sampler,
+                        b,
+                        args.concurrency,
+                        3,
+                        seed,
+                        [],
+                        100,
+                        costs,
+                        Path(tmp) / 'run',
+                        evaluate=model,
+                        scale=model.scale,
+                        quiet=True,
+                    )
                 asked = {k: v for k, v in info['proposals'].items() if k != 'queued'}
                 total = max(1, sum(asked.values()))
-                rows.append({"sampler": sampler, "seed": seed, "budget": b, "hv": info['hypervolume'],
-                             "seconds": info['seconds'], "evals": info['evaluations'],
-                             "dup": (asked.get('repaired', 0) + asked.get('fill-in', 0)) / total,
-                             "fill": asked.get('fill-in', 0) / total, "minutes": (time.perf_counter() - start) / 60})
+                rows.append(
+                    {
+                        "sampler": sampler,
+                        "seed": seed,
+                        "budget": b,
+                        "hv": info['hypervolume'],
+                        "seconds": info['seconds'],
+                        "evals": info['evaluations'],
+                        "dup": (asked.get('repaired', 0) + asked.get('fill-in', 0)) / total,
+                        "fill": asked.get('fill-in', 0) / total,
+                        "minutes": (time.perf_counter() - start) / 60,
+                    }
+                )
                 print(f"{sampler:10} seed {seed} @{b}: {rows[-1]['hv']:.4f}, proposals {info['proposals']}", flush=True)
     costs.save()
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200, 400])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--samplers", nargs="+", default=[SearchOptions().sampler, "random"],
-                        help="candidates, then the baseline (last)")
+    parser.add_argument(
+        "--samplers",
+        nargs="+",
+        default=[SearchOptions().sampler, "random"],
+        help="candidates, then the baseline (last)",
+    )
     parser.add_argument("--space", default=str(DEFAULT_SPACE))
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
-    parser.add_argument("--surrogate", type=Path, default=None, metavar="RUNS",
-                        help="rank the samplers on a surrogate fitted on the real runs under RUNS (see above)")
+    parser.add_argument(
+        "--surrogate",
+        type=Path,
+        default=None,
+        metavar="RUNS",
+        help="rank the samplers on a surrogate fitted on the real runs under RUNS (see above)",
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="trials in flight (--surrogate)")
-    parser.add_argument("--history-window", type=int, default=None,
-                        help="trials a TPE or GP ask reads (nas.study.HISTORY_WINDOW; 0: all of them; --surrogate)")
+    parser.add_argument(
+        "--history-window",
+        type=int,
+        default=None,
+        help="trials a TPE or GP ask reads (nas.study.HISTORY_WINDOW; 0: all of them; --surrogate)",
+    )
     parser.add_argument("search_options", nargs="*", help="after --: passed to python -m nas.search as they are")
     args = parser.parse_args()
     budgets = sorted(args.budgets)
@@ -182,45 +237,97 @@ def main() -> None:
                 name = f"{sampler}-{seed}"
                 start = time.perf_counter()
                 if not (where / name / "run.yaml").exists():
-                    subprocess.run([sys.executable, "-m", "nas.search", "--budget", str(budgets[-1]), "--space",
-                                    args.space, "--sampler", sampler, "--seed", str(seed), "--results-dir", str(where),
-                                    "--name", name, "--quiet", *args.search_options],
-                                   check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "nas.search",
+                            "--budget",
+                            str(budgets[-1]),
+                            "--space",
+                            args.space,
+                            "--sampler",
+                            sampler,
+                            "--seed",
+                            str(seed),
+                            "--results-dir",
+                            str(where),
+                            "--name",
+                            name,
+                            "--quiet",
+                            *args.search_options,
+                        ],
+                        check=True,
+                        stdout=subprocess.DEVNULL,
+                        cwd=ROOT,
+                    )
                 minutes = (time.perf_counter() - start) / 60
                 run = RunFolder(where / name)
                 dup, fill = proposal_shares(run)
                 for b in budgets:
                     hv, seconds, evals = at_budget(run, b)
-                    rows.append({"sampler": sampler, "seed": seed, "budget": b, "hv": hv, "seconds": seconds,
-                                 "evals": evals, "dup": dup, "fill": fill, "minutes": minutes})
-                print(f"{sampler:10} seed {seed}: " + ", ".join(
-                    f"@{r['budget']} {r['hv']:.4f}" for r in rows if r['sampler'] == sampler and r['seed'] == seed)
-                    + f"; duplicate asks {100 * dup:.0f}%, fill-ins {100 * fill:.0f}%, {minutes:.1f} min", flush=True)
+                    rows.append(
+                        {
+                            "sampler": sampler,
+                            "seed": seed,
+                            "budget": b,
+                            "hv": hv,
+                            "seconds": seconds,
+                            "evals": evals,
+                            "dup": dup,
+                            "fill": fill,
+                            "minutes": minutes,
+                        }
+                    )
+                print(
+                    f"{sampler:10} seed {seed}: "
+                    + ", ".join(
+                        f"@{r['budget']} {r['hv']:.4f}" for r in rows if r['sampler'] == sampler and r['seed'] == seed
+                    )
+                    + f"; duplicate asks {100 * dup:.0f}%, fill-ins {100 * fill:.0f}%, {minutes:.1f} min",
+                    flush=True,
+                )
 
     def mean(sampler: str, budget: int, key: str) -> float:
         return statistics.mean(r[key] for r in rows if r["sampler"] == sampler and r["budget"] == budget)
 
-    kind = (f"SURROGATE (a forest on real evaluations, not a real search), {args.concurrency} in flight"
-            if args.surrogate else "real searches")
+    kind = (
+        f"SURROGATE (a forest on real evaluations, not a real search), {args.concurrency} in flight"
+        if args.surrogate
+        else "real searches"
+    )
     print(f"\n{args.space}, {kind}, seeds {args.seeds} {' '.join(args.search_options)}")
-    print(f"{'sampler':10} {'budget':>6} {'hypervolume':>11} {'std':>7} {'compute s':>9} {'evals':>6} "
-          f"{'dup asks':>8} {'fill-ins':>8}")
+    print(
+        f"{'sampler':10} {'budget':>6} {'hypervolume':>11} {'std':>7} {'compute s':>9} {'evals':>6} "
+        f"{'dup asks':>8} {'fill-ins':>8}"
+    )
     for sampler in args.samplers:
         for b in budgets:
             hv = [r["hv"] for r in rows if r["sampler"] == sampler and r["budget"] == b]
-            print(f"{sampler:10} {b:6d} {statistics.mean(hv):11.4f} {statistics.pstdev(hv):7.4f} "
-                  f"{mean(sampler, b, 'seconds'):9.0f} {mean(sampler, b, 'evals'):6.0f} "
-                  f"{100 * mean(sampler, b, 'dup'):7.0f}% {100 * mean(sampler, b, 'fill'):7.0f}%")
+            print(
+                f"{sampler:10} {b:6d} {statistics.mean(hv):11.4f} {statistics.pstdev(hv):7.4f} "
+                f"{mean(sampler, b, 'seconds'):9.0f} {mean(sampler, b, 'evals'):6.0f} "
+                f"{100 * mean(sampler, b, 'dup'):7.0f}% {100 * mean(sampler, b, 'fill'):7.0f}%"
+            )
     baseline = args.samplers[-1]
     for sampler in args.samplers[:-1]:
         for b in budgets:
             if 2 * b in budgets:
                 ours, theirs = mean(sampler, b, "hv"), mean(baseline, 2 * b, "hv")
-                wins = sum(r["hv"] >= q["hv"] for r in rows for q in rows if r["sampler"] == sampler
-                           and q["sampler"] == baseline and r["budget"] == b and q["budget"] == 2 * b
-                           and r["seed"] == q["seed"])
-                print(f"{sampler}@{b} / {baseline}@{2 * b}: {ours / theirs:.3f} (at {mean(sampler, b, 'seconds') / mean(baseline, 2 * b, 'seconds'):.2f}x "
-                      f"the compute; {wins} of {len(args.seeds)} seeds >=)")
+                wins = sum(
+                    r["hv"] >= q["hv"]
+                    for r in rows
+                    for q in rows
+                    if r["sampler"] == sampler
+                    and q["sampler"] == baseline
+                    and r["budget"] == b
+                    and q["budget"] == 2 * b
+                    and r["seed"] == q["seed"]
+                )
+                print(
+                    f"{sampler}@{b} / {baseline}@{2 * b}: {ours / theirs:.3f} (at {mean(sampler, b, 'seconds') / mean(baseline, 2 * b, 'seconds'):.2f}x "
+                    f"the compute; {wins} of {len(args.seeds)} seeds >=)"
+                )
             ours, same = mean(sampler, b, "hv"), mean(baseline, b, "hv")
             print(f"{sampler}@{b} / {baseline}@{b}: {ours / same:.3f}")
 

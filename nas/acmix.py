@@ -34,10 +34,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-__all__ = ["ACmix", "ATTENTION_IMPLS", "default_tile", "local_attention", "local_attention_flex", "mirror_index",
-           "position_grid", "set_attention_impl"]
+__all__ = [
+    "ACmix",
+    "ATTENTION_IMPLS",
+    "default_tile",
+    "local_attention",
+    "local_attention_flex",
+    "mirror_index",
+    "position_grid",
+    "set_attention_impl",
+]
 
 ATTENTION_IMPLS = ("auto", "tiles", "flex")
+
 
 def default_tile(kernel: int, stride: int) -> int:
     """Largest query tile edge T for the blocked attention: 8 for k_att >= 5 and 4 for k_att <= 3 at
@@ -72,8 +81,7 @@ def mirror_index(index: Tensor, n: int) -> Tensor:
     return torch.where(m >= n, period - m, m)
 
 
-def position_grid(h: int, w: int, device: Optional[torch.device] = None,
-                  dtype: Optional[torch.dtype] = None) -> Tensor:
+def position_grid(h: int, w: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> Tensor:
     """The reference's 2-channel coordinate grid, shape (1, 2, h, w): channel 0 along the width.
 
     (Typed with Optional[...] rather than unions so TorchScript compiles it; a device string such as
@@ -83,8 +91,9 @@ def position_grid(h: int, w: int, device: Optional[torch.device] = None,
     return torch.stack([loc_w, loc_h], 0).unsqueeze(0)
 
 
-def _axis(n_in: int, n_out: int, t: int, nt: int, length: int, kernel: int, stride: int, dilation: int,
-          device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
+def _axis(
+    n_in: int, n_out: int, t: int, nt: int, length: int, kernel: int, stride: int, dilation: int, device: torch.device
+) -> Tuple[Tensor, Tensor, Tensor]:
     """One axis of the tiling: query positions, key positions (mirrored) and the window mask."""
     pad = dilation * (kernel - 1) // 2
     tiles = torch.arange(nt, device=device).view(nt, 1)
@@ -99,8 +108,17 @@ def _axis(n_in: int, n_out: int, t: int, nt: int, length: int, kernel: int, stri
 
 
 @torch.fx.wrap
-def local_attention(q: Tensor, k: Tensor, v: Tensor, size: List[int], kernel: int, stride: int = 1,
-                    dilation: int = 1, tile: Optional[int] = None, scale: float = 1.0) -> Tensor:
+def local_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    size: List[int],
+    kernel: int,
+    stride: int = 1,
+    dilation: int = 1,
+    tile: Optional[int] = None,
+    scale: float = 1.0,
+) -> Tensor:
     """Softmax attention of every query over its kernel×kernel window of keys, reflection padded.
 
     Args:
@@ -147,8 +165,16 @@ def local_attention(q: Tensor, k: Tensor, v: Tensor, size: List[int], kernel: in
 
 
 @torch.fx.wrap
-def local_attention_flex(q: Tensor, k: Tensor, v: Tensor, size: List[int], kernel: int, stride: int = 1,
-                         dilation: int = 1, scale: float = 1.0) -> Tensor:
+def local_attention_flex(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    size: List[int],
+    kernel: int,
+    stride: int = 1,
+    dilation: int = 1,
+    scale: float = 1.0,
+) -> Tensor:
     """`local_attention` through FlexAttention: the same arguments, result and border rule.
 
     Keys and values are gathered once into the mirror-padded map (~1.2 copies at 56², k_att 7, against
@@ -158,8 +184,10 @@ def local_attention_flex(q: Tensor, k: Tensor, v: Tensor, size: List[int], kerne
     the scores and has no backward on a CPU: there this function is a check of the CUDA path.
     """
     if k.device.type != "cuda" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        raise RuntimeError(f"ACmix: attention_impl='flex' has no backward on {k.device.type} (FlexAttention "
-                           "runs forward only there); use 'tiles' or 'auto' to train")
+        raise RuntimeError(
+            f"ACmix: attention_impl='flex' has no backward on {k.device.type} (FlexAttention "
+            "runs forward only there); use 'tiles' or 'auto' to train"
+        )
     b, heads, d = k.shape[0], k.shape[2], k.shape[3]
     h_out, w_out = (size[0] + stride - 1) // stride, (size[1] + stride - 1) // stride
     q_index, kv_index, block_mask = _flex_plan(size[0], size[1], kernel, stride, dilation, str(k.device))
@@ -240,10 +268,25 @@ class ACmix(nn.Module):
         torch.Size([2, 64, 8, 8])
     """
 
-    def __init__(self, in_planes: int, out_planes: int | None = None, kernel_att: int = 7, head: int = 4,
-                 kernel_conv: int = 3, stride: int = 1, dilation: int = 1, *, alpha: float = 0.5,
-                 beta: float = 0.5, learnable: bool = True, tile: int | None = None, attention_impl: str = "auto",
-                 feat_size: tuple[int, int] | None = None, device=None, dtype=None):
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int | None = None,
+        kernel_att: int = 7,
+        head: int = 4,
+        kernel_conv: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        *,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        learnable: bool = True,
+        tile: int | None = None,
+        attention_impl: str = "auto",
+        feat_size: tuple[int, int] | None = None,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         out_planes = in_planes if out_planes is None else out_planes
         _check_positive_int("in_planes", in_planes)
@@ -282,8 +325,16 @@ class ACmix(nn.Module):
         self.conv_p = nn.Conv2d(2, self.head_dim, kernel_size=1, **dd)
         self.fc = nn.Conv2d(3 * head, kernel_conv * kernel_conv, kernel_size=1, bias=False, **dd)
         self.dep_conv = nn.Conv2d(
-            kernel_conv * kernel_conv * self.head_dim, out_planes, kernel_size=kernel_conv, stride=stride,
-            padding=dilation * (kernel_conv // 2), dilation=dilation, groups=self.head_dim, bias=False, **dd)
+            kernel_conv * kernel_conv * self.head_dim,
+            out_planes,
+            kernel_size=kernel_conv,
+            stride=stride,
+            padding=dilation * (kernel_conv // 2),
+            dilation=dilation,
+            groups=self.head_dim,
+            bias=False,
+            **dd,
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -294,9 +345,11 @@ class ACmix(nn.Module):
             self.dep_conv.weight.copy_(shift_kernels(self.kernel_conv, self.out_planes))
 
     def extra_repr(self) -> str:
-        return (f"{self.in_planes}, {self.out_planes}, kernel_att={self.kernel_att}, head={self.head}, "
-                f"kernel_conv={self.kernel_conv}, stride={self.stride}, dilation={self.dilation}, "
-                f"learnable={self.learnable}")
+        return (
+            f"{self.in_planes}, {self.out_planes}, kernel_att={self.kernel_att}, head={self.head}, "
+            f"kernel_conv={self.kernel_conv}, stride={self.stride}, dilation={self.dilation}, "
+            f"learnable={self.learnable}"
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         b, h, w = x.shape[0], x.shape[2], x.shape[3]
@@ -340,8 +393,10 @@ class ACmix(nn.Module):
         assert b1 is not None and b2 is not None and b3 is not None  # typed Optional for TorchScript
         weight = torch.stack([self.conv1.weight, self.conv2.weight, self.conv3.weight]).view(3, n, d, self.in_planes)
         bias = torch.stack([b1, b2, b3]).view(3, n, d)
-        return (weight.permute(2, 0, 1, 3).reshape(3 * self.out_planes, self.in_planes),
-                bias.permute(2, 0, 1).reshape(3 * self.out_planes))
+        return (
+            weight.permute(2, 0, 1, 3).reshape(3 * self.out_planes, self.in_planes),
+            bias.permute(2, 0, 1).reshape(3 * self.out_planes),
+        )
 
     def conv_parameters(self) -> Tensor:
         """fc and dep_conv folded into one grouped k_c×k_c conv weight (C, 3N, k_c, k_c), groups = d.
@@ -375,8 +430,9 @@ class ACmix(nn.Module):
         """rate · conv branch from (B, 3C, H, W) maps with channels ordered (g, q/k/v, n). Channels-last
         maps are the layout in which the grouped conv runs fastest on CPU (measured ~3x forward+backward)."""
         weight = self.conv_parameters().to(maps.dtype) * rate
-        return F.conv2d(maps, weight, None, self.stride, self.dilation * (self.kernel_conv // 2), self.dilation,
-                        self.head_dim)
+        return F.conv2d(
+            maps, weight, None, self.stride, self.dilation * (self.kernel_conv // 2), self.dilation, self.head_dim
+        )
 
     def _attention_tokens(self, qkv: Tensor, h: int, w: int) -> Tensor:
         """Attention from (B, H·W, d, 3, N) tokens (a view of the projection); returns (B, h_out, w_out, N, d)."""
@@ -395,14 +451,16 @@ class ACmix(nn.Module):
         keys = k - pe.expand(-1, -1, k.shape[2], -1)
         if self.attention_impl == "flex" and not torch.jit.is_scripting():
             return self._flex_attention(q, keys, v, h, w)
-        return local_attention(q, keys, v, [h, w], self.kernel_att, self.stride, self.dilation, self.tile,
-                               float(self.head_dim) ** -0.5)
+        return local_attention(
+            q, keys, v, [h, w], self.kernel_att, self.stride, self.dilation, self.tile, float(self.head_dim) ** -0.5
+        )
 
     @torch.jit.unused
     def _flex_attention(self, q: Tensor, k: Tensor, v: Tensor, h: int, w: int) -> Tensor:
         # TorchScript compiles a stub for this method: scripted models run the tiles (the same result).
-        return local_attention_flex(q, k, v, [h, w], self.kernel_att, self.stride, self.dilation,
-                                    float(self.head_dim) ** -0.5)
+        return local_attention_flex(
+            q, k, v, [h, w], self.kernel_att, self.stride, self.dilation, float(self.head_dim) ** -0.5
+        )
 
 
 def set_attention_impl(model: nn.Module, impl: str) -> nn.Module:

@@ -21,8 +21,9 @@ from nas.acmix import ACmix, mirror_index, position_grid
 __all__ = ["UnfoldACmix", "reference_parameter_shapes", "unfold_forward"]
 
 
-def reference_parameter_shapes(in_planes: int, out_planes: int, kernel_att: int = 7, head: int = 4,
-                               kernel_conv: int = 3) -> dict[str, tuple[int, ...]]:
+def reference_parameter_shapes(
+    in_planes: int, out_planes: int, kernel_att: int = 7, head: int = 4, kernel_conv: int = 3
+) -> dict[str, tuple[int, ...]]:
     """The paper module's state_dict layout (ACMIX.md, "Parameters"): name -> shape.
 
     kernel_att does not size any parameter; it is an argument so calls read like the module's."""

@@ -24,8 +24,18 @@ import yaml
 
 from nas.checks import is_int, is_num
 
-__all__ = ['OPS', 'BLOCK_KINDS', 'STEM_TYPES', 'STEM_POOLS', 'BlockArch', 'StageArch', 'StemArch', 'Arch',
-           'ArchError', 'stem_reduction']
+__all__ = [
+    'OPS',
+    'BLOCK_KINDS',
+    'STEM_TYPES',
+    'STEM_POOLS',
+    'BlockArch',
+    'StageArch',
+    'StemArch',
+    'Arch',
+    'ArchError',
+    'stem_reduction',
+]
 
 OPS = ('conv', 'acmix')
 BLOCK_KINDS = ('bottleneck', 'basic')
@@ -55,6 +65,7 @@ def _check_mapping(d: Any, what: str, allowed: Iterable[str]) -> None:
 def make_divisible(v: float, divisor: int = 8) -> int:
     """timm's channel rounding (timm.layers.make_divisible), used for a block's inner width."""
     from timm.layers import make_divisible as _md
+
     return int(_md(v, divisor))
 
 
@@ -75,6 +86,7 @@ class BlockArch:
     the attention/convolution mixing weights) and `learnable` (whether those weights train).
     Settings the op does not use are None (filled or cleared by the constructor).
     """
+
     op: str = 'conv'
     kernel: int | None = None
     heads: int | None = None
@@ -89,8 +101,10 @@ class BlockArch:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         if self.op == 'conv':
             set_('kernel', 3 if self.kernel is None else self.kernel)
-            _check(is_int(self.kernel) and self.kernel in CONV_KERNELS,
-                   f"kernel must be one of {list(CONV_KERNELS)}, got {self.kernel!r}")
+            _check(
+                is_int(self.kernel) and self.kernel in CONV_KERNELS,
+                f"kernel must be one of {list(CONV_KERNELS)}, got {self.kernel!r}",
+            )
             for k in _ACMIX_FIELDS:
                 set_(k, None)
             return
@@ -99,10 +113,14 @@ class BlockArch:
             if getattr(self, k) is None:
                 set_(k, v)
         _check(is_int(self.heads) and self.heads >= 1, f"heads must be an int >= 1, got {self.heads!r}")
-        _check(is_int(self.k_att) and self.k_att >= 1 and self.k_att % 2 == 1,
-               f"k_att must be an odd int >= 1, got {self.k_att!r}")
-        _check(is_int(self.k_conv) and self.k_conv in CONV_KERNELS,
-               f"k_conv must be one of {list(CONV_KERNELS)}, got {self.k_conv!r}")
+        _check(
+            is_int(self.k_att) and self.k_att >= 1 and self.k_att % 2 == 1,
+            f"k_att must be an odd int >= 1, got {self.k_att!r}",
+        )
+        _check(
+            is_int(self.k_conv) and self.k_conv in CONV_KERNELS,
+            f"k_conv must be one of {list(CONV_KERNELS)}, got {self.k_conv!r}",
+        )
         for k in ('alpha', 'beta'):
             v = getattr(self, k)
             _check(is_num(v, finite=False), f"{k} must be a number, got {v!r}")
@@ -133,6 +151,7 @@ class StageArch:
     A 'bottleneck' block is 1×1 → op → 1×1; a 'basic' block is op → 3×3 when op is a conv (timm
     'basic'); an ACmix block is always timm's 'self_attn' block 1×1 → ACmix → BN-ReLU → 1×1.
     """
+
     block: str
     channels: int
     stride: int
@@ -143,8 +162,10 @@ class StageArch:
         _check(self.block in BLOCK_KINDS, f"block must be one of {list(BLOCK_KINDS)}, got {self.block!r}")
         _check(is_int(self.channels) and self.channels >= 1, f"channels must be an int >= 1, got {self.channels!r}")
         _check(is_int(self.stride) and self.stride in (1, 2), f"stride must be 1 or 2, got {self.stride!r}")
-        _check(is_num(self.bottle_ratio, finite=False) and self.bottle_ratio > 0,
-               f"bottle_ratio must be a number > 0, got {self.bottle_ratio!r}")
+        _check(
+            is_num(self.bottle_ratio, finite=False) and self.bottle_ratio > 0,
+            f"bottle_ratio must be a number > 0, got {self.bottle_ratio!r}",
+        )
         object.__setattr__(self, 'bottle_ratio', float(self.bottle_ratio))
         object.__setattr__(self, 'blocks', tuple(self.blocks))
         _check(len(self.blocks) >= 1, "a stage needs at least one block")
@@ -152,9 +173,11 @@ class StageArch:
         mid = self.mid_channels
         for i, b in enumerate(self.blocks):
             if b.op == 'acmix':
-                _check(mid % b.heads == 0,
-                       f"block {i}: heads={b.heads} does not divide the block width {mid} "
-                       f"(channels {self.channels} x bottle_ratio {self.bottle_ratio})")
+                _check(
+                    mid % b.heads == 0,
+                    f"block {i}: heads={b.heads} does not divide the block width {mid} "
+                    f"(channels {self.channels} x bottle_ratio {self.bottle_ratio})",
+                )
 
     @property
     def depth(self) -> int:
@@ -166,30 +189,41 @@ class StageArch:
         return make_divisible(self.channels * self.bottle_ratio)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(block=self.block, channels=self.channels, stride=self.stride,
-                    bottle_ratio=self.bottle_ratio, blocks=[b.to_dict() for b in self.blocks])
+        return dict(
+            block=self.block,
+            channels=self.channels,
+            stride=self.stride,
+            bottle_ratio=self.bottle_ratio,
+            blocks=[b.to_dict() for b in self.blocks],
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageArch:
         _check_mapping(d, 'stage', ['block', 'channels', 'stride', 'bottle_ratio', 'blocks'])
         _check(isinstance(d.get('blocks'), (list, tuple)), "stage 'blocks' must be a list")
-        return cls(block=d.get('block', 'bottleneck'), channels=d.get('channels'), stride=d.get('stride', 1),
-                   bottle_ratio=d.get('bottle_ratio', 1.0),
-                   blocks=tuple(BlockArch.from_dict(b) for b in d['blocks']))
+        return cls(
+            block=d.get('block', 'bottleneck'),
+            channels=d.get('channels'),
+            stride=d.get('stride', 1),
+            bottle_ratio=d.get('bottle_ratio', 1.0),
+            blocks=tuple(BlockArch.from_dict(b) for b in d['blocks']),
+        )
 
 
 @dataclass(frozen=True)
 class StemArch:
     """timm ByobNet stem: '3x3' or '7x7' (one strided conv), 'deep' (three 3×3, ResNet-D) or
     'tiered'; optional pool ('maxpool'/'avgpool'). Downsamples by `stem_reduction(type, pool)`."""
+
     type: str = '3x3'
     channels: int = 32
     pool: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.type in STEM_TYPES, f"stem type must be one of {list(STEM_TYPES)}, got {self.type!r}")
-        _check(is_int(self.channels) and self.channels >= 1,
-               f"stem channels must be an int >= 1, got {self.channels!r}")
+        _check(
+            is_int(self.channels) and self.channels >= 1, f"stem channels must be an int >= 1, got {self.channels!r}"
+        )
         _check(self.pool in STEM_POOLS, f"stem pool must be one of {list(STEM_POOLS)}, got {self.pool!r}")
 
     @property
@@ -207,6 +241,7 @@ class Arch:
     Build it with `nas.model.create_model(arch, num_classes=...)`; describe it with
     `to_dict()`/`to_json()`/`save()`; identify it with `arch_id`.
     """
+
     input_size: tuple[int, int]
     in_chans: int
     stem: StemArch
@@ -215,16 +250,20 @@ class Arch:
 
     def __post_init__(self) -> None:
         size = tuple(self.input_size) if isinstance(self.input_size, (list, tuple)) else self.input_size
-        _check(isinstance(size, tuple) and len(size) == 2 and all(is_int(s) and s >= 1 for s in size),
-               f"input_size must be [H, W] of ints >= 1, got {self.input_size!r}")
+        _check(
+            isinstance(size, tuple) and len(size) == 2 and all(is_int(s) and s >= 1 for s in size),
+            f"input_size must be [H, W] of ints >= 1, got {self.input_size!r}",
+        )
         object.__setattr__(self, 'input_size', size)
         _check(is_int(self.in_chans) and self.in_chans >= 1, f"in_chans must be an int >= 1, got {self.in_chans!r}")
         _check(isinstance(self.stem, StemArch), "stem must be a StemArch")
         object.__setattr__(self, 'stages', tuple(self.stages))
         _check(all(isinstance(s, StageArch) for s in self.stages), "stages must be a list of StageArch")
         _check(len(self.stages) >= 2, f"a network needs at least 2 stages (timm ByobNet), got {len(self.stages)}")
-        _check(is_int(self.num_features) and self.num_features >= 0,
-               f"num_features must be an int >= 0, got {self.num_features!r}")
+        _check(
+            is_int(self.num_features) and self.num_features >= 0,
+            f"num_features must be an int >= 0, got {self.num_features!r}",
+        )
         h, w = self.input_size
         r = self.stem.reduction
         _check(h >= r and w >= r, f"the stem downsamples by {r}: input {h}x{w} is too small")
@@ -267,17 +306,33 @@ class Arch:
         sizes = self.feature_sizes()
         for si, bi, st, b in self.blocks():
             (hi, wi), (ho, wo) = sizes[si]
-            rows.append(dict(
-                stage=si, index=bi, block=st.block, op=b.op, channels=st.channels, width=st.mid_channels,
-                stride=st.stride if bi == 0 else 1, feat_size=[ho, wo],
-                kernel=b.kernel, heads=b.heads, k_att=b.k_att, k_conv=b.k_conv,
-                alpha=b.alpha, beta=b.beta, learnable=b.learnable))
+            rows.append(
+                dict(
+                    stage=si,
+                    index=bi,
+                    block=st.block,
+                    op=b.op,
+                    channels=st.channels,
+                    width=st.mid_channels,
+                    stride=st.stride if bi == 0 else 1,
+                    feat_size=[ho, wo],
+                    kernel=b.kernel,
+                    heads=b.heads,
+                    k_att=b.k_att,
+                    k_conv=b.k_conv,
+                    alpha=b.alpha,
+                    beta=b.beta,
+                    learnable=b.learnable,
+                )
+            )
         return rows
 
     def summary(self) -> str:
         """One short line, e.g. '16x16x1 3x3/16 | s0 basic 32x1 [C] | s1 bottleneck 64x2 [A4/7 C3]'."""
-        parts = [f"{self.input_size[0]}x{self.input_size[1]}x{self.in_chans} "
-                 f"{self.stem.type}/{self.stem.channels}{'+' + self.stem.pool if self.stem.pool else ''}"]
+        parts = [
+            f"{self.input_size[0]}x{self.input_size[1]}x{self.in_chans} "
+            f"{self.stem.type}/{self.stem.channels}{'+' + self.stem.pool if self.stem.pool else ''}"
+        ]
         for si, st in enumerate(self.stages):
             ops = ' '.join(f"A{b.heads}/{b.k_att}" if b.op == 'acmix' else f"C{b.kernel}" for b in st.blocks)
             parts.append(f"s{si} {st.block} {st.channels}x{st.depth}/{st.stride} [{ops}]")
@@ -286,8 +341,13 @@ class Arch:
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly primitives only (ints, floats, bools, str, None, lists, dicts)."""
-        return dict(input_size=list(self.input_size), in_chans=self.in_chans, stem=self.stem.to_dict(),
-                    stages=[s.to_dict() for s in self.stages], num_features=self.num_features)
+        return dict(
+            input_size=list(self.input_size),
+            in_chans=self.in_chans,
+            stem=self.stem.to_dict(),
+            stages=[s.to_dict() for s in self.stages],
+            num_features=self.num_features,
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Arch:
@@ -301,15 +361,17 @@ class Arch:
         size = d['input_size']
         if is_int(size):
             size = (size, size)
-        return cls(input_size=tuple(size) if isinstance(size, (list, tuple)) else size,
-                   in_chans=d.get('in_chans', 3), stem=StemArch(**stem),
-                   stages=tuple(StageArch.from_dict(s) for s in d['stages']),
-                   num_features=d.get('num_features', 0))
+        return cls(
+            input_size=tuple(size) if isinstance(size, (list, tuple)) else size,
+            in_chans=d.get('in_chans', 3),
+            stem=StemArch(**stem),
+            stages=tuple(StageArch.from_dict(s) for s in d['stages']),
+            num_features=d.get('num_features', 0),
+        )
 
     def to_json(self, indent: int | None = None) -> str:
         """Canonical JSON (sorted keys); `arch_id` hashes the compact form."""
-        return json.dumps(self.to_dict(), sort_keys=True, indent=indent,
-                          separators=None if indent else (',', ':'))
+        return json.dumps(self.to_dict(), sort_keys=True, indent=indent, separators=None if indent else (',', ':'))
 
     @classmethod
     def from_json(cls, s: str) -> Arch:
@@ -336,4 +398,3 @@ class Arch:
         text = path.read_text()
         d = yaml.safe_load(text) if path.suffix in ('.yaml', '.yml') else json.loads(text)
         return cls.from_dict(d)
-

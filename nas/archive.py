@@ -52,8 +52,10 @@ class ArchResult:
     def complete(self) -> list[TrialRecord]:
         """Its complete evaluations (remembered until another is added: records are appended only)."""
         if self._complete[0] != len(self.records):
-            self._complete = (len(self.records), [r for r in self.records
-                                                  if r.status == "complete" and r.accuracy is not None])
+            self._complete = (
+                len(self.records),
+                [r for r in self.records if r.status == "complete" and r.accuracy is not None],
+            )
         return self._complete[1]
 
     @property
@@ -133,10 +135,18 @@ class ArchResult:
 
     def summary(self) -> dict[str, Any]:
         """Its pareto.json entry."""
-        return {"number": self.number, "arch_id": self.arch_id, "reference": self.reference,
-                "accuracy": self.accuracy, "accuracy_se": self.accuracy_se, "accuracy_std": self.accuracy_std,
-                "seeds": self.seeds, "accuracies": self.accuracies,
-                **{o: self.value(o) for o in OBJECTIVES if o != "accuracy"}, "weights": self.record.weights}
+        return {
+            "number": self.number,
+            "arch_id": self.arch_id,
+            "reference": self.reference,
+            "accuracy": self.accuracy,
+            "accuracy_se": self.accuracy_se,
+            "accuracy_std": self.accuracy_std,
+            "seeds": self.seeds,
+            "accuracies": self.accuracies,
+            **{o: self.value(o) for o in OBJECTIVES if o != "accuracy"},
+            "weights": self.record.weights,
+        }
 
 
 def aggregate(records: Sequence[TrialRecord]) -> list[ArchResult]:
@@ -150,7 +160,7 @@ def aggregate(records: Sequence[TrialRecord]) -> list[ArchResult]:
 def seed_std(archs: Sequence[ArchResult]) -> float | None:
     """The proxy's seed-to-seed standard deviation of accuracy, pooled over every architecture
     with at least 2 seeds (the root of the mean variance); None when there is none."""
-    variances = [a.accuracy_std ** 2 for a in archs if a.accuracy_std is not None]
+    variances = [a.accuracy_std**2 for a in archs if a.accuracy_std is not None]
     return (sum(variances) / len(variances)) ** 0.5 if variances else None
 
 
@@ -218,12 +228,12 @@ class Archive:
         if valid:
             self._loss[i] = pareto.losses_of([a], self.objectives)[0]
         std = a.accuracy_std
-        self._own_se[i] = np.nan if std is None else std / a.seeds ** 0.5
+        self._own_se[i] = np.nan if std is None else std / a.seeds**0.5
         self._seeds[i] = a.seeds
         if std is None:
             self._variances.pop(i, None)
         else:
-            self._variances[i] = std ** 2
+            self._variances[i] = std**2
         if valid and a.seeds < self._repeats:
             self._short[i] = None
         else:
@@ -243,7 +253,7 @@ class Archive:
         if not self._valid[i]:
             return
         front = np.fromiter(self._front, dtype=int)
-        if self._dominated_by(self._loss[i:i + 1], front)[0]:
+        if self._dominated_by(self._loss[i : i + 1], front)[0]:
             return
         mine = self._loss[i]
         beaten = {int(f) for f in front if (mine <= self._loss[f]).all() and (mine < self._loss[f]).any()}
@@ -317,8 +327,11 @@ class Archive:
         cheaper = (costs[others][:, None, :] <= costs[front][None, :, :]).all(axis=2)
         gap = self._acc(front)[None, :] - self._acc(others)[:, None]
         near = cheaper & (gap < margin)
-        return {int(f): [int(others[d]) for d in np.flatnonzero(near[:, j])]
-                for j, f in enumerate(front) if near[:, j].any()}
+        return {
+            int(f): [int(others[d]) for d in np.flatnonzero(near[:, j])]
+            for j, f in enumerate(front)
+            if near[:, j].any()
+        }
 
     def unseparable(self, z: float = NOISE_Z) -> dict[int, list[int]]:
         """Front point number -> numbers of the dominated points that may truly dominate it
@@ -330,8 +343,9 @@ class Archive:
         that points that already have their `repeats` seeds are left out (they want nothing)."""
         if repeats != self._repeats:
             self._repeats = repeats
-            self._short = {i: None for i in np.flatnonzero(self._valid[:len(self)]).tolist()
-                           if self._seeds[i] < repeats}
+            self._short = {
+                i: None for i in np.flatnonzero(self._valid[: len(self)]).tolist() if self._seeds[i] < repeats
+            }
         out: dict[int, tuple[ArchResult, int]] = {}
         if race > 1:
             for a in sorted((self._order[i] for i in self._front), key=lambda a: (a.seeds, a.number)):
@@ -352,8 +366,9 @@ class Archive:
     def summary(self, scales: Mapping[str, float] | None) -> dict[str, Any]:
         """pareto.json: the front of architecture means with standard errors and noise flags,
         the pooled seed std and the hypervolume."""
-        near = {self._order[f].arch_id: [self._order[d].arch_id for d in ds]
-                for f, ds in self._unseparable(NOISE_Z).items()}
+        near = {
+            self._order[f].arch_id: [self._order[d].arch_id for d in ds] for f, ds in self._unseparable(NOISE_Z).items()
+        }
         return {
             "objectives": self.objectives,
             "directions": pareto.directions(self.objectives),
@@ -362,6 +377,8 @@ class Archive:
             "trials": len(self.records),
             "architectures": len(self._order),
             "seed_std": self.sigma,
-            "front": [{**a.summary(), "separable": not near.get(a.arch_id), "unseparable_from": near.get(a.arch_id, [])}
-                      for a in self.front()],
+            "front": [
+                {**a.summary(), "separable": not near.get(a.arch_id), "unseparable_from": near.get(a.arch_id, [])}
+                for a in self.front()
+            ],
         }

@@ -79,8 +79,19 @@ from nas.proxy import ProxyConfig
 from nas.results import RunFolder, TrialRecord, package_versions
 from nas.signals import SIGNALS, score
 
-__all__ = ['CalibrateOptions', 'Candidate', 'SignalStats', 'signal_stats', 'pick', 'candidate_sizes', 'pick_panel',
-           'calibrate', 'format_table', 'load_proxy_file', 'main']
+__all__ = [
+    'CalibrateOptions',
+    'Candidate',
+    'SignalStats',
+    'signal_stats',
+    'pick',
+    'candidate_sizes',
+    'pick_panel',
+    'calibrate',
+    'format_table',
+    'load_proxy_file',
+    'main',
+]
 
 PROJECT = Path(__file__).resolve().parent.parent
 CALIBRATION_YAML, CALIBRATION_JSON, PROXY_YAML = 'calibration.yaml', 'calibration.json', 'proxy.yaml'
@@ -90,6 +101,7 @@ DEFINING = ('space_fingerprint', 'dataset', 'seed', 'val_fraction', 'archs', 'se
 
 
 # --------------------------------------------------------------------------- what to train
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -133,8 +145,7 @@ def pick_panel(space: Any, n: int, seed: int, num_classes: int) -> list[dict[str
 
     def entry(name: str | None, arch: Any) -> dict[str, Any]:
         cost = measure_cost(arch, num_classes=num_classes, latency=False, memory=False)
-        return {'name': name, 'arch_id': arch.arch_id, 'arch': arch.to_dict(), 'macs': cost.macs,
-                'params': cost.params}
+        return {'name': name, 'arch_id': arch.arch_id, 'arch': arch.to_dict(), 'macs': cost.macs, 'params': cost.params}
 
     panel = [entry(name, a) for name, a in list(space.reference_points().items())[:n]]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -152,6 +163,7 @@ def pick_panel(space: Any, n: int, seed: int, num_classes: int) -> list[dict[str
 
 
 # --------------------------------------------------------------------------- the statistics
+
 
 @dataclass
 class SignalStats:
@@ -185,9 +197,15 @@ def _median_gap(means: Sequence[float]) -> float | None:
     return statistics.median(gaps) if gaps else None
 
 
-def signal_stats(signal: str, proxy: Sequence[Mapping[int, float]], deploy: Sequence[Mapping[int, float]],
-                 seeds: Sequence[int], deploy_retest: float | None, share: float = 0.9,
-                 accuracy_noise: float | None = None) -> SignalStats:
+def signal_stats(
+    signal: str,
+    proxy: Sequence[Mapping[int, float]],
+    deploy: Sequence[Mapping[int, float]],
+    seeds: Sequence[int],
+    deploy_retest: float | None,
+    share: float = 0.9,
+    accuracy_noise: float | None = None,
+) -> SignalStats:
     """The numbers of one candidate and signal.
 
     Args:
@@ -206,11 +224,25 @@ def signal_stats(signal: str, proxy: Sequence[Mapping[int, float]], deploy: Sequ
     tau = pair_tau([p for p, _ in rows], [d for _, d in rows], seeds)
     std, gap = _pooled_std([p for p, _ in rows]), _median_gap(p_means)
     ratio = std / gap if std is not None and gap else None
-    stats = SignalStats(signal, tau, tau / deploy_retest if tau is not None and deploy_retest else None, tau_means,
-                        rho_means, retest_tau([p for p, _ in rows], seeds), std, gap, ratio)
+    stats = SignalStats(
+        signal,
+        tau,
+        tau / deploy_retest if tau is not None and deploy_retest else None,
+        tau_means,
+        rho_means,
+        retest_tau([p for p, _ in rows], seeds),
+        std,
+        gap,
+        ratio,
+    )
     noise = ratio if accuracy_noise is None else accuracy_noise
-    stats.qualified = (tau is not None and deploy_retest is not None and noise is not None
-                       and tau >= share * deploy_retest and noise < 1)
+    stats.qualified = (
+        tau is not None
+        and deploy_retest is not None
+        and noise is not None
+        and tau >= share * deploy_retest
+        and noise < 1
+    )
     return stats
 
 
@@ -274,6 +306,7 @@ def _mean_or_none(values: Sequence[float | None]) -> float | None:
 
 # --------------------------------------------------------------------------- the report
 
+
 def _f(x: float | None, fmt: str = '.2f') -> str:
     return '-' if x is None else format(x, fmt)
 
@@ -282,58 +315,74 @@ def format_table(report: Mapping[str, Any]) -> str:
     """calibration.json's table for the terminal (and the README)."""
     d = report['deploy']
     need = report['share'] * d['retest'] if d['retest'] is not None else None
-    lines = [f"deployment: {d['train_images']:,} images x {d['epochs']} epochs at {d['image_size']}px, "
-             f"{_f(d['seconds'], '.1f')} s per evaluation ({_f(d.get('cpu_seconds'), '.1f')} CPU s); accuracy {_f(d['min'] and 100 * d['min'], '.1f')}-"
-             f"{_f(d['max'] and 100 * d['max'], '.1f')}%, seed std {_f(d['seed_std'] and 100 * d['seed_std'])} points, "
-             f"median gap {_f(d['median_gap'] and 100 * d['median_gap'])} points; test-retest τ {_f(d['retest'])} "
-             f"(a qualifying proxy reaches τ >= {_f(need)} with an accuracy seed std below its median gap between "
-             f"neighbouring panel networks)",
-             f"{'':17} {'':>7} {'':>7} {'':>8} {'accuracy noise':^20} " + ' '.join(f'{s:^13}' for s in SIGNALS),
-             f"{'proxy':17} {'s/eval':>7} {'CPU s':>7} {'x deploy':>8} {'std':>6} {'retest':>6} {'s/gap':>6} "
-             + ' '.join(f"{'τ':>5} {'share':>5}  " for _ in SIGNALS)]
+    lines = [
+        f"deployment: {d['train_images']:,} images x {d['epochs']} epochs at {d['image_size']}px, "
+        f"{_f(d['seconds'], '.1f')} s per evaluation ({_f(d.get('cpu_seconds'), '.1f')} CPU s); accuracy {_f(d['min'] and 100 * d['min'], '.1f')}-"
+        f"{_f(d['max'] and 100 * d['max'], '.1f')}%, seed std {_f(d['seed_std'] and 100 * d['seed_std'])} points, "
+        f"median gap {_f(d['median_gap'] and 100 * d['median_gap'])} points; test-retest τ {_f(d['retest'])} "
+        f"(a qualifying proxy reaches τ >= {_f(need)} with an accuracy seed std below its median gap between "
+        f"neighbouring panel networks)",
+        f"{'':17} {'':>7} {'':>7} {'':>8} {'accuracy noise':^20} " + ' '.join(f'{s:^13}' for s in SIGNALS),
+        f"{'proxy':17} {'s/eval':>7} {'CPU s':>7} {'x deploy':>8} {'std':>6} {'retest':>6} {'s/gap':>6} "
+        + ' '.join(f"{'τ':>5} {'share':>5}  " for _ in SIGNALS),
+    ]
     for r in report['candidates']:
         if not r['signals']:
             lines.append(f"{r['key']:17} {'-':>7}   measured {r['evaluations']} of {r['expected']} evaluations")
             continue
         acc = r['signals']['accuracy']
-        cells = [f"{_f(st['tau']):>5} {_f(st['share']):>5} {'✓' if st['qualified'] else ' '}"
-                 for st in (r['signals'][s] for s in SIGNALS)]
-        lines.append(f"{r['key']:17} {_f(r['seconds'], '.1f'):>7} {_f(r.get('cpu_seconds'), '.1f'):>7} "
-                     f"{_f(r['cost_ratio'], '.3f'):>8} {_f(acc['seed_std'] and 100 * acc['seed_std']):>6} "
-                     f"{_f(acc['retest']):>6} {_f(acc['noise_ratio']):>6} " + ' '.join(cells)
-                     + ('' if r['evaluations'] >= r['expected'] else f"  ({r['evaluations']}/{r['expected']})"))
+        cells = [
+            f"{_f(st['tau']):>5} {_f(st['share']):>5} {'✓' if st['qualified'] else ' '}"
+            for st in (r['signals'][s] for s in SIGNALS)
+        ]
+        lines.append(
+            f"{r['key']:17} {_f(r['seconds'], '.1f'):>7} {_f(r.get('cpu_seconds'), '.1f'):>7} "
+            f"{_f(r['cost_ratio'], '.3f'):>8} {_f(acc['seed_std'] and 100 * acc['seed_std']):>6} "
+            f"{_f(acc['retest']):>6} {_f(acc['noise_ratio']):>6} "
+            + ' '.join(cells)
+            + ('' if r['evaluations'] >= r['expected'] else f"  ({r['evaluations']}/{r['expected']})")
+        )
     mean = report['mean_tau']
-    lines.append(f"{'mean τ':17} {'':>7} {'':>7} {'':>8} {'':>20} " + ' '.join(f"{_f(mean[s]):>5}{'':8}"
-                                                                                for s in SIGNALS))
-    lines.append(f"s/eval, CPU s: wall and CPU seconds per evaluation; x deploy: its {report.get('cost_by', 'wall')} "
-                 "seconds over deployment's; accuracy: its seed std (points), test-retest τ and seed std over the "
-                 "median gap between neighbouring panel networks; per rank signal: τ, one proxy seed vs one deployment seed "
-                 "(mean over the seed pairs), and its share of deployment's test-retest τ; ✓ qualifies")
+    lines.append(
+        f"{'mean τ':17} {'':>7} {'':>7} {'':>8} {'':>20} " + ' '.join(f"{_f(mean[s]):>5}{'':8}" for s in SIGNALS)
+    )
+    lines.append(
+        f"s/eval, CPU s: wall and CPU seconds per evaluation; x deploy: its {report.get('cost_by', 'wall')} "
+        "seconds over deployment's; accuracy: its seed std (points), test-retest τ and seed std over the "
+        "median gap between neighbouring panel networks; per rank signal: τ, one proxy seed vs one deployment seed "
+        "(mean over the seed pairs), and its share of deployment's test-retest τ; ✓ qualifies"
+    )
     lines.append(report['verdict'])
     return '\n'.join(lines)
 
 
-def _verdict(choice: Mapping[str, Any], results: Mapping[str, CandidateResult], deploy_retest: float | None,
-             share: float) -> str:
+def _verdict(
+    choice: Mapping[str, Any], results: Mapping[str, CandidateResult], deploy_retest: float | None, share: float
+) -> str:
     if choice['pick']:
         key, signal = choice['pick']
         r, st = results[key], results[key].signals[signal]
-        return (f"picked {key} ranked by {signal}: τ {_f(st.tau)} = {_f(st.share)} of deployment's test-retest τ "
-                f"{_f(deploy_retest)}, accuracy seed std {_f(r.signals['accuracy'].noise_ratio)} of the median gap, at "
-                f"{_f(r.cost, '.1f')} "
-                f"{'CPU ' if r.cost == r.cpu_seconds else ''}s per evaluation, "
-                f"{_f(r.cost_ratio and 1 / r.cost_ratio, '.0f')}x cheaper than deployment")
+        return (
+            f"picked {key} ranked by {signal}: τ {_f(st.tau)} = {_f(st.share)} of deployment's test-retest τ "
+            f"{_f(deploy_retest)}, accuracy seed std {_f(r.signals['accuracy'].noise_ratio)} of the median gap, at "
+            f"{_f(r.cost, '.1f')} "
+            f"{'CPU ' if r.cost == r.cpu_seconds else ''}s per evaluation, "
+            f"{_f(r.cost_ratio and 1 / r.cost_ratio, '.0f')}x cheaper than deployment"
+        )
     if choice['closest']:
         key, signal = choice['closest']
         st = results[key].signals[signal]
-        return (f"no candidate reaches τ >= {share} x deployment's test-retest τ ({_f(deploy_retest)}) with an "
-                f"accuracy seed std below its median gap; closest: {key} ranked by {signal} (τ {_f(st.tau)}, "
-                f"{_f(st.share)} of it, accuracy seed std {_f(results[key].signals['accuracy'].noise_ratio)} of the "
-                f"gap), written unqualified")
+        return (
+            f"no candidate reaches τ >= {share} x deployment's test-retest τ ({_f(deploy_retest)}) with an "
+            f"accuracy seed std below its median gap; closest: {key} ranked by {signal} (τ {_f(st.tau)}, "
+            f"{_f(st.share)} of it, accuracy seed std {_f(results[key].signals['accuracy'].noise_ratio)} of the "
+            f"gap), written unqualified"
+        )
     return 'no candidate is measured completely yet: nothing picked'
 
 
 # --------------------------------------------------------------------------- the calibration
+
 
 @dataclass
 class CalibrateOptions:
@@ -361,8 +410,11 @@ class CalibrateOptions:
 
 
 def _check(opts: CalibrateOptions) -> None:
-    for flag, values, low in (('--subsets', opts.subsets, 1), ('--epochs', opts.epochs, 1),
-                              ('--image-sizes', opts.image_sizes or [1], 1)):
+    for flag, values, low in (
+        ('--subsets', opts.subsets, 1),
+        ('--epochs', opts.epochs, 1),
+        ('--image-sizes', opts.image_sizes or [1], 1),
+    ):
         if not values or any(v < low for v in values):
             raise UsageError(f'{flag} takes numbers >= {low}, got {values}')
     if opts.archs < 3:
@@ -402,8 +454,10 @@ def _definition(folder: RunFolder, definition: dict[str, Any]) -> dict[str, Any]
         stored = yaml.safe_load(path.read_text()) or {}
         changed = [k for k in DEFINING if stored.get(k) != definition[k]]
         if changed:
-            raise UsageError(f"{folder.path}: a calibration with another {', '.join(changed)} (see {path}); "
-                             f"continue it with the same options, or pick another --name")
+            raise UsageError(
+                f"{folder.path}: a calibration with another {', '.join(changed)} (see {path}); "
+                f"continue it with the same options, or pick another --name"
+            )
         definition = {**stored, 'grid': definition['grid'], 'data_dir': definition['data_dir']}
     folder.path.mkdir(parents=True, exist_ok=True)
     (folder.path / EVALUATIONS).mkdir(exist_ok=True)
@@ -411,35 +465,60 @@ def _definition(folder: RunFolder, definition: dict[str, Any]) -> dict[str, Any]
     return definition
 
 
-def _values(records: Sequence[TrialRecord], panel: Sequence[Mapping[str, Any]], seeds: Sequence[int], epochs: int,
-            signal: str) -> list[dict[int, float]]:
+def _values(
+    records: Sequence[TrialRecord], panel: Sequence[Mapping[str, Any]], seeds: Sequence[int], epochs: int, signal: str
+) -> list[dict[int, float]]:
     """Per panel architecture, seed -> the signal of its complete evaluation (the first of a seed wins)."""
     out: list[dict[int, float]] = [{} for _ in panel]
     index = {p['arch_id']: i for i, p in enumerate(panel)}
     for r in records:
-        if (r.arch_id in index and r.status == 'complete' and r.accuracy is not None and r.seed in seeds
-                and r.epochs == epochs):
+        if (
+            r.arch_id in index
+            and r.status == 'complete'
+            and r.accuracy is not None
+            and r.seed in seeds
+            and r.epochs == epochs
+        ):
             value = score(r.acc_per_epoch, r.loss_per_epoch, signal)
             if value is not None:
                 out[index[r.arch_id]].setdefault(int(r.seed), value)
     return out
 
 
-def _measure(folder: RunFolder, cand: Candidate, panel: Sequence[Mapping[str, Any]], seeds: Sequence[int],
-             deploy: Sequence[Mapping[int, float]], deploy_retest: float | None, share: float) -> CandidateResult:
+def _measure(
+    folder: RunFolder,
+    cand: Candidate,
+    panel: Sequence[Mapping[str, Any]],
+    seeds: Sequence[int],
+    deploy: Sequence[Mapping[int, float]],
+    deploy_retest: float | None,
+    share: float,
+) -> CandidateResult:
     records = folder.trials(cand.file)
-    complete = [r for r in records if r.status == 'complete' and r.epochs == cand.epochs and r.seed in seeds
-                and r.arch_id in {p['arch_id'] for p in panel}]
+    complete = [
+        r
+        for r in records
+        if r.status == 'complete'
+        and r.epochs == cand.epochs
+        and r.seed in seeds
+        and r.arch_id in {p['arch_id'] for p in panel}
+    ]
     evaluations = len({(r.arch_id, r.seed) for r in complete})
-    result = CandidateResult(cand.key, cand.subset, cand.epochs, cand.image_size, evaluations,
-                             len(panel) * len(seeds),
-                             *_timing(complete))
+    result = CandidateResult(
+        cand.key, cand.subset, cand.epochs, cand.image_size, evaluations, len(panel) * len(seeds), *_timing(complete)
+    )
     if result.complete and deploy:
-        acc = signal_stats('accuracy', _values(records, panel, seeds, cand.epochs, 'accuracy'), deploy, seeds,
-                           deploy_retest, share)
-        result.signals = {s: acc if s == 'accuracy' else signal_stats(
-            s, _values(records, panel, seeds, cand.epochs, s), deploy, seeds, deploy_retest, share, acc.noise_ratio)
-            for s in SIGNALS}
+        acc = signal_stats(
+            'accuracy', _values(records, panel, seeds, cand.epochs, 'accuracy'), deploy, seeds, deploy_retest, share
+        )
+        result.signals = {
+            s: acc
+            if s == 'accuracy'
+            else signal_stats(
+                s, _values(records, panel, seeds, cand.epochs, s), deploy, seeds, deploy_retest, share, acc.noise_ratio
+            )
+            for s in SIGNALS
+        }
     return result
 
 
@@ -468,43 +547,78 @@ def calibrate(opts: CalibrateOptions, command: str = '') -> dict[str, Any]:
         raise UsageError(str(e)) from None
     full = data[deploy_cand.data_key]
     if full.in_chans != space.in_chans:
-        raise UsageError(f'{opts.space}: in_chans is {space.in_chans} but dataset {full.name} has {full.in_chans} '
-                         f'channel(s)')
+        raise UsageError(
+            f'{opts.space}: in_chans is {space.in_chans} but dataset {full.name} has {full.in_chans} channel(s)'
+        )
     sizes = candidate_sizes(space, opts.image_sizes)
     if not sizes:
-        raise UsageError(f"--image-sizes {opts.image_sizes}: none fits the space's strides (input "
-                         f"{space.input_size[0]}px)")
-    grid = [Candidate(n, e, s) for n in sorted(set(opts.subsets)) for e in sorted(set(opts.epochs)) for s in sizes
-            if n < len(full.train_y) and Candidate(n, e, s) != deploy_cand]
-    grid.sort(key=lambda c: (c.subset * c.epochs * c.image_size ** 2, c.key))
+        raise UsageError(
+            f"--image-sizes {opts.image_sizes}: none fits the space's strides (input {space.input_size[0]}px)"
+        )
+    grid = [
+        Candidate(n, e, s)
+        for n in sorted(set(opts.subsets))
+        for e in sorted(set(opts.epochs))
+        for s in sizes
+        if n < len(full.train_y) and Candidate(n, e, s) != deploy_cand
+    ]
+    grid.sort(key=lambda c: (c.subset * c.epochs * c.image_size**2, c.key))
     if not grid:
         raise UsageError(f'--subsets {opts.subsets}: every one is at least the {len(full.train_y)} training images')
 
     name = opts.name or f'calibrate-{space.name}-{full.name}'
     folder = RunFolder(opts.results_dir / name)
     seeds = [opts.seed + k for k in range(opts.seeds)]
-    definition = _definition(folder, {
-        'created': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'command': command,
-        'space_file': str(opts.space), 'space': space.name, 'space_fingerprint': space.fingerprint,
-        'dataset': full.name, 'data_dir': None if opts.data_dir is None else str(opts.data_dir), 'seed': opts.seed,
-        'val_fraction': base.val_fraction, 'val_images': len(full.val_y), 'archs': opts.archs, 'seeds': seeds,
-        'deploy': {**asdict(deploy_cand), 'train_images': len(full.train_y)},
-        'grid': [c.key for c in grid], 'base_proxy': base.to_dict(), 'versions': package_versions(),
-        'panel': None})
+    definition = _definition(
+        folder,
+        {
+            'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+            'command': command,
+            'space_file': str(opts.space),
+            'space': space.name,
+            'space_fingerprint': space.fingerprint,
+            'dataset': full.name,
+            'data_dir': None if opts.data_dir is None else str(opts.data_dir),
+            'seed': opts.seed,
+            'val_fraction': base.val_fraction,
+            'val_images': len(full.val_y),
+            'archs': opts.archs,
+            'seeds': seeds,
+            'deploy': {**asdict(deploy_cand), 'train_images': len(full.train_y)},
+            'grid': [c.key for c in grid],
+            'base_proxy': base.to_dict(),
+            'versions': package_versions(),
+            'panel': None,
+        },
+    )
     if definition['panel'] is None:
         definition['panel'] = pick_panel(space, opts.archs, opts.seed, full.num_classes)
         write_atomic(folder.path / CALIBRATION_YAML, yaml.safe_dump(definition, sort_keys=False, allow_unicode=True))
     panel = definition['panel']
 
     cands = [deploy_cand, *grid]
-    plan = [Job(p['arch_id'], p['arch'], s, c.data_key, c.epochs, c.file,
-                f'{"deployment" if c == deploy_cand else "proxy"} {c.key}')
-            for c in cands for p in panel for s in seeds]
+    plan = [
+        Job(
+            p['arch_id'],
+            p['arch'],
+            s,
+            c.data_key,
+            c.epochs,
+            c.file,
+            f'{"deployment" if c == deploy_cand else "proxy"} {c.key}',
+        )
+        for c in cands
+        for p in panel
+        for s in seeds
+    ]
     jobs = missing(plan, folder)
     n_deploy = sum(j.file == deploy_cand.file for j in jobs)
-    print(f"{folder.path}: space {space.name}, {full.summary()}; panel of {len(panel)} architectures, seeds "
-          f"{', '.join(map(str, seeds))}; deployment {deploy_cand.key}, {len(grid)} candidate proxies; to train: "
-          f"{n_deploy} deployment and {len(jobs) - n_deploy} proxy evaluations", flush=True)
+    print(
+        f"{folder.path}: space {space.name}, {full.summary()}; panel of {len(panel)} architectures, seeds "
+        f"{', '.join(map(str, seeds))}; deployment {deploy_cand.key}, {len(grid)} candidate proxies; to train: "
+        f"{n_deploy} deployment and {len(jobs) - n_deploy} proxy evaluations",
+        flush=True,
+    )
     if jobs:
         try:
             for c in cands:
@@ -512,15 +626,15 @@ def calibrate(opts: CalibrateOptions, command: str = '') -> dict[str, Any]:
                     data[c.data_key] = c.proxy(base).load_data(opts.data_dir, seed=opts.seed)
         except DataError as e:
             raise UsageError(str(e)) from None
-        settings = TrialSettings(proxy=base, num_classes=full.num_classes, device=resources.device,
-                                 measure=())
+        settings = TrialSettings(proxy=base, num_classes=full.num_classes, device=resources.device, measure=())
         deadline = time.time() + opts.time_budget if opts.time_budget else None
-        run_jobs(folder, sized(jobs, data), data, settings, resources, name='calibrate', deadline=deadline,
-                 start=start)
+        run_jobs(folder, sized(jobs, data), data, settings, resources, name='calibrate', deadline=deadline, start=start)
         left = len(missing(plan, folder))
         if left:
-            print(f'{left} evaluations not trained yet (time budget or failures); run the same command again to '
-                  f'continue', flush=True)
+            print(
+                f'{left} evaluations not trained yet (time budget or failures); run the same command again to continue',
+                flush=True,
+            )
     report = _report(folder, definition, cands, panel, seeds, opts.share)
     report['minutes'] = (time.perf_counter() - start) / 60
     write_atomic(folder.path / CALIBRATION_JSON, json.dumps(report, indent=2, allow_nan=False))
@@ -530,8 +644,14 @@ def calibrate(opts: CalibrateOptions, command: str = '') -> dict[str, Any]:
     return report
 
 
-def _report(folder: RunFolder, definition: Mapping[str, Any], cands: Sequence[Candidate],
-            panel: Sequence[Mapping[str, Any]], seeds: Sequence[int], share: float) -> dict[str, Any]:
+def _report(
+    folder: RunFolder,
+    definition: Mapping[str, Any],
+    cands: Sequence[Candidate],
+    panel: Sequence[Mapping[str, Any]],
+    seeds: Sequence[int],
+    share: float,
+) -> dict[str, Any]:
     deploy_cand = cands[0]
     d_records = folder.trials(deploy_cand.file)
     deploy = _values(d_records, panel, seeds, deploy_cand.epochs, 'accuracy')
@@ -550,51 +670,107 @@ def _report(folder: RunFolder, definition: Mapping[str, Any], cands: Sequence[Ca
         r.cost_ratio = r.cost / d_cost if r.cost is not None and d_cost else None
     choice = pick(list(results.values()))
     report = {
-        'folder': str(folder.path), 'space': definition['space'], 'space_fingerprint': definition['space_fingerprint'],
-        'dataset': definition['dataset'], 'seeds': list(seeds), 'share': share, 'cost_by': 'cpu' if by_cpu else 'wall',
-        'deploy': {**definition['deploy'], 'key': deploy_cand.key, 'evaluations': sum(len(d) for d in deploy),
-                   'expected': len(panel) * len(seeds), 'seconds': d_sec, 'cpu_seconds': d_cpu, 'retest': d_retest,
-                   'seed_std': _pooled_std(deploy), 'median_gap': _median_gap(means),
-                   'min': min(means) if means else None, 'max': max(means) if means else None},
-        'panel': [{**{k: p[k] for k in ('name', 'arch_id', 'macs', 'params')},
-                   'deploy_accuracies': [d.get(s) for s in seeds]} for p, d in zip(panel, deploy)],
-        'candidates': [{**{k: v for k, v in asdict(r).items() if k != 'signals'},
-                        'signals': {s: asdict(st) for s, st in r.signals.items()}} for r in results.values()],
+        'folder': str(folder.path),
+        'space': definition['space'],
+        'space_fingerprint': definition['space_fingerprint'],
+        'dataset': definition['dataset'],
+        'seeds': list(seeds),
+        'share': share,
+        'cost_by': 'cpu' if by_cpu else 'wall',
+        'deploy': {
+            **definition['deploy'],
+            'key': deploy_cand.key,
+            'evaluations': sum(len(d) for d in deploy),
+            'expected': len(panel) * len(seeds),
+            'seconds': d_sec,
+            'cpu_seconds': d_cpu,
+            'retest': d_retest,
+            'seed_std': _pooled_std(deploy),
+            'median_gap': _median_gap(means),
+            'min': min(means) if means else None,
+            'max': max(means) if means else None,
+        },
+        'panel': [
+            {**{k: p[k] for k in ('name', 'arch_id', 'macs', 'params')}, 'deploy_accuracies': [d.get(s) for s in seeds]}
+            for p, d in zip(panel, deploy)
+        ],
+        'candidates': [
+            {
+                **{k: v for k, v in asdict(r).items() if k != 'signals'},
+                'signals': {s: asdict(st) for s, st in r.signals.items()},
+            }
+            for r in results.values()
+        ],
         **choice,
-        'verdict': _verdict(choice, results, d_retest, share) if complete_deploy else
-        'deployment training is not measured completely yet: nothing picked',
+        'verdict': _verdict(choice, results, d_retest, share)
+        if complete_deploy
+        else 'deployment training is not measured completely yet: nothing picked',
     }
     if not complete_deploy:
         report['pick'] = report['closest'] = None
     return report
 
 
-def _proxy_file(folder: RunFolder, definition: Mapping[str, Any], report: Mapping[str, Any], base: ProxyConfig,
-                choice: Sequence[str]) -> str:
+def _proxy_file(
+    folder: RunFolder,
+    definition: Mapping[str, Any],
+    report: Mapping[str, Any],
+    base: ProxyConfig,
+    choice: Sequence[str],
+) -> str:
     key, signal = choice
     cand = next(c for c in report['candidates'] if c['key'] == key)
-    proxy = replace(base, subset=cand['subset'], epochs=cand['epochs'], image_size=cand['image_size'],
-                    rank_by=signal).checked()
+    proxy = replace(
+        base, subset=cand['subset'], epochs=cand['epochs'], image_size=cand['image_size'], rank_by=signal
+    ).checked()
     st = cand['signals'][signal]
     calibration = {
-        'folder': str(folder.path), 'qualified': report['pick'] is not None, 'candidate': key, 'signal': signal,
-        'space': definition['space'], 'space_fingerprint': definition['space_fingerprint'],
-        'dataset': definition['dataset'], 'seed': definition['seed'], 'verdict': report['verdict'],
-        'deploy': {k: report['deploy'][k] for k in ('key', 'train_images', 'epochs', 'image_size', 'seconds',
-                                                    'cpu_seconds', 'retest', 'seed_std', 'median_gap')},
+        'folder': str(folder.path),
+        'qualified': report['pick'] is not None,
+        'candidate': key,
+        'signal': signal,
+        'space': definition['space'],
+        'space_fingerprint': definition['space_fingerprint'],
+        'dataset': definition['dataset'],
+        'seed': definition['seed'],
+        'verdict': report['verdict'],
+        'deploy': {
+            k: report['deploy'][k]
+            for k in (
+                'key',
+                'train_images',
+                'epochs',
+                'image_size',
+                'seconds',
+                'cpu_seconds',
+                'retest',
+                'seed_std',
+                'median_gap',
+            )
+        },
         'cost_by': report['cost_by'],
-        'table': [{'key': c['key'], 'seconds': c['seconds'], 'cpu_seconds': c['cpu_seconds'],
-                   'cost_ratio': c['cost_ratio'],
-                   'accuracy_noise_ratio': c['signals']['accuracy']['noise_ratio'],
-                   **{s: {k: v[k] for k in ('tau', 'share', 'qualified')}
-                      for s, v in c['signals'].items()}} for c in report['candidates'] if c['signals']],
+        'table': [
+            {
+                'key': c['key'],
+                'seconds': c['seconds'],
+                'cpu_seconds': c['cpu_seconds'],
+                'cost_ratio': c['cost_ratio'],
+                'accuracy_noise_ratio': c['signals']['accuracy']['noise_ratio'],
+                **{s: {k: v[k] for k in ('tau', 'share', 'qualified')} for s, v in c['signals'].items()},
+            }
+            for c in report['candidates']
+            if c['signals']
+        ],
     }
-    head = (f"# A proxy fitted by python -m nas.calibrate ({folder.path / CALIBRATION_JSON}):\n"
-            f"# {report['verdict']}\n# {key}: {cand['seconds']:.1f} s per evaluation, τ {_f(st['tau'])} "
-            f"against deployment ({_f(st['share'])} of its test-retest τ)\n"
-            f"# search with it: python -m nas.search --space {definition['space_file']} --dataset "
-            f"{definition['dataset']}" + (f" --data-dir {definition['data_dir']}" if definition['data_dir'] else '')
-            + f" --proxy {folder.path / PROXY_YAML}\n")
+    head = (
+        f"# A proxy fitted by python -m nas.calibrate ({folder.path / CALIBRATION_JSON}):\n"
+        f"# {report['verdict']}\n# {key}: {cand['seconds']:.1f} s per evaluation, τ {_f(st['tau'])} "
+        f"against deployment ({_f(st['share'])} of its test-retest τ)\n"
+        f"# search with it: python -m nas.search --space {definition['space_file']} --dataset "
+        f"{definition['dataset']}"
+        + (f" --data-dir {definition['data_dir']}" if definition['data_dir'] else '')
+        + f" --proxy {folder.path / PROXY_YAML}\n"
+    )
     body = {'proxy': {**proxy.to_dict(), 'rank_by': signal}, 'calibration': calibration}
     return head + yaml.safe_dump(json.loads(json.dumps(body)), sort_keys=False, allow_unicode=True)
 
@@ -613,8 +789,9 @@ def load_proxy_file(path: Path) -> tuple[ProxyConfig, dict[str, Any]]:
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
         raise UsageError(f'--proxy {path}: cannot read it ({" ".join(str(e).split())})') from None
     if not isinstance(raw, dict) or not isinstance(raw.get('proxy'), dict):
-        raise UsageError(f'--proxy {path}: expected a YAML file with a proxy: section (python -m nas.calibrate '
-                         f'writes one)')
+        raise UsageError(
+            f'--proxy {path}: expected a YAML file with a proxy: section (python -m nas.calibrate writes one)'
+        )
     try:
         proxy = ProxyConfig.from_dict(raw['proxy'])
     except ProxyError as e:
@@ -625,33 +802,66 @@ def load_proxy_file(path: Path) -> tuple[ProxyConfig, dict[str, Any]]:
 
 # --------------------------------------------------------------------------- command line
 
+
 def build_parser() -> argparse.ArgumentParser:
     d = CalibrateOptions()
-    p = ArgumentParser(prog='python -m nas.calibrate', description=__doc__.split('\n\n')[0],
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(
+        prog='python -m nas.calibrate',
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     g = p.add_argument_group('what to calibrate')
     g.add_argument('--space', type=Path, default=d.space, help='search-space YAML')
     g.add_argument('--dataset', default=None, help="the dataset (as for nas.search); default: the space proxy's")
     g.add_argument('--data-dir', type=Path, default=None, help='folder with the dataset as distributed')
-    g.add_argument('--seed', type=int, default=d.seed,
-                   help="the data split's seed (use the search's --seed), the panel's draw and the first training seed")
-    g.add_argument('--archs', type=int, default=d.archs, help="the panel: the space's reference points, then "
-                   "architectures spread over MACs")
+    g.add_argument(
+        '--seed',
+        type=int,
+        default=d.seed,
+        help="the data split's seed (use the search's --seed), the panel's draw and the first training seed",
+    )
+    g.add_argument(
+        '--archs',
+        type=int,
+        default=d.archs,
+        help="the panel: the space's reference points, then architectures spread over MACs",
+    )
     g.add_argument('--seeds', type=int, default=d.seeds, help='training seeds per architecture and setting')
     g = p.add_argument_group('the candidate proxies and the deployment they are measured against')
     g.add_argument('--subsets', type=int, nargs='+', default=d.subsets, help='training images of the candidates')
     g.add_argument('--epochs', type=int, nargs='+', default=d.epochs, help='epochs of the candidates')
-    g.add_argument('--image-sizes', type=int, nargs='+', default=None,
-                   help="image sizes of the candidates; default: the networks' input size and 3/4 of it, where the "
-                        "space's strides allow")
-    g.add_argument('--deploy-epochs', type=int, default=None, help="deployment-like training's epochs; default: 4x "
-                   "the space proxy's")
-    g.add_argument('--deploy-subset', type=int, default=None,
-                   help='deployment-like training on this many training images; default: the whole training split')
-    g.add_argument('--share', type=float, default=d.share,
-                   help="a qualifying proxy's τ against deployment, as a share of deployment's test-retest τ")
-    g.add_argument('--time-budget', type=float, default=None,
-                   help='stop starting evaluations after this many seconds (run again to continue)')
+    g.add_argument(
+        '--image-sizes',
+        type=int,
+        nargs='+',
+        default=None,
+        help="image sizes of the candidates; default: the networks' input size and 3/4 of it, where the "
+        "space's strides allow",
+    )
+    g.add_argument(
+        '--deploy-epochs',
+        type=int,
+        default=None,
+        help="deployment-like training's epochs; default: 4x the space proxy's",
+    )
+    g.add_argument(
+        '--deploy-subset',
+        type=int,
+        default=None,
+        help='deployment-like training on this many training images; default: the whole training split',
+    )
+    g.add_argument(
+        '--share',
+        type=float,
+        default=d.share,
+        help="a qualifying proxy's τ against deployment, as a share of deployment's test-retest τ",
+    )
+    g.add_argument(
+        '--time-budget',
+        type=float,
+        default=None,
+        help='stop starting evaluations after this many seconds (run again to continue)',
+    )
     add_resource_options(p)
     g = p.add_argument_group('where')
     g.add_argument('--name', default=None, help='folder name under --results-dir; default: calibrate-<space>-<dataset>')
@@ -673,8 +883,14 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(report))
     choice = report['pick'] or report['closest']
     folder = Path(report['folder'])
-    print(f"\nwrote {folder / CALIBRATION_JSON}" + (f" and {folder / PROXY_YAML}; search with: python -m nas.search "
-                                                    f"--proxy {folder / PROXY_YAML}" if choice else ''))
+    print(
+        f"\nwrote {folder / CALIBRATION_JSON}"
+        + (
+            f" and {folder / PROXY_YAML}; search with: python -m nas.search --proxy {folder / PROXY_YAML}"
+            if choice
+            else ''
+        )
+    )
     return 0
 
 

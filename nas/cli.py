@@ -24,16 +24,36 @@ import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ['ArgumentParser', 'amount', 'add_resource_options', 'shell_command', 'fault_exit', 'Terminated',
-           'raise_terminated', 'stop_on_sigterm', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'EXIT_TERMINATED', 'EXIT_FAULT']
+__all__ = [
+    'ArgumentParser',
+    'amount',
+    'add_resource_options',
+    'shell_command',
+    'fault_exit',
+    'Terminated',
+    'raise_terminated',
+    'stop_on_sigterm',
+    'EXIT_USAGE',
+    'EXIT_INTERRUPTED',
+    'EXIT_TERMINATED',
+    'EXIT_FAULT',
+]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_FAULT = 1  # a fault in the middle of the work (a full disk): what was done is kept
 # a place that cannot be written at all: bad input (exit 2), unlike a disk that fills up (exit 1)
-_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST,
-               errno.ENOENT)
+_UNWRITABLE = (
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.EEXIST,
+    errno.ENOENT,
+)
 
 _SUFFIX = {'k': 1e3, 'm': 1e6, 'g': 1e9, 't': 1e12}
 
@@ -91,13 +111,22 @@ def fault_exit(e: OSError) -> int:
     all (read-only, no permission, a file where a folder should be, a name too long), EXIT_FAULT
     for one that happens in the middle of the work (a full disk, an I/O error)."""
     return EXIT_USAGE if e.errno in _UNWRITABLE else EXIT_FAULT
+
+
 def add_resource_options(parser: argparse.ArgumentParser, what: str = 'evaluation') -> None:
     """The search's resource options for a command that trains a fixed list of evaluations on Ray
     (nas.fidelity, nas.calibrate): --cpus-per-trial, --gpus-per-trial, --max-concurrent, --address."""
     g = parser.add_argument_group('resources (as for python -m nas.search)')
     g.add_argument('--cpus-per-trial', type=float, default=1.0, help=f'CPUs per {what} (torch threads)')
-    g.add_argument('--gpus-per-trial', type=float, default=None,
-                   help=f'GPUs per {what}, fractions allowed; default: 1 when CUDA is present, else 0')
+    g.add_argument(
+        '--gpus-per-trial',
+        type=float,
+        default=None,
+        help=f'GPUs per {what}, fractions allowed; default: 1 when CUDA is present, else 0',
+    )
     g.add_argument('--max-concurrent', type=int, default=None, help=f'{what}s at once; default: as resources allow')
-    g.add_argument('--address', default=None,
-                   help="join an existing Ray cluster ('auto' or host:port); default: a local Ray for this command")
+    g.add_argument(
+        '--address',
+        default=None,
+        help="join an existing Ray cluster ('auto' or host:port); default: a local Ray for this command",
+    )

@@ -48,13 +48,22 @@ from torch.utils.flop_counter import FlopCounterMode
 from nas.acmix import ACmix
 from nas.arch import Arch
 
-__all__ = ['Cost', 'measure_cost', 'count_macs', 'acmix_attention_macs', 'acmix_macs', 'count_params',
-           'measure_latency', 'measure_peak_memory']
+__all__ = [
+    'Cost',
+    'measure_cost',
+    'count_macs',
+    'acmix_attention_macs',
+    'acmix_macs',
+    'count_params',
+    'measure_latency',
+    'measure_peak_memory',
+]
 
 
 @dataclass(frozen=True)
 class Cost:
     """The cost of one network at one input size (MACs and params per image, batch-independent)."""
+
     params: int
     macs: int
     attention_macs: int  # the analytic ACmix attention part of `macs`
@@ -91,7 +100,7 @@ def acmix_macs(m: ACmix, H: int, W: int) -> dict[str, int]:
         qkv=3 * cin * C * H * W,
         pos=2 * d * H * W,
         fc=3 * C * kc * kc * H * W,
-        dep_conv=C * kc ** 4 * ho * wo,
+        dep_conv=C * kc**4 * ho * wo,
         attention=acmix_attention_macs(C, m.head, m.kernel_att, ho, wo),
     )
 
@@ -106,8 +115,10 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[int,
     x = torch.zeros(1, *input_size, device=p.device, dtype=p.dtype)
     acmix = {name: m for name, m in model.named_modules() if isinstance(m, ACmix)}
     in_sizes: dict[str, tuple[int, int]] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: in_sizes.__setitem__(n, tuple(args[0].shape[-2:])))
-             for n, m in acmix.items()]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, n=n: in_sizes.__setitem__(n, tuple(args[0].shape[-2:])))
+        for n, m in acmix.items()
+    ]
     counter = FlopCounterMode(display=False)
     try:
         with torch.no_grad(), counter:
@@ -154,8 +165,11 @@ class _LiveTensorBytes(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         # Storages of the inputs: an output on one of them is a view (or in-place), not an allocation, and
         # one that this tracker did not see created was there before the call (x.flatten(), weight.t()).
-        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
-                  if isinstance(t, torch.Tensor) and t.device.type != 'meta'}
+        inputs = {
+            t.untyped_storage().data_ptr()
+            for t in tree_flatten((args, kwargs))[0]
+            if isinstance(t, torch.Tensor) and t.device.type != 'meta'
+        }
         out = func(*args, **(kwargs or {}))
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor) and t.device.type != 'meta':
@@ -187,11 +201,11 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device | str = 'cpu')
         base = torch.cuda.memory_allocated(device)
         fn()
         torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
     tracker = _LiveTensorBytes()
     with tracker:
         fn()
-    return tracker.peak / 2 ** 20
+    return tracker.peak / 2**20
 
 
 def training_memory_mb(model: nn.Module, input_size: tuple[int, int, int], batch_size: int) -> float:
@@ -207,7 +221,7 @@ def training_memory_mb(model: nn.Module, input_size: tuple[int, int, int], batch
 
     activations = peak_memory_mb(step, 'cpu') * batch_size / 2
     model.zero_grad(set_to_none=True)
-    weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2 ** 20
+    weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
     return activations + 4 * weights
 
 
@@ -240,10 +254,19 @@ def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 3, repeats:
     return statistics.median(times)
 
 
-def measure_cost(model_or_arch: nn.Module | Arch, input_size: tuple[int, int, int] | None = None,
-                 device: str | torch.device = 'cpu', *, num_classes: int = 1000, batch_size: int = 1,
-                 dtype: torch.dtype = torch.float32, latency: bool = True, memory: bool = True,
-                 warmup: int = 3, repeats: int = 10) -> Cost:
+def measure_cost(
+    model_or_arch: nn.Module | Arch,
+    input_size: tuple[int, int, int] | None = None,
+    device: str | torch.device = 'cpu',
+    *,
+    num_classes: int = 1000,
+    batch_size: int = 1,
+    dtype: torch.dtype = torch.float32,
+    latency: bool = True,
+    memory: bool = True,
+    warmup: int = 3,
+    repeats: int = 10,
+) -> Cost:
     """Params, MACs, latency and peak memory of a model (or an Arch, built with `num_classes`).
 
     Args:
@@ -260,14 +283,16 @@ def measure_cost(model_or_arch: nn.Module | Arch, input_size: tuple[int, int, in
     """
     if isinstance(model_or_arch, Arch):
         from nas.model import create_model  # cost sits beside the model: an Arch needs building
+
         model = create_model(model_or_arch, num_classes=num_classes)
         input_size = input_size or (model_or_arch.in_chans, *model_or_arch.input_size)
     else:
         model = model_or_arch
     if input_size is None:
         arch = getattr(model, 'arch', None)
-        input_size = (arch.in_chans, *arch.input_size) if arch is not None else \
-            tuple(model.pretrained_cfg['input_size'])
+        input_size = (
+            (arch.in_chans, *arch.input_size) if arch is not None else tuple(model.pretrained_cfg['input_size'])
+        )
     input_size = tuple(int(v) for v in input_size)
     device = torch.device(device)
     model = model.to(device=device, dtype=dtype).eval()
@@ -275,6 +300,14 @@ def measure_cost(model_or_arch: nn.Module | Arch, input_size: tuple[int, int, in
     x = torch.randn(batch_size, *input_size, device=device, dtype=dtype)
     lat = measure_latency(model, x, warmup, repeats) if latency else None
     mem = measure_peak_memory(model, x) if memory else None
-    return Cost(params=count_params(model), macs=int(macs), attention_macs=int(att), latency_ms=lat,
-                peak_memory_mb=mem, input_size=input_size, batch_size=batch_size,
-                dtype=str(dtype).replace('torch.', ''), device=str(device))
+    return Cost(
+        params=count_params(model),
+        macs=int(macs),
+        attention_macs=int(att),
+        latency_ms=lat,
+        peak_memory_mb=mem,
+        input_size=input_size,
+        batch_size=batch_size,
+        dtype=str(dtype).replace('torch.', ''),
+        device=str(device),
+    )

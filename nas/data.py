@@ -50,32 +50,71 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DATASETS", "MAX_IMAGE_SIZE", "SYMMETRY_CLASSES", "DataError", "Dataset", "load_dataset", "make_symmetry",
-           "preview", "stratified_indices", "fingerprint", "dataset_name"]
+__all__ = [
+    "DATASETS",
+    "MAX_IMAGE_SIZE",
+    "SYMMETRY_CLASSES",
+    "DataError",
+    "Dataset",
+    "load_dataset",
+    "make_symmetry",
+    "preview",
+    "stratified_indices",
+    "fingerprint",
+    "dataset_name",
+]
 
 VAL_FRACTION = 0.2  # share of the training images held out for validation, by default everywhere
 MAX_IMAGE_SIZE = 4096  # a larger side is a typo, not a dataset: refused before anything is resized
 DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "imagefolder", "symmetry")
 
-_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
-            "cifar-10": "cifar10", "cifar-100": "cifar100", "image-folder": "imagefolder",
-            "image_folder": "imagefolder"}
+_ALIASES = {
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar-100": "cifar100",
+    "image-folder": "imagefolder",
+    "image_folder": "imagefolder",
+}
 
 # Native resolutions; `image_size=None` keeps these (digits is upsampled, see module doc).
-_DEFAULT_SIZE = {"digits": 16, "cifar10": 32, "cifar100": 32, "mnist": 28, "fashion-mnist": 28,
-                 "imagefolder": 64, "symmetry": 16}
+_DEFAULT_SIZE = {
+    "digits": 16,
+    "cifar10": 32,
+    "cifar100": 32,
+    "mnist": 28,
+    "fashion-mnist": 28,
+    "imagefolder": 64,
+    "symmetry": 16,
+}
 
 # Default augmentation for each dataset: horizontal flips change the meaning of digits; a flip
 # keeps every symmetry class, a random crop moves the mirror axis off the centre.
-_DEFAULT_AUGMENT = {"digits": "crop", "mnist": "crop", "fashion-mnist": "crop+flip",
-                    "cifar10": "crop+flip", "cifar100": "crop+flip", "imagefolder": "crop+flip",
-                    "symmetry": "flip"}
+_DEFAULT_AUGMENT = {
+    "digits": "crop",
+    "mnist": "crop",
+    "fashion-mnist": "crop+flip",
+    "cifar10": "crop+flip",
+    "cifar100": "crop+flip",
+    "imagefolder": "crop+flip",
+    "symmetry": "flip",
+}
 
 _DIGITS_TEST_FRACTION = 0.2
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
-_FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                    "Sneaker", "Bag", "Ankle boot")
+_FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 class DataError(ValueError):
@@ -84,8 +123,11 @@ class DataError(ValueError):
 
     def __init__(self, dataset: str, folder: Path | str | None, expected: str, detail: str = ""):
         self.dataset, self.folder, self.expected, self.detail = dataset, folder, expected, detail
-        msg = f"{dataset}: expected {expected}" if folder is None else (
-            f"{dataset}: folder {folder}: expected {expected}")
+        msg = (
+            f"{dataset}: expected {expected}"
+            if folder is None
+            else (f"{dataset}: folder {folder}: expected {expected}")
+        )
         if detail:
             msg += f" ({detail})"
         super().__init__(" ".join(msg.split()))
@@ -125,18 +167,20 @@ class Dataset:
 
     def to(self, device: torch.device | str) -> "Dataset":
         """The same dataset with every tensor moved to `device`."""
-        moved = {k: getattr(self, k).to(device) for k in
-                 ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
+        moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
         return Dataset(**{**self.__dict__, **moved})
 
     def summary(self) -> str:
         """One line: name, sizes, shape, classes."""
-        return (f"{self.name}: {len(self.train_y)} train / {len(self.val_y)} val / "
-                f"{len(self.test_y)} test, {self.in_chans}x{self.image_size}x{self.image_size}, "
-                f"{self.num_classes} classes")
+        return (
+            f"{self.name}: {len(self.train_y)} train / {len(self.val_y)} val / "
+            f"{len(self.test_y)} test, {self.in_chans}x{self.image_size}x{self.image_size}, "
+            f"{self.num_classes} classes"
+        )
 
 
 # --------------------------------------------------------------------------- splitting
+
 
 def stratified_indices(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Pick exactly `k` indices of `labels`, class proportions kept, reproducible for `seed`.
@@ -161,8 +205,7 @@ def stratified_indices(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 def _subset_count(subset: int | float, n: int, name: str) -> int:
     if isinstance(subset, bool) or not isinstance(subset, (int, float)) or subset <= 0:
-        raise DataError(name, None, "subset as a count >= 1 or a fraction in (0, 1]",
-                        f"got {subset!r}")
+        raise DataError(name, None, "subset as a count >= 1 or a fraction in (0, 1]", f"got {subset!r}")
     if isinstance(subset, float) and subset <= 1.0:
         return max(1, round(subset * n))
     return min(int(subset), n)
@@ -172,15 +215,24 @@ def _subset_count(subset: int | float, n: int, name: str) -> int:
 # Each reader returns (train_x, train_y, test_x, test_y, classes) with images as NHWC arrays,
 # uint8 in 0..255 or float32 in [0, 1].
 
+
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles the CIFAR batches (dicts of lists and numpy arrays) and nothing else: a data
     folder should not be able to run code."""
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-                ("copyreg", "_reconstructor"), ("builtins", "bytearray")}
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+        ("copyreg", "_reconstructor"),
+        ("builtins", "bytearray"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) in self._ALLOWED:
@@ -199,8 +251,11 @@ def _unpickle(path: Path) -> dict:
 def _read_cifar(name: str, data_dir: Path | None):
     if name == "cifar10":
         sub, train_files, test_files, meta_file = (
-            "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
-            "batches.meta")
+            "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)],
+            ["test_batch"],
+            "batches.meta",
+        )
         label_key, names_key = "labels", "label_names"
     else:
         sub, train_files, test_files, meta_file = "cifar-100-python", ["train"], ["test"], "meta"
@@ -236,14 +291,12 @@ def _read_cifar(name: str, data_dir: Path | None):
     except Exception as e:
         raise DataError(name, folder, expected, f"cannot read {meta_file}: {e}") from None
     n_cls = 10 if name == "cifar10" else 100
-    if len(classes) != n_cls or max(train_y.max(), test_y.max()) >= n_cls or min(
-            train_y.min(), test_y.min()) < 0:
+    if len(classes) != n_cls or max(train_y.max(), test_y.max()) >= n_cls or min(train_y.min(), test_y.min()) < 0:
         raise DataError(name, folder, expected, f"labels or class names are not {n_cls} classes")
     return train_x, train_y, test_x, test_y, classes
 
 
-_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-              "t10k-labels-idx1-ubyte")
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -255,7 +308,7 @@ def _read_idx(path: Path) -> np.ndarray:
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype != 0x08:
         raise ValueError("not an unsigned-byte IDX file (bad magic number)")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise ValueError(f"header says {shape} but holds {data.size} bytes")
@@ -267,8 +320,14 @@ def _read_mnist(name: str, data_dir: Path | None):
     if data_dir is None:
         raise DataError(name, None, expected, "no data_dir given (--data-dir)")
     tv = "MNIST" if name == "mnist" else "FashionMNIST"
-    candidates = [data_dir, data_dir / "raw", data_dir / tv / "raw", data_dir / tv,
-                  data_dir / name, data_dir / name / "raw"]
+    candidates = [
+        data_dir,
+        data_dir / "raw",
+        data_dir / tv / "raw",
+        data_dir / tv,
+        data_dir / name,
+        data_dir / name / "raw",
+    ]
 
     def find(folder: Path, fname: str) -> Path | None:
         for p in (folder / fname, folder / f"{fname}.gz"):
@@ -290,14 +349,16 @@ def _read_mnist(name: str, data_dir: Path | None):
     train_x, train_y, test_x, test_y = arrays
     for x, y, split in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DataError(name, folder, expected,
-                            f"{split} images {x.shape} do not match labels {y.shape}")
+            raise DataError(name, folder, expected, f"{split} images {x.shape} do not match labels {y.shape}")
         if len(y) and y.max() > 9:
-            raise DataError(name, folder, expected, f"{split} labels must be 0..9, found {int(y.max())} "
-                            f"({int((y > 9).sum())} labels out of range)")
+            raise DataError(
+                name,
+                folder,
+                expected,
+                f"{split} labels must be 0..9, found {int(y.max())} ({int((y > 9).sum())} labels out of range)",
+            )
     classes = tuple(str(i) for i in range(10)) if name == "mnist" else _FASHION_CLASSES
-    return (train_x[..., None], train_y.astype(np.int64), test_x[..., None],
-            test_y.astype(np.int64), classes)
+    return (train_x[..., None], train_y.astype(np.int64), test_x[..., None], test_y.astype(np.int64), classes)
 
 
 def _read_digits(name: str, data_dir: Path | None):
@@ -342,16 +403,14 @@ def _read_imagefolder(name: str, data_dir: Path | None, image_size: int):
         xs, ys = [], []
         for cdir in sorted(p for p in (data_dir / split).iterdir() if p.is_dir()):
             if cdir.name not in index:
-                raise DataError(name, data_dir, expected,
-                                f"{split}/{cdir.name} is not a class of train/")
+                raise DataError(name, data_dir, expected, f"{split}/{cdir.name} is not a class of train/")
             for f in sorted(cdir.iterdir()):
                 if f.suffix.lower() not in _IMAGE_SUFFIXES:
                     continue
                 try:
                     xs.append(_load_image(f, image_size))
                 except Exception as e:
-                    raise DataError(name, data_dir, expected,
-                                    f"cannot read {f.relative_to(data_dir)}: {e}") from None
+                    raise DataError(name, data_dir, expected, f"cannot read {f.relative_to(data_dir)}: {e}") from None
                 ys.append(index[cdir.name])
         if not xs:
             raise DataError(name, data_dir, expected, f"no images under {split}/")
@@ -368,8 +427,9 @@ SYMMETRY_CLASSES = ("none", "mirror-lr", "mirror-tb", "rotate-180")
 _SYMMETRY_TRAIN, _SYMMETRY_TEST, _SYMMETRY_SEED = 5000, 1000, 20240611
 
 
-def make_symmetry(n: int, seed: int, size: int = 16, cell: int = 2, broken: float = 0.05,
-                  noise: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+def make_symmetry(
+    n: int, seed: int, size: int = 16, cell: int = 2, broken: float = 0.05, noise: float = 0.15
+) -> tuple[np.ndarray, np.ndarray]:
     """`n` procedural images whose class is the symmetry of a random block pattern.
 
     Every image is a random binary pattern of (size // cell)^2 square cells of `cell` pixels.
@@ -401,17 +461,19 @@ def make_symmetry(n: int, seed: int, size: int = 16, cell: int = 2, broken: floa
         ((8, 16, 16, 1), [...])
     """
     if size % (2 * cell) or n < 0:
-        raise ValueError(f"size must be a multiple of 2 * cell and n >= 0, got size={size}, "
-                         f"cell={cell}, n={n}")
+        raise ValueError(f"size must be a multiple of 2 * cell and n >= 0, got size={size}, cell={cell}, n={n}")
     rng = np.random.default_rng(seed)
     g, h = size // cell, size // cell // 2
     y = rng.permutation(np.arange(n) % len(SYMMETRY_CLASSES))
     x = rng.random((n, g, g)) < 0.5
-    for c, (rows, cols, src) in enumerate((
-            (slice(None), slice(h, None), x[:, :, :h][:, :, ::-1]),       # mirror left-right
-            (slice(h, None), slice(None), x[:, :h, :][:, ::-1, :]),       # mirror top-bottom
-            (slice(h, None), slice(None), x[:, :h, :][:, ::-1, ::-1])),   # rotate by 180
-            start=1):
+    for c, (rows, cols, src) in enumerate(
+        (
+            (slice(None), slice(h, None), x[:, :, :h][:, :, ::-1]),  # mirror left-right
+            (slice(h, None), slice(None), x[:, :h, :][:, ::-1, :]),  # mirror top-bottom
+            (slice(h, None), slice(None), x[:, :h, :][:, ::-1, ::-1]),
+        ),  # rotate by 180
+        start=1,
+    ):
         pick = y == c
         x[pick, rows, cols] = src[pick]
     x ^= rng.random((n, g, g)) < broken
@@ -425,8 +487,7 @@ def _read_symmetry(name: str, data_dir: Path | None, image_size: int):
     cell = 2 if image_size % 4 == 0 else 1
     if image_size % (2 * cell):
         raise DataError(name, None, "an even image_size (16 by default)", f"got {image_size}")
-    x, y = make_symmetry(_SYMMETRY_TRAIN + _SYMMETRY_TEST, _SYMMETRY_SEED, size=image_size,
-                         cell=cell)
+    x, y = make_symmetry(_SYMMETRY_TRAIN + _SYMMETRY_TEST, _SYMMETRY_SEED, size=image_size, cell=cell)
     test = np.zeros(len(y), dtype=bool)
     test[stratified_indices(y, _SYMMETRY_TEST, seed=_SYMMETRY_SEED)] = True  # balanced splits
     return x[~test], y[~test], x[test], y[test], SYMMETRY_CLASSES
@@ -434,20 +495,23 @@ def _read_symmetry(name: str, data_dir: Path | None, image_size: int):
 
 # --------------------------------------------------------------------------- tensors
 
-def _to_tensor(x: np.ndarray, image_size: int, mean: torch.Tensor, std: torch.Tensor,
-               device: torch.device, chunk: int = 4096) -> torch.Tensor:
+
+def _to_tensor(
+    x: np.ndarray, image_size: int, mean: torch.Tensor, std: torch.Tensor, device: torch.device, chunk: int = 4096
+) -> torch.Tensor:
     """NHWC uint8/float array -> normalised float32 NCHW tensor of `image_size`, on `device`."""
     n, h, w, c = x.shape
     out = torch.empty((n, c, image_size, image_size), dtype=torch.float32, device=device)
     for i in range(0, n, chunk):  # chunks bound the float32 copy of large datasets
-        t = torch.from_numpy(np.array(x[i:i + chunk])).to(device)  # a writable copy
+        t = torch.from_numpy(np.array(x[i : i + chunk])).to(device)  # a writable copy
         t = t.permute(0, 3, 1, 2).float()
         if x.dtype == np.uint8:
             t = t / 255.0
         if (h, w) != (image_size, image_size):
-            t = F.interpolate(t, size=(image_size, image_size), mode="bilinear",
-                              align_corners=False, antialias=image_size < min(h, w))
-        out[i:i + chunk] = (t - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+            t = F.interpolate(
+                t, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=image_size < min(h, w)
+            )
+        out[i : i + chunk] = (t - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
     return out
 
 
@@ -457,7 +521,7 @@ def _channel_stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     mean = np.zeros(x.shape[-1])
     sq = np.zeros(x.shape[-1])
     for i in range(0, len(flat), 1 << 22):  # float64 sums in chunks: exact enough, bounded memory
-        part = flat[i:i + (1 << 22)].astype(np.float64) / scale
+        part = flat[i : i + (1 << 22)].astype(np.float64) / scale
         mean += part.sum(0)
         sq += (part * part).sum(0)
     mean /= max(len(flat), 1)
@@ -466,9 +530,15 @@ def _channel_stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
 
 
-def load_dataset(name: str, data_dir: Path | str | None = None, image_size: int | None = None,
-                 val_fraction: float = VAL_FRACTION, subset: int | float | None = None, seed: int = 0,
-                 device: torch.device | str = "cpu") -> Dataset:
+def load_dataset(
+    name: str,
+    data_dir: Path | str | None = None,
+    image_size: int | None = None,
+    val_fraction: float = VAL_FRACTION,
+    subset: int | float | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Dataset:
     """Load a dataset by name as normalised tensors on `device`.
 
     Args:
@@ -499,8 +569,7 @@ def load_dataset(name: str, data_dir: Path | str | None = None, image_size: int 
     """
     key = dataset_name(name)
     if key is None:
-        raise DataError(str(name), None, f"a dataset name in {', '.join(DATASETS)}",
-                        "unknown dataset")
+        raise DataError(str(name), None, f"a dataset name in {', '.join(DATASETS)}", "unknown dataset")
     if not 0.0 <= float(val_fraction) < 1.0:
         raise DataError(key, None, "val_fraction in [0, 1)", f"got {val_fraction!r}")
     size = int(image_size) if image_size else _DEFAULT_SIZE[key]
@@ -525,8 +594,9 @@ def load_dataset(name: str, data_dir: Path | str | None = None, image_size: int 
     print_ = fingerprint(train_x, train_y)
     n_val = round(float(val_fraction) * n)
     if val_fraction > 0 and (n_val < 1 or n - n_val < 1):
-        raise DataError(key, folder, "enough training images for the validation split",
-                        f"{n} images, val_fraction={val_fraction}")
+        raise DataError(
+            key, folder, "enough training images for the validation split", f"{n} images, val_fraction={val_fraction}"
+        )
     is_val = np.zeros(n, dtype=bool)
     is_val[stratified_indices(train_y, n_val, seed)] = True
     val_idx, train_idx = np.flatnonzero(is_val), np.flatnonzero(~is_val)
@@ -546,12 +616,26 @@ def load_dataset(name: str, data_dir: Path | str | None = None, image_size: int 
     va_x, va_y = tensors(train_x[val_idx], train_y[val_idx])
     te_x, te_y = tensors(test_x, test_y)
     return Dataset(
-        name=key, train_x=tr_x, train_y=tr_y, val_x=va_x, val_y=va_y, test_x=te_x, test_y=te_y,
-        num_classes=len(classes), in_chans=train_x.shape[-1], image_size=size,
-        mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
-        classes=tuple(classes), default_augment=_DEFAULT_AUGMENT[key],
-        info={"data_dir": None if folder is None else str(folder), "seed": seed,
-              "val_fraction": float(val_fraction), "subset": subset},
+        name=key,
+        train_x=tr_x,
+        train_y=tr_y,
+        val_x=va_x,
+        val_y=va_y,
+        test_x=te_x,
+        test_y=te_y,
+        num_classes=len(classes),
+        in_chans=train_x.shape[-1],
+        image_size=size,
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        classes=tuple(classes),
+        default_augment=_DEFAULT_AUGMENT[key],
+        info={
+            "data_dir": None if folder is None else str(folder),
+            "seed": seed,
+            "val_fraction": float(val_fraction),
+            "subset": subset,
+        },
         fingerprint=print_,
     )
 
@@ -576,11 +660,13 @@ def dataset_name(name: str) -> str | None:
 
 
 def _expected_of(key: str) -> str:
-    return {"cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
-            "cifar100": "cifar-100-python/{train,test,meta}",
-            "mnist": "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES),
-            "fashion-mnist": "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES),
-            "imagefolder": "train/<class>/*.png|jpg and val/<class>/*.png|jpg"}.get(key, "")
+    return {
+        "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+        "cifar100": "cifar-100-python/{train,test,meta}",
+        "mnist": "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES),
+        "fashion-mnist": "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES),
+        "imagefolder": "train/<class>/*.png|jpg and val/<class>/*.png|jpg",
+    }.get(key, "")
 
 
 # --------------------------------------------------------------------------- preview
@@ -589,8 +675,15 @@ MAX_GRID = 32  # rows and columns of a preview at most (1,024 small plots take a
 _PREVIEW_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 
-def preview(name: str, path: Path | str, data_dir: Path | str | None = None, rows: int = 4,
-            cols: int = 8, image_size: int | None = None, seed: int = 0) -> Path:
+def preview(
+    name: str,
+    path: Path | str,
+    data_dir: Path | str | None = None,
+    rows: int = 4,
+    cols: int = 8,
+    image_size: int | None = None,
+    seed: int = 0,
+) -> Path:
     """Write a PNG grid of `rows` x `cols` training images of a dataset, titled with their class
     names (the first `cols` images of each class in turn, when there are `rows` classes or more).
     Returns the file written: `path`, with .png added when it has no extension.
@@ -614,6 +707,7 @@ def preview(name: str, path: Path | str, data_dir: Path | str | None = None, row
         if not 1 <= n <= MAX_GRID:
             raise ValueError(f"--{flag} must be in 1..{MAX_GRID}, got {n}")
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -621,16 +715,18 @@ def preview(name: str, path: Path | str, data_dir: Path | str | None = None, row
     x = _unnormalise(ds.train_x, ds.mean, ds.std).clamp(0, 1).permute(0, 2, 3, 1).numpy()
     y = ds.train_y.numpy()
     by_class = [np.flatnonzero(y == c) for c in range(ds.num_classes)]
-    picks = [int(by_class[r % ds.num_classes][c]) if c < len(by_class[r % ds.num_classes]) else -1
-             for r in range(rows) for c in range(cols)]
+    picks = [
+        int(by_class[r % ds.num_classes][c]) if c < len(by_class[r % ds.num_classes]) else -1
+        for r in range(rows)
+        for c in range(cols)
+    ]
     fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.25 * rows), squeeze=False)
     for ax, i in zip(axes.ravel(), picks):
         ax.axis("off")
         if i < 0:
             continue
         img = x[i]
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
-                  interpolation="nearest")
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(ds.classes[y[i]] if ds.classes else str(y[i]), fontsize=7)
     fig.suptitle(f"{ds.name}: {ds.summary().split(': ', 1)[1]}", fontsize=8)
     fig.tight_layout()
@@ -655,9 +751,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from nas.cli import ArgumentParser, fault_exit
 
-    ap = ArgumentParser(prog="python -m nas.data", description="Describe a dataset or "
-                                 "write a PNG grid of a few of its training images.",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = ArgumentParser(
+        prog="python -m nas.data",
+        description="Describe a dataset or write a PNG grid of a few of its training images.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     ap.add_argument("--dataset", default="symmetry", help=f"one of {', '.join(DATASETS)}")
     ap.add_argument("--data-dir", type=Path, default=None, help="folder with the dataset's files")
     ap.add_argument("--image-size", type=int, default=None, help="side in pixels (default: native)")
@@ -669,8 +767,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.preview is None:
             print(load_dataset(args.dataset, args.data_dir, image_size=args.image_size).summary())
         else:
-            out = preview(args.dataset, args.preview, args.data_dir, rows=args.rows,
-                          cols=args.cols, image_size=args.image_size)
+            out = preview(
+                args.dataset, args.preview, args.data_dir, rows=args.rows, cols=args.cols, image_size=args.image_size
+            )
             print(f"wrote {out}")
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -56,8 +56,19 @@ from nas.model import block_map, rates_of
 from nas.pareto import OBJECTIVES
 from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate, records_of
 
-__all__ = ['PICKS', 'LIMITS', 'ExportError', 'Selection', 'select', 'load_checked', 'load_exported', 'export',
-           'export_onnx', 'model_card', 'main']
+__all__ = [
+    'PICKS',
+    'LIMITS',
+    'ExportError',
+    'Selection',
+    'select',
+    'load_checked',
+    'load_exported',
+    'export',
+    'export_onnx',
+    'model_card',
+    'main',
+]
 
 PICKS = ('knee', 'max-accuracy', 'min-cost')
 # CLI limit -> objective name (results.OBJECTIVES)
@@ -71,6 +82,7 @@ class ExportError(ValueError):
 
 
 # ---------------------------------------------------------------------------------- picks
+
 
 def _max_accuracy(front: Sequence[TrialRecord], cost: str | None) -> TrialRecord:
     return min(front, key=lambda r: (-float(r.value('accuracy')), float(r.value(cost)) if cost else 0.0, r.number))
@@ -86,15 +98,22 @@ class Selection:
     `arch` the architecture over all its seeds (its mean accuracy and standard error); `how` is
     'arch id', 'knee', 'max-accuracy' or 'min-cost' (with limits); `front` the front of
     architecture means it was picked from (empty for an arch id)."""
+
     record: TrialRecord
     how: str
     front: list[ArchResult] = field(default_factory=list)
     arch: ArchResult | None = None
 
 
-def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id: str | None = None,
-           pick: str | None = None, limits: dict[str, float] | None = None,
-           has_weights: Callable[[TrialRecord], bool] = lambda r: True) -> Selection:
+def select(
+    records: Sequence[TrialRecord],
+    objectives: Sequence[str],
+    *,
+    arch_id: str | None = None,
+    pick: str | None = None,
+    limits: dict[str, float] | None = None,
+    has_weights: Callable[[TrialRecord], bool] = lambda r: True,
+) -> Selection:
     """Choose the trial to export (see the module docstring).
 
     Args:
@@ -147,13 +166,16 @@ def select(records: Sequence[TrialRecord], objectives: Sequence[str], *, arch_id
             raise ExportError("--pick min-cost needs a cost objective; this run only has accuracy")
         chosen = _min_cost(front, costs[0])
     if not has_weights(chosen.record):
-        raise ExportError(f"the {pick} trial {chosen.arch_id} (#{chosen.number}) has no trained weights "
-                          f"(pruned?); pick another with --arch-id")
+        raise ExportError(
+            f"the {pick} trial {chosen.arch_id} (#{chosen.number}) has no trained weights "
+            f"(pruned?); pick another with --arch-id"
+        )
     how = pick + (f" within {', '.join(f'{k} <= {v:g}' for k, v in limits.items())}" if limits else '')
     return Selection(chosen.record, how, front, arch=chosen)
 
 
 # ---------------------------------------------------------------------------------- weights
+
 
 def load_checked(model: nn.Module, path: Path, what: str | None = None) -> None:
     """Load a safetensors state_dict into `model` after checking every key and shape, so a file
@@ -174,8 +196,10 @@ def load_checked(model: nn.Module, path: Path, what: str | None = None) -> None:
         parts = []
         if shapes:
             k = shapes[0]
-            parts.append(f"{len(shapes)} tensors differ in shape (first: {k} is {list(found[k])} in the file, "
-                         f"{list(expected[k])} in the model)")
+            parts.append(
+                f"{len(shapes)} tensors differ in shape (first: {k} is {list(found[k])} in the file, "
+                f"{list(expected[k])} in the model)"
+            )
         if missing:
             parts.append(f"{len(missing)} missing (first: {missing[0]})")
         if extra:
@@ -219,9 +243,11 @@ def load_exported(path: str | Path) -> nn.Module:
 
 # ---------------------------------------------------------------------------------- the export
 
+
 @dataclass
 class ExportResult:
     """What `export` wrote and measured."""
+
     path: Path
     record: TrialRecord
     how: str
@@ -235,15 +261,15 @@ def _data_cfg(config: RunConfig, arch: Arch) -> dict[str, Any]:
     data = config.data
     size = data.image_size or list(arch.input_size)
     h, w = (size, size) if isinstance(size, int) else tuple(size)
-    out = dict(input_size=(int(data.in_chans), int(h), int(w)), interpolation='bilinear', crop_pct=1.0,
-               crop_mode='center')
+    out = dict(
+        input_size=(int(data.in_chans), int(h), int(w)), interpolation='bilinear', crop_pct=1.0, crop_mode='center'
+    )
     if data.mean and data.std:
         out.update(mean=tuple(float(v) for v in data.mean), std=tuple(float(v) for v in data.std))
     return out
 
 
-def _retrain(model: nn.Module, config: RunConfig, epochs: int, data_dir: Path | None,
-             device: str) -> dict[str, Any]:
+def _retrain(model: nn.Module, config: RunConfig, epochs: int, data_dir: Path | None, device: str) -> dict[str, Any]:
     """Continue training with the run's proxy hyper-parameters for `epochs` on the run's full
     training split (a fresh warm-up and cosine schedule). Prints one line per epoch."""
     from nas.data import DataError
@@ -262,15 +288,23 @@ def _retrain(model: nn.Module, config: RunConfig, epochs: int, data_dir: Path | 
     t0 = time.perf_counter()
     last = None
     for r in train(model, ds, cfg):
-        print(f"retrain epoch {r.epoch}/{epochs}: loss {r.train_loss:.4f}, val acc {r.val_acc:.4f} "
-              f"({r.seconds:.1f} s)", flush=True)
+        print(
+            f"retrain epoch {r.epoch}/{epochs}: loss {r.train_loss:.4f}, val acc {r.val_acc:.4f} ({r.seconds:.1f} s)",
+            flush=True,
+        )
         if r.status == 'failed':
             raise ExportError(f"--retrain-epochs: training failed ({r.reason})")
         last = r
     test_acc, _ = evaluate(model, ds.test_x, ds.test_y)
     model.to('cpu')
-    return dict(epochs=epochs, dataset=name, train_images=len(ds.train_y), val_acc=last.val_acc if last else None,
-                test_acc=test_acc, seconds=time.perf_counter() - t0)
+    return dict(
+        epochs=epochs,
+        dataset=name,
+        train_images=len(ds.train_y),
+        val_acc=last.val_acc if last else None,
+        test_acc=test_acc,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 ONNX_FILE, ONNX_RTOL = 'model.onnx', 1e-4
@@ -296,10 +330,18 @@ def export_onnx(model: nn.Module, path: Path, input_size: tuple[int, int, int]) 
     # The TorchScript-tracing exporter: ~2 s for a digits model where the dynamo exporter takes ~40 s
     # on 2 CPU cores. Tracing fixes ACmix's tiling for this input size (H, W); the batch stays dynamic.
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # tracer warnings about the size-dependent tiling, expected
-        torch.onnx.export(model, (x,), str(path), input_names=['input'], output_names=['output'],
-                          dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}}, dynamo=False)
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            input_names=['input'],
+            output_names=['output'],
+            dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}},
+            dynamo=False,
+        )
     session = onnxruntime.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     diff = float(np.abs(got - expected).max()) / max(float(np.abs(expected).max()), 1e-12)
@@ -308,8 +350,16 @@ def export_onnx(model: nn.Module, path: Path, input_size: tuple[int, int, int]) 
     return path
 
 
-def export(run: RunFolder, selection: Selection, out: Path | None = None, *, retrain_epochs: int = 0,
-           data_dir: Path | None = None, device: str = 'auto', force: bool = False) -> ExportResult:
+def export(
+    run: RunFolder,
+    selection: Selection,
+    out: Path | None = None,
+    *,
+    retrain_epochs: int = 0,
+    data_dir: Path | None = None,
+    device: str = 'auto',
+    force: bool = False,
+) -> ExportResult:
     """Write the selected trial as a timm local folder (config.json, model.safetensors,
     README.md) and check that timm reloads it to the same outputs.
 
@@ -346,8 +396,11 @@ def export(run: RunFolder, selection: Selection, out: Path | None = None, *, ret
 
         # the promise of the folder: timm rebuilds the same function from it
         reloaded = timm.create_model(f'local-dir:{tmp}', pretrained=True).eval()
-        x = torch.randn(2, *timm.data.resolve_data_config({}, model=reloaded)['input_size'],
-                        generator=torch.Generator().manual_seed(0))
+        x = torch.randn(
+            2,
+            *timm.data.resolve_data_config({}, model=reloaded)['input_size'],
+            generator=torch.Generator().manual_seed(0),
+        )
         with torch.no_grad():
             diff = float((reloaded(x) - model(x)).abs().max())
         (tmp / CARD).write_text(model_card(run, selection, model, retrained, out))
@@ -384,8 +437,9 @@ def _acc(a: ArchResult) -> str:
     return f"{a.accuracy:.4f}{se} ({a.seeds} seed{'s' if a.seeds != 1 else ''})"
 
 
-def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained: dict[str, Any] | None,
-               out: Path) -> str:
+def model_card(
+    run: RunFolder, selection: Selection, model: nn.Module, retrained: dict[str, Any] | None, out: Path
+) -> str:
     """README.md of an export: use, metrics, place on the front, per-block map, data, versions."""
     import timm
 
@@ -402,8 +456,10 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
     cost = next((o for o in objectives if o != 'accuracy'), None)
     on_front = [f.number for f in front]
     if mine.number in on_front:
-        place = (f"on the Pareto front of {', '.join(objectives)}: point {on_front.index(mine.number) + 1} of "
-                 f"{len(front)}" + (f", ordered by {cost}" if cost else ''))
+        place = (
+            f"on the Pareto front of {', '.join(objectives)}: point {on_front.index(mine.number) + 1} of "
+            f"{len(front)}" + (f", ordered by {cost}" if cost else '')
+        )
         k = pareto.knee(front, objectives)
         if k is not None and k.number == mine.number:
             place += "; it is the front's knee"
@@ -412,58 +468,105 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
     else:
         place = f"not ranked (status {mine.status})"
     lines = [
-        '---', 'library_name: timm', 'license: mit', 'tags: [image-classification, timm, acmix, acmix-nas]', '---',
-        f"# acmix_nas {r.arch_id}", '',
+        '---',
+        'library_name: timm',
+        'license: mit',
+        'tags: [image-classification, timm, acmix, acmix-nas]',
+        '---',
+        f"# acmix_nas {r.arch_id}",
+        '',
         f"A hybrid convolution/self-attention (ACmix) network found by acmix-nas run `{config.name or run.path.name}` "
         f"(trial #{r.number}{', reference point ' + r.reference if r.reference else ''}), selected by: {selection.how}.",
-        '', f"`{arch.summary()}`", '',
-        '## Use', '', '```python', "import timm, nas  # importing nas registers the acmix_nas architecture",
+        '',
+        f"`{arch.summary()}`",
+        '',
+        '## Use',
+        '',
+        '```python',
+        "import timm, nas  # importing nas registers the acmix_nas architecture",
         f"model = timm.create_model('local-dir:{out}', pretrained=True).eval()",
         "cfg = timm.data.resolve_data_config({}, model=model)  # input size, mean/std of the run's data",
-        '```', '',
-        '## Metrics', '', '| metric | value |', '|---|---|',
+        '```',
+        '',
+        '## Metrics',
+        '',
+        '| metric | value |',
+        '|---|---|',
         f"| validation accuracy (proxy, {r.epochs} epochs; mean over seeds) | {_acc(mine)} |",
         f"| validation accuracy of these weights (seed {r.seed}) | {_fmt(r.accuracy)} |",
-        f"| parameters | {_fmt(r.params)} |", f"| MACs (one image) | {_fmt(r.macs)} |",
-        f"| latency | {_fmt(r.latency_ms, ' ms')} |", f"| peak memory | {_fmt(r.memory_mb, ' MB')} |",
+        f"| parameters | {_fmt(r.params)} |",
+        f"| MACs (one image) | {_fmt(r.macs)} |",
+        f"| latency | {_fmt(r.latency_ms, ' ms')} |",
+        f"| peak memory | {_fmt(r.memory_mb, ' MB')} |",
         f"| proxy training time | {_fmt(r.train_seconds, ' s')} |",
     ]
     if retrained:
-        lines += [f"| validation accuracy after {retrained['epochs']} more epochs | {_fmt(retrained['val_acc'])} |",
-                  f"| test accuracy after retraining | {_fmt(retrained['test_acc'])} |"]
-    lines += ['', 'Accuracy is measured on a seeded validation split of the training images, as the mean over '
-              'the seeds this architecture was trained with ± its standard error; proxy accuracies '
-              'rank architectures and are not final accuracies.', '',
-              '## Place on the front', '', f"Objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in objectives)}. "
-              f"This network is {place}. The run has {len(records)} trials.", '']
+        lines += [
+            f"| validation accuracy after {retrained['epochs']} more epochs | {_fmt(retrained['val_acc'])} |",
+            f"| test accuracy after retraining | {_fmt(retrained['test_acc'])} |",
+        ]
+    lines += [
+        '',
+        'Accuracy is measured on a seeded validation split of the training images, as the mean over '
+        'the seeds this architecture was trained with ± its standard error; proxy accuracies '
+        'rank architectures and are not final accuracies.',
+        '',
+        '## Place on the front',
+        '',
+        f"Objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in objectives)}. "
+        f"This network is {place}. The run has {len(records)} trials.",
+        '',
+    ]
     if front:
-        lines += ['| # | arch id | accuracy | ' + ' | '.join(o for o in objectives if o != 'accuracy') + ' |',
-                  '|---|---|---|' + '---|' * (len(objectives) - 1)]
+        lines += [
+            '| # | arch id | accuracy | ' + ' | '.join(o for o in objectives if o != 'accuracy') + ' |',
+            '|---|---|---|' + '---|' * (len(objectives) - 1),
+        ]
         for i, f in enumerate(front, 1):
             mark = ' **(this)**' if f.number == mine.number else ''
-            lines.append(f"| {i} | {f.arch_id}{mark} | {_acc(f)} | "
-                         + ' | '.join(_fmt(f.value(o)) for o in objectives if o != 'accuracy') + ' |')
+            lines.append(
+                f"| {i} | {f.arch_id}{mark} | {_acc(f)} | "
+                + ' | '.join(_fmt(f.value(o)) for o in objectives if o != 'accuracy')
+                + ' |'
+            )
         lines.append('')
-    lines += ['## Architecture', '', 'Per block (α: weight of the attention branch, β: of the convolution branch; '
-              'learned values from the exported weights):', '',
-              '| stage | block | kind | op | width | stride | output | kernel | heads | k_att | k_conv | α | β |',
-              '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    lines += [
+        '## Architecture',
+        '',
+        'Per block (α: weight of the attention branch, β: of the convolution branch; '
+        'learned values from the exported weights):',
+        '',
+        '| stage | block | kind | op | width | stride | output | kernel | heads | k_att | k_conv | α | β |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ]
     for b in block_map(arch, rates_of(model)):
         a = lambda k: _fmt(b[k]) if b[k] is not None else ''  # noqa: E731
-        lines.append(f"| {b['stage']} | {b['index']} | {b['block']} | {b['op']} | {b['width']} | {b['stride']} | "
-                     f"{b['feat_size'][0]}x{b['feat_size'][1]} | {a('kernel')} | {a('heads')} | {a('k_att')} | "
-                     f"{a('k_conv')} | {a('alpha')} | {a('beta')} |")
-    lines += ['', 'The full description is `model_args.arch` in config.json (nas.arch.Arch.from_dict).', '',
-              '## Data', '',
-              f"Trained on `{data.dataset}` ({data.num_classes} classes, "
-              f"{data.train_images} training / {data.val_images} validation images), "
-              f"input {data.in_chans}x{data.image_size or arch.input_size[0]}"
-              f"x{data.image_size or arch.input_size[1]}, normalised with mean {data.mean} and std "
-              f"{data.std} (pretrained_cfg). Proxy training: "
-              + ', '.join(f"{k}={v}" for k, v in config.proxy.to_dict().items()) + '.', '']
+        lines.append(
+            f"| {b['stage']} | {b['index']} | {b['block']} | {b['op']} | {b['width']} | {b['stride']} | "
+            f"{b['feat_size'][0]}x{b['feat_size'][1]} | {a('kernel')} | {a('heads')} | {a('k_att')} | "
+            f"{a('k_conv')} | {a('alpha')} | {a('beta')} |"
+        )
+    lines += [
+        '',
+        'The full description is `model_args.arch` in config.json (nas.arch.Arch.from_dict).',
+        '',
+        '## Data',
+        '',
+        f"Trained on `{data.dataset}` ({data.num_classes} classes, "
+        f"{data.train_images} training / {data.val_images} validation images), "
+        f"input {data.in_chans}x{data.image_size or arch.input_size[0]}"
+        f"x{data.image_size or arch.input_size[1]}, normalised with mean {data.mean} and std "
+        f"{data.std} (pretrained_cfg). Proxy training: "
+        + ', '.join(f"{k}={v}" for k, v in config.proxy.to_dict().items())
+        + '.',
+        '',
+    ]
     if retrained:
-        lines += [f"Retrained for {retrained['epochs']} more epochs on {retrained['train_images']} images of "
-                  f"`{retrained['dataset']}` ({retrained['seconds']:.1f} s).", '']
+        lines += [
+            f"Retrained for {retrained['epochs']} more epochs on {retrained['train_images']} images of "
+            f"`{retrained['dataset']}` ({retrained['seconds']:.1f} s).",
+            '',
+        ]
     versions = dict(config.versions)
     lines += ['## Versions', '', '| package | search | export |', '|---|---|---|']
     import platform
@@ -471,38 +574,62 @@ def model_card(run: RunFolder, selection: Selection, model: nn.Module, retrained
     now = {'torch': str(torch.__version__), 'timm': timm.__version__, 'python': platform.python_version()}
     for k in sorted(set(versions) | set(now)):
         lines.append(f"| {k} | {versions.get(k, '–')} | {now.get(k, '–')} |")
-    lines += ['', f"Search: sampler {config.sampler}, seed {config.seed}, space "
-              f"`{config.space_file or '?'}`, device {config.device}.", '']
+    lines += [
+        '',
+        f"Search: sampler {config.sampler}, seed {config.seed}, space "
+        f"`{config.space_file or '?'}`, device {config.device}.",
+        '',
+    ]
     return '\n'.join(lines)
 
 
 # ---------------------------------------------------------------------------------- CLI
 
+
 def _parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(
-        prog='python -m nas.export', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog='python -m nas.export',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description='Export one trial of a run as a timm local folder (config.json, model.safetensors, README.md); '
-                    "load it with timm.create_model('local-dir:DIR', pretrained=True) after `import nas`.")
+        "load it with timm.create_model('local-dir:DIR', pretrained=True) after `import nas`.",
+    )
     ap.add_argument('run', type=Path, nargs='?', help='run folder, e.g. results/RUN')
     ap.add_argument('--arch-id', default=None, help='export this trial (an arch id or a unique prefix)')
-    ap.add_argument('--pick', choices=PICKS, default=None,
-                    help='which front point: knee (closest to the ideal point, objectives normalised over the '
-                         'front), max-accuracy or min-cost; None means knee, or max-accuracy under a --max-* limit')
+    ap.add_argument(
+        '--pick',
+        choices=PICKS,
+        default=None,
+        help='which front point: knee (closest to the ideal point, objectives normalised over the '
+        'front), max-accuracy or min-cost; None means knee, or max-accuracy under a --max-* limit',
+    )
     ap.add_argument('--max-macs', type=amount, default=None, help='only trials with at most this many MACs (2e6, 2M)')
     ap.add_argument('--max-params', type=amount, default=None, help='only trials with at most this many parameters')
     ap.add_argument('--max-latency-ms', type=amount, default=None, help='only trials at most this slow (ms)')
     ap.add_argument('--max-memory-mb', type=amount, default=None, help='only trials with at most this peak memory (MB)')
     ap.add_argument('--out', type=Path, default=None, help='output folder; None means RUN/exports/<arch id>')
-    ap.add_argument('--force', action='store_true',
-                    help='replace a non-empty output folder (whole: its old files do not stay)')
-    ap.add_argument('--retrain-epochs', type=int, default=0,
-                    help="train this many more epochs on the run's dataset (proxy hyper-parameters) before saving")
+    ap.add_argument(
+        '--force', action='store_true', help='replace a non-empty output folder (whole: its old files do not stay)'
+    )
+    ap.add_argument(
+        '--retrain-epochs',
+        type=int,
+        default=0,
+        help="train this many more epochs on the run's dataset (proxy hyper-parameters) before saving",
+    )
     ap.add_argument('--data-dir', type=Path, default=None, help='dataset folder for --retrain-epochs (not for digits)')
     ap.add_argument('--device', default='auto', help='device for --retrain-epochs: auto, cpu, cuda, cuda:1')
-    ap.add_argument('--onnx', action='store_true',
-                    help="also write model.onnx beside model.safetensors, checked with onnxruntime (extra 'onnx')")
-    ap.add_argument('--check', type=Path, default=None, metavar='DIR',
-                    help='only check that an exported folder loads (weights match config.json) and exit')
+    ap.add_argument(
+        '--onnx',
+        action='store_true',
+        help="also write model.onnx beside model.safetensors, checked with onnxruntime (extra 'onnx')",
+    )
+    ap.add_argument(
+        '--check',
+        type=Path,
+        default=None,
+        metavar='DIR',
+        help='only check that an exported folder loads (weights match config.json) and exit',
+    )
     return ap
 
 
@@ -526,13 +653,29 @@ def main(argv: list[str] | None = None) -> int:
         if not records:
             raise ExportError(f"{run.path}: no finished trials yet")
         limits = {obj: getattr(args, flag) for flag, obj in LIMITS.items()}
-        selection = select(records, run.objectives(), arch_id=args.arch_id, pick=args.pick, limits=limits,
-                           has_weights=lambda r: run.weights_of(r) is not None)
+        selection = select(
+            records,
+            run.objectives(),
+            arch_id=args.arch_id,
+            pick=args.pick,
+            limits=limits,
+            has_weights=lambda r: run.weights_of(r) is not None,
+        )
         r = selection.record
-        print(f"selected {r.arch_id} (trial #{r.number}, {selection.how}): accuracy {accuracy_text(selection)}, "
-              f"{_fmt(r.macs)} MACs, {_fmt(r.params)} params", flush=True)
-        res = export(run, selection, args.out, retrain_epochs=args.retrain_epochs, data_dir=args.data_dir,
-                     device=args.device, force=args.force)
+        print(
+            f"selected {r.arch_id} (trial #{r.number}, {selection.how}): accuracy {accuracy_text(selection)}, "
+            f"{_fmt(r.macs)} MACs, {_fmt(r.params)} params",
+            flush=True,
+        )
+        res = export(
+            run,
+            selection,
+            args.out,
+            retrain_epochs=args.retrain_epochs,
+            data_dir=args.data_dir,
+            device=args.device,
+            force=args.force,
+        )
         if args.onnx:
             exported = load_exported(res.path)
             onnx_path = export_onnx(exported, res.path / ONNX_FILE, tuple(exported.pretrained_cfg['input_size']))
@@ -542,18 +685,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as e:  # a read-only run folder, a full disk: the export folder is written whole or not at all
         where = e.filename or args.out or args.run
-        print(f"error: {where}: {e.strerror or e}; nothing was written"
-              + ('' if args.out else '; give --out DIR to write the export elsewhere'), file=sys.stderr)
+        print(
+            f"error: {where}: {e.strerror or e}; nothing was written"
+            + ('' if args.out else '; give --out DIR to write the export elsewhere'),
+            file=sys.stderr,
+        )
         return fault_exit(e)
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
     if res.max_abs_diff > 1e-5:
-        print(f"error: {res.path}: timm reloads it to different outputs (max |diff| {res.max_abs_diff:.3g})",
-              file=sys.stderr)
+        print(
+            f"error: {res.path}: timm reloads it to different outputs (max |diff| {res.max_abs_diff:.3g})",
+            file=sys.stderr,
+        )
         return 1
-    print(f"wrote {res.path} (config.json, model.safetensors, README.md) in {res.seconds:.1f} s; "
-          f"timm reloads it to the same outputs")
+    print(
+        f"wrote {res.path} (config.json, model.safetensors, README.md) in {res.seconds:.1f} s; "
+        f"timm reloads it to the same outputs"
+    )
     print(f"  import timm, nas; timm.create_model({'local-dir:' + str(res.path)!r}, pretrained=True)")
     return 0
 

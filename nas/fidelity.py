@@ -71,9 +71,23 @@ from nas.runlock import RunLock
 if TYPE_CHECKING:  # nas.jobs imports Ray: only the check itself needs it, not the dashboard
     from nas.jobs import Job
 
-__all__ = ['FIDELITY_RECORDS', 'DEPLOY_RECORDS', 'FIDELITY_JSON', 'FidelityOptions', 'ArchFidelity', 'pick_archs',
-           'deployment', 'plan_jobs', 'rank_corr', 'fidelity_stats', 'long_front', 'report', 'format_table', 'check',
-           'main']
+__all__ = [
+    'FIDELITY_RECORDS',
+    'DEPLOY_RECORDS',
+    'FIDELITY_JSON',
+    'FidelityOptions',
+    'ArchFidelity',
+    'pick_archs',
+    'deployment',
+    'plan_jobs',
+    'rank_corr',
+    'fidelity_stats',
+    'long_front',
+    'report',
+    'format_table',
+    'check',
+    'main',
+]
 
 FIDELITY_RECORDS = 'fidelity.jsonl'  # the check's proxy evaluations (and --same-subset's long ones), like trials.jsonl
 DEPLOY_RECORDS = 'fidelity-deploy.jsonl'  # its deployment-like evaluations
@@ -82,6 +96,7 @@ DEPLOYMENT, SAME_SUBSET = 'deployment', 'same subset'  # what the long training 
 
 
 # --------------------------------------------------------------------------- what to train
+
 
 def pick_archs(archs: Sequence[ArchResult], front: Sequence[ArchResult], n: int) -> list[ArchResult]:
     """The front (by increasing cost; n of its points spread along it if it has more), then
@@ -98,8 +113,9 @@ def pick_archs(archs: Sequence[ArchResult], front: Sequence[ArchResult], n: int)
     if slots > 0:
         accs = [float(a.accuracy) for a in rest]
         for target in np.linspace(max(accs), min(accs), slots):
-            best = min((i for i, a in enumerate(rest) if a.arch_id not in picked),
-                       key=lambda i: (abs(accs[i] - target), i))
+            best = min(
+                (i for i, a in enumerate(rest) if a.arch_id not in picked), key=lambda i: (abs(accs[i] - target), i)
+            )
             picked.add(rest[best].arch_id)
             out.append(rest[best])
     return out
@@ -120,8 +136,9 @@ def default_epochs(config: RunConfig) -> int:
     return int(deploy['epochs']) if deploy.get('epochs') else 4 * config.proxy.epochs
 
 
-def plan_jobs(picked: Sequence[ArchResult], seeds: Sequence[int], proxy_epochs: int, long_epochs: int,
-              same_subset: bool = False) -> list[Job]:
+def plan_jobs(
+    picked: Sequence[ArchResult], seeds: Sequence[int], proxy_epochs: int, long_epochs: int, same_subset: bool = False
+) -> list[Job]:
     """Every evaluation of the check: per picked architecture and seed a long one (on dataset
     'deploy', into DEPLOY_RECORDS; with `same_subset` on dataset 'proxy', into FIDELITY_RECORDS)
     and a proxy one (dataset 'proxy', FIDELITY_RECORDS). Long ones first: they take longest, and
@@ -130,11 +147,16 @@ def plan_jobs(picked: Sequence[ArchResult], seeds: Sequence[int], proxy_epochs: 
 
     long = ('proxy', FIDELITY_RECORDS, SAME_SUBSET) if same_subset else ('deploy', DEPLOY_RECORDS, DEPLOYMENT)
     stages = [(*long, long_epochs), ('proxy', FIDELITY_RECORDS, 'proxy', proxy_epochs)]
-    return [Job(a.arch_id, a.arch, s, data, epochs, file, f'{label}, {epochs} epochs:')
-            for data, file, label, epochs in stages for a in picked for s in seeds]
+    return [
+        Job(a.arch_id, a.arch, s, data, epochs, file, f'{label}, {epochs} epochs:')
+        for data, file, label, epochs in stages
+        for a in picked
+        for s in seeds
+    ]
 
 
 # --------------------------------------------------------------------------- the statistics
+
 
 @dataclass
 class ArchFidelity:
@@ -189,8 +211,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def pair_tau(a: Sequence[Mapping[int, float]], b: Sequence[Mapping[int, float]],
-             seeds: Sequence[int]) -> float | None:
+def pair_tau(a: Sequence[Mapping[int, float]], b: Sequence[Mapping[int, float]], seeds: Sequence[int]) -> float | None:
     """Kendall τ between one seed of `a` and one seed of `b` (per architecture: seed -> value),
     averaged over every pair of seeds (the like-for-like number for a test-retest τ); None when no
     pair has a τ."""
@@ -237,13 +258,21 @@ def fidelity_stats(archs: Sequence[ArchFidelity], seeds: Sequence[int]) -> dict[
     pair = pair_tau([a.proxy for a in both], [a.long for a in both], seeds)
     long_std = _mean([a.long_std for a in both])
     spread = (max(long) - min(long)) if long else None
-    return {'architectures': len(both), 'kendall_tau': tau, 'spearman_rho': rho, 'seed0_kendall_tau': tau0,
-            'seed0_spearman_rho': rho0, 'test_retest_tau': retest_tau([a.proxy for a in both], seeds),
-            'long_test_retest_tau': long_retest, 'pair_kendall_tau': pair,
-            'retest_share': pair / long_retest if pair is not None and long_retest else None,
-            'proxy_seed_std': _mean([a.proxy_std for a in both]), 'long_seed_std': long_std,
-            'long_range': spread,
-            'long_range_over_seed_std': spread / long_std if spread is not None and long_std else None}
+    return {
+        'architectures': len(both),
+        'kendall_tau': tau,
+        'spearman_rho': rho,
+        'seed0_kendall_tau': tau0,
+        'seed0_spearman_rho': rho0,
+        'test_retest_tau': retest_tau([a.proxy for a in both], seeds),
+        'long_test_retest_tau': long_retest,
+        'pair_kendall_tau': pair,
+        'retest_share': pair / long_retest if pair is not None and long_retest else None,
+        'proxy_seed_std': _mean([a.proxy_std for a in both]),
+        'long_seed_std': long_std,
+        'long_range': spread,
+        'long_range_over_seed_std': spread / long_std if spread is not None and long_std else None,
+    }
 
 
 class _Point:
@@ -264,24 +293,45 @@ def long_front(archs: Sequence[ArchFidelity], objectives: Sequence[str]) -> list
     return [p.a.arch_id for p in pareto.front(points, objectives)]
 
 
-def report(archs: Sequence[ArchFidelity], proxy_front: Sequence[str], objectives: Sequence[str],
-           seeds: Sequence[int], proxy_epochs: int, long_epochs: int,
-           reference: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def report(
+    archs: Sequence[ArchFidelity],
+    proxy_front: Sequence[str],
+    objectives: Sequence[str],
+    seeds: Sequence[int],
+    proxy_epochs: int,
+    long_epochs: int,
+    reference: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """fidelity.json's contents (without the run's name and the minutes). `reference` says what the
     long training is: {'reference': 'deployment' or 'same subset', 'long_train_images': N,
     'long_image_size': S}."""
     lf = long_front(archs, objectives)
     return {
-        'objectives': list(objectives), 'seeds': list(seeds), 'proxy_epochs': proxy_epochs, 'long_epochs': long_epochs,
-        **(reference or {}), **fidelity_stats(archs, seeds),
-        'proxy_front': list(proxy_front), 'long_front': lf,
+        'objectives': list(objectives),
+        'seeds': list(seeds),
+        'proxy_epochs': proxy_epochs,
+        'long_epochs': long_epochs,
+        **(reference or {}),
+        **fidelity_stats(archs, seeds),
+        'proxy_front': list(proxy_front),
+        'long_front': lf,
         'proxy_front_kept': [a for a in proxy_front if a in lf],
-        'archs': [{'arch_id': a.arch_id, 'reference': a.reference, 'on_proxy_front': a.arch_id in proxy_front,
-                   'on_long_front': a.arch_id in lf, **a.costs,
-                   'proxy_mean': a.proxy_mean, 'proxy_std': a.proxy_std,
-                   'proxy_accuracies': [a.proxy.get(s) for s in seeds],
-                   'long_mean': a.long_mean, 'long_std': a.long_std,
-                   'long_accuracies': [a.long.get(s) for s in seeds]} for a in archs],
+        'archs': [
+            {
+                'arch_id': a.arch_id,
+                'reference': a.reference,
+                'on_proxy_front': a.arch_id in proxy_front,
+                'on_long_front': a.arch_id in lf,
+                **a.costs,
+                'proxy_mean': a.proxy_mean,
+                'proxy_std': a.proxy_std,
+                'proxy_accuracies': [a.proxy.get(s) for s in seeds],
+                'long_mean': a.long_mean,
+                'long_std': a.long_std,
+                'long_accuracies': [a.long.get(s) for s in seeds],
+            }
+            for a in archs
+        ],
     }
 
 
@@ -299,24 +349,32 @@ def long_label(summary: Mapping[str, Any]) -> str:
     """What the long training of a report is, in words."""
     if summary.get('reference') == DEPLOYMENT:
         images = summary.get('long_train_images')
-        return (f"deployment-like training ({'all ' + format(images, ',') if images else 'all'} training images"
-                f"{', %dpx' % summary['long_image_size'] if summary.get('long_image_size') else ''}, "
-                f"{summary['long_epochs']} epochs)")
-    return (f"longer training on the proxy's own subset ({summary['long_epochs']} epochs; not deployment: "
-            f"python -m nas.fidelity without --same-subset checks that)")
+        return (
+            f"deployment-like training ({'all ' + format(images, ',') if images else 'all'} training images"
+            f"{', %dpx' % summary['long_image_size'] if summary.get('long_image_size') else ''}, "
+            f"{summary['long_epochs']} epochs)"
+        )
+    return (
+        f"longer training on the proxy's own subset ({summary['long_epochs']} epochs; not deployment: "
+        f"python -m nas.fidelity without --same-subset checks that)"
+    )
 
 
 def format_table(summary: Mapping[str, Any]) -> str:
     """The report for the terminal."""
     k = len(summary['seeds'])
     long = 'deploy' if summary.get('reference') == DEPLOYMENT else 'long'
-    lines = [f"against {long_label(summary)}",
-             f"  {'arch id':12}  {'proxy %s ep. (%d seeds)' % (summary['proxy_epochs'], k):>22}  "
-             f"{'%s %s ep. (%d seeds)' % (long, summary['long_epochs'], k):>22}  front: proxy → {long}"]
+    lines = [
+        f"against {long_label(summary)}",
+        f"  {'arch id':12}  {'proxy %s ep. (%d seeds)' % (summary['proxy_epochs'], k):>22}  "
+        f"{'%s %s ep. (%d seeds)' % (long, summary['long_epochs'], k):>22}  front: proxy → {long}",
+    ]
     for a in summary['archs']:
-        lines.append(f"  {a['arch_id']:12}  {_pct(a['proxy_mean'], a['proxy_std']):>22}  "
-                     f"{_pct(a['long_mean'], a['long_std']):>22}  {'●' if a['on_proxy_front'] else '·'} → "
-                     f"{'●' if a['on_long_front'] else '·'}  {a['reference'] or ''}")
+        lines.append(
+            f"  {a['arch_id']:12}  {_pct(a['proxy_mean'], a['proxy_std']):>22}  "
+            f"{_pct(a['long_mean'], a['long_std']):>22}  {'●' if a['on_proxy_front'] else '·'} → "
+            f"{'●' if a['on_long_front'] else '·'}  {a['reference'] or ''}"
+        )
     s = summary
     second = s['seeds'][1] if k > 1 else '?'
     lines += [
@@ -335,12 +393,15 @@ def format_table(summary: Mapping[str, Any]) -> str:
         + (f" ({', '.join(s['proxy_front_kept'])})" if s['proxy_front_kept'] else ''),
     ]
     if 'minutes' in s:
-        lines.append(f"{s.get('evaluations_run', 0)} evaluations trained in {s['minutes']:.1f} min; "
-                     f"{s.get('evaluations_reused', 0)} proxy evaluations reused from the run")
+        lines.append(
+            f"{s.get('evaluations_run', 0)} evaluations trained in {s['minutes']:.1f} min; "
+            f"{s.get('evaluations_reused', 0)} proxy evaluations reused from the run"
+        )
     return '\n'.join(lines)
 
 
 # --------------------------------------------------------------------------- the check
+
 
 @dataclass
 class FidelityOptions:
@@ -363,19 +424,37 @@ def _accuracies(a: ArchResult, records: Sequence[TrialRecord], seeds: Sequence[i
     a rerun never replaces one)."""
     acc: dict[int, float] = {}
     for r in records:
-        if (r.arch_id == a.arch_id and r.status == 'complete' and r.accuracy is not None and r.seed in seeds
-                and r.epochs == epochs):
+        if (
+            r.arch_id == a.arch_id
+            and r.status == 'complete'
+            and r.accuracy is not None
+            and r.seed in seeds
+            and r.epochs == epochs
+        ):
             acc.setdefault(int(r.seed), float(r.accuracy))
     return dict(sorted(acc.items()))
 
 
-def _gather(picked: Sequence[ArchResult], proxy_records: Sequence[TrialRecord], long_records: Sequence[TrialRecord],
-            seeds: Sequence[int], proxy_epochs: int, long_epochs: int, objectives: Sequence[str]) -> list[ArchFidelity]:
+def _gather(
+    picked: Sequence[ArchResult],
+    proxy_records: Sequence[TrialRecord],
+    long_records: Sequence[TrialRecord],
+    seeds: Sequence[int],
+    proxy_epochs: int,
+    long_epochs: int,
+    objectives: Sequence[str],
+) -> list[ArchFidelity]:
     """Per picked architecture: its complete accuracies at the check's seeds, proxy and long."""
-    return [ArchFidelity(a.arch_id, _accuracies(a, proxy_records, seeds, proxy_epochs),
-                         _accuracies(a, long_records, seeds, long_epochs), a.reference,
-                         {o: float(a.value(o)) for o in objectives if o != 'accuracy' and a.value(o) is not None})
-            for a in picked]
+    return [
+        ArchFidelity(
+            a.arch_id,
+            _accuracies(a, proxy_records, seeds, proxy_epochs),
+            _accuracies(a, long_records, seeds, long_epochs),
+            a.reference,
+            {o: float(a.value(o)) for o in objectives if o != 'accuracy' and a.value(o) is not None},
+        )
+        for a in picked
+    ]
 
 
 def check(opts: FidelityOptions) -> dict[str, Any]:
@@ -413,8 +492,9 @@ def _check(opts: FidelityOptions) -> dict[str, Any]:
     if opts.seeds < 1:
         raise UsageError(f'--seeds must be at least 1, got {opts.seeds}')
     if long_epochs <= proxy_epochs and opts.same_subset:
-        raise UsageError(f"--epochs must be more than the run's proxy epochs ({proxy_epochs}) with --same-subset, "
-                         f"got {long_epochs}")
+        raise UsageError(
+            f"--epochs must be more than the run's proxy epochs ({proxy_epochs}) with --same-subset, got {long_epochs}"
+        )
     if long_epochs < proxy_epochs:
         raise UsageError(f"--epochs must be at least the run's proxy epochs ({proxy_epochs}), got {long_epochs}")
     from nas.jobs import Resources, missing, run_jobs, sized
@@ -428,17 +508,23 @@ def _check(opts: FidelityOptions) -> dict[str, Any]:
     if len(picked) < 2:
         raise UsageError(f'{run.path}: {len(picked)} complete architecture(s); the check needs at least 2')
     seeds = [config.seed + k for k in range(opts.seeds)]
-    in_run = {(FIDELITY_RECORDS, r.arch_id, int(r.seed), r.epochs) for r in run_records
-              if r.status == 'complete' and r.seed is not None}
+    in_run = {
+        (FIDELITY_RECORDS, r.arch_id, int(r.seed), r.epochs)
+        for r in run_records
+        if r.status == 'complete' and r.seed is not None
+    }
     jobs = missing(plan_jobs(picked, seeds, proxy_epochs, long_epochs, opts.same_subset), run, in_run)
     long_file = FIDELITY_RECORDS if opts.same_subset else DEPLOY_RECORDS
     n_long = sum(j.file == long_file and j.epochs == long_epochs for j in jobs)
     deploy = deployment(config.proxy, config.space.get('input_size') or [config.proxy.image_size] * 2, long_epochs)
     proxies = {'proxy': config.proxy, 'deploy': deploy}
     what = 'the same subset, longer (not deployment)' if opts.same_subset else 'deployment-like'
-    print(f"{run.path}: {len(picked)} architectures ({sum(a.arch_id in front_ids for a in picked)} on the front), seeds "
-          f"{', '.join(map(str, seeds))}; {proxy_epochs} epochs (the proxy) vs {long_epochs} epochs {what}; to train: "
-          f"{n_long} long and {len(jobs) - n_long} proxy evaluations", flush=True)
+    print(
+        f"{run.path}: {len(picked)} architectures ({sum(a.arch_id in front_ids for a in picked)} on the front), seeds "
+        f"{', '.join(map(str, seeds))}; {proxy_epochs} epochs (the proxy) vs {long_epochs} epochs {what}; to train: "
+        f"{n_long} long and {len(jobs) - n_long} proxy evaluations",
+        flush=True,
+    )
     datasets = {}
     if jobs:
         from nas.data import DataError
@@ -450,28 +536,45 @@ def _check(opts: FidelityOptions) -> dict[str, Any]:
         except DataError as e:
             raise UsageError(str(e)) from None
         num_classes = next(iter(datasets.values())).num_classes
-        settings = TrialSettings(proxy=config.proxy, num_classes=num_classes, limits=dict(config.limits),
-                                 device=resources.device, measure=())  # costs are the run's
+        settings = TrialSettings(
+            proxy=config.proxy, num_classes=num_classes, limits=dict(config.limits), device=resources.device, measure=()
+        )  # costs are the run's
         run_jobs(run, sized(jobs, datasets), datasets, settings, resources, name='fidelity', start=start)
     records = run.trials(FIDELITY_RECORDS)
     long_records = [*run_records, *records] if opts.same_subset else run.trials(DEPLOY_RECORDS)
     reused = {(r.arch_id, r.seed) for r in run_records if r.status == 'complete' and r.epochs == proxy_epochs}
     rows = _gather(picked, [*run_records, *records], long_records, seeds, proxy_epochs, long_epochs, objectives)
     if opts.same_subset:
-        reference = {'reference': SAME_SUBSET, 'long_image_size': config.proxy.image_size,
-                     'long_train_images': config.data.train_images}
+        reference = {
+            'reference': SAME_SUBSET,
+            'long_image_size': config.proxy.image_size,
+            'long_train_images': config.data.train_images,
+        }
     else:
-        reference = {'reference': DEPLOYMENT, 'long_image_size': deploy.image_size,
-                     'long_train_images': len(datasets['deploy'].train_y) if 'deploy' in datasets else
-                     _previous(run, DEPLOYMENT).get('long_train_images')}
-    summary = {'run': str(run.path),
-               **report(rows, [i for i in front_ids if i in {a.arch_id for a in picked}], objectives, seeds,
-                        proxy_epochs, long_epochs, reference),
-               'evaluations_run': len(jobs),
-               'evaluations_reused': sum((a.arch_id, s) in reused for a in picked for s in seeds),
-               'failed': sum(r.status != 'complete' for r in [*records, *run.trials(DEPLOY_RECORDS)]),
-               'minutes': (time.perf_counter() - start) / 60,  # this invocation's wall time
-               'train_minutes': sum(r.seconds for r in [*records, *run.trials(DEPLOY_RECORDS)]) / 60}
+        reference = {
+            'reference': DEPLOYMENT,
+            'long_image_size': deploy.image_size,
+            'long_train_images': len(datasets['deploy'].train_y)
+            if 'deploy' in datasets
+            else _previous(run, DEPLOYMENT).get('long_train_images'),
+        }
+    summary = {
+        'run': str(run.path),
+        **report(
+            rows,
+            [i for i in front_ids if i in {a.arch_id for a in picked}],
+            objectives,
+            seeds,
+            proxy_epochs,
+            long_epochs,
+            reference,
+        ),
+        'evaluations_run': len(jobs),
+        'evaluations_reused': sum((a.arch_id, s) in reused for a in picked for s in seeds),
+        'failed': sum(r.status != 'complete' for r in [*records, *run.trials(DEPLOY_RECORDS)]),
+        'minutes': (time.perf_counter() - start) / 60,  # this invocation's wall time
+        'train_minutes': sum(r.seconds for r in [*records, *run.trials(DEPLOY_RECORDS)]) / 60,
+    }
     write_atomic(run.path / FIDELITY_JSON, json.dumps(summary, indent=2, allow_nan=False))
     return summary
 
@@ -487,17 +590,29 @@ def _previous(run: RunFolder, reference: str) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog='python -m nas.fidelity', description=__doc__.split('\n\n')[0],
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(
+        prog='python -m nas.fidelity',
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument('run', type=Path, help='the run folder (results/<run>)')
     p.add_argument('--archs', type=int, default=12, help='architectures to check: the front, then spread over accuracy')
-    p.add_argument('--epochs', type=int, default=None,
-                   help="the reference training's epochs; default: those of the deployment the run's proxy was "
-                        "calibrated against (nas.calibrate), else 4x the run's proxy epochs")
-    p.add_argument('--seeds', type=int, default=2, help="seeds per architecture and budget (the run's seed + 0, 1, ...)")
-    p.add_argument('--same-subset', action='store_true',
-                   help="compare with longer training on the proxy's own training subset (the old check: the short "
-                        "schedule's effect alone) instead of deployment-like training on the whole training split")
+    p.add_argument(
+        '--epochs',
+        type=int,
+        default=None,
+        help="the reference training's epochs; default: those of the deployment the run's proxy was "
+        "calibrated against (nas.calibrate), else 4x the run's proxy epochs",
+    )
+    p.add_argument(
+        '--seeds', type=int, default=2, help="seeds per architecture and budget (the run's seed + 0, 1, ...)"
+    )
+    p.add_argument(
+        '--same-subset',
+        action='store_true',
+        help="compare with longer training on the proxy's own training subset (the old check: the short "
+        "schedule's effect alone) instead of deployment-like training on the whole training split",
+    )
     p.add_argument('--data-dir', type=Path, default=None, help="the dataset's folder; default: the run's")
     add_resource_options(p)
     return p
@@ -515,8 +630,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f'\ninterrupted; continue with: {shell_command("fidelity", args.run)}', file=sys.stderr)
         return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     except OSError as e:  # a full disk, a run folder gone read-only: what is recorded stays
-        print(f'error: {e.filename or args.run}: {e.strerror or e}; the check stopped; continue with: '
-              f'{shell_command("fidelity", args.run)}', file=sys.stderr)
+        print(
+            f'error: {e.filename or args.run}: {e.strerror or e}; the check stopped; continue with: '
+            f'{shell_command("fidelity", args.run)}',
+            file=sys.stderr,
+        )
         return 1
     print(format_table(summary))
     print(f"\nwrote {Path(summary['run']) / FIDELITY_JSON}; dashboard: {shell_command('dashboard', summary['run'])}")

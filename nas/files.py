@@ -18,8 +18,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TMP", "TORN", "write_atomic", "copy_atomic", "save_safetensors", "occupied", "folder_written_whole",
-           "repair_tail"]
+__all__ = [
+    "TMP",
+    "TORN",
+    "write_atomic",
+    "copy_atomic",
+    "save_safetensors",
+    "occupied",
+    "folder_written_whole",
+    "repair_tail",
+]
 
 TMP, TORN = ".tmp", ".torn-"  # a file being replaced; the torn tail of an append-only file, set aside
 
@@ -137,7 +145,7 @@ def repair_tail(path: Path, whole: Callable[[bytes], bool]) -> str | None:
             chunk = f.read(step)
             i = chunk.rfind(b"\n")
             if i >= 0:
-                tail, pos = chunk[i + 1:] + tail, pos + i + 1
+                tail, pos = chunk[i + 1 :] + tail, pos + i + 1
                 break
             tail = chunk + tail
         if not tail:
@@ -153,5 +161,7 @@ def repair_tail(path: Path, whole: Callable[[bytes], bool]) -> str | None:
         f.truncate(pos)
         f.flush()
         os.fsync(f.fileno())
-    return (f"{path}: set aside a torn last line ({len(tail)} bytes, a write cut short) in {side.name}; "
-            f"every whole record is kept")
+    return (
+        f"{path}: set aside a torn last line ({len(tail)} bytes, a write cut short) in {side.name}; "
+        f"every whole record is kept"
+    )

@@ -83,8 +83,10 @@ def missing(jobs: Iterable[Job], folder: RunFolder, also_done: Iterable[tuple[st
 
 def sized(jobs: Iterable[Job], datasets: Mapping[str, Dataset]) -> list[Job]:
     """The jobs with their `work`: training images x epochs x pixels of their dataset."""
-    return [replace(j, work=float(len(datasets[j.data].train_y) * j.epochs * datasets[j.data].image_size ** 2))
-            for j in jobs]
+    return [
+        replace(j, work=float(len(datasets[j.data].train_y) * j.epochs * datasets[j.data].image_size ** 2))
+        for j in jobs
+    ]
 
 
 def _complete(r: TrialRecord) -> bool:
@@ -133,14 +135,17 @@ class JobQueue(Searcher):
         pass  # the recorder records; the order is fixed
 
 
-def job_trainable(config: dict[str, Any], data: Mapping[str, list[Any]], settings: TrialSettings,
-                  threads: int) -> None:
+def job_trainable(config: dict[str, Any], data: Mapping[str, list[Any]], settings: TrialSettings, threads: int) -> None:
     """`nas.raytune.trainable` on the job's dataset (an object ref in `data`) for its epochs."""
     from nas.raytune import trainable
 
     job = config['job']
-    trainable({'arch_id': job['arch_id'], 'arch': job['arch'], 'seed': job['seed'], 'epochs': job['epochs']},
-              data=data[job['data']], settings=settings, threads=threads)
+    trainable(
+        {'arch_id': job['arch_id'], 'arch': job['arch'], 'seed': job['seed'], 'epochs': job['epochs']},
+        data=data[job['data']],
+        settings=settings,
+        threads=threads,
+    )
 
 
 class JobRecorder(tune.Callback):
@@ -161,8 +166,12 @@ class JobRecorder(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         from nas.raytune import _error_line, record_from_result
 
-        self._record(record_from_result(dict(trial.last_result or {}), trial.config['job'], error=True,
-                                        message=_error_line(trial)), trial.config['job'])
+        self._record(
+            record_from_result(
+                dict(trial.last_result or {}), trial.config['job'], error=True, message=_error_line(trial)
+            ),
+            trial.config['job'],
+        )
 
     def _record(self, record: TrialRecord, job: dict[str, Any]) -> None:
         from nas.raytune import _hms
@@ -178,8 +187,11 @@ class JobRecorder(tune.Callback):
         elapsed = time.perf_counter() - self.start
         left = elapsed * (self.work_total - self.work_done) / self.work_done if self.work_done else 0.0
         what = f'acc {record.accuracy:.4f}' if record.status == 'complete' else f'{record.status}: {record.error}'
-        print(f"[{self.finished:>3}/{self.total}] {_hms(elapsed)} {job['label']} {record.arch_id} seed "
-              f"{record.seed}: {what}, {record.seconds:.1f} s | ~{_hms(left)} left", flush=True)
+        print(
+            f"[{self.finished:>3}/{self.total}] {_hms(elapsed)} {job['label']} {record.arch_id} seed "
+            f"{record.seed}: {what}, {record.seconds:.1f} s | ~{_hms(left)} left",
+            flush=True,
+        )
 
 
 class _OnInterrupt(Stopper):
@@ -208,9 +220,16 @@ def _without_test(data: Dataset) -> Dataset:
     return replace(data, test_x=empty[0], test_y=empty[1])
 
 
-def run_jobs(folder: RunFolder, jobs: Sequence[Job], datasets: Mapping[str, Dataset], settings: TrialSettings,
-             resources: Resources, name: str, deadline: float | None = None,
-             start: float | None = None) -> None:
+def run_jobs(
+    folder: RunFolder,
+    jobs: Sequence[Job],
+    datasets: Mapping[str, Dataset],
+    settings: TrialSettings,
+    resources: Resources,
+    name: str,
+    deadline: float | None = None,
+    start: float | None = None,
+) -> None:
     """Run `jobs` in one Tune run (a local Ray, or the cluster at `resources.address`), appending
     each finished one to its file under `folder`. Torn last lines of those files (a kill -9 during
     a write) are set aside first, with a line each. Results are read back from the files.
@@ -246,20 +265,28 @@ def run_jobs(folder: RunFolder, jobs: Sequence[Job], datasets: Mapping[str, Data
             cluster = ray.cluster_resources()
             check_resources(cluster, resources.cpus_per_trial, resources.gpus_per_trial, resources.address)
             refs = {k: [ray.put(_without_test(d))] for k, d in datasets.items() if any(j.data == k for j in jobs)}
-            fn = tune.with_parameters(job_trainable, data=refs, settings=settings,
-                                      threads=max(1, int(resources.cpus_per_trial)))
+            fn = tune.with_parameters(
+                job_trainable, data=refs, settings=settings, threads=max(1, int(resources.cpus_per_trial))
+            )
             tuner = tune.Tuner(
                 tune.with_resources(fn, {'cpu': resources.cpus_per_trial, 'gpu': resources.gpus_per_trial}),
                 tune_config=tune.TuneConfig(
-                    search_alg=JobQueue(jobs, deadline), num_samples=-1,
-                    max_concurrent_trials=resources.max_concurrent or fitting_trials(
-                        cluster, resources.cpus_per_trial, resources.gpus_per_trial),
-                    reuse_actors=True, trial_dirname_creator=trial_dirname),
+                    search_alg=JobQueue(jobs, deadline),
+                    num_samples=-1,
+                    max_concurrent_trials=resources.max_concurrent
+                    or fitting_trials(cluster, resources.cpus_per_trial, resources.gpus_per_trial),
+                    reuse_actors=True,
+                    trial_dirname_creator=trial_dirname,
+                ),
                 run_config=tune.RunConfig(
                     name=f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
                     storage_path=str((Path(folder.path) / 'ray').resolve()),
-                    stop=stopper, callbacks=[JobRecorder(folder, jobs, start)], verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=0)))  # no num_to_keep: see raytune.run_tune
+                    stop=stopper,
+                    callbacks=[JobRecorder(folder, jobs, start)],
+                    verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=0),
+                ),
+            )  # no num_to_keep: see raytune.run_tune
             tuner.fit()
     finally:
         for signum, handler in previous.items():

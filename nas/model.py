@@ -31,9 +31,22 @@ from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
 from nas.acmix import ACmix
 from nas.arch import Arch, BlockArch, StageArch, StemArch
 
-__all__ = ['arch_to_cfg', 'coerce_arch', 'create_model', 'default_arch', 'model_args', 'paper_arch', 'rates_of', 'rates_from_weights',
-           'block_map', 'describe_block',
-           'acmix_nas', 'acmix_resnet26', 'acmix_resnet38', 'acmix_resnet50']
+__all__ = [
+    'arch_to_cfg',
+    'coerce_arch',
+    'create_model',
+    'default_arch',
+    'model_args',
+    'paper_arch',
+    'rates_of',
+    'rates_from_weights',
+    'block_map',
+    'describe_block',
+    'acmix_nas',
+    'acmix_resnet26',
+    'acmix_resnet38',
+    'acmix_resnet50',
+]
 
 PAPER_DEPTHS = {26: (1, 2, 4, 1), 38: (2, 3, 5, 2), 50: (3, 4, 6, 3)}
 
@@ -52,9 +65,19 @@ def coerce_arch(arch: Arch | dict[str, Any] | str) -> Arch:
 def _block_cfg(stage: StageArch, block: BlockArch) -> ByoBlockCfg:
     common = dict(d=1, c=stage.channels, s=stage.stride, gs=0, br=stage.bottle_ratio)
     if block.op == 'acmix':
-        return ByoBlockCfg(type='self_attn', self_attn_layer=ACmix, self_attn_kwargs=dict(
-            kernel_att=block.k_att, head=block.heads, kernel_conv=block.k_conv, alpha=block.alpha,
-            beta=block.beta, learnable=block.learnable), **common)
+        return ByoBlockCfg(
+            type='self_attn',
+            self_attn_layer=ACmix,
+            self_attn_kwargs=dict(
+                kernel_att=block.k_att,
+                head=block.heads,
+                kernel_conv=block.k_conv,
+                alpha=block.alpha,
+                beta=block.beta,
+                learnable=block.learnable,
+            ),
+            **common,
+        )
     kind = 'bottle' if stage.block == 'bottleneck' else 'basic'
     return ByoBlockCfg(type=kind, block_kwargs=dict(kernel_size=block.kernel), **common)
 
@@ -79,10 +102,15 @@ def model_args(model: ByobNet) -> dict[str, Any]:
 def default_arch() -> Arch:
     """The default space's (search_spaces/digits.yaml) all-ACmix point; built in, so no file is read."""
     acmix = BlockArch(op='acmix', heads=4, k_att=3, k_conv=3)
-    return Arch(input_size=(16, 16), in_chans=1, stem=StemArch('3x3', 16, None), stages=(
-        StageArch('basic', 16, 1, 1.0, (acmix,)),
-        StageArch('bottleneck', 64, 2, 0.25, (acmix, acmix)),
-    ))
+    return Arch(
+        input_size=(16, 16),
+        in_chans=1,
+        stem=StemArch('3x3', 16, None),
+        stages=(
+            StageArch('basic', 16, 1, 1.0, (acmix,)),
+            StageArch('bottleneck', 64, 2, 0.25, (acmix, acmix)),
+        ),
+    )
 
 
 def paper_arch(depth: int = 50, op: str = 'acmix') -> Arch:
@@ -90,8 +118,10 @@ def paper_arch(depth: int = 50, op: str = 'acmix') -> Arch:
     widths 64/128/256/512 × 4) with every bottleneck's 3×3 conv replaced by ACmix(k_att=7, head=4,
     k_conv=3) when op='acmix' (Pan et al., 2022), or kept as conv when op='conv'."""
     block = BlockArch(op=op) if op == 'conv' else BlockArch(op='acmix', heads=4, k_att=7, k_conv=3)
-    stages = tuple(StageArch('bottleneck', c * 4, 1 if i == 0 else 2, 0.25, (block,) * d)
-                   for i, (c, d) in enumerate(zip((64, 128, 256, 512), PAPER_DEPTHS[depth])))
+    stages = tuple(
+        StageArch('bottleneck', c * 4, 1 if i == 0 else 2, 0.25, (block,) * d)
+        for i, (c, d) in enumerate(zip((64, 128, 256, 512), PAPER_DEPTHS[depth]))
+    )
     return Arch(input_size=(224, 224), in_chans=3, stem=StemArch('7x7', 64, 'maxpool'), stages=stages)
 
 
@@ -122,8 +152,15 @@ def _create(variant: str, arch: Arch, pretrained: bool, **kwargs: Any) -> ByobNe
             n = len(_feature_info(ByobNet(arch_to_cfg(arch), num_classes=0, in_chans=arch.in_chans)))
         kwargs['out_indices'] = tuple(range(n))
     model = build_model_with_cfg(
-        ByobNet, variant, pretrained, model_cfg=arch_to_cfg(arch), pretrained_cfg_overlay=overlay,
-        feature_cfg=dict(feature_cls=_feature_net), in_chans=arch.in_chans, **kwargs)
+        ByobNet,
+        variant,
+        pretrained,
+        model_cfg=arch_to_cfg(arch),
+        pretrained_cfg_overlay=overlay,
+        feature_cfg=dict(feature_cls=_feature_net),
+        in_chans=arch.in_chans,
+        **kwargs,
+    )
     model.arch = arch
     return model
 
@@ -148,19 +185,38 @@ def _feature_net(model: ByobNet, **kwargs: Any) -> FeatureListNet:
 
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return {'url': '', 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
-            'crop_pct': 0.875, 'interpolation': 'bicubic', 'mean': IMAGENET_DEFAULT_MEAN,
-            'std': IMAGENET_DEFAULT_STD, 'first_conv': 'stem.conv1.conv', 'classifier': 'head.fc',
-            'license': 'mit', **kwargs}
+    return {
+        'url': '',
+        'num_classes': 1000,
+        'input_size': (3, 224, 224),
+        'pool_size': (7, 7),
+        'crop_pct': 0.875,
+        'interpolation': 'bicubic',
+        'mean': IMAGENET_DEFAULT_MEAN,
+        'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'stem.conv1.conv',
+        'classifier': 'head.fc',
+        'license': 'mit',
+        **kwargs,
+    }
 
 
-default_cfgs = generate_default_cfgs({
-    'acmix_nas': _cfg(num_classes=10, input_size=(1, 16, 16), pool_size=(2, 2), crop_pct=1.0, mean=(0.5,),
-                      std=(0.5,), first_conv='stem.conv'),
-    'acmix_resnet26': _cfg(paper_ids='arXiv:2111.14556'),
-    'acmix_resnet38': _cfg(paper_ids='arXiv:2111.14556'),
-    'acmix_resnet50': _cfg(paper_ids='arXiv:2111.14556'),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        'acmix_nas': _cfg(
+            num_classes=10,
+            input_size=(1, 16, 16),
+            pool_size=(2, 2),
+            crop_pct=1.0,
+            mean=(0.5,),
+            std=(0.5,),
+            first_conv='stem.conv',
+        ),
+        'acmix_resnet26': _cfg(paper_ids='arXiv:2111.14556'),
+        'acmix_resnet38': _cfg(paper_ids='arXiv:2111.14556'),
+        'acmix_resnet50': _cfg(paper_ids='arXiv:2111.14556'),
+    }
+)
 
 
 @register_model
@@ -192,6 +248,7 @@ def acmix_resnet50(pretrained: bool = False, **kwargs: Any) -> ByobNet:
 def create_model(arch: Arch | dict[str, Any] | str, num_classes: int = 10, **kwargs: Any) -> ByobNet:
     """timm.create_model('acmix_nas', arch=arch, num_classes=num_classes, **kwargs)."""
     import timm
+
     return timm.create_model('acmix_nas', arch=coerce_arch(arch), num_classes=num_classes, **kwargs)
 
 
@@ -205,13 +262,19 @@ def rates_of(model: torch.nn.Module) -> list[dict[str, Any]]:
     for name, m in model.named_modules():
         if isinstance(m, ACmix):
             loc = _BLOCK_RE.search(name + '.')
-            out.append(dict(stage=int(loc.group(1)) if loc else None, index=int(loc.group(2)) if loc else None,
-                            alpha=float(m.rate1.detach().float().reshape(-1)[0]),
-                            beta=float(m.rate2.detach().float().reshape(-1)[0])))
+            out.append(
+                dict(
+                    stage=int(loc.group(1)) if loc else None,
+                    index=int(loc.group(2)) if loc else None,
+                    alpha=float(m.rate1.detach().float().reshape(-1)[0]),
+                    beta=float(m.rate2.detach().float().reshape(-1)[0]),
+                )
+            )
     return out
 
 
 # ---------------------------------------------------------------------------------- per-block map
+
 
 def rates_from_weights(path: str | Path) -> list[dict[str, Any]]:
     """rates_of() read straight from a safetensors file (only the rate tensors are read)."""
@@ -222,8 +285,9 @@ def rates_from_weights(path: str | Path) -> list[dict[str, Any]]:
         for key in f.keys():
             m = re.search(r'stages\.(\d+)\.(\d+)\.self_attn\.rate([12])$', key)
             if m:
-                row = found.setdefault((int(m.group(1)), int(m.group(2))),
-                                       dict(stage=int(m.group(1)), index=int(m.group(2))))
+                row = found.setdefault(
+                    (int(m.group(1)), int(m.group(2))), dict(stage=int(m.group(1)), index=int(m.group(2)))
+                )
                 row['alpha' if m.group(3) == '1' else 'beta'] = float(f.get_tensor(key).float().reshape(-1)[0])
     return [found[k] for k in sorted(found)]
 
@@ -260,6 +324,7 @@ def describe_block(row: dict[str, Any]) -> str:
     head = f"s{row['stage']}.b{row['index']}"
     if row['op'] == 'acmix':
         tag = '' if row['rates'] == 'learned' else ' (init)'
-        return (f"{head} ACmix h{row['heads']} k{row['k_att']} c{row['k_conv']} "
-                f"α{row['alpha']:.2f} β{row['beta']:.2f}{tag}")
+        return (
+            f"{head} ACmix h{row['heads']} k{row['k_att']} c{row['k_conv']} α{row['alpha']:.2f} β{row['beta']:.2f}{tag}"
+        )
     return f"{head} conv {row['kernel']}x{row['kernel']}"

@@ -24,8 +24,20 @@ __all__ = ['UsageError', 'SearchOptions', 'DEFAULT_SPACE', 'SAMPLERS', 'RESUMABL
 DEFAULT_SPACE = Path('search_spaces/symmetry.yaml')
 SAMPLERS = ('evolution', 'tpe', 'nsga2', 'nsga3', 'gp', 'random')
 # Options a resumed run may change; the others define the search and must stay as they were.
-RESUMABLE = {'budget', 'time_budget', 'cpus_per_trial', 'gpus_per_trial', 'gpu_memory_mb', 'max_concurrent', 'address',
-             'max_failures', 'resume', 'results_dir', 'quiet', 'data_dir'}
+RESUMABLE = {
+    'budget',
+    'time_budget',
+    'cpus_per_trial',
+    'gpus_per_trial',
+    'gpu_memory_mb',
+    'max_concurrent',
+    'address',
+    'max_failures',
+    'resume',
+    'results_dir',
+    'quiet',
+    'data_dir',
+}
 LIMIT_OPTIONS = {'max_macs': 'macs', 'max_params': 'params', 'max_latency_ms': 'latency'}
 PROXY_OPTIONS = ('dataset', 'epochs', 'batch_size', 'subset')
 NAME_MAX = 255  # bytes in a file name on Linux, macOS and Windows file systems alike
@@ -137,11 +149,15 @@ class SearchOptions:
         if self.name is not None:
             name = str(self.name)
             if name in ('', '.', '..') or any(c in name for c in ('/', '\\', '\0', os.sep)):
-                raise UsageError(f'--name {name!r}: give a plain folder name (no "/", no ".."); '
-                                 f'the run folder goes under --results-dir')
+                raise UsageError(
+                    f'--name {name!r}: give a plain folder name (no "/", no ".."); '
+                    f'the run folder goes under --results-dir'
+                )
             if len(os.fsencode(name)) > NAME_MAX:
-                raise UsageError(f'--name is {len(os.fsencode(name))} bytes long; a folder name takes at most '
-                                 f'{NAME_MAX} (give a shorter one)')
+                raise UsageError(
+                    f'--name is {len(os.fsencode(name))} bytes long; a folder name takes at most '
+                    f'{NAME_MAX} (give a shorter one)'
+                )
         # the proxy overrides, by ProxyConfig's own rules (the space's proxy is checked once loaded)
         changes = proxy_changes(self)
         try:
@@ -174,8 +190,12 @@ def proxy_changes(opts: SearchOptions) -> dict[str, Any]:
 
 
 def _parse_objectives(values: list[str] | str) -> list[str]:
-    names = [v.strip().lower() for item in ([values] if isinstance(values, str) else values)
-             for v in item.split(',') if v.strip()]
+    names = [
+        v.strip().lower()
+        for item in ([values] if isinstance(values, str) else values)
+        for v in item.split(',')
+        if v.strip()
+    ]
     unknown = [n for n in names if n not in OBJECTIVES]
     if unknown:
         raise UsageError(f"--objectives: unknown {', '.join(unknown)}; choose accuracy plus any of {', '.join(COSTS)}")

@@ -31,10 +31,30 @@ import numpy as np
 from optuna._hypervolume import compute_hypervolume
 from optuna.study._multi_objective import _fast_non_domination_rank
 
-__all__ = ['OBJECTIVES', 'COSTS', 'Point', 'directions', 'as_losses', 'nondominated_ranks', 'knee_index',
-           'normalise', 'hypervolume_of', 'candidates', 'losses_of', 'ranks', 'front', 'knee',
-           'normalised_losses', 'hypervolume', 'hypervolume_history', 'NOISE_Z', 'accuracy_errors', 'noise_band',
-           'unseparable', 'race_targets']
+__all__ = [
+    'OBJECTIVES',
+    'COSTS',
+    'Point',
+    'directions',
+    'as_losses',
+    'nondominated_ranks',
+    'knee_index',
+    'normalise',
+    'hypervolume_of',
+    'candidates',
+    'losses_of',
+    'ranks',
+    'front',
+    'knee',
+    'normalised_losses',
+    'hypervolume',
+    'hypervolume_history',
+    'NOISE_Z',
+    'accuracy_errors',
+    'noise_band',
+    'unseparable',
+    'race_targets',
+]
 
 # Objective name -> (record field, Optuna direction).
 OBJECTIVES: dict[str, tuple[str, str]] = {
@@ -70,6 +90,7 @@ def directions(objectives: Sequence[str]) -> list[str]:
 
 # ---------------------------------------------------------------------------------- on arrays
 
+
 def as_losses(values: np.ndarray | Sequence[Sequence[float]], objectives: Sequence[str]) -> np.ndarray:
     """Objective values (n, m) as losses: maximised objectives negated."""
     sign = np.array([-1.0 if d == 'maximize' else 1.0 for d in directions(objectives)])
@@ -95,7 +116,7 @@ def knee_index(losses: np.ndarray, tie_break: Sequence[int] | None = None) -> in
         return None
     lo, span = losses.min(axis=0), np.ptp(losses, axis=0)
     scaled = np.divide(losses - lo, span, out=np.zeros_like(losses), where=span > 0)
-    dist = np.sqrt((scaled ** 2).sum(axis=1))
+    dist = np.sqrt((scaled**2).sum(axis=1))
     order = tie_break if tie_break is not None else range(len(losses))
     keys = [(round(float(d), 12), float(first), t) for d, first, t in zip(dist, losses[:, 0], order)]
     return min(range(len(losses)), key=keys.__getitem__)
@@ -124,10 +145,12 @@ def hypervolume_of(normalised: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------------- on records
 
+
 def candidates(points: Iterable[P], objectives: Sequence[str]) -> list[P]:
     """The points that can be on a front: complete, feasible, with every objective measured."""
-    return [p for p in points if p.status == 'complete' and p.feasible
-            and all(p.value(o) is not None for o in objectives)]
+    return [
+        p for p in points if p.status == 'complete' and p.feasible and all(p.value(o) is not None for o in objectives)
+    ]
 
 
 def losses_of(points: Sequence[Point], objectives: Sequence[str]) -> np.ndarray:
@@ -178,6 +201,7 @@ def hypervolume_history(points: Sequence[Point], objectives: Sequence[str], scal
 # standard error over seeds (`accuracy_se`) where it has one, else sigma / sqrt(seeds) with sigma
 # the run's pooled seed standard deviation, else unknown (nan: nothing counts as within noise).
 
+
 def accuracy_errors(points: Sequence[Point], sigma: float | None) -> np.ndarray:
     """The standard error of each point's accuracy (see above)."""
     out = []
@@ -214,23 +238,34 @@ def noise_band(points: Iterable[P], objectives: Sequence[str], sigma: float | No
     return [p for *_, p in sorted(band, key=lambda t: t[:2])]
 
 
-def unseparable(points: Iterable[Point], objectives: Sequence[str], sigma: float | None,
-                z: float = NOISE_Z) -> dict[int, list[int]]:
+def unseparable(
+    points: Iterable[Point], objectives: Sequence[str], sigma: float | None, z: float = NOISE_Z
+) -> dict[int, list[int]]:
     """Front points whose place is not separable from a dominated point within the noise:
     front point number -> numbers of the dominated points that cost no more on every cost and
     are behind it in accuracy by less than z standard errors (they may truly dominate it)."""
     cands, ranks_, acc, costs, margin = _noise_setup(points, objectives, sigma, z)
     out: dict[int, list[int]] = {}
     for f in np.flatnonzero(ranks_ == 0):
-        near = [cands[d].number for d in np.flatnonzero(ranks_ > 0)
-                if (costs[d] <= costs[f]).all() and acc[f] - acc[d] < margin[f, d]]
+        near = [
+            cands[d].number
+            for d in np.flatnonzero(ranks_ > 0)
+            if (costs[d] <= costs[f]).all() and acc[f] - acc[d] < margin[f, d]
+        ]
         if near:
             out[cands[f].number] = near
     return out
 
 
-def race_targets(points: Sequence[P], objectives: Sequence[str], sigma: float | None, *, repeats: int = 1,
-                 race: int = 1, band: bool = True) -> list[tuple[P, int]]:
+def race_targets(
+    points: Sequence[P],
+    objectives: Sequence[str],
+    sigma: float | None,
+    *,
+    repeats: int = 1,
+    race: int = 1,
+    band: bool = True,
+) -> list[tuple[P, int]]:
     """The seeds each point should have, most urgent first: the front's points `race` seeds
     (fewest seeds first), then, when `band`, the points within the noise band of the front
     (`noise_band`, closest first), then every other candidate `repeats` seeds. A point is

@@ -36,8 +36,10 @@ _PROXY_CHECKS = dict(
     dataset=(lambda v: isinstance(v, str) and dataset_name(v) is not None, f"one of {', '.join(DATASETS)}"),
     image_size=(lambda v: v is None or (is_int(v) and v >= 1), "an int >= 1"),
     val_fraction=(lambda v: is_num(v) and 0 < v < 1, "a number in (0, 1)"),
-    subset=(lambda v: v is None or (is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
-            "null, an int count >= 1 or a fraction in (0, 1]"),
+    subset=(
+        lambda v: v is None or (is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
+        "null, an int count >= 1 or a fraction in (0, 1]",
+    ),
     epochs=(lambda v: is_int(v) and v >= 1, "an int >= 1"),
     batch_size=(lambda v: is_int(v) and v >= 1, "an int >= 1"),
     optimizer=(lambda v: v in ("sgd", "adamw"), "one of ['sgd', 'adamw']"),
@@ -100,8 +102,9 @@ class ProxyConfig:
                 raise ProxyError(key, f"expected {allowed}, got {getattr(self, key)!r}")
         if self.warmup_epochs > self.epochs:
             raise ProxyError("warmup_epochs", f"expected at most epochs ({self.epochs}), got {self.warmup_epochs}")
-        return replace(self, **{k: float(getattr(self, k)) for k in ("lr", "weight_decay", "val_fraction",
-                                                                      "label_smoothing")})
+        return replace(
+            self, **{k: float(getattr(self, k)) for k in ("lr", "weight_decay", "val_fraction", "label_smoothing")}
+        )
 
     def to_dict(self) -> dict:
         """Its fields; `rank_by` only when it is not the default, so that spaces and runs written before it
@@ -111,8 +114,16 @@ class ProxyConfig:
             del d["rank_by"]
         return d
 
-    def load_data(self, data_dir: Path | str | None = None, seed: int = 0,
-                  device: torch.device | str = "cpu") -> Dataset:
+    def load_data(
+        self, data_dir: Path | str | None = None, seed: int = 0, device: torch.device | str = "cpu"
+    ) -> Dataset:
         """The proxy's dataset (a seeded split of the training images; raises DataError)."""
-        return load_dataset(self.dataset, data_dir=data_dir, image_size=self.image_size,
-                            val_fraction=self.val_fraction, subset=self.subset, seed=seed, device=device)
+        return load_dataset(
+            self.dataset,
+            data_dir=data_dir,
+            image_size=self.image_size,
+            val_fraction=self.val_fraction,
+            subset=self.subset,
+            seed=seed,
+            device=device,
+        )

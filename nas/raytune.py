@@ -60,8 +60,16 @@ from nas.space import SearchSpace
 from nas.study import RunStudy
 from nas.trial import TrialSettings, evaluate
 
-__all__ = ['TuneJob', 'TuneOutcome', 'run_tune', 'trainable', 'ArchSearcher', 'Recorder', 'FailureStopper',
-           'record_from_result']
+__all__ = [
+    'TuneJob',
+    'TuneOutcome',
+    'run_tune',
+    'trainable',
+    'ArchSearcher',
+    'Recorder',
+    'FailureStopper',
+    'record_from_result',
+]
 
 PROGRESS_EVERY = 30.0  # seconds between status lines of running trials when stdout is not a terminal
 ERROR_CHARS = 300  # a failed trial's reason (trials.jsonl `error`, its progress line) is cut to this
@@ -69,10 +77,16 @@ ERROR_CHARS = 300  # a failed trial's reason (trials.jsonl `error`, its progress
 
 # --------------------------------------------------------------------------- the trial (worker side)
 
+
 def _result(record: TrialRecord, final: bool) -> dict[str, Any]:
     """A Tune result: ASHA's metric at the top, the whole record beside it."""
-    return {'accuracy': record.accuracy or 0.0, 'epoch': record.epochs, 'final': final,
-            'status': record.status, 'record': asdict(record)}
+    return {
+        'accuracy': record.accuracy or 0.0,
+        'epoch': record.epochs,
+        'final': final,
+        'status': record.status,
+        'record': asdict(record),
+    }
 
 
 # The proxy's data on each worker's device, fetched once per worker process: actors are reused
@@ -125,8 +139,9 @@ def trainable(config: dict[str, Any], data: list[ray.ObjectRef], settings: Trial
         tune.report(_result(outcome.record, final=True), checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def record_from_result(result: dict[str, Any], config: dict[str, Any], error: bool = False,
-                       message: str | None = None) -> TrialRecord:
+def record_from_result(
+    result: dict[str, Any], config: dict[str, Any], error: bool = False, message: str | None = None
+) -> TrialRecord:
     """The trials.jsonl record of a trial from its last result and its config (number -1).
 
     A trial whose last result is not final was stopped by the scheduler ('stopped'); one that
@@ -140,9 +155,17 @@ def record_from_result(result: dict[str, Any], config: dict[str, Any], error: bo
             for part in parents:
                 node = node.setdefault(part, {})
             node[leaf] = value
-    record = TrialRecord.from_dict(raw) if raw else TrialRecord(
-        number=-1, arch_id=config.get('arch_id', ''), arch=config.get('arch', {}), status='failed',
-        seed=config.get('seed'))
+    record = (
+        TrialRecord.from_dict(raw)
+        if raw
+        else TrialRecord(
+            number=-1,
+            arch_id=config.get('arch_id', ''),
+            arch=config.get('arch', {}),
+            status='failed',
+            seed=config.get('seed'),
+        )
+    )
     if error or not raw:
         record.status, record.accuracy = 'failed', None
         record.error = message or record.error or 'the trial ended without a result'
@@ -203,10 +226,24 @@ class ArchSearcher(Searcher):
     trials, never the whole history, so its cost per trial does not grow with the run.
     """
 
-    def __init__(self, study: RunStudy, space: SearchSpace, objectives: list[str], limits: dict[str, float],
-                 history: list[TrialRecord], seed: int, budget: int, repeats: int = 1, race: int = 1,
-                 race_share: float = 0.0, gpu_memory_mb: float | None = None, batch_size: int = 64,
-                 queue: Sequence[dict[str, Any]] = (), deadline: float | None = None, rank_by: str = 'accuracy'):
+    def __init__(
+        self,
+        study: RunStudy,
+        space: SearchSpace,
+        objectives: list[str],
+        limits: dict[str, float],
+        history: list[TrialRecord],
+        seed: int,
+        budget: int,
+        repeats: int = 1,
+        race: int = 1,
+        race_share: float = 0.0,
+        gpu_memory_mb: float | None = None,
+        batch_size: int = 64,
+        queue: Sequence[dict[str, Any]] = (),
+        deadline: float | None = None,
+        rank_by: str = 'accuracy',
+    ):
         super().__init__()  # several objectives: Optuna holds them, Tune needs no metric of ours
         self.study, self.space, self.objectives, self.limits = study, space, objectives, limits
         self.seed, self.budget, self.repeats, self.race, self.race_share = seed, budget, repeats, race, race_share
@@ -218,7 +255,9 @@ class ArchSearcher(Searcher):
         self.rank_by = rank_by  # the proxy's rank signal (nas.signals): what the sampler is told for accuracy
         self.running: dict[str, tuple[str, int | None]] = {}  # Ray trial id -> (arch id, a new arch's trial number)
         self.untold: dict[str, int | None] = {}  # arch id -> its open Optuna trial (None: add anew)
-        told = {t.user_attrs.get('arch_id') for t in study.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        told = {
+            t.user_attrs.get('arch_id') for t in study.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        }
         for a in self.archive.architectures:  # a killed run's open trials were failed: tell those anew
             if a.status == 'complete' and a.arch_id not in told:
                 self.untold[a.arch_id] = None
@@ -279,8 +318,9 @@ class ArchSearcher(Searcher):
 
     def _targets(self) -> list[tuple[ArchResult, int]]:
         extra = len(self.archive.records) + len(self.running) - self._new_archs()
-        return self.archive.race_targets(repeats=self.repeats, race=self.race,
-                                         band=extra < self.race_share * self.budget)
+        return self.archive.race_targets(
+            repeats=self.repeats, race=self.race, band=extra < self.race_share * self.budget
+        )
 
     def _reevaluation(self) -> dict[str, Any] | None:
         pending = self._in_flight()
@@ -306,8 +346,13 @@ class ArchSearcher(Searcher):
             return None
         self.proposals[kind or 'queued'] += 1
         self._params[arch.arch_id] = params
-        return {'arch': arch.to_dict(), 'arch_id': arch.arch_id, 'seed': self.seed,
-                'optuna_number': number, 'optuna_params': params}
+        return {
+            'arch': arch.to_dict(),
+            'arch_id': arch.arch_id,
+            'seed': self.seed,
+            'optuna_number': number,
+            'optuna_params': params,
+        }
 
     # -- what happened
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -375,6 +420,7 @@ class ArchSearcher(Searcher):
 
 # --------------------------------------------------------------------------- recording and progress
 
+
 def _hms(seconds: float) -> str:
     seconds = int(round(seconds))
     return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
@@ -391,11 +437,10 @@ def _error_line(trial: Any) -> str:
         pass
     text = text or str(getattr(trial, 'error_msg', '') or '')
     if any(s in text for s in ('ActorDiedError', 'RayActorError', 'worker process has died', 'WorkerCrashedError')):
-        return ("the trial's worker process died (killed by a signal, or out of memory: see dmesg or "
-                "Ray's logs)")
+        return "the trial's worker process died (killed by a signal, or out of memory: see dmesg or Ray's logs)"
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     line = lines[-1] if lines else 'the trial raised an exception'
-    return line if len(line) <= ERROR_CHARS else line[:ERROR_CHARS - 3] + '...'
+    return line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 3] + '...'
 
 
 class Recorder(tune.Callback):
@@ -408,8 +453,15 @@ class Recorder(tune.Callback):
     the end (which also brings the counts and the noise flags of points off the front up to date).
     """
 
-    def __init__(self, run: RunFolder, references: dict[str, str], objectives: list[str], budget: int,
-                 quiet: bool = False, epochs: int = 0):
+    def __init__(
+        self,
+        run: RunFolder,
+        references: dict[str, str],
+        objectives: list[str],
+        budget: int,
+        quiet: bool = False,
+        epochs: int = 0,
+    ):
         self.run, self.references, self.objectives = run, references, objectives
         self.budget, self.quiet, self.epochs = budget, quiet, epochs
         self.tty = sys.stdout.isatty()  # a status line updated in place; else a line every PROGRESS_EVERY s
@@ -452,8 +504,9 @@ class Recorder(tune.Callback):
             self.halt(OSError(errno.ENOSPC, message, str(self.run.path)), trial)
         if not self.halted:
             with self._unless_out_of_space(trial):
-                self._record(trial, record_from_result(dict(trial.last_result or {}), trial.config, error=True,
-                                                       message=message))
+                self._record(
+                    trial, record_from_result(dict(trial.last_result or {}), trial.config, error=True, message=message)
+                )
 
     # -- halting: a full disk, Ctrl-C
     @property
@@ -490,9 +543,12 @@ class Recorder(tune.Callback):
             return
         record = result.get('record') or {}
         train_seconds = record.get('train_seconds', result.get('record/train_seconds')) or 0.0
-        self._running[trial.trial_id] = (str(trial.config.get('arch_id', trial.trial_id)),
-                                         int(result.get('epoch') or 0), float(result.get('accuracy') or 0.0),
-                                         float(train_seconds))
+        self._running[trial.trial_id] = (
+            str(trial.config.get('arch_id', trial.trial_id)),
+            int(result.get('epoch') or 0),
+            float(result.get('accuracy') or 0.0),
+            float(train_seconds),
+        )
         if self.quiet:
             return
         now = time.perf_counter()
@@ -523,7 +579,7 @@ class Recorder(tune.Callback):
         line = f'[{len(self.archs):>4}/{self.budget}] ' + self.status_line()  # architectures, as _print counts
         if self.tty:
             width = shutil.get_terminal_size((100, 20)).columns
-            sys.stdout.write('\r\x1b[K' + line[:width - 1])
+            sys.stdout.write('\r\x1b[K' + line[: width - 1])
             self._status_shown = True
         else:
             sys.stdout.write(line + '\n')
@@ -554,15 +610,21 @@ class Recorder(tune.Callback):
         elapsed = time.perf_counter() - self.start
         done = len(self.archs)
         remaining = max(0, self.budget - done) * elapsed / max(1, done - self.archs_before)
-        what = {'complete': f'acc {record.accuracy:.3f}' if record.accuracy is not None else '',
-                'stopped': f'stopped at epoch {record.epochs}, acc {record.accuracy or 0:.3f}',
-                'failed': f'{record.error}', 'infeasible': 'over a hard limit, not trained'}
+        what = {
+            'complete': f'acc {record.accuracy:.3f}' if record.accuracy is not None else '',
+            'stopped': f'stopped at epoch {record.epochs}, acc {record.accuracy or 0:.3f}',
+            'failed': f'{record.error}',
+            'infeasible': 'over a hard limit, not trained',
+        }
         costs = f'{(record.macs or 0) / 1e6:.2f}M MACs {(record.params or 0) / 1e3:.1f}k params'
         tag = f' [{record.reference}]' if record.reference else ''
         tag += f' re-evaluated, seed {record.seed}' if record.optuna_number is None and record.seed is not None else ''
-        print(f'[{done:>4}/{self.budget}] {_hms(elapsed)} {record.arch_id}{tag} {record.status}: '
-              f'{what.get(record.status, "")}, {costs} | failed {self.failures}, front {front_size}, '
-              f'~{_hms(remaining)} left', flush=True)
+        print(
+            f'[{done:>4}/{self.budget}] {_hms(elapsed)} {record.arch_id}{tag} {record.status}: '
+            f'{what.get(record.status, "")}, {costs} | failed {self.failures}, front {front_size}, '
+            f'~{_hms(remaining)} left',
+            flush=True,
+        )
 
 
 class FailureStopper(Stopper):
@@ -579,6 +641,7 @@ class FailureStopper(Stopper):
 
 
 # --------------------------------------------------------------------------- one search
+
 
 @dataclass
 class TuneJob:
@@ -623,15 +686,18 @@ class TuneOutcome:
     signal: int | None = None  # the signal that interrupted it (SIGINT, SIGTERM)
 
 
-def check_resources(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float,
-                    address: str | None) -> None:
+def check_resources(
+    resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float, address: str | None
+) -> None:
     """A trial that fits nowhere would make Tune wait forever: say so instead."""
     where = f'the Ray cluster at {address}' if address else 'this machine'
     if cpus_per_trial > resources.get('CPU', 0):
         raise UsageError(f"--cpus-per-trial {cpus_per_trial:g}: {where} has {resources.get('CPU', 0):g} CPUs")
     if gpus_per_trial > resources.get('GPU', 0):
-        raise UsageError(f"--gpus-per-trial {gpus_per_trial:g}: {where} has {resources.get('GPU', 0):g} GPUs"
-                            + ('' if address else '; CUDA is not available to torch here'))
+        raise UsageError(
+            f"--gpus-per-trial {gpus_per_trial:g}: {where} has {resources.get('GPU', 0):g} GPUs"
+            + ('' if address else '; CUDA is not available to torch here')
+        )
 
 
 def fitting_trials(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> int:
@@ -702,8 +768,11 @@ def join_cluster(address: str, from_env: bool = False) -> None:
     with one line: nothing answers there as a Ray cluster (asked first, with a bounded wait), no
     cluster runs for 'auto', or Ray refuses (another version, a wrong token)."""
     flag = f'RAY_ADDRESS={address} (exported)' if from_env else f'--address {address}'
-    how = ('; to run on a local Ray instead, run the command with it unset (env -u RAY_ADDRESS ...)' if from_env else
-           '; start one with ray start --head, or leave --address out for a local Ray')
+    how = (
+        '; to run on a local Ray instead, run the command with it unset (env -u RAY_ADDRESS ...)'
+        if from_env
+        else '; start one with ray start --head, or leave --address out for a local Ray'
+    )
     if address != 'auto':
         host, _, port = address.removeprefix('ray://').rpartition(':')
         if not host or not port.isdigit():
@@ -744,8 +813,12 @@ def ray_session(address: str | None) -> Iterator[None]:
             join_cluster(joined, from_env=not address)
             yield
         else:
-            ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                     num_gpus=torch.cuda.device_count())
+            ray.init(
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+                num_gpus=torch.cuda.device_count(),
+            )
             try:
                 yield
             finally:
@@ -762,12 +835,25 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     Raises:
         UsageError: a trial fits on no node.
     """
-    searcher = ArchSearcher(job.study, job.space, job.objectives, job.limits, job.history, job.seed, job.budget,
-                            repeats=job.repeats, race=job.race, race_share=job.race_share,
-                            gpu_memory_mb=job.gpu_memory_mb, batch_size=job.settings.proxy.batch_size,
-                            queue=job.queue, rank_by=job.settings.proxy.rank_by)
-    recorder = Recorder(job.run, job.references, job.objectives, job.budget, job.quiet,
-                        epochs=job.settings.proxy.epochs)
+    searcher = ArchSearcher(
+        job.study,
+        job.space,
+        job.objectives,
+        job.limits,
+        job.history,
+        job.seed,
+        job.budget,
+        repeats=job.repeats,
+        race=job.race,
+        race_share=job.race_share,
+        gpu_memory_mb=job.gpu_memory_mb,
+        batch_size=job.settings.proxy.batch_size,
+        queue=job.queue,
+        rank_by=job.settings.proxy.rank_by,
+    )
+    recorder = Recorder(
+        job.run, job.references, job.objectives, job.budget, job.quiet, epochs=job.settings.proxy.epochs
+    )
     # Ctrl-C and SIGTERM (a cluster's scheduler, a container stop): our handler instead of Tune's, so
     # the search knows; the FailureStopper then stops Tune cleanly, and a second signal stops at once.
     os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'
@@ -788,31 +874,49 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
         if main:  # after ray.init, which installs its own (an abort with a C++ stack)
             signal.signal(signal.SIGTERM, on_signal)
         resources = ray.cluster_resources()
-        cluster = {'address': job.address or 'local', 'nodes': sum(n['Alive'] for n in ray.nodes()),
-                   **{k.lower() + 's': v for k, v in resources.items() if k in ('CPU', 'GPU')}}
+        cluster = {
+            'address': job.address or 'local',
+            'nodes': sum(n['Alive'] for n in ray.nodes()),
+            **{k.lower() + 's': v for k, v in resources.items() if k in ('CPU', 'GPU')},
+        }
         if on_cluster is not None:
             on_cluster(cluster)
         auto = job.gpu_memory_mb is not None
         least = 1 / GPU_GRID if auto else job.gpus_per_trial
         check_resources(resources, job.cpus_per_trial, least, job.address)
         concurrent = job.max_concurrent or fitting_trials(resources, job.cpus_per_trial, least)
-        fn = tune.with_parameters(trainable, data=[ray.put(job.data)], settings=job.settings,
-                                  threads=max(1, int(job.cpus_per_trial)))
+        fn = tune.with_parameters(
+            trainable, data=[ray.put(job.data)], settings=job.settings, threads=max(1, int(job.cpus_per_trial))
+        )
         scheduler = None
         if job.early_stop:
             epochs = job.settings.proxy.epochs
-            scheduler = ASHAScheduler(metric='accuracy', mode='max', time_attr='training_iteration',
-                                      max_t=max(1, epochs), grace_period=max(1, epochs // 4), reduction_factor=3)
+            scheduler = ASHAScheduler(
+                metric='accuracy',
+                mode='max',
+                time_attr='training_iteration',
+                max_t=max(1, epochs),
+                grace_period=max(1, epochs // 4),
+                reduction_factor=3,
+            )
         tuner = tune.Tuner(
             tune.with_resources(fn, partial(_resources, job.cpus_per_trial, job.gpus_per_trial)),
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,  # searcher ends
-                                        max_concurrent_trials=concurrent, reuse_actors=True,
-                                        trial_dirname_creator=trial_dirname),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=-1,  # searcher ends
+                max_concurrent_trials=concurrent,
+                reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
+            ),
             run_config=tune.RunConfig(
                 name=f"tune-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
                 storage_path=str((job.run.path / 'ray').resolve()),
-                stop=FailureStopper(recorder, job.max_failures), callbacks=[recorder], verbose=0,
-                failure_config=tune.FailureConfig(max_failures=0)),
+                stop=FailureStopper(recorder, job.max_failures),
+                callbacks=[recorder],
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
             # No CheckpointConfig(num_to_keep): every trial reports one checkpoint (its weights), and with
             # num_to_keep set Tune snapshots the whole experiment state after each one: a pass over every
             # trial per trial, which starved the slots of long runs. The run folder is the record.
@@ -826,6 +930,14 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         recorder._clear_status()
         stack.close()
-    return TuneOutcome(searcher.proposals, searcher.exhausted, recorder.failures, searcher.reevaluations, cluster,
-                       recorder.interrupted, recorder.disk_error, recorder.unrecorded,
-                       signal=stopped_by[0] if stopped_by else None)
+    return TuneOutcome(
+        searcher.proposals,
+        searcher.exhausted,
+        recorder.failures,
+        searcher.reevaluations,
+        cluster,
+        recorder.interrupted,
+        recorder.disk_error,
+        recorder.unrecorded,
+        signal=stopped_by[0] if stopped_by else None,
+    )

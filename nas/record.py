@@ -40,7 +40,9 @@ class TrialRecord:
     epochs: int = 0  # epochs trained: the fidelity reached
     seconds: float = 0.0  # wall time of the trial (cost measurement + training + evaluation)
     train_seconds: float = 0.0  # of which training and evaluation
-    cpu_seconds: float = 0.0  # CPU time of the trial's process over the same span (a cost that machine load does not inflate)
+    cpu_seconds: float = (
+        0.0  # CPU time of the trial's process over the same span (a cost that machine load does not inflate)
+    )
     error: str | None = None
     reference: str | None = None  # 'all_conv' | 'all_acmix' | 'paper' for the reference points
     optuna_number: int | None = None

@@ -68,8 +68,12 @@ def _skip(path: Path, number: int, line: bytes, why: str) -> None:
     key = (str(path), number, hash(line))
     if key not in _REPORTED:
         _REPORTED.add(key)
-        print(f"warning: {path}:{number}: {why}; record skipped (it counts nowhere: not in the front, the "
-              f"budget or a resume; fix or delete the line to count it)", file=sys.stderr, flush=True)
+        print(
+            f"warning: {path}:{number}: {why}; record skipped (it counts nowhere: not in the front, the "
+            f"budget or a resume; fix or delete the line to count it)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 @dataclass
@@ -88,13 +92,22 @@ class DataInfo:
 
     @classmethod
     def of(cls, data: Dataset) -> DataInfo:
-        return cls(dataset=data.name, num_classes=data.num_classes, in_chans=data.in_chans,
-                   image_size=data.image_size, mean=list(data.mean), std=list(data.std),
-                   train_images=len(data.train_y), val_images=len(data.val_y), fingerprint=data.fingerprint)
+        return cls(
+            dataset=data.name,
+            num_classes=data.num_classes,
+            in_chans=data.in_chans,
+            image_size=data.image_size,
+            mean=list(data.mean),
+            std=list(data.std),
+            train_images=len(data.train_y),
+            val_images=len(data.val_y),
+            fingerprint=data.fingerprint,
+        )
 
     def describe(self) -> str:
-        return (f"{self.dataset}, {self.num_classes} classes, {self.train_images} train / {self.val_images} val"
-                + (f", fingerprint {self.fingerprint}" if self.fingerprint else ""))
+        return f"{self.dataset}, {self.num_classes} classes, {self.train_images} train / {self.val_images} val" + (
+            f", fingerprint {self.fingerprint}" if self.fingerprint else ""
+        )
 
     def mismatch(self, other: DataInfo) -> str | None:
         """How `other` (the data loaded now) differs from this run's data, in a few words; None if
@@ -102,7 +115,11 @@ class DataInfo:
         fingerprints resumes on the same name, classes and split sizes), so a moved copy of the
         data passes and another set of the same name and size does not."""
         same = (self.dataset, self.num_classes, self.train_images, self.val_images) == (
-            other.dataset, other.num_classes, other.train_images, other.val_images)
+            other.dataset,
+            other.num_classes,
+            other.train_images,
+            other.val_images,
+        )
         if same and (not self.fingerprint or not other.fingerprint or self.fingerprint == other.fingerprint):
             return None
         return f"the run's is {self.describe()}; the data now is {other.describe()}"
@@ -142,8 +159,9 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         names = {f.name for f in fields(cls)} - {"extra"}
         kw = {k: v for k, v in d.items() if k in names}
-        kw["proxy"] = ProxyConfig(**{k: v for k, v in (d.get("proxy") or {}).items()
-                                     if k in ProxyConfig.__dataclass_fields__})
+        kw["proxy"] = ProxyConfig(
+            **{k: v for k, v in (d.get("proxy") or {}).items() if k in ProxyConfig.__dataclass_fields__}
+        )
         kw["data"] = DataInfo(**{k: v for k, v in (d.get("data") or {}).items() if k in DataInfo.__dataclass_fields__})
         for k in ("limits", "references", "hypervolume_scale", "versions", "options", "ray", "calibration"):
             kw[k] = dict(d.get(k) or {})
@@ -206,17 +224,23 @@ class RunFolder:
             return []
         for p in (self.trials_path, self.study_path):
             if (p.exists() or p.is_symlink()) and not p.is_file():
-                raise RunError(f"{p}: not a file, so nothing can be appended to it; move it out of the run folder "
-                               f"(a missing {p.name} is rebuilt or started anew)")
-        done = [repair_tail(self.trials_path, _whole_record),
-                repair_tail(self.study_path, lambda line: _json_object(line) is not None)]
+                raise RunError(
+                    f"{p}: not a file, so nothing can be appended to it; move it out of the run folder "
+                    f"(a missing {p.name} is rebuilt or started anew)"
+                )
+        done = [
+            repair_tail(self.trials_path, _whole_record),
+            repair_tail(self.study_path, lambda line: _json_object(line) is not None),
+        ]
         stale = [p for p in (self.path / (RUN_YAML + TMP), self.path / (PARETO + TMP)) if p.is_file()]
         stale += sorted((self.path / WEIGHTS).glob("*" + TMP)) if (self.path / WEIGHTS).is_dir() else []
         for p in stale:
             p.unlink()
         if stale:
-            done.append(f"{self.path}: removed {len(stale)} unfinished temp file(s) of an interrupted write "
-                        f"({', '.join(p.name for p in stale[:3])}{', ...' if len(stale) > 3 else ''})")
+            done.append(
+                f"{self.path}: removed {len(stale)} unfinished temp file(s) of an interrupted write "
+                f"({', '.join(p.name for p in stale[:3])}{', ...' if len(stale) > 3 else ''})"
+            )
         return [line for line in done if line]
 
     # -- files

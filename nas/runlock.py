@@ -140,8 +140,9 @@ class RunLock:
             raise
         self._fd, self.note = fd, note
         self._stop.clear()
-        self._beat = threading.Thread(target=self._heartbeat, args=(fd, self._stop), name='run-lock heartbeat',
-                                      daemon=True)
+        self._beat = threading.Thread(
+            target=self._heartbeat, args=(fd, self._stop), name='run-lock heartbeat', daemon=True
+        )
         self._beat.start()
         return note
 
@@ -163,14 +164,21 @@ class RunLock:
             if before.host == me and (locks or not _pid_alive(before.pid)):
                 note = f"{self.folder}: took over the lock of pid {before.pid}, which is no longer running"
             elif before.host != me and age >= STALE_S:
-                note = (f"{self.folder}: took over the lock of pid {before.pid} on {before.host}, "
-                        f"not seen for {age / 60:.0f} min")
+                note = (
+                    f"{self.folder}: took over the lock of pid {before.pid} on {before.host}, "
+                    f"not seen for {age / 60:.0f} min"
+                )
             else:  # alive here without flock, or seen lately on a host whose locks do not reach us
                 if locks:
                     fcntl.flock(fd, fcntl.LOCK_UN)
                 raise RunLocked(self._refusal(before, seen=age if before.host != me else None))
-        info = Holder(os.getpid(), me, self.command, self.resume,
-                      datetime.now(timezone.utc).astimezone().isoformat(timespec='seconds'))
+        info = Holder(
+            os.getpid(),
+            me,
+            self.command,
+            self.resume,
+            datetime.now(timezone.utc).astimezone().isoformat(timespec='seconds'),
+        )
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(asdict(info)) + '\n').encode(), 0)
@@ -188,7 +196,9 @@ class RunLock:
         if seen is not None:
             line += f", seen {seen:.0f} s ago: this file system's locks do not reach across hosts"
         line += f"; only one process may write a run folder. Wait for it to finish, or stop it (kill {holder.pid}"
-        line += f" on {holder.host}: it stops cleanly)" + (f" and continue with: {holder.resume}" if holder.resume else '')
+        line += f" on {holder.host}: it stops cleanly)" + (
+            f" and continue with: {holder.resume}" if holder.resume else ''
+        )
         return line
 
     @staticmethod

@@ -66,7 +66,7 @@ class SeenArchs:
     def update(self, study: Study, current: int) -> set[str]:
         """The ids of every trial but `current` (the trial being sampled)."""
         trials = study.get_trials(deepcopy=False)
-        for t in trials[self._next:]:
+        for t in trials[self._next :]:
             if t.number == current:
                 break
             params = t.system_attrs.get(ENQUEUED, {}) if t.state == TrialState.WAITING else t.params
@@ -106,10 +106,14 @@ class _ArchSampler(BaseSampler):
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return {} if ENQUEUED in trial.system_attrs else dict(self._space)
 
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        return self._draw(self.space.encoding[param_name]) if param_name in self.space.encoding else \
-            optuna.samplers.RandomSampler().sample_independent(study, trial, param_name, param_distribution)
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return (
+            self._draw(self.space.encoding[param_name])
+            if param_name in self.space.encoding
+            else optuna.samplers.RandomSampler().sample_independent(study, trial, param_name, param_distribution)
+        )
 
     # -- drawing
     def _draw(self, d: Decision, other_than: Any = None) -> Any:
@@ -190,8 +194,9 @@ class UniqueSampler(_ArchSampler):
                 params[name] = self.inner.sample_independent(study, trial, name, dist)
         return params
 
-    def sample_relative(self, study: Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         if not search_space:
             return {}
         self.seen.update(study, trial.number)
@@ -213,8 +218,9 @@ class UniqueSampler(_ArchSampler):
             return repaired
         return self._fallback(trial.number, params)
 
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         return self.inner.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
@@ -276,8 +282,9 @@ class EvolutionSampler(_ArchSampler):
         self._open: list[int] = []  # trial numbers not finished when last looked at
         self._looked = 0  # trials before this number have been looked at
 
-    def sample_relative(self, study: Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         if not search_space:
             return {}
         self.seen.update(study, trial.number)
@@ -326,8 +333,9 @@ class EvolutionSampler(_ArchSampler):
         return members[best[-1]]
 
 
-def _rank_and_crowding(members: Sequence[FrozenTrial], directions: Sequence[StudyDirection]
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def _rank_and_crowding(
+    members: Sequence[FrozenTrial], directions: Sequence[StudyDirection]
+) -> tuple[np.ndarray, np.ndarray]:
     """Each member's non-domination rank (feasible ones first: an infeasible member ranks after
     every feasible one) and its crowding distance within its front (NSGA-II's: the sum over
     objectives of the gap between its neighbours, scaled by the front's range; inf at the ends)."""

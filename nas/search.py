@@ -74,6 +74,7 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 # --------------------------------------------------------------------------- the Python API
 
+
 def run(space: str | Path | None = None, **options: Any) -> RunFolder:
     """Run (or, with `resume=RUN`, continue) a search and return its run folder.
 
@@ -109,8 +110,11 @@ def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
     except KeyboardInterrupt:
         if run_folder.exists() and claim.made:
             signal_name = 'SIGTERM' if isinstance(sys.exc_info()[1], Terminated) else 'Ctrl-C'
-            print(f'\ninterrupted ({signal_name}); nothing recorded is lost; continue with: '
-                  f'{resume_command(run_folder.path)}', file=sys.stderr)
+            print(
+                f'\ninterrupted ({signal_name}); nothing recorded is lost; continue with: '
+                f'{resume_command(run_folder.path)}',
+                file=sys.stderr,
+            )
         raise
     except OSError as e:  # a full disk, a folder gone read-only: the run's fault, not a trial's
         where = e.filename if e.filename and e.filename != str(run_folder.path) else run_folder.path
@@ -173,14 +177,16 @@ class _Claim:
                 return False
         except RunError:
             return False
-        for path in ([self.folder.path] if not self.existed else list(self.folder.path.iterdir())):
+        for path in [self.folder.path] if not self.existed else list(self.folder.path.iterdir()):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         return True
 
 
 def _name_taken(folder: RunFolder) -> str:
-    return (f'{folder.path}: a run folder of that name exists; continue it with: {resume_command(folder.path)}, '
-            f'or pick another --name')
+    return (
+        f'{folder.path}: a run folder of that name exists; continue it with: {resume_command(folder.path)}, '
+        f'or pick another --name'
+    )
 
 
 def _resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, SearchOptions, bool]:
@@ -197,15 +203,19 @@ def _resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Se
     if not given.is_dir() and not given.is_absolute() and (opts.results_dir / given).is_dir():
         folder = RunFolder(opts.results_dir / given)  # a run's name under --results-dir
     if not folder.path.is_dir():
-        raise UsageError(f'--resume {opts.resume}: no such run folder'
-                         + (f' (nor {opts.results_dir / given})' if not given.is_absolute() else ''))
+        raise UsageError(
+            f'--resume {opts.resume}: no such run folder'
+            + (f' (nor {opts.results_dir / given})' if not given.is_absolute() else '')
+        )
     folder.require()
     stored = folder.config().options
     given_opts = opts.to_dict()
     changed = sorted(k for k in explicit - RESUMABLE if k in stored and given_opts[k] != stored[k])
     if changed:
-        raise UsageError(f"--resume: cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
-                         f"of an existing run ({folder.path}); only resources and budgets may change")
+        raise UsageError(
+            f"--resume: cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
+            f"of an existing run ({folder.path}); only resources and budgets may change"
+        )
     merged = {**stored, **{k: v for k, v in given_opts.items() if k in explicit or k not in stored}}
     merged['resume'] = str(folder.path)
     return folder, SearchOptions.from_dict({k: v for k, v in merged.items() if k in given_opts}), True
@@ -221,8 +231,10 @@ def _check_writable(results_dir: Path, path: Path) -> None:
     if not existing.is_dir():
         raise UsageError(f'--results-dir {results_dir}: {existing} is a file, not a folder')
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f'--results-dir {results_dir}: cannot write in {existing} '
-                         f'({os.strerror(errno.EROFS) if _read_only(existing) else os.strerror(errno.EACCES)})')
+        raise UsageError(
+            f'--results-dir {results_dir}: cannot write in {existing} '
+            f'({os.strerror(errno.EROFS) if _read_only(existing) else os.strerror(errno.EACCES)})'
+        )
 
 
 def _read_only(path: Path) -> bool:
@@ -239,9 +251,11 @@ def _gpus(opts: SearchOptions) -> tuple[float, float | None]:
     memory = opts.gpu_memory_mb
     if memory is None:
         if not torch.cuda.is_available():
-            raise UsageError('--gpus-per-trial auto: no GPU here to measure; give --gpu-memory-mb (the memory of '
-                             "the cluster's GPUs)")
-        memory = torch.cuda.get_device_properties(0).total_memory / 2 ** 20
+            raise UsageError(
+                '--gpus-per-trial auto: no GPU here to measure; give --gpu-memory-mb (the memory of '
+                "the cluster's GPUs)"
+            )
+        memory = torch.cuda.get_device_properties(0).total_memory / 2**20
     from nas.raytune import GPU_GRID
 
     return 1 / GPU_GRID, float(memory)
@@ -267,24 +281,52 @@ def _hypervolume_scale(space: SearchSpace, num_classes: int, objectives: list[st
     """Per cost objective: twice the most expensive reference point (fixed for the run)."""
     from nas.cost import measure_cost
 
-    costs = [measure_cost(arch, num_classes=num_classes, latency='latency' in objectives,
-                          memory='memory' in objectives, warmup=2, repeats=5).to_dict()
-             for arch in space.reference_points().values()]
+    costs = [
+        measure_cost(
+            arch,
+            num_classes=num_classes,
+            latency='latency' in objectives,
+            memory='memory' in objectives,
+            warmup=2,
+            repeats=5,
+        ).to_dict()
+        for arch in space.reference_points().values()
+    ]
     key = {'latency': 'latency_ms', 'memory': 'peak_memory_mb'}
     return {o: 2.0 * max(float(c[key.get(o, o)] or 0.0) for c in costs) or 1.0 for o in objectives if o != 'accuracy'}
 
 
-def _new_config(folder: RunFolder, opts: SearchOptions, space: SearchSpace, proxy: ProxyConfig, data: Dataset,
-                gpus: float, command: str, calibration: dict[str, Any]) -> RunConfig:
+def _new_config(
+    folder: RunFolder,
+    opts: SearchOptions,
+    space: SearchSpace,
+    proxy: ProxyConfig,
+    data: Dataset,
+    gpus: float,
+    command: str,
+    calibration: dict[str, Any],
+) -> RunConfig:
     return RunConfig(
-        name=folder.path.name, created=datetime.now(timezone.utc).isoformat(timespec='seconds'), command=command,
-        objectives=opts.objectives, sampler=opts.sampler, seed=opts.seed, limits=opts.limits,
-        space_file=str(opts.space), space_fingerprint=space.fingerprint,
-        space_size=space.size if math.isfinite(space.size) else 'infinite', space=space.to_dict(), proxy=proxy,
-        data=DataInfo.of(data), references={name: a.arch_id for name, a in space.reference_points().items()},
-        hypervolume_scale=_hypervolume_scale(space, data.num_classes, opts.objectives), versions=package_versions(),
+        name=folder.path.name,
+        created=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        command=command,
+        objectives=opts.objectives,
+        sampler=opts.sampler,
+        seed=opts.seed,
+        limits=opts.limits,
+        space_file=str(opts.space),
+        space_fingerprint=space.fingerprint,
+        space_size=space.size if math.isfinite(space.size) else 'infinite',
+        space=space.to_dict(),
+        proxy=proxy,
+        data=DataInfo.of(data),
+        references={name: a.arch_id for name, a in space.reference_points().items()},
+        hypervolume_scale=_hypervolume_scale(space, data.num_classes, opts.objectives),
+        versions=package_versions(),
         device='cuda: ' + torch.cuda.get_device_name(0) if gpus > 0 and torch.cuda.is_available() else 'cpu',
-        options=opts.to_dict(), calibration=calibration)
+        options=opts.to_dict(),
+        calibration=calibration,
+    )
 
 
 def _load_space(folder: RunFolder, opts: SearchOptions, resumed: bool) -> SearchSpace:
@@ -297,35 +339,51 @@ def _load_space(folder: RunFolder, opts: SearchOptions, resumed: bool) -> Search
         config = folder.config()
         space = SearchSpace.from_dict(config.space, file=str(folder.path / RUN_YAML))
         if space.fingerprint != config.space_fingerprint:
-            raise UsageError(f'--resume: {typed} is gone and {folder.path / RUN_YAML} holds a space of fingerprint '
-                             f'{space.fingerprint}, not the run\'s {config.space_fingerprint}; give the space file '
-                             f'with --space')
-        print(f'note: the space file {typed} is gone; resuming with the space {folder.path / RUN_YAML} stores '
-              f'(fingerprint {space.fingerprint})', flush=True)
+            raise UsageError(
+                f'--resume: {typed} is gone and {folder.path / RUN_YAML} holds a space of fingerprint '
+                f'{space.fingerprint}, not the run\'s {config.space_fingerprint}; give the space file '
+                f'with --space'
+            )
+        print(
+            f'note: the space file {typed} is gone; resuming with the space {folder.path / RUN_YAML} stores '
+            f'(fingerprint {space.fingerprint})',
+            flush=True,
+        )
         return space
     try:
         space = load_space(opts.space)
     except SpaceError as e:  # name the path as the user typed it
         raise SpaceError(typed, e.path, e.msg) from None
     if resumed and folder.config().space_fingerprint != space.fingerprint:
-        raise UsageError(f'--resume: the search space changed since {folder.path} started ({typed} now has '
-                         f'fingerprint {space.fingerprint}, the run used {folder.config().space_fingerprint}); '
-                         f'start a new run for a new space')
+        raise UsageError(
+            f'--resume: the search space changed since {folder.path} started ({typed} now has '
+            f'fingerprint {space.fingerprint}, the run used {folder.config().space_fingerprint}); '
+            f'start a new run for a new space'
+        )
     return space
 
 
-def _notes(space: SearchSpace, data: Dataset, proxy: ProxyConfig, opts: SearchOptions,
-           calibration: dict[str, Any] | None = None) -> list[str]:
+def _notes(
+    space: SearchSpace,
+    data: Dataset,
+    proxy: ProxyConfig,
+    opts: SearchOptions,
+    calibration: dict[str, Any] | None = None,
+) -> list[str]:
     """Lines for the start of a search whose settings will not do what they seem to, and which
     calibration its proxy comes from (or that it was never fitted to this data). `calibration` is
     the --proxy file's ({} or None without one: `_proxy`)."""
     notes = [note for note in [proxy_note(space, opts, proxy, calibration or {})] if note]
     if math.isfinite(space.size) and opts.budget > space.size:
-        notes.append(f'note: --budget {opts.budget} is more than the {int(space.size):,} architectures of this space; '
-                     f'the search ends when every one is evaluated')
+        notes.append(
+            f'note: --budget {opts.budget} is more than the {int(space.size):,} architectures of this space; '
+            f'the search ends when every one is evaluated'
+        )
     if proxy.batch_size > len(data.train_y):
-        notes.append(f'note: the batch size {proxy.batch_size} is more than the {len(data.train_y)} training images; '
-                     f'every epoch is one batch of {len(data.train_y)}')
+        notes.append(
+            f'note: the batch size {proxy.batch_size} is more than the {len(data.train_y)} training images; '
+            f'every epoch is one batch of {len(data.train_y)}'
+        )
     few = small_data_note(data)
     if few:
         notes.append(few)
@@ -355,8 +413,13 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
     records = folder.trials()
     archs = aggregate(records)
     remaining = opts.budget - len(archs)
-    wanting = [a for a, n in pareto.race_targets(archs, opts.objectives, seed_std(archs), repeats=opts.repeats,
-                                                 race=opts.race, band=False) if a.seeds < n]
+    wanting = [
+        a
+        for a, n in pareto.race_targets(
+            archs, opts.objectives, seed_std(archs), repeats=opts.repeats, race=opts.race, band=False
+        )
+        if a.seeds < n
+    ]
     if remaining <= 0 and not wanting:
         print(f'{folder.path}: {len(archs)} architectures done, budget {opts.budget} reached')
         print(front_report(folder))
@@ -374,32 +437,41 @@ def _set_up(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
     space = _load_space(folder, opts, resumed)
     proxy, calibration = _proxy(space, opts)
     if resumed and opts.proxy is not None and folder.config().proxy != proxy:
-        raise UsageError(f'--resume: the proxy in {opts.proxy} changed since {folder.path} started; start a new run '
-                         f'for a new proxy')
+        raise UsageError(
+            f'--resume: the proxy in {opts.proxy} changed since {folder.path} started; start a new run for a new proxy'
+        )
     gpus, gpu_memory = _gpus(opts)  # for auto: its smallest share of a GPU
     from nas.raytune import check_resources, cluster_address, ray_session
 
     address = cluster_address(opts.address)  # --address, or an exported RAY_ADDRESS as Ray reads it
     if not address:  # this machine's resources are known before Ray starts
-        check_resources({'CPU': len(os.sched_getaffinity(0)), 'GPU': torch.cuda.device_count()},
-                        opts.cpus_per_trial, gpus, None)
+        check_resources(
+            {'CPU': len(os.sched_getaffinity(0)), 'GPU': torch.cuda.device_count()}, opts.cpus_per_trial, gpus, None
+        )
     data = proxy.load_data(opts.data_dir, seed=opts.seed)
     if data.in_chans != space.in_chans:
-        raise UsageError(f'{opts.space}: in_chans is {space.in_chans} but dataset {data.name} has {data.in_chans} '
-                         f'channel(s); set in_chans: {data.in_chans} in the space or pick another --dataset')
+        raise UsageError(
+            f'{opts.space}: in_chans is {space.in_chans} but dataset {data.name} has {data.in_chans} '
+            f'channel(s); set in_chans: {data.in_chans} in the space or pick another --dataset'
+        )
     if resumed:
         config = folder.config()
         mismatch = config.data.mismatch(DataInfo.of(data))
         if mismatch:
             was = config.options.get('data_dir')
-            raise UsageError(f'--resume: {folder.path} was searched on other data: {mismatch}; resume it on its own '
-                             f'data' + (f' (--data-dir {shlex.quote(str(was))})' if was else '') + ', or start a new run')
+            raise UsageError(
+                f'--resume: {folder.path} was searched on other data: {mismatch}; resume it on its own '
+                f'data' + (f' (--data-dir {shlex.quote(str(was))})' if was else '') + ', or start a new run'
+            )
         config.options = opts.to_dict()
     else:
         config = _new_config(folder, opts, space, proxy, data, gpus, command, calibration)
     if address and not opts.address:
-        print(f'note: joining the Ray cluster at {address} from the exported RAY_ADDRESS (to run on a local Ray, '
-              f'unset it: env -u RAY_ADDRESS python -m nas.search ...)', flush=True)
+        print(
+            f'note: joining the Ray cluster at {address} from the exported RAY_ADDRESS (to run on a local Ray, '
+            f'unset it: env -u RAY_ADDRESS python -m nas.search ...)',
+            flush=True,
+        )
     if address:  # joined before anything is written: a cluster that does not answer leaves no folder
         claim.stack.enter_context(ray_session(opts.address))
     claim()
@@ -409,8 +481,15 @@ def _set_up(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
     return _SetUp(space, proxy, calibration, data, gpus, gpu_memory, address)
 
 
-def _start(folder: RunFolder, opts: SearchOptions, setup: _SetUp, records: list[TrialRecord], resumed: bool,
-           done: int, remaining: int) -> tuple[RunStudy, list[dict[str, Any]], dict[str, str]]:
+def _start(
+    folder: RunFolder,
+    opts: SearchOptions,
+    setup: _SetUp,
+    records: list[TrialRecord],
+    resumed: bool,
+    done: int,
+    remaining: int,
+) -> tuple[RunStudy, list[dict[str, Any]], dict[str, str]]:
     """The run's study, the architectures to evaluate first and the reference points' names (arch id
     -> name), with the lines that open the session."""
     space = setup.space
@@ -420,19 +499,31 @@ def _start(folder: RunFolder, opts: SearchOptions, setup: _SetUp, records: list[
     for line in notes:
         print(line, flush=True)
     if resumed:
-        print(f'resuming {folder.path}: {done} architectures done, {max(0, remaining)} to go'
-              + (f' ({stale} interrupted trials marked failed in the study)' if stale else '')
-              + (f'; {again} architectures started but not recorded are evaluated first' if again else ''))
+        print(
+            f'resuming {folder.path}: {done} architectures done, {max(0, remaining)} to go'
+            + (f' ({stale} interrupted trials marked failed in the study)' if stale else '')
+            + (f'; {again} architectures started but not recorded are evaluated first' if again else '')
+        )
     size = 'infinitely many' if not math.isfinite(space.size) else f'{int(space.size):,}'
-    print(f"{folder.path}: {setup.data.summary()}; space {space.name} ({size} architectures); objectives "
-          f"{', '.join(opts.objectives)}; sampler {opts.sampler}, seed {opts.seed}", flush=True)
+    print(
+        f"{folder.path}: {setup.data.summary()}; space {space.name} ({size} architectures); objectives "
+        f"{', '.join(opts.objectives)}; sampler {opts.sampler}, seed {opts.seed}",
+        flush=True,
+    )
     for line in _notes(space, setup.data, setup.proxy, opts, setup.calibration):
         print(line, flush=True)
     return study, queue, references
 
 
-def _tune(folder: RunFolder, opts: SearchOptions, setup: _SetUp, study: RunStudy, queue: list[dict[str, Any]],
-          references: dict[str, str], records: list[TrialRecord]) -> TuneOutcome:
+def _tune(
+    folder: RunFolder,
+    opts: SearchOptions,
+    setup: _SetUp,
+    study: RunStudy,
+    queue: list[dict[str, Any]],
+    references: dict[str, str],
+    records: list[TrialRecord],
+) -> TuneOutcome:
     """The session's evaluations on Ray Tune (run.yaml records the cluster once it is known)."""
     from nas.raytune import TuneJob, run_tune
     from nas.trial import TrialSettings
@@ -442,16 +533,41 @@ def _tune(folder: RunFolder, opts: SearchOptions, setup: _SetUp, study: RunStudy
         cfg.ray = cluster
         folder.write_config(cfg)
 
-    settings = TrialSettings(proxy=setup.proxy, num_classes=setup.data.num_classes, limits=opts.limits,
-                             device='cuda' if setup.gpus > 0 else 'cpu')
-    return run_tune(TuneJob(
-        run=folder, study=study, queue=queue, space=setup.space, data=setup.data, settings=settings,
-        objectives=opts.objectives, limits=opts.limits, seed=opts.seed, budget=opts.budget, history=records,
-        repeats=opts.repeats, race=opts.race, race_share=opts.race_share, gpu_memory_mb=setup.gpu_memory,
-        references=references,
-        cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=setup.gpus, max_concurrent=opts.max_concurrent,
-        address=setup.address, time_budget=opts.time_budget, early_stop=opts.early_stop,
-        max_failures=opts.max_failures, quiet=opts.quiet), on_cluster=on_cluster)
+    settings = TrialSettings(
+        proxy=setup.proxy,
+        num_classes=setup.data.num_classes,
+        limits=opts.limits,
+        device='cuda' if setup.gpus > 0 else 'cpu',
+    )
+    return run_tune(
+        TuneJob(
+            run=folder,
+            study=study,
+            queue=queue,
+            space=setup.space,
+            data=setup.data,
+            settings=settings,
+            objectives=opts.objectives,
+            limits=opts.limits,
+            seed=opts.seed,
+            budget=opts.budget,
+            history=records,
+            repeats=opts.repeats,
+            race=opts.race,
+            race_share=opts.race_share,
+            gpu_memory_mb=setup.gpu_memory,
+            references=references,
+            cpus_per_trial=opts.cpus_per_trial,
+            gpus_per_trial=setup.gpus,
+            max_concurrent=opts.max_concurrent,
+            address=setup.address,
+            time_budget=opts.time_budget,
+            early_stop=opts.early_stop,
+            max_failures=opts.max_failures,
+            quiet=opts.quiet,
+        ),
+        on_cluster=on_cluster,
+    )
 
 
 def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> None:
@@ -461,9 +577,16 @@ def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> Non
         raise Terminated() if outcome.signal == signal.SIGTERM else KeyboardInterrupt()
     if outcome.disk_error is not None:
         e = outcome.disk_error
-        raise OSError(e.errno, f'{e.filename or folder.path}: {e.strerror or e}; the search stopped'
-                      + (f' ({outcome.unrecorded} trained but not recorded: --resume evaluates it again)'
-                         if outcome.unrecorded else ''), str(folder.path))
+        raise OSError(
+            e.errno,
+            f'{e.filename or folder.path}: {e.strerror or e}; the search stopped'
+            + (
+                f' ({outcome.unrecorded} trained but not recorded: --resume evaluates it again)'
+                if outcome.unrecorded
+                else ''
+            ),
+            str(folder.path),
+        )
     done = len(aggregate(folder.trials()))
     if outcome.reevaluations:
         print(f'{outcome.reevaluations} re-evaluations with new seeds (the front and the points within its noise)')
@@ -480,16 +603,22 @@ def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> Non
 
 def proposals_line(proposals: dict[str, int]) -> str:
     """How this session's new architectures came about, in one line."""
-    words = {'queued': 'queued (reference points, unfinished ones)', 'sampled': 'proposed by the sampler',
-             'mutated': 'mutated from a front parent', 'repaired': 'repaired (the sampler proposed one already '
-             'seen; its nearest unseen neighbour was taken)', 'random': 'random (the evolution\'s first population)',
-             'fill-in': 'random fill-ins (no unseen neighbour of the proposal)'}
+    words = {
+        'queued': 'queued (reference points, unfinished ones)',
+        'sampled': 'proposed by the sampler',
+        'mutated': 'mutated from a front parent',
+        'repaired': 'repaired (the sampler proposed one already seen; its nearest unseen neighbour was taken)',
+        'random': 'random (the evolution\'s first population)',
+        'fill-in': 'random fill-ins (no unseen neighbour of the proposal)',
+    }
     total = sum(proposals.values())
-    return f'{total} new architectures: ' + ', '.join(f'{n} {words.get(k, k)}' for k, n in sorted(
-        proposals.items(), key=lambda kv: -kv[1]))
+    return f'{total} new architectures: ' + ', '.join(
+        f'{n} {words.get(k, k)}' for k, n in sorted(proposals.items(), key=lambda kv: -kv[1])
+    )
 
 
 # --------------------------------------------------------------------------- command line
+
 
 def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     """The command line; with `explicit_only`, options not given are absent from the parse."""
@@ -498,67 +627,128 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     def dflt(name: str) -> Any:
         return argparse.SUPPRESS if explicit_only else getattr(d, name)
 
-    p = ArgumentParser(prog='python -m nas.search', description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(
+        prog='python -m nas.search',
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     g = p.add_argument_group('what to search')
-    g.add_argument('--budget', type=int, default=dflt('budget'),
-                   help='trials (distinct architectures) to evaluate')
-    g.add_argument('--time-budget', type=float, default=dflt('time_budget'),
-                   help='stop starting trials after this many seconds')
+    g.add_argument('--budget', type=int, default=dflt('budget'), help='trials (distinct architectures) to evaluate')
+    g.add_argument(
+        '--time-budget', type=float, default=dflt('time_budget'), help='stop starting trials after this many seconds'
+    )
     g.add_argument('--space', type=Path, default=dflt('space'), help='search-space YAML')
-    g.add_argument('--objectives', nargs='+', default=dflt('objectives'),
-                   help=f"accuracy plus one or more of {', '.join(COSTS)} (space- or comma-separated)")
+    g.add_argument(
+        '--objectives',
+        nargs='+',
+        default=dflt('objectives'),
+        help=f"accuracy plus one or more of {', '.join(COSTS)} (space- or comma-separated)",
+    )
     g.add_argument('--max-macs', type=amount, default=dflt('max_macs'), help='hard limit on MACs per image (2e6, 2M)')
     g.add_argument('--max-params', type=amount, default=dflt('max_params'), help='hard limit on parameters (50k)')
-    g.add_argument('--max-latency-ms', type=amount, default=dflt('max_latency_ms'),
-                   help='hard limit on latency (batch 1)')
-    g.add_argument('--sampler', choices=SAMPLERS, default=dflt('sampler'),
-                   help='how new architectures are proposed: evolution (multi-objective regularized evolution) '
-                        'or one of Optuna\'s samplers')
-    g.add_argument('--seed', type=int, default=dflt('seed'), help='seeds the sampler, data split and every proxy training')
-    g.add_argument('--repeats', type=int, default=dflt('repeats'),
-                   help='evaluate every architecture with this many seeds (its mean and standard error rank it)')
-    g.add_argument('--race', type=int, default=dflt('race'),
-                   help="racing: evaluate the front's points, and those within its noise, with this many seeds "
-                        "(1: off); re-evaluations come on top of --budget")
-    g.add_argument('--race-share', type=float, default=dflt('race_share'),
-                   help="re-evaluations of points within the front's noise (beyond the front's own), at most this "
-                        "share of --budget")
-    g.add_argument('--early-stop', action='store_true', default=dflt('early_stop'),
-                   help='stop weak trials early (ASHA on validation accuracy); stopped trials never enter the front')
+    g.add_argument(
+        '--max-latency-ms', type=amount, default=dflt('max_latency_ms'), help='hard limit on latency (batch 1)'
+    )
+    g.add_argument(
+        '--sampler',
+        choices=SAMPLERS,
+        default=dflt('sampler'),
+        help='how new architectures are proposed: evolution (multi-objective regularized evolution) '
+        'or one of Optuna\'s samplers',
+    )
+    g.add_argument(
+        '--seed', type=int, default=dflt('seed'), help='seeds the sampler, data split and every proxy training'
+    )
+    g.add_argument(
+        '--repeats',
+        type=int,
+        default=dflt('repeats'),
+        help='evaluate every architecture with this many seeds (its mean and standard error rank it)',
+    )
+    g.add_argument(
+        '--race',
+        type=int,
+        default=dflt('race'),
+        help="racing: evaluate the front's points, and those within its noise, with this many seeds "
+        "(1: off); re-evaluations come on top of --budget",
+    )
+    g.add_argument(
+        '--race-share',
+        type=float,
+        default=dflt('race_share'),
+        help="re-evaluations of points within the front's noise (beyond the front's own), at most this "
+        "share of --budget",
+    )
+    g.add_argument(
+        '--early-stop',
+        action='store_true',
+        default=dflt('early_stop'),
+        help='stop weak trials early (ASHA on validation accuracy); stopped trials never enter the front',
+    )
     g = p.add_argument_group("proxy training (defaults: the space file's proxy section)")
-    g.add_argument('--proxy', type=Path, default=dflt('proxy'), metavar='FILE',
-                   help="a proxy fitted to your data by python -m nas.calibrate (its proxy.yaml) in place of the "
-                        "space file's proxy section; the flags below still override it")
-    g.add_argument('--dataset', default=dflt('dataset'),
-                   help='digits | cifar10 | cifar100 | mnist | fashion-mnist | imagefolder')
+    g.add_argument(
+        '--proxy',
+        type=Path,
+        default=dflt('proxy'),
+        metavar='FILE',
+        help="a proxy fitted to your data by python -m nas.calibrate (its proxy.yaml) in place of the "
+        "space file's proxy section; the flags below still override it",
+    )
+    g.add_argument(
+        '--dataset', default=dflt('dataset'), help='digits | cifar10 | cifar100 | mnist | fashion-mnist | imagefolder'
+    )
     g.add_argument('--data-dir', type=Path, default=dflt('data_dir'), help='folder with the dataset as distributed')
     g.add_argument('--epochs', type=int, default=dflt('epochs'), help='proxy epochs per trial')
-    g.add_argument('--subset', type=float, default=dflt('subset'),
-                   help='training images per trial: a count (>1) or a fraction')
+    g.add_argument(
+        '--subset', type=float, default=dflt('subset'), help='training images per trial: a count (>1) or a fraction'
+    )
     g.add_argument('--batch-size', type=int, default=dflt('batch_size'), help='proxy batch size')
     g = p.add_argument_group('resources')
-    g.add_argument('--cpus-per-trial', type=float, default=dflt('cpus_per_trial'),
-                   help='CPUs per trial (torch threads)')
-    g.add_argument('--gpus-per-trial', default=dflt('gpus_per_trial'),
-                   help='GPUs per trial, fractions allowed, or auto: each trial gets the share of a GPU its measured '
-                        'training memory needs (steps of 1/8), and one that runs out of memory is retried once on a '
-                        'whole GPU; default: 1 when CUDA is present, else 0')
-    g.add_argument('--gpu-memory-mb', type=float, default=dflt('gpu_memory_mb'),
-                   help="with --gpus-per-trial auto: the memory of the cluster's GPUs; default: this machine's GPU")
-    g.add_argument('--max-concurrent', type=int, default=dflt('max_concurrent'),
-                   help='trials at once; default: as resources allow')
-    g.add_argument('--address', default=dflt('address'),
-                   help="join an existing Ray cluster ('auto' or host:port); default: a local Ray for this run")
-    g.add_argument('--max-failures', type=int, default=dflt('max_failures'),
-                   help='stop the search after more failed trials than this')
+    g.add_argument(
+        '--cpus-per-trial', type=float, default=dflt('cpus_per_trial'), help='CPUs per trial (torch threads)'
+    )
+    g.add_argument(
+        '--gpus-per-trial',
+        default=dflt('gpus_per_trial'),
+        help='GPUs per trial, fractions allowed, or auto: each trial gets the share of a GPU its measured '
+        'training memory needs (steps of 1/8), and one that runs out of memory is retried once on a '
+        'whole GPU; default: 1 when CUDA is present, else 0',
+    )
+    g.add_argument(
+        '--gpu-memory-mb',
+        type=float,
+        default=dflt('gpu_memory_mb'),
+        help="with --gpus-per-trial auto: the memory of the cluster's GPUs; default: this machine's GPU",
+    )
+    g.add_argument(
+        '--max-concurrent', type=int, default=dflt('max_concurrent'), help='trials at once; default: as resources allow'
+    )
+    g.add_argument(
+        '--address',
+        default=dflt('address'),
+        help="join an existing Ray cluster ('auto' or host:port); default: a local Ray for this run",
+    )
+    g.add_argument(
+        '--max-failures',
+        type=int,
+        default=dflt('max_failures'),
+        help='stop the search after more failed trials than this',
+    )
     g = p.add_argument_group('run folder')
     g.add_argument('--name', default=dflt('name'), help='run folder name under --results-dir; default: a timestamp')
     g.add_argument('--results-dir', type=Path, default=dflt('results_dir'), help='where run folders go')
-    g.add_argument('--resume', default=dflt('resume'), metavar='RUN',
-                   help='continue RUN (a run folder, or its name under --results-dir) to its budget')
-    g.add_argument('--quiet', action='store_true', default=dflt('quiet'),
-                   help='no progress: neither the line per trial nor the status of running trials')
+    g.add_argument(
+        '--resume',
+        default=dflt('resume'),
+        metavar='RUN',
+        help='continue RUN (a run folder, or its name under --results-dir) to its budget',
+    )
+    g.add_argument(
+        '--quiet',
+        action='store_true',
+        default=dflt('quiet'),
+        help='no progress: neither the line per trial nor the status of running trials',
+    )
     return p
 
 

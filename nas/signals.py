@@ -47,7 +47,7 @@ def score(acc_per_epoch: Sequence[float], loss_per_epoch: Sequence[float], signa
     values = acc_per_epoch if signal != 'train_loss' else loss_per_epoch
     if not values:
         return None
-    tail = [float(v) for v in values[-last_half(len(values)):]]
+    tail = [float(v) for v in values[-last_half(len(values)) :]]
     if signal == 'accuracy':
         return float(values[-1])
     if signal == 'mean_acc':

@@ -51,20 +51,30 @@ from nas.arch import (
 from nas.checks import is_int, is_num
 from nas.proxy import ProxyConfig, ProxyError
 
-__all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space',
-           'BLOCK_DECISIONS']
+__all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space', 'BLOCK_DECISIONS']
 
 # Block-level decisions: the op, the conv block's setting, the ACmix block's settings.
 CONV_KEYS = ('kernel',)
 ACMIX_KEYS = ('heads', 'k_att', 'k_conv', 'alpha', 'beta', 'learnable')
 BLOCK_DECISIONS = ('op',) + CONV_KEYS + ACMIX_KEYS
-BLOCK_DEFAULTS: dict[str, Any] = dict(op='conv', kernel=3, heads=4, k_att=7, k_conv=3, alpha=0.5, beta=0.5,
-                                      learnable=True)
+BLOCK_DEFAULTS: dict[str, Any] = dict(
+    op='conv', kernel=3, heads=4, k_att=7, k_conv=3, alpha=0.5, beta=0.5, learnable=True
+)
 SCOPES = ('block', 'stage', 'network')
 
 
-_TOP_KEYS = ('name', 'description', 'input_size', 'in_chans', 'stem', 'width_mult', 'num_features', 'blocks',
-             'stages', 'proxy')
+_TOP_KEYS = (
+    'name',
+    'description',
+    'input_size',
+    'in_chans',
+    'stem',
+    'width_mult',
+    'num_features',
+    'blocks',
+    'stages',
+    'proxy',
+)
 _STAGE_KEYS = ('depth', 'channels', 'stride', 'block', 'bottle_ratio', 'blocks')
 
 
@@ -73,8 +83,9 @@ class _Loader(yaml.SafeLoader):
     YAML 1.1 (PyYAML's default) reads an exponent without a dot as a string."""
 
 
-_Loader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(r'^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$'),
-                              list('-+0123456789.'))
+_Loader.add_implicit_resolver(
+    'tag:yaml.org,2002:float', re.compile(r'^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$'), list('-+0123456789.')
+)
 
 
 class SpaceError(ValueError):
@@ -89,6 +100,7 @@ class SpaceError(ValueError):
 @dataclass(frozen=True)
 class _Kind:
     """What values a decision may take: `check(v)` returns an error text or ''."""
+
     type: str  # 'int' | 'float' | 'str' | 'bool'
     allowed: str
     check: Callable[[Any], bool]
@@ -112,6 +124,7 @@ _KINDS: dict[str, _Kind] = {
 @dataclass(frozen=True)
 class Decision:
     """One decision: fixed (one choice), categorical `choices`, or a `low`..`high` range."""
+
     key: str
     choices: tuple[Any, ...] | None = None
     low: float | None = None
@@ -158,7 +171,8 @@ class Decision:
     def contains(self, v: Any) -> bool:
         if self.choices is not None:
             return any(v == c and type(v) is type(c) for c in self.choices) or (
-                _KINDS[self.key].type == 'float' and is_num(v) and v in self.choices)
+                _KINDS[self.key].type == 'float' and is_num(v) and v in self.choices
+            )
         vals = self.values()
         if vals is not None:
             return v in vals
@@ -181,8 +195,9 @@ class Decision:
         if self.choices is not None:
             return optuna.distributions.CategoricalDistribution(list(self.choices))
         if self.is_int:
-            return optuna.distributions.IntDistribution(int(self.low), int(self.high), step=int(self.step or 1),
-                                                        log=self.log)
+            return optuna.distributions.IntDistribution(
+                int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
         return optuna.distributions.FloatDistribution(float(self.low), float(self.high), step=self.step, log=self.log)
 
     def to_dict(self) -> Any:
@@ -202,8 +217,9 @@ class Decision:
         return d
 
 
-def _parse_decision(key: str, raw: Any, where: str, file: str | None, scopes: tuple[str, ...],
-                    default_per: str) -> Decision:
+def _parse_decision(
+    key: str, raw: Any, where: str, file: str | None, scopes: tuple[str, ...], default_per: str
+) -> Decision:
     kind = _KINDS[key]
 
     def bad(path: str, msg: str) -> SpaceError:
@@ -247,8 +263,7 @@ def _parse_decision(key: str, raw: Any, where: str, file: str | None, scopes: tu
         if not lo < hi:
             raise bad(where, f"expected low < high, got low={lo!r} high={hi!r}")
         if step is not None and not (num(step) and step > 0):
-            raise bad(f"{where}.step", f"expected a positive {'int' if kind.type == 'int' else 'number'}, "
-                                       f"got {step!r}")
+            raise bad(f"{where}.step", f"expected a positive {'int' if kind.type == 'int' else 'number'}, got {step!r}")
         if not isinstance(log, bool):
             raise bad(f"{where}.log", f"expected true or false, got {log!r}")
         if log and (step not in (None, 1) or lo <= 0):
@@ -257,7 +272,7 @@ def _parse_decision(key: str, raw: Any, where: str, file: str | None, scopes: tu
             lo, hi, step = float(lo), float(hi), None if step is None else float(step)
         dec = Decision(key, low=lo, high=hi, step=step, log=log, per=per)
         vals = dec.values()
-        for v in (vals if vals is not None else (lo, hi)):
+        for v in vals if vals is not None else (lo, hi):
             check_value(v, where)
     else:
         raise bad(where, "a decision mapping needs choices: [...] or low:/high:")
@@ -268,8 +283,11 @@ def _parse_decision(key: str, raw: Any, where: str, file: str | None, scopes: tu
         default = float(dv) if kind.type == 'float' else dv
     else:
         vals = dec.values()
-        default = vals[0] if dec.choices is not None else (
-            vals[len(vals) // 2] if vals is not None else (lo + hi) / 2 if not log else math.sqrt(lo * hi))
+        default = (
+            vals[0]
+            if dec.choices is not None
+            else (vals[len(vals) // 2] if vals is not None else (lo + hi) / 2 if not log else math.sqrt(lo * hi))
+        )
     return replace(dec, default=default)
 
 
@@ -278,6 +296,7 @@ def _parse_decision(key: str, raw: Any, where: str, file: str | None, scopes: tu
 class StageSpace:
     """One stage of a space: fixed block kind, stride and bottleneck ratio; decided depth, width and
     per-block settings (`decisions`, one per key of BLOCK_DECISIONS)."""
+
     block: str
     stride: int
     bottle_ratio: float
@@ -286,10 +305,14 @@ class StageSpace:
     decisions: Mapping[str, Decision]
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(depth=self.depth.to_dict(), channels=self.channels.to_dict(), stride=self.stride,
-                    block=self.block, bottle_ratio=self.bottle_ratio,
-                    blocks={k: self.decisions[k].to_dict() for k in BLOCK_DECISIONS
-                            if self.decisions[k].per != 'network'})
+        return dict(
+            depth=self.depth.to_dict(),
+            channels=self.channels.to_dict(),
+            stride=self.stride,
+            block=self.block,
+            bottle_ratio=self.bottle_ratio,
+            blocks={k: self.decisions[k].to_dict() for k in BLOCK_DECISIONS if self.decisions[k].per != 'network'},
+        )
 
 
 Picker = Callable[[Decision, str, int | None, int | None], Any]  # (decision, name, stage, block)
@@ -298,6 +321,7 @@ Picker = Callable[[Decision, str, int | None, int | None], Any]  # (decision, na
 @dataclass(frozen=True)
 class SearchSpace:
     """A validated search space (see the module docstring for the YAML)."""
+
     name: str
     input_size: tuple[int, int]
     in_chans: int
@@ -327,6 +351,7 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, raw: Any, file: str | None = None, name: str = 'space') -> SearchSpace:
         """Validate a parsed YAML mapping (also accepts the output of `to_dict`)."""
+
         def bad(p: str, msg: str) -> SpaceError:
             return SpaceError(file, p, msg)
 
@@ -374,12 +399,18 @@ class SearchSpace:
             raise bad('stem.pool', f"expected one of {list(STEM_POOLS)}, got {pool!r}")
         stem = StemArch(type=stem_type, channels=stem_ch, pool=pool)
 
-        width_mult = _parse_decision('width_mult', raw.get('width_mult', 1.0), 'width_mult', file,
-                                     ('network',), 'network')
+        width_mult = _parse_decision(
+            'width_mult', raw.get('width_mult', 1.0), 'width_mult', file, ('network',), 'network'
+        )
 
         top_blocks = raw.get('blocks', {}) or {}
-        base = cls._parse_blocks(top_blocks, 'blocks', file, SCOPES, {
-            k: Decision(k, choices=(v,), per='block', default=v) for k, v in BLOCK_DEFAULTS.items()})
+        base = cls._parse_blocks(
+            top_blocks,
+            'blocks',
+            file,
+            SCOPES,
+            {k: Decision(k, choices=(v,), per='block', default=v) for k, v in BLOCK_DEFAULTS.items()},
+        )
 
         stages_raw = raw['stages']
         if not isinstance(stages_raw, list) or len(stages_raw) < 2:
@@ -406,18 +437,37 @@ class SearchSpace:
             depth = _parse_decision('depth', st.get('depth', 1), f"{w}.depth", file, ('stage',), 'stage')
             channels = _parse_decision('channels', st['channels'], f"{w}.channels", file, ('stage',), 'stage')
             decisions = cls._parse_blocks(st.get('blocks', {}) or {}, f"{w}.blocks", file, ('block', 'stage'), base)
-            stages.append(StageSpace(block=block, stride=stride, bottle_ratio=float(ratio), depth=depth,
-                                     channels=channels, decisions=decisions))
+            stages.append(
+                StageSpace(
+                    block=block,
+                    stride=stride,
+                    bottle_ratio=float(ratio),
+                    depth=depth,
+                    channels=channels,
+                    decisions=decisions,
+                )
+            )
 
         proxy = cls._parse_proxy(raw.get('proxy', {}) or {}, file, size)
-        space = cls(name=sname, input_size=tuple(size), in_chans=in_chans, stem=stem, width_mult=width_mult,
-                    num_features=nf, stages=tuple(stages), proxy=proxy, description=desc, path=file)
+        space = cls(
+            name=sname,
+            input_size=tuple(size),
+            in_chans=in_chans,
+            stem=stem,
+            width_mult=width_mult,
+            num_features=nf,
+            stages=tuple(stages),
+            proxy=proxy,
+            description=desc,
+            path=file,
+        )
         space._check_geometry(file)
         return space
 
     @staticmethod
-    def _parse_blocks(raw: Any, where: str, file: str | None, scopes: tuple[str, ...],
-                      base: Mapping[str, Decision]) -> dict[str, Decision]:
+    def _parse_blocks(
+        raw: Any, where: str, file: str | None, scopes: tuple[str, ...], base: Mapping[str, Decision]
+    ) -> dict[str, Decision]:
         if not isinstance(raw, dict):
             raise SpaceError(file, where, f"expected a mapping of decisions {list(BLOCK_DECISIONS)}, got {raw!r}")
         out = dict(base)
@@ -460,10 +510,15 @@ class SearchSpace:
         if small is not None:
             i, h, w = small
             if i is None:
-                raise SpaceError(file, 'input_size', f"the stem downsamples by {self.stem.reduction}: input "
-                                 f"{h}x{w} is too small")
-            raise SpaceError(file, f"stages[{i}].stride", f"stage {i} downsamples a {h}x{w} map by "
-                             f"{self.stages[i].stride}, below 1 pixel; allowed here: 1 (or a larger input_size)")
+                raise SpaceError(
+                    file, 'input_size', f"the stem downsamples by {self.stem.reduction}: input {h}x{w} is too small"
+                )
+            raise SpaceError(
+                file,
+                f"stages[{i}].stride",
+                f"stage {i} downsamples a {h}x{w} map by "
+                f"{self.stages[i].stride}, below 1 pixel; allowed here: 1 (or a larger input_size)",
+            )
         for i, st in enumerate(self.stages):
             if 'acmix' not in st.decisions['op'].values():
                 continue
@@ -474,9 +529,14 @@ class SearchSpace:
                     for n in heads:
                         if mid % n:
                             ok = [d for d in range(1, min(mid, 64) + 1) if mid % d == 0]
-                            raise SpaceError(file, f"stages[{i}].blocks.heads", (
-                                f"heads={n} does not divide the block width {mid} of stage {i} (channels {c} x "
-                                f"bottle_ratio {st.bottle_ratio} x width_mult {wm}); allowed here: {ok}"))
+                            raise SpaceError(
+                                file,
+                                f"stages[{i}].blocks.heads",
+                                (
+                                    f"heads={n} does not divide the block width {mid} of stage {i} (channels {c} x "
+                                    f"bottle_ratio {st.bottle_ratio} x width_mult {wm}); allowed here: {ok}"
+                                ),
+                            )
 
     @staticmethod
     def _width(c: int, wm: float) -> int:
@@ -493,6 +553,7 @@ class SearchSpace:
             tied: dict[str, Any] = {}
             blocks = []
             for bi in range(depth):
+
                 def get(key: str) -> Any:
                     d = st.decisions[key]
                     if d.per == 'block':
@@ -505,11 +566,23 @@ class SearchSpace:
                 op = get('op')
                 keys = CONV_KEYS if op == 'conv' else ACMIX_KEYS
                 blocks.append(BlockArch(op=op, **{k: get(k) for k in keys}))
-            stages.append(StageArch(block=st.block, channels=channels, stride=st.stride,
-                                    bottle_ratio=st.bottle_ratio, blocks=tuple(blocks)))
+            stages.append(
+                StageArch(
+                    block=st.block,
+                    channels=channels,
+                    stride=st.stride,
+                    bottle_ratio=st.bottle_ratio,
+                    blocks=tuple(blocks),
+                )
+            )
         stem = replace(self.stem, channels=self._width(self.stem.channels, wm))
-        return Arch(input_size=self.input_size, in_chans=self.in_chans, stem=stem, stages=tuple(stages),
-                    num_features=self.num_features)
+        return Arch(
+            input_size=self.input_size,
+            in_chans=self.in_chans,
+            stem=stem,
+            stages=tuple(stages),
+            num_features=self.num_features,
+        )
 
     def sample(self, trial: Any, full: bool = False) -> Arch:
         """Sample an architecture with an Optuna trial, one suggest_* per decision.
@@ -561,8 +634,7 @@ class SearchSpace:
     def _distributions(self) -> dict[str, Any]:
         return {name: d.distribution() for name, d in self.encoding.items()}
 
-    def point(self, params: Mapping[str, Any] | None = None, *, prefer: str = 'default',
-              **fixed: Any) -> Arch:
+    def point(self, params: Mapping[str, Any] | None = None, *, prefer: str = 'default', **fixed: Any) -> Arch:
         """One architecture of the space without a trial.
 
         Args:
@@ -592,8 +664,12 @@ class SearchSpace:
             else:
                 return {'default': d.default, 'min': d.min, 'max': d.max}[prefer]
             if not d.contains(v):
-                raise SpaceError(self.path, name, f"{v!r} is not in this space; allowed: "
-                                 f"{list(d.values()) if d.values() is not None else f'[{d.low}, {d.high}]'}")
+                raise SpaceError(
+                    self.path,
+                    name,
+                    f"{v!r} is not in this space; allowed: "
+                    f"{list(d.values()) if d.values() is not None else f'[{d.low}, {d.high}]'}",
+                )
             return v
 
         return self._build(pick)
@@ -605,7 +681,7 @@ class SearchSpace:
             SpaceError: `arch` is not a point of this space.
         """
         if len(arch.stages) == len(self.stages):
-            for wm in (self.width_mult.values() or (self.width_mult.default,)):
+            for wm in self.width_mult.values() or (self.width_mult.default,):
                 seen: dict[str, Any] = {}
 
                 def pick(d: Decision, name: str, si: int | None, bi: int | None) -> Any:
@@ -614,8 +690,10 @@ class SearchSpace:
                     elif name.endswith('.depth'):
                         v = arch.stages[si].depth
                     elif name.endswith('.channels'):
-                        v = next((c for c in (d.values() or ()) if self._width(c, wm) == arch.stages[si].channels),
-                                 arch.stages[si].channels)
+                        v = next(
+                            (c for c in (d.values() or ()) if self._width(c, wm) == arch.stages[si].channels),
+                            arch.stages[si].channels,
+                        )
                     else:
                         v = getattr(arch.stages[si].blocks[bi], d.key)
                     if not d.contains(v):
@@ -710,7 +788,7 @@ class SearchSpace:
         `tests/test_space.py` checks it against enumerating every combination of the full encoding.
         """
         widths = set()
-        for wm in (self.width_mult.values() or [None]):
+        for wm in self.width_mult.values() or [None]:
             if wm is None:
                 return math.inf
             per_stage = [st.channels.values() for st in self.stages]
@@ -730,8 +808,9 @@ class SearchSpace:
                     if d.per == 'network':
                         net_counts[op] = d.count  # same Decision object in every stage
                     else:
-                        factor[op][0 if d.per == 'block' else 1] = _mul(factor[op][0 if d.per == 'block' else 1],
-                                                                        d.count)
+                        factor[op][0 if d.per == 'block' else 1] = _mul(
+                            factor[op][0 if d.per == 'block' else 1], d.count
+                        )
             c = factor['conv'][0] if 'conv' in ops else 0
             a = factor['acmix'][0] if 'acmix' in ops else 0
             stage_b = {(True, False): 0, (False, True): 0, (True, True): 0}
@@ -741,14 +820,16 @@ class SearchSpace:
                     stage_b[(True, False)] = _add(stage_b[(True, False)], cc)
                     stage_b[(False, True)] = _add(stage_b[(False, True)], aa)
                     if c and a:
-                        stage_b[(True, True)] = _add(stage_b[(True, True)], _pow(c + a, depth) - cc - aa
-                                                     if not math.isinf(c + a) else math.inf)
+                        stage_b[(True, True)] = _add(
+                            stage_b[(True, True)], _pow(c + a, depth) - cc - aa if not math.isinf(c + a) else math.inf
+                        )
                 else:
                     stage_b[(True, False)] = _add(stage_b[(True, False)], _pow(c, depth))
                     stage_b[(False, True)] = _add(stage_b[(False, True)], _pow(a, depth))
-            for (hc, ha) in list(stage_b):
-                stage_b[(hc, ha)] = _mul(stage_b[(hc, ha)], _mul(factor['conv'][1] if hc else 1,
-                                                                 factor['acmix'][1] if ha else 1))
+            for hc, ha in list(stage_b):
+                stage_b[(hc, ha)] = _mul(
+                    stage_b[(hc, ha)], _mul(factor['conv'][1] if hc else 1, factor['acmix'][1] if ha else 1)
+                )
             new: dict[tuple[bool, bool], int | float] = {}
             for (c1, a1), n1 in buckets.items():
                 for (c2, a2), n2 in stage_b.items():
@@ -763,13 +844,18 @@ class SearchSpace:
     # -- serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The resolved space (defaults filled in), loadable again with `from_dict`."""
-        return dict(name=self.name, description=self.description, input_size=list(self.input_size),
-                    in_chans=self.in_chans, stem=self.stem.to_dict(), width_mult=self.width_mult.to_dict(),
-                    num_features=self.num_features,
-                    blocks={k: d.to_dict() for st in self.stages for k, d in st.decisions.items()
-                            if d.per == 'network'},
-                    stages=[s.to_dict() for s in self.stages],
-                    proxy=self.proxy.to_dict())
+        return dict(
+            name=self.name,
+            description=self.description,
+            input_size=list(self.input_size),
+            in_chans=self.in_chans,
+            stem=self.stem.to_dict(),
+            width_mult=self.width_mult.to_dict(),
+            num_features=self.num_features,
+            blocks={k: d.to_dict() for st in self.stages for k, d in st.decisions.items() if d.per == 'network'},
+            stages=[s.to_dict() for s in self.stages],
+            proxy=self.proxy.to_dict(),
+        )
 
     @property
     def fingerprint(self) -> str:
@@ -786,7 +872,7 @@ def _add(*xs: int | float) -> int | float:
 
 
 def _pow(a: int | float, n: int) -> int | float:
-    return 0 if a == 0 else a ** n
+    return 0 if a == 0 else a**n
 
 
 def load_space(path: str | Path) -> SearchSpace:
@@ -804,19 +890,27 @@ def describe(space: SearchSpace, costs: bool = True, num_classes: int = 1000) ->
     lines = [f"space {space.name} ({space.path or 'dict'}), fingerprint {space.fingerprint}"]
     if space.description:
         lines.append(f"  {space.description}")
-    lines.append(f"input {space.input_size[0]}x{space.input_size[1]}x{space.in_chans}, stem {space.stem.type} "
-                 f"{space.stem.channels}ch{' + ' + space.stem.pool if space.stem.pool else ''}")
+    lines.append(
+        f"input {space.input_size[0]}x{space.input_size[1]}x{space.in_chans}, stem {space.stem.type} "
+        f"{space.stem.channels}ch{' + ' + space.stem.pool if space.stem.pool else ''}"
+    )
     for i, st in enumerate(space.stages):
-        lines.append(f"  stage {i}: {st.block}, stride {st.stride}, bottle_ratio {st.bottle_ratio}, "
-                     f"depth {_fmt_dec(st.depth)}, channels {_fmt_dec(st.channels)}")
+        lines.append(
+            f"  stage {i}: {st.block}, stride {st.stride}, bottle_ratio {st.bottle_ratio}, "
+            f"depth {_fmt_dec(st.depth)}, channels {_fmt_dec(st.channels)}"
+        )
     lines.append("decisions:")
     for where, d in space.decisions():
         lines.append(f"  {where:28s} {_fmt_dec(d)} (per {d.per}, default {d.default})")
     lines.append(f"architectures: {_fmt_count(space.size)}")
     lines.append("reference points:")
     refs = space.reference_points()
-    corners = {f"{p}_{op}": space.point(prefer=p, op=op) for p in ('min', 'max') for op in ('conv', 'acmix')
-               if _try(lambda: space.point(prefer=p, op=op))}
+    corners = {
+        f"{p}_{op}": space.point(prefer=p, op=op)
+        for p in ('min', 'max')
+        for op in ('conv', 'acmix')
+        if _try(lambda: space.point(prefer=p, op=op))
+    }
     if costs:
         from nas.cost import measure_cost  # the CLI only: the space itself never needs the model
     for name, arch in refs.items():
@@ -829,9 +923,11 @@ def describe(space: SearchSpace, costs: bool = True, num_classes: int = 1000) ->
         cs = {k: measure_cost(a, num_classes=num_classes, latency=False, memory=False) for k, a in corners.items()}
         p = sorted(c.params for c in cs.values())
         m = sorted(c.macs for c in cs.values())
-        lines.append(f"cost range at {num_classes} classes over the corners (min/max depth, width, kernels; all conv "
-                     f"or all ACmix): params {p[0] / 1e6:.3f}-{p[-1] / 1e6:.3f} M, "
-                     f"MACs {m[0] / 1e6:.2f}-{m[-1] / 1e6:.2f} M")
+        lines.append(
+            f"cost range at {num_classes} classes over the corners (min/max depth, width, kernels; all conv "
+            f"or all ACmix): params {p[0] / 1e6:.3f}-{p[-1] / 1e6:.3f} M, "
+            f"MACs {m[0] / 1e6:.2f}-{m[-1] / 1e6:.2f} M"
+        )
     lines.append("proxy: " + ', '.join(f"{k}={v}" for k, v in space.proxy.to_dict().items()))
     return '\n'.join(lines)
 
@@ -866,6 +962,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     import torch
+
     torch.set_num_threads(min(4, torch.get_num_threads()))
     try:
         print(describe(space, costs=not args.no_costs, num_classes=args.num_classes))

@@ -84,8 +84,9 @@ class StudySource:
         return RunStudy(self, journal, storage, backend)
 
 
-def open_study(folder: RunFolder, opts: SearchOptions, space: SearchSpace,
-               records: list[TrialRecord]) -> tuple[RunStudy, int, list[dict[str, Any]], list[str]]:
+def open_study(
+    folder: RunFolder, opts: SearchOptions, space: SearchSpace, records: list[TrialRecord]
+) -> tuple[RunStudy, int, list[dict[str, Any]], list[str]]:
     """The run's study (created, or loaded to resume), its journal made to agree with
     trials.jsonl, the record of what is done, and the architectures to evaluate first.
 
@@ -113,9 +114,13 @@ def open_study(folder: RunFolder, opts: SearchOptions, space: SearchSpace,
         notes.append(f'{folder.study_path}: unreadable ({" ".join(str(e).split())}); moved to {side.name}')
         existed = False
         storage, backend = journal_storage(folder)
-    journal = optuna.create_study(study_name=STUDY_NAME, storage=storage, load_if_exists=True,
-                                  directions=pareto.directions(opts.objectives),
-                                  sampler=optuna.samplers.RandomSampler())
+    journal = optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=storage,
+        load_if_exists=True,
+        directions=pareto.directions(opts.objectives),
+        sampler=optuna.samplers.RandomSampler(),
+    )
     done = {r.arch_id for r in records}
     told: set[str] = set()  # architectures whose end the study knows
     again: dict[str, dict[str, Any]] = {}  # seen by the study, not recorded: arch id -> params
@@ -127,7 +132,8 @@ def open_study(folder: RunFolder, opts: SearchOptions, space: SearchSpace,
         except (ValueError, SpaceError):
             continue
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-                t.state == TrialState.FAIL and 'status' in t.user_attrs):
+            t.state == TrialState.FAIL and 'status' in t.user_attrs
+        ):
             told.add(arch_id)
         if arch_id not in done:
             again.setdefault(arch_id, dict(t.params))
@@ -135,8 +141,10 @@ def open_study(folder: RunFolder, opts: SearchOptions, space: SearchSpace,
     if missing:
         journal.add_trials([trial_of(replace(a.record, accuracy=a.accuracy), space, opts, folder) for a in missing])
         why = 'missing' if not existed else f'stale ({len(missing)} of the {len(records)} finished trials absent)'
-        notes.append(f'{folder.study_path}: {why}; rebuilt from {folder.trials_path.name} '
-                     f'({len(missing)} architectures told to the study)')
+        notes.append(
+            f'{folder.study_path}: {why}; rebuilt from {folder.trials_path.name} '
+            f'({len(missing)} architectures told to the study)'
+        )
     stale = 0
     for t in journal.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         journal.tell(t.number, state=TrialState.FAIL)
@@ -154,20 +162,31 @@ def open_study(folder: RunFolder, opts: SearchOptions, space: SearchSpace,
 
 def trial_of(record: TrialRecord, space: SearchSpace, opts: SearchOptions, folder: RunFolder) -> Any:
     """A finished trial of trials.jsonl as an Optuna FrozenTrial, told as ArchSearcher tells it."""
-    state = {'complete': TrialState.COMPLETE, 'infeasible': TrialState.COMPLETE,
-             'stopped': TrialState.PRUNED}.get(record.status, TrialState.FAIL)
+    state = {'complete': TrialState.COMPLETE, 'infeasible': TrialState.COMPLETE, 'stopped': TrialState.PRUNED}.get(
+        record.status, TrialState.FAIL
+    )
     try:
         params = record.optuna_params or space.params_of(Arch.from_dict(record.arch))
         complete = state == TrialState.COMPLETE
         return optuna.trial.create_trial(
-            state=state, params=params, distributions=space.distributions(params),
+            state=state,
+            params=params,
+            distributions=space.distributions(params),
             values=[float(record.value(o) or 0.0) for o in opts.objectives] if complete else None,
             constraints=dict(zip(sorted(opts.limits), record.constraints)) if complete and opts.limits else None,
-            user_attrs={'arch_id': record.arch_id, 'status': record.status, 'epochs': record.epochs,
-                        'constraints': list(record.constraints), 'rebuilt_from': folder.trials_path.name})
+            user_attrs={
+                'arch_id': record.arch_id,
+                'status': record.status,
+                'epochs': record.epochs,
+                'constraints': list(record.constraints),
+                'rebuilt_from': folder.trials_path.name,
+            },
+        )
     except (ValueError, TypeError, SpaceError) as e:
-        raise RunError(f'{folder.trials_path}: trial {record.number} ({record.arch_id}) cannot be told to a '
-                       f'rebuilt Optuna study ({" ".join(str(e).split())}); not resuming without it') from None
+        raise RunError(
+            f'{folder.trials_path}: trial {record.number} ({record.arch_id}) cannot be told to a '
+            f'rebuilt Optuna study ({" ".join(str(e).split())}); not resuming without it'
+        ) from None
 
 
 class BatchedJournal(BaseJournalBackend):
@@ -190,7 +209,7 @@ class BatchedJournal(BaseJournalBackend):
             if read:
                 self._on_file = max(self._on_file, log_number_from + read)
         if self._pending:
-            yield from self._pending[max(0, log_number_from - self._on_file):]
+            yield from self._pending[max(0, log_number_from - self._on_file) :]
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         if self._pending is None:
@@ -231,15 +250,15 @@ class RunStudy:
     source: both studies are reopened from the journal when next used.
     """
 
-    def __init__(self, source: StudySource, journal: optuna.Study, storage: optuna.storages.BaseStorage,
-                 backend: BatchedJournal):
+    def __init__(
+        self, source: StudySource, journal: optuna.Study, storage: optuna.storages.BaseStorage, backend: BatchedJournal
+    ):
         self.source = source
         self.journal, self._storage, self._backend = journal, storage, backend
         self._journal_id = storage.get_study_id_from_name(STUDY_NAME)
         self.sampler = make_sampler(source.sampler, source.seed, source.budget, source.space)
         self._work_storage = optuna.storages.InMemoryStorage()
-        self.work = optuna.create_study(storage=self._work_storage, directions=journal.directions,
-                                        sampler=self.sampler)
+        self.work = optuna.create_study(storage=self._work_storage, directions=journal.directions, sampler=self.sampler)
         self.work.add_trials(journal.get_trials(deepcopy=False))
         self._work_id = self._work_storage.get_study_id_from_name(self.work.study_name)
         self._open: dict[tuple[bool, int], optuna.Trial] = {}  # (journal?, number) -> a running trial
@@ -259,8 +278,12 @@ class RunStudy:
         kind = self.sampler.take_kind(trial.number)
         attrs = {'arch_id': arch.arch_id, 'proposal': kind or 'queued'}
         params = trial.params
-        template = optuna.trial.create_trial(state=TrialState.RUNNING, params=params,
-                                             distributions=self.source.space.distributions(params), user_attrs=attrs)
+        template = optuna.trial.create_trial(
+            state=TrialState.RUNNING,
+            params=params,
+            distributions=self.source.space.distributions(params),
+            user_attrs=attrs,
+        )
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         trial_id = self._storage.create_new_trial(self._journal_id, template_trial=template)
@@ -289,12 +312,18 @@ class RunStudy:
                     trial.set_user_attr(key, value)
                 study.tell(trial, state=state)
 
-    def add(self, params: dict[str, Any], values: list[float], constraints: dict[str, float],
-            attrs: dict[str, Any]) -> None:
+    def add(
+        self, params: dict[str, Any], values: list[float], constraints: dict[str, float], attrs: dict[str, Any]
+    ) -> None:
         """Add a finished trial: an architecture told before whose mean has moved (Optuna cannot
         change a finished trial, so its new mean is a new trial with the same parameters)."""
-        trial = optuna.trial.create_trial(params=params, distributions=self.source.space.distributions(params),
-                                          values=values, user_attrs=attrs, constraints=constraints or None)
+        trial = optuna.trial.create_trial(
+            params=params,
+            distributions=self.source.space.distributions(params),
+            values=values,
+            user_attrs=attrs,
+            constraints=constraints or None,
+        )
         self.work.add_trial(trial)
         self.journal.add_trial(trial)
 

@@ -151,8 +151,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=_NO_DECAY_NAMES)
     decay = [p for g in groups if g["weight_decay"] for p in g["params"]]
     no_decay = [p for g in groups if not g["weight_decay"] for p in g["params"]]
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def _lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -163,8 +162,7 @@ def _lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup_steps, rest) / rest))
 
 
-def augment_batch(x: torch.Tensor, padding: int, crop: bool, flip: bool,
-                  generator: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, padding: int, crop: bool, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Random crop (from a zero-padded image) and horizontal flip of a batch, as one gather.
 
     Args:
@@ -195,8 +193,7 @@ def augment_batch(x: torch.Tensor, padding: int, crop: bool, flip: bool,
 
 
 def _is_oom(e: BaseException) -> bool:
-    return isinstance(e, torch.OutOfMemoryError) or (
-        isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
 
 
 def _resolve_device(cfg: TrainConfig, data: Dataset) -> torch.device:
@@ -224,9 +221,15 @@ def _amp_dtype(device: torch.device) -> torch.dtype:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512, *,
-             amp_dtype: torch.dtype | None = None, channels_last: bool = False
-             ) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 512,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> tuple[float, float]:
     """Top-1 accuracy (0..1) and mean cross-entropy of `model` on (x, y), in eval mode.
 
     `amp_dtype` runs the forward under autocast in that dtype; the model's train/eval mode is
@@ -241,7 +244,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     loss_sum = torch.zeros((), dtype=torch.float64, device=y.device)
     try:
         for i in range(0, n, batch_size):
-            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with _autocast(xb.device, amp_dtype):
@@ -256,8 +259,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 # --------------------------------------------------------------------------- the loop
 
-def train(model: nn.Module, data: Dataset, cfg: TrainConfig | None = None
-          ) -> Iterator[EpochResult]:
+
+def train(model: nn.Module, data: Dataset, cfg: TrainConfig | None = None) -> Iterator[EpochResult]:
     """Train `model` in place on `data`, yielding an `EpochResult` after every epoch.
 
     Args:
@@ -281,8 +284,11 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig | None = None
     use_amp = _auto(cfg.amp, device)
     amp_dtype = _amp_dtype(device) if use_amp else None
     channels_last = True if cfg.channels_last == "auto" else bool(cfg.channels_last)
-    augment = data.default_augment if cfg.augment == "auto" else (
-        ("crop+flip" if cfg.augment else "none") if isinstance(cfg.augment, bool) else cfg.augment)
+    augment = (
+        data.default_augment
+        if cfg.augment == "auto"
+        else (("crop+flip" if cfg.augment else "none") if isinstance(cfg.augment, bool) else cfg.augment)
+    )
     crop, flip = "crop" in augment, "flip" in augment
     padding = cfg.crop_padding if cfg.crop_padding is not None else max(1, data.image_size // 8)
 
@@ -304,8 +310,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig | None = None
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     else:
         opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: _lr_factor(s, warmup_steps, total_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, warmup_steps, total_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     # Checking the loss forces a device sync: every step on CPU (free), every few on CUDA.
@@ -321,7 +326,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig | None = None
             order = torch.randperm(n, device=device, generator=gen)
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             for step in range(steps_per_epoch):
-                idx = order[step * bs:(step + 1) * bs]
+                idx = order[step * bs : (step + 1) * bs]
                 xb = augment_batch(data.train_x[idx], padding, crop, flip, gen)
                 yb = data.train_y[idx]
                 if channels_last:
@@ -340,13 +345,16 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig | None = None
                 loss_sum += loss.detach().double()
                 if (step + 1) % check_every == 0 or step + 1 == steps_per_epoch:
                     if not torch.isfinite(loss_sum).item():
-                        failure = (f"non-finite training loss at epoch {epoch} step {step + 1} "
-                                   f"(lr {opt.param_groups[0]['lr']:.3g})")
+                        failure = (
+                            f"non-finite training loss at epoch {epoch} step {step + 1} "
+                            f"(lr {opt.param_groups[0]['lr']:.3g})"
+                        )
                         break
             if not failure:
                 train_loss = loss_sum.item() / steps_per_epoch
-                val_acc, val_loss = evaluate(model, data.val_x, data.val_y, cfg.eval_batch_size,
-                                             amp_dtype=amp_dtype, channels_last=channels_last)
+                val_acc, val_loss = evaluate(
+                    model, data.val_x, data.val_y, cfg.eval_batch_size, amp_dtype=amp_dtype, channels_last=channels_last
+                )
                 if len(data.val_y) and not math.isfinite(val_loss):
                     failure = f"non-finite validation loss at epoch {epoch}"
         except Exception as e:
@@ -359,14 +367,15 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig | None = None
             opt.zero_grad(set_to_none=True)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            yield EpochResult(epoch, train_loss, val_acc, val_loss, time.perf_counter() - t0,
-                              last_lr, status="failed", reason=failure)
+            yield EpochResult(
+                epoch, train_loss, val_acc, val_loss, time.perf_counter() - t0, last_lr, status="failed", reason=failure
+            )
             return
-        yield EpochResult(epoch, train_loss, val_acc, val_loss, time.perf_counter() - t0,
-                          last_lr)
+        yield EpochResult(epoch, train_loss, val_acc, val_loss, time.perf_counter() - t0, last_lr)
 
 
 # --------------------------------------------------------------------------- CLI
+
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -396,8 +405,7 @@ def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", "RunConfig | No
         try:
             return Arch.load(path), None
         except Exception as e:
-            raise UsageError(f"--arch {path}: not a valid Arch JSON/YAML file "
-                             f"({' '.join(str(e).split())})") from None
+            raise UsageError(f"--arch {path}: not a valid Arch JSON/YAML file ({' '.join(str(e).split())})") from None
     if not path.is_dir():
         raise UsageError(f"--arch {spec}: no such file or run folder")
     from nas.results import RunError, RunFolder, records_of
@@ -428,23 +436,31 @@ def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", "RunConfig | No
 
 def _parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = _Parser(prog="python -m nas.train", formatter_class=_HelpFormatter,
-                description="Train one architecture from scratch and save a checkpoint "
-                            "(model.safetensors, arch.json, metrics.json).")
-    p.add_argument("--arch", required=True,
-                   help="an Arch .json/.yaml file, a run folder with --trial N, or "
-                        "RUN_FOLDER[/trials.jsonl]#ARCH_ID")
+    p = _Parser(
+        prog="python -m nas.train",
+        formatter_class=_HelpFormatter,
+        description="Train one architecture from scratch and save a checkpoint "
+        "(model.safetensors, arch.json, metrics.json).",
+    )
+    p.add_argument(
+        "--arch",
+        required=True,
+        help="an Arch .json/.yaml file, a run folder with --trial N, or RUN_FOLDER[/trials.jsonl]#ARCH_ID",
+    )
     p.add_argument("--trial", type=int, default=None, help="trial number in the run folder")
-    p.add_argument("--dataset", default=None,
-                   help=f"one of {', '.join(DATASETS)}; default: the run's dataset, else digits")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="folder with the dataset's files (default: the run's, if any)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="training resolution; default: the arch's input size")
-    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
-                   help="share of the training images held out for validation")
-    p.add_argument("--subset", type=float, default=None,
-                   help="train on this many (>1) or this share (<=1) of the training images")
+    p.add_argument(
+        "--dataset", default=None, help=f"one of {', '.join(DATASETS)}; default: the run's dataset, else digits"
+    )
+    p.add_argument(
+        "--data-dir", type=Path, default=None, help="folder with the dataset's files (default: the run's, if any)"
+    )
+    p.add_argument("--image-size", type=int, default=None, help="training resolution; default: the arch's input size")
+    p.add_argument(
+        "--val-fraction", type=float, default=VAL_FRACTION, help="share of the training images held out for validation"
+    )
+    p.add_argument(
+        "--subset", type=float, default=None, help="train on this many (>1) or this share (<=1) of the training images"
+    )
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default=d.optimizer)
@@ -453,19 +469,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--augment", choices=AUGMENTS, default="auto",
-                   help="auto: crop for digits/MNIST, crop+flip for natural images")
+    p.add_argument(
+        "--augment", choices=AUGMENTS, default="auto", help="auto: crop for digits/MNIST, crop+flip for natural images"
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
-                   help="mixed precision (auto: on for CUDA)")
-    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                   help="channels_last memory format (auto: on)")
+    p.add_argument("--amp", choices=("auto", "on", "off"), default="auto", help="mixed precision (auto: on for CUDA)")
+    p.add_argument(
+        "--channels-last", choices=("auto", "on", "off"), default="auto", help="channels_last memory format (auto: on)"
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="checkpoint folder (default: results/trained/<arch id>-<dataset>)")
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing checkpoint folder (whole, and only if training succeeds)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="checkpoint folder (default: results/trained/<arch id>-<dataset>)"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing checkpoint folder (whole, and only if training succeeds)",
+    )
     return p
 
 
@@ -514,24 +535,38 @@ def _run(argv: list[str] | None) -> int:
         raise UsageError(f"--device {device}: CUDA is not available")
     h, w = arch.input_size
     image_size = args.image_size or (h if h == w else None)
-    subset = None if args.subset is None else (
-        int(args.subset) if args.subset > 1 else float(args.subset))
+    subset = None if args.subset is None else (int(args.subset) if args.subset > 1 else float(args.subset))
     try:
         cfg = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-            momentum=args.momentum, weight_decay=args.weight_decay,
-            warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-            seed=args.seed, augment=args.augment, device=device,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            warmup_epochs=args.warmup_epochs,
+            label_smoothing=args.label_smoothing,
+            seed=args.seed,
+            augment=args.augment,
+            device=device,
             amp={"auto": "auto", "on": True, "off": False}[args.amp],
-            channels_last={"auto": "auto", "on": True, "off": False}[args.channels_last])
-        data = load_dataset(dataset, data_dir, image_size=image_size,
-                            val_fraction=args.val_fraction, subset=subset, seed=args.seed,
-                            device=device)
+            channels_last={"auto": "auto", "on": True, "off": False}[args.channels_last],
+        )
+        data = load_dataset(
+            dataset,
+            data_dir,
+            image_size=image_size,
+            val_fraction=args.val_fraction,
+            subset=subset,
+            seed=args.seed,
+            device=device,
+        )
     except (DataError, ValueError) as e:
         raise UsageError(str(e)) from None
     if data.in_chans != arch.in_chans:
-        raise UsageError(f"arch {arch.arch_id} takes {arch.in_chans}-channel input but "
-                         f"{data.name} has {data.in_chans} channels")
+        raise UsageError(
+            f"arch {arch.arch_id} takes {arch.in_chans}-channel input but {data.name} has {data.in_chans} channels"
+        )
     from nas.files import folder_written_whole, occupied, save_safetensors
 
     out = args.out or Path("results") / "trained" / f"{arch.arch_id}-{data.name}"
@@ -550,18 +585,31 @@ def _run(argv: list[str] | None) -> int:
         last = r
         if r.status != "ok":
             break
-        print(f"epoch {r.epoch}/{cfg.epochs}  loss {r.train_loss:.4f}  val_acc {r.val_acc:.4f}  "
-              f"val_loss {r.val_loss:.4f}  lr {r.lr:.3g}  {r.seconds:.1f}s", flush=True)
+        print(
+            f"epoch {r.epoch}/{cfg.epochs}  loss {r.train_loss:.4f}  val_acc {r.val_acc:.4f}  "
+            f"val_loss {r.val_loss:.4f}  lr {r.lr:.3g}  {r.seconds:.1f}s",
+            flush=True,
+        )
     failed = last is not None and last.status != "ok"
     metrics = {
-        "arch_id": arch.arch_id, "status": "failed" if failed else "ok",
-        "reason": last.reason if failed else "", "dataset": data.name,
-        "num_classes": data.num_classes, "in_chans": data.in_chans,
-        "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std),
-        "classes": list(data.classes), "train_images": len(data.train_y),
-        "val_images": len(data.val_y), "val_fraction": args.val_fraction, "subset": subset,
+        "arch_id": arch.arch_id,
+        "status": "failed" if failed else "ok",
+        "reason": last.reason if failed else "",
+        "dataset": data.name,
+        "num_classes": data.num_classes,
+        "in_chans": data.in_chans,
+        "image_size": data.image_size,
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "classes": list(data.classes),
+        "train_images": len(data.train_y),
+        "val_images": len(data.val_y),
+        "val_fraction": args.val_fraction,
+        "subset": subset,
         "val_acc": None if last is None or failed else last.val_acc,
-        "seconds": time.perf_counter() - t0, "config": asdict(cfg), "history": history,
+        "seconds": time.perf_counter() - t0,
+        "config": asdict(cfg),
+        "history": history,
     }
     if not failed:
         test_acc, test_loss = evaluate(model, data.test_x, data.test_y, cfg.eval_batch_size)
@@ -576,11 +624,15 @@ def _run(argv: list[str] | None) -> int:
             save_safetensors(state, tmp / "model.safetensors", metadata={"format": "pt", "arch_id": arch.arch_id})
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
     if failed:
-        print(f"training failed: {last.reason}; wrote {dest / 'metrics.json'}"
-              + (f"; {out} is left as it was" if dest != out else ""), file=sys.stderr)
+        print(
+            f"training failed: {last.reason}; wrote {dest / 'metrics.json'}"
+            + (f"; {out} is left as it was" if dest != out else ""),
+            file=sys.stderr,
+        )
         return 1
-    print(f"val_acc {metrics['val_acc']:.4f}  test_acc {metrics['test_acc']:.4f}  "
-          f"{metrics['seconds']:.1f}s; saved {out}")
+    print(
+        f"val_acc {metrics['val_acc']:.4f}  test_acc {metrics['test_acc']:.4f}  {metrics['seconds']:.1f}s; saved {out}"
+    )
     return 0
 
 
@@ -592,8 +644,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nas.train: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a read-only --out: the checkpoint folder is written whole or not at all
-        print(f"nas.train: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}; no checkpoint "
-              f"was written", file=sys.stderr)
+        print(
+            f"nas.train: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}; no checkpoint "
+            f"was written",
+            file=sys.stderr,
+        )
         return fault_exit(e)
     except KeyboardInterrupt:
         print("nas.train: interrupted; no checkpoint was written", file=sys.stderr)

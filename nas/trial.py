@@ -76,8 +76,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec='milliseconds')
 
 
-def evaluate(arch: Arch, data: Dataset, settings: TrialSettings, seed: int,
-             report: Callable[[TrialRecord], None] | None = None) -> TrialResult:
+def evaluate(
+    arch: Arch, data: Dataset, settings: TrialSettings, seed: int, report: Callable[[TrialRecord], None] | None = None
+) -> TrialResult:
     """Cost `arch`, train its proxy on `data` with `seed`, and score it on the validation split.
 
     Args:
@@ -96,8 +97,15 @@ def evaluate(arch: Arch, data: Dataset, settings: TrialSettings, seed: int,
     """
     start, cpu_start = time.perf_counter(), time.process_time()
     device = torch.device(settings.device)
-    record = TrialRecord(number=-1, arch_id=arch.arch_id, arch=arch.to_dict(), status='running', seed=seed,
-                         device=str(device), started_at=_now())
+    record = TrialRecord(
+        number=-1,
+        arch_id=arch.arch_id,
+        arch=arch.to_dict(),
+        status='running',
+        seed=seed,
+        device=str(device),
+        started_at=_now(),
+    )
 
     def finish(status: str, model: nn.Module | None = None) -> TrialResult:
         record.status, record.seconds, record.finished_at = status, time.perf_counter() - start, _now()
@@ -106,8 +114,14 @@ def evaluate(arch: Arch, data: Dataset, settings: TrialSettings, seed: int,
 
     torch.manual_seed(seed)  # the initial weights
     model = create_model(arch, num_classes=settings.num_classes)
-    cost = measure_cost(model, device=device, latency='latency' in settings.measure,
-                        memory='memory' in settings.measure, warmup=2, repeats=5)
+    cost = measure_cost(
+        model,
+        device=device,
+        latency='latency' in settings.measure,
+        memory='memory' in settings.measure,
+        warmup=2,
+        repeats=5,
+    )
     record.params, record.macs = cost.params, cost.macs
     record.latency_ms, record.memory_mb = cost.latency_ms, cost.peak_memory_mb
     record.constraints = constraint_values(record, settings.limits)
@@ -131,4 +145,3 @@ def evaluate(arch: Arch, data: Dataset, settings: TrialSettings, seed: int,
             report(record)
     record.rates = rates_of(model)
     return finish('complete', model)
-

@@ -32,8 +32,19 @@ from nas.trial import TrialSettings, evaluate
 SPACE_FILE = Path(__file__).resolve().parents[1] / 'search_spaces' / 'digits.yaml'
 OBJ = ['accuracy', 'macs']
 N_COMPLETE = 5  # complete trials; then one stopped, one failed, one infeasible
-PROXY = ProxyConfig(dataset='digits', image_size=16, val_fraction=0.2, subset=400, epochs=2, batch_size=16,
-                    optimizer='adamw', lr=0.01, weight_decay=0.01, warmup_epochs=0, label_smoothing=0.0)
+PROXY = ProxyConfig(
+    dataset='digits',
+    image_size=16,
+    val_fraction=0.2,
+    subset=400,
+    epochs=2,
+    batch_size=16,
+    optimizer='adamw',
+    lr=0.01,
+    weight_decay=0.01,
+    warmup_epochs=0,
+    label_smoothing=0.0,
+)
 
 
 def build_run(path: Path, n_complete: int = N_COMPLETE) -> Path:
@@ -44,8 +55,12 @@ def build_run(path: Path, n_complete: int = N_COMPLETE) -> Path:
     data = PROXY.load_data(seed=0)
     run = RunFolder(path)
     run.path.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(study_name=STUDY_NAME, storage=run.storage(), directions=pareto.directions(OBJ),
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=run.storage(),
+        directions=pareto.directions(OBJ),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
     refs = space.reference_points()
     for arch in refs.values():
         study.enqueue_trial(space.params_of(arch))
@@ -53,8 +68,12 @@ def build_run(path: Path, n_complete: int = N_COMPLETE) -> Path:
     settings = TrialSettings(proxy=PROXY, num_classes=data.num_classes, measure=())
     # how each planned status comes about: a shorter proxy (stopped after 1 of 2 epochs), an absurd
     # learning rate (a real NaN loss), a MACs limit no network meets (infeasible, not trained)
-    how = {'complete': settings, 'stopped': replace(settings, proxy=replace(PROXY, epochs=1)),
-           'failed': replace(settings, proxy=replace(PROXY, lr=1e9)), 'infeasible': replace(settings, limits={'macs': 1})}
+    how = {
+        'complete': settings,
+        'stopped': replace(settings, proxy=replace(PROXY, epochs=1)),
+        'failed': replace(settings, proxy=replace(PROXY, lr=1e9)),
+        'infeasible': replace(settings, limits={'macs': 1}),
+    }
 
     plan = ['complete'] * n_complete + ['stopped', 'failed', 'infeasible']
     seen: set[str] = set()
@@ -84,17 +103,29 @@ def build_run(path: Path, n_complete: int = N_COMPLETE) -> Path:
         if status == 'complete':
             study.tell(trial, [float(rec.value(o)) for o in OBJ])
         else:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED if status == 'stopped' else
-                       optuna.trial.TrialState.FAIL)
+            study.tell(
+                trial, state=optuna.trial.TrialState.PRUNED if status == 'stopped' else optuna.trial.TrialState.FAIL
+            )
 
     ref_costs = [measure_cost(a, num_classes=data.num_classes, latency=False, memory=False) for a in refs.values()]
-    run.write_config(RunConfig(
-        name=path.name, objectives=OBJ, sampler='random', seed=0, space_file='search_spaces/digits.yaml',
-        space=space.to_dict(), proxy=PROXY, data=DataInfo.of(data),
-        references={k: a.arch_id for k, a in refs.items()},
-        hypervolume_scale=dict(macs=2.0 * max(c.macs for c in ref_costs), params=2.0 * max(c.params for c in ref_costs)),
-        versions=package_versions(),
-        device='cpu'))
+    run.write_config(
+        RunConfig(
+            name=path.name,
+            objectives=OBJ,
+            sampler='random',
+            seed=0,
+            space_file='search_spaces/digits.yaml',
+            space=space.to_dict(),
+            proxy=PROXY,
+            data=DataInfo.of(data),
+            references={k: a.arch_id for k, a in refs.items()},
+            hypervolume_scale=dict(
+                macs=2.0 * max(c.macs for c in ref_costs), params=2.0 * max(c.params for c in ref_costs)
+            ),
+            versions=package_versions(),
+            device='cpu',
+        )
+    )
     run.write_pareto()
     return path
 
@@ -103,15 +134,25 @@ def tiny_arch(i: int) -> Arch:
     """A distinct small architecture for each i (its stem width), for records written by hand:
     every record a run folder reads back must describe a network (results.check_record)."""
     stage = {'block': 'basic', 'channels': 8, 'stride': 1, 'bottle_ratio': 1.0, 'blocks': [{'op': 'conv'}]}
-    return Arch.from_dict({'input_size': [8, 8], 'in_chans': 1, 'stem': {'type': '3x3', 'channels': 4 + i},
-                           'stages': [stage, stage]})
+    return Arch.from_dict(
+        {'input_size': [8, 8], 'in_chans': 1, 'stem': {'type': '3x3', 'channels': 4 + i}, 'stages': [stage, stage]}
+    )
 
 
 def record_of(i: int, **fields) -> TrialRecord:
     """Trial i as a search records it: a complete evaluation of `tiny_arch(i)`, `fields` changed."""
     arch = tiny_arch(i)
-    return TrialRecord(**{'number': i, 'arch_id': arch.arch_id, 'arch': arch.to_dict(), 'status': 'complete',
-                          'accuracy': 0.5, 'macs': 1000 + i, **fields})
+    return TrialRecord(
+        **{
+            'number': i,
+            'arch_id': arch.arch_id,
+            'arch': arch.to_dict(),
+            'status': 'complete',
+            'accuracy': 0.5,
+            'macs': 1000 + i,
+            **fields,
+        }
+    )
 
 
 _BUILT: dict[str, Path] = {}
@@ -136,7 +177,6 @@ def copy_run(src: Path, dst: Path, n_lines: int | None = None) -> Path:
     if (src / 'weights').is_dir():
         shutil.copytree(src / 'weights', dst / 'weights')
     return dst
-
 
 
 SYMMETRY_FILE = Path(__file__).resolve().parents[1] / 'search_spaces' / 'symmetry.yaml'
@@ -165,7 +205,7 @@ def synthetic_run(path: Path, n_records: int, seed: int = 0) -> Path:
             params = {name: rng.choice(d.values()) for name, d in space.encoding.items()}
             arch = space.point(params)
             blocks = [b for *_, b in arch.blocks()]
-            macs = sum(st.channels ** 2 * len(st.blocks) for st in arch.stages) * 9 + 1000 * len(blocks)
+            macs = sum(st.channels**2 * len(st.blocks) for st in arch.stages) * 9 + 1000 * len(blocks)
             quality = 0.55 + 0.05 * math.log10(macs / 1e4) + rng.gauss(0, 0.03)
             status = rng.choices(['complete', 'failed', 'infeasible'], [0.95, 0.03, 0.02])[0]
             archs.append((arch, params, macs, quality, status))
@@ -173,19 +213,49 @@ def synthetic_run(path: Path, n_records: int, seed: int = 0) -> Path:
         blocks = [b for *_, b in arch.blocks()]
         acmix = [(si, bi) for si, st in enumerate(arch.stages) for bi, b in enumerate(st.blocks) if b.op == 'acmix']
         accuracy = round(min(0.99, quality + rng.gauss(0, 0.01)), 4) if status == 'complete' else None
-        lines.append(TrialRecord(
-            number=n, arch_id=arch.arch_id, arch=arch.to_dict(), status=status, accuracy=accuracy,
-            params=macs // 20, macs=macs, latency_ms=round(0.02 * len(blocks) + macs / 5e7, 3),
-            acc_per_epoch=[accuracy] * 5 if accuracy is not None else [], epochs=5 if accuracy is not None else 0,
-            seconds=round(rng.uniform(2, 9), 2), train_seconds=2.0, optuna_number=None if again else n,
-            optuna_params=params, constraints=[1.0] if status == 'infeasible' else [],
-            error='RuntimeError: the loss is NaN' if status == 'failed' else None,
-            rates=[{'stage': si, 'index': bi, 'alpha': round(rng.uniform(0.2, 0.8), 3),
-                    'beta': round(rng.uniform(0.2, 0.8), 3)} for si, bi in acmix],
-            seed=seeds[arch.arch_id] - 1,
-            device='cpu').to_json())
+        lines.append(
+            TrialRecord(
+                number=n,
+                arch_id=arch.arch_id,
+                arch=arch.to_dict(),
+                status=status,
+                accuracy=accuracy,
+                params=macs // 20,
+                macs=macs,
+                latency_ms=round(0.02 * len(blocks) + macs / 5e7, 3),
+                acc_per_epoch=[accuracy] * 5 if accuracy is not None else [],
+                epochs=5 if accuracy is not None else 0,
+                seconds=round(rng.uniform(2, 9), 2),
+                train_seconds=2.0,
+                optuna_number=None if again else n,
+                optuna_params=params,
+                constraints=[1.0] if status == 'infeasible' else [],
+                error='RuntimeError: the loss is NaN' if status == 'failed' else None,
+                rates=[
+                    {
+                        'stage': si,
+                        'index': bi,
+                        'alpha': round(rng.uniform(0.2, 0.8), 3),
+                        'beta': round(rng.uniform(0.2, 0.8), 3),
+                    }
+                    for si, bi in acmix
+                ],
+                seed=seeds[arch.arch_id] - 1,
+                device='cpu',
+            ).to_json()
+        )
     (run.path / 'trials.jsonl').write_text('\n'.join(lines) + '\n')
-    run.write_config(RunConfig(
-        name=path.name, objectives=OBJ, sampler='evolution', seed=seed, space_file='search_spaces/symmetry.yaml',
-        space=space.to_dict(), proxy=space.proxy, hypervolume_scale={'macs': 2.0e6}, device='cpu'))
+    run.write_config(
+        RunConfig(
+            name=path.name,
+            objectives=OBJ,
+            sampler='evolution',
+            seed=seed,
+            space_file='search_spaces/symmetry.yaml',
+            space=space.to_dict(),
+            proxy=space.proxy,
+            hypervolume_scale={'macs': 2.0e6},
+            device='cpu',
+        )
+    )
     return path

@@ -66,8 +66,10 @@ REFERENCE_CASES = [
 def reference_state_dict(c: int, heads: int, ka: int, kc: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """A random state_dict with the paper module's names and shapes (ACMIX.md's parameter table)."""
     gen = torch.Generator().manual_seed(seed)
-    return {name: torch.randn(shape, generator=gen) * 0.5
-            for name, shape in reference_parameter_shapes(c, c, kernel_att=ka, head=heads, kernel_conv=kc).items()}
+    return {
+        name: torch.randn(shape, generator=gen) * 0.5
+        for name, shape in reference_parameter_shapes(c, c, kernel_att=ka, head=heads, kernel_conv=kc).items()
+    }
 
 
 @pytest.mark.parametrize("c,heads,ka,kc,s,h,w", REFERENCE_CASES)
@@ -90,10 +92,19 @@ def test_state_dict_layout_is_the_reference_layout():
     assert ours.kernel_att == 7 and ours.head == 4 and ours.kernel_conv == 3 and ours.stride == 1
     # The table itself, from ACMIX.md, for one non-default setting (C_in 32 -> C 48, N 3, k_c 5):
     assert reference_parameter_shapes(32, 48, kernel_att=5, head=3, kernel_conv=5) == {
-        "rate1": (1,), "rate2": (1,),
-        "conv1.weight": (48, 32, 1, 1), "conv1.bias": (48,), "conv2.weight": (48, 32, 1, 1), "conv2.bias": (48,),
-        "conv3.weight": (48, 32, 1, 1), "conv3.bias": (48,), "conv_p.weight": (16, 2, 1, 1), "conv_p.bias": (16,),
-        "fc.weight": (25, 9, 1, 1), "dep_conv.weight": (48, 25, 5, 5)}
+        "rate1": (1,),
+        "rate2": (1,),
+        "conv1.weight": (48, 32, 1, 1),
+        "conv1.bias": (48,),
+        "conv2.weight": (48, 32, 1, 1),
+        "conv2.bias": (48,),
+        "conv3.weight": (48, 32, 1, 1),
+        "conv3.bias": (48,),
+        "conv_p.weight": (16, 2, 1, 1),
+        "conv_p.bias": (16,),
+        "fc.weight": (25, 9, 1, 1),
+        "dep_conv.weight": (48, 25, 5, 5),
+    }
 
 
 # Cases the paper's module cannot run: odd sizes at stride 2, windows wider than the map, dilation.
@@ -221,15 +232,18 @@ def test_every_odd_kernel_runs_forward_and_backward(ka, kc):
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(in_planes=16, out_planes=18, head=4), "head=4 must divide out_planes=18"),
-    (dict(in_planes=16, kernel_att=6), "kernel_att must be odd"),
-    (dict(in_planes=16, kernel_conv=2), "kernel_conv must be odd"),
-    (dict(in_planes=16, stride=0), "stride must be a positive integer"),
-    (dict(in_planes=16, head=0), "head must be a positive integer"),
-    (dict(in_planes=16, dilation=1.5), "dilation must be a positive integer"),
-    (dict(in_planes=16, alpha=float("nan")), "alpha must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(in_planes=16, out_planes=18, head=4), "head=4 must divide out_planes=18"),
+        (dict(in_planes=16, kernel_att=6), "kernel_att must be odd"),
+        (dict(in_planes=16, kernel_conv=2), "kernel_conv must be odd"),
+        (dict(in_planes=16, stride=0), "stride must be a positive integer"),
+        (dict(in_planes=16, head=0), "head must be a positive integer"),
+        (dict(in_planes=16, dilation=1.5), "dilation must be a positive integer"),
+        (dict(in_planes=16, alpha=float("nan")), "alpha must be a finite number"),
+    ],
+)
 def test_impossible_settings_fail_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ACmix(**kwargs)
@@ -250,7 +264,7 @@ def test_shift_initialisation_makes_the_conv_branch_shift_and_sum_the_fc_maps():
     expected = torch.empty(b, c, h, w)
     for o in range(c):
         g = o // heads  # dep_conv groups: output channel o reads the k_c² maps of head channel o // N
-        expected[:, o] = sum(padded[:, g, i, i // kc: i // kc + h, i % kc: i % kc + w] for i in range(k2))
+        expected[:, o] = sum(padded[:, g, i, i // kc : i // kc + h, i % kc : i % kc + w] for i in range(k2))
     assert torch.allclose(m.conv_branch(q, k, v), expected, atol=1e-5)
 
 
@@ -346,8 +360,9 @@ def test_cuda_matches_cpu(dtype):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("dtype,tol,grad_tol", [(torch.float32, 1e-4, 1e-3), (torch.bfloat16, 3e-2, 6e-2)])
-@pytest.mark.parametrize("c,heads,ka,s,h,w", [(64, 4, 7, 1, 20, 20), (64, 4, 3, 2, 15, 16), (128, 4, 5, 1, 9, 7),
-                                              (96, 4, 5, 2, 12, 12)])  # head_dim 16, 16, 32, 24
+@pytest.mark.parametrize(
+    "c,heads,ka,s,h,w", [(64, 4, 7, 1, 20, 20), (64, 4, 3, 2, 15, 16), (128, 4, 5, 1, 9, 7), (96, 4, 5, 2, 12, 12)]
+)  # head_dim 16, 16, 32, 24
 def test_cuda_flex_attention_matches_the_cpu_path_forward_and_backward(dtype, tol, grad_tol, c, heads, ka, s, h, w):
     # The compiled FlexAttention kernel (CUDA only) against the tiled path on the CPU, gradients included.
     m = ACmix(c, c, kernel_att=ka, head=heads, stride=s)

@@ -7,9 +7,15 @@ from nas.arch import Arch, ArchError, BlockArch, StageArch, StemArch
 
 def small_arch(op: str = 'acmix', heads: int = 2) -> Arch:
     blk = BlockArch(op='acmix', heads=heads, k_att=3) if op == 'acmix' else BlockArch(op='conv', kernel=5)
-    return Arch(input_size=(16, 16), in_chans=1, stem=StemArch('3x3', 16),
-                stages=(StageArch('basic', 16, 1, 1.0, (blk,)),
-                        StageArch('bottleneck', 64, 2, 0.25, (blk, BlockArch(op='conv')))))
+    return Arch(
+        input_size=(16, 16),
+        in_chans=1,
+        stem=StemArch('3x3', 16),
+        stages=(
+            StageArch('basic', 16, 1, 1.0, (blk,)),
+            StageArch('bottleneck', 64, 2, 0.25, (blk, BlockArch(op='conv'))),
+        ),
+    )
 
 
 @pytest.mark.parametrize('op', ['conv', 'acmix'])
@@ -46,14 +52,17 @@ def test_block_map_and_geometry():
     assert arch.feature_sizes() == [((8, 8), (8, 8)), ((8, 8), (4, 4))]
 
 
-@pytest.mark.parametrize('bad, match', [
-    (dict(op='attn'), 'op must be one of'),
-    (dict(op='conv', kernel=4), 'kernel must be one of'),
-    (dict(op='acmix', k_att=4), 'k_att must be an odd'),
-    (dict(op='acmix', heads=0), 'heads must be'),
-    (dict(op='acmix', learnable='yes'), 'learnable'),
-    (dict(op='acmix', colour=1), 'unknown block keys'),
-])
+@pytest.mark.parametrize(
+    'bad, match',
+    [
+        (dict(op='attn'), 'op must be one of'),
+        (dict(op='conv', kernel=4), 'kernel must be one of'),
+        (dict(op='acmix', k_att=4), 'k_att must be an odd'),
+        (dict(op='acmix', heads=0), 'heads must be'),
+        (dict(op='acmix', learnable='yes'), 'learnable'),
+        (dict(op='acmix', colour=1), 'unknown block keys'),
+    ],
+)
 def test_bad_blocks(bad, match):
     with pytest.raises(ArchError, match=match):
         BlockArch.from_dict(bad)

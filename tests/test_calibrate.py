@@ -36,14 +36,17 @@ SEEDS = [0, 1]
 
 # --------------------------------------------------------------------------- known answers
 
+
 def test_rank_signals_read_the_last_half_of_the_epochs():
     acc, loss = [0.2, 0.5, 0.6, 0.7, 0.9], [2.0, 1.5, 1.0, 0.8, 0.6]
     assert score(acc, loss, 'accuracy') == 0.9
     assert score(acc, loss, 'mean_acc') == pytest.approx((0.6 + 0.7 + 0.9) / 3)  # ceil(5 / 2) = 3 epochs
     assert score(acc, loss, 'train_loss') == pytest.approx(-(1.0 + 0.8 + 0.6))  # lower loss, higher score
     assert score([], [], 'accuracy') is None
-    runs = [TrialRecord(0, 'a', {}, 'complete', accuracy=0.9, acc_per_epoch=acc, loss_per_epoch=loss),
-            TrialRecord(1, 'a', {}, 'complete', accuracy=0.7, acc_per_epoch=[0.5, 0.7], loss_per_epoch=[1.0, 0.5])]
+    runs = [
+        TrialRecord(0, 'a', {}, 'complete', accuracy=0.9, acc_per_epoch=acc, loss_per_epoch=loss),
+        TrialRecord(1, 'a', {}, 'complete', accuracy=0.7, acc_per_epoch=[0.5, 0.7], loss_per_epoch=[1.0, 0.5]),
+    ]
     assert mean_score(runs, 'accuracy') == pytest.approx(0.8)  # the architecture's mean accuracy, as the front has it
     assert mean_score(runs, 'train_loss') == pytest.approx((-2.4 - 0.5) / 2)
     assert mean_score([], 'accuracy') is None
@@ -78,19 +81,27 @@ def test_a_proxy_that_ranks_like_a_deployment_seed_reaches_its_test_retest_tau()
     assert signal_stats('accuracy', reversed_, deploy, SEEDS, 0.8).tau == pytest.approx(-0.9)
 
 
-def _result(key: str, seconds: float, taus: dict[str, float], ratio: float = 0.5, retest: float = 0.8,
-            share_needed: float = 0.9) -> CandidateResult:
-    r = CandidateResult(key, 100, 1, 16, evaluations=10, expected=10, seconds=2 * seconds, cpu_seconds=seconds,
-                        cost=seconds)
-    r.signals = {s: SignalStats(s, t, t / retest, t, t, 0.9, 0.01, 0.02, ratio, t >= share_needed * retest
-                                and ratio < 1) for s, t in taus.items()}
+def _result(
+    key: str, seconds: float, taus: dict[str, float], ratio: float = 0.5, retest: float = 0.8, share_needed: float = 0.9
+) -> CandidateResult:
+    r = CandidateResult(
+        key, 100, 1, 16, evaluations=10, expected=10, seconds=2 * seconds, cpu_seconds=seconds, cost=seconds
+    )
+    r.signals = {
+        s: SignalStats(s, t, t / retest, t, t, 0.9, 0.01, 0.02, ratio, t >= share_needed * retest and ratio < 1)
+        for s, t in taus.items()
+    }
     return r
 
 
 def test_the_pick_is_the_cheapest_qualifying_candidate_with_the_best_signal():
     taus = lambda a, m, l: {'accuracy': a, 'mean_acc': m, 'train_loss': l}  # noqa: E731, E741
-    results = [_result('slow-good', 9.0, taus(0.80, 0.80, 0.80)), _result('cheap-bad', 1.0, taus(0.30, 0.35, 0.20)),
-               _result('mid-good', 4.0, taus(0.75, 0.76, 0.74)), _result('mid-lossy', 3.0, taus(0.50, 0.40, 0.74))]
+    results = [
+        _result('slow-good', 9.0, taus(0.80, 0.80, 0.80)),
+        _result('cheap-bad', 1.0, taus(0.30, 0.35, 0.20)),
+        _result('mid-good', 4.0, taus(0.75, 0.76, 0.74)),
+        _result('mid-lossy', 3.0, taus(0.50, 0.40, 0.74)),
+    ]
     choice = pick(results)  # mean τ: accuracy 0.5875, mean_acc 0.5775, train_loss 0.62
     assert choice['mean_tau']['train_loss'] == pytest.approx(0.62)
     assert choice['signal'] == 'train_loss' and choice['pick'] == ('mid-lossy', 'train_loss')
@@ -126,27 +137,59 @@ def test_the_search_names_the_command_that_fits_an_unfitted_proxy():
 
 # --------------------------------------------------------------------------- a real calibration
 
+
 def calibrate(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-m', 'nas.calibrate', *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, '-m', 'nas.calibrate', *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 @pytest.mark.slow
 def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_path):
-    args = ['--space', str(DIGITS), '--dataset', 'symmetry', '--archs', '3', '--subsets', '200', '--epochs', '1', '2',
-            '--image-sizes', '16', '12', '--deploy-epochs', '2', '--deploy-subset', '800', '--max-concurrent', '1',
-            '--results-dir', str(tmp_path), '--name', 'cal']
+    args = [
+        '--space',
+        str(DIGITS),
+        '--dataset',
+        'symmetry',
+        '--archs',
+        '3',
+        '--subsets',
+        '200',
+        '--epochs',
+        '1',
+        '2',
+        '--image-sizes',
+        '16',
+        '12',
+        '--deploy-epochs',
+        '2',
+        '--deploy-subset',
+        '800',
+        '--max-concurrent',
+        '1',
+        '--results-dir',
+        str(tmp_path),
+        '--name',
+        'cal',
+    ]
     folder = tmp_path / 'cal'
-    for bad, message in ((['--archs', '2'], '--archs must be at least 3'),
-                         (['--dataset', 'cifar10', '--data-dir', str(tmp_path / 'none')], 'cifar10'),
-                         (['--subsets', '5000'], 'every one is at least the 800 training images')):
+    for bad, message in (
+        (['--archs', '2'], '--archs must be at least 3'),
+        (['--dataset', 'cifar10', '--data-dir', str(tmp_path / 'none')], 'cifar10'),
+        (['--subsets', '5000'], 'every one is at least the 800 training images'),
+    ):
         proc = calibrate(*args, *bad)
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count('\n') == 1, proc.stderr
         assert not folder.exists()  # refused before anything is made
 
     # killed mid-way: what finished is kept
-    proc = subprocess.Popen([sys.executable, '-m', 'nas.calibrate', *args], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'nas.calibrate', *args],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deploy_file = folder / 'evaluations' / 'n800-e2-16px.jsonl'
     deadline = time.time() + 300
     while time.time() < deadline and (not deploy_file.is_file() or len(deploy_file.read_text().splitlines()) < 2):
@@ -170,8 +213,13 @@ def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_p
         return sum(len(f.read_text().splitlines()) for f in folder.glob('evaluations/*.jsonl'))
 
     before = lines()
-    proc = subprocess.Popen([sys.executable, '-m', 'nas.calibrate', *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'nas.calibrate', *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and lines() < before + 2:
         time.sleep(0.2)
@@ -190,7 +238,8 @@ def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_p
     for key in [*keys, 'n800-e2-16px']:  # every evaluation exactly once: none lost, none trained twice
         records = RunFolder(folder).trials(f'evaluations/{key}.jsonl')
         assert sorted((r.arch_id, r.seed) for r in records) == sorted(
-            (p['arch_id'], s) for p in report['panel'] for s in SEEDS), key
+            (p['arch_id'], s) for p in report['panel'] for s in SEEDS
+        ), key
         assert all(r.status == 'complete' and r.epochs == int(key.split('-e')[1].split('-')[0]) for r in records)
     assert [p['name'] for p in report['panel']] == ['all_conv', 'all_acmix', 'paper']
     assert report['deploy']['train_images'] == 800 and report['deploy']['retest'] is not None
@@ -207,8 +256,9 @@ def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_p
     data = replace(load_space(DIGITS).proxy, dataset='symmetry', subset=200, image_size=12).load_data(seed=0)
     torch.set_num_threads(1)
     two_epochs = replace(load_space(DIGITS).proxy, epochs=2)
-    again = evaluate(Arch.from_dict(c12.arch), data, TrialSettings(proxy=two_epochs, num_classes=4, measure=()),
-                     seed=c12.seed)
+    again = evaluate(
+        Arch.from_dict(c12.arch), data, TrialSettings(proxy=two_epochs, num_classes=4, measure=()), seed=c12.seed
+    )
     assert again.record.acc_per_epoch == c12.acc_per_epoch and len(data.train_y) == 200 and data.image_size == 12
 
     # again: nothing to train, the same report
@@ -229,9 +279,28 @@ def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_p
         bad.write_text(yaml.safe_dump({'proxy': {**proxy.to_dict(), 'epochs': 0}}))
         load_proxy_file(bad)
     searched = subprocess.run(
-        [sys.executable, '-m', 'nas.search', '--space', str(DIGITS), '--proxy', str(folder / 'proxy.yaml'),
-         '--budget', '2', '--race', '1', '--results-dir', str(tmp_path), '--name', 'run'],
-        capture_output=True, text=True, timeout=300, cwd=ROOT)
+        [
+            sys.executable,
+            '-m',
+            'nas.search',
+            '--space',
+            str(DIGITS),
+            '--proxy',
+            str(folder / 'proxy.yaml'),
+            '--budget',
+            '2',
+            '--race',
+            '1',
+            '--results-dir',
+            str(tmp_path),
+            '--name',
+            'run',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert searched.returncode == 0, searched.stderr[-3000:]
     assert f'calibrated in {folder}' in searched.stdout and 'never to' not in searched.stdout
     run = RunFolder(tmp_path / 'run')

@@ -11,9 +11,15 @@ def tiny_arch() -> Arch:
     """stem 3x3/2: 1->8 at 8x8 -> 4x4; two bottleneck stages (channels 16, width 8): an ACmix block,
     then a 3x3 conv block."""
     acmix = BlockArch(op='acmix', heads=2, k_att=3, k_conv=3)
-    return Arch(input_size=(8, 8), in_chans=1, stem=StemArch('3x3', 8),
-                stages=(StageArch('bottleneck', 16, 1, 0.5, (acmix,)),
-                        StageArch('bottleneck', 16, 1, 0.5, (BlockArch(op='conv', kernel=3),))))
+    return Arch(
+        input_size=(8, 8),
+        in_chans=1,
+        stem=StemArch('3x3', 8),
+        stages=(
+            StageArch('bottleneck', 16, 1, 0.5, (acmix,)),
+            StageArch('bottleneck', 16, 1, 0.5, (BlockArch(op='conv', kernel=3),)),
+        ),
+    )
 
 
 def test_attention_formula():
@@ -26,17 +32,19 @@ def test_macs_against_a_hand_count():
     H = W = 4  # after the stride-2 stem on 8x8
     C, d, N, ka, kc = 8, 4, 2, 3, 3
     hand = (
-        1 * 8 * 9 * H * W            # stem 3x3 conv, 1 -> 8 channels
-        + 8 * 16 * H * W             # shortcut 1x1 conv 8 -> 16
-        + 8 * C * H * W              # block conv1_1x1 8 -> 8
-        + 3 * C * C * H * W          # ACmix q, k, v 1x1 convs
-        + 2 * d * H * W              # ACmix conv_p (2 -> d positional encoding)
+        1 * 8 * 9 * H * W  # stem 3x3 conv, 1 -> 8 channels
+        + 8 * 16 * H * W  # shortcut 1x1 conv 8 -> 16
+        + 8 * C * H * W  # block conv1_1x1 8 -> 8
+        + 3 * C * C * H * W  # ACmix q, k, v 1x1 convs
+        + 2 * d * H * W  # ACmix conv_p (2 -> d positional encoding)
         + 3 * N * kc * kc * d * H * W  # ACmix fc: 3N -> k_c^2 maps at every (channel of a head, pixel)
         + C * kc * kc * kc * kc * H * W  # dep_conv: C outputs, groups of k_c^2 inputs, k_c x k_c kernel
-        + 2 * C * ka * ka * H * W    # attention: logits + weighted sum
-        + C * 16 * H * W             # block conv3_1x1 8 -> 16
-        + 16 * 8 * H * W + 8 * 8 * 9 * H * W + 8 * 16 * H * W  # conv block: 1x1, 3x3, 1x1 (identity shortcut)
-        + 16 * 10                    # classifier
+        + 2 * C * ka * ka * H * W  # attention: logits + weighted sum
+        + C * 16 * H * W  # block conv3_1x1 8 -> 16
+        + 16 * 8 * H * W
+        + 8 * 8 * 9 * H * W
+        + 8 * 16 * H * W  # conv block: 1x1, 3x3, 1x1 (identity shortcut)
+        + 16 * 10  # classifier
     )
     macs, att = count_macs(m, (1, 8, 8))
     assert att == 2 * C * ka * ka * H * W
@@ -50,6 +58,7 @@ def test_acmix_parts_match_the_flop_counter_where_it_sees_them():
     from torch.utils.flop_counter import FlopCounterMode
 
     from nas.acmix_reference import UnfoldACmix
+
     m = UnfoldACmix(16, 16, kernel_att=5, head=4, kernel_conv=3, stride=2).eval()
     c = FlopCounterMode(display=False)
     with torch.inference_mode(), c:
@@ -62,6 +71,7 @@ def test_acmix_counts_the_reference_operator_not_its_folded_implementation():
     """ACmix runs fc + dep_conv as one folded grouped conv, whose multiply-adds differ from the reference's
     (here k_c=5: 3N·k_c² per output against 3·k_c²·N + k_c⁴ at stride 1); count_macs reports the reference's."""
     from torch.utils.flop_counter import FlopCounterMode
+
     m = ACmix(16, 16, kernel_att=3, head=4, kernel_conv=5).eval()
     seen = FlopCounterMode(display=False)
     with torch.inference_mode(), seen:
@@ -73,6 +83,7 @@ def test_acmix_counts_the_reference_operator_not_its_folded_implementation():
 
 def test_measure_cost_digits_is_fast_and_complete():
     import time
+
     torch.set_num_threads(1)
     t = time.perf_counter()
     cost = measure_cost(default_arch(), num_classes=10, batch_size=2, repeats=5)
@@ -105,7 +116,9 @@ def test_paper_macs():
     with torch.no_grad():
         r50 = measure_cost(paper_arch(50, 'conv'), latency=False, memory=False)
         a50 = measure_cost(paper_arch(50), latency=False, memory=False)
-    print(f"\nResNet-50 {r50.macs / 1e9:.3f} G MACs, ACmix-ResNet-50 {a50.macs / 1e9:.3f} G MACs "
-          f"(attention {a50.attention_macs / 1e9:.3f} G)")
+    print(
+        f"\nResNet-50 {r50.macs / 1e9:.3f} G MACs, ACmix-ResNet-50 {a50.macs / 1e9:.3f} G MACs "
+        f"(attention {a50.attention_macs / 1e9:.3f} G)"
+    )
     assert 4.0e9 < r50.macs < 4.2e9
     assert abs(a50.macs / 3.6e9 - 1) < 0.05

@@ -72,8 +72,13 @@ def test_dashboard_files_and_contents(small_run, tmp_path, capsys):
         assert front_line['x'] == [r.value(cost) for r in pareto.front(records, ['accuracy', cost])]
     # hover: arch id, metrics, and the per-block map with the learned alpha/beta of the record
     acmix = next(r for r in records if r.status == 'complete' and r.rates)
-    text = next(tx for t in figs['macs']['data'] if t.get('customdata') for n, tx in zip(t['customdata'], t['text'])
-                if n == acmix.number)
+    text = next(
+        tx
+        for t in figs['macs']['data']
+        if t.get('customdata')
+        for n, tx in zip(t['customdata'], t['text'])
+        if n == acmix.number
+    )
     assert acmix.arch_id in text and 'accuracy' in text and 'macs' in text
     rate = acmix.rates[0]
     assert f"s{rate['stage']}.b{rate['index']} ACmix" in text and f"α{rate['alpha']:.2f} β{rate['beta']:.2f}" in text
@@ -82,7 +87,9 @@ def test_dashboard_files_and_contents(small_run, tmp_path, capsys):
     assert records[0].reference == 'all_conv' and all(b['op'] == 'conv' for b in conv.block_map())
     # hypervolume over trials, as results computes it
     hv = next(t for t in figs['hypervolume']['data'])
-    assert hv['y'] == pytest.approx(pareto.hypervolume_history(records, ['accuracy', 'macs'], run.config().hypervolume_scale))
+    assert hv['y'] == pytest.approx(
+        pareto.hypervolume_history(records, ['accuracy', 'macs'], run.config().hypervolume_scale)
+    )
     # the front table, the failed trial's error in the table of all trials
     for r in run.front():
         assert f"--arch-id {r.arch_id}" in page
@@ -156,10 +163,24 @@ def test_page_in_headless_chromium(small_run, tmp_path):
     records = run.trials()
     out = tmp_path / 'out'
     assert main([str(small_run), '--out', str(out), '--no-png']) == 0
-    cmd = [_chromium(), '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync',
-           '--disable-dev-shm-usage', f'--user-data-dir={tmp_path / "profile"}', '--enable-logging=stderr', '--v=0',
-           '--virtual-time-budget=15000', '--dump-dom', (out / 'dashboard.html').as_uri()]
+    cmd = [
+        _chromium(),
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-dev-shm-usage',
+        f'--user-data-dir={tmp_path / "profile"}',
+        '--enable-logging=stderr',
+        '--v=0',
+        '--virtual-time-budget=15000',
+        '--dump-dom',
+        (out / 'dashboard.html').as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if ':CONSOLE' in line]
@@ -183,9 +204,24 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_serve_starts_optuna_dashboard_on_localhost(small_run, tmp_path):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, '-m', 'nas.dashboard', str(small_run), '--serve', '--port', str(port),
-                             '--out', str(tmp_path), '--no-png'], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            '-m',
+            'nas.dashboard',
+            str(small_run),
+            '--serve',
+            '--port',
+            str(port),
+            '--out',
+            str(tmp_path),
+            '--no-png',
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline, studies = time.monotonic() + 90, None
         while time.monotonic() < deadline and proc.poll() is None:
@@ -250,19 +286,33 @@ def test_a_10000_trial_run_renders_in_headless_chromium(tmp_path):
     assert sum(len(t['customdata']) for t in figs['macs']['data'] if 'markers' in t['mode']) == len(archs)
     assert len(next(iter(figs['hypervolume']['data']))['y']) == len(records) == 10_000
     shot = tmp_path / 'shot.png'
-    cmd = [_chromium(), '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync',
-           '--disable-dev-shm-usage', f'--user-data-dir={tmp_path / "profile"}', '--virtual-time-budget=60000',
-           '--window-size=1400,2400', '--hide-scrollbars']
-    proc = subprocess.run([*cmd, '--dump-dom', (out / 'dashboard.html').as_uri()], capture_output=True, text=True,
-                          timeout=600)
+    cmd = [
+        _chromium(),
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-dev-shm-usage',
+        f'--user-data-dir={tmp_path / "profile"}',
+        '--virtual-time-budget=60000',
+        '--window-size=1400,2400',
+        '--hide-scrollbars',
+    ]
+    proc = subprocess.run(
+        [*cmd, '--dump-dom', (out / 'dashboard.html').as_uri()], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = _PointCounter()
     dom.feed(proc.stdout)
     assert dom.text.get('render-status') == 'rendered', dom.text
     assert dom.points['plot-macs'] == len(archs)  # every architecture drawn in the browser
-    proc = subprocess.run([*cmd, f'--screenshot={shot}', (out / 'dashboard.html').as_uri()], capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [*cmd, f'--screenshot={shot}', (out / 'dashboard.html').as_uri()], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
     img = matplotlib.image.imread(shot)[..., :3]
     coloured = (img.max(axis=2) - img.min(axis=2)) > 0.25  # plasma markers, not grey text or white page

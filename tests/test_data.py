@@ -33,6 +33,7 @@ def _rows_of(ds_x: torch.Tensor, ds: Dataset, ref: torch.Tensor) -> list[int]:
 
 # --------------------------------------------------------------------------- digits
 
+
 @pytest.fixture(scope="module")
 def digits() -> Dataset:
     return load_dataset("digits", val_fraction=0.2, seed=0)
@@ -60,8 +61,7 @@ def test_digits_seeds_move_val_but_never_test(digits):
     # the test split is the same images whatever the seed; validation images change
     assert torch.equal(other.test_y, digits.test_y)
     again = load_dataset("digits", val_fraction=0.2, seed=0, image_size=8)
-    assert torch.equal(again.val_y, load_dataset("digits", val_fraction=0.2, seed=0,
-                                                  image_size=8).val_y)
+    assert torch.equal(again.val_y, load_dataset("digits", val_fraction=0.2, seed=0, image_size=8).val_y)
     assert not torch.equal(again.val_x, other.val_x)
 
 
@@ -88,6 +88,7 @@ def test_stratified_indices_exact_and_reproducible():
 
 # --------------------------------------------------------------------------- CIFAR
 
+
 def _write_pickle(path: Path, obj) -> None:
     with open(path, "wb") as f:
         pickle.dump(obj, f, protocol=2)
@@ -112,9 +113,10 @@ def cifar10_root(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
         x = _cifar_images(rng, 8)
         y = [int(v) for v in rng.integers(0, 10, 8)]
         # the distributed batches: bytes keys, a uint8 (N, 3072) array, a list of ints
-        _write_pickle(folder / f"data_batch_{i}", {b"batch_label": b"training batch",
-                                                   b"labels": y, b"data": _chw_rows(x),
-                                                   b"filenames": [b"x.png"] * 8})
+        _write_pickle(
+            folder / f"data_batch_{i}",
+            {b"batch_label": b"training batch", b"labels": y, b"data": _chw_rows(x), b"filenames": [b"x.png"] * 8},
+        )
         images.append(x)
         labels += y
     tx = _cifar_images(rng, 6)
@@ -147,12 +149,14 @@ def test_cifar100_pickles(tmp_path):
     folder.mkdir()
     x = _cifar_images(rng, 20)
     fine = [int(v) for v in rng.integers(0, 100, 20)]
-    _write_pickle(folder / "train", {b"fine_labels": fine, b"coarse_labels": [0] * 20,
-                                     b"data": _chw_rows(x)})
-    _write_pickle(folder / "test", {b"fine_labels": [5, 7], b"coarse_labels": [0, 0],
-                                    b"data": _chw_rows(_cifar_images(rng, 2))})
-    _write_pickle(folder / "meta", {b"fine_label_names": [f"c{i}".encode() for i in range(100)],
-                                    b"coarse_label_names": [b"x"] * 20})
+    _write_pickle(folder / "train", {b"fine_labels": fine, b"coarse_labels": [0] * 20, b"data": _chw_rows(x)})
+    _write_pickle(
+        folder / "test", {b"fine_labels": [5, 7], b"coarse_labels": [0, 0], b"data": _chw_rows(_cifar_images(rng, 2))}
+    )
+    _write_pickle(
+        folder / "meta",
+        {b"fine_label_names": [f"c{i}".encode() for i in range(100)], b"coarse_label_names": [b"x"] * 20},
+    )
     ds = load_dataset("cifar100", tmp_path, val_fraction=0.1)
     assert ds.num_classes == 100 and ds.classes[99] == "c99"
     assert len(ds.train_y) == 18 and ds.test_y.tolist() == [5, 7]
@@ -186,9 +190,13 @@ def test_cifar_errors(tmp_path, cifar10_root):
 
 # --------------------------------------------------------------------------- MNIST (IDX)
 
+
 def _idx_bytes(arr: np.ndarray) -> bytes:
-    return struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(
-        f">{arr.ndim}I", *arr.shape) + arr.astype(np.uint8).tobytes()
+    return (
+        struct.pack(">HBB", 0, 0x08, arr.ndim)
+        + struct.pack(f">{arr.ndim}I", *arr.shape)
+        + arr.astype(np.uint8).tobytes()
+    )
 
 
 def _write_mnist(folder: Path, gz: bool, n_train: int = 30, n_test: int = 5, seed: int = 0):
@@ -245,6 +253,7 @@ def test_mnist_errors(tmp_path):
 
 # --------------------------------------------------------------------------- imagefolder
 
+
 def test_imagefolder_pngs(tmp_path):
     from PIL import Image
 
@@ -285,8 +294,11 @@ def test_imagefolder_errors(tmp_path):
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path):
-    for kwargs in ({"name": "imagenet"}, {"name": "digits", "val_fraction": 1.0},
-                   {"name": "cifar10", "data_dir": tmp_path / "nope"}):
+    for kwargs in (
+        {"name": "imagenet"},
+        {"name": "digits", "val_fraction": 1.0},
+        {"name": "cifar10", "data_dir": tmp_path / "nope"},
+    ):
         with pytest.raises(DataError) as e:
             load_dataset(**kwargs)
         assert isinstance(e.value, ValueError) and "\n" not in str(e.value)
@@ -295,6 +307,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------- symmetry (procedural)
+
 
 def test_make_symmetry_is_seeded_balanced_and_symmetric():
     x, y = make_symmetry(400, seed=3)
@@ -313,8 +326,11 @@ def test_make_symmetry_is_seeded_balanced_and_symmetric():
     # (a random pattern) has none of the three
     x, y = make_symmetry(200, seed=0, broken=0.0, noise=0.0)
     im = x[..., 0]
-    same = {"lr": (im == im[:, :, ::-1]).all((1, 2)), "tb": (im == im[:, ::-1, :]).all((1, 2)),
-            "rot": (im == im[:, ::-1, ::-1]).all((1, 2))}
+    same = {
+        "lr": (im == im[:, :, ::-1]).all((1, 2)),
+        "tb": (im == im[:, ::-1, :]).all((1, 2)),
+        "rot": (im == im[:, ::-1, ::-1]).all((1, 2)),
+    }
     assert same["lr"][y == 1].all() and same["tb"][y == 2].all() and same["rot"][y == 3].all()
     assert not (same["lr"] | same["tb"] | same["rot"])[y == 0].any()
     # with them, a symmetric image still matches its mirror on most pixels, a random one on half

@@ -94,6 +94,7 @@ def test_onnx_export_runs_in_onnxruntime_to_the_same_outputs(tmp_path):
     import onnxruntime
 
     from nas.export import ONNX_RTOL, export_onnx
+
     model = timm.create_model('acmix_nas').eval()
     path = export_onnx(model, tmp_path / 'model.onnx', (1, 16, 16))
     assert path.is_file()
@@ -110,14 +111,34 @@ TIMM_TESTS = os.environ.get('TIMM_TESTS', '')
 def _timm_suite(tests: Path, *args: str) -> subprocess.CompletedProcess:
     """timm's tests/test_models.py -k acmix, with nas loaded as a pytest plugin (it registers our names
     before timm's suite lists the models to parametrize over)."""
-    return subprocess.run([sys.executable, '-m', 'pytest', str(tests / 'test_models.py'), '-k', 'acmix', '-q',
-                           '-p', 'nas', '-p', 'no:cacheprovider', '-W', 'ignore', *args],
-                          capture_output=True, text=True, cwd=tests.parent)
+    return subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'pytest',
+            str(tests / 'test_models.py'),
+            '-k',
+            'acmix',
+            '-q',
+            '-p',
+            'nas',
+            '-p',
+            'no:cacheprovider',
+            '-W',
+            'ignore',
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tests.parent,
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (Path(TIMM_TESTS) / 'test_models.py').is_file(),
-                    reason='TIMM_TESTS does not point at the tests/ folder of a timm source distribution')
+@pytest.mark.skipif(
+    not (Path(TIMM_TESTS) / 'test_models.py').is_file(),
+    reason='TIMM_TESTS does not point at the tests/ folder of a timm source distribution',
+)
 def test_timm_model_suite_passes_on_every_registered_name():
     # Get the suite with `pip download timm==<installed version> --no-binary :all: --no-deps` and unpack it;
     # TIMM_TESTS=<unpacked>/tests. Minutes on a CPU (the ResNets at timm's sizes).

@@ -30,9 +30,15 @@ def _rec(n: int, acc: float, macs: int, status: str = 'complete', **kw) -> Trial
 
 def test_knee_ranks_and_picks_on_a_known_front():
     # front: (50%, 1M) (90%, 2M) (95%, 10M); dominated: (60%, 3M), (40%, 5M); failed, infeasible ignored
-    recs = [_rec(0, 0.50, 1_000_000), _rec(1, 0.90, 2_000_000), _rec(2, 0.95, 10_000_000),
-            _rec(3, 0.60, 3_000_000), _rec(4, 0.40, 5_000_000), _rec(5, None, 500_000, status='failed'),
-            _rec(6, 0.99, 100, constraints=[2.0])]
+    recs = [
+        _rec(0, 0.50, 1_000_000),
+        _rec(1, 0.90, 2_000_000),
+        _rec(2, 0.95, 10_000_000),
+        _rec(3, 0.60, 3_000_000),
+        _rec(4, 0.40, 5_000_000),
+        _rec(5, None, 500_000, status='failed'),
+        _rec(6, 0.99, 100, constraints=[2.0]),
+    ]
     obj = ['accuracy', 'macs']
     front = pareto.front(recs, obj)
     assert [r.number for r in front] == [0, 1, 2]
@@ -62,10 +68,13 @@ def test_block_map_reads_both_rate_formats():
         for i, (name, p) in enumerate(sorted((n, p) for n, p in model.named_parameters() if n.endswith('rate1'))):
             p.fill_(0.1 * (i + 1))
     from nas.model import rates_of
+
     ours = rates_of(model)
     assert [(r['stage'], r['index']) for r in ours] == [(0, 0), (1, 0), (1, 1)]
-    search_format = [{'module': f"stages.{r['stage']}.{r['index']}.self_attn", 'alpha': r['alpha'], 'beta': r['beta']}
-                     for r in reversed(ours)]  # located by module name, not by order
+    search_format = [
+        {'module': f"stages.{r['stage']}.{r['index']}.self_attn", 'alpha': r['alpha'], 'beta': r['beta']}
+        for r in reversed(ours)
+    ]  # located by module name, not by order
     for rates in (ours, search_format):
         rows = block_map(arch, rates)
         assert [round(r['alpha'], 6) for r in rows] == [0.1, 0.2, 0.3]
@@ -108,14 +117,21 @@ def test_export_knee_reload_in_a_new_process(small_run, tmp_path):
     # the exported model: the trial's own weights in a freshly built network
     model = create_model(Arch.from_dict(chosen.arch), num_classes=10).eval()
     model.load_state_dict(load_file(str(small_run / chosen.weights)))
-    x = torch.randn(3, data['in_chans'], data['image_size'], data['image_size'], generator=torch.Generator().manual_seed(1))
+    x = torch.randn(
+        3, data['in_chans'], data['image_size'], data['image_size'], generator=torch.Generator().manual_seed(1)
+    )
     with torch.no_grad():
         expected = model(x)
     save_file({'x': x, 'y': expected}, str(tmp_path / 'io.safetensors'))
     # learned alpha/beta of the weights are in the card's block table. The knee may be an all-conv
     # network (proxy accuracies vary with the kernels' numerics), so also export an ACmix trial.
-    acmix = next(r for r in run.trials() if r.weights and r.status == 'complete'
-                 and any(k.endswith('rate1') for k in load_file(str(small_run / r.weights))))
+    acmix = next(
+        r
+        for r in run.trials()
+        if r.weights
+        and r.status == 'complete'
+        and any(k.endswith('rate1') for k in load_file(str(small_run / r.weights)))
+    )
     assert main([str(small_run), '--arch-id', acmix.arch_id, '--out', str(tmp_path / 'acmix')]) == 0
     acmix_card = (tmp_path / 'acmix' / 'README.md').read_text()
     rates = load_file(str(small_run / acmix.weights))
@@ -152,8 +168,7 @@ def test_export_knee_reload_in_a_new_process(small_run, tmp_path):
         print(json.dumps(r))
     """)
     # Outside the checkout, as a user loads a model: `import nas` must be the installed package.
-    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r['max_diff'] == 0.0  # bit-identical: same weights, same code, same input
@@ -220,8 +235,13 @@ def test_cli_user_errors_exit_2_with_one_line(small_run, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count('\n') == 1 and expected in err and 'Traceback' not in err, (argv, err)
     # and as a real process: one line on stderr, status 2, no traceback
-    proc = subprocess.run([sys.executable, '-m', 'nas.export', str(tmp_path / 'missing')], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'nas.export', str(tmp_path / 'missing')],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().count('\n') == 0 and 'no such run folder' in proc.stderr
     with pytest.raises(SystemExit) as e:
         main(['--help'])
@@ -234,8 +254,9 @@ def test_cli_user_errors_exit_2_with_one_line(small_run, tmp_path, capsys):
 def test_retrain_epochs_trains_further(small_run, tmp_path):
     run = RunFolder(small_run)
     out = tmp_path / 'retrained'
-    assert main([str(small_run), '--pick', 'min-cost', '--retrain-epochs', '1', '--device', 'cpu',
-                 '--out', str(out)]) == 0
+    assert (
+        main([str(small_run), '--pick', 'min-cost', '--retrain-epochs', '1', '--device', 'cpu', '--out', str(out)]) == 0
+    )
     arch = json.loads((out / 'config.json').read_text())['model_args']['arch']
     rec = next(r for r in run.front() if r.arch == arch)
     before, after = load_file(str(small_run / rec.weights)), load_file(str(out / 'model.safetensors'))
@@ -300,8 +321,9 @@ def test_the_selected_line_reports_the_mean_the_pick_was_made_by(small_run, tmp_
     run = RunFolder(copy_run(small_run, tmp_path / 'run'))
     for r in run.front():
         for seed, shift in ((1, -0.031), (2, 0.017)):
-            run.append(replace(r.record, number=len(run.trials()), seed=seed, accuracy=r.accuracy + shift,
-                               weights=None))
+            run.append(
+                replace(r.record, number=len(run.trials()), seed=seed, accuracy=r.accuracy + shift, weights=None)
+            )
     knee = select(run.trials(), run.objectives())
     accs = [r.accuracy for r in run.trials() if r.arch_id == knee.record.arch_id]
     out = tmp_path / 'knee'
@@ -314,5 +336,4 @@ def test_the_selected_line_reports_the_mean_the_pick_was_made_by(small_run, tmp_
     # the folder's files all get the ordinary mode of a new file (safetensors writes its own 0600)
     umask = os.umask(0)
     os.umask(umask)
-    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {
-        p.name: 0o666 & ~umask for p in out.iterdir()}
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {p.name: 0o666 & ~umask for p in out.iterdir()}

@@ -33,8 +33,14 @@ DIGITS = ROOT / "search_spaces" / "digits.yaml"
 
 def nas(verb: str, *args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """`python -m nas.VERB ARGS` in a process of its own."""
-    return subprocess.run([sys.executable, "-m", f"nas.{verb}", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", f"nas.{verb}", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        **kwargs,
+    )
 
 
 def one_line(text: str) -> str:
@@ -45,11 +51,15 @@ def one_line(text: str) -> str:
 
 def files_of(folder: Path) -> dict[str, bytes]:
     """What a run folder holds (Ray's own folder aside), to show that nothing recorded changed."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and "ray" not in p.relative_to(folder).parts and p.name != "run.lock"}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "ray" not in p.relative_to(folder).parts and p.name != "run.lock"
+    }
 
 
 # --------------------------------------------------------------------------- two writers, SIGTERM, a dead worker
+
 
 def _descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
@@ -93,12 +103,29 @@ def test_one_writer_per_run_readers_meanwhile_a_dead_worker_and_sigterm(tmp_path
     results = tmp_path / "res ü"  # a resume command must survive being pasted into a shell
     # A budget of 8: trials finish while the readers below run, and one must still be left to kill
     # and another to stop (a failed architecture counts against the budget).
-    args = ["--space", DIGITS, "--budget", "8", "--results-dir", results, "--name", "run", "--epochs", "60",
-            "--subset", "300", "--race", "1", "--max-concurrent", "1"]
+    args = [
+        "--space",
+        DIGITS,
+        "--budget",
+        "8",
+        "--results-dir",
+        results,
+        "--name",
+        "run",
+        "--epochs",
+        "60",
+        "--subset",
+        "300",
+        "--race",
+        "1",
+        "--max-concurrent",
+        "1",
+    ]
     cmd = [sys.executable, "-m", "nas.search", *map(str, args)]
     # Two new runs of one name started together: one writes the run, the other is refused in one line.
-    pair = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    pair = [
+        subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     loser = _wait_for(lambda: next((p for p in pair if p.poll() is not None), None))
     writer = pair[1 - pair.index(loser)]
     out, err = loser.communicate()
@@ -133,9 +160,14 @@ def test_one_writer_per_run_readers_meanwhile_a_dead_worker_and_sigterm(tmp_path
     assert not (run.path / "run.lock").read_text()  # released
 
     # The suggested command, pasted into a shell, finishes the run: nothing trained twice.
-    resumed = subprocess.run(["sh", "-c", line.split("continue with: ", 1)[1]], capture_output=True, text=True,
-                             timeout=900, cwd=ROOT, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:"
-                                                         f"{os.environ['PATH']}"})
+    resumed = subprocess.run(
+        ["sh", "-c", line.split("continue with: ", 1)[1]],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     records = run.trials()
     assert run.trials_path.read_bytes().startswith(before) and len({r.arch_id for r in records}) == 8
@@ -143,6 +175,7 @@ def test_one_writer_per_run_readers_meanwhile_a_dead_worker_and_sigterm(tmp_path
 
 
 # --------------------------------------------------------------------------- in-process: a run resumed without training
+
 
 @pytest.fixture
 def cli(capsys):
@@ -178,8 +211,9 @@ def resumable(src: Path, dst: Path, **options) -> RunFolder:
 
     run = RunFolder(copy_run(src, dst))
     shutil.copy(src / "study.journal", run.study_path)
-    opts = SearchOptions(**{"space": DIGITS, "budget": len(aggregate(run.trials())), "race": 1, "subset": 400,
-                            **options}).checked()
+    opts = SearchOptions(
+        **{"space": DIGITS, "budget": len(aggregate(run.trials())), "race": 1, "subset": 400, **options}
+    ).checked()
     space = load_space(opts.space)
     data = replace(space.proxy, **proxy_changes(opts)).checked().load_data(opts.data_dir, seed=opts.seed)
     config = run.config()
@@ -250,11 +284,13 @@ def test_a_run_resumes_from_its_stored_space_when_the_file_moved(small_run, tmp_
 
 def test_resume_names_a_missing_run_as_given(tmp_path, cli):
     code, out, err = cli("search", "--resume", "results/no-such-run", "--results-dir", tmp_path)
-    assert code == 2 and one_line(err) == (f"error: --resume results/no-such-run: no such run folder "
-                                           f"(nor {tmp_path / 'results/no-such-run'})")
+    assert code == 2 and one_line(err) == (
+        f"error: --resume results/no-such-run: no such run folder (nor {tmp_path / 'results/no-such-run'})"
+    )
 
 
 # --------------------------------------------------------------------------- records that parse but are wrong
+
 
 def _break_best(src: Path, dst: Path, edit) -> tuple[RunFolder, int, str]:
     """A copy of a run whose most accurate record (a front point) is edited by `edit(dict)` (which
@@ -311,12 +347,16 @@ def test_every_reader_skips_a_wrong_record_the_same_way(small_run, tmp_path, cli
     run = resumable(run.path, tmp_path / "resumed")
     before = files_of(run.path)
     code, out, err = cli("search", "--resume", run.path)
-    assert code == 0 and "reached" in out and one_line(err).startswith(warning.replace(
-        str(tmp_path / "run"), str(tmp_path / "resumed"))), err
+    assert (
+        code == 0
+        and "reached" in out
+        and one_line(err).startswith(warning.replace(str(tmp_path / "run"), str(tmp_path / "resumed")))
+    ), err
     assert before["trials.jsonl"] == files_of(run.path)["trials.jsonl"]  # the file is never changed
 
 
 # --------------------------------------------------------------------------- file-system faults
+
 
 def read_only(folder: Path, cmd: list, **kwargs) -> subprocess.CompletedProcess:
     """Run `cmd` (a process of its own) with `folder` read-only: its write permissions taken away,
@@ -333,8 +373,10 @@ def read_only(folder: Path, cmd: list, **kwargs) -> subprocess.CompletedProcess:
         finally:
             for p, mode in modes.items():
                 p.chmod(mode)
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro {shlex.quote(str(folder))} "
-                            f"{shlex.quote(str(folder))}"], capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount --bind -o ro {shlex.quote(str(folder))} {shlex.quote(str(folder))}"],
+        capture_output=True,
+    )
     if probe.returncode != 0:
         pytest.skip("running as root without a mount namespace: cannot make a folder read-only")
     mount = f'mount --bind -o ro {shlex.quote(str(folder))} {shlex.quote(str(folder))} && exec "$@"'
@@ -347,9 +389,12 @@ def test_a_read_only_results_folder_is_one_line(small_run, tmp_path, verb):
     results = tmp_path / "results"
     run = resumable(small_run, results / "run")
     before = files_of(results)
-    argv = {"search": ["search", "--space", DIGITS, "--results-dir", results, "--name", "new"],
-            "resume": ["search", "--resume", run.path],
-            "dashboard": ["dashboard", run.path], "export": ["export", run.path]}[verb]
+    argv = {
+        "search": ["search", "--space", DIGITS, "--results-dir", results, "--name", "new"],
+        "resume": ["search", "--resume", run.path],
+        "dashboard": ["dashboard", run.path],
+        "export": ["export", run.path],
+    }[verb]
     proc = read_only(results, [sys.executable, "-m", f"nas.{argv[0]}", *argv[1:]])
     line = one_line(proc.stderr)
     assert proc.returncode == 2 and str(results) in line, line
@@ -362,8 +407,11 @@ def test_a_read_only_results_folder_is_one_line(small_run, tmp_path, verb):
 def test_a_file_where_a_folder_belongs_and_a_folder_where_a_file_belongs(small_run, tmp_path, cli):
     (tmp_path / "file").write_text("")
     code, out, err = cli("search", "--space", DIGITS, "--results-dir", tmp_path / "file")
-    assert code == 2 and one_line(err) == f"error: --results-dir {tmp_path / 'file'}: {tmp_path / 'file'} is a file, " \
-                                          f"not a folder" and not out
+    assert (
+        code == 2
+        and one_line(err) == f"error: --results-dir {tmp_path / 'file'}: {tmp_path / 'file'} is a file, not a folder"
+        and not out
+    )
     for name in (TRIALS, "study.journal"):
         run = resumable(small_run, tmp_path / name / "run")
         (run.path / name).unlink()
@@ -389,12 +437,30 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_a_disk_full_from_the_start_is_one_line_and_leaves_nothing(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", NO_SPACE_AT_ALL, "--space", str(DIGITS), "--results-dir",
-                           str(tmp_path), "--name", "run", "--budget", "2"], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NO_SPACE_AT_ALL,
+            "--space",
+            str(DIGITS),
+            "--results-dir",
+            str(tmp_path),
+            "--name",
+            "run",
+            "--budget",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     line = one_line(proc.stderr)
-    assert proc.returncode == 2 and line == f"error: {tmp_path / 'run'}: cannot write the run folder (No space left on " \
-                                           f"device)", line
+    assert (
+        proc.returncode == 2
+        and line == f"error: {tmp_path / 'run'}: cannot write the run folder (No space left on device)"
+    ), line
     assert "None" not in line and "--resume" not in line and not any(tmp_path.iterdir())
 
 
@@ -420,9 +486,33 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_a_disk_that_fills_under_tunes_own_state_sync_is_still_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", FULL_FOR_TUNE_TOO, "--space", str(DIGITS), "--budget", "5",
-                           "--results-dir", str(tmp_path), "--name", "run", "--max-concurrent", "1", "--epochs", "1",
-                           "--subset", "300", "--race", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FULL_FOR_TUNE_TOO,
+            "--space",
+            str(DIGITS),
+            "--budget",
+            "5",
+            "--results-dir",
+            str(tmp_path),
+            "--name",
+            "run",
+            "--max-concurrent",
+            "1",
+            "--epochs",
+            "1",
+            "--subset",
+            "300",
+            "--race",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     line = one_line(proc.stderr)  # not Tune's pyarrow tracebacks first
     assert proc.returncode == 1 and "No space left on device" in line and "--resume" in line, line
     assert len(RunFolder(tmp_path / "run").trials()) == 2
@@ -438,8 +528,13 @@ runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)
 
 
 def _with_a_file_size_limit(limit: int, verb: str, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT, str(limit), f"nas.{verb}", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMIT, str(limit), f"nas.{verb}", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.slow
@@ -456,8 +551,9 @@ def test_a_write_that_fails_in_export_or_train_is_one_line_and_keeps_the_old_fol
     RunFolder(small_run).trials()[0]  # an architecture of the run
     arch.write_text(json.dumps(RunFolder(small_run).trials()[0].arch))
     ckpt = tmp_path / "ckpt"
-    proc = _with_a_file_size_limit(20_000, "train", "--arch", arch, "--epochs", "1", "--subset", "64",
-                                   "--threads", "1", "--out", ckpt)
+    proc = _with_a_file_size_limit(
+        20_000, "train", "--arch", arch, "--epochs", "1", "--subset", "64", "--threads", "1", "--out", ckpt
+    )
     line = one_line(proc.stderr)
     assert proc.returncode == 1 and "File too large; no checkpoint was written" in line, line
     assert not ckpt.exists() and [p.name for p in tmp_path.iterdir()] == ["export", "arch.json"]
@@ -482,6 +578,7 @@ def test_a_disk_that_fills_while_pareto_json_is_written_says_the_trial_was_recor
 
 
 # --------------------------------------------------------------------------- joining Ray
+
 
 def _closed_port() -> int:
     with socket.socket() as s:
@@ -515,7 +612,8 @@ def test_an_address_where_no_ray_answers_is_one_line_before_any_folder(tmp_path,
     proc = nas("search", *base, "--address", f"127.0.0.1:{port}", timeout=150, env=env)
     assert proc.returncode == 2 and one_line(proc.stderr) == (
         f"error: --address 127.0.0.1:{port}: no Ray cluster answers there (Connection refused); start one with "
-        f"ray start --head, or leave --address out for a local Ray")
+        f"ray start --head, or leave --address out for a local Ray"
+    )
     proc = nas("search", *base, "--address", f"127.0.0.1:{http_port}", timeout=150, env=env)
     assert proc.returncode == 2 and "something else listens there, not a Ray cluster" in one_line(proc.stderr)
     proc = nas("search", *base, timeout=150, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"})  # exported
@@ -527,36 +625,62 @@ def test_an_address_where_no_ray_answers_is_one_line_before_any_folder(tmp_path,
 
 @pytest.mark.slow
 def test_auto_with_no_cluster_is_one_line_before_any_folder(tmp_path):
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
-           "RAY_TMPDIR": str(tmp_path / "ray")}  # no cluster file of an earlier `ray start`
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+        "RAY_TMPDIR": str(tmp_path / "ray"),
+    }  # no cluster file of an earlier `ray start`
     alone = []  # Ray's 'auto' joins any cluster running on the machine (its legacy fallback): hide them
     if subprocess.run(["pgrep", "-f", "gcs_server"], capture_output=True).stdout.strip():
         alone = ["unshare", "--pid", "--fork", "--mount-proc"]  # a process namespace of its own (root)
         if subprocess.run([*alone, "true"], capture_output=True).returncode != 0:
             pytest.skip("a Ray cluster runs on this machine, and Ray's 'auto' would join it")
-    proc = subprocess.run([*alone, sys.executable, "-m", "nas.search", "--space", str(DIGITS), "--results-dir",
-                           str(tmp_path / "results"), "--address", "auto"], capture_output=True, text=True,
-                          timeout=150, cwd=ROOT, env=env)
+    proc = subprocess.run(
+        [
+            *alone,
+            sys.executable,
+            "-m",
+            "nas.search",
+            "--space",
+            str(DIGITS),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--address",
+            "auto",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        cwd=ROOT,
+        env=env,
+    )
     line = one_line(proc.stderr)
-    assert proc.returncode == 2 and line.startswith("error: --address auto: cannot join a Ray cluster (Could not find "
-                                                    "any running Ray instance"), line
+    assert proc.returncode == 2 and line.startswith(
+        "error: --address auto: cannot join a Ray cluster (Could not find any running Ray instance"
+    ), line
     assert not (tmp_path / "results").exists()
 
 
 # --------------------------------------------------------------------------- arguments and inputs
 
+
 def test_a_name_too_long_for_a_folder_is_one_line(tmp_path, cli):
     code, out, err = cli("search", "--name", "x" * 300, "--results-dir", tmp_path / "results")
-    assert code == 2 and one_line(err) == "error: --name is 300 bytes long; a folder name takes at most 255 " \
-                                          "(give a shorter one)" and not (tmp_path / "results").exists()
+    assert (
+        code == 2
+        and one_line(err) == "error: --name is 300 bytes long; a folder name takes at most 255 (give a shorter one)"
+        and not (tmp_path / "results").exists()
+    )
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--epochs", "0"], "--epochs must be an int >= 1, got 0"),
-    (["--momentum", "-1"], "--momentum must be a number in [0, 1), got -1.0"),
-    (["--image-size", "100000"], "--image-size must be an int in 1..4096, got 100000"),
-    (["--device", "tpu"], "--device must be one of auto, cpu, cuda, cuda:N, mps, got 'tpu'"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--epochs", "0"], "--epochs must be an int >= 1, got 0"),
+        (["--momentum", "-1"], "--momentum must be a number in [0, 1), got -1.0"),
+        (["--image-size", "100000"], "--image-size must be an int in 1..4096, got 100000"),
+        (["--device", "tpu"], "--device must be one of auto, cpu, cuda, cuda:N, mps, got 'tpu'"),
+    ],
+)
 def test_train_refuses_bad_numbers_and_devices_in_one_line(small_run, tmp_path, cli, argv, message):
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps(RunFolder(small_run).trials()[0].arch))
@@ -564,10 +688,13 @@ def test_train_refuses_bad_numbers_and_devices_in_one_line(small_run, tmp_path, 
     assert code == 2 and one_line(err) == f"nas.train: error: {message}" and not (tmp_path / "ckpt").exists()
 
 
-@pytest.mark.parametrize("argv,message", [
-    ([], "the following arguments are required: run"),
-    (["run", "--archs", "many"], "argument --archs: invalid int value: 'many'"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        ([], "the following arguments are required: run"),
+        (["run", "--archs", "many"], "argument --archs: invalid int value: 'many'"),
+    ],
+)
 def test_fidelity_argument_errors_are_one_line(cli, argv, message):
     code, out, err = cli("fidelity", *argv)
     assert code == 2 and message in one_line(err) and "usage:" not in err
@@ -603,12 +730,16 @@ def test_space_files_mean_what_they_say(tmp_path, cli):
     raw = DIGITS.read_text()
     assert "lr:" in raw
     exp = tmp_path / "exp.yaml"  # YAML 1.1 reads 1e-3 as a string; a user means a number
-    exp.write_text("\n".join(line.split("lr:")[0] + "lr: 1e-3" if line.strip().startswith("lr:") else line
-                             for line in raw.splitlines()))
+    exp.write_text(
+        "\n".join(
+            line.split("lr:")[0] + "lr: 1e-3" if line.strip().startswith("lr:") else line for line in raw.splitlines()
+        )
+    )
     assert load_space(exp).proxy.lr == 0.001
     unknown = tmp_path / "unknown.yaml"
-    unknown.write_text(yaml.safe_dump({**yaml.safe_load(raw), "proxy": {**yaml.safe_load(raw)["proxy"],
-                                                                          "dataset": "imagenet"}}))
+    unknown.write_text(
+        yaml.safe_dump({**yaml.safe_load(raw), "proxy": {**yaml.safe_load(raw)["proxy"], "dataset": "imagenet"}})
+    )
     with pytest.raises(SpaceError) as e:
         load_space(unknown)
     assert str(unknown) in str(e.value) and "proxy.dataset" in str(e.value) and "imagenet" in str(e.value)
@@ -631,6 +762,7 @@ def test_an_idx_label_out_of_range_is_named_as_such(tmp_path):
 
 # --------------------------------------------------------------------------- a word where one is due
 
+
 def test_settings_that_will_not_do_what_they_seem_get_a_note(tmp_path):
     from PIL import Image
 
@@ -647,7 +779,8 @@ def test_settings_that_will_not_do_what_they_seem_get_a_note(tmp_path):
             (tmp_path / split / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / split / f"c{i % 2}" / f"{i}.png")
     tiny = replace(space.proxy, dataset="imagefolder", image_size=16, val_fraction=0.34, subset=None).load_data(
-        tmp_path, seed=0)
+        tmp_path, seed=0
+    )
     notes = _notes(space, tiny, space.proxy, SearchOptions(budget=10).checked())
     assert [n for n in notes if n.startswith("warning: imagefolder gives only 2 training and 1 validation images")]
     assert all("\n" not in n for n in notes)

@@ -30,8 +30,10 @@ SEEDS = [0, 1]
 
 
 def _archs(proxy: list[list[float]], long: list[list[float]]) -> list[ArchFidelity]:
-    return [ArchFidelity(f'a{i}', dict(zip(SEEDS, p)), dict(zip(SEEDS, q)), costs={'macs': float(i)})
-            for i, (p, q) in enumerate(zip(proxy, long))]
+    return [
+        ArchFidelity(f'a{i}', dict(zip(SEEDS, p)), dict(zip(SEEDS, q)), costs={'macs': float(i)})
+        for i, (p, q) in enumerate(zip(proxy, long))
+    ]
 
 
 def test_a_proxy_equal_to_long_training_ranks_perfectly():
@@ -80,8 +82,10 @@ def test_undefined_statistics_are_none_not_nan():
 
 
 def test_picks_the_front_then_spreads_over_accuracy():
-    recs = [TrialRecord(number=i, arch_id=f'x{i}', arch={}, status='complete', accuracy=acc, macs=100 - i, seed=0)
-            for i, acc in enumerate([0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.90])]
+    recs = [
+        TrialRecord(number=i, arch_id=f'x{i}', arch={}, status='complete', accuracy=acc, macs=100 - i, seed=0)
+        for i, acc in enumerate([0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.90])
+    ]
     recs.append(TrialRecord(number=8, arch_id='failed', arch={}, status='failed', seed=0))
     archs = aggregate(recs)
     front = [archs[-2]]  # pretend x7 alone is the front
@@ -93,8 +97,9 @@ def test_picks_the_front_then_spreads_over_accuracy():
 
 
 def fidelity(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-m', 'nas.fidelity', *args], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, '-m', 'nas.fidelity', *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
 
 
 @pytest.mark.slow
@@ -102,8 +107,11 @@ def test_fidelity_check_of_a_real_run(small_run, tmp_path):
     run = RunFolder(copy_run(small_run, tmp_path / 'run'))  # a copy: the other tests' run stays as it is
     proxy_epochs = run.config().proxy.epochs
     assert fidelity(str(tmp_path / 'nope')).returncode == 2
-    for bad_args in (['--epochs', str(proxy_epochs - 1)], ['--epochs', str(proxy_epochs), '--same-subset'],
-                     ['--epochs', 'three']):
+    for bad_args in (
+        ['--epochs', str(proxy_epochs - 1)],
+        ['--epochs', str(proxy_epochs), '--same-subset'],
+        ['--epochs', 'three'],
+    ):
         bad = fidelity(str(run.path), *bad_args)
         assert bad.returncode == 2 and bad.stderr.count('\n') == 1 and 'Traceback' not in bad.stderr, bad.stderr
 
@@ -115,12 +123,13 @@ def test_fidelity_check_of_a_real_run(small_run, tmp_path):
     assert summary['seeds'] == [0, 1] and summary['long_epochs'] == 3 and summary['proxy_epochs'] == proxy_epochs
     assert len(summary['archs']) == 3 and summary['architectures'] == 3
     front = [a.arch_id for a in run.front()]
-    assert [a['arch_id'] for a in summary['archs']][:len(front)] == front[:3]
+    assert [a['arch_id'] for a in summary['archs']][: len(front)] == front[:3]
     picked = {a['arch_id'] for a in summary['archs']}
     # the run holds seed 0 of every architecture: only seed 1's proxy and both seeds' deployment ones are trained
     assert all(r.status == 'complete' for r in [*records, *deployed])
     assert sorted((r.arch_id, r.seed, r.epochs) for r in deployed) == sorted(
-        [(a, 0, 3) for a in picked] + [(a, 1, 3) for a in picked])
+        [(a, 0, 3) for a in picked] + [(a, 1, 3) for a in picked]
+    )
     assert sorted((r.arch_id, r.seed, r.epochs) for r in records) == sorted((a, 1, proxy_epochs) for a in picked)
     assert summary['evaluations_run'] == len(records) + len(deployed) == 9 and summary['evaluations_reused'] == 3
     assert proc.stdout.count(': acc ') == 9  # a progress line per evaluation
@@ -167,7 +176,8 @@ def test_fidelity_check_of_a_real_run(small_run, tmp_path):
     same = json.loads((run.path / FIDELITY_JSON).read_text())
     assert same['reference'] == 'same subset' and same['long_train_images'] == config.data.train_images == 400
     assert sorted((r.arch_id, r.seed) for r in run.trials(FIDELITY_RECORDS) if r.epochs == 3) == sorted(
-        (a, s) for a in picked for s in (0, 1))
+        (a, s) for a in picked for s in (0, 1)
+    )
     assert same['archs'] != summary['archs']  # another reference, other long accuracies
     assert fidelity(str(run.path), '--archs', '3', '--epochs', '3').returncode == 0  # back to deployment: all there
     assert json.loads((run.path / FIDELITY_JSON).read_text())['archs'] == summary['archs']

@@ -23,7 +23,18 @@ from nas.raytune import CUDA_CONTEXT_MB, GPU_GRID, gpu_fraction
 from nas.results import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["--space", "search_spaces/digits.yaml", "--epochs", "1", "--subset", "200", "--race", "1", "--sampler", "random"]
+FAST = [
+    "--space",
+    "search_spaces/digits.yaml",
+    "--epochs",
+    "1",
+    "--subset",
+    "200",
+    "--race",
+    "1",
+    "--sampler",
+    "random",
+]
 
 
 def test_gpu_fraction_rule():
@@ -40,7 +51,7 @@ def test_training_memory_grows_with_the_batch_and_covers_the_weights():
     model = create_model(arch)
     size = (arch.in_chans, *arch.input_size)
     small, large = training_memory_mb(model, size, 8), training_memory_mb(model, size, 64)
-    weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2 ** 20
+    weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
     assert 4 * weights < small < large
 
 
@@ -58,16 +69,23 @@ def _searcher(history: list, gpu_memory_mb: float | None = 8000.0):
     run.path.mkdir()
     opts = SearchOptions(space=ROOT / "search_spaces" / "digits.yaml", sampler="random", budget=5).checked()
     study, _, _, _ = open_study(run, opts, space, history)
-    return space, ArchSearcher(study, space, ["accuracy", "macs"], {}, history, seed=0, budget=5,
-                               gpu_memory_mb=gpu_memory_mb, batch_size=64)
+    return space, ArchSearcher(
+        study, space, ["accuracy", "macs"], {}, history, seed=0, budget=5, gpu_memory_mb=gpu_memory_mb, batch_size=64
+    )
 
 
 def test_an_out_of_memory_trial_is_retried_once_on_a_whole_gpu():
     from nas.results import TrialRecord
 
     arch = default_arch()
-    oom = TrialRecord(number=0, arch_id=arch.arch_id, arch=arch.to_dict(), status="failed", seed=0,
-                      error="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    oom = TrialRecord(
+        number=0,
+        arch_id=arch.arch_id,
+        arch=arch.to_dict(),
+        status="failed",
+        seed=0,
+        error="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+    )
     space, searcher = _searcher([oom])
     retry = searcher.suggest("t1")
     assert retry["arch_id"] == arch.arch_id and retry["seed"] == 0 and retry["gpus"] == 1.0
@@ -110,9 +128,29 @@ def fake_gpu_cluster():
     port = _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     temp = tempfile.mkdtemp(prefix="rayg", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    subprocess.run([ray, "start", "--head", "--port", str(port), "--num-cpus", "8", "--num-gpus", "4",
-                    "--include-dashboard", "false", "--node-ip-address", "127.0.0.1", "--temp-dir", temp],
-                   check=True, capture_output=True, env=env, timeout=120)
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "8",
+            "--num-gpus",
+            "4",
+            "--include-dashboard",
+            "false",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--temp-dir",
+            temp,
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
     try:
         yield f"127.0.0.1:{port}", env
     finally:
@@ -127,9 +165,26 @@ def fake_gpu_cluster():
 
 
 def _search(tmp_path: Path, name: str, address: str, env: dict, *args: str) -> RunFolder:
-    proc = subprocess.run([sys.executable, "-m", "nas.search", "--results-dir", str(tmp_path), "--name", name,
-                           "--address", address, *FAST, *args], capture_output=True, text=True, timeout=600,
-                          cwd=ROOT, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nas.search",
+            "--results-dir",
+            str(tmp_path),
+            "--name",
+            name,
+            "--address",
+            address,
+            *FAST,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return RunFolder(tmp_path / name)
 
@@ -141,8 +196,10 @@ def test_placement_on_fake_gpus(fake_gpu_cluster, tmp_path):
     records = _search(tmp_path, "half", address, env, "--budget", "8", "--gpus-per-trial", "0.5").trials()
     assert len(records) == 8 and all(r.status == "complete" and len(r.gpu_ids) == 1 for r in records)
     assert all(r.device == "cpu" for r in records)  # no CUDA here: the trial trained on the CPU
-    spans = {g: [(_stamp(r.started_at), _stamp(r.finished_at)) for r in records if g in r.gpu_ids]
-             for g in {g for r in records for g in r.gpu_ids}}
+    spans = {
+        g: [(_stamp(r.started_at), _stamp(r.finished_at)) for r in records if g in r.gpu_ids]
+        for g in {g for r in records for g in r.gpu_ids}
+    }
     assert set(spans) <= {"0", "1", "2", "3"} and all(_max_overlap(s) <= 2 for s in spans.values())
     assert 2 <= _max_overlap([s for ss in spans.values() for s in ss]) <= 8
     # a whole GPU each: concurrent trials never share an id
@@ -153,13 +210,32 @@ def test_placement_on_fake_gpus(fake_gpu_cluster, tmp_path):
     records = _search(tmp_path, "two", address, env, "--budget", "2", "--gpus-per-trial", "2").trials()
     assert all(len(set(r.gpu_ids)) == 2 for r in records)
     # auto: small digits proxies on (declared) 8 GB GPUs get the smallest share, an eighth
-    run = _search(tmp_path, "auto", address, env, "--budget", "4", "--gpus-per-trial", "auto",
-                  "--gpu-memory-mb", "8000")
+    run = _search(
+        tmp_path, "auto", address, env, "--budget", "4", "--gpus-per-trial", "auto", "--gpu-memory-mb", "8000"
+    )
     assert all(len(r.gpu_ids) == 1 for r in run.trials())
     # more GPUs than a node has: one line, before anything runs
-    proc = subprocess.run([sys.executable, "-m", "nas.search", "--results-dir", str(tmp_path), "--name", "big",
-                           "--address", address, "--gpus-per-trial", "5", *FAST], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nas.search",
+            "--results-dir",
+            str(tmp_path),
+            "--name",
+            "big",
+            "--address",
+            address,
+            "--gpus-per-trial",
+            "5",
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
     assert proc.returncode == 2 and "--gpus-per-trial 5" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -170,21 +246,54 @@ def test_eight_trials_in_flight_never_share_an_architecture(fake_gpu_cluster, tm
     from nas.options import SearchOptions
 
     address, env = fake_gpu_cluster
-    records = _search(tmp_path, "eight", address, env, "--budget", "24", "--max-concurrent", "8", "--gpus-per-trial",
-                      "0", "--sampler", SearchOptions().sampler, "--epochs", "3", "--subset", "400").trials()
+    records = _search(
+        tmp_path,
+        "eight",
+        address,
+        env,
+        "--budget",
+        "24",
+        "--max-concurrent",
+        "8",
+        "--gpus-per-trial",
+        "0",
+        "--sampler",
+        SearchOptions().sampler,
+        "--epochs",
+        "3",
+        "--subset",
+        "400",
+    ).trials()
     assert len(records) == 24 and len({r.arch_id for r in records}) == 24
     spans = [(_stamp(r.started_at), _stamp(r.finished_at), r.arch_id) for r in records]
     assert _max_overlap([(a, b) for a, b, _ in spans]) >= 3  # really side by side (workers start one by one)
     for i, (a, b, arch) in enumerate(spans):
-        assert not any(arch == other and a < d and c < b for c, d, other in spans[i + 1:])
+        assert not any(arch == other and a < d and c < b for c, d, other in spans[i + 1 :])
 
 
 @pytest.mark.slow
 def test_data_reaches_a_worker_once(tmp_path):
     # one worker (one trial at a time, actors reused): only its first trial fetches the data
-    proc = subprocess.run([sys.executable, "-m", "nas.search", "--results-dir", str(tmp_path), "--name", "run",
-                           "--budget", "4", "--max-concurrent", "1", *FAST], capture_output=True, text=True,
-                          timeout=600, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nas.search",
+            "--results-dir",
+            str(tmp_path),
+            "--name",
+            "run",
+            "--budget",
+            "4",
+            "--max-concurrent",
+            "1",
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = RunFolder(tmp_path / "run").trials()
     assert records[0].setup_seconds > 0 and all(r.setup_seconds < records[0].setup_seconds for r in records[1:])

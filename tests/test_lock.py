@@ -33,7 +33,8 @@ def test_the_lock_pins_every_dependency_of_pyproject_within_its_range():
         name = canonicalize_name(req.name)
         assert name in pins, f"{req.name} is not in requirements.lock: refresh it (README, Development)"
         assert req.specifier.contains(pins[name], prereleases=True), (
-            f"requirements.lock pins {req.name}=={pins[name]}, outside pyproject.toml's {req.specifier}")
+            f"requirements.lock pins {req.name}=={pins[name]}, outside pyproject.toml's {req.specifier}"
+        )
         for extra in req.extras:  # ray[tune]: its extra's packages are pinned too
             assert all(canonicalize_name(r.name) in pins for r in _extra_requirements(req.name, extra))
 
@@ -51,5 +52,8 @@ def _extra_requirements(dist: str, extra: str) -> list[Requirement]:
     from importlib.metadata import requires
 
     env = {**default_environment(), "extra": extra}
-    return [r for r in map(Requirement, requires(dist) or [])
-            if r.marker is not None and "extra" in str(r.marker) and r.marker.evaluate(env)]
+    return [
+        r
+        for r in map(Requirement, requires(dist) or [])
+        if r.marker is not None and "extra" in str(r.marker) and r.marker.evaluate(env)
+    ]

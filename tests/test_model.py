@@ -91,8 +91,7 @@ def test_shift_init_survives_model_construction():
 def test_local_dir_round_trip(tmp_path):
     arch = load_space(SPACES / 'digits.yaml').reference_points()['paper']
     m = create_model(arch, num_classes=10)
-    cfg = dict(architecture='acmix_nas', num_classes=10, model_args=model_args(m),
-               pretrained_cfg=m.pretrained_cfg)
+    cfg = dict(architecture='acmix_nas', num_classes=10, model_args=model_args(m), pretrained_cfg=m.pretrained_cfg)
     (tmp_path / 'config.json').write_text(json.dumps(cfg))
     m2 = timm.create_model(f'local-dir:{tmp_path}', pretrained=False)
     assert m2.arch == arch and m2.num_classes == 10

@@ -130,7 +130,9 @@ def test_replaced_files_are_whole_or_untouched(tmp_path, monkeypatch):
     assert (run.path / "pareto.json").read_text() == old and json.loads(old)["trials"] == 3
     assert run.config().objectives == ["accuracy", "macs"]
     assert not list(run.path.rglob("*.tmp")) and not run.weights_path("abc").exists()  # no empty temp file left
-    assert run.save_weights("abc", src) == "weights/abc.safetensors" and run.weights_path("abc").read_bytes() == b"weights"
+    assert (
+        run.save_weights("abc", src) == "weights/abc.safetensors" and run.weights_path("abc").read_bytes() == b"weights"
+    )
 
 
 def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):

@@ -25,8 +25,9 @@ with RunLock(sys.argv[1], command='python -m nas.search --name run', resume=sys.
 
 def _holder(folder: Path, resume: str = "python -m nas.search --resume 'res ü/run'") -> subprocess.Popen:
     """Another process that holds the lock of `folder` until killed."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), resume], stdout=subprocess.PIPE, text=True,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder), resume], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -73,8 +74,17 @@ def test_a_holder_on_another_host_is_refused_while_it_is_seen(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
     lock_file = folder / LOCK_FILE
-    lock_file.write_text(json.dumps({"pid": 4242, "host": "node-17", "command": "python -m nas.search --budget 50",
-                                     "resume": "python -m nas.search --resume run", "since": "10:00"}))
+    lock_file.write_text(
+        json.dumps(
+            {
+                "pid": 4242,
+                "host": "node-17",
+                "command": "python -m nas.search --budget 50",
+                "resume": "python -m nas.search --resume run",
+                "since": "10:00",
+            }
+        )
+    )
     with pytest.raises(RunLocked) as refused:
         RunLock(folder).acquire()
     assert "pid 4242 on node-17" in str(refused.value) and "do not reach across hosts" in str(refused.value)

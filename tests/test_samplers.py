@@ -16,6 +16,7 @@ SPACES = Path(__file__).resolve().parent.parent / 'search_spaces'
 
 def objective(space):
     """Accuracy-like and cost-like values that depend on the architecture alone."""
+
     def f(trial):
         arch = space.sample(trial, full=True)
         trial.set_user_attr('arch_id', arch.arch_id)
@@ -23,6 +24,7 @@ def objective(space):
         acmix = sum(b.op == 'acmix' for b in blocks)
         width = sum(st.channels for st in arch.stages)
         return 0.5 + 0.1 * acmix - 0.001 * width + 0.01 * len(blocks), width * len(blocks) + 10 * acmix
+
     return f
 
 
@@ -49,7 +51,7 @@ def test_evolution_mutates_one_decision_of_a_population_member():
     assert kinds[:12] == ['random'] * 12 and kinds[12:] == ['mutated'] * 68
     for t in study.trials[12:]:
         # the parent: a complete trial told before this one was asked, within the aging window
-        told = [p for p in study.trials[:t.number] if p.state == optuna.trial.TrialState.COMPLETE][-12:]
+        told = [p for p in study.trials[: t.number] if p.state == optuna.trial.TrialState.COMPLETE][-12:]
         assert any(sum(p.params[k] != t.params[k] for k in space.encoding) == 1 for p in told), t.number
     ids = [t.user_attrs['arch_id'] for t in study.trials]
     assert len(set(ids)) == len(ids)

@@ -35,8 +35,14 @@ FAST = ["--epochs", "1", "--subset", "300", "--race", "1"]  # ~1 s a trial, one 
 def search(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """`python -m nas.search ARGS`, on the digits space unless ARGS name a space or a run to resume."""
     space = [] if {"--space", "--resume"} & set(args) else ["--space", str(DIGITS)]
-    return subprocess.run([sys.executable, "-m", "nas.search", *space, *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "nas.search", *space, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        **kwargs,
+    )
 
 
 def ray_processes() -> set[int]:
@@ -57,8 +63,18 @@ def test_small_search_writes_the_run_folder(tmp_path):
     # The search's local Ray under a temp dir of its own (RAY_TMPDIR), so that the check below sees
     # only its processes, whatever other Ray runs on the machine.
     ray_tmp = tempfile.mkdtemp(prefix="rays", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    proc = search("--budget", "5", "--results-dir", str(tmp_path), "--name", "run", "--seed", "3", *FAST,
-                  env={**os.environ, "RAY_TMPDIR": ray_tmp})
+    proc = search(
+        "--budget",
+        "5",
+        "--results-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--seed",
+        "3",
+        *FAST,
+        env={**os.environ, "RAY_TMPDIR": ray_tmp},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")
     config = run.config()
@@ -93,10 +109,31 @@ def test_small_search_writes_the_run_folder(tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_kill_loses_nothing_and_retrains_nothing(tmp_path):
-    args = ["--space", str(DIGITS), "--budget", "7", "--results-dir", str(tmp_path), "--name", "run",
-            "--epochs", "2", "--subset", "300", "--max-concurrent", "1", "--race", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "nas.search", *args], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "--space",
+        str(DIGITS),
+        "--budget",
+        "7",
+        "--results-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--epochs",
+        "2",
+        "--subset",
+        "300",
+        "--max-concurrent",
+        "1",
+        "--race",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas.search", *args],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     trials = tmp_path / "run" / "trials.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and (not trials.is_file() or len(trials.read_text().splitlines()) < 2):
@@ -119,8 +156,22 @@ def test_resume_after_kill_loses_nothing_and_retrains_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_racing_gives_every_front_point_three_seeds_and_optuna_their_means(tmp_path):
-    proc = search("--budget", "6", "--results-dir", str(tmp_path), "--name", "run", "--seed", "5",
-                  "--epochs", "1", "--subset", "300", "--race", "3")
+    proc = search(
+        "--budget",
+        "6",
+        "--results-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--seed",
+        "5",
+        "--epochs",
+        "1",
+        "--subset",
+        "300",
+        "--race",
+        "3",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")
     records = run.trials()
@@ -148,19 +199,31 @@ def test_racing_gives_every_front_point_three_seeds_and_optuna_their_means(tmp_p
         assert told[row["arch_id"]].user_attrs["seeds"] == row["seeds"]
     # Optuna's latest word on each architecture gives the same front (an earlier single-seed word on
     # an architecture raced later stays in the study: Optuna cannot re-tell a finished trial)
-    latest = [SimpleNamespace(number=i, status="complete", feasible=True, arch_id=a,
-                              value=lambda o, t=t: t.values[["accuracy", "macs"].index(o)])
-              for i, (a, t) in enumerate(told.items())]
+    latest = [
+        SimpleNamespace(
+            number=i,
+            status="complete",
+            feasible=True,
+            arch_id=a,
+            value=lambda o, t=t: t.values[["accuracy", "macs"].index(o)],
+        )
+        for i, (a, t) in enumerate(told.items())
+    ]
     assert {p.arch_id for p in nas_pareto.front(latest, ["accuracy", "macs"])} == {
-        r["arch_id"] for r in pareto_json["front"]}
+        r["arch_id"] for r in pareto_json["front"]
+    }
 
 
 @pytest.mark.slow
 def test_resume_refuses_a_changed_space(tmp_path):
     space = write_space(tmp_path, lambda raw: None)
     run = RunFolder(tmp_path / "run")
-    run.write_config(RunConfig(space_fingerprint=load_space(space).fingerprint,
-                               options={"space": str(space), "budget": 2, "objectives": ["accuracy", "macs"]}))
+    run.write_config(
+        RunConfig(
+            space_fingerprint=load_space(space).fingerprint,
+            options={"space": str(space), "budget": 2, "objectives": ["accuracy", "macs"]},
+        )
+    )
     write_space(tmp_path, lambda raw: raw["stages"][1].update(channels={"choices": [32, 48]}))
     proc = search("--resume", str(run.path))
     assert proc.returncode == 2
@@ -178,8 +241,21 @@ def test_resume_refuses_changing_what_defines_the_search(tmp_path):
 @pytest.mark.slow
 def test_failing_trials_are_recorded_and_bounded_by_max_failures(tmp_path):
     space = write_space(tmp_path, lambda raw: raw["proxy"].update(lr=1e30, optimizer="sgd"))  # NaN at once
-    proc = search("--space", str(space), "--budget", "8", "--results-dir", str(tmp_path), "--name", "run",
-                  "--max-failures", "1", "--max-concurrent", "1", *FAST)
+    proc = search(
+        "--space",
+        str(space),
+        "--budget",
+        "8",
+        "--results-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--max-failures",
+        "1",
+        "--max-concurrent",
+        "1",
+        *FAST,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = RunFolder(tmp_path / "run").trials()
     assert 2 <= len(records) < 8  # stopped after the second failure, not at the budget
@@ -191,8 +267,7 @@ def test_failing_trials_are_recorded_and_bounded_by_max_failures(tmp_path):
 @pytest.mark.slow
 def test_hard_limits_are_constraints_and_keep_the_front_feasible(tmp_path):
     limit = 420_000  # between the cheapest and the dearest architectures of the digits space
-    proc = search("--budget", "6", "--results-dir", str(tmp_path), "--name", "run", "--max-macs", str(limit),
-                  *FAST)
+    proc = search("--budget", "6", "--results-dir", str(tmp_path), "--name", "run", "--max-macs", str(limit), *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")
     records = run.trials()
@@ -215,8 +290,19 @@ def test_a_small_space_is_exhausted_without_retraining(tmp_path):
 
     space = write_space(tmp_path, tiny)
     assert load_space(space).size == 2
-    proc = search("--space", str(space), "--budget", "6", "--results-dir", str(tmp_path), "--name", "run",
-                  "--sampler", "random", *FAST)
+    proc = search(
+        "--space",
+        str(space),
+        "--budget",
+        "6",
+        "--results-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--sampler",
+        "random",
+        *FAST,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = RunFolder(tmp_path / "run").trials()
     assert len(records) == 2 and len({r.arch_id for r in records}) == 2
@@ -226,8 +312,22 @@ def test_a_small_space_is_exhausted_without_retraining(tmp_path):
 @pytest.mark.slow
 def test_the_time_budget_starts_nothing_new_and_records_what_was_running(tmp_path):
     # trials of several seconds (3 epochs) and a budget that ends while two of them run
-    proc = search("--budget", "100", "--time-budget", "4", "--results-dir", str(tmp_path), "--name", "run",
-                  "--epochs", "3", "--subset", "600", "--race", "1")
+    proc = search(
+        "--budget",
+        "100",
+        "--time-budget",
+        "4",
+        "--results-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--epochs",
+        "3",
+        "--subset",
+        "600",
+        "--race",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")
     records = run.trials()
@@ -244,8 +344,22 @@ def test_the_time_budget_starts_nothing_new_and_records_what_was_running(tmp_pat
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_named_sampler_runs_past_its_random_start_up(tmp_path, sampler):
     # 14 trials: past GP's 10 random start-up trials, and several NSGA generations (population 4).
-    proc = search("--budget", "14", "--sampler", sampler, "--results-dir", str(tmp_path), "--name", "run",
-                  "--epochs", "1", "--subset", "200", "--race", "1")
+    proc = search(
+        "--budget",
+        "14",
+        "--sampler",
+        sampler,
+        "--results-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--epochs",
+        "1",
+        "--subset",
+        "200",
+        "--race",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")
     records = run.trials()
@@ -254,22 +368,31 @@ def test_every_named_sampler_runs_past_its_random_start_up(tmp_path, sampler):
     assert all(r.status == "complete" for r in records)
     study = optuna.load_study(study_name=STUDY_NAME, storage=run.storage())
     told = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(told) == 14 and [t.user_attrs["arch_id"] for t in told if t.number < 3] == [
-        r.arch_id for r in sorted(records, key=lambda r: r.optuna_number)][:3]
+    assert (
+        len(told) == 14
+        and [t.user_attrs["arch_id"] for t in told if t.number < 3]
+        == [r.arch_id for r in sorted(records, key=lambda r: r.optuna_number)][:3]
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("argv,message", [
-    (["--objectives", "macs", "params"], "give accuracy and at least one cost objective"),
-    (["--objectives", "accuracy", "flops"], "unknown flops"),
-    (["--budget", "0"], "--budget must be at least 1"),
-    (["--space", "no/such.yaml"], "no/such.yaml"),
-    (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar10"),
-    (["--resume", "/nonexistent/run"], "no such run folder"),
-    pytest.param(["--gpus-per-trial", "1"], "--gpus-per-trial 1: this machine has 0 GPUs",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
-    (["--cpus-per-trial", "64"], "--cpus-per-trial 64: this machine has"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--objectives", "macs", "params"], "give accuracy and at least one cost objective"),
+        (["--objectives", "accuracy", "flops"], "unknown flops"),
+        (["--budget", "0"], "--budget must be at least 1"),
+        (["--space", "no/such.yaml"], "no/such.yaml"),
+        (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar10"),
+        (["--resume", "/nonexistent/run"], "no such run folder"),
+        pytest.param(
+            ["--gpus-per-trial", "1"],
+            "--gpus-per-trial 1: this machine has 0 GPUs",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
+        (["--cpus-per-trial", "64"], "--cpus-per-trial 64: this machine has"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, argv, message):
     proc = search(*argv, "--results-dir", str(tmp_path))
     assert proc.returncode == 2
@@ -313,18 +436,59 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
     # Ray 2.60 heads require token authentication; every process of the cluster shares the token.
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    head = ["--num-cpus", "1", "--num-gpus", "0", "--include-dashboard", "false", "--node-ip-address", "127.0.0.1",
-            "--temp-dir", temp]
+    head = [
+        "--num-cpus",
+        "1",
+        "--num-gpus",
+        "0",
+        "--include-dashboard",
+        "false",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--temp-dir",
+        temp,
+    ]
     try:
-        subprocess.run([ray, "start", "--head", "--port", str(port), *head], check=True, capture_output=True,
-                       env=env, timeout=120)
-        subprocess.run([ray, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--num-gpus", "0",
-                        "--node-ip-address", "127.0.0.1"], check=True, capture_output=True, env=env, timeout=120)
-        raylets = {int(p) for p in subprocess.run(["pgrep", "-f", "raylet"], capture_output=True,
-                                                     text=True).stdout.split()}
+        subprocess.run(
+            [ray, "start", "--head", "--port", str(port), *head], check=True, capture_output=True, env=env, timeout=120
+        )
+        subprocess.run(
+            [
+                ray,
+                "start",
+                "--address",
+                f"127.0.0.1:{port}",
+                "--num-cpus",
+                "1",
+                "--num-gpus",
+                "0",
+                "--node-ip-address",
+                "127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+        raylets = {
+            int(p) for p in subprocess.run(["pgrep", "-f", "raylet"], capture_output=True, text=True).stdout.split()
+        }
         assert len(raylets & _processes_under(temp)) == 2  # both nodes live under the test's temp dir
-        proc = search("--budget", "4", "--results-dir", str(tmp_path), "--name", "run",
-                      "--address", f"127.0.0.1:{port}", "--epochs", "5", "--race", "1", env=env)  # trials outlast a worker start
+        proc = search(
+            "--budget",
+            "4",
+            "--results-dir",
+            str(tmp_path),
+            "--name",
+            "run",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--epochs",
+            "5",
+            "--race",
+            "1",
+            env=env,
+        )  # trials outlast a worker start
         assert proc.returncode == 0, proc.stderr[-3000:]
         run = RunFolder(tmp_path / "run")
         assert run.config().ray == {"address": f"127.0.0.1:{port}", "nodes": 2, "cpus": 2.0}
@@ -341,32 +505,36 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
 
 # --------------------------------------------------------------------------- refused before anything starts
 
-@pytest.mark.parametrize("argv,message", [
-    (["--epochs", "-1"], "--epochs: expected an int >= 1, got -1"),
-    (["--epochs", "0"], "--epochs: expected an int >= 1, got 0"),
-    (["--batch-size", "0"], "--batch-size: expected an int >= 1"),
-    (["--subset", "0"], "--subset: expected"),
-    (["--subset", "-5"], "--subset: expected"),
-    (["--subset", "300.5"], "--subset: a count of images must be a whole number"),
-    (["--budget", "-3"], "--budget must be at least 1"),
-    (["--time-budget", "0"], "--time-budget must be a number of seconds > 0"),
-    (["--time-budget", "nan"], "--time-budget must be a number of seconds > 0"),
-    (["--max-macs=-2M"], "--max-macs must be > 0"),
-    (["--max-params", "0"], "--max-params must be > 0"),
-    (["--max-latency-ms", "inf"], "--max-latency-ms: not a finite number"),
-    (["--max-concurrent", "0"], "--max-concurrent must be an int >= 1"),
-    (["--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
-    (["--gpus-per-trial", "-1"], "--gpus-per-trial must be a number >= 0"),
-    (["--max-failures", "-1"], "--max-failures must be an int >= 0"),
-    (["--seed", "-1"], "--seed must be an int >= 0"),
-    (["--name", "../escape"], "--name '../escape': give a plain folder name"),
-    (["--name", "a/b"], "--name 'a/b': give a plain folder name"),
-    (["--name", ".."], "--name '..': give a plain folder name"),
-    (["--budget", "ten"], "argument --budget: invalid int value: 'ten'"),  # argparse's own errors
-    (["--sampler", "cmaes"], "argument --sampler: invalid choice: 'cmaes'"),
-    (["--max-macs", "2X"], "argument --max-macs: not a number: '2X'"),
-    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-])
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--epochs", "-1"], "--epochs: expected an int >= 1, got -1"),
+        (["--epochs", "0"], "--epochs: expected an int >= 1, got 0"),
+        (["--batch-size", "0"], "--batch-size: expected an int >= 1"),
+        (["--subset", "0"], "--subset: expected"),
+        (["--subset", "-5"], "--subset: expected"),
+        (["--subset", "300.5"], "--subset: a count of images must be a whole number"),
+        (["--budget", "-3"], "--budget must be at least 1"),
+        (["--time-budget", "0"], "--time-budget must be a number of seconds > 0"),
+        (["--time-budget", "nan"], "--time-budget must be a number of seconds > 0"),
+        (["--max-macs=-2M"], "--max-macs must be > 0"),
+        (["--max-params", "0"], "--max-params must be > 0"),
+        (["--max-latency-ms", "inf"], "--max-latency-ms: not a finite number"),
+        (["--max-concurrent", "0"], "--max-concurrent must be an int >= 1"),
+        (["--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
+        (["--gpus-per-trial", "-1"], "--gpus-per-trial must be a number >= 0"),
+        (["--max-failures", "-1"], "--max-failures must be an int >= 0"),
+        (["--seed", "-1"], "--seed must be an int >= 0"),
+        (["--name", "../escape"], "--name '../escape': give a plain folder name"),
+        (["--name", "a/b"], "--name 'a/b': give a plain folder name"),
+        (["--name", ".."], "--name '..': give a plain folder name"),
+        (["--budget", "ten"], "argument --budget: invalid int value: 'ten'"),  # argparse's own errors
+        (["--sampler", "cmaes"], "argument --sampler: invalid choice: 'cmaes'"),
+        (["--max-macs", "2X"], "argument --max-macs: not a number: '2X'"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ],
+)
 def test_bad_values_are_refused_before_anything_starts(tmp_path, capsys, monkeypatch, argv, message):
     import nas.search
 
@@ -405,6 +573,7 @@ def test_long_trials_are_announced_with_how_to_shorten_them():
 
 # --------------------------------------------------------------------------- the recorder: full disk, progress
 
+
 class _Trial:
     """What Tune hands a callback about a trial: id, config, last result."""
 
@@ -412,10 +581,19 @@ class _Trial:
         from dataclasses import asdict
 
         self.trial_id = trial_id
-        self.config = {"arch_id": record.arch_id, "arch": record.arch, "seed": 0, "optuna_number": record.number,
-                       "optuna_params": {}}
-        self.last_result = {"final": final, "accuracy": record.accuracy, "epoch": record.epochs,
-                            "record": asdict(record)}
+        self.config = {
+            "arch_id": record.arch_id,
+            "arch": record.arch,
+            "seed": 0,
+            "optuna_number": record.number,
+            "optuna_params": {},
+        }
+        self.last_result = {
+            "final": final,
+            "accuracy": record.accuracy,
+            "epoch": record.epochs,
+            "record": asdict(record),
+        }
 
 
 def _recorder(tmp_path, **kw):
@@ -423,8 +601,10 @@ def _recorder(tmp_path, **kw):
 
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=["accuracy", "macs"]))
-    rec = lambda i: record_of(i, accuracy=0.9, epochs=4, acc_per_epoch=[0.9], seconds=2.0,  # noqa: E731
-                              train_seconds=2.0)
+
+    def rec(i):
+        return record_of(i, accuracy=0.9, epochs=4, acc_per_epoch=[0.9], seconds=2.0, train_seconds=2.0)
+
     return run, rec, Recorder(run, {}, ["accuracy", "macs"], budget=5, **kw)
 
 
@@ -492,6 +672,7 @@ def test_progress_of_running_trials(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- the study agrees with trials.jsonl
 
+
 def _study_of(folder, records, budget=20):
     from nas.search import SearchOptions
     from nas.study import open_study
@@ -546,6 +727,7 @@ def test_an_architecture_started_but_not_recorded_is_evaluated_first_on_resume(s
 
 # --------------------------------------------------------------------------- real searches: crash, full disk, resume
 
+
 @pytest.mark.slow
 def test_resume_after_a_torn_tail_and_a_lost_journal_loses_nothing(tmp_path):
     proc = search("--budget", "3", "--results-dir", str(tmp_path), "--name", "run", *FAST)
@@ -587,9 +769,22 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_a_full_disk_stops_cleanly_and_resume_finishes_that_trial(tmp_path):
-    args = ["--space", str(DIGITS), "--budget", "4", "--results-dir", str(tmp_path), "--name", "run", "--max-concurrent", "1", *FAST]
-    proc = subprocess.run([sys.executable, "-c", ENOSPC_ON_THIRD_APPEND, *args], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    args = [
+        "--space",
+        str(DIGITS),
+        "--budget",
+        "4",
+        "--results-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--max-concurrent",
+        "1",
+        *FAST,
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", ENOSPC_ON_THIRD_APPEND, *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and "No space left on device" in err and "--resume" in err, err

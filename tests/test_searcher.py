@@ -28,8 +28,17 @@ def stand_in_result(config: dict, accuracy: float) -> dict:
     from nas.arch import Arch
 
     params = sum(p.numel() for p in create_model(Arch.from_dict(config["arch"])).parameters())
-    record = TrialRecord(number=-1, arch_id=config["arch_id"], arch=config["arch"], status="complete",
-                         accuracy=accuracy, params=params, macs=100 * params, epochs=1, seed=config["seed"])
+    record = TrialRecord(
+        number=-1,
+        arch_id=config["arch_id"],
+        arch=config["arch"],
+        status="complete",
+        accuracy=accuracy,
+        params=params,
+        macs=100 * params,
+        epochs=1,
+        seed=config["seed"],
+    )
     return {"accuracy": accuracy, "final": True, "status": "complete", "record": asdict(record)}
 
 
@@ -76,12 +85,17 @@ def test_the_live_status_line_counts_architectures_against_the_budget(tmp_path, 
     space = load_space(DIGITS)
     a, b = list(space.reference_points().values())[:2]
     for n, (arch, seed) in enumerate([(a, 0), (a, 1), (a, 2), (b, 0)]):  # 4 evaluations of 2 architectures
-        run.append(TrialRecord(number=n, arch_id=arch.arch_id, arch=arch.to_dict(), status="complete",
-                               accuracy=0.5, seed=seed))
+        run.append(
+            TrialRecord(number=n, arch_id=arch.arch_id, arch=arch.to_dict(), status="complete", accuracy=0.5, seed=seed)
+        )
     recorder = Recorder(run, {}, OBJ, budget=10, epochs=5)
     recorder.tty = False
-    recorder.on_trial_result(0, [], type("T", (), {"trial_id": "t9", "config": {"arch_id": "c" * 12}})(),
-                             {"epoch": 2, "accuracy": 0.4, "record": {"train_seconds": 4.0}})
+    recorder.on_trial_result(
+        0,
+        [],
+        type("T", (), {"trial_id": "t9", "config": {"arch_id": "c" * 12}})(),
+        {"epoch": 2, "accuracy": 0.4, "record": {"train_seconds": 4.0}},
+    )
     recorder._show(0.0)
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("[   2/10] running 1: cccccccccccc epoch 2/5"), line
@@ -94,7 +108,7 @@ def _stand_in(config: dict, space) -> dict:
 
     result = stand_in_result(config, 0.0)
     rec = result["record"]
-    offset = int(hashlib.sha256(config["arch_id"].encode()).hexdigest()[:6], 16) / 2 ** 24
+    offset = int(hashlib.sha256(config["arch_id"].encode()).hexdigest()[:6], 16) / 2**24
     acc = round(min(0.99, 0.3 + rec["params"] / 1e6 + 0.1 * offset + 0.002 * config["seed"]), 4)
     rec["accuracy"] = result["accuracy"] = acc
     return result
@@ -106,8 +120,9 @@ def test_eight_trials_in_flight_never_share_an_architecture_and_stay_diverse(tmp
     space = load_space(ROOT / "search_spaces" / "symmetry.yaml")
     run = RunFolder(tmp_path / "run")
     run.path.mkdir()
-    opts = SearchOptions(space=ROOT / "search_spaces" / "symmetry.yaml", sampler=sampler, budget=60,
-                         objectives=OBJ, race=1).checked()
+    opts = SearchOptions(
+        space=ROOT / "search_spaces" / "symmetry.yaml", sampler=sampler, budget=60, objectives=OBJ, race=1
+    ).checked()
     study, _, queue, _ = open_study(run, opts, space, [])
     searcher = ArchSearcher(study, space, OBJ, {}, [], seed=0, budget=60, queue=queue)
     in_flight: dict[str, dict] = {}
@@ -126,8 +141,9 @@ def test_eight_trials_in_flight_never_share_an_architecture_and_stay_diverse(tmp
         if not in_flight:
             break
         params = [dict(c["optuna_params"]) for c in in_flight.values()]
-        distances += [sum(a.get(k) != b.get(k) for k in space.encoding) for i, a in enumerate(params)
-                      for b in params[i + 1:]]
+        distances += [
+            sum(a.get(k) != b.get(k) for k in space.encoding) for i, a in enumerate(params) for b in params[i + 1 :]
+        ]
         trial_id = next(iter(in_flight))  # the oldest finishes first
         searcher.on_trial_complete(trial_id, _stand_in(in_flight.pop(trial_id), space))
     assert len(seen) == 60 and len(searcher.archive) == 60
@@ -185,5 +201,6 @@ def test_the_sampler_is_told_the_proxys_rank_signal_and_the_front_stays_on_accur
     told = {t.user_attrs["arch_id"]: t.values[0] for t in searcher.study.journal.get_trials(deepcopy=False)}
     assert told == pytest.approx(expected)  # the signal of each, not its accuracy unless the signal is accuracy
     assert (told == pytest.approx({a.arch_id: a.accuracy for a in searcher.archive.architectures})) == (
-        rank_by == "accuracy")
+        rank_by == "accuracy"
+    )
     assert {a.accuracy for a in searcher.archive.front()} <= {0.5, 0.6, 0.7, 0.8}  # the front reports accuracy

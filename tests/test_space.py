@@ -67,7 +67,16 @@ def test_symmetry_space_fits_its_dataset():
     space = load_space(SPACES / 'symmetry.yaml')
     assert space.size >= 10_000
     assert {where.split('.')[-1] for where, _ in space.decisions()} >= {
-        'depth', 'channels', 'op', 'kernel', 'heads', 'k_att', 'k_conv', 'alpha', 'learnable'}
+        'depth',
+        'channels',
+        'op',
+        'kernel',
+        'heads',
+        'k_att',
+        'k_conv',
+        'alpha',
+        'learnable',
+    }
     p = space.proxy
     ds = load_dataset(p.dataset, image_size=p.image_size, val_fraction=p.val_fraction, subset=p.subset, seed=0)
     assert ds.train_x.shape[1:] == (space.in_chans, *space.input_size)
@@ -78,8 +87,19 @@ def test_digits_proxy_and_input():
     space = load_space(SPACES / 'digits.yaml')
     assert space.input_size == (16, 16) and space.in_chans == 1
     assert space.proxy.dataset == 'digits' and space.proxy.image_size == 16
-    assert set(space.proxy.to_dict()) == {'dataset', 'image_size', 'val_fraction', 'subset', 'epochs', 'batch_size',
-                                'optimizer', 'lr', 'weight_decay', 'warmup_epochs', 'label_smoothing'}
+    assert set(space.proxy.to_dict()) == {
+        'dataset',
+        'image_size',
+        'val_fraction',
+        'subset',
+        'epochs',
+        'batch_size',
+        'optimizer',
+        'lr',
+        'weight_decay',
+        'warmup_epochs',
+        'label_smoothing',
+    }
 
 
 def test_sampling_with_a_real_study_and_size_by_brute_force():
@@ -110,7 +130,7 @@ def test_sampling_tpe_and_enqueue_reference_points():
         study.enqueue_trial(space.params_of(arch))
     archs = []
     study.optimize(lambda t: archs.append(space.sample(t)) or 0.0, n_trials=len(refs) + 5)
-    assert archs[:len(refs)] == list(refs.values())
+    assert archs[: len(refs)] == list(refs.values())
     for arch in archs:
         assert Arch.from_json(arch.to_json()) == arch
         # tied per stage: one head count per stage; per network: one alpha
@@ -173,12 +193,16 @@ def test_empty_choices(tmp_path, digits_raw):
 
 
 def test_out_of_range_choices(tmp_path, digits_raw):
-    check_error(tmp_path, {**digits_raw, 'blocks': {'k_att': {'choices': [3, 4]}}}, 'blocks.k_att.choices[1]',
-                'an odd int')
-    check_error(tmp_path, {**digits_raw, 'blocks': {'op': {'choices': ['conv', 'transformer']}}},
-                'blocks.op.choices[1]', "one of ['conv', 'acmix']")
-    check_error(tmp_path, {**digits_raw, 'blocks': {'alpha': {'low': 1.0, 'high': 0.0}}}, 'blocks.alpha',
-                'low < high')
+    check_error(
+        tmp_path, {**digits_raw, 'blocks': {'k_att': {'choices': [3, 4]}}}, 'blocks.k_att.choices[1]', 'an odd int'
+    )
+    check_error(
+        tmp_path,
+        {**digits_raw, 'blocks': {'op': {'choices': ['conv', 'transformer']}}},
+        'blocks.op.choices[1]',
+        "one of ['conv', 'acmix']",
+    )
+    check_error(tmp_path, {**digits_raw, 'blocks': {'alpha': {'low': 1.0, 'high': 0.0}}}, 'blocks.alpha', 'low < high')
     check_error(tmp_path, {**digits_raw, 'proxy': {'optimizer': 'lion'}}, 'proxy.optimizer', "['sgd', 'adamw']")
 
 
@@ -218,6 +242,7 @@ def test_fingerprint_changes_with_the_space(tmp_path, digits_raw):
 
 def test_cli_describes_a_space(capsys):
     from nas.space import main
+
     assert main([str(SPACES / 'digits.yaml'), '--num-classes', '10']) == 0
     out = capsys.readouterr().out
     assert 'architectures: 220' in out and 'all_acmix' in out and 'MACs' in out
@@ -225,6 +250,7 @@ def test_cli_describes_a_space(capsys):
 
 def test_cli_bad_space_exits_2(tmp_path, capsys, digits_raw):
     from nas.space import main
+
     assert main([str(write(tmp_path, {**digits_raw, 'bogus': 1}))]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count('\n') == 0 and 'bogus' in err
@@ -244,8 +270,11 @@ def test_conditional_spaces(tmp_path, digits_raw):
     """A space is conditional when some searched parameter exists in some architectures only."""
     assert load_space(SPACES / 'symmetry.yaml').conditional  # ACmix settings only in ACmix blocks
     assert load_space(SPACES / 'digits.yaml').conditional  # and a second stage of depth 1 or 2
-    fixed = {**digits_raw, 'blocks': {**digits_raw['blocks'], 'op': 'acmix'},
-             'stages': [{**st, 'depth': 2} for st in digits_raw['stages']]}
+    fixed = {
+        **digits_raw,
+        'blocks': {**digits_raw['blocks'], 'op': 'acmix'},
+        'stages': [{**st, 'depth': 2} for st in digits_raw['stages']],
+    }
     assert not load_space(write(tmp_path, fixed)).conditional  # every architecture has every parameter
     deeper = {**fixed, 'stages': [{**fixed['stages'][0], 'depth': {'choices': [1, 2]}}, *fixed['stages'][1:]]}
     assert load_space(write(tmp_path, deeper)).conditional  # a second block's k_att only at depth 2
@@ -265,6 +294,7 @@ def test_the_full_encoding_gives_gp_every_parameter_of_a_conditional_space(caplo
         def f(trial):
             blocks = [b for *_, b in space.sample(trial, full=full).blocks()]
             return sum(b.op == 'acmix' for b in blocks), sum(b.k_att or 0 for b in blocks if b.op == 'acmix')
+
         return f
 
     def warnings_of(sampler, full: bool) -> list[str]:
@@ -283,13 +313,23 @@ def test_the_full_encoding_gives_gp_every_parameter_of_a_conditional_space(caplo
     assert warnings_of(make_sampler('gp', 0, 100, space), full=True) == []
 
 
-@pytest.mark.parametrize('change', [
-    {},
-    {'blocks.alpha': {'choices': [0.5, 1.0], 'per': 'network'}, 'blocks.k_conv': {'choices': [3, 5]}},
-    {'blocks.op': {'choices': ['conv', 'acmix'], 'per': 'stage'}, 'blocks.beta': {'choices': [0.5, 1.0], 'per': 'stage'}},
-    {'blocks.op': {'choices': ['conv', 'acmix'], 'per': 'network'}, 'blocks.kernel': {'choices': [3, 5], 'per': 'network'}},
-    {'width_mult': {'choices': [1.0, 1.05, 2.0]}},
-], ids=['digits', 'tied-alpha-and-conv-kernels', 'op-per-stage', 'op-per-network', 'width-mults'])
+@pytest.mark.parametrize(
+    'change',
+    [
+        {},
+        {'blocks.alpha': {'choices': [0.5, 1.0], 'per': 'network'}, 'blocks.k_conv': {'choices': [3, 5]}},
+        {
+            'blocks.op': {'choices': ['conv', 'acmix'], 'per': 'stage'},
+            'blocks.beta': {'choices': [0.5, 1.0], 'per': 'stage'},
+        },
+        {
+            'blocks.op': {'choices': ['conv', 'acmix'], 'per': 'network'},
+            'blocks.kernel': {'choices': [3, 5], 'per': 'network'},
+        },
+        {'width_mult': {'choices': [1.0, 1.05, 2.0]}},
+    ],
+    ids=['digits', 'tied-alpha-and-conv-kernels', 'op-per-stage', 'op-per-network', 'width-mults'],
+)
 def test_size_counts_what_enumerating_every_parameter_combination_builds(tmp_path, digits_raw, change):
     """`SearchSpace.size` against brute force: every combination of the full encoding's
     parameters built into its network, and the distinct networks counted."""

@@ -28,9 +28,16 @@ def digits() -> Dataset:
 
 def _small_net(in_chans: int = 1, num_classes: int = 10, width: int = 16) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(in_chans, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-        nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes))
+        nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+        nn.BatchNorm2d(2 * width),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2 * width, num_classes),
+    )
 
 
 def test_short_run_learns_digits(digits):
@@ -96,9 +103,13 @@ class _OOMNet(nn.Module):
         return self.fc(x.flatten(1))
 
 
-@pytest.mark.parametrize("exc", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate"),
-                                 RuntimeError("DefaultCPUAllocator: not enough memory: "
-                                              "you tried to allocate; out of memory")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate"),
+        RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate; out of memory"),
+    ],
+)
 def test_out_of_memory_ends_the_run_cleanly(digits, exc):
     results = list(train(_OOMNet(exc), digits, TrainConfig(epochs=2, batch_size=200)))
     assert results[-1].status == "failed" and "out of memory" in results[-1].reason
@@ -132,13 +143,13 @@ def test_weight_decay_groups():
     got_decay = sorted(names[id(p)] for p in decay["params"])
     assert got_decay == ["0.conv.weight", "0.fc.weight", "1.conv.weight", "1.fc.weight"]
     got_none = {names[id(p)].split(".", 1)[1] for p in no_decay["params"]}
-    assert got_none == {"conv.bias", "rate1", "rate2", "bn.weight", "bn.bias", "ln.weight",
-                        "ln.bias", "fc.bias"}
+    assert got_none == {"conv.bias", "rate1", "rate2", "bn.weight", "bn.bias", "ln.weight", "ln.bias", "fc.bias"}
     assert len(no_decay["params"]) == 16  # frozen parameters are left out
 
 
-@pytest.mark.parametrize("space,point", [("acmix_resnet", "all_conv"), ("acmix_resnet", "all_acmix"),
-                                         ("digits", "paper")])
+@pytest.mark.parametrize(
+    "space,point", [("acmix_resnet", "all_conv"), ("acmix_resnet", "all_acmix"), ("digits", "paper")]
+)
 def test_weight_decay_groups_of_real_networks(space, point):
     """timm's grouping gives every searched network the groups of the rule written out: no decay for
     norm layers, biases, any other 1-D parameter and ACmix's rate1/rate2."""
@@ -148,9 +159,12 @@ def test_weight_decay_groups_of_real_networks(space, point):
     space = SearchSpace.from_yaml(Path(__file__).resolve().parents[1] / "search_spaces" / f"{space}.yaml")
     model = create_model(space.reference_points()[point], num_classes=10)
     norms = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
-    no_decay_names = {f"{m}.{n}" if m else n for m, module in model.named_modules()
-                      for n, p in module.named_parameters(recurse=False)
-                      if isinstance(module, norms) or p.ndim <= 1 or n in ("bias", "rate1", "rate2")}
+    no_decay_names = {
+        f"{m}.{n}" if m else n
+        for m, module in model.named_modules()
+        for n, p in module.named_parameters(recurse=False)
+        if isinstance(module, norms) or p.ndim <= 1 or n in ("bias", "rate1", "rate2")
+    }
     names = {id(p): n for n, p in model.named_parameters()}
     decay, no_decay = param_groups(model, 0.05)
     assert {names[id(p)] for p in no_decay["params"]} == no_decay_names
@@ -170,14 +184,24 @@ def test_augment_batch_crop_and_flip():
     assert out.shape == x.shape and torch.equal(out, again)
     padded = nn.functional.pad(x, (2, 2, 2, 2))
     for i in range(2):  # every output is a 5x5 window of the padded image, maybe mirrored
-        windows = [padded[i, :, r:r + 5, c:c + 5] for r in range(5) for c in range(5)]
+        windows = [padded[i, :, r : r + 5, c : c + 5] for r in range(5) for c in range(5)]
         assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
 
 
 def test_config_from_yaml_proxy_section():
-    proxy = {"dataset": "digits", "image_size": 16, "val_fraction": 0.2, "subset": None,
-             "epochs": 3, "batch_size": 16, "optimizer": "adamw", "lr": 0.003,
-             "weight_decay": 0.01, "warmup_epochs": 1, "label_smoothing": 0.0}
+    proxy = {
+        "dataset": "digits",
+        "image_size": 16,
+        "val_fraction": 0.2,
+        "subset": None,
+        "epochs": 3,
+        "batch_size": 16,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "weight_decay": 0.01,
+        "warmup_epochs": 1,
+        "label_smoothing": 0.0,
+    }
     cfg = TrainConfig.from_dict(proxy)
     assert (cfg.epochs, cfg.batch_size, cfg.optimizer, cfg.lr) == (3, 16, "adamw", 0.003)
     with pytest.raises(ValueError, match="optimizer"):
@@ -194,12 +218,18 @@ def test_amp_and_channels_last_paths_run_on_cpu(digits):
     # On CUDA 'auto' turns both on; on CPU they can be forced (bf16 autocast), which exercises
     # the same code path here.
     torch.manual_seed(0)
-    res = list(train(_small_net(), digits, TrainConfig(epochs=6, batch_size=32, lr=0.2, amp=True,
-                                                       channels_last=True, grad_clip=1.0)))
+    res = list(
+        train(
+            _small_net(),
+            digits,
+            TrainConfig(epochs=6, batch_size=32, lr=0.2, amp=True, channels_last=True, grad_clip=1.0),
+        )
+    )
     assert all(r.status == "ok" for r in res) and res[-1].val_acc > 0.4
 
 
 # --------------------------------------------------------------------------- the CLI
+
 
 def _digits_arch():
     from nas.space import SearchSpace
@@ -220,8 +250,9 @@ def test_cli_trains_and_saves_a_checkpoint(tmp_path, capsys):
     arch = _digits_arch()
     arch.save(tmp_path / "arch.json")
     out = tmp_path / "ckpt"
-    rc = main(["--arch", str(tmp_path / "arch.json"), "--epochs", "2", "--subset", "300",
-               "--threads", "1", "--out", str(out)])
+    rc = main(
+        ["--arch", str(tmp_path / "arch.json"), "--epochs", "2", "--subset", "300", "--threads", "1", "--out", str(out)]
+    )
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
     assert sum(line.startswith("epoch ") for line in lines) == 2
@@ -243,10 +274,10 @@ def test_cli_trial_of_a_run_folder(tmp_path, capsys):
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(data=DataInfo(dataset="digits"), proxy=ProxyConfig(dataset="digits")))
     run.append(TrialRecord(number=0, arch_id=arch.arch_id, arch=arch.to_dict(), status="complete", accuracy=0.5))
-    for spec in (["--arch", str(run.path), "--trial", "0"],
-                 ["--arch", f"{run.path}/trials.jsonl#{arch.arch_id}"]):
-        rc = main(spec + ["--epochs", "1", "--subset", "64", "--threads", "1",
-                          "--out", str(tmp_path / "out"), "--force"])  # the second replaces the first
+    for spec in (["--arch", str(run.path), "--trial", "0"], ["--arch", f"{run.path}/trials.jsonl#{arch.arch_id}"]):
+        rc = main(
+            spec + ["--epochs", "1", "--subset", "64", "--threads", "1", "--out", str(tmp_path / "out"), "--force"]
+        )  # the second replaces the first
         assert rc == 0 and (tmp_path / "out" / "model.safetensors").is_file()
     capsys.readouterr()
     assert main(["--arch", str(run.path), "--trial", "7"]) == 2
@@ -281,21 +312,23 @@ def test_cli_refuses_to_overwrite_a_checkpoint_unless_force(tmp_path, capsys, mo
     assert json.loads((out / "metrics.json").read_text())["config"]["seed"] == 1
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--arch", "missing.json"], "no such file"),
-    (["--arch", "{arch}", "--dataset", "cifar10", "--data-dir", "{tmp}"], "data_batch_1"),
-    (["--arch", "{arch}", "--dataset", "mnist"], "no data_dir"),
-    (["--arch", "{arch}", "--epochs", "x"], "invalid int"),
-    (["--arch", "{arch}", "--optimizer", "lion"], "invalid choice"),
-    (["--arch", "{bad}"], "not a valid Arch"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--arch", "missing.json"], "no such file"),
+        (["--arch", "{arch}", "--dataset", "cifar10", "--data-dir", "{tmp}"], "data_batch_1"),
+        (["--arch", "{arch}", "--dataset", "mnist"], "no data_dir"),
+        (["--arch", "{arch}", "--epochs", "x"], "invalid int"),
+        (["--arch", "{arch}", "--optimizer", "lion"], "invalid choice"),
+        (["--arch", "{bad}"], "not a valid Arch"),
+    ],
+)
 def test_cli_user_errors_are_one_line_exit_2(tmp_path, capsys, args, words):
     from nas.train import main
 
     _digits_arch().save(tmp_path / "a.json")
     (tmp_path / "bad.json").write_text('{"stages": 3}')
-    args = [a.format(arch=tmp_path / "a.json", tmp=tmp_path, bad=tmp_path / "bad.json")
-            for a in args]
+    args = [a.format(arch=tmp_path / "a.json", tmp=tmp_path, bad=tmp_path / "bad.json") for a in args]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err and "Traceback" not in err
