@@ -89,9 +89,14 @@ def stand_in(config: dict, costs: Costs) -> dict:
     offset = int(hashlib.sha256(arch.arch_id.encode()).hexdigest()[:8], 16) / 2**32 - 0.5
     noise = random.Random(f"{arch.arch_id}-{config['seed']}").gauss(0.0, 0.01)
     accuracy = min(1.0, max(0.0, 0.55 + 0.08 * math.log10(macs / 1e5) + 0.06 * offset + noise))
+    return final_result(config, accuracy, params, macs, seconds=1.0)
+
+
+def final_result(config: dict, accuracy: float, params: int, macs: int, seconds: float) -> dict:
+    """The trainable's last report for a complete one-epoch evaluation of `config` (the whole record, `final`)."""
     record = TrialRecord(
         number=-1,
-        arch_id=arch.arch_id,
+        arch_id=config['arch_id'],
         arch=config['arch'],
         status='complete',
         accuracy=accuracy,
@@ -99,8 +104,8 @@ def stand_in(config: dict, costs: Costs) -> dict:
         macs=macs,
         acc_per_epoch=[accuracy],
         epochs=1,
-        seconds=1.0,
-        train_seconds=1.0,
+        seconds=seconds,
+        train_seconds=seconds,
         seed=config['seed'],
         device='cpu',
     )

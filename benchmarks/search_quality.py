@@ -41,17 +41,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import optuna
 
+import driver_scale  # beside this script (benchmarks/ is on sys.path when run as a script)
 from nas import pareto
 from nas.arch import Arch
 from nas.archive import seed_std
 from nas.options import DEFAULT_SPACE, SearchOptions
-from nas.results import STUDY_NAME, RunFolder, TrialRecord, aggregate
+from nas.results import STUDY_NAME, RunFolder, aggregate
 from nas.space import SearchSpace, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,27 +124,10 @@ class Surrogate:
         mean, seconds = self.cache[arch.arch_id]
         accuracy = mean + random.Random(f"{arch.arch_id}-{config['seed']}").gauss(0.0, self.noise)
         params, macs = costs(arch)
-        record = TrialRecord(
-            number=-1,
-            arch_id=arch.arch_id,
-            arch=config['arch'],
-            status='complete',
-            accuracy=accuracy,
-            params=params,
-            macs=macs,
-            acc_per_epoch=[accuracy],
-            epochs=1,
-            seconds=seconds,
-            train_seconds=seconds,
-            seed=config['seed'],
-            device='cpu',
-        )
-        return {'accuracy': accuracy, 'epoch': 1, 'final': True, 'status': 'complete', 'record': asdict(record)}
+        return driver_scale.final_result(config, accuracy, params, macs, seconds)
 
 
 def surrogate_rows(args, budgets: list[int]) -> list[dict]:
-    import driver_scale  # beside this script
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(args.space)
     model = Surrogate(space, args.surrogate)
