@@ -174,7 +174,7 @@ class JobRecorder(tune.Callback):
         )
 
     def _record(self, record: TrialRecord, job: dict[str, Any]) -> None:
-        from nas.raytune import _hms
+        from nas.progress import hms as _hms
 
         if record.status == 'stopped':  # ended by a Ctrl-C before its last epoch: trained again next time
             return

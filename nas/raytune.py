@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -54,6 +53,7 @@ from nas.archive import Archive, ArchResult
 from nas.cli import raise_terminated
 from nas.data import Dataset
 from nas.options import UsageError
+from nas.progress import Progress
 from nas.results import RunFolder, TrialRecord
 from nas.signals import mean_score
 from nas.space import SearchSpace
@@ -71,7 +71,6 @@ __all__ = [
     'record_from_result',
 ]
 
-PROGRESS_EVERY = 30.0  # seconds between status lines of running trials when stdout is not a terminal
 ERROR_CHARS = 300  # a failed trial's reason (trials.jsonl `error`, its progress line) is cut to this
 
 
@@ -421,11 +420,6 @@ class ArchSearcher(Searcher):
 # --------------------------------------------------------------------------- recording and progress
 
 
-def _hms(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
-
-
 def _error_line(trial: Any) -> str:
     """The last line of a trial's exception, e.g. 'RuntimeError: ...'."""
     text = ''
@@ -444,8 +438,9 @@ def _error_line(trial: Any) -> str:
 
 
 class Recorder(tune.Callback):
-    """Appends every finished trial to trials.jsonl, keeps its weights, updates pareto.json and
-    prints one progress line per trial. Runs in the driver; the only writer of the run folder.
+    """Appends every finished trial to trials.jsonl, keeps its weights and updates pareto.json; its
+    `progress` (nas.progress, a Tune callback of its own) shows each recorded trial and the running
+    ones. Runs in the driver; the only writer of the run folder.
 
     The run's records and front are kept in memory (`Archive`, read once at the start): nothing is
     read back per trial, and pareto.json is rewritten only when the front changes (a point joins
@@ -463,11 +458,7 @@ class Recorder(tune.Callback):
         epochs: int = 0,
     ):
         self.run, self.references, self.objectives = run, references, objectives
-        self.budget, self.quiet, self.epochs = budget, quiet, epochs
-        self.tty = sys.stdout.isatty()  # a status line updated in place; else a line every PROGRESS_EVERY s
-        self._running: dict[str, tuple[str, int, float, float]] = {}  # trial id -> arch, epoch, acc, train s
-        self._shown = time.perf_counter()
-        self._status_shown = False
+        self.budget = budget
         self.interrupted = False
         self.disk_error: OSError | None = None
         self.unrecorded: str | None = None  # the trial a full disk kept out of trials.jsonl
@@ -478,10 +469,9 @@ class Recorder(tune.Callback):
             self.archive.add(record)
         self.number = len(records)
         self.archs = set(self.archive.archs)
-        self.archs_before = len(self.archs)
         self.failures = sum(r.status == 'failed' for r in records)  # the whole run's, resumed or not
         self.weights: dict[str, str] = {}  # Ray trial id -> weights path (relative)
-        self.start = time.perf_counter()
+        self.progress = Progress(budget, epochs, quiet, done=len(self.archs))  # the display: a callback of its own
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         src = Path(checkpoint.path) / 'model.safetensors'
@@ -492,13 +482,11 @@ class Recorder(tune.Callback):
                 self.weights[trial.trial_id] = self.run.save_weights(arch_id, src)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._running.pop(trial.trial_id, None)
         if not self.halted:
             with self._unless_out_of_space(trial):
                 self._record(trial, record_from_result(dict(trial.last_result or {}), trial.config))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._running.pop(trial.trial_id, None)
         message = _error_line(trial)
         if 'No space left on device' in message or 'Errno 28' in message:  # the disk, not the trial
             self.halt(OSError(errno.ENOSPC, message, str(self.run.path)), trial)
@@ -522,7 +510,7 @@ class Recorder(tune.Callback):
             self.disk_error = error
             if trial is not None:
                 self.unrecorded = str(trial.config.get('arch_id') or trial.trial_id)
-        self._clear_status()
+        self.progress.halt()
 
     @contextlib.contextmanager
     def _unless_out_of_space(self, trial: Any) -> Iterator[None]:
@@ -537,60 +525,6 @@ class Recorder(tune.Callback):
                 raise
             self.halt(e, trial if self.number == recorded else None)
 
-    # -- progress of running trials
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self.halted or not self.epochs:
-            return
-        record = result.get('record') or {}
-        train_seconds = record.get('train_seconds', result.get('record/train_seconds')) or 0.0
-        self._running[trial.trial_id] = (
-            str(trial.config.get('arch_id', trial.trial_id)),
-            int(result.get('epoch') or 0),
-            float(result.get('accuracy') or 0.0),
-            float(train_seconds),
-        )
-        if self.quiet:
-            return
-        now = time.perf_counter()
-        if self.tty:
-            if now - self._shown >= 0.5:
-                self._show(now)
-        elif now - self._shown >= PROGRESS_EVERY:
-            self._show(now)
-
-    def status_line(self) -> str:
-        """The running trials: epoch, accuracy so far, time left each, and the run's time left."""
-        parts, totals = [], []
-        for arch_id, epoch, acc, seconds in self._running.values():
-            per_epoch = seconds / max(1, epoch)
-            left = per_epoch * max(0, self.epochs - epoch)
-            totals.append(per_epoch * self.epochs)
-            parts.append(f'{arch_id} epoch {epoch}/{self.epochs} acc {acc:.3f} ~{_hms(left)}')
-        finished = len(self.archs) - self.archs_before
-        if finished:  # wall time per new architecture, re-evaluations and concurrency included
-            per_arch = (time.perf_counter() - self.start) / finished
-        else:  # none finished yet: the running ones' estimated length, shared by those running side by side
-            per_arch = sum(totals) / len(totals) ** 2 if totals else 0.0
-        run_left = max(0, self.budget - len(self.archs)) * per_arch
-        return f"running {len(parts)}: {'; '.join(parts)} | run ~{_hms(run_left)} left"
-
-    def _show(self, now: float) -> None:
-        self._shown = now
-        line = f'[{len(self.archs):>4}/{self.budget}] ' + self.status_line()  # architectures, as _print counts
-        if self.tty:
-            width = shutil.get_terminal_size((100, 20)).columns
-            sys.stdout.write('\r\x1b[K' + line[: width - 1])
-            self._status_shown = True
-        else:
-            sys.stdout.write(line + '\n')
-        sys.stdout.flush()
-
-    def _clear_status(self) -> None:
-        if self._status_shown:
-            sys.stdout.write('\r\x1b[K')
-            sys.stdout.flush()
-            self._status_shown = False
-
     def _record(self, trial: Any, record: TrialRecord) -> None:
         record.number = self.number
         record.reference = self.references.get(record.arch_id)
@@ -602,29 +536,7 @@ class Recorder(tune.Callback):
             self.failures += 1
         if self.archive.add(record):  # the front moved: pareto.json follows (and once more at the end)
             self.run.write_summary(self.archive.summary(self.scales))
-        if not self.quiet:
-            self._print(record, len(self.archive.front()))
-
-    def _print(self, record: TrialRecord, front_size: int) -> None:
-        self._clear_status()
-        elapsed = time.perf_counter() - self.start
-        done = len(self.archs)
-        remaining = max(0, self.budget - done) * elapsed / max(1, done - self.archs_before)
-        what = {
-            'complete': f'acc {record.accuracy:.3f}' if record.accuracy is not None else '',
-            'stopped': f'stopped at epoch {record.epochs}, acc {record.accuracy or 0:.3f}',
-            'failed': f'{record.error}',
-            'infeasible': 'over a hard limit, not trained',
-        }
-        costs = f'{(record.macs or 0) / 1e6:.2f}M MACs {(record.params or 0) / 1e3:.1f}k params'
-        tag = f' [{record.reference}]' if record.reference else ''
-        tag += f' re-evaluated, seed {record.seed}' if record.optuna_number is None and record.seed is not None else ''
-        print(
-            f'[{done:>4}/{self.budget}] {_hms(elapsed)} {record.arch_id}{tag} {record.status}: '
-            f'{what.get(record.status, "")}, {costs} | failed {self.failures}, front {front_size}, '
-            f'~{_hms(remaining)} left',
-            flush=True,
-        )
+        self.progress.recorded(trial.trial_id, record, len(self.archs), self.failures, self.archive)
 
 
 class FailureStopper(Stopper):
@@ -913,7 +825,7 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
                 name=f"tune-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
                 storage_path=str((job.run.path / 'ray').resolve()),
                 stop=FailureStopper(recorder, job.max_failures),
-                callbacks=[recorder],
+                callbacks=[recorder, recorder.progress],
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=0),
             ),
@@ -928,7 +840,7 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        recorder._clear_status()
+        recorder.progress.clear()
         stack.close()
     return TuneOutcome(
         searcher.proposals,

@@ -642,22 +642,23 @@ def test_a_trial_that_fails_on_a_full_disk_is_not_counted_as_failed(tmp_path):
 
 
 def test_progress_of_running_trials(tmp_path, capsys):
-    from nas.raytune import PROGRESS_EVERY
+    from nas.progress import PROGRESS_EVERY
 
     run, rec, recorder = _recorder(tmp_path, epochs=4)
-    recorder.tty = False
+    progress = recorder.progress  # the display, a Tune callback of its own
+    progress.tty = False
     trial = _Trial("t0", rec(0), final=False)
     result = {"epoch": 2, "accuracy": 0.5, "record": {"train_seconds": 10.0}}
-    recorder._shown -= PROGRESS_EVERY + 1
-    recorder.on_trial_result(0, [], trial, result)
-    recorder.on_trial_result(0, [], trial, {**result, "epoch": 3})  # within PROGRESS_EVERY: no line
+    progress._shown -= PROGRESS_EVERY + 1
+    progress.on_trial_result(0, [], trial, result)
+    progress.on_trial_result(0, [], trial, {**result, "epoch": 3})  # within PROGRESS_EVERY: no line
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "\r" not in out
     assert f"{rec(0).arch_id} epoch 2/4 acc 0.500 ~0:00:10" in out and "run ~" in out
 
-    recorder.tty = True  # on a terminal: one line, updated in place
-    recorder._shown -= 1
-    recorder.on_trial_result(0, [], trial, {**result, "epoch": 3})
+    progress.tty = True  # on a terminal: one line, updated in place
+    progress._shown -= 1
+    progress.on_trial_result(0, [], trial, {**result, "epoch": 3})
     out = capsys.readouterr().out
     assert out.startswith("\r\x1b[K") and "\n" not in out and "epoch 3/4" in out
     recorder.on_trial_complete(0, [], _Trial("t0", rec(0)))  # the finished line replaces the status line
@@ -665,8 +666,8 @@ def test_progress_of_running_trials(tmp_path, capsys):
     assert out.startswith("\r\x1b[K[   1/5]") and out.endswith("\n")
 
     _, _, quiet = _recorder(tmp_path / "q", epochs=4, quiet=True)
-    quiet._shown -= PROGRESS_EVERY + 1
-    quiet.on_trial_result(0, [], trial, result)
+    quiet.progress._shown -= PROGRESS_EVERY + 1
+    quiet.progress.on_trial_result(0, [], trial, result)
     assert capsys.readouterr().out == ""
 
 

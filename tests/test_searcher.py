@@ -89,14 +89,15 @@ def test_the_live_status_line_counts_architectures_against_the_budget(tmp_path, 
             TrialRecord(number=n, arch_id=arch.arch_id, arch=arch.to_dict(), status="complete", accuracy=0.5, seed=seed)
         )
     recorder = Recorder(run, {}, OBJ, budget=10, epochs=5)
-    recorder.tty = False
-    recorder.on_trial_result(
+    progress = recorder.progress
+    progress.tty = False
+    progress.on_trial_result(
         0,
         [],
         type("T", (), {"trial_id": "t9", "config": {"arch_id": "c" * 12}})(),
         {"epoch": 2, "accuracy": 0.4, "record": {"train_seconds": 4.0}},
     )
-    recorder._show(0.0)
+    progress._show(0.0)
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("[   2/10] running 1: cccccccccccc epoch 2/5"), line
 
