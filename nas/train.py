@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -35,6 +35,7 @@ from timm.optim import param_groups_weight_decay
 
 from nas.cli import fault_exit
 from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, load_dataset
+from nas.files import folder_written_whole, occupied, save_safetensors
 from nas.options import UsageError
 from nas.proxy import ProxyConfig
 
@@ -520,8 +521,13 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _run(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
-    from nas.model import create_model
+    arch, cfg, data, out, subset = _set_up(args)
+    model, history, last, seconds = _fit(arch, cfg, data, args.seed)
+    return _save(args, arch, cfg, data, out, subset, model, history, last, seconds)
 
+
+def _set_up(args: argparse.Namespace) -> tuple[Arch, TrainConfig, Dataset, Path, int | float | None]:
+    """The command line's architecture, training config, data and output folder, checked (UsageError)."""
     arch, run_cfg = _resolve_arch(args.arch, args.trial)
     dataset = args.dataset or (run_cfg.data.dataset if run_cfg else None) or "digits"
     data_dir = args.data_dir or (run_cfg.options.get("data_dir") if run_cfg else None)
@@ -567,15 +573,20 @@ def _run(argv: list[str] | None) -> int:
         raise UsageError(
             f"arch {arch.arch_id} takes {arch.in_chans}-channel input but {data.name} has {data.in_chans} channels"
         )
-    from nas.files import folder_written_whole, occupied, save_safetensors
-
     out = args.out or Path("results") / "trained" / f"{arch.arch_id}-{data.name}"
     if occupied(out) and not args.force:
         raise UsageError(f"{occupied(out)}; refusing to overwrite a checkpoint (use --force to replace it)")
     print(f"arch {arch.arch_id}: {arch.summary()}")
     print(f"data {data.summary()}; device {device}")
 
-    torch.manual_seed(args.seed)
+    return arch, cfg, data, out, subset
+
+
+def _fit(arch: Arch, cfg: TrainConfig, data: Dataset, seed: int) -> tuple[nn.Module, list[dict], Any, float]:
+    """Train a new `arch` network, an epoch line each: (model, per-epoch history, last epoch, seconds)."""
+    from nas.model import create_model
+
+    torch.manual_seed(seed)
     model = create_model(arch, num_classes=data.num_classes)
     history: list[dict] = []
     t0 = time.perf_counter()
@@ -590,6 +601,22 @@ def _run(argv: list[str] | None) -> int:
             f"val_loss {r.val_loss:.4f}  lr {r.lr:.3g}  {r.seconds:.1f}s",
             flush=True,
         )
+    return model, history, last, time.perf_counter() - t0
+
+
+def _save(
+    args: argparse.Namespace,
+    arch: Arch,
+    cfg: TrainConfig,
+    data: Dataset,
+    out: Path,
+    subset: int | float | None,
+    model: nn.Module,
+    history: list[dict],
+    last: Any,
+    seconds: float,
+) -> int:
+    """Score the trained network on the test split, write the output folder whole and say so; the exit status."""
     failed = last is not None and last.status != "ok"
     metrics = {
         "arch_id": arch.arch_id,
@@ -607,7 +634,7 @@ def _run(argv: list[str] | None) -> int:
         "val_fraction": args.val_fraction,
         "subset": subset,
         "val_acc": None if last is None or failed else last.val_acc,
-        "seconds": time.perf_counter() - t0,
+        "seconds": seconds,
         "config": asdict(cfg),
         "history": history,
     }
