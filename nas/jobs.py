@@ -44,6 +44,7 @@ from nas.cli import Terminated
 from nas.data import Dataset
 from nas.files import repair_tail
 from nas.options import UsageError
+from nas.progress import hms
 from nas.results import RunFolder, TrialRecord
 from nas.trial import TrialSettings
 
@@ -174,8 +175,6 @@ class JobRecorder(tune.Callback):
         )
 
     def _record(self, record: TrialRecord, job: dict[str, Any]) -> None:
-        from nas.progress import hms as _hms
-
         if record.status == 'stopped':  # ended by a Ctrl-C before its last epoch: trained again next time
             return
         file = job['file']
@@ -188,8 +187,8 @@ class JobRecorder(tune.Callback):
         left = elapsed * (self.work_total - self.work_done) / self.work_done if self.work_done else 0.0
         what = f'acc {record.accuracy:.4f}' if record.status == 'complete' else f'{record.status}: {record.error}'
         print(
-            f"[{self.finished:>3}/{self.total}] {_hms(elapsed)} {job['label']} {record.arch_id} seed "
-            f"{record.seed}: {what}, {record.seconds:.1f} s | ~{_hms(left)} left",
+            f"[{self.finished:>3}/{self.total}] {hms(elapsed)} {job['label']} {record.arch_id} seed "
+            f"{record.seed}: {what}, {record.seconds:.1f} s | ~{hms(left)} left",
             flush=True,
         )
 

@@ -458,7 +458,6 @@ class Recorder(tune.Callback):
         epochs: int = 0,
     ):
         self.run, self.references, self.objectives = run, references, objectives
-        self.budget = budget
         self.interrupted = False
         self.disk_error: OSError | None = None
         self.unrecorded: str | None = None  # the trial a full disk kept out of trials.jsonl
