@@ -289,23 +289,9 @@ class ACmix(nn.Module):
     ):
         super().__init__()
         out_planes = in_planes if out_planes is None else out_planes
-        _check_positive_int("in_planes", in_planes)
-        _check_positive_int("out_planes", out_planes)
-        _check_positive_int("head", head)
-        for name, value in (("kernel_att", kernel_att), ("kernel_conv", kernel_conv)):
-            _check_positive_int(name, value)
-            if value % 2 == 0:
-                raise ValueError(f"ACmix: {name} must be odd (a window centred on its pixel), got {value}")
-        _check_positive_int("stride", stride)
-        _check_positive_int("dilation", dilation)
-        if tile is not None:
-            _check_positive_int("tile", tile)
-        _check_attention_impl(attention_impl)
-        if out_planes % head:
-            raise ValueError(f"ACmix: head={head} must divide out_planes={out_planes}")
-        for name, value in (("alpha", alpha), ("beta", beta)):
-            if not math.isfinite(float(value)):
-                raise ValueError(f"ACmix: {name} must be a finite number, got {value}")
+        _check_acmix_args(
+            in_planes, out_planes, kernel_att, head, kernel_conv, stride, dilation, alpha, beta, tile, attention_impl
+        )
         # feat_size is accepted (timm's SelfAttnBlock may pass it) and not needed: any size works.
         dd = {"device": device, "dtype": dtype}
 
@@ -483,6 +469,39 @@ def shift_kernels(kernel_conv: int, out_planes: int) -> Tensor:
 def _heads(t: Tensor, d: int) -> Tensor:
     """(B, C, H, W) -> (B, H·W, C // d, d) tokens: a view of channels-last maps."""
     return t.permute(0, 2, 3, 1).reshape(t.shape[0], t.shape[2] * t.shape[3], t.shape[1] // d, d)
+
+
+def _check_acmix_args(
+    in_planes: int,
+    out_planes: int,
+    kernel_att: int,
+    head: int,
+    kernel_conv: int,
+    stride: int,
+    dilation: int,
+    alpha: float,
+    beta: float,
+    tile: int | None,
+    attention_impl: str,
+) -> None:
+    """Raise ValueError, naming the argument, for any ACmix argument out of its domain."""
+    _check_positive_int("in_planes", in_planes)
+    _check_positive_int("out_planes", out_planes)
+    _check_positive_int("head", head)
+    for name, value in (("kernel_att", kernel_att), ("kernel_conv", kernel_conv)):
+        _check_positive_int(name, value)
+        if value % 2 == 0:
+            raise ValueError(f"ACmix: {name} must be odd (a window centred on its pixel), got {value}")
+    _check_positive_int("stride", stride)
+    _check_positive_int("dilation", dilation)
+    if tile is not None:
+        _check_positive_int("tile", tile)
+    _check_attention_impl(attention_impl)
+    if out_planes % head:
+        raise ValueError(f"ACmix: head={head} must divide out_planes={out_planes}")
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not math.isfinite(float(value)):
+            raise ValueError(f"ACmix: {name} must be a finite number, got {value}")
 
 
 def _check_positive_int(name: str, value) -> None:

@@ -114,17 +114,7 @@ def evaluate(
 
     torch.manual_seed(seed)  # the initial weights
     model = create_model(arch, num_classes=settings.num_classes)
-    cost = measure_cost(
-        model,
-        device=device,
-        latency='latency' in settings.measure,
-        memory='memory' in settings.measure,
-        warmup=2,
-        repeats=5,
-    )
-    record.params, record.macs = cost.params, cost.macs
-    record.latency_ms, record.memory_mb = cost.latency_ms, cost.peak_memory_mb
-    record.constraints = constraint_values(record, settings.limits)
+    _record_cost(record, model, settings, device)
     if not record.feasible:
         return finish('infeasible')
 
@@ -145,3 +135,18 @@ def evaluate(
             report(record)
     record.rates = rates_of(model)
     return finish('complete', model)
+
+
+def _record_cost(record: TrialRecord, model: nn.Module, settings: TrialSettings, device: torch.device) -> None:
+    """Put `model`'s costs (the ones `settings` measures) and its hard-limit constraints into `record`."""
+    cost = measure_cost(
+        model,
+        device=device,
+        latency='latency' in settings.measure,
+        memory='memory' in settings.measure,
+        warmup=2,
+        repeats=5,
+    )
+    record.params, record.macs = cost.params, cost.macs
+    record.latency_ms, record.memory_mb = cost.latency_ms, cost.peak_memory_mb
+    record.constraints = constraint_values(record, settings.limits)
