@@ -43,6 +43,7 @@ import hashlib
 import os
 import pickle
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,29 +76,6 @@ _ALIASES = {
     "cifar-100": "cifar100",
     "image-folder": "imagefolder",
     "image_folder": "imagefolder",
-}
-
-# Native resolutions; `image_size=None` keeps these (digits is upsampled, see module doc).
-_DEFAULT_SIZE = {
-    "digits": 16,
-    "cifar10": 32,
-    "cifar100": 32,
-    "mnist": 28,
-    "fashion-mnist": 28,
-    "imagefolder": 64,
-    "symmetry": 16,
-}
-
-# Default augmentation for each dataset: horizontal flips change the meaning of digits; a flip
-# keeps every symmetry class, a random crop moves the mirror axis off the centre.
-_DEFAULT_AUGMENT = {
-    "digits": "crop",
-    "mnist": "crop",
-    "fashion-mnist": "crop+flip",
-    "cifar10": "crop+flip",
-    "cifar100": "crop+flip",
-    "imagefolder": "crop+flip",
-    "symmetry": "flip",
 }
 
 _DIGITS_TEST_FRACTION = 0.2
@@ -212,8 +190,11 @@ def _subset_count(subset: int | float, n: int, name: str) -> int:
 
 
 # --------------------------------------------------------------------------- readers
-# Each reader returns (train_x, train_y, test_x, test_y, classes) with images as NHWC arrays,
-# uint8 in 0..255 or float32 in [0, 1].
+# Each reader takes (name, data_dir, image_size) and returns (train_x, train_y, test_x, test_y,
+# classes) with images as NHWC arrays, uint8 in 0..255 or float32 in [0, 1]. Readers of files whose
+# images have one size ignore image_size (load_dataset resizes); the others read or make that size.
+
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -248,7 +229,8 @@ def _unpickle(path: Path) -> dict:
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
-def _read_cifar(name: str, data_dir: Path | None):
+def _read_cifar(name: str, data_dir: Path | None, image_size: int) -> _Arrays:
+    """CIFAR-10 or CIFAR-100 (fine labels) from the python pickles as distributed."""
     if name == "cifar10":
         sub, train_files, test_files, meta_file = (
             "cifar-10-batches-py",
@@ -297,6 +279,7 @@ def _read_cifar(name: str, data_dir: Path | None):
 
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_IDX_EXPECTED = "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -315,8 +298,9 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(shape)
 
 
-def _read_mnist(name: str, data_dir: Path | None):
-    expected = "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES)
+def _read_mnist(name: str, data_dir: Path | None, image_size: int) -> _Arrays:
+    """MNIST or Fashion-MNIST from the IDX files, plain or gzipped, in data_dir or a torchvision layout under it."""
+    expected = _IDX_EXPECTED
     if data_dir is None:
         raise DataError(name, None, expected, "no data_dir given (--data-dir)")
     tv = "MNIST" if name == "mnist" else "FashionMNIST"
@@ -361,7 +345,8 @@ def _read_mnist(name: str, data_dir: Path | None):
     return (train_x[..., None], train_y.astype(np.int64), test_x[..., None], test_y.astype(np.int64), classes)
 
 
-def _read_digits(name: str, data_dir: Path | None):
+def _read_digits(name: str, data_dir: Path | None, image_size: int) -> _Arrays:
+    """scikit-learn's 8x8 digits, a fixed 20% of them held out as the test split."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -387,8 +372,12 @@ def _load_image(path: Path, size: int) -> np.ndarray:
         return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
-def _read_imagefolder(name: str, data_dir: Path | None, image_size: int):
-    expected = "train/<class>/*.png|jpg and val/<class>/*.png|jpg"
+_IMAGEFOLDER_EXPECTED = "train/<class>/*.png|jpg and val/<class>/*.png|jpg"
+
+
+def _read_imagefolder(name: str, data_dir: Path | None, image_size: int) -> _Arrays:
+    """train/<class>/ and val/<class>/ image files, each resized and centre-cropped to image_size."""
+    expected = _IMAGEFOLDER_EXPECTED
     if data_dir is None:
         raise DataError(name, None, expected, "no data_dir given (--data-dir)")
     for split in ("train", "val"):
@@ -482,7 +471,8 @@ def make_symmetry(
     return np.clip(img, 0.0, 1.0)[..., None], y.astype(np.int64)
 
 
-def _read_symmetry(name: str, data_dir: Path | None, image_size: int):
+def _read_symmetry(name: str, data_dir: Path | None, image_size: int) -> _Arrays:
+    """The procedural symmetry images, made at image_size (see `make_symmetry`)."""
     # One fixed pool, cut by index: train and test never share an image, whatever the seed.
     cell = 2 if image_size % 4 == 0 else 1
     if image_size % (2 * cell):
@@ -491,6 +481,34 @@ def _read_symmetry(name: str, data_dir: Path | None, image_size: int):
     test = np.zeros(len(y), dtype=bool)
     test[stratified_indices(y, _SYMMETRY_TEST, seed=_SYMMETRY_SEED)] = True  # balanced splits
     return x[~test], y[~test], x[test], y[test], SYMMETRY_CLASSES
+
+
+# --------------------------------------------------------------------------- the datasets
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One supported dataset: its reader, its native side (what `image_size=None` keeps; digits
+    is upsampled, see the module docstring), the augmentation that suits it, and the files it
+    reads under data_dir ('' for the datasets that read no folder)."""
+
+    read: Callable[[str, Path | None, int], _Arrays]
+    size: int
+    augment: str
+    files: str = ""
+
+
+# Augmentation: horizontal flips change the meaning of digits; a flip keeps every symmetry class,
+# a random crop moves the mirror axis off the centre.
+_SOURCES = {
+    "digits": _Source(_read_digits, 16, "crop"),
+    "cifar10": _Source(_read_cifar, 32, "crop+flip", "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
+    "cifar100": _Source(_read_cifar, 32, "crop+flip", "cifar-100-python/{train,test,meta}"),
+    "mnist": _Source(_read_mnist, 28, "crop", _IDX_EXPECTED),
+    "fashion-mnist": _Source(_read_mnist, 28, "crop+flip", _IDX_EXPECTED),
+    "imagefolder": _Source(_read_imagefolder, 64, "crop+flip", _IMAGEFOLDER_EXPECTED),
+    "symmetry": _Source(_read_symmetry, 16, "flip"),
+}
 
 
 # --------------------------------------------------------------------------- tensors
@@ -567,50 +585,86 @@ def load_dataset(
         >>> ds.train_x.shape[1:], ds.num_classes
         (torch.Size([1, 16, 16]), 10)
     """
-    key = dataset_name(name)
-    if key is None:
-        raise DataError(str(name), None, f"a dataset name in {', '.join(DATASETS)}", "unknown dataset")
-    if not 0.0 <= float(val_fraction) < 1.0:
-        raise DataError(key, None, "val_fraction in [0, 1)", f"got {val_fraction!r}")
-    size = int(image_size) if image_size else _DEFAULT_SIZE[key]
-    if not 1 <= size <= MAX_IMAGE_SIZE:
-        raise DataError(key, None, f"image_size in 1..{MAX_IMAGE_SIZE}", f"got {image_size!r}")
-    folder = None if data_dir is None else Path(data_dir).expanduser()
-    if folder is not None and key not in ("digits", "symmetry") and not folder.is_dir():
-        raise DataError(key, folder, _expected_of(key), "no such folder")
-
-    if key == "digits":
-        train_x, train_y, test_x, test_y, classes = _read_digits(key, folder)
-    elif key == "symmetry":
-        train_x, train_y, test_x, test_y, classes = _read_symmetry(key, folder, size)
-    elif key in ("cifar10", "cifar100"):
-        train_x, train_y, test_x, test_y, classes = _read_cifar(key, folder)
-    elif key in ("mnist", "fashion-mnist"):
-        train_x, train_y, test_x, test_y, classes = _read_mnist(key, folder)
-    else:
-        train_x, train_y, test_x, test_y, classes = _read_imagefolder(key, folder, size)
-
-    n = len(train_y)
-    print_ = fingerprint(train_x, train_y)
-    n_val = round(float(val_fraction) * n)
-    if val_fraction > 0 and (n_val < 1 or n - n_val < 1):
-        raise DataError(
-            key, folder, "enough training images for the validation split", f"{n} images, val_fraction={val_fraction}"
-        )
-    is_val = np.zeros(n, dtype=bool)
-    is_val[stratified_indices(train_y, n_val, seed)] = True
-    val_idx, train_idx = np.flatnonzero(is_val), np.flatnonzero(~is_val)
+    key, size, folder = _checked_arguments(name, data_dir, image_size, val_fraction)
+    arrays = _SOURCES[key].read(key, folder, size)
+    train_x, train_y = arrays[0], arrays[1]
+    train_idx, val_idx = _validation_split(train_y, val_fraction, seed, key, folder)
     # Statistics from the training part before `subset`: the same normalisation for a proxy
     # and for the full retraining of the same network.
     mean, std = _channel_stats(train_x[train_idx])
     if subset is not None:
         k = _subset_count(subset, len(train_idx), key)
         train_idx = train_idx[stratified_indices(train_y[train_idx], k, seed + 1)]
+    info = {
+        "data_dir": None if folder is None else str(folder),
+        "seed": seed,
+        "val_fraction": float(val_fraction),
+        "subset": subset,
+    }
+    return _as_dataset(key, arrays, train_idx, val_idx, size, (mean, std), torch.device(device), info)
 
-    dev = torch.device(device)
+
+def _checked_arguments(
+    name: str, data_dir: Path | str | None, image_size: int | None, val_fraction: float
+) -> tuple[str, int, Path | None]:
+    """load_dataset's arguments checked: the dataset's name (aliases resolved), the image side
+    and the data folder (user's home expanded).
+
+    Raises:
+        DataError: an unknown name, a val_fraction or image_size out of range, no such folder.
+    """
+    key = dataset_name(name)
+    if key is None:
+        raise DataError(str(name), None, f"a dataset name in {', '.join(DATASETS)}", "unknown dataset")
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise DataError(key, None, "val_fraction in [0, 1)", f"got {val_fraction!r}")
+    size = int(image_size) if image_size else _SOURCES[key].size
+    if not 1 <= size <= MAX_IMAGE_SIZE:
+        raise DataError(key, None, f"image_size in 1..{MAX_IMAGE_SIZE}", f"got {image_size!r}")
+    folder = None if data_dir is None else Path(data_dir).expanduser()
+    files = _SOURCES[key].files
+    if folder is not None and files and not folder.is_dir():
+        raise DataError(key, folder, files, "no such folder")
+    return key, size, folder
+
+
+def _validation_split(
+    labels: np.ndarray, val_fraction: float, seed: int, key: str, folder: Path | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices of the training images: a stratified, seeded `val_fraction`
+    of them for validation, both sorted.
+
+    Raises:
+        DataError: too few images to leave at least one on each side.
+    """
+    n = len(labels)
+    n_val = round(float(val_fraction) * n)
+    if val_fraction > 0 and (n_val < 1 or n - n_val < 1):
+        raise DataError(
+            key, folder, "enough training images for the validation split", f"{n} images, val_fraction={val_fraction}"
+        )
+    is_val = np.zeros(n, dtype=bool)
+    is_val[stratified_indices(labels, n_val, seed)] = True
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _as_dataset(
+    key: str,
+    arrays: _Arrays,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    size: int,
+    stats: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+    info: dict,
+) -> Dataset:
+    """The Dataset of a reader's arrays: the training images at `train_idx` and `val_idx` and the
+    test images, resized to `size`, normalised with `stats` (mean, std) and moved to `device`."""
+    train_x, train_y, test_x, test_y, classes = arrays
+    mean, std = stats
 
     def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return _to_tensor(x, size, mean, std, dev), torch.from_numpy(y.copy()).to(dev)
+        return _to_tensor(x, size, mean, std, device), torch.from_numpy(y.copy()).to(device)
 
     tr_x, tr_y = tensors(train_x[train_idx], train_y[train_idx])
     va_x, va_y = tensors(train_x[val_idx], train_y[val_idx])
@@ -629,14 +683,9 @@ def load_dataset(
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
         classes=tuple(classes),
-        default_augment=_DEFAULT_AUGMENT[key],
-        info={
-            "data_dir": None if folder is None else str(folder),
-            "seed": seed,
-            "val_fraction": float(val_fraction),
-            "subset": subset,
-        },
-        fingerprint=print_,
+        default_augment=_SOURCES[key].augment,
+        info=info,
+        fingerprint=fingerprint(train_x, train_y),
     )
 
 
@@ -657,16 +706,6 @@ def dataset_name(name: str) -> str | None:
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     return key if key in DATASETS else None
-
-
-def _expected_of(key: str) -> str:
-    return {
-        "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
-        "cifar100": "cifar-100-python/{train,test,meta}",
-        "mnist": "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES),
-        "fashion-mnist": "the IDX files " + ", ".join(f"{f}[.gz]" for f in _IDX_FILES),
-        "imagefolder": "train/<class>/*.png|jpg and val/<class>/*.png|jpg",
-    }.get(key, "")
 
 
 # --------------------------------------------------------------------------- preview
@@ -696,40 +735,14 @@ def preview(
     Example:
         >>> preview("symmetry", "docs/symmetry.png")   # also: python -m nas.data --preview PNG
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a file name such as {path / 'preview.png'}")
-    if not path.suffix:
-        path = path.with_name(path.name + ".png")  # what matplotlib would write: say so
-    if path.suffix.lower() not in _PREVIEW_FORMATS:
-        raise ValueError(f"{path}: unknown image format {path.suffix}; use one of {', '.join(_PREVIEW_FORMATS)}")
-    for flag, n in (("rows", rows), ("cols", cols)):
-        if not 1 <= n <= MAX_GRID:
-            raise ValueError(f"--{flag} must be in 1..{MAX_GRID}, got {n}")
+    path = _preview_path(path, rows, cols)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ds = load_dataset(name, data_dir, image_size=image_size, val_fraction=0.0, seed=seed)
-    x = _unnormalise(ds.train_x, ds.mean, ds.std).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    y = ds.train_y.numpy()
-    by_class = [np.flatnonzero(y == c) for c in range(ds.num_classes)]
-    picks = [
-        int(by_class[r % ds.num_classes][c]) if c < len(by_class[r % ds.num_classes]) else -1
-        for r in range(rows)
-        for c in range(cols)
-    ]
-    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.25 * rows), squeeze=False)
-    for ax, i in zip(axes.ravel(), picks):
-        ax.axis("off")
-        if i < 0:
-            continue
-        img = x[i]
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(ds.classes[y[i]] if ds.classes else str(y[i]), fontsize=7)
-    fig.suptitle(f"{ds.name}: {ds.summary().split(': ', 1)[1]}", fontsize=8)
-    fig.tight_layout()
+    fig = _grid_figure(ds, rows, cols)
     try:
         if path.parent.exists() and not path.parent.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent))
@@ -740,7 +753,58 @@ def preview(
     return path
 
 
+def _preview_path(path: Path | str, rows: int, cols: int) -> Path:
+    """The file a preview writes (`path`, .png added when it has no extension), its grid checked.
+
+    Raises:
+        ValueError: `path` is a folder or has an unknown extension; rows or cols out of 1..MAX_GRID.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name such as {path / 'preview.png'}")
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")  # what matplotlib would write: say so
+    if path.suffix.lower() not in _PREVIEW_FORMATS:
+        raise ValueError(f"{path}: unknown image format {path.suffix}; use one of {', '.join(_PREVIEW_FORMATS)}")
+    for flag, n in (("rows", rows), ("cols", cols)):
+        if not 1 <= n <= MAX_GRID:
+            raise ValueError(f"--{flag} must be in 1..{MAX_GRID}, got {n}")
+    return path
+
+
+def _grid_picks(labels: np.ndarray, num_classes: int, rows: int, cols: int) -> list[int]:
+    """The image index for each cell of a rows x cols grid, row by row: row r shows the first
+    `cols` images of class r % num_classes; -1 marks a cell its class has no image for."""
+    by_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
+    return [
+        int(by_class[r % num_classes][c]) if c < len(by_class[r % num_classes]) else -1
+        for r in range(rows)
+        for c in range(cols)
+    ]
+
+
+def _grid_figure(ds: Dataset, rows: int, cols: int):
+    """A matplotlib figure of rows x cols training images of `ds` (see `_grid_picks`), each titled
+    with its class name, the dataset's summary above them."""
+    import matplotlib.pyplot as plt
+
+    x = _unnormalise(ds.train_x, ds.mean, ds.std).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    y = ds.train_y.numpy()
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.25 * rows), squeeze=False)
+    for ax, i in zip(axes.ravel(), _grid_picks(y, ds.num_classes, rows, cols)):
+        ax.axis("off")
+        if i < 0:
+            continue
+        img = x[i]
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(ds.classes[y[i]] if ds.classes else str(y[i]), fontsize=7)
+    fig.suptitle(f"{ds.name}: {ds.summary().split(': ', 1)[1]}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _unnormalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """Pixels in [0, 1] units again: the normalisation by (mean, std) undone."""
     return x * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
 
 

@@ -84,11 +84,13 @@ class ExportError(ValueError):
 # ---------------------------------------------------------------------------------- picks
 
 
-def _max_accuracy(front: Sequence[TrialRecord], cost: str | None) -> TrialRecord:
+def _max_accuracy(front: Sequence[ArchResult], cost: str | None) -> ArchResult:
+    """The front's most accurate point; ties: lower `cost`, then lower trial number."""
     return min(front, key=lambda r: (-float(r.value('accuracy')), float(r.value(cost)) if cost else 0.0, r.number))
 
 
-def _min_cost(front: Sequence[TrialRecord], cost: str) -> TrialRecord:
+def _min_cost(front: Sequence[ArchResult], cost: str) -> ArchResult:
+    """The front's point of lowest `cost`; ties: higher accuracy, then lower trial number."""
     return min(front, key=lambda r: (float(r.value(cost)), -float(r.value('accuracy')), r.number))
 
 
@@ -132,19 +134,45 @@ def select(
     if arch_id is not None:
         if pick or limits:
             raise ExportError("--arch-id selects one trial: give it without --pick or --max-* limits")
-        try:
-            same = records_of(records, arch_id)
-        except RunError as e:
-            raise ExportError(str(e)) from None
-        usable = [r for r in same if has_weights(r)]
-        if not usable:
-            raise ExportError(f"trial {same[0].arch_id} ({same[-1].status}) has no trained weights to export")
-        best = [r for r in usable if r.status == 'complete'] or usable
-        return Selection(best[0], 'arch id', arch=ArchResult(same))
+        return _select_arch_id(records, arch_id, has_weights)
     if pick is not None and pick not in PICKS:
         raise ExportError(f"--pick must be one of {', '.join(PICKS)}, got {pick!r}")
     pick = pick or ('max-accuracy' if limits else 'knee')
-    cands = pareto.candidates(aggregate(records), objectives)
+    cands = _within_limits(pareto.candidates(aggregate(records), objectives), limits)
+    if not cands:
+        raise ExportError(f"no complete, feasible trial{_limits_text(limits)} in this run ({len(records)} trials)")
+    front = pareto.front(cands, objectives)
+    chosen = _pick_on_front(front, objectives, pick)
+    if not has_weights(chosen.record):
+        raise ExportError(
+            f"the {pick} trial {chosen.arch_id} (#{chosen.number}) has no trained weights "
+            f"(pruned?); pick another with --arch-id"
+        )
+    return Selection(chosen.record, pick + _limits_text(limits), front, arch=chosen)
+
+
+def _select_arch_id(
+    records: Sequence[TrialRecord], arch_id: str, has_weights: Callable[[TrialRecord], bool]
+) -> Selection:
+    """The architecture named by `arch_id` (or a unique prefix): its first complete evaluation
+    with weights, else its first evaluation with weights."""
+    try:
+        same = records_of(records, arch_id)
+    except RunError as e:
+        raise ExportError(str(e)) from None
+    usable = [r for r in same if has_weights(r)]
+    if not usable:
+        raise ExportError(f"trial {same[0].arch_id} ({same[-1].status}) has no trained weights to export")
+    best = [r for r in usable if r.status == 'complete'] or usable
+    return Selection(best[0], 'arch id', arch=ArchResult(same))
+
+
+def _within_limits(cands: list[ArchResult], limits: dict[str, float]) -> list[ArchResult]:
+    """The candidates whose every limited objective is measured and at most its limit.
+
+    Raises:
+        ExportError: a limit on an unknown objective, or on one no candidate has measured.
+    """
     for obj, limit in limits.items():
         if obj not in OBJECTIVES or obj == 'accuracy':
             raise ExportError(f"unknown limit objective {obj!r}")
@@ -152,26 +180,25 @@ def select(
         if cands and not measured:
             raise ExportError(f"no trial of this run has {obj} measured; cannot apply a --max-{obj} limit")
         cands = [r for r in measured if float(r.value(obj)) <= limit]
-    if not cands:
-        where = f" within {', '.join(f'{k} <= {v:g}' for k, v in limits.items())}" if limits else ''
-        raise ExportError(f"no complete, feasible trial{where} in this run ({len(records)} trials)")
-    front = pareto.front(cands, objectives)
+    return cands
+
+
+def _limits_text(limits: dict[str, float]) -> str:
+    """' within macs <= 2e+06, params <= 5000' (what the selection says of its limits), or ''."""
+    return f" within {', '.join(f'{k} <= {v:g}' for k, v in limits.items())}" if limits else ''
+
+
+def _pick_on_front(front: list[ArchResult], objectives: Sequence[str], pick: str) -> ArchResult:
+    """The front point `pick` names ('knee', 'max-accuracy' or 'min-cost'); the cost of
+    max-accuracy's tie-break and of min-cost is the first cost objective."""
     costs = [o for o in objectives if o != 'accuracy']
     if pick == 'knee':
-        chosen = pareto.knee(front, objectives)
-    elif pick == 'max-accuracy':
-        chosen = _max_accuracy(front, costs[0] if costs else None)
-    else:
-        if not costs:
-            raise ExportError("--pick min-cost needs a cost objective; this run only has accuracy")
-        chosen = _min_cost(front, costs[0])
-    if not has_weights(chosen.record):
-        raise ExportError(
-            f"the {pick} trial {chosen.arch_id} (#{chosen.number}) has no trained weights "
-            f"(pruned?); pick another with --arch-id"
-        )
-    how = pick + (f" within {', '.join(f'{k} <= {v:g}' for k, v in limits.items())}" if limits else '')
-    return Selection(chosen.record, how, front, arch=chosen)
+        return pareto.knee(front, objectives)
+    if pick == 'max-accuracy':
+        return _max_accuracy(front, costs[0] if costs else None)
+    if not costs:
+        raise ExportError("--pick min-cost needs a cost objective; this run only has accuracy")
+    return _min_cost(front, costs[0])
 
 
 # ---------------------------------------------------------------------------------- weights
@@ -413,11 +440,12 @@ def accuracy_text(selection: Selection) -> str:
     a = selection.arch
     if a is None or a.accuracy is None:
         return _fmt(selection.record.accuracy)
-    se = f" ± {a.accuracy_se:.4f}" if a.accuracy_se is not None else ''
-    return f"{a.accuracy:.4f}{se} ({a.seeds} seed{'s' if a.seeds != 1 else ''})"
+    return _acc(a)
 
 
 def _fmt(v: Any, unit: str = '') -> str:
+    """A value for the card and the CLI: '–' if missing, 'n/a' if not finite, large ints in
+    thousands or millions, floats to 4 significant digits; `unit` appended."""
     if v is None:
         return '–'
     if isinstance(v, float) and not math.isfinite(v):
@@ -437,37 +465,67 @@ def _acc(a: ArchResult) -> str:
     return f"{a.accuracy:.4f}{se} ({a.seeds} seed{'s' if a.seeds != 1 else ''})"
 
 
+@dataclass
+class _Card:
+    """What the sections of a model card read: the run, the exported trial and its place."""
+
+    run: RunFolder
+    config: RunConfig
+    selection: Selection
+    arch: Arch
+    records: list[TrialRecord]
+    front: list[ArchResult]
+    ranks: dict[int, int]
+    mine: ArchResult  # the exported architecture over all its seeds
+
+    @property
+    def record(self) -> TrialRecord:
+        return self.selection.record
+
+    @property
+    def objectives(self) -> list[str]:
+        return list(self.config.objectives)
+
+    @property
+    def costs(self) -> list[str]:
+        return [o for o in self.objectives if o != 'accuracy']
+
+
 def model_card(
     run: RunFolder, selection: Selection, model: nn.Module, retrained: dict[str, Any] | None, out: Path
 ) -> str:
     """README.md of an export: use, metrics, place on the front, per-block map, data, versions."""
-    import timm
-
     config = run.config()
-    r = selection.record
-    arch = Arch.from_dict(r.arch)
-    objectives = list(config.objectives)
-    data = config.data
     records = run.trials()
     archs = aggregate(records)
-    front = pareto.front(archs, objectives)
-    ranks = pareto.ranks(archs, objectives)
-    mine = selection.arch or ArchResult(records_of(records, r.arch_id))
-    cost = next((o for o in objectives if o != 'accuracy'), None)
-    on_front = [f.number for f in front]
-    if mine.number in on_front:
-        place = (
-            f"on the Pareto front of {', '.join(objectives)}: point {on_front.index(mine.number) + 1} of "
-            f"{len(front)}" + (f", ordered by {cost}" if cost else '')
-        )
-        k = pareto.knee(front, objectives)
-        if k is not None and k.number == mine.number:
-            place += "; it is the front's knee"
-    elif mine.number in ranks:
-        place = f"not on the front: non-domination rank {ranks[mine.number]} (0 = the front)"
-    else:
-        place = f"not ranked (status {mine.status})"
+    r = selection.record
+    card = _Card(
+        run=run,
+        config=config,
+        selection=selection,
+        arch=Arch.from_dict(r.arch),
+        records=records,
+        front=pareto.front(archs, list(config.objectives)),
+        ranks=pareto.ranks(archs, list(config.objectives)),
+        mine=selection.arch or ArchResult(records_of(records, r.arch_id)),
+    )
     lines = [
+        *_card_title(card),
+        *_card_use(out),
+        *_card_metrics(card, retrained),
+        *_card_front(card),
+        *_card_architecture(card, model),
+        *_card_data(card, retrained),
+        *_card_versions(card.config),
+    ]
+    return '\n'.join(lines)
+
+
+def _card_title(card: _Card) -> list[str]:
+    """The card's front matter (library, license, tags), title, provenance and the arch summary."""
+    r, config = card.record, card.config
+    reference = ', reference point ' + r.reference if r.reference else ''
+    return [
         '---',
         'library_name: timm',
         'license: mit',
@@ -475,11 +533,17 @@ def model_card(
         '---',
         f"# acmix_nas {r.arch_id}",
         '',
-        f"A hybrid convolution/self-attention (ACmix) network found by acmix-nas run `{config.name or run.path.name}` "
-        f"(trial #{r.number}{', reference point ' + r.reference if r.reference else ''}), selected by: {selection.how}.",
+        f"A hybrid convolution/self-attention (ACmix) network found by acmix-nas run `{config.name or card.run.path.name}` "
+        f"(trial #{r.number}{reference}), selected by: {card.selection.how}.",
         '',
-        f"`{arch.summary()}`",
+        f"`{card.arch.summary()}`",
         '',
+    ]
+
+
+def _card_use(out: Path) -> list[str]:
+    """## Use: how to load the folder with timm."""
+    return [
         '## Use',
         '',
         '```python',
@@ -488,11 +552,18 @@ def model_card(
         "cfg = timm.data.resolve_data_config({}, model=model)  # input size, mean/std of the run's data",
         '```',
         '',
+    ]
+
+
+def _card_metrics(card: _Card, retrained: dict[str, Any] | None) -> list[str]:
+    """## Metrics: accuracy (mean over seeds and of these weights), costs, and after retraining."""
+    r = card.record
+    lines = [
         '## Metrics',
         '',
         '| metric | value |',
         '|---|---|',
-        f"| validation accuracy (proxy, {r.epochs} epochs; mean over seeds) | {_acc(mine)} |",
+        f"| validation accuracy (proxy, {r.epochs} epochs; mean over seeds) | {_acc(card.mine)} |",
         f"| validation accuracy of these weights (seed {r.seed}) | {_fmt(r.accuracy)} |",
         f"| parameters | {_fmt(r.params)} |",
         f"| MACs (one image) | {_fmt(r.macs)} |",
@@ -505,32 +576,62 @@ def model_card(
             f"| validation accuracy after {retrained['epochs']} more epochs | {_fmt(retrained['val_acc'])} |",
             f"| test accuracy after retraining | {_fmt(retrained['test_acc'])} |",
         ]
-    lines += [
+    return lines + [
         '',
         'Accuracy is measured on a seeded validation split of the training images, as the mean over '
         'the seeds this architecture was trained with ± its standard error; proxy accuracies '
         'rank architectures and are not final accuracies.',
         '',
+    ]
+
+
+def _place(card: _Card) -> str:
+    """Where the exported architecture stands: its point on the front (and whether it is the
+    knee), else its non-domination rank, else that it is not ranked."""
+    mine, front, objectives = card.mine, card.front, card.objectives
+    on_front = [f.number for f in front]
+    if mine.number in on_front:
+        cost = card.costs[0] if card.costs else None
+        place = (
+            f"on the Pareto front of {', '.join(objectives)}: point {on_front.index(mine.number) + 1} of "
+            f"{len(front)}" + (f", ordered by {cost}" if cost else '')
+        )
+        k = pareto.knee(front, objectives)
+        if k is not None and k.number == mine.number:
+            place += "; it is the front's knee"
+        return place
+    if mine.number in card.ranks:
+        return f"not on the front: non-domination rank {card.ranks[mine.number]} (0 = the front)"
+    return f"not ranked (status {mine.status})"
+
+
+def _card_front(card: _Card) -> list[str]:
+    """## Place on the front: the objectives, the exported network's place, the front's table."""
+    objectives = card.objectives
+    lines = [
         '## Place on the front',
         '',
         f"Objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in objectives)}. "
-        f"This network is {place}. The run has {len(records)} trials.",
+        f"This network is {_place(card)}. The run has {len(card.records)} trials.",
         '',
     ]
-    if front:
+    if card.front:
         lines += [
-            '| # | arch id | accuracy | ' + ' | '.join(o for o in objectives if o != 'accuracy') + ' |',
+            '| # | arch id | accuracy | ' + ' | '.join(card.costs) + ' |',
             '|---|---|---|' + '---|' * (len(objectives) - 1),
         ]
-        for i, f in enumerate(front, 1):
-            mark = ' **(this)**' if f.number == mine.number else ''
+        for i, f in enumerate(card.front, 1):
+            mark = ' **(this)**' if f.number == card.mine.number else ''
             lines.append(
-                f"| {i} | {f.arch_id}{mark} | {_acc(f)} | "
-                + ' | '.join(_fmt(f.value(o)) for o in objectives if o != 'accuracy')
-                + ' |'
+                f"| {i} | {f.arch_id}{mark} | {_acc(f)} | " + ' | '.join(_fmt(f.value(o)) for o in card.costs) + ' |'
             )
         lines.append('')
-    lines += [
+    return lines
+
+
+def _card_architecture(card: _Card, model: nn.Module) -> list[str]:
+    """## Architecture: one table row per block, with the learned α/β of the exported weights."""
+    lines = [
         '## Architecture',
         '',
         'Per block (α: weight of the attention branch, β: of the convolution branch; '
@@ -539,17 +640,25 @@ def model_card(
         '| stage | block | kind | op | width | stride | output | kernel | heads | k_att | k_conv | α | β |',
         '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ]
-    for b in block_map(arch, rates_of(model)):
+    for b in block_map(card.arch, rates_of(model)):
         a = lambda k: _fmt(b[k]) if b[k] is not None else ''  # noqa: E731
         lines.append(
             f"| {b['stage']} | {b['index']} | {b['block']} | {b['op']} | {b['width']} | {b['stride']} | "
             f"{b['feat_size'][0]}x{b['feat_size'][1]} | {a('kernel')} | {a('heads')} | {a('k_att')} | "
             f"{a('k_conv')} | {a('alpha')} | {a('beta')} |"
         )
-    lines += [
+    return lines + [
         '',
         'The full description is `model_args.arch` in config.json (nas.arch.Arch.from_dict).',
         '',
+    ]
+
+
+def _card_data(card: _Card, retrained: dict[str, Any] | None) -> list[str]:
+    """## Data: the dataset, its splits, input size and normalisation, the proxy training, and
+    the retraining if there was one."""
+    data, arch = card.config.data, card.arch
+    lines = [
         '## Data',
         '',
         f"Trained on `{data.dataset}` ({data.num_classes} classes, "
@@ -557,7 +666,7 @@ def model_card(
         f"input {data.in_chans}x{data.image_size or arch.input_size[0]}"
         f"x{data.image_size or arch.input_size[1]}, normalised with mean {data.mean} and std "
         f"{data.std} (pretrained_cfg). Proxy training: "
-        + ', '.join(f"{k}={v}" for k, v in config.proxy.to_dict().items())
+        + ', '.join(f"{k}={v}" for k, v in card.config.proxy.to_dict().items())
         + '.',
         '',
     ]
@@ -567,20 +676,26 @@ def model_card(
             f"`{retrained['dataset']}` ({retrained['seconds']:.1f} s).",
             '',
         ]
-    versions = dict(config.versions)
-    lines += ['## Versions', '', '| package | search | export |', '|---|---|---|']
+    return lines
+
+
+def _card_versions(config: RunConfig) -> list[str]:
+    """## Versions: the packages at search time beside those at export time, and the search's settings."""
     import platform
 
+    import timm
+
+    versions = dict(config.versions)
     now = {'torch': str(torch.__version__), 'timm': timm.__version__, 'python': platform.python_version()}
+    lines = ['## Versions', '', '| package | search | export |', '|---|---|---|']
     for k in sorted(set(versions) | set(now)):
         lines.append(f"| {k} | {versions.get(k, '–')} | {now.get(k, '–')} |")
-    lines += [
+    return lines + [
         '',
         f"Search: sampler {config.sampler}, seed {config.seed}, space "
         f"`{config.space_file or '?'}`, device {config.device}.",
         '',
     ]
-    return '\n'.join(lines)
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -634,52 +749,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m nas.export`: select, export and check one trial of a run (or --check a folder).
+    Exit codes: 0 written, 1 timm reloads it differently, 2 a user error, fault_exit's for an OSError."""
     args = _parser().parse_args(argv)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         if args.check is not None:
-            model = load_exported(args.check)
-            n = sum(p.numel() for p in model.parameters())
-            print(f"{args.check}: ok, acmix_nas {model.arch.arch_id}, {n:,} parameters, {model.num_classes} classes")
-            return 0
-        if args.run is None:
-            raise ExportError("give a run folder (python -m nas.export results/RUN) or --check DIR")
-        if args.retrain_epochs < 0:
-            raise ExportError(f"--retrain-epochs must be >= 0, got {args.retrain_epochs}")
-        run = RunFolder(args.run).require()
-        records = run.trials()
-        if not records:
-            raise ExportError(f"{run.path}: no finished trials yet")
-        limits = {obj: getattr(args, flag) for flag, obj in LIMITS.items()}
-        selection = select(
-            records,
-            run.objectives(),
-            arch_id=args.arch_id,
-            pick=args.pick,
-            limits=limits,
-            has_weights=lambda r: run.weights_of(r) is not None,
-        )
-        r = selection.record
-        print(
-            f"selected {r.arch_id} (trial #{r.number}, {selection.how}): accuracy {accuracy_text(selection)}, "
-            f"{_fmt(r.macs)} MACs, {_fmt(r.params)} params",
-            flush=True,
-        )
-        res = export(
-            run,
-            selection,
-            args.out,
-            retrain_epochs=args.retrain_epochs,
-            data_dir=args.data_dir,
-            device=args.device,
-            force=args.force,
-        )
-        if args.onnx:
-            exported = load_exported(res.path)
-            onnx_path = export_onnx(exported, res.path / ONNX_FILE, tuple(exported.pretrained_cfg['input_size']))
-            print(f"wrote {onnx_path}; onnxruntime gives the same outputs (within {ONNX_RTOL:g} of their scale)")
+            return _check(args.check)
+        res = _export_of_args(args)
     except (ExportError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -694,6 +773,65 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    return _report(res)
+
+
+def _check(path: Path) -> int:
+    """--check: load an exported folder (weights checked against config.json) and say what it holds."""
+    model = load_exported(path)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"{path}: ok, acmix_nas {model.arch.arch_id}, {n:,} parameters, {model.num_classes} classes")
+    return 0
+
+
+def _export_of_args(args: argparse.Namespace) -> ExportResult:
+    """The CLI's export: check the arguments, select the trial (and say which), write the folder,
+    and with --onnx the checked model.onnx beside it.
+
+    Raises:
+        ExportError, RunError: a user error (exit 2); OSError: a folder that cannot be written.
+    """
+    if args.run is None:
+        raise ExportError("give a run folder (python -m nas.export results/RUN) or --check DIR")
+    if args.retrain_epochs < 0:
+        raise ExportError(f"--retrain-epochs must be >= 0, got {args.retrain_epochs}")
+    run = RunFolder(args.run).require()
+    records = run.trials()
+    if not records:
+        raise ExportError(f"{run.path}: no finished trials yet")
+    selection = select(
+        records,
+        run.objectives(),
+        arch_id=args.arch_id,
+        pick=args.pick,
+        limits={obj: getattr(args, flag) for flag, obj in LIMITS.items()},
+        has_weights=lambda r: run.weights_of(r) is not None,
+    )
+    r = selection.record
+    print(
+        f"selected {r.arch_id} (trial #{r.number}, {selection.how}): accuracy {accuracy_text(selection)}, "
+        f"{_fmt(r.macs)} MACs, {_fmt(r.params)} params",
+        flush=True,
+    )
+    res = export(
+        run,
+        selection,
+        args.out,
+        retrain_epochs=args.retrain_epochs,
+        data_dir=args.data_dir,
+        device=args.device,
+        force=args.force,
+    )
+    if args.onnx:
+        exported = load_exported(res.path)
+        onnx_path = export_onnx(exported, res.path / ONNX_FILE, tuple(exported.pretrained_cfg['input_size']))
+        print(f"wrote {onnx_path}; onnxruntime gives the same outputs (within {ONNX_RTOL:g} of their scale)")
+    return res
+
+
+def _report(res: ExportResult) -> int:
+    """The CLI's last lines: what was written and how to load it (0), or that timm reloads the
+    folder to different outputs (1)."""
     if res.max_abs_diff > 1e-5:
         print(
             f"error: {res.path}: timm reloads it to different outputs (max |diff| {res.max_abs_diff:.3g})",

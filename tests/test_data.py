@@ -367,3 +367,34 @@ def test_symmetry_dataset_splits_shapes_and_seeds():
 def test_preview_writes_a_png(tmp_path):
     out = preview("symmetry", tmp_path / "grid.png", rows=2, cols=3)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size < 100_000
+
+
+def test_every_dataset_name_has_one_source():
+    from nas.data import _SOURCES, DATASETS
+
+    assert tuple(_SOURCES) == DATASETS
+    # a dataset read from files names them when the folder is missing; a generated one reads none
+    assert {k for k, s in _SOURCES.items() if not s.files} == {"digits", "symmetry"}
+
+
+def test_validation_split_is_stratified_disjoint_and_complete():
+    from nas.data import _validation_split
+
+    y = np.array([0] * 40 + [1] * 20 + [2] * 10)
+    train, val = _validation_split(y, 0.2, seed=5, key="x", folder=None)
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(70))  # every image once
+    assert np.array_equal(np.bincount(y[val]), [8, 4, 2])
+    assert np.all(np.diff(train) > 0) and np.all(np.diff(val) > 0)
+    train, val = _validation_split(y, 0.0, seed=5, key="x", folder=None)
+    assert len(val) == 0 and len(train) == 70
+    with pytest.raises(DataError, match="enough training images"):
+        _validation_split(y[:3], 0.1, seed=0, key="x", folder=None)
+
+
+def test_preview_grid_shows_each_class_by_row():
+    from nas.data import _grid_picks
+
+    y = np.array([1, 0, 1, 2, 0, 1])
+    # rows cycle through the classes; each row the first `cols` images of its class, -1 if fewer
+    assert _grid_picks(y, 3, rows=4, cols=3) == [1, 4, -1, 0, 2, 5, 3, -1, -1, 1, 4, -1]
+    assert _grid_picks(y, 4, rows=4, cols=1) == [1, 0, 3, -1]  # class 3 has no image

@@ -337,3 +337,59 @@ def test_the_selected_line_reports_the_mean_the_pick_was_made_by(small_run, tmp_
     umask = os.umask(0)
     os.umask(umask)
     assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {p.name: 0o666 & ~umask for p in out.iterdir()}
+
+
+def test_limits_keep_the_measured_points_within_every_limit():
+    from nas.export import _limits_text, _within_limits
+    from nas.results import aggregate
+
+    recs = [
+        _rec(0, 0.5, 1_000, params=10),
+        _rec(1, 0.6, 2_000, params=30),
+        _rec(2, 0.7, 3_000, params=20),
+        _rec(3, 0.8, 4_000),  # params not measured: out under a params limit
+    ]
+    cands = aggregate(recs)
+    kept = _within_limits(cands, {'macs': 3_000, 'params': 20})
+    assert [r.number for r in kept] == [0, 2]
+    assert [r.number for r in _within_limits(cands, {})] == [0, 1, 2, 3]
+    assert _within_limits([], {'latency': 1.0}) == []  # nothing to measure: nothing left, no error
+    with pytest.raises(ExportError, match="unknown limit objective 'accuracy'"):
+        _within_limits(cands, {'accuracy': 0.9})
+    with pytest.raises(ExportError, match='no trial of this run has memory measured'):
+        _within_limits(cands, {'memory': 100.0})
+    assert _limits_text({}) == ''
+    assert _limits_text({'macs': 2e6, 'params': 5000.0}) == ' within macs <= 2e+06, params <= 5000'
+
+
+def test_the_card_places_a_network_on_the_front_by_rank_or_by_status():
+    from types import SimpleNamespace
+
+    from nas.export import _Card, _place
+    from nas.results import ArchResult, aggregate
+
+    recs = [_rec(0, 0.50, 1_000), _rec(1, 0.90, 2_000), _rec(2, 0.95, 10_000), _rec(3, 0.40, 5_000)]
+    recs.append(_rec(4, None, 500, status='failed'))
+    obj = ['accuracy', 'macs']
+    archs = aggregate(recs)
+    front = pareto.front(archs, obj)
+
+    def place(number: int, objectives=obj) -> str:
+        card = _Card(
+            run=None,
+            config=SimpleNamespace(objectives=objectives),
+            selection=None,
+            arch=None,
+            records=recs,
+            front=pareto.front(archs, objectives),
+            ranks=pareto.ranks(archs, objectives),
+            mine=ArchResult([recs[number]]),
+        )
+        return _place(card)
+
+    assert [f.number for f in front] == [0, 1, 2]
+    assert place(1) == "on the Pareto front of accuracy, macs: point 2 of 3, ordered by macs; it is the front's knee"
+    assert place(2) == 'on the Pareto front of accuracy, macs: point 3 of 3, ordered by macs'
+    assert place(3) == 'not on the front: non-domination rank 1 (0 = the front)'
+    assert place(4) == 'not ranked (status failed)'
+    assert place(2, ['accuracy']) == "on the Pareto front of accuracy: point 1 of 1; it is the front's knee"
