@@ -127,10 +127,13 @@ class SearchSpace:
 
     @staticmethod
     def _width(c: int, wm: float) -> int:
+        """A width `c` times the multiplier `wm`, rounded as timm rounds (unchanged at 1)."""
         return c if wm == 1 else make_divisible(c * wm)
 
     # -- building architectures --------------------------------------------------------------------
     def _build(self, pick: Picker) -> Arch:
+        """The architecture whose every decision's value `pick` gives (asked once per block, stage
+        or network, as the decision's scope says; a block's op first, then the settings it uses)."""
         wm = pick(self.width_mult, 'width_mult', None, None)
         net: dict[str, Any] = {}
         stages = []
@@ -142,6 +145,7 @@ class SearchSpace:
             for bi in range(depth):
 
                 def get(key: str) -> Any:
+                    """Block `bi`'s value of `key`: picked per block, or once per stage or network."""
                     d = st.decisions[key]
                     if d.per == 'block':
                         return pick(d, f"s{si}.b{bi}.{key}", si, bi)
@@ -192,6 +196,7 @@ class SearchSpace:
         out: dict[str, Decision] = {}
 
         def add(name: str, d: Decision) -> None:
+            """A parameter, unless fixed or already there (a shared decision is one parameter)."""
             if not d.is_fixed and name not in out:
                 out[name] = d
 
@@ -219,6 +224,7 @@ class SearchSpace:
 
     @cached_property
     def _distributions(self) -> dict[str, Any]:
+        """The Optuna distribution of every parameter of the encoding."""
         return {name: d.distribution() for name, d in self.encoding.items()}
 
     def point(self, params: Mapping[str, Any] | None = None, *, prefer: str = 'default', **fixed: Any) -> Arch:
@@ -240,6 +246,7 @@ class SearchSpace:
                 raise TypeError(f"point(): unknown decision {k!r}")
 
         def pick(d: Decision, name: str, si: int | None, bi: int | None) -> Any:
+            """`params`, then `fixed`, then `prefer`; checked against the decision."""
             if name in params:
                 v = params[name]
             elif d.key in fixed:
@@ -272,6 +279,7 @@ class SearchSpace:
                 seen: dict[str, Any] = {}
 
                 def pick(d: Decision, name: str, si: int | None, bi: int | None) -> Any:
+                    """The value `arch` has for this decision (LookupError: none of its values)."""
                     if name == 'width_mult':
                         v = wm
                     elif name.endswith('.depth'):
@@ -374,59 +382,41 @@ class SearchSpace:
 
         `tests/test_space.py` checks it against enumerating every combination of the full encoding.
         """
-        widths = set()
-        for wm in self.width_mult.values() or [None]:
-            if wm is None:
-                return math.inf
-            per_stage = [st.channels.values() for st in self.stages]
-            if any(v is None for v in per_stage):
-                return math.inf
-            for combo in itertools.islice(itertools.product(*per_stage), 100_000):
-                widths.add((self._width(self.stem.channels, wm),) + tuple(self._width(c, wm) for c in combo))
-        net_counts = {'conv': 1, 'acmix': 1}  # network-tied settings, applied when some block uses them
-        buckets = {(False, False): 1}  # (some conv block, some acmix block) -> count
+        widths = self._distinct_widths()
+        if math.isinf(widths):
+            return math.inf
+        buckets: Buckets = {(False, False): 1}
         for st in self.stages:
-            dec = st.decisions
-            ops = [force_op] if force_op else list(dec['op'].values())
-            factor = {'conv': [1, 1], 'acmix': [1, 1]}  # [per block, per stage]
-            for op, keys in (('conv', CONV_KEYS), ('acmix', ACMIX_KEYS)):
+            buckets = _or_combine(buckets, _stage_buckets(st, force_op))
+        net = self._network_counts()
+        total = _add(
+            *(_mul(n, _mul(net['conv'] if c else 1, net['acmix'] if a else 1)) for (c, a), n in buckets.items())
+        )
+        return _mul(total, widths)
+
+    def _distinct_widths(self) -> int | float:
+        """The number of distinct width tuples (stem, stage 1, ...) over the width multipliers and
+        the stages' channel choices, after rounding; math.inf when either is a continuous range."""
+        mults = self.width_mult.values()
+        channels = [st.channels.values() for st in self.stages]
+        if mults is None or any(v is None for v in channels):
+            return math.inf
+        widths = set()
+        for wm in mults:
+            for combo in itertools.islice(itertools.product(*channels), 100_000):
+                widths.add((self._width(self.stem.channels, wm),) + tuple(self._width(c, wm) for c in combo))
+        return len(widths)
+
+    def _network_counts(self) -> dict[str, int | float]:
+        """Per op, the count of a block setting decided per network (1 when there is none), applied
+        once when some block of that op appears."""
+        counts: dict[str, int | float] = {'conv': 1, 'acmix': 1}
+        for st in self.stages:
+            for op, keys in _OP_KEYS.items():
                 for k in keys:
-                    d = dec[k]
-                    if d.per == 'network':
-                        net_counts[op] = d.count  # same Decision object in every stage
-                    else:
-                        factor[op][0 if d.per == 'block' else 1] = _mul(
-                            factor[op][0 if d.per == 'block' else 1], d.count
-                        )
-            c = factor['conv'][0] if 'conv' in ops else 0
-            a = factor['acmix'][0] if 'acmix' in ops else 0
-            stage_b = {(True, False): 0, (False, True): 0, (True, True): 0}
-            for depth in st.depth.values():
-                if dec['op'].per == 'block' and not force_op:
-                    cc, aa = _pow(c, depth), _pow(a, depth)
-                    stage_b[(True, False)] = _add(stage_b[(True, False)], cc)
-                    stage_b[(False, True)] = _add(stage_b[(False, True)], aa)
-                    if c and a:
-                        stage_b[(True, True)] = _add(
-                            stage_b[(True, True)], _pow(c + a, depth) - cc - aa if not math.isinf(c + a) else math.inf
-                        )
-                else:
-                    stage_b[(True, False)] = _add(stage_b[(True, False)], _pow(c, depth))
-                    stage_b[(False, True)] = _add(stage_b[(False, True)], _pow(a, depth))
-            for hc, ha in list(stage_b):
-                stage_b[(hc, ha)] = _mul(
-                    stage_b[(hc, ha)], _mul(factor['conv'][1] if hc else 1, factor['acmix'][1] if ha else 1)
-                )
-            new: dict[tuple[bool, bool], int | float] = {}
-            for (c1, a1), n1 in buckets.items():
-                for (c2, a2), n2 in stage_b.items():
-                    key = (c1 or c2, a1 or a2)
-                    new[key] = _add(new.get(key, 0), _mul(n1, n2))
-            buckets = new
-        total = 0
-        for (hc, ha), n in buckets.items():
-            total = _add(total, _mul(n, _mul(net_counts['conv'] if hc else 1, net_counts['acmix'] if ha else 1)))
-        return _mul(total, len(widths))
+                    if st.decisions[k].per == 'network':
+                        counts[op] = st.decisions[k].count
+        return counts
 
     # -- serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -450,15 +440,59 @@ class SearchSpace:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+# -- counting (SearchSpace.size) ------------------------------------------------------------------
+_OP_KEYS = {'conv': CONV_KEYS, 'acmix': ACMIX_KEYS}  # the block settings each op uses
+Buckets = dict[tuple[bool, bool], int | float]  # (some conv block?, some ACmix block?) -> ways
+
+
+def _stage_buckets(st: StageSpace, force_op: str | None) -> Buckets:
+    """The ways to set one stage's blocks (its depth, ops and their settings decided per block or
+    per stage), by which ops appear in it."""
+    ops = [force_op] if force_op else list(st.decisions['op'].values())
+
+    def factor(op: str, per: str) -> int | float:
+        """The product of the counts of `op`'s settings decided `per` block or stage."""
+        return math.prod(st.decisions[k].count for k in _OP_KEYS[op] if st.decisions[k].per == per)
+
+    c = factor('conv', 'block') if 'conv' in ops else 0
+    a = factor('acmix', 'block') if 'acmix' in ops else 0
+    mixed = st.decisions['op'].per == 'block' and not force_op  # may one stage mix the two ops?
+    only_c = only_a = both = 0
+    for depth in st.depth.values():
+        only_c, only_a = _add(only_c, _pow(c, depth)), _add(only_a, _pow(a, depth))
+        if mixed and c and a:
+            either = math.inf if math.isinf(c + a) else _pow(c + a, depth) - _pow(c, depth) - _pow(a, depth)
+            both = _add(both, either)
+    conv_stage, acmix_stage = factor('conv', 'stage'), factor('acmix', 'stage')
+    return {
+        (True, False): _mul(only_c, conv_stage),
+        (False, True): _mul(only_a, acmix_stage),
+        (True, True): _mul(both, _mul(conv_stage, acmix_stage)),
+    }
+
+
+def _or_combine(first: Buckets, second: Buckets) -> Buckets:
+    """Two independent parts of a network together: the ways multiply, the ops that appear unite."""
+    out: Buckets = {}
+    for (c1, a1), n1 in first.items():
+        for (c2, a2), n2 in second.items():
+            key = (c1 or c2, a1 or a2)
+            out[key] = _add(out.get(key, 0), _mul(n1, n2))
+    return out
+
+
 def _mul(a: int | float, b: int | float) -> int | float:
+    """a x b, where 0 x math.inf is 0 (no way to build is no way, however many settings)."""
     return 0 if a == 0 or b == 0 else a * b
 
 
 def _add(*xs: int | float) -> int | float:
+    """The sum."""
     return sum(xs)
 
 
 def _pow(a: int | float, n: int) -> int | float:
+    """a^n, where 0^n is 0 (and math.inf^n math.inf)."""
     return 0 if a == 0 else a**n
 
 
@@ -469,6 +503,7 @@ def load_space(path: str | Path) -> SearchSpace:
 
 # -- CLI --------------------------------------------------------------------------------------------
 def _fmt_count(n: int | float) -> str:
+    """A size for people: thousands separated, or 'infinite'."""
     return 'infinite (continuous ranges)' if math.isinf(n) else f"{n:,}"
 
 
@@ -520,6 +555,7 @@ def describe(space: SearchSpace, costs: bool = True, num_classes: int = 1000) ->
 
 
 def _try(f: Callable[[], Any]) -> bool:
+    """Whether `f()` builds (a point outside the space or an invalid network does not)."""
     try:
         f()
         return True
@@ -528,6 +564,7 @@ def _try(f: Callable[[], Any]) -> bool:
 
 
 def _fmt_dec(d: Decision) -> str:
+    """A decision in one word: its value, {choices} or [low, high, step, log]."""
     if d.is_fixed:
         return str(d.choices[0])
     if d.choices is not None:
@@ -536,6 +573,7 @@ def _fmt_dec(d: Decision) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m nas.space SPACE.yaml`: print `describe`; exit 2 for a bad space."""
     from nas.cli import EXIT_INTERRUPTED, ArgumentParser
 
     ap = ArgumentParser(prog='python -m nas.space', description='Describe a search space YAML file.')
