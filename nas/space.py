@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from nas.arch import Arch, ArchError, BlockArch, StageArch, StemArch, make_divisible
 from nas.decision import ACMIX_KEYS, BLOCK_DECISIONS, CONV_KEYS, Decision, SpaceError, StageSpace
@@ -363,8 +363,8 @@ class SearchSpace:
         return self._size(None)
 
     def _size(self, force_op: str | None) -> int | float:
-        """The number of distinct networks, with every block's op forced to `force_op` (a per-network
-        op is counted one op at a time by `size`), or math.inf when a continuous range matters.
+        """The number of distinct networks, with the op decided per network forced to `force_op`
+        (`size` sums over its values), or math.inf when a continuous range matters.
 
         A network is its widths times its blocks' settings, and the two multiply:
 
@@ -373,25 +373,21 @@ class SearchSpace:
         * blocks, stage by stage: a block counts the product of the choices of the settings its op
           uses (`CONV_KEYS` or `ACMIX_KEYS`) that are decided per block; settings decided per stage
           multiply once per stage that has a block of that op; settings decided per network once per
-          network that has one. Which ops appear is what the per-stage and per-network factors
-          depend on, so the count is kept in four buckets, (some conv block?, some ACmix block?):
-          a stage of depth d contributes c^d all-conv and a^d all-ACmix ways (c, a: the per-block
-          counts of an op's settings; 0 when the op cannot appear), and (c + a)^d - c^d - a^d mixed
-          ones when the op is decided per block; its per-stage factors multiply the buckets it adds
-          to, the stages' buckets combine by OR, and the per-network factors apply at the end.
+          network that has a block using them. So each stage's ways are kept by the network-wide
+          settings its blocks use (`_stage_ways`: a stage of depth d has c^d all-conv and a^d
+          all-ACmix ways, c and a the per-block counts, and (c + a)^d - c^d - a^d mixed ones when
+          the op is decided per block); the stages combine (`_combine`: ways multiply, the used
+          settings unite), and each network-wide setting multiplies the ways that use it.
 
         `tests/test_space.py` checks it against enumerating every combination of the full encoding.
         """
         widths = self._distinct_widths()
         if math.isinf(widths):
             return math.inf
-        buckets: Buckets = {(False, False): 1}
+        ways: Ways = {frozenset(): 1}
         for st in self.stages:
-            buckets = _or_combine(buckets, _stage_buckets(st, force_op))
-        net = self._network_counts()
-        total = _add(
-            *(_mul(n, _mul(net['conv'] if c else 1, net['acmix'] if a else 1)) for (c, a), n in buckets.items())
-        )
+            ways = _combine(ways, _stage_ways(st, force_op))
+        total = _add(*(_mul(n, math.prod(d.count for d in used)) for used, n in ways.items()))
         return _mul(total, widths)
 
     def _distinct_widths(self) -> int | float:
@@ -406,17 +402,6 @@ class SearchSpace:
             for combo in itertools.islice(itertools.product(*channels), 100_000):
                 widths.add((self._width(self.stem.channels, wm),) + tuple(self._width(c, wm) for c in combo))
         return len(widths)
-
-    def _network_counts(self) -> dict[str, int | float]:
-        """Per op, the count of a block setting decided per network (1 when there is none), applied
-        once when some block of that op appears."""
-        counts: dict[str, int | float] = {'conv': 1, 'acmix': 1}
-        for st in self.stages:
-            for op, keys in _OP_KEYS.items():
-                for k in keys:
-                    if st.decisions[k].per == 'network':
-                        counts[op] = st.decisions[k].count
-        return counts
 
     # -- serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -442,42 +427,51 @@ class SearchSpace:
 
 # -- counting (SearchSpace.size) ------------------------------------------------------------------
 _OP_KEYS = {'conv': CONV_KEYS, 'acmix': ACMIX_KEYS}  # the block settings each op uses
-Buckets = dict[tuple[bool, bool], int | float]  # (some conv block?, some ACmix block?) -> ways
+Ways = dict[frozenset[Decision], int | float]  # the decisions per network used -> the ways
 
 
-def _stage_buckets(st: StageSpace, force_op: str | None) -> Buckets:
+def _stage_ways(st: StageSpace, force_op: str | None) -> Ways:
     """The ways to set one stage's blocks (its depth, ops and their settings decided per block or
-    per stage), by which ops appear in it."""
-    ops = [force_op] if force_op else list(st.decisions['op'].values())
+    per stage), by the decisions per network that those blocks use."""
+    op = st.decisions['op']
+    ops = [force_op] if op.per == 'network' else list(op.values())
 
-    def factor(op: str, per: str) -> int | float:
-        """The product of the counts of `op`'s settings decided `per` block or stage."""
-        return math.prod(st.decisions[k].count for k in _OP_KEYS[op] if st.decisions[k].per == per)
+    def factor(name: str, per: str) -> int | float:
+        """The product of the counts of op `name`'s settings decided `per` block or stage."""
+        return math.prod(st.decisions[k].count for k in _OP_KEYS[name] if st.decisions[k].per == per)
+
+    def uses(name: str) -> frozenset[Decision]:
+        """The decisions per network that the blocks of op `name` use in this stage."""
+        return frozenset(st.decisions[k] for k in _OP_KEYS[name] if st.decisions[k].per == 'network')
 
     c = factor('conv', 'block') if 'conv' in ops else 0
     a = factor('acmix', 'block') if 'acmix' in ops else 0
-    mixed = st.decisions['op'].per == 'block' and not force_op  # may one stage mix the two ops?
     only_c = only_a = both = 0
     for depth in st.depth.values():
         only_c, only_a = _add(only_c, _pow(c, depth)), _add(only_a, _pow(a, depth))
-        if mixed and c and a:
+        if op.per == 'block' and c and a:  # the blocks of one stage may differ in op
             either = math.inf if math.isinf(c + a) else _pow(c + a, depth) - _pow(c, depth) - _pow(a, depth)
             both = _add(both, either)
     conv_stage, acmix_stage = factor('conv', 'stage'), factor('acmix', 'stage')
-    return {
-        (True, False): _mul(only_c, conv_stage),
-        (False, True): _mul(only_a, acmix_stage),
-        (True, True): _mul(both, _mul(conv_stage, acmix_stage)),
-    }
+    return _gather(
+        [
+            (uses('conv'), _mul(only_c, conv_stage)),
+            (uses('acmix'), _mul(only_a, acmix_stage)),
+            (uses('conv') | uses('acmix'), _mul(both, _mul(conv_stage, acmix_stage))),
+        ]
+    )
 
 
-def _or_combine(first: Buckets, second: Buckets) -> Buckets:
-    """Two independent parts of a network together: the ways multiply, the ops that appear unite."""
-    out: Buckets = {}
-    for (c1, a1), n1 in first.items():
-        for (c2, a2), n2 in second.items():
-            key = (c1 or c2, a1 or a2)
-            out[key] = _add(out.get(key, 0), _mul(n1, n2))
+def _combine(first: Ways, second: Ways) -> Ways:
+    """Two independent parts of a network together: the ways multiply, the decisions used unite."""
+    return _gather((u1 | u2, _mul(n1, n2)) for u1, n1 in first.items() for u2, n2 in second.items())
+
+
+def _gather(pairs: Iterable[tuple[frozenset[Decision], int | float]]) -> Ways:
+    """(decisions used, ways) pairs as Ways, the ways of equal keys added."""
+    out: Ways = {}
+    for used, n in pairs:
+        out[used] = _add(out.get(used, 0), n)
     return out
 
 
