@@ -17,7 +17,10 @@ being built (define-by-run: ACmix settings are asked only for ACmix blocks; fixe
 asked), with primitive values only. Parameter names: `width_mult`, `s{i}.depth`, `s{i}.channels`,
 `s{i}.b{j}.<key>` (per block), `s{i}.<key>` (per stage), `net.<key>` (per network).
 
-Run `python -m nas.space search_spaces/digits.yaml` to describe a space.
+The file is read and checked key by key in `nas.spacefile`; the decisions and stages a space is
+made of are `nas.decision`'s; this module is the space itself (sampling, building, counting,
+serialising) and its description. Run `python -m nas.space search_spaces/digits.yaml` to describe
+a space.
 """
 
 from __future__ import annotations
