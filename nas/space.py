@@ -17,7 +17,10 @@ being built (define-by-run: ACmix settings are asked only for ACmix blocks; fixe
 asked), with primitive values only. Parameter names: `width_mult`, `s{i}.depth`, `s{i}.channels`,
 `s{i}.b{j}.<key>` (per block), `s{i}.<key>` (per stage), `net.<key>` (per network).
 
-Run `python -m nas.space search_spaces/digits.yaml` to describe a space.
+The file is read and checked key by key in `nas.spacefile`; the decisions and stages a space is
+made of are `nas.decision`'s; this module is the space itself (sampling, building, counting,
+serialising) and its description. Run `python -m nas.space search_spaces/digits.yaml` to describe
+a space.
 """
 
 from __future__ import annotations
@@ -26,294 +29,18 @@ import hashlib
 import itertools
 import json
 import math
-import re
 import sys
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-import yaml
-
-from nas.arch import (
-    BLOCK_KINDS,
-    CONV_KERNELS,
-    OPS,
-    STEM_POOLS,
-    STEM_TYPES,
-    Arch,
-    ArchError,
-    BlockArch,
-    StageArch,
-    StemArch,
-    make_divisible,
-)
-from nas.checks import is_int, is_num
-from nas.proxy import ProxyConfig, ProxyError
+from nas.arch import Arch, ArchError, BlockArch, StageArch, StemArch, make_divisible
+from nas.decision import ACMIX_KEYS, BLOCK_DECISIONS, CONV_KEYS, Decision, SpaceError, StageSpace
+from nas.proxy import ProxyConfig
+from nas.spacefile import read_yaml, space_fields
 
 __all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space', 'BLOCK_DECISIONS']
-
-# Block-level decisions: the op, the conv block's setting, the ACmix block's settings.
-CONV_KEYS = ('kernel',)
-ACMIX_KEYS = ('heads', 'k_att', 'k_conv', 'alpha', 'beta', 'learnable')
-BLOCK_DECISIONS = ('op',) + CONV_KEYS + ACMIX_KEYS
-BLOCK_DEFAULTS: dict[str, Any] = dict(
-    op='conv', kernel=3, heads=4, k_att=7, k_conv=3, alpha=0.5, beta=0.5, learnable=True
-)
-SCOPES = ('block', 'stage', 'network')
-
-
-_TOP_KEYS = (
-    'name',
-    'description',
-    'input_size',
-    'in_chans',
-    'stem',
-    'width_mult',
-    'num_features',
-    'blocks',
-    'stages',
-    'proxy',
-)
-_STAGE_KEYS = ('depth', 'channels', 'stride', 'block', 'bottle_ratio', 'blocks')
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2's numbers: `lr: 1e-3` is the number a user means, where
-    YAML 1.1 (PyYAML's default) reads an exponent without a dot as a string."""
-
-
-_Loader.add_implicit_resolver(
-    'tag:yaml.org,2002:float', re.compile(r'^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$'), list('-+0123456789.')
-)
-
-
-class SpaceError(ValueError):
-    """A bad search space. str(error) is one line: '<file>: <key path>: <what is wrong / allowed>'."""
-
-    def __init__(self, file: str | Path | None, path: str, msg: str):
-        self.file, self.path, self.msg = str(file or '<dict>'), path, msg
-        super().__init__(f"{self.file}: {path}: {msg}" if path else f"{self.file}: {msg}")
-
-
-# -- value kinds ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Kind:
-    """What values a decision may take: `check(v)` returns an error text or ''."""
-
-    type: str  # 'int' | 'float' | 'str' | 'bool'
-    allowed: str
-    check: Callable[[Any], bool]
-
-
-_KINDS: dict[str, _Kind] = {
-    'op': _Kind('str', f"one of {list(OPS)}", lambda v: v in OPS),
-    'kernel': _Kind('int', f"one of {list(CONV_KERNELS)}", lambda v: is_int(v) and v in CONV_KERNELS),
-    'k_conv': _Kind('int', f"one of {list(CONV_KERNELS)}", lambda v: is_int(v) and v in CONV_KERNELS),
-    'k_att': _Kind('int', "an odd int from 1 to 31", lambda v: is_int(v) and 1 <= v <= 31 and v % 2 == 1),
-    'heads': _Kind('int', "an int >= 1", lambda v: is_int(v) and v >= 1),
-    'alpha': _Kind('float', "a finite number", is_num),
-    'beta': _Kind('float', "a finite number", is_num),
-    'learnable': _Kind('bool', "true or false", lambda v: isinstance(v, bool)),
-    'depth': _Kind('int', "an int from 1 to 64", lambda v: is_int(v) and 1 <= v <= 64),
-    'channels': _Kind('int', "an int >= 1", lambda v: is_int(v) and v >= 1),
-    'width_mult': _Kind('float', "a number > 0", lambda v: is_num(v) and v > 0),
-}
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One decision: fixed (one choice), categorical `choices`, or a `low`..`high` range."""
-
-    key: str
-    choices: tuple[Any, ...] | None = None
-    low: float | None = None
-    high: float | None = None
-    step: float | None = None
-    log: bool = False
-    per: str = 'block'
-    default: Any = None
-
-    @property
-    def is_fixed(self) -> bool:
-        return self.choices is not None and len(self.choices) == 1
-
-    @property
-    def is_int(self) -> bool:
-        return _KINDS[self.key].type == 'int'
-
-    def values(self) -> tuple[Any, ...] | None:
-        """Every value, or None for a continuous range."""
-        if self.choices is not None:
-            return self.choices
-        if self.is_int:
-            return tuple(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
-        if self.step is None:
-            return None
-        n = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
-        return tuple(round(self.low + i * self.step, 12) for i in range(n))
-
-    @property
-    def count(self) -> float:
-        vals = self.values()
-        return math.inf if vals is None else len(vals)
-
-    @property
-    def min(self) -> Any:
-        vals = self.values()
-        return self.low if vals is None else min(vals)
-
-    @property
-    def max(self) -> Any:
-        vals = self.values()
-        return self.high if vals is None else max(vals)
-
-    def contains(self, v: Any) -> bool:
-        if self.choices is not None:
-            return any(v == c and type(v) is type(c) for c in self.choices) or (
-                _KINDS[self.key].type == 'float' and is_num(v) and v in self.choices
-            )
-        vals = self.values()
-        if vals is not None:
-            return v in vals
-        return is_num(v) and self.low <= v <= self.high
-
-    def suggest(self, trial: Any, name: str) -> Any:
-        """One Optuna suggest_* call (none for a fixed value)."""
-        if self.is_fixed:
-            return self.choices[0]
-        if self.choices is not None:
-            return trial.suggest_categorical(name, list(self.choices))
-        if self.is_int:
-            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(name, float(self.low), float(self.high), step=self.step, log=self.log)
-
-    def distribution(self) -> Any:
-        """The Optuna distribution `suggest` samples from (for a decision that is not fixed)."""
-        import optuna
-
-        if self.choices is not None:
-            return optuna.distributions.CategoricalDistribution(list(self.choices))
-        if self.is_int:
-            return optuna.distributions.IntDistribution(
-                int(self.low), int(self.high), step=int(self.step or 1), log=self.log
-            )
-        return optuna.distributions.FloatDistribution(float(self.low), float(self.high), step=self.step, log=self.log)
-
-    def to_dict(self) -> Any:
-        if self.is_fixed:
-            return self.choices[0]
-        d: dict[str, Any] = {}
-        if self.choices is not None:
-            d['choices'] = list(self.choices)
-        else:
-            d.update(low=self.low, high=self.high)
-            if self.step is not None:
-                d['step'] = self.step
-            if self.log:
-                d['log'] = True
-        d['per'] = self.per
-        d['default'] = self.default
-        return d
-
-
-def _parse_decision(
-    key: str, raw: Any, where: str, file: str | None, scopes: tuple[str, ...], default_per: str
-) -> Decision:
-    kind = _KINDS[key]
-
-    def bad(path: str, msg: str) -> SpaceError:
-        return SpaceError(file, path, msg)
-
-    def check_value(v: Any, path: str) -> Any:
-        if not kind.check(v):
-            raise bad(path, f"expected {kind.allowed}, got {v!r}")
-        return float(v) if kind.type == 'float' else v
-
-    if not isinstance(raw, dict):
-        v = check_value(raw, where)
-        return Decision(key, choices=(v,), per=default_per, default=v)
-    allowed = {'choices', 'low', 'high', 'step', 'log', 'per', 'default'}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise bad(f"{where}.{unknown[0]}", f"unknown key; a decision allows {sorted(allowed)}")
-    per = raw.get('per', default_per)
-    if per not in scopes:
-        raise bad(f"{where}.per", f"expected one of {list(scopes)}, got {per!r}")
-    if 'choices' in raw:
-        if any(k in raw for k in ('low', 'high', 'step', 'log')):
-            raise bad(where, "give either choices or low/high, not both")
-        ch = raw['choices']
-        if not isinstance(ch, list) or not ch:
-            raise bad(f"{where}.choices", f"expected a non-empty list of {kind.allowed}, got {ch!r}")
-        vals = tuple(check_value(v, f"{where}.choices[{i}]") for i, v in enumerate(ch))
-        if len(set(vals)) != len(vals):
-            raise bad(f"{where}.choices", f"duplicate values in {ch!r}")
-        dec = Decision(key, choices=vals, per=per)
-    elif 'low' in raw or 'high' in raw:
-        if kind.type not in ('int', 'float'):
-            raise bad(where, f"a range needs a numeric decision; use choices: for {kind.allowed}")
-        if 'low' not in raw or 'high' not in raw:
-            raise bad(where, "a range needs both low and high")
-        lo, hi, step, log = raw['low'], raw['high'], raw.get('step'), raw.get('log', False)
-        num = is_int if kind.type == 'int' else is_num
-        for k, v in (('low', lo), ('high', hi)):
-            if not num(v):
-                raise bad(f"{where}.{k}", f"expected {'an int' if kind.type == 'int' else 'a number'}, got {v!r}")
-        if not lo < hi:
-            raise bad(where, f"expected low < high, got low={lo!r} high={hi!r}")
-        if step is not None and not (num(step) and step > 0):
-            raise bad(f"{where}.step", f"expected a positive {'int' if kind.type == 'int' else 'number'}, got {step!r}")
-        if not isinstance(log, bool):
-            raise bad(f"{where}.log", f"expected true or false, got {log!r}")
-        if log and (step not in (None, 1) or lo <= 0):
-            raise bad(f"{where}.log", "a log range needs low > 0 and no step")
-        if kind.type == 'float':
-            lo, hi, step = float(lo), float(hi), None if step is None else float(step)
-        dec = Decision(key, low=lo, high=hi, step=step, log=log, per=per)
-        vals = dec.values()
-        for v in vals if vals is not None else (lo, hi):
-            check_value(v, where)
-    else:
-        raise bad(where, "a decision mapping needs choices: [...] or low:/high:")
-    if 'default' in raw:
-        dv = raw['default']
-        if not dec.contains(dv):
-            raise bad(f"{where}.default", f"{dv!r} is not one of the decision's values")
-        default = float(dv) if kind.type == 'float' else dv
-    else:
-        vals = dec.values()
-        default = (
-            vals[0]
-            if dec.choices is not None
-            else (vals[len(vals) // 2] if vals is not None else (lo + hi) / 2 if not log else math.sqrt(lo * hi))
-        )
-    return replace(dec, default=default)
-
-
-# -- the space ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StageSpace:
-    """One stage of a space: fixed block kind, stride and bottleneck ratio; decided depth, width and
-    per-block settings (`decisions`, one per key of BLOCK_DECISIONS)."""
-
-    block: str
-    stride: int
-    bottle_ratio: float
-    depth: Decision
-    channels: Decision
-    decisions: Mapping[str, Decision]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(
-            depth=self.depth.to_dict(),
-            channels=self.channels.to_dict(),
-            stride=self.stride,
-            block=self.block,
-            bottle_ratio=self.bottle_ratio,
-            blocks={k: self.decisions[k].to_dict() for k in BLOCK_DECISIONS if self.decisions[k].per != 'network'},
-        )
-
 
 Picker = Callable[[Decision, str, int | None, int | None], Any]  # (decision, name, stage, block)
 
@@ -338,152 +65,15 @@ class SearchSpace:
     def from_yaml(cls, path: str | Path) -> SearchSpace:
         """Load and validate a YAML space. Raises SpaceError naming the file and key path."""
         path = Path(path)
-        try:
-            raw = yaml.load(path.read_text(), Loader=_Loader)
-        except OSError as e:
-            raise SpaceError(path, '', f"cannot read: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            raise SpaceError(path, '', "not a text file (not UTF-8): a search space is YAML") from None
-        except yaml.YAMLError as e:
-            raise SpaceError(path, '', f"not valid YAML: {' '.join(str(e).split())}") from None
-        return cls.from_dict(raw, file=str(path), name=path.stem)
+        return cls.from_dict(read_yaml(path), file=str(path), name=path.stem)
 
     @classmethod
     def from_dict(cls, raw: Any, file: str | None = None, name: str = 'space') -> SearchSpace:
-        """Validate a parsed YAML mapping (also accepts the output of `to_dict`)."""
-
-        def bad(p: str, msg: str) -> SpaceError:
-            return SpaceError(file, p, msg)
-
-        if not isinstance(raw, dict):
-            raise bad('', f"expected a mapping at the top level, got {type(raw).__name__}")
-        unknown = sorted(set(raw) - set(_TOP_KEYS))
-        if unknown:
-            raise bad(unknown[0], f"unknown key; allowed: {list(_TOP_KEYS)}")
-        for req in ('input_size', 'stages'):
-            if req not in raw:
-                raise bad(req, "missing (required)")
-
-        size = raw['input_size']
-        if is_int(size):
-            size = [size, size]
-        if not (isinstance(size, list) and len(size) == 2 and all(is_int(s) and s >= 1 for s in size)):
-            raise bad('input_size', f"expected an int >= 1 or [H, W], got {raw['input_size']!r}")
-        in_chans = raw.get('in_chans', 3)
-        if not (is_int(in_chans) and in_chans >= 1):
-            raise bad('in_chans', f"expected an int >= 1, got {in_chans!r}")
-        nf = raw.get('num_features', 0)
-        if not (is_int(nf) and nf >= 0):
-            raise bad('num_features', f"expected an int >= 0 (0: no final 1x1 conv), got {nf!r}")
-        sname = raw.get('name', name)
-        if not isinstance(sname, str):
-            raise bad('name', f"expected a string, got {sname!r}")
-        desc = raw.get('description', '')
-        if not isinstance(desc, str):
-            raise bad('description', f"expected a string, got {desc!r}")
-
-        stem_raw = raw.get('stem', {})
-        if not isinstance(stem_raw, dict):
-            raise bad('stem', f"expected a mapping with type/channels/pool, got {stem_raw!r}")
-        for k in stem_raw:
-            if k not in ('type', 'channels', 'pool'):
-                raise bad(f"stem.{k}", "unknown key; allowed: ['type', 'channels', 'pool']")
-        stem_type = stem_raw.get('type', '3x3')
-        if stem_type not in STEM_TYPES:
-            raise bad('stem.type', f"expected one of {list(STEM_TYPES)}, got {stem_type!r}")
-        stem_ch = stem_raw.get('channels', 32)
-        if not (is_int(stem_ch) and stem_ch >= 1):
-            raise bad('stem.channels', f"expected an int >= 1, got {stem_ch!r}")
-        pool = stem_raw.get('pool', None)
-        if pool not in STEM_POOLS:
-            raise bad('stem.pool', f"expected one of {list(STEM_POOLS)}, got {pool!r}")
-        stem = StemArch(type=stem_type, channels=stem_ch, pool=pool)
-
-        width_mult = _parse_decision(
-            'width_mult', raw.get('width_mult', 1.0), 'width_mult', file, ('network',), 'network'
-        )
-
-        top_blocks = raw.get('blocks', {}) or {}
-        base = cls._parse_blocks(
-            top_blocks,
-            'blocks',
-            file,
-            SCOPES,
-            {k: Decision(k, choices=(v,), per='block', default=v) for k, v in BLOCK_DEFAULTS.items()},
-        )
-
-        stages_raw = raw['stages']
-        if not isinstance(stages_raw, list) or len(stages_raw) < 2:
-            raise bad('stages', "expected a list of at least 2 stages (timm ByobNet needs 2)")
-        stages = []
-        for i, st in enumerate(stages_raw):
-            w = f"stages[{i}]"
-            if not isinstance(st, dict):
-                raise bad(w, f"expected a mapping with keys {list(_STAGE_KEYS)}, got {st!r}")
-            unknown = sorted(set(st) - set(_STAGE_KEYS))
-            if unknown:
-                raise bad(f"{w}.{unknown[0]}", f"unknown key; allowed: {list(_STAGE_KEYS)}")
-            if 'channels' not in st:
-                raise bad(f"{w}.channels", "missing (required)")
-            block = st.get('block', 'bottleneck')
-            if block not in BLOCK_KINDS:
-                raise bad(f"{w}.block", f"expected one of {list(BLOCK_KINDS)}, got {block!r}")
-            stride = st.get('stride', 1 if i == 0 else 2)
-            if not (is_int(stride) and stride in (1, 2)):
-                raise bad(f"{w}.stride", f"expected 1 or 2, got {stride!r}")
-            ratio = st.get('bottle_ratio', 0.25 if block == 'bottleneck' else 1.0)
-            if not (is_num(ratio) and 0 < ratio <= 4):
-                raise bad(f"{w}.bottle_ratio", f"expected a number in (0, 4], got {ratio!r}")
-            depth = _parse_decision('depth', st.get('depth', 1), f"{w}.depth", file, ('stage',), 'stage')
-            channels = _parse_decision('channels', st['channels'], f"{w}.channels", file, ('stage',), 'stage')
-            decisions = cls._parse_blocks(st.get('blocks', {}) or {}, f"{w}.blocks", file, ('block', 'stage'), base)
-            stages.append(
-                StageSpace(
-                    block=block,
-                    stride=stride,
-                    bottle_ratio=float(ratio),
-                    depth=depth,
-                    channels=channels,
-                    decisions=decisions,
-                )
-            )
-
-        proxy = cls._parse_proxy(raw.get('proxy', {}) or {}, file, size)
-        space = cls(
-            name=sname,
-            input_size=tuple(size),
-            in_chans=in_chans,
-            stem=stem,
-            width_mult=width_mult,
-            num_features=nf,
-            stages=tuple(stages),
-            proxy=proxy,
-            description=desc,
-            path=file,
-        )
+        """Validate a parsed YAML mapping (also accepts the output of `to_dict`): its keys
+        (`nas.spacefile`), then the geometry of the space they make."""
+        space = cls(**space_fields(raw, file, name))
         space._check_geometry(file)
         return space
-
-    @staticmethod
-    def _parse_blocks(
-        raw: Any, where: str, file: str | None, scopes: tuple[str, ...], base: Mapping[str, Decision]
-    ) -> dict[str, Decision]:
-        if not isinstance(raw, dict):
-            raise SpaceError(file, where, f"expected a mapping of decisions {list(BLOCK_DECISIONS)}, got {raw!r}")
-        out = dict(base)
-        for k, v in raw.items():
-            if k not in BLOCK_DECISIONS:
-                raise SpaceError(file, f"{where}.{k}", f"unknown decision; allowed: {list(BLOCK_DECISIONS)}")
-            out[k] = _parse_decision(k, v, f"{where}.{k}", file, scopes, 'block')
-        return out
-
-    @staticmethod
-    def _parse_proxy(raw: Any, file: str | None, size: list[int]) -> ProxyConfig:
-        try:
-            proxy = ProxyConfig.from_dict(raw)
-        except ProxyError as e:
-            raise SpaceError(file, f"proxy.{e.key}" if e.key else 'proxy', e.msg) from None
-        return proxy if proxy.image_size is not None else replace(proxy, image_size=size[0])
 
     def _too_small(self, h: int, w: int) -> tuple[int | None, int, int] | None:
         """Where an h x w input runs out of pixels: (None, h, w) when the stem's reduction exceeds
@@ -540,10 +130,13 @@ class SearchSpace:
 
     @staticmethod
     def _width(c: int, wm: float) -> int:
+        """A width `c` times the multiplier `wm`, rounded as timm rounds (unchanged at 1)."""
         return c if wm == 1 else make_divisible(c * wm)
 
     # -- building architectures --------------------------------------------------------------------
     def _build(self, pick: Picker) -> Arch:
+        """The architecture whose every decision's value `pick` gives (asked once per block, stage
+        or network, as the decision's scope says; a block's op first, then the settings it uses)."""
         wm = pick(self.width_mult, 'width_mult', None, None)
         net: dict[str, Any] = {}
         stages = []
@@ -555,6 +148,7 @@ class SearchSpace:
             for bi in range(depth):
 
                 def get(key: str) -> Any:
+                    """Block `bi`'s value of `key`: picked per block, or once per stage or network."""
                     d = st.decisions[key]
                     if d.per == 'block':
                         return pick(d, f"s{si}.b{bi}.{key}", si, bi)
@@ -605,6 +199,7 @@ class SearchSpace:
         out: dict[str, Decision] = {}
 
         def add(name: str, d: Decision) -> None:
+            """A parameter, unless fixed or already there (a shared decision is one parameter)."""
             if not d.is_fixed and name not in out:
                 out[name] = d
 
@@ -632,6 +227,7 @@ class SearchSpace:
 
     @cached_property
     def _distributions(self) -> dict[str, Any]:
+        """The Optuna distribution of every parameter of the encoding."""
         return {name: d.distribution() for name, d in self.encoding.items()}
 
     def point(self, params: Mapping[str, Any] | None = None, *, prefer: str = 'default', **fixed: Any) -> Arch:
@@ -653,6 +249,7 @@ class SearchSpace:
                 raise TypeError(f"point(): unknown decision {k!r}")
 
         def pick(d: Decision, name: str, si: int | None, bi: int | None) -> Any:
+            """`params`, then `fixed`, then `prefer`; checked against the decision."""
             if name in params:
                 v = params[name]
             elif d.key in fixed:
@@ -685,6 +282,7 @@ class SearchSpace:
                 seen: dict[str, Any] = {}
 
                 def pick(d: Decision, name: str, si: int | None, bi: int | None) -> Any:
+                    """The value `arch` has for this decision (LookupError: none of its values)."""
                     if name == 'width_mult':
                         v = wm
                     elif name.endswith('.depth'):
@@ -768,8 +366,8 @@ class SearchSpace:
         return self._size(None)
 
     def _size(self, force_op: str | None) -> int | float:
-        """The number of distinct networks, with every block's op forced to `force_op` (a per-network
-        op is counted one op at a time by `size`), or math.inf when a continuous range matters.
+        """The number of distinct networks, with the op decided per network forced to `force_op`
+        (`size` sums over its values), or math.inf when a continuous range matters.
 
         A network is its widths times its blocks' settings, and the two multiply:
 
@@ -778,68 +376,35 @@ class SearchSpace:
         * blocks, stage by stage: a block counts the product of the choices of the settings its op
           uses (`CONV_KEYS` or `ACMIX_KEYS`) that are decided per block; settings decided per stage
           multiply once per stage that has a block of that op; settings decided per network once per
-          network that has one. Which ops appear is what the per-stage and per-network factors
-          depend on, so the count is kept in four buckets, (some conv block?, some ACmix block?):
-          a stage of depth d contributes c^d all-conv and a^d all-ACmix ways (c, a: the per-block
-          counts of an op's settings; 0 when the op cannot appear), and (c + a)^d - c^d - a^d mixed
-          ones when the op is decided per block; its per-stage factors multiply the buckets it adds
-          to, the stages' buckets combine by OR, and the per-network factors apply at the end.
+          network that has a block using them. So each stage's ways are kept by the network-wide
+          settings its blocks use (`_stage_ways`: a stage of depth d has c^d all-conv and a^d
+          all-ACmix ways, c and a the per-block counts, and (c + a)^d - c^d - a^d mixed ones when
+          the op is decided per block); the stages combine (`_combine`: ways multiply, the used
+          settings unite), and each network-wide setting multiplies the ways that use it.
 
         `tests/test_space.py` checks it against enumerating every combination of the full encoding.
         """
-        widths = set()
-        for wm in self.width_mult.values() or [None]:
-            if wm is None:
-                return math.inf
-            per_stage = [st.channels.values() for st in self.stages]
-            if any(v is None for v in per_stage):
-                return math.inf
-            for combo in itertools.islice(itertools.product(*per_stage), 100_000):
-                widths.add((self._width(self.stem.channels, wm),) + tuple(self._width(c, wm) for c in combo))
-        net_counts = {'conv': 1, 'acmix': 1}  # network-tied settings, applied when some block uses them
-        buckets = {(False, False): 1}  # (some conv block, some acmix block) -> count
+        widths = self._distinct_widths()
+        if math.isinf(widths):
+            return math.inf
+        ways: Ways = {frozenset(): 1}
         for st in self.stages:
-            dec = st.decisions
-            ops = [force_op] if force_op else list(dec['op'].values())
-            factor = {'conv': [1, 1], 'acmix': [1, 1]}  # [per block, per stage]
-            for op, keys in (('conv', CONV_KEYS), ('acmix', ACMIX_KEYS)):
-                for k in keys:
-                    d = dec[k]
-                    if d.per == 'network':
-                        net_counts[op] = d.count  # same Decision object in every stage
-                    else:
-                        factor[op][0 if d.per == 'block' else 1] = _mul(
-                            factor[op][0 if d.per == 'block' else 1], d.count
-                        )
-            c = factor['conv'][0] if 'conv' in ops else 0
-            a = factor['acmix'][0] if 'acmix' in ops else 0
-            stage_b = {(True, False): 0, (False, True): 0, (True, True): 0}
-            for depth in st.depth.values():
-                if dec['op'].per == 'block' and not force_op:
-                    cc, aa = _pow(c, depth), _pow(a, depth)
-                    stage_b[(True, False)] = _add(stage_b[(True, False)], cc)
-                    stage_b[(False, True)] = _add(stage_b[(False, True)], aa)
-                    if c and a:
-                        stage_b[(True, True)] = _add(
-                            stage_b[(True, True)], _pow(c + a, depth) - cc - aa if not math.isinf(c + a) else math.inf
-                        )
-                else:
-                    stage_b[(True, False)] = _add(stage_b[(True, False)], _pow(c, depth))
-                    stage_b[(False, True)] = _add(stage_b[(False, True)], _pow(a, depth))
-            for hc, ha in list(stage_b):
-                stage_b[(hc, ha)] = _mul(
-                    stage_b[(hc, ha)], _mul(factor['conv'][1] if hc else 1, factor['acmix'][1] if ha else 1)
-                )
-            new: dict[tuple[bool, bool], int | float] = {}
-            for (c1, a1), n1 in buckets.items():
-                for (c2, a2), n2 in stage_b.items():
-                    key = (c1 or c2, a1 or a2)
-                    new[key] = _add(new.get(key, 0), _mul(n1, n2))
-            buckets = new
-        total = 0
-        for (hc, ha), n in buckets.items():
-            total = _add(total, _mul(n, _mul(net_counts['conv'] if hc else 1, net_counts['acmix'] if ha else 1)))
-        return _mul(total, len(widths))
+            ways = _combine(ways, _stage_ways(st, force_op))
+        total = _add(*(_mul(n, math.prod(d.count for d in used)) for used, n in ways.items()))
+        return _mul(total, widths)
+
+    def _distinct_widths(self) -> int | float:
+        """The number of distinct width tuples (stem, stage 1, ...) over the width multipliers and
+        the stages' channel choices, after rounding; math.inf when either is a continuous range."""
+        mults = self.width_mult.values()
+        channels = [st.channels.values() for st in self.stages]
+        if mults is None or any(v is None for v in channels):
+            return math.inf
+        widths = set()
+        for wm in mults:
+            for combo in itertools.islice(itertools.product(*channels), 100_000):
+                widths.add((self._width(self.stem.channels, wm),) + tuple(self._width(c, wm) for c in combo))
+        return len(widths)
 
     # -- serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -863,15 +428,68 @@ class SearchSpace:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+# -- counting (SearchSpace.size) ------------------------------------------------------------------
+_OP_KEYS = {'conv': CONV_KEYS, 'acmix': ACMIX_KEYS}  # the block settings each op uses
+Ways = dict[frozenset[Decision], int | float]  # the decisions per network used -> the ways
+
+
+def _stage_ways(st: StageSpace, force_op: str | None) -> Ways:
+    """The ways to set one stage's blocks (its depth, ops and their settings decided per block or
+    per stage), by the decisions per network that those blocks use."""
+    op = st.decisions['op']
+    ops = [force_op] if op.per == 'network' else list(op.values())
+
+    def factor(name: str, per: str) -> int | float:
+        """The product of the counts of op `name`'s settings decided `per` block or stage."""
+        return math.prod(st.decisions[k].count for k in _OP_KEYS[name] if st.decisions[k].per == per)
+
+    def uses(name: str) -> frozenset[Decision]:
+        """The decisions per network that the blocks of op `name` use in this stage."""
+        return frozenset(st.decisions[k] for k in _OP_KEYS[name] if st.decisions[k].per == 'network')
+
+    c = factor('conv', 'block') if 'conv' in ops else 0
+    a = factor('acmix', 'block') if 'acmix' in ops else 0
+    only_c = only_a = both = 0
+    for depth in st.depth.values():
+        only_c, only_a = _add(only_c, _pow(c, depth)), _add(only_a, _pow(a, depth))
+        if op.per == 'block' and c and a:  # the blocks of one stage may differ in op
+            either = math.inf if math.isinf(c + a) else _pow(c + a, depth) - _pow(c, depth) - _pow(a, depth)
+            both = _add(both, either)
+    conv_stage, acmix_stage = factor('conv', 'stage'), factor('acmix', 'stage')
+    return _gather(
+        [
+            (uses('conv'), _mul(only_c, conv_stage)),
+            (uses('acmix'), _mul(only_a, acmix_stage)),
+            (uses('conv') | uses('acmix'), _mul(both, _mul(conv_stage, acmix_stage))),
+        ]
+    )
+
+
+def _combine(first: Ways, second: Ways) -> Ways:
+    """Two independent parts of a network together: the ways multiply, the decisions used unite."""
+    return _gather((u1 | u2, _mul(n1, n2)) for u1, n1 in first.items() for u2, n2 in second.items())
+
+
+def _gather(pairs: Iterable[tuple[frozenset[Decision], int | float]]) -> Ways:
+    """(decisions used, ways) pairs as Ways, the ways of equal keys added."""
+    out: Ways = {}
+    for used, n in pairs:
+        out[used] = _add(out.get(used, 0), n)
+    return out
+
+
 def _mul(a: int | float, b: int | float) -> int | float:
+    """a x b, where 0 x math.inf is 0 (no way to build is no way, however many settings)."""
     return 0 if a == 0 or b == 0 else a * b
 
 
 def _add(*xs: int | float) -> int | float:
+    """The sum."""
     return sum(xs)
 
 
 def _pow(a: int | float, n: int) -> int | float:
+    """a^n, where 0^n is 0 (and math.inf^n math.inf)."""
     return 0 if a == 0 else a**n
 
 
@@ -882,6 +500,7 @@ def load_space(path: str | Path) -> SearchSpace:
 
 # -- CLI --------------------------------------------------------------------------------------------
 def _fmt_count(n: int | float) -> str:
+    """A size for people: thousands separated, or 'infinite'."""
     return 'infinite (continuous ranges)' if math.isinf(n) else f"{n:,}"
 
 
@@ -933,6 +552,7 @@ def describe(space: SearchSpace, costs: bool = True, num_classes: int = 1000) ->
 
 
 def _try(f: Callable[[], Any]) -> bool:
+    """Whether `f()` builds (a point outside the space or an invalid network does not)."""
     try:
         f()
         return True
@@ -941,6 +561,7 @@ def _try(f: Callable[[], Any]) -> bool:
 
 
 def _fmt_dec(d: Decision) -> str:
+    """A decision in one word: its value, {choices} or [low, high, step, log]."""
     if d.is_fixed:
         return str(d.choices[0])
     if d.choices is not None:
@@ -949,6 +570,7 @@ def _fmt_dec(d: Decision) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m nas.space SPACE.yaml`: print `describe`; exit 2 for a bad space."""
     from nas.cli import EXIT_INTERRUPTED, ArgumentParser
 
     ap = ArgumentParser(prog='python -m nas.space', description='Describe a search space YAML file.')

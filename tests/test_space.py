@@ -1,3 +1,4 @@
+import copy
 import itertools
 import logging
 import math
@@ -327,18 +328,40 @@ def test_the_full_encoding_gives_gp_every_parameter_of_a_conditional_space(caplo
             'blocks.kernel': {'choices': [3, 5], 'per': 'network'},
         },
         {'width_mult': {'choices': [1.0, 1.05, 2.0]}},
+        {
+            'blocks.alpha': {'choices': [0.5, 1.0], 'per': 'network'},
+            'blocks.beta': {'choices': [0.5, 1.0, 2.0], 'per': 'network'},
+        },
+        {
+            'blocks.alpha': {'choices': [0.5, 1.0], 'per': 'network'},
+            'stages.0.blocks': {'op': 'conv'},
+            'stages.1.blocks': {'alpha': {'choices': [0.5, 1.0]}},
+        },
+        {
+            'blocks.op': {'choices': ['conv', 'acmix'], 'per': 'network'},
+            'stages.1.blocks': {'op': {'choices': ['conv', 'acmix']}},
+        },
     ],
-    ids=['digits', 'tied-alpha-and-conv-kernels', 'op-per-stage', 'op-per-network', 'width-mults'],
+    ids=[
+        'digits',
+        'tied-alpha-and-conv-kernels',
+        'op-per-stage',
+        'op-per-network',
+        'width-mults',
+        'two-network-acmix-settings',
+        'network-alpha-overridden-where-acmix-is',
+        'network-op-overridden-in-a-stage',
+    ],
 )
 def test_size_counts_what_enumerating_every_parameter_combination_builds(tmp_path, digits_raw, change):
     """`SearchSpace.size` against brute force: every combination of the full encoding's
     parameters built into its network, and the distinct networks counted."""
-    raw = digits_raw
+    raw = copy.deepcopy(digits_raw)  # the module's fixture stays the digits space for every case
     for key, value in change.items():
         *path, last = key.split('.')
         node = raw
         for p in path:
-            node = node[p]
+            node = node[int(p)] if isinstance(node, list) else node[p]
         node[last] = value
     space = load_space(write(tmp_path, raw))
     names = list(space.encoding)
