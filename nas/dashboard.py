@@ -100,6 +100,7 @@ class TrialView:
 
 
 def _kind(r: ArchResult, ranks: dict[int, int]) -> str:
+    """How an architecture is drawn: 'ranked' (it has a front rank), else a key of KINDS."""
     if r.number in ranks:
         return 'ranked'
     if r.status == 'infeasible' or (r.status == 'complete' and not r.feasible):
@@ -137,10 +138,40 @@ def trial_views(run: RunFolder, archive: Archive) -> list[TrialView]:
 
 
 @dataclass
+class CostPlot:
+    """One accuracy-vs-cost plot as the page and the PNG both draw it: the architectures with
+    that cost measured, the 2-D front of accuracy against that cost, and the axis scale."""
+
+    cost: str
+    points: list[TrialView]  # the architectures with this cost measured, in the run's order
+    front: list[ArchResult]  # the 2-D front of accuracy against this cost (the step line)
+    missing: int  # architectures without this cost (not drawn)
+
+    def of_kind(self, kind: str) -> list[TrialView]:
+        """The points of one kind ('ranked' or a key of KINDS)."""
+        return [v for v in self.points if v.kind == kind]
+
+    def xs(self, views: Sequence[TrialView]) -> list[float]:
+        """The cost of each of `views` (points of this plot), as plotted."""
+        return [float(v.record.value(self.cost)) for v in views]
+
+    def front_xy(self) -> tuple[list[float], list[float]]:
+        """The 2-D front's costs and accuracies, in the front's order (increasing cost)."""
+        return [float(r.value(self.cost)) for r in self.front], [float(r.accuracy) for r in self.front]
+
+    @property
+    def log(self) -> bool:
+        """Whether the cost axis is logarithmic: the nonzero costs span more than a factor of 20."""
+        vals = [float(v.record.value(self.cost)) for v in self.points if v.record.value(self.cost)]
+        return bool(vals) and min(vals) > 0 and max(vals) / min(vals) > 20
+
+
+@dataclass
 class RunData:
     """A run as the dashboard shows it, read once for the page and the PNG: its records, every
-    architecture over its seeds with the front (`Archive`), the hypervolume after each evaluation,
-    and a view per architecture."""
+    architecture over its seeds with the front (`Archive`) and pareto.json's summary of it, the
+    hypervolume after each evaluation, a view per architecture and, per cost, what its plot
+    shows (`plot`, computed once for both files)."""
 
     config: RunConfig
     records: list[TrialRecord]
@@ -149,9 +180,13 @@ class RunData:
     scales: dict[str, float]
     scales_from_data: bool
     views: list[TrialView]
+    summary: dict[str, Any]  # pareto.json's content (`Archive.summary`; its hypervolume on `scales`)
+    costs: list[str]  # the cost objectives plotted (`measured_costs`)
+    _plots: dict[str, CostPlot] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def read(cls, run: RunFolder) -> RunData:
+        """Read the run folder (run.yaml, trials.jsonl) and aggregate it, once."""
         config = run.config()
         records = run.trials()
         objectives = list(config.objectives)
@@ -161,7 +196,43 @@ class RunData:
         for record in records:  # the hypervolume moves only when the front does
             changed = archive.add(record)
             hypervolumes.append(archive.hypervolume(scales) if changed or not hypervolumes else hypervolumes[-1])
-        return cls(config, records, archive, hypervolumes, scales, from_data, trial_views(run, archive))
+        views = trial_views(run, archive)
+        summary = archive.summary(scales)
+        return cls(
+            config,
+            records,
+            archive,
+            hypervolumes,
+            scales,
+            from_data,
+            views,
+            summary,
+            measured_costs(records, objectives),
+        )
+
+    @property
+    def hypervolume(self) -> float:
+        """The hypervolume after the last evaluation (0 before any)."""
+        return self.hypervolumes[-1] if self.records else 0.0
+
+    @property
+    def max_rank(self) -> int:
+        """The highest front rank of any architecture (0 when none is ranked)."""
+        return max([v.rank for v in self.views if v.rank is not None], default=0)
+
+    def plot(self, cost: str) -> CostPlot:
+        """What the accuracy-vs-`cost` plot shows, computed on the first call and kept."""
+        if cost not in self._plots:
+            points = [v for v in self.views if v.record.value(cost) is not None]
+            self._plots[cost] = CostPlot(cost, points, self._front_2d(cost), len(self.views) - len(points))
+        return self._plots[cost]
+
+    def _front_2d(self, cost: str) -> list[ArchResult]:
+        """The front of accuracy against `cost` alone, over every architecture's means: the
+        Archive's own front when those are the run's objectives."""
+        if self.archive.objectives == ['accuracy', cost]:
+            return self.archive.front()
+        return pareto.front(self.archive.architectures, ['accuracy', cost])
 
 
 def measured_costs(records: Sequence[TrialRecord], objectives: Sequence[str]) -> list[str]:
@@ -171,6 +242,7 @@ def measured_costs(records: Sequence[TrialRecord], objectives: Sequence[str]) ->
 
 
 def _fmt(obj: str, v: float | None) -> str:
+    """A value of objective `obj` as the tables and hovers show it ('91.20%', '1.234 M', '3.1 ms')."""
     if v is None:
         return '–'
     if obj == 'accuracy':
@@ -180,11 +252,21 @@ def _fmt(obj: str, v: float | None) -> str:
     return f"{v:.3g} {'ms' if obj == 'latency' else 'MB'}"
 
 
-def _noise(a: ArchResult) -> str:
-    """' ± 0.31% (3 seeds)': the standard error of the mean accuracy, and the seeds behind it."""
-    if a.seeds < 2:
-        return f" ({a.seeds} seed)" if a.seeds else ''
-    return f" ± {100 * a.accuracy_se:.2f}% ({a.seeds} seeds)"
+def _noise(seeds: int, se: float | None) -> str:
+    """' ± 0.31% (3 seeds)': the standard error `se` of a mean accuracy, and the seeds behind it."""
+    if seeds < 2:
+        return f" ({seeds} seed)" if seeds else ''
+    return f" ± {100 * se:.2f}% ({seeds} seeds)"
+
+
+def _num(x: float | None, fmt: str = '.2f') -> str:
+    """`x` formatted, or '–' when it is unknown."""
+    return '–' if x is None else format(x, fmt)
+
+
+def _pct(mean: float | None, std: float | None) -> str:
+    """A fraction and its std as percentage points ('91.20 ± 0.80'), '–' when unknown."""
+    return '–' if mean is None else f'{100 * mean:.2f}' + ('' if std is None else f' ± {100 * std:.2f}')
 
 
 HOVER_BLOCKS = 1000  # up to this many architectures the hover lists every block; beyond, one line each
@@ -201,7 +283,7 @@ def hover_text(v: TrialView, costs: Sequence[str], blocks: bool = True) -> str:
         else KINDS[v.kind][0]
     )
     metrics = ' · '.join(f"{o} {_fmt(o, r.value(o))}" for o in ('accuracy', *costs))
-    lines = [head, rank, metrics + _noise(r), f"{r.epochs} epochs, {r.seconds:.1f} s"]
+    lines = [head, rank, metrics + _noise(r.seeds, r.accuracy_se), f"{r.epochs} epochs, {r.seconds:.1f} s"]
     if r.error:
         lines.append(html.escape(r.error[:120]))
     if blocks:
@@ -228,96 +310,102 @@ def _scales(
 # ---------------------------------------------------------------------------------- plotly figures
 
 
-def pareto_figures(views: Sequence[TrialView], objectives: Sequence[str], costs: Sequence[str]) -> dict[str, Any]:
-    """One plotly Figure per cost objective: accuracy against it, every trial with that cost."""
+def pareto_figures(data: RunData) -> dict[str, Any]:
+    """One plotly Figure per cost objective the run measured (`RunData.costs`): accuracy against
+    it, every architecture with that cost."""
+    views = data.views
+    hovers = {v.record.arch_id: hover_text(v, data.costs, blocks=len(views) <= HOVER_BLOCKS) for v in views}
+    return {cost: _pareto_figure(data.plot(cost), hovers, data.max_rank) for cost in data.costs}
+
+
+def _pareto_figure(plot: CostPlot, hovers: dict[str, str], max_rank: int) -> Any:
+    """The plotly Figure of one accuracy-vs-cost plot: the 2-D front as a step line, the ranked
+    points coloured by rank, the other kinds in their symbols, the knee annotated."""
     import plotly.graph_objects as go
 
-    records = [v.record for v in views]
-    max_rank = max([v.rank for v in views if v.rank is not None], default=0)
-    hovers = {v.record.arch_id: hover_text(v, costs, blocks=len(views) <= HOVER_BLOCKS) for v in views}
-    figs = {}
-    for cost in costs:
-        fig = go.Figure()
-        has = [v for v in views if v.record.value(cost) is not None]
-        front2d = pareto.front(records, ['accuracy', cost])
-        if front2d:
-            fig.add_trace(
-                go.Scatter(
-                    x=[float(r.value(cost)) for r in front2d],
-                    y=[float(r.accuracy) for r in front2d],
-                    mode='lines',
-                    line=dict(shape='hv', color='rgba(80,80,80,0.6)', dash='dot'),
-                    name=f'Pareto front, accuracy vs {cost}',
-                    hoverinfo='skip',
-                )
+    fig = go.Figure()
+    if plot.front:
+        x, y = plot.front_xy()
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode='lines',
+                line=dict(shape='hv', color='rgba(80,80,80,0.6)', dash='dot'),
+                name=f'Pareto front, accuracy vs {plot.cost}',
+                hoverinfo='skip',
             )
-        good = [v for v in has if v.kind == 'ranked']
-        if good:
-            fig.add_trace(
-                go.Scatter(
-                    x=[float(v.record.value(cost)) for v in good],
-                    y=[v.y for v in good],
-                    mode='markers',
-                    name='complete (colour: front rank)',
-                    customdata=[v.record.number for v in good],
-                    text=[hovers[v.record.arch_id] for v in good],
-                    hovertemplate='%{text}<extra></extra>',
-                    error_y=dict(
-                        type='data',
-                        array=[v.record.accuracy_se or 0.0 for v in good],
-                        thickness=1,
-                        width=3,
-                        color='rgba(60,60,60,0.7)',
-                    ),
-                    marker=dict(
-                        color=[v.rank for v in good],
-                        colorscale=COLORSCALE,
-                        cmin=0,
-                        cmax=max(max_rank, 1),
-                        size=[16 if v.is_knee else 10 for v in good],
-                        symbol=['star' if v.is_knee else 'circle' for v in good],
-                        line=dict(width=[2 if v.rank == 0 else 0.5 for v in good], color='black'),
-                        colorbar=dict(title=dict(text='front rank'), thickness=12, dtick=1 if max_rank <= 12 else None),
-                    ),
-                )
-            )
-        for kind, (label, symbol, _, colour) in KINDS.items():
-            sel = [v for v in has if v.kind == kind]
-            if sel:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[float(v.record.value(cost)) for v in sel],
-                        y=[v.y for v in sel],
-                        mode='markers',
-                        name=label,
-                        customdata=[v.record.number for v in sel],
-                        text=[hovers[v.record.arch_id] for v in sel],
-                        hovertemplate='%{text}<extra></extra>',
-                        marker=dict(symbol=symbol, color=colour, size=10, line=dict(width=2, color=colour)),
-                    )
-                )
-        for v in has:
-            if v.is_knee:
-                fig.add_annotation(
-                    x=float(v.record.value(cost)), y=v.y, text='knee', showarrow=True, arrowhead=2, ax=25, ay=-25
-                )
-        vals = [float(v.record.value(cost)) for v in has if v.record.value(cost)]
-        log = bool(vals) and min(vals) > 0 and max(vals) / min(vals) > 20
-        missing = len(views) - len(has)
-        fig.update_layout(
-            title=dict(
-                text=f"accuracy vs {cost}" + (f" ({missing} trials without {cost} not shown)" if missing else '')
-            ),
-            xaxis=dict(title=dict(text=LABELS[cost]), type='log' if log else 'linear'),
-            yaxis=dict(title=dict(text=LABELS['accuracy']), tickformat='.0%'),
-            hovermode='closest',
-            height=460,
-            margin=dict(l=60, r=20, t=50, b=50),
-            legend=dict(orientation='h', y=-0.2),
-            template='plotly_white',
         )
-        figs[cost] = fig
-    return figs
+    good = plot.of_kind('ranked')
+    if good:
+        fig.add_trace(_ranked_trace(plot, good, hovers, max_rank))
+    for kind, (label, symbol, _, colour) in KINDS.items():
+        sel = plot.of_kind(kind)
+        if sel:
+            fig.add_trace(
+                go.Scatter(
+                    x=plot.xs(sel),
+                    y=[v.y for v in sel],
+                    mode='markers',
+                    name=label,
+                    customdata=[v.record.number for v in sel],
+                    text=[hovers[v.record.arch_id] for v in sel],
+                    hovertemplate='%{text}<extra></extra>',
+                    marker=dict(symbol=symbol, color=colour, size=10, line=dict(width=2, color=colour)),
+                )
+            )
+    for v in plot.points:
+        if v.is_knee:
+            fig.add_annotation(x=plot.xs([v])[0], y=v.y, text='knee', showarrow=True, arrowhead=2, ax=25, ay=-25)
+    _pareto_layout(fig, plot)
+    return fig
+
+
+def _ranked_trace(plot: CostPlot, good: Sequence[TrialView], hovers: dict[str, str], max_rank: int) -> Any:
+    """The ranked points of a plot: coloured by front rank, the knee a star, seed error bars."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=plot.xs(good),
+        y=[v.y for v in good],
+        mode='markers',
+        name='complete (colour: front rank)',
+        customdata=[v.record.number for v in good],
+        text=[hovers[v.record.arch_id] for v in good],
+        hovertemplate='%{text}<extra></extra>',
+        error_y=dict(
+            type='data',
+            array=[v.record.accuracy_se or 0.0 for v in good],
+            thickness=1,
+            width=3,
+            color='rgba(60,60,60,0.7)',
+        ),
+        marker=dict(
+            color=[v.rank for v in good],
+            colorscale=COLORSCALE,
+            cmin=0,
+            cmax=max(max_rank, 1),
+            size=[16 if v.is_knee else 10 for v in good],
+            symbol=['star' if v.is_knee else 'circle' for v in good],
+            line=dict(width=[2 if v.rank == 0 else 0.5 for v in good], color='black'),
+            colorbar=dict(title=dict(text='front rank'), thickness=12, dtick=1 if max_rank <= 12 else None),
+        ),
+    )
+
+
+def _pareto_layout(fig: Any, plot: CostPlot) -> None:
+    """Title (with the architectures left out for want of the cost), axes and legend of a plot."""
+    cost, missing = plot.cost, plot.missing
+    fig.update_layout(
+        title=dict(text=f"accuracy vs {cost}" + (f" ({missing} trials without {cost} not shown)" if missing else '')),
+        xaxis=dict(title=dict(text=LABELS[cost]), type='log' if plot.log else 'linear'),
+        yaxis=dict(title=dict(text=LABELS['accuracy']), tickformat='.0%'),
+        hovermode='closest',
+        height=460,
+        margin=dict(l=60, r=20, t=50, b=50),
+        legend=dict(orientation='h', y=-0.2),
+        template='plotly_white',
+    )
 
 
 def hypervolume_figure(
@@ -362,17 +450,20 @@ def hypervolume_figure(
 def fidelity_panel(run: RunFolder) -> tuple[Any, str] | None:
     """The fidelity check's scatter (proxy mean vs long mean per architecture, std over seeds as
     error bars, τ, ρ and test-retest in the title) and its table; None without fidelity.json."""
-    import plotly.graph_objects as go
-
     path = run.path / 'fidelity.json'
     if not path.is_file():
         return None
     s = json.loads(path.read_text())
     deploy = s.get('reference') == DEPLOYMENT  # a report from before the deployment-like default: the same subset
     long = 'deployment' if deploy else 'longer training'
+    return _fidelity_figure(s, long), _fidelity_head(s, deploy, long) + _fidelity_table(s, long)
+
+
+def _fidelity_figure(s: dict[str, Any], long: str) -> Any:
+    """The scatter of fidelity.json `s`: proxy mean vs `long` mean of each architecture that has both."""
+    import plotly.graph_objects as go
+
     rows = [a for a in s['archs'] if a['proxy_mean'] is not None and a['long_mean'] is not None]
-    num = lambda x: '–' if x is None else f'{x:.2f}'  # noqa: E731
-    pct = lambda m, sd: '–' if m is None else f'{100 * m:.2f}' + ('' if sd is None else f' ± {100 * sd:.2f}')  # noqa: E731
     fig = go.Figure(
         go.Scatter(
             x=[100 * a['proxy_mean'] for a in rows],
@@ -393,8 +484,8 @@ def fidelity_panel(run: RunFolder) -> tuple[Any, str] | None:
     )
     fig.update_layout(
         title=dict(
-            text=f"proxy vs {long}: Kendall τ {num(s['kendall_tau'])}, Spearman ρ "
-            f"{num(s['spearman_rho'])}; {long}'s own test-retest τ {num(s.get('long_test_retest_tau'))}",
+            text=f"proxy vs {long}: Kendall τ {_num(s['kendall_tau'])}, Spearman ρ "
+            f"{_num(s['spearman_rho'])}; {long}'s own test-retest τ {_num(s.get('long_test_retest_tau'))}",
             subtitle=dict(
                 text=f"{s['proxy_epochs']} vs {s['long_epochs']} epochs, seeds "
                 f"{', '.join(map(str, s['seeds']))}; error bars: std over seeds; red: proxy front"
@@ -406,13 +497,32 @@ def fidelity_panel(run: RunFolder) -> tuple[Any, str] | None:
         margin=dict(l=60, r=20, t=80, b=50),
         template='plotly_white',
     )
-    table = _table(
+    return fig
+
+
+def _fidelity_head(s: dict[str, Any], deploy: bool, long: str) -> str:
+    """The heading and the paragraph of statistics over the fidelity table."""
+    return (
+        f"<h2>Does the proxy rank like {'deployment training' if deploy else 'longer training'}? "
+        f"(<code>python -m nas.fidelity</code>)</h2><p>Against {html.escape(long_label(s))}: Kendall τ "
+        f"{_num(s['kendall_tau'])}, Spearman ρ {_num(s['spearman_rho'])} (first seed alone: τ "
+        f"{_num(s['seed0_kendall_tau'])}); the reference's own test-retest τ {_num(s.get('long_test_retest_tau'))}, "
+        f"one proxy seed vs one reference seed τ {_num(s.get('pair_kendall_tau'))}; the proxy's test-retest τ "
+        f"{_num(s['test_retest_tau'])}; seed std: proxy {_pct(s['proxy_seed_std'], None)}, {long} "
+        f"{_pct(s['long_seed_std'], None)} points; {len(s['proxy_front_kept'])} of {len(s['proxy_front'])} proxy "
+        f"front points stay on the {long} front.</p>"
+    )
+
+
+def _fidelity_table(s: dict[str, Any], long: str) -> str:
+    """Every architecture of the fidelity check: its means ± std and which fronts it is on."""
+    return _table(
         ['arch id', 'proxy (mean ± std)', f'{long} (mean ± std)', 'proxy front', f'{long} front'],
         [
             [
                 f"<code>{html.escape(a['arch_id'])}</code>",
-                pct(a['proxy_mean'], a['proxy_std']),
-                pct(a['long_mean'], a['long_std']),
+                _pct(a['proxy_mean'], a['proxy_std']),
+                _pct(a['long_mean'], a['long_std']),
                 '●' if a['on_proxy_front'] else '',
                 '●' if a['on_long_front'] else '',
             ]
@@ -420,17 +530,6 @@ def fidelity_panel(run: RunFolder) -> tuple[Any, str] | None:
         ],
         left=(0,),
     )
-    head = (
-        f"<h2>Does the proxy rank like {'deployment training' if deploy else 'longer training'}? "
-        f"(<code>python -m nas.fidelity</code>)</h2><p>Against {html.escape(long_label(s))}: Kendall τ "
-        f"{num(s['kendall_tau'])}, Spearman ρ {num(s['spearman_rho'])} (first seed alone: τ "
-        f"{num(s['seed0_kendall_tau'])}); the reference's own test-retest τ {num(s.get('long_test_retest_tau'))}, "
-        f"one proxy seed vs one reference seed τ {num(s.get('pair_kendall_tau'))}; the proxy's test-retest τ "
-        f"{num(s['test_retest_tau'])}; seed std: proxy {pct(s['proxy_seed_std'], None)}, {long} "
-        f"{pct(s['long_seed_std'], None)} points; {len(s['proxy_front_kept'])} of {len(s['proxy_front'])} proxy "
-        f"front points stay on the {long} front.</p>"
-    )
-    return fig, head + table
 
 
 def calibration_section(config: RunConfig) -> str:
@@ -439,15 +538,14 @@ def calibration_section(config: RunConfig) -> str:
     cal = config.calibration
     if not cal.get('table'):
         return ''
-    num = lambda x, fmt='.2f': '–' if x is None else format(x, fmt)  # noqa: E731
     signals = [k for k in cal['table'][0] if isinstance(cal['table'][0][k], dict)]
     rows = [
         [
             f"<code>{html.escape(r['key'])}</code>" + (' ◀ this run' if r['key'] == cal.get('candidate') else ''),
-            num(r['seconds'], '.1f'),
-            num(r['cost_ratio'], '.3f'),
-            num(r.get('accuracy_noise_ratio')),
-            *[f"{num(r[s]['tau'])} · {num(r[s]['share'])}" + (' ✓' if r[s]['qualified'] else '') for s in signals],
+            _num(r['seconds'], '.1f'),
+            _num(r['cost_ratio'], '.3f'),
+            _num(r.get('accuracy_noise_ratio')),
+            *[f"{_num(r[s]['tau'])} · {_num(r[s]['share'])}" + (' ✓' if r[s]['qualified'] else '') for s in signals],
         ]
         for r in cal['table']
     ]
@@ -455,8 +553,8 @@ def calibration_section(config: RunConfig) -> str:
     head = (
         f"<h2>The proxy's calibration (<code>python -m nas.calibrate</code>)</h2><p>{html.escape(str(cal.get('verdict', '')))}"
         f"<br>Against deployment-like training on {html.escape(str(cal.get('dataset')))}: "
-        f"{num(d.get('train_images'), ',')} images × {d.get('epochs')} epochs, {num(d.get('seconds'), '.1f')} s "
-        f"per evaluation, test-retest τ {num(d.get('retest'))}. Accuracy std/gap: the proxy's accuracy seed std "
+        f"{_num(d.get('train_images'), ',')} images × {d.get('epochs')} epochs, {_num(d.get('seconds'), '.1f')} s "
+        f"per evaluation, test-retest τ {_num(d.get('retest'))}. Accuracy std/gap: the proxy's accuracy seed std "
         f"over the median gap between neighbouring panel networks (below 1 to qualify); per rank signal: τ (one proxy seed "
         f"vs one deployment seed) · its share of deployment's test-retest τ; ✓ qualifies. Folder: "
         f"<code>{html.escape(str(cal.get('folder')))}</code></p>"
@@ -561,6 +659,8 @@ def _table(
     left: Sequence[int] = (),
     row_class: Sequence[str] | None = None,
 ) -> str:
+    """An HTML table of `rows` (cells already HTML) under `header`; the columns in `left` left-aligned,
+    `row_class` a class per row ('' for none)."""
     if not rows:
         return '<p class="empty">none yet</p>'
     th = ''.join(f'<th class="{"l" if i in left else ""}">{html.escape(h)}</th>' for i, h in enumerate(header))
@@ -574,89 +674,105 @@ def _table(
 
 def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[str, Any]]:
     """The dashboard page, and a summary (trials, front size, points per plot, hypervolume)."""
-    import plotly.io as pio
     import plotly.offline
 
     data = data or RunData.read(run)
-    config, records, views, archive = data.config, data.records, data.views, data.archive
-    objectives = list(config.objectives)
-    costs = measured_costs(records, objectives)
-    archs = archive.architectures
-    front = archive.front()
-    unseparable = archive.unseparable()
-    ids = {a.number: a.arch_id for a in archs}
-    scales = data.scales
-    figs = pareto_figures(views, objectives, costs)
-    hv_fig = hypervolume_figure(records, data.hypervolumes, objectives, scales, data.scales_from_data)
+    records, costs = data.records, data.costs
+    figures_json, plot_divs, fidelity = _figures(run, data)
+    n_front, hv = len(data.summary['front']), data.hypervolume
+    page = _PAGE.format(
+        title=html.escape(data.config.name or run.path.name),
+        meta=_meta(run, data),
+        empty=_EMPTY if not records else '',
+        plot_divs=plot_divs,
+        plotly_js=plotly.offline.get_plotlyjs(),
+        n_front=n_front,
+        n_trials=len(records),
+        front_table=_front_table(run, data),
+        all_table=_all_table(data),
+        fidelity=fidelity + calibration_section(data.config),
+        figures_json=_json_for_script(figures_json),
+        trials_json=_json_for_script(_trials_json(run, data.views)),
+    )
+    points = {c: len(data.plot(c).points) for c in costs}
+    return page, dict(trials=len(records), front=n_front, points=points, costs=costs, hypervolume=hv)
+
+
+_EMPTY = (
+    '<p class="empty">No finished trials yet: this page shows the run as it is; run the command again '
+    'to refresh it.</p>'
+)
+
+
+def _figures(run: RunFolder, data: RunData) -> tuple[str, str, str]:
+    """The page's plots: their figures as one JSON object (key -> plotly figure), a <div> per
+    plot, and the fidelity check's section ('' before `python -m nas.fidelity` has run)."""
+    import plotly.io as pio
+
+    figs = pareto_figures(data)
+    hv_fig = hypervolume_figure(
+        data.records, data.hypervolumes, data.config.objectives, data.scales, data.scales_from_data
+    )
     fidelity = fidelity_panel(run)  # only once python -m nas.fidelity has run
     panels = [*figs.items(), ('hypervolume', hv_fig)] + ([('fidelity', fidelity[0])] if fidelity else [])
     fig_json = '{' + ','.join(f'{json.dumps(k)}:{pio.to_json(f, validate=False)}' for k, f in panels) + '}'
     plot_divs = ''.join(f'<div id="plot-{k}"></div>' for k, _ in panels)
+    return fig_json, plot_divs, fidelity[1] if fidelity else ''
 
-    name = config.name or run.path.name
+
+def _meta(run: RunFolder, data: RunData) -> str:
+    """The lines under the title: objectives, sampler, space, data, device; the trials by status,
+    the front's size and the hypervolume."""
+    config, records = data.config, data.records
     counts = Counter(r.status for r in records)
-    hv = data.hypervolumes[-1] if records else 0.0
-    meta = (
-        f"objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in objectives)} · sampler "
+    return (
+        f"objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in config.objectives)} · sampler "
         f"{html.escape(config.sampler)}, seed {config.seed} · space "
         f"<code>{html.escape(config.space_file or '?')}</code> · data {html.escape(config.data.dataset)}"
         f" · device {html.escape(config.device)}<br>"
         f"{len(records)} trials: "
         + (', '.join(f"{n} {s}" for s, n in counts.most_common()) or 'none yet')
-        + f" · front: {len(front)} · hypervolume {hv:.4f} · written {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    )
-    empty = (
-        '<p class="empty">No finished trials yet: this page shows the run as it is; run the command again '
-        'to refresh it.</p>'
-        if not records
-        else ''
+        + f" · front: {len(data.summary['front'])} · hypervolume {data.hypervolume:.4f} · written "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
     )
 
-    by_num = {v.record.number: v for v in views}
-    fcosts = [o for o in objectives if o != 'accuracy']
-    extra = [c for c in costs if c not in fcosts]
-    front_rows, front_cls = [], []
-    for i, r in enumerate(front, 1):
-        v = by_num[r.number]
+
+def _front_table(run: RunFolder, data: RunData) -> str:
+    """The table of the front: pareto.json's entries (`Archive.summary`: means, noise, whether
+    each is separable from the points behind it), with the knee marked and each export command."""
+    by_num = {v.record.number: v for v in data.views}
+    fcosts = [o for o in data.config.objectives if o != 'accuracy']
+    shown = fcosts + [c for c in data.costs if c not in fcosts]
+    rows, classes = [], []
+    for i, a in enumerate(data.summary['front'], 1):
+        v = by_num[a['number']]
         n_acmix = sum(b['op'] == 'acmix' for b in v.blocks)
-        front_rows.append(
+        rows.append(
             [
                 i,
-                f"<code>{r.arch_id}</code>" + (' ★ knee' if v.is_knee else ''),
-                html.escape(r.reference or ''),
-                _fmt('accuracy', r.accuracy) + _noise(r),
-                (
-                    '⚠ within noise of ' + listed([ids[n] for n in unseparable[r.number]])
-                    if r.number in unseparable
-                    else 'yes'
-                ),
-                *[_fmt(c, r.value(c)) for c in fcosts + extra],
-                r.epochs,
+                f"<code>{a['arch_id']}</code>" + (' ★ knee' if v.is_knee else ''),
+                html.escape(a['reference'] or ''),
+                _fmt('accuracy', a['accuracy']) + _noise(a['seeds'], a['accuracy_se']),
+                'yes' if a['separable'] else '⚠ within noise of ' + listed(a['unseparable_from']),
+                *[_fmt(c, a[c]) for c in shown],
+                v.record.epochs,
                 f"{n_acmix}/{len(v.blocks)}",
                 html.escape(v.summary),
-                f"<code>{html.escape(shell_command('export', run.path, '--arch-id', r.arch_id))}</code>",
+                f"<code>{html.escape(shell_command('export', run.path, '--arch-id', a['arch_id']))}</code>",
             ]
         )
-        front_cls.append('knee' if v.is_knee else '')
-    front_table = _table(
-        [
-            '#',
-            'arch id',
-            'reference',
-            'accuracy (mean ± s.e.)',
-            'separable',
-            *(fcosts + extra),
-            'epochs',
-            'ACmix blocks',
-            'architecture',
-            'export',
-        ],
-        front_rows,
-        left=(1, 2, 4, 7 + len(fcosts + extra), 8 + len(fcosts + extra)),
-        row_class=front_cls,
-    )
-    rank_of = {v.record.arch_id: v.rank for v in views}
-    all_rows = [
+        classes.append('knee' if v.is_knee else '')
+    header = ['#', 'arch id', 'reference', 'accuracy (mean ± s.e.)', 'separable', *shown]
+    header += ['epochs', 'ACmix blocks', 'architecture', 'export']
+    return _table(header, rows, left=(1, 2, 4, 7 + len(shown), 8 + len(shown)), row_class=classes)
+
+
+def _all_table(data: RunData) -> str:
+    """The table of every evaluation (seeds apart), with the rank of its architecture's mean and
+    the error of a failed one."""
+    costs = data.costs
+    rank_of = {v.record.arch_id: v.rank for v in data.views}
+    rows = [
         [
             r.number,
             f"<code>{r.arch_id}</code>",
@@ -669,14 +785,18 @@ def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[
             f"{r.seconds:.1f}",
             html.escape(r.error or ''),
         ]
-        for r in records
+        for r in data.records
     ]
-    all_table = _table(
+    return _table(
         ['#', 'arch id', 'seed', 'status', 'rank (of its mean)', 'accuracy', *costs, 'epochs', 'seconds', 'error'],
-        all_rows,
+        rows,
         left=(1, 3, 9 + len(costs)),
     )
-    trials_json = {
+
+
+def _trials_json(run: RunFolder, views: Sequence[TrialView]) -> dict[int, dict[str, Any]]:
+    """What clicking a point shows, by its number: its block table, its summary, its export command."""
+    return {
         v.record.number: dict(
             number=v.record.number,
             arch_id=v.record.arch_id,
@@ -687,22 +807,6 @@ def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[
         )
         for v in views
     }
-    page = _PAGE.format(
-        title=html.escape(name),
-        meta=meta,
-        empty=empty,
-        plot_divs=plot_divs,
-        plotly_js=plotly.offline.get_plotlyjs(),
-        n_front=len(front),
-        n_trials=len(records),
-        front_table=front_table,
-        all_table=all_table,
-        fidelity=(fidelity[1] if fidelity else '') + calibration_section(config),
-        figures_json=_json_for_script(fig_json),
-        trials_json=_json_for_script(trials_json),
-    )
-    points = {c: sum(v.record.value(c) is not None for v in views) for c in costs}
-    return page, dict(trials=len(records), front=len(front), points=points, costs=costs, hypervolume=hv)
 
 
 # ---------------------------------------------------------------------------------- PNG
@@ -716,106 +820,24 @@ def render_png(run: RunFolder, path: Path, data: RunData | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     data = data or RunData.read(run)
-    config, records, views = data.config, data.records, data.views
-    objectives = list(config.objectives)
-    costs = measured_costs(records, objectives) or [c for c in objectives if c != 'accuracy'] or ['macs']
-    max_rank = max([v.rank for v in views if v.rank is not None], default=0)
+    config, max_rank = data.config, data.max_rank
+    costs = data.costs or [c for c in config.objectives if c != 'accuracy'] or ['macs']
     fig, axes = plt.subplots(1, len(costs), figsize=(4.8 * len(costs) + 1.2, 4.6), squeeze=False, layout='constrained')
     cmap = plt.get_cmap(COLORSCALE.lower(), max_rank + 1)
     norm = matplotlib.colors.BoundaryNorm([k - 0.5 for k in range(max_rank + 2)], cmap.N)
-    for ax, cost in zip(axes[0], costs):
-        has = [v for v in views if v.record.value(cost) is not None]
-        front2d = pareto.front([v.record for v in views], ['accuracy', cost])
-        if front2d:
-            ax.step(
-                [float(r.value(cost)) for r in front2d],
-                [float(r.accuracy) for r in front2d],
-                where='post',
-                color='0.4',
-                ls=':',
-                lw=1.2,
-                label='Pareto front',
-                zorder=1,
-            )
-        good = [v for v in has if v.kind == 'ranked']
-        seeded = [v for v in good if v.record.accuracy_se is not None]  # error bars where there are seeds
-        if seeded:
-            ax.errorbar(
-                [float(v.record.value(cost)) for v in seeded],
-                [v.y for v in seeded],
-                fmt='none',
-                yerr=[v.record.accuracy_se for v in seeded],
-                ecolor='0.4',
-                elinewidth=0.8,
-                zorder=2,
-            )
-        if good:
-            sc = ax.scatter(
-                [float(v.record.value(cost)) for v in good],
-                [v.y for v in good],
-                c=[v.rank for v in good],
-                cmap=cmap,
-                norm=norm,
-                s=36,
-                edgecolors='black',
-                linewidths=[1.2 if v.rank == 0 else 0.3 for v in good],
-                label='complete',
-                zorder=3,
-            )
-            for v in good:
-                if v.is_knee:
-                    ax.scatter(
-                        [float(v.record.value(cost))],
-                        [v.y],
-                        marker='*',
-                        s=260,
-                        facecolors='none',
-                        edgecolors='black',
-                        linewidths=1.2,
-                        label='knee',
-                        zorder=4,
-                    )
-        for kind, (label, _, marker, colour) in KINDS.items():
-            sel = [v for v in has if v.kind == kind]
-            if sel:
-                style = dict(c=colour) if marker == 'x' else dict(facecolors='none', edgecolors=colour)
-                ax.scatter(
-                    [float(v.record.value(cost)) for v in sel],
-                    [v.y for v in sel],
-                    marker=marker,
-                    s=36,
-                    label=label,
-                    zorder=2,
-                    **style,
-                )
-        vals = [float(v.record.value(cost)) for v in has if v.record.value(cost)]
-        if vals and min(vals) > 0 and max(vals) / min(vals) > 20:
-            ax.set_xscale('log')
-        ax.set_xlabel(LABELS[cost])
-        ax.set_ylabel(LABELS['accuracy'])
-        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-        ax.grid(alpha=0.3)
-        if not has:
-            ax.text(0.5, 0.5, 'no trials yet', transform=ax.transAxes, ha='center', va='center', color='0.5')
-    if any(v.kind == 'ranked' for v in views):
+    ranked = [_draw_plot(ax, data.plot(cost), cmap, norm) for ax, cost in zip(axes[0], costs)]
+    if any(v.kind == 'ranked' for v in data.views):
         fig.colorbar(
-            sc,
+            [sc for sc in ranked if sc is not None][-1],
             ax=axes[0].tolist(),
             label='front rank (0 = Pareto front)',
             shrink=0.85,
             ticks=list(range(max_rank + 1)) if max_rank <= 12 else None,
         )
-    legend: dict[str, Any] = {}
-    for ax in axes[0]:
-        for h, label in zip(*ax.get_legend_handles_labels()):
-            legend.setdefault(label, h)
-    if legend:
-        fig.legend(
-            list(legend.values()), list(legend), loc='outside lower center', ncol=min(len(legend), 4), fontsize=8
-        )
+    _shared_legend(fig, axes[0])
     fig.suptitle(
-        f"{config.name or run.path.name}: {len(records)} trials, "
-        f"{len(data.archive.front())} on the front ({', '.join(objectives)})",
+        f"{config.name or run.path.name}: {len(data.records)} trials, "
+        f"{len(data.summary['front'])} on the front ({', '.join(config.objectives)})",
         fontsize=10,
     )
     path = Path(path)
@@ -826,7 +848,87 @@ def render_png(run: RunFolder, path: Path, data: RunData | None = None) -> Path:
     return path
 
 
+def _draw_plot(ax: Any, plot: CostPlot, cmap: Any, norm: Any) -> Any:
+    """Draw one accuracy-vs-cost plot on matplotlib axes `ax`; the ranked points' scatter (for
+    the colour bar), None when it has none."""
+    import matplotlib
+
+    if plot.front:
+        ax.step(*plot.front_xy(), where='post', color='0.4', ls=':', lw=1.2, label='Pareto front', zorder=1)
+    good = plot.of_kind('ranked')
+    sc = _draw_ranked(ax, plot, good, cmap, norm) if good else None
+    for kind, (label, _, marker, colour) in KINDS.items():
+        sel = plot.of_kind(kind)
+        if sel:
+            style = dict(c=colour) if marker == 'x' else dict(facecolors='none', edgecolors=colour)
+            ax.scatter(plot.xs(sel), [v.y for v in sel], marker=marker, s=36, label=label, zorder=2, **style)
+    if plot.log:
+        ax.set_xscale('log')
+    ax.set_xlabel(LABELS[plot.cost])
+    ax.set_ylabel(LABELS['accuracy'])
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.grid(alpha=0.3)
+    if not plot.points:
+        ax.text(0.5, 0.5, 'no trials yet', transform=ax.transAxes, ha='center', va='center', color='0.5')
+    return sc
+
+
+def _draw_ranked(ax: Any, plot: CostPlot, good: Sequence[TrialView], cmap: Any, norm: Any) -> Any:
+    """The ranked points of a plot on `ax`: seed error bars, the points coloured by front rank,
+    a star round the knee; returns their scatter."""
+    seeded = [v for v in good if v.record.accuracy_se is not None]  # error bars where there are seeds
+    if seeded:
+        ax.errorbar(
+            plot.xs(seeded),
+            [v.y for v in seeded],
+            fmt='none',
+            yerr=[v.record.accuracy_se for v in seeded],
+            ecolor='0.4',
+            elinewidth=0.8,
+            zorder=2,
+        )
+    sc = ax.scatter(
+        plot.xs(good),
+        [v.y for v in good],
+        c=[v.rank for v in good],
+        cmap=cmap,
+        norm=norm,
+        s=36,
+        edgecolors='black',
+        linewidths=[1.2 if v.rank == 0 else 0.3 for v in good],
+        label='complete',
+        zorder=3,
+    )
+    for v in good:
+        if v.is_knee:
+            ax.scatter(
+                plot.xs([v]),
+                [v.y],
+                marker='*',
+                s=260,
+                facecolors='none',
+                edgecolors='black',
+                linewidths=1.2,
+                label='knee',
+                zorder=4,
+            )
+    return sc
+
+
+def _shared_legend(fig: Any, axes: Sequence[Any]) -> None:
+    """One legend under the plots: each label once, from whichever plot has it first."""
+    legend: dict[str, Any] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, h)
+    if legend:
+        fig.legend(
+            list(legend.values()), list(legend), loc='outside lower center', ncol=min(len(legend), 4), fontsize=8
+        )
+
+
 def _png_bytes(fig: Any) -> bytes:
+    """The matplotlib figure as PNG bytes (150 dpi)."""
     import io
 
     buf = io.BytesIO()
@@ -839,6 +941,8 @@ def _png_bytes(fig: Any) -> bytes:
 
 @dataclass
 class DashboardFiles:
+    """What `write_dashboard` wrote, render_html's summary and how long it took."""
+
     html: Path
     png: Path | None
     summary: dict[str, Any]
@@ -864,12 +968,28 @@ def serve(run: RunFolder, host: str = '127.0.0.1', port: int = 8080, storage: st
     from optuna_dashboard import run_server
 
     if storage is None:
-        if not run.study_path.is_file():
-            raise RunError(f"{run.path}: no Optuna study ({run.study_path.name}) to serve")
+        _require_study(run, storage)
         storage_obj: Any = run.storage()
     else:
         storage_obj = storage
     run_server(storage_obj, host=host, port=port)
+
+
+def _require_study(run: RunFolder, storage: str | None) -> None:
+    """Refuse to serve a run that has no Optuna study (unless `storage` names another)."""
+    if storage is None and not run.study_path.is_file():
+        raise RunError(f"{run.path}: no Optuna study ({run.study_path.name}) to serve")
+
+
+def _refuse_serving(run: RunFolder, args: argparse.Namespace) -> None:
+    """--serve refused before anything is written or said about serving: no study to serve, or a
+    port out of range or taken."""
+    _require_study(run, args.storage)
+    if not 0 <= args.port <= 65535:
+        raise RunError(f"--port must be in 0..65535, got {args.port}")
+    busy = port_in_use(args.host, args.port)
+    if busy:
+        raise RunError(f"{busy}; pick another --port")
 
 
 def port_in_use(host: str, port: int) -> str | None:
@@ -890,8 +1010,9 @@ def port_in_use(host: str, port: int) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    from nas.cli import EXIT_INTERRUPTED, ArgumentParser, fault_exit
+def _parser() -> argparse.ArgumentParser:
+    """The command line of `python -m nas.dashboard`."""
+    from nas.cli import ArgumentParser
 
     ap = ArgumentParser(
         prog='python -m nas.dashboard',
@@ -908,18 +1029,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--host', default='127.0.0.1', help='address optuna-dashboard binds to (0.0.0.0: every interface)')
     ap.add_argument('--port', type=int, default=8080, help='port of optuna-dashboard')
     ap.add_argument('--storage', default=None, help="an Optuna storage URL to serve instead of the run's study.journal")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nas.dashboard`: write the files, say what they hold, then serve if asked."""
+    from nas.cli import EXIT_INTERRUPTED, fault_exit
+
+    args = _parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         run = RunFolder(args.run).require()
-        if args.serve:  # refused before anything is written or said about serving
-            if args.storage is None and not run.study_path.is_file():
-                raise RunError(f"{run.path}: no Optuna study ({run.study_path.name}) to serve")
-            if not 0 <= args.port <= 65535:
-                raise RunError(f"--port must be in 0..65535, got {args.port}")
-            busy = port_in_use(args.host, args.port)
-            if busy:
-                raise RunError(f"{busy}; pick another --port")
+        if args.serve:
+            _refuse_serving(run, args)
         files = write_dashboard(run, args.out, png=not args.no_png)
         s = files.summary
         print(
@@ -930,8 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         if args.serve:
-            if args.storage is None and not run.study_path.is_file():
-                raise RunError(f"{run.path}: no Optuna study ({run.study_path.name}) to serve")
+            _require_study(run, args.storage)
             print(f"serving optuna-dashboard at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
             try:
                 serve(run, args.host, args.port, args.storage)

@@ -14,12 +14,14 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from nas import pareto
+from nas import dashboard, pareto
 from nas.arch import Arch
-from nas.dashboard import main
+from nas.archive import ArchResult
+from nas.dashboard import CostPlot, RunData, TrialView, main, render_html, write_dashboard
 from nas.model import describe_block
+from nas.report import listed
 from nas.results import RunFolder
-from runs import copy_run
+from runs import copy_run, record_of, synthetic_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,6 +121,52 @@ def test_dashboard_of_a_run_in_progress(small_run, tmp_path, capsys):
     assert main([str(tmp_path / 'nope')]) == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and 'no such run folder' in err
+
+
+def test_one_read_and_one_front_per_cost_for_the_page_and_the_png(small_run, tmp_path, monkeypatch):
+    run = RunFolder(small_run)
+    data = RunData.read(run)
+    # the front summary is pareto.json's, from the Archive (the run's scales are complete here)
+    assert json.loads(json.dumps(data.summary)) == json.loads((small_run / 'pareto.json').read_text())
+    assert data.hypervolume == data.summary['hypervolume'] == data.hypervolumes[-1]
+    assert data.costs == ['macs', 'params'] and data.plot('macs') is data.plot('macs')
+    assert data.plot('macs').front == data.archive.front()  # the run's own objectives: the Archive's front
+    for cost in data.costs:
+        assert data.plot(cost).front == pareto.front(data.archive.architectures, ['accuracy', cost])
+
+    reads, fronts = [], []
+    real_trials, real_front = RunFolder.trials, pareto.front
+    monkeypatch.setattr(RunFolder, 'trials', lambda self, *a, **k: reads.append(1) or real_trials(self, *a, **k))
+    monkeypatch.setattr(dashboard.pareto, 'front', lambda pts, objs: fronts.append(list(objs)) or real_front(pts, objs))
+    files = write_dashboard(run, tmp_path)
+    assert files.png is not None and len(reads) == 1
+    assert fronts == [['accuracy', 'params']]  # macs: the Archive's; params: once for both files
+
+
+def test_the_front_table_is_the_archive_summary_of_a_seeded_run(tmp_path):
+    run = RunFolder(synthetic_run(tmp_path / 'run', 300))
+    data = RunData.read(run)
+    page, summary = render_html(run, data)
+    front = data.summary['front']
+    assert summary['front'] == len(front) and f"Pareto front ({len(front)} of 300 trials)" in page
+    assert any(a['seeds'] > 1 for a in front) and any(not a['separable'] for a in front)
+    for a in front:
+        assert f"--arch-id {a['arch_id']}" in page
+        assert ('⚠ within noise of ' + listed(a['unseparable_from'])) in page or a['separable']
+        if a['seeds'] > 1:
+            assert f"{100 * a['accuracy']:.2f}% ± {100 * a['accuracy_se']:.2f}% ({a['seeds']} seeds)" in page
+    for cost in data.costs:  # every architecture's mean, once per plot; the 2-D front of the means
+        plot = data.plot(cost)
+        assert plot.front == pareto.front(data.archive.architectures, ['accuracy', cost])
+        assert len(plot.points) + plot.missing == len(data.archive) == len(data.views)
+
+
+@pytest.mark.parametrize(
+    'macs, log', [([1000, 1004], False), ([1000, 30_000], True), ([0, 1000, 1500], False), ([], False)]
+)
+def test_a_cost_axis_is_logarithmic_beyond_a_factor_of_20(macs, log):
+    views = [TrialView(ArchResult([record_of(i, macs=m)]), 'ranked', 0) for i, m in enumerate(macs)]
+    assert CostPlot('macs', views, [], 0).log is log
 
 
 class _PointCounter(HTMLParser):
