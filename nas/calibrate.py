@@ -66,18 +66,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
 from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, add_resource_options
-from nas.fidelity import deployment, pair_tau, rank_corr, retest_tau
+from nas.fidelity import deployment, format_stat, pair_tau, rank_corr, retest_tau, seed_values
 from nas.files import write_atomic
 from nas.options import DEFAULT_SPACE, UsageError
 from nas.proxy import ProxyConfig
 from nas.results import RunFolder, TrialRecord, package_versions
 from nas.signals import SIGNALS, score
+
+if TYPE_CHECKING:  # nas.jobs imports Ray: only the calibration itself needs it
+    from nas.data import Dataset
+    from nas.jobs import Job, Resources
 
 __all__ = [
     'CalibrateOptions',
@@ -307,20 +311,19 @@ def _mean_or_none(values: Sequence[float | None]) -> float | None:
 # --------------------------------------------------------------------------- the report
 
 
-def _f(x: float | None, fmt: str = '.2f') -> str:
-    return '-' if x is None else format(x, fmt)
-
-
 def format_table(report: Mapping[str, Any]) -> str:
     """calibration.json's table for the terminal (and the README)."""
     d = report['deploy']
     need = report['share'] * d['retest'] if d['retest'] is not None else None
     lines = [
         f"deployment: {d['train_images']:,} images x {d['epochs']} epochs at {d['image_size']}px, "
-        f"{_f(d['seconds'], '.1f')} s per evaluation ({_f(d.get('cpu_seconds'), '.1f')} CPU s); accuracy {_f(d['min'] and 100 * d['min'], '.1f')}-"
-        f"{_f(d['max'] and 100 * d['max'], '.1f')}%, seed std {_f(d['seed_std'] and 100 * d['seed_std'])} points, "
-        f"median gap {_f(d['median_gap'] and 100 * d['median_gap'])} points; test-retest τ {_f(d['retest'])} "
-        f"(a qualifying proxy reaches τ >= {_f(need)} with an accuracy seed std below its median gap between "
+        f"{format_stat(d['seconds'], '.1f')} s per evaluation ({format_stat(d.get('cpu_seconds'), '.1f')} CPU s); "
+        f"accuracy {format_stat(d['min'] and 100 * d['min'], '.1f')}-"
+        f"{format_stat(d['max'] and 100 * d['max'], '.1f')}%, "
+        f"seed std {format_stat(d['seed_std'] and 100 * d['seed_std'])} points, "
+        f"median gap {format_stat(d['median_gap'] and 100 * d['median_gap'])} points; "
+        f"test-retest τ {format_stat(d['retest'])} "
+        f"(a qualifying proxy reaches τ >= {format_stat(need)} with an accuracy seed std below its median gap between "
         f"neighbouring panel networks)",
         f"{'':17} {'':>7} {'':>7} {'':>8} {'accuracy noise':^20} " + ' '.join(f'{s:^13}' for s in SIGNALS),
         f"{'proxy':17} {'s/eval':>7} {'CPU s':>7} {'x deploy':>8} {'std':>6} {'retest':>6} {'s/gap':>6} "
@@ -332,19 +335,20 @@ def format_table(report: Mapping[str, Any]) -> str:
             continue
         acc = r['signals']['accuracy']
         cells = [
-            f"{_f(st['tau']):>5} {_f(st['share']):>5} {'✓' if st['qualified'] else ' '}"
+            f"{format_stat(st['tau']):>5} {format_stat(st['share']):>5} {'✓' if st['qualified'] else ' '}"
             for st in (r['signals'][s] for s in SIGNALS)
         ]
         lines.append(
-            f"{r['key']:17} {_f(r['seconds'], '.1f'):>7} {_f(r.get('cpu_seconds'), '.1f'):>7} "
-            f"{_f(r['cost_ratio'], '.3f'):>8} {_f(acc['seed_std'] and 100 * acc['seed_std']):>6} "
-            f"{_f(acc['retest']):>6} {_f(acc['noise_ratio']):>6} "
+            f"{r['key']:17} {format_stat(r['seconds'], '.1f'):>7} {format_stat(r.get('cpu_seconds'), '.1f'):>7} "
+            f"{format_stat(r['cost_ratio'], '.3f'):>8} {format_stat(acc['seed_std'] and 100 * acc['seed_std']):>6} "
+            f"{format_stat(acc['retest']):>6} {format_stat(acc['noise_ratio']):>6} "
             + ' '.join(cells)
             + ('' if r['evaluations'] >= r['expected'] else f"  ({r['evaluations']}/{r['expected']})")
         )
     mean = report['mean_tau']
     lines.append(
-        f"{'mean τ':17} {'':>7} {'':>7} {'':>8} {'':>20} " + ' '.join(f"{_f(mean[s]):>5}{'':8}" for s in SIGNALS)
+        f"{'mean τ':17} {'':>7} {'':>7} {'':>8} {'':>20} "
+        + ' '.join(f"{format_stat(mean[s]):>5}{'':8}" for s in SIGNALS)
     )
     lines.append(
         f"s/eval, CPU s: wall and CPU seconds per evaluation; x deploy: its {report.get('cost_by', 'wall')} "
@@ -363,20 +367,21 @@ def _verdict(
         key, signal = choice['pick']
         r, st = results[key], results[key].signals[signal]
         return (
-            f"picked {key} ranked by {signal}: τ {_f(st.tau)} = {_f(st.share)} of deployment's test-retest τ "
-            f"{_f(deploy_retest)}, accuracy seed std {_f(r.signals['accuracy'].noise_ratio)} of the median gap, at "
-            f"{_f(r.cost, '.1f')} "
+            f"picked {key} ranked by {signal}: τ {format_stat(st.tau)} = {format_stat(st.share)} of deployment's "
+            f"test-retest τ {format_stat(deploy_retest)}, accuracy seed std "
+            f"{format_stat(r.signals['accuracy'].noise_ratio)} of the median gap, at "
+            f"{format_stat(r.cost, '.1f')} "
             f"{'CPU ' if r.cost == r.cpu_seconds else ''}s per evaluation, "
-            f"{_f(r.cost_ratio and 1 / r.cost_ratio, '.0f')}x cheaper than deployment"
+            f"{format_stat(r.cost_ratio and 1 / r.cost_ratio, '.0f')}x cheaper than deployment"
         )
     if choice['closest']:
         key, signal = choice['closest']
         st = results[key].signals[signal]
         return (
-            f"no candidate reaches τ >= {share} x deployment's test-retest τ ({_f(deploy_retest)}) with an "
-            f"accuracy seed std below its median gap; closest: {key} ranked by {signal} (τ {_f(st.tau)}, "
-            f"{_f(st.share)} of it, accuracy seed std {_f(results[key].signals['accuracy'].noise_ratio)} of the "
-            f"gap), written unqualified"
+            f"no candidate reaches τ >= {share} x deployment's test-retest τ ({format_stat(deploy_retest)}) with an "
+            f"accuracy seed std below its median gap; closest: {key} ranked by {signal} (τ {format_stat(st.tau)}, "
+            f"{format_stat(st.share)} of it, accuracy seed std "
+            f"{format_stat(results[key].signals['accuracy'].noise_ratio)} of the gap), written unqualified"
         )
     return 'no candidate is measured completely yet: nothing picked'
 
@@ -469,20 +474,13 @@ def _values(
     records: Sequence[TrialRecord], panel: Sequence[Mapping[str, Any]], seeds: Sequence[int], epochs: int, signal: str
 ) -> list[dict[int, float]]:
     """Per panel architecture, seed -> the signal of its complete evaluation (the first of a seed wins)."""
-    out: list[dict[int, float]] = [{} for _ in panel]
-    index = {p['arch_id']: i for i, p in enumerate(panel)}
-    for r in records:
-        if (
-            r.arch_id in index
-            and r.status == 'complete'
-            and r.accuracy is not None
-            and r.seed in seeds
-            and r.epochs == epochs
-        ):
-            value = score(r.acc_per_epoch, r.loss_per_epoch, signal)
-            if value is not None:
-                out[index[r.arch_id]].setdefault(int(r.seed), value)
-    return out
+    return seed_values(
+        records,
+        [p['arch_id'] for p in panel],
+        seeds,
+        epochs,
+        lambda r: score(r.acc_per_epoch, r.loss_per_epoch, signal),
+    )
 
 
 def _measure(
@@ -522,6 +520,23 @@ def _measure(
     return result
 
 
+@dataclass
+class _SetUp:
+    """What a calibration runs with, once its options, space and data are checked and its
+    calibration.yaml is written."""
+
+    folder: RunFolder
+    definition: dict[str, Any]  # calibration.yaml's contents
+    space: Any  # nas.space.SearchSpace
+    base: ProxyConfig  # the space's proxy, on the dataset asked for
+    cands: list[Candidate]  # deployment, then the candidate proxies cheapest first
+    panel: list[dict[str, Any]]
+    seeds: list[int]
+    data: dict[str, Dataset]  # data key -> the data loaded so far (deployment's)
+    full: Dataset  # deployment's data
+    resources: Resources
+
+
 def calibrate(opts: CalibrateOptions, command: str = '') -> dict[str, Any]:
     """Run (or continue) a calibration; returns calibration.json's contents (also written, with
     proxy.yaml once a candidate is measured).
@@ -529,27 +544,50 @@ def calibrate(opts: CalibrateOptions, command: str = '') -> dict[str, Any]:
     Raises:
         UsageError: bad options, a missing dataset, a folder of another calibration.
     """
-    from nas.data import DataError
-    from nas.jobs import Job, Resources, missing, run_jobs, sized
-    from nas.trial import TrialSettings
-
     start = time.perf_counter()
+    setup = _set_up(opts, command)
+    _train(opts, setup, start)
+    folder = setup.folder
+    report = _report(folder, setup.definition, setup.cands, setup.panel, setup.seeds, opts.share)
+    report['minutes'] = (time.perf_counter() - start) / 60
+    write_atomic(folder.path / CALIBRATION_JSON, json.dumps(report, indent=2, allow_nan=False))
+    choice = report['pick'] or report['closest']
+    if choice:
+        write_atomic(folder.path / PROXY_YAML, _proxy_file(folder, setup.definition, report, setup.base, choice))
+    return report
+
+
+def _set_up(opts: CalibrateOptions, command: str) -> _SetUp:
+    """Check the options, the resources, the space and deployment's data (before anything is
+    written), then make or continue the calibration's folder and its calibration.yaml."""
+    from nas.jobs import Resources, load_datasets
+
     _check(opts)
-    resources = Resources(opts.cpus_per_trial, opts.gpus_per_trial, opts.max_concurrent, opts.address).checked()
+    resources = Resources.of(opts)
     space = _load_space(opts.space)
     base = space.proxy if opts.dataset is None else replace(space.proxy, dataset=opts.dataset)
     deploy_epochs = opts.deploy_epochs or 4 * space.proxy.epochs
     deploy_proxy = deployment(base, space.input_size, deploy_epochs)
     deploy_cand = Candidate(opts.deploy_subset, deploy_epochs, deploy_proxy.image_size)
-    try:
-        data = {deploy_cand.data_key: deploy_cand.proxy(base).load_data(opts.data_dir, seed=opts.seed)}
-    except DataError as e:
-        raise UsageError(str(e)) from None
+    data = load_datasets({deploy_cand.data_key: deploy_cand.proxy(base)}, opts.data_dir, opts.seed)
     full = data[deploy_cand.data_key]
     if full.in_chans != space.in_chans:
         raise UsageError(
             f'{opts.space}: in_chans is {space.in_chans} but dataset {full.name} has {full.in_chans} channel(s)'
         )
+    grid = _grid(opts, space, deploy_cand, len(full.train_y))
+    name = opts.name or f'calibrate-{space.name}-{full.name}'
+    folder = RunFolder(opts.results_dir / name)
+    seeds = [opts.seed + k for k in range(opts.seeds)]
+    definition = _define(folder, opts, command, space, base, full, deploy_cand, grid, seeds)
+    cands = [deploy_cand, *grid]
+    return _SetUp(folder, definition, space, base, cands, definition['panel'], seeds, data, full, resources)
+
+
+def _grid(opts: CalibrateOptions, space: Any, deploy: Candidate, train_images: int) -> list[Candidate]:
+    """The candidate proxies, cheapest first (images x epochs x pixels): every subset smaller than
+    the `train_images` of the training split x epochs x image size the space's strides allow, but
+    deployment's own setting; UsageError when no image size or no subset is left."""
     sizes = candidate_sizes(space, opts.image_sizes)
     if not sizes:
         raise UsageError(
@@ -560,15 +598,27 @@ def calibrate(opts: CalibrateOptions, command: str = '') -> dict[str, Any]:
         for n in sorted(set(opts.subsets))
         for e in sorted(set(opts.epochs))
         for s in sizes
-        if n < len(full.train_y) and Candidate(n, e, s) != deploy_cand
+        if n < train_images and Candidate(n, e, s) != deploy
     ]
     grid.sort(key=lambda c: (c.subset * c.epochs * c.image_size**2, c.key))
     if not grid:
-        raise UsageError(f'--subsets {opts.subsets}: every one is at least the {len(full.train_y)} training images')
+        raise UsageError(f'--subsets {opts.subsets}: every one is at least the {train_images} training images')
+    return grid
 
-    name = opts.name or f'calibrate-{space.name}-{full.name}'
-    folder = RunFolder(opts.results_dir / name)
-    seeds = [opts.seed + k for k in range(opts.seeds)]
+
+def _define(
+    folder: RunFolder,
+    opts: CalibrateOptions,
+    command: str,
+    space: Any,
+    base: ProxyConfig,
+    full: Dataset,
+    deploy: Candidate,
+    grid: Sequence[Candidate],
+    seeds: Sequence[int],
+) -> dict[str, Any]:
+    """calibration.yaml's contents, written: this calibration's definition (`_definition`: refused
+    when the folder holds another), with its panel, drawn once on the first invocation."""
     definition = _definition(
         folder,
         {
@@ -583,8 +633,8 @@ def calibrate(opts: CalibrateOptions, command: str = '') -> dict[str, Any]:
             'val_fraction': base.val_fraction,
             'val_images': len(full.val_y),
             'archs': opts.archs,
-            'seeds': seeds,
-            'deploy': {**asdict(deploy_cand), 'train_images': len(full.train_y)},
+            'seeds': list(seeds),
+            'deploy': {**asdict(deploy), 'train_images': len(full.train_y)},
             'grid': [c.key for c in grid],
             'base_proxy': base.to_dict(),
             'versions': package_versions(),
@@ -594,10 +644,15 @@ def calibrate(opts: CalibrateOptions, command: str = '') -> dict[str, Any]:
     if definition['panel'] is None:
         definition['panel'] = pick_panel(space, opts.archs, opts.seed, full.num_classes)
         write_atomic(folder.path / CALIBRATION_YAML, yaml.safe_dump(definition, sort_keys=False, allow_unicode=True))
-    panel = definition['panel']
+    return definition
 
-    cands = [deploy_cand, *grid]
-    plan = [
+
+def _plan(setup: _SetUp) -> list[Job]:
+    """Every evaluation of the calibration: per setting (deployment first), architecture and seed."""
+    from nas.jobs import Job
+
+    deploy = setup.cands[0]
+    return [
         Job(
             p['arch_id'],
             p['arch'],
@@ -605,43 +660,109 @@ def calibrate(opts: CalibrateOptions, command: str = '') -> dict[str, Any]:
             c.data_key,
             c.epochs,
             c.file,
-            f'{"deployment" if c == deploy_cand else "proxy"} {c.key}',
+            f'{"deployment" if c == deploy else "proxy"} {c.key}',
         )
-        for c in cands
-        for p in panel
-        for s in seeds
+        for c in setup.cands
+        for p in setup.panel
+        for s in setup.seeds
     ]
+
+
+def _train(opts: CalibrateOptions, setup: _SetUp, start: float) -> None:
+    """Say what the calibration holds and what it trains, then train the evaluations not recorded
+    yet on Ray (`nas.jobs.run_jobs`) until done or `--time-budget`, loading the data they need."""
+    from nas.jobs import load_datasets, missing, run_jobs, sized
+    from nas.trial import TrialSettings
+
+    folder, deploy, plan = setup.folder, setup.cands[0], _plan(setup)
     jobs = missing(plan, folder)
-    n_deploy = sum(j.file == deploy_cand.file for j in jobs)
+    n_deploy = sum(j.file == deploy.file for j in jobs)
     print(
-        f"{folder.path}: space {space.name}, {full.summary()}; panel of {len(panel)} architectures, seeds "
-        f"{', '.join(map(str, seeds))}; deployment {deploy_cand.key}, {len(grid)} candidate proxies; to train: "
-        f"{n_deploy} deployment and {len(jobs) - n_deploy} proxy evaluations",
+        f"{folder.path}: space {setup.space.name}, {setup.full.summary()}; panel of {len(setup.panel)} "
+        f"architectures, seeds {', '.join(map(str, setup.seeds))}; deployment {deploy.key}, "
+        f"{len(setup.cands) - 1} candidate proxies; to train: {n_deploy} deployment and {len(jobs) - n_deploy} "
+        f"proxy evaluations",
         flush=True,
     )
-    if jobs:
-        try:
-            for c in cands:
-                if c.data_key not in data and any(j.data == c.data_key for j in jobs):
-                    data[c.data_key] = c.proxy(base).load_data(opts.data_dir, seed=opts.seed)
-        except DataError as e:
-            raise UsageError(str(e)) from None
-        settings = TrialSettings(proxy=base, num_classes=full.num_classes, device=resources.device, measure=())
-        deadline = time.time() + opts.time_budget if opts.time_budget else None
-        run_jobs(folder, sized(jobs, data), data, settings, resources, name='calibrate', deadline=deadline, start=start)
-        left = len(missing(plan, folder))
-        if left:
-            print(
-                f'{left} evaluations not trained yet (time budget or failures); run the same command again to continue',
-                flush=True,
-            )
-    report = _report(folder, definition, cands, panel, seeds, opts.share)
-    report['minutes'] = (time.perf_counter() - start) / 60
-    write_atomic(folder.path / CALIBRATION_JSON, json.dumps(report, indent=2, allow_nan=False))
-    choice = report['pick'] or report['closest']
-    if choice:
-        write_atomic(folder.path / PROXY_YAML, _proxy_file(folder, definition, report, base, choice))
-    return report
+    if not jobs:
+        return
+    wanted: dict[str, ProxyConfig] = {}
+    for c in setup.cands:
+        if c.data_key not in setup.data and any(j.data == c.data_key for j in jobs):
+            wanted.setdefault(c.data_key, c.proxy(setup.base))
+    data = {**setup.data, **load_datasets(wanted, opts.data_dir, opts.seed)}
+    settings = TrialSettings(
+        proxy=setup.base, num_classes=setup.full.num_classes, device=setup.resources.device, measure=()
+    )
+    deadline = time.time() + opts.time_budget if opts.time_budget else None
+    run_jobs(
+        folder, sized(jobs, data), data, settings, setup.resources, name='calibrate', deadline=deadline, start=start
+    )
+    left = len(missing(plan, folder))
+    if left:
+        print(
+            f'{left} evaluations not trained yet (time budget or failures); run the same command again to continue',
+            flush=True,
+        )
+
+
+@dataclass
+class _Deployment:
+    """Deployment's measurements of the panel."""
+
+    accuracies: list[dict[int, float]]  # per panel architecture, seed -> accuracy
+    complete: bool  # every architecture with every seed
+    retest: float | None  # its test-retest τ, once complete
+    seconds: float | None  # mean wall seconds per evaluation
+    cpu_seconds: float | None  # mean CPU seconds per evaluation
+
+
+def _measure_deployment(
+    folder: RunFolder, cand: Candidate, panel: Sequence[Mapping[str, Any]], seeds: Sequence[int]
+) -> _Deployment:
+    """Deployment's accuracies of the panel, its test-retest τ and its seconds per evaluation."""
+    records = folder.trials(cand.file)
+    accuracies = _values(records, panel, seeds, cand.epochs, 'accuracy')
+    complete = all(len(d) == len(seeds) for d in accuracies)
+    seconds, cpu = _timing([r for r in records if r.status == 'complete' and r.epochs == cand.epochs])
+    return _Deployment(accuracies, complete, retest_tau(accuracies, seeds) if complete else None, seconds, cpu)
+
+
+def _set_costs(results: Mapping[str, CandidateResult], deploy: _Deployment) -> bool:
+    """Each candidate's cost and its ratio to deployment's: CPU seconds where every evaluation has
+    them (the machine's load does not inflate them), else wall seconds. True for CPU seconds."""
+    by_cpu = deploy.cpu_seconds is not None and all(
+        r.cpu_seconds is not None for r in results.values() if r.evaluations
+    )
+    d_cost = deploy.cpu_seconds if by_cpu else deploy.seconds
+    for r in results.values():
+        r.cost = r.cpu_seconds if by_cpu else r.seconds
+        r.cost_ratio = r.cost / d_cost if r.cost is not None and d_cost else None
+    return by_cpu
+
+
+def _deploy_section(
+    definition: Mapping[str, Any],
+    cand: Candidate,
+    deploy: _Deployment,
+    panel: Sequence[Mapping[str, Any]],
+    seeds: Sequence[int],
+) -> dict[str, Any]:
+    """calibration.json's `deploy`: the setting, how much of it is measured, its time and its noise."""
+    means = [statistics.mean(d.values()) for d in deploy.accuracies if d]
+    return {
+        **definition['deploy'],
+        'key': cand.key,
+        'evaluations': sum(len(d) for d in deploy.accuracies),
+        'expected': len(panel) * len(seeds),
+        'seconds': deploy.seconds,
+        'cpu_seconds': deploy.cpu_seconds,
+        'retest': deploy.retest,
+        'seed_std': _pooled_std(deploy.accuracies),
+        'median_gap': _median_gap(means),
+        'min': min(means) if means else None,
+        'max': max(means) if means else None,
+    }
 
 
 def _report(
@@ -652,22 +773,14 @@ def _report(
     seeds: Sequence[int],
     share: float,
 ) -> dict[str, Any]:
+    """calibration.json's contents (without the minutes): deployment's numbers, the panel, each
+    candidate's measurements, the signal and the pick (or the closest), and the verdict; nothing is
+    picked before deployment is measured completely."""
     deploy_cand = cands[0]
-    d_records = folder.trials(deploy_cand.file)
-    deploy = _values(d_records, panel, seeds, deploy_cand.epochs, 'accuracy')
-    complete_deploy = all(len(d) == len(seeds) for d in deploy)
-    d_retest = retest_tau(deploy, seeds) if complete_deploy else None
-    means = [statistics.mean(d.values()) for d in deploy if d]
-    d_sec, d_cpu = _timing([r for r in d_records if r.status == 'complete' and r.epochs == deploy_cand.epochs])
-    results: dict[str, CandidateResult] = {}
-    for c in cands[1:]:
-        r = _measure(folder, c, panel, seeds, deploy if complete_deploy else [], d_retest, share)
-        results[c.key] = r
-    by_cpu = d_cpu is not None and all(r.cpu_seconds is not None for r in results.values() if r.evaluations)
-    for r in results.values():  # CPU seconds where every evaluation has them: the machine's load does not inflate them
-        r.cost = r.cpu_seconds if by_cpu else r.seconds
-        d_cost = d_cpu if by_cpu else d_sec
-        r.cost_ratio = r.cost / d_cost if r.cost is not None and d_cost else None
+    deploy = _measure_deployment(folder, deploy_cand, panel, seeds)
+    measured = deploy.accuracies if deploy.complete else []
+    results = {c.key: _measure(folder, c, panel, seeds, measured, deploy.retest, share) for c in cands[1:]}
+    by_cpu = _set_costs(results, deploy)
     choice = pick(list(results.values()))
     report = {
         'folder': str(folder.path),
@@ -677,22 +790,10 @@ def _report(
         'seeds': list(seeds),
         'share': share,
         'cost_by': 'cpu' if by_cpu else 'wall',
-        'deploy': {
-            **definition['deploy'],
-            'key': deploy_cand.key,
-            'evaluations': sum(len(d) for d in deploy),
-            'expected': len(panel) * len(seeds),
-            'seconds': d_sec,
-            'cpu_seconds': d_cpu,
-            'retest': d_retest,
-            'seed_std': _pooled_std(deploy),
-            'median_gap': _median_gap(means),
-            'min': min(means) if means else None,
-            'max': max(means) if means else None,
-        },
+        'deploy': _deploy_section(definition, deploy_cand, deploy, panel, seeds),
         'panel': [
             {**{k: p[k] for k in ('name', 'arch_id', 'macs', 'params')}, 'deploy_accuracies': [d.get(s) for s in seeds]}
-            for p, d in zip(panel, deploy)
+            for p, d in zip(panel, deploy.accuracies)
         ],
         'candidates': [
             {
@@ -702,13 +803,27 @@ def _report(
             for r in results.values()
         ],
         **choice,
-        'verdict': _verdict(choice, results, d_retest, share)
-        if complete_deploy
+        'verdict': _verdict(choice, results, deploy.retest, share)
+        if deploy.complete
         else 'deployment training is not measured completely yet: nothing picked',
     }
-    if not complete_deploy:
+    if not deploy.complete:
         report['pick'] = report['closest'] = None
     return report
+
+
+# the deployment numbers proxy.yaml's calibration section repeats from calibration.json
+_PROXY_FILE_DEPLOY = (
+    'key',
+    'train_images',
+    'epochs',
+    'image_size',
+    'seconds',
+    'cpu_seconds',
+    'retest',
+    'seed_std',
+    'median_gap',
+)
 
 
 def _proxy_file(
@@ -718,13 +833,35 @@ def _proxy_file(
     base: ProxyConfig,
     choice: Sequence[str],
 ) -> str:
+    """proxy.yaml: a comment saying where it comes from and how to search with it, the chosen
+    candidate as a `proxy:` section ranked by the chosen signal, and its `calibration:`."""
     key, signal = choice
     cand = next(c for c in report['candidates'] if c['key'] == key)
     proxy = replace(
         base, subset=cand['subset'], epochs=cand['epochs'], image_size=cand['image_size'], rank_by=signal
     ).checked()
     st = cand['signals'][signal]
-    calibration = {
+    head = (
+        f"# A proxy fitted by python -m nas.calibrate ({folder.path / CALIBRATION_JSON}):\n"
+        f"# {report['verdict']}\n# {key}: {cand['seconds']:.1f} s per evaluation, τ {format_stat(st['tau'])} "
+        f"against deployment ({format_stat(st['share'])} of its test-retest τ)\n"
+        f"# search with it: python -m nas.search --space {definition['space_file']} --dataset "
+        f"{definition['dataset']}"
+        + (f" --data-dir {definition['data_dir']}" if definition['data_dir'] else '')
+        + f" --proxy {folder.path / PROXY_YAML}\n"
+    )
+    body = {
+        'proxy': {**proxy.to_dict(), 'rank_by': signal},
+        'calibration': _calibration_section(folder, definition, report, key, signal),
+    }
+    return head + yaml.safe_dump(json.loads(json.dumps(body)), sort_keys=False, allow_unicode=True)
+
+
+def _calibration_section(
+    folder: RunFolder, definition: Mapping[str, Any], report: Mapping[str, Any], key: str, signal: str
+) -> dict[str, Any]:
+    """proxy.yaml's `calibration:`: what the proxy was measured against and the table it was picked from."""
+    return {
         'folder': str(folder.path),
         'qualified': report['pick'] is not None,
         'candidate': key,
@@ -734,20 +871,7 @@ def _proxy_file(
         'dataset': definition['dataset'],
         'seed': definition['seed'],
         'verdict': report['verdict'],
-        'deploy': {
-            k: report['deploy'][k]
-            for k in (
-                'key',
-                'train_images',
-                'epochs',
-                'image_size',
-                'seconds',
-                'cpu_seconds',
-                'retest',
-                'seed_std',
-                'median_gap',
-            )
-        },
+        'deploy': {k: report['deploy'][k] for k in _PROXY_FILE_DEPLOY},
         'cost_by': report['cost_by'],
         'table': [
             {
@@ -762,17 +886,6 @@ def _proxy_file(
             if c['signals']
         ],
     }
-    head = (
-        f"# A proxy fitted by python -m nas.calibrate ({folder.path / CALIBRATION_JSON}):\n"
-        f"# {report['verdict']}\n# {key}: {cand['seconds']:.1f} s per evaluation, τ {_f(st['tau'])} "
-        f"against deployment ({_f(st['share'])} of its test-retest τ)\n"
-        f"# search with it: python -m nas.search --space {definition['space_file']} --dataset "
-        f"{definition['dataset']}"
-        + (f" --data-dir {definition['data_dir']}" if definition['data_dir'] else '')
-        + f" --proxy {folder.path / PROXY_YAML}\n"
-    )
-    body = {'proxy': {**proxy.to_dict(), 'rank_by': signal}, 'calibration': calibration}
-    return head + yaml.safe_dump(json.loads(json.dumps(body)), sort_keys=False, allow_unicode=True)
 
 
 def load_proxy_file(path: Path) -> tuple[ProxyConfig, dict[str, Any]]:
@@ -810,6 +923,17 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _add_what_options(p, d)
+    _add_candidate_options(p, d)
+    add_resource_options(p)
+    g = p.add_argument_group('where')
+    g.add_argument('--name', default=None, help='folder name under --results-dir; default: calibrate-<space>-<dataset>')
+    g.add_argument('--results-dir', type=Path, default=d.results_dir, help='where the folder goes')
+    return p
+
+
+def _add_what_options(p: argparse.ArgumentParser, d: CalibrateOptions) -> None:
+    """The options of what to calibrate: the space, the data, the seed, the panel and its seeds."""
     g = p.add_argument_group('what to calibrate')
     g.add_argument('--space', type=Path, default=d.space, help='search-space YAML')
     g.add_argument('--dataset', default=None, help="the dataset (as for nas.search); default: the space proxy's")
@@ -827,6 +951,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the panel: the space's reference points, then architectures spread over MACs",
     )
     g.add_argument('--seeds', type=int, default=d.seeds, help='training seeds per architecture and setting')
+
+
+def _add_candidate_options(p: argparse.ArgumentParser, d: CalibrateOptions) -> None:
+    """The options of the candidate proxies, the deployment they are measured against, the bar
+    they qualify by and the time budget."""
     g = p.add_argument_group('the candidate proxies and the deployment they are measured against')
     g.add_argument('--subsets', type=int, nargs='+', default=d.subsets, help='training images of the candidates')
     g.add_argument('--epochs', type=int, nargs='+', default=d.epochs, help='epochs of the candidates')
@@ -862,11 +991,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help='stop starting evaluations after this many seconds (run again to continue)',
     )
-    add_resource_options(p)
-    g = p.add_argument_group('where')
-    g.add_argument('--name', default=None, help='folder name under --results-dir; default: calibrate-<space>-<dataset>')
-    g.add_argument('--results-dir', type=Path, default=d.results_dir, help='where the folder goes')
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

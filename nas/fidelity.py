@@ -44,7 +44,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,7 +69,8 @@ from nas.results import ArchResult, RunConfig, RunError, RunFolder, TrialRecord,
 from nas.runlock import RunLock
 
 if TYPE_CHECKING:  # nas.jobs imports Ray: only the check itself needs it, not the dashboard
-    from nas.jobs import Job
+    from nas.data import Dataset
+    from nas.jobs import Job, Resources
 
 __all__ = [
     'FIDELITY_RECORDS',
@@ -81,9 +82,11 @@ __all__ = [
     'deployment',
     'plan_jobs',
     'rank_corr',
+    'seed_values',
     'fidelity_stats',
     'long_front',
     'report',
+    'format_stat',
     'format_table',
     'check',
     'main',
@@ -341,7 +344,8 @@ def _pct(x: float | None, std: float | None = None) -> str:
     return f'{100 * x:.2f}' + (f' ± {100 * std:.2f}' if std is not None else '')
 
 
-def _num(x: float | None, fmt: str = '.2f') -> str:
+def format_stat(x: float | None, fmt: str = '.2f') -> str:
+    """A statistic for a table: formatted by `fmt`, or '-' when it is undefined (None)."""
     return '-' if x is None else format(x, fmt)
 
 
@@ -378,16 +382,16 @@ def format_table(summary: Mapping[str, Any]) -> str:
     s = summary
     second = s['seeds'][1] if k > 1 else '?'
     lines += [
-        f"\nKendall τ {_num(s['kendall_tau'])}, Spearman ρ {_num(s['spearman_rho'])} between the proxy's means and "
-        f"the {long} means of {s['architectures']} architectures; the proxy's first seed alone: τ "
-        f"{_num(s['seed0_kendall_tau'])}, ρ {_num(s['seed0_spearman_rho'])}",
+        f"\nKendall τ {format_stat(s['kendall_tau'])}, Spearman ρ {format_stat(s['spearman_rho'])} between the "
+        f"proxy's means and the {long} means of {s['architectures']} architectures; the proxy's first seed alone: τ "
+        f"{format_stat(s['seed0_kendall_tau'])}, ρ {format_stat(s['seed0_spearman_rho'])}",
         f"the {long} training's own test-retest τ (seed {s['seeds'][0]} vs seed {second}): "
-        f"{_num(s.get('long_test_retest_tau'))}; one proxy seed vs one {long} seed: τ "
-        f"{_num(s.get('pair_kendall_tau'))}, {_num(s.get('retest_share'))} of it (at 1, one proxy seed ranks like "
-        f"one {long} seed as well as another {long} seed does)",
-        f"the proxy's test-retest τ (seed {s['seeds'][0]} vs seed {second}): {_num(s['test_retest_tau'])}",
+        f"{format_stat(s.get('long_test_retest_tau'))}; one proxy seed vs one {long} seed: τ "
+        f"{format_stat(s.get('pair_kendall_tau'))}, {format_stat(s.get('retest_share'))} of it (at 1, one proxy "
+        f"seed ranks like one {long} seed as well as another {long} seed does)",
+        f"the proxy's test-retest τ (seed {s['seeds'][0]} vs seed {second}): {format_stat(s['test_retest_tau'])}",
         f"seed std: proxy {_pct(s['proxy_seed_std'])} points, {long} {_pct(s['long_seed_std'])} points; {long} means "
-        f"span {_pct(s['long_range'])} points = {_num(s['long_range_over_seed_std'], '.1f')} {long} seed stds",
+        f"span {_pct(s['long_range'])} points = {format_stat(s['long_range_over_seed_std'], '.1f')} {long} seed stds",
         f"front of the {long} means: {', '.join(s['long_front']) or 'none'}; {len(s['proxy_front_kept'])} of "
         f"{len(s['proxy_front'])} proxy front points stay on it"
         + (f" ({', '.join(s['proxy_front_kept'])})" if s['proxy_front_kept'] else ''),
@@ -419,20 +423,34 @@ class FidelityOptions:
     address: str | None = None
 
 
-def _accuracies(a: ArchResult, records: Sequence[TrialRecord], seeds: Sequence[int], epochs: int) -> dict[int, float]:
-    """seed -> accuracy of the complete evaluations of `a` at `epochs` (the first record of a seed wins:
-    a rerun never replaces one)."""
-    acc: dict[int, float] = {}
+def _accuracy(r: TrialRecord) -> float:
+    return float(r.accuracy)
+
+
+def seed_values(
+    records: Iterable[TrialRecord],
+    arch_ids: Sequence[str],
+    seeds: Sequence[int],
+    epochs: int,
+    value: Callable[[TrialRecord], float | None] = _accuracy,
+) -> list[dict[int, float]]:
+    """Per architecture of `arch_ids` (in their order): seed -> `value` (default: the accuracy) of its
+    complete evaluations at `epochs` with one of `seeds`, in seed order. The first record of a seed
+    with a value wins: a rerun never replaces one."""
+    out: dict[str, dict[int, float]] = {a: {} for a in arch_ids}
     for r in records:
         if (
-            r.arch_id == a.arch_id
+            r.arch_id in out
             and r.status == 'complete'
             and r.accuracy is not None
             and r.seed in seeds
             and r.epochs == epochs
+            and int(r.seed) not in out[r.arch_id]
         ):
-            acc.setdefault(int(r.seed), float(r.accuracy))
-    return dict(sorted(acc.items()))
+            v = value(r)
+            if v is not None:
+                out[r.arch_id][int(r.seed)] = v
+    return [dict(sorted(out[a].items())) for a in arch_ids]
 
 
 def _gather(
@@ -445,15 +463,18 @@ def _gather(
     objectives: Sequence[str],
 ) -> list[ArchFidelity]:
     """Per picked architecture: its complete accuracies at the check's seeds, proxy and long."""
+    ids = [a.arch_id for a in picked]
+    proxy = seed_values(proxy_records, ids, seeds, proxy_epochs)
+    long = seed_values(long_records, ids, seeds, long_epochs)
     return [
         ArchFidelity(
             a.arch_id,
-            _accuracies(a, proxy_records, seeds, proxy_epochs),
-            _accuracies(a, long_records, seeds, long_epochs),
+            p,
+            q,
             a.reference,
             {o: float(a.value(o)) for o in objectives if o != 'accuracy' and a.value(o) is not None},
         )
-        for a in picked
+        for a, p, q in zip(picked, proxy, long)
     ]
 
 
@@ -478,8 +499,38 @@ def check(opts: FidelityOptions) -> dict[str, Any]:
         lock.release()
 
 
+@dataclass
+class _Plan:
+    """What a check compares, once its options are checked: the run, the architectures picked from
+    it, the seeds, the two trainings (the proxy's and the long one) and the evaluations to train."""
+
+    run: RunFolder
+    config: RunConfig
+    objectives: list[str]
+    run_records: list[TrialRecord]
+    front_ids: list[str]  # the run's front
+    picked: list[ArchResult]
+    seeds: list[int]
+    proxy_epochs: int
+    long_epochs: int
+    deploy: ProxyConfig  # the deployment-like training
+    jobs: list[Job]  # what is not trained yet
+    resources: Resources
+
+
 def _check(opts: FidelityOptions) -> dict[str, Any]:
+    """The check, inside the run's lock: plan it, train what is missing, write fidelity.json."""
     start = time.perf_counter()
+    plan = _plan(opts)
+    datasets = _train(opts, plan, start)
+    summary = _summary(opts, plan, datasets, start)
+    write_atomic(plan.run.path / FIDELITY_JSON, json.dumps(summary, indent=2, allow_nan=False))
+    return summary
+
+
+def _plan(opts: FidelityOptions) -> _Plan:
+    """The check's plan from the run and the options, or UsageError naming what is wrong: the run's
+    config, the numbers, the resources, a run with fewer than 2 complete architectures."""
     run = RunFolder(opts.run)
     try:
         config: RunConfig = run.config()
@@ -497,14 +548,13 @@ def _check(opts: FidelityOptions) -> dict[str, Any]:
         )
     if long_epochs < proxy_epochs:
         raise UsageError(f"--epochs must be at least the run's proxy epochs ({proxy_epochs}), got {long_epochs}")
-    from nas.jobs import Resources, missing, run_jobs, sized
+    from nas.jobs import Resources, missing
 
-    resources = Resources(opts.cpus_per_trial, opts.gpus_per_trial, opts.max_concurrent, opts.address).checked()
+    resources = Resources.of(opts)
     objectives = list(config.objectives)
     run_records = run.trials()
     front = run.front(objectives)
     picked = pick_archs(aggregate(run_records), front, opts.archs)
-    front_ids = [a.arch_id for a in front]
     if len(picked) < 2:
         raise UsageError(f'{run.path}: {len(picked)} complete architecture(s); the check needs at least 2')
     seeds = [config.seed + k for k in range(opts.seeds)]
@@ -514,69 +564,104 @@ def _check(opts: FidelityOptions) -> dict[str, Any]:
         if r.status == 'complete' and r.seed is not None
     }
     jobs = missing(plan_jobs(picked, seeds, proxy_epochs, long_epochs, opts.same_subset), run, in_run)
-    long_file = FIDELITY_RECORDS if opts.same_subset else DEPLOY_RECORDS
-    n_long = sum(j.file == long_file and j.epochs == long_epochs for j in jobs)
     deploy = deployment(config.proxy, config.space.get('input_size') or [config.proxy.image_size] * 2, long_epochs)
-    proxies = {'proxy': config.proxy, 'deploy': deploy}
+    front_ids = [a.arch_id for a in front]
+    return _Plan(
+        run,
+        config,
+        objectives,
+        run_records,
+        front_ids,
+        picked,
+        seeds,
+        proxy_epochs,
+        long_epochs,
+        deploy,
+        jobs,
+        resources,
+    )
+
+
+def _train(opts: FidelityOptions, plan: _Plan, start: float) -> dict[str, Dataset]:
+    """Say what the check compares and what it trains, then train the missing evaluations on Ray
+    (`nas.jobs.run_jobs`); returns the datasets loaded for them (none when nothing is missing)."""
+    from nas.jobs import load_datasets, run_jobs, sized
+    from nas.trial import TrialSettings
+
+    run, jobs = plan.run, plan.jobs
+    long_file = FIDELITY_RECORDS if opts.same_subset else DEPLOY_RECORDS
+    n_long = sum(j.file == long_file and j.epochs == plan.long_epochs for j in jobs)
     what = 'the same subset, longer (not deployment)' if opts.same_subset else 'deployment-like'
     print(
-        f"{run.path}: {len(picked)} architectures ({sum(a.arch_id in front_ids for a in picked)} on the front), seeds "
-        f"{', '.join(map(str, seeds))}; {proxy_epochs} epochs (the proxy) vs {long_epochs} epochs {what}; to train: "
-        f"{n_long} long and {len(jobs) - n_long} proxy evaluations",
+        f"{run.path}: {len(plan.picked)} architectures ({sum(a.arch_id in plan.front_ids for a in plan.picked)} on "
+        f"the front), seeds {', '.join(map(str, plan.seeds))}; {plan.proxy_epochs} epochs (the proxy) vs "
+        f"{plan.long_epochs} epochs {what}; to train: {n_long} long and {len(jobs) - n_long} proxy evaluations",
         flush=True,
     )
-    datasets = {}
-    if jobs:
-        from nas.data import DataError
-        from nas.trial import TrialSettings
+    if not jobs:
+        return {}
+    proxies = {'proxy': plan.config.proxy, 'deploy': plan.deploy}
+    data_dir = opts.data_dir or plan.config.options.get('data_dir')
+    # the run's data and split: its split seed is the run's seed
+    datasets = load_datasets({k: proxies[k] for k in {j.data for j in jobs}}, data_dir, plan.config.seed)
+    num_classes = next(iter(datasets.values())).num_classes
+    settings = TrialSettings(
+        proxy=plan.config.proxy,
+        num_classes=num_classes,
+        limits=dict(plan.config.limits),
+        device=plan.resources.device,
+        measure=(),
+    )  # costs are the run's
+    run_jobs(run, sized(jobs, datasets), datasets, settings, plan.resources, name='fidelity', start=start)
+    return datasets
 
-        data_dir = opts.data_dir or config.options.get('data_dir')
-        try:  # the run's data and split: its split seed is the run's seed
-            datasets = {k: proxies[k].load_data(data_dir, seed=config.seed) for k in {j.data for j in jobs}}
-        except DataError as e:
-            raise UsageError(str(e)) from None
-        num_classes = next(iter(datasets.values())).num_classes
-        settings = TrialSettings(
-            proxy=config.proxy, num_classes=num_classes, limits=dict(config.limits), device=resources.device, measure=()
-        )  # costs are the run's
-        run_jobs(run, sized(jobs, datasets), datasets, settings, resources, name='fidelity', start=start)
+
+def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset], start: float) -> dict[str, Any]:
+    """fidelity.json's contents: the report of the picked architectures' accuracies, with what the
+    long training is, and this invocation's evaluations, failures and minutes."""
+    run, run_records, seeds = plan.run, plan.run_records, plan.seeds
     records = run.trials(FIDELITY_RECORDS)
     long_records = [*run_records, *records] if opts.same_subset else run.trials(DEPLOY_RECORDS)
-    reused = {(r.arch_id, r.seed) for r in run_records if r.status == 'complete' and r.epochs == proxy_epochs}
-    rows = _gather(picked, [*run_records, *records], long_records, seeds, proxy_epochs, long_epochs, objectives)
-    if opts.same_subset:
-        reference = {
-            'reference': SAME_SUBSET,
-            'long_image_size': config.proxy.image_size,
-            'long_train_images': config.data.train_images,
-        }
-    else:
-        reference = {
-            'reference': DEPLOYMENT,
-            'long_image_size': deploy.image_size,
-            'long_train_images': len(datasets['deploy'].train_y)
-            if 'deploy' in datasets
-            else _previous(run, DEPLOYMENT).get('long_train_images'),
-        }
-    summary = {
+    reused = {(r.arch_id, r.seed) for r in run_records if r.status == 'complete' and r.epochs == plan.proxy_epochs}
+    rows = _gather(
+        plan.picked, [*run_records, *records], long_records, seeds, plan.proxy_epochs, plan.long_epochs, plan.objectives
+    )
+    picked_ids = {a.arch_id for a in plan.picked}
+    return {
         'run': str(run.path),
         **report(
             rows,
-            [i for i in front_ids if i in {a.arch_id for a in picked}],
-            objectives,
+            [i for i in plan.front_ids if i in picked_ids],
+            plan.objectives,
             seeds,
-            proxy_epochs,
-            long_epochs,
-            reference,
+            plan.proxy_epochs,
+            plan.long_epochs,
+            _reference(opts, plan, datasets),
         ),
-        'evaluations_run': len(jobs),
-        'evaluations_reused': sum((a.arch_id, s) in reused for a in picked for s in seeds),
+        'evaluations_run': len(plan.jobs),
+        'evaluations_reused': sum((a.arch_id, s) in reused for a in plan.picked for s in seeds),
         'failed': sum(r.status != 'complete' for r in [*records, *run.trials(DEPLOY_RECORDS)]),
         'minutes': (time.perf_counter() - start) / 60,  # this invocation's wall time
         'train_minutes': sum(r.seconds for r in [*records, *run.trials(DEPLOY_RECORDS)]) / 60,
     }
-    write_atomic(run.path / FIDELITY_JSON, json.dumps(summary, indent=2, allow_nan=False))
-    return summary
+
+
+def _reference(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]) -> dict[str, Any]:
+    """What the long training is (`report`'s `reference`): deployment-like or the same subset, its
+    image size and training images (a deployment's from its data, else from the last report)."""
+    if opts.same_subset:
+        return {
+            'reference': SAME_SUBSET,
+            'long_image_size': plan.config.proxy.image_size,
+            'long_train_images': plan.config.data.train_images,
+        }
+    return {
+        'reference': DEPLOYMENT,
+        'long_image_size': plan.deploy.image_size,
+        'long_train_images': len(datasets['deploy'].train_y)
+        if 'deploy' in datasets
+        else _previous(plan.run, DEPLOYMENT).get('long_train_images'),
+    }
 
 
 def _previous(run: RunFolder, reference: str) -> dict[str, Any]:

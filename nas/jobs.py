@@ -29,7 +29,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -41,14 +42,25 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from nas.cli import Terminated
-from nas.data import Dataset
+from nas.data import DataError, Dataset
 from nas.files import repair_tail
 from nas.options import UsageError
 from nas.progress import hms
+from nas.proxy import ProxyConfig
 from nas.results import RunFolder, TrialRecord
 from nas.trial import TrialSettings
 
-__all__ = ['Job', 'Resources', 'JobQueue', 'JobRecorder', 'job_trainable', 'missing', 'sized', 'run_jobs']
+__all__ = [
+    'Job',
+    'Resources',
+    'JobQueue',
+    'JobRecorder',
+    'job_trainable',
+    'missing',
+    'sized',
+    'load_datasets',
+    'run_jobs',
+]
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,19 @@ def sized(jobs: Iterable[Job], datasets: Mapping[str, Dataset]) -> list[Job]:
     ]
 
 
+def load_datasets(proxies: Mapping[str, ProxyConfig], data_dir: Path | str | None, seed: int) -> dict[str, Dataset]:
+    """Each proxy's data (its training subset at its image size, the split `seed` makes), by the same
+    key: what `run_jobs` takes as `datasets`.
+
+    Raises:
+        UsageError: a dataset that cannot be loaded (missing, unreadable), with the data's message.
+    """
+    try:
+        return {key: proxy.load_data(data_dir, seed=seed) for key, proxy in proxies.items()}
+    except DataError as e:
+        raise UsageError(str(e)) from None
+
+
 def _complete(r: TrialRecord) -> bool:
     return r.status == 'complete' and r.accuracy is not None and r.seed is not None
 
@@ -102,6 +127,12 @@ class Resources:
     gpus_per_trial: float | None = None  # None: 1 when CUDA is present, else 0
     max_concurrent: int | None = None  # None: as many as the resources fit
     address: str | None = None  # None: a local Ray for this command
+
+    @classmethod
+    def of(cls, opts: Any) -> Resources:
+        """The resource options of a command's options (`cpus_per_trial`, `gpus_per_trial`,
+        `max_concurrent`, `address`), checked."""
+        return cls(opts.cpus_per_trial, opts.gpus_per_trial, opts.max_concurrent, opts.address).checked()
 
     def checked(self) -> Resources:
         """These resources with the GPUs resolved, or UsageError naming the first bad one."""
@@ -240,14 +271,33 @@ def run_jobs(
     """
     import ray
 
-    from nas.raytune import check_resources, fitting_trials, ray_session, trial_dirname
+    from nas.raytune import check_resources, ray_session
 
     start = time.perf_counter() if start is None else start
+    _repair(folder, jobs)
+    stopper = _OnInterrupt()
+    with _signals_to(stopper) as received, ray_session(resources.address):
+        cluster = ray.cluster_resources()
+        check_resources(cluster, resources.cpus_per_trial, resources.gpus_per_trial, resources.address)
+        refs = {k: [ray.put(_without_test(d))] for k, d in datasets.items() if any(j.data == k for j in jobs)}
+        _tuner(folder, jobs, refs, settings, resources, cluster, name, deadline, stopper, start).fit()
+    if stopper.interrupted:
+        raise Terminated() if signal.SIGTERM in received else KeyboardInterrupt()
+
+
+def _repair(folder: RunFolder, jobs: Sequence[Job]) -> None:
+    """Set aside the torn last line of each of the jobs' files (a kill -9 during a write), saying so."""
     for file in sorted({j.file for j in jobs}):
         report = repair_tail(folder.path / file, _whole_record)
         if report:
             print(report, flush=True)
-    stopper = _OnInterrupt()  # Ctrl-C and SIGTERM: our handler instead of Tune's, so that we know
+
+
+@contextmanager
+def _signals_to(stopper: _OnInterrupt) -> Iterator[list[int]]:
+    """While inside, Ctrl-C and SIGTERM stop the Tune run through `stopper` (our handler instead of
+    Tune's, so that we know; a second one acts at once); yields the list of the signals received.
+    The previous handlers are back on the way out. Handlers only in the main thread."""
     os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'
     previous: dict[int, Any] = {}
     received: list[int] = []
@@ -260,35 +310,47 @@ def run_jobs(
     if threading.current_thread() is threading.main_thread():
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with ray_session(resources.address):
-            cluster = ray.cluster_resources()
-            check_resources(cluster, resources.cpus_per_trial, resources.gpus_per_trial, resources.address)
-            refs = {k: [ray.put(_without_test(d))] for k, d in datasets.items() if any(j.data == k for j in jobs)}
-            fn = tune.with_parameters(
-                job_trainable, data=refs, settings=settings, threads=max(1, int(resources.cpus_per_trial))
-            )
-            tuner = tune.Tuner(
-                tune.with_resources(fn, {'cpu': resources.cpus_per_trial, 'gpu': resources.gpus_per_trial}),
-                tune_config=tune.TuneConfig(
-                    search_alg=JobQueue(jobs, deadline),
-                    num_samples=-1,
-                    max_concurrent_trials=resources.max_concurrent
-                    or fitting_trials(cluster, resources.cpus_per_trial, resources.gpus_per_trial),
-                    reuse_actors=True,
-                    trial_dirname_creator=trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name=f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
-                    storage_path=str((Path(folder.path) / 'ray').resolve()),
-                    stop=stopper,
-                    callbacks=[JobRecorder(folder, jobs, start)],
-                    verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=0),
-                ),
-            )  # no num_to_keep: see raytune.run_tune
-            tuner.fit()
+        yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if stopper.interrupted:
-        raise Terminated() if signal.SIGTERM in received else KeyboardInterrupt()
+
+
+def _tuner(
+    folder: RunFolder,
+    jobs: Sequence[Job],
+    refs: Mapping[str, list[Any]],
+    settings: TrialSettings,
+    resources: Resources,
+    cluster: Mapping[str, float],
+    name: str,
+    deadline: float | None,
+    stopper: _OnInterrupt,
+    start: float,
+) -> tune.Tuner:
+    """The Tune run of `jobs`: `job_trainable` on the datasets' object refs with the resources asked
+    for, the jobs handed out by a `JobQueue`, recorded by a `JobRecorder`, stopped by `stopper`."""
+    from nas.raytune import fitting_trials, trial_dirname
+
+    fn = tune.with_parameters(
+        job_trainable, data=refs, settings=settings, threads=max(1, int(resources.cpus_per_trial))
+    )
+    return tune.Tuner(
+        tune.with_resources(fn, {'cpu': resources.cpus_per_trial, 'gpu': resources.gpus_per_trial}),
+        tune_config=tune.TuneConfig(
+            search_alg=JobQueue(jobs, deadline),
+            num_samples=-1,
+            max_concurrent_trials=resources.max_concurrent
+            or fitting_trials(cluster, resources.cpus_per_trial, resources.gpus_per_trial),
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str((Path(folder.path) / 'ray').resolve()),
+            stop=stopper,
+            callbacks=[JobRecorder(folder, jobs, start)],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )  # no num_to_keep: see raytune.run_tune

@@ -126,6 +126,17 @@ def test_image_sizes_follow_the_space_strides():
     assert candidate_sizes(load_space(DIGITS), [16, 12, 3]) == [16, 12, 3]
 
 
+def test_the_data_of_each_setting_is_loaded_by_its_key_and_missing_data_is_a_usage_error(tmp_path):
+    from nas.jobs import load_datasets
+
+    proxy = replace(load_space(SYMMETRY).proxy, subset=200)
+    data = load_datasets({'small': proxy, 'big': replace(proxy, subset=None, image_size=12)}, None, seed=0)
+    assert list(data) == ['small', 'big']
+    assert len(data['small'].train_y) == 200 < len(data['big'].train_y) and data['big'].image_size == 12
+    with pytest.raises(UsageError, match='cifar10'):
+        load_datasets({'x': replace(proxy, dataset='cifar10')}, tmp_path / 'none', seed=0)
+
+
 def test_the_search_names_the_command_that_fits_an_unfitted_proxy():
     space = load_space(DIGITS)
     opts = SearchOptions(space=DIGITS, dataset='symmetry', seed=2)

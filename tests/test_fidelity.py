@@ -20,6 +20,7 @@ from nas.fidelity import (
     fidelity_stats,
     long_front,
     pick_archs,
+    seed_values,
 )
 from nas.results import RunFolder, TrialRecord, aggregate
 from nas.trial import TrialSettings, evaluate
@@ -94,6 +95,46 @@ def test_picks_the_front_then_spreads_over_accuracy():
     assert picked == ['x7', 'x6', 'x3', 'x0']
     assert [a.arch_id for a in pick_archs(archs, front, 4)] == picked  # deterministic
     assert len(pick_archs(archs, front, 50)) == 8  # never the failed one
+
+
+def test_seed_values_keep_the_first_complete_evaluation_of_each_seed():
+    def rec(n: int, arch_id: str, seed: int, acc: float | None, status: str = 'complete', epochs: int = 2):
+        return TrialRecord(
+            n, arch_id, {}, status, accuracy=acc, acc_per_epoch=[0.1, acc or 0.0], epochs=epochs, seed=seed
+        )
+
+    records = [
+        rec(0, 'b', 1, 0.6),
+        rec(1, 'a', 0, 0.5, status='failed'),  # failed: not an accuracy
+        rec(2, 'a', 0, 0.4),
+        rec(3, 'a', 0, 0.9),  # a rerun of seed 0: the first record wins
+        rec(4, 'a', 1, 0.7, epochs=3),  # other epochs
+        rec(5, 'a', 5, 0.8),  # not one of the seeds
+        rec(6, 'b', 0, 0.3),
+        rec(7, 'c', 0, 0.2),  # not asked for
+    ]
+    assert seed_values(records, ['b', 'a', 'z'], [0, 1], 2) == [{0: 0.3, 1: 0.6}, {0: 0.4}, {}]
+    assert list(seed_values(records, ['b'], [0, 1], 2)[0]) == [0, 1]  # in seed order, whatever the records' order
+    assert seed_values(records, ['a'], [0, 1], 3) == [{1: 0.7}]
+    # a value that is undefined for the first record of a seed leaves the seed to the next one that has one
+    first_undefined = seed_values(records, ['a'], [0], 2, lambda r: None if r.number == 2 else r.acc_per_epoch[0])
+    assert first_undefined == [{0: 0.1}]
+
+
+def test_ctrl_c_and_sigterm_stop_the_jobs_through_the_stopper_and_the_handlers_come_back():
+    import os
+    import signal
+
+    from nas.jobs import _OnInterrupt, _signals_to
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    stopper = _OnInterrupt()
+    with _signals_to(stopper) as received:
+        assert not stopper.interrupted and not stopper.stop_all()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stopper.interrupted and stopper.stop_all() and stopper('trial', {}) and received == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) == (before[1] or signal.default_int_handler)  # a second: at once
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
 def fidelity(*args: str) -> subprocess.CompletedProcess:
