@@ -119,6 +119,16 @@ def test_the_pick_is_the_cheapest_qualifying_candidate_with_the_best_signal():
     assert pick([incomplete])['pick'] is None and pick([incomplete])['closest'] is None
 
 
+def test_nothing_is_picked_from_candidates_measured_while_deployment_is_not():
+    # every candidate's evaluations complete and costed, deployment's not (a failed deployment
+    # evaluation): the candidates have no signals yet, and pick says so instead of a KeyError
+    waiting = [_result('a', 1.0, {}), _result('b', 2.0, {})]
+    assert all(r.complete and r.cost is not None and not r.signals for r in waiting)
+    choice = pick(waiting)
+    assert choice['pick'] is None and choice['closest'] is None
+    assert choice['mean_tau'] == {'accuracy': None, 'mean_acc': None, 'train_loss': None}
+
+
 def test_image_sizes_follow_the_space_strides():
     space = load_space(SYMMETRY)  # stem /2, stages /2, /1, /2: 12px still leaves 2x2
     assert candidate_sizes(space, None) == [16, 12]
