@@ -277,7 +277,8 @@ def pick(results: Sequence[CandidateResult]) -> dict[str, Any]:
     or, with none qualifying, the closest (highest share among those below the noise bar, else
     the highest share). Returns {'signal', 'mean_tau' (per signal), 'pick' (key, signal) or None,
     'closest' (key, signal) or None}."""
-    done = [r for r in results if r.complete and r.cost is not None and r.signals]  # no signals: deployment not measured
+    # a candidate without signals waits for deployment's measurements
+    done = [r for r in results if r.complete and r.cost is not None and r.signals]
     mean_tau = {s: _mean_or_none([r.signals[s].tau for r in done if s in r.signals]) for s in SIGNALS}
     ranked = [s for s in SIGNALS if mean_tau[s] is not None]
     signal = max(ranked, key=lambda s: (mean_tau[s], -SIGNALS.index(s))) if ranked else SIGNALS[0]
