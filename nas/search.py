@@ -32,6 +32,7 @@ import shlex
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -632,6 +633,15 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _search_arguments(p, dflt)
+    _proxy_arguments(p, dflt)
+    _resource_arguments(p, dflt)
+    _run_folder_arguments(p, dflt)
+    return p
+
+
+def _search_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]) -> None:
+    """What to search: the budget, the space, the objectives and limits, the sampler, seeds and racing."""
     g = p.add_argument_group('what to search')
     g.add_argument('--budget', type=int, default=dflt('budget'), help='trials (distinct architectures) to evaluate')
     g.add_argument(
@@ -685,6 +695,10 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
         default=dflt('early_stop'),
         help='stop weak trials early (ASHA on validation accuracy); stopped trials never enter the front',
     )
+
+
+def _proxy_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]) -> None:
+    """The proxy training's overrides of the space file's proxy section."""
     g = p.add_argument_group("proxy training (defaults: the space file's proxy section)")
     g.add_argument(
         '--proxy',
@@ -703,6 +717,10 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
         '--subset', type=float, default=dflt('subset'), help='training images per trial: a count (>1) or a fraction'
     )
     g.add_argument('--batch-size', type=int, default=dflt('batch_size'), help='proxy batch size')
+
+
+def _resource_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]) -> None:
+    """The resources: each trial's CPUs and GPUs, and the Ray cluster."""
     g = p.add_argument_group('resources')
     g.add_argument(
         '--cpus-per-trial', type=float, default=dflt('cpus_per_trial'), help='CPUs per trial (torch threads)'
@@ -734,6 +752,10 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
         default=dflt('max_failures'),
         help='stop the search after more failed trials than this',
     )
+
+
+def _run_folder_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]) -> None:
+    """The run folder: its name and place, resuming one, and the progress display."""
     g = p.add_argument_group('run folder')
     g.add_argument('--name', default=dflt('name'), help='run folder name under --results-dir; default: a timestamp')
     g.add_argument('--results-dir', type=Path, default=dflt('results_dir'), help='where run folders go')
@@ -749,7 +771,6 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
         default=dflt('quiet'),
         help='no progress: neither the line per trial nor the status of running trials',
     )
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
