@@ -540,35 +540,21 @@ def _tune(
         limits=opts.limits,
         device='cuda' if setup.gpus > 0 else 'cpu',
     )
-    return run_tune(
-        TuneJob(
-            run=folder,
-            study=study,
-            queue=queue,
-            space=setup.space,
-            data=setup.data,
-            settings=settings,
-            objectives=opts.objectives,
-            limits=opts.limits,
-            seed=opts.seed,
-            budget=opts.budget,
-            history=records,
-            repeats=opts.repeats,
-            race=opts.race,
-            race_share=opts.race_share,
-            gpu_memory_mb=setup.gpu_memory,
-            references=references,
-            cpus_per_trial=opts.cpus_per_trial,
-            gpus_per_trial=setup.gpus,
-            max_concurrent=opts.max_concurrent,
-            address=setup.address,
-            time_budget=opts.time_budget,
-            early_stop=opts.early_stop,
-            max_failures=opts.max_failures,
-            quiet=opts.quiet,
-        ),
-        on_cluster=on_cluster,
+    job = TuneJob(
+        opts=opts,
+        run=folder,
+        study=study,
+        space=setup.space,
+        data=setup.data,
+        settings=settings,
+        history=records,
+        references=references,
+        queue=queue,
+        gpus_per_trial=setup.gpus,
+        gpu_memory_mb=setup.gpu_memory,
+        address=setup.address,
     )
+    return run_tune(job, on_cluster=on_cluster)
 
 
 def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> None:
