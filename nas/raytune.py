@@ -16,6 +16,8 @@ It imports Ray, so `nas.search` imports it only when a search starts. One search
   it records nothing more, and the search stops cleanly.
 * `FailureStopper`: ends the search after more than --max-failures failed trials, or once the
   recorder is halted.
+* `ParsedResults`: a finished trial's last result made a `TrialRecord` once, for the searcher
+  and the recorder both.
 """
 
 from __future__ import annotations

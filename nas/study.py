@@ -194,7 +194,7 @@ def _fail_unfinished(journal: optuna.Study) -> int:
 
 
 # A finished evaluation's status -> the state of its Optuna trial (any other status: FAIL).
-STATES = {'complete': TrialState.COMPLETE, 'infeasible': TrialState.COMPLETE, 'stopped': TrialState.PRUNED}
+_STATES = {'complete': TrialState.COMPLETE, 'infeasible': TrialState.COMPLETE, 'stopped': TrialState.PRUNED}
 
 
 @dataclass(frozen=True)
@@ -238,20 +238,17 @@ def optuna_result(
         score: told for accuracy instead of the point's own (the proxy's rank signal).
         seeds: its complete evaluations, kept as the 'seeds' user attribute (left out if None).
     """
-    state = STATES.get(point.status, TrialState.FAIL)
+    state = _STATES.get(point.status, TrialState.FAIL)
     constraints = list((point.record if isinstance(point, ArchResult) else point).constraints)
     complete = state == TrialState.COMPLETE
-    values = [float(score if o == 'accuracy' and score is not None else point.value(o) or 0.0) for o in objectives]
     attrs: dict[str, Any] = {'status': point.status, 'epochs': point.epochs}
     if seeds is not None:
         attrs['seeds'] = seeds
     attrs['constraints'] = constraints
-    return OptunaResult(
-        state,
-        values if complete else None,
-        dict(zip(sorted(limits), constraints)) if complete else {},
-        attrs,
-    )
+    if not complete:
+        return OptunaResult(state, None, {}, attrs)
+    values = [float(score if o == 'accuracy' and score is not None else point.value(o) or 0.0) for o in objectives]
+    return OptunaResult(state, values, dict(zip(sorted(limits), constraints)), attrs)
 
 
 def trial_of(record: TrialRecord, space: SearchSpace, opts: SearchOptions, folder: RunFolder) -> Any:
