@@ -105,6 +105,15 @@ class SearchOptions:
         """These options with objectives and amounts parsed, or UsageError naming the first bad one.
         Needs neither the space nor Ray: everything here is refused before anything starts."""
         objectives = _parse_objectives(self.objectives)
+        self._check_search()
+        limits = self._checked_limits()
+        gpus = self._checked_resources()
+        self._check_name()
+        self._check_proxy()
+        return replace(self, objectives=objectives, gpus_per_trial=gpus, **limits)
+
+    def _check_search(self) -> None:
+        """The budgets, seeds, repeats, racing and the sampler."""
         if not is_int(self.budget) or self.budget < 1:
             raise UsageError(f'--budget must be at least 1, got {self.budget!r}')
         if not is_int(self.repeats) or not is_int(self.race) or self.repeats < 1 or self.race < 1:
@@ -117,6 +126,9 @@ class SearchOptions:
             raise UsageError(f'--seed must be an int >= 0, got {self.seed!r}')
         if self.time_budget is not None and not _positive(self.time_budget):
             raise UsageError(f'--time-budget must be a number of seconds > 0, got {self.time_budget!r}')
+
+    def _checked_limits(self) -> dict[str, float]:
+        """The hard limits given (--max-macs, ...), parsed as amounts ('2e6', '50k'): option -> value."""
         limits = {}
         for key in LIMIT_OPTIONS:
             value = getattr(self, key)
@@ -128,6 +140,11 @@ class SearchOptions:
                 raise UsageError(f'--{_flag(key)}: {e}') from None
             if limits[key] <= 0:
                 raise UsageError(f'--{_flag(key)} must be > 0, got {value!r}')
+        return limits
+
+    def _checked_resources(self) -> float | str | None:
+        """The per-trial resources, --gpu-memory-mb, --max-concurrent and --max-failures; returns
+        --gpus-per-trial parsed (a number, 'auto' or None)."""
         if not _positive(self.cpus_per_trial):
             raise UsageError(f'--cpus-per-trial must be positive, got {self.cpus_per_trial!r}')
         gpus = self.gpus_per_trial
@@ -146,26 +163,31 @@ class SearchOptions:
             value = getattr(self, key)
             if value is not None and (not is_int(value) or value < low):
                 raise UsageError(f'--{_flag(key)} must be an int >= {low}, got {value!r}')
-        if self.name is not None:
-            name = str(self.name)
-            if name in ('', '.', '..') or any(c in name for c in ('/', '\\', '\0', os.sep)):
-                raise UsageError(
-                    f'--name {name!r}: give a plain folder name (no "/", no ".."); '
-                    f'the run folder goes under --results-dir'
-                )
-            if len(os.fsencode(name)) > NAME_MAX:
-                raise UsageError(
-                    f'--name is {len(os.fsencode(name))} bytes long; a folder name takes at most '
-                    f'{NAME_MAX} (give a shorter one)'
-                )
-        # the proxy overrides, by ProxyConfig's own rules (the space's proxy is checked once loaded)
+        return gpus
+
+    def _check_name(self) -> None:
+        """--name: a plain folder name that a file system takes."""
+        if self.name is None:
+            return
+        name = str(self.name)
+        if name in ('', '.', '..') or any(c in name for c in ('/', '\\', '\0', os.sep)):
+            raise UsageError(
+                f'--name {name!r}: give a plain folder name (no "/", no ".."); the run folder goes under --results-dir'
+            )
+        if len(os.fsencode(name)) > NAME_MAX:
+            raise UsageError(
+                f'--name is {len(os.fsencode(name))} bytes long; a folder name takes at most '
+                f'{NAME_MAX} (give a shorter one)'
+            )
+
+    def _check_proxy(self) -> None:
+        """The proxy overrides, by ProxyConfig's own rules (the space's proxy is checked once loaded)."""
         changes = proxy_changes(self)
         try:
             replace(ProxyConfig(), **changes).checked()
         except ProxyError as e:
             if e.key in changes:
                 raise UsageError(f'--{_flag(e.key)}: {e.msg}') from None
-        return replace(self, objectives=objectives, gpus_per_trial=gpus, **limits)
 
 
 def _positive(v: Any) -> bool:

@@ -16,11 +16,14 @@ It imports Ray, so `nas.search` imports it only when a search starts. One search
   it records nothing more, and the search stops cleanly.
 * `FailureStopper`: ends the search after more than --max-failures failed trials, or once the
   recorder is halted.
+* `ParsedResults`: a finished trial's last result made a `TrialRecord` once, for the searcher
+  and the recorder both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import json
 import logging
@@ -52,12 +55,12 @@ from nas.arch import Arch
 from nas.archive import Archive, ArchResult
 from nas.cli import raise_terminated
 from nas.data import Dataset
-from nas.options import UsageError
+from nas.options import SearchOptions, UsageError
 from nas.progress import Progress
 from nas.results import RunFolder, TrialRecord
 from nas.signals import mean_score
 from nas.space import SearchSpace
-from nas.study import RunStudy
+from nas.study import RunStudy, optuna_result
 from nas.trial import TrialSettings, evaluate
 
 __all__ = [
@@ -177,6 +180,27 @@ def record_from_result(
     return record
 
 
+class ParsedResults:
+    """The records of finished trials, each parsed once from its last result (`record_from_result`).
+
+    Tune hands a trial's end to the searcher first and then to the callbacks (its TuneController
+    calls the search algorithm's `on_trial_complete` before theirs), but neither relies on that:
+    whichever of `ArchSearcher` and `Recorder` asks first parses the result and keeps it, the other
+    takes it (and it is forgotten). Each gets its own copy of the record, since each numbers it in
+    its own sequence. A trial that raised is not among them: the searcher gets no result for it,
+    and the recorder reads its error."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, TrialRecord] = {}  # Ray trial id -> its record, until the other asks
+
+    def record(self, trial_id: str, result: dict[str, Any], config: dict[str, Any]) -> TrialRecord:
+        """The record of trial `trial_id`, which ended with `result` (flattened or not) and `config`."""
+        record = self._first.pop(trial_id, None)
+        if record is None:
+            record = self._first[trial_id] = record_from_result(result, config)
+        return copy.copy(record)
+
+
 # --------------------------------------------------------------------------- the searcher (driver side)
 
 CUDA_CONTEXT_MB = 600  # what a worker process's CUDA context and kernels take on a GPU, besides tensors
@@ -242,6 +266,7 @@ class ArchSearcher(Searcher):
         queue: Sequence[dict[str, Any]] = (),
         deadline: float | None = None,
         rank_by: str = 'accuracy',
+        parsed: ParsedResults | None = None,
     ):
         super().__init__()  # several objectives: Optuna holds them, Tune needs no metric of ours
         self.study, self.space, self.objectives, self.limits = study, space, objectives, limits
@@ -252,7 +277,8 @@ class ArchSearcher(Searcher):
         self.queue = list(queue)  # Optuna parameters of architectures to evaluate first
         self.deadline = deadline
         self.rank_by = rank_by  # the proxy's rank signal (nas.signals): what the sampler is told for accuracy
-        self.running: dict[str, tuple[str, int | None]] = {}  # Ray trial id -> (arch id, a new arch's trial number)
+        self.running: dict[str, dict[str, Any]] = {}  # Ray trial id -> its config (a new arch's has 'optuna_number')
+        self.parsed = parsed or ParsedResults()  # finished trials' records, shared with the Recorder
         self.untold: dict[str, int | None] = {}  # arch id -> its open Optuna trial (None: add anew)
         told = {
             t.user_attrs.get('arch_id') for t in study.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -289,7 +315,7 @@ class ArchSearcher(Searcher):
             if config is None and not self.exhausted and self._new_archs() < self.budget:
                 config = self._new_arch()
         if config is not None:
-            self.running[trial_id] = (config['arch_id'], config.get('optuna_number'))
+            self.running[trial_id] = config
             if 'gpus' not in config and self.gpu_memory_mb is not None:
                 config['gpus'] = self.gpus_for(config['arch'], config['arch_id'])
             return config
@@ -299,10 +325,10 @@ class ArchSearcher(Searcher):
         return Searcher.FINISHED
 
     def _new_archs(self) -> int:
-        return len(self.archive) + sum(number is not None for _, number in self.running.values())
+        return len(self.archive) + sum(c.get('optuna_number') is not None for c in self.running.values())
 
     def _in_flight(self) -> Counter[str]:
-        return Counter(arch_id for arch_id, _ in self.running.values())
+        return Counter(c['arch_id'] for c in self.running.values())
 
     def _oom_retry(self) -> dict[str, Any] | None:
         """Under --gpus-per-trial auto, a trial that ran out of GPU memory on its share runs once
@@ -357,8 +383,12 @@ class ArchSearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.running:
             return
-        arch_id, number = self.running.pop(trial_id)
-        record = record_from_result(result or {}, {'arch_id': arch_id}, error=error)
+        config = self.running.pop(trial_id)
+        arch_id, number = config['arch_id'], config.get('optuna_number')
+        if error:  # Tune hands no result of a trial that raised
+            record = record_from_result({}, config, error=True)
+        else:
+            record = self.parsed.record(trial_id, result or {}, config)
         record.arch_id, record.number = arch_id, len(self.archive.records)  # numbers key the Pareto functions
         self.archive.add(record)
         a = self.archive.archs[arch_id]
@@ -367,12 +397,9 @@ class ArchSearcher(Searcher):
         else:
             self._oom.discard(arch_id)
         try:
-            attrs = {'status': record.status, 'epochs': record.epochs, 'constraints': list(record.constraints)}
             if number is not None:
-                if record.status == 'stopped':
-                    self.study.end(number, TrialState.PRUNED, attrs)
-                elif record.status == 'failed':
-                    self.study.end(number, TrialState.FAIL, attrs)
+                if record.status in ('stopped', 'failed'):  # told PRUNED, FAIL
+                    self.study.tell(number, optuna_result(record, self.objectives, self.limits))
                 else:
                     self.untold[arch_id] = number  # told below, once it wants no more seeds
             elif record.status == 'complete' and arch_id not in self.untold:
@@ -390,14 +417,13 @@ class ArchSearcher(Searcher):
             self._tell(self.archive.archs[arch_id], self.untold.pop(arch_id))
 
     def _tell(self, a: ArchResult, number: int | None) -> None:
-        values = [float(self._score(a) if o == 'accuracy' else a.value(o) or 0.0) for o in self.objectives]
-        constraints = dict(zip(sorted(self.limits), a.record.constraints))
-        attrs = {'status': a.status, 'epochs': a.epochs, 'seeds': a.seeds, 'constraints': list(a.record.constraints)}
+        """Tell Optuna an architecture's mean: as its open trial `number`, or as a new trial."""
+        told = optuna_result(a, self.objectives, self.limits, score=self._score(a), seeds=a.seeds)
         if number is not None:
-            self.study.tell(number, values, constraints, attrs)
+            self.study.tell(number, told)
             return
         params = self._params.get(a.arch_id) or self.space.params_of(Arch.from_dict(a.arch))
-        self.study.add(params, values, constraints, {'arch_id': a.arch_id, **attrs})
+        self.study.add(params, told, a.arch_id)
 
     def _score(self, a: ArchResult) -> float:
         """What the sampler is told for accuracy: the mean of the proxy's rank signal over the
@@ -456,8 +482,10 @@ class Recorder(tune.Callback):
         budget: int,
         quiet: bool = False,
         epochs: int = 0,
+        parsed: ParsedResults | None = None,
     ):
         self.run, self.references, self.objectives = run, references, objectives
+        self.parsed = parsed or ParsedResults()  # finished trials' records: the searcher's, when it has parsed one
         self.interrupted = False
         self.disk_error: OSError | None = None
         self.unrecorded: str | None = None  # the trial a full disk kept out of trials.jsonl
@@ -483,7 +511,7 @@ class Recorder(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         if not self.halted:
             with self._unless_out_of_space(trial):
-                self._record(trial, record_from_result(dict(trial.last_result or {}), trial.config))
+                self._record(trial, self.parsed.record(trial.trial_id, dict(trial.last_result or {}), trial.config))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         message = _error_line(trial)
@@ -556,32 +584,20 @@ class FailureStopper(Stopper):
 
 @dataclass
 class TuneJob:
-    """One Tune run of a search: what `nas.search` has set up."""
+    """One Tune run of a search: its options and what `nas.search` has set up for it."""
 
+    opts: SearchOptions  # checked (`SearchOptions.checked`): objectives, limits, budget, seeds, resources
     run: RunFolder
     study: RunStudy
     space: SearchSpace
     data: Dataset
     settings: TrialSettings
-    objectives: list[str]
-    limits: dict[str, float]
-    seed: int
-    budget: int  # distinct architectures, counting those evaluated before
     history: list[TrialRecord]  # the run's evaluations so far (trials.jsonl)
     references: dict[str, str]  # arch id -> reference name
     queue: list[dict[str, Any]] = field(default_factory=list)  # Optuna parameters to evaluate first
-    repeats: int = 1
-    race: int = 1
-    race_share: float = 0.0
+    gpus_per_trial: float = 0.0  # resolved (--gpus-per-trial default, or auto's smallest share)
     gpu_memory_mb: float | None = None  # set: --gpus-per-trial auto, each trial's share from its memory
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int | None = None
-    address: str | None = None
-    time_budget: float | None = None  # seconds after which no trial starts
-    early_stop: bool = False
-    max_failures: int | None = None
-    quiet: bool = False
+    address: str | None = None  # the Ray cluster (--address or an exported RAY_ADDRESS); None: a local Ray
 
 
 @dataclass
@@ -746,99 +762,33 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     Raises:
         UsageError: a trial fits on no node.
     """
-    searcher = ArchSearcher(
-        job.study,
-        job.space,
-        job.objectives,
-        job.limits,
-        job.history,
-        job.seed,
-        job.budget,
-        repeats=job.repeats,
-        race=job.race,
-        race_share=job.race_share,
-        gpu_memory_mb=job.gpu_memory_mb,
-        batch_size=job.settings.proxy.batch_size,
-        queue=job.queue,
-        rank_by=job.settings.proxy.rank_by,
-    )
+    searcher = _searcher(job)
     recorder = Recorder(
-        job.run, job.references, job.objectives, job.budget, job.quiet, epochs=job.settings.proxy.epochs
+        job.run,
+        job.references,
+        job.opts.objectives,
+        job.opts.budget,
+        job.opts.quiet,
+        epochs=job.settings.proxy.epochs,
+        parsed=searcher.parsed,
     )
-    # Ctrl-C and SIGTERM (a cluster's scheduler, a container stop): our handler instead of Tune's, so
-    # the search knows; the FailureStopper then stops Tune cleanly, and a second signal stops at once.
-    os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'
-    main = threading.current_thread() is threading.main_thread()
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    stopped_by: list[int] = []
-
-    def on_signal(signum: int, frame: Any) -> None:
-        recorder.halt()
-        stopped_by.append(signum)
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else raise_terminated)
-
-    if main:
-        signal.signal(signal.SIGINT, on_signal)
+    os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'  # Ctrl-C and SIGTERM: ours (`_StopSignals`), not Tune's
+    signals = _StopSignals(recorder)
+    signals.catch(signal.SIGINT)
     stack = contextlib.ExitStack()
     try:
         stack.enter_context(ray_session(job.address))
-        if main:  # after ray.init, which installs its own (an abort with a C++ stack)
-            signal.signal(signal.SIGTERM, on_signal)
-        resources = ray.cluster_resources()
-        cluster = {
-            'address': job.address or 'local',
-            'nodes': sum(n['Alive'] for n in ray.nodes()),
-            **{k.lower() + 's': v for k, v in resources.items() if k in ('CPU', 'GPU')},
-        }
+        signals.catch(signal.SIGTERM)  # after ray.init, which installs its own (an abort with a C++ stack)
+        cluster, resources = _cluster(job.address)
         if on_cluster is not None:
             on_cluster(cluster)
-        auto = job.gpu_memory_mb is not None
-        least = 1 / GPU_GRID if auto else job.gpus_per_trial
-        check_resources(resources, job.cpus_per_trial, least, job.address)
-        concurrent = job.max_concurrent or fitting_trials(resources, job.cpus_per_trial, least)
-        fn = tune.with_parameters(
-            trainable, data=[ray.put(job.data)], settings=job.settings, threads=max(1, int(job.cpus_per_trial))
-        )
-        scheduler = None
-        if job.early_stop:
-            epochs = job.settings.proxy.epochs
-            scheduler = ASHAScheduler(
-                metric='accuracy',
-                mode='max',
-                time_attr='training_iteration',
-                max_t=max(1, epochs),
-                grace_period=max(1, epochs // 4),
-                reduction_factor=3,
-            )
-        tuner = tune.Tuner(
-            tune.with_resources(fn, partial(_resources, job.cpus_per_trial, job.gpus_per_trial)),
-            tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                scheduler=scheduler,
-                num_samples=-1,  # searcher ends
-                max_concurrent_trials=concurrent,
-                reuse_actors=True,
-                trial_dirname_creator=trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=f"tune-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str((job.run.path / 'ray').resolve()),
-                stop=FailureStopper(recorder, job.max_failures),
-                callbacks=[recorder, recorder.progress],
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=0),
-            ),
-            # No CheckpointConfig(num_to_keep): every trial reports one checkpoint (its weights), and with
-            # num_to_keep set Tune snapshots the whole experiment state after each one: a pass over every
-            # trial per trial, which starved the slots of long runs. The run folder is the record.
-        )
-        if job.time_budget is not None:  # no trial starts after it; running ones finish and are recorded
-            searcher.deadline = time.monotonic() + job.time_budget
+        tuner = _tuner(job, searcher, recorder, resources)
+        if job.opts.time_budget is not None:  # no trial starts after it; running ones finish and are recorded
+            searcher.deadline = time.monotonic() + job.opts.time_budget
         tuner.fit()  # results are read from the run folder, not from Tune's ResultGrid
         searcher.settle(final=True)  # the failure stopper ended it early
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        signals.restore()
         recorder.progress.clear()
         stack.close()
     return TuneOutcome(
@@ -850,5 +800,120 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
         recorder.interrupted,
         recorder.disk_error,
         recorder.unrecorded,
-        signal=stopped_by[0] if stopped_by else None,
+        signal=signals.received[0] if signals.received else None,
+    )
+
+
+def _searcher(job: TuneJob) -> ArchSearcher:
+    """The job's searcher, over its study, with what the run has evaluated so far."""
+    opts = job.opts
+    return ArchSearcher(
+        job.study,
+        job.space,
+        opts.objectives,
+        opts.limits,
+        job.history,
+        opts.seed,
+        opts.budget,
+        repeats=opts.repeats,
+        race=opts.race,
+        race_share=opts.race_share,
+        gpu_memory_mb=job.gpu_memory_mb,
+        batch_size=job.settings.proxy.batch_size,
+        queue=job.queue,
+        rank_by=job.settings.proxy.rank_by,
+    )
+
+
+class _StopSignals:
+    """Ctrl-C and SIGTERM (a cluster's scheduler, a container stop) during a Tune run: our handler
+    instead of Tune's, so the search knows. The first halts the recorder (the FailureStopper then
+    stops Tune cleanly) and is kept in `received`; a second one stops at once. Signal handlers
+    can be set in the main thread only: elsewhere this does nothing."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+        self.main = threading.current_thread() is threading.main_thread()
+        self.previous = (
+            {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)} if self.main else {}
+        )
+        self.received: list[int] = []
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.recorder.halt()
+        self.received.append(signum)
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else raise_terminated)
+
+    def catch(self, signum: int) -> None:
+        """Handle `signum` from now on."""
+        if self.main:
+            signal.signal(signum, self)
+
+    def restore(self) -> None:
+        """The handlers there were before."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def _cluster(address: str | None) -> tuple[dict[str, Any], dict[str, float]]:
+    """The Ray cluster this process runs on, as run.yaml records it, and its resources."""
+    resources = ray.cluster_resources()
+    cluster = {
+        'address': address or 'local',
+        'nodes': sum(n['Alive'] for n in ray.nodes()),
+        **{k.lower() + 's': v for k, v in resources.items() if k in ('CPU', 'GPU')},
+    }
+    return cluster, resources
+
+
+def _scheduler(job: TuneJob) -> ASHAScheduler | None:
+    """ASHA on validation accuracy per epoch with --early-stop; None (every trial runs to its end) without."""
+    if not job.opts.early_stop:
+        return None
+    epochs = job.settings.proxy.epochs
+    return ASHAScheduler(
+        metric='accuracy',
+        mode='max',
+        time_attr='training_iteration',
+        max_t=max(1, epochs),
+        grace_period=max(1, epochs // 4),
+        reduction_factor=3,
+    )
+
+
+def _tuner(job: TuneJob, searcher: ArchSearcher, recorder: Recorder, resources: dict[str, float]) -> tune.Tuner:
+    """The Tuner of the job: the trainable with the data put in Ray's object store once, as many
+    trials at once as fit the cluster (or --max-concurrent), the searcher, the recorder and its
+    progress display, and the failure stopper.
+
+    Raises:
+        UsageError: a trial fits on no node.
+    """
+    opts = job.opts
+    cpus = opts.cpus_per_trial
+    least = 1 / GPU_GRID if job.gpu_memory_mb is not None else job.gpus_per_trial  # auto: its smallest share
+    check_resources(resources, cpus, least, job.address)
+    concurrent = opts.max_concurrent or fitting_trials(resources, cpus, least)
+    fn = tune.with_parameters(trainable, data=[ray.put(job.data)], settings=job.settings, threads=max(1, int(cpus)))
+    return tune.Tuner(
+        tune.with_resources(fn, partial(_resources, cpus, job.gpus_per_trial)),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=_scheduler(job),
+            num_samples=-1,  # searcher ends
+            max_concurrent_trials=concurrent,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str((job.run.path / 'ray').resolve()),
+            stop=FailureStopper(recorder, opts.max_failures),
+            callbacks=[recorder, recorder.progress],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+        # No CheckpointConfig(num_to_keep): every trial reports one checkpoint (its weights), and with
+        # num_to_keep set Tune snapshots the whole experiment state after each one: a pass over every
+        # trial per trial, which starved the slots of long runs. The run folder is the record.
     )

@@ -32,6 +32,7 @@ import shlex
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -539,35 +540,21 @@ def _tune(
         limits=opts.limits,
         device='cuda' if setup.gpus > 0 else 'cpu',
     )
-    return run_tune(
-        TuneJob(
-            run=folder,
-            study=study,
-            queue=queue,
-            space=setup.space,
-            data=setup.data,
-            settings=settings,
-            objectives=opts.objectives,
-            limits=opts.limits,
-            seed=opts.seed,
-            budget=opts.budget,
-            history=records,
-            repeats=opts.repeats,
-            race=opts.race,
-            race_share=opts.race_share,
-            gpu_memory_mb=setup.gpu_memory,
-            references=references,
-            cpus_per_trial=opts.cpus_per_trial,
-            gpus_per_trial=setup.gpus,
-            max_concurrent=opts.max_concurrent,
-            address=setup.address,
-            time_budget=opts.time_budget,
-            early_stop=opts.early_stop,
-            max_failures=opts.max_failures,
-            quiet=opts.quiet,
-        ),
-        on_cluster=on_cluster,
+    job = TuneJob(
+        opts=opts,
+        run=folder,
+        study=study,
+        space=setup.space,
+        data=setup.data,
+        settings=settings,
+        history=records,
+        references=references,
+        queue=queue,
+        gpus_per_trial=setup.gpus,
+        gpu_memory_mb=setup.gpu_memory,
+        address=setup.address,
     )
+    return run_tune(job, on_cluster=on_cluster)
 
 
 def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> None:
@@ -632,6 +619,15 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _search_arguments(p, dflt)
+    _proxy_arguments(p, dflt)
+    _resource_arguments(p, dflt)
+    _run_folder_arguments(p, dflt)
+    return p
+
+
+def _search_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]) -> None:
+    """What to search: the budget, the space, the objectives and limits, the sampler, seeds and racing."""
     g = p.add_argument_group('what to search')
     g.add_argument('--budget', type=int, default=dflt('budget'), help='trials (distinct architectures) to evaluate')
     g.add_argument(
@@ -685,6 +681,10 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
         default=dflt('early_stop'),
         help='stop weak trials early (ASHA on validation accuracy); stopped trials never enter the front',
     )
+
+
+def _proxy_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]) -> None:
+    """The proxy training's overrides of the space file's proxy section."""
     g = p.add_argument_group("proxy training (defaults: the space file's proxy section)")
     g.add_argument(
         '--proxy',
@@ -703,6 +703,10 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
         '--subset', type=float, default=dflt('subset'), help='training images per trial: a count (>1) or a fraction'
     )
     g.add_argument('--batch-size', type=int, default=dflt('batch_size'), help='proxy batch size')
+
+
+def _resource_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]) -> None:
+    """The resources: each trial's CPUs and GPUs, and the Ray cluster."""
     g = p.add_argument_group('resources')
     g.add_argument(
         '--cpus-per-trial', type=float, default=dflt('cpus_per_trial'), help='CPUs per trial (torch threads)'
@@ -734,6 +738,10 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
         default=dflt('max_failures'),
         help='stop the search after more failed trials than this',
     )
+
+
+def _run_folder_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]) -> None:
+    """The run folder: its name and place, resuming one, and the progress display."""
     g = p.add_argument_group('run folder')
     g.add_argument('--name', default=dflt('name'), help='run folder name under --results-dir; default: a timestamp')
     g.add_argument('--results-dir', type=Path, default=dflt('results_dir'), help='where run folders go')
@@ -749,7 +757,6 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
         default=dflt('quiet'),
         help='no progress: neither the line per trial nor the status of running trials',
     )
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -26,12 +26,23 @@ from optuna.trial import TrialState
 
 from nas import pareto
 from nas.arch import Arch
+from nas.archive import ArchResult
 from nas.options import SearchOptions
 from nas.results import STUDY_NAME, RunError, RunFolder, TrialRecord, aggregate
 from nas.samplers import EvolutionSampler, UniqueSampler
 from nas.space import SearchSpace, SpaceError
 
-__all__ = ['StudySource', 'RunStudy', 'BatchedJournal', 'journal_storage', 'make_sampler', 'open_study', 'trial_of']
+__all__ = [
+    'StudySource',
+    'RunStudy',
+    'BatchedJournal',
+    'OptunaResult',
+    'journal_storage',
+    'make_sampler',
+    'open_study',
+    'optuna_result',
+    'trial_of',
+]
 
 HISTORY_WINDOW = 500  # trials a TPE or GP ask reads at most (nas.samplers.HistoryWindow)
 
@@ -104,6 +115,31 @@ def open_study(
     Raises:
         RunError: a finished trial of trials.jsonl that cannot be told to the study.
     """
+    journal, storage, backend, existed, notes = _open_journal(folder, opts)
+    done = {r.arch_id for r in records}
+    told, again = _seen(journal, space, done)
+    missing = [a for a in aggregate(records) if a.arch_id not in told]  # one trial per architecture: its mean
+    if missing:
+        journal.add_trials([trial_of(replace(a.record, accuracy=a.accuracy), space, opts, folder) for a in missing])
+        why = 'missing' if not existed else f'stale ({len(missing)} of the {len(records)} finished trials absent)'
+        notes.append(
+            f'{folder.study_path}: {why}; rebuilt from {folder.trials_path.name} '
+            f'({len(missing)} architectures told to the study)'
+        )
+    stale = _fail_unfinished(journal)
+    queue = list(again.values())
+    for arch in space.reference_points().values():
+        if arch.arch_id not in done and arch.arch_id not in again:
+            queue.append(space.params_of(arch))
+    source = StudySource.of(folder, opts, space)
+    return RunStudy(source, journal, storage, backend), stale, queue, notes
+
+
+def _open_journal(
+    folder: RunFolder, opts: SearchOptions
+) -> tuple[optuna.Study, optuna.storages.JournalStorage, BatchedJournal, bool, list[str]]:
+    """The run's journal study, created if new: the study, its storage and backend, whether the
+    journal file existed, and a note if an unreadable one was moved aside (and a new one begun)."""
     notes: list[str] = []
     existed = folder.study_path.is_file()
     try:
@@ -121,9 +157,14 @@ def open_study(
         directions=pareto.directions(opts.objectives),
         sampler=optuna.samplers.RandomSampler(),
     )
-    done = {r.arch_id for r in records}
-    told: set[str] = set()  # architectures whose end the study knows
-    again: dict[str, dict[str, Any]] = {}  # seen by the study, not recorded: arch id -> params
+    return journal, storage, backend, existed, notes
+
+
+def _seen(journal: optuna.Study, space: SearchSpace, done: set[str]) -> tuple[set[str], dict[str, dict[str, Any]]]:
+    """What the journal knows: the architectures whose end it was told, and those it has seen
+    that are not `done` (not in trials.jsonl), arch id -> their parameters, in trial order."""
+    told: set[str] = set()
+    again: dict[str, dict[str, Any]] = {}
     for t in journal.get_trials(deepcopy=False):
         if 'duplicate_of' in t.user_attrs or not t.params:
             continue
@@ -137,14 +178,11 @@ def open_study(
             told.add(arch_id)
         if arch_id not in done:
             again.setdefault(arch_id, dict(t.params))
-    missing = [a for a in aggregate(records) if a.arch_id not in told]  # one trial per architecture: its mean
-    if missing:
-        journal.add_trials([trial_of(replace(a.record, accuracy=a.accuracy), space, opts, folder) for a in missing])
-        why = 'missing' if not existed else f'stale ({len(missing)} of the {len(records)} finished trials absent)'
-        notes.append(
-            f'{folder.study_path}: {why}; rebuilt from {folder.trials_path.name} '
-            f'({len(missing)} architectures told to the study)'
-        )
+    return told, again
+
+
+def _fail_unfinished(journal: optuna.Study) -> int:
+    """Tell FAIL every trial a killed process left running or queued; how many there were."""
     stale = 0
     for t in journal.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         journal.tell(t.number, state=TrialState.FAIL)
@@ -152,36 +190,73 @@ def open_study(
     for _ in journal.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         journal.tell(journal.ask(), state=TrialState.FAIL)  # ask() takes the queued ones first
         stale += 1
-    queue = list(again.values())
-    for arch in space.reference_points().values():
-        if arch.arch_id not in done and arch.arch_id not in again:
-            queue.append(space.params_of(arch))
-    source = StudySource.of(folder, opts, space)
-    return RunStudy(source, journal, storage, backend), stale, queue, notes
+    return stale
+
+
+# A finished evaluation's status -> the state of its Optuna trial (any other status: FAIL).
+_STATES = {'complete': TrialState.COMPLETE, 'infeasible': TrialState.COMPLETE, 'stopped': TrialState.PRUNED}
+
+
+@dataclass(frozen=True)
+class OptunaResult:
+    """What Optuna is told of an architecture: its trial's state, and for a COMPLETE one its
+    objective values and constraint values (limit name -> value, <= 0 where it holds); the user
+    attributes go with every state."""
+
+    state: TrialState
+    values: list[float] | None
+    constraints: dict[str, float]
+    attrs: dict[str, Any]
+
+    def frozen(self, space: SearchSpace, params: dict[str, Any], arch_id: str, **more: Any) -> Any:
+        """As a finished Optuna trial (a FrozenTrial) of `params`, with the architecture's id first
+        among its user attributes and `more` after them."""
+        return optuna.trial.create_trial(
+            state=self.state,
+            params=params,
+            distributions=space.distributions(params),
+            values=self.values,
+            constraints=self.constraints or None,
+            user_attrs={'arch_id': arch_id, **self.attrs, **more},
+        )
+
+
+def optuna_result(
+    point: TrialRecord | ArchResult,
+    objectives: list[str],
+    limits: Mapping[str, float],
+    score: float | None = None,
+    seeds: int | None = None,
+) -> OptunaResult:
+    """What Optuna is told of an architecture's result `point` (one evaluation, or the architecture
+    over its seeds): the one place the searcher and a rebuilt journal turn a result into Optuna's.
+
+    Args:
+        point: its result; costs and constraint values are its standing evaluation's.
+        objectives: the run's, in order; a missing value is told as 0.
+        limits: the hard limits (their names, sorted, name the constraint values).
+        score: told for accuracy instead of the point's own (the proxy's rank signal).
+        seeds: its complete evaluations, kept as the 'seeds' user attribute (left out if None).
+    """
+    state = _STATES.get(point.status, TrialState.FAIL)
+    constraints = list((point.record if isinstance(point, ArchResult) else point).constraints)
+    complete = state == TrialState.COMPLETE
+    attrs: dict[str, Any] = {'status': point.status, 'epochs': point.epochs}
+    if seeds is not None:
+        attrs['seeds'] = seeds
+    attrs['constraints'] = constraints
+    if not complete:
+        return OptunaResult(state, None, {}, attrs)
+    values = [float(score if o == 'accuracy' and score is not None else point.value(o) or 0.0) for o in objectives]
+    return OptunaResult(state, values, dict(zip(sorted(limits), constraints)), attrs)
 
 
 def trial_of(record: TrialRecord, space: SearchSpace, opts: SearchOptions, folder: RunFolder) -> Any:
     """A finished trial of trials.jsonl as an Optuna FrozenTrial, told as ArchSearcher tells it."""
-    state = {'complete': TrialState.COMPLETE, 'infeasible': TrialState.COMPLETE, 'stopped': TrialState.PRUNED}.get(
-        record.status, TrialState.FAIL
-    )
     try:
         params = record.optuna_params or space.params_of(Arch.from_dict(record.arch))
-        complete = state == TrialState.COMPLETE
-        return optuna.trial.create_trial(
-            state=state,
-            params=params,
-            distributions=space.distributions(params),
-            values=[float(record.value(o) or 0.0) for o in opts.objectives] if complete else None,
-            constraints=dict(zip(sorted(opts.limits), record.constraints)) if complete and opts.limits else None,
-            user_attrs={
-                'arch_id': record.arch_id,
-                'status': record.status,
-                'epochs': record.epochs,
-                'constraints': list(record.constraints),
-                'rebuilt_from': folder.trials_path.name,
-            },
-        )
+        told = optuna_result(record, opts.objectives, opts.limits)
+        return told.frozen(space, params, record.arch_id, rebuilt_from=folder.trials_path.name)
     except (ValueError, TypeError, SpaceError) as e:
         raise RunError(
             f'{folder.trials_path}: trial {record.number} ({record.arch_id}) cannot be told to a '
@@ -291,17 +366,20 @@ class RunStudy:
         self._open[True, trial.number] = optuna.Trial(self.journal, trial_id)
         return trial.number, arch, params, kind
 
-    def tell(self, number: int, values: list[float], constraints: dict[str, float], attrs: dict[str, Any]) -> None:
-        """End a trial as COMPLETE with `values`, its constraint values and user attributes (one
-        write to the journal)."""
+    def tell(self, number: int, told: OptunaResult) -> None:
+        """End a trial as `told` says: its user attributes, then for COMPLETE its constraint values
+        and objective values, else its state (PRUNED, FAIL); one write to the journal."""
+        if told.state != TrialState.COMPLETE:
+            self.end(number, told.state, told.attrs)
+            return
         for study in (self.work, self.journal):
             with self._backend.batch() if study is self.journal else contextlib.nullcontext():
                 trial = self._trial(study, number)
-                for key, value in attrs.items():
+                for key, value in told.attrs.items():
                     trial.set_user_attr(key, value)
-                for name, value in constraints.items():
+                for name, value in told.constraints.items():
                     trial.set_constraint(name, value)
-                study.tell(trial, values)
+                study.tell(trial, told.values)
 
     def end(self, number: int, state: TrialState, attrs: dict[str, Any]) -> None:
         """End a trial as PRUNED or FAIL, with its user attributes (one write to the journal)."""
@@ -312,18 +390,10 @@ class RunStudy:
                     trial.set_user_attr(key, value)
                 study.tell(trial, state=state)
 
-    def add(
-        self, params: dict[str, Any], values: list[float], constraints: dict[str, float], attrs: dict[str, Any]
-    ) -> None:
+    def add(self, params: dict[str, Any], told: OptunaResult, arch_id: str) -> None:
         """Add a finished trial: an architecture told before whose mean has moved (Optuna cannot
         change a finished trial, so its new mean is a new trial with the same parameters)."""
-        trial = optuna.trial.create_trial(
-            params=params,
-            distributions=self.source.space.distributions(params),
-            values=values,
-            user_attrs=attrs,
-            constraints=constraints or None,
-        )
+        trial = told.frozen(self.source.space, params, arch_id)
         self.work.add_trial(trial)
         self.journal.add_trial(trial)
 

@@ -205,3 +205,294 @@ def test_the_sampler_is_told_the_proxys_rank_signal_and_the_front_stays_on_accur
         rank_by == "accuracy"
     )
     assert {a.accuracy for a in searcher.archive.front()} <= {0.5, 0.6, 0.7, 0.8}  # the front reports accuracy
+
+
+# --------------------------------------------------------------------------- the search's logic in process
+# The slow tests of tests/test_search.py run these through `python -m nas.search` on Ray; here the
+# searcher (and, where it counts, the Recorder) is driven as Tune drives it, with costs measured on
+# the real networks and a stand-in accuracy, so the sampler, racing and limit logic runs in seconds.
+
+
+_COSTS: dict[str, tuple[int, int]] = {}  # arch id -> (params, MACs): measured once per test session
+
+
+def measured_cost(arch: dict, arch_id: str) -> tuple[int, int]:
+    """The network's parameters and MACs per image, measured (`nas.cost.measure_cost`) once."""
+    from nas.arch import Arch
+    from nas.cost import measure_cost
+
+    if arch_id not in _COSTS:
+        cost = measure_cost(Arch.from_dict(arch), num_classes=10, latency=False, memory=False)
+        _COSTS[arch_id] = (cost.params, cost.macs)
+    return _COSTS[arch_id]
+
+
+def measured_result(config: dict, limits: dict | None = None, accuracy=None) -> dict:
+    """The trainable's last report for `config`: params and MACs measured on the real network, the
+    constraint values as `nas.trial.evaluate` computes them (over a limit: 'infeasible', untrained),
+    and an accuracy that grows with the network's size, differs per architecture and per seed."""
+    import hashlib
+
+    from nas.trial import constraint_values
+
+    params, macs = measured_cost(config["arch"], config["arch_id"])
+    record = TrialRecord(
+        number=-1,
+        arch_id=config["arch_id"],
+        arch=config["arch"],
+        status="complete",
+        params=params,
+        macs=macs,
+        seed=config["seed"],
+    )
+    record.constraints = constraint_values(record, limits or {})
+    if any(c > 0 for c in record.constraints):
+        record.status = "infeasible"
+    else:
+        offset = int(hashlib.sha256(config["arch_id"].encode()).hexdigest()[:6], 16) / 2**24
+        record.accuracy = (
+            accuracy
+            if accuracy is not None
+            else round(min(0.99, 0.3 + record.params / 2e5 + 0.1 * offset + 0.004 * (config["seed"] % 3)), 4)
+        )
+        record.epochs, record.acc_per_epoch = 1, [record.accuracy]
+    return {"accuracy": record.accuracy or 0.0, "final": True, "status": record.status, "record": asdict(record)}
+
+
+def drive(searcher: ArchSearcher, result_of, recorder=None, at_once: int = 3, until=None) -> list[dict]:
+    """Run the searcher as Tune does: up to `at_once` trials in flight, the oldest finishing first,
+    each told to the searcher (its result flattened, as Tune hands it) and then to `recorder`'s
+    callbacks. Stops when the searcher is finished or `until(searcher)` is true; returns every
+    config it suggested, in order."""
+    from types import SimpleNamespace
+
+    from ray.tune.utils import flatten_dict
+
+    in_flight: dict[str, dict] = {}
+    suggested: list[dict] = []
+    while until is None or not until(searcher):
+        while len(in_flight) < at_once:
+            config = searcher.suggest(f"t{len(suggested)}")
+            if not isinstance(config, dict):
+                break
+            in_flight[f"t{len(suggested)}"] = config
+            suggested.append(config)
+        if not in_flight:
+            break
+        trial_id = next(iter(in_flight))
+        config = in_flight.pop(trial_id)
+        result = result_of(config)
+        searcher.on_trial_complete(trial_id, flatten_dict(result))
+        if recorder is not None:
+            trial = SimpleNamespace(trial_id=trial_id, config=config, last_result=result)
+            recorder.on_trial_complete(0, [], trial)
+    return suggested
+
+
+def latest_told(study) -> dict[str, optuna.trial.FrozenTrial]:
+    """Each architecture's last COMPLETE trial in the study: Optuna's latest word on it."""
+    return {
+        t.user_attrs["arch_id"]: t
+        for t in study.journal.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    }
+
+
+def test_racing_in_process_gives_front_points_three_seeds_and_tells_optuna_their_means(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searcher = new_searcher(tmp_path, "evolution", budget=8, race=3, race_share=0.3)
+    searcher.seed = 5
+    suggested = drive(searcher, measured_result)
+
+    archs = {c["arch_id"] for c in suggested}
+    assert len(archs) == 8 and len(suggested) > 8  # the budget counts architectures; re-evaluations on top
+    assert searcher.reevaluations == len(suggested) - 8
+    for arch_id in archs:  # evaluation k of an architecture has seed 5 + k: no seed twice
+        seeds = [c["seed"] for c in suggested if c["arch_id"] == arch_id]
+        assert seeds == list(range(5, 5 + len(seeds)))
+    front = searcher.archive.front()
+    assert front and all(a.seeds >= 3 for a in front)
+    told = latest_told(searcher.study)
+    for a in front:  # Optuna was told each front point's mean over its seeds, with their number
+        assert told[a.arch_id].values[0] == pytest.approx(statistics.mean(a.accuracies))
+        assert told[a.arch_id].user_attrs["seeds"] == a.seeds
+    # nothing left open: every trial the searcher started is finished in the journal
+    assert not searcher.study.journal.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+
+
+def test_hard_limits_in_process_are_constraints_and_keep_the_front_feasible(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    limit = 420_000.0  # between the cheapest and the dearest architectures of the digits space
+    limits = {"macs": limit}
+    searcher = new_searcher(tmp_path, "evolution", budget=10, race=1)
+    searcher.limits = limits
+    drive(searcher, lambda c: measured_result(c, limits))
+
+    records = searcher.archive.records
+    over = [r for r in records if r.macs > limit]
+    assert over and all(r.status == "infeasible" and r.accuracy is None for r in over)
+    assert all(r.constraints == [r.macs - limit] for r in records)
+    assert all(a.macs <= limit for a in searcher.archive.front())
+    journal = searcher.study.journal
+    for t in journal.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        assert list(t.constraints.values()) == t.user_attrs["constraints"] and len(t.constraints) == 1
+    assert all(t.user_attrs["constraints"][0] <= 0 for t in journal.best_trials)
+    assert {t.user_attrs["arch_id"] for t in journal.best_trials} == {a.arch_id for a in searcher.archive.front()}
+
+
+def test_a_small_space_is_exhausted_in_process_without_a_duplicate(tmp_path):
+    import yaml
+
+    from nas.space import SearchSpace
+
+    raw = yaml.safe_load(DIGITS.read_text())  # one decision with two values: two architectures
+    raw["blocks"].update(op="conv", heads=2, k_att=3)
+    raw["stages"][1].update(depth=1, channels=32)
+    raw["stages"][0]["blocks"] = {"op": {"choices": ["conv", "acmix"]}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    space = load_space(path)
+    assert isinstance(space, SearchSpace) and space.size == 2
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    opts = SearchOptions(space=path, sampler="random", budget=6, objectives=OBJ, race=1).checked()
+    study, _, queue, _ = open_study(run, opts, space, [])
+    searcher = ArchSearcher(study, space, OBJ, {}, [], seed=0, budget=6, queue=queue)
+
+    suggested = drive(searcher, measured_result)
+    assert len(suggested) == 2 and len({c["arch_id"] for c in suggested}) == 2
+    assert searcher.exhausted and searcher.suggest("t-last") is ArchSearcher.FINISHED
+    states = [t.state for t in study.journal.get_trials(deepcopy=False)]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 2  # the sampler's repeat was failed, not trained
+    assert all("duplicate_of" in t.user_attrs for t in study.journal.get_trials(deepcopy=False)[2:])
+
+
+def test_after_the_deadline_nothing_starts_and_what_runs_is_told(tmp_path):
+    import time
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searcher = new_searcher(tmp_path, "evolution", budget=100, race=1)
+    first = [searcher.suggest(f"t{k}") for k in range(3)]
+    searcher.deadline = time.monotonic() - 1  # --time-budget ran out while three trials run
+    assert searcher.suggest("t3") is None  # not finished: what runs is still to be told
+    for k, config in enumerate(first):
+        searcher.on_trial_complete(f"t{k}", measured_result(config))
+        assert searcher.suggest(f"u{k}") is (ArchSearcher.FINISHED if k == 2 else None)
+    started = [t for t in searcher.study.journal.get_trials(deepcopy=False) if t.user_attrs.get("arch_id")]
+    assert [t.user_attrs["arch_id"] for t in started] == [c["arch_id"] for c in first]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in started)
+
+
+@pytest.mark.parametrize(
+    "sampler", [pytest.param(s, marks=pytest.mark.slow) if s == "gp" else s for s in SAMPLERS]
+)  # GP's own fitting takes ~40 s of the 14 trials: the slow tier
+def test_every_named_sampler_in_process_runs_past_its_random_start_up(tmp_path, sampler):
+    # 14 architectures: past GP's 10 random start-up trials, and several NSGA generations (population 4)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searcher = new_searcher(tmp_path, sampler, budget=14, race=1)
+    suggested = drive(searcher, measured_result, at_once=2)
+    assert len(suggested) == 14 and len({c["arch_id"] for c in suggested}) == 14
+    space = load_space(DIGITS)
+    assert [c["arch_id"] for c in suggested[:3]] == [a.arch_id for a in space.reference_points().values()]
+    assert searcher.proposals["queued"] == 3 and sum(searcher.proposals.values()) == 14
+    told = searcher.study.journal.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    assert sorted(t.user_attrs["arch_id"] for t in told) == sorted(c["arch_id"] for c in suggested)
+
+
+def test_failures_in_process_are_recorded_told_fail_and_stop_the_search_past_max_failures(tmp_path):
+    from nas.raytune import FailureStopper, Recorder
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searcher = new_searcher(tmp_path, "random", budget=8, race=1)
+    run = RunFolder(tmp_path / "run")
+    run.write_config(RunConfig(objectives=OBJ))
+    recorder = Recorder(run, {}, OBJ, budget=8, quiet=True, parsed=searcher.parsed)
+    stopper = FailureStopper(recorder, max_failures=1)
+
+    def failing(config: dict) -> dict:
+        result = measured_result(config)
+        result["record"].update(status="failed", accuracy=None, error="non-finite training loss at epoch 1")
+        result.update(status="failed", accuracy=0.0)
+        return result
+
+    drive(searcher, failing, recorder=recorder, at_once=1, until=lambda _: stopper.stop_all())
+    records = run.trials()
+    assert len(records) == 2 and recorder.failures == 2  # stopped after the second failure, not at the budget
+    assert all(r.status == "failed" and "non-finite training loss" in r.error for r in records)
+    trials = searcher.study.journal.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert all(t.user_attrs["status"] == "failed" for t in trials)
+    assert searcher.archive.front() == []
+
+
+def test_a_finished_trials_result_is_parsed_once_for_the_searcher_and_the_recorder(tmp_path, monkeypatch):
+    import nas.raytune
+    from nas.raytune import Recorder
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    parses = []
+    parse = nas.raytune.record_from_result
+    monkeypatch.setattr(nas.raytune, "record_from_result", lambda *a, **k: parses.append(a[0]) or parse(*a, **k))
+    searcher = new_searcher(tmp_path, "evolution", budget=5, race=1)
+    run = RunFolder(tmp_path / "run")
+    run.write_config(RunConfig(objectives=OBJ))
+    recorder = Recorder(run, {}, OBJ, budget=5, quiet=True, parsed=searcher.parsed)
+    suggested = drive(searcher, measured_result, recorder=recorder)
+
+    assert len(parses) == len(suggested) == 5  # once per trial, not once by each
+    recorded = run.trials()
+    assert [r.arch_id for r in recorded] == [r.arch_id for r in searcher.archive.records]
+    for mine, theirs in zip(recorded, searcher.archive.records):  # one parse; each numbered its own
+        assert mine is not theirs and mine.accuracy == theirs.accuracy and mine.finished_at == theirs.finished_at
+        assert mine.optuna_number == theirs.optuna_number is not None
+    assert not searcher.parsed._first  # each taken by the other: nothing kept
+
+
+def test_parsed_results_hand_the_first_parse_to_the_second_whether_flattened_or_not():
+    from ray.tune.utils import flatten_dict
+
+    from nas.raytune import ParsedResults
+
+    config = {"arch_id": "a" * 12, "arch": {"in_chans": 1}, "seed": 0, "optuna_number": 3, "optuna_params": {"x": 1}}
+    rec = TrialRecord(number=-1, arch_id="a" * 12, arch={"in_chans": 1}, status="complete", accuracy=0.5, epochs=2)
+    result = {"accuracy": 0.5, "final": True, "record": asdict(rec)}
+    parsed = ParsedResults()
+    first = parsed.record("t0", flatten_dict(result), config)  # the searcher's: Tune flattens it
+    second = parsed.record("t0", {}, config)  # the recorder's: given nothing, it still gets the parse
+    assert first is not second and asdict(first) == asdict(second)
+    assert first.optuna_number == 3 and first.optuna_params == {"x": 1} and first.accuracy == 0.5
+    third = parsed.record("t0", result, config)  # asked a third time (a new trial of that id): parsed anew
+    third.finished_at = first.finished_at
+    assert asdict(third) == asdict(first)
+    stopped = parsed.record("t1", {**result, "final": False}, config)
+    assert stopped.status == "stopped"
+
+
+def test_optuna_is_told_an_architecture_alike_by_the_searcher_and_a_rebuilt_journal():
+    from optuna.trial import TrialState
+
+    from nas.archive import ArchResult
+    from nas.study import optuna_result
+
+    base = dict(number=0, arch_id="b" * 12, arch={}, macs=500, params=10, epochs=2, constraints=[100.0])
+    seeds = [TrialRecord(**base, status="complete", accuracy=acc, seed=s) for s, acc in enumerate([0.5, 0.7])]
+    a = ArchResult(list(seeds))
+    told = optuna_result(a, ["accuracy", "macs"], {"macs": 400}, seeds=a.seeds)
+    assert told.state == TrialState.COMPLETE and told.values == pytest.approx([0.6, 500.0])  # the mean
+    assert told.constraints == {"macs": 100.0}
+    assert list(told.attrs.items()) == [("status", "complete"), ("epochs", 2), ("seeds", 2), ("constraints", [100.0])]
+    ranked = optuna_result(a, ["accuracy", "macs"], {}, score=-1.25)  # the proxy's rank signal for accuracy
+    assert ranked.values == [-1.25, 500.0] and ranked.constraints == {} and "seeds" not in ranked.attrs
+    # a single evaluation, as a rebuilt journal tells it: the same values for the same result
+    one = optuna_result(seeds[0], ["accuracy", "macs"], {"macs": 400})
+    assert one.values == [0.5, 500.0] and one.constraints == told.constraints
+    for status, state in (
+        ("stopped", TrialState.PRUNED),
+        ("failed", TrialState.FAIL),
+        ("infeasible", TrialState.COMPLETE),
+    ):
+        r = TrialRecord(**base, status=status, accuracy=None)
+        told = optuna_result(r, ["accuracy", "macs"], {"macs": 400})
+        assert told.state == state and told.attrs["status"] == status
+        assert (told.values, told.constraints) == (
+            ([0.0, 500.0], {"macs": 100.0}) if state == TrialState.COMPLETE else (None, {})
+        )
