@@ -182,7 +182,7 @@ def drive(
         race_share=opts.race_share,
         queue=queue,
     )
-    recorder = Recorder(run, {}, opts.objectives, archs, quiet=True, epochs=1)
+    recorder = Recorder(run, {}, opts.objectives, archs, quiet=True, epochs=1, parsed=searcher.parsed)
     weights = folder / 'stand-in-weights'  # a proxy-sized weights file (~50k parameters), copied per architecture
     weights.mkdir()
     save_file({'w': torch.zeros(50_000)}, str(weights / 'model.safetensors'))

@@ -196,11 +196,11 @@ class JobRecorder(tune.Callback):
         self._record(record_from_result(dict(trial.last_result or {}), trial.config['job']), trial.config['job'])
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        from nas.raytune import _error_line, record_from_result
+        from nas.raytune import error_line, record_from_result
 
         self._record(
             record_from_result(
-                dict(trial.last_result or {}), trial.config['job'], error=True, message=_error_line(trial)
+                dict(trial.last_result or {}), trial.config['job'], error=True, message=error_line(trial)
             ),
             trial.config['job'],
         )

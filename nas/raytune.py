@@ -72,6 +72,7 @@ __all__ = [
     'Recorder',
     'FailureStopper',
     'record_from_result',
+    'error_line',
 ]
 
 ERROR_CHARS = 300  # a failed trial's reason (trials.jsonl `error`, its progress line) is cut to this
@@ -446,7 +447,7 @@ class ArchSearcher(Searcher):
 # --------------------------------------------------------------------------- recording and progress
 
 
-def _error_line(trial: Any) -> str:
+def error_line(trial: Any) -> str:
     """The last line of a trial's exception, e.g. 'RuntimeError: ...'."""
     text = ''
     try:
@@ -514,7 +515,7 @@ class Recorder(tune.Callback):
                 self._record(trial, self.parsed.record(trial.trial_id, dict(trial.last_result or {}), trial.config))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        message = _error_line(trial)
+        message = error_line(trial)
         if 'No space left on device' in message or 'Errno 28' in message:  # the disk, not the trial
             self.halt(OSError(errno.ENOSPC, message, str(self.run.path)), trial)
         if not self.halted:
