@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.optim import param_groups_weight_decay
 
-from nas.cli import fault_exit
+from nas.cli import ArgumentParser, fault_exit
 from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, load_dataset
 from nas.files import folder_written_whole, occupied, save_safetensors
 from nas.options import UsageError
@@ -385,11 +385,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + message
-        raise UsageError(f"{message} (see --help)")
-
-
 def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", "RunConfig | None"]:
     """The Arch named on the command line and, when it comes from a run folder, that run's
     run.yaml. `spec` is an Arch .json/.yaml file, a run folder with `--trial N`, or
@@ -437,7 +432,7 @@ def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", "RunConfig | No
 
 def _parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = _Parser(
+    p = ArgumentParser(  # every CLI's: one-line errors, exit 2
         prog="python -m nas.train",
         formatter_class=_HelpFormatter,
         description="Train one architecture from scratch and save a checkpoint "
@@ -667,6 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m nas.train`: returns the exit status (2 for a user error, 1 for a failed run)."""
     try:
         return _run(argv)
+    except SystemExit as e:  # from the parser: --help (0), or a one-line argument error (2)
+        return e.code if isinstance(e.code, int) else 2
     except UsageError as e:
         print(f"nas.train: error: {e}", file=sys.stderr)
         return 2

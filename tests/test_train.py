@@ -284,6 +284,19 @@ def test_cli_trial_of_a_run_folder(tmp_path, capsys):
     assert "no trial 7" in capsys.readouterr().err
 
 
+def test_cli_argument_errors_are_one_line_as_in_every_cli(capsys):
+    from nas.train import main
+
+    for argv, message in (
+        (["--epochs", "2"], "the following arguments are required: --arch"),
+        (["--arch", "a.json", "--optimizer", "lbfgs"], "argument --optimizer: invalid choice: 'lbfgs'"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1
+        assert err.startswith(f"error: {message}") and err.rstrip().endswith("(see python -m nas.train --help)")
+
+
 def test_cli_refuses_to_overwrite_a_checkpoint_unless_force(tmp_path, capsys, monkeypatch):
     from nas import train as train_module
     from nas.train import main
