@@ -204,14 +204,9 @@ def _chromium() -> str | None:
     return next((p for p in (shutil.which('chromium'), shutil.which('chromium-browser')) if p), None)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(_chromium() is None, reason='no chromium binary (CI installs Debian chromium in .ci/run)')
-def test_page_in_headless_chromium(small_run, tmp_path):
-    run = RunFolder(small_run)
-    records = run.trials()
-    out = tmp_path / 'out'
-    assert main([str(small_run), '--out', str(out), '--no-png']) == 0
-    cmd = [
+def _headless_chromium(tmp_path: Path, *flags: str) -> list[str]:
+    """A headless Chromium command line, offline and with its own profile under tmp_path, then `flags`."""
+    return [
         _chromium(),
         '--headless',
         '--no-sandbox',
@@ -223,12 +218,25 @@ def test_page_in_headless_chromium(small_run, tmp_path):
         '--disable-sync',
         '--disable-dev-shm-usage',
         f'--user-data-dir={tmp_path / "profile"}',
+        *flags,
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason='no chromium binary (CI installs Debian chromium in .ci/run)')
+def test_page_in_headless_chromium(small_run, tmp_path):
+    run = RunFolder(small_run)
+    records = run.trials()
+    out = tmp_path / 'out'
+    assert main([str(small_run), '--out', str(out), '--no-png']) == 0
+    cmd = _headless_chromium(
+        tmp_path,
         '--enable-logging=stderr',
         '--v=0',
         '--virtual-time-budget=15000',
         '--dump-dom',
         (out / 'dashboard.html').as_uri(),
-    ]
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if ':CONSOLE' in line]
@@ -334,22 +342,7 @@ def test_a_10000_trial_run_renders_in_headless_chromium(tmp_path):
     assert sum(len(t['customdata']) for t in figs['macs']['data'] if 'markers' in t['mode']) == len(archs)
     assert len(next(iter(figs['hypervolume']['data']))['y']) == len(records) == 10_000
     shot = tmp_path / 'shot.png'
-    cmd = [
-        _chromium(),
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-dev-shm-usage',
-        f'--user-data-dir={tmp_path / "profile"}',
-        '--virtual-time-budget=60000',
-        '--window-size=1400,2400',
-        '--hide-scrollbars',
-    ]
+    cmd = _headless_chromium(tmp_path, '--virtual-time-budget=60000', '--window-size=1400,2400', '--hide-scrollbars')
     proc = subprocess.run(
         [*cmd, '--dump-dom', (out / 'dashboard.html').as_uri()], capture_output=True, text=True, timeout=600
     )
