@@ -21,6 +21,7 @@ import shlex
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,6 +34,7 @@ __all__ = [
     'Terminated',
     'raise_terminated',
     'stop_on_sigterm',
+    'StopSignals',
     'EXIT_USAGE',
     'EXIT_INTERRUPTED',
     'EXIT_TERMINATED',
@@ -104,6 +106,44 @@ def stop_on_sigterm() -> None:
     so that a command's clean stop on Ctrl-C runs for it too. Main thread only; else a no-op."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, raise_terminated)
+
+
+class StopSignals:
+    """Ctrl-C and SIGTERM (a cluster's scheduler, a container stop) during a Tune run: our handler
+    instead of Tune's, so the command knows. The first signal calls `stop` (which stops Tune
+    cleanly) and is kept in `received`; a second one acts at once, through the handler there was
+    before (else as Ctrl-C). `restore`, or leaving the `with` block, puts the previous handlers
+    back. Signal handlers can be set in the main thread only: elsewhere this does nothing."""
+
+    def __init__(self, stop: Callable[[], None]):
+        self.stop = stop
+        self.main = threading.current_thread() is threading.main_thread()
+        self.previous: dict[int, Any] = {}
+        self.received: list[int] = []
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.stop()
+        self.received.append(signum)
+        signal.signal(signum, self.previous.get(signum) or signal.default_int_handler)  # a second one: at once
+
+    def catch(self, *signums: int) -> None:
+        """Handle `signums` from now on."""
+        if self.main:
+            for signum in signums:
+                handler = signal.signal(signum, self)
+                self.previous.setdefault(signum, handler)
+
+    def restore(self) -> None:
+        """The handlers there were before."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self.previous.clear()
+
+    def __enter__(self) -> StopSignals:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
 
 
 def fault_exit(e: OSError) -> int:

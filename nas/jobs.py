@@ -27,10 +27,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +39,7 @@ from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from nas.cli import Terminated
+from nas.cli import StopSignals, Terminated
 from nas.data import DataError, Dataset
 from nas.files import repair_tail
 from nas.options import UsageError
@@ -231,6 +229,10 @@ class _OnInterrupt(Stopper):
     def __init__(self) -> None:
         self.interrupted = False
 
+    def interrupt(self) -> None:
+        """Stop every trial from now on."""
+        self.interrupted = True
+
     def __call__(self, trial_id: str, result: dict) -> bool:
         return self.interrupted
 
@@ -276,13 +278,17 @@ def run_jobs(
     start = time.perf_counter() if start is None else start
     _repair(folder, jobs)
     stopper = _OnInterrupt()
-    with _signals_to(stopper) as received, ray_session(resources.address):
-        cluster = ray.cluster_resources()
-        check_resources(cluster, resources.cpus_per_trial, resources.gpus_per_trial, resources.address)
-        refs = {k: [ray.put(_without_test(d))] for k, d in datasets.items() if any(j.data == k for j in jobs)}
-        _tuner(folder, jobs, refs, settings, resources, cluster, name, deadline, stopper, start).fit()
+    os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'  # Ctrl-C and SIGTERM: ours (`StopSignals`), not Tune's
+    with StopSignals(stopper.interrupt) as signals:
+        signals.catch(signal.SIGINT)
+        with ray_session(resources.address):
+            signals.catch(signal.SIGTERM)  # after ray.init, which installs its own
+            cluster = ray.cluster_resources()
+            check_resources(cluster, resources.cpus_per_trial, resources.gpus_per_trial, resources.address)
+            refs = {k: [ray.put(_without_test(d))] for k, d in datasets.items() if any(j.data == k for j in jobs)}
+            _tuner(folder, jobs, refs, settings, resources, cluster, name, deadline, stopper, start).fit()
     if stopper.interrupted:
-        raise Terminated() if signal.SIGTERM in received else KeyboardInterrupt()
+        raise Terminated() if signal.SIGTERM in signals.received else KeyboardInterrupt()
 
 
 def _repair(folder: RunFolder, jobs: Sequence[Job]) -> None:
@@ -291,29 +297,6 @@ def _repair(folder: RunFolder, jobs: Sequence[Job]) -> None:
         report = repair_tail(folder.path / file, _whole_record)
         if report:
             print(report, flush=True)
-
-
-@contextmanager
-def _signals_to(stopper: _OnInterrupt) -> Iterator[list[int]]:
-    """While inside, Ctrl-C and SIGTERM stop the Tune run through `stopper` (our handler instead of
-    Tune's, so that we know; a second one acts at once); yields the list of the signals received.
-    The previous handlers are back on the way out. Handlers only in the main thread."""
-    os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'
-    previous: dict[int, Any] = {}
-    received: list[int] = []
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stopper.interrupted = True
-        received.append(signum)
-        signal.signal(signum, previous.get(signum) or signal.default_int_handler)  # a second one: at once
-
-    if threading.current_thread() is threading.main_thread():
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _tuner(

@@ -33,7 +33,6 @@ import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -53,7 +52,7 @@ from ray.tune.stopper import Stopper
 
 from nas.arch import Arch
 from nas.archive import Archive, ArchResult
-from nas.cli import raise_terminated
+from nas.cli import StopSignals
 from nas.data import Dataset
 from nas.options import SearchOptions, UsageError
 from nas.progress import Progress
@@ -773,8 +772,8 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
         epochs=job.settings.proxy.epochs,
         parsed=searcher.parsed,
     )
-    os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'  # Ctrl-C and SIGTERM: ours (`_StopSignals`), not Tune's
-    signals = _StopSignals(recorder)
+    os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'  # Ctrl-C and SIGTERM: ours (`StopSignals`), not Tune's
+    signals = StopSignals(recorder.halt)
     signals.catch(signal.SIGINT)
     stack = contextlib.ExitStack()
     try:
@@ -824,36 +823,6 @@ def _searcher(job: TuneJob) -> ArchSearcher:
         queue=job.queue,
         rank_by=job.settings.proxy.rank_by,
     )
-
-
-class _StopSignals:
-    """Ctrl-C and SIGTERM (a cluster's scheduler, a container stop) during a Tune run: our handler
-    instead of Tune's, so the search knows. The first halts the recorder (the FailureStopper then
-    stops Tune cleanly) and is kept in `received`; a second one stops at once. Signal handlers
-    can be set in the main thread only: elsewhere this does nothing."""
-
-    def __init__(self, recorder: Recorder):
-        self.recorder = recorder
-        self.main = threading.current_thread() is threading.main_thread()
-        self.previous = (
-            {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)} if self.main else {}
-        )
-        self.received: list[int] = []
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.recorder.halt()
-        self.received.append(signum)
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else raise_terminated)
-
-    def catch(self, signum: int) -> None:
-        """Handle `signum` from now on."""
-        if self.main:
-            signal.signal(signum, self)
-
-    def restore(self) -> None:
-        """The handlers there were before."""
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def _cluster(address: str | None) -> tuple[dict[str, Any], dict[str, float]]:

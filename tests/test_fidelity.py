@@ -125,11 +125,14 @@ def test_ctrl_c_and_sigterm_stop_the_jobs_through_the_stopper_and_the_handlers_c
     import os
     import signal
 
-    from nas.jobs import _OnInterrupt, _signals_to
+    from nas.cli import StopSignals
+    from nas.jobs import _OnInterrupt
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     stopper = _OnInterrupt()
-    with _signals_to(stopper) as received:
+    with StopSignals(stopper.interrupt) as signals:  # as run_jobs sets them
+        signals.catch(signal.SIGINT, signal.SIGTERM)
+        received = signals.received
         assert not stopper.interrupted and not stopper.stop_all()
         os.kill(os.getpid(), signal.SIGTERM)
         assert stopper.interrupted and stopper.stop_all() and stopper('trial', {}) and received == [signal.SIGTERM]
