@@ -12,7 +12,7 @@ medians of --repeats runs after --warmup runs, taken round-robin (one run of eac
 turn), so that load from other processes falls on all of them alike and the ratios stay comparable.
 Peak memory is what forward+backward allocates on top of the inputs and weights: on CUDA the caching
 allocator's peak; on CPU the peak of the live bytes of the storages aten ops create
-(nas.cost.peak_memory_mb, op granularity). Ratios compare implementations measured in this same run.
+(nas.net.cost.peak_memory_mb, op granularity). Ratios compare implementations measured in this same run.
 
 --models adds the model level, training steps (forward, cross-entropy, backward, SGD step) timed the
 same way: all-ACmix vs all-conv (the reference points of search_spaces/symmetry.yaml, at its proxy's
@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nas.acmix import ACmix, local_attention, set_attention_impl
-from nas.acmix_reference import UnfoldACmix
-from nas.cost import peak_memory_mb
+from nas.net.acmix import ACmix, local_attention, set_attention_impl
+from nas.net.acmix_reference import UnfoldACmix
+from nas.net.cost import peak_memory_mb
 
 # (B, C, H, W); heads=4, k_conv=3. "issue": the two CPU shapes; "resnet50": ACmix-ResNet-50's stages at B=64.
 SHAPE_SETS = {
@@ -227,7 +227,7 @@ def run_models(device: torch.device, dtype: torch.dtype, warmup: int, repeats: i
     at batch `batch_r50` (on CUDA also ACmix-ResNet-50 with the FlexAttention path)."""
     import timm
 
-    from nas.model import create_model
+    from nas.net.model import create_model
     from nas.space import SearchSpace
 
     space = SearchSpace.from_yaml(Path(__file__).resolve().parents[1] / "search_spaces" / "symmetry.yaml")

@@ -4,7 +4,7 @@
 
 Issue 12 asked whether the attention's core written per window offset, as a torch.autograd.Function
 that saves only small tensors and recomputes in backward, beats the tiled SDPA path in speed and
-memory on CPU. This script keeps the experiment reproducible; nas.acmix does not use it, because it
+memory on CPU. This script keeps the experiment reproducible; nas.net.acmix does not use it, because it
 measured slower and heavier at every shape tried (README, "The ACmix operator").
 
 The Function (`PerOffsetAttention`), from the math: for query i and window offset o,
@@ -17,7 +17,7 @@ padded positions and folded back through the mirror with index_add_. It takes th
 tokens and the positional encoding directly and returns one qkv-shaped gradient.
 
 Times are fwd+bwd medians taken round-robin (benchmarks/acmix_op.py's `round_robin_ms`); memory is
-nas.cost.peak_memory_mb of one fwd+bwd; both as ratios to a 3×3 conv measured in the same run.
+nas.net.cost.peak_memory_mb of one fwd+bwd; both as ratios to a 3×3 conv measured in the same run.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 
 from acmix_op import round_robin_ms
-from nas.acmix import ACmix, local_attention, mirror_index, position_grid
-from nas.cost import peak_memory_mb
+from nas.net.acmix import ACmix, local_attention, mirror_index, position_grid
+from nas.net.cost import peak_memory_mb
 
 SHAPES = [(8, 64, 32, 32), (8, 128, 16, 16)]
 

@@ -10,7 +10,7 @@ journal), `ArchSearcher.on_trial_complete` (tell: the archive, Optuna told the m
 `Recorder` (record: the trials.jsonl append and the weights file; front: the in-memory front,
 pareto.json when it changed). The evaluation is a stand-in, excluded from the timings: a cheap
 deterministic function of the architecture plus seeded noise (racing sees real seed noise), with
-the architecture's real params and MACs from `nas.cost` (cached on disk per space, so a second run
+the architecture's real params and MACs from `nas.net.cost` (cached on disk per space, so a second run
 costs nothing). `--concurrency` trials are in flight, finishing in the order they started. Every
 trial writes the run folder as a search does (fsynced appends, the Optuna journal).
 
@@ -41,18 +41,18 @@ from types import SimpleNamespace
 import optuna
 import torch
 
-from nas.options import DEFAULT_SPACE, SearchOptions
-from nas.raytune import ArchSearcher, Recorder
-from nas.results import RunConfig, RunFolder, TrialRecord
+from nas.run.folder import RunConfig, RunFolder, TrialRecord
+from nas.search.options import DEFAULT_SPACE, SearchOptions
+from nas.search.raytune import ArchSearcher, Recorder
+from nas.search.study import open_study
 from nas.space import SearchSpace, load_space
-from nas.study import open_study
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path.home() / '.cache' / 'acmix-nas'
 
 
 class Costs:
-    """Real params and MACs of an architecture (nas.cost), cached on disk by space fingerprint."""
+    """Real params and MACs of an architecture (nas.net.cost), cached on disk by space fingerprint."""
 
     def __init__(self, space: SearchSpace, num_classes: int):
         self.path = CACHE / f'costs-{space.fingerprint}-{num_classes}.json'
@@ -62,8 +62,8 @@ class Costs:
 
     def __call__(self, arch) -> tuple[int, int]:
         if arch.arch_id not in self.table:
-            from nas.cost import count_macs, count_params
-            from nas.model import create_model
+            from nas.net.cost import count_macs, count_params
+            from nas.net.model import create_model
 
             model = create_model(arch, num_classes=self.num_classes)
             self.table[arch.arch_id] = [count_params(model), count_macs(model, (arch.in_chans, *arch.input_size))[0]]
@@ -82,7 +82,7 @@ class Costs:
 def stand_in(config: dict, costs: Costs) -> dict:
     """The trainable's final result for one evaluation, without training: accuracy rises with the
     log of the MACs, plus an architecture-specific offset (its id's hash) and seed noise."""
-    from nas.arch import Arch
+    from nas.net.arch import Arch
 
     arch = Arch.from_dict(config['arch'])
     params, macs = costs(arch)
@@ -265,7 +265,7 @@ def main() -> None:
         '--history-window',
         type=int,
         default=None,
-        help='trials a TPE or GP ask reads (nas.study.HISTORY_WINDOW; 0: all of them)',
+        help='trials a TPE or GP ask reads (nas.search.study.HISTORY_WINDOW; 0: all of them)',
     )
     parser.add_argument(
         '--keep',
@@ -277,9 +277,9 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)
     if args.history_window is not None:
-        import nas.study
+        import nas.search.study
 
-        nas.study.HISTORY_WINDOW = args.history_window or None
+        nas.search.study.HISTORY_WINDOW = args.history_window or None
     space = load_space(ROOT / args.space if not Path(args.space).is_absolute() else args.space)
     costs = Costs(space, num_classes=4)
     checkpoints = [c for c in args.checkpoints if c <= args.archs]

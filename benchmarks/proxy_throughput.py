@@ -153,7 +153,7 @@ def digits_proxy_net() -> nn.Module:
     """The default space's (search_spaces/digits.yaml) all-conv reference network."""
     from pathlib import Path
 
-    from nas.model import create_model
+    from nas.net.model import create_model
     from nas.space import SearchSpace
 
     space = Path(__file__).resolve().parents[1] / "search_spaces" / "digits.yaml"

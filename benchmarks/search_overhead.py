@@ -27,7 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from nas.results import RunFolder
+from nas.run.folder import RunFolder
 from search_quality import proposal_shares  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 

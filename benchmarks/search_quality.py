@@ -47,11 +47,11 @@ import numpy as np
 import optuna
 
 import driver_scale  # beside this script (benchmarks/ is on sys.path when run as a script)
-from nas import pareto
-from nas.arch import Arch
-from nas.archive import seed_std
-from nas.options import DEFAULT_SPACE, SearchOptions
-from nas.results import STUDY_NAME, RunFolder, aggregate
+from nas.net.arch import Arch
+from nas.run import pareto
+from nas.run.archive import seed_std
+from nas.run.folder import STUDY_NAME, RunFolder, aggregate
+from nas.search.options import DEFAULT_SPACE, SearchOptions
 from nas.space import SearchSpace, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,15 +203,15 @@ def main() -> None:
         "--history-window",
         type=int,
         default=None,
-        help="trials a TPE or GP ask reads (nas.study.HISTORY_WINDOW; 0: all of them; --surrogate)",
+        help="trials a TPE or GP ask reads (nas.search.study.HISTORY_WINDOW; 0: all of them; --surrogate)",
     )
     parser.add_argument("search_options", nargs="*", help="after --: passed to python -m nas.search as they are")
     args = parser.parse_args()
     budgets = sorted(args.budgets)
     if args.history_window is not None:
-        import nas.study
+        import nas.search.study
 
-        nas.study.HISTORY_WINDOW = args.history_window or None
+        nas.search.study.HISTORY_WINDOW = args.history_window or None
     rows = surrogate_rows(args, budgets) if args.surrogate else []
     with tempfile.TemporaryDirectory() as tmp:
         where = args.keep or Path(tmp)

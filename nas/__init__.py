@@ -3,4 +3,4 @@
 Importing the package registers the timm models (`acmix_nas`, `acmix_resnet26/38/50`).
 """
 
-import nas.model  # noqa: F401  (registers the timm entry points)
+import nas.net.model  # noqa: F401  (registers the timm entry points)

@@ -2,7 +2,7 @@
 
 `ProxyConfig` is the search-space YAML's `proxy:` section and run.yaml's `proxy:`, with the one set
 of proxy defaults (`nas.train.TrainConfig` takes its training defaults from here) and the rules a
-value must meet. It knows the datasets (`nas.data`) and the rank signals (`nas.signals`) and
+value must meet. It knows the datasets (`nas.data`) and the rank signals (below) and
 nothing above them, so the space, the options, the run folder and the training loop can all use it.
 
     >>> ProxyConfig.from_dict({'epochs': 3}).epochs
@@ -11,19 +11,82 @@ nothing above them, so the space, the options, the run folder and the training l
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 
 from nas.checks import is_int, is_num
 from nas.data import DATASETS, VAL_FRACTION, Dataset, dataset_name, load_dataset
-from nas.signals import SIGNALS
+from nas.errors import NasError, UsageError
 
-__all__ = ["ProxyConfig", "ProxyError"]
+__all__ = ["ProxyConfig", "ProxyError", "load_proxy_file", "SIGNALS", "score", "mean_score", "last_half"]
+
+# --------------------------------------------------------------------------- rank signals
+# Rank signals: what one proxy training scores an architecture by.
+#
+# A proxy training yields a validation accuracy and a mean training loss per epoch. The search ranks
+# architectures by one number read off that curve, its *rank signal*; every signal here comes from
+# the same training run at no extra cost, and a higher score always means a better architecture:
+#
+# * ``accuracy``: the last epoch's validation accuracy (what the front reports);
+# * ``mean_acc``: validation accuracy averaged over the last half of the epochs (``ceil(E / 2)``),
+#   which averages out part of the epoch-to-epoch noise of a short schedule;
+# * ``train_loss``: minus the sum of the mean training losses of the last half of the epochs, the
+#   "sum of training losses" estimator of Ru et al. (*Speedy performance estimation for neural
+#   architecture search*, NeurIPS 2021): a network that fits its training data faster tends to
+#   generalise better, and the training loss is measured on every image of every epoch.
+#
+# nas.calibrate measures which one ranks like deployment training on the user's data and writes
+# it into the proxy it picks (`ProxyConfig.rank_by`).
+#
+#     >>> score([0.5, 0.6, 0.7, 0.8], [1.2, 0.9, 0.7, 0.6], 'mean_acc')
+#     0.75
+
+SIGNALS = ('accuracy', 'mean_acc', 'train_loss')
 
 
-class ProxyError(ValueError):
+def last_half(epochs: int) -> int:
+    """How many final epochs `mean_acc` and `train_loss` read: ceil(epochs / 2), at least 1."""
+    return max(1, math.ceil(epochs / 2))
+
+
+def score(acc_per_epoch: Sequence[float], loss_per_epoch: Sequence[float], signal: str) -> float | None:
+    """The `signal` of one training run from its per-epoch validation accuracies and mean training
+    losses (higher is better); None for a run with no epochs.
+
+    Raises:
+        ValueError: an unknown signal.
+    """
+    if signal not in SIGNALS:
+        raise ValueError(f'unknown rank signal {signal!r}; one of {", ".join(SIGNALS)}')
+    values = acc_per_epoch if signal != 'train_loss' else loss_per_epoch
+    if not values:
+        return None
+    tail = [float(v) for v in values[-last_half(len(values)) :]]
+    if signal == 'accuracy':
+        return float(values[-1])
+    if signal == 'mean_acc':
+        return sum(tail) / len(tail)
+    return -sum(tail)
+
+
+def mean_score(records: Iterable[Any], signal: str) -> float | None:
+    """The mean `signal` over evaluations (objects with `acc_per_epoch` and `loss_per_epoch`, such as
+    an architecture's complete `TrialRecord`s, `ArchResult.complete`): what a search ranks an
+    architecture by. None when no evaluation has a score."""
+    values = [v for v in (score(r.acc_per_epoch, r.loss_per_epoch, signal) for r in records) if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+# --------------------------------------------------------------------------- the proxy
+
+
+class ProxyError(NasError):
     """A bad proxy setting: `key` names it, str(error) says what is allowed."""
 
     def __init__(self, key: str, msg: str):
@@ -59,7 +122,7 @@ class ProxyConfig:
     defaults: the training ones (`nas.train.TrainConfig` takes them from here; on the digits space
     they train a proxy in seconds on a CPU), the split is `nas.data.VAL_FRACTION`;
     `image_size` None means the space's input size. `rank_by` is the rank signal the search reads off
-    each training (`nas.signals`; 'accuracy' by default, set by `nas.calibrate`). The search's
+    each training (`nas.proxy`; 'accuracy' by default, set by `nas.calibrate`). The search's
     `--proxy FILE` (a calibrated proxy) replaces it and `--dataset`, `--epochs`, `--batch-size` and
     `--subset` override it (`replace`), checked by the same rules.
     """
@@ -75,7 +138,7 @@ class ProxyConfig:
     weight_decay: float = 5e-4
     warmup_epochs: int = 1
     label_smoothing: float = 0.1
-    rank_by: str = "accuracy"  # the rank signal read off each training (nas.signals); not a training setting
+    rank_by: str = "accuracy"  # the rank signal read off each training (nas.proxy); not a training setting
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProxyConfig":
@@ -127,3 +190,26 @@ class ProxyConfig:
             seed=seed,
             device=device,
         )
+
+
+def load_proxy_file(path: Path) -> tuple[ProxyConfig, dict[str, Any]]:
+    """The proxy of a `proxy:` file (nas.calibrate's proxy.yaml, or any YAML with a `proxy:` section
+    as a space file has) and its `calibration:` section ({} when it has none).
+
+    Raises:
+        UsageError: a missing or unreadable file, or a proxy that is not allowed (naming the key).
+    """
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UsageError(f'--proxy {path}: cannot read it ({" ".join(str(e).split())})') from None
+    if not isinstance(raw, dict) or not isinstance(raw.get('proxy'), dict):
+        raise UsageError(
+            f'--proxy {path}: expected a YAML file with a proxy: section (python -m nas.calibrate writes one)'
+        )
+    try:
+        proxy = ProxyConfig.from_dict(raw['proxy'])
+    except ProxyError as e:
+        raise UsageError(f'--proxy {path}: proxy.{e.key}: {e.msg}') from None
+    calibration = raw.get('calibration')
+    return proxy, dict(calibration) if isinstance(calibration, dict) else {}

@@ -35,13 +35,13 @@ from timm.optim import param_groups_weight_decay
 
 from nas.cli import ArgumentParser, fault_exit
 from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, load_dataset
-from nas.files import folder_written_whole, occupied, save_safetensors
-from nas.options import UsageError
+from nas.errors import UsageError
 from nas.proxy import ProxyConfig
+from nas.run.files import folder_written_whole, occupied, save_safetensors
 
 if TYPE_CHECKING:
-    from nas.arch import Arch
-    from nas.results import RunConfig
+    from nas.net.arch import Arch
+    from nas.run.folder import RunConfig
 
 __all__ = ["TrainConfig", "EpochResult", "train", "evaluate", "param_groups", "augment_batch", "main"]
 
@@ -389,7 +389,7 @@ def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", "RunConfig | No
     """The Arch named on the command line and, when it comes from a run folder, that run's
     run.yaml. `spec` is an Arch .json/.yaml file, a run folder with `--trial N`, or
     RUN[/trials.jsonl]#ARCH_ID."""
-    from nas.arch import Arch
+    from nas.net.arch import Arch
 
     path_part, _, arch_id = spec.partition("#")
     path = Path(path_part).expanduser()
@@ -404,7 +404,7 @@ def _resolve_arch(spec: str, trial: int | None) -> tuple["Arch", "RunConfig | No
             raise UsageError(f"--arch {path}: not a valid Arch JSON/YAML file ({' '.join(str(e).split())})") from None
     if not path.is_dir():
         raise UsageError(f"--arch {spec}: no such file or run folder")
-    from nas.results import RunError, RunFolder, records_of
+    from nas.run.folder import RunError, RunFolder, records_of
 
     try:
         run = RunFolder(path).require()
@@ -579,7 +579,7 @@ def _set_up(args: argparse.Namespace) -> tuple[Arch, TrainConfig, Dataset, Path,
 
 def _fit(arch: Arch, cfg: TrainConfig, data: Dataset, seed: int) -> tuple[nn.Module, list[dict], Any, float]:
     """Train a new `arch` network, an epoch line each: (model, per-epoch history, last epoch, seconds)."""
-    from nas.model import create_model
+    from nas.net.model import create_model
 
     torch.manual_seed(seed)
     model = create_model(arch, num_classes=data.num_classes)

@@ -26,12 +26,12 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
-from nas.arch import Arch
-from nas.cost import measure_cost
 from nas.data import Dataset
-from nas.model import create_model, rates_of
+from nas.net.arch import Arch
+from nas.net.cost import measure_cost
+from nas.net.model import create_model, rates_of
 from nas.proxy import ProxyConfig
-from nas.record import TrialRecord
+from nas.run.record import TrialRecord
 from nas.train import TrainConfig, train
 
 __all__ = ['TrialSettings', 'TrialResult', 'evaluate', 'constraint_values']

@@ -21,11 +21,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from nas import pareto
-from nas.arch import Arch
-from nas.cost import measure_cost
+from nas.net.arch import Arch
+from nas.net.cost import measure_cost
 from nas.proxy import ProxyConfig
-from nas.results import STUDY_NAME, DataInfo, RunConfig, RunFolder, TrialRecord, package_versions
+from nas.run import pareto
+from nas.run.folder import STUDY_NAME, DataInfo, RunConfig, RunFolder, TrialRecord, package_versions
 from nas.space import load_space
 from nas.trial import TrialSettings, evaluate
 

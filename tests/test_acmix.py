@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas.acmix import (
+from nas.net.acmix import (
     ACmix,
     _even_tile,
     local_attention,
@@ -16,7 +16,7 @@ from nas.acmix import (
     set_attention_impl,
     shift_kernels,
 )
-from nas.acmix_reference import reference_parameter_shapes, unfold_forward
+from nas.net.acmix_reference import reference_parameter_shapes, unfold_forward
 
 
 def randomise(module: torch.nn.Module, seed: int = 0) -> None:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from nas.arch import Arch, ArchError, BlockArch, StageArch, StemArch
+from nas.net.arch import Arch, ArchError, BlockArch, StageArch, StemArch
 
 
 def small_arch(op: str = 'acmix', heads: int = 2) -> Arch:

@@ -1,4 +1,4 @@
-"""The incremental Archive agrees with the batch functions of nas.pareto after every evaluation."""
+"""The incremental Archive agrees with the batch functions of nas.run.pareto after every evaluation."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from nas import pareto
-from nas.archive import Archive, aggregate, seed_std
-from nas.results import TrialRecord
+from nas.run import pareto
+from nas.run.archive import Archive, aggregate, seed_std
+from nas.run.folder import TrialRecord
 
 
 def random_run(rng: random.Random, n_archs: int, evaluations: int, objectives: list[str]) -> list[TrialRecord]:

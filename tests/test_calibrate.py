@@ -16,15 +16,15 @@ import pytest
 import torch
 import yaml
 
-from nas.arch import Arch
-from nas.calibrate import CandidateResult, SignalStats, candidate_sizes, load_proxy_file, pick, signal_stats
+from nas.calibrate import CandidateResult, SignalStats, candidate_sizes, pick, signal_stats
 from nas.dashboard import render_html
+from nas.errors import UsageError
 from nas.fidelity import default_epochs
-from nas.options import SearchOptions, UsageError
-from nas.proxy import ProxyConfig
-from nas.report import proxy_note
-from nas.results import RunFolder, TrialRecord
-from nas.signals import SIGNALS, mean_score, score
+from nas.net.arch import Arch
+from nas.proxy import SIGNALS, ProxyConfig, load_proxy_file, mean_score, score
+from nas.run.folder import RunFolder, TrialRecord
+from nas.search.options import SearchOptions
+from nas.search.report import proxy_note
 from nas.space import load_space
 from nas.trial import TrialSettings, evaluate
 
@@ -137,7 +137,7 @@ def test_image_sizes_follow_the_space_strides():
 
 
 def test_the_data_of_each_setting_is_loaded_by_its_key_and_missing_data_is_a_usage_error(tmp_path):
-    from nas.jobs import load_datasets
+    from nas.tune.jobs import load_datasets
 
     proxy = replace(load_space(SYMMETRY).proxy, subset=200)
     data = load_datasets({'small': proxy, 'big': replace(proxy, subset=None, image_size=12)}, None, seed=0)

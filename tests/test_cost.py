@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from nas.acmix import ACmix
-from nas.arch import Arch, BlockArch, StageArch, StemArch
-from nas.cost import acmix_attention_macs, acmix_macs, count_macs, measure_cost, peak_memory_mb
-from nas.model import create_model, default_arch, paper_arch
+from nas.net.acmix import ACmix
+from nas.net.arch import Arch, BlockArch, StageArch, StemArch
+from nas.net.cost import acmix_attention_macs, acmix_macs, count_macs, measure_cost, peak_memory_mb
+from nas.net.model import create_model, default_arch, paper_arch
 
 
 def tiny_arch() -> Arch:
@@ -57,7 +57,7 @@ def test_acmix_parts_match_the_flop_counter_where_it_sees_them():
     matmuls the counter sees, its attention is elementwise products and sums the counter does not."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from nas.acmix_reference import UnfoldACmix
+    from nas.net.acmix_reference import UnfoldACmix
 
     m = UnfoldACmix(16, 16, kernel_att=5, head=4, kernel_conv=3, stride=2).eval()
     c = FlopCounterMode(display=False)

@@ -14,13 +14,14 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from nas import dashboard, pareto
-from nas.arch import Arch
-from nas.archive import ArchResult
+from nas import dashboard
 from nas.dashboard import CostPlot, RunData, TrialView, main, render_html, write_dashboard
-from nas.model import describe_block
-from nas.report import listed
-from nas.results import RunFolder
+from nas.net.arch import Arch
+from nas.net.model import describe_block
+from nas.run import pareto
+from nas.run.archive import ArchResult
+from nas.run.folder import RunFolder
+from nas.search.report import listed
 from runs import copy_run, record_of, synthetic_run
 
 ROOT = Path(__file__).resolve().parents[1]

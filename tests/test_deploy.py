@@ -14,7 +14,7 @@ import torch
 from timm.models import create_feature_extractor, get_graph_node_names
 
 import nas  # noqa: F401  (registers the timm models)
-from nas.acmix import ACmix
+from nas.net.acmix import ACmix
 
 NAMES = ['acmix_nas', 'acmix_resnet26', 'acmix_resnet38', 'acmix_resnet50']
 

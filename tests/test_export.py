@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import nas  # noqa: F401  (registers acmix_nas)
-from nas import pareto
-from nas.arch import Arch
 from nas.export import ExportError, load_exported, main, select
-from nas.model import create_model
-from nas.results import RunFolder, TrialRecord
+from nas.net.arch import Arch
+from nas.net.model import create_model
+from nas.run import pareto
+from nas.run.folder import RunFolder, TrialRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,14 +60,14 @@ def test_knee_ranks_and_picks_on_a_known_front():
 
 
 def test_block_map_reads_both_rate_formats():
-    from nas.model import block_map, default_arch
+    from nas.net.model import block_map, default_arch
 
     arch = default_arch()  # three ACmix blocks: s0.b0, s1.b0, s1.b1
     model = create_model(arch).eval()
     with torch.no_grad():
         for i, (name, p) in enumerate(sorted((n, p) for n, p in model.named_parameters() if n.endswith('rate1'))):
             p.fill_(0.1 * (i + 1))
-    from nas.model import rates_of
+    from nas.net.model import rates_of
 
     ours = rates_of(model)
     assert [(r['stage'], r['index']) for r in ours] == [(0, 0), (1, 0), (1, 1)]
@@ -341,7 +341,7 @@ def test_the_selected_line_reports_the_mean_the_pick_was_made_by(small_run, tmp_
 
 def test_limits_keep_the_measured_points_within_every_limit():
     from nas.export import _limits_text, _within_limits
-    from nas.results import aggregate
+    from nas.run.folder import aggregate
 
     recs = [
         _rec(0, 0.5, 1_000, params=10),
@@ -366,7 +366,7 @@ def test_the_card_places_a_network_on_the_front_by_rank_or_by_status():
     from types import SimpleNamespace
 
     from nas.export import _Card, _place
-    from nas.results import ArchResult, aggregate
+    from nas.run.folder import ArchResult, aggregate
 
     recs = [_rec(0, 0.50, 1_000), _rec(1, 0.90, 2_000), _rec(2, 0.95, 10_000), _rec(3, 0.40, 5_000)]
     recs.append(_rec(4, None, 500, status='failed'))

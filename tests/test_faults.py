@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import yaml
 
-from nas.options import SearchOptions
-from nas.results import TRIALS, DataInfo, RunFolder
+from nas.run.folder import TRIALS, DataInfo, RunFolder
+from nas.search.options import SearchOptions
 from nas.space import load_space
 from runs import copy_run
 
@@ -181,7 +181,7 @@ def test_one_writer_per_run_readers_meanwhile_a_dead_worker_and_sigterm(tmp_path
 def cli(capsys):
     """Run a `python -m nas.VERB` main in this process, as in a process of its own (warnings about
     bad records not yet given): (exit status, stdout, stderr)."""
-    from nas import results
+    from nas.run import folder as results
 
     handler = signal.getsignal(signal.SIGTERM)
 
@@ -206,8 +206,8 @@ def resumable(src: Path, dst: Path, **options) -> RunFolder:
     """A copy of the run folder `src` that `--resume` takes up without training (its budget is the
     architectures it holds), with run.yaml as nas.search writes it for `options` (its space, data,
     options, data fingerprint)."""
-    from nas.options import proxy_changes
-    from nas.results import aggregate
+    from nas.run.folder import aggregate
+    from nas.search.options import proxy_changes
 
     run = RunFolder(copy_run(src, dst))
     shutil.copy(src / "study.journal", run.study_path)
@@ -467,7 +467,7 @@ def test_a_disk_full_from_the_start_is_one_line_and_leaves_nothing(tmp_path):
 FULL_FOR_TUNE_TOO = """
 import errno, sys
 import ray.train._internal.storage as storage
-from nas.results import RunFolder
+from nas.run.folder import RunFolder
 copy, append, appends = storage._pyarrow_fs_copy_files, RunFolder.append, []
 def copy_on_a_full_disk(*args, **kwargs):  # Tune saving its experiment state: full once we are
     if len(appends) >= 2:
@@ -560,7 +560,7 @@ def test_a_write_that_fails_in_export_or_train_is_one_line_and_keeps_the_old_fol
 
 
 def test_a_disk_that_fills_while_pareto_json_is_written_says_the_trial_was_recorded(tmp_path, monkeypatch):
-    from nas import results
+    from nas.run import folder as results
     from test_search import _recorder, _Trial
 
     run, rec, recorder = _recorder(tmp_path)

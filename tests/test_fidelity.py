@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.arch import Arch
 from nas.dashboard import render_html
 from nas.fidelity import (
     DEPLOY_RECORDS,
@@ -22,7 +21,8 @@ from nas.fidelity import (
     pick_archs,
     seed_values,
 )
-from nas.results import RunFolder, TrialRecord, aggregate
+from nas.net.arch import Arch
+from nas.run.folder import RunFolder, TrialRecord, aggregate
 from nas.trial import TrialSettings, evaluate
 from runs import copy_run
 
@@ -126,7 +126,7 @@ def test_ctrl_c_and_sigterm_stop_the_jobs_through_the_stopper_and_the_handlers_c
     import signal
 
     from nas.cli import StopSignals
-    from nas.jobs import _OnInterrupt
+    from nas.tune.jobs import _OnInterrupt
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     stopper = _OnInterrupt()

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from nas.cost import training_memory_mb
-from nas.model import create_model, default_arch
-from nas.raytune import CUDA_CONTEXT_MB, GPU_GRID, gpu_fraction
-from nas.results import RunFolder
+from nas.net.cost import training_memory_mb
+from nas.net.model import create_model, default_arch
+from nas.run.folder import RunFolder
+from nas.search.raytune import CUDA_CONTEXT_MB, GPU_GRID, gpu_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
@@ -59,10 +59,10 @@ _RUNS = iter(range(10**6))
 
 
 def _searcher(history: list, gpu_memory_mb: float | None = 8000.0):
-    from nas.options import SearchOptions
-    from nas.raytune import ArchSearcher
+    from nas.search.options import SearchOptions
+    from nas.search.raytune import ArchSearcher
+    from nas.search.study import open_study
     from nas.space import load_space
-    from nas.study import open_study
 
     space = load_space(ROOT / "search_spaces" / "digits.yaml")
     run = RunFolder(Path(tempfile.mkdtemp(prefix="gpus-searcher-")) / f"run{next(_RUNS)}")
@@ -75,7 +75,7 @@ def _searcher(history: list, gpu_memory_mb: float | None = 8000.0):
 
 
 def test_an_out_of_memory_trial_is_retried_once_on_a_whole_gpu():
-    from nas.results import TrialRecord
+    from nas.run.folder import TrialRecord
 
     arch = default_arch()
     oom = TrialRecord(
@@ -243,7 +243,7 @@ def test_placement_on_fake_gpus(fake_gpu_cluster, tmp_path):
 def test_eight_trials_in_flight_never_share_an_architecture(fake_gpu_cluster, tmp_path):
     """8 CPUs declared: up to 8 trials run at once, each a different architecture, none evaluated
     twice, with the default sampler (its proposals see the ones in flight)."""
-    from nas.options import SearchOptions
+    from nas.search.options import SearchOptions
 
     address, env = fake_gpu_cluster
     records = _search(

@@ -7,9 +7,9 @@ import timm
 import torch
 
 import nas  # noqa: F401  (registers the timm models)
-from nas.acmix import ACmix, shift_kernels
-from nas.arch import Arch
-from nas.model import create_model, default_arch, model_args, paper_arch
+from nas.net.acmix import ACmix, shift_kernels
+from nas.net.arch import Arch
+from nas.net.model import create_model, default_arch, model_args, paper_arch
 from nas.space import load_space
 
 SPACES = Path(__file__).resolve().parents[1] / 'search_spaces'

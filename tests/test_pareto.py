@@ -1,4 +1,4 @@
-"""nas.pareto and the aggregate over seeds (results.ArchResult) on cases with known answers."""
+"""nas.run.pareto and the aggregate over seeds (results.ArchResult) on cases with known answers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import statistics
 import numpy as np
 import pytest
 
-from nas import pareto
-from nas.results import ArchResult, TrialRecord, aggregate, seed_std
+from nas.run import pareto
+from nas.run.folder import ArchResult, TrialRecord, aggregate, seed_std
 
 OBJ = ['accuracy', 'macs']
 

@@ -7,9 +7,9 @@ import os
 import optuna
 import pytest
 
-from nas import results
-from nas.files import folder_written_whole, write_atomic
-from nas.results import STUDY_NAME, RunConfig, RunFolder, TrialRecord
+from nas.run import folder as results
+from nas.run.files import folder_written_whole, write_atomic
+from nas.run.folder import STUDY_NAME, RunConfig, RunFolder, TrialRecord
 from runs import record_of
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from nas.runlock import LOCK_FILE, STALE_S, RunLock, RunLocked, holder_of
+from nas.run.lock import LOCK_FILE, STALE_S, RunLock, RunLocked, holder_of
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLD = """
 import sys, time
-from nas.runlock import RunLock
+from nas.run.lock import RunLock
 with RunLock(sys.argv[1], command='python -m nas.search --name run', resume=sys.argv[2]):
     print('held', flush=True)
     time.sleep(600)

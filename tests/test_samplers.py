@@ -1,4 +1,4 @@
-"""The samplers propose architectures the study has not seen (nas.samplers), in real Optuna studies."""
+"""The samplers propose architectures the study has not seen (nas.search.samplers), in real Optuna studies."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.samplers import EvolutionSampler, UniqueSampler
+from nas.search.samplers import EvolutionSampler, UniqueSampler
+from nas.search.study import make_sampler
 from nas.space import load_space
-from nas.study import make_sampler
 
 SPACES = Path(__file__).resolve().parent.parent / 'search_spaces'
 
@@ -74,7 +74,7 @@ def test_optunas_samplers_propose_unseen_architectures_repairing_their_duplicate
 
 
 def test_a_history_window_shows_the_sampler_the_recent_finished_trials():
-    from nas.samplers import HistoryWindow
+    from nas.search.samplers import HistoryWindow
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -100,10 +100,10 @@ def test_a_windowed_sampler_runs_past_its_window_with_trials_in_flight(name, mon
     # TPE's constant liar writes the proposal onto the asked trial in the storage it is handed: with
     # a window that is the window's copy, where the real trial's id does not exist (it crashed at the
     # 501st trial of every long TPE search).
-    import nas.study
+    import nas.search.study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    monkeypatch.setattr(nas.study, 'HISTORY_WINDOW', 12)
+    monkeypatch.setattr(nas.search.study, 'HISTORY_WINDOW', 12)
     space = load_space(SPACES / 'digits.yaml')
     sampler = make_sampler(name, 0, 100, space)
     study = optuna.create_study(directions=['maximize', 'minimize'], sampler=sampler)

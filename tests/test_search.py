@@ -21,9 +21,9 @@ import pytest
 import torch
 import yaml
 
-from nas import pareto as nas_pareto
-from nas.options import SAMPLERS
-from nas.results import STUDY_NAME, RunConfig, RunFolder
+from nas.run import pareto as nas_pareto
+from nas.run.folder import STUDY_NAME, RunConfig, RunFolder
+from nas.search.options import SAMPLERS
 from nas.space import load_space
 from runs import copy_run, record_of
 
@@ -563,7 +563,7 @@ def test_amounts_parse_alike_in_search_and_export():
 
 
 def test_long_trials_are_announced_with_how_to_shorten_them():
-    from nas.report import LONG_TRIAL, long_trial_note
+    from nas.search.report import LONG_TRIAL, long_trial_note
 
     assert long_trial_note(1150, 10) is None  # digits: seconds a trial
     note = long_trial_note(48_000, 10)  # Fashion-MNIST from disk: minutes a trial
@@ -597,7 +597,7 @@ class _Trial:
 
 
 def _recorder(tmp_path, **kw):
-    from nas.raytune import Recorder
+    from nas.search.raytune import Recorder
 
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=["accuracy", "macs"]))
@@ -611,8 +611,8 @@ def _recorder(tmp_path, **kw):
 def test_a_full_disk_stops_the_search_cleanly_and_records_nothing_as_failed(tmp_path, monkeypatch, capsys):
     import errno
 
-    from nas.raytune import FailureStopper
-    from nas.results import RunFolder as RF
+    from nas.run.folder import RunFolder as RF
+    from nas.search.raytune import FailureStopper
 
     run, rec, recorder = _recorder(tmp_path)
     recorder.on_trial_complete(0, [], _Trial("t0", rec(0)))
@@ -642,7 +642,7 @@ def test_a_trial_that_fails_on_a_full_disk_is_not_counted_as_failed(tmp_path):
 
 
 def test_progress_of_running_trials(tmp_path, capsys):
-    from nas.progress import PROGRESS_EVERY
+    from nas.search.progress import PROGRESS_EVERY
 
     run, rec, recorder = _recorder(tmp_path, epochs=4)
     progress = recorder.progress  # the display, a Tune callback of its own
@@ -676,7 +676,7 @@ def test_progress_of_running_trials(tmp_path, capsys):
 
 def _study_of(folder, records, budget=20):
     from nas.search import SearchOptions
-    from nas.study import open_study
+    from nas.search.study import open_study
 
     opts = SearchOptions(space=DIGITS, sampler="random", budget=budget).checked()
     return open_study(folder, opts, load_space(DIGITS), records)
@@ -755,7 +755,7 @@ def test_resume_after_a_torn_tail_and_a_lost_journal_loses_nothing(tmp_path):
 
 ENOSPC_ON_THIRD_APPEND = """
 import errno, sys
-from nas.results import RunFolder
+from nas.run.folder import RunFolder
 append, calls = RunFolder.append, []
 def full_disk(self, record):
     calls.append(record.arch_id)

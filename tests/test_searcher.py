@@ -11,12 +11,12 @@ import optuna
 import pytest
 from ray import cloudpickle
 
-from nas.model import create_model
-from nas.options import SAMPLERS, SearchOptions
-from nas.raytune import ArchSearcher
-from nas.results import STUDY_NAME, RunConfig, RunFolder, TrialRecord
+from nas.net.model import create_model
+from nas.run.folder import STUDY_NAME, RunConfig, RunFolder, TrialRecord
+from nas.search.options import SAMPLERS, SearchOptions
+from nas.search.raytune import ArchSearcher
+from nas.search.study import open_study
 from nas.space import load_space
-from nas.study import open_study
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "search_spaces" / "digits.yaml"
@@ -25,7 +25,7 @@ OBJ = ["accuracy", "macs"]
 
 def stand_in_result(config: dict, accuracy: float) -> dict:
     """What the trainable's last report carries: the whole record, `final`."""
-    from nas.arch import Arch
+    from nas.net.arch import Arch
 
     params = sum(p.numel() for p in create_model(Arch.from_dict(config["arch"])).parameters())
     record = TrialRecord(
@@ -78,7 +78,7 @@ def test_the_searcher_survives_tunes_pickling_with_every_sampler(tmp_path, sampl
 
 
 def test_the_live_status_line_counts_architectures_against_the_budget(tmp_path, capsys):
-    from nas.raytune import Recorder
+    from nas.search.raytune import Recorder
 
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=OBJ))
@@ -157,7 +157,7 @@ def test_eight_trials_in_flight_never_share_an_architecture_and_stay_diverse(tmp
 
 
 def test_a_batched_journal_writes_a_trials_end_in_one_append(tmp_path):
-    from nas.study import journal_storage
+    from nas.search.study import journal_storage
 
     run = RunFolder(tmp_path / "run")
     run.path.mkdir()
@@ -188,7 +188,7 @@ def test_a_batched_journal_writes_a_trials_end_in_one_append(tmp_path):
 
 @pytest.mark.parametrize("rank_by", ["accuracy", "train_loss", "mean_acc"])
 def test_the_sampler_is_told_the_proxys_rank_signal_and_the_front_stays_on_accuracy(tmp_path, rank_by):
-    from nas.signals import score
+    from nas.proxy import score
 
     searcher = new_searcher(tmp_path, "random", budget=4, rank_by=rank_by)
     expected = {}
@@ -217,9 +217,9 @@ _COSTS: dict[str, tuple[int, int]] = {}  # arch id -> (params, MACs): measured o
 
 
 def measured_cost(arch: dict, arch_id: str) -> tuple[int, int]:
-    """The network's parameters and MACs per image, measured (`nas.cost.measure_cost`) once."""
-    from nas.arch import Arch
-    from nas.cost import measure_cost
+    """The network's parameters and MACs per image, measured (`nas.net.cost.measure_cost`) once."""
+    from nas.net.arch import Arch
+    from nas.net.cost import measure_cost
 
     if arch_id not in _COSTS:
         cost = measure_cost(Arch.from_dict(arch), num_classes=10, latency=False, memory=False)
@@ -399,7 +399,7 @@ def test_every_named_sampler_in_process_runs_past_its_random_start_up(tmp_path, 
 
 
 def test_failures_in_process_are_recorded_told_fail_and_stop_the_search_past_max_failures(tmp_path):
-    from nas.raytune import FailureStopper, Recorder
+    from nas.search.raytune import FailureStopper, Recorder
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = new_searcher(tmp_path, "random", budget=8, race=1)
@@ -425,13 +425,13 @@ def test_failures_in_process_are_recorded_told_fail_and_stop_the_search_past_max
 
 
 def test_a_finished_trials_result_is_parsed_once_for_the_searcher_and_the_recorder(tmp_path, monkeypatch):
-    import nas.raytune
-    from nas.raytune import Recorder
+    import nas.search.raytune
+    from nas.search.raytune import Recorder
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     parses = []
-    parse = nas.raytune.record_from_result
-    monkeypatch.setattr(nas.raytune, "record_from_result", lambda *a, **k: parses.append(a[0]) or parse(*a, **k))
+    parse = nas.search.raytune.record_from_result
+    monkeypatch.setattr(nas.search.raytune, "record_from_result", lambda *a, **k: parses.append(a[0]) or parse(*a, **k))
     searcher = new_searcher(tmp_path, "evolution", budget=5, race=1)
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=OBJ))
@@ -450,7 +450,7 @@ def test_a_finished_trials_result_is_parsed_once_for_the_searcher_and_the_record
 def test_parsed_results_hand_the_first_parse_to_the_second_whether_flattened_or_not():
     from ray.tune.utils import flatten_dict
 
-    from nas.raytune import ParsedResults
+    from nas.search.raytune import ParsedResults
 
     config = {"arch_id": "a" * 12, "arch": {"in_chans": 1}, "seed": 0, "optuna_number": 3, "optuna_params": {"x": 1}}
     rec = TrialRecord(number=-1, arch_id="a" * 12, arch={"in_chans": 1}, status="complete", accuracy=0.5, epochs=2)
@@ -470,8 +470,8 @@ def test_parsed_results_hand_the_first_parse_to_the_second_whether_flattened_or_
 def test_optuna_is_told_an_architecture_alike_by_the_searcher_and_a_rebuilt_journal():
     from optuna.trial import TrialState
 
-    from nas.archive import ArchResult
-    from nas.study import optuna_result
+    from nas.run.archive import ArchResult
+    from nas.search.study import optuna_result
 
     base = dict(number=0, arch_id="b" * 12, arch={}, macs=500, params=10, epochs=2, constraints=[100.0])
     seeds = [TrialRecord(**base, status="complete", accuracy=acc, seed=s) for s, acc in enumerate([0.5, 0.7])]

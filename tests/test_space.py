@@ -8,7 +8,7 @@ import optuna
 import pytest
 import yaml
 
-from nas.arch import Arch
+from nas.net.arch import Arch
 from nas.space import SearchSpace, SpaceError, load_space
 
 SPACES = Path(__file__).resolve().parents[1] / 'search_spaces'
@@ -287,7 +287,7 @@ def test_the_full_encoding_gives_gp_every_parameter_of_a_conditional_space(caplo
     """Define-by-run sampling of a conditional space leaves GP parameters it cannot model (Optuna
     warns, and draws them at random); the full encoding (`sample(trial, full=True)`, what the
     search uses) asks every parameter in every trial, so GP models all of them."""
-    from nas.study import make_sampler
+    from nas.search.study import make_sampler
 
     space = load_space(SPACES / 'digits.yaml')
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 import nas
-from nas.decision import SpaceError
 from nas.space import SearchSpace
-from nas.spacefile import parse_decision, read_yaml, space_fields
+from nas.space.decision import SpaceError
+from nas.space.file import parse_decision, read_yaml, space_fields
 
 NAS = Path(nas.__file__).parent
 TWO_STAGES = {'input_size': 16, 'stages': [{'channels': 16}, {'channels': 32}]}
@@ -55,7 +55,7 @@ def test_yaml_exponents_are_numbers(tmp_path):
 
 def _imports(module: str) -> set[str]:
     """The nas modules that `module` imports anywhere in its file (inside functions too)."""
-    tree = ast.parse((NAS / f"{module}.py").read_text())
+    tree = ast.parse((NAS / "space" / f"{module}.py").read_text())
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
@@ -66,10 +66,10 @@ def _imports(module: str) -> set[str]:
 
 
 def test_the_space_modules_import_one_way():
-    """decision <- spacefile <- space: the parser builds on the decisions, the space on both."""
-    assert not _imports('decision') & {'nas.spacefile', 'nas.space'}
-    assert 'nas.space' not in _imports('spacefile')
-    assert {'nas.decision', 'nas.spacefile'} <= _imports('space')
+    """decision <- file <- space: the parser builds on the decisions, the space on both."""
+    assert not _imports('decision') & {'nas.space.file', 'nas.space.space', 'nas.space'}
+    assert not _imports('file') & {'nas.space.space', 'nas.space'}
+    assert {'nas.space.decision', 'nas.space.file'} <= _imports('space')
 
 
 def test_a_space_from_its_fields_is_checked_for_geometry():

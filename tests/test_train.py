@@ -153,7 +153,7 @@ def test_weight_decay_groups():
 def test_weight_decay_groups_of_real_networks(space, point):
     """timm's grouping gives every searched network the groups of the rule written out: no decay for
     norm layers, biases, any other 1-D parameter and ACmix's rate1/rate2."""
-    from nas.model import create_model
+    from nas.net.model import create_model
     from nas.space import SearchSpace
 
     space = SearchSpace.from_yaml(Path(__file__).resolve().parents[1] / "search_spaces" / f"{space}.yaml")
@@ -243,8 +243,8 @@ def test_cli_trains_and_saves_a_checkpoint(tmp_path, capsys):
 
     from safetensors.torch import load_file
 
-    from nas.arch import Arch
-    from nas.model import create_model
+    from nas.net.arch import Arch
+    from nas.net.model import create_model
     from nas.train import main
 
     arch = _digits_arch()
@@ -267,7 +267,7 @@ def test_cli_trains_and_saves_a_checkpoint(tmp_path, capsys):
 
 def test_cli_trial_of_a_run_folder(tmp_path, capsys):
     from nas.proxy import ProxyConfig
-    from nas.results import DataInfo, RunConfig, RunFolder, TrialRecord
+    from nas.run.folder import DataInfo, RunConfig, RunFolder, TrialRecord
     from nas.train import main
 
     arch = _digits_arch()

@@ -1,0 +1,5 @@
+import sys
+
+from nas.calibrate import main
+
+sys.exit(main())

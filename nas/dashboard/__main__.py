@@ -1,0 +1,5 @@
+import sys
+
+from nas.dashboard import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from nas.data import main
+
+sys.exit(main())

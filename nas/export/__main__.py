@@ -1,0 +1,5 @@
+import sys
+
+from nas.export import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from nas.fidelity import main
+
+sys.exit(main())

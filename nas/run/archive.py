@@ -1,0 +1,384 @@
+"""The run's architectures in memory: each one's evaluations over seeds, and the Pareto front of
+their means kept up to date as evaluations arrive.
+
+`ArchResult` is one architecture over its evaluations (what the front, the knee, exports and the
+hypervolume use); `aggregate` groups records into them. `Archive` holds them all and answers what a
+search driver asks after every trial at a cost that does not grow with the run's history: the
+front, the points within its noise (racing), the seeds each wants, the pooled seed noise and the
+pareto.json summary. It agrees with the batch functions of `nas.run.pareto` (tested on random runs):
+
+    >>> archive = Archive(['accuracy', 'macs'])
+    >>> for record in run.trials():
+    ...     archive.add(record)            # True when the front (or a point's place on it) changed
+    >>> archive.front(), archive.summary(scales)
+
+How the front stays cheap. Losses of every candidate (complete, feasible, every objective measured)
+live in one array. A point that arrives or improves off the front is compared with the front only.
+A front point whose mean gets worse (another seed) may free points it alone dominated: the points
+not dominated by the rest of the front are found in one vectorised pass, and the front is taken
+among those few. The noise band and the separability flags compare every candidate with the front
+in one vectorised pass (n x |front|), done at most once per change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nas.run import pareto
+from nas.run.pareto import NOISE_Z, OBJECTIVES
+
+if TYPE_CHECKING:
+    from nas.run.record import TrialRecord
+
+__all__ = ['ArchResult', 'aggregate', 'seed_std', 'Archive']
+
+
+@dataclass
+class ArchResult:
+    """One architecture over all its evaluations (one per seed): what the front, the knee,
+    exports, pareto.json and the hypervolume use. Accuracy is the mean over its complete
+    evaluations, with its standard error (None below 2 seeds); costs are the first evaluation's
+    (params and MACs are exact; latency and memory are measured once). It has `number`,
+    `status`, `feasible` and `value(objective)`, so every nas.run.pareto function takes it."""
+
+    records: list[TrialRecord]  # its evaluations, in the order they finished
+    _complete: tuple[int, list[TrialRecord]] = field(default=(-1, []), init=False, repr=False, compare=False)
+
+    @property
+    def complete(self) -> list[TrialRecord]:
+        """Its complete evaluations (remembered until another is added: records are appended only)."""
+        if self._complete[0] != len(self.records):
+            self._complete = (
+                len(self.records),
+                [r for r in self.records if r.status == "complete" and r.accuracy is not None],
+            )
+        return self._complete[1]
+
+    @property
+    def record(self) -> TrialRecord:
+        """The evaluation that stands for it: its first complete one (its weights), else its first."""
+        return (self.complete or self.records)[0]
+
+    @property
+    def number(self) -> int:
+        return self.record.number
+
+    @property
+    def arch_id(self) -> str:
+        return self.records[0].arch_id
+
+    @property
+    def arch(self) -> dict[str, Any]:
+        return self.records[0].arch
+
+    @property
+    def reference(self) -> str | None:
+        return self.records[0].reference
+
+    @property
+    def status(self) -> str:
+        return "complete" if self.complete else self.records[-1].status
+
+    @property
+    def feasible(self) -> bool:
+        return self.records[0].feasible
+
+    @property
+    def seeds(self) -> int:
+        """Complete evaluations (distinct seeds)."""
+        return len(self.complete)
+
+    @property
+    def accuracies(self) -> list[float]:
+        return [float(r.accuracy) for r in self.complete]
+
+    @property
+    def accuracy(self) -> float | None:
+        """The mean over complete evaluations; for one never complete, its last accuracy (a stopped
+        trial's, at a lower fidelity) or None."""
+        accs = self.accuracies
+        return sum(accs) / len(accs) if accs else self.records[-1].accuracy
+
+    @property
+    def accuracy_std(self) -> float | None:
+        """Sample standard deviation over seeds (None below 2 seeds)."""
+        accs = self.accuracies
+        if len(accs) < 2:
+            return None
+        mean = sum(accs) / len(accs)
+        return (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5
+
+    @property
+    def accuracy_se(self) -> float | None:
+        """Standard error of the mean accuracy (None below 2 seeds)."""
+        std = self.accuracy_std
+        return None if std is None else std / len(self.accuracies) ** 0.5
+
+    # the exact costs and what the weights file was trained with: its standing evaluation's
+    params = property(lambda self: self.record.params)
+    macs = property(lambda self: self.record.macs)
+    latency_ms = property(lambda self: self.record.latency_ms)
+    memory_mb = property(lambda self: self.record.memory_mb)
+    epochs = property(lambda self: self.record.epochs)
+    weights = property(lambda self: self.record.weights)
+    error = property(lambda self: self.records[-1].error)
+    seconds = property(lambda self: sum(r.seconds for r in self.records))  # all its evaluations
+
+    def value(self, objective: str) -> float | None:
+        if objective == "accuracy":
+            return self.accuracy
+        return (self.complete or self.records)[0].value(objective)
+
+    def summary(self) -> dict[str, Any]:
+        """Its pareto.json entry."""
+        return {
+            "number": self.number,
+            "arch_id": self.arch_id,
+            "reference": self.reference,
+            "accuracy": self.accuracy,
+            "accuracy_se": self.accuracy_se,
+            "accuracy_std": self.accuracy_std,
+            "seeds": self.seeds,
+            "accuracies": self.accuracies,
+            **{o: self.value(o) for o in OBJECTIVES if o != "accuracy"},
+            "weights": self.record.weights,
+        }
+
+
+def aggregate(records: Sequence[TrialRecord]) -> list[ArchResult]:
+    """One ArchResult per architecture, in the order each was first evaluated."""
+    by_id: dict[str, list[TrialRecord]] = {}
+    for r in records:
+        by_id.setdefault(r.arch_id, []).append(r)
+    return [ArchResult(rs) for rs in by_id.values()]
+
+
+def seed_std(archs: Sequence[ArchResult]) -> float | None:
+    """The proxy's seed-to-seed standard deviation of accuracy, pooled over every architecture
+    with at least 2 seeds (the root of the mean variance); None when there is none."""
+    variances = [a.accuracy_std**2 for a in archs if a.accuracy_std is not None]
+    return (sum(variances) / len(variances)) ** 0.5 if variances else None
+
+
+class Archive:
+    """Every architecture of a run and the Pareto front of their means, updated one evaluation at
+    a time (see the module docstring). Architectures are kept in the order first evaluated."""
+
+    def __init__(self, objectives: Sequence[str]):
+        self.objectives = list(objectives)
+        self.records: list[TrialRecord] = []
+        self.archs: dict[str, ArchResult] = {}
+        self._order: list[ArchResult] = []  # by index
+        self._index: dict[str, int] = {}
+        m = len(self.objectives)
+        self._loss = np.zeros((16, m))
+        self._valid = np.zeros(16, dtype=bool)
+        self._own_se = np.full(16, np.nan)  # an architecture's own standard error (nan below 2 seeds)
+        self._seeds = np.zeros(16)
+        self._variances: dict[int, float] = {}  # index -> seed variance, for the pooled std
+        self._front: set[int] = set()
+        self._short: dict[int, None] = {}  # candidates with fewer seeds than `repeats` asks (ordered)
+        self._repeats = 1
+        self._cache: dict[tuple[Any, ...], Any] = {}  # band, flags: valid until the next change
+        self._acc_col = self.objectives.index('accuracy')
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @property
+    def architectures(self) -> list[ArchResult]:
+        return list(self._order)
+
+    # -- adding evaluations
+    def add(self, record: TrialRecord) -> bool:
+        """Count one evaluation; True when the front's membership changed or one of its points
+        got another evaluation."""
+        self.records.append(record)
+        i = self._index.get(record.arch_id)
+        if i is None:
+            i = self._index[record.arch_id] = len(self._order)
+            a = ArchResult([record])
+            self._order.append(a)
+            self.archs[record.arch_id] = a
+            self._grow(i + 1)
+        else:
+            self._order[i].records.append(record)
+        before = set(self._front)
+        self._update(i)
+        self._cache.clear()
+        return before != self._front or i in self._front
+
+    def _grow(self, n: int) -> None:
+        if n <= len(self._valid):
+            return
+        size = max(n, 2 * len(self._valid))
+        self._loss = np.vstack([self._loss, np.zeros((size - len(self._loss), self._loss.shape[1]))])
+        self._valid = np.concatenate([self._valid, np.zeros(size - len(self._valid), dtype=bool)])
+        self._own_se = np.concatenate([self._own_se, np.full(size - len(self._own_se), np.nan)])
+        self._seeds = np.concatenate([self._seeds, np.zeros(size - len(self._seeds))])
+
+    def _update(self, i: int) -> None:
+        a = self._order[i]
+        valid = bool(pareto.candidates([a], self.objectives))
+        self._valid[i] = valid
+        if valid:
+            self._loss[i] = pareto.losses_of([a], self.objectives)[0]
+        std = a.accuracy_std
+        self._own_se[i] = np.nan if std is None else std / a.seeds**0.5
+        self._seeds[i] = a.seeds
+        if std is None:
+            self._variances.pop(i, None)
+        else:
+            self._variances[i] = std**2
+        if valid and a.seeds < self._repeats:
+            self._short[i] = None
+        else:
+            self._short.pop(i, None)
+        self._update_front(i)
+
+    def _update_front(self, i: int) -> None:
+        n = len(self._order)
+        if i in self._front:  # its losses changed (or it is no candidate now): points it held down may rise
+            rest = np.fromiter(self._front - {i}, dtype=int)
+            loss, valid = self._loss[:n], self._valid[:n]
+            free = valid & ~self._dominated_by(loss, rest)
+            idx = np.flatnonzero(free)
+            ranks = pareto.nondominated_ranks(loss[idx])
+            self._front = {int(j) for j, r in zip(idx, ranks) if r == 0}
+            return
+        if not self._valid[i]:
+            return
+        front = np.fromiter(self._front, dtype=int)
+        if self._dominated_by(self._loss[i : i + 1], front)[0]:
+            return
+        mine = self._loss[i]
+        beaten = {int(f) for f in front if (mine <= self._loss[f]).all() and (mine < self._loss[f]).any()}
+        self._front = (self._front - beaten) | {i}
+
+    def _dominated_by(self, losses: np.ndarray, by: np.ndarray) -> np.ndarray:
+        """For each row of `losses`: whether a point of `by` (indices) dominates it."""
+        if len(by) == 0:
+            return np.zeros(len(losses), dtype=bool)
+        b = self._loss[by][None, :, :]
+        x = losses[:, None, :]
+        return ((b <= x).all(axis=2) & (b < x).any(axis=2)).any(axis=1)
+
+    # -- what the run is now
+    @property
+    def sigma(self) -> float | None:
+        """The pooled seed standard deviation (see `seed_std`)."""
+        v = self._variances
+        return (sum(v.values()) / len(v)) ** 0.5 if v else None
+
+    def front(self) -> list[ArchResult]:
+        """The front of architecture means, by increasing first cost (then number), as `pareto.front`."""
+        key = self.objectives[1] if len(self.objectives) > 1 else self.objectives[0]
+        return sorted((self._order[i] for i in self._front), key=lambda a: (float(a.value(key)), a.number))
+
+    def _errors(self) -> np.ndarray:
+        """Each candidate's accuracy standard error, as `pareto.accuracy_errors`."""
+        n = len(self._order)
+        sigma = self.sigma
+        fallback = np.full(n, np.nan) if sigma is None else sigma / np.sqrt(np.maximum(1, self._seeds[:n]))
+        return np.where(np.isnan(self._own_se[:n]), fallback, self._own_se[:n])
+
+    def _noise(self, z: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """front indices, dominated candidate indices, dom[d, f] (front point f dominates d) and
+        the noise margin[d, f] of their accuracy difference."""
+        key = ('noise', z)
+        if key not in self._cache:
+            n = len(self._order)
+            valid = np.flatnonzero(self._valid[:n])
+            front = np.array(sorted(self._front), dtype=int)
+            others = np.setdiff1d(valid, front)
+            se = self._errors()
+            lf, ld = self._loss[front], self._loss[others]
+            dom = (lf[None] <= ld[:, None]).all(axis=2) & (lf[None] < ld[:, None]).any(axis=2)
+            margin = z * np.sqrt(se[others][:, None] ** 2 + se[front][None, :] ** 2)
+            self._cache[key] = (front, others, dom, margin)
+        return self._cache[key]
+
+    def _acc(self, idx: np.ndarray) -> np.ndarray:
+        return -self._loss[idx, self._acc_col]
+
+    def band(self, z: float = NOISE_Z) -> list[ArchResult]:
+        """Dominated points that could be on the front within the noise (see `pareto.noise_band`),
+        closest to the front first."""
+        front, others, dom, margin = self._noise(z)
+        if len(others) == 0 or len(front) == 0:
+            return []
+        gap = self._acc(front)[None, :] - self._acc(others)[:, None]
+        with np.errstate(invalid='ignore', divide='ignore'):
+            behind = np.where(dom, gap / margin, -np.inf).max(axis=1)
+        keep = np.flatnonzero(behind < 1.0)  # nan (noise unknown) compares False
+        rows = sorted((float(behind[k]), self._order[others[k]].number, int(others[k])) for k in keep)
+        return [self._order[i] for *_, i in rows]
+
+    def _unseparable(self, z: float) -> dict[int, list[int]]:
+        """front index -> indices of the dominated points that may truly dominate it."""
+        front, others, _, margin = self._noise(z)
+        if len(others) == 0 or len(front) == 0:
+            return {}
+        costs = np.delete(self._loss, self._acc_col, axis=1)
+        cheaper = (costs[others][:, None, :] <= costs[front][None, :, :]).all(axis=2)
+        gap = self._acc(front)[None, :] - self._acc(others)[:, None]
+        near = cheaper & (gap < margin)
+        return {
+            int(f): [int(others[d]) for d in np.flatnonzero(near[:, j])]
+            for j, f in enumerate(front)
+            if near[:, j].any()
+        }
+
+    def unseparable(self, z: float = NOISE_Z) -> dict[int, list[int]]:
+        """Front point number -> numbers of the dominated points that may truly dominate it
+        (see `pareto.unseparable`)."""
+        return {self._order[f].number: [self._order[d].number for d in ds] for f, ds in self._unseparable(z).items()}
+
+    def race_targets(self, *, repeats: int = 1, race: int = 1, band: bool = True) -> list[tuple[ArchResult, int]]:
+        """The seeds each point should have, most urgent first, as `pareto.race_targets`, except
+        that points that already have their `repeats` seeds are left out (they want nothing)."""
+        if repeats != self._repeats:
+            self._repeats = repeats
+            self._short = {
+                i: None for i in np.flatnonzero(self._valid[: len(self)]).tolist() if self._seeds[i] < repeats
+            }
+        out: dict[int, tuple[ArchResult, int]] = {}
+        if race > 1:
+            for a in sorted((self._order[i] for i in self._front), key=lambda a: (a.seeds, a.number)):
+                out[a.number] = (a, max(race, repeats))
+            if band:
+                for a in self.band():
+                    out.setdefault(a.number, (a, max(race, repeats)))
+        if repeats > 1:
+            for i in self._short:
+                a = self._order[i]
+                out.setdefault(a.number, (a, repeats))
+        return list(out.values())
+
+    def hypervolume(self, scales: Mapping[str, float]) -> float:
+        """As `pareto.hypervolume` of every point (only the front adds to it)."""
+        return pareto.hypervolume(self.front(), self.objectives, scales)
+
+    def summary(self, scales: Mapping[str, float] | None) -> dict[str, Any]:
+        """pareto.json: the front of architecture means with standard errors and noise flags,
+        the pooled seed std and the hypervolume."""
+        near = {
+            self._order[f].arch_id: [self._order[d].arch_id for d in ds] for f, ds in self._unseparable(NOISE_Z).items()
+        }
+        return {
+            "objectives": self.objectives,
+            "directions": pareto.directions(self.objectives),
+            "hypervolume": self.hypervolume(scales) if scales else None,
+            "hypervolume_scale": dict(scales or {}),
+            "trials": len(self.records),
+            "architectures": len(self._order),
+            "seed_std": self.sigma,
+            "front": [
+                {**a.summary(), "separable": not near.get(a.arch_id), "unseparable_from": near.get(a.arch_id, [])}
+                for a in self.front()
+            ],
+        }

@@ -1,0 +1,232 @@
+"""One writer per run folder: the lock every process that writes a run folder holds.
+
+    >>> with RunLock('results/run', command='python -m nas.search ...',
+    ...              resume="python -m nas.search --resume results/run") as lock:
+    ...     ...                     # the only writer of results/run until the block ends
+
+`nas.search` (new runs and `--resume`), `nas.fidelity` and `nas.calibrate` hold it while they
+write; readers (`nas.dashboard`, `nas.export`) never take it, so they work while a search runs.
+A second writer is refused at once: `RunLocked`, one line naming the holder (its command, pid,
+host and start) and how to wait or continue.
+
+How it works. `RUN/run.lock` is locked with flock(2) and holds the holder's description (JSON).
+The kernel drops an flock when its process ends, however it ends (kill -9, a crash, a power loss
+of the machine), so a lock left by a dead process is simply free: the next writer takes it and
+says whose it was. Nothing has to be deleted by hand and two processes can never both take it.
+
+Shared storage (NFS, a cluster's file system): Linux's NFS client emulates flock with the
+server's byte-range locks (NFSv4, or NFSv3 with lockd), so the lock holds across hosts. Some
+mounts keep locks local to each host (NFS `local_lock=flock|all`, BeeGFS without global locks);
+for those the holder touches the lock file every `HEARTBEAT_S` seconds, and a writer that gets
+the flock while the file names a holder on another host seen within `STALE_S` seconds refuses
+all the same. A file system without locks at all (flock fails with ENOLCK or EOPNOTSUPP) falls
+back to that check alone, which a race of two starts within a moment can defeat: put run folders
+on storage with locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from nas.run.folder import RunError
+
+__all__ = ['LOCK_FILE', 'HEARTBEAT_S', 'STALE_S', 'Holder', 'RunLock', 'RunLocked', 'holder_of']
+
+LOCK_FILE = 'run.lock'
+HEARTBEAT_S = 20.0  # the holder touches the lock file this often
+STALE_S = 120.0  # a holder on another host not seen for this long is gone (clocks may differ a little)
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+class RunLocked(RunError):
+    """Another process writes this run folder: one line naming it and how to wait or continue."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a run folder's lock, as its lock file says."""
+
+    pid: int
+    host: str
+    command: str = ''
+    resume: str = ''  # the command that continues the holder's work after it stops
+    since: str = ''
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Holder | None:
+        try:
+            d = json.loads(raw)
+            return cls(**{k: d[k] for k in ('pid', 'host', 'command', 'resume', 'since') if k in d})
+        except (ValueError, TypeError, KeyError):  # empty (released), torn or foreign
+            return None
+
+    def describe(self) -> str:
+        what = self.command.split(' --', 1)[0] if self.command else 'another process'
+        return f"{what} (pid {self.pid} on {self.host}{', since ' + self.since if self.since else ''})"
+
+
+def holder_of(folder: str | Path) -> Holder | None:
+    """The description in a run folder's lock file (None: none, or released)."""
+    try:
+        return Holder.parse((Path(folder) / LOCK_FILE).read_bytes())
+    except OSError:
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+class RunLock:
+    """The exclusive lock of one run folder (see the module docstring); a context manager.
+
+    Args:
+        folder: the run folder; made (with its parents) if it does not exist.
+        command: what holds it, for the refusal line of a second writer.
+        resume: the command that continues this holder's work, for that line.
+
+    `acquire()` raises `RunLocked` when another process holds it and `RunError` (one line) when
+    the folder cannot be written (read-only, a file in the way, a full disk); it returns a note
+    (one line) when it took over a lock left by a holder that is gone, else None.
+    """
+
+    def __init__(self, folder: str | Path, command: str = '', resume: str = ''):
+        self.folder = Path(folder)
+        self.command = command or ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        self.resume = resume
+        self.note: str | None = None  # set by acquire(): a lock taken over from a holder that is gone
+        self._fd: int | None = None
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.folder / LOCK_FILE
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> str | None:
+        if self._fd is not None:
+            return None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise RunError(f"{self.folder}: cannot write the run folder ({e.strerror or e})") from None
+        try:
+            note = self._take(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd, self.note = fd, note
+        self._stop.clear()
+        self._beat = threading.Thread(
+            target=self._heartbeat, args=(fd, self._stop), name='run-lock heartbeat', daemon=True
+        )
+        self._beat.start()
+        return note
+
+    def _take(self, fd: int) -> str | None:
+        locks = True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(self._refusal(Holder.parse(os.pread(fd, 1 << 16, 0)))) from None
+        except OSError as e:
+            if e.errno not in _NO_LOCKS:
+                raise RunError(f"{self.path}: cannot lock it ({e.strerror or e})") from None
+            locks = False  # a file system without locks: the holder's description alone decides
+        before = Holder.parse(os.pread(fd, 1 << 16, 0))
+        me = socket.gethostname()
+        note = None
+        if before is not None and (before.pid, before.host) != (os.getpid(), me):
+            age = time.time() - os.fstat(fd).st_mtime
+            if before.host == me and (locks or not _pid_alive(before.pid)):
+                note = f"{self.folder}: took over the lock of pid {before.pid}, which is no longer running"
+            elif before.host != me and age >= STALE_S:
+                note = (
+                    f"{self.folder}: took over the lock of pid {before.pid} on {before.host}, "
+                    f"not seen for {age / 60:.0f} min"
+                )
+            else:  # alive here without flock, or seen lately on a host whose locks do not reach us
+                if locks:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                raise RunLocked(self._refusal(before, seen=age if before.host != me else None))
+        info = Holder(
+            os.getpid(),
+            me,
+            self.command,
+            self.resume,
+            datetime.now(timezone.utc).astimezone().isoformat(timespec='seconds'),
+        )
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(asdict(info)) + '\n').encode(), 0)
+            os.fsync(fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # no half-written holder left behind
+            raise RunError(f"{self.folder}: cannot write the run folder ({e.strerror or e})") from None
+        return note
+
+    def _refusal(self, holder: Holder | None, seen: float | None = None) -> str:
+        if holder is None:
+            return f"{self.folder}: another process is starting to write this run folder; try again in a moment"
+        line = f"{self.folder}: in use by {holder.describe()}"
+        if seen is not None:
+            line += f", seen {seen:.0f} s ago: this file system's locks do not reach across hosts"
+        line += f"; only one process may write a run folder. Wait for it to finish, or stop it (kill {holder.pid}"
+        line += f" on {holder.host}: it stops cleanly)" + (
+            f" and continue with: {holder.resume}" if holder.resume else ''
+        )
+        return line
+
+    @staticmethod
+    def _heartbeat(fd: int, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(fd)  # the lock file's mtime: seen now (the server's clock on NFS)
+            except OSError:
+                return
+
+    def release(self) -> None:
+        """Give the lock up; the lock file stays, emptied."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)  # it touches fd: done before fd is closed and its number reused
+        try:
+            os.ftruncate(fd, 0)  # no holder described: a reader sees it free
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # drops the flock
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

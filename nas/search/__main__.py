@@ -1,0 +1,5 @@
+import sys
+
+from nas.search import main
+
+sys.exit(main())

@@ -1,0 +1,149 @@
+"""The run in words, for the terminal: the front with standard errors, and the seed noise.
+
+>>> from nas.search.report import front_report
+>>> print(front_report(RunFolder('results/RUN')))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nas.cli import shell_command
+from nas.run.folder import RunFolder
+
+if TYPE_CHECKING:
+    from nas.data import Dataset
+    from nas.proxy import ProxyConfig
+    from nas.search.options import SearchOptions
+    from nas.space import SearchSpace
+
+__all__ = ['front_report', 'noise_line', 'long_trial_note', 'small_data_note', 'proxy_note', 'listed']
+
+# A trial that trains on more images x epochs than this takes minutes rather than seconds on a CPU:
+# the digits proxy (1,150 images x 10 epochs) takes 2-6 s on 2 cores, and Fashion-MNIST from disk
+# (48,000 x 10) 1.5-7 min, so 100,000 is about a minute a trial for the small spaces.
+LONG_TRIAL = 100_000
+# Fewer training images than this per class, or fewer validation images than FEW_VAL, and the
+# accuracies a search compares are mostly noise (each validation image is 1/n of the accuracy).
+FEW_PER_CLASS, FEW_VAL = 10, 50
+
+
+def front_report(folder: RunFolder) -> str:
+    """The run's counts, its Pareto front of mean accuracies as a table (pareto.json rewritten)
+    and one line on seed noise."""
+    lines = []
+    records = folder.trials()
+    summary = folder.write_pareto()
+    counts = {s: sum(r.status == s for r in records) for s in ('complete', 'stopped', 'failed', 'infeasible')}
+    front = summary['front']
+    lines.append(
+        f"\n{len(records)} evaluations of {summary['architectures']} architectures "
+        f"({', '.join(f'{n} {s}' for s, n in counts.items() if n)}); Pareto front: {len(front)} architectures"
+        + (f", hypervolume {summary['hypervolume']:.4f}" if summary['hypervolume'] is not None else '')
+    )
+    lines.append(
+        f"  {'arch id':12}  {'accuracy ± s.e. (seeds)':>24}  {'MACs':>10}  {'params':>9}  "
+        f"{'latency':>9}  reference  within noise of"
+    )
+    for row in front:
+        se = f"± {row['accuracy_se']:.4f}" if row['accuracy_se'] is not None else '± ?     '
+        lat = f"{row['latency']:.2f}ms" if row.get('latency') is not None else '-'
+        lines.append(
+            f"  {row['arch_id']:12}  {row['accuracy']:.4f} {se} ({row['seeds']:>2})  "
+            f"{row['macs'] / 1e6:9.3f}M  {row['params'] / 1e3:8.1f}k  {lat:>9}  {row['reference'] or '':9}  "
+            f"{listed(row['unseparable_from'])}"
+        )
+    lines.append(noise_line(summary, folder))
+    lines.append(f'\nrun folder: {folder.path}   dashboard: {shell_command("dashboard", folder.path)}')
+    return '\n'.join(lines)
+
+
+def listed(ids: list[str], most: int = 5) -> str:
+    """Up to `most` ids, then how many more: 'a, b, c and 12 more'."""
+    return ', '.join(ids[:most]) + (f' and {len(ids) - most} more' if len(ids) > most else '')
+
+
+def noise_line(summary: dict[str, Any], folder: RunFolder) -> str:
+    """One line: the proxy's seed noise against the gaps between the front's points, and the check."""
+    check = f'check the proxy against the training you deploy: {shell_command("fidelity", folder.path)}'
+    if summary['seed_std'] is None:
+        return f'seed noise: unknown (no architecture has 2 seeds; --race 3 re-evaluates the front); {check}'
+    accs = sorted(row['accuracy'] for row in summary['front'])
+    gaps = [b - a for a, b in zip(accs, accs[1:])]
+    gap = f"{100 * min(gaps):.2f}-{100 * max(gaps):.2f}" if gaps else 'no'
+    flagged = sum(not row['separable'] for row in summary['front'])
+    return (
+        f"seed noise: accuracy std {100 * summary['seed_std']:.2f} points between seeds; front neighbours are "
+        f"{gap} points apart; {flagged} of {len(summary['front'])} front points are within the noise of a "
+        f"dominated point; {check}"
+    )
+
+
+def long_trial_note(images: int, epochs: int) -> str | None:
+    """A line for the start of a search whose trials train long (images x epochs over LONG_TRIAL),
+    saying how --subset and --epochs shorten them; None for short trials."""
+    if images * epochs <= LONG_TRIAL:
+        return None
+    subset = max(100, LONG_TRIAL // max(1, epochs) // 100 * 100)
+    shorter = [
+        f'--subset {subset:,}'.replace(',', '') if subset < images else '',
+        f'--epochs {max(1, LONG_TRIAL // images)}' if epochs > max(1, LONG_TRIAL // images) else '',
+    ]
+    return (
+        f'note: each trial trains on {images:,} images x {epochs} epochs ({images * epochs:,} image-epochs): '
+        f'minutes a trial on a CPU; '
+        + ' or '.join(x for x in shorter if x)
+        + f' brings it under {LONG_TRIAL:,} (a proxy ranks architectures; it need not train them fully)'
+    )
+
+
+def small_data_note(data: Dataset) -> str | None:
+    """A warning for data too small to rank networks on (see FEW_PER_CLASS, FEW_VAL); None otherwise."""
+    train, val = len(data.train_y), len(data.val_y)
+    if train >= FEW_PER_CLASS * data.num_classes and val >= FEW_VAL:
+        return None
+    return (
+        f'warning: {data.name} gives only {train} training and {val} validation images for {data.num_classes} '
+        f'classes: an accuracy on {val} images moves in steps of {100 / max(1, val):.1f} points, so the search '
+        f'ranks mostly noise; use more images (--subset, the dataset)'
+    )
+
+
+def proxy_note(space: SearchSpace, opts: SearchOptions, proxy: ProxyConfig, calibration: dict[str, Any]) -> str | None:
+    """A line for the start of a search on a proxy that was never fitted to its data (another dataset
+    than the space file's proxy, and no --proxy): the command that fits it. With --proxy, the line
+    says which calibration it is and whether it qualified, and warns if it was fitted to another
+    dataset or space. None for the space's own proxy on its own data."""
+    fit = shell_command(
+        'calibrate',
+        '--space',
+        opts.space,
+        '--dataset',
+        proxy.dataset,
+        *(['--data-dir', opts.data_dir] if opts.data_dir else []),
+        *(['--seed', str(opts.seed)] if opts.seed else []),
+    )
+    what = f"{proxy.subset or 'all'} images x {proxy.epochs} epochs at {proxy.image_size}px"
+    if opts.proxy is None:
+        if proxy.dataset == space.proxy.dataset:
+            return None
+        return (
+            f'note: this proxy ({what}) was fitted to {space.proxy.dataset}, never to {proxy.dataset}: it may rank '
+            f'networks unlike the training you deploy; fit it with: {fit}, then search with --proxy '
+            f'<its folder>/proxy.yaml'
+        )
+    if not calibration.get('folder'):
+        return f'proxy: {opts.proxy} ({what}, rank signal {proxy.rank_by}), not from python -m nas.calibrate'
+    status = (
+        'qualified'
+        if calibration.get('qualified')
+        else 'not qualified (no candidate reached the bar; this is the closest)'
+    )
+    other = [
+        f"dataset {calibration.get('dataset')}" if calibration.get('dataset') != proxy.dataset else '',
+        f"space {calibration.get('space')}" if calibration.get('space_fingerprint') != space.fingerprint else '',
+    ]
+    other = [o for o in other if o]
+    return f"proxy: {what}, rank signal {proxy.rank_by}, calibrated in {calibration['folder']}: {status}" + (
+        f"; but calibrated for {' and '.join(other)}: recalibrate with {fit}" if other else ''
+    )

@@ -1,0 +1,5 @@
+import sys
+
+from nas.space import main
+
+sys.exit(main())
