@@ -62,13 +62,7 @@ __all__ = [
 ]
 
 HTML, PNG = 'dashboard.html', 'pareto.png'
-LABELS = {
-    'accuracy': 'validation accuracy',
-    'macs': 'MACs (one image)',
-    'params': 'parameters',
-    'latency': 'latency (ms)',
-    'memory': 'peak memory (MB)',
-}
+LABELS = {name: o.label for name, o in OBJECTIVES.items()}
 # how each kind of trial is drawn: (legend name, plotly symbol, matplotlib marker, colour)
 KINDS = {
     'stopped': ('stopped early (lower fidelity)', 'circle-open', 'o', '#7f7f7f'),

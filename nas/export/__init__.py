@@ -73,7 +73,7 @@ __all__ = [
 
 PICKS = ('knee', 'max-accuracy', 'min-cost')
 # CLI limit -> objective name (results.OBJECTIVES)
-LIMITS = {'max_macs': 'macs', 'max_params': 'params', 'max_latency_ms': 'latency', 'max_memory_mb': 'memory'}
+LIMITS = {o.limit: name for name, o in OBJECTIVES.items() if o.limit}
 CONFIG, WEIGHTS_FILE, CARD = 'config.json', 'model.safetensors', 'README.md'
 EXPORTS = 'exports'
 

@@ -27,6 +27,7 @@ from nas.errors import NasError
 
 __all__ = [
     'OPS',
+    'ACMIX_DEFAULTS',
     'BLOCK_KINDS',
     'STEM_TYPES',
     'STEM_POOLS',
@@ -44,7 +45,7 @@ STEM_TYPES = ('3x3', '7x7', 'deep', 'tiered')
 STEM_POOLS = (None, 'maxpool', 'avgpool')
 CONV_KERNELS = (1, 3, 5, 7)  # odd sizes timm pads to 'same'; ACmix's k_conv uses the same set
 _ACMIX_FIELDS = ('heads', 'k_att', 'k_conv', 'alpha', 'beta', 'learnable')
-_ACMIX_DEFAULTS = dict(heads=4, k_att=7, k_conv=3, alpha=0.5, beta=0.5, learnable=True)
+ACMIX_DEFAULTS = dict(heads=4, k_att=7, k_conv=3, alpha=0.5, beta=0.5, learnable=True)  # an ACmix block's, everywhere
 
 
 class ArchError(NasError):
@@ -110,7 +111,7 @@ class BlockArch:
                 set_(k, None)
             return
         set_('kernel', None)
-        for k, v in _ACMIX_DEFAULTS.items():
+        for k, v in ACMIX_DEFAULTS.items():
             if getattr(self, k) is None:
                 set_(k, v)
         _check(is_int(self.heads) and self.heads >= 1, f"heads must be an int >= 1, got {self.heads!r}")

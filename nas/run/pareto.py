@@ -23,7 +23,7 @@ architecture's aggregate over seeds) and call them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from optuna.study._multi_objective import _fast_non_domination_rank
 
 __all__ = [
     'OBJECTIVES',
+    'Objective',
     'COSTS',
     'Point',
     'directions',
@@ -56,13 +57,27 @@ __all__ = [
     'race_targets',
 ]
 
-# Objective name -> (record field, Optuna direction).
-OBJECTIVES: dict[str, tuple[str, str]] = {
-    'accuracy': ('accuracy', 'maximize'),
-    'macs': ('macs', 'minimize'),
-    'params': ('params', 'minimize'),
-    'latency': ('latency_ms', 'minimize'),
-    'memory': ('memory_mb', 'minimize'),
+
+class Objective(NamedTuple):
+    """One objective: the record field it reads, its Optuna direction, its axis label, and the
+    command-line option that caps it (None: it cannot be capped) and whether the search takes
+    that cap (the search measures peak memory only on request, so it caps MACs, params and latency;
+    `nas.export` selects under all four)."""
+
+    field: str
+    direction: str
+    label: str
+    limit: str | None = None
+    search_limit: bool = False
+
+
+# The one table of objectives: every command, record and plot reads it.
+OBJECTIVES: dict[str, Objective] = {
+    'accuracy': Objective('accuracy', 'maximize', 'validation accuracy'),
+    'macs': Objective('macs', 'minimize', 'MACs (one image)', 'max_macs', True),
+    'params': Objective('params', 'minimize', 'parameters', 'max_params', True),
+    'latency': Objective('latency_ms', 'minimize', 'latency (ms)', 'max_latency_ms', True),
+    'memory': Objective('memory_mb', 'minimize', 'peak memory (MB)', 'max_memory_mb'),
 }
 COSTS = tuple(o for o in OBJECTIVES if OBJECTIVES[o][1] == 'minimize')
 NOISE_Z = 2.0  # accuracy differences within NOISE_Z standard errors are "within the noise"

@@ -39,7 +39,7 @@ RESUMABLE = {
     'quiet',
     'data_dir',
 }
-LIMIT_OPTIONS = {'max_macs': 'macs', 'max_params': 'params', 'max_latency_ms': 'latency'}
+LIMIT_OPTIONS = {o.limit: name for name, o in OBJECTIVES.items() if o.search_limit}  # max_macs -> macs, ...
 PROXY_OPTIONS = ('dataset', 'epochs', 'batch_size', 'subset')
 NAME_MAX = 255  # bytes in a file name on Linux, macOS and Windows file systems alike
 

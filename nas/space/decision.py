@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from nas.checks import is_int, is_num
 from nas.errors import NasError
-from nas.net.arch import CONV_KERNELS, OPS
+from nas.net.arch import ACMIX_DEFAULTS, CONV_KERNELS, OPS
 
 __all__ = [
     'SpaceError',
@@ -35,9 +35,7 @@ __all__ = [
 CONV_KEYS = ('kernel',)
 ACMIX_KEYS = ('heads', 'k_att', 'k_conv', 'alpha', 'beta', 'learnable')
 BLOCK_DECISIONS = ('op',) + CONV_KEYS + ACMIX_KEYS
-BLOCK_DEFAULTS: dict[str, Any] = dict(
-    op='conv', kernel=3, heads=4, k_att=7, k_conv=3, alpha=0.5, beta=0.5, learnable=True
-)
+BLOCK_DEFAULTS: dict[str, Any] = dict(op='conv', kernel=3, **ACMIX_DEFAULTS)
 SCOPES = ('block', 'stage', 'network')
 
 
