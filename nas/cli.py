@@ -1,4 +1,4 @@
-"""What every `python -m nas.<verb>` shares: one-line errors, amounts such as 2M, Ctrl-C and SIGTERM.
+"""What every `python -m nas.<verb>` shares: one command frame, one-line errors, amounts such as 2M, Ctrl-C and SIGTERM.
 
     >>> from nas.cli import ArgumentParser, amount
     >>> amount('2M'), amount('1.5k'), amount('2e6')
@@ -10,12 +10,20 @@ the command's clean stop, and SIGTERM (what a cluster's scheduler or a container
 handled the same way and exits 143. A command suggested to the user (`shell_command`) is quoted
 for the shell, so a path with spaces or non-ASCII letters pastes as it is. Imports nothing of nas,
 so every module can use it.
+
+The frame, `command`, wraps each command's `main` and is the one place that maps what ends a
+command to what the user sees: a `NasError` (bad input) to `error: ...` and exit 2; a file-system
+fault to `error: PATH: what happened` and exit 1 (2 where the place cannot be written at all:
+`fault_exit`); SIGTERM to 143 and Ctrl-C to 130. A command adds what the user should do next to
+the exception it lets through, as a note (`err.add_note('continue with: python -m nas.search
+--resume RUN')`); the frame prints the notes on the same line.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import math
 import shlex
 import signal
@@ -25,12 +33,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from nas.errors import NasError
+
 __all__ = [
+    'command',
     'ArgumentParser',
     'amount',
     'add_resource_options',
     'shell_command',
     'fault_exit',
+    'fault_line',
     'Terminated',
     'raise_terminated',
     'stop_on_sigterm',
@@ -170,3 +182,66 @@ def add_resource_options(parser: argparse.ArgumentParser, what: str = 'evaluatio
         default=None,
         help="join an existing Ray cluster ('auto' or host:port); default: a local Ray for this command",
     )
+
+
+def _line(head: str, err: BaseException) -> str:
+    """`head`, then the notes a command added to `err`, on one line."""
+    notes = [' '.join(str(n).split()) for n in getattr(err, '__notes__', ())]
+    return '; '.join([head, *notes]) if head else '; '.join(notes)
+
+
+def fault_line(err: OSError) -> str:
+    """`error: PATH: what happened` for a file-system fault, the command's notes after it."""
+    what = err.strerror or ' '.join(str(err).split()) or type(err).__name__
+    where = f'{err.filename}: ' if err.filename else ''
+    return _line(f'error: {where}{what}', err)
+
+
+def command(main: Callable[[list[str]], int | None]) -> Callable[[list[str] | None], int]:
+    """The frame of a `python -m nas.<verb>`: `main(argv)` runs with SIGTERM raising `Terminated`,
+    and whatever ends it becomes an exit status and at most one line on stderr:
+
+    | what ends the command | line | status |
+    |---|---|---|
+    | `main` returns n (or None) | its own | n (0) |
+    | a `NasError` (bad input; argparse's own errors exit 2 already) | `error: ...` | 2 |
+    | an `OSError` | `error: PATH: what happened` | 1, or 2 where the place cannot be written at all |
+    | SIGTERM (`Terminated`) | the notes, if any | 143 |
+    | Ctrl-C (`KeyboardInterrupt`) | the notes, if any | 130 |
+
+    The notes a command added to the exception (`add_note`: what was kept, the resume command) go
+    on the same line. `argv` None reads `sys.argv[1:]`.
+
+        >>> @command
+        ... def main(argv):
+        ...     raise NasError(f'--budget: expected an int >= 1, got {argv[0]!r}')
+        >>> main(['x'])   # prints: error: --budget: expected an int >= 1, got 'x'
+        2
+    """
+
+    @functools.wraps(main)
+    def framed(argv: list[str] | None = None) -> int:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        stop_on_sigterm()
+        try:
+            status = main(argv)
+        except NasError as e:
+            print(_line(f'error: {" ".join(str(e).split())}', e), file=sys.stderr)
+            return EXIT_USAGE
+        except Terminated as e:
+            _say(_line('', e))
+            return EXIT_TERMINATED
+        except KeyboardInterrupt as e:
+            _say(_line('', e))
+            return EXIT_INTERRUPTED
+        except OSError as e:
+            print(fault_line(e), file=sys.stderr)
+            return fault_exit(e)
+        return 0 if status is None else int(status)
+
+    return framed
+
+
+def _say(line: str) -> None:
+    if line:
+        print(line, file=sys.stderr)
