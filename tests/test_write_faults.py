@@ -281,3 +281,65 @@ def test_an_io_error_on_trials_jsonl_halts_the_search_with_the_trial_unrecorded(
     assert recorder.halted and recorder.disk_error.errno == errno.EIO
     assert recorder.disk_error.filename == str(run.trials_path) and recorder.unrecorded == rec(1).arch_id
     assert [r.number for r in run.trials()] == [0]
+
+
+# --------------------------------------------------------------------------- a real search, in a process of its own
+
+EIO_ON_TRIALS = """
+import errno, sys
+from nas.run.folder import RunFolder
+def eio(self, path, line):  # the disk's answer to the write of trials.jsonl: an I/O error
+    raise OSError(errno.EIO, 'Input/output error')
+RunFolder._append_line = eio
+from nas.search import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _one_more(small_run: Path, dst: Path) -> RunFolder:
+    """A copy of the session's run whose budget is one architecture more than it holds."""
+    from nas.run.folder import aggregate
+    from test_faults import resumable
+
+    return resumable(small_run, dst, budget=len(aggregate(RunFolder(small_run).trials())) + 1)
+
+
+@pytest.mark.slow
+def test_a_search_with_a_file_where_weights_belong_says_so_and_records_why(small_run, tmp_path):
+    run = _one_more(small_run, tmp_path / "run")
+    before = len(run.trials())
+    import shutil
+
+    shutil.rmtree(run.path / "weights")
+    (run.path / "weights").write_text("a file where the weights folder belongs")
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.search", "--resume", str(run.path), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {run.path / 'weights'}: not a folder"), proc.stderr
+    new = run.trials()[before:]
+    assert new and all(r.weights is None for r in new if r.status == "complete")
+    assert any(r.error == f"weights not kept: {run.path / 'weights'}: not a folder" for r in new)
+
+
+@pytest.mark.slow
+def test_an_io_error_on_trials_jsonl_mid_run_is_one_line_with_the_resume_command(small_run, tmp_path):
+    run = _one_more(small_run, tmp_path / "run")
+    before = run.trials_path.read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-c", EIO_ON_TRIALS, "--resume", str(run.path), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert lines[0].startswith(f"error: {run.trials_path}: Input/output error; the search stopped"), lines
+    assert lines[0].endswith(f"continue with: python -m nas.search --resume {run.path}"), lines
+    assert run.trials_path.read_bytes() == before  # nothing recorded is lost, nothing half written
