@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nas.run.folder import RunFolder, TrialRecord
 from runs import copy_run, tiny_arch
-from test_faults import files_of, resumable
+from test_faults import cli, files_of, resumable  # noqa: F401  (cli: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIPPED = "record skipped"
@@ -18,7 +18,7 @@ SKIPPED = "record skipped"
 
 def _append(run: RunFolder, *records: TrialRecord) -> list[int]:
     """`records` appended by hand (not through RunFolder.append); returns their line numbers."""
-    first = len(run.trials_path.read_text().splitlines()) + 1
+    first = len(run.trials_path.read_text().splitlines()) + 1 if run.trials_path.exists() else 1
     with open(run.trials_path, "a") as f:
         for record in records:
             f.write(record.to_json() + "\n")
@@ -93,7 +93,7 @@ def test_other_seeds_and_other_fidelities_are_evaluations_of_their_own(tmp_path,
     assert run.archs()[0].seeds == 3  # no run.yaml: no space to check against
 
 
-def test_every_reader_and_a_resumed_search_use_the_records_that_count(small_run, tmp_path, cli):
+def test_every_reader_and_a_resumed_search_use_the_records_that_count(small_run, tmp_path, cli):  # noqa: F811
     run = resumable(small_run, tmp_path / "run")  # its budget: the architectures it holds
     best, intruder, line = _contradictions(run)
     before = files_of(run.path)
