@@ -47,11 +47,16 @@ class SpaceMembership:
             from nas.net.arch import Arch, ArchError
             from nas.space.decision import SpaceError
 
-            try:
-                self.space.params_of(Arch.from_dict(record.arch))
-                self._outside[record.arch_id] = False
+            try:  # the parameters the search recorded rebuild it (one build), else any that do
+                rebuilt = self.space.point(record.optuna_params) if record.optuna_params else None
             except (SpaceError, ArchError, TypeError, ValueError):
-                self._outside[record.arch_id] = True
+                rebuilt = None
+            if rebuilt is None or rebuilt.arch_id != record.arch_id:
+                try:
+                    self.space.params_of(Arch.from_dict(record.arch))
+                except (SpaceError, ArchError, TypeError, ValueError):
+                    self._outside[record.arch_id] = True
+            self._outside.setdefault(record.arch_id, False)
         return not self._outside[record.arch_id]
 
 
