@@ -100,3 +100,41 @@ def test_a_folder_that_cannot_be_written_is_one_line(tmp_path):
         RunLock(tmp_path / "file" / "run").acquire()
     assert type(e.value).__name__ == "RunError" and "\n" not in str(e.value)
     assert str(e.value).startswith(f"{tmp_path / 'file' / 'run'}: cannot write the run folder (")
+
+
+@pytest.mark.parametrize(
+    "held",
+    [
+        {"pid": "abc", "host": 5},  # wrong types: no process to wait for or to stop
+        {"pid": True, "host": "node-17"},
+        {"pid": -3, "host": "node-17", "command": "python -m nas.search"},
+        {"pid": 4242, "host": ""},
+        {"pid": 4242, "host": "node-17", "resume": ["python", "-m"]},
+        [4242, "node-17"],
+        "not json {",
+    ],
+)
+def test_a_lock_file_that_names_no_holder_is_taken_at_once_and_said_so(tmp_path, held):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / LOCK_FILE).write_text(held if isinstance(held, str) else json.dumps(held))
+    assert holder_of(folder) is None
+    start = time.monotonic()
+    with RunLock(folder, resume="python -m nas.search --resume run") as lock:  # not refused for STALE_S
+        assert time.monotonic() - start < 5
+        assert (
+            lock.note
+            == f"{folder / LOCK_FILE}: took over a lock file that named no holder (not one this version writes)"
+        )
+        assert holder_of(folder).pid == os.getpid()
+
+
+def test_a_lock_file_that_is_a_folder_is_named_as_such(tmp_path):
+    folder = tmp_path / "run"
+    (folder / LOCK_FILE).mkdir(parents=True)
+    with pytest.raises(Exception) as e:
+        RunLock(folder).acquire()
+    line = str(e.value)
+    assert type(e.value).__name__ == "RunError" and "\n" not in line
+    assert line.startswith(f"{folder / LOCK_FILE}: a folder, not the run's lock file") and "move it out" in line
+    assert (folder / LOCK_FILE).is_dir()  # nothing removed

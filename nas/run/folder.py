@@ -43,7 +43,9 @@ from nas.errors import NasError
 from nas.proxy import ProxyConfig
 from nas.run import pareto
 from nas.run.archive import Archive, ArchResult, aggregate, seed_std  # noqa: F401  (re-exported)
+from nas.run.consistency import RecordPolicy, SpaceMembership
 from nas.run.files import TMP, copy_atomic, repair_tail, write_atomic
+from nas.run.holder import holder_of
 from nas.run.record import RecordError, TrialRecord, check_record  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
@@ -61,20 +63,40 @@ class RunError(NasError):
     """A run folder that is missing, incomplete or does not match what is asked of it."""
 
 
-_REPORTED: set[tuple[str, int, int]] = set()  # (file, line, hash of the line): skipped records warned of
+_REPORTED: set[Any] = set()  # what was warned of: (file, line, hash of the line) of a skipped record, a weights fault
+
+
+def _warn_once(key: Any, line: str) -> None:
+    if key not in _REPORTED:
+        _REPORTED.add(key)
+        print(line, file=sys.stderr, flush=True)
 
 
 def _skip(path: Path, number: int, line: bytes, why: str) -> None:
     """Say once per process that a line of a records file is skipped, naming file:line and why."""
-    key = (str(path), number, hash(line))
-    if key not in _REPORTED:
-        _REPORTED.add(key)
-        print(
-            f"warning: {path}:{number}: {why}; record skipped (it counts nowhere: not in the front, the "
-            f"budget or a resume; fix or delete the line to count it)",
-            file=sys.stderr,
-            flush=True,
-        )
+    _warn_once(
+        (str(path), number, hash(line)),
+        f"warning: {path}:{number}: {why}; record skipped (it counts nowhere: not in the front, the "
+        f"budget or a resume; fix or delete the line to count it)",
+    )
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # the disk is full for everyone: nothing more can be kept
+
+
+def write_fault(e: OSError, path: Path, folder: Path) -> OSError:
+    """`e`, a failed write of `path` in the run `folder`, as the OSError to raise: its filename is
+    `path` and its note says that nothing recorded is lost and, where this process holds the run's
+    lock, the command that continues the run (the lock's `resume`). A command's frame prints the
+    error and its notes on one line."""
+    fault = OSError(e.errno, e.strerror or " ".join(str(e).split()) or type(e).__name__, str(path))
+    holder = holder_of(folder)
+    resume = holder.resume if holder is not None and holder.pid == os.getpid() else ""
+    fault.add_note(
+        "nothing recorded is lost (every whole record stays in the run folder)"
+        + (f"; continue with: {resume}" if resume else "")
+    )
+    return fault
 
 
 @dataclass
@@ -210,6 +232,8 @@ class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._repaired = False  # repair() runs before this object's first append
+        self.weights_faults: dict[str, str] = {}  # arch id -> why its weights were not kept (keep_weights)
+        self._space: tuple[tuple[int, int], SpaceMembership | None] | None = None  # run.yaml's (mtime, size), its space
 
     # -- repair
     def repair(self) -> list[str]:
@@ -258,11 +282,49 @@ class RunFolder:
 
     def save_weights(self, arch_id: str, src: str | Path) -> str:
         """Copy a trial's weights file in, replacing any old one whole; returns its path relative
-        to the run folder (TrialRecord.weights)."""
+        to the run folder (TrialRecord.weights).
+
+        Raises:
+            OSError: it could not be kept (`write_fault`: named by the path that failed, the
+                weights folder or the file); an old file of the architecture stays as it was.
+        """
         dst = self.weights_path(arch_id)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        copy_atomic(src, dst)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as e:  # a file where the weights folder belongs
+            raise write_fault(OSError(errno.ENOTDIR, "not a folder", e.filename), dst.parent, self.path) from e
+        except OSError as e:
+            raise write_fault(e, dst.parent, self.path) from e
+        try:
+            copy_atomic(src, dst)
+        except OSError as e:
+            raise write_fault(e, dst, self.path) from e
         return str(dst.relative_to(self.path))
+
+    def keep_weights(self, arch_id: str, src: str | Path) -> str | None:
+        """`save_weights`, where a fault is the weights' alone: a weights folder that cannot be
+        written (a file in its place, no permission, an I/O error) is said once per path and
+        cause (a warning line on stderr) and remembered in `weights_faults` for the trial's record,
+        and None is returned: the search goes on without these weights.
+
+        Raises:
+            OSError: a full disk (ENOSPC, EDQUOT), which no later write would survive either.
+        """
+        try:
+            kept = self.save_weights(arch_id, src)
+        except OSError as e:
+            if e.errno in NO_SPACE:
+                raise
+            why = f"weights not kept: {e.filename}: {e.strerror}"
+            self.weights_faults[arch_id] = why
+            _warn_once(
+                (e.filename, e.strerror),
+                f"warning: {e.filename}: {e.strerror}; trained weights are not kept (each record of such a "
+                f"trial says so in `error`); fix that for the trials still to come",
+            )
+            return None
+        self.weights_faults.pop(arch_id, None)
+        return kept
 
     def exists(self) -> bool:
         return (self.path / RUN_YAML).is_file()
@@ -301,32 +363,50 @@ class RunFolder:
         """Append one line to trials.jsonl (or another records file of the run, e.g. the fidelity
         check's) with a single write(2) on an O_APPEND file, then fsync: a reader or a kill -9
         sees either the whole line or none of it. The first append of this object repairs the
-        folder first (`repair`), so a line never lands after a torn one. A failed write (OSError,
-        e.g. ENOSPC) leaves no partial line behind."""
-        if not self._repaired:
-            for report in self.repair():
-                logging.getLogger(__name__).warning("%s", report)
-        line = (record.to_json() + "\n").encode()
-        fd = os.open(self.path / file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        folder first (`repair`), so a line never lands after a torn one.
+
+        Raises:
+            OSError: the line could not be written (a full disk, no permission, an I/O error, a
+                read-only file system; `write_fault`: named by the file, with a note on how to
+                continue). No partial line is left behind (if even cutting it off fails, the next
+                append or read sets the torn tail aside).
+        """
+        path = self.path / file
+        try:
+            if not self._repaired:
+                for report in self.repair():
+                    logging.getLogger(__name__).warning("%s", report)
+            self._append_line(path, (record.to_json() + "\n").encode())
+        except OSError as e:
+            raise write_fault(e, Path(e.filename) if e.filename else path, self.path) from e
+
+    def _append_line(self, path: Path, line: bytes) -> None:
+        """One write(2) of `line` at the end of `path`, fsynced, or the file as it was."""
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
             try:
                 written = os.write(fd, line)
                 if written != len(line):
-                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)", str(self.path / file))
+                    raise OSError(errno.ENOSPC, f"No space left on device (wrote {written} of {len(line)} bytes)")
                 os.fsync(fd)
             except OSError:
-                os.ftruncate(fd, size)  # no partial line: the file ends where it did
+                try:
+                    os.ftruncate(fd, size)  # no partial line: the file ends where it did
+                except OSError:
+                    self._repaired = False  # a torn tail may stay: the next append sets it aside first
                 raise
         finally:
             os.close(fd)
 
     def trials(self, file: str = TRIALS) -> list[TrialRecord]:
         """All valid records of trials.jsonl (or of another records file), in the order they
-        finished. Every line is checked (`check_record`): one that is not a valid record is
-        skipped with one warning line on stderr naming file:line and the field, the same for every
-        reader (search, resume, dashboard, export, fidelity), and the file is never changed. A
-        torn last line (a crash, or a writer mid-append) is skipped without a word.
+        finished. Every line is checked (`check_record`), then against the records before it and
+        the run's space (`nas.run.consistency`: a second result of one evaluation, an architecture
+        the space cannot produce): one that does not count is skipped with one warning line on
+        stderr naming file:line and why, the same for every reader (search, resume, dashboard,
+        export, fidelity), and the file is never changed. A torn last line (a crash, or a writer
+        mid-append) is skipped without a word.
 
         Raises:
             RunError: the file is there but cannot be read (a folder, no permission).
@@ -340,7 +420,7 @@ class RunFolder:
             raise RunError(f"{path}: cannot read it ({e.strerror or e})") from None
         while lines and not lines[-1].strip():
             lines.pop()
-        records = []
+        records, policy = [], RecordPolicy(self._space_membership())
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
@@ -351,10 +431,35 @@ class RunFolder:
                     _skip(path, i + 1, line, f"not a JSON record ({' '.join(str(e).split())})")
                 continue
             try:
-                records.append(check_record(d))
+                record = check_record(d)
             except RecordError as e:
                 _skip(path, i + 1, line, str(e))
+                continue
+            refusal = policy.refusal(record, i + 1)
+            if refusal is None:
+                records.append(record)
+            else:
+                _skip(path, i + 1, line, refusal)
         return records
+
+    def _space_membership(self) -> SpaceMembership | None:
+        """What the run's space (run.yaml `space`) can produce, read again when run.yaml changes;
+        None where there is no space to check against (no run.yaml, one without a space or one
+        that does not load: the commands that need it say so themselves)."""
+        from nas.space.space import SearchSpace
+
+        try:
+            stat = (self.path / RUN_YAML).stat()
+        except OSError:
+            return None
+        key = (stat.st_mtime_ns, stat.st_size)
+        if self._space is None or self._space[0] != key:
+            try:
+                raw = self.config().space
+                self._space = (key, SpaceMembership(SearchSpace.from_dict(raw)) if raw else None)
+            except (NasError, TypeError, ValueError):
+                self._space = (key, None)
+        return self._space[1]
 
     # -- the Optuna study
     def storage(self) -> optuna.storages.BaseStorage:

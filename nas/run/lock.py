@@ -35,16 +35,16 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from nas.run.folder import RunError
+from nas.run.holder import LOCK_FILE, Holder, holder_of
 
 __all__ = ['LOCK_FILE', 'HEARTBEAT_S', 'STALE_S', 'Holder', 'RunLock', 'RunLocked', 'holder_of']
 
-LOCK_FILE = 'run.lock'
 HEARTBEAT_S = 20.0  # the holder touches the lock file this often
 STALE_S = 120.0  # a holder on another host not seen for this long is gone (clocks may differ a little)
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
@@ -52,37 +52,6 @@ _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 class RunLocked(RunError):
     """Another process writes this run folder: one line naming it and how to wait or continue."""
-
-
-@dataclass(frozen=True)
-class Holder:
-    """Who holds a run folder's lock, as its lock file says."""
-
-    pid: int
-    host: str
-    command: str = ''
-    resume: str = ''  # the command that continues the holder's work after it stops
-    since: str = ''
-
-    @classmethod
-    def parse(cls, raw: bytes) -> Holder | None:
-        try:
-            d = json.loads(raw)
-            return cls(**{k: d[k] for k in ('pid', 'host', 'command', 'resume', 'since') if k in d})
-        except (ValueError, TypeError, KeyError):  # empty (released), torn or foreign
-            return None
-
-    def describe(self) -> str:
-        what = self.command.split(' --', 1)[0] if self.command else 'another process'
-        return f"{what} (pid {self.pid} on {self.host}{', since ' + self.since if self.since else ''})"
-
-
-def holder_of(folder: str | Path) -> Holder | None:
-    """The description in a run folder's lock file (None: none, or released)."""
-    try:
-        return Holder.parse((Path(folder) / LOCK_FILE).read_bytes())
-    except OSError:
-        return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -130,6 +99,15 @@ class RunLock:
             return None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunError(f"{self.folder}: cannot write the run folder ({e.strerror or e})") from None
+        if (self.path.exists() or self.path.is_symlink()) and not self.path.is_file():
+            what = 'a folder' if self.path.is_dir() else 'not a regular file'
+            raise RunError(
+                f"{self.path}: {what}, not the run's lock file, so no process can take the lock; move it out "
+                f"of the run folder (a missing {LOCK_FILE} is made anew)"
+            )
+        try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
             raise RunError(f"{self.folder}: cannot write the run folder ({e.strerror or e})") from None
@@ -156,10 +134,13 @@ class RunLock:
             if e.errno not in _NO_LOCKS:
                 raise RunError(f"{self.path}: cannot lock it ({e.strerror or e})") from None
             locks = False  # a file system without locks: the holder's description alone decides
-        before = Holder.parse(os.pread(fd, 1 << 16, 0))
+        raw = os.pread(fd, 1 << 16, 0)
+        before = Holder.parse(raw)
         me = socket.gethostname()
         note = None
-        if before is not None and (before.pid, before.host) != (os.getpid(), me):
+        if before is None and raw.strip():  # the flock was free: nothing that file says can be waited for
+            note = f"{self.path}: took over a lock file that named no holder (not one this version writes)"
+        elif before is not None and (before.pid, before.host) != (os.getpid(), me):
             age = time.time() - os.fstat(fd).st_mtime
             if before.host == me and (locks or not _pid_alive(before.pid)):
                 note = f"{self.folder}: took over the lock of pid {before.pid}, which is no longer running"

@@ -507,7 +507,7 @@ class Recorder(tune.Callback):
         # an architecture keeps its first complete seed's weights
         if src.is_file() and arch_id and not self.halted and not self.run.weights_path(arch_id).exists():
             with self._unless_out_of_space(trial):
-                self.weights[trial.trial_id] = self.run.save_weights(arch_id, src)
+                self.weights[trial.trial_id] = self.run.keep_weights(arch_id, src)  # a fault: warned, recorded
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if not self.halted:
@@ -542,21 +542,22 @@ class Recorder(tune.Callback):
 
     @contextlib.contextmanager
     def _unless_out_of_space(self, trial: Any) -> Iterator[None]:
-        """A full disk while keeping `trial` halts the recorder instead of a traceback out of Tune;
-        the trial counts as unrecorded only if its line did not reach trials.jsonl (the disk may
-        fill after it, while pareto.json is rewritten)."""
+        """A write fault while keeping `trial` (a full disk, EPERM, EIO, a read-only file system)
+        halts the recorder instead of a traceback out of Tune; the trial counts as unrecorded only
+        if its line did not reach trials.jsonl (the disk may fill after it, while pareto.json is
+        rewritten)."""
         recorded = self.number
         try:
             yield
         except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
             self.halt(e, trial if self.number == recorded else None)
 
     def _record(self, trial: Any, record: TrialRecord) -> None:
         record.number = self.number
         record.reference = self.references.get(record.arch_id)
         record.weights = self.weights.get(trial.trial_id) if record.status == 'complete' else None
+        if record.status == 'complete' and record.weights is None:  # why its weights are missing, if a fault
+            record.error = self.run.weights_faults.get(record.arch_id, record.error)
         self.run.append(record)
         self.number += 1
         self.archs.add(record.arch_id)
