@@ -14,7 +14,6 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from nas import dashboard
 from nas.dashboard import CostPlot, RunData, TrialView, main, render_html, write_dashboard
 from nas.net.arch import Arch
 from nas.net.model import describe_block
@@ -138,7 +137,7 @@ def test_one_read_and_one_front_per_cost_for_the_page_and_the_png(small_run, tmp
     reads, fronts = [], []
     real_trials, real_front = RunFolder.trials, pareto.front
     monkeypatch.setattr(RunFolder, 'trials', lambda self, *a, **k: reads.append(1) or real_trials(self, *a, **k))
-    monkeypatch.setattr(dashboard.pareto, 'front', lambda pts, objs: fronts.append(list(objs)) or real_front(pts, objs))
+    monkeypatch.setattr(pareto, 'front', lambda pts, objs: fronts.append(list(objs)) or real_front(pts, objs))
     files = write_dashboard(run, tmp_path)
     assert files.png is not None and len(reads) == 1
     assert fronts == [['accuracy', 'params']]  # macs: the Archive's; params: once for both files

@@ -1,5 +1,5 @@
 import sys
 
-from nas.dashboard import main
+from nas.dashboard.cli import main
 
 sys.exit(main())

@@ -1,0 +1,173 @@
+"""The page's plotly figures over `RunData`: accuracy against each cost objective (`pareto_figures`,
+with `hover_text` on every point) and the hypervolume after each evaluation (`hypervolume_figure`)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from nas.dashboard.cells import format_noise, format_value
+from nas.dashboard.data import COLORSCALE, KINDS, LABELS, CostPlot, RunData, TrialView
+from nas.net.model import describe_block
+from nas.run.folder import TrialRecord
+
+HOVER_BLOCKS = 1000  # up to this many architectures the hover lists every block; beyond, one line each
+
+
+def hover_text(v: TrialView, costs: Sequence[str], blocks: bool = True) -> str:
+    """What hovering a point shows: its id, rank, metrics with their noise and, per block, the
+    op with its settings and learned α/β (`blocks`), else the architecture in one line."""
+    r = v.record
+    head = f"<b>{r.arch_id}</b>  #{r.number} {r.status}" + (f" ({r.reference})" if r.reference else '')
+    rank = (
+        'front rank ' + str(v.rank) + (' (Pareto front)' if v.rank == 0 else '') + (', knee' if v.is_knee else '')
+        if v.rank is not None
+        else KINDS[v.kind][0]
+    )
+    metrics = ' · '.join(f"{o} {format_value(o, r.value(o))}" for o in ('accuracy', *costs))
+    lines = [head, rank, metrics + format_noise(r.seeds, r.accuracy_se), f"{r.epochs} epochs, {r.seconds:.1f} s"]
+    if r.error:
+        lines.append(html.escape(r.error[:120]))
+    if blocks:
+        lines += [describe_block(b) for b in v.blocks]
+    elif v.summary:
+        lines.append(html.escape(v.summary))
+    return '<br>'.join(lines)
+
+
+def pareto_figures(data: RunData) -> dict[str, Any]:
+    """One plotly Figure per cost objective the run measured (`RunData.costs`): accuracy against
+    it, every architecture with that cost."""
+    views = data.views
+    hovers = {v.record.arch_id: hover_text(v, data.costs, blocks=len(views) <= HOVER_BLOCKS) for v in views}
+    return {cost: _pareto_figure(data.plot(cost), hovers, data.max_rank) for cost in data.costs}
+
+
+def _pareto_figure(plot: CostPlot, hovers: dict[str, str], max_rank: int) -> Any:
+    """The plotly Figure of one accuracy-vs-cost plot: the 2-D front as a step line, the ranked
+    points coloured by rank, the other kinds in their symbols, the knee annotated."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    if plot.front:
+        x, y = plot.front_xy()
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode='lines',
+                line=dict(shape='hv', color='rgba(80,80,80,0.6)', dash='dot'),
+                name=f'Pareto front, accuracy vs {plot.cost}',
+                hoverinfo='skip',
+            )
+        )
+    good = plot.of_kind('ranked')
+    if good:
+        fig.add_trace(_ranked_trace(plot, good, hovers, max_rank))
+    for kind, (label, symbol, _, colour) in KINDS.items():
+        sel = plot.of_kind(kind)
+        if sel:
+            fig.add_trace(
+                go.Scatter(
+                    x=plot.xs(sel),
+                    y=[v.y for v in sel],
+                    mode='markers',
+                    name=label,
+                    customdata=[v.record.number for v in sel],
+                    text=[hovers[v.record.arch_id] for v in sel],
+                    hovertemplate='%{text}<extra></extra>',
+                    marker=dict(symbol=symbol, color=colour, size=10, line=dict(width=2, color=colour)),
+                )
+            )
+    for v in plot.points:
+        if v.is_knee:
+            fig.add_annotation(x=plot.xs([v])[0], y=v.y, text='knee', showarrow=True, arrowhead=2, ax=25, ay=-25)
+    _pareto_layout(fig, plot)
+    return fig
+
+
+def _ranked_trace(plot: CostPlot, good: Sequence[TrialView], hovers: dict[str, str], max_rank: int) -> Any:
+    """The ranked points of a plot: coloured by front rank, the knee a star, seed error bars."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=plot.xs(good),
+        y=[v.y for v in good],
+        mode='markers',
+        name='complete (colour: front rank)',
+        customdata=[v.record.number for v in good],
+        text=[hovers[v.record.arch_id] for v in good],
+        hovertemplate='%{text}<extra></extra>',
+        error_y=dict(
+            type='data',
+            array=[v.record.accuracy_se or 0.0 for v in good],
+            thickness=1,
+            width=3,
+            color='rgba(60,60,60,0.7)',
+        ),
+        marker=dict(
+            color=[v.rank for v in good],
+            colorscale=COLORSCALE,
+            cmin=0,
+            cmax=max(max_rank, 1),
+            size=[16 if v.is_knee else 10 for v in good],
+            symbol=['star' if v.is_knee else 'circle' for v in good],
+            line=dict(width=[2 if v.rank == 0 else 0.5 for v in good], color='black'),
+            colorbar=dict(title=dict(text='front rank'), thickness=12, dtick=1 if max_rank <= 12 else None),
+        ),
+    )
+
+
+def _pareto_layout(fig: Any, plot: CostPlot) -> None:
+    """Title (with the architectures left out for want of the cost), axes and legend of a plot."""
+    cost, missing = plot.cost, plot.missing
+    fig.update_layout(
+        title=dict(text=f"accuracy vs {cost}" + (f" ({missing} trials without {cost} not shown)" if missing else '')),
+        xaxis=dict(title=dict(text=LABELS[cost]), type='log' if plot.log else 'linear'),
+        yaxis=dict(title=dict(text=LABELS['accuracy']), tickformat='.0%'),
+        hovermode='closest',
+        height=460,
+        margin=dict(l=60, r=20, t=50, b=50),
+        legend=dict(orientation='h', y=-0.2),
+        template='plotly_white',
+    )
+
+
+def hypervolume_figure(
+    records: Sequence[TrialRecord],
+    hv: Sequence[float],
+    objectives: Sequence[str],
+    scales: dict[str, float],
+    from_data: bool,
+) -> Any:
+    """The hypervolume after each evaluation (`hv`, on the architectures' means over the seeds
+    evaluated so far: `RunData.hypervolumes`)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        go.Scatter(
+            x=[r.number for r in records],
+            y=hv,
+            mode='lines+markers',
+            line=dict(shape='hv'),
+            name='hypervolume',
+            hovertemplate='after trial #%{x}: %{y:.4f}<extra></extra>',
+        )
+    )
+    scale_txt = ', '.join(f"{o} / {s:.4g}" for o, s in scales.items() if o in objectives)
+    fig.update_layout(
+        title=dict(
+            text='hypervolume of the front over trials',
+            subtitle=dict(
+                text=f"losses 1 − accuracy, {scale_txt}; reference point 1"
+                + (' (scales from the data: run.yaml has no hypervolume_scale)' if from_data else '')
+            ),
+        ),
+        xaxis=dict(title=dict(text='trial (in the order they finished)')),
+        yaxis=dict(title=dict(text='hypervolume')),
+        height=340,
+        margin=dict(l=60, r=20, t=70, b=50),
+        template='plotly_white',
+    )
+    return fig
