@@ -6,7 +6,7 @@ proxy was fitted to the space's own dataset; on other data it may rank networks 
 training you deploy. A calibration measures candidate proxies against that training on your data:
 
 1. **A panel** of `--archs` architectures (`nas.calibrate.panel`).
-2. **Deployment-like training** of each (`nas.fidelity.check.deployment`): the whole training split
+2. **Deployment-like training** of each (`nas.fidelity.reference.deployment`): the whole training split
    (or `--deploy-subset` images), the networks' input size, `--deploy-epochs` (default 4x the space
    proxy's), `--seeds` seeds (seed k is `--seed` + k), scored on the validation split, which is
    the one a search with the same `--seed` scores on. The official test split is never used.
@@ -46,7 +46,7 @@ import yaml
 from nas.calibrate.panel import EVALUATIONS, Candidate, candidate_grid, pick_panel
 from nas.calibrate.report import CALIBRATION_JSON, PROXY_YAML, calibration_report, proxy_file_text
 from nas.errors import UsageError
-from nas.fidelity.check import deployment
+from nas.fidelity.reference import deployment
 from nas.proxy import ProxyConfig
 from nas.run.files import write_atomic
 from nas.run.folder import RunFolder, package_versions
@@ -115,7 +115,8 @@ def _check(opts: CalibrateOptions) -> None:
 
 
 def _load_space(path: Path) -> Any:
-    from nas.space import SpaceError, load_space
+    from nas.space.decision import SpaceError
+    from nas.space.space import load_space
 
     if not path.exists() and not path.is_absolute() and (PROJECT / path).exists():
         path = PROJECT / path  # the shipped spaces, from any working directory

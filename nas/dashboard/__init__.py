@@ -37,7 +37,7 @@ from typing import Any
 import optuna
 
 from nas.cli import shell_command
-from nas.fidelity.report import DEPLOYMENT, long_label
+from nas.fidelity.reference import DEPLOYMENT, long_label
 from nas.net.arch import Arch
 from nas.net.model import describe_block
 from nas.run import pareto

@@ -9,11 +9,12 @@ The package, bottom to top:
 - `nas.fidelity.stats`: the numbers: `rank_corr` (Kendall τ, Spearman ρ), `retest_tau`, `pair_tau`,
   `seed_values` (per architecture, seed -> value, off evaluation records), `ArchFidelity`,
   `fidelity_stats` and `long_front`;
-- `nas.fidelity.report`: fidelity.json's contents (`report`), what the long training is
-  (`DEPLOYMENT`, `SAME_SUBSET`, `long_label`) and the table (`format_table`, `format_stat`);
+- `nas.fidelity.reference`: the training a proxy is checked against: deployment-like (`deployment`,
+  `default_epochs`) or the proxy's subset longer (`DEPLOYMENT`, `SAME_SUBSET`, `long_label`);
+- `nas.fidelity.report`: fidelity.json's contents (`report`) and the table (`format_table`,
+  `format_stat`);
 - `nas.fidelity.check`: the check of a run: the architectures picked (`pick_archs`), the
-  deployment-like training (`deployment`, `default_epochs`), the evaluations (`plan_jobs`), trained
-  on Ray, and the report written (`check`, `FidelityOptions`);
+  evaluations (`plan_jobs`), trained on Ray, and the report written (`check`, `FidelityOptions`);
 - `nas.fidelity.cli`: `python -m nas.fidelity RUN` (`build_parser`, `main`).
 
 `fidelity_stats` computes the numbers from per-architecture accuracies alone (tests, notebooks).
@@ -25,13 +26,12 @@ from nas.fidelity.check import (
     FIDELITY_RECORDS,
     FidelityOptions,
     check,
-    default_epochs,
-    deployment,
     pick_archs,
     plan_jobs,
 )
 from nas.fidelity.cli import build_parser, main
-from nas.fidelity.report import DEPLOYMENT, SAME_SUBSET, format_stat, format_table, long_label, report
+from nas.fidelity.reference import DEPLOYMENT, SAME_SUBSET, default_epochs, deployment, long_label
+from nas.fidelity.report import format_stat, format_table, report
 from nas.fidelity.stats import ArchFidelity, fidelity_stats, long_front, pair_tau, rank_corr, retest_tau, seed_values
 
 __all__ = [

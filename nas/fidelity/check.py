@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,8 @@ import numpy as np
 
 from nas.cli import shell_command
 from nas.errors import UsageError
-from nas.fidelity.report import DEPLOYMENT, SAME_SUBSET, report
+from nas.fidelity.reference import DEPLOYMENT, SAME_SUBSET, default_epochs, deployment
+from nas.fidelity.report import report
 from nas.fidelity.stats import ArchFidelity, seed_values
 from nas.proxy import ProxyConfig
 from nas.run.files import write_atomic
@@ -47,8 +48,6 @@ __all__ = [
     'FIDELITY_JSON',
     'FidelityOptions',
     'pick_archs',
-    'deployment',
-    'default_epochs',
     'plan_jobs',
     'check',
 ]
@@ -82,21 +81,6 @@ def pick_archs(archs: Sequence[ArchResult], front: Sequence[ArchResult], n: int)
             picked.add(rest[best].arch_id)
             out.append(rest[best])
     return out
-
-
-def deployment(proxy: ProxyConfig, input_size: Sequence[int], epochs: int) -> ProxyConfig:
-    """Deployment-like training of a proxy's networks: the whole training split (no `subset`) at the
-    networks' input size (the proxy's image size when the input is not square), for `epochs`,
-    scored on the proxy's validation split (same `val_fraction`; the same seed gives the same split)."""
-    h, w = input_size
-    return replace(proxy, subset=None, image_size=h if h == w else proxy.image_size, epochs=epochs)
-
-
-def default_epochs(config: RunConfig) -> int:
-    """The reference training's epochs when --epochs is not given: the deployment the run's proxy
-    was calibrated against (run.yaml `calibration`, from `nas.search --proxy`), else 4x the proxy's."""
-    deploy = (config.calibration or {}).get('deploy') or {}
-    return int(deploy['epochs']) if deploy.get('epochs') else 4 * config.proxy.epochs
 
 
 def plan_jobs(

@@ -21,11 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nas.fidelity.reference import DEPLOYMENT, long_label
 from nas.fidelity.stats import ArchFidelity, fidelity_stats, long_front
 
-__all__ = ['DEPLOYMENT', 'SAME_SUBSET', 'report', 'format_stat', 'long_label', 'format_table']
-
-DEPLOYMENT, SAME_SUBSET = 'deployment', 'same subset'  # what the long training is (fidelity.json 'reference')
+__all__ = ['report', 'format_stat', 'format_table']
 
 
 def report(
@@ -79,21 +78,6 @@ def _pct(x: float | None, std: float | None = None) -> str:
 def format_stat(x: float | None, fmt: str = '.2f') -> str:
     """A statistic for a table: formatted by `fmt`, or '-' when it is undefined (None)."""
     return '-' if x is None else format(x, fmt)
-
-
-def long_label(summary: Mapping[str, Any]) -> str:
-    """What the long training of a report is, in words."""
-    if summary.get('reference') == DEPLOYMENT:
-        images = summary.get('long_train_images')
-        return (
-            f"deployment-like training ({'all ' + format(images, ',') if images else 'all'} training images"
-            f"{', %dpx' % summary['long_image_size'] if summary.get('long_image_size') else ''}, "
-            f"{summary['long_epochs']} epochs)"
-        )
-    return (
-        f"longer training on the proxy's own subset ({summary['long_epochs']} epochs; not deployment: "
-        f"python -m nas.fidelity without --same-subset checks that)"
-    )
 
 
 def format_table(summary: Mapping[str, Any]) -> str:
