@@ -3,8 +3,9 @@
 `ProxyConfig` is the search-space YAML's `proxy:` section and run.yaml's `proxy:`, with the one set
 of proxy defaults (`nas.train.TrainConfig` takes its training defaults from here). `TRAINING_CHECKS`
 holds the rules a training setting must meet wherever it is given (a proxy, the search's flags,
-`python -m nas.train`'s flags), and `check_setting` says what is wrong in one form. It knows the datasets (`nas.data`) and the rank signals (below) and
-nothing above them, so the space, the options, the run folder and the training loop can all use it.
+`python -m nas.train`'s flags), and `check_setting` says what is wrong in one form. It knows the
+datasets (`nas.data`) and the rank signals (below) and nothing above them, so the space, the
+options, the run folder and the training loop can all use it.
 
     >>> ProxyConfig.from_dict({'epochs': 3}).epochs
     3
@@ -130,7 +131,7 @@ TRAINING_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = dict(
     rank_by=(lambda v: v in SIGNALS, f"one of {list(SIGNALS)}"),
 )
 # A proxy is scored on its validation split, so it needs one (a full training may do without).
-_PROXY_RULES = {**TRAINING_CHECKS, 'val_fraction': (lambda v: is_num(v) and 0 < v < 1, "a number in (0, 1)")}
+_PROXY_RULES = {**TRAINING_CHECKS, "val_fraction": (lambda v: is_num(v) and 0 < v < 1, "a number in (0, 1)")}
 
 
 def check_setting(
