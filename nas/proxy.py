@@ -1,9 +1,11 @@
 """The proxy: which data, and how long and how to train, for every trial of a search.
 
 `ProxyConfig` is the search-space YAML's `proxy:` section and run.yaml's `proxy:`, with the one set
-of proxy defaults (`nas.train.TrainConfig` takes its training defaults from here) and the rules a
-value must meet. It knows the datasets (`nas.data`) and the rank signals (below) and
-nothing above them, so the space, the options, the run folder and the training loop can all use it.
+of proxy defaults (`nas.train.TrainConfig` takes its training defaults from here). `TRAINING_CHECKS`
+holds the rules a training setting must meet wherever it is given (a proxy, the search's flags,
+`python -m nas.train`'s flags), and `check_setting` says what is wrong in one form. It knows the
+datasets (`nas.data`) and the rank signals (below) and nothing above them, so the space, the
+options, the run folder and the training loop can all use it.
 
     >>> ProxyConfig.from_dict({'epochs': 3}).epochs
     3
@@ -12,8 +14,8 @@ nothing above them, so the space, the options, the run folder and the training l
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,20 @@ import torch
 import yaml
 
 from nas.checks import is_int, is_num
-from nas.data import DATASETS, VAL_FRACTION, Dataset, dataset_name, load_dataset
+from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, Dataset, dataset_name, load_dataset
 from nas.errors import NasError, UsageError
 
-__all__ = ["ProxyConfig", "ProxyError", "load_proxy_file", "SIGNALS", "score", "mean_score", "last_half"]
+__all__ = [
+    "ProxyConfig",
+    "ProxyError",
+    "TRAINING_CHECKS",
+    "check_setting",
+    "load_proxy_file",
+    "SIGNALS",
+    "score",
+    "mean_score",
+    "last_half",
+]
 
 # --------------------------------------------------------------------------- rank signals
 # Rank signals: what one proxy training scores an architecture by.
@@ -94,11 +106,16 @@ class ProxyError(NasError):
         super().__init__(f"{key}: {msg}")
 
 
-# key -> (check, what is allowed); the checks of `ProxyConfig.checked`
-_PROXY_CHECKS = dict(
+# setting -> (check, what is allowed): the one set of rules for a training setting wherever it is
+# given (a space file's or run.yaml's `proxy:`, the search's flags, python -m nas.train's flags), all
+# refused in one form, `check_setting`'s "expected <what is allowed>, got <value>".
+TRAINING_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = dict(
     dataset=(lambda v: isinstance(v, str) and dataset_name(v) is not None, f"one of {', '.join(DATASETS)}"),
-    image_size=(lambda v: v is None or (is_int(v) and v >= 1), "an int >= 1"),
-    val_fraction=(lambda v: is_num(v) and 0 < v < 1, "a number in (0, 1)"),
+    image_size=(
+        lambda v: v is None or (is_int(v) and 1 <= v <= MAX_IMAGE_SIZE),
+        f"an int in 1..{MAX_IMAGE_SIZE}",
+    ),
+    val_fraction=(lambda v: is_num(v) and 0 <= v < 1, "a number in [0, 1)"),  # 0: no validation split
     subset=(
         lambda v: v is None or (is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
         "null, an int count >= 1 or a fraction in (0, 1]",
@@ -107,11 +124,24 @@ _PROXY_CHECKS = dict(
     batch_size=(lambda v: is_int(v) and v >= 1, "an int >= 1"),
     optimizer=(lambda v: v in ("sgd", "adamw"), "one of ['sgd', 'adamw']"),
     lr=(lambda v: is_num(v) and v > 0, "a number > 0"),
+    momentum=(lambda v: is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
     weight_decay=(lambda v: is_num(v) and v >= 0, "a number >= 0"),
-    warmup_epochs=(lambda v: is_int(v) and v >= 0, "an int >= 0"),
+    warmup_epochs=(lambda v: is_num(v) and v >= 0, "a number >= 0"),  # fractional epochs allowed
     label_smoothing=(lambda v: is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
     rank_by=(lambda v: v in SIGNALS, f"one of {list(SIGNALS)}"),
 )
+# A proxy is scored on its validation split, so it needs one (a full training may do without).
+_PROXY_RULES = {**TRAINING_CHECKS, "val_fraction": (lambda v: is_num(v) and 0 < v < 1, "a number in (0, 1)")}
+
+
+def check_setting(
+    key: str, value: Any, rules: Mapping[str, tuple[Callable[[Any], bool], str]] = TRAINING_CHECKS
+) -> str | None:
+    """None when `value` is allowed for the training setting `key` (one of `TRAINING_CHECKS`), else
+    what is wrong, in the one form every caller puts after the setting's name: "expected <what is
+    allowed>, got <value>"."""
+    ok, allowed = rules[key]
+    return None if ok(value) else f"expected {allowed}, got {value!r}"
 
 
 @dataclass(frozen=True)
@@ -136,7 +166,7 @@ class ProxyConfig:
     optimizer: str = "sgd"
     lr: float = 0.4
     weight_decay: float = 5e-4
-    warmup_epochs: int = 1
+    warmup_epochs: int | float = 1  # fractional epochs allowed
     label_smoothing: float = 0.1
     rank_by: str = "accuracy"  # the rank signal read off each training (nas.proxy); not a training setting
 
@@ -147,11 +177,12 @@ class ProxyConfig:
         Raises:
             ProxyError: an unknown key, or a value that is not allowed (its `key` says which).
         """
+        keys = [f.name for f in fields(cls)]
         if not isinstance(d, dict):
-            raise ProxyError("", f"expected a mapping with keys {list(_PROXY_CHECKS)}, got {d!r}")
-        unknown = sorted(set(d) - set(_PROXY_CHECKS))
+            raise ProxyError("", f"expected a mapping with keys {keys}, got {d!r}")
+        unknown = sorted(set(d) - set(keys))
         if unknown:
-            raise ProxyError(unknown[0], f"unknown key; allowed: {list(_PROXY_CHECKS)}")
+            raise ProxyError(unknown[0], f"unknown key; allowed: {keys}")
         return cls(**d).checked()
 
     def checked(self) -> "ProxyConfig":
@@ -160,9 +191,10 @@ class ProxyConfig:
         Raises:
             ProxyError: the first value that is not allowed.
         """
-        for key, (ok, allowed) in _PROXY_CHECKS.items():
-            if not ok(getattr(self, key)):
-                raise ProxyError(key, f"expected {allowed}, got {getattr(self, key)!r}")
+        for f in fields(self):
+            wrong = check_setting(f.name, getattr(self, f.name), _PROXY_RULES)
+            if wrong:
+                raise ProxyError(f.name, wrong)
         if self.warmup_epochs > self.epochs:
             raise ProxyError("warmup_epochs", f"expected at most epochs ({self.epochs}), got {self.warmup_epochs}")
         return replace(

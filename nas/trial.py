@@ -32,7 +32,7 @@ from nas.net.cost import measure_cost
 from nas.net.model import create_model, rates_of
 from nas.proxy import ProxyConfig
 from nas.run.record import TrialRecord
-from nas.train import TrainConfig, train
+from nas.train.loop import TrainConfig, train
 
 __all__ = ['TrialSettings', 'TrialResult', 'evaluate', 'constraint_values']
 

@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / 'nas'
 MAX_LINES = 60
 # Allowed to be longer: the training loop (one loop, read top to bottom).
-LONG_ALLOWED = {'train.train'}
+LONG_ALLOWED = {'train.loop.train'}
 
 
 def module_name(path: Path, root: Path = PACKAGE) -> str:

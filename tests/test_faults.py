@@ -675,10 +675,10 @@ def test_a_name_too_long_for_a_folder_is_one_line(tmp_path, cli):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--epochs", "0"], "--epochs must be an int >= 1, got 0"),
-        (["--momentum", "-1"], "--momentum must be a number in [0, 1), got -1.0"),
-        (["--image-size", "100000"], "--image-size must be an int in 1..4096, got 100000"),
-        (["--device", "tpu"], "--device must be one of auto, cpu, cuda, cuda:N, mps, got 'tpu'"),
+        (["--epochs", "0"], "--epochs: expected an int >= 1, got 0"),
+        (["--momentum", "-1"], "--momentum: expected a number in [0, 1), got -1.0"),
+        (["--image-size", "100000"], "--image-size: expected an int in 1..4096, got 100000"),
+        (["--device", "tpu"], "--device: expected one of auto, cpu, cuda, cuda:N, mps, got 'tpu'"),
     ],
 )
 def test_train_refuses_bad_numbers_and_devices_in_one_line(small_run, tmp_path, cli, argv, message):

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from nas.data import Dataset, load_dataset
-from nas.train import EpochResult, TrainConfig, augment_batch, evaluate, param_groups, train
+from nas.train import EpochResult, TrainConfig, accuracy_and_loss, augment_batch, param_groups, train
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +43,7 @@ def _small_net(in_chans: int = 1, num_classes: int = 10, width: int = 16) -> nn.
 def test_short_run_learns_digits(digits):
     torch.manual_seed(0)
     model = _small_net()
-    acc0, _ = evaluate(model, digits.val_x, digits.val_y)
+    acc0, _ = accuracy_and_loss(model, digits.val_x, digits.val_y)
     results = list(train(model, digits, TrainConfig(epochs=10, batch_size=32, lr=0.2)))
     assert [r.epoch for r in results] == list(range(1, 11))
     assert all(isinstance(r, EpochResult) and r.status == "ok" for r in results)
@@ -51,7 +51,7 @@ def test_short_run_learns_digits(digits):
     assert last.val_acc > 0.7 > acc0 + 0.3  # chance is 0.1
     assert results[0].train_loss > last.train_loss and last.seconds > 0
     assert last.lr < results[0].lr  # cosine decay
-    acc, loss = evaluate(model, digits.val_x, digits.val_y, batch_size=7)
+    acc, loss = accuracy_and_loss(model, digits.val_x, digits.val_y, batch_size=7)
     assert acc == pytest.approx(last.val_acc) and loss == pytest.approx(last.val_loss, rel=1e-5)
 
 
@@ -298,7 +298,7 @@ def test_cli_argument_errors_are_one_line_as_in_every_cli(capsys):
 
 
 def test_cli_refuses_to_overwrite_a_checkpoint_unless_force(tmp_path, capsys, monkeypatch):
-    from nas import train as train_module
+    from nas.train import cli as train_cli  # the command trains through its own `train`
     from nas.train import main
 
     _digits_arch().save(tmp_path / "a.json")
@@ -311,12 +311,12 @@ def test_cli_refuses_to_overwrite_a_checkpoint_unless_force(tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "refusing to overwrite" in err and "--force" in err
 
-    real_train = train_module.train
+    real_train = train_cli.train
 
     def nan_loss(model, data, cfg):  # a run that fails (NaN loss) after --force
         return real_train(model, data, replace(cfg, lr=1e30))
 
-    monkeypatch.setattr(train_module, "train", nan_loss)
+    monkeypatch.setattr(train_cli, "train", nan_loss)
     assert main(base + ["--force", "--optimizer", "sgd"]) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old checkpoint, whole
     assert json.loads((tmp_path / "ckpt.failed" / "metrics.json").read_text())["status"] == "failed"
@@ -345,3 +345,24 @@ def test_cli_user_errors_are_one_line_exit_2(tmp_path, capsys, args, words):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "flag, value, setting",
+    [
+        ("--epochs", "0", {"epochs": 0}),
+        ("--lr", "-1", {"lr": -1.0}),
+        ("--label-smoothing", "1", {"label_smoothing": 1.0}),
+        ("--image-size", "5000", {"image_size": 5000}),
+        ("--subset", "2.5", {"subset": 2.5}),
+    ],
+)
+def test_cli_checks_training_settings_by_the_proxy_rules(tmp_path, capsys, flag, value, setting):
+    from nas.proxy import ProxyConfig, ProxyError
+    from nas.train import main
+
+    _digits_arch().save(tmp_path / "a.json")
+    assert main(["--arch", str(tmp_path / "a.json"), flag, value]) == 2
+    with pytest.raises(ProxyError) as refused:
+        ProxyConfig(**setting).checked()
+    assert capsys.readouterr().err == f"nas.train: error: {flag}: {refused.value.msg}\n"  # one rule, one message

@@ -1,5 +1,5 @@
 import sys
 
-from nas.calibrate import main
+from nas.calibrate.cli import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from nas.dashboard.cells import format_number, format_percent, html_table
-from nas.fidelity import DEPLOYMENT, long_label
+from nas.fidelity.reference import DEPLOYMENT, long_label
 from nas.run.folder import RunConfig, RunFolder
 
 

@@ -301,7 +301,7 @@ def _retrain(model: nn.Module, config: RunConfig, epochs: int, data_dir: Path | 
     """Continue training with the run's proxy hyper-parameters for `epochs` on the run's full
     training split (a fresh warm-up and cosine schedule). Prints one line per epoch."""
     from nas.data import DataError
-    from nas.train import TrainConfig, evaluate, train
+    from nas.train.loop import TrainConfig, accuracy_and_loss, train
 
     name = config.data.dataset or config.proxy.dataset
     proxy = replace(config.proxy, dataset=name, image_size=config.data.image_size, subset=None, epochs=epochs)
@@ -323,7 +323,7 @@ def _retrain(model: nn.Module, config: RunConfig, epochs: int, data_dir: Path | 
         if r.status == 'failed':
             raise ExportError(f"--retrain-epochs: training failed ({r.reason})")
         last = r
-    test_acc, _ = evaluate(model, ds.test_x, ds.test_y)
+    test_acc, _ = accuracy_and_loss(model, ds.test_x, ds.test_y)
     model.to('cpu')
     return dict(
         epochs=epochs,

@@ -1,5 +1,5 @@
 import sys
 
-from nas.fidelity import main
+from nas.fidelity.cli import main
 
 sys.exit(main())

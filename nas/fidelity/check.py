@@ -1,0 +1,342 @@
+"""The fidelity check of a run: which architectures, which trainings, trained on Ray, and the report.
+
+It picks N architectures of the run (its front of mean accuracies, then complete architectures
+spread evenly over the accuracy range of the rest) and trains each with K seeds (seed k is the
+run's seed + k, the seeds the search's racing uses) the way a deployed network is trained: on the
+whole training split (the proxy's `subset` off), at the network's input size, for `--epochs`
+(default: the deployment the run's proxy was calibrated against, else 4x the proxy's), scored on
+the run's validation split (the official test split is never used). It makes sure each also has
+K proxy evaluations (the run's own trials.jsonl records are reused; the missing ones are trained). `--same-subset` instead trains longer on the proxy's own
+training subset, the check this command made before: it says how much the short schedule alone
+changes the ranking, not whether the ranking holds for a deployed network, and the report says so.
+
+Every evaluation runs on Ray Tune (`nas.tune.jobs`, `nas.search.raytune.trainable`) with the search's resource
+options and is appended as it finishes to RUN/fidelity-deploy.jsonl (deployment-like) or
+RUN/fidelity.jsonl (proxy evaluations, and the long ones of --same-subset); a second invocation
+trains only what is missing (a failed evaluation is tried again). The report
+(`nas.fidelity.report`) is written to RUN/fidelity.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nas.cli import shell_command
+from nas.errors import UsageError
+from nas.fidelity.reference import DEPLOYMENT, SAME_SUBSET, default_epochs, deployment
+from nas.fidelity.report import report
+from nas.fidelity.stats import ArchFidelity, seed_values
+from nas.proxy import ProxyConfig
+from nas.run.files import write_atomic
+from nas.run.folder import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate
+from nas.run.lock import RunLock
+
+if TYPE_CHECKING:  # nas.tune.jobs imports Ray: only the check itself needs it, not the dashboard
+    from nas.data import Dataset
+    from nas.tune.jobs import Job, Resources
+
+__all__ = [
+    'FIDELITY_RECORDS',
+    'DEPLOY_RECORDS',
+    'FIDELITY_JSON',
+    'FidelityOptions',
+    'pick_archs',
+    'plan_jobs',
+    'check',
+]
+
+FIDELITY_RECORDS = 'fidelity.jsonl'  # the check's proxy evaluations (and --same-subset's long ones), like trials.jsonl
+DEPLOY_RECORDS = 'fidelity-deploy.jsonl'  # its deployment-like evaluations
+FIDELITY_JSON = 'fidelity.json'  # the report
+
+
+# --------------------------------------------------------------------------- what to train
+
+
+def pick_archs(archs: Sequence[ArchResult], front: Sequence[ArchResult], n: int) -> list[ArchResult]:
+    """The front (by increasing cost; n of its points spread along it if it has more), then
+    complete architectures off the front spread evenly over their accuracy range: for each of
+    the remaining slots, the unpicked one nearest an evenly spaced target accuracy from the best
+    to the worst (ties to the earlier evaluated). Deterministic for a given run."""
+    front = list(front)
+    if len(front) > n:
+        front = [front[i] for i in sorted({round(x) for x in np.linspace(0, len(front) - 1, n)})]
+    picked = {a.arch_id for a in front}
+    rest = [a for a in archs if a.status == 'complete' and a.arch_id not in picked and a.accuracy is not None]
+    slots = min(n - len(front), len(rest))
+    out = list(front)
+    if slots > 0:
+        accs = [float(a.accuracy) for a in rest]
+        for target in np.linspace(max(accs), min(accs), slots):
+            best = min(
+                (i for i, a in enumerate(rest) if a.arch_id not in picked), key=lambda i: (abs(accs[i] - target), i)
+            )
+            picked.add(rest[best].arch_id)
+            out.append(rest[best])
+    return out
+
+
+def plan_jobs(
+    picked: Sequence[ArchResult], seeds: Sequence[int], proxy_epochs: int, long_epochs: int, same_subset: bool = False
+) -> list[Job]:
+    """Every evaluation of the check: per picked architecture and seed a long one (on dataset
+    'deploy', into DEPLOY_RECORDS; with `same_subset` on dataset 'proxy', into FIDELITY_RECORDS)
+    and a proxy one (dataset 'proxy', FIDELITY_RECORDS). Long ones first: they take longest, and
+    the proxy's are often all in the run already (`nas.tune.jobs.missing` leaves out what is done)."""
+    from nas.tune.jobs import Job
+
+    long = ('proxy', FIDELITY_RECORDS, SAME_SUBSET) if same_subset else ('deploy', DEPLOY_RECORDS, DEPLOYMENT)
+    stages = [(*long, long_epochs), ('proxy', FIDELITY_RECORDS, 'proxy', proxy_epochs)]
+    return [
+        Job(a.arch_id, a.arch, s, data, epochs, file, f'{label}, {epochs} epochs:')
+        for data, file, label, epochs in stages
+        for a in picked
+        for s in seeds
+    ]
+
+
+# --------------------------------------------------------------------------- the check
+
+
+@dataclass
+class FidelityOptions:
+    """The command line's options (see `nas.fidelity.cli.build_parser`)."""
+
+    run: Path
+    archs: int = 12
+    epochs: int | None = None  # None: 4x the run's proxy epochs
+    seeds: int = 2
+    same_subset: bool = False  # the long training on the proxy's subset (the old check), not deployment-like
+    data_dir: Path | None = None  # None: the run's
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None  # None: 1 when CUDA is present, else 0
+    max_concurrent: int | None = None
+    address: str | None = None
+
+
+def _gather(
+    picked: Sequence[ArchResult],
+    proxy_records: Sequence[TrialRecord],
+    long_records: Sequence[TrialRecord],
+    seeds: Sequence[int],
+    proxy_epochs: int,
+    long_epochs: int,
+    objectives: Sequence[str],
+) -> list[ArchFidelity]:
+    """Per picked architecture: its complete accuracies at the check's seeds, proxy and long."""
+    ids = [a.arch_id for a in picked]
+    proxy = seed_values(proxy_records, ids, seeds, proxy_epochs)
+    long = seed_values(long_records, ids, seeds, long_epochs)
+    return [
+        ArchFidelity(
+            a.arch_id,
+            p,
+            q,
+            a.reference,
+            {o: float(a.value(o)) for o in objectives if o != 'accuracy' and a.value(o) is not None},
+        )
+        for a, p, q in zip(picked, proxy, long)
+    ]
+
+
+def check(opts: FidelityOptions) -> dict[str, Any]:
+    """Run (or continue) the fidelity check of a run; returns and writes fidelity.json. It holds
+    the run folder's lock (`nas.run.lock`) while it runs: a search of the run, or a second check,
+    is refused meanwhile, as this check is while one runs.
+
+    Raises:
+        UsageError: a missing run folder, bad numbers, a run with nothing complete, a run in use.
+    """
+    lock = RunLock(opts.run, command=shell_command('fidelity', opts.run), resume=shell_command('fidelity', opts.run))
+    try:
+        RunFolder(opts.run).require()  # not made by the lock
+        if lock.acquire():
+            print(lock.note, flush=True)
+    except RunError as e:
+        raise UsageError(str(e)) from None
+    try:
+        return _check(opts)
+    finally:
+        lock.release()
+
+
+@dataclass
+class _Plan:
+    """What a check compares, once its options are checked: the run, the architectures picked from
+    it, the seeds, the two trainings (the proxy's and the long one) and the evaluations to train."""
+
+    run: RunFolder
+    config: RunConfig
+    objectives: list[str]
+    run_records: list[TrialRecord]
+    front_ids: list[str]  # the run's front
+    picked: list[ArchResult]
+    seeds: list[int]
+    proxy_epochs: int
+    long_epochs: int
+    deploy: ProxyConfig  # the deployment-like training
+    jobs: list[Job]  # what is not trained yet
+    resources: Resources
+
+
+def _check(opts: FidelityOptions) -> dict[str, Any]:
+    """The check, inside the run's lock: plan it, train what is missing, write fidelity.json."""
+    start = time.perf_counter()
+    plan = _plan(opts)
+    datasets = _train(opts, plan, start)
+    summary = _summary(opts, plan, datasets, start)
+    write_atomic(plan.run.path / FIDELITY_JSON, json.dumps(summary, indent=2, allow_nan=False))
+    return summary
+
+
+def _plan(opts: FidelityOptions) -> _Plan:
+    """The check's plan from the run and the options, or UsageError naming what is wrong: the run's
+    config, the numbers, the resources, a run with fewer than 2 complete architectures."""
+    run = RunFolder(opts.run)
+    try:
+        config: RunConfig = run.config()
+    except RunError as e:
+        raise UsageError(str(e)) from None
+    proxy_epochs = config.proxy.epochs
+    long_epochs = opts.epochs if opts.epochs is not None else default_epochs(config)
+    if opts.archs < 2:
+        raise UsageError(f'--archs must be at least 2 (a ranking needs two), got {opts.archs}')
+    if opts.seeds < 1:
+        raise UsageError(f'--seeds must be at least 1, got {opts.seeds}')
+    if long_epochs <= proxy_epochs and opts.same_subset:
+        raise UsageError(
+            f"--epochs must be more than the run's proxy epochs ({proxy_epochs}) with --same-subset, got {long_epochs}"
+        )
+    if long_epochs < proxy_epochs:
+        raise UsageError(f"--epochs must be at least the run's proxy epochs ({proxy_epochs}), got {long_epochs}")
+    from nas.tune.jobs import Resources, missing
+
+    resources = Resources.of(opts)
+    objectives = list(config.objectives)
+    run_records = run.trials()
+    front = run.front(objectives)
+    picked = pick_archs(aggregate(run_records), front, opts.archs)
+    if len(picked) < 2:
+        raise UsageError(f'{run.path}: {len(picked)} complete architecture(s); the check needs at least 2')
+    seeds = [config.seed + k for k in range(opts.seeds)]
+    in_run = {
+        (FIDELITY_RECORDS, r.arch_id, int(r.seed), r.epochs)
+        for r in run_records
+        if r.status == 'complete' and r.seed is not None
+    }
+    jobs = missing(plan_jobs(picked, seeds, proxy_epochs, long_epochs, opts.same_subset), run, in_run)
+    deploy = deployment(config.proxy, config.space.get('input_size') or [config.proxy.image_size] * 2, long_epochs)
+    front_ids = [a.arch_id for a in front]
+    return _Plan(
+        run,
+        config,
+        objectives,
+        run_records,
+        front_ids,
+        picked,
+        seeds,
+        proxy_epochs,
+        long_epochs,
+        deploy,
+        jobs,
+        resources,
+    )
+
+
+def _train(opts: FidelityOptions, plan: _Plan, start: float) -> dict[str, Dataset]:
+    """Say what the check compares and what it trains, then train the missing evaluations on Ray
+    (`nas.tune.jobs.run_jobs`); returns the datasets loaded for them (none when nothing is missing)."""
+    from nas.trial import TrialSettings
+    from nas.tune.jobs import load_datasets, run_jobs, sized
+
+    run, jobs = plan.run, plan.jobs
+    long_file = FIDELITY_RECORDS if opts.same_subset else DEPLOY_RECORDS
+    n_long = sum(j.file == long_file and j.epochs == plan.long_epochs for j in jobs)
+    what = 'the same subset, longer (not deployment)' if opts.same_subset else 'deployment-like'
+    print(
+        f"{run.path}: {len(plan.picked)} architectures ({sum(a.arch_id in plan.front_ids for a in plan.picked)} on "
+        f"the front), seeds {', '.join(map(str, plan.seeds))}; {plan.proxy_epochs} epochs (the proxy) vs "
+        f"{plan.long_epochs} epochs {what}; to train: {n_long} long and {len(jobs) - n_long} proxy evaluations",
+        flush=True,
+    )
+    if not jobs:
+        return {}
+    proxies = {'proxy': plan.config.proxy, 'deploy': plan.deploy}
+    data_dir = opts.data_dir or plan.config.options.get('data_dir')
+    # the run's data and split: its split seed is the run's seed
+    datasets = load_datasets({k: proxies[k] for k in {j.data for j in jobs}}, data_dir, plan.config.seed)
+    num_classes = next(iter(datasets.values())).num_classes
+    settings = TrialSettings(
+        proxy=plan.config.proxy,
+        num_classes=num_classes,
+        limits=dict(plan.config.limits),
+        device=plan.resources.device,
+        measure=(),
+    )  # costs are the run's
+    run_jobs(run, sized(jobs, datasets), datasets, settings, plan.resources, name='fidelity', start=start)
+    return datasets
+
+
+def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset], start: float) -> dict[str, Any]:
+    """fidelity.json's contents: the report of the picked architectures' accuracies, with what the
+    long training is, and this invocation's evaluations, failures and minutes."""
+    run, run_records, seeds = plan.run, plan.run_records, plan.seeds
+    records = run.trials(FIDELITY_RECORDS)
+    long_records = [*run_records, *records] if opts.same_subset else run.trials(DEPLOY_RECORDS)
+    reused = {(r.arch_id, r.seed) for r in run_records if r.status == 'complete' and r.epochs == plan.proxy_epochs}
+    rows = _gather(
+        plan.picked, [*run_records, *records], long_records, seeds, plan.proxy_epochs, plan.long_epochs, plan.objectives
+    )
+    picked_ids = {a.arch_id for a in plan.picked}
+    return {
+        'run': str(run.path),
+        **report(
+            rows,
+            [i for i in plan.front_ids if i in picked_ids],
+            plan.objectives,
+            seeds,
+            plan.proxy_epochs,
+            plan.long_epochs,
+            _reference(opts, plan, datasets),
+        ),
+        'evaluations_run': len(plan.jobs),
+        'evaluations_reused': sum((a.arch_id, s) in reused for a in plan.picked for s in seeds),
+        'failed': sum(r.status != 'complete' for r in [*records, *run.trials(DEPLOY_RECORDS)]),
+        'minutes': (time.perf_counter() - start) / 60,  # this invocation's wall time
+        'train_minutes': sum(r.seconds for r in [*records, *run.trials(DEPLOY_RECORDS)]) / 60,
+    }
+
+
+def _reference(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]) -> dict[str, Any]:
+    """What the long training is (`report`'s `reference`): deployment-like or the same subset, its
+    image size and training images (a deployment's from its data, else from the last report)."""
+    if opts.same_subset:
+        return {
+            'reference': SAME_SUBSET,
+            'long_image_size': plan.config.proxy.image_size,
+            'long_train_images': plan.config.data.train_images,
+        }
+    return {
+        'reference': DEPLOYMENT,
+        'long_image_size': plan.deploy.image_size,
+        'long_train_images': len(datasets['deploy'].train_y)
+        if 'deploy' in datasets
+        else _previous(plan.run, DEPLOYMENT).get('long_train_images'),
+    }
+
+
+def _previous(run: RunFolder, reference: str) -> dict[str, Any]:
+    """The last report against `reference`, if any: what an invocation that loads no data does not
+    know again (how many training images the reference had)."""
+    try:
+        summary = json.loads((run.path / FIDELITY_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) and summary.get('reference') == reference else {}

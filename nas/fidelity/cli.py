@@ -1,0 +1,80 @@
+"""`python -m nas.fidelity RUN`: does the proxy rank architectures like the training you deploy?
+
+The command line of `nas.fidelity.check.check`: its options, one line and exit 2 for a user error,
+130 (143 for SIGTERM) for an interruption and 1 for a failed write, each naming the command that
+continues; then the report's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nas.cli import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    ArgumentParser,
+    Terminated,
+    add_resource_options,
+    shell_command,
+    stop_on_sigterm,
+)
+from nas.errors import UsageError
+from nas.fidelity.check import FIDELITY_JSON, FidelityOptions, check
+from nas.fidelity.report import format_table
+
+__all__ = ['build_parser', 'main']
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog='python -m nas.fidelity',
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument('run', type=Path, help='the run folder (results/<run>)')
+    p.add_argument('--archs', type=int, default=12, help='architectures to check: the front, then spread over accuracy')
+    p.add_argument(
+        '--epochs',
+        type=int,
+        default=None,
+        help="the reference training's epochs; default: those of the deployment the run's proxy was "
+        "calibrated against (nas.calibrate), else 4x the run's proxy epochs",
+    )
+    p.add_argument(
+        '--seeds', type=int, default=2, help="seeds per architecture and budget (the run's seed + 0, 1, ...)"
+    )
+    p.add_argument(
+        '--same-subset',
+        action='store_true',
+        help="compare with longer training on the proxy's own training subset (the old check: the short "
+        "schedule's effect alone) instead of deployment-like training on the whole training split",
+    )
+    p.add_argument('--data-dir', type=Path, default=None, help="the dataset's folder; default: the run's")
+    add_resource_options(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    stop_on_sigterm()  # SIGTERM stops the check as Ctrl-C does
+    args = build_parser().parse_args(argv)
+    try:
+        summary = check(FidelityOptions(**vars(args)))
+    except UsageError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt as e:
+        print(f'\ninterrupted; continue with: {shell_command("fidelity", args.run)}', file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+    except OSError as e:  # a full disk, a run folder gone read-only: what is recorded stays
+        print(
+            f'error: {e.filename or args.run}: {e.strerror or e}; the check stopped; continue with: '
+            f'{shell_command("fidelity", args.run)}',
+            file=sys.stderr,
+        )
+        return 1
+    print(format_table(summary))
+    print(f"\nwrote {Path(summary['run']) / FIDELITY_JSON}; dashboard: {shell_command('dashboard', summary['run'])}")
+    return 0

@@ -1,0 +1,120 @@
+"""The fidelity check's report: fidelity.json's contents and the table printed for it.
+
+The report, printed and written to RUN/fidelity.json:
+
+* per architecture: proxy mean ± std and long (reference) mean ± std over the K seeds;
+* Kendall τ and Spearman ρ between the proxy's means and the long means, and between the proxy's
+  first seed alone (what a one-seed search sees) and the long means;
+* the reference's own test-retest τ (its first seed vs its second): how well one seed of the
+  training you deploy ranks like another, the bar for a proxy; next to it the proxy's one-seed τ
+  against the reference's single seeds (the mean over seed pairs, the like-for-like number) and
+  its share of the reference's test-retest τ;
+* the proxy's test-retest τ: first seed vs second seed, same architectures;
+* the mean seed std of the proxy and of long training; the range of long means in units of
+  the long seed std (how much there is to rank at all);
+* the front long training gives (`nas.run.pareto` on the long means, the run's costs) and which of
+  the proxy's front points stay on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nas.fidelity.reference import DEPLOYMENT, long_label
+from nas.fidelity.stats import ArchFidelity, fidelity_stats, long_front
+
+__all__ = ['report', 'format_stat', 'format_table']
+
+
+def report(
+    archs: Sequence[ArchFidelity],
+    proxy_front: Sequence[str],
+    objectives: Sequence[str],
+    seeds: Sequence[int],
+    proxy_epochs: int,
+    long_epochs: int,
+    reference: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """fidelity.json's contents (without the run's name and the minutes). `reference` says what the
+    long training is: {'reference': 'deployment' or 'same subset', 'long_train_images': N,
+    'long_image_size': S}."""
+    lf = long_front(archs, objectives)
+    return {
+        'objectives': list(objectives),
+        'seeds': list(seeds),
+        'proxy_epochs': proxy_epochs,
+        'long_epochs': long_epochs,
+        **(reference or {}),
+        **fidelity_stats(archs, seeds),
+        'proxy_front': list(proxy_front),
+        'long_front': lf,
+        'proxy_front_kept': [a for a in proxy_front if a in lf],
+        'archs': [
+            {
+                'arch_id': a.arch_id,
+                'reference': a.reference,
+                'on_proxy_front': a.arch_id in proxy_front,
+                'on_long_front': a.arch_id in lf,
+                **a.costs,
+                'proxy_mean': a.proxy_mean,
+                'proxy_std': a.proxy_std,
+                'proxy_accuracies': [a.proxy.get(s) for s in seeds],
+                'long_mean': a.long_mean,
+                'long_std': a.long_std,
+                'long_accuracies': [a.long.get(s) for s in seeds],
+            }
+            for a in archs
+        ],
+    }
+
+
+def _pct(x: float | None, std: float | None = None) -> str:
+    if x is None:
+        return '-'
+    return f'{100 * x:.2f}' + (f' ± {100 * std:.2f}' if std is not None else '')
+
+
+def format_stat(x: float | None, fmt: str = '.2f') -> str:
+    """A statistic for a table: formatted by `fmt`, or '-' when it is undefined (None)."""
+    return '-' if x is None else format(x, fmt)
+
+
+def format_table(summary: Mapping[str, Any]) -> str:
+    """The report for the terminal."""
+    k = len(summary['seeds'])
+    long = 'deploy' if summary.get('reference') == DEPLOYMENT else 'long'
+    lines = [
+        f"against {long_label(summary)}",
+        f"  {'arch id':12}  {'proxy %s ep. (%d seeds)' % (summary['proxy_epochs'], k):>22}  "
+        f"{'%s %s ep. (%d seeds)' % (long, summary['long_epochs'], k):>22}  front: proxy → {long}",
+    ]
+    for a in summary['archs']:
+        lines.append(
+            f"  {a['arch_id']:12}  {_pct(a['proxy_mean'], a['proxy_std']):>22}  "
+            f"{_pct(a['long_mean'], a['long_std']):>22}  {'●' if a['on_proxy_front'] else '·'} → "
+            f"{'●' if a['on_long_front'] else '·'}  {a['reference'] or ''}"
+        )
+    s = summary
+    second = s['seeds'][1] if k > 1 else '?'
+    lines += [
+        f"\nKendall τ {format_stat(s['kendall_tau'])}, Spearman ρ {format_stat(s['spearman_rho'])} between the "
+        f"proxy's means and the {long} means of {s['architectures']} architectures; the proxy's first seed alone: τ "
+        f"{format_stat(s['seed0_kendall_tau'])}, ρ {format_stat(s['seed0_spearman_rho'])}",
+        f"the {long} training's own test-retest τ (seed {s['seeds'][0]} vs seed {second}): "
+        f"{format_stat(s.get('long_test_retest_tau'))}; one proxy seed vs one {long} seed: τ "
+        f"{format_stat(s.get('pair_kendall_tau'))}, {format_stat(s.get('retest_share'))} of it (at 1, one proxy "
+        f"seed ranks like one {long} seed as well as another {long} seed does)",
+        f"the proxy's test-retest τ (seed {s['seeds'][0]} vs seed {second}): {format_stat(s['test_retest_tau'])}",
+        f"seed std: proxy {_pct(s['proxy_seed_std'])} points, {long} {_pct(s['long_seed_std'])} points; {long} means "
+        f"span {_pct(s['long_range'])} points = {format_stat(s['long_range_over_seed_std'], '.1f')} {long} seed stds",
+        f"front of the {long} means: {', '.join(s['long_front']) or 'none'}; {len(s['proxy_front_kept'])} of "
+        f"{len(s['proxy_front'])} proxy front points stay on it"
+        + (f" ({', '.join(s['proxy_front_kept'])})" if s['proxy_front_kept'] else ''),
+    ]
+    if 'minutes' in s:
+        lines.append(
+            f"{s.get('evaluations_run', 0)} evaluations trained in {s['minutes']:.1f} min; "
+            f"{s.get('evaluations_reused', 0)} proxy evaluations reused from the run"
+        )
+    return '\n'.join(lines)

@@ -1,0 +1,196 @@
+"""The fidelity check's numbers: how well one set of accuracies ranks architectures like another.
+
+`fidelity_stats` computes them from per-architecture accuracies alone (tests, notebooks); Kendall τ
+and Spearman ρ (`rank_corr`), the test-retest τ of two seeds (`retest_tau`) and one seed of one
+training against one seed of another (`pair_tau`) serve nas.calibrate too. `seed_values` reads
+per-architecture, per-seed values off evaluation records; `long_front` is the Pareto front of the
+long means.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nas.run import pareto
+from nas.run.folder import TrialRecord
+
+__all__ = [
+    'ArchFidelity',
+    'rank_corr',
+    'pair_tau',
+    'retest_tau',
+    'fidelity_stats',
+    'long_front',
+    'seed_values',
+]
+
+
+@dataclass
+class ArchFidelity:
+    """One architecture's accuracies: seed -> accuracy, at the proxy's epochs and at the long ones."""
+
+    arch_id: str
+    proxy: dict[int, float]
+    long: dict[int, float]
+    reference: str | None = None
+    costs: dict[str, float] = field(default_factory=dict)  # objective -> the run's value
+
+    @staticmethod
+    def _mean_std(accs: Mapping[int, float]) -> tuple[float | None, float | None]:
+        vals = list(accs.values())
+        if not vals:
+            return None, None
+        return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
+
+    @property
+    def proxy_mean(self) -> float | None:
+        return self._mean_std(self.proxy)[0]
+
+    @property
+    def proxy_std(self) -> float | None:
+        return self._mean_std(self.proxy)[1]
+
+    @property
+    def long_mean(self) -> float | None:
+        return self._mean_std(self.long)[0]
+
+    @property
+    def long_std(self) -> float | None:
+        return self._mean_std(self.long)[1]
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN: a statistic that is undefined (constant input, too few points) is None."""
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def rank_corr(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, float | None]:
+    """Kendall τ (tau-b: ties count) and Spearman ρ; None below 3 points or for constant input."""
+    from scipy import stats
+
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return None, None
+    return _finite(stats.kendalltau(x, y).statistic), _finite(stats.spearmanr(x, y).statistic)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def pair_tau(a: Sequence[Mapping[int, float]], b: Sequence[Mapping[int, float]], seeds: Sequence[int]) -> float | None:
+    """Kendall τ between one seed of `a` and one seed of `b` (per architecture: seed -> value),
+    averaged over every pair of seeds (the like-for-like number for a test-retest τ); None when no
+    pair has a τ."""
+    taus = []
+    for s, t in itertools.product(seeds, seeds):
+        rows = [(x[s], y[t]) for x, y in zip(a, b) if s in x and t in y]
+        taus.append(rank_corr([r[0] for r in rows], [r[1] for r in rows])[0])
+    return _mean(taus)
+
+
+def retest_tau(values: Sequence[Mapping[int, float]], seeds: Sequence[int]) -> float | None:
+    """Kendall τ of the first seed against the second, over the architectures that have both."""
+    if len(seeds) < 2:
+        return None
+    rows = [(v[seeds[0]], v[seeds[1]]) for v in values if seeds[0] in v and seeds[1] in v]
+    return rank_corr([r[0] for r in rows], [r[1] for r in rows])[0]
+
+
+def fidelity_stats(archs: Sequence[ArchFidelity], seeds: Sequence[int]) -> dict[str, Any]:
+    """The fidelity numbers of architectures with both proxy and long accuracies.
+
+    Args:
+        archs: the architectures.
+        seeds: the seeds in order; the first is what a one-seed search sees, the first two make
+            the test-retest pairs.
+
+    Returns:
+        kendall_tau, spearman_rho (proxy means vs long means), seed0_kendall_tau,
+        seed0_spearman_rho (the first seed's proxy accuracy vs long means), test_retest_tau
+        (proxy, first seed vs second seed), long_test_retest_tau (the same for long training: how
+        well the reference agrees with itself), pair_kendall_tau (one proxy seed vs one long seed,
+        averaged over the seed pairs: like for like with long_test_retest_tau), retest_share
+        (pair_kendall_tau / long_test_retest_tau), proxy_seed_std and long_seed_std (the mean over
+        architectures of the std over seeds), long_range (best minus worst long mean),
+        long_range_over_seed_std, architectures (how many were compared). A number that is
+        undefined (too few architectures or seeds, constant accuracies) is None.
+    """
+    both = [a for a in archs if a.proxy and a.long]
+    proxy, long = [a.proxy_mean for a in both], [a.long_mean for a in both]
+    tau, rho = rank_corr(proxy, long)
+    first = [a for a in both if seeds and seeds[0] in a.proxy]
+    tau0, rho0 = rank_corr([a.proxy[seeds[0]] for a in first], [a.long_mean for a in first]) if first else (None, None)
+    long_retest = retest_tau([a.long for a in both], seeds)
+    pair = pair_tau([a.proxy for a in both], [a.long for a in both], seeds)
+    long_std = _mean([a.long_std for a in both])
+    spread = (max(long) - min(long)) if long else None
+    return {
+        'architectures': len(both),
+        'kendall_tau': tau,
+        'spearman_rho': rho,
+        'seed0_kendall_tau': tau0,
+        'seed0_spearman_rho': rho0,
+        'test_retest_tau': retest_tau([a.proxy for a in both], seeds),
+        'long_test_retest_tau': long_retest,
+        'pair_kendall_tau': pair,
+        'retest_share': pair / long_retest if pair is not None and long_retest else None,
+        'proxy_seed_std': _mean([a.proxy_std for a in both]),
+        'long_seed_std': long_std,
+        'long_range': spread,
+        'long_range_over_seed_std': spread / long_std if spread is not None and long_std else None,
+    }
+
+
+class _Point:
+    """An architecture with the long mean as its accuracy and the run's costs, for nas.run.pareto."""
+
+    status, feasible = 'complete', True
+
+    def __init__(self, number: int, a: ArchFidelity):
+        self.number, self.a = number, a
+
+    def value(self, objective: str) -> float | None:
+        return self.a.long_mean if objective == 'accuracy' else self.a.costs.get(objective)
+
+
+def long_front(archs: Sequence[ArchFidelity], objectives: Sequence[str]) -> list[str]:
+    """Arch ids of the Pareto front of the long means (with the run's costs), by increasing cost."""
+    points = [_Point(i, a) for i, a in enumerate(archs) if a.long]
+    return [p.a.arch_id for p in pareto.front(points, objectives)]
+
+
+def _accuracy(r: TrialRecord) -> float:
+    return float(r.accuracy)
+
+
+def seed_values(
+    records: Iterable[TrialRecord],
+    arch_ids: Sequence[str],
+    seeds: Sequence[int],
+    epochs: int,
+    value: Callable[[TrialRecord], float | None] = _accuracy,
+) -> list[dict[int, float]]:
+    """Per architecture of `arch_ids` (in their order): seed -> `value` (default: the accuracy) of its
+    complete evaluations at `epochs` with one of `seeds`, in seed order. The first record of a seed
+    with a value wins: a rerun never replaces one."""
+    out: dict[str, dict[int, float]] = {a: {} for a in arch_ids}
+    for r in records:
+        if (
+            r.arch_id in out
+            and r.status == 'complete'
+            and r.accuracy is not None
+            and r.seed in seeds
+            and r.epochs == epochs
+            and int(r.seed) not in out[r.arch_id]
+        ):
+            v = value(r)
+            if v is not None:
+                out[r.arch_id][int(r.seed)] = v
+    return [dict(sorted(out[a].items())) for a in arch_ids]

@@ -1,0 +1,5 @@
+import sys
+
+from nas.train.cli import main
+
+sys.exit(main())
