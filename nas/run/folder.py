@@ -47,7 +47,7 @@ from nas.run.files import TMP, copy_atomic, repair_tail, write_atomic
 from nas.run.record import RecordError, TrialRecord, check_record  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
-    from nas.data import Dataset
+    from nas.data.dataset import Dataset
 
 RUN_YAML = "run.yaml"
 TRIALS = "trials.jsonl"
