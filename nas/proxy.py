@@ -21,8 +21,7 @@ import torch
 import yaml
 
 from nas.checks import is_int, is_num
-from nas.data.dataset import DATASETS, VAL_FRACTION, Dataset, dataset_name
-from nas.data.load import load_dataset
+from nas.data.dataset import DATASETS, VAL_FRACTION, Dataset, dataset_name, load_dataset
 from nas.errors import NasError, UsageError
 
 __all__ = ["ProxyConfig", "ProxyError", "load_proxy_file", "SIGNALS", "score", "mean_score", "last_half"]

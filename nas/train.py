@@ -34,8 +34,7 @@ import torch.nn.functional as F
 from timm.optim import param_groups_weight_decay
 
 from nas.cli import ArgumentParser, fault_exit
-from nas.data.dataset import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset
-from nas.data.load import load_dataset
+from nas.data.dataset import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, DataError, Dataset, load_dataset
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig
 from nas.run.files import folder_written_whole, occupied, save_safetensors

@@ -371,7 +371,7 @@ def test_preview_writes_a_png(tmp_path):
 
 def test_every_dataset_name_has_one_source():
     from nas.data import DATASETS
-    from nas.data.readers import SOURCES
+    from nas.data.dataset import SOURCES
 
     assert tuple(SOURCES) == DATASETS
     # a dataset read from files names them when the folder is missing; a generated one reads none
@@ -379,17 +379,17 @@ def test_every_dataset_name_has_one_source():
 
 
 def test_validation_split_is_stratified_disjoint_and_complete():
-    from nas.data.dataset import validation_split
+    from nas.data.dataset import _validation_split
 
     y = np.array([0] * 40 + [1] * 20 + [2] * 10)
-    train, val = validation_split(y, 0.2, seed=5, key="x", folder=None)
+    train, val = _validation_split(y, 0.2, seed=5, key="x", folder=None)
     assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(70))  # every image once
     assert np.array_equal(np.bincount(y[val]), [8, 4, 2])
     assert np.all(np.diff(train) > 0) and np.all(np.diff(val) > 0)
-    train, val = validation_split(y, 0.0, seed=5, key="x", folder=None)
+    train, val = _validation_split(y, 0.0, seed=5, key="x", folder=None)
     assert len(val) == 0 and len(train) == 70
     with pytest.raises(DataError, match="enough training images"):
-        validation_split(y[:3], 0.1, seed=0, key="x", folder=None)
+        _validation_split(y[:3], 0.1, seed=0, key="x", folder=None)
 
 
 def test_preview_grid_shows_each_class_by_row():

@@ -4,12 +4,12 @@ distributed (nothing is ever downloaded).
 The package, bottom to top:
 
 - `nas.data.dataset`: `Dataset`, `DataError`, the supported names (`DATASETS`, `dataset_name`),
-  the seeded, stratified splits (`stratified_indices`, `VAL_FRACTION`) and `fingerprint`;
+  the registry of their sources (`SOURCES`), the seeded, stratified splits (`stratified_indices`,
+  `VAL_FRACTION`), `fingerprint`, and `load_dataset`: read, split, resize, normalise, onto the device;
 - `nas.data.symmetry`: the procedural default task, `make_symmetry` (no files);
 - `nas.data.readers`: the readers of CIFAR pickles, MNIST IDX files, scikit-learn's digits and
-  image folders, and `SOURCES`, the table of supported datasets (reader, native size, augmentation,
-  files expected);
-- `nas.data.load`: `load_dataset`: read, split, resize, normalise, onto the device;
+  image folders, and the table of supported datasets (reader, native size, augmentation, files
+  expected) that it registers in `SOURCES`: the package imports it, so every name is loadable;
 - `nas.data.preview_grid`: `preview`, a PNG grid of a few training images;
 - `nas.data.cli`: `python -m nas.data [--dataset NAME] [--preview PNG]` (`main`).
 
@@ -18,6 +18,7 @@ The package, bottom to top:
     'digits: 1150 train / 288 val / 359 test, 1x16x16, 10 classes'
 """
 
+import nas.data.readers  # noqa: F401  (registers the datasets' readers in nas.data.dataset.SOURCES)
 from nas.data.cli import main
 from nas.data.dataset import (
     DATASETS,
@@ -27,9 +28,9 @@ from nas.data.dataset import (
     Dataset,
     dataset_name,
     fingerprint,
+    load_dataset,
     stratified_indices,
 )
-from nas.data.load import load_dataset
 from nas.data.preview_grid import MAX_GRID, preview
 from nas.data.symmetry import SYMMETRY_CLASSES, make_symmetry
 

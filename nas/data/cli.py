@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from nas.cli import ArgumentParser, fault_exit
-from nas.data.dataset import DATASETS, DataError
-from nas.data.load import load_dataset
+from nas.data.dataset import DATASETS, DataError, load_dataset
 from nas.data.preview_grid import preview
 
 

@@ -1,10 +1,16 @@
-"""What a dataset is here: `Dataset` (normalised tensors on one device), `DataError`, the supported
-names, and the seeded, stratified splits every dataset is cut by.
+"""What a dataset is here and how one is loaded: `Dataset` (normalised tensors on one device),
+`DataError`, the supported names, the table of their sources, the seeded splits, and `load_dataset`.
+
+`load_dataset(name, data_dir, ...)` reads one of the supported datasets with its reader (the readers
+of the files as they are distributed are in `nas.data.readers`, which fills `SOURCES`), splits a
+seeded validation set off the training images, optionally keeps a stratified subset of the rest for
+a cheap proxy, resizes to `image_size`, normalises with the training split's per-channel mean/std
+and returns a `Dataset` whose tensors already live on the target device, ready for `nas.train`.
 
 Splits: validation is always a seeded, stratified part of the *training* images
-(`VAL_FRACTION` by default), so a search never selects on the official test split; `subset` keeps a
-stratified, seeded part of the rest for a cheap proxy. `fingerprint` names the training images and
-labels as read, before any split, so a run can bind its data by it.
+(`VAL_FRACTION` by default), so a search never selects on the official test split, which is kept
+untouched as ``test_x``/``test_y``. `fingerprint` names the training images and labels as read,
+before any split, so a run can bind its data by it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from nas.errors import NasError
 
@@ -102,6 +109,159 @@ class Dataset:
         )
 
 
+# --------------------------------------------------------------------------- the sources
+
+
+@dataclass(frozen=True)
+class Source:
+    """One supported dataset: its reader, its native side (what `image_size=None` keeps; digits
+    is upsampled), the augmentation that suits it, and the files it reads under data_dir ('' for
+    the datasets that read no folder)."""
+
+    read: Reader
+    size: int
+    augment: str
+    files: str = ""
+
+
+# Name -> Source, filled by nas.data.readers, which the package imports (as timm's model modules
+# fill its registry). load_dataset looks names up here and imports no reader, so this module stays
+# low in the import graph, where nas.proxy and nas.train import it.
+SOURCES: dict[str, Source] = {}
+
+
+def register_source(name: str, source: Source) -> None:
+    """Make `name`, one of `DATASETS`, loadable by `load_dataset` with `source`.
+
+    Raises:
+        ValueError: `name` is not in `DATASETS` (add it there first: the commands list it).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"{name!r} is not in DATASETS ({', '.join(DATASETS)})")
+    SOURCES[name] = source
+
+
+def load_dataset(
+    name: str,
+    data_dir: Path | str | None = None,
+    image_size: int | None = None,
+    val_fraction: float = VAL_FRACTION,
+    subset: int | float | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Dataset:
+    """Load a dataset by name as normalised tensors on `device`.
+
+    Args:
+        name: one of `DATASETS` ('digits', 'cifar10', 'cifar100', 'mnist', 'fashion-mnist',
+            'imagefolder', 'symmetry').
+        data_dir: folder holding the files as distributed (see `nas.data.readers`); not used
+            by 'digits' and 'symmetry'.
+        image_size: side of the square images; None keeps the native size (digits: 16,
+            CIFAR: 32, MNIST: 28, imagefolder: 64, symmetry: 16, generated at that size).
+        val_fraction: share of the training images held out (stratified, seeded) as
+            validation; 0 gives an empty validation set.
+        subset: keep only this many (int > 1) or this share (float in (0, 1]) of the remaining
+            training images, stratified and seeded: a cheap proxy.
+        seed: seeds the validation split and the subset.
+        device: where the tensors live.
+
+    Returns:
+        A `Dataset`.
+
+    Raises:
+        DataError: unknown name, missing or malformed files (one line naming the dataset, the
+            folder and the expected files), or bad split arguments.
+
+    Example:
+        >>> ds = load_dataset("digits", val_fraction=0.2)
+        >>> ds.train_x.shape[1:], ds.num_classes
+        (torch.Size([1, 16, 16]), 10)
+    """
+    key, size, folder = _checked_arguments(name, data_dir, image_size, val_fraction)
+    arrays = SOURCES[key].read(key, folder, size)
+    train_x, train_y = arrays[0], arrays[1]
+    train_idx, val_idx = _validation_split(train_y, val_fraction, seed, key, folder)
+    # Statistics from the training part before `subset`: the same normalisation for a proxy
+    # and for the full retraining of the same network.
+    mean, std = _channel_stats(train_x[train_idx])
+    if subset is not None:
+        k = _subset_count(subset, len(train_idx), key)
+        train_idx = train_idx[stratified_indices(train_y[train_idx], k, seed + 1)]
+    info = {
+        "data_dir": None if folder is None else str(folder),
+        "seed": seed,
+        "val_fraction": float(val_fraction),
+        "subset": subset,
+    }
+    return _as_dataset(key, arrays, train_idx, val_idx, size, (mean, std), torch.device(device), info)
+
+
+def _checked_arguments(
+    name: str, data_dir: Path | str | None, image_size: int | None, val_fraction: float
+) -> tuple[str, int, Path | None]:
+    """load_dataset's arguments checked: the dataset's name (aliases resolved), the image side
+    and the data folder (user's home expanded).
+
+    Raises:
+        DataError: an unknown name, a val_fraction or image_size out of range, no such folder.
+    """
+    key = dataset_name(name)
+    if key is None:
+        raise DataError(str(name), None, f"a dataset name in {', '.join(DATASETS)}", "unknown dataset")
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise DataError(key, None, "val_fraction in [0, 1)", f"got {val_fraction!r}")
+    size = int(image_size) if image_size else SOURCES[key].size
+    if not 1 <= size <= MAX_IMAGE_SIZE:
+        raise DataError(key, None, f"image_size in 1..{MAX_IMAGE_SIZE}", f"got {image_size!r}")
+    folder = None if data_dir is None else Path(data_dir).expanduser()
+    files = SOURCES[key].files
+    if folder is not None and files and not folder.is_dir():
+        raise DataError(key, folder, files, "no such folder")
+    return key, size, folder
+
+
+def _as_dataset(
+    key: str,
+    arrays: Arrays,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    size: int,
+    stats: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+    info: dict,
+) -> Dataset:
+    """The Dataset of a reader's arrays: the training images at `train_idx` and `val_idx` and the
+    test images, resized to `size`, normalised with `stats` (mean, std) and moved to `device`."""
+    train_x, train_y, test_x, test_y, classes = arrays
+    mean, std = stats
+
+    def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return _to_tensor(x, size, mean, std, device), torch.from_numpy(y.copy()).to(device)
+
+    tr_x, tr_y = tensors(train_x[train_idx], train_y[train_idx])
+    va_x, va_y = tensors(train_x[val_idx], train_y[val_idx])
+    te_x, te_y = tensors(test_x, test_y)
+    return Dataset(
+        name=key,
+        train_x=tr_x,
+        train_y=tr_y,
+        val_x=va_x,
+        val_y=va_y,
+        test_x=te_x,
+        test_y=te_y,
+        num_classes=len(classes),
+        in_chans=train_x.shape[-1],
+        image_size=size,
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        classes=tuple(classes),
+        default_augment=SOURCES[key].augment,
+        info=info,
+        fingerprint=fingerprint(train_x, train_y),
+    )
+
+
 # --------------------------------------------------------------------------- splitting
 
 
@@ -126,7 +286,7 @@ def stratified_indices(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.sort(perm[chosen])
 
 
-def subset_count(subset: int | float, n: int, name: str) -> int:
+def _subset_count(subset: int | float, n: int, name: str) -> int:
     """How many of `n` training images a `subset` keeps: a count (an int, at most `n`) or a share
     (a float in (0, 1], at least one image).
 
@@ -140,7 +300,7 @@ def subset_count(subset: int | float, n: int, name: str) -> int:
     return min(int(subset), n)
 
 
-def validation_split(
+def _validation_split(
     labels: np.ndarray, val_fraction: float, seed: int, key: str, folder: Path | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices of the training images: a stratified, seeded `val_fraction`
@@ -180,3 +340,40 @@ def dataset_name(name: str) -> str | None:
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     return key if key in DATASETS else None
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def _to_tensor(
+    x: np.ndarray, image_size: int, mean: torch.Tensor, std: torch.Tensor, device: torch.device, chunk: int = 4096
+) -> torch.Tensor:
+    """NHWC uint8/float array -> normalised float32 NCHW tensor of `image_size`, on `device`."""
+    n, h, w, c = x.shape
+    out = torch.empty((n, c, image_size, image_size), dtype=torch.float32, device=device)
+    for i in range(0, n, chunk):  # chunks bound the float32 copy of large datasets
+        t = torch.from_numpy(np.array(x[i : i + chunk])).to(device)  # a writable copy
+        t = t.permute(0, 3, 1, 2).float()
+        if x.dtype == np.uint8:
+            t = t / 255.0
+        if (h, w) != (image_size, image_size):
+            t = F.interpolate(
+                t, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=image_size < min(h, w)
+            )
+        out[i : i + chunk] = (t - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    return out
+
+
+def _channel_stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    flat = x.reshape(-1, x.shape[-1])
+    mean = np.zeros(x.shape[-1])
+    sq = np.zeros(x.shape[-1])
+    for i in range(0, len(flat), 1 << 22):  # float64 sums in chunks: exact enough, bounded memory
+        part = flat[i : i + (1 << 22)].astype(np.float64) / scale
+        mean += part.sum(0)
+        sq += (part * part).sum(0)
+    mean /= max(len(flat), 1)
+    std = np.sqrt(np.maximum(sq / max(len(flat), 1) - mean * mean, 0.0))
+    std = np.where(std < 1e-6, 1.0, std)
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)

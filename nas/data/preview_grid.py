@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nas.data.dataset import Dataset
-from nas.data.load import load_dataset
+from nas.data.dataset import Dataset, load_dataset
 
 MAX_GRID = 32  # rows and columns of a preview at most (1,024 small plots take a while already)
 _PREVIEW_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")

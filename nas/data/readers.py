@@ -1,5 +1,6 @@
-"""The readers of the datasets as they are distributed (nothing is ever downloaded), and `SOURCES`,
-the table of supported datasets: each name's reader, native image side, augmentation and files.
+"""The readers of the datasets as they are distributed (nothing is ever downloaded), and the table
+of supported datasets (each name's reader, native image side, augmentation and files), which this
+module registers into `nas.data.dataset.SOURCES` when the package is imported.
 
 Supported names and the files they expect under `data_dir`:
 
@@ -20,7 +21,7 @@ Supported names and the files they expect under `data_dir`:
 
 The official held-out split (CIFAR ``test``, MNIST ``t10k``, imagefolder ``val/``) is read as
 the test split. A reader returns the arrays `nas.data.dataset.Arrays` describes; a new dataset
-is a reader and one row of `SOURCES`.
+is a reader, one row of the table below and its name in `nas.data.dataset.DATASETS`.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from nas.data.dataset import Arrays, DataError, Reader, stratified_indices
+from nas.data.dataset import Arrays, DataError, Source, register_source, stratified_indices
 from nas.data.symmetry import read_symmetry
 
 _DIGITS_TEST_FRACTION = 0.2
@@ -268,22 +268,9 @@ def _read_imagefolder(name: str, data_dir: Path | None, image_size: int) -> Arra
 
 # --------------------------------------------------------------------------- the table
 
-
-@dataclass(frozen=True)
-class Source:
-    """One supported dataset: its reader, its native side (what `image_size=None` keeps; digits
-    is upsampled, see the module docstring), the augmentation that suits it, and the files it
-    reads under data_dir ('' for the datasets that read no folder)."""
-
-    read: Reader
-    size: int
-    augment: str
-    files: str = ""
-
-
 # Augmentation: horizontal flips change the meaning of digits; a flip keeps every symmetry class,
 # a random crop moves the mirror axis off the centre.
-SOURCES = {
+_TABLE = {
     "digits": Source(_read_digits, 16, "crop"),
     "cifar10": Source(_read_cifar, 32, "crop+flip", "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
     "cifar100": Source(_read_cifar, 32, "crop+flip", "cifar-100-python/{train,test,meta}"),
@@ -292,3 +279,6 @@ SOURCES = {
     "imagefolder": Source(_read_imagefolder, 64, "crop+flip", _IMAGEFOLDER_EXPECTED),
     "symmetry": Source(read_symmetry, 16, "flip"),
 }
+
+for _name, _source in _TABLE.items():
+    register_source(_name, _source)
