@@ -365,6 +365,7 @@ def _to_tensor(
 
 
 def _channel_stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of NHWC images, in [0, 1] pixel units (a constant channel gets std 1)."""
     scale = 255.0 if x.dtype == np.uint8 else 1.0
     flat = x.reshape(-1, x.shape[-1])
     mean = np.zeros(x.shape[-1])
