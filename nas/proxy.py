@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from nas.checks import is_int, is_num
-from nas.data import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, Dataset, dataset_name, load_dataset
+from nas.data.dataset import DATASETS, MAX_IMAGE_SIZE, VAL_FRACTION, Dataset, dataset_name, load_dataset
 from nas.errors import NasError, UsageError
 
 __all__ = [

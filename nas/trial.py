@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
-from nas.data import Dataset
+from nas.data.dataset import Dataset
 from nas.net.arch import Arch
 from nas.net.cost import measure_cost
 from nas.net.model import create_model, rates_of

@@ -370,15 +370,16 @@ def test_preview_writes_a_png(tmp_path):
 
 
 def test_every_dataset_name_has_one_source():
-    from nas.data import _SOURCES, DATASETS
+    from nas.data import DATASETS
+    from nas.data.dataset import SOURCES
 
-    assert tuple(_SOURCES) == DATASETS
+    assert tuple(SOURCES) == DATASETS
     # a dataset read from files names them when the folder is missing; a generated one reads none
-    assert {k for k, s in _SOURCES.items() if not s.files} == {"digits", "symmetry"}
+    assert {k for k, s in SOURCES.items() if not s.files} == {"digits", "symmetry"}
 
 
 def test_validation_split_is_stratified_disjoint_and_complete():
-    from nas.data import _validation_split
+    from nas.data.dataset import _validation_split
 
     y = np.array([0] * 40 + [1] * 20 + [2] * 10)
     train, val = _validation_split(y, 0.2, seed=5, key="x", folder=None)
@@ -392,7 +393,7 @@ def test_validation_split_is_stratified_disjoint_and_complete():
 
 
 def test_preview_grid_shows_each_class_by_row():
-    from nas.data import _grid_picks
+    from nas.data.preview_grid import _grid_picks
 
     y = np.array([1, 0, 1, 2, 0, 1])
     # rows cycle through the classes; each row the first `cols` images of its class, -1 if fewer

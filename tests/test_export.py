@@ -283,12 +283,12 @@ def test_export_refuses_a_non_empty_folder_unless_force_and_writes_whole(small_r
     assert main([str(small_run), '--pick', 'max-accuracy', '--out', str(first)]) == 0
     before = {p.name: p.read_bytes() for p in first.iterdir()}
     assert main([str(small_run), '--pick', 'min-cost', '--out', str(first)]) == 2  # an earlier export
-    import nas.export
+    import nas.export.build
 
     def broken_card(*a, **k):
         raise RuntimeError('the export failed half-way')
 
-    monkeypatch.setattr(nas.export, 'model_card', broken_card)
+    monkeypatch.setattr(nas.export.build, 'model_card', broken_card)  # where export() looks it up
     with pytest.raises(RuntimeError):
         main([str(small_run), '--pick', 'min-cost', '--out', str(first), '--force'])
     assert {p.name: p.read_bytes() for p in first.iterdir()} == before  # the old export, whole
@@ -340,7 +340,7 @@ def test_the_selected_line_reports_the_mean_the_pick_was_made_by(small_run, tmp_
 
 
 def test_limits_keep_the_measured_points_within_every_limit():
-    from nas.export import _limits_text, _within_limits
+    from nas.export.selection import _limits_text, _within_limits
     from nas.run.folder import aggregate
 
     recs = [
@@ -365,7 +365,7 @@ def test_limits_keep_the_measured_points_within_every_limit():
 def test_the_card_places_a_network_on_the_front_by_rank_or_by_status():
     from types import SimpleNamespace
 
-    from nas.export import _Card, _place
+    from nas.export.card import _Card, _place
     from nas.run.folder import ArchResult, aggregate
 
     recs = [_rec(0, 0.50, 1_000), _rec(1, 0.90, 2_000), _rec(2, 0.95, 10_000), _rec(3, 0.40, 5_000)]

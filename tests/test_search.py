@@ -553,7 +553,7 @@ def test_bad_values_are_refused_before_anything_starts(tmp_path, capsys, monkeyp
 
 def test_amounts_parse_alike_in_search_and_export():
     from nas.cli import amount
-    from nas.export import _parser
+    from nas.export.cli import _parser
     from nas.search import SearchOptions, build_parser
 
     opts = SearchOptions.from_dict(vars(build_parser().parse_args(["--max-macs", "2M", "--max-params", "50k"])))

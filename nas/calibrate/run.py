@@ -53,7 +53,7 @@ from nas.run.folder import RunFolder, package_versions
 from nas.search.options import DEFAULT_SPACE
 
 if TYPE_CHECKING:  # nas.tune.jobs imports Ray: only the calibration itself needs it
-    from nas.data import Dataset
+    from nas.data.dataset import Dataset
     from nas.tune.jobs import Job, Resources
 
 __all__ = ['CalibrateOptions', 'calibrate']

@@ -1,5 +1,5 @@
 import sys
 
-from nas.data import main
+from nas.data.cli import main
 
 sys.exit(main())

@@ -1,5 +1,5 @@
 import sys
 
-from nas.export import main
+from nas.export.cli import main
 
 sys.exit(main())

@@ -39,7 +39,7 @@ from nas.run.folder import ArchResult, RunConfig, RunError, RunFolder, TrialReco
 from nas.run.lock import RunLock
 
 if TYPE_CHECKING:  # nas.tune.jobs imports Ray: only the check itself needs it, not the dashboard
-    from nas.data import Dataset
+    from nas.data.dataset import Dataset
     from nas.tune.jobs import Job, Resources
 
 __all__ = [

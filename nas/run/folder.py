@@ -49,7 +49,7 @@ from nas.run.holder import holder_of
 from nas.run.record import RecordError, TrialRecord, check_record  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
-    from nas.data import Dataset
+    from nas.data.dataset import Dataset
 
 RUN_YAML = "run.yaml"
 TRIALS = "trials.jsonl"

@@ -51,7 +51,7 @@ from nas.cli import (
     shell_command,
     stop_on_sigterm,
 )
-from nas.data import DataError, Dataset
+from nas.data.dataset import DataError, Dataset
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig, ProxyError
 from nas.run import pareto

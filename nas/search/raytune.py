@@ -51,7 +51,7 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from nas.cli import StopSignals
-from nas.data import Dataset
+from nas.data.dataset import Dataset
 from nas.errors import UsageError
 from nas.net.arch import Arch
 from nas.proxy import mean_score

@@ -12,7 +12,7 @@ from nas.cli import shell_command
 from nas.run.folder import RunFolder
 
 if TYPE_CHECKING:
-    from nas.data import Dataset
+    from nas.data.dataset import Dataset
     from nas.proxy import ProxyConfig
     from nas.search.options import SearchOptions
     from nas.space import SearchSpace

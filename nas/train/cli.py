@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from nas.cli import ArgumentParser, fault_exit
-from nas.data import DATASETS, VAL_FRACTION, DataError, Dataset, load_dataset
+from nas.data.dataset import DATASETS, VAL_FRACTION, DataError, Dataset, load_dataset
 from nas.errors import UsageError
 from nas.net.arch import Arch
 from nas.net.model import create_model

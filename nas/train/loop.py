@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.optim import param_groups_weight_decay
 
-from nas.data import Dataset
+from nas.data.dataset import Dataset
 from nas.proxy import ProxyConfig
 
 __all__ = ["TrainConfig", "EpochResult", "train", "accuracy_and_loss", "param_groups", "augment_batch", "AUGMENTS"]

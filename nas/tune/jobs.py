@@ -40,7 +40,7 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from nas.cli import StopSignals, Terminated
-from nas.data import DataError, Dataset
+from nas.data.dataset import DataError, Dataset
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig
 from nas.run.files import repair_tail
