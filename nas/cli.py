@@ -204,6 +204,7 @@ def command(main: Callable[[list[str]], int | None]) -> Callable[[list[str] | No
     | what ends the command | line | status |
     |---|---|---|
     | `main` returns n (or None) | its own | n (0) |
+    | argparse's --help or its one-line error (SystemExit) | argparse's | 0, 2 |
     | a `NasError` (bad input; argparse's own errors exit 2 already) | `error: ...` | 2 |
     | an `OSError` | `error: PATH: what happened` | 1, or 2 where the place cannot be written at all |
     | SIGTERM (`Terminated`) | the notes, if any | 143 |
@@ -225,6 +226,8 @@ def command(main: Callable[[list[str]], int | None]) -> Callable[[list[str] | No
         stop_on_sigterm()
         try:
             status = main(argv)
+        except SystemExit as e:  # argparse: --help (0) or its one-line error (2)
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_USAGE)
         except NasError as e:
             print(_line(f'error: {" ".join(str(e).split())}', e), file=sys.stderr)
             return EXIT_USAGE

@@ -685,7 +685,7 @@ def test_train_refuses_bad_numbers_and_devices_in_one_line(small_run, tmp_path, 
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps(RunFolder(small_run).trials()[0].arch))
     code, out, err = cli("train", "--arch", arch, "--out", tmp_path / "ckpt", *argv)
-    assert code == 2 and one_line(err) == f"nas.train: error: {message}" and not (tmp_path / "ckpt").exists()
+    assert code == 2 and one_line(err) == f"error: {message}" and not (tmp_path / "ckpt").exists()
 
 
 @pytest.mark.parametrize(

@@ -365,4 +365,4 @@ def test_cli_checks_training_settings_by_the_proxy_rules(tmp_path, capsys, flag,
     assert main(["--arch", str(tmp_path / "a.json"), flag, value]) == 2
     with pytest.raises(ProxyError) as refused:
         ProxyConfig(**setting).checked()
-    assert capsys.readouterr().err == f"nas.train: error: {flag}: {refused.value.msg}\n"  # one rule, one message
+    assert capsys.readouterr().err == f"error: {flag}: {refused.value.msg}\n"  # one rule, one message

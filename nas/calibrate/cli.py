@@ -7,13 +7,11 @@ error, 130 for Ctrl-C (with the command that continues), then the report's table
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from nas.calibrate.report import CALIBRATION_JSON, PROXY_YAML, format_table
 from nas.calibrate.run import CalibrateOptions, calibrate
-from nas.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, add_resource_options
-from nas.errors import UsageError
+from nas.cli import ArgumentParser, add_resource_options, command
 
 __all__ = ['build_parser', 'main']
 
@@ -95,17 +93,14 @@ def _add_candidate_options(p: argparse.ArgumentParser, d: CalibrateOptions) -> N
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+@command
+def main(argv: list[str]) -> None:
     opts = CalibrateOptions(**vars(build_parser().parse_args(argv)))
     try:
         report = calibrate(opts, command='python -m nas.calibrate ' + ' '.join(argv))
-    except UsageError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python -m nas.calibrate {' '.join(argv)}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        e.add_note(f"interrupted; continue with: python -m nas.calibrate {' '.join(argv)}")
+        raise
     print(format_table(report))
     choice = report['pick'] or report['closest']
     folder = Path(report['folder'])
@@ -117,4 +112,3 @@ def main(argv: list[str] | None = None) -> int:
             else ''
         )
     )
-    return 0

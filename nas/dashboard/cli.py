@@ -4,12 +4,11 @@ optuna-dashboard on the run's study if --serve asks (bound to 127.0.0.1 unless -
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import optuna
 
-from nas.cli import EXIT_INTERRUPTED, ArgumentParser, fault_exit
+from nas.cli import ArgumentParser, command
 from nas.dashboard.serve import port_in_use, require_study, serve
 from nas.dashboard.write import write_dashboard
 from nas.run.folder import RunError, RunFolder
@@ -46,40 +45,32 @@ def _refuse_serving(run: RunFolder, args: argparse.Namespace) -> None:
         raise RunError(f"{busy}; pick another --port")
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> None:
     """`python -m nas.dashboard`: write the files, say what they hold, then serve if asked."""
     args = _parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run = RunFolder(args.run).require()
+    if args.serve:
+        _refuse_serving(run, args)
     try:
-        run = RunFolder(args.run).require()
-        if args.serve:
-            _refuse_serving(run, args)
         files = write_dashboard(run, args.out, png=not args.no_png)
-        s = files.summary
-        print(
-            f"wrote {files.html} ({files.html.stat().st_size / 1e6:.1f} MB)"
-            + (f" and {files.png}" if files.png else '')
-            + f" in {files.seconds:.1f} s: {s['trials']} trials, {s['front']} on the front, "
-            f"hypervolume {s['hypervolume']:.4f}",
-            flush=True,
-        )
-        if args.serve:
-            require_study(run, args.storage)
-            print(f"serving optuna-dashboard at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-            try:
-                serve(run, args.host, args.port, args.storage)
-            except OSError as e:
-                raise RunError(f"cannot serve on {args.host}:{args.port} ({e.strerror or e})") from None
-    except RunError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except OSError as e:  # a read-only run folder, a full disk: each file is replaced whole or not at all
-        print(
-            f"error: {e.filename or args.out or args.run}: {e.strerror or e}; nothing was written"
-            + ('' if args.out else '; give --out DIR to write the dashboard elsewhere'),
-            file=sys.stderr,
-        )
-        return fault_exit(e)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    return 0
+        e.filename = e.filename or args.out or args.run
+        e.add_note('nothing was written' + ('' if args.out else '; give --out DIR to write the dashboard elsewhere'))
+        raise
+    s = files.summary
+    print(
+        f"wrote {files.html} ({files.html.stat().st_size / 1e6:.1f} MB)"
+        + (f" and {files.png}" if files.png else '')
+        + f" in {files.seconds:.1f} s: {s['trials']} trials, {s['front']} on the front, "
+        f"hypervolume {s['hypervolume']:.4f}",
+        flush=True,
+    )
+    if args.serve:
+        require_study(run, args.storage)
+        print(f"serving optuna-dashboard at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+        try:
+            serve(run, args.host, args.port, args.storage)
+        except OSError as e:
+            raise RunError(f"cannot serve on {args.host}:{args.port} ({e.strerror or e})") from None

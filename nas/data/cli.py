@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from nas.cli import ArgumentParser, fault_exit
-from nas.data.dataset import DATASETS, DataError, load_dataset
+from nas.cli import ArgumentParser, command
+from nas.data.dataset import DATASETS, load_dataset
 from nas.data.preview_grid import preview
+from nas.errors import NasError, UsageError
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> None:
     """`python -m nas.data --preview PNG [--dataset NAME]`: a picture of a few samples."""
     ap = ArgumentParser(
         prog="python -m nas.data",
@@ -33,10 +34,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.dataset, args.preview, args.data_dir, rows=args.rows, cols=args.cols, image_size=args.image_size
             )
             print(f"wrote {out}")
-    except (DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except OSError as e:
-        print(f"error: {e.filename or args.preview}: {e.strerror or e}; nothing was written", file=sys.stderr)
-        return fault_exit(e)
-    return 0
+        e.filename = e.filename or args.preview
+        e.add_note('nothing was written')
+        raise
+    except ValueError as e:
+        if isinstance(e, NasError):
+            raise
+        raise UsageError(str(e)) from None

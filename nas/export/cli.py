@@ -11,13 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from nas.cli import EXIT_INTERRUPTED, ArgumentParser, amount, fault_exit
+from nas.cli import ArgumentParser, amount, command
 from nas.export.build import ExportResult, export
 from nas.export.card import accuracy_text, value_text
 from nas.export.folder import ExportError, load_exported
 from nas.export.onnx import ONNX_FILE, ONNX_RTOL, export_onnx
 from nas.export.selection import LIMITS, PICKS, select
-from nas.run.folder import RunError, RunFolder
+from nas.run.folder import RunFolder
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,31 +67,25 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     """`python -m nas.export`: select, export and check one trial of a run (or --check a folder).
-    Exit codes: 0 written, 1 timm reloads it differently, 2 a user error, fault_exit's for an OSError."""
+    Exit codes: 0 written, 1 timm reloads it differently, 2 a user error, the frame's for a fault or a stop."""
     args = _parser().parse_args(argv)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.check is not None:
+        return _check(args.check)
     try:
-        if args.check is not None:
-            return _check(args.check)
         res = _export_of_args(args)
-    except (ExportError, RunError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except OSError as e:  # a read-only run folder, a full disk: the export folder is written whole or not at all
-        where = e.filename or args.out or args.run
-        print(
-            f"error: {where}: {e.strerror or e}; nothing was written"
-            + ('' if args.out else '; give --out DIR to write the export elsewhere'),
-            file=sys.stderr,
-        )
-        return fault_exit(e)
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        e.filename = e.filename or args.out or args.run
+        e.add_note('nothing was written' + ('' if args.out else '; give --out DIR to write the export elsewhere'))
+        raise
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the half-written folder is already removed
+        e.add_note('interrupted: nothing was written')
+        raise
     return _report(res)
 
 

@@ -8,20 +8,14 @@ continues; then the report's table.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from nas.cli import (
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    EXIT_USAGE,
     ArgumentParser,
-    Terminated,
     add_resource_options,
+    command,
     shell_command,
-    stop_on_sigterm,
 )
-from nas.errors import UsageError
 from nas.fidelity.check import FIDELITY_JSON, FidelityOptions, check
 from nas.fidelity.report import format_table
 
@@ -57,24 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    stop_on_sigterm()  # SIGTERM stops the check as Ctrl-C does
+@command
+def main(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     try:
         summary = check(FidelityOptions(**vars(args)))
-    except UsageError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt as e:
-        print(f'\ninterrupted; continue with: {shell_command("fidelity", args.run)}', file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+        e.add_note(f'interrupted; continue with: {shell_command("fidelity", args.run)}')
+        raise
     except OSError as e:  # a full disk, a run folder gone read-only: what is recorded stays
-        print(
-            f'error: {e.filename or args.run}: {e.strerror or e}; the check stopped; continue with: '
-            f'{shell_command("fidelity", args.run)}',
-            file=sys.stderr,
-        )
-        return 1
+        e.filename = e.filename or args.run
+        e.add_note(f'the check stopped; continue with: {shell_command("fidelity", args.run)}')
+        raise
     print(format_table(summary))
     print(f"\nwrote {Path(summary['run']) / FIDELITY_JSON}; dashboard: {shell_command('dashboard', summary['run'])}")
-    return 0

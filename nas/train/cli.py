@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from nas.cli import ArgumentParser, fault_exit
+from nas.cli import ArgumentParser, command
 from nas.data.dataset import DATASETS, VAL_FRACTION, DataError, Dataset, load_dataset
 from nas.errors import UsageError
 from nas.net.arch import Arch
@@ -318,22 +318,14 @@ def _save(
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     """`python -m nas.train`: returns the exit status (2 for a user error, 1 for a failed run)."""
     try:
         return _run(argv)
-    except SystemExit as e:  # from the parser: --help (0), or a one-line argument error (2)
-        return e.code if isinstance(e.code, int) else 2
-    except UsageError as e:
-        print(f"nas.train: error: {e}", file=sys.stderr)
-        return 2
     except OSError as e:  # a full disk, a read-only --out: the checkpoint folder is written whole or not at all
-        print(
-            f"nas.train: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}; no checkpoint "
-            f"was written",
-            file=sys.stderr,
-        )
-        return fault_exit(e)
-    except KeyboardInterrupt:
-        print("nas.train: interrupted; no checkpoint was written", file=sys.stderr)
-        return 130
+        e.add_note('no checkpoint was written')
+        raise
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM
+        e.add_note('interrupted; no checkpoint was written')
+        raise
