@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from nas.cli import ArgumentParser, command
 from nas.net.arch import ArchError
 from nas.space.decision import Decision, SpaceError
 from nas.space.space import SearchSpace, load_space
@@ -82,25 +82,16 @@ def _fmt_dec(d: Decision) -> str:
     return f"[{d.low}, {d.high}{', step ' + str(d.step) if d.step else ''}{', log' if d.log else ''}]"
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> None:
     """`python -m nas.space SPACE.yaml`: print `describe`; exit 2 for a bad space."""
-    from nas.cli import EXIT_INTERRUPTED, ArgumentParser
-
     ap = ArgumentParser(prog='python -m nas.space', description='Describe a search space YAML file.')
     ap.add_argument('space', type=Path, help='search space YAML, e.g. search_spaces/digits.yaml')
     ap.add_argument('--num-classes', type=int, default=1000, help='classes for the parameter counts (default: 1000)')
     ap.add_argument('--no-costs', action='store_true', help='skip building models for params/MACs (default: off)')
     args = ap.parse_args(argv)
-    try:
-        space = load_space(args.space)
-    except SpaceError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    space = load_space(args.space)
     import torch
 
     torch.set_num_threads(min(4, torch.get_num_threads()))
-    try:
-        print(describe(space, costs=not args.no_costs, num_classes=args.num_classes))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    return 0
+    print(describe(space, costs=not args.no_costs, num_classes=args.num_classes))
