@@ -43,7 +43,8 @@ import torch
 
 from nas.run.folder import RunConfig, RunFolder, TrialRecord
 from nas.search.options import DEFAULT_SPACE, SearchOptions
-from nas.search.raytune import ArchSearcher, Recorder
+from nas.search.recorder import Recorder
+from nas.search.searcher import ArchSearcher
 from nas.search.study import open_study
 from nas.space import SearchSpace, load_space
 

@@ -35,6 +35,7 @@ __all__ = [
     'raise_terminated',
     'stop_on_sigterm',
     'StopSignals',
+    'hms',
     'EXIT_USAGE',
     'EXIT_INTERRUPTED',
     'EXIT_TERMINATED',
@@ -170,3 +171,9 @@ def add_resource_options(parser: argparse.ArgumentParser, what: str = 'evaluatio
         default=None,
         help="join an existing Ray cluster ('auto' or host:port); default: a local Ray for this command",
     )
+
+
+def hms(seconds: float) -> str:
+    """A duration as 'H:MM:SS', for progress lines."""
+    seconds = int(round(seconds))
+    return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'

@@ -20,7 +20,7 @@ import pytest
 from nas.net.cost import training_memory_mb
 from nas.net.model import create_model, default_arch
 from nas.run.folder import RunFolder
-from nas.search.raytune import CUDA_CONTEXT_MB, GPU_GRID, gpu_fraction
+from nas.search.searcher import CUDA_CONTEXT_MB, GPU_GRID, gpu_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
@@ -60,7 +60,7 @@ _RUNS = iter(range(10**6))
 
 def _searcher(history: list, gpu_memory_mb: float | None = 8000.0):
     from nas.search.options import SearchOptions
-    from nas.search.raytune import ArchSearcher
+    from nas.search.searcher import ArchSearcher
     from nas.search.study import open_study
     from nas.space import load_space
 

@@ -597,7 +597,7 @@ class _Trial:
 
 
 def _recorder(tmp_path, **kw):
-    from nas.search.raytune import Recorder
+    from nas.search.recorder import Recorder
 
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=["accuracy", "macs"]))
@@ -612,7 +612,7 @@ def test_a_full_disk_stops_the_search_cleanly_and_records_nothing_as_failed(tmp_
     import errno
 
     from nas.run.folder import RunFolder as RF
-    from nas.search.raytune import FailureStopper
+    from nas.search.recorder import FailureStopper
 
     run, rec, recorder = _recorder(tmp_path)
     recorder.on_trial_complete(0, [], _Trial("t0", rec(0)))

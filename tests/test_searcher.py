@@ -14,7 +14,7 @@ from ray import cloudpickle
 from nas.net.model import create_model
 from nas.run.folder import STUDY_NAME, RunConfig, RunFolder, TrialRecord
 from nas.search.options import SAMPLERS, SearchOptions
-from nas.search.raytune import ArchSearcher
+from nas.search.searcher import ArchSearcher
 from nas.search.study import open_study
 from nas.space import load_space
 
@@ -78,7 +78,7 @@ def test_the_searcher_survives_tunes_pickling_with_every_sampler(tmp_path, sampl
 
 
 def test_the_live_status_line_counts_architectures_against_the_budget(tmp_path, capsys):
-    from nas.search.raytune import Recorder
+    from nas.search.recorder import Recorder
 
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=OBJ))
@@ -399,7 +399,7 @@ def test_every_named_sampler_in_process_runs_past_its_random_start_up(tmp_path, 
 
 
 def test_failures_in_process_are_recorded_told_fail_and_stop_the_search_past_max_failures(tmp_path):
-    from nas.search.raytune import FailureStopper, Recorder
+    from nas.search.recorder import FailureStopper, Recorder
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = new_searcher(tmp_path, "random", budget=8, race=1)
@@ -425,13 +425,15 @@ def test_failures_in_process_are_recorded_told_fail_and_stop_the_search_past_max
 
 
 def test_a_finished_trials_result_is_parsed_once_for_the_searcher_and_the_recorder(tmp_path, monkeypatch):
-    import nas.search.raytune
-    from nas.search.raytune import Recorder
+    import nas.search.searcher
+    from nas.search.recorder import Recorder
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     parses = []
-    parse = nas.search.raytune.record_from_result
-    monkeypatch.setattr(nas.search.raytune, "record_from_result", lambda *a, **k: parses.append(a[0]) or parse(*a, **k))
+    parse = nas.search.searcher.record_from_result
+    monkeypatch.setattr(
+        nas.search.searcher, "record_from_result", lambda *a, **k: parses.append(a[0]) or parse(*a, **k)
+    )
     searcher = new_searcher(tmp_path, "evolution", budget=5, race=1)
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=OBJ))
@@ -450,7 +452,7 @@ def test_a_finished_trials_result_is_parsed_once_for_the_searcher_and_the_record
 def test_parsed_results_hand_the_first_parse_to_the_second_whether_flattened_or_not():
     from ray.tune.utils import flatten_dict
 
-    from nas.search.raytune import ParsedResults
+    from nas.search.searcher import ParsedResults
 
     config = {"arch_id": "a" * 12, "arch": {"in_chans": 1}, "seed": 0, "optuna_number": 3, "optuna_params": {"x": 1}}
     rec = TrialRecord(number=-1, arch_id="a" * 12, arch={"in_chans": 1}, status="complete", accuracy=0.5, epochs=2)

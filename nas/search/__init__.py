@@ -14,7 +14,7 @@ or from Python (a notebook, a script), with the same options as keyword argument
 
 Each trial is one architecture, sampled define-by-run from the YAML space by an Optuna sampler,
 evaluated by `nas.trial.evaluate` (built as a timm model, costed, trained as a short proxy, scored
-on the validation split) inside Ray Tune (`nas.search.raytune`). The space's reference points (all-conv,
+on the validation split) inside Ray Tune (`nas.search.tuning`). The space's reference points (all-conv,
 all-ACmix, the paper's placement) are evaluated first. Everything lands in results/<run>/ (see
 nas/run/folder.py), with trials.jsonl as the record of what is done.
 
@@ -65,8 +65,8 @@ from nas.space import SearchSpace, SpaceError, load_space
 
 if TYPE_CHECKING:
     from nas.run.record import TrialRecord
-    from nas.search.raytune import TuneOutcome
     from nas.search.study import RunStudy
+    from nas.search.tuning import TuneOutcome
 
 __all__ = ['run', 'main', 'SearchOptions', 'UsageError']
 
@@ -258,7 +258,7 @@ def _gpus(opts: SearchOptions) -> tuple[float, float | None]:
                 "the cluster's GPUs)"
             )
         memory = torch.cuda.get_device_properties(0).total_memory / 2**20
-    from nas.search.raytune import GPU_GRID
+    from nas.search.searcher import GPU_GRID
 
     return 1 / GPU_GRID, float(memory)
 
@@ -443,7 +443,7 @@ def _set_up(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
             f'--resume: the proxy in {opts.proxy} changed since {folder.path} started; start a new run for a new proxy'
         )
     gpus, gpu_memory = _gpus(opts)  # for auto: its smallest share of a GPU
-    from nas.search.raytune import check_resources, cluster_address, ray_session
+    from nas.tune.session import check_resources, cluster_address, ray_session
 
     address = cluster_address(opts.address)  # --address, or an exported RAY_ADDRESS as Ray reads it
     if not address:  # this machine's resources are known before Ray starts
@@ -527,7 +527,7 @@ def _tune(
     records: list[TrialRecord],
 ) -> TuneOutcome:
     """The session's evaluations on Ray Tune (run.yaml records the cluster once it is known)."""
-    from nas.search.raytune import TuneJob, run_tune
+    from nas.search.tuning import TuneJob, run_tune
     from nas.trial import TrialSettings
 
     def on_cluster(cluster: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ at an image size) and a number of epochs, and names the records file its result 
 
 * `JobQueue` hands the jobs to Tune in their order and stops handing them out at a deadline
   (`--time-budget`: the running ones finish, the rest wait for the next invocation);
-* `job_trainable` is `nas.search.raytune.trainable` on the job's dataset and epochs (seeded as the search
+* `job_trainable` is `nas.tune.trainable.trainable` on the job's dataset and epochs (seeded as the search
   seeds: the same architecture, data and seed give the same accuracy on CPU);
 * `JobRecorder` is the only writer: every finished evaluation, complete or failed, is appended to
   its job's file (`RunFolder.append`: one whole line per write, fsynced), with a progress line, so
@@ -34,19 +34,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from nas.cli import StopSignals, Terminated
+from nas.cli import StopSignals, Terminated, hms
 from nas.data import DataError, Dataset
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig
 from nas.run.files import repair_tail
 from nas.run.folder import RunFolder, TrialRecord
-from nas.search.progress import hms
 from nas.trial import TrialSettings
+from nas.tune.result import error_line, record_from_result
+from nas.tune.session import check_resources, fitting_trials, ray_session, trial_dirname
+from nas.tune.trainable import trainable
 
 __all__ = [
     'Job',
@@ -166,9 +169,7 @@ class JobQueue(Searcher):
 
 
 def job_trainable(config: dict[str, Any], data: Mapping[str, list[Any]], settings: TrialSettings, threads: int) -> None:
-    """`nas.search.raytune.trainable` on the job's dataset (an object ref in `data`) for its epochs."""
-    from nas.search.raytune import trainable
-
+    """`nas.tune.trainable.trainable` on the job's dataset (an object ref in `data`) for its epochs."""
     job = config['job']
     trainable(
         {'arch_id': job['arch_id'], 'arch': job['arch'], 'seed': job['seed'], 'epochs': job['epochs']},
@@ -189,13 +190,9 @@ class JobRecorder(tune.Callback):
         self.numbers = {f: len(folder.trials(f)) for f in {j.file for j in jobs}}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        from nas.search.raytune import record_from_result
-
         self._record(record_from_result(dict(trial.last_result or {}), trial.config['job']), trial.config['job'])
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        from nas.search.raytune import error_line, record_from_result
-
         self._record(
             record_from_result(
                 dict(trial.last_result or {}), trial.config['job'], error=True, message=error_line(trial)
@@ -271,10 +268,6 @@ def run_jobs(
         KeyboardInterrupt: Ctrl-C, after the running evaluations were stopped and Ray shut down
             (nas.cli.Terminated, a KeyboardInterrupt, for SIGTERM).
     """
-    import ray
-
-    from nas.search.raytune import check_resources, ray_session
-
     start = time.perf_counter() if start is None else start
     _repair(folder, jobs)
     stopper = _OnInterrupt()
@@ -313,8 +306,6 @@ def _tuner(
 ) -> tune.Tuner:
     """The Tune run of `jobs`: `job_trainable` on the datasets' object refs with the resources asked
     for, the jobs handed out by a `JobQueue`, recorded by a `JobRecorder`, stopped by `stopper`."""
-    from nas.search.raytune import fitting_trials, trial_dirname
-
     fn = tune.with_parameters(
         job_trainable, data=refs, settings=settings, threads=max(1, int(resources.cpus_per_trial))
     )
@@ -336,4 +327,4 @@ def _tuner(
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=0),
         ),
-    )  # no num_to_keep: see raytune.run_tune
+    )  # no num_to_keep: see nas.search.tuning._tuner

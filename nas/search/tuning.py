@@ -1,0 +1,196 @@
+"""One search's Tune run: the searcher, the recorder and its stopper, the scheduler, on Ray.
+
+`run_tune` runs a `TuneJob` (what `nas.search` has set up: options, run folder, study, data) in
+one `tune.Tuner` run: the trainable (`nas.tune.trainable`) on the data put in Ray's object store
+once, the `ArchSearcher`, the `Recorder` and its progress display, the `FailureStopper`, and ASHA
+with --early-stop. It returns how the session ended (`TuneOutcome`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from nas.cli import StopSignals
+from nas.data import Dataset
+from nas.run.folder import RunFolder, TrialRecord
+from nas.search.options import SearchOptions
+from nas.search.recorder import FailureStopper, Recorder
+from nas.search.searcher import GPU_GRID, ArchSearcher
+from nas.search.study import RunStudy
+from nas.space import SearchSpace
+from nas.trial import TrialSettings
+from nas.tune.session import check_resources, cluster_info, fitting_trials, ray_session, trial_dirname
+from nas.tune.trainable import trainable
+
+__all__ = ['TuneJob', 'TuneOutcome', 'run_tune']
+
+
+@dataclass
+class TuneJob:
+    """One Tune run of a search: its options and what `nas.search` has set up for it."""
+
+    opts: SearchOptions  # checked (`SearchOptions.checked`): objectives, limits, budget, seeds, resources
+    run: RunFolder
+    study: RunStudy
+    space: SearchSpace
+    data: Dataset
+    settings: TrialSettings
+    history: list[TrialRecord]  # the run's evaluations so far (trials.jsonl)
+    references: dict[str, str]  # arch id -> reference name
+    queue: list[dict[str, Any]] = field(default_factory=list)  # Optuna parameters to evaluate first
+    gpus_per_trial: float = 0.0  # resolved (--gpus-per-trial default, or auto's smallest share)
+    gpu_memory_mb: float | None = None  # set: --gpus-per-trial auto, each trial's share from its memory
+    address: str | None = None  # the Ray cluster (--address or an exported RAY_ADDRESS); None: a local Ray
+
+
+@dataclass
+class TuneOutcome:
+    proposals: Counter[str] = field(default_factory=Counter)  # how new architectures came about
+    exhausted: bool = False
+    failures: int = 0
+    reevaluations: int = 0  # evaluations of an architecture with another seed
+    cluster: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False  # Ctrl-C or SIGTERM: Tune stopped cleanly, nothing more was recorded
+    disk_error: OSError | None = None  # a full disk stopped the search
+    unrecorded: str | None = None  # the arch id the full disk kept out of trials.jsonl
+    signal: int | None = None  # the signal that interrupted it (SIGINT, SIGTERM)
+
+
+def _resources(cpus: float, gpus: float, config: dict[str, Any]) -> tune.PlacementGroupFactory:
+    """A trial's resources: its CPUs, and its config's GPU share (auto, an OOM retry) or the fixed one."""
+    return tune.PlacementGroupFactory([{'CPU': cpus, 'GPU': config.get('gpus', gpus)}])
+
+
+def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
+    """Start (or join) Ray, run the trials, stop the Ray it started. `on_cluster(info)` is called
+    once Ray is up, with {'address', 'nodes', 'cpus', 'gpus'} (the search writes it to run.yaml).
+
+    Raises:
+        UsageError: a trial fits on no node.
+    """
+    searcher = _searcher(job)
+    recorder = Recorder(
+        job.run,
+        job.references,
+        job.opts.objectives,
+        job.opts.budget,
+        job.opts.quiet,
+        epochs=job.settings.proxy.epochs,
+        parsed=searcher.parsed,
+    )
+    os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'  # Ctrl-C and SIGTERM: ours (`StopSignals`), not Tune's
+    signals = StopSignals(recorder.halt)
+    signals.catch(signal.SIGINT)
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(ray_session(job.address))
+        signals.catch(signal.SIGTERM)  # after ray.init, which installs its own (an abort with a C++ stack)
+        cluster, resources = cluster_info(job.address)
+        if on_cluster is not None:
+            on_cluster(cluster)
+        tuner = _tuner(job, searcher, recorder, resources)
+        if job.opts.time_budget is not None:  # no trial starts after it; running ones finish and are recorded
+            searcher.deadline = time.monotonic() + job.opts.time_budget
+        tuner.fit()  # results are read from the run folder, not from Tune's ResultGrid
+        searcher.settle(final=True)  # the failure stopper ended it early
+    finally:
+        signals.restore()
+        recorder.progress.clear()
+        stack.close()
+    return TuneOutcome(
+        searcher.proposals,
+        searcher.exhausted,
+        recorder.failures,
+        searcher.reevaluations,
+        cluster,
+        recorder.interrupted,
+        recorder.disk_error,
+        recorder.unrecorded,
+        signal=signals.received[0] if signals.received else None,
+    )
+
+
+def _searcher(job: TuneJob) -> ArchSearcher:
+    """The job's searcher, over its study, with what the run has evaluated so far."""
+    opts = job.opts
+    return ArchSearcher(
+        job.study,
+        job.space,
+        opts.objectives,
+        opts.limits,
+        job.history,
+        opts.seed,
+        opts.budget,
+        repeats=opts.repeats,
+        race=opts.race,
+        race_share=opts.race_share,
+        gpu_memory_mb=job.gpu_memory_mb,
+        batch_size=job.settings.proxy.batch_size,
+        queue=job.queue,
+        rank_by=job.settings.proxy.rank_by,
+    )
+
+
+def _scheduler(job: TuneJob) -> ASHAScheduler | None:
+    """ASHA on validation accuracy per epoch with --early-stop; None (every trial runs to its end) without."""
+    if not job.opts.early_stop:
+        return None
+    epochs = job.settings.proxy.epochs
+    return ASHAScheduler(
+        metric='accuracy',
+        mode='max',
+        time_attr='training_iteration',
+        max_t=max(1, epochs),
+        grace_period=max(1, epochs // 4),
+        reduction_factor=3,
+    )
+
+
+def _tuner(job: TuneJob, searcher: ArchSearcher, recorder: Recorder, resources: dict[str, float]) -> tune.Tuner:
+    """The Tuner of the job: the trainable with the data put in Ray's object store once, as many
+    trials at once as fit the cluster (or --max-concurrent), the searcher, the recorder and its
+    progress display, and the failure stopper.
+
+    Raises:
+        UsageError: a trial fits on no node.
+    """
+    opts = job.opts
+    cpus = opts.cpus_per_trial
+    least = 1 / GPU_GRID if job.gpu_memory_mb is not None else job.gpus_per_trial  # auto: its smallest share
+    check_resources(resources, cpus, least, job.address)
+    concurrent = opts.max_concurrent or fitting_trials(resources, cpus, least)
+    fn = tune.with_parameters(trainable, data=[ray.put(job.data)], settings=job.settings, threads=max(1, int(cpus)))
+    return tune.Tuner(
+        tune.with_resources(fn, partial(_resources, cpus, job.gpus_per_trial)),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=_scheduler(job),
+            num_samples=-1,  # searcher ends
+            max_concurrent_trials=concurrent,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str((job.run.path / 'ray').resolve()),
+            stop=FailureStopper(recorder, opts.max_failures),
+            callbacks=[recorder, recorder.progress],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+        # No CheckpointConfig(num_to_keep): every trial reports one checkpoint (its weights), and with
+        # num_to_keep set Tune snapshots the whole experiment state after each one: a pass over every
+        # trial per trial, which starved the slots of long runs. The run folder is the record.
+    )
