@@ -537,11 +537,12 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
 )
 def test_bad_values_are_refused_before_anything_starts(tmp_path, capsys, monkeypatch, argv, message):
     import nas.search
+    import nas.search.driver
 
     def no_ray(*a, **k):
         raise AssertionError("Ray must not start for a bad value")
 
-    monkeypatch.setattr(nas.search, "_search", no_ray)  # nothing past the checks may run
+    monkeypatch.setattr(nas.search.driver, "_search", no_ray)  # nothing past the checks may run
     try:
         code = nas.search.main([*argv, "--results-dir", str(tmp_path / "results")])
     except SystemExit as e:  # argparse

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from nas.cli import shell_command
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from nas.search.options import SearchOptions
     from nas.space import SearchSpace
 
-__all__ = ['front_report', 'noise_line', 'long_trial_note', 'small_data_note', 'proxy_note', 'listed']
+__all__ = ['front_report', 'start_notes', 'noise_line', 'long_trial_note', 'small_data_note', 'proxy_note', 'listed']
 
 # A trial that trains on more images x epochs than this takes minutes rather than seconds on a CPU:
 # the digits proxy (1,150 images x 10 epochs) takes 2-6 s on 2 cores, and Fashion-MNIST from disk
@@ -147,3 +148,34 @@ def proxy_note(space: SearchSpace, opts: SearchOptions, proxy: ProxyConfig, cali
     return f"proxy: {what}, rank signal {proxy.rank_by}, calibrated in {calibration['folder']}: {status}" + (
         f"; but calibrated for {' and '.join(other)}: recalibrate with {fit}" if other else ''
     )
+
+
+def start_notes(
+    space: SearchSpace,
+    data: Dataset,
+    proxy: ProxyConfig,
+    opts: SearchOptions,
+    calibration: dict[str, Any] | None = None,
+) -> list[str]:
+    """Lines for the start of a search whose settings will not do what they seem to, and which
+    calibration its proxy comes from (or that it was never fitted to this data). `calibration` is
+    the --proxy file's ({} or None without one: `_proxy`)."""
+    notes = [note for note in [proxy_note(space, opts, proxy, calibration or {})] if note]
+    if math.isfinite(space.size) and opts.budget > space.size:
+        notes.append(
+            f'note: --budget {opts.budget} is more than the {int(space.size):,} architectures of this space; '
+            f'the search ends when every one is evaluated'
+        )
+    if proxy.batch_size > len(data.train_y):
+        notes.append(
+            f'note: the batch size {proxy.batch_size} is more than the {len(data.train_y)} training images; '
+            f'every epoch is one batch of {len(data.train_y)}'
+        )
+    few = small_data_note(data)
+    if few:
+        notes.append(few)
+    if not opts.quiet:
+        long = long_trial_note(len(data.train_y), proxy.epochs)
+        if long:
+            notes.append(long)
+    return notes
