@@ -613,7 +613,7 @@ def test_a_full_disk_stops_the_search_cleanly_and_records_nothing_as_failed(tmp_
     import errno
 
     from nas.run.folder import RunFolder as RF
-    from nas.search.recorder import FailureStopper
+    from nas.search.recorder import HaltStopper
 
     run, rec, recorder = _recorder(tmp_path)
     recorder.on_trial_complete(0, [], _Trial("t0", rec(0)))
@@ -626,7 +626,7 @@ def test_a_full_disk_stops_the_search_cleanly_and_records_nothing_as_failed(tmp_
     recorder.on_trial_complete(0, [], _Trial("t1", rec(1)))  # trained fully; the disk is full: no traceback
     monkeypatch.undo()
     assert recorder.disk_error.errno == errno.ENOSPC and recorder.unrecorded == rec(1).arch_id
-    assert FailureStopper(recorder, None).stop_all()  # Tune stops every trial
+    assert HaltStopper(recorder).stop_all()  # Tune stops every trial
     recorder.on_trial_complete(0, [], _Trial("t2", rec(2), final=False))  # stopped by that: not recorded
     recorder.on_trial_error(0, [], _Trial("t3", rec(3)))
     records = run.trials()

@@ -3,8 +3,8 @@
 `Recorder` is a Tune callback in the driver: it appends every finished trial to trials.jsonl,
 keeps its weights, updates pareto.json and hands each recorded trial to the progress display
 (`nas.search.progress`). A full disk or Ctrl-C halts it: it records nothing more, and the search
-stops cleanly. `FailureStopper` ends the search after more than --max-failures failed trials, or
-once the recorder is halted.
+stops cleanly (`HaltStopper`). `FailureStopper` ends the search after more than --max-failures
+failed trials. Tune takes the two composed (`ray.tune.stopper.CombinedStopper`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from nas.search.progress import Progress
 from nas.search.searcher import ParsedResults
 from nas.tune.result import error_line, record_from_result
 
-__all__ = ['Recorder', 'FailureStopper']
+__all__ = ['Recorder', 'FailureStopper', 'HaltStopper']
 
 
 class Recorder(tune.Callback):
@@ -93,7 +93,7 @@ class Recorder(tune.Callback):
         return self.interrupted or self.disk_error is not None
 
     def halt(self, error: OSError | None = None, trial: Any = None) -> None:
-        """Record nothing more (the FailureStopper then stops the search): `error` a full disk, with
+        """Record nothing more (the HaltStopper then stops the search): `error` a full disk, with
         the trial it could not record; None a Ctrl-C. Trials not recorded are evaluated on --resume."""
         if error is None:
             self.interrupted = True
@@ -140,4 +140,19 @@ class FailureStopper(Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return self.recorder.halted or (self.max_failures is not None and self.recorder.failures > self.max_failures)
+        return self.max_failures is not None and self.recorder.failures > self.max_failures
+
+
+class HaltStopper(Stopper):
+    """Stops the whole search once the recorder is halted (Ctrl-C, SIGTERM, a full disk): what
+    still runs would not be recorded. Running trials are not stopped one by one on their results
+    (as a stopped trial they would be told to Optuna); Tune stops them all together."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.recorder.halted

@@ -2,19 +2,15 @@
 
 `run_tune` runs a `TuneJob` (what `nas.search` has set up: options, run folder, study, data) in
 one `tune.Tuner` run: the trainable (`nas.tune.trainable`) on the data put in Ray's object store
-once, the `ArchSearcher`, the `Recorder` and its progress display, the `FailureStopper`, and ASHA
-with --early-stop. It returns how the session ended (`TuneOutcome`).
+once, the `ArchSearcher`, the `Recorder` and its progress display, its stoppers (too many failures,
+the recorder halted) and ASHA with --early-stop, in a `nas.tune.runner.TuneSession`. It returns how the session ended (`TuneOutcome`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -22,16 +18,16 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from nas.cli import StopSignals
 from nas.data import Dataset
 from nas.run.folder import RunFolder, TrialRecord
 from nas.search.options import SearchOptions
-from nas.search.recorder import FailureStopper, Recorder
+from nas.search.recorder import FailureStopper, HaltStopper, Recorder
 from nas.search.searcher import GPU_GRID, ArchSearcher
 from nas.search.study import RunStudy
 from nas.space import SearchSpace
 from nas.trial import TrialSettings
-from nas.tune.session import check_resources, cluster_info, fitting_trials, ray_session, trial_dirname
+from nas.tune.runner import TuneSession, tuner
+from nas.tune.session import trial_slots
 from nas.tune.trainable import trainable
 
 __all__ = ['TuneJob', 'TuneOutcome', 'run_tune']
@@ -90,25 +86,18 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
         epochs=job.settings.proxy.epochs,
         parsed=searcher.parsed,
     )
-    os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'  # Ctrl-C and SIGTERM: ours (`StopSignals`), not Tune's
-    signals = StopSignals(recorder.halt)
-    signals.catch(signal.SIGINT)
-    stack = contextlib.ExitStack()
-    try:
-        stack.enter_context(ray_session(job.address))
-        signals.catch(signal.SIGTERM)  # after ray.init, which installs its own (an abort with a C++ stack)
-        cluster, resources = cluster_info(job.address)
-        if on_cluster is not None:
-            on_cluster(cluster)
-        tuner = _tuner(job, searcher, recorder, resources)
-        if job.opts.time_budget is not None:  # no trial starts after it; running ones finish and are recorded
-            searcher.deadline = time.monotonic() + job.opts.time_budget
-        tuner.fit()  # results are read from the run folder, not from Tune's ResultGrid
-        searcher.settle(final=True)  # the failure stopper ended it early
-    finally:
-        signals.restore()
-        recorder.progress.clear()
-        stack.close()
+    with TuneSession(job.address, stop=recorder.halt) as session:  # Ctrl-C, SIGTERM: record nothing more
+        try:
+            cluster = session.cluster()
+            if on_cluster is not None:
+                on_cluster(cluster)
+            tuner = _tuner(job, searcher, recorder, session.resources)
+            if job.opts.time_budget is not None:  # no trial starts after it; running ones finish and are recorded
+                searcher.deadline = time.monotonic() + job.opts.time_budget
+            tuner.fit()  # results are read from the run folder, not from Tune's ResultGrid
+            searcher.settle(final=True)  # a stopper ended it early
+        finally:
+            recorder.progress.clear()
     return TuneOutcome(
         searcher.proposals,
         searcher.exhausted,
@@ -118,7 +107,7 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
         recorder.interrupted,
         recorder.disk_error,
         recorder.unrecorded,
-        signal=signals.received[0] if signals.received else None,
+        signal=session.received[0] if session.received else None,
     )
 
 
@@ -159,9 +148,9 @@ def _scheduler(job: TuneJob) -> ASHAScheduler | None:
 
 
 def _tuner(job: TuneJob, searcher: ArchSearcher, recorder: Recorder, resources: dict[str, float]) -> tune.Tuner:
-    """The Tuner of the job: the trainable with the data put in Ray's object store once, as many
-    trials at once as fit the cluster (or --max-concurrent), the searcher, the recorder and its
-    progress display, and the failure stopper.
+    """The Tuner of the job: the trainable on the data, as many trials at once as fit the cluster
+    (or --max-concurrent), the searcher, the recorder and its progress display, stopped by too
+    many failures or by the recorder's halt, and ASHA with --early-stop.
 
     Raises:
         UsageError: a trial fits on no node.
@@ -169,28 +158,16 @@ def _tuner(job: TuneJob, searcher: ArchSearcher, recorder: Recorder, resources: 
     opts = job.opts
     cpus = opts.cpus_per_trial
     least = 1 / GPU_GRID if job.gpu_memory_mb is not None else job.gpus_per_trial  # auto: its smallest share
-    check_resources(resources, cpus, least, job.address)
-    concurrent = opts.max_concurrent or fitting_trials(resources, cpus, least)
-    fn = tune.with_parameters(trainable, data=[ray.put(job.data)], settings=job.settings, threads=max(1, int(cpus)))
-    return tune.Tuner(
-        tune.with_resources(fn, partial(_resources, cpus, job.gpus_per_trial)),
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=_scheduler(job),
-            num_samples=-1,  # searcher ends
-            max_concurrent_trials=concurrent,
-            reuse_actors=True,
-            trial_dirname_creator=trial_dirname,
-        ),
-        run_config=tune.RunConfig(
-            name=f"tune-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str((job.run.path / 'ray').resolve()),
-            stop=FailureStopper(recorder, opts.max_failures),
-            callbacks=[recorder, recorder.progress],
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0),
-        ),
-        # No CheckpointConfig(num_to_keep): every trial reports one checkpoint (its weights), and with
-        # num_to_keep set Tune snapshots the whole experiment state after each one: a pass over every
-        # trial per trial, which starved the slots of long runs. The run folder is the record.
+    slots = trial_slots(resources, cpus, least, job.address, opts.max_concurrent)
+    return tuner(
+        trainable,
+        {'data': [ray.put(job.data)], 'settings': job.settings, 'threads': max(1, int(cpus))},
+        partial(_resources, cpus, job.gpus_per_trial),
+        folder=job.run.path,
+        name='tune',
+        searcher=searcher,
+        concurrent=slots,
+        stoppers=[FailureStopper(recorder, opts.max_failures), HaltStopper(recorder)],
+        callbacks=[recorder, recorder.progress],
+        scheduler=_scheduler(job),
     )

@@ -14,7 +14,6 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import ray
 import torch
@@ -26,10 +25,9 @@ __all__ = [
     'cluster_address',
     'join_cluster',
     'ray_session',
-    'cluster_info',
     'check_resources',
     'fitting_trials',
-    'trial_dirname',
+    'trial_slots',
 ]
 
 CONNECT_TIMEOUT_S = 30.0  # joining a Ray cluster: the longest wait before one line says it does not answer
@@ -141,17 +139,6 @@ def ray_session(address: str | None) -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def cluster_info(address: str | None) -> tuple[dict[str, Any], dict[str, float]]:
-    """The Ray cluster this process runs on, as run.yaml records it, and its resources."""
-    resources = ray.cluster_resources()
-    cluster = {
-        'address': address or 'local',
-        'nodes': sum(n['Alive'] for n in ray.nodes()),
-        **{k.lower() + 's': v for k, v in resources.items() if k in ('CPU', 'GPU')},
-    }
-    return cluster, resources
-
-
 def check_resources(
     resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float, address: str | None
 ) -> None:
@@ -175,6 +162,13 @@ def fitting_trials(resources: dict[str, float], cpus_per_trial: float, gpus_per_
     return max(1, fit)
 
 
-def trial_dirname(trial: Any) -> str:
-    """Ray trial folders named by trial id (the default spells out the whole config)."""
-    return f'trial_{trial.trial_id}'
+def trial_slots(
+    resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float, address: str | None, most: int | None
+) -> int:
+    """How many trials run at once: `most` (--max-concurrent), else as many as fit the cluster.
+
+    Raises:
+        UsageError: a trial fits nowhere (`check_resources`).
+    """
+    check_resources(resources, cpus_per_trial, gpus_per_trial, address)
+    return most or fitting_trials(resources, cpus_per_trial, gpus_per_trial)
