@@ -61,6 +61,7 @@ _RUNS = iter(range(10**6))
 def _searcher(history: list, gpu_memory_mb: float | None = 8000.0):
     from nas.search.options import SearchOptions
     from nas.search.searcher import ArchSearcher
+    from nas.search.state import RunState
     from nas.search.study import open_study
     from nas.space import load_space
 
@@ -70,7 +71,14 @@ def _searcher(history: list, gpu_memory_mb: float | None = 8000.0):
     opts = SearchOptions(space=ROOT / "search_spaces" / "digits.yaml", sampler="random", budget=5).checked()
     study, _, _, _ = open_study(run, opts, space, history)
     return space, ArchSearcher(
-        study, space, ["accuracy", "macs"], {}, history, seed=0, budget=5, gpu_memory_mb=gpu_memory_mb, batch_size=64
+        study,
+        space,
+        RunState(["accuracy", "macs"], history),
+        {},
+        seed=0,
+        budget=5,
+        gpu_memory_mb=gpu_memory_mb,
+        batch_size=64,
     )
 
 

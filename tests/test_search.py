@@ -599,6 +599,7 @@ class _Trial:
 
 def _recorder(tmp_path, **kw):
     from nas.search.recorder import Recorder
+    from nas.search.state import RunState
 
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=["accuracy", "macs"]))
@@ -606,7 +607,7 @@ def _recorder(tmp_path, **kw):
     def rec(i):
         return record_of(i, accuracy=0.9, epochs=4, acc_per_epoch=[0.9], seconds=2.0, train_seconds=2.0)
 
-    return run, rec, Recorder(run, {}, ["accuracy", "macs"], budget=5, **kw)
+    return run, rec, Recorder(run, RunState(["accuracy", "macs"]), budget=5, **kw)
 
 
 def test_a_full_disk_stops_the_search_cleanly_and_records_nothing_as_failed(tmp_path, monkeypatch, capsys):

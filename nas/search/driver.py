@@ -17,16 +17,15 @@ from typing import TYPE_CHECKING, Any
 from nas.cli import Terminated
 from nas.data import DataError
 from nas.errors import UsageError
-from nas.run import pareto
-from nas.run.folder import RunError, RunFolder, aggregate, seed_std
+from nas.run.folder import RunConfig, RunError, RunFolder
 from nas.search.options import SearchOptions
 from nas.search.report import front_report, start_notes
 from nas.search.setup import Claim, SetUp, resolve_run, resume_command, set_up
+from nas.search.state import RunState
 from nas.search.study import open_study
 from nas.space.decision import SpaceError
 
 if TYPE_CHECKING:
-    from nas.run.record import TrialRecord
     from nas.search.study import RunStudy
     from nas.search.tuning import TuneOutcome
 
@@ -54,14 +53,14 @@ def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
     """The search behind the CLI and `run()`; `explicit` names the options given (not defaults)."""
     try:
         opts.checked()  # every option given, before a folder is made or Ray starts
-        run_folder, opts, resumed = resolve_run(opts, explicit)
+        run_folder, opts, stored = resolve_run(opts, explicit)
     except (SpaceError, DataError, RunError) as e:
         raise UsageError(str(e)) from None
-    claim = Claim(run_folder, resumed, command)
+    claim = Claim(run_folder, stored is not None, command)
     try:
         if claim.existed:  # a run folder in use is refused at once, before anything loads
             claim()
-        return _search(run_folder, opts.checked(), resumed, command, claim)
+        return _search(run_folder, opts.checked(), stored, command, claim)
     except (UsageError, SpaceError, DataError, RunError) as e:
         claim.undo()
         raise UsageError(str(e)) from None
@@ -86,26 +85,21 @@ def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
         claim.lock.release()
 
 
-def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str, claim: Claim) -> RunFolder:
-    """Search in `folder`: set it up, evaluate architectures up to the budget, then say how it ended."""
-    setup = set_up(folder, opts, resumed, command, claim)
-    records = folder.trials()
-    archs = aggregate(records)
-    remaining = opts.budget - len(archs)
-    wanting = [
-        a
-        for a, n in pareto.race_targets(
-            archs, opts.objectives, seed_std(archs), repeats=opts.repeats, race=opts.race, band=False
-        )
-        if a.seeds < n
-    ]
+def _search(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, command: str, claim: Claim) -> RunFolder:
+    """Search in `folder` (resumed: `stored` is its run.yaml): set it up, evaluate architectures up
+    to the budget, then say how it ended."""
+    setup = set_up(folder, opts, stored, command, claim)
+    state = RunState(opts.objectives, setup.records)  # the searcher's and the recorder's
+    archive = state.archive
+    remaining = opts.budget - len(archive)
+    wanting = [a for a, n in archive.race_targets(repeats=opts.repeats, race=opts.race, band=False) if a.seeds < n]
     if remaining <= 0 and not wanting:
-        print(f'{folder.path}: {len(archs)} architectures done, budget {opts.budget} reached')
-        print(front_report(folder))
+        print(f'{folder.path}: {len(archive)} architectures done, budget {opts.budget} reached')
+        print(_front(folder, setup, state))
         return folder
-    study, queue, references = _start(folder, opts, setup, records, resumed, len(archs), remaining)
-    outcome = _tune(folder, opts, setup, study, queue, references, records)
-    _report(folder, opts, outcome)
+    study, queue, references = _start(folder, opts, setup, stored is not None, len(archive), remaining)
+    outcome = _tune(folder, opts, setup, state, study, queue, references)
+    _report(folder, opts, setup, state, outcome)
     return folder
 
 
@@ -113,7 +107,6 @@ def _start(
     folder: RunFolder,
     opts: SearchOptions,
     setup: SetUp,
-    records: list[TrialRecord],
     resumed: bool,
     done: int,
     remaining: int,
@@ -121,7 +114,7 @@ def _start(
     """The run's study, the architectures to evaluate first and the reference points' names (arch id
     -> name), with the lines that open the session."""
     space = setup.space
-    study, stale, queue, notes = open_study(folder, opts, space, records)
+    study, stale, queue, notes = open_study(folder, opts, space, setup.records)
     references = {a.arch_id: name for name, a in space.reference_points().items()}
     again = sum(space.point(params).arch_id not in references for params in queue)
     for line in notes:
@@ -147,19 +140,18 @@ def _tune(
     folder: RunFolder,
     opts: SearchOptions,
     setup: SetUp,
+    state: RunState,
     study: RunStudy,
     queue: list[dict[str, Any]],
     references: dict[str, str],
-    records: list[TrialRecord],
 ) -> TuneOutcome:
     """The session's evaluations on Ray Tune (run.yaml records the cluster once it is known)."""
     from nas.search.tuning import TuneJob, run_tune
     from nas.trial import TrialSettings
 
     def on_cluster(cluster: dict[str, Any]) -> None:
-        cfg = folder.config()
-        cfg.ray = cluster
-        folder.write_config(cfg)
+        setup.config.ray = cluster
+        folder.write_config(setup.config)
 
     settings = TrialSettings(
         proxy=setup.proxy,
@@ -174,7 +166,8 @@ def _tune(
         space=setup.space,
         data=setup.data,
         settings=settings,
-        history=records,
+        state=state,
+        scales=setup.config.hypervolume_scale,
         references=references,
         queue=queue,
         gpus_per_trial=setup.gpus,
@@ -184,7 +177,7 @@ def _tune(
     return run_tune(job, on_cluster=on_cluster)
 
 
-def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> None:
+def _report(folder: RunFolder, opts: SearchOptions, setup: SetUp, state: RunState, outcome: TuneOutcome) -> None:
     """How the session ended, and the front. A stop by a signal is raised again (KeyboardInterrupt,
     Terminated: `run` says how to continue), a full disk as the OSError it is."""
     if outcome.interrupted:  # after Tune's clean stop
@@ -201,7 +194,7 @@ def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> Non
             ),
             str(folder.path),
         )
-    done = len(aggregate(folder.trials()))
+    done = len(state.archive)
     if outcome.reevaluations:
         print(f'{outcome.reevaluations} re-evaluations with new seeds (the front and the points within its noise)')
     if outcome.proposals:
@@ -212,7 +205,14 @@ def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> Non
         print(f'stopped: {outcome.failures} failed trials, more than --max-failures {opts.max_failures}')
     elif done < opts.budget:
         print(f'stopped at {done}/{opts.budget} architectures; continue with: {resume_command(folder.path)}')
-    print(front_report(folder))
+    print(_front(folder, setup, state))
+
+
+def _front(folder: RunFolder, setup: SetUp, state: RunState) -> str:
+    """pareto.json rewritten from the run's archive (which brings the counts and the noise flags of
+    points off the front up to date), and the front in words."""
+    summary = folder.write_summary(state.archive.summary(setup.config.hypervolume_scale))
+    return front_report(summary, state.archive.records, folder.path)
 
 
 def proposals_line(proposals: dict[str, int]) -> str:

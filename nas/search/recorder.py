@@ -18,11 +18,10 @@ from typing import Any
 from ray import tune
 from ray.tune.stopper import Stopper
 
-from nas.run.archive import Archive
 from nas.run.folder import RunFolder, TrialRecord
 from nas.search.progress import Progress
-from nas.search.searcher import ParsedResults
-from nas.tune.result import error_line, record_from_result
+from nas.search.state import RunState
+from nas.tune.result import error_line
 
 __all__ = ['Recorder', 'FailureStopper', 'HaltStopper']
 
@@ -32,37 +31,32 @@ class Recorder(tune.Callback):
     `progress` (nas.search.progress, a Tune callback of its own) shows each recorded trial and the running
     ones. Runs in the driver; the only writer of the run folder.
 
-    The run's records and front are kept in memory (`Archive`, read once at the start): nothing is
-    read back per trial, and pareto.json is rewritten only when the front changes (a point joins
-    or leaves it, or one of its points gets another seed) and once more by the search's report at
-    the end (which also brings the counts and the noise flags of points off the front up to date).
+    The run's records and front are the driver's one `RunState` (shared with the searcher, read
+    from trials.jsonl once at the start): nothing is read back per trial, and pareto.json (its
+    hypervolume measured with `scales`, run.yaml's) is rewritten only when the front changes (a
+    point joins or leaves it, or one of its points gets another seed) and once more by the search
+    at the end (which also brings the counts and the noise flags of points off the front up to date).
     """
 
     def __init__(
         self,
         run: RunFolder,
-        references: dict[str, str],
-        objectives: list[str],
+        state: RunState,
         budget: int,
+        references: dict[str, str] | None = None,
+        scales: dict[str, float] | None = None,
         quiet: bool = False,
         epochs: int = 0,
-        parsed: ParsedResults | None = None,
     ):
-        self.run, self.references, self.objectives = run, references, objectives
-        self.parsed = parsed or ParsedResults()  # finished trials' records: the searcher's, when it has parsed one
+        self.run, self.state, self.references, self.scales = run, state, references or {}, scales
+        self.archive = state.archive
         self.interrupted = False
         self.disk_error: OSError | None = None
         self.unrecorded: str | None = None  # the trial a full disk kept out of trials.jsonl
-        records = run.trials()
-        self.scales = run.config().hypervolume_scale
-        self.archive = Archive(objectives)
-        for record in records:
-            self.archive.add(record)
-        self.number = len(records)
-        self.archs = set(self.archive.archs)
-        self.failures = sum(r.status == 'failed' for r in records)  # the whole run's, resumed or not
+        self.recorded = len(self.archive.records)  # lines in trials.jsonl
+        self.failures = sum(r.status == 'failed' for r in self.archive.records)  # the whole run's, resumed or not
         self.weights: dict[str, str] = {}  # Ray trial id -> weights path (relative)
-        self.progress = Progress(budget, epochs, quiet, done=len(self.archs))  # the display: a callback of its own
+        self.progress = Progress(budget, epochs, quiet, done=len(self.archive))  # the display: a callback of its own
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         src = Path(checkpoint.path) / 'model.safetensors'
@@ -75,7 +69,7 @@ class Recorder(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         if not self.halted:
             with self._unless_out_of_space(trial):
-                self._record(trial, self.parsed.record(trial.trial_id, dict(trial.last_result or {}), trial.config))
+                self._record(trial, *self.state.finished(trial.trial_id, dict(trial.last_result or {}), trial.config))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         message = error_line(trial)
@@ -83,9 +77,10 @@ class Recorder(tune.Callback):
             self.halt(OSError(errno.ENOSPC, message, str(self.run.path)), trial)
         if not self.halted:
             with self._unless_out_of_space(trial):
-                self._record(
-                    trial, record_from_result(dict(trial.last_result or {}), trial.config, error=True, message=message)
+                finished = self.state.finished(
+                    trial.trial_id, dict(trial.last_result or {}), trial.config, error=True, message=message
                 )
+                self._record(trial, *finished)
 
     # -- halting: a full disk, Ctrl-C
     @property
@@ -108,26 +103,25 @@ class Recorder(tune.Callback):
         """A full disk while keeping `trial` halts the recorder instead of a traceback out of Tune;
         the trial counts as unrecorded only if its line did not reach trials.jsonl (the disk may
         fill after it, while pareto.json is rewritten)."""
-        recorded = self.number
+        recorded = self.recorded
         try:
             yield
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            self.halt(e, trial if self.number == recorded else None)
+            self.halt(e, trial if self.recorded == recorded else None)
 
-    def _record(self, trial: Any, record: TrialRecord) -> None:
-        record.number = self.number
+    def _record(self, trial: Any, record: TrialRecord, moved: bool) -> None:
+        """Append `record` (numbered, in the archive: `RunState.finished`); `moved`: the front moved with it."""
         record.reference = self.references.get(record.arch_id)
         record.weights = self.weights.get(trial.trial_id) if record.status == 'complete' else None
         self.run.append(record)
-        self.number += 1
-        self.archs.add(record.arch_id)
+        self.recorded += 1
         if record.status == 'failed':
             self.failures += 1
-        if self.archive.add(record):  # the front moved: pareto.json follows (and once more at the end)
+        if moved:  # pareto.json follows (and once more at the end)
             self.run.write_summary(self.archive.summary(self.scales))
-        self.progress.recorded(trial.trial_id, record, len(self.archs), self.failures, self.archive)
+        self.progress.recorded(trial.trial_id, record, len(self.archive), self.failures, self.archive)
 
 
 class FailureStopper(Stopper):

@@ -1,20 +1,23 @@
 """The run in words, for the terminal: the front with standard errors, and the seed noise.
 
 >>> from nas.search.report import front_report
->>> print(front_report(RunFolder('results/RUN')))
+>>> run = RunFolder('results/RUN')
+>>> print(front_report(run.write_pareto(), run.trials(), run.path))
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.cli import shell_command
-from nas.run.folder import RunFolder
 
 if TYPE_CHECKING:
     from nas.data import Dataset
     from nas.proxy import ProxyConfig
+    from nas.run.record import TrialRecord
     from nas.search.options import SearchOptions
     from nas.space import SearchSpace
 
@@ -29,12 +32,10 @@ LONG_TRIAL = 100_000
 FEW_PER_CLASS, FEW_VAL = 10, 50
 
 
-def front_report(folder: RunFolder) -> str:
-    """The run's counts, its Pareto front of mean accuracies as a table (pareto.json rewritten)
-    and one line on seed noise."""
+def front_report(summary: dict[str, Any], records: Sequence[TrialRecord], path: Path) -> str:
+    """The run at `path` in words: the counts of its `records`, its Pareto front of mean accuracies
+    as a table and one line on seed noise, from its pareto.json `summary` (`Archive.summary`)."""
     lines = []
-    records = folder.trials()
-    summary = folder.write_pareto()
     counts = {s: sum(r.status == s for r in records) for s in ('complete', 'stopped', 'failed', 'infeasible')}
     front = summary['front']
     lines.append(
@@ -54,8 +55,8 @@ def front_report(folder: RunFolder) -> str:
             f"{row['macs'] / 1e6:9.3f}M  {row['params'] / 1e3:8.1f}k  {lat:>9}  {row['reference'] or '':9}  "
             f"{listed(row['unseparable_from'])}"
         )
-    lines.append(noise_line(summary, folder))
-    lines.append(f'\nrun folder: {folder.path}   dashboard: {shell_command("dashboard", folder.path)}')
+    lines.append(noise_line(summary, path))
+    lines.append(f'\nrun folder: {path}   dashboard: {shell_command("dashboard", path)}')
     return '\n'.join(lines)
 
 
@@ -64,9 +65,10 @@ def listed(ids: list[str], most: int = 5) -> str:
     return ', '.join(ids[:most]) + (f' and {len(ids) - most} more' if len(ids) > most else '')
 
 
-def noise_line(summary: dict[str, Any], folder: RunFolder) -> str:
-    """One line: the proxy's seed noise against the gaps between the front's points, and the check."""
-    check = f'check the proxy against the training you deploy: {shell_command("fidelity", folder.path)}'
+def noise_line(summary: dict[str, Any], path: Path) -> str:
+    """One line: the proxy's seed noise against the gaps between the front's points, and the check
+    of the run at `path`."""
+    check = f'check the proxy against the training you deploy: {shell_command("fidelity", path)}'
     if summary['seed_std'] is None:
         return f'seed noise: unknown (no architecture has 2 seeds; --race 3 re-evaluates the front); {check}'
     accs = sorted(row['accuracy'] for row in summary['front'])

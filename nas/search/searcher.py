@@ -8,7 +8,6 @@ gives each architecture the share of a GPU its training memory needs (`gpu_fract
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -23,13 +22,13 @@ from ray.tune.search import Searcher
 
 from nas.net.arch import Arch
 from nas.proxy import mean_score
-from nas.run.archive import Archive, ArchResult
+from nas.run.archive import ArchResult
 from nas.run.record import TrialRecord
+from nas.search.state import RunState
 from nas.search.study import RunStudy, optuna_result
 from nas.space import SearchSpace
-from nas.tune.result import record_from_result
 
-__all__ = ['ArchSearcher', 'ParsedResults', 'gpu_fraction', 'GPU_GRID', 'CUDA_CONTEXT_MB']
+__all__ = ['ArchSearcher', 'gpu_fraction', 'GPU_GRID', 'CUDA_CONTEXT_MB']
 
 CUDA_CONTEXT_MB = 600  # what a worker process's CUDA context and kernels take on a GPU, besides tensors
 GPU_GRID = 8  # --gpus-per-trial auto hands out GPU fractions in steps of 1/GPU_GRID
@@ -45,27 +44,6 @@ def gpu_fraction(need_mb: float, gpu_mb: float, headroom: float = 1.25) -> float
 
 def _is_oom(record: TrialRecord) -> bool:
     return record.status == 'failed' and 'out of memory' in (record.error or '').lower()
-
-
-class ParsedResults:
-    """The records of finished trials, each parsed once from its last result (`record_from_result`).
-
-    Tune hands a trial's end to the searcher first and then to the callbacks (its TuneController
-    calls the search algorithm's `on_trial_complete` before theirs), but neither relies on that:
-    whichever of `ArchSearcher` and `Recorder` asks first parses the result and keeps it, the other
-    takes it (and it is forgotten). Each gets its own copy of the record, since each numbers it in
-    its own sequence. A trial that raised is not among them: the searcher gets no result for it,
-    and the recorder reads its error."""
-
-    def __init__(self) -> None:
-        self._first: dict[str, TrialRecord] = {}  # Ray trial id -> its record, until the other asks
-
-    def record(self, trial_id: str, result: dict[str, Any], config: dict[str, Any]) -> TrialRecord:
-        """The record of trial `trial_id`, which ended with `result` (flattened or not) and `config`."""
-        record = self._first.pop(trial_id, None)
-        if record is None:
-            record = self._first[trial_id] = record_from_result(result, config)
-        return copy.copy(record)
 
 
 class ArchSearcher(Searcher):
@@ -94,17 +72,17 @@ class ArchSearcher(Searcher):
     trial with the same parameters and its new mean. A trial stopped early (lower fidelity) is
     told PRUNED; a failed one FAIL.
 
-    Every decision reads the in-memory `Archive` (updated once per result) and the running
-    trials, never the whole history, so its cost per trial does not grow with the run.
+    Every decision reads the run's in-memory `Archive` (`state`, shared with the recorder: updated
+    once per result) and the running trials, never the whole history, so its cost per trial does
+    not grow with the run.
     """
 
     def __init__(
         self,
         study: RunStudy,
         space: SearchSpace,
-        objectives: list[str],
+        state: RunState,
         limits: dict[str, float],
-        history: list[TrialRecord],
         seed: int,
         budget: int,
         repeats: int = 1,
@@ -115,19 +93,16 @@ class ArchSearcher(Searcher):
         queue: Sequence[dict[str, Any]] = (),
         deadline: float | None = None,
         rank_by: str = 'accuracy',
-        parsed: ParsedResults | None = None,
     ):
         super().__init__()  # several objectives: Optuna holds them, Tune needs no metric of ours
-        self.study, self.space, self.objectives, self.limits = study, space, objectives, limits
+        self.study, self.space, self.state, self.limits = study, space, state, limits
+        self.archive = state.archive  # every finished evaluation, this run's earlier ones included: the recorder's too
+        self.objectives = self.archive.objectives
         self.seed, self.budget, self.repeats, self.race, self.race_share = seed, budget, repeats, race, race_share
-        self.archive = Archive(objectives)  # every finished evaluation, this run's earlier ones included
-        for record in history:
-            self.archive.add(record)
         self.queue = list(queue)  # Optuna parameters of architectures to evaluate first
         self.deadline = deadline
         self.rank_by = rank_by  # the proxy's rank signal (nas.proxy): what the sampler is told for accuracy
         self.running: dict[str, dict[str, Any]] = {}  # Ray trial id -> its config (a new arch's has 'optuna_number')
-        self.parsed = parsed or ParsedResults()  # finished trials' records, shared with the Recorder
         self.untold: dict[str, int | None] = {}  # arch id -> its open Optuna trial (None: add anew)
         told = {
             t.user_attrs.get('arch_id') for t in study.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -234,12 +209,8 @@ class ArchSearcher(Searcher):
             return
         config = self.running.pop(trial_id)
         arch_id, number = config['arch_id'], config.get('optuna_number')
-        if error:  # Tune hands no result of a trial that raised
-            record = record_from_result({}, config, error=True)
-        else:
-            record = self.parsed.record(trial_id, result or {}, config)
-        record.arch_id, record.number = arch_id, len(self.archive.records)  # numbers key the Pareto functions
-        self.archive.add(record)
+        # in the archive from here on, numbered (Tune hands no result of a trial that raised)
+        record, _ = self.state.finished(trial_id, {} if error else result or {}, config, error=error)
         a = self.archive.archs[arch_id]
         if len(a.records) == 1 and _is_oom(record):
             self._oom.add(arch_id)

@@ -28,6 +28,7 @@ from nas.errors import UsageError
 from nas.proxy import ProxyConfig, ProxyError, load_proxy_file
 from nas.run.folder import RUN_YAML, DataInfo, RunConfig, RunError, RunFolder, package_versions
 from nas.run.lock import LOCK_FILE, RunLock, RunLocked
+from nas.run.record import TrialRecord
 from nas.search.options import RESUMABLE, SearchOptions, proxy_changes
 from nas.space.decision import SpaceError
 from nas.space.space import SearchSpace, load_space
@@ -98,15 +99,16 @@ def _name_taken(folder: RunFolder) -> str:
     )
 
 
-def resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, SearchOptions, bool]:
-    """The run folder and the effective options: new, or resumed with its stored options."""
+def resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, SearchOptions, RunConfig | None]:
+    """The run folder, the effective options and, for a resumed run, its run.yaml (the one read of
+    it): new (None), or resumed with its stored options."""
     if opts.resume is None:
         name = opts.name or datetime.now().strftime('%Y%m%d-%H%M%S')
         folder = RunFolder(opts.results_dir / name)
         _check_writable(opts.results_dir, folder.path)
         if folder.exists() or (folder.path.exists() and any(p.name != LOCK_FILE for p in folder.path.iterdir())):
             raise UsageError(_name_taken(folder))
-        return folder, opts, False
+        return folder, opts, None
     given = Path(opts.resume)
     folder = RunFolder(given)
     if not given.is_dir() and not given.is_absolute() and (opts.results_dir / given).is_dir():
@@ -116,8 +118,8 @@ def resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Sea
             f'--resume {opts.resume}: no such run folder'
             + (f' (nor {opts.results_dir / given})' if not given.is_absolute() else '')
         )
-    folder.require()
-    stored = folder.config().options
+    config = folder.require().config()
+    stored = config.options
     given_opts = opts.to_dict()
     changed = sorted(k for k in explicit - RESUMABLE if k in stored and given_opts[k] != stored[k])
     if changed:
@@ -127,7 +129,7 @@ def resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Sea
         )
     merged = {**stored, **{k: v for k, v in given_opts.items() if k in explicit or k not in stored}}
     merged['resume'] = str(folder.path)
-    return folder, SearchOptions.from_dict({k: v for k, v in merged.items() if k in given_opts}), True
+    return folder, SearchOptions.from_dict({k: v for k, v in merged.items() if k in given_opts}), config
 
 
 def _check_writable(results_dir: Path, path: Path) -> None:
@@ -236,19 +238,18 @@ def _new_config(
     )
 
 
-def _load_space(folder: RunFolder, opts: SearchOptions, resumed: bool) -> SearchSpace:
+def _load_space(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None) -> SearchSpace:
     """The search space: the space file, or on resume, when the file is gone, the resolved space
-    run.yaml stores (a changed file is refused: its fingerprint differs from the run's)."""
+    the run's run.yaml (`stored`) holds (a changed file is refused: its fingerprint differs from the run's)."""
     typed = opts.space
     if not opts.space.exists() and not opts.space.is_absolute() and (PROJECT / opts.space).exists():
         opts.space = PROJECT / opts.space  # the shipped spaces, from any working directory
-    if resumed and not opts.space.exists():
-        config = folder.config()
-        space = SearchSpace.from_dict(config.space, file=str(folder.path / RUN_YAML))
-        if space.fingerprint != config.space_fingerprint:
+    if stored is not None and not opts.space.exists():
+        space = SearchSpace.from_dict(stored.space, file=str(folder.path / RUN_YAML))
+        if space.fingerprint != stored.space_fingerprint:
             raise UsageError(
                 f'--resume: {typed} is gone and {folder.path / RUN_YAML} holds a space of fingerprint '
-                f'{space.fingerprint}, not the run\'s {config.space_fingerprint}; give the space file '
+                f'{space.fingerprint}, not the run\'s {stored.space_fingerprint}; give the space file '
                 f'with --space'
             )
         print(
@@ -261,10 +262,10 @@ def _load_space(folder: RunFolder, opts: SearchOptions, resumed: bool) -> Search
         space = load_space(opts.space)
     except SpaceError as e:  # name the path as the user typed it
         raise SpaceError(typed, e.path, e.msg) from None
-    if resumed and folder.config().space_fingerprint != space.fingerprint:
+    if stored is not None and stored.space_fingerprint != space.fingerprint:
         raise UsageError(
             f'--resume: the search space changed since {folder.path} started ({typed} now has '
-            f'fingerprint {space.fingerprint}, the run used {folder.config().space_fingerprint}); '
+            f'fingerprint {space.fingerprint}, the run used {stored.space_fingerprint}); '
             f'start a new run for a new space'
         )
     return space
@@ -281,15 +282,17 @@ class SetUp:
     gpus: float  # per trial
     gpu_memory: float | None  # MB of the smallest GPU, for --gpus-per-trial auto
     address: str | None  # the Ray cluster joined; None: a local Ray
+    config: RunConfig  # its run.yaml, as written
+    records: list[TrialRecord]  # its trials.jsonl, read once (repaired)
 
 
-def set_up(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str, claim: Claim) -> SetUp:
+def set_up(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, command: str, claim: Claim) -> SetUp:
     """Check what can be checked before anything is written (the proxy, the resources, the data, a
-    resumed run's data), join the Ray cluster if one is named, then claim the run folder, repair it
-    and write its run.yaml."""
-    space = _load_space(folder, opts, resumed)
+    resumed run's data against its run.yaml, `stored`), join the Ray cluster if one is named, then
+    claim the run folder, repair it, write its run.yaml and read its trials."""
+    space = _load_space(folder, opts, stored)
     proxy, calibration = _proxy(space, opts)
-    if resumed and opts.proxy is not None and folder.config().proxy != proxy:
+    if stored is not None and opts.proxy is not None and stored.proxy != proxy:
         raise UsageError(
             f'--resume: the proxy in {opts.proxy} changed since {folder.path} started; start a new run for a new proxy'
         )
@@ -307,8 +310,8 @@ def set_up(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str, 
             f'{opts.space}: in_chans is {space.in_chans} but dataset {data.name} has {data.in_chans} '
             f'channel(s); set in_chans: {data.in_chans} in the space or pick another --dataset'
         )
-    if resumed:
-        config = folder.config()
+    if stored is not None:
+        config = stored
         mismatch = config.data.mismatch(DataInfo.of(data))
         if mismatch:
             was = config.options.get('data_dir')
@@ -331,4 +334,4 @@ def set_up(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str, 
     for line in folder.repair():  # a torn tail, temp files of a crash: before anything is appended
         print(line, flush=True)
     folder.write_config(config)
-    return SetUp(space, proxy, calibration, data, gpus, gpu_memory, address)
+    return SetUp(space, proxy, calibration, data, gpus, gpu_memory, address, config, folder.trials())

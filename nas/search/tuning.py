@@ -19,10 +19,11 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from nas.data import Dataset
-from nas.run.folder import RunFolder, TrialRecord
+from nas.run.folder import RunFolder
 from nas.search.options import SearchOptions
 from nas.search.recorder import FailureStopper, HaltStopper, Recorder
 from nas.search.searcher import GPU_GRID, ArchSearcher
+from nas.search.state import RunState
 from nas.search.study import RunStudy
 from nas.space import SearchSpace
 from nas.trial import TrialSettings
@@ -43,7 +44,8 @@ class TuneJob:
     space: SearchSpace
     data: Dataset
     settings: TrialSettings
-    history: list[TrialRecord]  # the run's evaluations so far (trials.jsonl)
+    state: RunState  # the run's evaluations so far (trials.jsonl), shared by the searcher and the recorder
+    scales: dict[str, float]  # the hypervolume's (run.yaml's hypervolume_scale)
     references: dict[str, str]  # arch id -> reference name
     queue: list[dict[str, Any]] = field(default_factory=list)  # Optuna parameters to evaluate first
     gpus_per_trial: float = 0.0  # resolved (--gpus-per-trial default, or auto's smallest share)
@@ -79,12 +81,12 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     searcher = _searcher(job)
     recorder = Recorder(
         job.run,
-        job.references,
-        job.opts.objectives,
+        job.state,
         job.opts.budget,
+        job.references,
+        job.scales,
         job.opts.quiet,
         epochs=job.settings.proxy.epochs,
-        parsed=searcher.parsed,
     )
     with TuneSession(job.address, stop=recorder.halt) as session:  # Ctrl-C, SIGTERM: record nothing more
         try:
@@ -117,9 +119,8 @@ def _searcher(job: TuneJob) -> ArchSearcher:
     return ArchSearcher(
         job.study,
         job.space,
-        opts.objectives,
+        job.state,
         opts.limits,
-        job.history,
         opts.seed,
         opts.budget,
         repeats=opts.repeats,
