@@ -18,7 +18,8 @@ from typing import Any
 from ray import tune
 from ray.tune.stopper import Stopper
 
-from nas.run.folder import RunFolder, TrialRecord
+from nas.run.folder import RunFolder
+from nas.run.record import TrialRecord
 from nas.search.progress import Progress
 from nas.search.state import RunState
 from nas.tune.result import error_line

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from nas.proxy import ProxyConfig
     from nas.run.record import TrialRecord
     from nas.search.options import SearchOptions
-    from nas.space import SearchSpace
+    from nas.space.space import SearchSpace
 
 __all__ = ['front_report', 'start_notes', 'noise_line', 'long_trial_note', 'small_data_note', 'proxy_note', 'listed']
 

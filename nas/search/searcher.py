@@ -26,7 +26,7 @@ from nas.run.archive import ArchResult
 from nas.run.record import TrialRecord
 from nas.search.state import RunState
 from nas.search.study import RunStudy, optuna_result
-from nas.space import SearchSpace
+from nas.space.space import SearchSpace
 
 __all__ = ['ArchSearcher', 'gpu_fraction', 'GPU_GRID', 'CUDA_CONTEXT_MB']
 

@@ -4,7 +4,8 @@ Before anything is written, a new run's name (`resolve_run`: free, in a writable
 or a resumed run's folder and stored options are resolved; then `set_up` loads the space and the
 proxy, checks the resources and the data (a resumed run's against its run.yaml), joins a named
 Ray cluster, claims the folder (`Claim`: its lock; a new run that recorded nothing is removed
-again), repairs it and writes its run.yaml.
+again), repairs it, writes its run.yaml and reads its trials.jsonl. A resumed run's run.yaml is
+read once, by `resolve_run`, and that one reading serves the whole set-up.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 `run_tune` runs a `TuneJob` (what `nas.search` has set up: options, run folder, study, data) in
 one `tune.Tuner` run: the trainable (`nas.tune.trainable`) on the data put in Ray's object store
-once, the `ArchSearcher`, the `Recorder` and its progress display, its stoppers (too many failures,
-the recorder halted) and ASHA with --early-stop, in a `nas.tune.runner.TuneSession`. It returns how the session ended (`TuneOutcome`).
+once, the `ArchSearcher`, the `Recorder` and its progress display, its stoppers (too many
+failures, the recorder halted) and ASHA with --early-stop, in a `nas.tune.runner.TuneSession`.
+It returns how the session ended (`TuneOutcome`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from nas.search.recorder import FailureStopper, HaltStopper, Recorder
 from nas.search.searcher import GPU_GRID, ArchSearcher
 from nas.search.state import RunState
 from nas.search.study import RunStudy
-from nas.space import SearchSpace
+from nas.space.space import SearchSpace
 from nas.trial import TrialSettings
 from nas.tune.runner import TuneSession, tuner
 from nas.tune.session import trial_slots

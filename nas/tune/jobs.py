@@ -43,7 +43,8 @@ from nas.data import DataError, Dataset
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig
 from nas.run.files import repair_tail
-from nas.run.folder import RunFolder, TrialRecord
+from nas.run.folder import RunFolder
+from nas.run.record import TrialRecord
 from nas.trial import TrialSettings
 from nas.tune.result import error_line, record_from_result
 from nas.tune.runner import TuneSession, tuner
