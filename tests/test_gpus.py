@@ -20,7 +20,7 @@ import pytest
 from nas.net.cost import training_memory_mb
 from nas.net.model import create_model, default_arch
 from nas.run.folder import RunFolder
-from nas.search.searcher import CUDA_CONTEXT_MB, GPU_GRID, gpu_fraction
+from nas.tune.session import CUDA_CONTEXT_MB, GPU_GRID, gpu_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [

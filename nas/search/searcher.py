@@ -3,14 +3,13 @@
 It asks the study (`nas.search.study.RunStudy`) for new architectures through Optuna's ask/tell
 API (`SearchSpace.sample(trial, full=True)`), never trains an architecture twice, races the
 front's seeds and tells Optuna what happened (see its docstring). Under --gpus-per-trial auto it
-gives each architecture the share of a GPU its training memory needs (`gpu_fraction`).
+gives each architecture the share of a GPU its training memory needs (`nas.tune.session.gpu_fraction`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -27,19 +26,9 @@ from nas.run.record import TrialRecord
 from nas.search.state import RunState
 from nas.search.study import RunStudy, optuna_result
 from nas.space.space import SearchSpace
+from nas.tune.session import gpu_fraction
 
-__all__ = ['ArchSearcher', 'gpu_fraction', 'GPU_GRID', 'CUDA_CONTEXT_MB']
-
-CUDA_CONTEXT_MB = 600  # what a worker process's CUDA context and kernels take on a GPU, besides tensors
-GPU_GRID = 8  # --gpus-per-trial auto hands out GPU fractions in steps of 1/GPU_GRID
-
-
-def gpu_fraction(need_mb: float, gpu_mb: float, headroom: float = 1.25) -> float:
-    """The share of one GPU a trial needing `need_mb` of memory gets under --gpus-per-trial auto:
-    its need with `headroom` plus a CUDA context, over the GPU's memory, rounded up to a step of
-    1/GPU_GRID, at least one step and at most the whole GPU."""
-    steps = math.ceil((need_mb * headroom + CUDA_CONTEXT_MB) / gpu_mb * GPU_GRID - 1e-9)
-    return min(GPU_GRID, max(1, steps)) / GPU_GRID
+__all__ = ['ArchSearcher']
 
 
 def _is_oom(record: TrialRecord) -> bool:

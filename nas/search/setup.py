@@ -168,7 +168,7 @@ def _gpus(opts: SearchOptions) -> tuple[float, float | None]:
                 "the cluster's GPUs)"
             )
         memory = torch.cuda.get_device_properties(0).total_memory / 2**20
-    from nas.search.searcher import GPU_GRID
+    from nas.tune.session import GPU_GRID
 
     return 1 / GPU_GRID, float(memory)
 

@@ -23,13 +23,13 @@ from nas.data import Dataset
 from nas.run.folder import RunFolder
 from nas.search.options import SearchOptions
 from nas.search.recorder import FailureStopper, HaltStopper, Recorder
-from nas.search.searcher import GPU_GRID, ArchSearcher
+from nas.search.searcher import ArchSearcher
 from nas.search.state import RunState
 from nas.search.study import RunStudy
 from nas.space.space import SearchSpace
 from nas.trial import TrialSettings
 from nas.tune.runner import TuneSession, tuner
-from nas.tune.session import trial_slots
+from nas.tune.session import GPU_GRID, trial_slots
 from nas.tune.trainable import trainable
 
 __all__ = ['TuneJob', 'TuneOutcome', 'run_tune']

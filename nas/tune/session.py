@@ -3,13 +3,15 @@
 `ray_session` starts a local Ray with this machine's resources, or joins the cluster at --address
 (or an exported RAY_ADDRESS, `cluster_address`) after asking it with a bounded wait
 (`join_cluster`); `check_resources` refuses a trial that fits nowhere (Tune would wait forever),
-and `fitting_trials` is how many run at once. The search and `nas.tune.jobs` both run in one.
+`fitting_trials` is how many run at once, and `gpu_fraction` the share of a GPU a trial gets
+by its memory (the search's --gpus-per-trial auto). The search and `nas.tune.jobs` both run in one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import sys
@@ -28,6 +30,9 @@ __all__ = [
     'check_resources',
     'fitting_trials',
     'trial_slots',
+    'gpu_fraction',
+    'GPU_GRID',
+    'CUDA_CONTEXT_MB',
 ]
 
 CONNECT_TIMEOUT_S = 30.0  # joining a Ray cluster: the longest wait before one line says it does not answer
@@ -172,3 +177,15 @@ def trial_slots(
     """
     check_resources(resources, cpus_per_trial, gpus_per_trial, address)
     return most or fitting_trials(resources, cpus_per_trial, gpus_per_trial)
+
+
+CUDA_CONTEXT_MB = 600  # what a worker process's CUDA context and kernels take on a GPU, besides tensors
+GPU_GRID = 8  # --gpus-per-trial auto hands out GPU fractions in steps of 1/GPU_GRID
+
+
+def gpu_fraction(need_mb: float, gpu_mb: float, headroom: float = 1.25) -> float:
+    """The share of one GPU a trial needing `need_mb` of memory gets under --gpus-per-trial auto:
+    its need with `headroom` plus a CUDA context, over the GPU's memory, rounded up to a step of
+    1/GPU_GRID, at least one step and at most the whole GPU."""
+    steps = math.ceil((need_mb * headroom + CUDA_CONTEXT_MB) / gpu_mb * GPU_GRID - 1e-9)
+    return min(GPU_GRID, max(1, steps)) / GPU_GRID
