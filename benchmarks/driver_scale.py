@@ -43,7 +43,9 @@ import torch
 
 from nas.run.folder import RunConfig, RunFolder, TrialRecord
 from nas.search.options import DEFAULT_SPACE, SearchOptions
-from nas.search.raytune import ArchSearcher, Recorder
+from nas.search.recorder import Recorder
+from nas.search.searcher import ArchSearcher
+from nas.search.state import RunState
 from nas.search.study import open_study
 from nas.space import SearchSpace, load_space
 
@@ -173,16 +175,15 @@ def drive(
     searcher = ArchSearcher(
         study,
         space,
-        opts.objectives,
+        RunState(opts.objectives),
         {},
-        [],
         seed=seed,
         budget=archs,
         race=race,
         race_share=opts.race_share,
         queue=queue,
     )
-    recorder = Recorder(run, {}, opts.objectives, archs, quiet=True, epochs=1, parsed=searcher.parsed)
+    recorder = Recorder(run, searcher.state, archs, scales={'macs': scale}, quiet=True, epochs=1)
     weights = folder / 'stand-in-weights'  # a proxy-sized weights file (~50k parameters), copied per architecture
     weights.mkdir()
     save_file({'w': torch.zeros(50_000)}, str(weights / 'model.safetensors'))
@@ -213,8 +214,8 @@ def drive(
         searcher.on_trial_complete(trial_id, result)
         recorder.on_checkpoint(0, [], trial, checkpoint)
         recorder.on_trial_complete(0, [], trial)
-        history.append((len(recorder.archs), dict(timer.ms)))
-        while marks and len(recorder.archs) >= marks[0]:
+        history.append((len(recorder.archive), dict(timer.ms)))
+        while marks and len(recorder.archive) >= marks[0]:
             rows.append(_row(marks.pop(0), history, window, time.perf_counter() - start))
             if not quiet:
                 print(

@@ -47,6 +47,7 @@ __all__ = [
     'raise_terminated',
     'stop_on_sigterm',
     'StopSignals',
+    'hms',
     'EXIT_USAGE',
     'EXIT_INTERRUPTED',
     'EXIT_TERMINATED',
@@ -248,3 +249,9 @@ def command(main: Callable[[list[str]], int | None]) -> Callable[[list[str] | No
 def _say(line: str) -> None:
     if line:
         print(line, file=sys.stderr)
+
+
+def hms(seconds: float) -> str:
+    """A duration as 'H:MM:SS', for progress lines."""
+    seconds = int(round(seconds))
+    return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'

@@ -766,12 +766,12 @@ def test_an_idx_label_out_of_range_is_named_as_such(tmp_path):
 def test_settings_that_will_not_do_what_they_seem_get_a_note(tmp_path):
     from PIL import Image
 
-    from nas.search import _notes
+    from nas.search.report import start_notes
 
     space = load_space(DIGITS)
     data = replace(space.proxy, subset=300, batch_size=512).load_data(seed=0)
     opts = SearchOptions(budget=1000).checked()
-    notes = _notes(space, data, replace(space.proxy, batch_size=512), opts)
+    notes = start_notes(space, data, replace(space.proxy, batch_size=512), opts)
     assert any(n.startswith("note: --budget 1000 is more than the 220 architectures of this space") for n in notes)
     assert any(n.startswith("note: the batch size 512 is more than the 300 training images") for n in notes)
     for split, n in (("train", 3), ("val", 1)):  # a dataset of 3 training images
@@ -781,6 +781,6 @@ def test_settings_that_will_not_do_what_they_seem_get_a_note(tmp_path):
     tiny = replace(space.proxy, dataset="imagefolder", image_size=16, val_fraction=0.34, subset=None).load_data(
         tmp_path, seed=0
     )
-    notes = _notes(space, tiny, space.proxy, SearchOptions(budget=10).checked())
+    notes = start_notes(space, tiny, space.proxy, SearchOptions(budget=10).checked())
     assert [n for n in notes if n.startswith("warning: imagefolder gives only 2 training and 1 validation images")]
     assert all("\n" not in n for n in notes)

@@ -20,7 +20,7 @@ import pytest
 from nas.net.cost import training_memory_mb
 from nas.net.model import create_model, default_arch
 from nas.run.folder import RunFolder
-from nas.search.raytune import CUDA_CONTEXT_MB, GPU_GRID, gpu_fraction
+from nas.tune.session import CUDA_CONTEXT_MB, GPU_GRID, gpu_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
@@ -60,7 +60,8 @@ _RUNS = iter(range(10**6))
 
 def _searcher(history: list, gpu_memory_mb: float | None = 8000.0):
     from nas.search.options import SearchOptions
-    from nas.search.raytune import ArchSearcher
+    from nas.search.searcher import ArchSearcher
+    from nas.search.state import RunState
     from nas.search.study import open_study
     from nas.space import load_space
 
@@ -70,7 +71,14 @@ def _searcher(history: list, gpu_memory_mb: float | None = 8000.0):
     opts = SearchOptions(space=ROOT / "search_spaces" / "digits.yaml", sampler="random", budget=5).checked()
     study, _, _, _ = open_study(run, opts, space, history)
     return space, ArchSearcher(
-        study, space, ["accuracy", "macs"], {}, history, seed=0, budget=5, gpu_memory_mb=gpu_memory_mb, batch_size=64
+        study,
+        space,
+        RunState(["accuracy", "macs"], history),
+        {},
+        seed=0,
+        budget=5,
+        gpu_memory_mb=gpu_memory_mb,
+        batch_size=64,
     )
 
 

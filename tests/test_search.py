@@ -537,11 +537,12 @@ def test_search_on_an_existing_two_node_ray_cluster(tmp_path):
 )
 def test_bad_values_are_refused_before_anything_starts(tmp_path, capsys, monkeypatch, argv, message):
     import nas.search
+    import nas.search.driver
 
     def no_ray(*a, **k):
         raise AssertionError("Ray must not start for a bad value")
 
-    monkeypatch.setattr(nas.search, "_search", no_ray)  # nothing past the checks may run
+    monkeypatch.setattr(nas.search.driver, "_search", no_ray)  # nothing past the checks may run
     try:
         code = nas.search.main([*argv, "--results-dir", str(tmp_path / "results")])
     except SystemExit as e:  # argparse
@@ -597,7 +598,8 @@ class _Trial:
 
 
 def _recorder(tmp_path, **kw):
-    from nas.search.raytune import Recorder
+    from nas.search.recorder import Recorder
+    from nas.search.state import RunState
 
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=["accuracy", "macs"]))
@@ -605,14 +607,14 @@ def _recorder(tmp_path, **kw):
     def rec(i):
         return record_of(i, accuracy=0.9, epochs=4, acc_per_epoch=[0.9], seconds=2.0, train_seconds=2.0)
 
-    return run, rec, Recorder(run, {}, ["accuracy", "macs"], budget=5, **kw)
+    return run, rec, Recorder(run, RunState(["accuracy", "macs"]), budget=5, **kw)
 
 
 def test_a_full_disk_stops_the_search_cleanly_and_records_nothing_as_failed(tmp_path, monkeypatch, capsys):
     import errno
 
     from nas.run.folder import RunFolder as RF
-    from nas.search.raytune import FailureStopper
+    from nas.search.recorder import HaltStopper
 
     run, rec, recorder = _recorder(tmp_path)
     recorder.on_trial_complete(0, [], _Trial("t0", rec(0)))
@@ -625,7 +627,7 @@ def test_a_full_disk_stops_the_search_cleanly_and_records_nothing_as_failed(tmp_
     recorder.on_trial_complete(0, [], _Trial("t1", rec(1)))  # trained fully; the disk is full: no traceback
     monkeypatch.undo()
     assert recorder.disk_error.errno == errno.ENOSPC and recorder.unrecorded == rec(1).arch_id
-    assert FailureStopper(recorder, None).stop_all()  # Tune stops every trial
+    assert HaltStopper(recorder).stop_all()  # Tune stops every trial
     recorder.on_trial_complete(0, [], _Trial("t2", rec(2), final=False))  # stopped by that: not recorded
     recorder.on_trial_error(0, [], _Trial("t3", rec(3)))
     records = run.trials()

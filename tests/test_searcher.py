@@ -14,7 +14,8 @@ from ray import cloudpickle
 from nas.net.model import create_model
 from nas.run.folder import STUDY_NAME, RunConfig, RunFolder, TrialRecord
 from nas.search.options import SAMPLERS, SearchOptions
-from nas.search.raytune import ArchSearcher
+from nas.search.searcher import ArchSearcher
+from nas.search.state import RunState
 from nas.search.study import open_study
 from nas.space import load_space
 
@@ -49,7 +50,7 @@ def new_searcher(tmp_path: Path, sampler: str, budget: int = 6, **kwargs) -> Arc
     run.path.mkdir(parents=True)
     opts = SearchOptions(space=DIGITS, sampler=sampler, budget=budget, objectives=OBJ).checked()
     study, _, queue, _ = open_study(run, opts, space, [])
-    return ArchSearcher(study, space, OBJ, {}, [], seed=0, budget=budget, queue=queue, **kwargs)
+    return ArchSearcher(study, space, RunState(OBJ), {}, seed=0, budget=budget, queue=queue, **kwargs)
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
@@ -78,7 +79,7 @@ def test_the_searcher_survives_tunes_pickling_with_every_sampler(tmp_path, sampl
 
 
 def test_the_live_status_line_counts_architectures_against_the_budget(tmp_path, capsys):
-    from nas.search.raytune import Recorder
+    from nas.search.recorder import Recorder
 
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=OBJ))
@@ -88,7 +89,7 @@ def test_the_live_status_line_counts_architectures_against_the_budget(tmp_path, 
         run.append(
             TrialRecord(number=n, arch_id=arch.arch_id, arch=arch.to_dict(), status="complete", accuracy=0.5, seed=seed)
         )
-    recorder = Recorder(run, {}, OBJ, budget=10, epochs=5)
+    recorder = Recorder(run, RunState(OBJ, run.trials()), budget=10, epochs=5)
     progress = recorder.progress
     progress.tty = False
     progress.on_trial_result(
@@ -125,7 +126,7 @@ def test_eight_trials_in_flight_never_share_an_architecture_and_stay_diverse(tmp
         space=ROOT / "search_spaces" / "symmetry.yaml", sampler=sampler, budget=60, objectives=OBJ, race=1
     ).checked()
     study, _, queue, _ = open_study(run, opts, space, [])
-    searcher = ArchSearcher(study, space, OBJ, {}, [], seed=0, budget=60, queue=queue)
+    searcher = ArchSearcher(study, space, RunState(OBJ), {}, seed=0, budget=60, queue=queue)
     in_flight: dict[str, dict] = {}
     seen: set[str] = set()
     distances = []
@@ -356,7 +357,7 @@ def test_a_small_space_is_exhausted_in_process_without_a_duplicate(tmp_path):
     run.path.mkdir()
     opts = SearchOptions(space=path, sampler="random", budget=6, objectives=OBJ, race=1).checked()
     study, _, queue, _ = open_study(run, opts, space, [])
-    searcher = ArchSearcher(study, space, OBJ, {}, [], seed=0, budget=6, queue=queue)
+    searcher = ArchSearcher(study, space, RunState(OBJ), {}, seed=0, budget=6, queue=queue)
 
     suggested = drive(searcher, measured_result)
     assert len(suggested) == 2 and len({c["arch_id"] for c in suggested}) == 2
@@ -399,13 +400,13 @@ def test_every_named_sampler_in_process_runs_past_its_random_start_up(tmp_path, 
 
 
 def test_failures_in_process_are_recorded_told_fail_and_stop_the_search_past_max_failures(tmp_path):
-    from nas.search.raytune import FailureStopper, Recorder
+    from nas.search.recorder import FailureStopper, Recorder
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = new_searcher(tmp_path, "random", budget=8, race=1)
     run = RunFolder(tmp_path / "run")
     run.write_config(RunConfig(objectives=OBJ))
-    recorder = Recorder(run, {}, OBJ, budget=8, quiet=True, parsed=searcher.parsed)
+    recorder = Recorder(run, searcher.state, budget=8, quiet=True)
     stopper = FailureStopper(recorder, max_failures=1)
 
     def failing(config: dict) -> dict:
@@ -424,47 +425,60 @@ def test_failures_in_process_are_recorded_told_fail_and_stop_the_search_past_max
     assert searcher.archive.front() == []
 
 
-def test_a_finished_trials_result_is_parsed_once_for_the_searcher_and_the_recorder(tmp_path, monkeypatch):
-    import nas.search.raytune
-    from nas.search.raytune import Recorder
+def test_a_finished_trial_is_parsed_numbered_and_archived_once_for_the_searcher_and_the_recorder(tmp_path, monkeypatch):
+    import nas.search.state
+    from nas.search.recorder import Recorder
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     parses = []
-    parse = nas.search.raytune.record_from_result
-    monkeypatch.setattr(nas.search.raytune, "record_from_result", lambda *a, **k: parses.append(a[0]) or parse(*a, **k))
+    parse = nas.search.state.record_from_result
+    monkeypatch.setattr(nas.search.state, "record_from_result", lambda *a, **k: parses.append(a[0]) or parse(*a, **k))
     searcher = new_searcher(tmp_path, "evolution", budget=5, race=1)
     run = RunFolder(tmp_path / "run")
-    run.write_config(RunConfig(objectives=OBJ))
-    recorder = Recorder(run, {}, OBJ, budget=5, quiet=True, parsed=searcher.parsed)
+    recorder = Recorder(run, searcher.state, budget=5, quiet=True)
     suggested = drive(searcher, measured_result, recorder=recorder)
 
     assert len(parses) == len(suggested) == 5  # once per trial, not once by each
+    assert recorder.archive is searcher.archive and len(searcher.archive.records) == 5  # one archive, each added once
     recorded = run.trials()
-    assert [r.arch_id for r in recorded] == [r.arch_id for r in searcher.archive.records]
-    for mine, theirs in zip(recorded, searcher.archive.records):  # one parse; each numbered its own
-        assert mine is not theirs and mine.accuracy == theirs.accuracy and mine.finished_at == theirs.finished_at
-        assert mine.optuna_number == theirs.optuna_number is not None
-    assert not searcher.parsed._first  # each taken by the other: nothing kept
+    assert [r.number for r in recorded] == [r.number for r in searcher.archive.records] == [0, 1, 2, 3, 4]
+    for mine, theirs in zip(recorded, searcher.archive.records):  # the record that was written is the archive's
+        assert mine.arch_id == theirs.arch_id and mine.accuracy == theirs.accuracy
+        assert mine.finished_at == theirs.finished_at and mine.optuna_number == theirs.optuna_number is not None
+    assert not searcher.state._taken  # each taken by the other: nothing kept
 
 
-def test_parsed_results_hand_the_first_parse_to_the_second_whether_flattened_or_not():
+def test_the_run_state_hands_the_first_parse_to_the_second_whether_flattened_or_not():
     from ray.tune.utils import flatten_dict
 
-    from nas.search.raytune import ParsedResults
+    from nas.search.state import RunState
 
     config = {"arch_id": "a" * 12, "arch": {"in_chans": 1}, "seed": 0, "optuna_number": 3, "optuna_params": {"x": 1}}
     rec = TrialRecord(number=-1, arch_id="a" * 12, arch={"in_chans": 1}, status="complete", accuracy=0.5, epochs=2)
     result = {"accuracy": 0.5, "final": True, "record": asdict(rec)}
-    parsed = ParsedResults()
-    first = parsed.record("t0", flatten_dict(result), config)  # the searcher's: Tune flattens it
-    second = parsed.record("t0", {}, config)  # the recorder's: given nothing, it still gets the parse
-    assert first is not second and asdict(first) == asdict(second)
+    state = RunState(OBJ)
+    first, moved = state.finished("t0", flatten_dict(result), config)  # the searcher's: Tune flattens it
+    second, moved_too = state.finished("t0", {}, config)  # the recorder's: given nothing, it still gets the parse
+    assert first is second and moved == moved_too and state.archive.records == [first] and first.number == 0
     assert first.optuna_number == 3 and first.optuna_params == {"x": 1} and first.accuracy == 0.5
-    third = parsed.record("t0", result, config)  # asked a third time (a new trial of that id): parsed anew
+    third, _ = state.finished("t0", result, config)  # asked a third time (a new trial of that id): a new evaluation
     third.finished_at = first.finished_at
-    assert asdict(third) == asdict(first)
-    stopped = parsed.record("t1", {**result, "final": False}, config)
-    assert stopped.status == "stopped"
+    assert third is not first and third.number == 1 and asdict(third) == {**asdict(first), "number": 1}
+    stopped, _ = state.finished("t1", {**result, "final": False}, config)
+    assert stopped.status == "stopped" and stopped.number == 2
+
+
+def test_a_trial_that_raised_is_recorded_with_what_the_recorder_knows_of_it():
+    from nas.search.state import RunState
+
+    config = {"arch_id": "a" * 12, "arch": {"in_chans": 1}, "seed": 0, "optuna_number": 3}
+    state = RunState(OBJ)
+    bare, _ = state.finished("t0", {}, config, error=True)  # the searcher's: Tune hands it no result
+    assert bare.status == "failed" and bare.error == "the trial ended without a result" and bare.number == 0
+    last = TrialRecord(number=-1, arch_id="a" * 12, arch={"in_chans": 1}, status="complete", accuracy=0.4, epochs=1)
+    recorded, _ = state.finished("t0", {"record": asdict(last)}, config, error=True, message="RuntimeError: boom")
+    assert recorded is bare and recorded.number == 0 and state.archive.records == [recorded]
+    assert recorded.error == "RuntimeError: boom" and recorded.epochs == 1 and recorded.accuracy is None
 
 
 def test_optuna_is_told_an_architecture_alike_by_the_searcher_and_a_rebuilt_journal():

@@ -10,7 +10,7 @@ K proxy evaluations (the run's own trials.jsonl records are reused; the missing 
 training subset, the check this command made before: it says how much the short schedule alone
 changes the ranking, not whether the ranking holds for a deployed network, and the report says so.
 
-Every evaluation runs on Ray Tune (`nas.tune.jobs`, `nas.search.raytune.trainable`) with the search's resource
+Every evaluation runs on Ray Tune (`nas.tune.jobs`, `nas.tune.trainable`) with the search's resource
 options and is appended as it finishes to RUN/fidelity-deploy.jsonl (deployment-like) or
 RUN/fidelity.jsonl (proxy evaluations, and the long ones of --same-subset); a second invocation
 trains only what is missing (a failed evaluation is tried again). The report

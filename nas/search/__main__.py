@@ -1,5 +1,5 @@
 import sys
 
-from nas.search import main
+from nas.search.cli import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """The search's live progress display, a Tune callback of its own (as Ray Tune keeps its
 `ProgressReporter` apart from what records results).
 
-One line per recorded evaluation (`Progress.recorded`, called by `nas.search.raytune.Recorder`, the run
+One line per recorded evaluation (`Progress.recorded`, called by `nas.search.recorder.Recorder`, the run
 folder's writer, after it has recorded one), and, while trials run, a status line with each
 running trial's epoch, accuracy so far and time left, and the run's time left: on a terminal it is
 updated in place, else printed every `PROGRESS_EVERY` seconds.
@@ -16,19 +16,15 @@ from typing import TYPE_CHECKING
 
 from ray import tune
 
+from nas.cli import hms
+
 if TYPE_CHECKING:
     from nas.run.archive import Archive
     from nas.run.record import TrialRecord
 
-__all__ = ['Progress', 'PROGRESS_EVERY', 'hms']
+__all__ = ['Progress', 'PROGRESS_EVERY']
 
 PROGRESS_EVERY = 30.0  # seconds between status lines of running trials when stdout is not a terminal
-
-
-def hms(seconds: float) -> str:
-    """'H:MM:SS'."""
-    seconds = int(round(seconds))
-    return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
 
 
 class Progress(tune.Callback):

@@ -1,23 +1,27 @@
 """The run in words, for the terminal: the front with standard errors, and the seed noise.
 
 >>> from nas.search.report import front_report
->>> print(front_report(RunFolder('results/RUN')))
+>>> run = RunFolder('results/RUN')
+>>> print(front_report(run.write_pareto(), run.trials(), run.path))
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.cli import shell_command
-from nas.run.folder import RunFolder
 
 if TYPE_CHECKING:
     from nas.data.dataset import Dataset
     from nas.proxy import ProxyConfig
+    from nas.run.record import TrialRecord
     from nas.search.options import SearchOptions
-    from nas.space import SearchSpace
+    from nas.space.space import SearchSpace
 
-__all__ = ['front_report', 'noise_line', 'long_trial_note', 'small_data_note', 'proxy_note', 'listed']
+__all__ = ['front_report', 'start_notes', 'noise_line', 'long_trial_note', 'small_data_note', 'proxy_note', 'listed']
 
 # A trial that trains on more images x epochs than this takes minutes rather than seconds on a CPU:
 # the digits proxy (1,150 images x 10 epochs) takes 2-6 s on 2 cores, and Fashion-MNIST from disk
@@ -28,12 +32,10 @@ LONG_TRIAL = 100_000
 FEW_PER_CLASS, FEW_VAL = 10, 50
 
 
-def front_report(folder: RunFolder) -> str:
-    """The run's counts, its Pareto front of mean accuracies as a table (pareto.json rewritten)
-    and one line on seed noise."""
+def front_report(summary: dict[str, Any], records: Sequence[TrialRecord], path: Path) -> str:
+    """The run at `path` in words: the counts of its `records`, its Pareto front of mean accuracies
+    as a table and one line on seed noise, from its pareto.json `summary` (`Archive.summary`)."""
     lines = []
-    records = folder.trials()
-    summary = folder.write_pareto()
     counts = {s: sum(r.status == s for r in records) for s in ('complete', 'stopped', 'failed', 'infeasible')}
     front = summary['front']
     lines.append(
@@ -53,8 +55,8 @@ def front_report(folder: RunFolder) -> str:
             f"{row['macs'] / 1e6:9.3f}M  {row['params'] / 1e3:8.1f}k  {lat:>9}  {row['reference'] or '':9}  "
             f"{listed(row['unseparable_from'])}"
         )
-    lines.append(noise_line(summary, folder))
-    lines.append(f'\nrun folder: {folder.path}   dashboard: {shell_command("dashboard", folder.path)}')
+    lines.append(noise_line(summary, path))
+    lines.append(f'\nrun folder: {path}   dashboard: {shell_command("dashboard", path)}')
     return '\n'.join(lines)
 
 
@@ -63,9 +65,10 @@ def listed(ids: list[str], most: int = 5) -> str:
     return ', '.join(ids[:most]) + (f' and {len(ids) - most} more' if len(ids) > most else '')
 
 
-def noise_line(summary: dict[str, Any], folder: RunFolder) -> str:
-    """One line: the proxy's seed noise against the gaps between the front's points, and the check."""
-    check = f'check the proxy against the training you deploy: {shell_command("fidelity", folder.path)}'
+def noise_line(summary: dict[str, Any], path: Path) -> str:
+    """One line: the proxy's seed noise against the gaps between the front's points, and the check
+    of the run at `path`."""
+    check = f'check the proxy against the training you deploy: {shell_command("fidelity", path)}'
     if summary['seed_std'] is None:
         return f'seed noise: unknown (no architecture has 2 seeds; --race 3 re-evaluates the front); {check}'
     accs = sorted(row['accuracy'] for row in summary['front'])
@@ -147,3 +150,34 @@ def proxy_note(space: SearchSpace, opts: SearchOptions, proxy: ProxyConfig, cali
     return f"proxy: {what}, rank signal {proxy.rank_by}, calibrated in {calibration['folder']}: {status}" + (
         f"; but calibrated for {' and '.join(other)}: recalibrate with {fit}" if other else ''
     )
+
+
+def start_notes(
+    space: SearchSpace,
+    data: Dataset,
+    proxy: ProxyConfig,
+    opts: SearchOptions,
+    calibration: dict[str, Any] | None = None,
+) -> list[str]:
+    """Lines for the start of a search whose settings will not do what they seem to, and which
+    calibration its proxy comes from (or that it was never fitted to this data). `calibration` is
+    the --proxy file's ({} or None without one: `_proxy`)."""
+    notes = [note for note in [proxy_note(space, opts, proxy, calibration or {})] if note]
+    if math.isfinite(space.size) and opts.budget > space.size:
+        notes.append(
+            f'note: --budget {opts.budget} is more than the {int(space.size):,} architectures of this space; '
+            f'the search ends when every one is evaluated'
+        )
+    if proxy.batch_size > len(data.train_y):
+        notes.append(
+            f'note: the batch size {proxy.batch_size} is more than the {len(data.train_y)} training images; '
+            f'every epoch is one batch of {len(data.train_y)}'
+        )
+    few = small_data_note(data)
+    if few:
+        notes.append(few)
+    if not opts.quiet:
+        long = long_trial_note(len(data.train_y), proxy.epochs)
+        if long:
+            notes.append(long)
+    return notes

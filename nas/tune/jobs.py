@@ -7,7 +7,7 @@ at an image size) and a number of epochs, and names the records file its result 
 
 * `JobQueue` hands the jobs to Tune in their order and stops handing them out at a deadline
   (`--time-budget`: the running ones finish, the rest wait for the next invocation);
-* `job_trainable` is `nas.search.raytune.trainable` on the job's dataset and epochs (seeded as the search
+* `job_trainable` is `nas.tune.trainable.trainable` on the job's dataset and epochs (seeded as the search
   seeds: the same architecture, data and seed give the same accuracy on CPU);
 * `JobRecorder` is the only writer: every finished evaluation, complete or failed, is appended to
   its job's file (`RunFolder.append`: one whole line per write, fsynced), with a progress line, so
@@ -25,28 +25,31 @@ The datasets go into Ray's object store without their official test split: nothi
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from nas.cli import StopSignals, Terminated
+from nas.cli import Terminated, hms
 from nas.data.dataset import DataError, Dataset
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig
 from nas.run.files import repair_tail
-from nas.run.folder import RunFolder, TrialRecord
-from nas.search.progress import hms
+from nas.run.folder import RunFolder
+from nas.run.record import TrialRecord
 from nas.trial import TrialSettings
+from nas.tune.result import error_line, record_from_result
+from nas.tune.runner import TuneSession, tuner
+from nas.tune.session import trial_slots
+from nas.tune.trainable import trainable
 
 __all__ = [
     'Job',
@@ -166,9 +169,7 @@ class JobQueue(Searcher):
 
 
 def job_trainable(config: dict[str, Any], data: Mapping[str, list[Any]], settings: TrialSettings, threads: int) -> None:
-    """`nas.search.raytune.trainable` on the job's dataset (an object ref in `data`) for its epochs."""
-    from nas.search.raytune import trainable
-
+    """`nas.tune.trainable.trainable` on the job's dataset (an object ref in `data`) for its epochs."""
     job = config['job']
     trainable(
         {'arch_id': job['arch_id'], 'arch': job['arch'], 'seed': job['seed'], 'epochs': job['epochs']},
@@ -189,13 +190,9 @@ class JobRecorder(tune.Callback):
         self.numbers = {f: len(folder.trials(f)) for f in {j.file for j in jobs}}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        from nas.search.raytune import record_from_result
-
         self._record(record_from_result(dict(trial.last_result or {}), trial.config['job']), trial.config['job'])
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        from nas.search.raytune import error_line, record_from_result
-
         self._record(
             record_from_result(
                 dict(trial.last_result or {}), trial.config['job'], error=True, message=error_line(trial)
@@ -271,24 +268,26 @@ def run_jobs(
         KeyboardInterrupt: Ctrl-C, after the running evaluations were stopped and Ray shut down
             (nas.cli.Terminated, a KeyboardInterrupt, for SIGTERM).
     """
-    import ray
-
-    from nas.search.raytune import check_resources, ray_session
-
     start = time.perf_counter() if start is None else start
     _repair(folder, jobs)
     stopper = _OnInterrupt()
-    os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'  # Ctrl-C and SIGTERM: ours (`StopSignals`), not Tune's
-    with StopSignals(stopper.interrupt) as signals:
-        signals.catch(signal.SIGINT)
-        with ray_session(resources.address):
-            signals.catch(signal.SIGTERM)  # after ray.init, which installs its own
-            cluster = ray.cluster_resources()
-            check_resources(cluster, resources.cpus_per_trial, resources.gpus_per_trial, resources.address)
-            refs = {k: [ray.put(_without_test(d))] for k, d in datasets.items() if any(j.data == k for j in jobs)}
-            _tuner(folder, jobs, refs, settings, resources, cluster, name, deadline, stopper, start).fit()
+    with TuneSession(resources.address, stop=stopper.interrupt) as session:
+        cpus, gpus = resources.cpus_per_trial, resources.gpus_per_trial
+        slots = trial_slots(session.resources, cpus, gpus, resources.address, resources.max_concurrent)
+        refs = {k: [ray.put(_without_test(d))] for k, d in datasets.items() if any(j.data == k for j in jobs)}
+        tuner(
+            job_trainable,
+            {'data': refs, 'settings': settings, 'threads': max(1, int(cpus))},
+            {'cpu': cpus, 'gpu': gpus},
+            folder=folder.path,
+            name=name,
+            searcher=JobQueue(jobs, deadline),
+            concurrent=slots,
+            stoppers=[stopper],
+            callbacks=[JobRecorder(folder, jobs, start)],
+        ).fit()
     if stopper.interrupted:
-        raise Terminated() if signal.SIGTERM in signals.received else KeyboardInterrupt()
+        raise Terminated() if signal.SIGTERM in session.received else KeyboardInterrupt()
 
 
 def _repair(folder: RunFolder, jobs: Sequence[Job]) -> None:
@@ -297,43 +296,3 @@ def _repair(folder: RunFolder, jobs: Sequence[Job]) -> None:
         report = repair_tail(folder.path / file, _whole_record)
         if report:
             print(report, flush=True)
-
-
-def _tuner(
-    folder: RunFolder,
-    jobs: Sequence[Job],
-    refs: Mapping[str, list[Any]],
-    settings: TrialSettings,
-    resources: Resources,
-    cluster: Mapping[str, float],
-    name: str,
-    deadline: float | None,
-    stopper: _OnInterrupt,
-    start: float,
-) -> tune.Tuner:
-    """The Tune run of `jobs`: `job_trainable` on the datasets' object refs with the resources asked
-    for, the jobs handed out by a `JobQueue`, recorded by a `JobRecorder`, stopped by `stopper`."""
-    from nas.search.raytune import fitting_trials, trial_dirname
-
-    fn = tune.with_parameters(
-        job_trainable, data=refs, settings=settings, threads=max(1, int(resources.cpus_per_trial))
-    )
-    return tune.Tuner(
-        tune.with_resources(fn, {'cpu': resources.cpus_per_trial, 'gpu': resources.gpus_per_trial}),
-        tune_config=tune.TuneConfig(
-            search_alg=JobQueue(jobs, deadline),
-            num_samples=-1,
-            max_concurrent_trials=resources.max_concurrent
-            or fitting_trials(cluster, resources.cpus_per_trial, resources.gpus_per_trial),
-            reuse_actors=True,
-            trial_dirname_creator=trial_dirname,
-        ),
-        run_config=tune.RunConfig(
-            name=f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str((Path(folder.path) / 'ray').resolve()),
-            stop=stopper,
-            callbacks=[JobRecorder(folder, jobs, start)],
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0),
-        ),
-    )  # no num_to_keep: see raytune.run_tune

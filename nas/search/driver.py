@@ -1,0 +1,231 @@
+"""A search from its options to its report: `run()` (the Python API) and `search()` (its CLI's too).
+
+`search` resolves the run folder and claims it (`nas.search.setup`), then `_search` runs the
+session's steps: set up, open the study and say what is starting (`_start`), evaluate on Ray Tune
+(`nas.search.tuning`), then say how it ended and show the front (`_report`). An interruption,
+a full disk or a bad option leaves one line and, where there is one, the command that continues.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nas.cli import Terminated
+from nas.data.dataset import DataError
+from nas.errors import UsageError
+from nas.run.folder import RunConfig, RunError, RunFolder
+from nas.search.options import SearchOptions
+from nas.search.report import front_report, start_notes
+from nas.search.setup import Claim, SetUp, resolve_run, resume_command, set_up
+from nas.search.state import RunState
+from nas.search.study import open_study
+from nas.space.decision import SpaceError
+
+if TYPE_CHECKING:
+    from nas.search.study import RunStudy
+    from nas.search.tuning import TuneOutcome
+
+__all__ = ['run', 'search', 'proposals_line']
+
+
+def run(space: str | Path | None = None, **options: Any) -> RunFolder:
+    """Run (or, with `resume=RUN`, continue) a search and return its run folder.
+
+    Args:
+        space: the search-space YAML (default: the digits space); not needed with `resume`.
+        **options: any field of `SearchOptions` (budget, objectives, sampler, seed, epochs, ...),
+            as the command line's flags without their dashes.
+
+    Raises:
+        UsageError: a bad option, space, dataset or run folder (the message is one line).
+    """
+    if space is not None:
+        options['space'] = Path(space)
+    opts = SearchOptions.from_dict(options)
+    return search(opts, explicit=set(options), command=f'nas.search.run({space!r}, **{options!r})')
+
+
+def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
+    """The search behind the CLI and `run()`; `explicit` names the options given (not defaults)."""
+    try:
+        opts.checked()  # every option given, before a folder is made or Ray starts
+        run_folder, opts, stored = resolve_run(opts, explicit)
+    except (SpaceError, DataError, RunError) as e:
+        raise UsageError(str(e)) from None
+    claim = Claim(run_folder, stored is not None, command)
+    try:
+        if claim.existed:  # a run folder in use is refused at once, before anything loads
+            claim()
+        return _search(run_folder, opts.checked(), stored, command, claim)
+    except (UsageError, SpaceError, DataError, RunError) as e:
+        claim.undo()
+        raise UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        if run_folder.exists() and claim.made:
+            signal_name = 'SIGTERM' if isinstance(sys.exc_info()[1], Terminated) else 'Ctrl-C'
+            print(
+                f'\ninterrupted ({signal_name}); nothing recorded is lost; continue with: '
+                f'{resume_command(run_folder.path)}',
+                file=sys.stderr,
+            )
+        raise
+    except OSError as e:  # a full disk, a folder gone read-only: the run's fault, not a trial's
+        where = e.filename if e.filename and e.filename != str(run_folder.path) else run_folder.path
+        if claim.undo():  # a new run that recorded nothing: nothing to continue
+            raise UsageError(f'{where}: {e.strerror or e}; nothing was recorded') from None
+        if e.filename == str(run_folder.path):  # _search's own line (a full disk during the run)
+            raise
+        raise OSError(e.errno, f'{where}: {e.strerror or e}; the search stopped', str(run_folder.path)) from None
+    finally:
+        claim.stack.close()
+        claim.lock.release()
+
+
+def _search(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, command: str, claim: Claim) -> RunFolder:
+    """Search in `folder` (resumed: `stored` is its run.yaml): set it up, evaluate architectures up
+    to the budget, then say how it ended."""
+    setup = set_up(folder, opts, stored, command, claim)
+    state = RunState(opts.objectives, setup.records)  # the searcher's and the recorder's
+    archive = state.archive
+    remaining = opts.budget - len(archive)
+    wanting = [a for a, n in archive.race_targets(repeats=opts.repeats, race=opts.race, band=False) if a.seeds < n]
+    if remaining <= 0 and not wanting:
+        print(f'{folder.path}: {len(archive)} architectures done, budget {opts.budget} reached')
+        print(_front(folder, setup, state))
+        return folder
+    study, queue, references = _start(folder, opts, setup, stored is not None, len(archive), remaining)
+    outcome = _tune(folder, opts, setup, state, study, queue, references)
+    _report(folder, opts, setup, state, outcome)
+    return folder
+
+
+def _start(
+    folder: RunFolder,
+    opts: SearchOptions,
+    setup: SetUp,
+    resumed: bool,
+    done: int,
+    remaining: int,
+) -> tuple[RunStudy, list[dict[str, Any]], dict[str, str]]:
+    """The run's study, the architectures to evaluate first and the reference points' names (arch id
+    -> name), with the lines that open the session."""
+    space = setup.space
+    study, stale, queue, notes = open_study(folder, opts, space, setup.records)
+    references = {a.arch_id: name for name, a in space.reference_points().items()}
+    again = sum(space.point(params).arch_id not in references for params in queue)
+    for line in notes:
+        print(line, flush=True)
+    if resumed:
+        print(
+            f'resuming {folder.path}: {done} architectures done, {max(0, remaining)} to go'
+            + (f' ({stale} interrupted trials marked failed in the study)' if stale else '')
+            + (f'; {again} architectures started but not recorded are evaluated first' if again else '')
+        )
+    size = 'infinitely many' if not math.isfinite(space.size) else f'{int(space.size):,}'
+    print(
+        f"{folder.path}: {setup.data.summary()}; space {space.name} ({size} architectures); objectives "
+        f"{', '.join(opts.objectives)}; sampler {opts.sampler}, seed {opts.seed}",
+        flush=True,
+    )
+    for line in start_notes(space, setup.data, setup.proxy, opts, setup.calibration):
+        print(line, flush=True)
+    return study, queue, references
+
+
+def _tune(
+    folder: RunFolder,
+    opts: SearchOptions,
+    setup: SetUp,
+    state: RunState,
+    study: RunStudy,
+    queue: list[dict[str, Any]],
+    references: dict[str, str],
+) -> TuneOutcome:
+    """The session's evaluations on Ray Tune (run.yaml records the cluster once it is known)."""
+    from nas.search.tuning import TuneJob, run_tune
+    from nas.trial import TrialSettings
+
+    def on_cluster(cluster: dict[str, Any]) -> None:
+        setup.config.ray = cluster
+        folder.write_config(setup.config)
+
+    settings = TrialSettings(
+        proxy=setup.proxy,
+        num_classes=setup.data.num_classes,
+        limits=opts.limits,
+        device='cuda' if setup.gpus > 0 else 'cpu',
+    )
+    job = TuneJob(
+        opts=opts,
+        run=folder,
+        study=study,
+        space=setup.space,
+        data=setup.data,
+        settings=settings,
+        state=state,
+        scales=setup.config.hypervolume_scale,
+        references=references,
+        queue=queue,
+        gpus_per_trial=setup.gpus,
+        gpu_memory_mb=setup.gpu_memory,
+        address=setup.address,
+    )
+    return run_tune(job, on_cluster=on_cluster)
+
+
+def _report(folder: RunFolder, opts: SearchOptions, setup: SetUp, state: RunState, outcome: TuneOutcome) -> None:
+    """How the session ended, and the front. A stop by a signal is raised again (KeyboardInterrupt,
+    Terminated: `run` says how to continue), a full disk as the OSError it is."""
+    if outcome.interrupted:  # after Tune's clean stop
+        raise Terminated() if outcome.signal == signal.SIGTERM else KeyboardInterrupt()
+    if outcome.disk_error is not None:
+        e = outcome.disk_error
+        raise OSError(
+            e.errno,
+            f'{e.filename or folder.path}: {e.strerror or e}; the search stopped'
+            + (
+                f' ({outcome.unrecorded} trained but not recorded: --resume evaluates it again)'
+                if outcome.unrecorded
+                else ''
+            ),
+            str(folder.path),
+        )
+    done = len(state.archive)
+    if outcome.reevaluations:
+        print(f'{outcome.reevaluations} re-evaluations with new seeds (the front and the points within its noise)')
+    if outcome.proposals:
+        print(proposals_line(outcome.proposals))
+    if outcome.exhausted:
+        print('the space is exhausted: no architecture is left that has not been evaluated')
+    elif opts.max_failures is not None and outcome.failures > opts.max_failures:
+        print(f'stopped: {outcome.failures} failed trials, more than --max-failures {opts.max_failures}')
+    elif done < opts.budget:
+        print(f'stopped at {done}/{opts.budget} architectures; continue with: {resume_command(folder.path)}')
+    print(_front(folder, setup, state))
+
+
+def _front(folder: RunFolder, setup: SetUp, state: RunState) -> str:
+    """pareto.json rewritten from the run's archive (which brings the counts and the noise flags of
+    points off the front up to date), and the front in words."""
+    summary = folder.write_summary(state.archive.summary(setup.config.hypervolume_scale))
+    return front_report(summary, state.archive.records, folder.path)
+
+
+def proposals_line(proposals: dict[str, int]) -> str:
+    """How this session's new architectures came about, in one line."""
+    words = {
+        'queued': 'queued (reference points, unfinished ones)',
+        'sampled': 'proposed by the sampler',
+        'mutated': 'mutated from a front parent',
+        'repaired': 'repaired (the sampler proposed one already seen; its nearest unseen neighbour was taken)',
+        'random': 'random (the evolution\'s first population)',
+        'fill-in': 'random fill-ins (no unseen neighbour of the proposal)',
+    }
+    total = sum(proposals.values())
+    return f'{total} new architectures: ' + ', '.join(
+        f'{n} {words.get(k, k)}' for k, n in sorted(proposals.items(), key=lambda kv: -kv[1])
+    )
