@@ -13,8 +13,6 @@ that continues).
 from __future__ import annotations
 
 import argparse
-import errno
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,24 +20,16 @@ from typing import Any
 import optuna
 
 from nas.cli import (
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    EXIT_USAGE,
     ArgumentParser,
-    Terminated,
     amount,
+    command,
     shell_command,
-    stop_on_sigterm,
 )
-from nas.errors import UsageError
 from nas.run.pareto import COSTS
 from nas.search.driver import search
 from nas.search.options import SAMPLERS, SearchOptions
-from nas.search.setup import resume_command
 
 __all__ = ['build_parser', 'main']
-
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
@@ -194,23 +184,11 @@ def _run_folder_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    stop_on_sigterm()  # SIGTERM stops the search as Ctrl-C does
+@command
+def main(argv: list[str]) -> None:
+    """`python -m nas.search`: the frame (nas.cli.command) turns what ends it into one line and a status;
+    a stop or a fault in the middle already says what was kept and how to continue."""
     opts = SearchOptions.from_dict(vars(build_parser().parse_args(argv)))
     explicit = set(vars(build_parser(explicit_only=True).parse_args(argv)))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        search(opts, explicit, command=shell_command('search', *argv))
-    except UsageError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return EXIT_USAGE
-    except Terminated:
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except OSError as e:  # search() made it one line: what failed, and that the search stopped
-        fix = 'free some space' if e.errno in NO_SPACE else 'fix that'
-        print(f'error: {e.strerror}; {fix}, then continue with: {resume_command(e.filename)}', file=sys.stderr)
-        return 1
-    return 0
+    search(opts, explicit, command=shell_command('search', *argv))

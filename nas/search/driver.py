@@ -8,6 +8,7 @@ a full disk or a bad option leaves one line and, where there is one, the command
 
 from __future__ import annotations
 
+import errno
 import math
 import signal
 import sys
@@ -31,12 +32,14 @@ if TYPE_CHECKING:
 
 __all__ = ['run', 'search', 'proposals_line']
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a fault the user fixes by freeing space
+
 
 def run(space: str | Path | None = None, **options: Any) -> RunFolder:
     """Run (or, with `resume=RUN`, continue) a search and return its run folder.
 
     Args:
-        space: the search-space YAML (default: the digits space); not needed with `resume`.
+        space: the search-space YAML (default: search_spaces/symmetry.yaml); not needed with `resume`.
         **options: any field of `SearchOptions` (budget, objectives, sampler, seed, epochs, ...),
             as the command line's flags without their dashes.
 
@@ -77,9 +80,15 @@ def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
         where = e.filename if e.filename and e.filename != str(run_folder.path) else run_folder.path
         if claim.undo():  # a new run that recorded nothing: nothing to continue
             raise UsageError(f'{where}: {e.strerror or e}; nothing was recorded') from None
-        if e.filename == str(run_folder.path):  # _search's own line (a full disk during the run)
-            raise
-        raise OSError(e.errno, f'{where}: {e.strerror or e}; the search stopped', str(run_folder.path)) from None
+        e.filename = str(where)
+        notes = getattr(e, '__notes__', [])
+        if not any('the search stopped' in n for n in notes):
+            e.__notes__ = ['the search stopped', *notes]
+            notes = e.__notes__
+        if not any('continue with' in n for n in notes):
+            fix = 'free some space' if e.errno in NO_SPACE else 'fix that'
+            e.add_note(f'{fix}, then continue with: {resume_command(run_folder.path)}')
+        raise
     finally:
         claim.stack.close()
         claim.lock.release()
@@ -184,16 +193,18 @@ def _report(folder: RunFolder, opts: SearchOptions, setup: SetUp, state: RunStat
         raise Terminated() if outcome.signal == signal.SIGTERM else KeyboardInterrupt()
     if outcome.disk_error is not None:
         e = outcome.disk_error
-        raise OSError(
-            e.errno,
-            f'{e.filename or folder.path}: {e.strerror or e}; the search stopped'
+        e.filename = e.filename or str(folder.path)
+        e.__notes__ = getattr(e, '__notes__', [])  # first: what happened to the search, then what was kept
+        e.__notes__.insert(
+            0,
+            'the search stopped'
             + (
                 f' ({outcome.unrecorded} trained but not recorded: --resume evaluates it again)'
                 if outcome.unrecorded
                 else ''
             ),
-            str(folder.path),
         )
+        raise e
     done = len(state.archive)
     if outcome.reevaluations:
         print(f'{outcome.reevaluations} re-evaluations with new seeds (the front and the points within its noise)')
