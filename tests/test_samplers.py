@@ -1,4 +1,4 @@
-"""The samplers propose architectures the study has not seen (nas.search.samplers), in real Optuna studies."""
+"""The samplers propose architectures the study has not seen (nas.samplers), in real Optuna studies."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.search.samplers import EvolutionSampler, UniqueSampler
+from nas.samplers import EvolutionSampler, UniqueSampler
 from nas.search.study import make_sampler
 from nas.space import load_space
 
@@ -74,7 +74,7 @@ def test_optunas_samplers_propose_unseen_architectures_repairing_their_duplicate
 
 
 def test_a_history_window_shows_the_sampler_the_recent_finished_trials():
-    from nas.search.samplers import HistoryWindow
+    from nas.samplers import HistoryWindow
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
