@@ -64,12 +64,7 @@ class EvolutionSampler(UnseenSampler):
         self._open: list[int] = []  # trial numbers not finished when last looked at
         self._looked = 0  # trials before this number have been looked at
 
-    def sample_relative(
-        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        if not search_space:
-            return {}
-        self.seen.update(study, trial.number)
+    def propose(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
         members = self._population(study)
         if len(members) < self.start:  # before the evolution: random unseen points
             params = self.random_unseen()

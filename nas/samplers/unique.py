@@ -62,12 +62,7 @@ class UniqueSampler(UnseenSampler):
                 params[name] = self.inner.sample_independent(study, trial, name, dist)
         return params
 
-    def sample_relative(
-        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        if not search_space:
-            return {}
-        self.seen.update(study, trial.number)
+    def propose(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
         view = self.window.of(study) if self.window else study
         if view is study:
             params = self._inner_params(study, trial)

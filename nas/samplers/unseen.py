@@ -11,6 +11,7 @@ found (the caller stops asking).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +54,19 @@ class UnseenSampler(BaseSampler):
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return {} if ENQUEUED in trial.system_attrs else dict(self.encoding.distributions)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:  # an enqueued trial: its parameters are given
+            return {}
+        self.seen.update(study, trial.number)
+        return self.propose(study, trial)
+
+    @abstractmethod
+    def propose(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
+        """Every parameter of the encoding for `trial`, a point no other trial has (the study's
+        keys are in `seen`), its kind recorded in `kinds`."""
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
