@@ -1,4 +1,4 @@
-"""The samplers propose architectures the study has not seen (nas.search.samplers), in real Optuna studies."""
+"""The samplers propose architectures the study has not seen (nas.samplers), in real Optuna studies."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.search.samplers import EvolutionSampler, UniqueSampler
+from nas.samplers import EvolutionSampler, UniqueSampler
 from nas.search.study import make_sampler
 from nas.space import load_space
 
@@ -44,7 +44,7 @@ def test_evolution_finds_every_architecture_of_a_small_space_once_then_says_it_i
 def test_evolution_mutates_one_decision_of_a_population_member():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(SPACES / 'symmetry.yaml')
-    sampler = EvolutionSampler(space, population=12, tournament=4, seed=1)
+    sampler = EvolutionSampler(space, population=12, tournament=4, seed=1, start=12)
     study = optuna.create_study(directions=['maximize', 'minimize'], sampler=sampler)
     study.optimize(objective(space), n_trials=80)
     kinds = [sampler.take_kind(t.number) for t in study.trials]
@@ -74,7 +74,7 @@ def test_optunas_samplers_propose_unseen_architectures_repairing_their_duplicate
 
 
 def test_a_history_window_shows_the_sampler_the_recent_finished_trials():
-    from nas.search.samplers import HistoryWindow
+    from nas.samplers import HistoryWindow
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -117,3 +117,85 @@ def test_a_windowed_sampler_runs_past_its_window_with_trials_in_flight(name, mon
     assert len(asked) >= (37 if name == 'tpe' else 21)
     assert len({t.user_attrs['arch_id'] for t in asked}) == len(asked)
     assert all(t.state != optuna.trial.TrialState.FAIL for t in study.trials)  # nothing of the window leaks in
+
+
+# -- any Optuna study: a space of Optuna distributions, no SearchSpace
+PLAIN = {
+    'op': optuna.distributions.CategoricalDistribution(['conv', 'pool', 'skip', None]),
+    'depth': optuna.distributions.IntDistribution(1, 6),
+    'width': optuna.distributions.IntDistribution(16, 256, log=True),
+    'drop': optuna.distributions.FloatDistribution(0.0, 0.5, step=0.25),
+    'lr': optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+}
+
+
+def plain_objective(trial):
+    p = {name: trial._suggest(name, d) for name, d in PLAIN.items()}
+    return (p['op'] == 'conv') + 0.1 * p['depth'] - p['drop'] - abs(p['lr'] - 0.01), p['depth'] * p['width']
+
+
+@pytest.mark.parametrize(
+    'make',
+    [
+        lambda: EvolutionSampler(PLAIN, population=8, tournament=2, seed=0),
+        lambda: EvolutionSampler(PLAIN, population=8, tournament=2, seed=0, start=4),
+        lambda: UniqueSampler(optuna.samplers.TPESampler(seed=0, multivariate=True), PLAIN, seed=0),
+        lambda: make_sampler('evolution', 0, 40, PLAIN),
+    ],
+)
+def test_the_samplers_work_on_any_optuna_study_with_a_space_of_distributions(make):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = make()
+    study = optuna.create_study(directions=['maximize', 'minimize'], sampler=sampler)
+    study.optimize(plain_objective, n_trials=40)
+    points = [tuple(t.params[n] for n in PLAIN) for t in study.trials]
+    assert len(set(points)) == 40  # no point twice
+    for t in study.trials:
+        assert all(d._contains(d.to_internal_repr(t.params[n])) for n, d in PLAIN.items()), t.params
+        assert t.params['drop'] in (0.0, 0.25, 0.5) and isinstance(t.params['width'], int)
+    kinds = {sampler.take_kind(t.number) for t in study.trials}
+    assert kinds <= {'random', 'mutated', 'sampled', 'repaired'}
+
+
+def test_a_key_makes_parameter_sets_one_point_and_a_small_space_runs_out():
+    from nas.samplers import Encoding
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {'a': optuna.distributions.IntDistribution(0, 4), 'b': optuna.distributions.IntDistribution(0, 4)}
+    encoding = Encoding(space, key=lambda p: p['a'] + p['b'])  # 9 points: the sums 0..8
+    sampler = EvolutionSampler(encoding, population=4, tournament=2, seed=0, start=2)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: t.suggest_int('a', 0, 4) - t.suggest_int('b', 0, 4), n_trials=9)
+    assert sorted(t.params['a'] + t.params['b'] for t in study.trials) == list(range(9))
+    study.optimize(lambda t: t.suggest_int('a', 0, 4) - t.suggest_int('b', 0, 4), n_trials=1)
+    assert sampler.exhausted
+    with pytest.raises(TypeError, match='expected an Optuna CategoricalDistribution'):
+        Encoding({'x': 'not a distribution'})
+
+
+def test_the_evolution_proposes_a_one_parameter_child_of_a_member_from_its_start_on():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {f'e{i}': optuna.distributions.CategoricalDistribution(['a', 'b', 'c', 'd']) for i in range(6)}
+    sampler = EvolutionSampler(space, population=10, tournament=3, seed=2, start=5)
+    study = optuna.create_study(directions=['maximize', 'minimize'], sampler=sampler)
+
+    def f(trial):
+        ops = [trial.suggest_categorical(n, ['a', 'b', 'c', 'd']) for n in space]
+        return ops.count('a') + 0.5 * ops.count('b'), ops.count('a') + ops.count('c')
+
+    study.optimize(f, n_trials=60)
+    kinds = [sampler.take_kind(t.number) for t in study.trials]
+    assert kinds[:5] == ['random'] * 5 and set(kinds[5:]) == {'mutated'}
+    for t in study.trials[5:]:
+        told = study.trials[: t.number][-10:]
+        assert any(sum(p.params[k] != t.params[k] for k in space) == 1 for p in told), t.number
+
+
+def test_the_registry_names_every_sampler_once():
+    from nas.samplers import SAMPLERS
+    from nas.samplers import make_sampler as make_named
+    from nas.search.options import SAMPLERS as OPTIONS
+
+    assert OPTIONS is SAMPLERS and SAMPLERS[0] == 'evolution' and len(set(SAMPLERS)) == len(SAMPLERS)
+    with pytest.raises(ValueError, match="unknown sampler 'cmaes'"):
+        make_named('cmaes', PLAIN, 0, 100)

@@ -19,11 +19,11 @@ from nas.cli import amount
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig, ProxyError
 from nas.run.pareto import COSTS, OBJECTIVES
+from nas.samplers.registry import SAMPLERS
 
 __all__ = ['UsageError', 'SearchOptions', 'DEFAULT_SPACE', 'SAMPLERS', 'RESUMABLE']
 
 DEFAULT_SPACE = Path('search_spaces/symmetry.yaml')
-SAMPLERS = ('evolution', 'tpe', 'nsga2', 'nsga3', 'gp', 'random')
 # Options a resumed run may change; the others define the search and must stay as they were.
 RESUMABLE = {
     'budget',

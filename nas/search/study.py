@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -28,8 +27,9 @@ from nas.net.arch import Arch
 from nas.run import pareto
 from nas.run.archive import ArchResult
 from nas.run.folder import STUDY_NAME, RunError, RunFolder, TrialRecord, aggregate
+from nas.samplers import registry as samplers
+from nas.samplers.unseen import UnseenSampler
 from nas.search.options import SearchOptions
-from nas.search.samplers import EvolutionSampler, UniqueSampler
 from nas.space import SearchSpace, SpaceError
 
 __all__ = [
@@ -44,32 +44,13 @@ __all__ = [
     'trial_of',
 ]
 
-HISTORY_WINDOW = 500  # trials a TPE or GP ask reads at most (nas.search.samplers.HistoryWindow)
+HISTORY_WINDOW = 500  # trials a TPE or GP ask reads at most (nas.samplers.window.HistoryWindow)
 
 
-def make_sampler(name: str, seed: int, budget: int, space: SearchSpace) -> UniqueSampler | EvolutionSampler:
-    """A named, seeded sampler that proposes architectures not yet seen (nas.search.samplers).
-
-    'evolution' is multi-objective regularized evolution; the others are Optuna's samplers wrapped
-    in `UniqueSampler`. TPE models the parameters jointly (multivariate, grouped) with a constant
-    liar for the trials in flight. TPE and GP, whose every ask reads the whole history, see the
-    last HISTORY_WINDOW trials. Hard limits reach the samplers that use them through each
-    trial's constraint values (`Trial.set_constraint`), not through a constraints function."""
-    population = max(4, min(50, budget // 4))
-    window = HISTORY_WINDOW  # TPE and GP read every trial at each ask: they see the recent ones
-    with warnings.catch_warnings():  # multivariate/group/constant_liar and NSGA-III are "experimental"
-        warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-        if name == 'evolution':
-            size = max(8, min(64, budget // 4))
-            return EvolutionSampler(space, population=size, tournament=max(2, size // 4), seed=seed)
-        inner = {
-            'tpe': lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True),
-            'nsga2': lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=population),
-            'nsga3': lambda: optuna.samplers.NSGAIIISampler(seed=seed, population_size=population),
-            'gp': lambda: optuna.samplers.GPSampler(seed=seed),
-            'random': lambda: optuna.samplers.RandomSampler(seed=seed),
-        }[name]()
-    return UniqueSampler(inner, space, seed=seed, window=window if name in ('tpe', 'gp') else None)
+def make_sampler(name: str, seed: int, budget: int, space: SearchSpace) -> UnseenSampler:
+    """The named, seeded sampler of a search (`nas.samplers.registry`): it proposes only
+    architectures the study has not seen; TPE and GP read the last HISTORY_WINDOW trials."""
+    return samplers.make_sampler(name, space, seed, budget, window=HISTORY_WINDOW)
 
 
 @dataclass(frozen=True)
