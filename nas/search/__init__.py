@@ -19,7 +19,7 @@ all-ACmix, the paper's placement) are evaluated first. Everything lands in resul
 The package, bottom to top:
 
 - `nas.search.options`: `SearchOptions`, their defaults and checks, their form in run.yaml;
-- `nas.search.samplers`, `nas.search.study`: the samplers and the run's Optuna study;
+- `nas.search.study`: the run's Optuna study, sampled by a sampler of `nas.samplers`;
 - `nas.search.report`: the run in words (the front, the seed noise, the notes at the start);
 - `nas.search.progress`: the live progress display (a Tune callback);
 - `nas.search.searcher`: `ArchSearcher`, Tune's searcher over the study (racing, GPU shares);

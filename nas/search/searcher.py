@@ -41,7 +41,7 @@ class ArchSearcher(Searcher):
 
     New architectures (up to `budget` distinct ones): first the queue (architectures a killed run
     left unrecorded, then the space's reference points), then the sampler's proposals. The
-    samplers (`nas.search.samplers`) propose only architectures the study has not seen, evaluated or in
+    samplers (`nas.samplers`) propose only architectures the study has not seen, evaluated or in
     flight, so nothing is trained twice and the study holds no duplicate trials; how each proposal
     came about ('sampled', 'repaired', 'mutated', 'random') is counted in `proposals` and kept as
     the trial's 'proposal' user attribute. When no unseen architecture is left the space counts as
