@@ -26,7 +26,7 @@ from nas.calibrate.stats import (
     set_costs,
     verdict,
 )
-from nas.fidelity.report import format_stat
+from nas.fidelity.stats import format_stat
 from nas.proxy import SIGNALS, ProxyConfig
 from nas.run.folder import RunFolder
 

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nas.calibrate.panel import Candidate
-from nas.fidelity.report import format_stat
-from nas.fidelity.stats import pair_tau, rank_corr, retest_tau, seed_values
+from nas.fidelity.stats import format_stat, pair_tau, rank_corr, retest_tau, seed_values
 from nas.proxy import SIGNALS, score
 from nas.run.folder import RunFolder, TrialRecord
 

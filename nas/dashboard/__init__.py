@@ -22,9 +22,9 @@ trials included). `--serve` then starts optuna-dashboard on the run's Optuna stu
 
 The package, bottom to top: one data model computed once, two renderers over it.
 
+- `nas.dashboard.style`: the styles both renderers share (`LABELS`, `KINDS`, `COLORSCALE`);
 - `nas.dashboard.data`: `RunData` (the run read and aggregated once), a `TrialView` per
-  architecture, a `CostPlot` per cost objective, `measured_costs`, and the styles both renderers
-  share (`LABELS`, `KINDS`, `COLORSCALE`);
+  architecture, a `CostPlot` per cost objective, `measured_costs`;
 - `nas.dashboard.cells`: values as the page writes them, and its HTML tables;
 - `nas.dashboard.figures`: the page's plotly figures (`pareto_figures`, `hypervolume_figure`,
   `hover_text`);
@@ -41,12 +41,13 @@ The package, bottom to top: one data model computed once, two renderers over it.
 """
 
 from nas.dashboard.cli import main
-from nas.dashboard.data import COLORSCALE, KINDS, LABELS, CostPlot, RunData, TrialView, measured_costs, trial_views
+from nas.dashboard.data import CostPlot, RunData, TrialView, measured_costs, trial_views
 from nas.dashboard.figures import hover_text, hypervolume_figure, pareto_figures
 from nas.dashboard.html import render_html
 from nas.dashboard.png import render_png
 from nas.dashboard.proxy_checks import calibration_section, fidelity_panel
 from nas.dashboard.serve import port_in_use, serve
+from nas.dashboard.style import COLORSCALE, KINDS, LABELS
 from nas.dashboard.write import HTML, PNG, DashboardFiles, write_dashboard
 
 __all__ = [

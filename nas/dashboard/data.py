@@ -3,7 +3,7 @@
 `RunData.read` reads a run folder (run.yaml, trials.jsonl) and aggregates it: the `Archive` of
 every architecture over its seeds, pareto.json's summary, the hypervolume after each evaluation, a
 `TrialView` per architecture (front rank, kind, per-block map, knee) and, per cost objective, the
-`CostPlot` both renderers draw. `LABELS`, `KINDS` and `COLORSCALE` are the styles both share.
+`CostPlot` both renderers draw (their styles: `nas.dashboard.style`).
 """
 
 from __future__ import annotations
@@ -16,17 +16,7 @@ from nas.net.arch import Arch
 from nas.run import pareto
 from nas.run.archive import Archive, ArchResult
 from nas.run.folder import RunConfig, RunFolder, TrialRecord
-from nas.run.pareto import COSTS, OBJECTIVES
-
-LABELS = {name: o.label for name, o in OBJECTIVES.items()}
-# how each kind of trial is drawn: (legend name, plotly symbol, matplotlib marker, colour)
-KINDS = {
-    'stopped': ('stopped early (lower fidelity)', 'circle-open', 'o', '#7f7f7f'),
-    'failed': ('failed (no accuracy: drawn at 0)', 'x-thin-open', 'x', '#d62728'),
-    'infeasible': ('infeasible (over a limit)', 'diamond-open', 'D', '#ff7f0e'),
-    'unranked': ('complete, an objective unmeasured', 'square-open', 's', '#17becf'),
-}
-COLORSCALE = 'Plasma'
+from nas.run.pareto import COSTS
 
 
 @dataclass

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas.dashboard.cells import format_noise, format_value
-from nas.dashboard.data import COLORSCALE, KINDS, LABELS, CostPlot, RunData, TrialView
+from nas.dashboard.style import COLORSCALE, KINDS, LABELS
 from nas.net.model import describe_block
-from nas.run.folder import TrialRecord
+from nas.run.record import TrialRecord
+
+if TYPE_CHECKING:
+    from nas.dashboard.data import CostPlot, RunData, TrialView
 
 HOVER_BLOCKS = 1000  # up to this many architectures the hover lists every block; beyond, one line each
 

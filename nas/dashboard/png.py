@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nas.dashboard.data import COLORSCALE, KINDS, LABELS, CostPlot, RunData, TrialView
+from nas.dashboard.data import CostPlot, RunData, TrialView
+from nas.dashboard.style import COLORSCALE, KINDS, LABELS
 from nas.run.files import write_atomic
 from nas.run.folder import RunFolder
 

@@ -8,11 +8,10 @@ The package, bottom to top:
 
 - `nas.fidelity.stats`: the numbers: `rank_corr` (Kendall τ, Spearman ρ), `retest_tau`, `pair_tau`,
   `seed_values` (per architecture, seed -> value, off evaluation records), `ArchFidelity`,
-  `fidelity_stats` and `long_front`;
+  `fidelity_stats`, `long_front` and `format_stat` (a statistic in a table, '-' when undefined);
 - `nas.fidelity.reference`: the training a proxy is checked against: deployment-like (`deployment`,
   `default_epochs`) or the proxy's subset longer (`DEPLOYMENT`, `SAME_SUBSET`, `long_label`);
-- `nas.fidelity.report`: fidelity.json's contents (`report`) and the table (`format_table`,
-  `format_stat`);
+- `nas.fidelity.report`: fidelity.json's contents (`report`) and the table (`format_table`);
 - `nas.fidelity.check`: the check of a run: the architectures picked (`pick_archs`), the
   evaluations (`plan_jobs`), trained on Ray, and the report written (`check`, `FidelityOptions`);
 - `nas.fidelity.cli`: `python -m nas.fidelity RUN` (`build_parser`, `main`).
@@ -31,8 +30,17 @@ from nas.fidelity.check import (
 )
 from nas.fidelity.cli import build_parser, main
 from nas.fidelity.reference import DEPLOYMENT, SAME_SUBSET, default_epochs, deployment, long_label
-from nas.fidelity.report import format_stat, format_table, report
-from nas.fidelity.stats import ArchFidelity, fidelity_stats, long_front, pair_tau, rank_corr, retest_tau, seed_values
+from nas.fidelity.report import format_table, report
+from nas.fidelity.stats import (
+    ArchFidelity,
+    fidelity_stats,
+    format_stat,
+    long_front,
+    pair_tau,
+    rank_corr,
+    retest_tau,
+    seed_values,
+)
 
 __all__ = [
     'FIDELITY_RECORDS',

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nas.fidelity.reference import DEPLOYMENT, long_label
-from nas.fidelity.stats import ArchFidelity, fidelity_stats, long_front
+from nas.fidelity.stats import ArchFidelity, fidelity_stats, format_stat, long_front
 
 __all__ = ['report', 'format_stat', 'format_table']
 
@@ -73,11 +73,6 @@ def _pct(x: float | None, std: float | None = None) -> str:
     if x is None:
         return '-'
     return f'{100 * x:.2f}' + (f' ± {100 * std:.2f}' if std is not None else '')
-
-
-def format_stat(x: float | None, fmt: str = '.2f') -> str:
-    """A statistic for a table: formatted by `fmt`, or '-' when it is undefined (None)."""
-    return '-' if x is None else format(x, fmt)
 
 
 def format_table(summary: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from nas.run import pareto
-from nas.run.folder import TrialRecord
+from nas.run.record import TrialRecord
 
 __all__ = [
     'ArchFidelity',
@@ -28,6 +28,7 @@ __all__ = [
     'fidelity_stats',
     'long_front',
     'seed_values',
+    'format_stat',
 ]
 
 
@@ -63,6 +64,11 @@ class ArchFidelity:
     @property
     def long_std(self) -> float | None:
         return self._mean_std(self.long)[1]
+
+
+def format_stat(x: float | None, fmt: str = '.2f') -> str:
+    """A statistic for a table: formatted by `fmt`, or '-' when it is undefined (None)."""
+    return '-' if x is None else format(x, fmt)
 
 
 def _finite(x: float) -> float | None:

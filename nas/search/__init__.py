@@ -19,7 +19,10 @@ all-ACmix, the paper's placement) are evaluated first. Everything lands in resul
 The package, bottom to top:
 
 - `nas.search.options`: `SearchOptions`, their defaults and checks, their form in run.yaml;
+- `nas.search.told`: what Optuna is told of an architecture (`optuna_result`), one form for every tell;
 - `nas.search.study`: the run's Optuna study, sampled by a sampler of `nas.samplers`;
+- `nas.search.state`: `RunState`, the one driver state (one `Archive`, trials numbered once) the
+  searcher and the recorder share;
 - `nas.search.report`: the run in words (the front, the seed noise, the notes at the start);
 - `nas.search.progress`: the live progress display (a Tune callback);
 - `nas.search.searcher`: `ArchSearcher`, Tune's searcher over the study (racing, GPU shares);

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
@@ -24,9 +24,12 @@ from nas.proxy import mean_score
 from nas.run.archive import ArchResult
 from nas.run.record import TrialRecord
 from nas.search.state import RunState
-from nas.search.study import RunStudy, optuna_result
+from nas.search.told import optuna_result
 from nas.space.space import SearchSpace
 from nas.tune.session import gpu_fraction
+
+if TYPE_CHECKING:
+    from nas.search.study import RunStudy
 
 __all__ = ['ArchSearcher']
 
