@@ -16,7 +16,7 @@ user runs it, into a temp folder (or `--keep DIR`):
    and whether the front's points are separable beyond their seed noise;
 3. with `--fidelity`, `python -m nas.fidelity` on that run (deployment-like, 12 architectures, 2 seeds).
 
-Then the goals of issue 24, measured: τ >= 0.9 x deployment's test-retest τ, at <= 1/20 of
+Then the calibration goals, measured: τ >= 0.9 x deployment's test-retest τ, at <= 1/20 of
 deployment's cost per architecture, a front separable beyond its seed noise, a budget-100 search
 in <= 15 minutes on 2 cores. Times are wall times on this machine, as loaded as it is: the cost
 ratio is measured within the one calibration run.

@@ -6,7 +6,7 @@
 The runs are synthetic (tests/runs.py `synthetic_run`: architectures of the default space, costs
 from a formula, accuracies with seed noise, a third of the evaluations more seeds of recent
 architectures), written once into a temp folder. Each is timed as a user runs it, a new process
-from start to exit (imports included), wall and CPU seconds, with the page's size. Goal (issue 22):
+from start to exit (imports included), wall and CPU seconds, with the page's size. Goal:
 <= 15 s at 10,000 trials; the page opening in headless Chromium is tests/test_dashboard.py's.
 """
 

@@ -28,7 +28,7 @@ populations by the budget). It ranks samplers on a task with the real one's stru
 (in the spirit of surrogate NAS benchmarks such as NAS-Bench-301); it is not a real search, and the
 table says so.
 
-Goals (issue 22): default@100 >= random@200 and default@200 >= random@400; <= 5% random fill-ins and
+Goals: default@100 >= random@200 and default@200 >= random@400; <= 5% random fill-ins and
 <= 20% duplicate asks.
 """
 

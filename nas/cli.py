@@ -4,7 +4,7 @@
     >>> amount('2M'), amount('1.5k'), amount('2e6')
     (2000000.0, 1500.0, 2000000.0)
 
-Conventions (shared/DESIGN.md): bad input exits with status 2 and one line that names the
+Conventions (docs/development.md): bad input exits with status 2 and one line that names the
 problem, argparse's own errors (a bad int, an unknown choice) included; Ctrl-C exits 130 after
 the command's clean stop, and SIGTERM (what a cluster's scheduler or a container stop sends) is
 handled the same way and exits 143. A command suggested to the user (`shell_command`) is quoted

@@ -64,7 +64,7 @@ REFERENCE_CASES = [
 
 
 def reference_state_dict(c: int, heads: int, ka: int, kc: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random state_dict with the paper module's names and shapes (ACMIX.md's parameter table)."""
+    """A random state_dict with the paper module's names and shapes (the reference's parameter table (docs/network.md))."""
     gen = torch.Generator().manual_seed(seed)
     return {
         name: torch.randn(shape, generator=gen) * 0.5
@@ -90,7 +90,7 @@ def test_state_dict_layout_is_the_reference_layout():
     assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == reference_parameter_shapes(64, 64)
     assert "dep_conv.bias" not in ours.state_dict()  # the reference drops it in reset_parameters
     assert ours.kernel_att == 7 and ours.head == 4 and ours.kernel_conv == 3 and ours.stride == 1
-    # The table itself, from ACMIX.md, for one non-default setting (C_in 32 -> C 48, N 3, k_c 5):
+    # The table itself, from the reference (docs/network.md), for one non-default setting (C_in 32 -> C 48, N 3, k_c 5):
     assert reference_parameter_shapes(32, 48, kernel_att=5, head=3, kernel_conv=5) == {
         "rate1": (1,),
         "rate2": (1,),

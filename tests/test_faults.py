@@ -1,4 +1,4 @@
-"""Faults a careful user or an adversary meets (issue 23), each one line and a known exit status,
+"""Faults a careful user or an adversary meets, each one line and a known exit status,
 and nothing recorded lost or changed: two writers of one run, SIGTERM, Ray addresses, data and
 space files that moved or changed, records that parse but are wrong, file-system faults, bad
 arguments. Real processes, real Ray where a search runs, real files."""

@@ -348,7 +348,7 @@ class ACmix(nn.Module):
         # (unbind's stack), into which autograd adds the conv branch's in place, instead of allocating a sum.
         out_att = self._attention_tokens(qkv, h, w).flatten(3).permute(0, 3, 1, 2)
         # y = rate2·conv + rate1·attention in one op. The attention's channels are head-major (n·d + g)
-        # and are added to the conv's channel o without reordering, as in the reference (ACMIX.md).
+        # and are added to the conv's channel o without reordering, as in the reference.
         y = torch.addcmul(out_conv, self.rate1.to(out_att.dtype), out_att)
         return _like_input(y, x)
 

@@ -1,4 +1,4 @@
-"""ACmix in the unfold formulation: the plain transcription of shared/ACMIX.md that tests and
+"""ACmix in the unfold formulation: the plain transcription of the paper's reference module as docs/network.md describes it that tests and
 benchmarks compare `nas.net.acmix.ACmix` against.
 
 Written from the equations, not for speed: it materialises the k_att² window copies of keys,
@@ -6,7 +6,7 @@ values and positional encodings (≈ k_att² times the activation memory), so us
 It covers what ACmix covers: mirror-periodic reflection (`nas.net.acmix.mirror_index`) for windows wider
 than the map, dilation, and ceil(H/stride) × ceil(W/stride) outputs.
 
-`reference_parameter_shapes` is ACMIX.md's parameter table: the names and shapes of the paper's
+`reference_parameter_shapes` is the reference's parameter table (docs/network.md): the names and shapes of the paper's
 module, so that its state_dicts load into ACmix with ``strict=True``.
 """
 
@@ -24,7 +24,7 @@ __all__ = ["UnfoldACmix", "reference_parameter_shapes", "unfold_forward"]
 def reference_parameter_shapes(
     in_planes: int, out_planes: int, kernel_att: int = 7, head: int = 4, kernel_conv: int = 3
 ) -> dict[str, tuple[int, ...]]:
-    """The paper module's state_dict layout (ACMIX.md, "Parameters"): name -> shape.
+    """The paper module's state_dict layout (docs/network.md, the reference's parameters): name -> shape.
 
     kernel_att does not size any parameter; it is an argument so calls read like the module's."""
     c, d, k2 = out_planes, out_planes // head, kernel_conv * kernel_conv
@@ -38,7 +38,7 @@ def reference_parameter_shapes(
 
 
 def unfold_forward(m: ACmix, x: Tensor) -> Tensor:
-    """ACmix's output for module `m`'s parameters, step by step as in ACMIX.md's "Forward"."""
+    """ACmix's output for module `m`'s parameters, step by step as in the reference's forward pass (docs/network.md)."""
     n, d, s, ka, kc, dil = m.head, m.head_dim, m.stride, m.kernel_att, m.kernel_conv, m.dilation
     # 1-2. Projections; heads as (B·N, d, H, W), channel n·d + g.
     q, k, v = (F.conv2d(x, conv.weight, conv.bias) for conv in (m.conv1, m.conv2, m.conv3))

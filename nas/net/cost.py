@@ -4,7 +4,7 @@ MACs (multiply-accumulates of one image's forward pass, at batch 1):
   * everything but ACmix's attention comes from `torch.utils.flop_counter.FlopCounterMode`
     (convolutions, matmuls, linear layers; MACs = counted FLOPs / 2). Normalisation, activations,
     pooling, softmax and additions are not MACs and are not counted (the usual convention).
-  * every ACmix module counts as the operator of shared/ACMIX.md (`acmix_macs`), whatever the
+  * every ACmix module counts as the operator of the paper's reference module as docs/network.md describes it (`acmix_macs`), whatever the
     counter saw inside it (ACmix runs fused and folded equivalents of these parts, and the
     attention's fused kernels are counted on some backends and missed on others):
         q, k, v projections:            3·C_in·C · H·W

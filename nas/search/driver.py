@@ -155,7 +155,7 @@ def _tune(
     references: dict[str, str],
 ) -> TuneOutcome:
     """The session's evaluations on Ray Tune (run.yaml records the cluster once it is known)."""
-    from nas.search.tuning import TuneJob, run_tune
+    from nas.search.tuning import SearchTuning, run_tune
     from nas.trial import TrialSettings
 
     def on_cluster(cluster: dict[str, Any]) -> None:
@@ -168,7 +168,7 @@ def _tune(
         limits=opts.limits,
         device='cuda' if setup.gpus > 0 else 'cpu',
     )
-    job = TuneJob(
+    job = SearchTuning(
         opts=opts,
         run=folder,
         study=study,

@@ -1,6 +1,6 @@
 """One search's Tune run: the searcher, the recorder and its stopper, the scheduler, on Ray.
 
-`run_tune` runs a `TuneJob` (what `nas.search` has set up: options, run folder, study, data) in
+`run_tune` runs a `SearchTuning` (what `nas.search` has set up: options, run folder, study, data) in
 one `tune.Tuner` run: the trainable (`nas.tune.trainable`) on the data put in Ray's object store
 once, the `ArchSearcher`, the `Recorder` and its progress display, its stoppers (too many
 failures, the recorder halted) and ASHA with --early-stop, in a `nas.tune.runner.TuneSession`.
@@ -32,11 +32,11 @@ from nas.tune.runner import TuneSession, tuner
 from nas.tune.session import GPU_GRID, trial_slots
 from nas.tune.trainable import trainable
 
-__all__ = ['TuneJob', 'TuneOutcome', 'run_tune']
+__all__ = ['SearchTuning', 'TuneOutcome', 'run_tune']
 
 
 @dataclass
-class TuneJob:
+class SearchTuning:
     """One Tune run of a search: its options and what `nas.search` has set up for it."""
 
     opts: SearchOptions  # checked (`SearchOptions.checked`): objectives, limits, budget, seeds, resources
@@ -72,7 +72,7 @@ def _resources(cpus: float, gpus: float, config: dict[str, Any]) -> tune.Placeme
     return tune.PlacementGroupFactory([{'CPU': cpus, 'GPU': config.get('gpus', gpus)}])
 
 
-def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
+def run_tune(job: SearchTuning, on_cluster: Any = None) -> TuneOutcome:
     """Start (or join) Ray, run the trials, stop the Ray it started. `on_cluster(info)` is called
     once Ray is up, with {'address', 'nodes', 'cpus', 'gpus'} (the search writes it to run.yaml).
 
@@ -114,7 +114,7 @@ def run_tune(job: TuneJob, on_cluster: Any = None) -> TuneOutcome:
     )
 
 
-def _searcher(job: TuneJob) -> ArchSearcher:
+def _searcher(job: SearchTuning) -> ArchSearcher:
     """The job's searcher, over its study, with what the run has evaluated so far."""
     opts = job.opts
     return ArchSearcher(
@@ -134,7 +134,7 @@ def _searcher(job: TuneJob) -> ArchSearcher:
     )
 
 
-def _scheduler(job: TuneJob) -> ASHAScheduler | None:
+def _scheduler(job: SearchTuning) -> ASHAScheduler | None:
     """ASHA on validation accuracy per epoch with --early-stop; None (every trial runs to its end) without."""
     if not job.opts.early_stop:
         return None
@@ -149,7 +149,7 @@ def _scheduler(job: TuneJob) -> ASHAScheduler | None:
     )
 
 
-def _tuner(job: TuneJob, searcher: ArchSearcher, recorder: Recorder, resources: dict[str, float]) -> tune.Tuner:
+def _tuner(job: SearchTuning, searcher: ArchSearcher, recorder: Recorder, resources: dict[str, float]) -> tune.Tuner:
     """The Tuner of the job: the trainable on the data, as many trials at once as fit the cluster
     (or --max-concurrent), the searcher, the recorder and its progress display, stopped by too
     many failures or by the recorder's halt, and ASHA with --early-stop.
