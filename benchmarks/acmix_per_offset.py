@@ -5,7 +5,7 @@
 Issue 12 asked whether the attention's core written per window offset, as a torch.autograd.Function
 that saves only small tensors and recomputes in backward, beats the tiled SDPA path in speed and
 memory on CPU. This script keeps the experiment reproducible; nas.net.acmix does not use it, because it
-measured slower and heavier at every shape tried (README, "The ACmix operator").
+measured slower and heavier at every shape tried (docs/benchmarks.md).
 
 The Function (`PerOffsetAttention`), from the math: for query i and window offset o,
 l_io = scale·q_i·k_{i+o}, p = softmax_o(l), out_i = Σ_o p_io v_{i+o}, with keys and values reflection

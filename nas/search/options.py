@@ -55,7 +55,7 @@ class SearchOptions:
     max_macs: float | None = None
     max_params: float | None = None
     max_latency_ms: float | None = None
-    sampler: str = 'evolution'  # chosen by benchmarks/search_quality.py and driver_scale.py (README)
+    sampler: str = 'evolution'  # chosen by benchmarks/nas_bench_201.py, search_quality.py and driver_scale.py (docs/benchmarks.md)
     seed: int = 0
     repeats: int = 1  # seeds every architecture is evaluated with
     race: int = 3  # seeds for the front and the points within its noise (1: no racing)

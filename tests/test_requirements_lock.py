@@ -31,7 +31,7 @@ def test_the_lock_pins_every_dependency_of_pyproject_within_its_range():
     for line in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
         req = Requirement(line)
         name = canonicalize_name(req.name)
-        assert name in pins, f"{req.name} is not in requirements.lock: refresh it (README, Development)"
+        assert name in pins, f"{req.name} is not in requirements.lock: refresh it (docs/development.md)"
         assert req.specifier.contains(pins[name], prereleases=True), (
             f"requirements.lock pins {req.name}=={pins[name]}, outside pyproject.toml's {req.specifier}"
         )
