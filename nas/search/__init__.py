@@ -56,9 +56,11 @@ from nas.errors import UsageError
 from nas.proxy import ProxyConfig, ProxyError
 from nas.run import pareto
 from nas.run.folder import RUN_YAML, DataInfo, RunConfig, RunError, RunFolder, aggregate, package_versions, seed_std
+from nas.run.ladder import rung_of
 from nas.run.lock import LOCK_FILE, RunLock, RunLocked
 from nas.run.pareto import COSTS
 from nas.search.options import RESUMABLE, SAMPLERS, SearchOptions, proxy_changes
+from nas.search.promote import add_promote_arguments, check_lines, promote, run_ladder
 from nas.search.report import front_report, long_trial_note, proxy_note, small_data_note
 from nas.search.study import open_study
 from nas.space import SearchSpace, SpaceError, load_space
@@ -410,9 +412,10 @@ class _SetUp:
 
 
 def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str, claim: _Claim) -> RunFolder:
-    """Search in `folder`: set it up, evaluate architectures up to the budget, then say how it ended."""
+    """Search in `folder`: set it up, evaluate architectures up to the budget, promote its front up
+    the fidelity ladder (`nas.search.promote`), then say how it ended."""
     setup = _set_up(folder, opts, resumed, command, claim)
-    records = folder.trials()
+    records = [r for r in folder.trials() if rung_of(r) == 0]  # the proxy's: the search's own rung
     archs = aggregate(records)
     remaining = opts.budget - len(archs)
     wanting = [
@@ -422,13 +425,21 @@ def _search(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
         )
         if a.seeds < n
     ]
-    if remaining <= 0 and not wanting:
+    finished = remaining <= 0 and not wanting
+    if finished:
         print(f'{folder.path}: {len(archs)} architectures done, budget {opts.budget} reached')
-        print(front_report(folder))
-        return folder
-    study, queue, references = _start(folder, opts, setup, records, resumed, len(archs), remaining)
-    outcome = _tune(folder, opts, setup, study, queue, references, records)
-    _report(folder, opts, outcome)
+    else:
+        study, queue, references = _start(folder, opts, setup, records, resumed, len(archs), remaining)
+        if opts.promote:  # one Ray for the search and its promotion
+            from nas.search.raytune import ray_session
+
+            claim.stack.enter_context(ray_session(setup.address))
+        finished = _report(folder, opts, _tune(folder, opts, setup, study, queue, references, records))
+    if finished:
+        promote(folder, opts, setup.gpus, setup.address)
+    print(front_report(folder))
+    for line in check_lines(folder):
+        print(line)
     return folder
 
 
@@ -479,6 +490,7 @@ def _set_up(folder: RunFolder, opts: SearchOptions, resumed: bool, command: str,
     claim()
     for line in folder.repair():  # a torn tail, temp files of a crash: before anything is appended
         print(line, flush=True)
+    config.ladder = run_ladder(config, opts.promote_epochs)
     folder.write_config(config)
     return _SetUp(space, proxy, calibration, data, gpus, gpu_memory, address)
 
@@ -558,9 +570,10 @@ def _tune(
     return run_tune(job, on_cluster=on_cluster)
 
 
-def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> None:
-    """How the session ended, and the front. A stop by a signal is raised again (KeyboardInterrupt,
-    Terminated: `run` says how to continue), a full disk as the OSError it is."""
+def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> bool:
+    """How the session ended; True when the search is done (its budget reached, or the space
+    exhausted). A stop by a signal is raised again (KeyboardInterrupt, Terminated: `run` says how
+    to continue), a full disk as the OSError it is."""
     if outcome.interrupted:  # after Tune's clean stop
         raise Terminated() if outcome.signal == signal.SIGTERM else KeyboardInterrupt()
     if outcome.disk_error is not None:
@@ -584,9 +597,11 @@ def _report(folder: RunFolder, opts: SearchOptions, outcome: TuneOutcome) -> Non
         print('the space is exhausted: no architecture is left that has not been evaluated')
     elif opts.max_failures is not None and outcome.failures > opts.max_failures:
         print(f'stopped: {outcome.failures} failed trials, more than --max-failures {opts.max_failures}')
+        return False
     elif done < opts.budget:
         print(f'stopped at {done}/{opts.budget} architectures; continue with: {resume_command(folder.path)}')
-    print(front_report(folder))
+        return False
+    return True
 
 
 def proposals_line(proposals: dict[str, int]) -> str:
@@ -622,6 +637,7 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     )
     _search_arguments(p, dflt)
     _proxy_arguments(p, dflt)
+    add_promote_arguments(p, dflt)
     _resource_arguments(p, dflt)
     _run_folder_arguments(p, dflt)
     return p

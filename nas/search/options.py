@@ -19,6 +19,7 @@ from nas.cli import amount
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig, ProxyError
 from nas.run.pareto import COSTS, OBJECTIVES
+from nas.search.promote import check_options
 
 __all__ = ['UsageError', 'SearchOptions', 'DEFAULT_SPACE', 'SAMPLERS', 'RESUMABLE']
 
@@ -38,6 +39,8 @@ RESUMABLE = {
     'results_dir',
     'quiet',
     'data_dir',
+    'promote',
+    'promote_share',
 }
 LIMIT_OPTIONS = {o.limit: name for name, o in OBJECTIVES.items() if o.search_limit}  # max_macs -> macs, ...
 PROXY_OPTIONS = ('dataset', 'epochs', 'batch_size', 'subset')
@@ -61,6 +64,9 @@ class SearchOptions:
     race: int = 3  # seeds for the front and the points within its noise (1: no racing)
     race_share: float = 0.3  # noise-band re-evaluations, at most this share of the budget
     early_stop: bool = False
+    promote: int = 12  # architectures trained again at rung 1 after the search (nas.search.promote); 0: off
+    promote_share: float = 0.5  # the promotion's compute, at most this share of the search's
+    promote_epochs: int | None = None  # rung 1's epochs; None: the calibration's deployment, else 2x the proxy's
     proxy: Path | None = None  # a proxy: file (nas.calibrate's proxy.yaml) in place of the space file's proxy section
     dataset: str | None = None  # proxy overrides; None: the space file's (or --proxy's) proxy section
     data_dir: Path | None = None
@@ -123,6 +129,7 @@ class SearchOptions:
             raise UsageError(f'--seed must be an int >= 0, got {self.seed!r}')
         if self.time_budget is not None and not _positive(self.time_budget):
             raise UsageError(f'--time-budget must be a number of seconds > 0, got {self.time_budget!r}')
+        check_options(self)
 
     def _checked_limits(self) -> dict[str, float]:
         """The hard limits given (--max-macs, ...), parsed as amounts ('2e6', '50k'): option -> value."""
