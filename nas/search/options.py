@@ -19,7 +19,6 @@ from nas.cli import amount
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig, ProxyError
 from nas.run.pareto import COSTS, OBJECTIVES
-from nas.search.promote import check_options
 
 __all__ = ['UsageError', 'SearchOptions', 'DEFAULT_SPACE', 'SAMPLERS', 'RESUMABLE']
 
@@ -129,7 +128,12 @@ class SearchOptions:
             raise UsageError(f'--seed must be an int >= 0, got {self.seed!r}')
         if self.time_budget is not None and not _positive(self.time_budget):
             raise UsageError(f'--time-budget must be a number of seconds > 0, got {self.time_budget!r}')
-        check_options(self)
+        if not is_int(self.promote) or self.promote < 0 or self.promote == 1:
+            raise UsageError(f'--promote must be 0 (off) or at least 2 (a ranking needs two), got {self.promote!r}')
+        if not _positive(self.promote_share):
+            raise UsageError(f'--promote-share must be a number > 0, got {self.promote_share!r}')
+        if self.promote_epochs is not None and (not is_int(self.promote_epochs) or self.promote_epochs < 1):
+            raise UsageError(f'--promote-epochs must be an int >= 1, got {self.promote_epochs!r}')
 
     def _checked_limits(self) -> dict[str, float]:
         """The hard limits given (--max-macs, ...), parsed as amounts ('2e6', '50k'): option -> value."""

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -39,9 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nas.checks import is_int
 from nas.cli import shell_command
-from nas.errors import UsageError
 from nas.proxy import ProxyConfig
 from nas.run import pareto
 from nas.run.archive import Archive, ArchResult
@@ -66,7 +63,6 @@ __all__ = [
     'promote',
     'check_lines',
     'add_promote_arguments',
-    'check_options',
 ]
 
 PROMOTE_SEEDS = 2  # seeds per promoted architecture: a mean, a standard error and a test-retest
@@ -378,14 +374,3 @@ def add_promote_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]
         help="rung 1's epochs, on the whole training split at the networks' input size; default: the "
         f"deployment a --proxy from nas.calibrate was fitted to, else {DEFAULT_EPOCHS_FACTOR}x the proxy's epochs",
     )
-
-
-def check_options(opts: SearchOptions) -> None:
-    """--promote, --promote-share, --promote-epochs: UsageError naming the first bad one."""
-    if not is_int(opts.promote) or opts.promote < 0 or opts.promote == 1:
-        raise UsageError(f'--promote must be 0 (off) or at least 2 (a ranking needs two), got {opts.promote!r}')
-    share = opts.promote_share
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not (math.isfinite(share) and share > 0):
-        raise UsageError(f'--promote-share must be a number > 0, got {share!r}')
-    if opts.promote_epochs is not None and (not is_int(opts.promote_epochs) or opts.promote_epochs < 1):
-        raise UsageError(f'--promote-epochs must be an int >= 1, got {opts.promote_epochs!r}')
