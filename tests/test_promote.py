@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nas.errors import UsageError
 from nas.proxy import ProxyConfig
 from nas.run import pareto
 from nas.run.archive import Archive, aggregate, seed_std
 from nas.run.folder import DataInfo, RecordError, RunConfig, RunFolder, TrialRecord, check_record
 from nas.run.ladder import rank_agreement, rung_of
+from nas.search.options import RESUMABLE, SearchOptions
 from nas.search.promote import (
     DEFAULT_EPOCHS_FACTOR,
     PROMOTE_SEEDS,
@@ -272,3 +274,19 @@ def test_a_search_promotes_is_stopped_during_the_promotion_and_resumes_it_withou
     )
     assert again.returncode == 0 and f'0 of {3 * PROMOTE_SEEDS} evaluations to train' in again.stdout
     assert len(_rung1(run)) == 3 * PROMOTE_SEEDS
+
+
+@pytest.mark.parametrize(
+    'options, message',
+    [
+        ({'promote': 1}, '--promote must be 0 .off. or at least 2'),
+        ({'promote': -3}, '--promote must be 0'),
+        ({'promote_share': 0}, '--promote-share must be a number > 0'),
+        ({'promote_epochs': 0}, '--promote-epochs must be an int >= 1'),
+    ],
+)
+def test_bad_promotion_options_are_refused(options, message):
+    with pytest.raises(UsageError, match=message):
+        SearchOptions(**options).checked()
+    # how many and how much a resume may change; what rung 1 is, it may not
+    assert {'promote', 'promote_share'} <= RESUMABLE and 'promote_epochs' not in RESUMABLE
