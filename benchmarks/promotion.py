@@ -79,6 +79,7 @@ def table(run: RunFolder, wall: float | None) -> list[tuple[str, str]]:
             f"{num(f.get('spearman_rho'))} over {f.get('architectures', 0)} architectures",
         ),
         ("rung 1's own test-retest τ", num(f.get('retest_tau'))),
+        ("promoted proxy-front points that stay on rung 1's front", f"{f.get('kept')} of {f.get('proxy_front')}"),
         (
             'seed std: proxy / rung 1 (points)',
             ' / '.join(num(r['seed_std'] and 100 * r['seed_std']) for r in summary.get('rungs', [])),

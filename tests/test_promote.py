@@ -122,6 +122,9 @@ def test_the_archive_ranks_the_highest_rung_first_as_the_batch_functions_do(seed
         a for a in aggregate(records) if a.rung == 1 and any(r.rung == 0 and r.accuracy is not None for r in a.records)
     ]
     assert summary['fidelity']['architectures'] == len(both) and summary['fidelity']['seeds'] == [0, 1]
+    on_proxy_front = {a.arch_id for a in pareto.front(proxy, OBJ)} & {a.arch_id for a in both}
+    kept = on_proxy_front & {a.arch_id for a in pareto.front(aggregate(records), OBJ)}
+    assert (summary['fidelity']['proxy_front'], summary['fidelity']['kept']) == (len(on_proxy_front), len(kept))
 
 
 def test_rank_agreement_of_the_rungs():

@@ -521,15 +521,20 @@ class Archive:
 
     def agreement(self, rung: int) -> dict[str, Any]:
         """How the proxy (rung 0) ranks the architectures complete at both it and `rung` like
-        `rung` does, with `rung`'s own test-retest (see `rank_agreement`)."""
+        `rung` does (see `rank_agreement`), with `rung`'s own test-retest; and of those on the
+        proxy's front (`proxy_front`), how many stay on `rung`'s (`kept`). Along a front accuracy
+        rises with cost, so a τ over front points is high by construction; `kept` says more."""
         lower, upper = self.at(0).archs, self.at(rung)
         both = [
             (lower[a.arch_id], a)
             for a in upper._order
             if a.complete and a.arch_id in lower and lower[a.arch_id].complete
         ]
+        on_proxy_front = {a.arch_id for a in self.at(0).front()} & {q.arch_id for _, q in both}
         return {
             "rung": rung,
+            "proxy_front": len(on_proxy_front),
+            "kept": len(on_proxy_front & {a.arch_id for a in upper.front()}),
             **rank_agreement(
                 [float(p.accuracy) for p, _ in both],
                 [float(q.accuracy) for _, q in both],
