@@ -1,5 +1,5 @@
-"""The run's architectures in memory: each one's evaluations over seeds, and the Pareto front of
-their means kept up to date as evaluations arrive.
+"""The run's architectures in memory: each one's evaluations over seeds and rungs, and the Pareto
+front of their means kept up to date as evaluations arrive.
 
 `ArchResult` is one architecture over its evaluations (what the front, the knee, exports and the
 hypervolume use); `aggregate` groups records into them. `Archive` holds them all and answers what a
@@ -11,6 +11,15 @@ pareto.json summary. It agrees with the batch functions of `nas.run.pareto` (tes
     >>> for record in run.trials():
     ...     archive.add(record)            # True when the front (or a point's place on it) changed
     >>> archive.front(), archive.summary(scales)
+
+Rungs (`nas.run.ladder`). An evaluation is trained at a rung of the fidelity ladder: 0 the proxy,
+1 and up the longer training of promoted architectures. An architecture's accuracy (its mean,
+standard error and seeds) is taken at the highest rung it reached; its costs are the same at every
+rung. `Archive` keeps one `RungArchive` per rung, each the front of its rung's means with that
+rung's noise: the front, the knee, the hypervolume and pareto.json are the highest rung's (an
+architecture not promoted ranks below the promoted ones), racing and the noise band work within a
+rung (`race_targets(rung=0)` is the search's), and pareto.json says each point's rung and how the
+proxy ranks the promoted architectures against the rung above it (`rank_agreement`).
 
 How the front stays cheap. Losses of every candidate (complete, feasible, every objective measured)
 live in one array. A point that arrives or improves off the front is compared with the front only.
@@ -29,39 +38,54 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas.run import pareto
+from nas.run.ladder import rank_agreement, rung_of
 from nas.run.pareto import NOISE_Z, OBJECTIVES
 
 if TYPE_CHECKING:
     from nas.run.record import TrialRecord
 
-__all__ = ['ArchResult', 'aggregate', 'seed_std', 'Archive']
+__all__ = ['ArchResult', 'aggregate', 'seed_std', 'Archive', 'RungArchive']
 
 
 @dataclass
 class ArchResult:
-    """One architecture over all its evaluations (one per seed): what the front, the knee,
+    """One architecture over all its evaluations (one per seed and rung): what the front, the knee,
     exports, pareto.json and the hypervolume use. Accuracy is the mean over its complete
-    evaluations, with its standard error (None below 2 seeds); costs are the first evaluation's
-    (params and MACs are exact; latency and memory are measured once). It has `number`,
-    `status`, `feasible` and `value(objective)`, so every nas.run.pareto function takes it."""
+    evaluations at its rung (the highest it reached, or `at` where given), with its standard
+    error (None below 2 seeds); costs are its first complete evaluation's, at any rung (params
+    and MACs are exact; latency and memory are measured once). It has `number`, `status`,
+    `feasible` and `value(objective)`, so every nas.run.pareto function takes it."""
 
     records: list[TrialRecord]  # its evaluations, in the order they finished
-    _complete: tuple[int, list[TrialRecord]] = field(default=(-1, []), init=False, repr=False, compare=False)
+    at: int | None = None  # the rung it is seen at; None: the highest at which it has a complete evaluation
+    _complete: tuple[int, list[TrialRecord], int, list[TrialRecord]] = field(
+        default=(-1, [], 0, []), init=False, repr=False, compare=False
+    )
+
+    def _state(self) -> tuple[int, list[TrialRecord], int, list[TrialRecord]]:
+        """(records seen, complete evaluations at any rung, its rung, complete ones at its rung),
+        remembered until another is added: records are appended only."""
+        if self._complete[0] != len(self.records):
+            done = [r for r in self.records if r.status == "complete" and r.accuracy is not None]
+            rung = self.at if self.at is not None else max((rung_of(r) for r in done), default=0)
+            self._complete = (len(self.records), done, rung, [r for r in done if rung_of(r) == rung])
+        return self._complete
+
+    @property
+    def rung(self) -> int:
+        """The rung its accuracy is taken at."""
+        return self._state()[2]
 
     @property
     def complete(self) -> list[TrialRecord]:
-        """Its complete evaluations (remembered until another is added: records are appended only)."""
-        if self._complete[0] != len(self.records):
-            self._complete = (
-                len(self.records),
-                [r for r in self.records if r.status == "complete" and r.accuracy is not None],
-            )
-        return self._complete[1]
+        """Its complete evaluations at its rung."""
+        return self._state()[3]
 
     @property
     def record(self) -> TrialRecord:
-        """The evaluation that stands for it: its first complete one (its weights), else its first."""
-        return (self.complete or self.records)[0]
+        """The evaluation that stands for it: its first complete one at any rung (its weights, its
+        costs), else its first."""
+        return (self._state()[1] or self.records)[0]
 
     @property
     def number(self) -> int:
@@ -81,7 +105,10 @@ class ArchResult:
 
     @property
     def status(self) -> str:
-        return "complete" if self.complete else self.records[-1].status
+        if self.complete:
+            return "complete"
+        at_rung = [r for r in self.records if rung_of(r) == self.rung]
+        return (at_rung or self.records)[-1].status
 
     @property
     def feasible(self) -> bool:
@@ -98,10 +125,13 @@ class ArchResult:
 
     @property
     def accuracy(self) -> float | None:
-        """The mean over complete evaluations; for one never complete, its last accuracy (a stopped
-        trial's, at a lower fidelity) or None."""
+        """The mean over complete evaluations at its rung; for one never complete, its last accuracy
+        (a stopped trial's, at a lower fidelity) or None."""
         accs = self.accuracies
-        return sum(accs) / len(accs) if accs else self.records[-1].accuracy
+        if accs:
+            return sum(accs) / len(accs)
+        at_rung = [r for r in self.records if rung_of(r) == self.rung]
+        return (at_rung or self.records)[-1].accuracy
 
     @property
     def accuracy_std(self) -> float | None:
@@ -131,7 +161,7 @@ class ArchResult:
     def value(self, objective: str) -> float | None:
         if objective == "accuracy":
             return self.accuracy
-        return (self.complete or self.records)[0].value(objective)
+        return self.record.value(objective)
 
     def summary(self) -> dict[str, Any]:
         """Its pareto.json entry."""
@@ -139,6 +169,7 @@ class ArchResult:
             "number": self.number,
             "arch_id": self.arch_id,
             "reference": self.reference,
+            "rung": self.rung,
             "accuracy": self.accuracy,
             "accuracy_se": self.accuracy_se,
             "accuracy_std": self.accuracy_std,
@@ -158,18 +189,23 @@ def aggregate(records: Sequence[TrialRecord]) -> list[ArchResult]:
 
 
 def seed_std(archs: Sequence[ArchResult]) -> float | None:
-    """The proxy's seed-to-seed standard deviation of accuracy, pooled over every architecture
-    with at least 2 seeds (the root of the mean variance); None when there is none."""
-    variances = [a.accuracy_std**2 for a in archs if a.accuracy_std is not None]
+    """The seed-to-seed standard deviation of accuracy at the highest rung an architecture completed
+    (the proxy's, without promotion), pooled over the architectures there with at least 2 seeds
+    (the root of the mean variance); None when there is none."""
+    top = max((a.rung for a in archs if a.status == "complete"), default=0)
+    variances = [a.accuracy_std**2 for a in archs if a.accuracy_std is not None and a.rung == top]
     return (sum(variances) / len(variances)) ** 0.5 if variances else None
 
 
-class Archive:
-    """Every architecture of a run and the Pareto front of their means, updated one evaluation at
-    a time (see the module docstring). Architectures are kept in the order first evaluated."""
+class RungArchive:
+    """The architectures evaluated at one rung and the Pareto front of their means there, updated
+    one evaluation at a time (see the module docstring). Architectures are kept in the order first
+    evaluated at the rung; each is an `ArchResult` seen at the rung, sharing its records with the
+    architecture's own (`Archive.archs`)."""
 
-    def __init__(self, objectives: Sequence[str]):
+    def __init__(self, objectives: Sequence[str], rung: int = 0):
         self.objectives = list(objectives)
+        self.rung = rung
         self.records: list[TrialRecord] = []
         self.archs: dict[str, ArchResult] = {}
         self._order: list[ArchResult] = []  # by index
@@ -194,19 +230,18 @@ class Archive:
         return list(self._order)
 
     # -- adding evaluations
-    def add(self, record: TrialRecord) -> bool:
-        """Count one evaluation; True when the front's membership changed or one of its points
-        got another evaluation."""
+    def add(self, record: TrialRecord, records: list[TrialRecord]) -> bool:
+        """Count one evaluation at this rung, already appended to `records` (its architecture's, at
+        every rung); True when the front's membership changed or one of its points got another
+        evaluation."""
         self.records.append(record)
         i = self._index.get(record.arch_id)
         if i is None:
             i = self._index[record.arch_id] = len(self._order)
-            a = ArchResult([record])
+            a = ArchResult(records, at=self.rung)
             self._order.append(a)
             self.archs[record.arch_id] = a
             self._grow(i + 1)
-        else:
-            self._order[i].records.append(record)
         before = set(self._front)
         self._update(i)
         self._cache.clear()
@@ -381,4 +416,128 @@ class Archive:
                 {**a.summary(), "separable": not near.get(a.arch_id), "unseparable_from": near.get(a.arch_id, [])}
                 for a in self.front()
             ],
+        }
+
+
+class Archive:
+    """Every architecture of a run over the rungs of the fidelity ladder, and the front that ranks
+    the highest rung first, updated one evaluation at a time (see the module docstring). Its
+    `archs` and `architectures` are whole (accuracy at the highest rung each reached), in the order
+    first evaluated; the front and everything on noise are the highest rung's `RungArchive`'s, and
+    racing asks a rung's (the search's: rung 0). With every evaluation at rung 0 it is that rung's
+    `RungArchive`, and pareto.json is what it was before rungs."""
+
+    def __init__(self, objectives: Sequence[str]):
+        self.objectives = list(objectives)
+        self.records: list[TrialRecord] = []
+        self.archs: dict[str, ArchResult] = {}
+        self._rungs: dict[int, RungArchive] = {}
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    @property
+    def architectures(self) -> list[ArchResult]:
+        return list(self.archs.values())
+
+    def at(self, rung: int) -> RungArchive:
+        """The architectures evaluated at `rung` (none yet: an empty one)."""
+        if rung not in self._rungs:
+            self._rungs[rung] = RungArchive(self.objectives, rung)
+        return self._rungs[rung]
+
+    @property
+    def rung(self) -> int:
+        """The highest rung with a front (0 when none has one): the rung of the front."""
+        return max((r for r, archive in self._rungs.items() if archive._front), default=0)
+
+    def add(self, record: TrialRecord) -> bool:
+        """Count one evaluation; True when the front's membership changed, one of its points got
+        another evaluation, or the front moved up a rung."""
+        self.records.append(record)
+        a = self.archs.get(record.arch_id)
+        if a is None:
+            a = self.archs[record.arch_id] = ArchResult([])
+        a.records.append(record)
+        top, rung = self.rung, rung_of(record)
+        changed = self.at(rung).add(record, a.records)
+        return self.rung != top or (changed and rung == top)
+
+    def _whole(self, points: Sequence[ArchResult]) -> list[ArchResult]:
+        return [self.archs[p.arch_id] for p in points]
+
+    # -- the front's rung
+    @property
+    def sigma(self) -> float | None:
+        """The pooled seed standard deviation at the front's rung (see `seed_std`)."""
+        return self.at(self.rung).sigma
+
+    def front(self) -> list[ArchResult]:
+        """The front of the highest rung's architecture means, by increasing first cost (then
+        number), as `pareto.front`."""
+        return self._whole(self.at(self.rung).front())
+
+    def band(self, z: float = NOISE_Z) -> list[ArchResult]:
+        """The front rung's points that could be on the front within its noise (`pareto.noise_band`)."""
+        return self._whole(self.at(self.rung).band(z))
+
+    def unseparable(self, z: float = NOISE_Z) -> dict[int, list[int]]:
+        """Front point number -> numbers of the points of its rung that may truly dominate it."""
+        return self.at(self.rung).unseparable(z)
+
+    def race_targets(
+        self, *, repeats: int = 1, race: int = 1, band: bool = True, rung: int = 0
+    ) -> list[tuple[ArchResult, int]]:
+        """The seeds each point of `rung` (the search's proxy by default) should have, most urgent
+        first, seen at that rung (`RungArchive.race_targets`)."""
+        return self.at(rung).race_targets(repeats=repeats, race=race, band=band)
+
+    def hypervolume(self, scales: Mapping[str, float]) -> float:
+        """As `pareto.hypervolume` of every point (only the front adds to it)."""
+        return self.at(self.rung).hypervolume(scales)
+
+    def summary(self, scales: Mapping[str, float] | None) -> dict[str, Any]:
+        """pareto.json: the front of the highest rung's architecture means with standard errors,
+        rungs and noise flags, that rung's pooled seed std and the hypervolume; per rung its
+        architectures, evaluations and seed std; and, once a rung above the proxy has a front, how
+        the proxy ranks the architectures trained at both (`fidelity`: `rank_agreement`)."""
+        top = self.rung
+        return {
+            **self.at(top).summary(scales),
+            "trials": len(self.records),
+            "architectures": len(self.archs),
+            "rung": top,
+            "rungs": [
+                {
+                    "rung": r,
+                    "architectures": sum(a.status == "complete" for a in archive._order),
+                    "evaluations": len(archive.records),
+                    "seed_std": archive.sigma,
+                }
+                for r, archive in sorted(self._rungs.items())
+            ],
+            "fidelity": self.agreement(top) if top > 0 else None,
+        }
+
+    def agreement(self, rung: int) -> dict[str, Any]:
+        """How the proxy (rung 0) ranks the architectures complete at both it and `rung` like
+        `rung` does (see `rank_agreement`), with `rung`'s own test-retest; and of those on the
+        proxy's front (`proxy_front`), how many stay on `rung`'s (`kept`). Along a front accuracy
+        rises with cost, so a τ over front points is high by construction; `kept` says more."""
+        lower, upper = self.at(0).archs, self.at(rung)
+        both = [
+            (lower[a.arch_id], a)
+            for a in upper._order
+            if a.complete and a.arch_id in lower and lower[a.arch_id].complete
+        ]
+        on_proxy_front = {a.arch_id for a in self.at(0).front()} & {q.arch_id for _, q in both}
+        return {
+            "rung": rung,
+            "proxy_front": len(on_proxy_front),
+            "kept": len(on_proxy_front & {a.arch_id for a in upper.front()}),
+            **rank_agreement(
+                [float(p.accuracy) for p, _ in both],
+                [float(q.accuracy) for _, q in both],
+                [{int(r.seed or 0): float(r.accuracy) for r in q.complete} for _, q in both],
+            ),
         }

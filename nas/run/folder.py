@@ -2,7 +2,8 @@
 
     results/<run>/
       run.yaml          resolved search space, options, seeds, package versions, device
-      trials.jsonl      one JSON line per finished trial, appended atomically, never rewritten
+      trials.jsonl      one JSON line per finished trial, appended atomically, never rewritten;
+                        its `rung` says at which rung of run.yaml's `ladder` it was trained (0 the proxy)
       study.journal     the Optuna study (JournalStorage): `optuna-dashboard results/<run>/study.journal`
       pareto.json       the Pareto front of the architectures' mean accuracy over seeds (complete,
                         feasible only), with standard errors, seeds and noise flags; hypervolume
@@ -176,6 +177,7 @@ class RunConfig:
     options: dict[str, Any] = field(default_factory=dict)
     ray: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)  # the --proxy file's calibration (nas.calibrate), if any
+    ladder: list[dict[str, Any]] = field(default_factory=list)  # the fidelity ladder's rungs (nas.search.promote)
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back as they were
 
     @classmethod

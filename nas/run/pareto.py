@@ -15,6 +15,12 @@ The array functions take an (n, m) array of losses; the record functions take an
 `value(objective)`, `number`, `status` and `feasible` (a `results.TrialRecord`, or an
 architecture's aggregate over seeds) and call them.
 
+Points trained at several rungs of the fidelity ladder (`nas.run.ladder`: the proxy, then longer
+training of the promoted ones) rank the highest rung first, as multi-objective successive halving
+does: the front, its hypervolume and its noise are those of the points at the highest rung, and a
+point that was not promoted ranks below every promoted one (`ranks`). Without rungs (every point
+rung 0) nothing changes.
+
     >>> from nas import pareto
     >>> front = pareto.front(records, ['accuracy', 'macs'])
     >>> best = pareto.knee(front, ['accuracy', 'macs'])
@@ -30,6 +36,8 @@ import numpy as np
 # Optuna's non-dominated sort and hypervolume are not public API: imported here, and only here.
 from optuna._hypervolume import compute_hypervolume
 from optuna.study._multi_objective import _fast_non_domination_rank
+
+from nas.run.ladder import rung_of, top_rung
 
 __all__ = [
     'OBJECTIVES',
@@ -174,14 +182,22 @@ def losses_of(points: Sequence[Point], objectives: Sequence[str]) -> np.ndarray:
 
 
 def ranks(points: Iterable[Point], objectives: Sequence[str]) -> dict[int, int]:
-    """Non-domination rank of every candidate point, keyed by its number."""
+    """Non-domination rank of every candidate point, keyed by its number: the highest rung's points
+    first, then each lower rung's ranks after the last rank above it."""
     cands = candidates(points, objectives)
-    return {p.number: int(k) for p, k in zip(cands, nondominated_ranks(losses_of(cands, objectives)))}
+    out: dict[int, int] = {}
+    for rung in sorted({rung_of(p) for p in cands}, reverse=True):
+        group = [p for p in cands if rung_of(p) == rung]
+        ks = nondominated_ranks(losses_of(group, objectives))
+        offset = max(out.values(), default=-1) + 1
+        out.update({p.number: offset + int(k) for p, k in zip(group, ks)})
+    return out
 
 
 def front(points: Iterable[P], objectives: Sequence[str]) -> list[P]:
-    """The Pareto front of the candidate points, sorted by the first cost objective (then number)."""
-    cands = candidates(points, objectives)
+    """The Pareto front of the candidate points at the highest rung, sorted by the first cost
+    objective (then number)."""
+    cands = top_rung(candidates(points, objectives))
     on_front = [p for p, k in zip(cands, nondominated_ranks(losses_of(cands, objectives))) if k == 0]
     key = objectives[1] if len(objectives) > 1 else objectives[0]
     return sorted(on_front, key=lambda p: (float(p.value(key)), p.number))
@@ -201,8 +217,9 @@ def normalised_losses(points: Sequence[Point], objectives: Sequence[str], scales
 
 
 def hypervolume(points: Iterable[Point], objectives: Sequence[str], scales: Mapping[str, float]) -> float:
-    """Hypervolume of the candidate points' normalised losses (see the module docstring)."""
-    cands = candidates(points, objectives)
+    """Hypervolume of the normalised losses of the candidate points at the highest rung (see the
+    module docstring)."""
+    cands = top_rung(candidates(points, objectives))
     return hypervolume_of(normalised_losses(cands, objectives, scales)) if cands else 0.0
 
 
@@ -229,7 +246,7 @@ def accuracy_errors(points: Sequence[Point], sigma: float | None) -> np.ndarray:
 
 
 def _noise_setup(points: Iterable[P], objectives: Sequence[str], sigma: float | None, z: float):
-    cands = candidates(points, objectives)
+    cands = top_rung(candidates(points, objectives))  # noise is compared within a rung: the front's
     losses = losses_of(cands, objectives)
     acc = -losses[:, list(objectives).index('accuracy')] if len(cands) else np.zeros(0)
     costs = np.delete(losses, list(objectives).index('accuracy'), axis=1) if len(cands) else losses
@@ -281,7 +298,7 @@ def race_targets(
     race: int = 1,
     band: bool = True,
 ) -> list[tuple[P, int]]:
-    """The seeds each point should have, most urgent first: the front's points `race` seeds
+    """The seeds each point of one rung should have, most urgent first: the front's points `race` seeds
     (fewest seeds first), then, when `band`, the points within the noise band of the front
     (`noise_band`, closest first), then every other candidate `repeats` seeds. A point is
     listed once, with the largest count that applies; counts of 1 are left out."""

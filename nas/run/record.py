@@ -39,6 +39,7 @@ class TrialRecord:
     acc_per_epoch: list[float] = field(default_factory=list)
     loss_per_epoch: list[float] = field(default_factory=list)
     epochs: int = 0  # epochs trained: the fidelity reached
+    rung: int = 0  # the fidelity ladder's rung it was trained at (nas.run.ladder): 0 the proxy, 1 promoted, ...
     seconds: float = 0.0  # wall time of the trial (cost measurement + training + evaluation)
     train_seconds: float = 0.0  # of which training and evaluation
     cpu_seconds: float = (
@@ -116,6 +117,7 @@ _RECORD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "acc_per_epoch": (_list_of(_fraction), "a list of numbers in [0, 1]"),
     "loss_per_epoch": (_list_of(_finite), "a list of numbers"),
     "epochs": (_int, "an int >= 0"),
+    "rung": (_int, "an int >= 0"),
     "seconds": (_num, "a number >= 0"),
     "train_seconds": (_num, "a number >= 0"),
     "setup_seconds": (_num, "a number >= 0"),

@@ -25,6 +25,9 @@ The package, bottom to top:
   searcher and the recorder share;
 - `nas.search.report`: the run in words (the front, the seed noise, the notes at the start);
 - `nas.search.progress`: the live progress display (a Tune callback);
+- `nas.search.rungs`: the run's fidelity ladder (rung 0 the proxy, rung 1 deployment-like);
+- `nas.search.promote`: the front and the points within its noise trained again at rung 1, after
+  the proxy search (by rank and crowding, within a share of its compute), and the check that gives;
 - `nas.search.searcher`: `ArchSearcher`, Tune's searcher over the study (racing, GPU shares);
 - `nas.search.recorder`: `Recorder`, the run folder's only writer, and `FailureStopper`;
 - `nas.search.tuning`: one search's Tune run (`run_tune`);

@@ -28,6 +28,7 @@ from nas.cli import (
 from nas.run.pareto import COSTS
 from nas.search.driver import search
 from nas.search.options import SAMPLERS, SearchOptions
+from nas.search.promote import add_promote_arguments
 
 __all__ = ['build_parser', 'main']
 
@@ -46,6 +47,7 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     )
     _search_arguments(p, dflt)
     _proxy_arguments(p, dflt)
+    add_promote_arguments(p, dflt)
     _resource_arguments(p, dflt)
     _run_folder_arguments(p, dflt)
     return p

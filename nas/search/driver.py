@@ -12,6 +12,7 @@ import errno
 import math
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,9 @@ from nas.cli import Terminated
 from nas.data.dataset import DataError
 from nas.errors import UsageError
 from nas.run.folder import RunConfig, RunError, RunFolder
+from nas.run.ladder import rung_of
 from nas.search.options import SearchOptions
+from nas.search.promote import check_lines, promote
 from nas.search.report import front_report, start_notes
 from nas.search.setup import Claim, SetUp, resolve_run, resume_command, set_up
 from nas.search.state import RunState
@@ -96,19 +99,30 @@ def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
 
 def _search(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, command: str, claim: Claim) -> RunFolder:
     """Search in `folder` (resumed: `stored` is its run.yaml): set it up, evaluate architectures up
-    to the budget, then say how it ended."""
+    to the budget, promote its front up the fidelity ladder (`nas.search.promote`), then say how it
+    ended."""
     setup = set_up(folder, opts, stored, command, claim)
+    promoted = any(rung_of(r) > 0 for r in setup.records)
+    setup = replace(setup, records=[r for r in setup.records if rung_of(r) == 0])  # the proxy's: the search's own rung
     state = RunState(opts.objectives, setup.records)  # the searcher's and the recorder's
     archive = state.archive
     remaining = opts.budget - len(archive)
     wanting = [a for a, n in archive.race_targets(repeats=opts.repeats, race=opts.race, band=False) if a.seeds < n]
-    if remaining <= 0 and not wanting:
+    finished = remaining <= 0 and not wanting
+    if finished:
         print(f'{folder.path}: {len(archive)} architectures done, budget {opts.budget} reached')
-        print(_front(folder, setup, state))
-        return folder
-    study, queue, references = _start(folder, opts, setup, stored is not None, len(archive), remaining)
-    outcome = _tune(folder, opts, setup, state, study, queue, references)
-    _report(folder, opts, setup, state, outcome)
+    else:
+        study, queue, references = _start(folder, opts, setup, stored is not None, len(archive), remaining)
+        if opts.promote:  # one Ray for the search and its promotion
+            from nas.tune.session import ray_session
+
+            claim.stack.enter_context(ray_session(setup.address))
+        finished = _report(folder, opts, setup, state, _tune(folder, opts, setup, state, study, queue, references))
+    if finished:
+        promoted = promote(folder, opts, setup.gpus, setup.address) is not None or promoted
+    print(_front(folder, setup, state, promoted))
+    for line in check_lines(folder):
+        print(line)
     return folder
 
 
@@ -186,9 +200,10 @@ def _tune(
     return run_tune(job, on_cluster=on_cluster)
 
 
-def _report(folder: RunFolder, opts: SearchOptions, setup: SetUp, state: RunState, outcome: TuneOutcome) -> None:
-    """How the session ended, and the front. A stop by a signal is raised again (KeyboardInterrupt,
-    Terminated: `run` says how to continue), a full disk as the OSError it is."""
+def _report(folder: RunFolder, opts: SearchOptions, setup: SetUp, state: RunState, outcome: TuneOutcome) -> bool:
+    """How the session ended; True when the search is done (its budget reached, or the space
+    exhausted). A stop by a signal is raised again (KeyboardInterrupt, Terminated: `run` says how
+    to continue), a full disk as the OSError it is."""
     if outcome.interrupted:  # after Tune's clean stop
         raise Terminated() if outcome.signal == signal.SIGTERM else KeyboardInterrupt()
     if outcome.disk_error is not None:
@@ -214,16 +229,20 @@ def _report(folder: RunFolder, opts: SearchOptions, setup: SetUp, state: RunStat
         print('the space is exhausted: no architecture is left that has not been evaluated')
     elif opts.max_failures is not None and outcome.failures > opts.max_failures:
         print(f'stopped: {outcome.failures} failed trials, more than --max-failures {opts.max_failures}')
+        return False
     elif done < opts.budget:
         print(f'stopped at {done}/{opts.budget} architectures; continue with: {resume_command(folder.path)}')
-    print(_front(folder, setup, state))
+        return False
+    return True
 
 
-def _front(folder: RunFolder, setup: SetUp, state: RunState) -> str:
+def _front(folder: RunFolder, setup: SetUp, state: RunState, promoted: bool) -> str:
     """pareto.json rewritten from the run's archive (which brings the counts and the noise flags of
-    points off the front up to date), and the front in words."""
-    summary = folder.write_summary(state.archive.summary(setup.config.hypervolume_scale))
-    return front_report(summary, state.archive.records, folder.path)
+    points off the front up to date), and the front in words; a promoted run's archive holds every
+    rung (read once more, after the promotion appended to trials.jsonl)."""
+    archive = RunState(state.archive.objectives, folder.trials()).archive if promoted else state.archive
+    summary = folder.write_summary(archive.summary(setup.config.hypervolume_scale))
+    return front_report(summary, archive.records, folder.path)
 
 
 def proposals_line(proposals: dict[str, int]) -> str:

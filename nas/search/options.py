@@ -38,6 +38,8 @@ RESUMABLE = {
     'results_dir',
     'quiet',
     'data_dir',
+    'promote',
+    'promote_share',
 }
 LIMIT_OPTIONS = {o.limit: name for name, o in OBJECTIVES.items() if o.search_limit}  # max_macs -> macs, ...
 PROXY_OPTIONS = ('dataset', 'epochs', 'batch_size', 'subset')
@@ -55,12 +57,17 @@ class SearchOptions:
     max_macs: float | None = None
     max_params: float | None = None
     max_latency_ms: float | None = None
-    sampler: str = 'evolution'  # chosen by benchmarks/nas_bench_201.py, search_quality.py and driver_scale.py (docs/benchmarks.md)
+    sampler: str = (
+        'evolution'  # chosen by benchmarks/nas_bench_201.py, search_quality.py and driver_scale.py (docs/benchmarks.md)
+    )
     seed: int = 0
     repeats: int = 1  # seeds every architecture is evaluated with
     race: int = 3  # seeds for the front and the points within its noise (1: no racing)
     race_share: float = 0.3  # noise-band re-evaluations, at most this share of the budget
     early_stop: bool = False
+    promote: int = 12  # architectures trained again at rung 1 after the search (nas.search.promote); 0: off
+    promote_share: float = 0.5  # the promotion's compute, at most this share of the search's
+    promote_epochs: int | None = None  # rung 1's epochs; None: the calibration's deployment, else 2x the proxy's
     proxy: Path | None = None  # a proxy: file (nas.calibrate's proxy.yaml) in place of the space file's proxy section
     dataset: str | None = None  # proxy overrides; None: the space file's (or --proxy's) proxy section
     data_dir: Path | None = None
@@ -123,6 +130,12 @@ class SearchOptions:
             raise UsageError(f'--seed must be an int >= 0, got {self.seed!r}')
         if self.time_budget is not None and not _positive(self.time_budget):
             raise UsageError(f'--time-budget must be a number of seconds > 0, got {self.time_budget!r}')
+        if not is_int(self.promote) or self.promote < 0 or self.promote == 1:
+            raise UsageError(f'--promote must be 0 (off) or at least 2 (a ranking needs two), got {self.promote!r}')
+        if not _positive(self.promote_share):
+            raise UsageError(f'--promote-share must be a number > 0, got {self.promote_share!r}')
+        if self.promote_epochs is not None and (not is_int(self.promote_epochs) or self.promote_epochs < 1):
+            raise UsageError(f'--promote-epochs must be an int >= 1, got {self.promote_epochs!r}')
 
     def _checked_limits(self) -> dict[str, float]:
         """The hard limits given (--max-macs, ...), parsed as amounts ('2e6', '50k'): option -> value."""

@@ -40,7 +40,9 @@ def front_report(summary: dict[str, Any], records: Sequence[TrialRecord], path: 
     front = summary['front']
     lines.append(
         f"\n{len(records)} evaluations of {summary['architectures']} architectures "
-        f"({', '.join(f'{n} {s}' for s, n in counts.items() if n)}); Pareto front: {len(front)} architectures"
+        f"({', '.join(f'{n} {s}' for s, n in counts.items() if n)}); Pareto front"
+        + (f" at rung {summary['rung']} (promoted)" if summary.get('rung') else '')
+        + f": {len(front)} architectures"
         + (f", hypervolume {summary['hypervolume']:.4f}" if summary['hypervolume'] is not None else '')
     )
     lines.append(

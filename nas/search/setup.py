@@ -31,6 +31,7 @@ from nas.run.folder import RUN_YAML, DataInfo, RunConfig, RunError, RunFolder, p
 from nas.run.lock import LOCK_FILE, RunLock, RunLocked
 from nas.run.record import TrialRecord
 from nas.search.options import RESUMABLE, SearchOptions, proxy_changes
+from nas.search.rungs import run_ladder
 from nas.space.decision import SpaceError
 from nas.space.space import SearchSpace, load_space
 
@@ -284,7 +285,7 @@ class SetUp:
     gpu_memory: float | None  # MB of the smallest GPU, for --gpus-per-trial auto
     address: str | None  # the Ray cluster joined; None: a local Ray
     config: RunConfig  # its run.yaml, as written
-    records: list[TrialRecord]  # its trials.jsonl, read once (repaired)
+    records: list[TrialRecord]  # its trials.jsonl, read once (repaired): the proxy's (rung 0), the search's own
 
 
 def set_up(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, command: str, claim: Claim) -> SetUp:
@@ -334,5 +335,6 @@ def set_up(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, com
     claim()
     for line in folder.repair():  # a torn tail, temp files of a crash: before anything is appended
         print(line, flush=True)
+    config.ladder = run_ladder(config, opts.promote_epochs)  # the fidelity ladder: kept once written
     folder.write_config(config)
     return SetUp(space, proxy, calibration, data, gpus, gpu_memory, address, config, folder.trials())

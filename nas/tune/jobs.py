@@ -79,6 +79,7 @@ class Job:
     file: str
     label: str = ''
     work: float = 1.0
+    rung: int = 0  # the fidelity ladder's rung its record says (nas.run.ladder)
 
     def config(self) -> dict[str, Any]:
         return asdict(self)
@@ -205,6 +206,7 @@ class JobRecorder(tune.Callback):
             return
         file = job['file']
         record.number, record.weights, record.seed = self.numbers[file], None, job['seed']  # no weights kept
+        record.rung = job.get('rung', 0)
         self.folder.append(record, file)
         self.numbers[file] += 1
         self.finished += 1

@@ -1,0 +1,309 @@
+"""Promotion: after the proxy search, its front and the points within its noise trained again at a
+higher rung of the fidelity ladder, so that the front the user gets is not a short proxy's.
+
+The ladder (`nas.search.rungs`; run.yaml `ladder`, written when the run starts, so a resume knows it):
+
+* rung 0 is the search's proxy (its training subset, epochs and image size);
+* rung 1 is deployment-like training: the deployment the proxy was calibrated against when it came
+  from `python -m nas.calibrate` (run.yaml `calibration`: its training images, epochs and image
+  size), else the whole training split at the networks' input size for `--promote-epochs`, by
+  default DEFAULT_EPOCHS_FACTOR x the proxy's epochs (`--promote-epochs` also overrides a
+  calibration's epochs). Validation is the run's own split, so rungs compare on the same images.
+
+What is promoted, as multi-objective successive halving (MO-ASHA) promotes: the proxy's front and
+the dominated points within its noise (`Archive.band`), in order of non-dominated rank and, within
+a rank, of crowding distance (the ends of a rank first, then the points in its emptiest stretches),
+at most `--promote` architectures, each with PROMOTE_SEEDS seeds (the run's seed + 0, 1, ...), as
+long as their estimated cost stays within `--promote-share` of the search's compute. The cost of an
+architecture at rung 1 is estimated from its own proxy trials: their training seconds times the
+ratio of the rungs' work (training images x epochs x pixels). Fewer than two architectures that fit
+are not promoted (a ranking needs two).
+
+The promotion is a fixed list of evaluations run with `nas.tune.jobs.run_jobs` (the search's
+resources, its lock) and appended to trials.jsonl with `rung: 1`. Its plan follows from the rung-0
+records alone, so a stopped promotion resumes with `--resume`, training only the evaluations that
+no complete rung-1 record holds. The archive then ranks the promoted rung first (`nas.run.archive`):
+the front printed, pareto.json, the knee and exports are the promoted pool's, and pareto.json's
+`fidelity` says how the proxy ranks the promoted architectures against rung 1 (`check_lines`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nas.cli import shell_command
+from nas.run import pareto
+from nas.run.archive import Archive, ArchResult
+from nas.run.folder import PARETO, TRIALS, RunConfig, RunFolder, TrialRecord
+from nas.run.ladder import rung_of
+from nas.search.rungs import DEFAULT_EPOCHS_FACTOR, Rung
+
+if TYPE_CHECKING:
+    from nas.data.dataset import Dataset
+    from nas.search.options import SearchOptions
+
+__all__ = [
+    'PROMOTE_SEEDS',
+    'crowding',
+    'promotion_order',
+    'choose',
+    'Plan',
+    'plan',
+    'promote',
+    'check_lines',
+    'add_promote_arguments',
+]
+
+PROMOTE_SEEDS = 2  # seeds per promoted architecture: a mean, a standard error and a test-retest
+DATA_KEY = 'rung1'
+
+
+def _minutes(seconds: float) -> str:
+    return f'{seconds / 60:.1f} min'
+
+
+# --------------------------------------------------------------------------- what to promote
+
+
+def crowding(losses: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance of each row of `losses` (points of one rank): per objective, the
+    gap between its two neighbours over the objective's range, summed; the ends are infinite."""
+    n, m = losses.shape
+    out = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(m):
+        order = np.argsort(losses[:, j], kind='stable')
+        span = losses[order[-1], j] - losses[order[0], j]
+        out[order[0]] = out[order[-1]] = np.inf
+        if span > 0:
+            out[order[1:-1]] += (losses[order[2:], j] - losses[order[:-2], j]) / span
+    return out
+
+
+def promotion_order(archive: Archive) -> list[ArchResult]:
+    """The proxy's front and the points within its noise, in the order they are promoted: by
+    non-dominated rank, within a rank by crowding distance (largest first), then by number."""
+    objectives = archive.objectives
+    pool = {a.arch_id for a in archive.front()} | {a.arch_id for a in archive.band()}
+    cands = pareto.candidates(archive.architectures, objectives)
+    ranks = pareto.ranks(cands, objectives)
+    keys: dict[str, tuple[int, float, int]] = {}
+    for k in sorted(set(ranks.values())):
+        group = [a for a in cands if ranks[a.number] == k]
+        for a, c in zip(group, crowding(pareto.losses_of(group, objectives))):
+            keys[a.arch_id] = (k, -float(c), a.number)
+    return sorted((a for a in cands if a.arch_id in pool), key=lambda a: keys[a.arch_id])
+
+
+def choose(
+    order: Sequence[ArchResult], most: int, budget_s: float, cost_s: Callable[[ArchResult], float]
+) -> list[ArchResult]:
+    """The first of `order` that fit: at most `most`, each taken while the estimated seconds of what
+    is taken (`cost_s` of each) stay within `budget_s` (one that does not fit is passed over for the
+    next); none when fewer than 2 fit."""
+    chosen, spent = [], 0.0
+    for a in order:
+        if len(chosen) >= most:
+            break
+        if spent + cost_s(a) <= budget_s:
+            chosen.append(a)
+            spent += cost_s(a)
+    return chosen if len(chosen) >= 2 else []
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Plan:
+    """A promotion as the records define it: what rung 1 is, the architectures promoted (in
+    order) and the seeds, the compute it may take and is estimated to take, and the jobs that no
+    complete rung-1 record holds yet."""
+
+    rung: Rung
+    order: list[ArchResult]  # every candidate for promotion, in promotion order
+    chosen: list[ArchResult]
+    seeds: list[int]
+    search_s: float  # the proxy search's compute: its trials' seconds
+    budget_s: float
+    estimate_s: float  # of every chosen evaluation
+    todo: list[tuple[ArchResult, int]]  # (architecture, seed) not complete at rung 1
+
+
+def _work(images: int | None, epochs: int, size: int | None) -> float:
+    return float(images or 0) * epochs * float(size or 1) ** 2
+
+
+def plan(records: Sequence[TrialRecord], config: RunConfig, rung: Rung, most: int, share: float) -> Plan:
+    """The promotion of a run with these records (see the module docstring); `rung` must know its
+    training images."""
+    proxy_records = [r for r in records if rung_of(r) == 0]
+    archive = Archive(config.objectives)
+    for r in proxy_records:
+        archive.add(r)
+    base = _work(config.data.train_images, config.proxy.epochs, config.proxy.image_size or config.data.image_size)
+    ratio = _work(rung.train_images, rung.epochs, rung.image_size or config.data.image_size) / (base or 1.0)
+
+    def cost_s(a: ArchResult) -> float:  # the seconds of its PROMOTE_SEEDS evaluations at rung 1
+        spent = [r.train_seconds or r.seconds for r in a.complete]
+        return PROMOTE_SEEDS * ratio * (sum(spent) / len(spent) if spent else 0.0)
+
+    search_s = sum(r.seconds for r in proxy_records)
+    order = promotion_order(archive)
+    chosen = choose(order, most, share * search_s, cost_s)
+    seeds = [config.seed + k for k in range(PROMOTE_SEEDS)]
+    done = {
+        (r.arch_id, r.seed)
+        for r in records
+        if rung_of(r) == rung.rung and r.status == 'complete' and r.accuracy is not None
+    }
+    todo = [(a, s) for a in chosen for s in seeds if (a.arch_id, s) not in done]
+    return Plan(rung, order, chosen, seeds, search_s, share * search_s, sum(map(cost_s, chosen)), todo)
+
+
+# --------------------------------------------------------------------------- running it
+
+
+def _rung_data(folder: RunFolder, config: RunConfig, data_dir: Any) -> tuple[Rung, Dataset]:
+    """Rung 1 of the run's ladder with its data loaded (its training images written into run.yaml's
+    ladder once known)."""
+    from nas.tune.jobs import load_datasets
+
+    rung = Rung.from_dict(config.ladder[1])
+    data = load_datasets({DATA_KEY: rung.proxy(config.proxy)}, data_dir, config.seed)[DATA_KEY]
+    if rung.train_images != len(data.train_y):
+        rung = replace(rung, train_images=len(data.train_y))
+        config.ladder[1] = asdict(rung)
+        folder.write_config(config)
+    return rung, data
+
+
+def promote(folder: RunFolder, opts: SearchOptions, gpus: float, address: str | None) -> Plan | None:
+    """Promote the run's proxy front (see the module docstring): plan it from the records, say so,
+    train what is missing and say what it cost. None when --promote is 0 or the run has no ladder.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C (nas.cli.Terminated for SIGTERM) stopped it; what finished is recorded.
+    """
+    config = folder.config()
+    if not opts.promote or len(config.ladder) < 2:
+        return None
+    start = time.perf_counter()
+    rung, data = _rung_data(folder, config, opts.data_dir)
+    p = plan(folder.trials(), config, rung, opts.promote, opts.promote_share)
+    print(_plan_line(p, opts), flush=True)
+    if p.todo:
+        _train(folder, config, p, data, opts, gpus, address, start)
+    return p
+
+
+def _plan_line(p: Plan, opts: SearchOptions) -> str:
+    """What the promotion trains, or why it trains nothing."""
+    where = f'rung 1 ({p.rung.describe()})'
+    if not p.chosen:
+        return (
+            f'promotion: none: fewer than 2 of the {len(p.order)} front and within-noise points fit in '
+            f'--promote-share {opts.promote_share:g} of the search\'s {_minutes(p.search_s)} of compute at {where}'
+        )
+    return (
+        f'promotion: {len(p.chosen)} of the {len(p.order)} front and within-noise points, {len(p.seeds)} seeds '
+        f'each, at {where}: ~{_minutes(p.estimate_s)} of compute ({p.estimate_s / (p.search_s or 1):.2f} of the '
+        f"search's, at most {opts.promote_share:g}); {len(p.todo)} of {len(p.chosen) * len(p.seeds)} evaluations "
+        f'to train'
+    )
+
+
+def _train(
+    folder: RunFolder,
+    config: RunConfig,
+    p: Plan,
+    data: Dataset,
+    opts: SearchOptions,
+    gpus: float,
+    address: str | None,
+    start: float,
+) -> None:
+    """The missing rung-1 evaluations on Ray Tune, appended to trials.jsonl as they finish."""
+    from nas.trial import TrialSettings
+    from nas.tune.jobs import Job, Resources, run_jobs, sized
+
+    label = f'rung {p.rung.rung}, {p.rung.epochs} epochs:'
+    jobs = [Job(a.arch_id, a.arch, s, DATA_KEY, p.rung.epochs, TRIALS, label, rung=p.rung.rung) for a, s in p.todo]
+    resources = Resources(opts.cpus_per_trial, gpus, opts.max_concurrent, address).checked()
+    settings = TrialSettings(
+        proxy=config.proxy, num_classes=data.num_classes, limits={}, device=resources.device, measure=()
+    )  # costs are the proxy trials'; the trainable takes the job's epochs
+    datasets = {DATA_KEY: data}
+    run_jobs(folder, sized(jobs, datasets), datasets, settings, resources, name='promote', start=start)
+
+
+# --------------------------------------------------------------------------- the check it gives
+
+
+def check_lines(folder: RunFolder) -> list[str]:
+    """The search's last lines on its promotion: what rung the front is at, the compute it took,
+    and the proxy's rank agreement with rung 1 over the promoted architectures (pareto.json's
+    `fidelity`, as the search's report last wrote it); none without a promoted front."""
+    try:
+        summary = json.loads((folder.path / PARETO).read_text())
+    except (OSError, ValueError):
+        return []
+    f = summary.get('fidelity')
+    if not f:
+        return []
+    rungs = {r['rung']: r for r in summary.get('rungs', [])}
+
+    def num(x: float | None) -> str:
+        return '-' if x is None else f'{x:.2f}'
+
+    seeds = f.get('seeds') or []
+    pair = f'seed {seeds[0]} vs seed {seeds[1]}' if len(seeds) == 2 else 'two seeds'
+    records = folder.trials()
+    spent = [sum(r.seconds for r in records if rung_of(r) == k) for k in (0, f['rung'])]
+    return [
+        f"the front above is at rung {f['rung']}: {rungs.get(f['rung'], {}).get('architectures', '?')} promoted "
+        f"architectures trained deployment-like took {_minutes(spent[1])} of compute, "
+        f"{spent[1] / (spent[0] or 1):.2f} of the proxy search's {_minutes(spent[0])}",
+        f"the proxy's own check, free: {f.get('kept', '?')} of the {f.get('proxy_front', '?')} proxy front points "
+        f"trained at rung {f['rung']} stay on its front; over the {f['architectures']} promoted architectures the "
+        f"proxy's means rank like rung {f['rung']}'s with Kendall τ {num(f['kendall_tau'])}, Spearman ρ "
+        f"{num(f['spearman_rho'])} (along a front accuracy rises with cost, so these are high by construction); "
+        f"rung {f['rung']}'s own test-retest τ ({pair}, one seed against another) {num(f['retest_tau'])}; "
+        f"deeper: {shell_command('fidelity', folder.path)}",
+    ]
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def add_promote_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]) -> None:
+    """--promote, --promote-share and --promote-epochs."""
+    g = p.add_argument_group('promotion (the front trained again, deployment-like, after the search)')
+    g.add_argument(
+        '--promote',
+        type=int,
+        default=dflt('promote'),
+        help='at most this many architectures of the front and within its noise are trained again at '
+        f'rung 1, {PROMOTE_SEEDS} seeds each; the front printed is then theirs (0: off)',
+    )
+    g.add_argument(
+        '--promote-share',
+        type=float,
+        default=dflt('promote_share'),
+        help="the promotion's compute, at most this share of the proxy search's (estimated from its trials)",
+    )
+    g.add_argument(
+        '--promote-epochs',
+        type=int,
+        default=dflt('promote_epochs'),
+        help="rung 1's epochs, on the whole training split at the networks' input size; default: the "
+        f"deployment a --proxy from nas.calibrate was fitted to, else {DEFAULT_EPOCHS_FACTOR}x the proxy's epochs",
+    )
