@@ -33,142 +33,142 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FASHION = Path('/usr/share/datasets/fashion-mnist')
+FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def _run(args: list[str], log: Path) -> float:
     """`python -m ARGS` from the project root, its output to `log` and to the terminal; minutes taken."""
     start = time.perf_counter()
-    with log.open('w') as f:
+    with log.open("w") as f:
         proc = subprocess.Popen(
-            [sys.executable, '-m', *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         for line in proc.stdout:
             f.write(line)
-            print(line, end='', flush=True)
+            print(line, end="", flush=True)
     if proc.wait() != 0:
         sys.exit(f"{' '.join(args[:2])} failed (exit {proc.returncode}); see {log}")
     return (time.perf_counter() - start) / 60
 
 
-def _f(x: float | None, fmt: str = '.2f') -> str:
-    return '-' if x is None else format(x, fmt)
+def _f(x: float | None, fmt: str = ".2f") -> str:
+    return "-" if x is None else format(x, fmt)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.split('\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument('--dataset', default='fashion-mnist', help='fashion-mnist, or symmetry (the default task)')
-    parser.add_argument('--data-dir', type=Path, default=FASHION, help="Fashion-MNIST's IDX files")
-    parser.add_argument('--budget', type=int, default=100, help="the search's --budget")
-    parser.add_argument('--no-search', action='store_true', help='calibrate only')
-    parser.add_argument('--fidelity', action='store_true', help='also python -m nas.fidelity on the search')
-    parser.add_argument('--keep', type=Path, default=None, help='keep the folders here instead of a temp folder')
-    parser.add_argument('calibrate_options', nargs='*', help='after --: passed to python -m nas.calibrate')
+    parser.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, or symmetry (the default task)")
+    parser.add_argument("--data-dir", type=Path, default=FASHION, help="Fashion-MNIST's IDX files")
+    parser.add_argument("--budget", type=int, default=100, help="the search's --budget")
+    parser.add_argument("--no-search", action="store_true", help="calibrate only")
+    parser.add_argument("--fidelity", action="store_true", help="also python -m nas.fidelity on the search")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the folders here instead of a temp folder")
+    parser.add_argument("calibrate_options", nargs="*", help="after --: passed to python -m nas.calibrate")
     args = parser.parse_args()
     data = []
-    if args.dataset == 'fashion-mnist':
-        if not any(args.data_dir.glob('train-images-idx3-ubyte*')):
+    if args.dataset == "fashion-mnist":
+        if not any(args.data_dir.glob("train-images-idx3-ubyte*")):
             print(
-                f'skipped: no Fashion-MNIST in {args.data_dir} (apt-get install dataset-fashion-mnist, or --data-dir)'
+                f"skipped: no Fashion-MNIST in {args.data_dir} (apt-get install dataset-fashion-mnist, or --data-dir)"
             )
             return
-        data = ['--data-dir', str(args.data_dir)]
+        data = ["--data-dir", str(args.data_dir)]
     with tempfile.TemporaryDirectory() as tmp:
         results = args.keep or Path(tmp)
         results.mkdir(parents=True, exist_ok=True)
-        name = f'calibrate-{args.dataset}'
+        name = f"calibrate-{args.dataset}"
         cal_min = _run(
             [
-                'nas.calibrate',
-                '--dataset',
+                "nas.calibrate",
+                "--dataset",
                 args.dataset,
                 *data,
-                '--results-dir',
+                "--results-dir",
                 str(results),
-                '--name',
+                "--name",
                 name,
                 *args.calibrate_options,
             ],
-            results / 'calibrate.log',
+            results / "calibrate.log",
         )
-        report = json.loads((results / name / 'calibration.json').read_text())
-        choice = report['pick'] or report['closest']
-        rows = [('calibration minutes (this invocation)', f'{cal_min:.1f}')]
+        report = json.loads((results / name / "calibration.json").read_text())
+        choice = report["pick"] or report["closest"]
+        rows = [("calibration minutes (this invocation)", f"{cal_min:.1f}")]
         if choice:
             key, signal = choice
-            cand = next(c for c in report['candidates'] if c['key'] == key)
-            st = cand['signals'][signal]
+            cand = next(c for c in report["candidates"] if c["key"] == key)
+            st = cand["signals"][signal]
             rows += [
-                ('proxy picked' if report['pick'] else 'proxy closest (none qualified)', f'{key}, {signal}'),
-                ("deployment's test-retest τ", _f(report['deploy']['retest'])),
-                ('τ, one proxy seed vs one deployment seed', _f(st['tau'])),
-                ("  as a share of deployment's test-retest τ (goal >= 0.9)", _f(st['share'])),
-                ('τ / ρ of the means', f"{_f(st['tau_means'])} / {_f(st['rho_means'])}"),
+                ("proxy picked" if report["pick"] else "proxy closest (none qualified)", f"{key}, {signal}"),
+                ("deployment's test-retest τ", _f(report["deploy"]["retest"])),
+                ("τ, one proxy seed vs one deployment seed", _f(st["tau"])),
+                ("  as a share of deployment's test-retest τ (goal >= 0.9)", _f(st["share"])),
+                ("τ / ρ of the means", f"{_f(st['tau_means'])} / {_f(st['rho_means'])}"),
                 (
-                    'accuracy seed std / median neighbouring panel gap (< 1 qualifies)',
-                    _f(cand['signals']['accuracy']['noise_ratio']),
+                    "accuracy seed std / median neighbouring panel gap (< 1 qualifies)",
+                    _f(cand["signals"]["accuracy"]["noise_ratio"]),
                 ),
                 (
                     f"cost per evaluation ({report.get('cost_by', 'wall')} s), share of deployment's (goal <= 0.05)",
-                    _f(cand['cost_ratio'], '.3f'),
+                    _f(cand["cost_ratio"], ".3f"),
                 ),
                 (
-                    'wall seconds per evaluation: proxy / deployment',
+                    "wall seconds per evaluation: proxy / deployment",
                     f"{_f(cand['seconds'], '.1f')} / {_f(report['deploy']['seconds'], '.1f')}",
                 ),
                 (
-                    'CPU seconds per evaluation: proxy / deployment',
+                    "CPU seconds per evaluation: proxy / deployment",
                     f"{_f(cand.get('cpu_seconds'), '.1f')} / {_f(report['deploy'].get('cpu_seconds'), '.1f')}",
                 ),
             ]
         if choice and not args.no_search:
-            run = results / f'search-{args.dataset}'
+            run = results / f"search-{args.dataset}"
             search_min = _run(
                 [
-                    'nas.search',
-                    '--dataset',
+                    "nas.search",
+                    "--dataset",
                     args.dataset,
                     *data,
-                    '--proxy',
-                    str(results / name / 'proxy.yaml'),
-                    '--budget',
+                    "--proxy",
+                    str(results / name / "proxy.yaml"),
+                    "--budget",
                     str(args.budget),
-                    '--results-dir',
+                    "--results-dir",
                     str(results),
-                    '--name',
+                    "--name",
                     run.name,
                 ],
-                results / 'search.log',
+                results / "search.log",
             )
-            records = [json.loads(line) for line in (run / 'trials.jsonl').read_text().splitlines() if line.strip()]
-            pareto = json.loads((run / 'pareto.json').read_text())
-            front = pareto['front']
+            records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines() if line.strip()]
+            pareto = json.loads((run / "pareto.json").read_text())
+            front = pareto["front"]
             n = max(1, len(records))
             rows += [
-                (f'search --budget {args.budget}: minutes (goal <= 15)', f'{search_min:.1f}'),
+                (f"search --budget {args.budget}: minutes (goal <= 15)", f"{search_min:.1f}"),
                 (
-                    '  evaluations; wall / CPU seconds per evaluation',
+                    "  evaluations; wall / CPU seconds per evaluation",
                     f"{len(records)}; {sum(r['seconds'] for r in records) / n:.1f} / "
                     f"{sum(r.get('cpu_seconds', 0.0) for r in records) / n:.1f}",
                 ),
                 (
-                    '  CPU minutes in all (the search on 2 idle cores takes about half)',
+                    "  CPU minutes in all (the search on 2 idle cores takes about half)",
                     f"{sum(r.get('cpu_seconds', 0.0) for r in records) / 60:.1f}",
                 ),
                 (
-                    '  front points separable beyond seed noise',
+                    "  front points separable beyond seed noise",
                     f"{sum(p['separable'] for p in front)} of {len(front)} (seed std "
                     f"{_f(pareto['seed_std'] and 100 * pareto['seed_std'])} points)",
                 ),
             ]
             if args.fidelity:
-                fid_min = _run(['nas.fidelity', str(run)], results / 'fidelity.log')
-                s = json.loads((run / 'fidelity.json').read_text())
+                fid_min = _run(["nas.fidelity", str(run)], results / "fidelity.log")
+                s = json.loads((run / "fidelity.json").read_text())
                 rows += [
-                    ('fidelity on the search: minutes', f'{fid_min:.1f}'),
-                    ('  τ / ρ of the means vs deployment', f"{_f(s['kendall_tau'])} / {_f(s['spearman_rho'])}"),
+                    ("fidelity on the search: minutes", f"{fid_min:.1f}"),
+                    ("  τ / ρ of the means vs deployment", f"{_f(s['kendall_tau'])} / {_f(s['spearman_rho'])}"),
                     (
                         "  one seed vs one seed τ; deployment's test-retest τ",
                         f"{_f(s['pair_kendall_tau'])}; {_f(s['long_test_retest_tau'])}",
@@ -177,15 +177,15 @@ def main() -> None:
     from nas.calibrate import format_table
 
     print(
-        f'\n{args.dataset}, default space ({report["space"]}): python -m nas.calibrate '
-        + ' '.join(args.calibrate_options)
+        f"\n{args.dataset}, default space ({report['space']}): python -m nas.calibrate "
+        + " ".join(args.calibrate_options)
     )
     print(format_table(report))
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure':{width}}  value")
     for name_, value in rows:
-        print(f'{name_:{width}}  {value}')
+        print(f"{name_:{width}}  {value}")
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

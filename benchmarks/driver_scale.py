@@ -50,14 +50,14 @@ from nas.search.study import open_study
 from nas.space import SearchSpace, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = Path.home() / '.cache' / 'acmix-nas'
+CACHE = Path.home() / ".cache" / "acmix-nas"
 
 
 class Costs:
     """Real params and MACs of an architecture (nas.net.cost), cached on disk by space fingerprint."""
 
     def __init__(self, space: SearchSpace, num_classes: int):
-        self.path = CACHE / f'costs-{space.fingerprint}-{num_classes}.json'
+        self.path = CACHE / f"costs-{space.fingerprint}-{num_classes}.json"
         self.num_classes = num_classes
         self.table: dict[str, list[int]] = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.new = 0
@@ -76,7 +76,7 @@ class Costs:
 
     def save(self) -> None:  # atomic: several benchmarks may share the cache
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f'{self.path.name}.{os.getpid()}.tmp')
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.table))
         os.replace(tmp, self.path)
 
@@ -86,7 +86,7 @@ def stand_in(config: dict, costs: Costs) -> dict:
     log of the MACs, plus an architecture-specific offset (its id's hash) and seed noise."""
     from nas.net.arch import Arch
 
-    arch = Arch.from_dict(config['arch'])
+    arch = Arch.from_dict(config["arch"])
     params, macs = costs(arch)
     offset = int(hashlib.sha256(arch.arch_id.encode()).hexdigest()[:8], 16) / 2**32 - 0.5
     noise = random.Random(f"{arch.arch_id}-{config['seed']}").gauss(0.0, 0.01)
@@ -98,9 +98,9 @@ def final_result(config: dict, accuracy: float, params: int, macs: int, seconds:
     """The trainable's last report for a complete one-epoch evaluation of `config` (the whole record, `final`)."""
     record = TrialRecord(
         number=-1,
-        arch_id=config['arch_id'],
-        arch=config['arch'],
-        status='complete',
+        arch_id=config["arch_id"],
+        arch=config["arch"],
+        status="complete",
         accuracy=accuracy,
         params=params,
         macs=macs,
@@ -108,10 +108,10 @@ def final_result(config: dict, accuracy: float, params: int, macs: int, seconds:
         epochs=1,
         seconds=seconds,
         train_seconds=seconds,
-        seed=config['seed'],
-        device='cpu',
+        seed=config["seed"],
+        device="cpu",
     )
-    return {'accuracy': accuracy, 'epoch': 1, 'final': True, 'status': 'complete', 'record': asdict(record)}
+    return {"accuracy": accuracy, "epoch": 1, "final": True, "status": "complete", "record": asdict(record)}
 
 
 class Timer:
@@ -130,7 +130,7 @@ class Timer:
                 return fn(*args, **kwargs)
             finally:
                 self.ms[phase] += 1000 * (time.perf_counter() - t)
-                self.ms[phase + ' cpu'] += 1000 * (time.process_time() - c)
+                self.ms[phase + " cpu"] += 1000 * (time.process_time() - c)
 
         setattr(obj, name, timed)
 
@@ -156,7 +156,7 @@ def drive(
     from safetensors.torch import save_file
 
     opts = SearchOptions(
-        space=space.path, sampler=sampler, budget=archs, race=race, seed=seed, objectives=['accuracy', 'macs']
+        space=space.path, sampler=sampler, budget=archs, race=race, seed=seed, objectives=["accuracy", "macs"]
     ).checked()
     run = RunFolder(folder)
     scale = scale or 2.0 * max(costs(a)[1] for a in space.reference_points().values())
@@ -167,7 +167,7 @@ def drive(
             sampler=sampler,
             seed=seed,
             space=space.to_dict(),
-            hypervolume_scale={'macs': scale},
+            hypervolume_scale={"macs": scale},
             options=opts.to_dict(),
         )
     )
@@ -183,28 +183,28 @@ def drive(
         race_share=opts.race_share,
         queue=queue,
     )
-    recorder = Recorder(run, searcher.state, archs, scales={'macs': scale}, quiet=True, epochs=1)
-    weights = folder / 'stand-in-weights'  # a proxy-sized weights file (~50k parameters), copied per architecture
+    recorder = Recorder(run, searcher.state, archs, scales={"macs": scale}, quiet=True, epochs=1)
+    weights = folder / "stand-in-weights"  # a proxy-sized weights file (~50k parameters), copied per architecture
     weights.mkdir()
-    save_file({'w': torch.zeros(50_000)}, str(weights / 'model.safetensors'))
+    save_file({"w": torch.zeros(50_000)}, str(weights / "model.safetensors"))
     checkpoint = SimpleNamespace(path=str(weights))
 
     timer = Timer()
-    timer.wrap(searcher, 'suggest', 'ask')
-    timer.wrap(searcher, 'on_trial_complete', 'tell')
-    timer.wrap(recorder, 'on_trial_complete', 'recorder')
-    timer.wrap(recorder, 'on_checkpoint', 'weights')
-    timer.wrap(run, 'append', 'append')
+    timer.wrap(searcher, "suggest", "ask")
+    timer.wrap(searcher, "on_trial_complete", "tell")
+    timer.wrap(recorder, "on_trial_complete", "recorder")
+    timer.wrap(recorder, "on_checkpoint", "weights")
+    timer.wrap(run, "append", "append")
 
     rows, marks, in_flight, n = [], sorted(checkpoints), [], 0
     history: list[tuple[int, dict[str, float]]] = []  # (architectures done, cumulative ms by phase) per evaluation
     start = time.perf_counter()
     while True:
         while len(in_flight) < concurrency:
-            config = searcher.suggest(f't{n}')
+            config = searcher.suggest(f"t{n}")
             if not isinstance(config, dict):
                 break
-            in_flight.append((f't{n}', config))
+            in_flight.append((f"t{n}", config))
             n += 1
         if not in_flight:
             break
@@ -225,12 +225,12 @@ def drive(
     costs.save()
     rows.append(
         {
-            'sampler': sampler,
-            'proposals': dict(searcher.proposals),
-            'evaluations': len(history),
-            'journal_trials': len(optuna.load_study(study_name='acmix-nas', storage=run.storage()).trials),
-            'hypervolume': recorder.archive.hypervolume({'macs': scale}),
-            'seconds': sum(r.seconds for r in run.trials()),
+            "sampler": sampler,
+            "proposals": dict(searcher.proposals),
+            "evaluations": len(history),
+            "journal_trials": len(optuna.load_study(study_name="acmix-nas", storage=run.storage()).trials),
+            "hypervolume": recorder.archive.hypervolume({"macs": scale}),
+            "seconds": sum(r.seconds for r in run.trials()),
         }
     )
     return rows
@@ -242,37 +242,37 @@ def _row(mark: int, history: list[tuple[int, dict[str, float]]], window: int, wa
     a, b = history[first][1], history[last][1]
     count = max(1, last - first)
     per = {k: (b.get(k, 0.0) - a.get(k, 0.0)) / count for k in set(a) | set(b)}
-    for cpu in ('', ' cpu'):
-        per['front' + cpu] = per.pop('recorder' + cpu) - per['append' + cpu]  # the recorder besides the append
-        per['record' + cpu] = per.pop('append' + cpu) + per.pop('weights' + cpu)
-    total = per['ask'] + per['tell'] + per['record'] + per['front']
-    cpu = per['ask cpu'] + per['tell cpu'] + per['record cpu'] + per['front cpu']
-    return {'archs': mark, 'evaluations': last + 1, **per, 'ms': total, 'cpu': cpu, 'wall': wall}
+    for cpu in ("", " cpu"):
+        per["front" + cpu] = per.pop("recorder" + cpu) - per["append" + cpu]  # the recorder besides the append
+        per["record" + cpu] = per.pop("append" + cpu) + per.pop("weights" + cpu)
+    total = per["ask"] + per["tell"] + per["record"] + per["front"]
+    cpu = per["ask cpu"] + per["tell cpu"] + per["record cpu"] + per["front cpu"]
+    return {"archs": mark, "evaluations": last + 1, **per, "ms": total, "cpu": cpu, "wall": wall}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.split('\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument('--space', default=str(DEFAULT_SPACE))
-    parser.add_argument('--samplers', nargs='+', default=[SearchOptions().sampler])
-    parser.add_argument('--archs', type=int, default=10_000, help='architectures to reach')
-    parser.add_argument('--checkpoints', type=int, nargs='+', default=[100, 1000, 3000, 10_000])
-    parser.add_argument('--window', type=int, default=100, help='evaluations averaged before each checkpoint')
-    parser.add_argument('--concurrency', type=int, default=8, help='trials in flight')
-    parser.add_argument('--race', type=int, default=3)
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument("--space", default=str(DEFAULT_SPACE))
+    parser.add_argument("--samplers", nargs="+", default=[SearchOptions().sampler])
+    parser.add_argument("--archs", type=int, default=10_000, help="architectures to reach")
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[100, 1000, 3000, 10_000])
+    parser.add_argument("--window", type=int, default=100, help="evaluations averaged before each checkpoint")
+    parser.add_argument("--concurrency", type=int, default=8, help="trials in flight")
+    parser.add_argument("--race", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        '--history-window',
+        "--history-window",
         type=int,
         default=None,
-        help='trials a TPE or GP ask reads (nas.search.study.HISTORY_WINDOW; 0: all of them)',
+        help="trials a TPE or GP ask reads (nas.search.study.HISTORY_WINDOW; 0: all of them)",
     )
     parser.add_argument(
-        '--keep',
+        "--keep",
         type=Path,
         default=None,
-        help='keep each run folder as KEEP/<sampler> (a synthetic run, e.g. for the dashboard)',
+        help="keep each run folder as KEEP/<sampler> (a synthetic run, e.g. for the dashboard)",
     )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -287,7 +287,7 @@ def main() -> None:
     results = {}
     for sampler in args.samplers:
         with tempfile.TemporaryDirectory() as tmp:
-            folder = args.keep / sampler if args.keep else Path(tmp) / 'run'
+            folder = args.keep / sampler if args.keep else Path(tmp) / "run"
             results[sampler] = drive(
                 space,
                 sampler,
@@ -322,5 +322,5 @@ def main() -> None:
         )
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

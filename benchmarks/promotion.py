@@ -42,73 +42,73 @@ def table(run: RunFolder, wall: float | None) -> list[tuple[str, str]]:
     """The rows of the table for one run folder."""
     records = run.trials()
     proxy, promoted = [r for r in records if r.rung == 0], [r for r in records if r.rung >= 1]
-    config, summary = run.config(), json.loads((run.path / 'pareto.json').read_text())
+    config, summary = run.config(), json.loads((run.path / "pareto.json").read_text())
     before = pareto.front(aggregate(proxy), config.objectives)
-    after = [p['arch_id'] for p in summary['front']]
-    f = summary.get('fidelity') or {}
+    after = [p["arch_id"] for p in summary["front"]]
+    f = summary.get("fidelity") or {}
     compute = [sum(r.seconds for r in rs) for rs in (proxy, promoted)]
     n = len({r.arch_id for r in promoted})
 
     def num(x):
-        return '-' if x is None else f'{x:.2f}'
+        return "-" if x is None else f"{x:.2f}"
 
     rung = config.ladder[1] if len(config.ladder) > 1 else {}
     return [
-        ('command wall time (min)', '-' if wall is None else f'{wall / 60:.1f}'),
+        ("command wall time (min)", "-" if wall is None else f"{wall / 60:.1f}"),
         (
-            'proxy search: evaluations, wall (min), compute (min)',
-            f'{len(proxy)}, {_span(proxy) / 60:.1f}, {compute[0] / 60:.1f}',
+            "proxy search: evaluations, wall (min), compute (min)",
+            f"{len(proxy)}, {_span(proxy) / 60:.1f}, {compute[0] / 60:.1f}",
         ),
         (
-            'rung 1',
+            "rung 1",
             f"{rung.get('train_images') or 'all'} images, {rung.get('epochs')} epochs, "
             f"{rung.get('image_size')}px ({rung.get('source')})",
         ),
         (
-            'promotion: architectures x seeds, wall (min), compute (min)',
+            "promotion: architectures x seeds, wall (min), compute (min)",
             f"{n} x {len(promoted) / (n or 1):.1f}, {_span(promoted) / 60:.1f}, {compute[1] / 60:.1f}",
         ),
-        ("promotion's share of the search's compute", f'{compute[1] / (compute[0] or 1):.2f}'),
+        ("promotion's share of the search's compute", f"{compute[1] / (compute[0] or 1):.2f}"),
         (
-            'front before (proxy) / after (promoted)',
-            f'{len(before)} / {len(after)} points, {len({a.arch_id for a in before} & set(after))} in both',
+            "front before (proxy) / after (promoted)",
+            f"{len(before)} / {len(after)} points, {len({a.arch_id for a in before} & set(after))} in both",
         ),
         (
-            'in-search Kendall τ / Spearman ρ, proxy vs rung 1',
+            "in-search Kendall τ / Spearman ρ, proxy vs rung 1",
             f"{num(f.get('kendall_tau'))} / "
             f"{num(f.get('spearman_rho'))} over {f.get('architectures', 0)} architectures",
         ),
-        ("rung 1's own test-retest τ", num(f.get('retest_tau'))),
+        ("rung 1's own test-retest τ", num(f.get("retest_tau"))),
         ("promoted proxy-front points that stay on rung 1's front", f"{f.get('kept')} of {f.get('proxy_front')}"),
         (
-            'seed std: proxy / rung 1 (points)',
-            ' / '.join(num(r['seed_std'] and 100 * r['seed_std']) for r in summary.get('rungs', [])),
+            "seed std: proxy / rung 1 (points)",
+            " / ".join(num(r["seed_std"] and 100 * r["seed_std"]) for r in summary.get("rungs", [])),
         ),
-        ('load average (1, 5, 15 min) at the end', ', '.join(f'{x:.1f}' for x in os.getloadavg())),
+        ("load average (1, 5, 15 min) at the end", ", ".join(f"{x:.1f}" for x in os.getloadavg())),
     ]
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--budget', type=int, default=100)
-    p.add_argument('--results-dir', type=Path, default=ROOT / 'results' / 'bench-promotion')
-    p.add_argument('--run', type=Path, default=None, help='tabulate this run folder instead of searching')
-    p.add_argument('search_options', nargs='*', help='after --: passed to python -m nas.search as they are')
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget", type=int, default=100)
+    p.add_argument("--results-dir", type=Path, default=ROOT / "results" / "bench-promotion")
+    p.add_argument("--run", type=Path, default=None, help="tabulate this run folder instead of searching")
+    p.add_argument("search_options", nargs="*", help="after --: passed to python -m nas.search as they are")
     args = p.parse_args()
     wall = None
     if args.run is None:
-        name = datetime.now().strftime('%Y%m%d-%H%M%S')
+        name = datetime.now().strftime("%Y%m%d-%H%M%S")
         start = time.perf_counter()
-        cmd = [sys.executable, '-m', 'nas.search', '--budget', str(args.budget), '--quiet']
-        cmd += ['--results-dir', str(args.results_dir), '--name', name, *args.search_options]
+        cmd = [sys.executable, "-m", "nas.search", "--budget", str(args.budget), "--quiet"]
+        cmd += ["--results-dir", str(args.results_dir), "--name", name, *args.search_options]
         subprocess.run(cmd, check=True, cwd=ROOT)
         wall = time.perf_counter() - start
         args.run = args.results_dir / name
     rows = table(RunFolder(args.run), wall)
-    print(f'\n| {args.run} | |\n|---|---|')
+    print(f"\n| {args.run} | |\n|---|---|")
     for k, v in rows:
-        print(f'| {k} | {v} |')
+        print(f"| {k} | {v} |")
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

@@ -73,13 +73,13 @@ def at_budget(run: RunFolder, budget: int) -> tuple[float, float, int]:
 def proposal_shares(run: RunFolder) -> tuple[float, float]:
     """(duplicate asks, random fill-ins) as shares of the sampler's proposals (queued ones left out)."""
     study = optuna.load_study(study_name=STUDY_NAME, storage=run.storage())
-    kinds = [t.user_attrs.get('proposal') for t in study.trials if 'proposal' in t.user_attrs]
-    asked = [k for k in kinds if k != 'queued']
+    kinds = [t.user_attrs.get("proposal") for t in study.trials if "proposal" in t.user_attrs]
+    asked = [k for k in kinds if k != "queued"]
     if not asked:
         return 0.0, 0.0
     return (
-        sum(k in ('repaired', 'fill-in') for k in asked) / len(asked),
-        sum(k == 'fill-in' for k in asked) / len(asked),
+        sum(k in ("repaired", "fill-in") for k in asked) / len(asked),
+        sum(k == "fill-in" for k in asked) / len(asked),
     )
 
 
@@ -92,9 +92,9 @@ class Surrogate:
         from sklearn.model_selection import cross_val_score
 
         self.space = space
-        runs = [RunFolder(p.parent) for p in sorted(runs_dir.rglob('trials.jsonl'))]
+        runs = [RunFolder(p.parent) for p in sorted(runs_dir.rglob("trials.jsonl"))]
         runs = [
-            r for r in runs if (r.path / 'run.yaml').is_file() and r.config().space_fingerprint == space.fingerprint
+            r for r in runs if (r.path / "run.yaml").is_file() and r.config().space_fingerprint == space.fingerprint
         ]
         if not runs:
             sys.exit(f"--surrogate: no run of {space.path} under {runs_dir}")
@@ -106,7 +106,7 @@ class Surrogate:
             RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=0), x, y[:, 0], cv=5
         ).mean()
         self.model = RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=0).fit(x, y)
-        self.scale = runs[0].config().hypervolume_scale['macs']
+        self.scale = runs[0].config().hypervolume_scale["macs"]
         self.runs, self.size = len(runs), len(archs)
         self.cache: dict[str, tuple[float, float]] = {}
 
@@ -118,7 +118,7 @@ class Surrogate:
 
     def __call__(self, config: dict, costs) -> dict:
         """The trainable's final result for one evaluation (driver_scale's `evaluate`)."""
-        arch = Arch.from_dict(config['arch'])
+        arch = Arch.from_dict(config["arch"])
         if arch.arch_id not in self.cache:
             self.cache[arch.arch_id] = tuple(self.model.predict([self.features(arch)])[0])
         mean, seconds = self.cache[arch.arch_id]
@@ -152,23 +152,23 @@ def surrogate_rows(args, budgets: list[int]) -> list[dict]:
                         [],
                         100,
                         costs,
-                        Path(tmp) / 'run',
+                        Path(tmp) / "run",
                         evaluate=model,
                         scale=model.scale,
                         quiet=True,
                     )
-                asked = {k: v for k, v in info['proposals'].items() if k != 'queued'}
+                asked = {k: v for k, v in info["proposals"].items() if k != "queued"}
                 total = max(1, sum(asked.values()))
                 rows.append(
                     {
                         "sampler": sampler,
                         "seed": seed,
                         "budget": b,
-                        "hv": info['hypervolume'],
-                        "seconds": info['seconds'],
-                        "evals": info['evaluations'],
-                        "dup": (asked.get('repaired', 0) + asked.get('fill-in', 0)) / total,
-                        "fill": asked.get('fill-in', 0) / total,
+                        "hv": info["hypervolume"],
+                        "seconds": info["seconds"],
+                        "evals": info["evaluations"],
+                        "dup": (asked.get("repaired", 0) + asked.get("fill-in", 0)) / total,
+                        "fill": asked.get("fill-in", 0) / total,
                         "minutes": (time.perf_counter() - start) / 60,
                     }
                 )
@@ -265,7 +265,7 @@ def main() -> None:
                 print(
                     f"{sampler:10} seed {seed}: "
                     + ", ".join(
-                        f"@{r['budget']} {r['hv']:.4f}" for r in rows if r['sampler'] == sampler and r['seed'] == seed
+                        f"@{r['budget']} {r['hv']:.4f}" for r in rows if r["sampler"] == sampler and r["seed"] == seed
                     )
                     + f"; duplicate asks {100 * dup:.0f}%, fill-ins {100 * fill:.0f}%, {minutes:.1f} min",
                     flush=True,

@@ -36,22 +36,22 @@ from typing import Any, NoReturn
 from nas.errors import NasError
 
 __all__ = [
-    'command',
-    'ArgumentParser',
-    'amount',
-    'add_resource_options',
-    'shell_command',
-    'fault_exit',
-    'fault_line',
-    'Terminated',
-    'raise_terminated',
-    'stop_on_sigterm',
-    'StopSignals',
-    'hms',
-    'EXIT_USAGE',
-    'EXIT_INTERRUPTED',
-    'EXIT_TERMINATED',
-    'EXIT_FAULT',
+    "command",
+    "ArgumentParser",
+    "amount",
+    "add_resource_options",
+    "shell_command",
+    "fault_exit",
+    "fault_line",
+    "Terminated",
+    "raise_terminated",
+    "stop_on_sigterm",
+    "StopSignals",
+    "hms",
+    "EXIT_USAGE",
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "EXIT_FAULT",
 ]
 
 EXIT_USAGE = 2
@@ -70,7 +70,7 @@ _UNWRITABLE = (
     errno.ENOENT,
 )
 
-_SUFFIX = {'k': 1e3, 'm': 1e6, 'g': 1e9, 't': 1e12}
+_SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
 def amount(text: str | float | int) -> float:
@@ -102,7 +102,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def shell_command(verb: str, *args: str | Path) -> str:
     """`python -m nas.VERB ARGS...` with every argument quoted for a POSIX shell (shlex.quote)."""
-    return ' '.join([f'python -m nas.{verb}', *(shlex.quote(str(a)) for a in args)])
+    return " ".join([f"python -m nas.{verb}", *(shlex.quote(str(a)) for a in args)])
 
 
 class Terminated(KeyboardInterrupt):
@@ -166,20 +166,20 @@ def fault_exit(e: OSError) -> int:
     return EXIT_USAGE if e.errno in _UNWRITABLE else EXIT_FAULT
 
 
-def add_resource_options(parser: argparse.ArgumentParser, what: str = 'evaluation') -> None:
+def add_resource_options(parser: argparse.ArgumentParser, what: str = "evaluation") -> None:
     """The search's resource options for a command that trains a fixed list of evaluations on Ray
     (nas.fidelity, nas.calibrate): --cpus-per-trial, --gpus-per-trial, --max-concurrent, --address."""
-    g = parser.add_argument_group('resources (as for python -m nas.search)')
-    g.add_argument('--cpus-per-trial', type=float, default=1.0, help=f'CPUs per {what} (torch threads)')
+    g = parser.add_argument_group("resources (as for python -m nas.search)")
+    g.add_argument("--cpus-per-trial", type=float, default=1.0, help=f"CPUs per {what} (torch threads)")
     g.add_argument(
-        '--gpus-per-trial',
+        "--gpus-per-trial",
         type=float,
         default=None,
-        help=f'GPUs per {what}, fractions allowed; default: 1 when CUDA is present, else 0',
+        help=f"GPUs per {what}, fractions allowed; default: 1 when CUDA is present, else 0",
     )
-    g.add_argument('--max-concurrent', type=int, default=None, help=f'{what}s at once; default: as resources allow')
+    g.add_argument("--max-concurrent", type=int, default=None, help=f"{what}s at once; default: as resources allow")
     g.add_argument(
-        '--address',
+        "--address",
         default=None,
         help="join an existing Ray cluster ('auto' or host:port); default: a local Ray for this command",
     )
@@ -187,15 +187,15 @@ def add_resource_options(parser: argparse.ArgumentParser, what: str = 'evaluatio
 
 def _line(head: str, err: BaseException) -> str:
     """`head`, then the notes a command added to `err`, on one line."""
-    notes = [' '.join(str(n).split()) for n in getattr(err, '__notes__', ())]
-    return '; '.join([head, *notes]) if head else '; '.join(notes)
+    notes = [" ".join(str(n).split()) for n in getattr(err, "__notes__", ())]
+    return "; ".join([head, *notes]) if head else "; ".join(notes)
 
 
 def fault_line(err: OSError) -> str:
     """`error: PATH: what happened` for a file-system fault, the command's notes after it."""
-    what = err.strerror or ' '.join(str(err).split()) or type(err).__name__
-    where = f'{err.filename}: ' if err.filename else ''
-    return _line(f'error: {where}{what}', err)
+    what = err.strerror or " ".join(str(err).split()) or type(err).__name__
+    where = f"{err.filename}: " if err.filename else ""
+    return _line(f"error: {where}{what}", err)
 
 
 def command(main: Callable[[list[str]], int | None]) -> Callable[[list[str] | None], int]:
@@ -230,13 +230,13 @@ def command(main: Callable[[list[str]], int | None]) -> Callable[[list[str] | No
         except SystemExit as e:  # argparse: --help (0) or its one-line error (2)
             return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_USAGE)
         except NasError as e:
-            print(_line(f'error: {" ".join(str(e).split())}', e), file=sys.stderr)
+            print(_line(f"error: {' '.join(str(e).split())}", e), file=sys.stderr)
             return EXIT_USAGE
         except Terminated as e:
-            _say(_line('', e))
+            _say(_line("", e))
             return EXIT_TERMINATED
         except KeyboardInterrupt as e:
-            _say(_line('', e))
+            _say(_line("", e))
             return EXIT_INTERRUPTED
         except OSError as e:
             print(fault_line(e), file=sys.stderr)
@@ -254,4 +254,4 @@ def _say(line: str) -> None:
 def hms(seconds: float) -> str:
     """A duration as 'H:MM:SS', for progress lines."""
     seconds = int(round(seconds))
-    return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

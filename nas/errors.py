@@ -13,7 +13,7 @@ caught a ValueError before still does.
 
 from __future__ import annotations
 
-__all__ = ['NasError', 'UsageError']
+__all__ = ["NasError", "UsageError"]
 
 
 class NasError(ValueError):

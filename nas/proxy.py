@@ -59,7 +59,7 @@ __all__ = [
 #     >>> score([0.5, 0.6, 0.7, 0.8], [1.2, 0.9, 0.7, 0.6], 'mean_acc')
 #     0.75
 
-SIGNALS = ('accuracy', 'mean_acc', 'train_loss')
+SIGNALS = ("accuracy", "mean_acc", "train_loss")
 
 
 def last_half(epochs: int) -> int:
@@ -75,14 +75,14 @@ def score(acc_per_epoch: Sequence[float], loss_per_epoch: Sequence[float], signa
         ValueError: an unknown signal.
     """
     if signal not in SIGNALS:
-        raise ValueError(f'unknown rank signal {signal!r}; one of {", ".join(SIGNALS)}')
-    values = acc_per_epoch if signal != 'train_loss' else loss_per_epoch
+        raise ValueError(f"unknown rank signal {signal!r}; one of {', '.join(SIGNALS)}")
+    values = acc_per_epoch if signal != "train_loss" else loss_per_epoch
     if not values:
         return None
     tail = [float(v) for v in values[-last_half(len(values)) :]]
-    if signal == 'accuracy':
+    if signal == "accuracy":
         return float(values[-1])
-    if signal == 'mean_acc':
+    if signal == "mean_acc":
         return sum(tail) / len(tail)
     return -sum(tail)
 
@@ -234,14 +234,14 @@ def load_proxy_file(path: Path) -> tuple[ProxyConfig, dict[str, Any]]:
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UsageError(f'--proxy {path}: cannot read it ({" ".join(str(e).split())})') from None
-    if not isinstance(raw, dict) or not isinstance(raw.get('proxy'), dict):
+        raise UsageError(f"--proxy {path}: cannot read it ({' '.join(str(e).split())})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("proxy"), dict):
         raise UsageError(
-            f'--proxy {path}: expected a YAML file with a proxy: section (python -m nas.calibrate writes one)'
+            f"--proxy {path}: expected a YAML file with a proxy: section (python -m nas.calibrate writes one)"
         )
     try:
-        proxy = ProxyConfig.from_dict(raw['proxy'])
+        proxy = ProxyConfig.from_dict(raw["proxy"])
     except ProxyError as e:
-        raise UsageError(f'--proxy {path}: proxy.{e.key}: {e.msg}') from None
-    calibration = raw.get('calibration')
+        raise UsageError(f"--proxy {path}: proxy.{e.key}: {e.msg}") from None
+    calibration = raw.get("calibration")
     return proxy, dict(calibration) if isinstance(calibration, dict) else {}

@@ -34,7 +34,7 @@ from nas.proxy import ProxyConfig
 from nas.run.record import TrialRecord
 from nas.train.loop import TrainConfig, train
 
-__all__ = ['TrialSettings', 'TrialResult', 'evaluate', 'constraint_values']
+__all__ = ["TrialSettings", "TrialResult", "evaluate", "constraint_values"]
 
 
 @dataclass
@@ -54,8 +54,8 @@ class TrialSettings:
     proxy: ProxyConfig
     num_classes: int
     limits: Mapping[str, float] = field(default_factory=dict)
-    device: str = 'cpu'
-    measure: tuple[str, ...] = ('latency', 'memory')
+    device: str = "cpu"
+    measure: tuple[str, ...] = ("latency", "memory")
 
 
 @dataclass
@@ -73,7 +73,7 @@ def constraint_values(record: TrialRecord, limits: Mapping[str, float]) -> list[
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec='milliseconds')
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def evaluate(
@@ -101,7 +101,7 @@ def evaluate(
         number=-1,
         arch_id=arch.arch_id,
         arch=arch.to_dict(),
-        status='running',
+        status="running",
         seed=seed,
         device=str(device),
         started_at=_now(),
@@ -116,7 +116,7 @@ def evaluate(
     model = create_model(arch, num_classes=settings.num_classes)
     _record_cost(record, model, settings, device)
     if not record.feasible:
-        return finish('infeasible')
+        return finish("infeasible")
 
     cfg = TrainConfig.of_proxy(settings.proxy, seed=seed, device=str(device))
     data = data.to(device) if data.device != device else data
@@ -124,9 +124,9 @@ def evaluate(
     for r in train(model, data, cfg):
         record.epochs = r.epoch
         record.train_seconds = time.perf_counter() - train_start
-        if r.status != 'ok':
+        if r.status != "ok":
             record.error, record.accuracy = r.reason, None
-            return finish('failed')
+            return finish("failed")
         record.acc_per_epoch.append(r.val_acc)
         record.loss_per_epoch.append(r.train_loss)
         record.accuracy = r.val_acc
@@ -134,7 +134,7 @@ def evaluate(
             record.seconds = time.perf_counter() - start
             report(record)
     record.rates = rates_of(model)
-    return finish('complete', model)
+    return finish("complete", model)
 
 
 def _record_cost(record: TrialRecord, model: nn.Module, settings: TrialSettings, device: torch.device) -> None:
@@ -142,8 +142,8 @@ def _record_cost(record: TrialRecord, model: nn.Module, settings: TrialSettings,
     cost = measure_cost(
         model,
         device=device,
-        latency='latency' in settings.measure,
-        memory='memory' in settings.measure,
+        latency="latency" in settings.measure,
+        memory="memory" in settings.measure,
         warmup=2,
         repeats=5,
     )

@@ -29,17 +29,17 @@ from nas.run.folder import STUDY_NAME, DataInfo, RunConfig, RunFolder, TrialReco
 from nas.space import load_space
 from nas.trial import TrialSettings, evaluate
 
-SPACE_FILE = Path(__file__).resolve().parents[1] / 'search_spaces' / 'digits.yaml'
-OBJ = ['accuracy', 'macs']
+SPACE_FILE = Path(__file__).resolve().parents[1] / "search_spaces" / "digits.yaml"
+OBJ = ["accuracy", "macs"]
 N_COMPLETE = 5  # complete trials; then one stopped, one failed, one infeasible
 PROXY = ProxyConfig(
-    dataset='digits',
+    dataset="digits",
     image_size=16,
     val_fraction=0.2,
     subset=400,
     epochs=2,
     batch_size=16,
-    optimizer='adamw',
+    optimizer="adamw",
     lr=0.01,
     weight_decay=0.01,
     warmup_epochs=0,
@@ -69,13 +69,13 @@ def build_run(path: Path, n_complete: int = N_COMPLETE) -> Path:
     # how each planned status comes about: a shorter proxy (stopped after 1 of 2 epochs), an absurd
     # learning rate (a real NaN loss), a MACs limit no network meets (infeasible, not trained)
     how = {
-        'complete': settings,
-        'stopped': replace(settings, proxy=replace(PROXY, epochs=1)),
-        'failed': replace(settings, proxy=replace(PROXY, lr=1e9)),
-        'infeasible': replace(settings, limits={'macs': 1}),
+        "complete": settings,
+        "stopped": replace(settings, proxy=replace(PROXY, epochs=1)),
+        "failed": replace(settings, proxy=replace(PROXY, lr=1e9)),
+        "infeasible": replace(settings, limits={"macs": 1}),
     }
 
-    plan = ['complete'] * n_complete + ['stopped', 'failed', 'infeasible']
+    plan = ["complete"] * n_complete + ["stopped", "failed", "infeasible"]
     seen: set[str] = set()
     records: list[TrialRecord] = []
     for status in plan:
@@ -88,23 +88,23 @@ def build_run(path: Path, n_complete: int = N_COMPLETE) -> Path:
         seen.add(arch.arch_id)
         result = evaluate(arch, data, how[status], seed=0)
         rec = result.record
-        if status == 'stopped':
-            assert rec.status == 'complete' and rec.epochs == 1
-            rec.status, rec.rates = 'stopped', []
+        if status == "stopped":
+            assert rec.status == "complete" and rec.epochs == 1
+            rec.status, rec.rates = "stopped", []
         assert rec.status == status, (status, rec.status, rec.error)
         rec.number, rec.reference = len(records), ref_of.get(arch.arch_id)
         rec.optuna_number, rec.optuna_params = trial.number, dict(trial.params)
-        if status == 'complete':
+        if status == "complete":
             rec.weights = f"weights/{arch.arch_id}.safetensors"
             run.weights_path(arch.arch_id).parent.mkdir(exist_ok=True)
             save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, str(run.path / rec.weights))
         run.append(rec)
         records.append(rec)
-        if status == 'complete':
+        if status == "complete":
             study.tell(trial, [float(rec.value(o)) for o in OBJ])
         else:
             study.tell(
-                trial, state=optuna.trial.TrialState.PRUNED if status == 'stopped' else optuna.trial.TrialState.FAIL
+                trial, state=optuna.trial.TrialState.PRUNED if status == "stopped" else optuna.trial.TrialState.FAIL
             )
 
     ref_costs = [measure_cost(a, num_classes=data.num_classes, latency=False, memory=False) for a in refs.values()]
@@ -112,9 +112,9 @@ def build_run(path: Path, n_complete: int = N_COMPLETE) -> Path:
         RunConfig(
             name=path.name,
             objectives=OBJ,
-            sampler='random',
+            sampler="random",
             seed=0,
-            space_file='search_spaces/digits.yaml',
+            space_file="search_spaces/digits.yaml",
             space=space.to_dict(),
             proxy=PROXY,
             data=DataInfo.of(data),
@@ -123,7 +123,7 @@ def build_run(path: Path, n_complete: int = N_COMPLETE) -> Path:
                 macs=2.0 * max(c.macs for c in ref_costs), params=2.0 * max(c.params for c in ref_costs)
             ),
             versions=package_versions(),
-            device='cpu',
+            device="cpu",
         )
     )
     run.write_pareto()
@@ -133,9 +133,9 @@ def build_run(path: Path, n_complete: int = N_COMPLETE) -> Path:
 def tiny_arch(i: int) -> Arch:
     """A distinct small architecture for each i (its stem width), for records written by hand:
     every record a run folder reads back must describe a network (results.check_record)."""
-    stage = {'block': 'basic', 'channels': 8, 'stride': 1, 'bottle_ratio': 1.0, 'blocks': [{'op': 'conv'}]}
+    stage = {"block": "basic", "channels": 8, "stride": 1, "bottle_ratio": 1.0, "blocks": [{"op": "conv"}]}
     return Arch.from_dict(
-        {'input_size': [8, 8], 'in_chans': 1, 'stem': {'type': '3x3', 'channels': 4 + i}, 'stages': [stage, stage]}
+        {"input_size": [8, 8], "in_chans": 1, "stem": {"type": "3x3", "channels": 4 + i}, "stages": [stage, stage]}
     )
 
 
@@ -144,12 +144,12 @@ def record_of(i: int, **fields) -> TrialRecord:
     arch = tiny_arch(i)
     return TrialRecord(
         **{
-            'number': i,
-            'arch_id': arch.arch_id,
-            'arch': arch.to_dict(),
-            'status': 'complete',
-            'accuracy': 0.5,
-            'macs': 1000 + i,
+            "number": i,
+            "arch_id": arch.arch_id,
+            "arch": arch.to_dict(),
+            "status": "complete",
+            "accuracy": 0.5,
+            "macs": 1000 + i,
             **fields,
         }
     )
@@ -158,12 +158,12 @@ def record_of(i: int, **fields) -> TrialRecord:
 _BUILT: dict[str, Path] = {}
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One run folder per test session, shared by every test that asks for it (tests/conftest.py)."""
-    if 'run' not in _BUILT:
-        _BUILT['run'] = build_run(tmp_path_factory.mktemp('results') / 'digits-small')
-    return _BUILT['run']
+    if "run" not in _BUILT:
+        _BUILT["run"] = build_run(tmp_path_factory.mktemp("results") / "digits-small")
+    return _BUILT["run"]
 
 
 def copy_run(src: Path, dst: Path, n_lines: int | None = None) -> Path:
@@ -171,15 +171,15 @@ def copy_run(src: Path, dst: Path, n_lines: int | None = None) -> Path:
     import shutil
 
     dst.mkdir(parents=True)
-    shutil.copy(src / 'run.yaml', dst / 'run.yaml')
-    lines = (src / 'trials.jsonl').read_text().splitlines(keepends=True)
-    (dst / 'trials.jsonl').write_text(''.join(lines[:n_lines]))
-    if (src / 'weights').is_dir():
-        shutil.copytree(src / 'weights', dst / 'weights')
+    shutil.copy(src / "run.yaml", dst / "run.yaml")
+    lines = (src / "trials.jsonl").read_text().splitlines(keepends=True)
+    (dst / "trials.jsonl").write_text("".join(lines[:n_lines]))
+    if (src / "weights").is_dir():
+        shutil.copytree(src / "weights", dst / "weights")
     return dst
 
 
-SYMMETRY_FILE = Path(__file__).resolve().parents[1] / 'search_spaces' / 'symmetry.yaml'
+SYMMETRY_FILE = Path(__file__).resolve().parents[1] / "search_spaces" / "symmetry.yaml"
 
 
 def synthetic_run(path: Path, n_records: int, seed: int = 0) -> Path:
@@ -207,12 +207,12 @@ def synthetic_run(path: Path, n_records: int, seed: int = 0) -> Path:
             blocks = [b for *_, b in arch.blocks()]
             macs = sum(st.channels**2 * len(st.blocks) for st in arch.stages) * 9 + 1000 * len(blocks)
             quality = 0.55 + 0.05 * math.log10(macs / 1e4) + rng.gauss(0, 0.03)
-            status = rng.choices(['complete', 'failed', 'infeasible'], [0.95, 0.03, 0.02])[0]
+            status = rng.choices(["complete", "failed", "infeasible"], [0.95, 0.03, 0.02])[0]
             archs.append((arch, params, macs, quality, status))
         seeds[arch.arch_id] = seeds.get(arch.arch_id, 0) + 1
         blocks = [b for *_, b in arch.blocks()]
-        acmix = [(si, bi) for si, st in enumerate(arch.stages) for bi, b in enumerate(st.blocks) if b.op == 'acmix']
-        accuracy = round(min(0.99, quality + rng.gauss(0, 0.01)), 4) if status == 'complete' else None
+        acmix = [(si, bi) for si, st in enumerate(arch.stages) for bi, b in enumerate(st.blocks) if b.op == "acmix"]
+        accuracy = round(min(0.99, quality + rng.gauss(0, 0.01)), 4) if status == "complete" else None
         lines.append(
             TrialRecord(
                 number=n,
@@ -229,33 +229,33 @@ def synthetic_run(path: Path, n_records: int, seed: int = 0) -> Path:
                 train_seconds=2.0,
                 optuna_number=None if again else n,
                 optuna_params=params,
-                constraints=[1.0] if status == 'infeasible' else [],
-                error='RuntimeError: the loss is NaN' if status == 'failed' else None,
+                constraints=[1.0] if status == "infeasible" else [],
+                error="RuntimeError: the loss is NaN" if status == "failed" else None,
                 rates=[
                     {
-                        'stage': si,
-                        'index': bi,
-                        'alpha': round(rng.uniform(0.2, 0.8), 3),
-                        'beta': round(rng.uniform(0.2, 0.8), 3),
+                        "stage": si,
+                        "index": bi,
+                        "alpha": round(rng.uniform(0.2, 0.8), 3),
+                        "beta": round(rng.uniform(0.2, 0.8), 3),
                     }
                     for si, bi in acmix
                 ],
                 seed=seeds[arch.arch_id] - 1,
-                device='cpu',
+                device="cpu",
             ).to_json()
         )
-    (run.path / 'trials.jsonl').write_text('\n'.join(lines) + '\n')
+    (run.path / "trials.jsonl").write_text("\n".join(lines) + "\n")
     run.write_config(
         RunConfig(
             name=path.name,
             objectives=OBJ,
-            sampler='evolution',
+            sampler="evolution",
             seed=seed,
-            space_file='search_spaces/symmetry.yaml',
+            space_file="search_spaces/symmetry.yaml",
             space=space.to_dict(),
             proxy=space.proxy,
-            hypervolume_scale={'macs': 2.0e6},
-            device='cpu',
+            hypervolume_scale={"macs": 2.0e6},
+            device="cpu",
         )
     )
     return path

@@ -10,14 +10,14 @@ from nas.net.model import create_model, default_arch, paper_arch
 def tiny_arch() -> Arch:
     """stem 3x3/2: 1->8 at 8x8 -> 4x4; two bottleneck stages (channels 16, width 8): an ACmix block,
     then a 3x3 conv block."""
-    acmix = BlockArch(op='acmix', heads=2, k_att=3, k_conv=3)
+    acmix = BlockArch(op="acmix", heads=2, k_att=3, k_conv=3)
     return Arch(
         input_size=(8, 8),
         in_chans=1,
-        stem=StemArch('3x3', 8),
+        stem=StemArch("3x3", 8),
         stages=(
-            StageArch('bottleneck', 16, 1, 0.5, (acmix,)),
-            StageArch('bottleneck', 16, 1, 0.5, (BlockArch(op='conv', kernel=3),)),
+            StageArch("bottleneck", 16, 1, 0.5, (acmix,)),
+            StageArch("bottleneck", 16, 1, 0.5, (BlockArch(op="conv", kernel=3),)),
         ),
     )
 
@@ -64,7 +64,7 @@ def test_acmix_parts_match_the_flop_counter_where_it_sees_them():
     with torch.inference_mode(), c:
         m(torch.zeros(1, 16, 7, 6))
     parts = acmix_macs(m, 7, 6)
-    assert c.get_total_flops() // 2 == parts['qkv'] + parts['pos'] + parts['fc'] + parts['dep_conv']
+    assert c.get_total_flops() // 2 == parts["qkv"] + parts["pos"] + parts["fc"] + parts["dep_conv"]
 
 
 def test_acmix_counts_the_reference_operator_not_its_folded_implementation():
@@ -77,7 +77,7 @@ def test_acmix_counts_the_reference_operator_not_its_folded_implementation():
     with torch.inference_mode(), seen:
         m(torch.zeros(1, 16, 6, 6))
     parts = acmix_macs(m, 6, 6)
-    assert count_macs(m, (16, 6, 6)) == (sum(parts.values()), parts['attention'])
+    assert count_macs(m, (16, 6, 6)) == (sum(parts.values()), parts["attention"])
     assert seen.get_total_flops() // 2 != sum(parts.values())  # the folded kernel is not what is reported
 
 
@@ -90,7 +90,7 @@ def test_measure_cost_digits_is_fast_and_complete():
     assert time.perf_counter() - t < 1.0
     assert cost.params == sum(p.numel() for p in create_model(default_arch()).parameters())
     assert cost.latency_ms > 0 and cost.peak_memory_mb > 0
-    assert cost.batch_size == 2 and cost.dtype == 'float32' and cost.device == 'cpu'
+    assert cost.batch_size == 2 and cost.dtype == "float32" and cost.device == "cpu"
     assert cost.input_size == (1, 16, 16) and 0 < cost.attention_macs < cost.macs
 
 
@@ -114,7 +114,7 @@ def test_peak_memory_grows_with_batch():
 def test_paper_macs():
     """ResNet-50 is ~4.1 G MACs; the paper counts ACmix-ResNet-50 at 3.6 G."""
     with torch.no_grad():
-        r50 = measure_cost(paper_arch(50, 'conv'), latency=False, memory=False)
+        r50 = measure_cost(paper_arch(50, "conv"), latency=False, memory=False)
         a50 = measure_cost(paper_arch(50), latency=False, memory=False)
     print(
         f"\nResNet-50 {r50.macs / 1e9:.3f} G MACs, ACmix-ResNet-50 {a50.macs / 1e9:.3f} G MACs "

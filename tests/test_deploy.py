@@ -16,15 +16,15 @@ from timm.models import create_feature_extractor, get_graph_node_names
 import nas  # noqa: F401  (registers the timm models)
 from nas.net.acmix import ACmix
 
-NAMES = ['acmix_nas', 'acmix_resnet26', 'acmix_resnet38', 'acmix_resnet50']
+NAMES = ["acmix_nas", "acmix_resnet26", "acmix_resnet38", "acmix_resnet50"]
 
 
 def small_input(model: torch.nn.Module, batch: int = 2) -> torch.Tensor:
-    c, h, w = model.pretrained_cfg['input_size']
+    c, h, w = model.pretrained_cfg["input_size"]
     return torch.randn(batch, c, min(h, 64), min(w, 64), generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize('name', NAMES)
+@pytest.mark.parametrize("name", NAMES)
 def test_forward_backward_and_features(name):
     model = timm.create_model(name, num_classes=5)
     x = small_input(model)
@@ -40,7 +40,7 @@ def test_forward_backward_and_features(name):
     assert [o.shape[-1] for o in outs] == [-(-x.shape[-1] // r) for r in reductions]
 
 
-@pytest.mark.parametrize('name', ['acmix_nas'])  # the ResNets: timm's own suite (slow on CPU)
+@pytest.mark.parametrize("name", ["acmix_nas"])  # the ResNets: timm's own suite (slow on CPU)
 def test_fx_fx_backward_torchscript_and_fx_torchscript(name):
     model = timm.create_model(name).eval()
     x = small_input(model)
@@ -75,37 +75,37 @@ def test_compile_fullgraph_has_no_graph_break():
     torch._dynamo.reset()
     m = ACmix(16, 16, kernel_att=3, head=4, stride=2).eval()
     x = torch.randn(2, 16, 9, 8)
-    compiled = torch.compile(m, fullgraph=True, backend='eager')  # fullgraph: a graph break raises
+    compiled = torch.compile(m, fullgraph=True, backend="eager")  # fullgraph: a graph break raises
     explanation = torch._dynamo.explain(m)(x)
     assert explanation.graph_break_count == 0
     torch.testing.assert_close(compiled(x), m(x))
 
 
 def test_torch_export():
-    model = timm.create_model('acmix_nas').eval()
+    model = timm.create_model("acmix_nas").eval()
     x = small_input(model)
     program = torch.export.export(model, (x,))
     torch.testing.assert_close(program.module()(x), model(x), rtol=1e-5, atol=1e-5)
 
 
 def test_onnx_export_runs_in_onnxruntime_to_the_same_outputs(tmp_path):
-    pytest.importorskip('onnxruntime')
+    pytest.importorskip("onnxruntime")
     import numpy as np
     import onnxruntime
 
     from nas.export import ONNX_RTOL, export_onnx
 
-    model = timm.create_model('acmix_nas').eval()
-    path = export_onnx(model, tmp_path / 'model.onnx', (1, 16, 16))
+    model = timm.create_model("acmix_nas").eval()
+    path = export_onnx(model, tmp_path / "model.onnx", (1, 16, 16))
     assert path.is_file()
-    session = onnxruntime.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.randn(3, 1, 16, 16)  # another batch size than the export's
-    got = session.run(None, {'input': x.numpy()})[0]
+    got = session.run(None, {"input": x.numpy()})[0]
     expected = model(x).detach().numpy()
     assert np.abs(got - expected).max() <= ONNX_RTOL * np.abs(expected).max()
 
 
-TIMM_TESTS = os.environ.get('TIMM_TESTS', '')
+TIMM_TESTS = os.environ.get("TIMM_TESTS", "")
 
 
 def _timm_suite(tests: Path, *args: str) -> subprocess.CompletedProcess:
@@ -114,18 +114,18 @@ def _timm_suite(tests: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             sys.executable,
-            '-m',
-            'pytest',
-            str(tests / 'test_models.py'),
-            '-k',
-            'acmix',
-            '-q',
-            '-p',
-            'nas',
-            '-p',
-            'no:cacheprovider',
-            '-W',
-            'ignore',
+            "-m",
+            "pytest",
+            str(tests / "test_models.py"),
+            "-k",
+            "acmix",
+            "-q",
+            "-p",
+            "nas",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "ignore",
             *args,
         ],
         capture_output=True,
@@ -136,17 +136,17 @@ def _timm_suite(tests: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not (Path(TIMM_TESTS) / 'test_models.py').is_file(),
-    reason='TIMM_TESTS does not point at the tests/ folder of a timm source distribution',
+    not (Path(TIMM_TESTS) / "test_models.py").is_file(),
+    reason="TIMM_TESTS does not point at the tests/ folder of a timm source distribution",
 )
 def test_timm_model_suite_passes_on_every_registered_name():
     # Get the suite with `pip download timm==<installed version> --no-binary :all: --no-deps` and unpack it;
     # TIMM_TESTS=<unpacked>/tests. Minutes on a CPU (the ResNets at timm's sizes).
     tests = Path(TIMM_TESTS)
-    collected = [line for line in _timm_suite(tests, '--collect-only').stdout.splitlines() if '::' in line]
-    kinds = {line.split('::')[1].split('[')[0] for line in collected}
+    collected = [line for line in _timm_suite(tests, "--collect-only").stdout.splitlines() if "::" in line]
+    kinds = {line.split("::")[1].split("[")[0] for line in collected}
     for name in NAMES:  # every name reaches every kind of test: none is filtered out by timm's exclusions
-        assert sum(line.endswith(f'-{name}]') for line in collected) == len(kinds), name
+        assert sum(line.endswith(f"-{name}]") for line in collected) == len(kinds), name
     result = _timm_suite(tests)
     summary = result.stdout.strip().splitlines()[-1]
-    assert result.returncode == 0 and summary.startswith(f'{len(collected)} passed'), result.stdout[-5000:]
+    assert result.returncode == 0 and summary.startswith(f"{len(collected)} passed"), result.stdout[-5000:]

@@ -32,7 +32,7 @@ SEEDS = [0, 1]
 
 def _archs(proxy: list[list[float]], long: list[list[float]]) -> list[ArchFidelity]:
     return [
-        ArchFidelity(f'a{i}', dict(zip(SEEDS, p)), dict(zip(SEEDS, q)), costs={'macs': float(i)})
+        ArchFidelity(f"a{i}", dict(zip(SEEDS, p)), dict(zip(SEEDS, q)), costs={"macs": float(i)})
         for i, (p, q) in enumerate(zip(proxy, long))
     ]
 
@@ -40,26 +40,26 @@ def _archs(proxy: list[list[float]], long: list[list[float]]) -> list[ArchFideli
 def test_a_proxy_equal_to_long_training_ranks_perfectly():
     accs = [[0.50, 0.52], [0.60, 0.61], [0.70, 0.73], [0.80, 0.80]]
     s = fidelity_stats(_archs(accs, accs), SEEDS)
-    assert s['kendall_tau'] == pytest.approx(1) and s['spearman_rho'] == pytest.approx(1)
-    assert s['seed0_kendall_tau'] == pytest.approx(1) and s['seed0_spearman_rho'] == pytest.approx(1)
-    assert s['test_retest_tau'] == pytest.approx(1)  # the seeds rank alike
+    assert s["kendall_tau"] == pytest.approx(1) and s["spearman_rho"] == pytest.approx(1)
+    assert s["seed0_kendall_tau"] == pytest.approx(1) and s["seed0_spearman_rho"] == pytest.approx(1)
+    assert s["test_retest_tau"] == pytest.approx(1)  # the seeds rank alike
     stds = [statistics.stdev(a) for a in accs]
-    assert s['proxy_seed_std'] == pytest.approx(statistics.mean(stds)) == pytest.approx(s['long_seed_std'])
-    assert s['long_range'] == pytest.approx(0.80 - 0.51)
-    assert s['long_range_over_seed_std'] == pytest.approx(0.29 / statistics.mean(stds))
-    assert s['architectures'] == 4
+    assert s["proxy_seed_std"] == pytest.approx(statistics.mean(stds)) == pytest.approx(s["long_seed_std"])
+    assert s["long_range"] == pytest.approx(0.80 - 0.51)
+    assert s["long_range_over_seed_std"] == pytest.approx(0.29 / statistics.mean(stds))
+    assert s["architectures"] == 4
 
 
 def test_a_reversed_proxy_ranks_at_minus_one_and_identical_seeds_retest_at_one():
     proxy = [[0.9, 0.9], [0.8, 0.8], [0.7, 0.7], [0.6, 0.6], [0.5, 0.5]]
     long = [[0.5, 0.6], [0.6, 0.7], [0.7, 0.8], [0.8, 0.9], [0.9, 1.0]]
     s = fidelity_stats(_archs(proxy, long), SEEDS)
-    assert s['kendall_tau'] == pytest.approx(-1) and s['spearman_rho'] == pytest.approx(-1)
-    assert s['seed0_kendall_tau'] == pytest.approx(-1)
-    assert s['test_retest_tau'] == pytest.approx(1)  # identical accuracies at both seeds
-    assert s['proxy_seed_std'] == 0
+    assert s["kendall_tau"] == pytest.approx(-1) and s["spearman_rho"] == pytest.approx(-1)
+    assert s["seed0_kendall_tau"] == pytest.approx(-1)
+    assert s["test_retest_tau"] == pytest.approx(1)  # identical accuracies at both seeds
+    assert s["proxy_seed_std"] == 0
     # accuracy rises with MACs: every point is on the front of accuracy vs MACs
-    assert long_front(_archs(proxy, long), ['accuracy', 'macs']) == ['a0', 'a1', 'a2', 'a3', 'a4']
+    assert long_front(_archs(proxy, long), ["accuracy", "macs"]) == ["a0", "a1", "a2", "a3", "a4"]
 
 
 def test_the_reference_test_retest_and_the_like_for_like_proxy_tau():
@@ -67,57 +67,57 @@ def test_the_reference_test_retest_and_the_like_for_like_proxy_tau():
     long = [[0.50, 0.50], [0.60, 0.60], [0.70, 0.80], [0.80, 0.70]]
     proxy = [[0.10, 0.10], [0.20, 0.20], [0.30, 0.30], [0.40, 0.40]]  # ranks like long's seed 0
     s = fidelity_stats(_archs(proxy, long), SEEDS)
-    assert s['long_test_retest_tau'] == pytest.approx(4 / 6)  # 6 pairs, 5 concordant, 1 discordant
+    assert s["long_test_retest_tau"] == pytest.approx(4 / 6)  # 6 pairs, 5 concordant, 1 discordant
     # each proxy seed against long seed 0 (τ 1) and long seed 1 (τ 4/6): the mean of four pairs
-    assert s['pair_kendall_tau'] == pytest.approx((1 + 4 / 6) / 2)
-    assert s['retest_share'] == pytest.approx((1 + 4 / 6) / 2 / (4 / 6))
-    assert fidelity_stats(_archs(proxy, long), [0])['long_test_retest_tau'] is None  # one seed: no retest
+    assert s["pair_kendall_tau"] == pytest.approx((1 + 4 / 6) / 2)
+    assert s["retest_share"] == pytest.approx((1 + 4 / 6) / 2 / (4 / 6))
+    assert fidelity_stats(_archs(proxy, long), [0])["long_test_retest_tau"] is None  # one seed: no retest
 
 
 def test_undefined_statistics_are_none_not_nan():
-    one_seed = [ArchFidelity(f'a{i}', {0: 0.5}, {0: 0.5 + i / 10}) for i in range(3)]
+    one_seed = [ArchFidelity(f"a{i}", {0: 0.5}, {0: 0.5 + i / 10}) for i in range(3)]
     s = fidelity_stats(one_seed, [0])
-    assert s['kendall_tau'] is None  # a constant proxy ranks nothing
-    assert s['test_retest_tau'] is None and s['proxy_seed_std'] is None and s['long_range_over_seed_std'] is None
-    assert s['long_range'] == pytest.approx(0.2)
+    assert s["kendall_tau"] is None  # a constant proxy ranks nothing
+    assert s["test_retest_tau"] is None and s["proxy_seed_std"] is None and s["long_range_over_seed_std"] is None
+    assert s["long_range"] == pytest.approx(0.2)
 
 
 def test_picks_the_front_then_spreads_over_accuracy():
     recs = [
-        TrialRecord(number=i, arch_id=f'x{i}', arch={}, status='complete', accuracy=acc, macs=100 - i, seed=0)
+        TrialRecord(number=i, arch_id=f"x{i}", arch={}, status="complete", accuracy=acc, macs=100 - i, seed=0)
         for i, acc in enumerate([0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.90])
     ]
-    recs.append(TrialRecord(number=8, arch_id='failed', arch={}, status='failed', seed=0))
+    recs.append(TrialRecord(number=8, arch_id="failed", arch={}, status="failed", seed=0))
     archs = aggregate(recs)
     front = [archs[-2]]  # pretend x7 alone is the front
     picked = [a.arch_id for a in pick_archs(archs, front, 4)]
     # the front, then the rest at accuracies 0.70 (best), 0.40 (middle), 0.10 (worst)
-    assert picked == ['x7', 'x6', 'x3', 'x0']
+    assert picked == ["x7", "x6", "x3", "x0"]
     assert [a.arch_id for a in pick_archs(archs, front, 4)] == picked  # deterministic
     assert len(pick_archs(archs, front, 50)) == 8  # never the failed one
 
 
 def test_seed_values_keep_the_first_complete_evaluation_of_each_seed():
-    def rec(n: int, arch_id: str, seed: int, acc: float | None, status: str = 'complete', epochs: int = 2):
+    def rec(n: int, arch_id: str, seed: int, acc: float | None, status: str = "complete", epochs: int = 2):
         return TrialRecord(
             n, arch_id, {}, status, accuracy=acc, acc_per_epoch=[0.1, acc or 0.0], epochs=epochs, seed=seed
         )
 
     records = [
-        rec(0, 'b', 1, 0.6),
-        rec(1, 'a', 0, 0.5, status='failed'),  # failed: not an accuracy
-        rec(2, 'a', 0, 0.4),
-        rec(3, 'a', 0, 0.9),  # a rerun of seed 0: the first record wins
-        rec(4, 'a', 1, 0.7, epochs=3),  # other epochs
-        rec(5, 'a', 5, 0.8),  # not one of the seeds
-        rec(6, 'b', 0, 0.3),
-        rec(7, 'c', 0, 0.2),  # not asked for
+        rec(0, "b", 1, 0.6),
+        rec(1, "a", 0, 0.5, status="failed"),  # failed: not an accuracy
+        rec(2, "a", 0, 0.4),
+        rec(3, "a", 0, 0.9),  # a rerun of seed 0: the first record wins
+        rec(4, "a", 1, 0.7, epochs=3),  # other epochs
+        rec(5, "a", 5, 0.8),  # not one of the seeds
+        rec(6, "b", 0, 0.3),
+        rec(7, "c", 0, 0.2),  # not asked for
     ]
-    assert seed_values(records, ['b', 'a', 'z'], [0, 1], 2) == [{0: 0.3, 1: 0.6}, {0: 0.4}, {}]
-    assert list(seed_values(records, ['b'], [0, 1], 2)[0]) == [0, 1]  # in seed order, whatever the records' order
-    assert seed_values(records, ['a'], [0, 1], 3) == [{1: 0.7}]
+    assert seed_values(records, ["b", "a", "z"], [0, 1], 2) == [{0: 0.3, 1: 0.6}, {0: 0.4}, {}]
+    assert list(seed_values(records, ["b"], [0, 1], 2)[0]) == [0, 1]  # in seed order, whatever the records' order
+    assert seed_values(records, ["a"], [0, 1], 3) == [{1: 0.7}]
     # a value that is undefined for the first record of a seed leaves the seed to the next one that has one
-    first_undefined = seed_values(records, ['a'], [0], 2, lambda r: None if r.number == 2 else r.acc_per_epoch[0])
+    first_undefined = seed_values(records, ["a"], [0], 2, lambda r: None if r.number == 2 else r.acc_per_epoch[0])
     assert first_undefined == [{0: 0.1}]
 
 
@@ -135,100 +135,100 @@ def test_ctrl_c_and_sigterm_stop_the_jobs_through_the_stopper_and_the_handlers_c
         received = signals.received
         assert not stopper.interrupted and not stopper.stop_all()
         os.kill(os.getpid(), signal.SIGTERM)
-        assert stopper.interrupted and stopper.stop_all() and stopper('trial', {}) and received == [signal.SIGTERM]
+        assert stopper.interrupted and stopper.stop_all() and stopper("trial", {}) and received == [signal.SIGTERM]
         assert signal.getsignal(signal.SIGTERM) == (before[1] or signal.default_int_handler)  # a second: at once
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
 def fidelity(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, '-m', 'nas.fidelity', *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+        [sys.executable, "-m", "nas.fidelity", *args], capture_output=True, text=True, timeout=300, cwd=ROOT
     )
 
 
 @pytest.mark.slow
 def test_fidelity_check_of_a_real_run(small_run, tmp_path):
-    run = RunFolder(copy_run(small_run, tmp_path / 'run'))  # a copy: the other tests' run stays as it is
+    run = RunFolder(copy_run(small_run, tmp_path / "run"))  # a copy: the other tests' run stays as it is
     proxy_epochs = run.config().proxy.epochs
-    assert fidelity(str(tmp_path / 'nope')).returncode == 2
+    assert fidelity(str(tmp_path / "nope")).returncode == 2
     for bad_args in (
-        ['--epochs', str(proxy_epochs - 1)],
-        ['--epochs', str(proxy_epochs), '--same-subset'],
-        ['--epochs', 'three'],
+        ["--epochs", str(proxy_epochs - 1)],
+        ["--epochs", str(proxy_epochs), "--same-subset"],
+        ["--epochs", "three"],
     ):
         bad = fidelity(str(run.path), *bad_args)
-        assert bad.returncode == 2 and bad.stderr.count('\n') == 1 and 'Traceback' not in bad.stderr, bad.stderr
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr, bad.stderr
 
-    proc = fidelity(str(run.path), '--archs', '3', '--epochs', '3', '--seeds', '2')
+    proc = fidelity(str(run.path), "--archs", "3", "--epochs", "3", "--seeds", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     records, deployed = run.trials(FIDELITY_RECORDS), run.trials(DEPLOY_RECORDS)
     summary = json.loads((run.path / FIDELITY_JSON).read_text())
     run_records = run.trials()
-    assert summary['seeds'] == [0, 1] and summary['long_epochs'] == 3 and summary['proxy_epochs'] == proxy_epochs
-    assert len(summary['archs']) == 3 and summary['architectures'] == 3
+    assert summary["seeds"] == [0, 1] and summary["long_epochs"] == 3 and summary["proxy_epochs"] == proxy_epochs
+    assert len(summary["archs"]) == 3 and summary["architectures"] == 3
     front = [a.arch_id for a in run.front()]
-    assert [a['arch_id'] for a in summary['archs']][: len(front)] == front[:3]
-    picked = {a['arch_id'] for a in summary['archs']}
+    assert [a["arch_id"] for a in summary["archs"]][: len(front)] == front[:3]
+    picked = {a["arch_id"] for a in summary["archs"]}
     # the run holds seed 0 of every architecture: only seed 1's proxy and both seeds' deployment ones are trained
-    assert all(r.status == 'complete' for r in [*records, *deployed])
+    assert all(r.status == "complete" for r in [*records, *deployed])
     assert sorted((r.arch_id, r.seed, r.epochs) for r in deployed) == sorted(
         [(a, 0, 3) for a in picked] + [(a, 1, 3) for a in picked]
     )
     assert sorted((r.arch_id, r.seed, r.epochs) for r in records) == sorted((a, 1, proxy_epochs) for a in picked)
-    assert summary['evaluations_run'] == len(records) + len(deployed) == 9 and summary['evaluations_reused'] == 3
-    assert proc.stdout.count(': acc ') == 9  # a progress line per evaluation
+    assert summary["evaluations_run"] == len(records) + len(deployed) == 9 and summary["evaluations_reused"] == 3
+    assert proc.stdout.count(": acc ") == 9  # a progress line per evaluation
     # deployment-like: the whole training split (the proxy trained on a 400-image subset), the same validation
     # split, the network's input size: the record is what that training gives, to the bit
     config = run.config()
-    deploy = deployment(config.proxy, config.space['input_size'], 3)
+    deploy = deployment(config.proxy, config.space["input_size"], 3)
     data = deploy.load_data(seed=0)
-    assert summary['reference'] == 'deployment' and summary['long_train_images'] == len(data.train_y) > 1000
+    assert summary["reference"] == "deployment" and summary["long_train_images"] == len(data.train_y) > 1000
     assert torch.equal(data.val_y, config.proxy.load_data(seed=0).val_y)
     first = next(r for r in deployed if r.seed == 0)
     torch.set_num_threads(1)
     again = evaluate(Arch.from_dict(first.arch), data, TrialSettings(proxy=deploy, num_classes=10, measure=()), seed=0)
     assert again.record.acc_per_epoch == first.acc_per_epoch
-    for a in summary['archs']:
-        long = [r for r in deployed if r.arch_id == a['arch_id']]
-        proxy = [r for r in [*run_records, *records] if r.arch_id == a['arch_id'] and r.epochs == proxy_epochs]
+    for a in summary["archs"]:
+        long = [r for r in deployed if r.arch_id == a["arch_id"]]
+        proxy = [r for r in [*run_records, *records] if r.arch_id == a["arch_id"] and r.epochs == proxy_epochs]
         assert sorted(r.seed for r in long) == [0, 1] and sorted(r.seed for r in proxy) == [0, 1]
         assert all(len(r.acc_per_epoch) == 3 for r in long)
-        assert a['long_accuracies'] == [next(r.accuracy for r in long if r.seed == s) for s in (0, 1)]
-        assert a['proxy_accuracies'] == [next(r.accuracy for r in proxy if r.seed == s) for s in (0, 1)]
-        assert a['long_mean'] == pytest.approx(statistics.mean(a['long_accuracies']))
-        assert a['long_std'] == pytest.approx(statistics.stdev(a['long_accuracies']))
-        assert a['proxy_mean'] == pytest.approx(statistics.mean(a['proxy_accuracies']))
-    assert summary['proxy_seed_std'] == pytest.approx(statistics.mean(a['proxy_std'] for a in summary['archs']))
-    assert set(summary['proxy_front_kept']) <= set(summary['long_front']) <= picked
-    assert 'long_test_retest_tau' in summary and 'pair_kendall_tau' in summary
-    assert 'Kendall' in proc.stdout and "deployment-like training (all" in proc.stdout
+        assert a["long_accuracies"] == [next(r.accuracy for r in long if r.seed == s) for s in (0, 1)]
+        assert a["proxy_accuracies"] == [next(r.accuracy for r in proxy if r.seed == s) for s in (0, 1)]
+        assert a["long_mean"] == pytest.approx(statistics.mean(a["long_accuracies"]))
+        assert a["long_std"] == pytest.approx(statistics.stdev(a["long_accuracies"]))
+        assert a["proxy_mean"] == pytest.approx(statistics.mean(a["proxy_accuracies"]))
+    assert summary["proxy_seed_std"] == pytest.approx(statistics.mean(a["proxy_std"] for a in summary["archs"]))
+    assert set(summary["proxy_front_kept"]) <= set(summary["long_front"]) <= picked
+    assert "long_test_retest_tau" in summary and "pair_kendall_tau" in summary
+    assert "Kendall" in proc.stdout and "deployment-like training (all" in proc.stdout
     assert "deploy training's own test-retest" in proc.stdout
 
     # resume: nothing is trained again, the report is the same
-    again = fidelity(str(run.path), '--archs', '3', '--epochs', '3', '--seeds', '2')
+    again = fidelity(str(run.path), "--archs", "3", "--epochs", "3", "--seeds", "2")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert 'to train: 0 long and 0 proxy' in again.stdout and ': acc ' not in again.stdout
+    assert "to train: 0 long and 0 proxy" in again.stdout and ": acc " not in again.stdout
     assert len(run.trials(FIDELITY_RECORDS)) + len(run.trials(DEPLOY_RECORDS)) == 9
     resumed = json.loads((run.path / FIDELITY_JSON).read_text())
-    assert resumed['archs'] == summary['archs'] and resumed['kendall_tau'] == summary['kendall_tau']
-    assert resumed['long_train_images'] == summary['long_train_images']
+    assert resumed["archs"] == summary["archs"] and resumed["kendall_tau"] == summary["kendall_tau"]
+    assert resumed["long_train_images"] == summary["long_train_images"]
 
     # the old comparison, by a flag and labelled as what it is: longer on the proxy's subset, into fidelity.jsonl
-    old = fidelity(str(run.path), '--archs', '3', '--epochs', '3', '--seeds', '2', '--same-subset')
+    old = fidelity(str(run.path), "--archs", "3", "--epochs", "3", "--seeds", "2", "--same-subset")
     assert old.returncode == 0, old.stderr[-3000:]
-    assert 'to train: 6 long and 0 proxy' in old.stdout and 'not deployment' in old.stdout
+    assert "to train: 6 long and 0 proxy" in old.stdout and "not deployment" in old.stdout
     same = json.loads((run.path / FIDELITY_JSON).read_text())
-    assert same['reference'] == 'same subset' and same['long_train_images'] == config.data.train_images == 400
+    assert same["reference"] == "same subset" and same["long_train_images"] == config.data.train_images == 400
     assert sorted((r.arch_id, r.seed) for r in run.trials(FIDELITY_RECORDS) if r.epochs == 3) == sorted(
         (a, s) for a in picked for s in (0, 1)
     )
-    assert same['archs'] != summary['archs']  # another reference, other long accuracies
-    assert fidelity(str(run.path), '--archs', '3', '--epochs', '3').returncode == 0  # back to deployment: all there
-    assert json.loads((run.path / FIDELITY_JSON).read_text())['archs'] == summary['archs']
+    assert same["archs"] != summary["archs"]  # another reference, other long accuracies
+    assert fidelity(str(run.path), "--archs", "3", "--epochs", "3").returncode == 0  # back to deployment: all there
+    assert json.loads((run.path / FIDELITY_JSON).read_text())["archs"] == summary["archs"]
 
     # the dashboard's panel: the scatter of proxy vs long means, with the statistics in its title
     page, _ = render_html(run)
-    assert 'Does the proxy rank like deployment training?' in page and '"plot-fidelity"' in page.replace("'", '"')
-    assert all(a['arch_id'] in page for a in summary['archs'])
+    assert "Does the proxy rank like deployment training?" in page and '"plot-fidelity"' in page.replace("'", '"')
+    assert all(a["arch_id"] in page for a in summary["archs"])
     page_without, _ = render_html(RunFolder(small_run))
-    assert 'plot-fidelity' not in page_without
+    assert "plot-fidelity" not in page_without

@@ -27,12 +27,12 @@ from nas.search.promote import PROMOTE_SEEDS, choose, crowding, plan, promotion_
 from nas.search.rungs import DEFAULT_EPOCHS_FACTOR, Rung, ladder, run_ladder
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / 'tests' / 'fixtures' / 'premove-digits'
-OBJ = ['accuracy', 'macs']
+FIXTURE = ROOT / "tests" / "fixtures" / "premove-digits"
+OBJ = ["accuracy", "macs"]
 
 
 def rec(n: int, arch: str, acc: float | None, macs: int, seed: int = 0, rung: int = 0, **kw) -> TrialRecord:
-    status = kw.pop('status', 'complete' if acc is not None else 'failed')
+    status = kw.pop("status", "complete" if acc is not None else "failed")
     return TrialRecord(
         number=n, arch_id=arch, arch={}, status=status, accuracy=acc, macs=macs, seed=seed, rung=rung, **kw
     )
@@ -42,29 +42,29 @@ def rec(n: int, arch: str, acc: float | None, macs: int, seed: int = 0, rung: in
 
 
 def test_a_record_says_its_rung_and_an_old_one_is_rung_0():
-    old = json.loads((FIXTURE / 'trials.jsonl').read_text().splitlines()[0])
-    assert 'rung' not in old and check_record(old).rung == 0
-    assert json.loads(check_record({**old, 'rung': 1}).to_json())['rung'] == 1
-    with pytest.raises(RecordError, match='rung'):
-        check_record({**old, 'rung': -1})
+    old = json.loads((FIXTURE / "trials.jsonl").read_text().splitlines()[0])
+    assert "rung" not in old and check_record(old).rung == 0
+    assert json.loads(check_record({**old, "rung": 1}).to_json())["rung"] == 1
+    with pytest.raises(RecordError, match="rung"):
+        check_record({**old, "rung": -1})
 
 
 def test_accuracy_is_taken_at_the_highest_rung_and_costs_at_any():
     a, b, c = aggregate(
         [
-            rec(0, 'a', 0.60, 100, weights='weights/a.safetensors', latency_ms=2.0),
-            rec(1, 'b', 0.70, 200),
-            rec(2, 'c', 0.65, 50),
-            rec(3, 'a', 0.90, 100, seed=0, rung=1),
-            rec(4, 'a', 0.92, 100, seed=1, rung=1),
-            rec(5, 'b', None, 200, seed=0, rung=1),  # failed at rung 1: it stays at rung 0
+            rec(0, "a", 0.60, 100, weights="weights/a.safetensors", latency_ms=2.0),
+            rec(1, "b", 0.70, 200),
+            rec(2, "c", 0.65, 50),
+            rec(3, "a", 0.90, 100, seed=0, rung=1),
+            rec(4, "a", 0.92, 100, seed=1, rung=1),
+            rec(5, "b", None, 200, seed=0, rung=1),  # failed at rung 1: it stays at rung 0
         ]
     )
     assert (a.rung, a.seeds, a.accuracies) == (1, 2, [0.90, 0.92]) and a.accuracy == pytest.approx(0.91)
-    assert (a.number, a.weights, a.value('latency'), a.summary()['rung']) == (0, 'weights/a.safetensors', 2.0, 1)
-    assert (b.rung, b.accuracy, b.status) == (0, 0.70, 'complete')
+    assert (a.number, a.weights, a.value("latency"), a.summary()["rung"]) == (0, "weights/a.safetensors", 2.0, 1)
+    assert (b.rung, b.accuracy, b.status) == (0, 0.70, "complete")
     # the promoted pool's front is the front; what was not promoted ranks below every promoted point
-    assert [p.arch_id for p in pareto.front([a, b, c], OBJ)] == ['a']
+    assert [p.arch_id for p in pareto.front([a, b, c], OBJ)] == ["a"]
     assert pareto.ranks([a, b, c], OBJ) == {0: 0, 1: 1, 2: 1}
     assert seed_std([a, b, c]) == pytest.approx(np.std([0.90, 0.92], ddof=1))
 
@@ -77,9 +77,9 @@ def promoted_run(rng: random.Random, n_archs: int, evaluations: int) -> list[Tri
     for n in range(evaluations):
         i = rng.randrange(n_archs)
         acc = None if rng.random() < 0.05 else round(quality[i] + rng.gauss(0, 0.03), 2)
-        records.append(rec(n, f'a{i:02d}', acc, rng.choice([1, 2, 3, 5, 8]) * 100 + i, seed=n))
+        records.append(rec(n, f"a{i:02d}", acc, rng.choice([1, 2, 3, 5, 8]) * 100 + i, seed=n))
     macs = {r.arch_id: r.macs for r in records}
-    done = sorted({r.arch_id for r in records if r.status == 'complete'})
+    done = sorted({r.arch_id for r in records if r.status == "complete"})
     for arch in rng.sample(done, len(done) // 3):
         for seed in range(2):
             acc = None if rng.random() < 0.05 else round(quality[int(arch[1:])] + 0.2 + rng.gauss(0, 0.05), 2)
@@ -87,11 +87,11 @@ def promoted_run(rng: random.Random, n_archs: int, evaluations: int) -> list[Tri
     return records
 
 
-@pytest.mark.parametrize('seed', range(3))
+@pytest.mark.parametrize("seed", range(3))
 def test_the_archive_ranks_the_highest_rung_first_as_the_batch_functions_do(seed):
     records = promoted_run(random.Random(seed), n_archs=24, evaluations=60)
     archive = Archive(OBJ)
-    scales = {'macs': 2000.0}
+    scales = {"macs": 2000.0}
     for k, record in enumerate(records, 1):
         archive.add(record)
         archs = aggregate(records[:k])
@@ -107,31 +107,31 @@ def test_the_archive_ranks_the_highest_rung_first_as_the_batch_functions_do(seed
     batch = pareto.race_targets(proxy, OBJ, seed_std(proxy), race=3)
     assert [(a.arch_id, n) for a, n in archive.race_targets(race=3)] == [(a.arch_id, n) for a, n in batch]
     summary = archive.summary(scales)
-    assert summary['rung'] == 1 and {row['rung'] for row in summary['front']} == {1}
-    assert [r['rung'] for r in summary['rungs']] == [0, 1]
+    assert summary["rung"] == 1 and {row["rung"] for row in summary["front"]} == {1}
+    assert [r["rung"] for r in summary["rungs"]] == [0, 1]
     both = [
         a for a in aggregate(records) if a.rung == 1 and any(r.rung == 0 and r.accuracy is not None for r in a.records)
     ]
-    assert summary['fidelity']['architectures'] == len(both) and summary['fidelity']['seeds'] == [0, 1]
+    assert summary["fidelity"]["architectures"] == len(both) and summary["fidelity"]["seeds"] == [0, 1]
     on_proxy_front = {a.arch_id for a in pareto.front(proxy, OBJ)} & {a.arch_id for a in both}
     kept = on_proxy_front & {a.arch_id for a in pareto.front(aggregate(records), OBJ)}
-    assert (summary['fidelity']['proxy_front'], summary['fidelity']['kept']) == (len(on_proxy_front), len(kept))
+    assert (summary["fidelity"]["proxy_front"], summary["fidelity"]["kept"]) == (len(on_proxy_front), len(kept))
 
 
 def test_rank_agreement_of_the_rungs():
     out = rank_agreement([0.1, 0.2, 0.3, 0.4], [0.5, 0.7, 0.6, 0.9], [{0: 0.5, 1: 0.5}, {0: 0.7}, {0: 0.6}, {0: 0.9}])
-    assert out['kendall_tau'] == pytest.approx(2 / 3) and out['spearman_rho'] == pytest.approx(0.8)
-    assert out['seeds'] == [0, 1] and out['retest_tau'] is None  # one architecture has both seeds
-    assert rank_agreement([0.1, 0.2], [0.1, 0.2], [{}, {}])['kendall_tau'] is None
+    assert out["kendall_tau"] == pytest.approx(2 / 3) and out["spearman_rho"] == pytest.approx(0.8)
+    assert out["seeds"] == [0, 1] and out["retest_tau"] is None  # one architecture has both seeds
+    assert rank_agreement([0.1, 0.2], [0.1, 0.2], [{}, {}])["kendall_tau"] is None
 
 
 def test_the_premove_run_reads_at_rung_0_with_no_fidelity(tmp_path):
-    run = RunFolder(shutil.copytree(FIXTURE, tmp_path / 'run'))
+    run = RunFolder(shutil.copytree(FIXTURE, tmp_path / "run"))
     assert {r.rung for r in run.trials()} == {0} and run.config().ladder == []
     summary = run.write_pareto()
-    assert summary['rung'] == 0 and summary['fidelity'] is None
-    assert [p['arch_id'] for p in summary['front']] == [
-        p['arch_id'] for p in json.loads((FIXTURE / 'pareto.json').read_text())['front']
+    assert summary["rung"] == 0 and summary["fidelity"] is None
+    assert [p["arch_id"] for p in summary["front"]] == [
+        p["arch_id"] for p in json.loads((FIXTURE / "pareto.json").read_text())["front"]
     ]
 
 
@@ -139,25 +139,25 @@ def test_the_premove_run_reads_at_rung_0_with_no_fidelity(tmp_path):
 
 
 def test_the_ladder_default_option_and_calibration():
-    proxy = ProxyConfig(dataset='symmetry', image_size=12, subset=1500, epochs=5)
+    proxy = ProxyConfig(dataset="symmetry", image_size=12, subset=1500, epochs=5)
     base, top = ladder(proxy, [16, 16])
-    assert (base.rung, base.subset, base.epochs, base.image_size, base.source) == (0, 1500, 5, 12, 'proxy')
+    assert (base.rung, base.subset, base.epochs, base.image_size, base.source) == (0, 1500, 5, 12, "proxy")
     assert (top.rung, top.subset, top.epochs, top.image_size) == (1, None, DEFAULT_EPOCHS_FACTOR * 5, 16)
     assert ladder(proxy, [16, 16], epochs=7)[1].epochs == 7 and ladder(proxy, [16, 24])[1].image_size == 12
-    deploy = {'key': 'nall-e20-16px', 'train_images': 4500, 'epochs': 20, 'image_size': 16}
-    top = ladder(proxy, [16, 16], {'deploy': deploy})[1]
-    assert (top.subset, top.epochs, top.image_size, top.source) == (None, 20, 16, 'calibration')
-    deploy = {**deploy, 'key': 'n15000-e10-28px', 'train_images': 15000, 'epochs': 10, 'image_size': 28}
-    top = ladder(proxy, [28, 28], {'deploy': deploy}, epochs=3)[1]
+    deploy = {"key": "nall-e20-16px", "train_images": 4500, "epochs": 20, "image_size": 16}
+    top = ladder(proxy, [16, 16], {"deploy": deploy})[1]
+    assert (top.subset, top.epochs, top.image_size, top.source) == (None, 20, 16, "calibration")
+    deploy = {**deploy, "key": "n15000-e10-28px", "train_images": 15000, "epochs": 10, "image_size": 28}
+    top = ladder(proxy, [28, 28], {"deploy": deploy}, epochs=3)[1]
     assert (top.subset, top.epochs, top.image_size) == (15000, 3, 28)
     assert Rung.from_dict({**top.__dict__}).proxy(proxy).subset == 15000
 
 
 def test_a_run_keeps_the_ladder_it_started_with():
-    config = RunConfig(proxy=ProxyConfig(epochs=3, subset=100), space={'input_size': [16, 16]})
+    config = RunConfig(proxy=ProxyConfig(epochs=3, subset=100), space={"input_size": [16, 16]})
     config.data = DataInfo(train_images=100)
     rungs = run_ladder(config, None)
-    assert [r['epochs'] for r in rungs] == [3, 6] and rungs[0]['train_images'] == 100
+    assert [r["epochs"] for r in rungs] == [3, 6] and rungs[0]["train_images"] == 100
     config.ladder = rungs
     assert run_ladder(config, 9) == rungs  # a resume knows its rungs; --promote-epochs cannot change them
     assert RunConfig.from_dict(config.to_dict()).ladder == rungs
@@ -177,8 +177,8 @@ def test_crowding_puts_the_ends_first_then_the_emptiest_stretch():
 def test_promotion_takes_the_front_by_crowding_then_the_points_within_its_noise():
     # a proxy front of four (accuracy up with MACs), one point just behind it (within the noise),
     # and one far behind (not promoted); two seeds each, seed std ~1 point
-    points = {'f1': (0.60, 100), 'f2': (0.70, 200), 'f3': (0.71, 300), 'f4': (0.80, 400)}
-    points |= {'near': (0.695, 250), 'far': (0.40, 350)}
+    points = {"f1": (0.60, 100), "f2": (0.70, 200), "f3": (0.71, 300), "f4": (0.80, 400)}
+    points |= {"near": (0.695, 250), "far": (0.40, 350)}
     records = []
     for arch, (acc, macs) in points.items():
         for seed in range(2):
@@ -187,21 +187,21 @@ def test_promotion_takes_the_front_by_crowding_then_the_points_within_its_noise(
     for r in records:
         archive.add(r)
     order = [a.arch_id for a in promotion_order(archive)]
-    assert order[:2] == ['f1', 'f4'] and set(order[2:4]) == {'f2', 'f3'} and order[4:] == ['near']
+    assert order[:2] == ["f1", "f4"] and set(order[2:4]) == {"f2", "f3"} and order[4:] == ["near"]
     by_id = {a.arch_id: a for a in archive.architectures}
     ranked = [by_id[i] for i in order]
     assert [a.arch_id for a in choose(ranked, 3, 1e9, lambda a: 1.0)] == order[:3]  # at most --promote
     assert [a.arch_id for a in choose(ranked, 9, 2.5, lambda a: 1.0)] == order[:2]  # within the share
-    costly = lambda a: 5.0 if a.arch_id == 'f4' else 1.0  # noqa: E731
-    assert [a.arch_id for a in choose(ranked, 9, 3.0, costly)] == ['f1', *order[2:4]]  # one too dear is passed over
+    costly = lambda a: 5.0 if a.arch_id == "f4" else 1.0  # noqa: E731
+    assert [a.arch_id for a in choose(ranked, 9, 3.0, costly)] == ["f1", *order[2:4]]  # one too dear is passed over
     assert choose(ranked, 9, 1.5, lambda a: 1.0) == []  # a ranking needs two
 
 
 def test_the_plan_follows_from_the_records_and_leaves_out_what_is_done():
-    records = [rec(i, f'a{i}', 0.5 + 0.05 * i, 100 * (i + 1), seconds=10.0, train_seconds=8.0) for i in range(4)]
+    records = [rec(i, f"a{i}", 0.5 + 0.05 * i, 100 * (i + 1), seconds=10.0, train_seconds=8.0) for i in range(4)]
     config = RunConfig(objectives=OBJ, seed=3, proxy=ProxyConfig(epochs=2, subset=100, image_size=8))
     config.data = DataInfo(train_images=100, image_size=8)
-    rung = Rung(1, None, 4, 8, 'default', train_images=200)  # 4x the work: 2 seeds x 4 x 8 s = 64 s each
+    rung = Rung(1, None, 4, 8, "default", train_images=200)  # 4x the work: 2 seeds x 4 x 8 s = 64 s each
     p = plan(records, config, rung, most=12, share=3.3)  # 3.3 x 40 s = 132 s: two fit
     assert (p.search_s, p.budget_s, p.estimate_s) == (40.0, pytest.approx(132.0), pytest.approx(128.0))
     assert len(p.chosen) == 2 and p.seeds == [3, 4] and len(p.todo) == 2 * PROMOTE_SEEDS
@@ -224,12 +224,12 @@ def _rung1(run: RunFolder) -> list[TrialRecord]:
 
 @pytest.mark.slow
 def test_a_search_promotes_is_stopped_during_the_promotion_and_resumes_it_without_retraining(tmp_path):
-    args = ['--space', str(ROOT / 'search_spaces' / 'digits.yaml'), '--budget', '6', '--epochs', '1']
-    args += ['--subset', '300', '--race', '2', '--promote-epochs', '1', '--promote-share', '50', '--promote', '3']
-    args += ['--max-concurrent', '1', '--results-dir', str(tmp_path), '--name', 'run', '--quiet']
-    run = RunFolder(tmp_path / 'run')
+    args = ["--space", str(ROOT / "search_spaces" / "digits.yaml"), "--budget", "6", "--epochs", "1"]
+    args += ["--subset", "300", "--race", "2", "--promote-epochs", "1", "--promote-share", "50", "--promote", "3"]
+    args += ["--max-concurrent", "1", "--results-dir", str(tmp_path), "--name", "run", "--quiet"]
+    run = RunFolder(tmp_path / "run")
     driver = subprocess.Popen(
-        [sys.executable, '-m', 'nas.search', *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "nas.search", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.time() + 400
     while time.time() < deadline and driver.poll() is None and not (run.trials_path.exists() and _rung1(run)):
@@ -238,49 +238,49 @@ def test_a_search_promotes_is_stopped_during_the_promotion_and_resumes_it_withou
     driver.send_signal(signal.SIGTERM)
     out, err = driver.communicate(timeout=120)
     assert driver.returncode == 143, err[-3000:]
-    assert 'promotion: 3 of the' in out and 'continue with' in err
+    assert "promotion: 3 of the" in out and "continue with" in err
     before = run.trials_path.read_text()
     stopped = _rung1(run)
-    assert 1 <= len(stopped) < 3 * PROMOTE_SEEDS, 'the stop should land during the promotion'
+    assert 1 <= len(stopped) < 3 * PROMOTE_SEEDS, "the stop should land during the promotion"
 
     resumed = subprocess.run(
-        [sys.executable, '-m', 'nas.search', '--resume', str(run.path)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "nas.search", "--resume", str(run.path)], cwd=ROOT, capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f'{3 * PROMOTE_SEEDS - len(stopped)} of {3 * PROMOTE_SEEDS} evaluations to train' in resumed.stdout
+    assert f"{3 * PROMOTE_SEEDS - len(stopped)} of {3 * PROMOTE_SEEDS} evaluations to train" in resumed.stdout
     assert run.trials_path.read_text().startswith(before)  # appended to, never rewritten
     promoted = _rung1(run)
     pairs = [(r.arch_id, r.seed) for r in promoted]
     assert len(pairs) == len(set(pairs)) == 3 * PROMOTE_SEEDS  # every one once: nothing retrained
-    assert all(r.status == 'complete' and r.epochs == 1 for r in promoted)
-    assert len(run.trials()) - len(promoted) == before.count('\n') - len(stopped)  # no proxy trial added
+    assert all(r.status == "complete" and r.epochs == 1 for r in promoted)
+    assert len(run.trials()) - len(promoted) == before.count("\n") - len(stopped)  # no proxy trial added
 
-    summary = json.loads((run.path / 'pareto.json').read_text())
-    assert summary['rung'] == 1 and {p['rung'] for p in summary['front']} == {1}
-    assert [p['arch_id'] for p in summary['front']] == [a.arch_id for a in run.front()]
-    assert {p['arch_id'] for p in summary['front']} <= {r.arch_id for r in promoted}
-    assert summary['fidelity']['architectures'] == 3 and summary['fidelity']['seeds'] == [0, 1]
-    assert 'Pareto front at rung 1 (promoted)' in resumed.stdout and 'Kendall τ' in resumed.stdout
-    assert run.config().ladder[1]['train_images'] > 300
+    summary = json.loads((run.path / "pareto.json").read_text())
+    assert summary["rung"] == 1 and {p["rung"] for p in summary["front"]} == {1}
+    assert [p["arch_id"] for p in summary["front"]] == [a.arch_id for a in run.front()]
+    assert {p["arch_id"] for p in summary["front"]} <= {r.arch_id for r in promoted}
+    assert summary["fidelity"]["architectures"] == 3 and summary["fidelity"]["seeds"] == [0, 1]
+    assert "Pareto front at rung 1 (promoted)" in resumed.stdout and "Kendall τ" in resumed.stdout
+    assert run.config().ladder[1]["train_images"] > 300
 
     again = subprocess.run(
-        [sys.executable, '-m', 'nas.search', '--resume', str(run.path)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "nas.search", "--resume", str(run.path)], cwd=ROOT, capture_output=True, text=True
     )
-    assert again.returncode == 0 and f'0 of {3 * PROMOTE_SEEDS} evaluations to train' in again.stdout
+    assert again.returncode == 0 and f"0 of {3 * PROMOTE_SEEDS} evaluations to train" in again.stdout
     assert len(_rung1(run)) == 3 * PROMOTE_SEEDS
 
 
 @pytest.mark.parametrize(
-    'options, message',
+    "options, message",
     [
-        ({'promote': 1}, '--promote must be 0 .off. or at least 2'),
-        ({'promote': -3}, '--promote must be 0'),
-        ({'promote_share': 0}, '--promote-share must be a number > 0'),
-        ({'promote_epochs': 0}, '--promote-epochs must be an int >= 1'),
+        ({"promote": 1}, "--promote must be 0 .off. or at least 2"),
+        ({"promote": -3}, "--promote must be 0"),
+        ({"promote_share": 0}, "--promote-share must be a number > 0"),
+        ({"promote_epochs": 0}, "--promote-epochs must be an int >= 1"),
     ],
 )
 def test_bad_promotion_options_are_refused(options, message):
     with pytest.raises(UsageError, match=message):
         SearchOptions(**options).checked()
     # how many and how much a resume may change; what rung 1 is, it may not
-    assert {'promote', 'promote_share'} <= RESUMABLE and 'promote_epochs' not in RESUMABLE
+    assert {"promote", "promote_share"} <= RESUMABLE and "promote_epochs" not in RESUMABLE

@@ -13,83 +13,83 @@ from nas.calibrate.report import CALIBRATION_JSON, PROXY_YAML, format_table
 from nas.calibrate.run import CalibrateOptions, calibrate
 from nas.cli import ArgumentParser, add_resource_options, command
 
-__all__ = ['build_parser', 'main']
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = CalibrateOptions()
     p = ArgumentParser(
-        prog='python -m nas.calibrate',
-        description=__doc__.split('\n\n')[0],
+        prog="python -m nas.calibrate",
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_what_options(p, d)
     _add_candidate_options(p, d)
     add_resource_options(p)
-    g = p.add_argument_group('where')
-    g.add_argument('--name', default=None, help='folder name under --results-dir; default: calibrate-<space>-<dataset>')
-    g.add_argument('--results-dir', type=Path, default=d.results_dir, help='where the folder goes')
+    g = p.add_argument_group("where")
+    g.add_argument("--name", default=None, help="folder name under --results-dir; default: calibrate-<space>-<dataset>")
+    g.add_argument("--results-dir", type=Path, default=d.results_dir, help="where the folder goes")
     return p
 
 
 def _add_what_options(p: argparse.ArgumentParser, d: CalibrateOptions) -> None:
     """The options of what to calibrate: the space, the data, the seed, the panel and its seeds."""
-    g = p.add_argument_group('what to calibrate')
-    g.add_argument('--space', type=Path, default=d.space, help='search-space YAML')
-    g.add_argument('--dataset', default=None, help="the dataset (as for nas.search); default: the space proxy's")
-    g.add_argument('--data-dir', type=Path, default=None, help='folder with the dataset as distributed')
+    g = p.add_argument_group("what to calibrate")
+    g.add_argument("--space", type=Path, default=d.space, help="search-space YAML")
+    g.add_argument("--dataset", default=None, help="the dataset (as for nas.search); default: the space proxy's")
+    g.add_argument("--data-dir", type=Path, default=None, help="folder with the dataset as distributed")
     g.add_argument(
-        '--seed',
+        "--seed",
         type=int,
         default=d.seed,
         help="the data split's seed (use the search's --seed), the panel's draw and the first training seed",
     )
     g.add_argument(
-        '--archs',
+        "--archs",
         type=int,
         default=d.archs,
         help="the panel: the space's reference points, then architectures spread over MACs",
     )
-    g.add_argument('--seeds', type=int, default=d.seeds, help='training seeds per architecture and setting')
+    g.add_argument("--seeds", type=int, default=d.seeds, help="training seeds per architecture and setting")
 
 
 def _add_candidate_options(p: argparse.ArgumentParser, d: CalibrateOptions) -> None:
     """The options of the candidate proxies, the deployment they are measured against, the bar
     they qualify by and the time budget."""
-    g = p.add_argument_group('the candidate proxies and the deployment they are measured against')
-    g.add_argument('--subsets', type=int, nargs='+', default=d.subsets, help='training images of the candidates')
-    g.add_argument('--epochs', type=int, nargs='+', default=d.epochs, help='epochs of the candidates')
+    g = p.add_argument_group("the candidate proxies and the deployment they are measured against")
+    g.add_argument("--subsets", type=int, nargs="+", default=d.subsets, help="training images of the candidates")
+    g.add_argument("--epochs", type=int, nargs="+", default=d.epochs, help="epochs of the candidates")
     g.add_argument(
-        '--image-sizes',
+        "--image-sizes",
         type=int,
-        nargs='+',
+        nargs="+",
         default=None,
         help="image sizes of the candidates; default: the networks' input size and 3/4 of it, where the "
         "space's strides allow",
     )
     g.add_argument(
-        '--deploy-epochs',
+        "--deploy-epochs",
         type=int,
         default=None,
         help="deployment-like training's epochs; default: 4x the space proxy's",
     )
     g.add_argument(
-        '--deploy-subset',
+        "--deploy-subset",
         type=int,
         default=None,
-        help='deployment-like training on this many training images; default: the whole training split',
+        help="deployment-like training on this many training images; default: the whole training split",
     )
     g.add_argument(
-        '--share',
+        "--share",
         type=float,
         default=d.share,
         help="a qualifying proxy's τ against deployment, as a share of deployment's test-retest τ",
     )
     g.add_argument(
-        '--time-budget',
+        "--time-budget",
         type=float,
         default=None,
-        help='stop starting evaluations after this many seconds (run again to continue)',
+        help="stop starting evaluations after this many seconds (run again to continue)",
     )
 
 
@@ -97,18 +97,18 @@ def _add_candidate_options(p: argparse.ArgumentParser, d: CalibrateOptions) -> N
 def main(argv: list[str]) -> None:
     opts = CalibrateOptions(**vars(build_parser().parse_args(argv)))
     try:
-        report = calibrate(opts, command='python -m nas.calibrate ' + ' '.join(argv))
+        report = calibrate(opts, command="python -m nas.calibrate " + " ".join(argv))
     except KeyboardInterrupt as e:
         e.add_note(f"interrupted; continue with: python -m nas.calibrate {' '.join(argv)}")
         raise
     print(format_table(report))
-    choice = report['pick'] or report['closest']
-    folder = Path(report['folder'])
+    choice = report["pick"] or report["closest"]
+    folder = Path(report["folder"])
     print(
         f"\nwrote {folder / CALIBRATION_JSON}"
         + (
             f" and {folder / PROXY_YAML}; search with: python -m nas.search --proxy {folder / PROXY_YAML}"
             if choice
-            else ''
+            else ""
         )
     )

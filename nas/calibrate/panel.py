@@ -19,9 +19,9 @@ import numpy as np
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig
 
-__all__ = ['EVALUATIONS', 'Candidate', 'candidate_sizes', 'candidate_grid', 'pick_panel']
+__all__ = ["EVALUATIONS", "Candidate", "candidate_sizes", "candidate_grid", "pick_panel"]
 
-EVALUATIONS = 'evaluations'
+EVALUATIONS = "evaluations"
 POOL = 8  # random architectures drawn per panel slot, to pick the panel's spread from
 
 
@@ -44,7 +44,7 @@ class Candidate:
 
     @property
     def file(self) -> str:
-        return f'{EVALUATIONS}/{self.key}.jsonl'
+        return f"{EVALUATIONS}/{self.key}.jsonl"
 
     def proxy(self, base: ProxyConfig) -> ProxyConfig:
         return replace(base, subset=self.subset, epochs=self.epochs, image_size=self.image_size)
@@ -67,7 +67,7 @@ def pick_panel(space: Any, n: int, seed: int, num_classes: int) -> list[dict[str
 
     def entry(name: str | None, arch: Any) -> dict[str, Any]:
         cost = measure_cost(arch, num_classes=num_classes, latency=False, memory=False)
-        return {'name': name, 'arch_id': arch.arch_id, 'arch': arch.to_dict(), 'macs': cost.macs, 'params': cost.params}
+        return {"name": name, "arch_id": arch.arch_id, "arch": arch.to_dict(), "macs": cost.macs, "params": cost.params}
 
     panel = [entry(name, a) for name, a in list(space.reference_points().items())[:n]]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -75,9 +75,9 @@ def pick_panel(space: Any, n: int, seed: int, num_classes: int) -> list[dict[str
     pool: dict[str, Any] = {}
     for _ in range(POOL * max(0, n - len(panel))):
         arch = space.sample(study.ask())
-        if all(p['arch_id'] != arch.arch_id for p in panel):
+        if all(p["arch_id"] != arch.arch_id for p in panel):
             pool.setdefault(arch.arch_id, arch)
-    drawn = sorted((entry(None, a) for a in pool.values()), key=lambda e: (e['macs'], e['arch_id']))
+    drawn = sorted((entry(None, a) for a in pool.values()), key=lambda e: (e["macs"], e["arch_id"]))
     slots = min(n - len(panel), len(drawn))
     if slots > 0:
         panel += [drawn[i] for i in sorted({round(x) for x in np.linspace(0, len(drawn) - 1, slots)})]
@@ -108,5 +108,5 @@ def candidate_grid(
     ]
     grid.sort(key=lambda c: (c.subset * c.epochs * c.image_size**2, c.key))
     if not grid:
-        raise UsageError(f'--subsets {subsets}: every one is at least the {train_images} training images')
+        raise UsageError(f"--subsets {subsets}: every one is at least the {train_images} training images")
     return grid

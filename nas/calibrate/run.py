@@ -56,11 +56,11 @@ if TYPE_CHECKING:  # nas.tune.jobs imports Ray: only the calibration itself need
     from nas.data.dataset import Dataset
     from nas.tune.jobs import Job, Resources
 
-__all__ = ['CalibrateOptions', 'calibrate']
+__all__ = ["CalibrateOptions", "calibrate"]
 
 PROJECT = Path(__file__).resolve().parents[2]
-CALIBRATION_YAML = 'calibration.yaml'
-DEFINING = ('space_fingerprint', 'dataset', 'seed', 'val_fraction', 'archs', 'seeds', 'deploy')
+CALIBRATION_YAML = "calibration.yaml"
+DEFINING = ("space_fingerprint", "dataset", "seed", "val_fraction", "archs", "seeds", "deploy")
 
 
 @dataclass
@@ -81,7 +81,7 @@ class CalibrateOptions:
     share: float = 0.9
     time_budget: float | None = None
     name: str | None = None
-    results_dir: Path = Path('results')
+    results_dir: Path = Path("results")
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None
     max_concurrent: int | None = None
@@ -90,28 +90,28 @@ class CalibrateOptions:
 
 def _check(opts: CalibrateOptions) -> None:
     for flag, values, low in (
-        ('--subsets', opts.subsets, 1),
-        ('--epochs', opts.epochs, 1),
-        ('--image-sizes', opts.image_sizes or [1], 1),
+        ("--subsets", opts.subsets, 1),
+        ("--epochs", opts.epochs, 1),
+        ("--image-sizes", opts.image_sizes or [1], 1),
     ):
         if not values or any(v < low for v in values):
-            raise UsageError(f'{flag} takes numbers >= {low}, got {values}')
+            raise UsageError(f"{flag} takes numbers >= {low}, got {values}")
     if opts.archs < 3:
-        raise UsageError(f'--archs must be at least 3 (Kendall τ needs three), got {opts.archs}')
+        raise UsageError(f"--archs must be at least 3 (Kendall τ needs three), got {opts.archs}")
     if opts.seeds < 2:
-        raise UsageError(f'--seeds must be at least 2 (test-retest τ and seed std need two), got {opts.seeds}')
+        raise UsageError(f"--seeds must be at least 2 (test-retest τ and seed std need two), got {opts.seeds}")
     if opts.deploy_epochs is not None and opts.deploy_epochs < 1:
-        raise UsageError(f'--deploy-epochs must be at least 1, got {opts.deploy_epochs}')
+        raise UsageError(f"--deploy-epochs must be at least 1, got {opts.deploy_epochs}")
     if opts.deploy_subset is not None and opts.deploy_subset < 1:
-        raise UsageError(f'--deploy-subset must be at least 1, got {opts.deploy_subset}')
+        raise UsageError(f"--deploy-subset must be at least 1, got {opts.deploy_subset}")
     if not 0 < opts.share <= 1:
-        raise UsageError(f'--share must be in (0, 1], got {opts.share}')
+        raise UsageError(f"--share must be in (0, 1], got {opts.share}")
     if opts.time_budget is not None and not opts.time_budget > 0:
-        raise UsageError(f'--time-budget must be a number of seconds > 0, got {opts.time_budget}')
+        raise UsageError(f"--time-budget must be a number of seconds > 0, got {opts.time_budget}")
     if opts.seed < 0:
-        raise UsageError(f'--seed must be >= 0, got {opts.seed}')
-    if opts.name is not None and (opts.name in ('', '.', '..') or '/' in opts.name):
-        raise UsageError(f'--name {opts.name!r}: give a plain folder name under --results-dir')
+        raise UsageError(f"--seed must be >= 0, got {opts.seed}")
+    if opts.name is not None and (opts.name in ("", ".", "..") or "/" in opts.name):
+        raise UsageError(f"--name {opts.name!r}: give a plain folder name under --results-dir")
 
 
 def _load_space(path: Path) -> Any:
@@ -138,7 +138,7 @@ def _definition(folder: RunFolder, definition: dict[str, Any]) -> dict[str, Any]
                 f"{folder.path}: a calibration with another {', '.join(changed)} (see {path}); "
                 f"continue it with the same options, or pick another --name"
             )
-        definition = {**stored, 'grid': definition['grid'], 'data_dir': definition['data_dir']}
+        definition = {**stored, "grid": definition["grid"], "data_dir": definition["data_dir"]}
     folder.path.mkdir(parents=True, exist_ok=True)
     (folder.path / EVALUATIONS).mkdir(exist_ok=True)
     write_atomic(path, yaml.safe_dump(definition, sort_keys=False, allow_unicode=True))
@@ -162,7 +162,7 @@ class _SetUp:
     resources: Resources
 
 
-def calibrate(opts: CalibrateOptions, command: str = '') -> dict[str, Any]:
+def calibrate(opts: CalibrateOptions, command: str = "") -> dict[str, Any]:
     """Run (or continue) a calibration; returns calibration.json's contents (also written, with
     proxy.yaml once a candidate is measured).
 
@@ -174,9 +174,9 @@ def calibrate(opts: CalibrateOptions, command: str = '') -> dict[str, Any]:
     _train(opts, setup, start)
     folder = setup.folder
     report = calibration_report(folder, setup.definition, setup.cands, setup.panel, setup.seeds, opts.share)
-    report['minutes'] = (time.perf_counter() - start) / 60
+    report["minutes"] = (time.perf_counter() - start) / 60
     write_atomic(folder.path / CALIBRATION_JSON, json.dumps(report, indent=2, allow_nan=False))
-    choice = report['pick'] or report['closest']
+    choice = report["pick"] or report["closest"]
     if choice:
         write_atomic(folder.path / PROXY_YAML, proxy_file_text(folder, setup.definition, report, setup.base, choice))
     return report
@@ -198,15 +198,15 @@ def _set_up(opts: CalibrateOptions, command: str) -> _SetUp:
     full = data[deploy_cand.data_key]
     if full.in_chans != space.in_chans:
         raise UsageError(
-            f'{opts.space}: in_chans is {space.in_chans} but dataset {full.name} has {full.in_chans} channel(s)'
+            f"{opts.space}: in_chans is {space.in_chans} but dataset {full.name} has {full.in_chans} channel(s)"
         )
     grid = candidate_grid(space, deploy_cand, len(full.train_y), opts.subsets, opts.epochs, opts.image_sizes)
-    name = opts.name or f'calibrate-{space.name}-{full.name}'
+    name = opts.name or f"calibrate-{space.name}-{full.name}"
     folder = RunFolder(opts.results_dir / name)
     seeds = [opts.seed + k for k in range(opts.seeds)]
     definition = _define(folder, opts, command, space, base, full, deploy_cand, grid, seeds)
     cands = [deploy_cand, *grid]
-    return _SetUp(folder, definition, space, base, cands, definition['panel'], seeds, data, full, resources)
+    return _SetUp(folder, definition, space, base, cands, definition["panel"], seeds, data, full, resources)
 
 
 def _define(
@@ -225,27 +225,27 @@ def _define(
     definition = _definition(
         folder,
         {
-            'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-            'command': command,
-            'space_file': str(opts.space),
-            'space': space.name,
-            'space_fingerprint': space.fingerprint,
-            'dataset': full.name,
-            'data_dir': None if opts.data_dir is None else str(opts.data_dir),
-            'seed': opts.seed,
-            'val_fraction': base.val_fraction,
-            'val_images': len(full.val_y),
-            'archs': opts.archs,
-            'seeds': list(seeds),
-            'deploy': {**asdict(deploy), 'train_images': len(full.train_y)},
-            'grid': [c.key for c in grid],
-            'base_proxy': base.to_dict(),
-            'versions': package_versions(),
-            'panel': None,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command,
+            "space_file": str(opts.space),
+            "space": space.name,
+            "space_fingerprint": space.fingerprint,
+            "dataset": full.name,
+            "data_dir": None if opts.data_dir is None else str(opts.data_dir),
+            "seed": opts.seed,
+            "val_fraction": base.val_fraction,
+            "val_images": len(full.val_y),
+            "archs": opts.archs,
+            "seeds": list(seeds),
+            "deploy": {**asdict(deploy), "train_images": len(full.train_y)},
+            "grid": [c.key for c in grid],
+            "base_proxy": base.to_dict(),
+            "versions": package_versions(),
+            "panel": None,
         },
     )
-    if definition['panel'] is None:
-        definition['panel'] = pick_panel(space, opts.archs, opts.seed, full.num_classes)
+    if definition["panel"] is None:
+        definition["panel"] = pick_panel(space, opts.archs, opts.seed, full.num_classes)
         write_atomic(folder.path / CALIBRATION_YAML, yaml.safe_dump(definition, sort_keys=False, allow_unicode=True))
     return definition
 
@@ -257,13 +257,13 @@ def _plan(setup: _SetUp) -> list[Job]:
     deploy = setup.cands[0]
     return [
         Job(
-            p['arch_id'],
-            p['arch'],
+            p["arch_id"],
+            p["arch"],
             s,
             c.data_key,
             c.epochs,
             c.file,
-            f'{"deployment" if c == deploy else "proxy"} {c.key}',
+            f"{'deployment' if c == deploy else 'proxy'} {c.key}",
         )
         for c in setup.cands
         for p in setup.panel
@@ -299,11 +299,11 @@ def _train(opts: CalibrateOptions, setup: _SetUp, start: float) -> None:
     )
     deadline = time.time() + opts.time_budget if opts.time_budget else None
     run_jobs(
-        folder, sized(jobs, data), data, settings, setup.resources, name='calibrate', deadline=deadline, start=start
+        folder, sized(jobs, data), data, settings, setup.resources, name="calibrate", deadline=deadline, start=start
     )
     left = len(missing(plan, folder))
     if left:
         print(
-            f'{left} evaluations not trained yet (time budget or failures); run the same command again to continue',
+            f"{left} evaluations not trained yet (time budget or failures); run the same command again to continue",
             flush=True,
         )

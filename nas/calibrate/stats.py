@@ -28,17 +28,17 @@ from nas.proxy import SIGNALS, score
 from nas.run.folder import RunFolder, TrialRecord
 
 __all__ = [
-    'SignalStats',
-    'signal_stats',
-    'CandidateResult',
-    'pick',
-    'verdict',
-    'measure_candidate',
-    'DeploymentResult',
-    'measure_deployment',
-    'set_costs',
-    'pooled_std',
-    'median_gap',
+    "SignalStats",
+    "signal_stats",
+    "CandidateResult",
+    "pick",
+    "verdict",
+    "measure_candidate",
+    "DeploymentResult",
+    "measure_deployment",
+    "set_costs",
+    "pooled_std",
+    "median_gap",
 ]
 
 
@@ -162,11 +162,11 @@ def pick(results: Sequence[CandidateResult]) -> dict[str, Any]:
     closest = None
     if chosen is None:
         pairs = [(r, s) for r in done for s in SIGNALS if r.signals[s].share is not None]
-        noise = {r.key: r.signals['accuracy'].noise_ratio for r in done}
+        noise = {r.key: r.signals["accuracy"].noise_ratio for r in done}
         quiet = [(r, s) for r, s in pairs if noise[r.key] is not None and noise[r.key] < 1]
         best = max(quiet or pairs, key=lambda rs: (rs[0].signals[rs[1]].share, -rs[0].cost), default=None)
         closest = (best[0].key, best[1]) if best else None
-    return {'signal': signal, 'mean_tau': mean_tau, 'pick': chosen, 'closest': closest}
+    return {"signal": signal, "mean_tau": mean_tau, "pick": chosen, "closest": closest}
 
 
 def _timing(records: Sequence[TrialRecord]) -> tuple[float | None, float | None]:
@@ -185,8 +185,8 @@ def _mean_or_none(values: Sequence[float | None]) -> float | None:
 def verdict(
     choice: Mapping[str, Any], results: Mapping[str, CandidateResult], deploy_retest: float | None, share: float
 ) -> str:
-    if choice['pick']:
-        key, signal = choice['pick']
+    if choice["pick"]:
+        key, signal = choice["pick"]
         r, st = results[key], results[key].signals[signal]
         return (
             f"picked {key} ranked by {signal}: τ {format_stat(st.tau)} = {format_stat(st.share)} of deployment's "
@@ -196,8 +196,8 @@ def verdict(
             f"{'CPU ' if r.cost == r.cpu_seconds else ''}s per evaluation, "
             f"{format_stat(r.cost_ratio and 1 / r.cost_ratio, '.0f')}x cheaper than deployment"
         )
-    if choice['closest']:
-        key, signal = choice['closest']
+    if choice["closest"]:
+        key, signal = choice["closest"]
         st = results[key].signals[signal]
         return (
             f"no candidate reaches τ >= {share} x deployment's test-retest τ ({format_stat(deploy_retest)}) with an "
@@ -205,7 +205,7 @@ def verdict(
             f"{format_stat(st.share)} of it, accuracy seed std "
             f"{format_stat(results[key].signals['accuracy'].noise_ratio)} of the gap), written unqualified"
         )
-    return 'no candidate is measured completely yet: nothing picked'
+    return "no candidate is measured completely yet: nothing picked"
 
 
 def _values(
@@ -214,7 +214,7 @@ def _values(
     """Per panel architecture, seed -> the signal of its complete evaluation (the first of a seed wins)."""
     return seed_values(
         records,
-        [p['arch_id'] for p in panel],
+        [p["arch_id"] for p in panel],
         seeds,
         epochs,
         lambda r: score(r.acc_per_epoch, r.loss_per_epoch, signal),
@@ -234,10 +234,10 @@ def measure_candidate(
     complete = [
         r
         for r in records
-        if r.status == 'complete'
+        if r.status == "complete"
         and r.epochs == cand.epochs
         and r.seed in seeds
-        and r.arch_id in {p['arch_id'] for p in panel}
+        and r.arch_id in {p["arch_id"] for p in panel}
     ]
     evaluations = len({(r.arch_id, r.seed) for r in complete})
     result = CandidateResult(
@@ -245,11 +245,11 @@ def measure_candidate(
     )
     if result.complete and deploy:
         acc = signal_stats(
-            'accuracy', _values(records, panel, seeds, cand.epochs, 'accuracy'), deploy, seeds, deploy_retest, share
+            "accuracy", _values(records, panel, seeds, cand.epochs, "accuracy"), deploy, seeds, deploy_retest, share
         )
         result.signals = {
             s: acc
-            if s == 'accuracy'
+            if s == "accuracy"
             else signal_stats(
                 s, _values(records, panel, seeds, cand.epochs, s), deploy, seeds, deploy_retest, share, acc.noise_ratio
             )
@@ -274,9 +274,9 @@ def measure_deployment(
 ) -> DeploymentResult:
     """Deployment's accuracies of the panel, its test-retest τ and its seconds per evaluation."""
     records = folder.trials(cand.file)
-    accuracies = _values(records, panel, seeds, cand.epochs, 'accuracy')
+    accuracies = _values(records, panel, seeds, cand.epochs, "accuracy")
     complete = all(len(d) == len(seeds) for d in accuracies)
-    seconds, cpu = _timing([r for r in records if r.status == 'complete' and r.epochs == cand.epochs])
+    seconds, cpu = _timing([r for r in records if r.status == "complete" and r.epochs == cand.epochs])
     return DeploymentResult(accuracies, complete, retest_tau(accuracies, seeds) if complete else None, seconds, cpu)
 
 

@@ -17,20 +17,20 @@ from nas.run.folder import RunError, RunFolder
 def _parser() -> argparse.ArgumentParser:
     """The command line of `python -m nas.dashboard`."""
     ap = ArgumentParser(
-        prog='python -m nas.dashboard',
+        prog="python -m nas.dashboard",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description='Write dashboard.html (self-contained, offline) and pareto.png for a run folder; '
-        '--serve also starts optuna-dashboard on its Optuna study.',
+        description="Write dashboard.html (self-contained, offline) and pareto.png for a run folder; "
+        "--serve also starts optuna-dashboard on its Optuna study.",
     )
-    ap.add_argument('run', type=Path, help='run folder, e.g. results/RUN')
+    ap.add_argument("run", type=Path, help="run folder, e.g. results/RUN")
     ap.add_argument(
-        '--out', type=Path, default=None, help='folder for dashboard.html and pareto.png; None means the run folder'
+        "--out", type=Path, default=None, help="folder for dashboard.html and pareto.png; None means the run folder"
     )
-    ap.add_argument('--no-png', action='store_true', help='skip pareto.png')
-    ap.add_argument('--serve', action='store_true', help="then start optuna-dashboard on the run's study")
-    ap.add_argument('--host', default='127.0.0.1', help='address optuna-dashboard binds to (0.0.0.0: every interface)')
-    ap.add_argument('--port', type=int, default=8080, help='port of optuna-dashboard')
-    ap.add_argument('--storage', default=None, help="an Optuna storage URL to serve instead of the run's study.journal")
+    ap.add_argument("--no-png", action="store_true", help="skip pareto.png")
+    ap.add_argument("--serve", action="store_true", help="then start optuna-dashboard on the run's study")
+    ap.add_argument("--host", default="127.0.0.1", help="address optuna-dashboard binds to (0.0.0.0: every interface)")
+    ap.add_argument("--port", type=int, default=8080, help="port of optuna-dashboard")
+    ap.add_argument("--storage", default=None, help="an Optuna storage URL to serve instead of the run's study.journal")
     return ap
 
 
@@ -57,12 +57,12 @@ def main(argv: list[str]) -> None:
         files = write_dashboard(run, args.out, png=not args.no_png)
     except OSError as e:  # a read-only run folder, a full disk: each file is replaced whole or not at all
         e.filename = e.filename or args.out or args.run
-        e.add_note('nothing was written' + ('' if args.out else '; give --out DIR to write the dashboard elsewhere'))
+        e.add_note("nothing was written" + ("" if args.out else "; give --out DIR to write the dashboard elsewhere"))
         raise
     s = files.summary
     print(
         f"wrote {files.html} ({files.html.stat().st_size / 1e6:.1f} MB)"
-        + (f" and {files.png}" if files.png else '')
+        + (f" and {files.png}" if files.png else "")
         + f" in {files.seconds:.1f} s: {s['trials']} trials, {s['front']} on the front, "
         f"hypervolume {s['hypervolume']:.4f}",
         flush=True,

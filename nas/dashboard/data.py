@@ -28,7 +28,7 @@ class TrialView:
     rank: int | None  # non-domination rank over the run's objectives (0 = Pareto front)
     blocks: list[dict[str, Any]] = field(default_factory=list)  # RunFolder.block_map
     is_knee: bool = False
-    summary: str = ''  # the architecture in one line (Arch.summary)
+    summary: str = ""  # the architecture in one line (Arch.summary)
 
     @property
     def y(self) -> float:
@@ -39,12 +39,12 @@ class TrialView:
 def _kind(r: ArchResult, ranks: dict[int, int]) -> str:
     """How an architecture is drawn: 'ranked' (it has a front rank), else a key of KINDS."""
     if r.number in ranks:
-        return 'ranked'
-    if r.status == 'infeasible' or (r.status == 'complete' and not r.feasible):
-        return 'infeasible'
-    if r.status in ('stopped', 'failed'):
+        return "ranked"
+    if r.status == "infeasible" or (r.status == "complete" and not r.feasible):
+        return "infeasible"
+    if r.status in ("stopped", "failed"):
         return r.status
-    return 'unranked'
+    return "unranked"
 
 
 def trial_views(run: RunFolder, archive: Archive) -> list[TrialView]:
@@ -60,7 +60,7 @@ def trial_views(run: RunFolder, archive: Archive) -> list[TrialView]:
             arch = Arch.from_dict(r.arch)
             blocks, summary = run.block_map(r.record, arch), arch.summary()
         except (ValueError, TypeError):  # an arch this version cannot read: show the record anyway
-            blocks, summary = [], ''
+            blocks, summary = [], ""
         views.append(
             TrialView(
                 r,
@@ -167,14 +167,14 @@ class RunData:
     def _front_2d(self, cost: str) -> list[ArchResult]:
         """The front of accuracy against `cost` alone, over every architecture's means: the
         Archive's own front when those are the run's objectives."""
-        if self.archive.objectives == ['accuracy', cost]:
+        if self.archive.objectives == ["accuracy", cost]:
             return self.archive.front()
-        return pareto.front(self.archive.architectures, ['accuracy', cost])
+        return pareto.front(self.archive.architectures, ["accuracy", cost])
 
 
 def measured_costs(records: Sequence[TrialRecord], objectives: Sequence[str]) -> list[str]:
     """The cost objectives to plot: the run's own first, then any other that some trial measured."""
-    own = [o for o in objectives if o != 'accuracy']
+    own = [o for o in objectives if o != "accuracy"]
     return own + [c for c in COSTS if c not in own and any(r.value(c) is not None for r in records)]
 
 
@@ -185,7 +185,7 @@ def _scales(
     scales = dict(run_config.hypervolume_scale)
     from_data = False
     for o in objectives:
-        if o != 'accuracy' and not scales.get(o):
+        if o != "accuracy" and not scales.get(o):
             vals = [float(r.value(o)) for r in records if r.value(o) is not None]
             scales[o] = 2.0 * max(vals) if vals else 1.0
             from_data = True

@@ -22,13 +22,13 @@ def hover_text(v: TrialView, costs: Sequence[str], blocks: bool = True) -> str:
     """What hovering a point shows: its id, rank, metrics with their noise and, per block, the
     op with its settings and learned α/β (`blocks`), else the architecture in one line."""
     r = v.record
-    head = f"<b>{r.arch_id}</b>  #{r.number} {r.status}" + (f" ({r.reference})" if r.reference else '')
+    head = f"<b>{r.arch_id}</b>  #{r.number} {r.status}" + (f" ({r.reference})" if r.reference else "")
     rank = (
-        'front rank ' + str(v.rank) + (' (Pareto front)' if v.rank == 0 else '') + (', knee' if v.is_knee else '')
+        "front rank " + str(v.rank) + (" (Pareto front)" if v.rank == 0 else "") + (", knee" if v.is_knee else "")
         if v.rank is not None
         else KINDS[v.kind][0]
     )
-    metrics = ' · '.join(f"{o} {format_value(o, r.value(o))}" for o in ('accuracy', *costs))
+    metrics = " · ".join(f"{o} {format_value(o, r.value(o))}" for o in ("accuracy", *costs))
     lines = [head, rank, metrics + format_noise(r.seeds, r.accuracy_se), f"{r.epochs} epochs, {r.seconds:.1f} s"]
     if r.error:
         lines.append(html.escape(r.error[:120]))
@@ -36,7 +36,7 @@ def hover_text(v: TrialView, costs: Sequence[str], blocks: bool = True) -> str:
         lines += [describe_block(b) for b in v.blocks]
     elif v.summary:
         lines.append(html.escape(v.summary))
-    return '<br>'.join(lines)
+    return "<br>".join(lines)
 
 
 def pareto_figures(data: RunData) -> dict[str, Any]:
@@ -59,13 +59,13 @@ def _pareto_figure(plot: CostPlot, hovers: dict[str, str], max_rank: int) -> Any
             go.Scatter(
                 x=x,
                 y=y,
-                mode='lines',
-                line=dict(shape='hv', color='rgba(80,80,80,0.6)', dash='dot'),
-                name=f'Pareto front, accuracy vs {plot.cost}',
-                hoverinfo='skip',
+                mode="lines",
+                line=dict(shape="hv", color="rgba(80,80,80,0.6)", dash="dot"),
+                name=f"Pareto front, accuracy vs {plot.cost}",
+                hoverinfo="skip",
             )
         )
-    good = plot.of_kind('ranked')
+    good = plot.of_kind("ranked")
     if good:
         fig.add_trace(_ranked_trace(plot, good, hovers, max_rank))
     for kind, (label, symbol, _, colour) in KINDS.items():
@@ -75,17 +75,17 @@ def _pareto_figure(plot: CostPlot, hovers: dict[str, str], max_rank: int) -> Any
                 go.Scatter(
                     x=plot.xs(sel),
                     y=[v.y for v in sel],
-                    mode='markers',
+                    mode="markers",
                     name=label,
                     customdata=[v.record.number for v in sel],
                     text=[hovers[v.record.arch_id] for v in sel],
-                    hovertemplate='%{text}<extra></extra>',
+                    hovertemplate="%{text}<extra></extra>",
                     marker=dict(symbol=symbol, color=colour, size=10, line=dict(width=2, color=colour)),
                 )
             )
     for v in plot.points:
         if v.is_knee:
-            fig.add_annotation(x=plot.xs([v])[0], y=v.y, text='knee', showarrow=True, arrowhead=2, ax=25, ay=-25)
+            fig.add_annotation(x=plot.xs([v])[0], y=v.y, text="knee", showarrow=True, arrowhead=2, ax=25, ay=-25)
     _pareto_layout(fig, plot)
     return fig
 
@@ -97,17 +97,17 @@ def _ranked_trace(plot: CostPlot, good: Sequence[TrialView], hovers: dict[str, s
     return go.Scatter(
         x=plot.xs(good),
         y=[v.y for v in good],
-        mode='markers',
-        name='complete (colour: front rank)',
+        mode="markers",
+        name="complete (colour: front rank)",
         customdata=[v.record.number for v in good],
         text=[hovers[v.record.arch_id] for v in good],
-        hovertemplate='%{text}<extra></extra>',
+        hovertemplate="%{text}<extra></extra>",
         error_y=dict(
-            type='data',
+            type="data",
             array=[v.record.accuracy_se or 0.0 for v in good],
             thickness=1,
             width=3,
-            color='rgba(60,60,60,0.7)',
+            color="rgba(60,60,60,0.7)",
         ),
         marker=dict(
             color=[v.rank for v in good],
@@ -115,9 +115,9 @@ def _ranked_trace(plot: CostPlot, good: Sequence[TrialView], hovers: dict[str, s
             cmin=0,
             cmax=max(max_rank, 1),
             size=[16 if v.is_knee else 10 for v in good],
-            symbol=['star' if v.is_knee else 'circle' for v in good],
-            line=dict(width=[2 if v.rank == 0 else 0.5 for v in good], color='black'),
-            colorbar=dict(title=dict(text='front rank'), thickness=12, dtick=1 if max_rank <= 12 else None),
+            symbol=["star" if v.is_knee else "circle" for v in good],
+            line=dict(width=[2 if v.rank == 0 else 0.5 for v in good], color="black"),
+            colorbar=dict(title=dict(text="front rank"), thickness=12, dtick=1 if max_rank <= 12 else None),
         ),
     )
 
@@ -126,14 +126,14 @@ def _pareto_layout(fig: Any, plot: CostPlot) -> None:
     """Title (with the architectures left out for want of the cost), axes and legend of a plot."""
     cost, missing = plot.cost, plot.missing
     fig.update_layout(
-        title=dict(text=f"accuracy vs {cost}" + (f" ({missing} trials without {cost} not shown)" if missing else '')),
-        xaxis=dict(title=dict(text=LABELS[cost]), type='log' if plot.log else 'linear'),
-        yaxis=dict(title=dict(text=LABELS['accuracy']), tickformat='.0%'),
-        hovermode='closest',
+        title=dict(text=f"accuracy vs {cost}" + (f" ({missing} trials without {cost} not shown)" if missing else "")),
+        xaxis=dict(title=dict(text=LABELS[cost]), type="log" if plot.log else "linear"),
+        yaxis=dict(title=dict(text=LABELS["accuracy"]), tickformat=".0%"),
+        hovermode="closest",
         height=460,
         margin=dict(l=60, r=20, t=50, b=50),
-        legend=dict(orientation='h', y=-0.2),
-        template='plotly_white',
+        legend=dict(orientation="h", y=-0.2),
+        template="plotly_white",
     )
 
 
@@ -152,25 +152,25 @@ def hypervolume_figure(
         go.Scatter(
             x=[r.number for r in records],
             y=hv,
-            mode='lines+markers',
-            line=dict(shape='hv'),
-            name='hypervolume',
-            hovertemplate='after trial #%{x}: %{y:.4f}<extra></extra>',
+            mode="lines+markers",
+            line=dict(shape="hv"),
+            name="hypervolume",
+            hovertemplate="after trial #%{x}: %{y:.4f}<extra></extra>",
         )
     )
-    scale_txt = ', '.join(f"{o} / {s:.4g}" for o, s in scales.items() if o in objectives)
+    scale_txt = ", ".join(f"{o} / {s:.4g}" for o, s in scales.items() if o in objectives)
     fig.update_layout(
         title=dict(
-            text='hypervolume of the front over trials',
+            text="hypervolume of the front over trials",
             subtitle=dict(
                 text=f"losses 1 − accuracy, {scale_txt}; reference point 1"
-                + (' (scales from the data: run.yaml has no hypervolume_scale)' if from_data else '')
+                + (" (scales from the data: run.yaml has no hypervolume_scale)" if from_data else "")
             ),
         ),
-        xaxis=dict(title=dict(text='trial (in the order they finished)')),
-        yaxis=dict(title=dict(text='hypervolume')),
+        xaxis=dict(title=dict(text="trial (in the order they finished)")),
+        yaxis=dict(title=dict(text="hypervolume")),
         height=340,
         margin=dict(l=60, r=20, t=70, b=50),
-        template='plotly_white',
+        template="plotly_white",
     )
     return fig

@@ -103,7 +103,7 @@ points drawn: <span id="n-points">0</span></p>
 
 def _json_for_script(obj: Any) -> str:
     """JSON safe inside <script>: '</' cannot close the element."""
-    return obj.replace('</', '<\\/') if isinstance(obj, str) else json.dumps(obj).replace('</', '<\\/')
+    return obj.replace("</", "<\\/") if isinstance(obj, str) else json.dumps(obj).replace("</", "<\\/")
 
 
 def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[str, Any]]:
@@ -113,11 +113,11 @@ def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[
     data = data or RunData.read(run)
     records, costs = data.records, data.costs
     figures_json, plot_divs, fidelity = _figures(run, data)
-    n_front, hv = len(data.summary['front']), data.hypervolume
+    n_front, hv = len(data.summary["front"]), data.hypervolume
     page = _PAGE.format(
         title=html.escape(data.config.name or run.path.name),
         meta=_meta(run, data),
-        empty=_EMPTY if not records else '',
+        empty=_EMPTY if not records else "",
         plot_divs=plot_divs,
         plotly_js=plotly.offline.get_plotlyjs(),
         n_front=n_front,
@@ -134,7 +134,7 @@ def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[
 
 _EMPTY = (
     '<p class="empty">No finished trials yet: this page shows the run as it is; run the command again '
-    'to refresh it.</p>'
+    "to refresh it.</p>"
 )
 
 
@@ -148,10 +148,10 @@ def _figures(run: RunFolder, data: RunData) -> tuple[str, str, str]:
         data.records, data.hypervolumes, data.config.objectives, data.scales, data.scales_from_data
     )
     fidelity = fidelity_panel(run)  # only once python -m nas.fidelity has run
-    panels = [*figs.items(), ('hypervolume', hv_fig)] + ([('fidelity', fidelity[0])] if fidelity else [])
-    fig_json = '{' + ','.join(f'{json.dumps(k)}:{pio.to_json(f, validate=False)}' for k, f in panels) + '}'
-    plot_divs = ''.join(f'<div id="plot-{k}"></div>' for k, _ in panels)
-    return fig_json, plot_divs, fidelity[1] if fidelity else ''
+    panels = [*figs.items(), ("hypervolume", hv_fig)] + ([("fidelity", fidelity[0])] if fidelity else [])
+    fig_json = "{" + ",".join(f"{json.dumps(k)}:{pio.to_json(f, validate=False)}" for k, f in panels) + "}"
+    plot_divs = "".join(f'<div id="plot-{k}"></div>' for k, _ in panels)
+    return fig_json, plot_divs, fidelity[1] if fidelity else ""
 
 
 def _meta(run: RunFolder, data: RunData) -> str:
@@ -165,7 +165,7 @@ def _meta(run: RunFolder, data: RunData) -> str:
         f"<code>{html.escape(config.space_file or '?')}</code> · data {html.escape(config.data.dataset)}"
         f" · device {html.escape(config.device)}<br>"
         f"{len(records)} trials: "
-        + (', '.join(f"{n} {s}" for s, n in counts.most_common()) or 'none yet')
+        + (", ".join(f"{n} {s}" for s, n in counts.most_common()) or "none yet")
         + f" · front: {len(data.summary['front'])} · hypervolume {data.hypervolume:.4f} · written "
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
     )
@@ -175,19 +175,19 @@ def _front_table(run: RunFolder, data: RunData) -> str:
     """The table of the front: pareto.json's entries (`Archive.summary`: means, noise, whether
     each is separable from the points behind it), with the knee marked and each export command."""
     by_num = {v.record.number: v for v in data.views}
-    fcosts = [o for o in data.config.objectives if o != 'accuracy']
+    fcosts = [o for o in data.config.objectives if o != "accuracy"]
     shown = fcosts + [c for c in data.costs if c not in fcosts]
     rows, classes = [], []
-    for i, a in enumerate(data.summary['front'], 1):
-        v = by_num[a['number']]
-        n_acmix = sum(b['op'] == 'acmix' for b in v.blocks)
+    for i, a in enumerate(data.summary["front"], 1):
+        v = by_num[a["number"]]
+        n_acmix = sum(b["op"] == "acmix" for b in v.blocks)
         rows.append(
             [
                 i,
-                f"<code>{a['arch_id']}</code>" + (' ★ knee' if v.is_knee else ''),
-                html.escape(a['reference'] or ''),
-                format_value('accuracy', a['accuracy']) + format_noise(a['seeds'], a['accuracy_se']),
-                'yes' if a['separable'] else '⚠ within noise of ' + listed(a['unseparable_from']),
+                f"<code>{a['arch_id']}</code>" + (" ★ knee" if v.is_knee else ""),
+                html.escape(a["reference"] or ""),
+                format_value("accuracy", a["accuracy"]) + format_noise(a["seeds"], a["accuracy_se"]),
+                "yes" if a["separable"] else "⚠ within noise of " + listed(a["unseparable_from"]),
                 *[format_value(c, a[c]) for c in shown],
                 v.record.epochs,
                 f"{n_acmix}/{len(v.blocks)}",
@@ -195,9 +195,9 @@ def _front_table(run: RunFolder, data: RunData) -> str:
                 f"<code>{html.escape(shell_command('export', run.path, '--arch-id', a['arch_id']))}</code>",
             ]
         )
-        classes.append('knee' if v.is_knee else '')
-    header = ['#', 'arch id', 'reference', 'accuracy (mean ± s.e.)', 'separable', *shown]
-    header += ['epochs', 'ACmix blocks', 'architecture', 'export']
+        classes.append("knee" if v.is_knee else "")
+    header = ["#", "arch id", "reference", "accuracy (mean ± s.e.)", "separable", *shown]
+    header += ["epochs", "ACmix blocks", "architecture", "export"]
     return html_table(header, rows, left=(1, 2, 4, 7 + len(shown), 8 + len(shown)), row_class=classes)
 
 
@@ -210,19 +210,19 @@ def _all_table(data: RunData) -> str:
         [
             r.number,
             f"<code>{r.arch_id}</code>",
-            '' if r.seed is None else r.seed,
+            "" if r.seed is None else r.seed,
             html.escape(r.status),
-            '' if rank_of.get(r.arch_id) is None else rank_of[r.arch_id],
-            format_value('accuracy', r.accuracy),
+            "" if rank_of.get(r.arch_id) is None else rank_of[r.arch_id],
+            format_value("accuracy", r.accuracy),
             *[format_value(c, r.value(c)) for c in costs],
             r.epochs,
             f"{r.seconds:.1f}",
-            html.escape(r.error or ''),
+            html.escape(r.error or ""),
         ]
         for r in data.records
     ]
     return html_table(
-        ['#', 'arch id', 'seed', 'status', 'rank (of its mean)', 'accuracy', *costs, 'epochs', 'seconds', 'error'],
+        ["#", "arch id", "seed", "status", "rank (of its mean)", "accuracy", *costs, "epochs", "seconds", "error"],
         rows,
         left=(1, 3, 9 + len(costs)),
     )
@@ -237,7 +237,7 @@ def _trials_json(run: RunFolder, views: Sequence[TrialView]) -> dict[int, dict[s
             status=v.record.status,
             blocks=v.blocks,
             summary=v.summary,
-            export=shell_command('export', run.path, '--arch-id', v.record.arch_id),
+            export=shell_command("export", run.path, "--arch-id", v.record.arch_id),
         )
         for v in views
     }

@@ -16,21 +16,21 @@ def render_png(run: RunFolder, path: Path, data: RunData | None = None) -> Path:
     """pareto.png: accuracy against each cost objective, trials coloured by front rank."""
     import matplotlib
 
-    matplotlib.use('Agg')
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     data = data or RunData.read(run)
     config, max_rank = data.config, data.max_rank
-    costs = data.costs or [c for c in config.objectives if c != 'accuracy'] or ['macs']
-    fig, axes = plt.subplots(1, len(costs), figsize=(4.8 * len(costs) + 1.2, 4.6), squeeze=False, layout='constrained')
+    costs = data.costs or [c for c in config.objectives if c != "accuracy"] or ["macs"]
+    fig, axes = plt.subplots(1, len(costs), figsize=(4.8 * len(costs) + 1.2, 4.6), squeeze=False, layout="constrained")
     cmap = plt.get_cmap(COLORSCALE.lower(), max_rank + 1)
     norm = matplotlib.colors.BoundaryNorm([k - 0.5 for k in range(max_rank + 2)], cmap.N)
     ranked = [_draw_plot(ax, data.plot(cost), cmap, norm) for ax, cost in zip(axes[0], costs)]
-    if any(v.kind == 'ranked' for v in data.views):
+    if any(v.kind == "ranked" for v in data.views):
         fig.colorbar(
             [sc for sc in ranked if sc is not None][-1],
             ax=axes[0].tolist(),
-            label='front rank (0 = Pareto front)',
+            label="front rank (0 = Pareto front)",
             shrink=0.85,
             ticks=list(range(max_rank + 1)) if max_rank <= 12 else None,
         )
@@ -54,22 +54,22 @@ def _draw_plot(ax: Any, plot: CostPlot, cmap: Any, norm: Any) -> Any:
     import matplotlib
 
     if plot.front:
-        ax.step(*plot.front_xy(), where='post', color='0.4', ls=':', lw=1.2, label='Pareto front', zorder=1)
-    good = plot.of_kind('ranked')
+        ax.step(*plot.front_xy(), where="post", color="0.4", ls=":", lw=1.2, label="Pareto front", zorder=1)
+    good = plot.of_kind("ranked")
     sc = _draw_ranked(ax, plot, good, cmap, norm) if good else None
     for kind, (label, _, marker, colour) in KINDS.items():
         sel = plot.of_kind(kind)
         if sel:
-            style = dict(c=colour) if marker == 'x' else dict(facecolors='none', edgecolors=colour)
+            style = dict(c=colour) if marker == "x" else dict(facecolors="none", edgecolors=colour)
             ax.scatter(plot.xs(sel), [v.y for v in sel], marker=marker, s=36, label=label, zorder=2, **style)
     if plot.log:
-        ax.set_xscale('log')
+        ax.set_xscale("log")
     ax.set_xlabel(LABELS[plot.cost])
-    ax.set_ylabel(LABELS['accuracy'])
+    ax.set_ylabel(LABELS["accuracy"])
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.grid(alpha=0.3)
     if not plot.points:
-        ax.text(0.5, 0.5, 'no trials yet', transform=ax.transAxes, ha='center', va='center', color='0.5')
+        ax.text(0.5, 0.5, "no trials yet", transform=ax.transAxes, ha="center", va="center", color="0.5")
     return sc
 
 
@@ -81,9 +81,9 @@ def _draw_ranked(ax: Any, plot: CostPlot, good: Sequence[TrialView], cmap: Any, 
         ax.errorbar(
             plot.xs(seeded),
             [v.y for v in seeded],
-            fmt='none',
+            fmt="none",
             yerr=[v.record.accuracy_se for v in seeded],
-            ecolor='0.4',
+            ecolor="0.4",
             elinewidth=0.8,
             zorder=2,
         )
@@ -94,9 +94,9 @@ def _draw_ranked(ax: Any, plot: CostPlot, good: Sequence[TrialView], cmap: Any, 
         cmap=cmap,
         norm=norm,
         s=36,
-        edgecolors='black',
+        edgecolors="black",
         linewidths=[1.2 if v.rank == 0 else 0.3 for v in good],
-        label='complete',
+        label="complete",
         zorder=3,
     )
     for v in good:
@@ -104,12 +104,12 @@ def _draw_ranked(ax: Any, plot: CostPlot, good: Sequence[TrialView], cmap: Any, 
             ax.scatter(
                 plot.xs([v]),
                 [v.y],
-                marker='*',
+                marker="*",
                 s=260,
-                facecolors='none',
-                edgecolors='black',
+                facecolors="none",
+                edgecolors="black",
                 linewidths=1.2,
-                label='knee',
+                label="knee",
                 zorder=4,
             )
     return sc
@@ -123,7 +123,7 @@ def _shared_legend(fig: Any, axes: Sequence[Any]) -> None:
             legend.setdefault(label, h)
     if legend:
         fig.legend(
-            list(legend.values()), list(legend), loc='outside lower center', ncol=min(len(legend), 4), fontsize=8
+            list(legend.values()), list(legend), loc="outside lower center", ncol=min(len(legend), 4), fontsize=8
         )
 
 
@@ -132,5 +132,5 @@ def _png_bytes(fig: Any) -> bytes:
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=150, bbox_inches='tight')
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
     return buf.getvalue()

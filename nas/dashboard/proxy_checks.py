@@ -16,12 +16,12 @@ from nas.run.folder import RunConfig, RunFolder
 def fidelity_panel(run: RunFolder) -> tuple[Any, str] | None:
     """The fidelity check's scatter (proxy mean vs long mean per architecture, std over seeds as
     error bars, τ, ρ and test-retest in the title) and its table; None without fidelity.json."""
-    path = run.path / 'fidelity.json'
+    path = run.path / "fidelity.json"
     if not path.is_file():
         return None
     s = json.loads(path.read_text())
-    deploy = s.get('reference') == DEPLOYMENT  # a report from before the deployment-like default: the same subset
-    long = 'deployment' if deploy else 'longer training'
+    deploy = s.get("reference") == DEPLOYMENT  # a report from before the deployment-like default: the same subset
+    long = "deployment" if deploy else "longer training"
     return _fidelity_figure(s, long), _fidelity_head(s, deploy, long) + _fidelity_table(s, long)
 
 
@@ -29,23 +29,23 @@ def _fidelity_figure(s: dict[str, Any], long: str) -> Any:
     """The scatter of fidelity.json `s`: proxy mean vs `long` mean of each architecture that has both."""
     import plotly.graph_objects as go
 
-    rows = [a for a in s['archs'] if a['proxy_mean'] is not None and a['long_mean'] is not None]
+    rows = [a for a in s["archs"] if a["proxy_mean"] is not None and a["long_mean"] is not None]
     fig = go.Figure(
         go.Scatter(
-            x=[100 * a['proxy_mean'] for a in rows],
-            y=[100 * a['long_mean'] for a in rows],
-            mode='markers',
-            error_x=dict(type='data', array=[100 * (a['proxy_std'] or 0) for a in rows]),
-            error_y=dict(type='data', array=[100 * (a['long_std'] or 0) for a in rows]),
-            marker=dict(size=9, color=['#d62728' if a['on_proxy_front'] else '#1f77b4' for a in rows]),
+            x=[100 * a["proxy_mean"] for a in rows],
+            y=[100 * a["long_mean"] for a in rows],
+            mode="markers",
+            error_x=dict(type="data", array=[100 * (a["proxy_std"] or 0) for a in rows]),
+            error_y=dict(type="data", array=[100 * (a["long_std"] or 0) for a in rows]),
+            marker=dict(size=9, color=["#d62728" if a["on_proxy_front"] else "#1f77b4" for a in rows]),
             text=[
-                a['arch_id']
-                + (' (proxy front)' if a['on_proxy_front'] else '')
-                + (' (long front)' if a['on_long_front'] else '')
+                a["arch_id"]
+                + (" (proxy front)" if a["on_proxy_front"] else "")
+                + (" (long front)" if a["on_long_front"] else "")
                 for a in rows
             ],
-            hovertemplate='%{text}<br>proxy %{x:.2f}, long %{y:.2f}<extra></extra>',
-            name='architectures',
+            hovertemplate="%{text}<br>proxy %{x:.2f}, long %{y:.2f}<extra></extra>",
+            name="architectures",
         )
     )
     fig.update_layout(
@@ -61,7 +61,7 @@ def _fidelity_figure(s: dict[str, Any], long: str) -> Any:
         yaxis=dict(title=dict(text=f"{long} accuracy % after {s['long_epochs']} epochs (mean)")),
         height=380,
         margin=dict(l=60, r=20, t=80, b=50),
-        template='plotly_white',
+        template="plotly_white",
     )
     return fig
 
@@ -83,16 +83,16 @@ def _fidelity_head(s: dict[str, Any], deploy: bool, long: str) -> str:
 def _fidelity_table(s: dict[str, Any], long: str) -> str:
     """Every architecture of the fidelity check: its means ± std and which fronts it is on."""
     return html_table(
-        ['arch id', 'proxy (mean ± std)', f'{long} (mean ± std)', 'proxy front', f'{long} front'],
+        ["arch id", "proxy (mean ± std)", f"{long} (mean ± std)", "proxy front", f"{long} front"],
         [
             [
                 f"<code>{html.escape(a['arch_id'])}</code>",
-                format_percent(a['proxy_mean'], a['proxy_std']),
-                format_percent(a['long_mean'], a['long_std']),
-                '●' if a['on_proxy_front'] else '',
-                '●' if a['on_long_front'] else '',
+                format_percent(a["proxy_mean"], a["proxy_std"]),
+                format_percent(a["long_mean"], a["long_std"]),
+                "●" if a["on_proxy_front"] else "",
+                "●" if a["on_long_front"] else "",
             ]
-            for a in s['archs']
+            for a in s["archs"]
         ],
         left=(0,),
     )
@@ -102,23 +102,23 @@ def calibration_section(config: RunConfig) -> str:
     """The table of the calibration the run's proxy came from (run.yaml `calibration`, from
     `nas.search --proxy`); '' for a run on a proxy that was not calibrated."""
     cal = config.calibration
-    if not cal.get('table'):
-        return ''
-    signals = [k for k in cal['table'][0] if isinstance(cal['table'][0][k], dict)]
+    if not cal.get("table"):
+        return ""
+    signals = [k for k in cal["table"][0] if isinstance(cal["table"][0][k], dict)]
     rows = [
         [
-            f"<code>{html.escape(r['key'])}</code>" + (' ◀ this run' if r['key'] == cal.get('candidate') else ''),
-            format_number(r['seconds'], '.1f'),
-            format_number(r['cost_ratio'], '.3f'),
-            format_number(r.get('accuracy_noise_ratio')),
+            f"<code>{html.escape(r['key'])}</code>" + (" ◀ this run" if r["key"] == cal.get("candidate") else ""),
+            format_number(r["seconds"], ".1f"),
+            format_number(r["cost_ratio"], ".3f"),
+            format_number(r.get("accuracy_noise_ratio")),
             *[
-                f"{format_number(r[s]['tau'])} · {format_number(r[s]['share'])}" + (' ✓' if r[s]['qualified'] else '')
+                f"{format_number(r[s]['tau'])} · {format_number(r[s]['share'])}" + (" ✓" if r[s]["qualified"] else "")
                 for s in signals
             ],
         ]
-        for r in cal['table']
+        for r in cal["table"]
     ]
-    d = cal.get('deploy') or {}
+    d = cal.get("deploy") or {}
     head = (
         f"<h2>The proxy's calibration (<code>python -m nas.calibrate</code>)</h2><p>{html.escape(str(cal.get('verdict', '')))}"
         f"<br>Against deployment-like training on {html.escape(str(cal.get('dataset')))}: "
@@ -129,7 +129,7 @@ def calibration_section(config: RunConfig) -> str:
         f"<code>{html.escape(str(cal.get('folder')))}</code></p>"
     )
     return head + html_table(
-        ['proxy', 's / evaluation', '× deployment', 'accuracy std/gap', *[f'{s}: τ · share' for s in signals]],
+        ["proxy", "s / evaluation", "× deployment", "accuracy std/gap", *[f"{s}: τ · share" for s in signals]],
         rows,
         left=(0,),
     )

@@ -8,7 +8,7 @@ from typing import Any
 from nas.run.folder import RunError, RunFolder
 
 
-def serve(run: RunFolder, host: str = '127.0.0.1', port: int = 8080, storage: str | None = None) -> None:
+def serve(run: RunFolder, host: str = "127.0.0.1", port: int = 8080, storage: str | None = None) -> None:
     """optuna-dashboard on the run's study (its journal, or an RDB URL); blocks until interrupted."""
     from optuna_dashboard import run_server
 

@@ -13,7 +13,7 @@ from nas.dashboard.png import render_png
 from nas.run.files import write_atomic
 from nas.run.folder import RunFolder
 
-HTML, PNG = 'dashboard.html', 'pareto.png'
+HTML, PNG = "dashboard.html", "pareto.png"
 
 
 @dataclass

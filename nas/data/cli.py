@@ -36,7 +36,7 @@ def main(argv: list[str]) -> None:
             print(f"wrote {out}")
     except OSError as e:
         e.filename = e.filename or args.preview
-        e.add_note('nothing was written')
+        e.add_note("nothing was written")
         raise
     except ValueError as e:
         if isinstance(e, NasError):

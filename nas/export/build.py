@@ -39,7 +39,7 @@ def _data_cfg(config: RunConfig, arch: Arch) -> dict[str, Any]:
     size = data.image_size or list(arch.input_size)
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     out = dict(
-        input_size=(int(data.in_chans), int(h), int(w)), interpolation='bilinear', crop_pct=1.0, crop_mode='center'
+        input_size=(int(data.in_chans), int(h), int(w)), interpolation="bilinear", crop_pct=1.0, crop_mode="center"
     )
     if data.mean and data.std:
         out.update(mean=tuple(float(v) for v in data.mean), std=tuple(float(v) for v in data.std))
@@ -54,9 +54,9 @@ def _retrain(model: nn.Module, config: RunConfig, epochs: int, data_dir: Path | 
 
     name = config.data.dataset or config.proxy.dataset
     proxy = replace(config.proxy, dataset=name, image_size=config.data.image_size, subset=None, epochs=epochs)
-    dev = 'cuda' if device == 'auto' and torch.cuda.is_available() else ('cpu' if device == 'auto' else device)
+    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     try:
-        ds = proxy.load_data(data_dir or config.options.get('data_dir'), seed=config.seed, device=dev)
+        ds = proxy.load_data(data_dir or config.options.get("data_dir"), seed=config.seed, device=dev)
     except DataError as e:
         raise ExportError(f"--retrain-epochs: {e}") from None
     if config.data.mean and not np.allclose(ds.mean, config.data.mean, atol=1e-4):
@@ -69,11 +69,11 @@ def _retrain(model: nn.Module, config: RunConfig, epochs: int, data_dir: Path | 
             f"retrain epoch {r.epoch}/{epochs}: loss {r.train_loss:.4f}, val acc {r.val_acc:.4f} ({r.seconds:.1f} s)",
             flush=True,
         )
-        if r.status == 'failed':
+        if r.status == "failed":
             raise ExportError(f"--retrain-epochs: training failed ({r.reason})")
         last = r
     test_acc, _ = accuracy_and_loss(model, ds.test_x, ds.test_y)
-    model.to('cpu')
+    model.to("cpu")
     return dict(
         epochs=epochs,
         dataset=name,
@@ -91,7 +91,7 @@ def export(
     *,
     retrain_epochs: int = 0,
     data_dir: Path | None = None,
-    device: str = 'auto',
+    device: str = "auto",
     force: bool = False,
 ) -> ExportResult:
     """Write the selected trial as a timm local folder (config.json, model.safetensors,
@@ -125,14 +125,14 @@ def export(
 
     with folder_written_whole(out) as tmp:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_safetensors(state, tmp / WEIGHTS_FILE, metadata={'format': 'pt', 'arch_id': record.arch_id})
+        save_safetensors(state, tmp / WEIGHTS_FILE, metadata={"format": "pt", "arch_id": record.arch_id})
         save_config_for_hf(model, str(tmp / CONFIG), model_args=model_args(model), data_config=_data_cfg(config, arch))
 
         # the promise of the folder: timm rebuilds the same function from it
-        reloaded = timm.create_model(f'local-dir:{tmp}', pretrained=True).eval()
+        reloaded = timm.create_model(f"local-dir:{tmp}", pretrained=True).eval()
         x = torch.randn(
             2,
-            *timm.data.resolve_data_config({}, model=reloaded)['input_size'],
+            *timm.data.resolve_data_config({}, model=reloaded)["input_size"],
             generator=torch.Generator().manual_seed(0),
         )
         with torch.no_grad():

@@ -31,13 +31,13 @@ def accuracy_text(selection: Selection) -> str:
     return _acc(a)
 
 
-def value_text(v: Any, unit: str = '') -> str:
+def value_text(v: Any, unit: str = "") -> str:
     """A value for the card and the CLI: '–' if missing, 'n/a' if not finite, large ints in
     thousands or millions, floats to 4 significant digits; `unit` appended."""
     if v is None:
-        return '–'
+        return "–"
     if isinstance(v, float) and not math.isfinite(v):
-        return 'n/a'
+        return "n/a"
     if isinstance(v, int) and abs(v) >= 1000:
         return f"{v / 1e6:.3f} M{unit}" if abs(v) >= 1e5 else f"{v:,}{unit}"
     if isinstance(v, float):
@@ -48,8 +48,8 @@ def value_text(v: Any, unit: str = '') -> str:
 def _acc(a: ArchResult) -> str:
     """'0.9812 ± 0.0021 (3 seeds)', or the single seed's value."""
     if a.accuracy is None:
-        return '–'
-    se = f" ± {a.accuracy_se:.4f}" if a.accuracy_se is not None else ''
+        return "–"
+    se = f" ± {a.accuracy_se:.4f}" if a.accuracy_se is not None else ""
     return f"{a.accuracy:.4f}{se} ({a.seeds} seed{'s' if a.seeds != 1 else ''})"
 
 
@@ -76,7 +76,7 @@ class _Card:
 
     @property
     def costs(self) -> list[str]:
-        return [o for o in self.objectives if o != 'accuracy']
+        return [o for o in self.objectives if o != "accuracy"]
 
 
 def model_card(
@@ -106,40 +106,40 @@ def model_card(
         *_card_data(card, retrained),
         *_card_versions(card.config),
     ]
-    return '\n'.join(lines)
+    return "\n".join(lines)
 
 
 def _card_title(card: _Card) -> list[str]:
     """The card's front matter (library, license, tags), title, provenance and the arch summary."""
     r, config = card.record, card.config
-    reference = ', reference point ' + r.reference if r.reference else ''
+    reference = ", reference point " + r.reference if r.reference else ""
     return [
-        '---',
-        'library_name: timm',
-        'license: mit',
-        'tags: [image-classification, timm, acmix, acmix-nas]',
-        '---',
+        "---",
+        "library_name: timm",
+        "license: mit",
+        "tags: [image-classification, timm, acmix, acmix-nas]",
+        "---",
         f"# acmix_nas {r.arch_id}",
-        '',
+        "",
         f"A hybrid convolution/self-attention (ACmix) network found by acmix-nas run `{config.name or card.run.path.name}` "
         f"(trial #{r.number}{reference}), selected by: {card.selection.how}.",
-        '',
+        "",
         f"`{card.arch.summary()}`",
-        '',
+        "",
     ]
 
 
 def _card_use(out: Path) -> list[str]:
     """## Use: how to load the folder with timm."""
     return [
-        '## Use',
-        '',
-        '```python',
+        "## Use",
+        "",
+        "```python",
         "import timm, nas  # importing nas registers the acmix_nas architecture",
         f"model = timm.create_model('local-dir:{out}', pretrained=True).eval()",
         "cfg = timm.data.resolve_data_config({}, model=model)  # input size, mean/std of the run's data",
-        '```',
-        '',
+        "```",
+        "",
     ]
 
 
@@ -147,10 +147,10 @@ def _card_metrics(card: _Card, retrained: dict[str, Any] | None) -> list[str]:
     """## Metrics: accuracy (mean over seeds and of these weights), costs, and after retraining."""
     r = card.record
     lines = [
-        '## Metrics',
-        '',
-        '| metric | value |',
-        '|---|---|',
+        "## Metrics",
+        "",
+        "| metric | value |",
+        "|---|---|",
         f"| validation accuracy (proxy, {r.epochs} epochs; mean over seeds) | {_acc(card.mine)} |",
         f"| validation accuracy of these weights (seed {r.seed}) | {value_text(r.accuracy)} |",
         f"| parameters | {value_text(r.params)} |",
@@ -165,11 +165,11 @@ def _card_metrics(card: _Card, retrained: dict[str, Any] | None) -> list[str]:
             f"| test accuracy after retraining | {value_text(retrained['test_acc'])} |",
         ]
     return lines + [
-        '',
-        'Accuracy is measured on a seeded validation split of the training images, as the mean over '
-        'the seeds this architecture was trained with ± its standard error; proxy accuracies '
-        'rank architectures and are not final accuracies.',
-        '',
+        "",
+        "Accuracy is measured on a seeded validation split of the training images, as the mean over "
+        "the seeds this architecture was trained with ± its standard error; proxy accuracies "
+        "rank architectures and are not final accuracies.",
+        "",
     ]
 
 
@@ -182,7 +182,7 @@ def _place(card: _Card) -> str:
         cost = card.costs[0] if card.costs else None
         place = (
             f"on the Pareto front of {', '.join(objectives)}: point {on_front.index(mine.number) + 1} of "
-            f"{len(front)}" + (f", ordered by {cost}" if cost else '')
+            f"{len(front)}" + (f", ordered by {cost}" if cost else "")
         )
         k = pareto.knee(front, objectives)
         if k is not None and k.number == mine.number:
@@ -197,50 +197,50 @@ def _card_front(card: _Card) -> list[str]:
     """## Place on the front: the objectives, the exported network's place, the front's table."""
     objectives = card.objectives
     lines = [
-        '## Place on the front',
-        '',
+        "## Place on the front",
+        "",
         f"Objectives: {', '.join(f'{o} ({OBJECTIVES[o][1]})' for o in objectives)}. "
         f"This network is {_place(card)}. The run has {len(card.records)} trials.",
-        '',
+        "",
     ]
     if card.front:
         lines += [
-            '| # | arch id | accuracy | ' + ' | '.join(card.costs) + ' |',
-            '|---|---|---|' + '---|' * (len(objectives) - 1),
+            "| # | arch id | accuracy | " + " | ".join(card.costs) + " |",
+            "|---|---|---|" + "---|" * (len(objectives) - 1),
         ]
         for i, f in enumerate(card.front, 1):
-            mark = ' **(this)**' if f.number == card.mine.number else ''
+            mark = " **(this)**" if f.number == card.mine.number else ""
             lines.append(
                 f"| {i} | {f.arch_id}{mark} | {_acc(f)} | "
-                + ' | '.join(value_text(f.value(o)) for o in card.costs)
-                + ' |'
+                + " | ".join(value_text(f.value(o)) for o in card.costs)
+                + " |"
             )
-        lines.append('')
+        lines.append("")
     return lines
 
 
 def _card_architecture(card: _Card, model: nn.Module) -> list[str]:
     """## Architecture: one table row per block, with the learned α/β of the exported weights."""
     lines = [
-        '## Architecture',
-        '',
-        'Per block (α: weight of the attention branch, β: of the convolution branch; '
-        'learned values from the exported weights):',
-        '',
-        '| stage | block | kind | op | width | stride | output | kernel | heads | k_att | k_conv | α | β |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+        "## Architecture",
+        "",
+        "Per block (α: weight of the attention branch, β: of the convolution branch; "
+        "learned values from the exported weights):",
+        "",
+        "| stage | block | kind | op | width | stride | output | kernel | heads | k_att | k_conv | α | β |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for b in block_map(card.arch, rates_of(model)):
-        a = lambda k: value_text(b[k]) if b[k] is not None else ''  # noqa: E731
+        a = lambda k: value_text(b[k]) if b[k] is not None else ""  # noqa: E731
         lines.append(
             f"| {b['stage']} | {b['index']} | {b['block']} | {b['op']} | {b['width']} | {b['stride']} | "
             f"{b['feat_size'][0]}x{b['feat_size'][1]} | {a('kernel')} | {a('heads')} | {a('k_att')} | "
             f"{a('k_conv')} | {a('alpha')} | {a('beta')} |"
         )
     return lines + [
-        '',
-        'The full description is `model_args.arch` in config.json (nas.net.arch.Arch.from_dict).',
-        '',
+        "",
+        "The full description is `model_args.arch` in config.json (nas.net.arch.Arch.from_dict).",
+        "",
     ]
 
 
@@ -249,22 +249,22 @@ def _card_data(card: _Card, retrained: dict[str, Any] | None) -> list[str]:
     the retraining if there was one."""
     data, arch = card.config.data, card.arch
     lines = [
-        '## Data',
-        '',
+        "## Data",
+        "",
         f"Trained on `{data.dataset}` ({data.num_classes} classes, "
         f"{data.train_images} training / {data.val_images} validation images), "
         f"input {data.in_chans}x{data.image_size or arch.input_size[0]}"
         f"x{data.image_size or arch.input_size[1]}, normalised with mean {data.mean} and std "
         f"{data.std} (pretrained_cfg). Proxy training: "
-        + ', '.join(f"{k}={v}" for k, v in card.config.proxy.to_dict().items())
-        + '.',
-        '',
+        + ", ".join(f"{k}={v}" for k, v in card.config.proxy.to_dict().items())
+        + ".",
+        "",
     ]
     if retrained:
         lines += [
             f"Retrained for {retrained['epochs']} more epochs on {retrained['train_images']} images of "
             f"`{retrained['dataset']}` ({retrained['seconds']:.1f} s).",
-            '',
+            "",
         ]
     return lines
 
@@ -276,13 +276,13 @@ def _card_versions(config: RunConfig) -> list[str]:
     import timm
 
     versions = dict(config.versions)
-    now = {'torch': str(torch.__version__), 'timm': timm.__version__, 'python': platform.python_version()}
-    lines = ['## Versions', '', '| package | search | export |', '|---|---|---|']
+    now = {"torch": str(torch.__version__), "timm": timm.__version__, "python": platform.python_version()}
+    lines = ["## Versions", "", "| package | search | export |", "|---|---|---|"]
     for k in sorted(set(versions) | set(now)):
         lines.append(f"| {k} | {versions.get(k, '–')} | {now.get(k, '–')} |")
     return lines + [
-        '',
+        "",
         f"Search: sampler {config.sampler}, seed {config.seed}, space "
         f"`{config.space_file or '?'}`, device {config.device}.",
-        '',
+        "",
     ]

@@ -22,47 +22,47 @@ from nas.run.folder import RunFolder
 
 def _parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(
-        prog='python -m nas.export',
+        prog="python -m nas.export",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description='Export one trial of a run as a timm local folder (config.json, model.safetensors, README.md); '
+        description="Export one trial of a run as a timm local folder (config.json, model.safetensors, README.md); "
         "load it with timm.create_model('local-dir:DIR', pretrained=True) after `import nas`.",
     )
-    ap.add_argument('run', type=Path, nargs='?', help='run folder, e.g. results/RUN')
-    ap.add_argument('--arch-id', default=None, help='export this trial (an arch id or a unique prefix)')
+    ap.add_argument("run", type=Path, nargs="?", help="run folder, e.g. results/RUN")
+    ap.add_argument("--arch-id", default=None, help="export this trial (an arch id or a unique prefix)")
     ap.add_argument(
-        '--pick',
+        "--pick",
         choices=PICKS,
         default=None,
-        help='which front point: knee (closest to the ideal point, objectives normalised over the '
-        'front), max-accuracy or min-cost; None means knee, or max-accuracy under a --max-* limit',
+        help="which front point: knee (closest to the ideal point, objectives normalised over the "
+        "front), max-accuracy or min-cost; None means knee, or max-accuracy under a --max-* limit",
     )
-    ap.add_argument('--max-macs', type=amount, default=None, help='only trials with at most this many MACs (2e6, 2M)')
-    ap.add_argument('--max-params', type=amount, default=None, help='only trials with at most this many parameters')
-    ap.add_argument('--max-latency-ms', type=amount, default=None, help='only trials at most this slow (ms)')
-    ap.add_argument('--max-memory-mb', type=amount, default=None, help='only trials with at most this peak memory (MB)')
-    ap.add_argument('--out', type=Path, default=None, help='output folder; None means RUN/exports/<arch id>')
+    ap.add_argument("--max-macs", type=amount, default=None, help="only trials with at most this many MACs (2e6, 2M)")
+    ap.add_argument("--max-params", type=amount, default=None, help="only trials with at most this many parameters")
+    ap.add_argument("--max-latency-ms", type=amount, default=None, help="only trials at most this slow (ms)")
+    ap.add_argument("--max-memory-mb", type=amount, default=None, help="only trials with at most this peak memory (MB)")
+    ap.add_argument("--out", type=Path, default=None, help="output folder; None means RUN/exports/<arch id>")
     ap.add_argument(
-        '--force', action='store_true', help='replace a non-empty output folder (whole: its old files do not stay)'
+        "--force", action="store_true", help="replace a non-empty output folder (whole: its old files do not stay)"
     )
     ap.add_argument(
-        '--retrain-epochs',
+        "--retrain-epochs",
         type=int,
         default=0,
         help="train this many more epochs on the run's dataset (proxy hyper-parameters) before saving",
     )
-    ap.add_argument('--data-dir', type=Path, default=None, help='dataset folder for --retrain-epochs (not for digits)')
-    ap.add_argument('--device', default='auto', help='device for --retrain-epochs: auto, cpu, cuda, cuda:1')
+    ap.add_argument("--data-dir", type=Path, default=None, help="dataset folder for --retrain-epochs (not for digits)")
+    ap.add_argument("--device", default="auto", help="device for --retrain-epochs: auto, cpu, cuda, cuda:1")
     ap.add_argument(
-        '--onnx',
-        action='store_true',
+        "--onnx",
+        action="store_true",
         help="also write model.onnx beside model.safetensors, checked with onnxruntime (extra 'onnx')",
     )
     ap.add_argument(
-        '--check',
+        "--check",
         type=Path,
         default=None,
-        metavar='DIR',
-        help='only check that an exported folder loads (weights match config.json) and exit',
+        metavar="DIR",
+        help="only check that an exported folder loads (weights match config.json) and exit",
     )
     return ap
 
@@ -81,10 +81,10 @@ def main(argv: list[str]) -> int:
         res = _export_of_args(args)
     except OSError as e:  # a read-only run folder, a full disk: the export folder is written whole or not at all
         e.filename = e.filename or args.out or args.run
-        e.add_note('nothing was written' + ('' if args.out else '; give --out DIR to write the export elsewhere'))
+        e.add_note("nothing was written" + ("" if args.out else "; give --out DIR to write the export elsewhere"))
         raise
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the half-written folder is already removed
-        e.add_note('interrupted: nothing was written')
+        e.add_note("interrupted: nothing was written")
         raise
     return _report(res)
 
@@ -137,7 +137,7 @@ def _export_of_args(args: argparse.Namespace) -> ExportResult:
     )
     if args.onnx:
         exported = load_exported(res.path)
-        onnx_path = export_onnx(exported, res.path / ONNX_FILE, tuple(exported.pretrained_cfg['input_size']))
+        onnx_path = export_onnx(exported, res.path / ONNX_FILE, tuple(exported.pretrained_cfg["input_size"]))
         print(f"wrote {onnx_path}; onnxruntime gives the same outputs (within {ONNX_RTOL:g} of their scale)")
     return res
 

@@ -20,8 +20,8 @@ from torch import nn
 from nas.errors import NasError
 from nas.net.arch import ArchError
 
-CONFIG, WEIGHTS_FILE, CARD = 'config.json', 'model.safetensors', 'README.md'
-EXPORTS = 'exports'
+CONFIG, WEIGHTS_FILE, CARD = "config.json", "model.safetensors", "README.md"
+EXPORTS = "exports"
 
 
 class ExportError(NasError):
@@ -39,7 +39,7 @@ def load_checked(model: nn.Module, path: Path, what: str | None = None) -> None:
     what = what or str(path)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     try:
-        with safe_open(str(path), framework='pt') as f:
+        with safe_open(str(path), framework="pt") as f:
             found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise ExportError(f"{what}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
@@ -61,7 +61,7 @@ def load_checked(model: nn.Module, path: Path, what: str | None = None) -> None:
         raise ExportError(f"{what} does not match its architecture: {'; '.join(parts)}")
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(str(path), device='cpu'), strict=True)
+    model.load_state_dict(load_file(str(path), device="cpu"), strict=True)
 
 
 def load_exported(path: str | Path) -> nn.Module:
@@ -84,9 +84,9 @@ def load_exported(path: str | Path) -> nn.Module:
         cfg = json.loads(cfg_path.read_text())
         if not isinstance(cfg, dict):
             raise ExportError(f"{cfg_path}: expected a JSON object (timm's config), got {type(cfg).__name__}")
-        if cfg.get('architecture') != 'acmix_nas':
+        if cfg.get("architecture") != "acmix_nas":
             raise ExportError(f"{cfg_path}: architecture is {cfg.get('architecture')!r}, not 'acmix_nas'")
-        model = timm.create_model(f'local-dir:{path}', pretrained=False)
+        model = timm.create_model(f"local-dir:{path}", pretrained=False)
     except ExportError:
         raise
     except (json.JSONDecodeError, ArchError, TypeError, ValueError, KeyError, AttributeError) as e:

@@ -10,7 +10,7 @@ from torch import nn
 
 from nas.export.folder import ExportError
 
-ONNX_FILE, ONNX_RTOL = 'model.onnx', 1e-4
+ONNX_FILE, ONNX_RTOL = "model.onnx", 1e-4
 
 
 def export_onnx(model: nn.Module, path: Path, input_size: tuple[int, int, int]) -> Path:
@@ -35,17 +35,17 @@ def export_onnx(model: nn.Module, path: Path, input_size: tuple[int, int, int]) 
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # tracer warnings about the size-dependent tiling, expected
+        warnings.simplefilter("ignore")  # tracer warnings about the size-dependent tiling, expected
         torch.onnx.export(
             model,
             (x,),
             str(path),
-            input_names=['input'],
-            output_names=['output'],
-            dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}},
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
             dynamo=False,
         )
-    session = onnxruntime.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     diff = float(np.abs(got - expected).max()) / max(float(np.abs(expected).max()), 1e-12)
     if got.shape != expected.shape or not diff <= ONNX_RTOL:

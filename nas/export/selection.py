@@ -24,7 +24,7 @@ from nas.run import pareto
 from nas.run.folder import ArchResult, RunError, TrialRecord, aggregate, records_of
 from nas.run.pareto import OBJECTIVES
 
-PICKS = ('knee', 'max-accuracy', 'min-cost')
+PICKS = ("knee", "max-accuracy", "min-cost")
 # CLI limit -> objective name (nas.run.pareto.OBJECTIVES)
 LIMITS = {o.limit: name for name, o in OBJECTIVES.items() if o.limit}
 
@@ -34,12 +34,12 @@ LIMITS = {o.limit: name for name, o in OBJECTIVES.items() if o.limit}
 
 def _max_accuracy(front: Sequence[ArchResult], cost: str | None) -> ArchResult:
     """The front's most accurate point; ties: lower `cost`, then lower trial number."""
-    return min(front, key=lambda r: (-float(r.value('accuracy')), float(r.value(cost)) if cost else 0.0, r.number))
+    return min(front, key=lambda r: (-float(r.value("accuracy")), float(r.value(cost)) if cost else 0.0, r.number))
 
 
 def _min_cost(front: Sequence[ArchResult], cost: str) -> ArchResult:
     """The front's point of lowest `cost`; ties: higher accuracy, then lower trial number."""
-    return min(front, key=lambda r: (float(r.value(cost)), -float(r.value('accuracy')), r.number))
+    return min(front, key=lambda r: (float(r.value(cost)), -float(r.value("accuracy")), r.number))
 
 
 @dataclass
@@ -85,7 +85,7 @@ def select(
         return _select_arch_id(records, arch_id, has_weights)
     if pick is not None and pick not in PICKS:
         raise ExportError(f"--pick must be one of {', '.join(PICKS)}, got {pick!r}")
-    pick = pick or ('max-accuracy' if limits else 'knee')
+    pick = pick or ("max-accuracy" if limits else "knee")
     cands = _within_limits(pareto.candidates(aggregate(records), objectives), limits)
     if not cands:
         raise ExportError(f"no complete, feasible trial{_limits_text(limits)} in this run ({len(records)} trials)")
@@ -111,8 +111,8 @@ def _select_arch_id(
     usable = [r for r in same if has_weights(r)]
     if not usable:
         raise ExportError(f"trial {same[0].arch_id} ({same[-1].status}) has no trained weights to export")
-    best = [r for r in usable if r.status == 'complete'] or usable
-    return Selection(best[0], 'arch id', arch=ArchResult(same))
+    best = [r for r in usable if r.status == "complete"] or usable
+    return Selection(best[0], "arch id", arch=ArchResult(same))
 
 
 def _within_limits(cands: list[ArchResult], limits: dict[str, float]) -> list[ArchResult]:
@@ -122,7 +122,7 @@ def _within_limits(cands: list[ArchResult], limits: dict[str, float]) -> list[Ar
         ExportError: a limit on an unknown objective, or on one no candidate has measured.
     """
     for obj, limit in limits.items():
-        if obj not in OBJECTIVES or obj == 'accuracy':
+        if obj not in OBJECTIVES or obj == "accuracy":
             raise ExportError(f"unknown limit objective {obj!r}")
         measured = [r for r in cands if r.value(obj) is not None]
         if cands and not measured:
@@ -133,16 +133,16 @@ def _within_limits(cands: list[ArchResult], limits: dict[str, float]) -> list[Ar
 
 def _limits_text(limits: dict[str, float]) -> str:
     """' within macs <= 2e+06, params <= 5000' (what the selection says of its limits), or ''."""
-    return f" within {', '.join(f'{k} <= {v:g}' for k, v in limits.items())}" if limits else ''
+    return f" within {', '.join(f'{k} <= {v:g}' for k, v in limits.items())}" if limits else ""
 
 
 def _pick_on_front(front: list[ArchResult], objectives: Sequence[str], pick: str) -> ArchResult:
     """The front point `pick` names ('knee', 'max-accuracy' or 'min-cost'); the cost of
     max-accuracy's tie-break and of min-cost is the first cost objective."""
-    costs = [o for o in objectives if o != 'accuracy']
-    if pick == 'knee':
+    costs = [o for o in objectives if o != "accuracy"]
+    if pick == "knee":
         return pareto.knee(front, objectives)
-    if pick == 'max-accuracy':
+    if pick == "max-accuracy":
         return _max_accuracy(front, costs[0] if costs else None)
     if not costs:
         raise ExportError("--pick min-cost needs a cost objective; this run only has accuracy")

@@ -43,18 +43,18 @@ if TYPE_CHECKING:  # nas.tune.jobs imports Ray: only the check itself needs it, 
     from nas.tune.jobs import Job, Resources
 
 __all__ = [
-    'FIDELITY_RECORDS',
-    'DEPLOY_RECORDS',
-    'FIDELITY_JSON',
-    'FidelityOptions',
-    'pick_archs',
-    'plan_jobs',
-    'check',
+    "FIDELITY_RECORDS",
+    "DEPLOY_RECORDS",
+    "FIDELITY_JSON",
+    "FidelityOptions",
+    "pick_archs",
+    "plan_jobs",
+    "check",
 ]
 
-FIDELITY_RECORDS = 'fidelity.jsonl'  # the check's proxy evaluations (and --same-subset's long ones), like trials.jsonl
-DEPLOY_RECORDS = 'fidelity-deploy.jsonl'  # its deployment-like evaluations
-FIDELITY_JSON = 'fidelity.json'  # the report
+FIDELITY_RECORDS = "fidelity.jsonl"  # the check's proxy evaluations (and --same-subset's long ones), like trials.jsonl
+DEPLOY_RECORDS = "fidelity-deploy.jsonl"  # its deployment-like evaluations
+FIDELITY_JSON = "fidelity.json"  # the report
 
 
 # --------------------------------------------------------------------------- what to train
@@ -69,7 +69,7 @@ def pick_archs(archs: Sequence[ArchResult], front: Sequence[ArchResult], n: int)
     if len(front) > n:
         front = [front[i] for i in sorted({round(x) for x in np.linspace(0, len(front) - 1, n)})]
     picked = {a.arch_id for a in front}
-    rest = [a for a in archs if a.status == 'complete' and a.arch_id not in picked and a.accuracy is not None]
+    rest = [a for a in archs if a.status == "complete" and a.arch_id not in picked and a.accuracy is not None]
     slots = min(n - len(front), len(rest))
     out = list(front)
     if slots > 0:
@@ -92,10 +92,10 @@ def plan_jobs(
     the proxy's are often all in the run already (`nas.tune.jobs.missing` leaves out what is done)."""
     from nas.tune.jobs import Job
 
-    long = ('proxy', FIDELITY_RECORDS, SAME_SUBSET) if same_subset else ('deploy', DEPLOY_RECORDS, DEPLOYMENT)
-    stages = [(*long, long_epochs), ('proxy', FIDELITY_RECORDS, 'proxy', proxy_epochs)]
+    long = ("proxy", FIDELITY_RECORDS, SAME_SUBSET) if same_subset else ("deploy", DEPLOY_RECORDS, DEPLOYMENT)
+    stages = [(*long, long_epochs), ("proxy", FIDELITY_RECORDS, "proxy", proxy_epochs)]
     return [
-        Job(a.arch_id, a.arch, s, data, epochs, file, f'{label}, {epochs} epochs:')
+        Job(a.arch_id, a.arch, s, data, epochs, file, f"{label}, {epochs} epochs:")
         for data, file, label, epochs in stages
         for a in picked
         for s in seeds
@@ -140,7 +140,7 @@ def _gather(
             p,
             q,
             a.reference,
-            {o: float(a.value(o)) for o in objectives if o != 'accuracy' and a.value(o) is not None},
+            {o: float(a.value(o)) for o in objectives if o != "accuracy" and a.value(o) is not None},
         )
         for a, p, q in zip(picked, proxy, long)
     ]
@@ -154,7 +154,7 @@ def check(opts: FidelityOptions) -> dict[str, Any]:
     Raises:
         UsageError: a missing run folder, bad numbers, a run with nothing complete, a run in use.
     """
-    lock = RunLock(opts.run, command=shell_command('fidelity', opts.run), resume=shell_command('fidelity', opts.run))
+    lock = RunLock(opts.run, command=shell_command("fidelity", opts.run), resume=shell_command("fidelity", opts.run))
     try:
         RunFolder(opts.run).require()  # not made by the lock
         if lock.acquire():
@@ -207,9 +207,9 @@ def _plan(opts: FidelityOptions) -> _Plan:
     proxy_epochs = config.proxy.epochs
     long_epochs = opts.epochs if opts.epochs is not None else default_epochs(config)
     if opts.archs < 2:
-        raise UsageError(f'--archs must be at least 2 (a ranking needs two), got {opts.archs}')
+        raise UsageError(f"--archs must be at least 2 (a ranking needs two), got {opts.archs}")
     if opts.seeds < 1:
-        raise UsageError(f'--seeds must be at least 1, got {opts.seeds}')
+        raise UsageError(f"--seeds must be at least 1, got {opts.seeds}")
     if long_epochs <= proxy_epochs and opts.same_subset:
         raise UsageError(
             f"--epochs must be more than the run's proxy epochs ({proxy_epochs}) with --same-subset, got {long_epochs}"
@@ -224,15 +224,15 @@ def _plan(opts: FidelityOptions) -> _Plan:
     front = run.front(objectives)
     picked = pick_archs(aggregate(run_records), front, opts.archs)
     if len(picked) < 2:
-        raise UsageError(f'{run.path}: {len(picked)} complete architecture(s); the check needs at least 2')
+        raise UsageError(f"{run.path}: {len(picked)} complete architecture(s); the check needs at least 2")
     seeds = [config.seed + k for k in range(opts.seeds)]
     in_run = {
         (FIDELITY_RECORDS, r.arch_id, int(r.seed), r.epochs)
         for r in run_records
-        if r.status == 'complete' and r.seed is not None
+        if r.status == "complete" and r.seed is not None
     }
     jobs = missing(plan_jobs(picked, seeds, proxy_epochs, long_epochs, opts.same_subset), run, in_run)
-    deploy = deployment(config.proxy, config.space.get('input_size') or [config.proxy.image_size] * 2, long_epochs)
+    deploy = deployment(config.proxy, config.space.get("input_size") or [config.proxy.image_size] * 2, long_epochs)
     front_ids = [a.arch_id for a in front]
     return _Plan(
         run,
@@ -259,7 +259,7 @@ def _train(opts: FidelityOptions, plan: _Plan, start: float) -> dict[str, Datase
     run, jobs = plan.run, plan.jobs
     long_file = FIDELITY_RECORDS if opts.same_subset else DEPLOY_RECORDS
     n_long = sum(j.file == long_file and j.epochs == plan.long_epochs for j in jobs)
-    what = 'the same subset, longer (not deployment)' if opts.same_subset else 'deployment-like'
+    what = "the same subset, longer (not deployment)" if opts.same_subset else "deployment-like"
     print(
         f"{run.path}: {len(plan.picked)} architectures ({sum(a.arch_id in plan.front_ids for a in plan.picked)} on "
         f"the front), seeds {', '.join(map(str, plan.seeds))}; {plan.proxy_epochs} epochs (the proxy) vs "
@@ -268,8 +268,8 @@ def _train(opts: FidelityOptions, plan: _Plan, start: float) -> dict[str, Datase
     )
     if not jobs:
         return {}
-    proxies = {'proxy': plan.config.proxy, 'deploy': plan.deploy}
-    data_dir = opts.data_dir or plan.config.options.get('data_dir')
+    proxies = {"proxy": plan.config.proxy, "deploy": plan.deploy}
+    data_dir = opts.data_dir or plan.config.options.get("data_dir")
     # the run's data and split: its split seed is the run's seed
     datasets = load_datasets({k: proxies[k] for k in {j.data for j in jobs}}, data_dir, plan.config.seed)
     num_classes = next(iter(datasets.values())).num_classes
@@ -280,7 +280,7 @@ def _train(opts: FidelityOptions, plan: _Plan, start: float) -> dict[str, Datase
         device=plan.resources.device,
         measure=(),
     )  # costs are the run's
-    run_jobs(run, sized(jobs, datasets), datasets, settings, plan.resources, name='fidelity', start=start)
+    run_jobs(run, sized(jobs, datasets), datasets, settings, plan.resources, name="fidelity", start=start)
     return datasets
 
 
@@ -290,13 +290,13 @@ def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]
     run, run_records, seeds = plan.run, plan.run_records, plan.seeds
     records = run.trials(FIDELITY_RECORDS)
     long_records = [*run_records, *records] if opts.same_subset else run.trials(DEPLOY_RECORDS)
-    reused = {(r.arch_id, r.seed) for r in run_records if r.status == 'complete' and r.epochs == plan.proxy_epochs}
+    reused = {(r.arch_id, r.seed) for r in run_records if r.status == "complete" and r.epochs == plan.proxy_epochs}
     rows = _gather(
         plan.picked, [*run_records, *records], long_records, seeds, plan.proxy_epochs, plan.long_epochs, plan.objectives
     )
     picked_ids = {a.arch_id for a in plan.picked}
     return {
-        'run': str(run.path),
+        "run": str(run.path),
         **report(
             rows,
             [i for i in plan.front_ids if i in picked_ids],
@@ -306,11 +306,11 @@ def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]
             plan.long_epochs,
             _reference(opts, plan, datasets),
         ),
-        'evaluations_run': len(plan.jobs),
-        'evaluations_reused': sum((a.arch_id, s) in reused for a in plan.picked for s in seeds),
-        'failed': sum(r.status != 'complete' for r in [*records, *run.trials(DEPLOY_RECORDS)]),
-        'minutes': (time.perf_counter() - start) / 60,  # this invocation's wall time
-        'train_minutes': sum(r.seconds for r in [*records, *run.trials(DEPLOY_RECORDS)]) / 60,
+        "evaluations_run": len(plan.jobs),
+        "evaluations_reused": sum((a.arch_id, s) in reused for a in plan.picked for s in seeds),
+        "failed": sum(r.status != "complete" for r in [*records, *run.trials(DEPLOY_RECORDS)]),
+        "minutes": (time.perf_counter() - start) / 60,  # this invocation's wall time
+        "train_minutes": sum(r.seconds for r in [*records, *run.trials(DEPLOY_RECORDS)]) / 60,
     }
 
 
@@ -319,16 +319,16 @@ def _reference(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Datase
     image size and training images (a deployment's from its data, else from the last report)."""
     if opts.same_subset:
         return {
-            'reference': SAME_SUBSET,
-            'long_image_size': plan.config.proxy.image_size,
-            'long_train_images': plan.config.data.train_images,
+            "reference": SAME_SUBSET,
+            "long_image_size": plan.config.proxy.image_size,
+            "long_train_images": plan.config.data.train_images,
         }
     return {
-        'reference': DEPLOYMENT,
-        'long_image_size': plan.deploy.image_size,
-        'long_train_images': len(datasets['deploy'].train_y)
-        if 'deploy' in datasets
-        else _previous(plan.run, DEPLOYMENT).get('long_train_images'),
+        "reference": DEPLOYMENT,
+        "long_image_size": plan.deploy.image_size,
+        "long_train_images": len(datasets["deploy"].train_y)
+        if "deploy" in datasets
+        else _previous(plan.run, DEPLOYMENT).get("long_train_images"),
     }
 
 
@@ -339,4 +339,4 @@ def _previous(run: RunFolder, reference: str) -> dict[str, Any]:
         summary = json.loads((run.path / FIDELITY_JSON).read_text())
     except (OSError, ValueError):
         return {}
-    return summary if isinstance(summary, dict) and summary.get('reference') == reference else {}
+    return summary if isinstance(summary, dict) and summary.get("reference") == reference else {}

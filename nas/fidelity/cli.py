@@ -19,34 +19,34 @@ from nas.cli import (
 from nas.fidelity.check import FIDELITY_JSON, FidelityOptions, check
 from nas.fidelity.report import format_table
 
-__all__ = ['build_parser', 'main']
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog='python -m nas.fidelity',
-        description=__doc__.split('\n\n')[0],
+        prog="python -m nas.fidelity",
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument('run', type=Path, help='the run folder (results/<run>)')
-    p.add_argument('--archs', type=int, default=12, help='architectures to check: the front, then spread over accuracy')
+    p.add_argument("run", type=Path, help="the run folder (results/<run>)")
+    p.add_argument("--archs", type=int, default=12, help="architectures to check: the front, then spread over accuracy")
     p.add_argument(
-        '--epochs',
+        "--epochs",
         type=int,
         default=None,
         help="the reference training's epochs; default: those of the deployment the run's proxy was "
         "calibrated against (nas.calibrate), else 4x the run's proxy epochs",
     )
     p.add_argument(
-        '--seeds', type=int, default=2, help="seeds per architecture and budget (the run's seed + 0, 1, ...)"
+        "--seeds", type=int, default=2, help="seeds per architecture and budget (the run's seed + 0, 1, ...)"
     )
     p.add_argument(
-        '--same-subset',
-        action='store_true',
+        "--same-subset",
+        action="store_true",
         help="compare with longer training on the proxy's own training subset (the old check: the short "
         "schedule's effect alone) instead of deployment-like training on the whole training split",
     )
-    p.add_argument('--data-dir', type=Path, default=None, help="the dataset's folder; default: the run's")
+    p.add_argument("--data-dir", type=Path, default=None, help="the dataset's folder; default: the run's")
     add_resource_options(p)
     return p
 
@@ -57,11 +57,11 @@ def main(argv: list[str]) -> None:
     try:
         summary = check(FidelityOptions(**vars(args)))
     except KeyboardInterrupt as e:
-        e.add_note(f'interrupted; continue with: {shell_command("fidelity", args.run)}')
+        e.add_note(f"interrupted; continue with: {shell_command('fidelity', args.run)}")
         raise
     except OSError as e:  # a full disk, a run folder gone read-only: what is recorded stays
         e.filename = e.filename or args.run
-        e.add_note(f'the check stopped; continue with: {shell_command("fidelity", args.run)}')
+        e.add_note(f"the check stopped; continue with: {shell_command('fidelity', args.run)}")
         raise
     print(format_table(summary))
     print(f"\nwrote {Path(summary['run']) / FIDELITY_JSON}; dashboard: {shell_command('dashboard', summary['run'])}")

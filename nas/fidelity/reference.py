@@ -16,9 +16,9 @@ from nas.proxy import ProxyConfig
 if TYPE_CHECKING:
     from nas.run.folder import RunConfig
 
-__all__ = ['DEPLOYMENT', 'SAME_SUBSET', 'deployment', 'default_epochs', 'long_label']
+__all__ = ["DEPLOYMENT", "SAME_SUBSET", "deployment", "default_epochs", "long_label"]
 
-DEPLOYMENT, SAME_SUBSET = 'deployment', 'same subset'  # what the long training is (fidelity.json 'reference')
+DEPLOYMENT, SAME_SUBSET = "deployment", "same subset"  # what the long training is (fidelity.json 'reference')
 
 
 def deployment(proxy: ProxyConfig, input_size: Sequence[int], epochs: int) -> ProxyConfig:
@@ -32,14 +32,14 @@ def deployment(proxy: ProxyConfig, input_size: Sequence[int], epochs: int) -> Pr
 def default_epochs(config: RunConfig) -> int:
     """The reference training's epochs when --epochs is not given: the deployment the run's proxy
     was calibrated against (run.yaml `calibration`, from `nas.search --proxy`), else 4x the proxy's."""
-    deploy = (config.calibration or {}).get('deploy') or {}
-    return int(deploy['epochs']) if deploy.get('epochs') else 4 * config.proxy.epochs
+    deploy = (config.calibration or {}).get("deploy") or {}
+    return int(deploy["epochs"]) if deploy.get("epochs") else 4 * config.proxy.epochs
 
 
 def long_label(summary: Mapping[str, Any]) -> str:
     """What the long training of a report is, in words."""
-    if summary.get('reference') == DEPLOYMENT:
-        images = summary.get('long_train_images')
+    if summary.get("reference") == DEPLOYMENT:
+        images = summary.get("long_train_images")
         return (
             f"deployment-like training ({'all ' + format(images, ',') if images else 'all'} training images"
             f"{', %dpx' % summary['long_image_size'] if summary.get('long_image_size') else ''}, "

@@ -24,7 +24,7 @@ from typing import Any
 from nas.fidelity.reference import DEPLOYMENT, long_label
 from nas.fidelity.stats import ArchFidelity, fidelity_stats, format_stat, long_front
 
-__all__ = ['report', 'format_stat', 'format_table']
+__all__ = ["report", "format_stat", "format_table"]
 
 
 def report(
@@ -41,28 +41,28 @@ def report(
     'long_image_size': S}."""
     lf = long_front(archs, objectives)
     return {
-        'objectives': list(objectives),
-        'seeds': list(seeds),
-        'proxy_epochs': proxy_epochs,
-        'long_epochs': long_epochs,
+        "objectives": list(objectives),
+        "seeds": list(seeds),
+        "proxy_epochs": proxy_epochs,
+        "long_epochs": long_epochs,
         **(reference or {}),
         **fidelity_stats(archs, seeds),
-        'proxy_front': list(proxy_front),
-        'long_front': lf,
-        'proxy_front_kept': [a for a in proxy_front if a in lf],
-        'archs': [
+        "proxy_front": list(proxy_front),
+        "long_front": lf,
+        "proxy_front_kept": [a for a in proxy_front if a in lf],
+        "archs": [
             {
-                'arch_id': a.arch_id,
-                'reference': a.reference,
-                'on_proxy_front': a.arch_id in proxy_front,
-                'on_long_front': a.arch_id in lf,
+                "arch_id": a.arch_id,
+                "reference": a.reference,
+                "on_proxy_front": a.arch_id in proxy_front,
+                "on_long_front": a.arch_id in lf,
                 **a.costs,
-                'proxy_mean': a.proxy_mean,
-                'proxy_std': a.proxy_std,
-                'proxy_accuracies': [a.proxy.get(s) for s in seeds],
-                'long_mean': a.long_mean,
-                'long_std': a.long_std,
-                'long_accuracies': [a.long.get(s) for s in seeds],
+                "proxy_mean": a.proxy_mean,
+                "proxy_std": a.proxy_std,
+                "proxy_accuracies": [a.proxy.get(s) for s in seeds],
+                "long_mean": a.long_mean,
+                "long_std": a.long_std,
+                "long_accuracies": [a.long.get(s) for s in seeds],
             }
             for a in archs
         ],
@@ -71,27 +71,27 @@ def report(
 
 def _pct(x: float | None, std: float | None = None) -> str:
     if x is None:
-        return '-'
-    return f'{100 * x:.2f}' + (f' ± {100 * std:.2f}' if std is not None else '')
+        return "-"
+    return f"{100 * x:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
 
 
 def format_table(summary: Mapping[str, Any]) -> str:
     """The report for the terminal."""
-    k = len(summary['seeds'])
-    long = 'deploy' if summary.get('reference') == DEPLOYMENT else 'long'
+    k = len(summary["seeds"])
+    long = "deploy" if summary.get("reference") == DEPLOYMENT else "long"
     lines = [
         f"against {long_label(summary)}",
         f"  {'arch id':12}  {'proxy %s ep. (%d seeds)' % (summary['proxy_epochs'], k):>22}  "
         f"{'%s %s ep. (%d seeds)' % (long, summary['long_epochs'], k):>22}  front: proxy → {long}",
     ]
-    for a in summary['archs']:
+    for a in summary["archs"]:
         lines.append(
             f"  {a['arch_id']:12}  {_pct(a['proxy_mean'], a['proxy_std']):>22}  "
             f"{_pct(a['long_mean'], a['long_std']):>22}  {'●' if a['on_proxy_front'] else '·'} → "
             f"{'●' if a['on_long_front'] else '·'}  {a['reference'] or ''}"
         )
     s = summary
-    second = s['seeds'][1] if k > 1 else '?'
+    second = s["seeds"][1] if k > 1 else "?"
     lines += [
         f"\nKendall τ {format_stat(s['kendall_tau'])}, Spearman ρ {format_stat(s['spearman_rho'])} between the "
         f"proxy's means and the {long} means of {s['architectures']} architectures; the proxy's first seed alone: τ "
@@ -105,11 +105,11 @@ def format_table(summary: Mapping[str, Any]) -> str:
         f"span {_pct(s['long_range'])} points = {format_stat(s['long_range_over_seed_std'], '.1f')} {long} seed stds",
         f"front of the {long} means: {', '.join(s['long_front']) or 'none'}; {len(s['proxy_front_kept'])} of "
         f"{len(s['proxy_front'])} proxy front points stay on it"
-        + (f" ({', '.join(s['proxy_front_kept'])})" if s['proxy_front_kept'] else ''),
+        + (f" ({', '.join(s['proxy_front_kept'])})" if s["proxy_front_kept"] else ""),
     ]
-    if 'minutes' in s:
+    if "minutes" in s:
         lines.append(
             f"{s.get('evaluations_run', 0)} evaluations trained in {s['minutes']:.1f} min; "
             f"{s.get('evaluations_reused', 0)} proxy evaluations reused from the run"
         )
-    return '\n'.join(lines)
+    return "\n".join(lines)

@@ -21,14 +21,14 @@ from nas.run import pareto
 from nas.run.record import TrialRecord
 
 __all__ = [
-    'ArchFidelity',
-    'rank_corr',
-    'pair_tau',
-    'retest_tau',
-    'fidelity_stats',
-    'long_front',
-    'seed_values',
-    'format_stat',
+    "ArchFidelity",
+    "rank_corr",
+    "pair_tau",
+    "retest_tau",
+    "fidelity_stats",
+    "long_front",
+    "seed_values",
+    "format_stat",
 ]
 
 
@@ -66,9 +66,9 @@ class ArchFidelity:
         return self._mean_std(self.long)[1]
 
 
-def format_stat(x: float | None, fmt: str = '.2f') -> str:
+def format_stat(x: float | None, fmt: str = ".2f") -> str:
     """A statistic for a table: formatted by `fmt`, or '-' when it is undefined (None)."""
-    return '-' if x is None else format(x, fmt)
+    return "-" if x is None else format(x, fmt)
 
 
 def _finite(x: float) -> float | None:
@@ -138,32 +138,32 @@ def fidelity_stats(archs: Sequence[ArchFidelity], seeds: Sequence[int]) -> dict[
     long_std = _mean([a.long_std for a in both])
     spread = (max(long) - min(long)) if long else None
     return {
-        'architectures': len(both),
-        'kendall_tau': tau,
-        'spearman_rho': rho,
-        'seed0_kendall_tau': tau0,
-        'seed0_spearman_rho': rho0,
-        'test_retest_tau': retest_tau([a.proxy for a in both], seeds),
-        'long_test_retest_tau': long_retest,
-        'pair_kendall_tau': pair,
-        'retest_share': pair / long_retest if pair is not None and long_retest else None,
-        'proxy_seed_std': _mean([a.proxy_std for a in both]),
-        'long_seed_std': long_std,
-        'long_range': spread,
-        'long_range_over_seed_std': spread / long_std if spread is not None and long_std else None,
+        "architectures": len(both),
+        "kendall_tau": tau,
+        "spearman_rho": rho,
+        "seed0_kendall_tau": tau0,
+        "seed0_spearman_rho": rho0,
+        "test_retest_tau": retest_tau([a.proxy for a in both], seeds),
+        "long_test_retest_tau": long_retest,
+        "pair_kendall_tau": pair,
+        "retest_share": pair / long_retest if pair is not None and long_retest else None,
+        "proxy_seed_std": _mean([a.proxy_std for a in both]),
+        "long_seed_std": long_std,
+        "long_range": spread,
+        "long_range_over_seed_std": spread / long_std if spread is not None and long_std else None,
     }
 
 
 class _Point:
     """An architecture with the long mean as its accuracy and the run's costs, for nas.run.pareto."""
 
-    status, feasible = 'complete', True
+    status, feasible = "complete", True
 
     def __init__(self, number: int, a: ArchFidelity):
         self.number, self.a = number, a
 
     def value(self, objective: str) -> float | None:
-        return self.a.long_mean if objective == 'accuracy' else self.a.costs.get(objective)
+        return self.a.long_mean if objective == "accuracy" else self.a.costs.get(objective)
 
 
 def long_front(archs: Sequence[ArchFidelity], objectives: Sequence[str]) -> list[str]:
@@ -190,7 +190,7 @@ def seed_values(
     for r in records:
         if (
             r.arch_id in out
-            and r.status == 'complete'
+            and r.status == "complete"
             and r.accuracy is not None
             and r.seed in seeds
             and r.epochs == epochs

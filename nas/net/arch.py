@@ -26,25 +26,25 @@ from nas.checks import is_int, is_num
 from nas.errors import NasError
 
 __all__ = [
-    'OPS',
-    'ACMIX_DEFAULTS',
-    'BLOCK_KINDS',
-    'STEM_TYPES',
-    'STEM_POOLS',
-    'BlockArch',
-    'StageArch',
-    'StemArch',
-    'Arch',
-    'ArchError',
-    'stem_reduction',
+    "OPS",
+    "ACMIX_DEFAULTS",
+    "BLOCK_KINDS",
+    "STEM_TYPES",
+    "STEM_POOLS",
+    "BlockArch",
+    "StageArch",
+    "StemArch",
+    "Arch",
+    "ArchError",
+    "stem_reduction",
 ]
 
-OPS = ('conv', 'acmix')
-BLOCK_KINDS = ('bottleneck', 'basic')
-STEM_TYPES = ('3x3', '7x7', 'deep', 'tiered')
-STEM_POOLS = (None, 'maxpool', 'avgpool')
+OPS = ("conv", "acmix")
+BLOCK_KINDS = ("bottleneck", "basic")
+STEM_TYPES = ("3x3", "7x7", "deep", "tiered")
+STEM_POOLS = (None, "maxpool", "avgpool")
 CONV_KERNELS = (1, 3, 5, 7)  # odd sizes timm pads to 'same'; ACmix's k_conv uses the same set
-_ACMIX_FIELDS = ('heads', 'k_att', 'k_conv', 'alpha', 'beta', 'learnable')
+_ACMIX_FIELDS = ("heads", "k_att", "k_conv", "alpha", "beta", "learnable")
 ACMIX_DEFAULTS = dict(heads=4, k_att=7, k_conv=3, alpha=0.5, beta=0.5, learnable=True)  # an ACmix block's, everywhere
 
 
@@ -74,7 +74,7 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 def stem_reduction(stem_type: str, pool: str | None) -> int:
     """Downsampling factor of a timm ByobNet stem: 2 for one strided conv, 4 with a pool or a
     multi-conv stem ('deep', 'tiered' downsample twice even without a pool)."""
-    if stem_type in ('3x3', '7x7'):
+    if stem_type in ("3x3", "7x7"):
         return 4 if pool else 2
     return 4
 
@@ -89,7 +89,7 @@ class BlockArch:
     Settings the op does not use are None (filled or cleared by the constructor).
     """
 
-    op: str = 'conv'
+    op: str = "conv"
     kernel: int | None = None
     heads: int | None = None
     k_att: int | None = None
@@ -101,8 +101,8 @@ class BlockArch:
     def __post_init__(self) -> None:
         _check(self.op in OPS, f"op must be one of {list(OPS)}, got {self.op!r}")
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
-        if self.op == 'conv':
-            set_('kernel', 3 if self.kernel is None else self.kernel)
+        if self.op == "conv":
+            set_("kernel", 3 if self.kernel is None else self.kernel)
             _check(
                 is_int(self.kernel) and self.kernel in CONV_KERNELS,
                 f"kernel must be one of {list(CONV_KERNELS)}, got {self.kernel!r}",
@@ -110,7 +110,7 @@ class BlockArch:
             for k in _ACMIX_FIELDS:
                 set_(k, None)
             return
-        set_('kernel', None)
+        set_("kernel", None)
         for k, v in ACMIX_DEFAULTS.items():
             if getattr(self, k) is None:
                 set_(k, v)
@@ -123,7 +123,7 @@ class BlockArch:
             is_int(self.k_conv) and self.k_conv in CONV_KERNELS,
             f"k_conv must be one of {list(CONV_KERNELS)}, got {self.k_conv!r}",
         )
-        for k in ('alpha', 'beta'):
+        for k in ("alpha", "beta"):
             v = getattr(self, k)
             _check(is_num(v, finite=False), f"{k} must be a number, got {v!r}")
             set_(k, float(v))
@@ -135,12 +135,12 @@ class BlockArch:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BlockArch:
-        _check_mapping(d, 'block', [f.name for f in fields(cls)])
+        _check_mapping(d, "block", [f.name for f in fields(cls)])
         d = dict(d)
-        if d.get('op', 'conv') == 'conv':  # tolerate (and drop) ACmix settings on a conv block
+        if d.get("op", "conv") == "conv":  # tolerate (and drop) ACmix settings on a conv block
             d = {k: v for k, v in d.items() if k not in _ACMIX_FIELDS}
-        elif d.get('op') == 'acmix':
-            d.pop('kernel', None)
+        elif d.get("op") == "acmix":
+            d.pop("kernel", None)
         return cls(**d)
 
 
@@ -168,13 +168,13 @@ class StageArch:
             is_num(self.bottle_ratio, finite=False) and self.bottle_ratio > 0,
             f"bottle_ratio must be a number > 0, got {self.bottle_ratio!r}",
         )
-        object.__setattr__(self, 'bottle_ratio', float(self.bottle_ratio))
-        object.__setattr__(self, 'blocks', tuple(self.blocks))
+        object.__setattr__(self, "bottle_ratio", float(self.bottle_ratio))
+        object.__setattr__(self, "blocks", tuple(self.blocks))
         _check(len(self.blocks) >= 1, "a stage needs at least one block")
         _check(all(isinstance(b, BlockArch) for b in self.blocks), "blocks must be BlockArch")
         mid = self.mid_channels
         for i, b in enumerate(self.blocks):
-            if b.op == 'acmix':
+            if b.op == "acmix":
                 _check(
                     mid % b.heads == 0,
                     f"block {i}: heads={b.heads} does not divide the block width {mid} "
@@ -201,14 +201,14 @@ class StageArch:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageArch:
-        _check_mapping(d, 'stage', ['block', 'channels', 'stride', 'bottle_ratio', 'blocks'])
-        _check(isinstance(d.get('blocks'), (list, tuple)), "stage 'blocks' must be a list")
+        _check_mapping(d, "stage", ["block", "channels", "stride", "bottle_ratio", "blocks"])
+        _check(isinstance(d.get("blocks"), (list, tuple)), "stage 'blocks' must be a list")
         return cls(
-            block=d.get('block', 'bottleneck'),
-            channels=d.get('channels'),
-            stride=d.get('stride', 1),
-            bottle_ratio=d.get('bottle_ratio', 1.0),
-            blocks=tuple(BlockArch.from_dict(b) for b in d['blocks']),
+            block=d.get("block", "bottleneck"),
+            channels=d.get("channels"),
+            stride=d.get("stride", 1),
+            bottle_ratio=d.get("bottle_ratio", 1.0),
+            blocks=tuple(BlockArch.from_dict(b) for b in d["blocks"]),
         )
 
 
@@ -217,7 +217,7 @@ class StemArch:
     """timm ByobNet stem: '3x3' or '7x7' (one strided conv), 'deep' (three 3×3, ResNet-D) or
     'tiered'; optional pool ('maxpool'/'avgpool'). Downsamples by `stem_reduction(type, pool)`."""
 
-    type: str = '3x3'
+    type: str = "3x3"
     channels: int = 32
     pool: str | None = None
 
@@ -256,10 +256,10 @@ class Arch:
             isinstance(size, tuple) and len(size) == 2 and all(is_int(s) and s >= 1 for s in size),
             f"input_size must be [H, W] of ints >= 1, got {self.input_size!r}",
         )
-        object.__setattr__(self, 'input_size', size)
+        object.__setattr__(self, "input_size", size)
         _check(is_int(self.in_chans) and self.in_chans >= 1, f"in_chans must be an int >= 1, got {self.in_chans!r}")
         _check(isinstance(self.stem, StemArch), "stem must be a StemArch")
-        object.__setattr__(self, 'stages', tuple(self.stages))
+        object.__setattr__(self, "stages", tuple(self.stages))
         _check(all(isinstance(s, StageArch) for s in self.stages), "stages must be a list of StageArch")
         _check(len(self.stages) >= 2, f"a network needs at least 2 stages (timm ByobNet), got {len(self.stages)}")
         _check(
@@ -299,7 +299,7 @@ class Arch:
 
     @property
     def num_acmix(self) -> int:
-        return sum(b.op == 'acmix' for *_, b in self.blocks())
+        return sum(b.op == "acmix" for *_, b in self.blocks())
 
     def block_map(self) -> list[dict[str, Any]]:
         """One row per block (for dashboards and model cards): stage, index, op, widths, stride,
@@ -336,9 +336,9 @@ class Arch:
             f"{self.stem.type}/{self.stem.channels}{'+' + self.stem.pool if self.stem.pool else ''}"
         ]
         for si, st in enumerate(self.stages):
-            ops = ' '.join(f"A{b.heads}/{b.k_att}" if b.op == 'acmix' else f"C{b.kernel}" for b in st.blocks)
+            ops = " ".join(f"A{b.heads}/{b.k_att}" if b.op == "acmix" else f"C{b.kernel}" for b in st.blocks)
             parts.append(f"s{si} {st.block} {st.channels}x{st.depth}/{st.stride} [{ops}]")
-        return ' | '.join(parts)
+        return " | ".join(parts)
 
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -354,26 +354,26 @@ class Arch:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Arch:
         """Inverse of to_dict. Raises ArchError (a ValueError) on a bad description."""
-        _check_mapping(d, 'arch', ['input_size', 'in_chans', 'stem', 'stages', 'num_features'])
-        missing = {'input_size', 'stages'} - set(d)
+        _check_mapping(d, "arch", ["input_size", "in_chans", "stem", "stages", "num_features"])
+        missing = {"input_size", "stages"} - set(d)
         _check(not missing, f"arch is missing {sorted(missing)}")
-        stem = d.get('stem', {})
-        _check_mapping(stem, 'stem', ['type', 'channels', 'pool'])
-        _check(isinstance(d['stages'], (list, tuple)), "stages must be a list")
-        size = d['input_size']
+        stem = d.get("stem", {})
+        _check_mapping(stem, "stem", ["type", "channels", "pool"])
+        _check(isinstance(d["stages"], (list, tuple)), "stages must be a list")
+        size = d["input_size"]
         if is_int(size):
             size = (size, size)
         return cls(
             input_size=tuple(size) if isinstance(size, (list, tuple)) else size,
-            in_chans=d.get('in_chans', 3),
+            in_chans=d.get("in_chans", 3),
             stem=StemArch(**stem),
-            stages=tuple(StageArch.from_dict(s) for s in d['stages']),
-            num_features=d.get('num_features', 0),
+            stages=tuple(StageArch.from_dict(s) for s in d["stages"]),
+            num_features=d.get("num_features", 0),
         )
 
     def to_json(self, indent: int | None = None) -> str:
         """Canonical JSON (sorted keys); `arch_id` hashes the compact form."""
-        return json.dumps(self.to_dict(), sort_keys=True, indent=indent, separators=None if indent else (',', ':'))
+        return json.dumps(self.to_dict(), sort_keys=True, indent=indent, separators=None if indent else (",", ":"))
 
     @classmethod
     def from_json(cls, s: str) -> Arch:
@@ -387,10 +387,10 @@ class Arch:
     def save(self, path: str | Path) -> Path:
         """Write as .json, or .yaml/.yml."""
         path = Path(path)
-        if path.suffix in ('.yaml', '.yml'):
+        if path.suffix in (".yaml", ".yml"):
             path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         else:
-            path.write_text(self.to_json(indent=2) + '\n')
+            path.write_text(self.to_json(indent=2) + "\n")
         return path
 
     @classmethod
@@ -398,5 +398,5 @@ class Arch:
         """Read a .json or .yaml/.yml file written by `save` (or by hand)."""
         path = Path(path)
         text = path.read_text()
-        d = yaml.safe_load(text) if path.suffix in ('.yaml', '.yml') else json.loads(text)
+        d = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
         return cls.from_dict(d)

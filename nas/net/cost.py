@@ -49,14 +49,14 @@ from nas.net.acmix import ACmix
 from nas.net.arch import Arch
 
 __all__ = [
-    'Cost',
-    'measure_cost',
-    'count_macs',
-    'acmix_attention_macs',
-    'acmix_macs',
-    'count_params',
-    'measure_latency',
-    'measure_peak_memory',
+    "Cost",
+    "measure_cost",
+    "count_macs",
+    "acmix_attention_macs",
+    "acmix_macs",
+    "count_params",
+    "measure_latency",
+    "measure_peak_memory",
 ]
 
 
@@ -76,7 +76,7 @@ class Cost:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d['input_size'] = list(self.input_size)
+        d["input_size"] = list(self.input_size)
         return d
 
 
@@ -132,7 +132,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[int,
     def flops(fqn: str) -> int:
         return sum(counts.get(f"{root}.{fqn}" if fqn else root, {}).values())
 
-    total = sum(counts.get('Global', {}).values())
+    total = sum(counts.get("Global", {}).values())
     attention = 0
     for name, m in acmix.items():
         H, W = in_sizes[name]
@@ -141,7 +141,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[int,
         # module is replaced by the operator's analytic count, part by part.
         analytic = acmix_macs(m, H, W)
         total += 2 * sum(analytic.values()) - flops(name)
-        attention += analytic['attention']
+        attention += analytic["attention"]
     return total // 2, attention
 
 
@@ -168,11 +168,11 @@ class _LiveTensorBytes(TorchDispatchMode):
         inputs = {
             t.untyped_storage().data_ptr()
             for t in tree_flatten((args, kwargs))[0]
-            if isinstance(t, torch.Tensor) and t.device.type != 'meta'
+            if isinstance(t, torch.Tensor) and t.device.type != "meta"
         }
         out = func(*args, **(kwargs or {}))
         for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.device.type != 'meta':
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
                 st = t.untyped_storage()
                 ptr = st.data_ptr()
                 if ptr == 0 or (ptr in inputs and ptr not in self.live):
@@ -187,7 +187,7 @@ class _LiveTensorBytes(TorchDispatchMode):
         return out
 
 
-def peak_memory_mb(fn: Callable[[], object], device: torch.device | str = 'cpu') -> float:
+def peak_memory_mb(fn: Callable[[], object], device: torch.device | str = "cpu") -> float:
     """Peak MB held by tensors created while `fn` runs, above what was held before it.
 
     CUDA: the caching allocator's peak (`max_memory_allocated`) minus the allocation before the call.
@@ -195,7 +195,7 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device | str = 'cpu')
     tensor is freed (a TorchDispatchMode), at op granularity.
     """
     device = torch.device(device)
-    if device.type == 'cuda':
+    if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
@@ -219,7 +219,7 @@ def training_memory_mb(model: nn.Module, input_size: tuple[int, int, int], batch
     def step() -> None:
         model(x).float().sum().backward()
 
-    activations = peak_memory_mb(step, 'cpu') * batch_size / 2
+    activations = peak_memory_mb(step, "cpu") * batch_size / 2
     model.zero_grad(set_to_none=True)
     weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
     return activations + 4 * weights
@@ -239,7 +239,7 @@ def measure_peak_memory(model: nn.Module, x: torch.Tensor) -> float:
 def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 3, repeats: int = 10) -> float:
     """Median milliseconds of one inference forward of batch `x` after `warmup` untimed runs."""
     model.eval()
-    cuda = x.device.type == 'cuda'
+    cuda = x.device.type == "cuda"
     times = []
     with torch.no_grad():
         for i in range(warmup + repeats):
@@ -257,7 +257,7 @@ def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 3, repeats:
 def measure_cost(
     model_or_arch: nn.Module | Arch,
     input_size: tuple[int, int, int] | None = None,
-    device: str | torch.device = 'cpu',
+    device: str | torch.device = "cpu",
     *,
     num_classes: int = 1000,
     batch_size: int = 1,
@@ -289,9 +289,9 @@ def measure_cost(
     else:
         model = model_or_arch
     if input_size is None:
-        arch = getattr(model, 'arch', None)
+        arch = getattr(model, "arch", None)
         input_size = (
-            (arch.in_chans, *arch.input_size) if arch is not None else tuple(model.pretrained_cfg['input_size'])
+            (arch.in_chans, *arch.input_size) if arch is not None else tuple(model.pretrained_cfg["input_size"])
         )
     input_size = tuple(int(v) for v in input_size)
     device = torch.device(device)
@@ -308,6 +308,6 @@ def measure_cost(
         peak_memory_mb=mem,
         input_size=input_size,
         batch_size=batch_size,
-        dtype=str(dtype).replace('torch.', ''),
+        dtype=str(dtype).replace("torch.", ""),
         device=str(device),
     )

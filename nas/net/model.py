@@ -32,20 +32,20 @@ from nas.net.acmix import ACmix
 from nas.net.arch import Arch, BlockArch, StageArch, StemArch
 
 __all__ = [
-    'arch_to_cfg',
-    'coerce_arch',
-    'create_model',
-    'default_arch',
-    'model_args',
-    'paper_arch',
-    'rates_of',
-    'rates_from_weights',
-    'block_map',
-    'describe_block',
-    'acmix_nas',
-    'acmix_resnet26',
-    'acmix_resnet38',
-    'acmix_resnet50',
+    "arch_to_cfg",
+    "coerce_arch",
+    "create_model",
+    "default_arch",
+    "model_args",
+    "paper_arch",
+    "rates_of",
+    "rates_from_weights",
+    "block_map",
+    "describe_block",
+    "acmix_nas",
+    "acmix_resnet26",
+    "acmix_resnet38",
+    "acmix_resnet50",
 ]
 
 PAPER_DEPTHS = {26: (1, 2, 4, 1), 38: (2, 3, 5, 2), 50: (3, 4, 6, 3)}
@@ -64,9 +64,9 @@ def coerce_arch(arch: Arch | dict[str, Any] | str) -> Arch:
 
 def _block_cfg(stage: StageArch, block: BlockArch) -> ByoBlockCfg:
     common = dict(d=1, c=stage.channels, s=stage.stride, gs=0, br=stage.bottle_ratio)
-    if block.op == 'acmix':
+    if block.op == "acmix":
         return ByoBlockCfg(
-            type='self_attn',
+            type="self_attn",
             self_attn_layer=ACmix,
             self_attn_kwargs=dict(
                 kernel_att=block.k_att,
@@ -78,7 +78,7 @@ def _block_cfg(stage: StageArch, block: BlockArch) -> ByoBlockCfg:
             ),
             **common,
         )
-    kind = 'bottle' if stage.block == 'bottleneck' else 'basic'
+    kind = "bottle" if stage.block == "bottleneck" else "basic"
     return ByoBlockCfg(type=kind, block_kwargs=dict(kernel_size=block.kernel), **common)
 
 
@@ -86,9 +86,9 @@ def arch_to_cfg(arch: Arch) -> ByoModelCfg:
     """The timm ByoModelCfg of an Arch (one ByoBlockCfg per block, a tuple per stage)."""
     return ByoModelCfg(
         blocks=tuple(tuple(_block_cfg(st, b) for b in st.blocks) for st in arch.stages),
-        downsample='conv1x1',
+        downsample="conv1x1",
         stem_type=arch.stem.type,
-        stem_pool=arch.stem.pool or '',
+        stem_pool=arch.stem.pool or "",
         stem_chs=arch.stem.channels,
         num_features=arch.num_features,
     )
@@ -96,33 +96,33 @@ def arch_to_cfg(arch: Arch) -> ByoModelCfg:
 
 def model_args(model: ByobNet) -> dict[str, Any]:
     """JSON-friendly kwargs that rebuild `model` with timm.create_model('acmix_nas', **kwargs)."""
-    return {'arch': model.arch.to_dict()}
+    return {"arch": model.arch.to_dict()}
 
 
 def default_arch() -> Arch:
     """The default space's (search_spaces/digits.yaml) all-ACmix point; built in, so no file is read."""
-    acmix = BlockArch(op='acmix', heads=4, k_att=3, k_conv=3)
+    acmix = BlockArch(op="acmix", heads=4, k_att=3, k_conv=3)
     return Arch(
         input_size=(16, 16),
         in_chans=1,
-        stem=StemArch('3x3', 16, None),
+        stem=StemArch("3x3", 16, None),
         stages=(
-            StageArch('basic', 16, 1, 1.0, (acmix,)),
-            StageArch('bottleneck', 64, 2, 0.25, (acmix, acmix)),
+            StageArch("basic", 16, 1, 1.0, (acmix,)),
+            StageArch("bottleneck", 64, 2, 0.25, (acmix, acmix)),
         ),
     )
 
 
-def paper_arch(depth: int = 50, op: str = 'acmix') -> Arch:
+def paper_arch(depth: int = 50, op: str = "acmix") -> Arch:
     """ResNet-26/38/50 (timm resnet layout: 7×7/2 stem + max-pool, 4 bottleneck stages,
     widths 64/128/256/512 × 4) with every bottleneck's 3×3 conv replaced by ACmix(k_att=7, head=4,
     k_conv=3) when op='acmix' (Pan et al., 2022), or kept as conv when op='conv'."""
-    block = BlockArch(op=op) if op == 'conv' else BlockArch(op='acmix', heads=4, k_att=7, k_conv=3)
+    block = BlockArch(op=op) if op == "conv" else BlockArch(op="acmix", heads=4, k_att=7, k_conv=3)
     stages = tuple(
-        StageArch('bottleneck', c * 4, 1 if i == 0 else 2, 0.25, (block,) * d)
+        StageArch("bottleneck", c * 4, 1 if i == 0 else 2, 0.25, (block,) * d)
         for i, (c, d) in enumerate(zip((64, 128, 256, 512), PAPER_DEPTHS[depth]))
     )
-    return Arch(input_size=(224, 224), in_chans=3, stem=StemArch('7x7', 64, 'maxpool'), stages=stages)
+    return Arch(input_size=(224, 224), in_chans=3, stem=StemArch("7x7", 64, "maxpool"), stages=stages)
 
 
 def _norm_stats(in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -138,19 +138,19 @@ def _arch_cfg_overlay(arch: Arch) -> dict[str, Any]:
 
 
 def _create(variant: str, arch: Arch, pretrained: bool, **kwargs: Any) -> ByobNet:
-    in_chans = kwargs.pop('in_chans', arch.in_chans)
+    in_chans = kwargs.pop("in_chans", arch.in_chans)
     if in_chans != arch.in_chans:
         raise ValueError(f"in_chans={in_chans} contradicts the arch's in_chans={arch.in_chans}")
     overlay = _arch_cfg_overlay(arch)
-    if not kwargs.get('pretrained_cfg') and variant == 'acmix_nas':
+    if not kwargs.get("pretrained_cfg") and variant == "acmix_nas":
         mean, std = _norm_stats(arch.in_chans)  # the dataset's stats belong in an export's pretrained_cfg
         overlay.update(mean=mean, std=std)
-    overlay.update(kwargs.pop('pretrained_cfg_overlay', None) or {})
-    if kwargs.get('features_only') and 'out_indices' not in kwargs:
+    overlay.update(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    if kwargs.get("features_only") and "out_indices" not in kwargs:
         # timm's default (0..4) assumes five feature levels; an Arch has as many as `_feature_info` gives
-        with torch.device('meta'):
+        with torch.device("meta"):
             n = len(_feature_info(ByobNet(arch_to_cfg(arch), num_classes=0, in_chans=arch.in_chans)))
-        kwargs['out_indices'] = tuple(range(n))
+        kwargs["out_indices"] = tuple(range(n))
     model = build_model_with_cfg(
         ByobNet,
         variant,
@@ -171,10 +171,10 @@ def _feature_info(model: ByobNet) -> list[dict[str, Any]]:
     feature extraction contract expects at least three levels. The stem (/2) and the first stage's
     end (/2 when it does not downsample) are then both levels, of equal reduction."""
     info = list(model.feature_info)
-    if len(info) < 3 and info[0]['module'] == 'stages.0':
+    if len(info) < 3 and info[0]["module"] == "stages.0":
         # stage 0 keeps the stem's resolution, so the stem's output is a level of the same reduction
         stem_chs = [m for m in model.stem.modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
-        info.insert(0, dict(num_chs=stem_chs, reduction=info[0]['reduction'], module='stem', stage=0))
+        info.insert(0, dict(num_chs=stem_chs, reduction=info[0]["reduction"], module="stem", stage=0))
     return info
 
 
@@ -186,35 +186,35 @@ def _feature_net(model: ByobNet, **kwargs: Any) -> FeatureListNet:
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     return {
-        'url': '',
-        'num_classes': 1000,
-        'input_size': (3, 224, 224),
-        'pool_size': (7, 7),
-        'crop_pct': 0.875,
-        'interpolation': 'bicubic',
-        'mean': IMAGENET_DEFAULT_MEAN,
-        'std': IMAGENET_DEFAULT_STD,
-        'first_conv': 'stem.conv1.conv',
-        'classifier': 'head.fc',
-        'license': 'mit',
+        "url": "",
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "stem.conv1.conv",
+        "classifier": "head.fc",
+        "license": "mit",
         **kwargs,
     }
 
 
 default_cfgs = generate_default_cfgs(
     {
-        'acmix_nas': _cfg(
+        "acmix_nas": _cfg(
             num_classes=10,
             input_size=(1, 16, 16),
             pool_size=(2, 2),
             crop_pct=1.0,
             mean=(0.5,),
             std=(0.5,),
-            first_conv='stem.conv',
+            first_conv="stem.conv",
         ),
-        'acmix_resnet26': _cfg(paper_ids='arXiv:2111.14556'),
-        'acmix_resnet38': _cfg(paper_ids='arXiv:2111.14556'),
-        'acmix_resnet50': _cfg(paper_ids='arXiv:2111.14556'),
+        "acmix_resnet26": _cfg(paper_ids="arXiv:2111.14556"),
+        "acmix_resnet38": _cfg(paper_ids="arXiv:2111.14556"),
+        "acmix_resnet50": _cfg(paper_ids="arXiv:2111.14556"),
     }
 )
 
@@ -224,35 +224,35 @@ def acmix_nas(pretrained: bool = False, arch: Arch | dict[str, Any] | str | None
     """A network of the acmix-nas search: `arch` is an Arch, its dict or its JSON; with none, the
     default digits space's all-ACmix point (1×16×16 input, 10 classes)."""
     arch = default_arch() if arch is None else coerce_arch(arch)
-    return _create('acmix_nas', arch, pretrained, **kwargs)
+    return _create("acmix_nas", arch, pretrained, **kwargs)
 
 
 @register_model
 def acmix_resnet26(pretrained: bool = False, **kwargs: Any) -> ByobNet:
     """ACmix-ResNet-26 (Pan et al., 2022): ResNet-26 with ACmix in every bottleneck."""
-    return _create('acmix_resnet26', paper_arch(26), pretrained, **kwargs)
+    return _create("acmix_resnet26", paper_arch(26), pretrained, **kwargs)
 
 
 @register_model
 def acmix_resnet38(pretrained: bool = False, **kwargs: Any) -> ByobNet:
     """ACmix-ResNet-38 (Pan et al., 2022): ResNet-38 with ACmix in every bottleneck."""
-    return _create('acmix_resnet38', paper_arch(38), pretrained, **kwargs)
+    return _create("acmix_resnet38", paper_arch(38), pretrained, **kwargs)
 
 
 @register_model
 def acmix_resnet50(pretrained: bool = False, **kwargs: Any) -> ByobNet:
     """ACmix-ResNet-50 (Pan et al., 2022): ResNet-50 with ACmix in every bottleneck."""
-    return _create('acmix_resnet50', paper_arch(50), pretrained, **kwargs)
+    return _create("acmix_resnet50", paper_arch(50), pretrained, **kwargs)
 
 
 def create_model(arch: Arch | dict[str, Any] | str, num_classes: int = 10, **kwargs: Any) -> ByobNet:
     """timm.create_model('acmix_nas', arch=arch, num_classes=num_classes, **kwargs)."""
     import timm
 
-    return timm.create_model('acmix_nas', arch=coerce_arch(arch), num_classes=num_classes, **kwargs)
+    return timm.create_model("acmix_nas", arch=coerce_arch(arch), num_classes=num_classes, **kwargs)
 
 
-_BLOCK_RE = re.compile(r'(?:^|\.)stages\.(\d+)\.(\d+)\.')
+_BLOCK_RE = re.compile(r"(?:^|\.)stages\.(\d+)\.(\d+)\.")
 
 
 def rates_of(model: torch.nn.Module) -> list[dict[str, Any]]:
@@ -261,7 +261,7 @@ def rates_of(model: torch.nn.Module) -> list[dict[str, Any]]:
     out = []
     for name, m in model.named_modules():
         if isinstance(m, ACmix):
-            loc = _BLOCK_RE.search(name + '.')
+            loc = _BLOCK_RE.search(name + ".")
             out.append(
                 dict(
                     stage=int(loc.group(1)) if loc else None,
@@ -281,14 +281,14 @@ def rates_from_weights(path: str | Path) -> list[dict[str, Any]]:
     from safetensors import safe_open
 
     found: dict[tuple[int, int], dict[str, Any]] = {}
-    with safe_open(str(path), framework='pt') as f:
+    with safe_open(str(path), framework="pt") as f:
         for key in f.keys():
-            m = re.search(r'stages\.(\d+)\.(\d+)\.self_attn\.rate([12])$', key)
+            m = re.search(r"stages\.(\d+)\.(\d+)\.self_attn\.rate([12])$", key)
             if m:
                 row = found.setdefault(
                     (int(m.group(1)), int(m.group(2))), dict(stage=int(m.group(1)), index=int(m.group(2)))
                 )
-                row['alpha' if m.group(3) == '1' else 'beta'] = float(f.get_tensor(key).float().reshape(-1)[0])
+                row["alpha" if m.group(3) == "1" else "beta"] = float(f.get_tensor(key).float().reshape(-1)[0])
     return [found[k] for k in sorted(found)]
 
 
@@ -300,30 +300,30 @@ def block_map(arch: Arch, rates: Sequence[dict[str, Any]] | None = None) -> list
     rows = arch.block_map()
     located: list[tuple[tuple[int, int] | None, dict[str, Any]]] = []
     for r in rates or []:
-        if r.get('stage') is not None and r.get('index') is not None:
-            located.append(((int(r['stage']), int(r['index'])), r))
+        if r.get("stage") is not None and r.get("index") is not None:
+            located.append(((int(r["stage"]), int(r["index"])), r))
         else:  # {'module': 'stages.1.0.self_attn', 'alpha', 'beta'}
-            m = _BLOCK_RE.search(str(r.get('module') or r.get('name') or '') + '.')
+            m = _BLOCK_RE.search(str(r.get("module") or r.get("name") or "") + ".")
             located.append(((int(m.group(1)), int(m.group(2))) if m else None, r))
     by_loc = {loc: r for loc, r in located if loc is not None}
     positional = iter([r for loc, r in located if loc is None])
     for row in rows:
-        row['rates'] = None
-        if row['op'] != 'acmix':
+        row["rates"] = None
+        if row["op"] != "acmix":
             continue
-        learned = by_loc.get((row['stage'], row['index'])) or next(positional, None)
-        if learned and learned.get('alpha') is not None and row['learnable']:
-            row['alpha'], row['beta'], row['rates'] = float(learned['alpha']), float(learned['beta']), 'learned'
+        learned = by_loc.get((row["stage"], row["index"])) or next(positional, None)
+        if learned and learned.get("alpha") is not None and row["learnable"]:
+            row["alpha"], row["beta"], row["rates"] = float(learned["alpha"]), float(learned["beta"]), "learned"
         else:
-            row['rates'] = 'initial'
+            row["rates"] = "initial"
     return rows
 
 
 def describe_block(row: dict[str, Any]) -> str:
     """One short line per block, e.g. 's1.b0 ACmix h4 k7 c3 α0.61 β0.44' or 's0.b0 conv 3x3'."""
     head = f"s{row['stage']}.b{row['index']}"
-    if row['op'] == 'acmix':
-        tag = '' if row['rates'] == 'learned' else ' (init)'
+    if row["op"] == "acmix":
+        tag = "" if row["rates"] == "learned" else " (init)"
         return (
             f"{head} ACmix h{row['heads']} k{row['k_att']} c{row['k_conv']} α{row['alpha']:.2f} β{row['beta']:.2f}{tag}"
         )

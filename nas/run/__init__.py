@@ -28,14 +28,14 @@ from nas.run.pareto import OBJECTIVES, Objective
 from nas.run.record import TrialRecord
 
 __all__ = [
-    'Archive',
-    'ArchResult',
-    'RunConfig',
-    'RunError',
-    'RunFolder',
-    'RunLock',
-    'RunLocked',
-    'OBJECTIVES',
-    'Objective',
-    'TrialRecord',
+    "Archive",
+    "ArchResult",
+    "RunConfig",
+    "RunError",
+    "RunFolder",
+    "RunLock",
+    "RunLocked",
+    "OBJECTIVES",
+    "Objective",
+    "TrialRecord",
 ]

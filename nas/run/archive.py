@@ -44,7 +44,7 @@ from nas.run.pareto import NOISE_Z, OBJECTIVES
 if TYPE_CHECKING:
     from nas.run.record import TrialRecord
 
-__all__ = ['ArchResult', 'aggregate', 'seed_std', 'Archive', 'RungArchive']
+__all__ = ["ArchResult", "aggregate", "seed_std", "Archive", "RungArchive"]
 
 
 @dataclass
@@ -220,7 +220,7 @@ class RungArchive:
         self._short: dict[int, None] = {}  # candidates with fewer seeds than `repeats` asks (ordered)
         self._repeats = 1
         self._cache: dict[tuple[Any, ...], Any] = {}  # band, flags: valid until the next change
-        self._acc_col = self.objectives.index('accuracy')
+        self._acc_col = self.objectives.index("accuracy")
 
     def __len__(self) -> int:
         return len(self._order)
@@ -324,7 +324,7 @@ class RungArchive:
     def _noise(self, z: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """front indices, dominated candidate indices, dom[d, f] (front point f dominates d) and
         the noise margin[d, f] of their accuracy difference."""
-        key = ('noise', z)
+        key = ("noise", z)
         if key not in self._cache:
             n = len(self._order)
             valid = np.flatnonzero(self._valid[:n])
@@ -347,7 +347,7 @@ class RungArchive:
         if len(others) == 0 or len(front) == 0:
             return []
         gap = self._acc(front)[None, :] - self._acc(others)[:, None]
-        with np.errstate(invalid='ignore', divide='ignore'):
+        with np.errstate(invalid="ignore", divide="ignore"):
             behind = np.where(dom, gap / margin, -np.inf).max(axis=1)
         keep = np.flatnonzero(behind < 1.0)  # nan (noise unknown) compares False
         rows = sorted((float(behind[k]), self._order[others[k]].number, int(others[k])) for k in keep)

@@ -29,9 +29,9 @@ from nas.run.record import TrialRecord
 if TYPE_CHECKING:
     from nas.space.space import SearchSpace
 
-__all__ = ['EXACT_COSTS', 'SpaceMembership', 'RecordPolicy']
+__all__ = ["EXACT_COSTS", "SpaceMembership", "RecordPolicy"]
 
-EXACT_COSTS = ('params', 'macs')  # what the architecture alone decides
+EXACT_COSTS = ("params", "macs")  # what the architecture alone decides
 
 
 class SpaceMembership:
@@ -83,10 +83,10 @@ class RecordPolicy:
             if cost in known and getattr(record, cost) is not None and getattr(record, cost) != known[cost][0]
         ]
         if differ:
-            said = ', '.join(f"{cost} {value} here, {was} in line {at}" for cost, value, was, at in differ)
+            said = ", ".join(f"{cost} {value} here, {was} in line {at}" for cost, value, was, at in differ)
             return f"contradicts an earlier record of {evaluation} ({said}); the first record counts"
         complete = (record.arch_id, record.seed, record.epochs)
-        if record.status == 'complete' and complete in self._complete:
+        if record.status == "complete" and complete in self._complete:
             return (
                 f"a second complete record of {evaluation} at {record.epochs} epochs (line "
                 f"{self._complete[complete]} is the first): one training counted as two seeds; the first record counts"
@@ -94,6 +94,6 @@ class RecordPolicy:
         for cost in EXACT_COSTS:
             if getattr(record, cost) is not None:
                 known.setdefault(cost, (getattr(record, cost), line))
-        if record.status == 'complete':
+        if record.status == "complete":
             self._complete[complete] = line
         return None

@@ -97,7 +97,7 @@ def folder_written_whole(dst: str | Path) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~umask)  # a folder as mkdir makes it, not mkdtemp's private one
     try:
         yield tmp
-        for path in tmp.rglob('*'):  # files as open() makes them (safetensors writes its own 0600)
+        for path in tmp.rglob("*"):  # files as open() makes them (safetensors writes its own 0600)
             if path.is_file() and not path.is_symlink():
                 os.chmod(path, 0o666 & ~umask)
         old = None

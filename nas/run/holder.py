@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ['LOCK_FILE', 'Holder', 'holder_of']
+__all__ = ["LOCK_FILE", "Holder", "holder_of"]
 
-LOCK_FILE = 'run.lock'
+LOCK_FILE = "run.lock"
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,9 @@ class Holder:
 
     pid: int
     host: str
-    command: str = ''
-    resume: str = ''  # the command that continues the holder's work after it stops
-    since: str = ''
+    command: str = ""
+    resume: str = ""  # the command that continues the holder's work after it stops
+    since: str = ""
 
     @classmethod
     def parse(cls, raw: bytes) -> Holder | None:
@@ -35,7 +35,7 @@ class Holder:
         process to wait for or to stop."""
         try:
             d = json.loads(raw)
-            holder = cls(**{k: d[k] for k in ('pid', 'host', 'command', 'resume', 'since') if k in d})
+            holder = cls(**{k: d[k] for k in ("pid", "host", "command", "resume", "since") if k in d})
         except (ValueError, TypeError, KeyError):
             return None
         pid_ok = isinstance(holder.pid, int) and not isinstance(holder.pid, bool) and holder.pid > 0
@@ -43,7 +43,7 @@ class Holder:
         return holder if pid_ok and texts_ok and holder.host else None
 
     def describe(self) -> str:
-        what = self.command.split(' --', 1)[0] if self.command else 'another process'
+        what = self.command.split(" --", 1)[0] if self.command else "another process"
         return f"{what} (pid {self.pid} on {self.host}{', since ' + self.since if self.since else ''})"
 
 

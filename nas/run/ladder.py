@@ -21,14 +21,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-__all__ = ['rung_of', 'top_rung', 'kendall_spearman', 'rank_agreement']
+__all__ = ["rung_of", "top_rung", "kendall_spearman", "rank_agreement"]
 
-T = TypeVar('T')
+T = TypeVar("T")
 
 
 def rung_of(point: Any) -> int:
     """The rung of a record or an architecture (its `rung`; 0 where it has none)."""
-    return int(getattr(point, 'rung', 0) or 0)
+    return int(getattr(point, "rung", 0) or 0)
 
 
 def top_rung(points: Iterable[T]) -> list[T]:
@@ -78,9 +78,9 @@ def rank_agreement(
         pairs = [(a[seeds[0]], a[seeds[1]]) for a in upper_seeds if seeds[0] in a and seeds[1] in a]
         retest = kendall_spearman([p[0] for p in pairs], [p[1] for p in pairs])[0]
     return {
-        'architectures': len(lower),
-        'kendall_tau': tau,
-        'spearman_rho': rho,
-        'seeds': seeds,
-        'retest_tau': retest,
+        "architectures": len(lower),
+        "kendall_tau": tau,
+        "spearman_rho": rho,
+        "seeds": seeds,
+        "retest_tau": retest,
     }

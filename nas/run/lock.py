@@ -43,7 +43,7 @@ from typing import Any
 from nas.run.folder import RunError
 from nas.run.holder import LOCK_FILE, Holder, holder_of
 
-__all__ = ['LOCK_FILE', 'HEARTBEAT_S', 'STALE_S', 'Holder', 'RunLock', 'RunLocked', 'holder_of']
+__all__ = ["LOCK_FILE", "HEARTBEAT_S", "STALE_S", "Holder", "RunLock", "RunLocked", "holder_of"]
 
 HEARTBEAT_S = 20.0  # the holder touches the lock file this often
 STALE_S = 120.0  # a holder on another host not seen for this long is gone (clocks may differ a little)
@@ -77,9 +77,9 @@ class RunLock:
     (one line) when it took over a lock left by a holder that is gone, else None.
     """
 
-    def __init__(self, folder: str | Path, command: str = '', resume: str = ''):
+    def __init__(self, folder: str | Path, command: str = "", resume: str = ""):
         self.folder = Path(folder)
-        self.command = command or ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        self.command = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
         self.resume = resume
         self.note: str | None = None  # set by acquire(): a lock taken over from a holder that is gone
         self._fd: int | None = None
@@ -102,7 +102,7 @@ class RunLock:
         except OSError as e:
             raise RunError(f"{self.folder}: cannot write the run folder ({e.strerror or e})") from None
         if (self.path.exists() or self.path.is_symlink()) and not self.path.is_file():
-            what = 'a folder' if self.path.is_dir() else 'not a regular file'
+            what = "a folder" if self.path.is_dir() else "not a regular file"
             raise RunError(
                 f"{self.path}: {what}, not the run's lock file, so no process can take the lock; move it out "
                 f"of the run folder (a missing {LOCK_FILE} is made anew)"
@@ -119,7 +119,7 @@ class RunLock:
         self._fd, self.note = fd, note
         self._stop.clear()
         self._beat = threading.Thread(
-            target=self._heartbeat, args=(fd, self._stop), name='run-lock heartbeat', daemon=True
+            target=self._heartbeat, args=(fd, self._stop), name="run-lock heartbeat", daemon=True
         )
         self._beat.start()
         return note
@@ -158,11 +158,11 @@ class RunLock:
             me,
             self.command,
             self.resume,
-            datetime.now(timezone.utc).astimezone().isoformat(timespec='seconds'),
+            datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
         )
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(asdict(info)) + '\n').encode(), 0)
+            os.pwrite(fd, (json.dumps(asdict(info)) + "\n").encode(), 0)
             os.fsync(fd)
         except OSError as e:
             with contextlib.suppress(OSError):
@@ -178,7 +178,7 @@ class RunLock:
             line += f", seen {seen:.0f} s ago: this file system's locks do not reach across hosts"
         line += f"; only one process may write a run folder. Wait for it to finish, or stop it (kill {holder.pid}"
         line += f" on {holder.host}: it stops cleanly)" + (
-            f" and continue with: {holder.resume}" if holder.resume else ''
+            f" and continue with: {holder.resume}" if holder.resume else ""
         )
         return line
 

@@ -40,29 +40,29 @@ from optuna.study._multi_objective import _fast_non_domination_rank
 from nas.run.ladder import rung_of, top_rung
 
 __all__ = [
-    'OBJECTIVES',
-    'Objective',
-    'COSTS',
-    'Point',
-    'directions',
-    'as_losses',
-    'nondominated_ranks',
-    'knee_index',
-    'normalise',
-    'hypervolume_of',
-    'candidates',
-    'losses_of',
-    'ranks',
-    'front',
-    'knee',
-    'normalised_losses',
-    'hypervolume',
-    'hypervolume_history',
-    'NOISE_Z',
-    'accuracy_errors',
-    'noise_band',
-    'unseparable',
-    'race_targets',
+    "OBJECTIVES",
+    "Objective",
+    "COSTS",
+    "Point",
+    "directions",
+    "as_losses",
+    "nondominated_ranks",
+    "knee_index",
+    "normalise",
+    "hypervolume_of",
+    "candidates",
+    "losses_of",
+    "ranks",
+    "front",
+    "knee",
+    "normalised_losses",
+    "hypervolume",
+    "hypervolume_history",
+    "NOISE_Z",
+    "accuracy_errors",
+    "noise_band",
+    "unseparable",
+    "race_targets",
 ]
 
 
@@ -81,13 +81,13 @@ class Objective(NamedTuple):
 
 # The one table of objectives: every command, record and plot reads it.
 OBJECTIVES: dict[str, Objective] = {
-    'accuracy': Objective('accuracy', 'maximize', 'validation accuracy'),
-    'macs': Objective('macs', 'minimize', 'MACs (one image)', 'max_macs', True),
-    'params': Objective('params', 'minimize', 'parameters', 'max_params', True),
-    'latency': Objective('latency_ms', 'minimize', 'latency (ms)', 'max_latency_ms', True),
-    'memory': Objective('memory_mb', 'minimize', 'peak memory (MB)', 'max_memory_mb'),
+    "accuracy": Objective("accuracy", "maximize", "validation accuracy"),
+    "macs": Objective("macs", "minimize", "MACs (one image)", "max_macs", True),
+    "params": Objective("params", "minimize", "parameters", "max_params", True),
+    "latency": Objective("latency_ms", "minimize", "latency (ms)", "max_latency_ms", True),
+    "memory": Objective("memory_mb", "minimize", "peak memory (MB)", "max_memory_mb"),
 }
-COSTS = tuple(o for o in OBJECTIVES if OBJECTIVES[o][1] == 'minimize')
+COSTS = tuple(o for o in OBJECTIVES if OBJECTIVES[o][1] == "minimize")
 NOISE_Z = 2.0  # accuracy differences within NOISE_Z standard errors are "within the noise"
 
 
@@ -103,7 +103,7 @@ class Point(Protocol):
     def value(self, objective: str) -> float | None: ...
 
 
-P = TypeVar('P', bound=Point)
+P = TypeVar("P", bound=Point)
 
 
 def directions(objectives: Sequence[str]) -> list[str]:
@@ -116,7 +116,7 @@ def directions(objectives: Sequence[str]) -> list[str]:
 
 def as_losses(values: np.ndarray | Sequence[Sequence[float]], objectives: Sequence[str]) -> np.ndarray:
     """Objective values (n, m) as losses: maximised objectives negated."""
-    sign = np.array([-1.0 if d == 'maximize' else 1.0 for d in directions(objectives)])
+    sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions(objectives)])
     return np.asarray(values, dtype=float).reshape(-1, len(objectives)) * sign
 
 
@@ -150,7 +150,7 @@ def normalise(losses: np.ndarray, objectives: Sequence[str], scales: Mapping[str
     losses = np.asarray(losses, dtype=float).reshape(-1, len(objectives))
     out = np.empty_like(losses)
     for j, o in enumerate(objectives):
-        out[:, j] = 1.0 + losses[:, j] if OBJECTIVES[o][1] == 'maximize' else losses[:, j] / float(scales[o])
+        out[:, j] = 1.0 + losses[:, j] if OBJECTIVES[o][1] == "maximize" else losses[:, j] / float(scales[o])
     return out
 
 
@@ -172,7 +172,7 @@ def hypervolume_of(normalised: np.ndarray) -> float:
 def candidates(points: Iterable[P], objectives: Sequence[str]) -> list[P]:
     """The points that can be on a front: complete, feasible, with every objective measured."""
     return [
-        p for p in points if p.status == 'complete' and p.feasible and all(p.value(o) is not None for o in objectives)
+        p for p in points if p.status == "complete" and p.feasible and all(p.value(o) is not None for o in objectives)
     ]
 
 
@@ -238,9 +238,9 @@ def accuracy_errors(points: Sequence[Point], sigma: float | None) -> np.ndarray:
     """The standard error of each point's accuracy (see above)."""
     out = []
     for p in points:
-        se = getattr(p, 'accuracy_se', None)
+        se = getattr(p, "accuracy_se", None)
         if se is None and sigma is not None:
-            se = sigma / max(1, int(getattr(p, 'seeds', 1))) ** 0.5
+            se = sigma / max(1, int(getattr(p, "seeds", 1))) ** 0.5
         out.append(np.nan if se is None else float(se))
     return np.asarray(out, dtype=float)
 
@@ -248,8 +248,8 @@ def accuracy_errors(points: Sequence[Point], sigma: float | None) -> np.ndarray:
 def _noise_setup(points: Iterable[P], objectives: Sequence[str], sigma: float | None, z: float):
     cands = top_rung(candidates(points, objectives))  # noise is compared within a rung: the front's
     losses = losses_of(cands, objectives)
-    acc = -losses[:, list(objectives).index('accuracy')] if len(cands) else np.zeros(0)
-    costs = np.delete(losses, list(objectives).index('accuracy'), axis=1) if len(cands) else losses
+    acc = -losses[:, list(objectives).index("accuracy")] if len(cands) else np.zeros(0)
+    costs = np.delete(losses, list(objectives).index("accuracy"), axis=1) if len(cands) else losses
     se = accuracy_errors(cands, sigma)
     margin = z * np.sqrt(se[:, None] ** 2 + se[None, :] ** 2)  # margin[i, j]: noise of acc_i - acc_j
     return cands, nondominated_ranks(losses), acc, costs, margin
@@ -305,7 +305,7 @@ def race_targets(
     cands = candidates(points, objectives)
     out: dict[int, tuple[P, int]] = {}
     if race > 1:
-        for p in sorted(front(cands, objectives), key=lambda p: (getattr(p, 'seeds', 1), p.number)):
+        for p in sorted(front(cands, objectives), key=lambda p: (getattr(p, "seeds", 1), p.number)):
             out[p.number] = (p, max(race, repeats))
         if band:
             for p in noise_band(cands, objectives, sigma):

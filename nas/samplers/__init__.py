@@ -49,4 +49,4 @@ from nas.samplers.registry import SAMPLERS, make_sampler
 from nas.samplers.unique import UniqueSampler
 from nas.samplers.window import HistoryWindow
 
-__all__ = ['Encoding', 'EvolutionSampler', 'UniqueSampler', 'HistoryWindow', 'SAMPLERS', 'make_sampler']
+__all__ = ["Encoding", "EvolutionSampler", "UniqueSampler", "HistoryWindow", "SAMPLERS", "make_sampler"]

@@ -29,9 +29,9 @@ from optuna.distributions import (
 from optuna.study import Study
 from optuna.trial import TrialState
 
-__all__ = ['Encoding', 'ArchSpace', 'Seen', 'ENQUEUED']
+__all__ = ["Encoding", "ArchSpace", "Seen", "ENQUEUED"]
 
-ENQUEUED = 'fixed_params'  # Optuna's system attribute of an enqueued trial (as its GridSampler reads it)
+ENQUEUED = "fixed_params"  # Optuna's system attribute of an enqueued trial (as its GridSampler reads it)
 Key = Callable[[Mapping[str, Any]], Hashable]
 
 
@@ -63,11 +63,11 @@ class Encoding:
         for name, d in self.distributions.items():
             if not isinstance(d, (CategoricalDistribution, IntDistribution, FloatDistribution)):
                 raise TypeError(
-                    f'{name}: expected an Optuna CategoricalDistribution, IntDistribution or '
-                    f'FloatDistribution, got {type(d).__name__}'
+                    f"{name}: expected an Optuna CategoricalDistribution, IntDistribution or "
+                    f"FloatDistribution, got {type(d).__name__}"
                 )
-        object.__setattr__(self, 'distributions', dict(self.distributions))
-        object.__setattr__(self, 'names', tuple(self.distributions))
+        object.__setattr__(self, "distributions", dict(self.distributions))
+        object.__setattr__(self, "names", tuple(self.distributions))
 
     @classmethod
     def of(cls, space: Encoding | Mapping[str, BaseDistribution] | ArchSpace) -> Encoding:
@@ -77,10 +77,10 @@ class Encoding:
             return space
         if isinstance(space, Mapping):
             return cls(space)
-        if hasattr(space, 'encoding') and hasattr(space, 'point'):
+        if hasattr(space, "encoding") and hasattr(space, "point"):
             return cls({n: d.distribution() for n, d in space.encoding.items()}, _ArchKey(space))
         raise TypeError(
-            f'expected Optuna distributions by name, an Encoding or a SearchSpace, got {type(space).__name__}'
+            f"expected Optuna distributions by name, an Encoding or a SearchSpace, got {type(space).__name__}"
         )
 
     def id_of(self, params: Mapping[str, Any]) -> Hashable | None:

@@ -27,7 +27,7 @@ from nas.run.pareto import nondominated_ranks
 from nas.samplers.encoding import ArchSpace, Encoding
 from nas.samplers.unseen import UnseenSampler
 
-__all__ = ['EvolutionSampler', 'rank_and_crowding', 'feasible_trial']
+__all__ = ["EvolutionSampler", "rank_and_crowding", "feasible_trial"]
 
 
 class EvolutionSampler(UnseenSampler):
@@ -56,9 +56,9 @@ class EvolutionSampler(UnseenSampler):
     ):
         super().__init__(search_space, seed)
         if not 1 <= tournament <= population:
-            raise ValueError(f'tournament must be from 1 to population ({population}), got {tournament}')
+            raise ValueError(f"tournament must be from 1 to population ({population}), got {tournament}")
         if start < 1:
-            raise ValueError(f'start must be >= 1, got {start}')
+            raise ValueError(f"start must be >= 1, got {start}")
         self.population, self.tournament, self.start = population, tournament, min(start, population)
         self._members: deque[FrozenTrial] = deque(maxlen=population)  # the complete trials, oldest first
         self._open: list[int] = []  # trial numbers not finished when last looked at
@@ -70,7 +70,7 @@ class EvolutionSampler(UnseenSampler):
             params = self.random_unseen()
             if params is None:
                 return self.fallback(trial.number, {})
-            self.kinds[trial.number] = 'random'
+            self.kinds[trial.number] = "random"
             return params
         ranks = rank_and_crowding(members, study.directions)
         child = None
@@ -82,7 +82,7 @@ class EvolutionSampler(UnseenSampler):
             child = self.nearest_unseen(dict(self._tournament(members, ranks).params))
         if child is None:
             return self.fallback(trial.number, {})
-        self.kinds[trial.number] = 'mutated'
+        self.kinds[trial.number] = "mutated"
         return child
 
     def _population(self, study: Study) -> list[FrozenTrial]:
@@ -121,7 +121,7 @@ def _losses(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection])
 def feasible_trial(t: FrozenTrial) -> bool:
     """Whether every constraint value of `t` is <= 0: Optuna's (`Trial.set_constraint`) and those
     of the 'constraints' user attribute (as nas.search records them too)."""
-    return all(c <= 0 for c in [*t.constraints.values(), *(t.user_attrs.get('constraints') or [])])
+    return all(c <= 0 for c in [*t.constraints.values(), *(t.user_attrs.get("constraints") or [])])
 
 
 def rank_and_crowding(
@@ -140,7 +140,7 @@ def rank_and_crowding(
     for r in np.unique(rank):
         idx = np.flatnonzero(rank == r)
         for j in range(losses.shape[1]):
-            order = idx[np.argsort(losses[idx, j], kind='stable')]
+            order = idx[np.argsort(losses[idx, j], kind="stable")]
             span = losses[order[-1], j] - losses[order[0], j]
             crowding[order[0]] = crowding[order[-1]] = np.inf
             if len(order) > 2 and span > 0:

@@ -23,7 +23,7 @@ from nas.samplers.evolution import EvolutionSampler
 from nas.samplers.unique import UniqueSampler
 from nas.samplers.unseen import UnseenSampler
 
-__all__ = ['SAMPLERS', 'make_sampler', 'evolution_sizes']
+__all__ = ["SAMPLERS", "make_sampler", "evolution_sizes"]
 
 
 def evolution_sizes(budget: int) -> tuple[int, int]:
@@ -50,26 +50,26 @@ class _Optuna:
 
     def __call__(self, space: Encoding, seed: int, budget: int, window: int | None) -> UniqueSampler:
         with warnings.catch_warnings():  # multivariate/group/constant_liar and NSGA-III are "experimental"
-            warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             inner = self.make(seed, budget)
         return UniqueSampler(inner, space, seed=seed, window=window if self.windowed else None)
 
 
-Factory = Callable[[Encoding, int, int, 'int | None'], UnseenSampler]  # (space, seed, budget, window)
+Factory = Callable[[Encoding, int, int, "int | None"], UnseenSampler]  # (space, seed, budget, window)
 _FACTORIES: dict[str, Factory] = {
-    'evolution': _evolution,  # the first is the default
-    'tpe': _Optuna(
+    "evolution": _evolution,  # the first is the default
+    "tpe": _Optuna(
         lambda seed, _: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True),
         windowed=True,
     ),
-    'nsga2': _Optuna(
+    "nsga2": _Optuna(
         lambda seed, budget: optuna.samplers.NSGAIISampler(seed=seed, population_size=_ga_population(budget))
     ),
-    'nsga3': _Optuna(
+    "nsga3": _Optuna(
         lambda seed, budget: optuna.samplers.NSGAIIISampler(seed=seed, population_size=_ga_population(budget))
     ),
-    'gp': _Optuna(lambda seed, _: optuna.samplers.GPSampler(seed=seed), windowed=True),
-    'random': _Optuna(lambda seed, _: optuna.samplers.RandomSampler(seed=seed)),
+    "gp": _Optuna(lambda seed, _: optuna.samplers.GPSampler(seed=seed), windowed=True),
+    "random": _Optuna(lambda seed, _: optuna.samplers.RandomSampler(seed=seed)),
 }
 SAMPLERS: tuple[str, ...] = tuple(_FACTORIES)
 

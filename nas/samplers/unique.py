@@ -22,7 +22,7 @@ from nas.samplers.encoding import ArchSpace, Encoding
 from nas.samplers.unseen import UnseenSampler
 from nas.samplers.window import HistoryWindow
 
-__all__ = ['UniqueSampler']
+__all__ = ["UniqueSampler"]
 
 
 class UniqueSampler(UnseenSampler):
@@ -73,11 +73,11 @@ class UniqueSampler(UnseenSampler):
             finally:
                 view.tell(stand_in, state=TrialState.FAIL)  # a FAIL trial: no sampler learns from it
         if self.seen.unseen(params):
-            self.kinds[trial.number] = 'sampled'
+            self.kinds[trial.number] = "sampled"
             return params
         repaired = self.nearest_unseen(params)
         if repaired is not None:
-            self.kinds[trial.number] = 'repaired'
+            self.kinds[trial.number] = "repaired"
             return repaired
         return self.fallback(trial.number, params)
 

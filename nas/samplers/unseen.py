@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial
 
 from nas.samplers.encoding import ENQUEUED, ArchSpace, Encoding, Seen
 
-__all__ = ['UnseenSampler', 'RANDOM_TRIES']
+__all__ = ["UnseenSampler", "RANDOM_TRIES"]
 
 RANDOM_TRIES = 2000  # random draws that find nothing unseen: the space counts as exhausted
 
@@ -106,7 +106,7 @@ class UnseenSampler(BaseSampler):
         params = self.random_unseen()
         if params is None:  # nothing unseen is left to find: the caller sees a duplicate and stops
             self.exhausted = True
-            self.kinds[number] = 'exhausted'
+            self.kinds[number] = "exhausted"
             return proposal
-        self.kinds[number] = 'fill-in'
+        self.kinds[number] = "fill-in"
         return params

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 from optuna.study import Study
 
-__all__ = ['HistoryWindow']
+__all__ = ["HistoryWindow"]
 
 
 class HistoryWindow:

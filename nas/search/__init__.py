@@ -42,4 +42,4 @@ from nas.search.driver import proposals_line, run, search
 from nas.search.options import SearchOptions
 from nas.search.setup import resume_command
 
-__all__ = ['run', 'search', 'main', 'build_parser', 'resume_command', 'proposals_line', 'SearchOptions', 'UsageError']
+__all__ = ["run", "search", "main", "build_parser", "resume_command", "proposals_line", "SearchOptions", "UsageError"]

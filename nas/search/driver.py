@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from nas.search.study import RunStudy
     from nas.search.tuning import TuneOutcome
 
-__all__ = ['run', 'search', 'proposals_line']
+__all__ = ["run", "search", "proposals_line"]
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a fault the user fixes by freeing space
 
@@ -50,9 +50,9 @@ def run(space: str | Path | None = None, **options: Any) -> RunFolder:
         UsageError: a bad option, space, dataset or run folder (the message is one line).
     """
     if space is not None:
-        options['space'] = Path(space)
+        options["space"] = Path(space)
     opts = SearchOptions.from_dict(options)
-    return search(opts, explicit=set(options), command=f'nas.search.run({space!r}, **{options!r})')
+    return search(opts, explicit=set(options), command=f"nas.search.run({space!r}, **{options!r})")
 
 
 def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
@@ -72,25 +72,25 @@ def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
         raise UsageError(str(e)) from None
     except KeyboardInterrupt:
         if run_folder.exists() and claim.made:
-            signal_name = 'SIGTERM' if isinstance(sys.exc_info()[1], Terminated) else 'Ctrl-C'
+            signal_name = "SIGTERM" if isinstance(sys.exc_info()[1], Terminated) else "Ctrl-C"
             print(
-                f'\ninterrupted ({signal_name}); nothing recorded is lost; continue with: '
-                f'{resume_command(run_folder.path)}',
+                f"\ninterrupted ({signal_name}); nothing recorded is lost; continue with: "
+                f"{resume_command(run_folder.path)}",
                 file=sys.stderr,
             )
         raise
     except OSError as e:  # a full disk, a folder gone read-only: the run's fault, not a trial's
         where = e.filename if e.filename and e.filename != str(run_folder.path) else run_folder.path
         if claim.undo():  # a new run that recorded nothing: nothing to continue
-            raise UsageError(f'{where}: {e.strerror or e}; nothing was recorded') from None
+            raise UsageError(f"{where}: {e.strerror or e}; nothing was recorded") from None
         e.filename = str(where)
-        notes = getattr(e, '__notes__', [])
-        if not any('the search stopped' in n for n in notes):
-            e.__notes__ = ['the search stopped', *notes]
+        notes = getattr(e, "__notes__", [])
+        if not any("the search stopped" in n for n in notes):
+            e.__notes__ = ["the search stopped", *notes]
             notes = e.__notes__
-        if not any('continue with' in n for n in notes):
-            fix = 'free some space' if e.errno in NO_SPACE else 'fix that'
-            e.add_note(f'{fix}, then continue with: {resume_command(run_folder.path)}')
+        if not any("continue with" in n for n in notes):
+            fix = "free some space" if e.errno in NO_SPACE else "fix that"
+            e.add_note(f"{fix}, then continue with: {resume_command(run_folder.path)}")
         raise
     finally:
         claim.stack.close()
@@ -110,7 +110,7 @@ def _search(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, co
     wanting = [a for a, n in archive.race_targets(repeats=opts.repeats, race=opts.race, band=False) if a.seeds < n]
     finished = remaining <= 0 and not wanting
     if finished:
-        print(f'{folder.path}: {len(archive)} architectures done, budget {opts.budget} reached')
+        print(f"{folder.path}: {len(archive)} architectures done, budget {opts.budget} reached")
     else:
         study, queue, references = _start(folder, opts, setup, stored is not None, len(archive), remaining)
         if opts.promote:  # one Ray for the search and its promotion
@@ -144,11 +144,11 @@ def _start(
         print(line, flush=True)
     if resumed:
         print(
-            f'resuming {folder.path}: {done} architectures done, {max(0, remaining)} to go'
-            + (f' ({stale} interrupted trials marked failed in the study)' if stale else '')
-            + (f'; {again} architectures started but not recorded are evaluated first' if again else '')
+            f"resuming {folder.path}: {done} architectures done, {max(0, remaining)} to go"
+            + (f" ({stale} interrupted trials marked failed in the study)" if stale else "")
+            + (f"; {again} architectures started but not recorded are evaluated first" if again else "")
         )
-    size = 'infinitely many' if not math.isfinite(space.size) else f'{int(space.size):,}'
+    size = "infinitely many" if not math.isfinite(space.size) else f"{int(space.size):,}"
     print(
         f"{folder.path}: {setup.data.summary()}; space {space.name} ({size} architectures); objectives "
         f"{', '.join(opts.objectives)}; sampler {opts.sampler}, seed {opts.seed}",
@@ -180,7 +180,7 @@ def _tune(
         proxy=setup.proxy,
         num_classes=setup.data.num_classes,
         limits=opts.limits,
-        device='cuda' if setup.gpus > 0 else 'cpu',
+        device="cuda" if setup.gpus > 0 else "cpu",
     )
     job = SearchTuning(
         opts=opts,
@@ -209,29 +209,29 @@ def _report(folder: RunFolder, opts: SearchOptions, setup: SetUp, state: RunStat
     if outcome.disk_error is not None:
         e = outcome.disk_error
         e.filename = e.filename or str(folder.path)
-        e.__notes__ = getattr(e, '__notes__', [])  # first: what happened to the search, then what was kept
+        e.__notes__ = getattr(e, "__notes__", [])  # first: what happened to the search, then what was kept
         e.__notes__.insert(
             0,
-            'the search stopped'
+            "the search stopped"
             + (
-                f' ({outcome.unrecorded} trained but not recorded: --resume evaluates it again)'
+                f" ({outcome.unrecorded} trained but not recorded: --resume evaluates it again)"
                 if outcome.unrecorded
-                else ''
+                else ""
             ),
         )
         raise e
     done = len(state.archive)
     if outcome.reevaluations:
-        print(f'{outcome.reevaluations} re-evaluations with new seeds (the front and the points within its noise)')
+        print(f"{outcome.reevaluations} re-evaluations with new seeds (the front and the points within its noise)")
     if outcome.proposals:
         print(proposals_line(outcome.proposals))
     if outcome.exhausted:
-        print('the space is exhausted: no architecture is left that has not been evaluated')
+        print("the space is exhausted: no architecture is left that has not been evaluated")
     elif opts.max_failures is not None and outcome.failures > opts.max_failures:
-        print(f'stopped: {outcome.failures} failed trials, more than --max-failures {opts.max_failures}')
+        print(f"stopped: {outcome.failures} failed trials, more than --max-failures {opts.max_failures}")
         return False
     elif done < opts.budget:
-        print(f'stopped at {done}/{opts.budget} architectures; continue with: {resume_command(folder.path)}')
+        print(f"stopped at {done}/{opts.budget} architectures; continue with: {resume_command(folder.path)}")
         return False
     return True
 
@@ -248,14 +248,14 @@ def _front(folder: RunFolder, setup: SetUp, state: RunState, promoted: bool) -> 
 def proposals_line(proposals: dict[str, int]) -> str:
     """How this session's new architectures came about, in one line."""
     words = {
-        'queued': 'queued (reference points, unfinished ones)',
-        'sampled': 'proposed by the sampler',
-        'mutated': 'mutated from a front parent',
-        'repaired': 'repaired (the sampler proposed one already seen; its nearest unseen neighbour was taken)',
-        'random': 'random (the evolution\'s first population)',
-        'fill-in': 'random fill-ins (no unseen neighbour of the proposal)',
+        "queued": "queued (reference points, unfinished ones)",
+        "sampled": "proposed by the sampler",
+        "mutated": "mutated from a front parent",
+        "repaired": "repaired (the sampler proposed one already seen; its nearest unseen neighbour was taken)",
+        "random": "random (the evolution's first population)",
+        "fill-in": "random fill-ins (no unseen neighbour of the proposal)",
     }
     total = sum(proposals.values())
-    return f'{total} new architectures: ' + ', '.join(
-        f'{n} {words.get(k, k)}' for k, n in sorted(proposals.items(), key=lambda kv: -kv[1])
+    return f"{total} new architectures: " + ", ".join(
+        f"{n} {words.get(k, k)}" for k, n in sorted(proposals.items(), key=lambda kv: -kv[1])
     )

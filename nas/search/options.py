@@ -21,28 +21,28 @@ from nas.proxy import ProxyConfig, ProxyError
 from nas.run.pareto import COSTS, OBJECTIVES
 from nas.samplers.registry import SAMPLERS
 
-__all__ = ['UsageError', 'SearchOptions', 'DEFAULT_SPACE', 'SAMPLERS', 'RESUMABLE']
+__all__ = ["UsageError", "SearchOptions", "DEFAULT_SPACE", "SAMPLERS", "RESUMABLE"]
 
-DEFAULT_SPACE = Path('search_spaces/symmetry.yaml')
+DEFAULT_SPACE = Path("search_spaces/symmetry.yaml")
 # Options a resumed run may change; the others define the search and must stay as they were.
 RESUMABLE = {
-    'budget',
-    'time_budget',
-    'cpus_per_trial',
-    'gpus_per_trial',
-    'gpu_memory_mb',
-    'max_concurrent',
-    'address',
-    'max_failures',
-    'resume',
-    'results_dir',
-    'quiet',
-    'data_dir',
-    'promote',
-    'promote_share',
+    "budget",
+    "time_budget",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "gpu_memory_mb",
+    "max_concurrent",
+    "address",
+    "max_failures",
+    "resume",
+    "results_dir",
+    "quiet",
+    "data_dir",
+    "promote",
+    "promote_share",
 }
 LIMIT_OPTIONS = {o.limit: name for name, o in OBJECTIVES.items() if o.search_limit}  # max_macs -> macs, ...
-PROXY_OPTIONS = ('dataset', 'epochs', 'batch_size', 'subset')
+PROXY_OPTIONS = ("dataset", "epochs", "batch_size", "subset")
 NAME_MAX = 255  # bytes in a file name on Linux, macOS and Windows file systems alike
 
 
@@ -53,12 +53,12 @@ class SearchOptions:
     budget: int = 100  # trials (distinct architectures) to evaluate, counting those done before
     time_budget: float | None = None  # stop starting trials after this many seconds
     space: Path = DEFAULT_SPACE
-    objectives: list[str] = field(default_factory=lambda: ['accuracy', 'macs'])
+    objectives: list[str] = field(default_factory=lambda: ["accuracy", "macs"])
     max_macs: float | None = None
     max_params: float | None = None
     max_latency_ms: float | None = None
     sampler: str = (
-        'evolution'  # chosen by benchmarks/nas_bench_201.py, search_quality.py and driver_scale.py (docs/benchmarks.md)
+        "evolution"  # chosen by benchmarks/nas_bench_201.py, search_quality.py and driver_scale.py (docs/benchmarks.md)
     )
     seed: int = 0
     repeats: int = 1  # seeds every architecture is evaluated with
@@ -81,7 +81,7 @@ class SearchOptions:
     address: str | None = None
     max_failures: int | None = None
     name: str | None = None
-    results_dir: Path = Path('results')
+    results_dir: Path = Path("results")
     resume: str | None = None
     quiet: bool = False
 
@@ -92,7 +92,7 @@ class SearchOptions:
         if unknown:
             raise UsageError(f"unknown option {unknown[0]!r}; options: {', '.join(f.name for f in fields(cls))}")
         opts = cls(**d)
-        for key in ('space', 'data_dir', 'results_dir', 'proxy'):
+        for key in ("space", "data_dir", "results_dir", "proxy"):
             if getattr(opts, key) is not None:
                 setattr(opts, key, Path(getattr(opts, key)))
         return opts
@@ -119,23 +119,23 @@ class SearchOptions:
     def _check_search(self) -> None:
         """The budgets, seeds, repeats, racing and the sampler."""
         if not is_int(self.budget) or self.budget < 1:
-            raise UsageError(f'--budget must be at least 1, got {self.budget!r}')
+            raise UsageError(f"--budget must be at least 1, got {self.budget!r}")
         if not is_int(self.repeats) or not is_int(self.race) or self.repeats < 1 or self.race < 1:
-            raise UsageError(f'--repeats and --race must be at least 1, got {self.repeats!r} and {self.race!r}')
+            raise UsageError(f"--repeats and --race must be at least 1, got {self.repeats!r} and {self.race!r}")
         if not 0 <= self.race_share <= 10:
-            raise UsageError(f'--race-share must be in [0, 10], got {self.race_share}')
+            raise UsageError(f"--race-share must be in [0, 10], got {self.race_share}")
         if self.sampler not in SAMPLERS:
             raise UsageError(f"--sampler: unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
         if not is_int(self.seed) or self.seed < 0:
-            raise UsageError(f'--seed must be an int >= 0, got {self.seed!r}')
+            raise UsageError(f"--seed must be an int >= 0, got {self.seed!r}")
         if self.time_budget is not None and not _positive(self.time_budget):
-            raise UsageError(f'--time-budget must be a number of seconds > 0, got {self.time_budget!r}')
+            raise UsageError(f"--time-budget must be a number of seconds > 0, got {self.time_budget!r}")
         if not is_int(self.promote) or self.promote < 0 or self.promote == 1:
-            raise UsageError(f'--promote must be 0 (off) or at least 2 (a ranking needs two), got {self.promote!r}')
+            raise UsageError(f"--promote must be 0 (off) or at least 2 (a ranking needs two), got {self.promote!r}")
         if not _positive(self.promote_share):
-            raise UsageError(f'--promote-share must be a number > 0, got {self.promote_share!r}')
+            raise UsageError(f"--promote-share must be a number > 0, got {self.promote_share!r}")
         if self.promote_epochs is not None and (not is_int(self.promote_epochs) or self.promote_epochs < 1):
-            raise UsageError(f'--promote-epochs must be an int >= 1, got {self.promote_epochs!r}')
+            raise UsageError(f"--promote-epochs must be an int >= 1, got {self.promote_epochs!r}")
 
     def _checked_limits(self) -> dict[str, float]:
         """The hard limits given (--max-macs, ...), parsed as amounts ('2e6', '50k'): option -> value."""
@@ -147,32 +147,32 @@ class SearchOptions:
             try:
                 limits[key] = amount(value)
             except argparse.ArgumentTypeError as e:
-                raise UsageError(f'--{_flag(key)}: {e}') from None
+                raise UsageError(f"--{_flag(key)}: {e}") from None
             if limits[key] <= 0:
-                raise UsageError(f'--{_flag(key)} must be > 0, got {value!r}')
+                raise UsageError(f"--{_flag(key)} must be > 0, got {value!r}")
         return limits
 
     def _checked_resources(self) -> float | str | None:
         """The per-trial resources, --gpu-memory-mb, --max-concurrent and --max-failures; returns
         --gpus-per-trial parsed (a number, 'auto' or None)."""
         if not _positive(self.cpus_per_trial):
-            raise UsageError(f'--cpus-per-trial must be positive, got {self.cpus_per_trial!r}')
+            raise UsageError(f"--cpus-per-trial must be positive, got {self.cpus_per_trial!r}")
         gpus = self.gpus_per_trial
-        if isinstance(gpus, str) and gpus.strip().lower() != 'auto':
+        if isinstance(gpus, str) and gpus.strip().lower() != "auto":
             try:
                 gpus = float(gpus)  # the command line gives a string
             except ValueError:
-                raise UsageError(f'--gpus-per-trial must be a number >= 0 or auto, got {gpus!r}') from None
+                raise UsageError(f"--gpus-per-trial must be a number >= 0 or auto, got {gpus!r}") from None
         elif isinstance(gpus, str):
-            gpus = 'auto'
-        if gpus is not None and gpus != 'auto' and not (_positive(gpus) or gpus == 0):
-            raise UsageError(f'--gpus-per-trial must be a number >= 0 or auto, got {self.gpus_per_trial!r}')
+            gpus = "auto"
+        if gpus is not None and gpus != "auto" and not (_positive(gpus) or gpus == 0):
+            raise UsageError(f"--gpus-per-trial must be a number >= 0 or auto, got {self.gpus_per_trial!r}")
         if self.gpu_memory_mb is not None and not _positive(self.gpu_memory_mb):
-            raise UsageError(f'--gpu-memory-mb must be a number of MB > 0, got {self.gpu_memory_mb!r}')
-        for key, low in (('max_concurrent', 1), ('max_failures', 0)):
+            raise UsageError(f"--gpu-memory-mb must be a number of MB > 0, got {self.gpu_memory_mb!r}")
+        for key, low in (("max_concurrent", 1), ("max_failures", 0)):
             value = getattr(self, key)
             if value is not None and (not is_int(value) or value < low):
-                raise UsageError(f'--{_flag(key)} must be an int >= {low}, got {value!r}')
+                raise UsageError(f"--{_flag(key)} must be an int >= {low}, got {value!r}")
         return gpus
 
     def _check_name(self) -> None:
@@ -180,14 +180,14 @@ class SearchOptions:
         if self.name is None:
             return
         name = str(self.name)
-        if name in ('', '.', '..') or any(c in name for c in ('/', '\\', '\0', os.sep)):
+        if name in ("", ".", "..") or any(c in name for c in ("/", "\\", "\0", os.sep)):
             raise UsageError(
                 f'--name {name!r}: give a plain folder name (no "/", no ".."); the run folder goes under --results-dir'
             )
         if len(os.fsencode(name)) > NAME_MAX:
             raise UsageError(
-                f'--name is {len(os.fsencode(name))} bytes long; a folder name takes at most '
-                f'{NAME_MAX} (give a shorter one)'
+                f"--name is {len(os.fsencode(name))} bytes long; a folder name takes at most "
+                f"{NAME_MAX} (give a shorter one)"
             )
 
     def _check_proxy(self) -> None:
@@ -197,7 +197,7 @@ class SearchOptions:
             replace(ProxyConfig(), **changes).checked()
         except ProxyError as e:
             if e.key in changes:
-                raise UsageError(f'--{_flag(e.key)}: {e.msg}') from None
+                raise UsageError(f"--{_flag(e.key)}: {e.msg}") from None
 
 
 def _positive(v: Any) -> bool:
@@ -205,19 +205,19 @@ def _positive(v: Any) -> bool:
 
 
 def _flag(key: str) -> str:
-    return key.replace('_', '-')
+    return key.replace("_", "-")
 
 
 def proxy_changes(opts: SearchOptions) -> dict[str, Any]:
     """The proxy settings the options override: --subset as a count (> 1) or a fraction."""
     changes: dict[str, Any] = {k: getattr(opts, k) for k in PROXY_OPTIONS if getattr(opts, k) is not None}
-    subset = changes.get('subset')
+    subset = changes.get("subset")
     if isinstance(subset, (int, float)) and not isinstance(subset, bool) and math.isfinite(subset) and subset > 1:
         if subset != int(subset):
-            raise UsageError(f'--subset: a count of images must be a whole number, got {subset!r}')
-        changes['subset'] = int(subset)
+            raise UsageError(f"--subset: a count of images must be a whole number, got {subset!r}")
+        changes["subset"] = int(subset)
     elif isinstance(subset, int) and not isinstance(subset, bool):
-        changes['subset'] = float(subset)  # 1 means all of it, as a fraction
+        changes["subset"] = float(subset)  # 1 means all of it, as a fraction
     return changes
 
 
@@ -225,12 +225,12 @@ def _parse_objectives(values: list[str] | str) -> list[str]:
     names = [
         v.strip().lower()
         for item in ([values] if isinstance(values, str) else values)
-        for v in item.split(',')
+        for v in item.split(",")
         if v.strip()
     ]
     unknown = [n for n in names if n not in OBJECTIVES]
     if unknown:
         raise UsageError(f"--objectives: unknown {', '.join(unknown)}; choose accuracy plus any of {', '.join(COSTS)}")
-    if 'accuracy' not in names or len(set(names)) < 2:
-        raise UsageError('--objectives: give accuracy and at least one cost objective, e.g. accuracy macs')
-    return ['accuracy'] + [n for n in dict.fromkeys(names) if n != 'accuracy']
+    if "accuracy" not in names or len(set(names)) < 2:
+        raise UsageError("--objectives: give accuracy and at least one cost objective, e.g. accuracy macs")
+    return ["accuracy"] + [n for n in dict.fromkeys(names) if n != "accuracy"]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from nas.run.archive import Archive
     from nas.run.record import TrialRecord
 
-__all__ = ['Progress', 'PROGRESS_EVERY']
+__all__ = ["Progress", "PROGRESS_EVERY"]
 
 PROGRESS_EVERY = 30.0  # seconds between status lines of running trials when stdout is not a terminal
 
@@ -45,12 +45,12 @@ class Progress(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self.halted or not self.epochs:
             return
-        record = result.get('record') or {}
-        train_seconds = record.get('train_seconds', result.get('record/train_seconds')) or 0.0
+        record = result.get("record") or {}
+        train_seconds = record.get("train_seconds", result.get("record/train_seconds")) or 0.0
         self._running[trial.trial_id] = (
-            str(trial.config.get('arch_id', trial.trial_id)),
-            int(result.get('epoch') or 0),
-            float(result.get('accuracy') or 0.0),
+            str(trial.config.get("arch_id", trial.trial_id)),
+            int(result.get("epoch") or 0),
+            float(result.get("accuracy") or 0.0),
             float(train_seconds),
         )
         if self.quiet:
@@ -77,18 +77,18 @@ class Progress(tune.Callback):
         elapsed = time.perf_counter() - self.start
         remaining = max(0, self.budget - archs) * elapsed / max(1, archs - self.archs_before)
         what = {
-            'complete': f'acc {record.accuracy:.3f}' if record.accuracy is not None else '',
-            'stopped': f'stopped at epoch {record.epochs}, acc {record.accuracy or 0:.3f}',
-            'failed': f'{record.error}',
-            'infeasible': 'over a hard limit, not trained',
+            "complete": f"acc {record.accuracy:.3f}" if record.accuracy is not None else "",
+            "stopped": f"stopped at epoch {record.epochs}, acc {record.accuracy or 0:.3f}",
+            "failed": f"{record.error}",
+            "infeasible": "over a hard limit, not trained",
         }
-        costs = f'{(record.macs or 0) / 1e6:.2f}M MACs {(record.params or 0) / 1e3:.1f}k params'
-        tag = f' [{record.reference}]' if record.reference else ''
-        tag += f' re-evaluated, seed {record.seed}' if record.optuna_number is None and record.seed is not None else ''
+        costs = f"{(record.macs or 0) / 1e6:.2f}M MACs {(record.params or 0) / 1e3:.1f}k params"
+        tag = f" [{record.reference}]" if record.reference else ""
+        tag += f" re-evaluated, seed {record.seed}" if record.optuna_number is None and record.seed is not None else ""
         print(
-            f'[{archs:>4}/{self.budget}] {hms(elapsed)} {record.arch_id}{tag} {record.status}: '
-            f'{what.get(record.status, "")}, {costs} | failed {failures}, front {len(archive.front())}, '
-            f'~{hms(remaining)} left',
+            f"[{archs:>4}/{self.budget}] {hms(elapsed)} {record.arch_id}{tag} {record.status}: "
+            f"{what.get(record.status, '')}, {costs} | failed {failures}, front {len(archive.front())}, "
+            f"~{hms(remaining)} left",
             flush=True,
         )
 
@@ -105,7 +105,7 @@ class Progress(tune.Callback):
             per_epoch = seconds / max(1, epoch)
             left = per_epoch * max(0, self.epochs - epoch)
             totals.append(per_epoch * self.epochs)
-            parts.append(f'{arch_id} epoch {epoch}/{self.epochs} acc {acc:.3f} ~{hms(left)}')
+            parts.append(f"{arch_id} epoch {epoch}/{self.epochs} acc {acc:.3f} ~{hms(left)}")
         finished = self.archs - self.archs_before
         if finished:  # wall time per new architecture, re-evaluations and concurrency included
             per_arch = (time.perf_counter() - self.start) / finished
@@ -116,18 +116,18 @@ class Progress(tune.Callback):
 
     def _show(self, now: float) -> None:
         self._shown = now
-        line = f'[{self.archs:>4}/{self.budget}] ' + self.status_line()  # architectures, as `recorded` counts
+        line = f"[{self.archs:>4}/{self.budget}] " + self.status_line()  # architectures, as `recorded` counts
         if self.tty:
             width = shutil.get_terminal_size((100, 20)).columns
-            sys.stdout.write('\r\x1b[K' + line[: width - 1])
+            sys.stdout.write("\r\x1b[K" + line[: width - 1])
             self._status_shown = True
         else:
-            sys.stdout.write(line + '\n')
+            sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
     def clear(self) -> None:
         """Clear the status line shown in place, if any (before other output)."""
         if self._status_shown:
-            sys.stdout.write('\r\x1b[K')
+            sys.stdout.write("\r\x1b[K")
             sys.stdout.flush()
             self._status_shown = False

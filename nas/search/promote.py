@@ -50,23 +50,23 @@ if TYPE_CHECKING:
     from nas.search.options import SearchOptions
 
 __all__ = [
-    'PROMOTE_SEEDS',
-    'crowding',
-    'promotion_order',
-    'choose',
-    'Plan',
-    'plan',
-    'promote',
-    'check_lines',
-    'add_promote_arguments',
+    "PROMOTE_SEEDS",
+    "crowding",
+    "promotion_order",
+    "choose",
+    "Plan",
+    "plan",
+    "promote",
+    "check_lines",
+    "add_promote_arguments",
 ]
 
 PROMOTE_SEEDS = 2  # seeds per promoted architecture: a mean, a standard error and a test-retest
-DATA_KEY = 'rung1'
+DATA_KEY = "rung1"
 
 
 def _minutes(seconds: float) -> str:
-    return f'{seconds / 60:.1f} min'
+    return f"{seconds / 60:.1f} min"
 
 
 # --------------------------------------------------------------------------- what to promote
@@ -80,7 +80,7 @@ def crowding(losses: np.ndarray) -> np.ndarray:
     if n <= 2:
         return np.full(n, np.inf)
     for j in range(m):
-        order = np.argsort(losses[:, j], kind='stable')
+        order = np.argsort(losses[:, j], kind="stable")
         span = losses[order[-1], j] - losses[order[0], j]
         out[order[0]] = out[order[-1]] = np.inf
         if span > 0:
@@ -163,7 +163,7 @@ def plan(records: Sequence[TrialRecord], config: RunConfig, rung: Rung, most: in
     done = {
         (r.arch_id, r.seed)
         for r in records
-        if rung_of(r) == rung.rung and r.status == 'complete' and r.accuracy is not None
+        if rung_of(r) == rung.rung and r.status == "complete" and r.accuracy is not None
     }
     todo = [(a, s) for a in chosen for s in seeds if (a.arch_id, s) not in done]
     return Plan(rung, order, chosen, seeds, search_s, share * search_s, sum(map(cost_s, chosen)), todo)
@@ -207,17 +207,17 @@ def promote(folder: RunFolder, opts: SearchOptions, gpus: float, address: str | 
 
 def _plan_line(p: Plan, opts: SearchOptions) -> str:
     """What the promotion trains, or why it trains nothing."""
-    where = f'rung 1 ({p.rung.describe()})'
+    where = f"rung 1 ({p.rung.describe()})"
     if not p.chosen:
         return (
-            f'promotion: none: fewer than 2 of the {len(p.order)} front and within-noise points fit in '
-            f'--promote-share {opts.promote_share:g} of the search\'s {_minutes(p.search_s)} of compute at {where}'
+            f"promotion: none: fewer than 2 of the {len(p.order)} front and within-noise points fit in "
+            f"--promote-share {opts.promote_share:g} of the search's {_minutes(p.search_s)} of compute at {where}"
         )
     return (
-        f'promotion: {len(p.chosen)} of the {len(p.order)} front and within-noise points, {len(p.seeds)} seeds '
-        f'each, at {where}: ~{_minutes(p.estimate_s)} of compute ({p.estimate_s / (p.search_s or 1):.2f} of the '
+        f"promotion: {len(p.chosen)} of the {len(p.order)} front and within-noise points, {len(p.seeds)} seeds "
+        f"each, at {where}: ~{_minutes(p.estimate_s)} of compute ({p.estimate_s / (p.search_s or 1):.2f} of the "
         f"search's, at most {opts.promote_share:g}); {len(p.todo)} of {len(p.chosen) * len(p.seeds)} evaluations "
-        f'to train'
+        f"to train"
     )
 
 
@@ -235,14 +235,14 @@ def _train(
     from nas.trial import TrialSettings
     from nas.tune.jobs import Job, Resources, run_jobs, sized
 
-    label = f'rung {p.rung.rung}, {p.rung.epochs} epochs:'
+    label = f"rung {p.rung.rung}, {p.rung.epochs} epochs:"
     jobs = [Job(a.arch_id, a.arch, s, DATA_KEY, p.rung.epochs, TRIALS, label, rung=p.rung.rung) for a, s in p.todo]
     resources = Resources(opts.cpus_per_trial, gpus, opts.max_concurrent, address).checked()
     settings = TrialSettings(
         proxy=config.proxy, num_classes=data.num_classes, limits={}, device=resources.device, measure=()
     )  # costs are the proxy trials'; the trainable takes the job's epochs
     datasets = {DATA_KEY: data}
-    run_jobs(folder, sized(jobs, datasets), datasets, settings, resources, name='promote', start=start)
+    run_jobs(folder, sized(jobs, datasets), datasets, settings, resources, name="promote", start=start)
 
 
 # --------------------------------------------------------------------------- the check it gives
@@ -256,18 +256,18 @@ def check_lines(folder: RunFolder) -> list[str]:
         summary = json.loads((folder.path / PARETO).read_text())
     except (OSError, ValueError):
         return []
-    f = summary.get('fidelity')
+    f = summary.get("fidelity")
     if not f:
         return []
-    rungs = {r['rung']: r for r in summary.get('rungs', [])}
+    rungs = {r["rung"]: r for r in summary.get("rungs", [])}
 
     def num(x: float | None) -> str:
-        return '-' if x is None else f'{x:.2f}'
+        return "-" if x is None else f"{x:.2f}"
 
-    seeds = f.get('seeds') or []
-    pair = f'seed {seeds[0]} vs seed {seeds[1]}' if len(seeds) == 2 else 'two seeds'
+    seeds = f.get("seeds") or []
+    pair = f"seed {seeds[0]} vs seed {seeds[1]}" if len(seeds) == 2 else "two seeds"
     records = folder.trials()
-    spent = [sum(r.seconds for r in records if rung_of(r) == k) for k in (0, f['rung'])]
+    spent = [sum(r.seconds for r in records if rung_of(r) == k) for k in (0, f["rung"])]
     return [
         f"the front above is at rung {f['rung']}: {rungs.get(f['rung'], {}).get('architectures', '?')} promoted "
         f"architectures trained deployment-like took {_minutes(spent[1])} of compute, "
@@ -286,24 +286,24 @@ def check_lines(folder: RunFolder) -> list[str]:
 
 def add_promote_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]) -> None:
     """--promote, --promote-share and --promote-epochs."""
-    g = p.add_argument_group('promotion (the front trained again, deployment-like, after the search)')
+    g = p.add_argument_group("promotion (the front trained again, deployment-like, after the search)")
     g.add_argument(
-        '--promote',
+        "--promote",
         type=int,
-        default=dflt('promote'),
-        help='at most this many architectures of the front and within its noise are trained again at '
-        f'rung 1, {PROMOTE_SEEDS} seeds each; the front printed is then theirs (0: off)',
+        default=dflt("promote"),
+        help="at most this many architectures of the front and within its noise are trained again at "
+        f"rung 1, {PROMOTE_SEEDS} seeds each; the front printed is then theirs (0: off)",
     )
     g.add_argument(
-        '--promote-share',
+        "--promote-share",
         type=float,
-        default=dflt('promote_share'),
+        default=dflt("promote_share"),
         help="the promotion's compute, at most this share of the proxy search's (estimated from its trials)",
     )
     g.add_argument(
-        '--promote-epochs',
+        "--promote-epochs",
         type=int,
-        default=dflt('promote_epochs'),
+        default=dflt("promote_epochs"),
         help="rung 1's epochs, on the whole training split at the networks' input size; default: the "
         f"deployment a --proxy from nas.calibrate was fitted to, else {DEFAULT_EPOCHS_FACTOR}x the proxy's epochs",
     )

@@ -24,7 +24,7 @@ from nas.search.progress import Progress
 from nas.search.state import RunState
 from nas.tune.result import error_line
 
-__all__ = ['Recorder', 'FailureStopper', 'HaltStopper']
+__all__ = ["Recorder", "FailureStopper", "HaltStopper"]
 
 
 class Recorder(tune.Callback):
@@ -55,13 +55,13 @@ class Recorder(tune.Callback):
         self.disk_error: OSError | None = None
         self.unrecorded: str | None = None  # the trial a full disk kept out of trials.jsonl
         self.recorded = len(self.archive.records)  # lines in trials.jsonl
-        self.failures = sum(r.status == 'failed' for r in self.archive.records)  # the whole run's, resumed or not
+        self.failures = sum(r.status == "failed" for r in self.archive.records)  # the whole run's, resumed or not
         self.weights: dict[str, str] = {}  # Ray trial id -> weights path (relative)
         self.progress = Progress(budget, epochs, quiet, done=len(self.archive))  # the display: a callback of its own
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        src = Path(checkpoint.path) / 'model.safetensors'
-        arch_id = trial.config.get('arch_id')
+        src = Path(checkpoint.path) / "model.safetensors"
+        arch_id = trial.config.get("arch_id")
         # an architecture keeps its first complete seed's weights
         if src.is_file() and arch_id and not self.halted and not self.run.weights_path(arch_id).exists():
             with self._unless_out_of_space(trial):
@@ -74,7 +74,7 @@ class Recorder(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         message = error_line(trial)
-        if 'No space left on device' in message or 'Errno 28' in message:  # the disk, not the trial
+        if "No space left on device" in message or "Errno 28" in message:  # the disk, not the trial
             self.halt(OSError(errno.ENOSPC, message, str(self.run.path)), trial)
         if not self.halted:
             with self._unless_out_of_space(trial):
@@ -96,7 +96,7 @@ class Recorder(tune.Callback):
         elif self.disk_error is None:
             self.disk_error = error
             if trial is not None:
-                self.unrecorded = str(trial.config.get('arch_id') or trial.trial_id)
+                self.unrecorded = str(trial.config.get("arch_id") or trial.trial_id)
         self.progress.halt()
 
     @contextlib.contextmanager
@@ -114,12 +114,12 @@ class Recorder(tune.Callback):
     def _record(self, trial: Any, record: TrialRecord, moved: bool) -> None:
         """Append `record` (numbered, in the archive: `RunState.finished`); `moved`: the front moved with it."""
         record.reference = self.references.get(record.arch_id)
-        record.weights = self.weights.get(trial.trial_id) if record.status == 'complete' else None
-        if record.status == 'complete' and record.weights is None:  # why its weights are missing, if a fault
+        record.weights = self.weights.get(trial.trial_id) if record.status == "complete" else None
+        if record.status == "complete" and record.weights is None:  # why its weights are missing, if a fault
             record.error = self.run.weights_faults.get(record.arch_id, record.error)
         self.run.append(record)
         self.recorded += 1
-        if record.status == 'failed':
+        if record.status == "failed":
             self.failures += 1
         if moved:  # pareto.json follows (and once more at the end)
             self.run.write_summary(self.archive.summary(self.scales))

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from nas.search.options import SearchOptions
     from nas.space.space import SearchSpace
 
-__all__ = ['front_report', 'start_notes', 'noise_line', 'long_trial_note', 'small_data_note', 'proxy_note', 'listed']
+__all__ = ["front_report", "start_notes", "noise_line", "long_trial_note", "small_data_note", "proxy_note", "listed"]
 
 # A trial that trains on more images x epochs than this takes minutes rather than seconds on a CPU:
 # the digits proxy (1,150 images x 10 epochs) takes 2-6 s on 2 cores, and Fashion-MNIST from disk
@@ -36,47 +36,47 @@ def front_report(summary: dict[str, Any], records: Sequence[TrialRecord], path: 
     """The run at `path` in words: the counts of its `records`, its Pareto front of mean accuracies
     as a table and one line on seed noise, from its pareto.json `summary` (`Archive.summary`)."""
     lines = []
-    counts = {s: sum(r.status == s for r in records) for s in ('complete', 'stopped', 'failed', 'infeasible')}
-    front = summary['front']
+    counts = {s: sum(r.status == s for r in records) for s in ("complete", "stopped", "failed", "infeasible")}
+    front = summary["front"]
     lines.append(
         f"\n{len(records)} evaluations of {summary['architectures']} architectures "
         f"({', '.join(f'{n} {s}' for s, n in counts.items() if n)}); Pareto front"
-        + (f" at rung {summary['rung']} (promoted)" if summary.get('rung') else '')
+        + (f" at rung {summary['rung']} (promoted)" if summary.get("rung") else "")
         + f": {len(front)} architectures"
-        + (f", hypervolume {summary['hypervolume']:.4f}" if summary['hypervolume'] is not None else '')
+        + (f", hypervolume {summary['hypervolume']:.4f}" if summary["hypervolume"] is not None else "")
     )
     lines.append(
         f"  {'arch id':12}  {'accuracy ± s.e. (seeds)':>24}  {'MACs':>10}  {'params':>9}  "
         f"{'latency':>9}  reference  within noise of"
     )
     for row in front:
-        se = f"± {row['accuracy_se']:.4f}" if row['accuracy_se'] is not None else '± ?     '
-        lat = f"{row['latency']:.2f}ms" if row.get('latency') is not None else '-'
+        se = f"± {row['accuracy_se']:.4f}" if row["accuracy_se"] is not None else "± ?     "
+        lat = f"{row['latency']:.2f}ms" if row.get("latency") is not None else "-"
         lines.append(
             f"  {row['arch_id']:12}  {row['accuracy']:.4f} {se} ({row['seeds']:>2})  "
             f"{row['macs'] / 1e6:9.3f}M  {row['params'] / 1e3:8.1f}k  {lat:>9}  {row['reference'] or '':9}  "
             f"{listed(row['unseparable_from'])}"
         )
     lines.append(noise_line(summary, path))
-    lines.append(f'\nrun folder: {path}   dashboard: {shell_command("dashboard", path)}')
-    return '\n'.join(lines)
+    lines.append(f"\nrun folder: {path}   dashboard: {shell_command('dashboard', path)}")
+    return "\n".join(lines)
 
 
 def listed(ids: list[str], most: int = 5) -> str:
     """Up to `most` ids, then how many more: 'a, b, c and 12 more'."""
-    return ', '.join(ids[:most]) + (f' and {len(ids) - most} more' if len(ids) > most else '')
+    return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
 
 
 def noise_line(summary: dict[str, Any], path: Path) -> str:
     """One line: the proxy's seed noise against the gaps between the front's points, and the check
     of the run at `path`."""
-    check = f'check the proxy against the training you deploy: {shell_command("fidelity", path)}'
-    if summary['seed_std'] is None:
-        return f'seed noise: unknown (no architecture has 2 seeds; --race 3 re-evaluates the front); {check}'
-    accs = sorted(row['accuracy'] for row in summary['front'])
+    check = f"check the proxy against the training you deploy: {shell_command('fidelity', path)}"
+    if summary["seed_std"] is None:
+        return f"seed noise: unknown (no architecture has 2 seeds; --race 3 re-evaluates the front); {check}"
+    accs = sorted(row["accuracy"] for row in summary["front"])
     gaps = [b - a for a, b in zip(accs, accs[1:])]
-    gap = f"{100 * min(gaps):.2f}-{100 * max(gaps):.2f}" if gaps else 'no'
-    flagged = sum(not row['separable'] for row in summary['front'])
+    gap = f"{100 * min(gaps):.2f}-{100 * max(gaps):.2f}" if gaps else "no"
+    flagged = sum(not row["separable"] for row in summary["front"])
     return (
         f"seed noise: accuracy std {100 * summary['seed_std']:.2f} points between seeds; front neighbours are "
         f"{gap} points apart; {flagged} of {len(summary['front'])} front points are within the noise of a "
@@ -91,14 +91,14 @@ def long_trial_note(images: int, epochs: int) -> str | None:
         return None
     subset = max(100, LONG_TRIAL // max(1, epochs) // 100 * 100)
     shorter = [
-        f'--subset {subset:,}'.replace(',', '') if subset < images else '',
-        f'--epochs {max(1, LONG_TRIAL // images)}' if epochs > max(1, LONG_TRIAL // images) else '',
+        f"--subset {subset:,}".replace(",", "") if subset < images else "",
+        f"--epochs {max(1, LONG_TRIAL // images)}" if epochs > max(1, LONG_TRIAL // images) else "",
     ]
     return (
-        f'note: each trial trains on {images:,} images x {epochs} epochs ({images * epochs:,} image-epochs): '
-        f'minutes a trial on a CPU; '
-        + ' or '.join(x for x in shorter if x)
-        + f' brings it under {LONG_TRIAL:,} (a proxy ranks architectures; it need not train them fully)'
+        f"note: each trial trains on {images:,} images x {epochs} epochs ({images * epochs:,} image-epochs): "
+        f"minutes a trial on a CPU; "
+        + " or ".join(x for x in shorter if x)
+        + f" brings it under {LONG_TRIAL:,} (a proxy ranks architectures; it need not train them fully)"
     )
 
 
@@ -108,9 +108,9 @@ def small_data_note(data: Dataset) -> str | None:
     if train >= FEW_PER_CLASS * data.num_classes and val >= FEW_VAL:
         return None
     return (
-        f'warning: {data.name} gives only {train} training and {val} validation images for {data.num_classes} '
-        f'classes: an accuracy on {val} images moves in steps of {100 / max(1, val):.1f} points, so the search '
-        f'ranks mostly noise; use more images (--subset, the dataset)'
+        f"warning: {data.name} gives only {train} training and {val} validation images for {data.num_classes} "
+        f"classes: an accuracy on {val} images moves in steps of {100 / max(1, val):.1f} points, so the search "
+        f"ranks mostly noise; use more images (--subset, the dataset)"
     )
 
 
@@ -120,37 +120,37 @@ def proxy_note(space: SearchSpace, opts: SearchOptions, proxy: ProxyConfig, cali
     says which calibration it is and whether it qualified, and warns if it was fitted to another
     dataset or space. None for the space's own proxy on its own data."""
     fit = shell_command(
-        'calibrate',
-        '--space',
+        "calibrate",
+        "--space",
         opts.space,
-        '--dataset',
+        "--dataset",
         proxy.dataset,
-        *(['--data-dir', opts.data_dir] if opts.data_dir else []),
-        *(['--seed', str(opts.seed)] if opts.seed else []),
+        *(["--data-dir", opts.data_dir] if opts.data_dir else []),
+        *(["--seed", str(opts.seed)] if opts.seed else []),
     )
     what = f"{proxy.subset or 'all'} images x {proxy.epochs} epochs at {proxy.image_size}px"
     if opts.proxy is None:
         if proxy.dataset == space.proxy.dataset:
             return None
         return (
-            f'note: this proxy ({what}) was fitted to {space.proxy.dataset}, never to {proxy.dataset}: it may rank '
-            f'networks unlike the training you deploy; fit it with: {fit}, then search with --proxy '
-            f'<its folder>/proxy.yaml'
+            f"note: this proxy ({what}) was fitted to {space.proxy.dataset}, never to {proxy.dataset}: it may rank "
+            f"networks unlike the training you deploy; fit it with: {fit}, then search with --proxy "
+            f"<its folder>/proxy.yaml"
         )
-    if not calibration.get('folder'):
-        return f'proxy: {opts.proxy} ({what}, rank signal {proxy.rank_by}), not from python -m nas.calibrate'
+    if not calibration.get("folder"):
+        return f"proxy: {opts.proxy} ({what}, rank signal {proxy.rank_by}), not from python -m nas.calibrate"
     status = (
-        'qualified'
-        if calibration.get('qualified')
-        else 'not qualified (no candidate reached the bar; this is the closest)'
+        "qualified"
+        if calibration.get("qualified")
+        else "not qualified (no candidate reached the bar; this is the closest)"
     )
     other = [
-        f"dataset {calibration.get('dataset')}" if calibration.get('dataset') != proxy.dataset else '',
-        f"space {calibration.get('space')}" if calibration.get('space_fingerprint') != space.fingerprint else '',
+        f"dataset {calibration.get('dataset')}" if calibration.get("dataset") != proxy.dataset else "",
+        f"space {calibration.get('space')}" if calibration.get("space_fingerprint") != space.fingerprint else "",
     ]
     other = [o for o in other if o]
     return f"proxy: {what}, rank signal {proxy.rank_by}, calibrated in {calibration['folder']}: {status}" + (
-        f"; but calibrated for {' and '.join(other)}: recalibrate with {fit}" if other else ''
+        f"; but calibrated for {' and '.join(other)}: recalibrate with {fit}" if other else ""
     )
 
 
@@ -167,13 +167,13 @@ def start_notes(
     notes = [note for note in [proxy_note(space, opts, proxy, calibration or {})] if note]
     if math.isfinite(space.size) and opts.budget > space.size:
         notes.append(
-            f'note: --budget {opts.budget} is more than the {int(space.size):,} architectures of this space; '
-            f'the search ends when every one is evaluated'
+            f"note: --budget {opts.budget} is more than the {int(space.size):,} architectures of this space; "
+            f"the search ends when every one is evaluated"
         )
     if proxy.batch_size > len(data.train_y):
         notes.append(
-            f'note: the batch size {proxy.batch_size} is more than the {len(data.train_y)} training images; '
-            f'every epoch is one batch of {len(data.train_y)}'
+            f"note: the batch size {proxy.batch_size} is more than the {len(data.train_y)} training images; "
+            f"every epoch is one batch of {len(data.train_y)}"
         )
     few = small_data_note(data)
     if few:

@@ -14,7 +14,7 @@ from nas.proxy import ProxyConfig
 if TYPE_CHECKING:
     from nas.run.folder import RunConfig
 
-__all__ = ['DEFAULT_EPOCHS_FACTOR', 'Rung', 'ladder', 'run_ladder']
+__all__ = ["DEFAULT_EPOCHS_FACTOR", "Rung", "ladder", "run_ladder"]
 
 DEFAULT_EPOCHS_FACTOR = 2  # rung 1 without a calibration: the whole training split for 2x the proxy's epochs
 
@@ -39,14 +39,14 @@ class Rung:
     def describe(self) -> str:
         """'all 4,500 training images, 10 epochs, 16px'."""
         n = self.train_images or self.subset
-        images = f'{n:,} training images' if isinstance(n, int) else 'training images'
-        images = f'all {images}' if self.subset is None else images
+        images = f"{n:,} training images" if isinstance(n, int) else "training images"
+        images = f"all {images}" if self.subset is None else images
         epochs = f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}"
-        return f'{images}, {epochs}' + (f', {self.image_size}px' if self.image_size else '')
+        return f"{images}, {epochs}" + (f", {self.image_size}px" if self.image_size else "")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Rung:
-        return cls(**{k: d.get(k) for k in ('rung', 'subset', 'epochs', 'image_size', 'source', 'train_images')})
+        return cls(**{k: d.get(k) for k in ("rung", "subset", "epochs", "image_size", "source", "train_images")})
 
 
 def ladder(
@@ -59,22 +59,22 @@ def ladder(
     proxy came from `calibration` (run.yaml's; {} or None without one): rung 0 the proxy, rung 1
     deployment-like (see the module docstring); `epochs` (--promote-epochs) overrides rung 1's."""
     h, w = input_size or (proxy.image_size, proxy.image_size)
-    deploy = (calibration or {}).get('deploy') or {}
-    if deploy.get('epochs'):
-        whole = str(deploy.get('key', '')).startswith('nall')
-        subset = None if whole or not deploy.get('train_images') else int(deploy['train_images'])
-        top = Rung(1, subset, int(epochs or deploy['epochs']), deploy.get('image_size') or h, 'calibration')
+    deploy = (calibration or {}).get("deploy") or {}
+    if deploy.get("epochs"):
+        whole = str(deploy.get("key", "")).startswith("nall")
+        subset = None if whole or not deploy.get("train_images") else int(deploy["train_images"])
+        top = Rung(1, subset, int(epochs or deploy["epochs"]), deploy.get("image_size") or h, "calibration")
     else:
         size = h if h == w else proxy.image_size
-        source = 'option' if epochs else 'default'
+        source = "option" if epochs else "default"
         top = Rung(1, None, int(epochs or DEFAULT_EPOCHS_FACTOR * proxy.epochs), size, source)
-    return [Rung(0, proxy.subset, proxy.epochs, proxy.image_size, 'proxy'), top]
+    return [Rung(0, proxy.subset, proxy.epochs, proxy.image_size, "proxy"), top]
 
 
 def run_ladder(config: RunConfig, promote_epochs: int | None) -> list[dict[str, Any]]:
     """run.yaml's `ladder`: the one it holds (a resumed run keeps its rungs), else this run's."""
     if config.ladder:
         return list(config.ladder)
-    rungs = ladder(config.proxy, config.space.get('input_size'), config.calibration, promote_epochs)
+    rungs = ladder(config.proxy, config.space.get("input_size"), config.calibration, promote_epochs)
     rungs[0] = replace(rungs[0], train_images=config.data.train_images or None)
     return [asdict(r) for r in rungs]

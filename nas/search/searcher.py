@@ -31,11 +31,11 @@ from nas.tune.session import gpu_fraction
 if TYPE_CHECKING:
     from nas.search.study import RunStudy
 
-__all__ = ['ArchSearcher']
+__all__ = ["ArchSearcher"]
 
 
 def _is_oom(record: TrialRecord) -> bool:
-    return record.status == 'failed' and 'out of memory' in (record.error or '').lower()
+    return record.status == "failed" and "out of memory" in (record.error or "").lower()
 
 
 class ArchSearcher(Searcher):
@@ -84,7 +84,7 @@ class ArchSearcher(Searcher):
         batch_size: int = 64,
         queue: Sequence[dict[str, Any]] = (),
         deadline: float | None = None,
-        rank_by: str = 'accuracy',
+        rank_by: str = "accuracy",
     ):
         super().__init__()  # several objectives: Optuna holds them, Tune needs no metric of ours
         self.study, self.space, self.state, self.limits = study, space, state, limits
@@ -97,10 +97,10 @@ class ArchSearcher(Searcher):
         self.running: dict[str, dict[str, Any]] = {}  # Ray trial id -> its config (a new arch's has 'optuna_number')
         self.untold: dict[str, int | None] = {}  # arch id -> its open Optuna trial (None: add anew)
         told = {
-            t.user_attrs.get('arch_id') for t in study.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            t.user_attrs.get("arch_id") for t in study.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         }
         for a in self.archive.architectures:  # a killed run's open trials were failed: tell those anew
-            if a.status == 'complete' and a.arch_id not in told:
+            if a.status == "complete" and a.arch_id not in told:
                 self.untold[a.arch_id] = None
         self._params = {a.arch_id: a.record.optuna_params for a in self.archive.architectures}  # Optuna's, per arch
         self._oom = {a.arch_id for a in self.archive.architectures if len(a.records) == 1 and _is_oom(a.records[0])}
@@ -132,8 +132,8 @@ class ArchSearcher(Searcher):
                 config = self._new_arch()
         if config is not None:
             self.running[trial_id] = config
-            if 'gpus' not in config and self.gpu_memory_mb is not None:
-                config['gpus'] = self.gpus_for(config['arch'], config['arch_id'])
+            if "gpus" not in config and self.gpu_memory_mb is not None:
+                config["gpus"] = self.gpus_for(config["arch"], config["arch_id"])
             return config
         if self.running:
             return None  # racing may still want seeds of what is running: ask again later
@@ -141,10 +141,10 @@ class ArchSearcher(Searcher):
         return Searcher.FINISHED
 
     def _new_archs(self) -> int:
-        return len(self.archive) + sum(c.get('optuna_number') is not None for c in self.running.values())
+        return len(self.archive) + sum(c.get("optuna_number") is not None for c in self.running.values())
 
     def _in_flight(self) -> Counter[str]:
-        return Counter(c['arch_id'] for c in self.running.values())
+        return Counter(c["arch_id"] for c in self.running.values())
 
     def _oom_retry(self) -> dict[str, Any] | None:
         """Under --gpus-per-trial auto, a trial that ran out of GPU memory on its share runs once
@@ -154,7 +154,7 @@ class ArchSearcher(Searcher):
         running = self._in_flight()
         for arch_id in sorted(self._oom - set(running), key=lambda a: self.archive.archs[a].number):
             a = self.archive.archs[arch_id]
-            return {'arch': a.arch, 'arch_id': a.arch_id, 'seed': a.records[0].seed, 'gpus': 1.0}
+            return {"arch": a.arch, "arch_id": a.arch_id, "seed": a.records[0].seed, "gpus": 1.0}
         return None
 
     def _targets(self) -> list[tuple[ArchResult, int]]:
@@ -169,7 +169,7 @@ class ArchSearcher(Searcher):
             n = pending.get(a.arch_id, 0)
             if a.seeds + n < target and len(a.records) + n < target + 2:  # + 2: failed seeds are retried twice
                 self.reevaluations += 1
-                return {'arch': a.arch, 'arch_id': a.arch_id, 'seed': self.seed + len(a.records) + n}
+                return {"arch": a.arch, "arch_id": a.arch_id, "seed": self.seed + len(a.records) + n}
         return None
 
     def _new_arch(self) -> dict[str, Any] | None:
@@ -182,17 +182,17 @@ class ArchSearcher(Searcher):
             self.queue.pop(0)  # evaluated meanwhile (a queued reference point found by the sampler)
         number, arch, params, kind = self.study.ask(self.queue.pop(0) if self.queue else None)
         if known(arch.arch_id):  # the sampler found nothing unseen: the space is exhausted
-            self.study.end(number, TrialState.FAIL, {'duplicate_of': arch.arch_id})
+            self.study.end(number, TrialState.FAIL, {"duplicate_of": arch.arch_id})
             self.exhausted = True
             return None
-        self.proposals[kind or 'queued'] += 1
+        self.proposals[kind or "queued"] += 1
         self._params[arch.arch_id] = params
         return {
-            'arch': arch.to_dict(),
-            'arch_id': arch.arch_id,
-            'seed': self.seed,
-            'optuna_number': number,
-            'optuna_params': params,
+            "arch": arch.to_dict(),
+            "arch_id": arch.arch_id,
+            "seed": self.seed,
+            "optuna_number": number,
+            "optuna_params": params,
         }
 
     # -- what happened
@@ -200,7 +200,7 @@ class ArchSearcher(Searcher):
         if trial_id not in self.running:
             return
         config = self.running.pop(trial_id)
-        arch_id, number = config['arch_id'], config.get('optuna_number')
+        arch_id, number = config["arch_id"], config.get("optuna_number")
         # in the archive from here on, numbered (Tune hands no result of a trial that raised)
         record, _ = self.state.finished(trial_id, {} if error else result or {}, config, error=error)
         a = self.archive.archs[arch_id]
@@ -210,15 +210,15 @@ class ArchSearcher(Searcher):
             self._oom.discard(arch_id)
         try:
             if number is not None:
-                if record.status in ('stopped', 'failed'):  # told PRUNED, FAIL
+                if record.status in ("stopped", "failed"):  # told PRUNED, FAIL
                     self.study.tell(number, optuna_result(record, self.objectives, self.limits))
                 else:
                     self.untold[arch_id] = number  # told below, once it wants no more seeds
-            elif record.status == 'complete' and arch_id not in self.untold:
+            elif record.status == "complete" and arch_id not in self.untold:
                 self.untold[arch_id] = None  # a re-evaluation moved its mean: tell the new mean
             self.settle()
         except Exception as e:  # Optuna refuses e.g. NaN values: the trial is still recorded by us
-            logging.getLogger(__name__).warning('Optuna did not take trial %s: %s', trial_id, e)
+            logging.getLogger(__name__).warning("Optuna did not take trial %s: %s", trial_id, e)
 
     def settle(self, final: bool = False) -> None:
         """Tell Optuna the mean of every architecture that wants no more seeds (every one, if final)."""
@@ -241,7 +241,7 @@ class ArchSearcher(Searcher):
         """What the sampler is told for accuracy: the mean of the proxy's rank signal over the
         architecture's complete evaluations (its mean accuracy for the default signal). The front,
         racing and every report stay on accuracy."""
-        if self.rank_by == 'accuracy':
+        if self.rank_by == "accuracy":
             return float(a.accuracy or 0.0)
         score = mean_score(a.complete, self.rank_by)
         return float(score) if score is not None else float(a.accuracy or 0.0)
@@ -249,7 +249,7 @@ class ArchSearcher(Searcher):
     def save(self, checkpoint_path: str) -> None:
         """Tune's experiment checkpoint: the study lives in the run's journal and the record of
         what is done in trials.jsonl, so only the counters are kept."""
-        Path(checkpoint_path).write_text(json.dumps(dict(self.proposals)) + '\n')
+        Path(checkpoint_path).write_text(json.dumps(dict(self.proposals)) + "\n")
 
     def restore(self, checkpoint_path: str) -> None:
         self.proposals = Counter(json.loads(Path(checkpoint_path).read_text()))

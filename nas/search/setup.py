@@ -35,14 +35,14 @@ from nas.search.rungs import run_ladder
 from nas.space.decision import SpaceError
 from nas.space.space import SearchSpace, load_space
 
-__all__ = ['PROJECT', 'Claim', 'SetUp', 'resume_command', 'resolve_run', 'set_up']
+__all__ = ["PROJECT", "Claim", "SetUp", "resume_command", "resolve_run", "set_up"]
 
 PROJECT = Path(__file__).resolve().parents[2]
 
 
 def resume_command(path: str | Path) -> str:
     """The command that continues a run, ready to paste into a shell."""
-    return shell_command('search', '--resume', path)
+    return shell_command("search", "--resume", path)
 
 
 class Claim:
@@ -96,8 +96,8 @@ class Claim:
 
 def _name_taken(folder: RunFolder) -> str:
     return (
-        f'{folder.path}: a run folder of that name exists; continue it with: {resume_command(folder.path)}, '
-        f'or pick another --name'
+        f"{folder.path}: a run folder of that name exists; continue it with: {resume_command(folder.path)}, "
+        f"or pick another --name"
     )
 
 
@@ -105,7 +105,7 @@ def resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Sea
     """The run folder, the effective options and, for a resumed run, its run.yaml (the one read of
     it): new (None), or resumed with its stored options."""
     if opts.resume is None:
-        name = opts.name or datetime.now().strftime('%Y%m%d-%H%M%S')
+        name = opts.name or datetime.now().strftime("%Y%m%d-%H%M%S")
         folder = RunFolder(opts.results_dir / name)
         _check_writable(opts.results_dir, folder.path)
         if folder.exists() or (folder.path.exists() and any(p.name != LOCK_FILE for p in folder.path.iterdir())):
@@ -117,8 +117,8 @@ def resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Sea
         folder = RunFolder(opts.results_dir / given)  # a run's name under --results-dir
     if not folder.path.is_dir():
         raise UsageError(
-            f'--resume {opts.resume}: no such run folder'
-            + (f' (nor {opts.results_dir / given})' if not given.is_absolute() else '')
+            f"--resume {opts.resume}: no such run folder"
+            + (f" (nor {opts.results_dir / given})" if not given.is_absolute() else "")
         )
     config = folder.require().config()
     stored = config.options
@@ -130,7 +130,7 @@ def resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Sea
             f"of an existing run ({folder.path}); only resources and budgets may change"
         )
     merged = {**stored, **{k: v for k, v in given_opts.items() if k in explicit or k not in stored}}
-    merged['resume'] = str(folder.path)
+    merged["resume"] = str(folder.path)
     return folder, SearchOptions.from_dict({k: v for k, v in merged.items() if k in given_opts}), config
 
 
@@ -140,13 +140,13 @@ def _check_writable(results_dir: Path, path: Path) -> None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing == path and not path.is_dir():
-        raise UsageError(f'{path}: exists and is not a folder; pick another --name')
+        raise UsageError(f"{path}: exists and is not a folder; pick another --name")
     if not existing.is_dir():
-        raise UsageError(f'--results-dir {results_dir}: {existing} is a file, not a folder')
+        raise UsageError(f"--results-dir {results_dir}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(
-            f'--results-dir {results_dir}: cannot write in {existing} '
-            f'({os.strerror(errno.EROFS) if _read_only(existing) else os.strerror(errno.EACCES)})'
+            f"--results-dir {results_dir}: cannot write in {existing} "
+            f"({os.strerror(errno.EROFS) if _read_only(existing) else os.strerror(errno.EACCES)})"
         )
 
 
@@ -159,14 +159,13 @@ def _gpus(opts: SearchOptions) -> tuple[float, float | None]:
     The options are checked already (a number >= 0, 'auto' or None)."""
     if opts.gpus_per_trial is None:
         return (1.0 if torch.cuda.is_available() else 0.0), None
-    if opts.gpus_per_trial != 'auto':
+    if opts.gpus_per_trial != "auto":
         return float(opts.gpus_per_trial), None
     memory = opts.gpu_memory_mb
     if memory is None:
         if not torch.cuda.is_available():
             raise UsageError(
-                '--gpus-per-trial auto: no GPU here to measure; give --gpu-memory-mb (the memory of '
-                "the cluster's GPUs)"
+                "--gpus-per-trial auto: no GPU here to measure; give --gpu-memory-mb (the memory of the cluster's GPUs)"
             )
         memory = torch.cuda.get_device_properties(0).total_memory / 2**20
     from nas.tune.session import GPU_GRID
@@ -182,10 +181,10 @@ def _proxy(space: SearchSpace, opts: SearchOptions) -> tuple[ProxyConfig, dict[s
     try:
         proxy = replace(base, **changes).checked()
     except ProxyError as e:
-        where = f'{opts.proxy}' if opts.proxy is not None else f'{space.path}'
-        flag = f'--{e.key.replace("_", "-")}' if e.key in changes else f'{where}: proxy.{e.key}'
-        raise UsageError(f'{flag}: {e.msg}') from None
-    return proxy, ({'file': str(opts.proxy), **calibration} if opts.proxy is not None else {})
+        where = f"{opts.proxy}" if opts.proxy is not None else f"{space.path}"
+        flag = f"--{e.key.replace('_', '-')}" if e.key in changes else f"{where}: proxy.{e.key}"
+        raise UsageError(f"{flag}: {e.msg}") from None
+    return proxy, ({"file": str(opts.proxy), **calibration} if opts.proxy is not None else {})
 
 
 def _hypervolume_scale(space: SearchSpace, num_classes: int, objectives: list[str]) -> dict[str, float]:
@@ -196,15 +195,15 @@ def _hypervolume_scale(space: SearchSpace, num_classes: int, objectives: list[st
         measure_cost(
             arch,
             num_classes=num_classes,
-            latency='latency' in objectives,
-            memory='memory' in objectives,
+            latency="latency" in objectives,
+            memory="memory" in objectives,
             warmup=2,
             repeats=5,
         ).to_dict()
         for arch in space.reference_points().values()
     ]
-    key = {'latency': 'latency_ms', 'memory': 'peak_memory_mb'}
-    return {o: 2.0 * max(float(c[key.get(o, o)] or 0.0) for c in costs) or 1.0 for o in objectives if o != 'accuracy'}
+    key = {"latency": "latency_ms", "memory": "peak_memory_mb"}
+    return {o: 2.0 * max(float(c[key.get(o, o)] or 0.0) for c in costs) or 1.0 for o in objectives if o != "accuracy"}
 
 
 def _new_config(
@@ -219,7 +218,7 @@ def _new_config(
 ) -> RunConfig:
     return RunConfig(
         name=folder.path.name,
-        created=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         command=command,
         objectives=opts.objectives,
         sampler=opts.sampler,
@@ -227,14 +226,14 @@ def _new_config(
         limits=opts.limits,
         space_file=str(opts.space),
         space_fingerprint=space.fingerprint,
-        space_size=space.size if math.isfinite(space.size) else 'infinite',
+        space_size=space.size if math.isfinite(space.size) else "infinite",
         space=space.to_dict(),
         proxy=proxy,
         data=DataInfo.of(data),
         references={name: a.arch_id for name, a in space.reference_points().items()},
         hypervolume_scale=_hypervolume_scale(space, data.num_classes, opts.objectives),
         versions=package_versions(),
-        device='cuda: ' + torch.cuda.get_device_name(0) if gpus > 0 and torch.cuda.is_available() else 'cpu',
+        device="cuda: " + torch.cuda.get_device_name(0) if gpus > 0 and torch.cuda.is_available() else "cpu",
         options=opts.to_dict(),
         calibration=calibration,
     )
@@ -250,13 +249,13 @@ def _load_space(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None
         space = SearchSpace.from_dict(stored.space, file=str(folder.path / RUN_YAML))
         if space.fingerprint != stored.space_fingerprint:
             raise UsageError(
-                f'--resume: {typed} is gone and {folder.path / RUN_YAML} holds a space of fingerprint '
-                f'{space.fingerprint}, not the run\'s {stored.space_fingerprint}; give the space file '
-                f'with --space'
+                f"--resume: {typed} is gone and {folder.path / RUN_YAML} holds a space of fingerprint "
+                f"{space.fingerprint}, not the run's {stored.space_fingerprint}; give the space file "
+                f"with --space"
             )
         print(
-            f'note: the space file {typed} is gone; resuming with the space {folder.path / RUN_YAML} stores '
-            f'(fingerprint {space.fingerprint})',
+            f"note: the space file {typed} is gone; resuming with the space {folder.path / RUN_YAML} stores "
+            f"(fingerprint {space.fingerprint})",
             flush=True,
         )
         return space
@@ -266,9 +265,9 @@ def _load_space(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None
         raise SpaceError(typed, e.path, e.msg) from None
     if stored is not None and stored.space_fingerprint != space.fingerprint:
         raise UsageError(
-            f'--resume: the search space changed since {folder.path} started ({typed} now has '
-            f'fingerprint {space.fingerprint}, the run used {stored.space_fingerprint}); '
-            f'start a new run for a new space'
+            f"--resume: the search space changed since {folder.path} started ({typed} now has "
+            f"fingerprint {space.fingerprint}, the run used {stored.space_fingerprint}); "
+            f"start a new run for a new space"
         )
     return space
 
@@ -296,7 +295,7 @@ def set_up(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, com
     proxy, calibration = _proxy(space, opts)
     if stored is not None and opts.proxy is not None and stored.proxy != proxy:
         raise UsageError(
-            f'--resume: the proxy in {opts.proxy} changed since {folder.path} started; start a new run for a new proxy'
+            f"--resume: the proxy in {opts.proxy} changed since {folder.path} started; start a new run for a new proxy"
         )
     gpus, gpu_memory = _gpus(opts)  # for auto: its smallest share of a GPU
     from nas.tune.session import check_resources, cluster_address, ray_session  # Ray: once a search starts
@@ -304,30 +303,30 @@ def set_up(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, com
     address = cluster_address(opts.address)  # --address, or an exported RAY_ADDRESS as Ray reads it
     if not address:  # this machine's resources are known before Ray starts
         check_resources(
-            {'CPU': len(os.sched_getaffinity(0)), 'GPU': torch.cuda.device_count()}, opts.cpus_per_trial, gpus, None
+            {"CPU": len(os.sched_getaffinity(0)), "GPU": torch.cuda.device_count()}, opts.cpus_per_trial, gpus, None
         )
     data = proxy.load_data(opts.data_dir, seed=opts.seed)
     if data.in_chans != space.in_chans:
         raise UsageError(
-            f'{opts.space}: in_chans is {space.in_chans} but dataset {data.name} has {data.in_chans} '
-            f'channel(s); set in_chans: {data.in_chans} in the space or pick another --dataset'
+            f"{opts.space}: in_chans is {space.in_chans} but dataset {data.name} has {data.in_chans} "
+            f"channel(s); set in_chans: {data.in_chans} in the space or pick another --dataset"
         )
     if stored is not None:
         config = stored
         mismatch = config.data.mismatch(DataInfo.of(data))
         if mismatch:
-            was = config.options.get('data_dir')
+            was = config.options.get("data_dir")
             raise UsageError(
-                f'--resume: {folder.path} was searched on other data: {mismatch}; resume it on its own '
-                f'data' + (f' (--data-dir {shlex.quote(str(was))})' if was else '') + ', or start a new run'
+                f"--resume: {folder.path} was searched on other data: {mismatch}; resume it on its own "
+                f"data" + (f" (--data-dir {shlex.quote(str(was))})" if was else "") + ", or start a new run"
             )
         config.options = opts.to_dict()
     else:
         config = _new_config(folder, opts, space, proxy, data, gpus, command, calibration)
     if address and not opts.address:
         print(
-            f'note: joining the Ray cluster at {address} from the exported RAY_ADDRESS (to run on a local Ray, '
-            f'unset it: env -u RAY_ADDRESS python -m nas.search ...)',
+            f"note: joining the Ray cluster at {address} from the exported RAY_ADDRESS (to run on a local Ray, "
+            f"unset it: env -u RAY_ADDRESS python -m nas.search ...)",
             flush=True,
         )
     if address:  # joined before anything is written: a cluster that does not answer leaves no folder

@@ -19,7 +19,7 @@ from nas.run.archive import Archive
 from nas.run.record import TrialRecord
 from nas.tune.result import record_from_result
 
-__all__ = ['RunState']
+__all__ = ["RunState"]
 
 
 class RunState:
@@ -51,7 +51,7 @@ class RunState:
                 _complete_failure(taken[0], record_from_result(result, config, error=True, message=message))
             return taken
         record = record_from_result(result, config, error=error, message=message)
-        record.arch_id = config.get('arch_id') or record.arch_id
+        record.arch_id = config.get("arch_id") or record.arch_id
         record.number = len(self.archive.records)  # numbers key the Pareto functions and trials.jsonl
         moved = self.archive.add(record)
         self._taken[trial_id] = (record, moved)
@@ -63,5 +63,5 @@ def _complete_failure(record: TrialRecord, known: TrialRecord) -> None:
     failed evaluation adds nothing to its architecture's mean or costs, so the archive holding
     it needs no update."""
     for f in fields(TrialRecord):
-        if f.name not in ('number', 'arch_id'):
+        if f.name not in ("number", "arch_id"):
             setattr(record, f.name, getattr(known, f.name))

@@ -34,15 +34,15 @@ from nas.space.decision import SpaceError
 from nas.space.space import SearchSpace
 
 __all__ = [
-    'StudySource',
-    'RunStudy',
-    'BatchedJournal',
-    'OptunaResult',
-    'journal_storage',
-    'make_sampler',
-    'open_study',
-    'optuna_result',
-    'trial_of',
+    "StudySource",
+    "RunStudy",
+    "BatchedJournal",
+    "OptunaResult",
+    "journal_storage",
+    "make_sampler",
+    "open_study",
+    "optuna_result",
+    "trial_of",
 ]
 
 HISTORY_WINDOW = 500  # trials a TPE or GP ask reads at most (nas.samplers.window.HistoryWindow)
@@ -103,10 +103,10 @@ def open_study(
     missing = [a for a in aggregate(records) if a.arch_id not in told]  # one trial per architecture: its mean
     if missing:
         journal.add_trials([trial_of(replace(a.record, accuracy=a.accuracy), space, opts, folder) for a in missing])
-        why = 'missing' if not existed else f'stale ({len(missing)} of the {len(records)} finished trials absent)'
+        why = "missing" if not existed else f"stale ({len(missing)} of the {len(records)} finished trials absent)"
         notes.append(
-            f'{folder.study_path}: {why}; rebuilt from {folder.trials_path.name} '
-            f'({len(missing)} architectures told to the study)'
+            f"{folder.study_path}: {why}; rebuilt from {folder.trials_path.name} "
+            f"({len(missing)} architectures told to the study)"
         )
     stale = _fail_unfinished(journal)
     queue = list(again.values())
@@ -129,7 +129,7 @@ def _open_journal(
     except ValueError as e:  # a line broken in the middle: Optuna cannot replay the journal
         side = folder.study_path.with_name(f"{folder.study_path.name}.damaged-{datetime.now():%Y%m%d-%H%M%S}")
         os.replace(folder.study_path, side)
-        notes.append(f'{folder.study_path}: unreadable ({" ".join(str(e).split())}); moved to {side.name}')
+        notes.append(f"{folder.study_path}: unreadable ({' '.join(str(e).split())}); moved to {side.name}")
         existed = False
         storage, backend = journal_storage(folder)
     journal = optuna.create_study(
@@ -148,14 +148,14 @@ def _seen(journal: optuna.Study, space: SearchSpace, done: set[str]) -> tuple[se
     told: set[str] = set()
     again: dict[str, dict[str, Any]] = {}
     for t in journal.get_trials(deepcopy=False):
-        if 'duplicate_of' in t.user_attrs or not t.params:
+        if "duplicate_of" in t.user_attrs or not t.params:
             continue
         try:
-            arch_id = t.user_attrs.get('arch_id') or space.point(t.params).arch_id
+            arch_id = t.user_attrs.get("arch_id") or space.point(t.params).arch_id
         except (ValueError, SpaceError):
             continue
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-            t.state == TrialState.FAIL and 'status' in t.user_attrs
+            t.state == TrialState.FAIL and "status" in t.user_attrs
         ):
             told.add(arch_id)
         if arch_id not in done:
@@ -183,8 +183,8 @@ def trial_of(record: TrialRecord, space: SearchSpace, opts: SearchOptions, folde
         return told.frozen(space, params, record.arch_id, rebuilt_from=folder.trials_path.name)
     except (ValueError, TypeError, SpaceError) as e:
         raise RunError(
-            f'{folder.trials_path}: trial {record.number} ({record.arch_id}) cannot be told to a '
-            f'rebuilt Optuna study ({" ".join(str(e).split())}); not resuming without it'
+            f"{folder.trials_path}: trial {record.number} ({record.arch_id}) cannot be told to a "
+            f"rebuilt Optuna study ({' '.join(str(e).split())}); not resuming without it"
         ) from None
 
 
@@ -275,7 +275,7 @@ class RunStudy:
         trial = self.work.ask()
         arch = self.source.space.sample(trial, full=True)
         kind = self.sampler.take_kind(trial.number)
-        attrs = {'arch_id': arch.arch_id, 'proposal': kind or 'queued'}
+        attrs = {"arch_id": arch.arch_id, "proposal": kind or "queued"}
         params = trial.params
         template = optuna.trial.create_trial(
             state=TrialState.RUNNING,

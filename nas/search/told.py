@@ -16,10 +16,10 @@ from nas.run.record import TrialRecord
 if TYPE_CHECKING:
     from nas.space.space import SearchSpace
 
-__all__ = ['OptunaResult', 'optuna_result']
+__all__ = ["OptunaResult", "optuna_result"]
 
 # A finished evaluation's status -> the state of its Optuna trial (any other status: FAIL).
-_STATES = {'complete': TrialState.COMPLETE, 'infeasible': TrialState.COMPLETE, 'stopped': TrialState.PRUNED}
+_STATES = {"complete": TrialState.COMPLETE, "infeasible": TrialState.COMPLETE, "stopped": TrialState.PRUNED}
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class OptunaResult:
             distributions=space.distributions(params),
             values=self.values,
             constraints=self.constraints or None,
-            user_attrs={'arch_id': arch_id, **self.attrs, **more},
+            user_attrs={"arch_id": arch_id, **self.attrs, **more},
         )
 
 
@@ -66,11 +66,11 @@ def optuna_result(
     state = _STATES.get(point.status, TrialState.FAIL)
     constraints = list((point.record if isinstance(point, ArchResult) else point).constraints)
     complete = state == TrialState.COMPLETE
-    attrs: dict[str, Any] = {'status': point.status, 'epochs': point.epochs}
+    attrs: dict[str, Any] = {"status": point.status, "epochs": point.epochs}
     if seeds is not None:
-        attrs['seeds'] = seeds
-    attrs['constraints'] = constraints
+        attrs["seeds"] = seeds
+    attrs["constraints"] = constraints
     if not complete:
         return OptunaResult(state, None, {}, attrs)
-    values = [float(score if o == 'accuracy' and score is not None else point.value(o) or 0.0) for o in objectives]
+    values = [float(score if o == "accuracy" and score is not None else point.value(o) or 0.0) for o in objectives]
     return OptunaResult(state, values, dict(zip(sorted(limits), constraints)), attrs)

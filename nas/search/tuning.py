@@ -32,7 +32,7 @@ from nas.tune.runner import TuneSession, tuner
 from nas.tune.session import GPU_GRID, trial_slots
 from nas.tune.trainable import trainable
 
-__all__ = ['SearchTuning', 'TuneOutcome', 'run_tune']
+__all__ = ["SearchTuning", "TuneOutcome", "run_tune"]
 
 
 @dataclass
@@ -69,7 +69,7 @@ class TuneOutcome:
 
 def _resources(cpus: float, gpus: float, config: dict[str, Any]) -> tune.PlacementGroupFactory:
     """A trial's resources: its CPUs, and its config's GPU share (auto, an OOM retry) or the fixed one."""
-    return tune.PlacementGroupFactory([{'CPU': cpus, 'GPU': config.get('gpus', gpus)}])
+    return tune.PlacementGroupFactory([{"CPU": cpus, "GPU": config.get("gpus", gpus)}])
 
 
 def run_tune(job: SearchTuning, on_cluster: Any = None) -> TuneOutcome:
@@ -140,9 +140,9 @@ def _scheduler(job: SearchTuning) -> ASHAScheduler | None:
         return None
     epochs = job.settings.proxy.epochs
     return ASHAScheduler(
-        metric='accuracy',
-        mode='max',
-        time_attr='training_iteration',
+        metric="accuracy",
+        mode="max",
+        time_attr="training_iteration",
         max_t=max(1, epochs),
         grace_period=max(1, epochs // 4),
         reduction_factor=3,
@@ -163,10 +163,10 @@ def _tuner(job: SearchTuning, searcher: ArchSearcher, recorder: Recorder, resour
     slots = trial_slots(resources, cpus, least, job.address, opts.max_concurrent)
     return tuner(
         trainable,
-        {'data': [ray.put(job.data)], 'settings': job.settings, 'threads': max(1, int(cpus))},
+        {"data": [ray.put(job.data)], "settings": job.settings, "threads": max(1, int(cpus))},
         partial(_resources, cpus, job.gpus_per_trial),
         folder=job.run.path,
-        name='tune',
+        name="tune",
         searcher=searcher,
         concurrent=slots,
         stoppers=[FailureStopper(recorder, opts.max_failures), HaltStopper(recorder)],

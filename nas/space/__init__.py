@@ -17,4 +17,4 @@ from nas.space.cli import describe, main
 from nas.space.decision import BLOCK_DECISIONS, Decision, SpaceError, StageSpace
 from nas.space.space import SearchSpace, load_space
 
-__all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space', 'BLOCK_DECISIONS', 'describe', 'main']
+__all__ = ["SpaceError", "Decision", "StageSpace", "SearchSpace", "load_space", "BLOCK_DECISIONS", "describe", "main"]

@@ -14,7 +14,7 @@ from nas.space.space import SearchSpace, load_space
 
 def _fmt_count(n: int | float) -> str:
     """A size for people: thousands separated, or 'infinite'."""
-    return 'infinite (continuous ranges)' if math.isinf(n) else f"{n:,}"
+    return "infinite (continuous ranges)" if math.isinf(n) else f"{n:,}"
 
 
 def describe(space: SearchSpace, costs: bool = True, num_classes: int = 1000) -> str:
@@ -39,14 +39,14 @@ def describe(space: SearchSpace, costs: bool = True, num_classes: int = 1000) ->
     refs = space.reference_points()
     corners = {
         f"{p}_{op}": space.point(prefer=p, op=op)
-        for p in ('min', 'max')
-        for op in ('conv', 'acmix')
+        for p in ("min", "max")
+        for op in ("conv", "acmix")
         if _try(lambda: space.point(prefer=p, op=op))
     }
     if costs:
         from nas.net.cost import measure_cost  # the CLI only: the space itself never needs the model
     for name, arch in refs.items():
-        extra = ''
+        extra = ""
         if costs:
             c = measure_cost(arch, num_classes=num_classes, latency=False, memory=False)
             extra = f"  {c.params / 1e6:.3f} M params, {c.macs / 1e6:.2f} M MACs"
@@ -60,8 +60,8 @@ def describe(space: SearchSpace, costs: bool = True, num_classes: int = 1000) ->
             f"or all ACmix): params {p[0] / 1e6:.3f}-{p[-1] / 1e6:.3f} M, "
             f"MACs {m[0] / 1e6:.2f}-{m[-1] / 1e6:.2f} M"
         )
-    lines.append("proxy: " + ', '.join(f"{k}={v}" for k, v in space.proxy.to_dict().items()))
-    return '\n'.join(lines)
+    lines.append("proxy: " + ", ".join(f"{k}={v}" for k, v in space.proxy.to_dict().items()))
+    return "\n".join(lines)
 
 
 def _try(f: Callable[[], Any]) -> bool:
@@ -78,17 +78,17 @@ def _fmt_dec(d: Decision) -> str:
     if d.is_fixed:
         return str(d.choices[0])
     if d.choices is not None:
-        return '{' + ', '.join(str(c) for c in d.choices) + '}'
+        return "{" + ", ".join(str(c) for c in d.choices) + "}"
     return f"[{d.low}, {d.high}{', step ' + str(d.step) if d.step else ''}{', log' if d.log else ''}]"
 
 
 @command
 def main(argv: list[str]) -> None:
     """`python -m nas.space SPACE.yaml`: print `describe`; exit 2 for a bad space."""
-    ap = ArgumentParser(prog='python -m nas.space', description='Describe a search space YAML file.')
-    ap.add_argument('space', type=Path, help='search space YAML, e.g. search_spaces/digits.yaml')
-    ap.add_argument('--num-classes', type=int, default=1000, help='classes for the parameter counts (default: 1000)')
-    ap.add_argument('--no-costs', action='store_true', help='skip building models for params/MACs (default: off)')
+    ap = ArgumentParser(prog="python -m nas.space", description="Describe a search space YAML file.")
+    ap.add_argument("space", type=Path, help="search space YAML, e.g. search_spaces/digits.yaml")
+    ap.add_argument("--num-classes", type=int, default=1000, help="classes for the parameter counts (default: 1000)")
+    ap.add_argument("--no-costs", action="store_true", help="skip building models for params/MACs (default: off)")
     args = ap.parse_args(argv)
     space = load_space(args.space)
     import torch

@@ -19,31 +19,31 @@ from nas.errors import NasError
 from nas.net.arch import ACMIX_DEFAULTS, CONV_KERNELS, OPS
 
 __all__ = [
-    'SpaceError',
-    'Kind',
-    'KINDS',
-    'Decision',
-    'StageSpace',
-    'BLOCK_DECISIONS',
-    'BLOCK_DEFAULTS',
-    'CONV_KEYS',
-    'ACMIX_KEYS',
-    'SCOPES',
+    "SpaceError",
+    "Kind",
+    "KINDS",
+    "Decision",
+    "StageSpace",
+    "BLOCK_DECISIONS",
+    "BLOCK_DEFAULTS",
+    "CONV_KEYS",
+    "ACMIX_KEYS",
+    "SCOPES",
 ]
 
 # Block-level decisions: the op, the conv block's setting, the ACmix block's settings.
-CONV_KEYS = ('kernel',)
-ACMIX_KEYS = ('heads', 'k_att', 'k_conv', 'alpha', 'beta', 'learnable')
-BLOCK_DECISIONS = ('op',) + CONV_KEYS + ACMIX_KEYS
-BLOCK_DEFAULTS: dict[str, Any] = dict(op='conv', kernel=3, **ACMIX_DEFAULTS)
-SCOPES = ('block', 'stage', 'network')
+CONV_KEYS = ("kernel",)
+ACMIX_KEYS = ("heads", "k_att", "k_conv", "alpha", "beta", "learnable")
+BLOCK_DECISIONS = ("op",) + CONV_KEYS + ACMIX_KEYS
+BLOCK_DEFAULTS: dict[str, Any] = dict(op="conv", kernel=3, **ACMIX_DEFAULTS)
+SCOPES = ("block", "stage", "network")
 
 
 class SpaceError(NasError):
     """A bad search space. str(error) is one line: '<file>: <key path>: <what is wrong / allowed>'."""
 
     def __init__(self, file: str | Path | None, path: str, msg: str):
-        self.file, self.path, self.msg = str(file or '<dict>'), path, msg
+        self.file, self.path, self.msg = str(file or "<dict>"), path, msg
         super().__init__(f"{self.file}: {path}: {msg}" if path else f"{self.file}: {msg}")
 
 
@@ -59,17 +59,17 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {
-    'op': Kind('str', f"one of {list(OPS)}", lambda v: v in OPS),
-    'kernel': Kind('int', f"one of {list(CONV_KERNELS)}", lambda v: is_int(v) and v in CONV_KERNELS),
-    'k_conv': Kind('int', f"one of {list(CONV_KERNELS)}", lambda v: is_int(v) and v in CONV_KERNELS),
-    'k_att': Kind('int', "an odd int from 1 to 31", lambda v: is_int(v) and 1 <= v <= 31 and v % 2 == 1),
-    'heads': Kind('int', "an int >= 1", lambda v: is_int(v) and v >= 1),
-    'alpha': Kind('float', "a finite number", is_num),
-    'beta': Kind('float', "a finite number", is_num),
-    'learnable': Kind('bool', "true or false", lambda v: isinstance(v, bool)),
-    'depth': Kind('int', "an int from 1 to 64", lambda v: is_int(v) and 1 <= v <= 64),
-    'channels': Kind('int', "an int >= 1", lambda v: is_int(v) and v >= 1),
-    'width_mult': Kind('float', "a number > 0", lambda v: is_num(v) and v > 0),
+    "op": Kind("str", f"one of {list(OPS)}", lambda v: v in OPS),
+    "kernel": Kind("int", f"one of {list(CONV_KERNELS)}", lambda v: is_int(v) and v in CONV_KERNELS),
+    "k_conv": Kind("int", f"one of {list(CONV_KERNELS)}", lambda v: is_int(v) and v in CONV_KERNELS),
+    "k_att": Kind("int", "an odd int from 1 to 31", lambda v: is_int(v) and 1 <= v <= 31 and v % 2 == 1),
+    "heads": Kind("int", "an int >= 1", lambda v: is_int(v) and v >= 1),
+    "alpha": Kind("float", "a finite number", is_num),
+    "beta": Kind("float", "a finite number", is_num),
+    "learnable": Kind("bool", "true or false", lambda v: isinstance(v, bool)),
+    "depth": Kind("int", "an int from 1 to 64", lambda v: is_int(v) and 1 <= v <= 64),
+    "channels": Kind("int", "an int >= 1", lambda v: is_int(v) and v >= 1),
+    "width_mult": Kind("float", "a number > 0", lambda v: is_num(v) and v > 0),
 }
 
 
@@ -83,7 +83,7 @@ class Decision:
     high: float | None = None
     step: float | None = None
     log: bool = False
-    per: str = 'block'
+    per: str = "block"
     default: Any = None
 
     @property
@@ -94,7 +94,7 @@ class Decision:
     @property
     def is_int(self) -> bool:
         """Whether the values are ints."""
-        return KINDS[self.key].type == 'int'
+        return KINDS[self.key].type == "int"
 
     def values(self) -> tuple[Any, ...] | None:
         """Every value, or None for a continuous range."""
@@ -129,7 +129,7 @@ class Decision:
         """Whether `v` is one of the values (a float decision also takes an int of equal value)."""
         if self.choices is not None:
             return any(v == c and type(v) is type(c) for c in self.choices) or (
-                KINDS[self.key].type == 'float' and is_num(v) and v in self.choices
+                KINDS[self.key].type == "float" and is_num(v) and v in self.choices
             )
         vals = self.values()
         if vals is not None:
@@ -164,15 +164,15 @@ class Decision:
             return self.choices[0]
         d: dict[str, Any] = {}
         if self.choices is not None:
-            d['choices'] = list(self.choices)
+            d["choices"] = list(self.choices)
         else:
             d.update(low=self.low, high=self.high)
             if self.step is not None:
-                d['step'] = self.step
+                d["step"] = self.step
             if self.log:
-                d['log'] = True
-        d['per'] = self.per
-        d['default'] = self.default
+                d["log"] = True
+        d["per"] = self.per
+        d["default"] = self.default
         return d
 
 
@@ -196,5 +196,5 @@ class StageSpace:
             stride=self.stride,
             block=self.block,
             bottle_ratio=self.bottle_ratio,
-            blocks={k: self.decisions[k].to_dict() for k in BLOCK_DECISIONS if self.decisions[k].per != 'network'},
+            blocks={k: self.decisions[k].to_dict() for k in BLOCK_DECISIONS if self.decisions[k].per != "network"},
         )

@@ -38,7 +38,7 @@ from nas.proxy import ProxyConfig
 from nas.space.decision import ACMIX_KEYS, BLOCK_DECISIONS, CONV_KEYS, Decision, SpaceError, StageSpace
 from nas.space.file import read_yaml, space_fields
 
-__all__ = ['SpaceError', 'Decision', 'StageSpace', 'SearchSpace', 'load_space', 'BLOCK_DECISIONS']
+__all__ = ["SpaceError", "Decision", "StageSpace", "SearchSpace", "load_space", "BLOCK_DECISIONS"]
 
 Picker = Callable[[Decision, str, int | None, int | None], Any]  # (decision, name, stage, block)
 
@@ -55,7 +55,7 @@ class SearchSpace:
     num_features: int
     stages: tuple[StageSpace, ...]
     proxy: ProxyConfig
-    description: str = ''
+    description: str = ""
     path: str | None = field(default=None, compare=False)
 
     # -- loading ------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ class SearchSpace:
         return cls.from_dict(read_yaml(path), file=str(path), name=path.stem)
 
     @classmethod
-    def from_dict(cls, raw: Any, file: str | None = None, name: str = 'space') -> SearchSpace:
+    def from_dict(cls, raw: Any, file: str | None = None, name: str = "space") -> SearchSpace:
         """Validate a parsed YAML mapping (also accepts the output of `to_dict`): its keys
         (`nas.space.file`), then the geometry of the space they make."""
         space = cls(**space_fields(raw, file, name))
@@ -99,7 +99,7 @@ class SearchSpace:
             i, h, w = small
             if i is None:
                 raise SpaceError(
-                    file, 'input_size', f"the stem downsamples by {self.stem.reduction}: input {h}x{w} is too small"
+                    file, "input_size", f"the stem downsamples by {self.stem.reduction}: input {h}x{w} is too small"
                 )
             raise SpaceError(
                 file,
@@ -108,9 +108,9 @@ class SearchSpace:
                 f"{self.stages[i].stride}, below 1 pixel; allowed here: 1 (or a larger input_size)",
             )
         for i, st in enumerate(self.stages):
-            if 'acmix' not in st.decisions['op'].values():
+            if "acmix" not in st.decisions["op"].values():
                 continue
-            heads = st.decisions['heads'].values()
+            heads = st.decisions["heads"].values()
             for wm in self.width_mult.values() or (self.width_mult.low, self.width_mult.high):
                 for c in st.channels.values() or (st.channels.low, st.channels.high):
                     mid = make_divisible(self._width(c, wm) * st.bottle_ratio)
@@ -135,7 +135,7 @@ class SearchSpace:
     def _build(self, pick: Picker) -> Arch:
         """The architecture whose every decision's value `pick` gives (asked once per block, stage
         or network, as the decision's scope says; a block's op first, then the settings it uses)."""
-        wm = pick(self.width_mult, 'width_mult', None, None)
+        wm = pick(self.width_mult, "width_mult", None, None)
         net: dict[str, Any] = {}
         stages = []
         for si, st in enumerate(self.stages):
@@ -148,15 +148,15 @@ class SearchSpace:
                 def get(key: str) -> Any:
                     """Block `bi`'s value of `key`: picked per block, or once per stage or network."""
                     d = st.decisions[key]
-                    if d.per == 'block':
+                    if d.per == "block":
                         return pick(d, f"s{si}.b{bi}.{key}", si, bi)
-                    cache, name = (tied, f"s{si}.{key}") if d.per == 'stage' else (net, f"net.{key}")
+                    cache, name = (tied, f"s{si}.{key}") if d.per == "stage" else (net, f"net.{key}")
                     if key not in cache:
                         cache[key] = pick(d, name, si, bi)
                     return cache[key]
 
-                op = get('op')
-                keys = CONV_KEYS if op == 'conv' else ACMIX_KEYS
+                op = get("op")
+                keys = CONV_KEYS if op == "conv" else ACMIX_KEYS
                 blocks.append(BlockArch(op=op, **{k: get(k) for k in keys}))
             stages.append(
                 StageArch(
@@ -201,14 +201,14 @@ class SearchSpace:
             if not d.is_fixed and name not in out:
                 out[name] = d
 
-        add('width_mult', self.width_mult)
+        add("width_mult", self.width_mult)
         for si, st in enumerate(self.stages):
             add(f"s{si}.depth", st.depth)
             add(f"s{si}.channels", st.channels)
             for bi in range(int(st.depth.max)):
                 for key in BLOCK_DECISIONS:
                     d = st.decisions[key]
-                    add({'block': f"s{si}.b{bi}.{key}", 'stage': f"s{si}.{key}", 'network': f"net.{key}"}[d.per], d)
+                    add({"block": f"s{si}.b{bi}.{key}", "stage": f"s{si}.{key}", "network": f"net.{key}"}[d.per], d)
         return out
 
     def distributions(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -228,7 +228,7 @@ class SearchSpace:
         """The Optuna distribution of every parameter of the encoding."""
         return {name: d.distribution() for name, d in self.encoding.items()}
 
-    def point(self, params: Mapping[str, Any] | None = None, *, prefer: str = 'default', **fixed: Any) -> Arch:
+    def point(self, params: Mapping[str, Any] | None = None, *, prefer: str = "default", **fixed: Any) -> Arch:
         """One architecture of the space without a trial.
 
         Args:
@@ -243,7 +243,7 @@ class SearchSpace:
         """
         params = dict(params or {})
         for k in fixed:
-            if k not in BLOCK_DECISIONS + ('depth', 'channels', 'width_mult'):
+            if k not in BLOCK_DECISIONS + ("depth", "channels", "width_mult"):
                 raise TypeError(f"point(): unknown decision {k!r}")
 
         def pick(d: Decision, name: str, si: int | None, bi: int | None) -> Any:
@@ -257,7 +257,7 @@ class SearchSpace:
                 elif isinstance(v, (list, tuple)):
                     v = v[si]
             else:
-                return {'default': d.default, 'min': d.min, 'max': d.max}[prefer]
+                return {"default": d.default, "min": d.min, "max": d.max}[prefer]
             if not d.contains(v):
                 raise SpaceError(
                     self.path,
@@ -281,11 +281,11 @@ class SearchSpace:
 
                 def pick(d: Decision, name: str, si: int | None, bi: int | None) -> Any:
                     """The value `arch` has for this decision (LookupError: none of its values)."""
-                    if name == 'width_mult':
+                    if name == "width_mult":
                         v = wm
-                    elif name.endswith('.depth'):
+                    elif name.endswith(".depth"):
                         v = arch.stages[si].depth
-                    elif name.endswith('.channels'):
+                    elif name.endswith(".channels"):
                         v = next(
                             (c for c in (d.values() or ()) if self._width(c, wm) == arch.stages[si].channels),
                             arch.stages[si].channels,
@@ -303,7 +303,7 @@ class SearchSpace:
                         return seen
                 except (LookupError, ArchError):
                     continue
-        raise SpaceError(self.path, '', f"architecture {arch.arch_id} is not a point of this space")
+        raise SpaceError(self.path, "", f"architecture {arch.arch_id} is not a point of this space")
 
     def reference_points(self) -> dict[str, Arch]:
         """Fixed points to seed a search (those inside the space): 'all_conv', 'all_acmix' and 'paper'
@@ -312,9 +312,9 @@ class SearchSpace:
         left out ('paper' is all-conv in a space of basic blocks only, and all-ACmix in one of
         bottlenecks only, as ACmix-ResNet is)."""
         cands: dict[str, Callable[[], Arch]] = {
-            'all_conv': lambda: self.point(op='conv'),
-            'all_acmix': lambda: self.point(op='acmix'),
-            'paper': lambda: self.point(op=lambda si, st: 'acmix' if st.block == 'bottleneck' else 'conv'),
+            "all_conv": lambda: self.point(op="conv"),
+            "all_acmix": lambda: self.point(op="acmix"),
+            "paper": lambda: self.point(op=lambda si, st: "acmix" if st.block == "bottleneck" else "conv"),
         }
         out: dict[str, Arch] = {}
         for k, f in cands.items():
@@ -331,9 +331,9 @@ class SearchSpace:
         """(where, decision) for every non-fixed decision: 'width_mult', 'stages[i].depth', ..."""
         out = []
         if not self.width_mult.is_fixed:
-            out.append(('width_mult', self.width_mult))
+            out.append(("width_mult", self.width_mult))
         for i, st in enumerate(self.stages):
-            for k, d in (('depth', st.depth), ('channels', st.channels), *st.decisions.items()):
+            for k, d in (("depth", st.depth), ("channels", st.channels), *st.decisions.items()):
                 if not d.is_fixed:
                     out.append((f"stages[{i}].{k}", d))
         return out
@@ -345,9 +345,9 @@ class SearchSpace:
         has no heads). Samplers that model one fixed set of parameters (GP) draw these at random."""
         for st in self.stages:
             searched = [d for d in st.decisions.values() if not d.is_fixed]
-            if not st.depth.is_fixed and any(d.per == 'block' for d in searched):
+            if not st.depth.is_fixed and any(d.per == "block" for d in searched):
                 return True
-            if not st.decisions['op'].is_fixed and any(d.key != 'op' for d in searched):
+            if not st.decisions["op"].is_fixed and any(d.key != "op" for d in searched):
                 return True
         return False
 
@@ -358,7 +358,7 @@ class SearchSpace:
         Settings that a block's op does not use are not counted (a conv block has no heads), nor
         are width multipliers that round to the same widths.
         """
-        net_op = next((st.decisions['op'] for st in self.stages if st.decisions['op'].per == 'network'), None)
+        net_op = next((st.decisions["op"] for st in self.stages if st.decisions["op"].per == "network"), None)
         if net_op is not None:
             return _add(*(self._size(force_op=op) for op in net_op.values()))
         return self._size(None)
@@ -415,7 +415,7 @@ class SearchSpace:
             stem=self.stem.to_dict(),
             width_mult=self.width_mult.to_dict(),
             num_features=self.num_features,
-            blocks={k: d.to_dict() for st in self.stages for k, d in st.decisions.items() if d.per == 'network'},
+            blocks={k: d.to_dict() for st in self.stages for k, d in st.decisions.items() if d.per == "network"},
             stages=[s.to_dict() for s in self.stages],
             proxy=self.proxy.to_dict(),
         )
@@ -427,15 +427,15 @@ class SearchSpace:
 
 
 # -- counting (SearchSpace.size) ------------------------------------------------------------------
-_OP_KEYS = {'conv': CONV_KEYS, 'acmix': ACMIX_KEYS}  # the block settings each op uses
+_OP_KEYS = {"conv": CONV_KEYS, "acmix": ACMIX_KEYS}  # the block settings each op uses
 Ways = dict[frozenset[Decision], int | float]  # the decisions per network used -> the ways
 
 
 def _stage_ways(st: StageSpace, force_op: str | None) -> Ways:
     """The ways to set one stage's blocks (its depth, ops and their settings decided per block or
     per stage), by the decisions per network that those blocks use."""
-    op = st.decisions['op']
-    ops = [force_op] if op.per == 'network' else list(op.values())
+    op = st.decisions["op"]
+    ops = [force_op] if op.per == "network" else list(op.values())
 
     def factor(name: str, per: str) -> int | float:
         """The product of the counts of op `name`'s settings decided `per` block or stage."""
@@ -443,22 +443,22 @@ def _stage_ways(st: StageSpace, force_op: str | None) -> Ways:
 
     def uses(name: str) -> frozenset[Decision]:
         """The decisions per network that the blocks of op `name` use in this stage."""
-        return frozenset(st.decisions[k] for k in _OP_KEYS[name] if st.decisions[k].per == 'network')
+        return frozenset(st.decisions[k] for k in _OP_KEYS[name] if st.decisions[k].per == "network")
 
-    c = factor('conv', 'block') if 'conv' in ops else 0
-    a = factor('acmix', 'block') if 'acmix' in ops else 0
+    c = factor("conv", "block") if "conv" in ops else 0
+    a = factor("acmix", "block") if "acmix" in ops else 0
     only_c = only_a = both = 0
     for depth in st.depth.values():
         only_c, only_a = _add(only_c, _pow(c, depth)), _add(only_a, _pow(a, depth))
-        if op.per == 'block' and c and a:  # the blocks of one stage may differ in op
+        if op.per == "block" and c and a:  # the blocks of one stage may differ in op
             either = math.inf if math.isinf(c + a) else _pow(c + a, depth) - _pow(c, depth) - _pow(a, depth)
             both = _add(both, either)
-    conv_stage, acmix_stage = factor('conv', 'stage'), factor('acmix', 'stage')
+    conv_stage, acmix_stage = factor("conv", "stage"), factor("acmix", "stage")
     return _gather(
         [
-            (uses('conv'), _mul(only_c, conv_stage)),
-            (uses('acmix'), _mul(only_a, acmix_stage)),
-            (uses('conv') | uses('acmix'), _mul(both, _mul(conv_stage, acmix_stage))),
+            (uses("conv"), _mul(only_c, conv_stage)),
+            (uses("acmix"), _mul(only_a, acmix_stage)),
+            (uses("conv") | uses("acmix"), _mul(both, _mul(conv_stage, acmix_stage))),
         ]
     )
 

@@ -324,8 +324,8 @@ def main(argv: list[str]) -> int:
     try:
         return _run(argv)
     except OSError as e:  # a full disk, a read-only --out: the checkpoint folder is written whole or not at all
-        e.add_note('no checkpoint was written')
+        e.add_note("no checkpoint was written")
         raise
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM
-        e.add_note('interrupted; no checkpoint was written')
+        e.add_note("interrupted; no checkpoint was written")
         raise

@@ -52,15 +52,15 @@ from nas.tune.session import trial_slots
 from nas.tune.trainable import trainable
 
 __all__ = [
-    'Job',
-    'Resources',
-    'JobQueue',
-    'JobRecorder',
-    'job_trainable',
-    'missing',
-    'sized',
-    'load_datasets',
-    'run_jobs',
+    "Job",
+    "Resources",
+    "JobQueue",
+    "JobRecorder",
+    "job_trainable",
+    "missing",
+    "sized",
+    "load_datasets",
+    "run_jobs",
 ]
 
 
@@ -77,7 +77,7 @@ class Job:
     data: str
     epochs: int
     file: str
-    label: str = ''
+    label: str = ""
     work: float = 1.0
     rung: int = 0  # the fidelity ladder's rung its record says (nas.run.ladder)
 
@@ -118,7 +118,7 @@ def load_datasets(proxies: Mapping[str, ProxyConfig], data_dir: Path | str | Non
 
 
 def _complete(r: TrialRecord) -> bool:
-    return r.status == 'complete' and r.accuracy is not None and r.seed is not None
+    return r.status == "complete" and r.accuracy is not None and r.seed is not None
 
 
 @dataclass
@@ -139,17 +139,17 @@ class Resources:
     def checked(self) -> Resources:
         """These resources with the GPUs resolved, or UsageError naming the first bad one."""
         if not self.cpus_per_trial > 0:
-            raise UsageError(f'--cpus-per-trial must be positive, got {self.cpus_per_trial}')
+            raise UsageError(f"--cpus-per-trial must be positive, got {self.cpus_per_trial}")
         if self.gpus_per_trial is not None and not self.gpus_per_trial >= 0:
-            raise UsageError(f'--gpus-per-trial must be >= 0, got {self.gpus_per_trial}')
+            raise UsageError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise UsageError(f'--max-concurrent must be at least 1, got {self.max_concurrent}')
+            raise UsageError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
         gpus = self.gpus_per_trial if self.gpus_per_trial is not None else float(torch.cuda.is_available())
         return replace(self, gpus_per_trial=gpus)
 
     @property
     def device(self) -> str:
-        return 'cuda' if (self.gpus_per_trial or 0) > 0 else 'cpu'
+        return "cuda" if (self.gpus_per_trial or 0) > 0 else "cpu"
 
 
 class JobQueue(Searcher):
@@ -163,7 +163,7 @@ class JobQueue(Searcher):
         if self.handed >= len(self.jobs) or (self.deadline is not None and time.time() >= self.deadline):
             return Searcher.FINISHED
         self.handed += 1
-        return {'job': self.jobs[self.handed - 1]}
+        return {"job": self.jobs[self.handed - 1]}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         pass  # the recorder records; the order is fixed
@@ -171,10 +171,10 @@ class JobQueue(Searcher):
 
 def job_trainable(config: dict[str, Any], data: Mapping[str, list[Any]], settings: TrialSettings, threads: int) -> None:
     """`nas.tune.trainable.trainable` on the job's dataset (an object ref in `data`) for its epochs."""
-    job = config['job']
+    job = config["job"]
     trainable(
-        {'arch_id': job['arch_id'], 'arch': job['arch'], 'seed': job['seed'], 'epochs': job['epochs']},
-        data=data[job['data']],
+        {"arch_id": job["arch_id"], "arch": job["arch"], "seed": job["seed"], "epochs": job["epochs"]},
+        data=data[job["data"]],
         settings=settings,
         threads=threads,
     )
@@ -191,29 +191,29 @@ class JobRecorder(tune.Callback):
         self.numbers = {f: len(folder.trials(f)) for f in {j.file for j in jobs}}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._record(record_from_result(dict(trial.last_result or {}), trial.config['job']), trial.config['job'])
+        self._record(record_from_result(dict(trial.last_result or {}), trial.config["job"]), trial.config["job"])
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._record(
             record_from_result(
-                dict(trial.last_result or {}), trial.config['job'], error=True, message=error_line(trial)
+                dict(trial.last_result or {}), trial.config["job"], error=True, message=error_line(trial)
             ),
-            trial.config['job'],
+            trial.config["job"],
         )
 
     def _record(self, record: TrialRecord, job: dict[str, Any]) -> None:
-        if record.status == 'stopped':  # ended by a Ctrl-C before its last epoch: trained again next time
+        if record.status == "stopped":  # ended by a Ctrl-C before its last epoch: trained again next time
             return
-        file = job['file']
-        record.number, record.weights, record.seed = self.numbers[file], None, job['seed']  # no weights kept
-        record.rung = job.get('rung', 0)
+        file = job["file"]
+        record.number, record.weights, record.seed = self.numbers[file], None, job["seed"]  # no weights kept
+        record.rung = job.get("rung", 0)
         self.folder.append(record, file)
         self.numbers[file] += 1
         self.finished += 1
-        self.work_done += job['work']
+        self.work_done += job["work"]
         elapsed = time.perf_counter() - self.start
         left = elapsed * (self.work_total - self.work_done) / self.work_done if self.work_done else 0.0
-        what = f'acc {record.accuracy:.4f}' if record.status == 'complete' else f'{record.status}: {record.error}'
+        what = f"acc {record.accuracy:.4f}" if record.status == "complete" else f"{record.status}: {record.error}"
         print(
             f"[{self.finished:>3}/{self.total}] {hms(elapsed)} {job['label']} {record.arch_id} seed "
             f"{record.seed}: {what}, {record.seconds:.1f} s | ~{hms(left)} left",
@@ -279,8 +279,8 @@ def run_jobs(
         refs = {k: [ray.put(_without_test(d))] for k, d in datasets.items() if any(j.data == k for j in jobs)}
         tuner(
             job_trainable,
-            {'data': refs, 'settings': settings, 'threads': max(1, int(cpus))},
-            {'cpu': cpus, 'gpu': gpus},
+            {"data": refs, "settings": settings, "threads": max(1, int(cpus))},
+            {"cpu": cpus, "gpu": gpus},
             folder=folder.path,
             name=name,
             searcher=JobQueue(jobs, deadline),

@@ -15,7 +15,7 @@ from typing import Any
 
 from nas.run.record import TrialRecord
 
-__all__ = ['ERROR_CHARS', 'trial_result', 'record_from_result', 'error_line']
+__all__ = ["ERROR_CHARS", "trial_result", "record_from_result", "error_line"]
 
 ERROR_CHARS = 300  # a failed trial's reason (trials.jsonl `error`, its progress line) is cut to this
 
@@ -23,11 +23,11 @@ ERROR_CHARS = 300  # a failed trial's reason (trials.jsonl `error`, its progress
 def trial_result(record: TrialRecord, final: bool) -> dict[str, Any]:
     """A Tune result: ASHA's metric at the top, the whole record beside it."""
     return {
-        'accuracy': record.accuracy or 0.0,
-        'epoch': record.epochs,
-        'final': final,
-        'status': record.status,
-        'record': asdict(record),
+        "accuracy": record.accuracy or 0.0,
+        "epoch": record.epochs,
+        "final": final,
+        "status": record.status,
+        "record": asdict(record),
     }
 
 
@@ -39,10 +39,10 @@ def record_from_result(
     A trial whose last result is not final was stopped by the scheduler ('stopped'); one that
     raised, or never reported, 'failed'.
     """
-    raw = dict(result.get('record') or {})
+    raw = dict(result.get("record") or {})
     for key, value in result.items():  # Tune hands searchers its results flattened: 'record/accuracy'
-        if key.startswith('record/'):
-            *parents, leaf = key.split('/')[1:]
+        if key.startswith("record/"):
+            *parents, leaf = key.split("/")[1:]
             node = raw
             for part in parents:
                 node = node.setdefault(part, {})
@@ -52,36 +52,36 @@ def record_from_result(
         if raw
         else TrialRecord(
             number=-1,
-            arch_id=config.get('arch_id', ''),
-            arch=config.get('arch', {}),
-            status='failed',
-            seed=config.get('seed'),
+            arch_id=config.get("arch_id", ""),
+            arch=config.get("arch", {}),
+            status="failed",
+            seed=config.get("seed"),
         )
     )
     if error or not raw:
-        record.status, record.accuracy = 'failed', None
-        record.error = message or record.error or 'the trial ended without a result'
-    elif not result.get('final'):
-        record.status = 'stopped'  # ended by the scheduler before its last epoch
+        record.status, record.accuracy = "failed", None
+        record.error = message or record.error or "the trial ended without a result"
+    elif not result.get("final"):
+        record.status = "stopped"  # ended by the scheduler before its last epoch
     record.number = -1
-    record.optuna_number = config.get('optuna_number')
-    record.optuna_params = dict(config.get('optuna_params') or {})
-    record.finished_at = record.finished_at or datetime.now(timezone.utc).isoformat(timespec='milliseconds')
+    record.optuna_number = config.get("optuna_number")
+    record.optuna_params = dict(config.get("optuna_params") or {})
+    record.finished_at = record.finished_at or datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     return record
 
 
 def error_line(trial: Any) -> str:
     """The last line of a trial's exception, e.g. 'RuntimeError: ...'."""
-    text = ''
+    text = ""
     try:
-        path = getattr(trial, 'error_file', None) or ''
+        path = getattr(trial, "error_file", None) or ""
         if path and Path(path).is_file():
             text = Path(path).read_text()
     except OSError:
         pass
-    text = text or str(getattr(trial, 'error_msg', '') or '')
-    if any(s in text for s in ('ActorDiedError', 'RayActorError', 'worker process has died', 'WorkerCrashedError')):
+    text = text or str(getattr(trial, "error_msg", "") or "")
+    if any(s in text for s in ("ActorDiedError", "RayActorError", "worker process has died", "WorkerCrashedError")):
         return "the trial's worker process died (killed by a signal, or out of memory: see dmesg or Ray's logs)"
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    line = lines[-1] if lines else 'the trial raised an exception'
-    return line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 3] + '...'
+    line = lines[-1] if lines else "the trial raised an exception"
+    return line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 3] + "..."

@@ -31,7 +31,7 @@ from ray.tune.stopper import CombinedStopper, Stopper
 from nas.cli import StopSignals
 from nas.tune.session import ray_session
 
-__all__ = ['TuneSession', 'tuner', 'trial_dirname']
+__all__ = ["TuneSession", "tuner", "trial_dirname"]
 
 
 class TuneSession:
@@ -49,7 +49,7 @@ class TuneSession:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> TuneSession:
-        os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         self._stack.enter_context(self.signals)  # restored last, after Ray is down
         self.signals.catch(signal.SIGINT)
         try:
@@ -72,15 +72,15 @@ class TuneSession:
     def cluster(self) -> dict[str, Any]:
         """The cluster as run.yaml records it: {'address', 'nodes', 'cpus', 'gpus'}."""
         return {
-            'address': self.address or 'local',
-            'nodes': sum(n['Alive'] for n in ray.nodes()),
-            **{k.lower() + 's': v for k, v in self.resources.items() if k in ('CPU', 'GPU')},
+            "address": self.address or "local",
+            "nodes": sum(n["Alive"] for n in ray.nodes()),
+            **{k.lower() + "s": v for k, v in self.resources.items() if k in ("CPU", "GPU")},
         }
 
 
 def trial_dirname(trial: Any) -> str:
     """Ray trial folders named by trial id (the default spells out the whole config)."""
-    return f'trial_{trial.trial_id}'
+    return f"trial_{trial.trial_id}"
 
 
 def tuner(
@@ -113,7 +113,7 @@ def tuner(
         ),
         run_config=tune.RunConfig(
             name=f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str((Path(folder) / 'ray').resolve()),
+            storage_path=str((Path(folder) / "ray").resolve()),
             stop=CombinedStopper(*stoppers),
             callbacks=list(callbacks),
             verbose=0,

@@ -23,31 +23,31 @@ import torch
 from nas.errors import UsageError
 
 __all__ = [
-    'CONNECT_TIMEOUT_S',
-    'cluster_address',
-    'join_cluster',
-    'ray_session',
-    'check_resources',
-    'fitting_trials',
-    'trial_slots',
-    'gpu_fraction',
-    'GPU_GRID',
-    'CUDA_CONTEXT_MB',
+    "CONNECT_TIMEOUT_S",
+    "cluster_address",
+    "join_cluster",
+    "ray_session",
+    "check_resources",
+    "fitting_trials",
+    "trial_slots",
+    "gpu_fraction",
+    "GPU_GRID",
+    "CUDA_CONTEXT_MB",
 ]
 
 CONNECT_TIMEOUT_S = 30.0  # joining a Ray cluster: the longest wait before one line says it does not answer
-QUIET_LOGGERS = ('ray.tune', 'ray.train')  # Tune's own error reports: our records and lines say it once
+QUIET_LOGGERS = ("ray.tune", "ray.train")  # Tune's own error reports: our records and lines say it once
 
 
 def cluster_address(address: str | None) -> str | None:
     """The Ray cluster to join: `address` (--address), else an exported RAY_ADDRESS, as Ray itself
     would read it; None: start a local Ray."""
-    return address or os.environ.get('RAY_ADDRESS') or None
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 # An HTTP/2 client's first bytes, then an empty SETTINGS frame: a gRPC server (Ray's GCS, a Ray
 # Client server) answers with its own SETTINGS frame, anything else with something else or nothing.
-_HTTP2_HELLO = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
 def _probe(host: str, port: int, timeout: float) -> str | None:
@@ -58,10 +58,10 @@ def _probe(host: str, port: int, timeout: float) -> str | None:
             s.sendall(_HTTP2_HELLO)
             head = s.recv(9)
     except TimeoutError:
-        return f'no answer within {timeout:.0f} s'
+        return f"no answer within {timeout:.0f} s"
     except OSError as e:
         return e.strerror or str(e)
-    return None if len(head) >= 4 and head[3] == 4 else 'something else listens there, not a Ray cluster'
+    return None if len(head) >= 4 and head[3] == 4 else "something else listens there, not a Ray cluster"
 
 
 @contextlib.contextmanager
@@ -83,26 +83,26 @@ def join_cluster(address: str, from_env: bool = False) -> None:
     """ray.init on the cluster at `address` ('auto', host:port or ray://host:port), or UsageError
     with one line: nothing answers there as a Ray cluster (asked first, with a bounded wait), no
     cluster runs for 'auto', or Ray refuses (another version, a wrong token)."""
-    flag = f'RAY_ADDRESS={address} (exported)' if from_env else f'--address {address}'
+    flag = f"RAY_ADDRESS={address} (exported)" if from_env else f"--address {address}"
     how = (
-        '; to run on a local Ray instead, run the command with it unset (env -u RAY_ADDRESS ...)'
+        "; to run on a local Ray instead, run the command with it unset (env -u RAY_ADDRESS ...)"
         if from_env
-        else '; start one with ray start --head, or leave --address out for a local Ray'
+        else "; start one with ray start --head, or leave --address out for a local Ray"
     )
-    if address != 'auto':
-        host, _, port = address.removeprefix('ray://').rpartition(':')
+    if address != "auto":
+        host, _, port = address.removeprefix("ray://").rpartition(":")
         if not host or not port.isdigit():
             raise UsageError(f"{flag}: expected auto or host:port{how}")
-        why = _probe(host.strip('[]'), int(port), CONNECT_TIMEOUT_S)
+        why = _probe(host.strip("[]"), int(port), CONNECT_TIMEOUT_S)
         if why:
-            raise UsageError(f'{flag}: no Ray cluster answers there ({why}){how}')
+            raise UsageError(f"{flag}: no Ray cluster answers there ({why}){how}")
     try:
         with _stderr_hidden():  # Ray's C++ client prints a line per retry
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
         ray.shutdown()
-        reason = ' '.join(str(e).split('. ')[0].split()) or type(e).__name__
-        raise UsageError(f'{flag}: cannot join a Ray cluster ({reason}){how}') from None
+        reason = " ".join(str(e).split(". ")[0].split()) or type(e).__name__
+        raise UsageError(f"{flag}: cannot join a Ray cluster ({reason}){how}") from None
 
 
 @contextlib.contextmanager
@@ -115,9 +115,9 @@ def ray_session(address: str | None) -> Iterator[None]:
     Raises:
         UsageError: the cluster cannot be joined (one line).
     """
-    os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
-    os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
-    os.environ.setdefault('TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S', '0')
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -148,22 +148,22 @@ def check_resources(
     resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float, address: str | None
 ) -> None:
     """A trial that fits nowhere would make Tune wait forever: say so instead."""
-    where = f'the Ray cluster at {address}' if address else 'this machine'
-    if cpus_per_trial > resources.get('CPU', 0):
+    where = f"the Ray cluster at {address}" if address else "this machine"
+    if cpus_per_trial > resources.get("CPU", 0):
         raise UsageError(f"--cpus-per-trial {cpus_per_trial:g}: {where} has {resources.get('CPU', 0):g} CPUs")
-    if gpus_per_trial > resources.get('GPU', 0):
+    if gpus_per_trial > resources.get("GPU", 0):
         raise UsageError(
             f"--gpus-per-trial {gpus_per_trial:g}: {where} has {resources.get('GPU', 0):g} GPUs"
-            + ('' if address else '; CUDA is not available to torch here')
+            + ("" if address else "; CUDA is not available to torch here")
         )
 
 
 def fitting_trials(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> int:
     """How many trials the cluster runs at once. Tune needs this number: without a concurrency
     limit it keeps a single trial pending when a searcher is used, and trials start one by one."""
-    fit = int(resources.get('CPU', 1) // cpus_per_trial)
+    fit = int(resources.get("CPU", 1) // cpus_per_trial)
     if gpus_per_trial > 0:
-        fit = min(fit, int(resources.get('GPU', 0) // gpus_per_trial))
+        fit = min(fit, int(resources.get("GPU", 0) // gpus_per_trial))
     return max(1, fit)
 
 

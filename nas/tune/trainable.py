@@ -23,7 +23,7 @@ from nas.run.record import TrialRecord
 from nas.trial import TrialSettings, evaluate
 from nas.tune.result import trial_result
 
-__all__ = ['trainable']
+__all__ = ["trainable"]
 
 # The proxy's data on each worker's device, fetched once per worker process: actors are reused
 # across trials, so only a worker's first trial pays for the fetch and the copy to the device.
@@ -48,10 +48,10 @@ def trainable(config: dict[str, Any], data: list[ray.ObjectRef], settings: Trial
 
     start = time.perf_counter()
     torch.set_num_threads(max(1, threads))  # one thread per CPU Ray gives the trial
-    if config.get('epochs'):  # a longer (or shorter) training than the run's proxy: the fidelity check
-        settings = replace(settings, proxy=replace(settings.proxy, epochs=int(config['epochs'])))
+    if config.get("epochs"):  # a longer (or shorter) training than the run's proxy: the fidelity check
+        settings = replace(settings, proxy=replace(settings.proxy, epochs=int(config["epochs"])))
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-    device = 'cuda' if gpu_ids and torch.cuda.is_available() else 'cpu'
+    device = "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
     settings = replace(settings, device=device)
     dataset = _data_on(data[0], device)
     setup = time.perf_counter() - start
@@ -64,12 +64,12 @@ def trainable(config: dict[str, Any], data: list[ray.ObjectRef], settings: Trial
     def report(record: TrialRecord) -> None:
         tune.report(trial_result(stamp(record), final=False))
 
-    outcome = evaluate(Arch.from_dict(config['arch']), dataset, settings, seed=int(config['seed']), report=report)
+    outcome = evaluate(Arch.from_dict(config["arch"]), dataset, settings, seed=int(config["seed"]), report=report)
     stamp(outcome.record)
     if outcome.model is None:
         tune.report(trial_result(outcome.record, final=True))
         return
     with tempfile.TemporaryDirectory() as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in outcome.model.state_dict().items()}
-        save_file(state, str(Path(tmp) / 'model.safetensors'), metadata={'arch_id': outcome.record.arch_id})
+        save_file(state, str(Path(tmp) / "model.safetensors"), metadata={"arch_id": outcome.record.arch_id})
         tune.report(trial_result(outcome.record, final=True), checkpoint=tune.Checkpoint.from_directory(tmp))
