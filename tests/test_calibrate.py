@@ -332,3 +332,29 @@ def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_p
     assert default_epochs(config) == 2  # nas.fidelity checks the run against the calibration's deployment
     page, _ = render_html(run)
     assert "The proxy's calibration" in page and all(k in page for k in keys) and "◀ this run" in page
+
+
+def test_a_calibration_is_refused_a_folder_another_process_writes(tmp_path):
+    """The run-folder lock: a live search's folder (or a second calibration's) is refused before
+    anything is written into it, with one line naming the holder."""
+    from nas.calibrate import CalibrateOptions, calibrate
+
+    folder = tmp_path / "cal"
+    hold = (
+        "import sys, time\nfrom nas.run.lock import RunLock\n"
+        "lock = RunLock(sys.argv[1], command='python -m nas.search --name cal', resume='python -m nas.search --resume cal')\n"
+        "lock.acquire()\nprint('held', flush=True)\ntime.sleep(120)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(folder)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        opts = CalibrateOptions(
+            space=DIGITS, archs=3, seeds=2, subsets=[100], epochs=[1], deploy_epochs=1, deploy_subset=200
+        )
+        with pytest.raises(UsageError, match="in use by python -m nas.search") as refused:
+            calibrate(replace(opts, name="cal", results_dir=tmp_path))
+        assert "\n" not in str(refused.value)
+        assert sorted(p.name for p in folder.iterdir()) == ["run.lock"]  # nothing of the calibration's
+    finally:
+        holder.kill()
+        holder.wait()

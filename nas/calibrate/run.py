@@ -49,7 +49,8 @@ from nas.errors import UsageError
 from nas.fidelity.reference import deployment
 from nas.proxy import ProxyConfig
 from nas.run.files import write_atomic
-from nas.run.folder import RunFolder, package_versions
+from nas.run.folder import RunError, RunFolder, package_versions
+from nas.run.lock import RunLock
 from nas.search.options import DEFAULT_SPACE
 
 if TYPE_CHECKING:  # nas.tune.jobs imports Ray: only the calibration itself needs it
@@ -160,6 +161,7 @@ class _SetUp:
     data: dict[str, Dataset]  # data key -> the data loaded so far (deployment's)
     full: Dataset  # deployment's data
     resources: Resources
+    lock: RunLock  # the folder's one-writer lock, held while the calibration runs
 
 
 def calibrate(opts: CalibrateOptions, command: str = "") -> dict[str, Any]:
@@ -167,10 +169,19 @@ def calibrate(opts: CalibrateOptions, command: str = "") -> dict[str, Any]:
     proxy.yaml once a candidate is measured).
 
     Raises:
-        UsageError: bad options, a missing dataset, a folder of another calibration.
+        UsageError: bad options, a missing dataset, a folder of another calibration, a folder another
+            process writes (a search, a second calibration: the run-folder lock, `nas.run.lock`).
     """
     start = time.perf_counter()
     setup = _set_up(opts, command)
+    try:
+        return _calibrate(opts, setup, start)
+    finally:
+        setup.lock.release()
+
+
+def _calibrate(opts: CalibrateOptions, setup: _SetUp, start: float) -> dict[str, Any]:
+    """The calibration, inside its folder's lock: train what is missing, then the report and proxy.yaml."""
     _train(opts, setup, start)
     folder = setup.folder
     report = calibration_report(folder, setup.definition, setup.cands, setup.panel, setup.seeds, opts.share)
@@ -204,9 +215,28 @@ def _set_up(opts: CalibrateOptions, command: str) -> _SetUp:
     name = opts.name or f"calibrate-{space.name}-{full.name}"
     folder = RunFolder(opts.results_dir / name)
     seeds = [opts.seed + k for k in range(opts.seeds)]
-    definition = _define(folder, opts, command, space, base, full, deploy_cand, grid, seeds)
+    lock = _lock(folder, command)
+    try:
+        definition = _define(folder, opts, command, space, base, full, deploy_cand, grid, seeds)
+    except BaseException:
+        lock.release()
+        raise
     cands = [deploy_cand, *grid]
-    return _SetUp(folder, definition, space, base, cands, definition["panel"], seeds, data, full, resources)
+    return _SetUp(folder, definition, space, base, cands, definition["panel"], seeds, data, full, resources, lock)
+
+
+def _lock(folder: RunFolder, command: str) -> RunLock:
+    """The folder's lock, taken before anything is written into it: a search's folder, or one a
+    second calibration writes, is refused with one line naming its holder (UsageError)."""
+    what = command or "python -m nas.calibrate"
+    lock = RunLock(folder.path, command=what, resume=what)
+    try:
+        note = lock.acquire()
+    except RunError as e:
+        raise UsageError(str(e)) from None
+    if note:
+        print(note, flush=True)
+    return lock
 
 
 def _define(
