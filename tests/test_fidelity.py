@@ -232,3 +232,22 @@ def test_fidelity_check_of_a_real_run(small_run, tmp_path):
     assert all(a["arch_id"] in page for a in summary["archs"])
     page_without, _ = render_html(RunFolder(small_run))
     assert "plot-fidelity" not in page_without
+
+
+def test_the_continue_with_line_and_the_lock_keep_every_option(small_run, monkeypatch, capsys):
+    """A stopped check's 'continue with' line, and the command its lock names to a second writer,
+    are the check's own command line: --archs, --seeds and --epochs kept, not a bare RUN."""
+    import nas.fidelity.cli as cli
+
+    argv = [str(small_run), "--archs", "3", "--seeds", "2", "--epochs", "4"]
+    seen = {}
+
+    def stopped(opts, command=None):
+        seen["command"] = command
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "check", stopped)
+    assert cli.main(argv) == 130
+    again = f"python -m nas.fidelity {small_run} --archs 3 --seeds 2 --epochs 4"
+    assert seen["command"] == again
+    assert capsys.readouterr().err.strip() == f"interrupted; continue with: {again}"

@@ -146,15 +146,19 @@ def _gather(
     ]
 
 
-def check(opts: FidelityOptions) -> dict[str, Any]:
+def check(opts: FidelityOptions, command: str | None = None) -> dict[str, Any]:
     """Run (or continue) the fidelity check of a run; returns and writes fidelity.json. It holds
     the run folder's lock (`nas.run.lock`) while it runs: a search of the run, or a second check,
     is refused meanwhile, as this check is while one runs.
 
+    `command` is the command line that continues it (every option that matters: --archs, --seeds,
+    --epochs...); a second writer's refusal names it. Default: the bare `python -m nas.fidelity RUN`.
+
     Raises:
         UsageError: a missing run folder, bad numbers, a run with nothing complete, a run in use.
     """
-    lock = RunLock(opts.run, command=shell_command("fidelity", opts.run), resume=shell_command("fidelity", opts.run))
+    command = command or shell_command("fidelity", opts.run)
+    lock = RunLock(opts.run, command=command, resume=command)
     try:
         RunFolder(opts.run).require()  # not made by the lock
         if lock.acquire():

@@ -54,14 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
 @command
 def main(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
+    again = shell_command("fidelity", *argv)  # the same check, every option kept
     try:
-        summary = check(FidelityOptions(**vars(args)))
+        summary = check(FidelityOptions(**vars(args)), command=again)
     except KeyboardInterrupt as e:
-        e.add_note(f"interrupted; continue with: {shell_command('fidelity', args.run)}")
+        e.add_note(f"interrupted; continue with: {again}")
         raise
     except OSError as e:  # a full disk, a run folder gone read-only: what is recorded stays
         e.filename = e.filename or args.run
-        e.add_note(f"the check stopped; continue with: {shell_command('fidelity', args.run)}")
+        e.add_note(f"the check stopped; continue with: {again}")
         raise
     print(format_table(summary))
     print(f"\nwrote {Path(summary['run']) / FIDELITY_JSON}; dashboard: {shell_command('dashboard', summary['run'])}")
