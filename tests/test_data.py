@@ -399,3 +399,13 @@ def test_preview_grid_shows_each_class_by_row():
     # rows cycle through the classes; each row the first `cols` images of its class, -1 if fewer
     assert _grid_picks(y, 3, rows=4, cols=3) == [1, 4, -1, 0, 2, 5, 3, -1, -1, 1, 4, -1]
     assert _grid_picks(y, 4, rows=4, cols=1) == [1, 0, 3, -1]  # class 3 has no image
+
+
+def test_a_subset_larger_than_the_data_is_said_not_silently_clamped():
+    whole = load_dataset("digits", subset=99999)
+    assert len(whole.train_y) == len(load_dataset("digits").train_y)  # all of them, as before
+    assert whole.summary().endswith(
+        f"(subset 99999 is more than the {len(whole.train_y):,} training images: all of them are used)"
+    )
+    for fits in (100, 0.5, None):  # a count that fits, a share, no subset: nothing to say
+        assert "subset" not in load_dataset("digits", subset=fits).summary()

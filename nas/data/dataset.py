@@ -101,11 +101,11 @@ class Dataset:
         return Dataset(**{**self.__dict__, **moved})
 
     def summary(self) -> str:
-        """One line: name, sizes, shape, classes."""
+        """One line: name, sizes, shape, classes, and a subset larger than the data if one was asked for."""
         return (
             f"{self.name}: {len(self.train_y)} train / {len(self.val_y)} val / "
             f"{len(self.test_y)} test, {self.in_chans}x{self.image_size}x{self.image_size}, "
-            f"{self.num_classes} classes"
+            f"{self.num_classes} classes" + (f" ({self.info['clamped']})" if self.info.get("clamped") else "")
         )
 
 
@@ -185,14 +185,18 @@ def load_dataset(
     # Statistics from the training part before `subset`: the same normalisation for a proxy
     # and for the full retraining of the same network.
     mean, std = _channel_stats(train_x[train_idx])
+    clamped = None
     if subset is not None:
         k = _subset_count(subset, len(train_idx), key)
+        if k < subset and not (isinstance(subset, float) and subset <= 1.0):  # said, not silently clamped
+            clamped = f"subset {subset:g} is more than the {len(train_idx):,} training images: all of them are used"
         train_idx = train_idx[stratified_indices(train_y[train_idx], k, seed + 1)]
     info = {
         "data_dir": None if folder is None else str(folder),
         "seed": seed,
         "val_fraction": float(val_fraction),
         "subset": subset,
+        **({"clamped": clamped} if clamped else {}),
     }
     return _as_dataset(key, arrays, train_idx, val_idx, size, (mean, std), torch.device(device), info)
 
