@@ -1,8 +1,8 @@
 """`python -m nas.export`: select, export and check one trial of a run, or --check an exported folder.
 
 The command's options (`_parser`), its run (`main`), and its last lines (`_report`): what was
-written and how to load it. Exit codes: 0 written, 1 timm reloads the folder differently, 2 a user
-error, fault_exit's for an OSError, EXIT_INTERRUPTED after Ctrl-C.
+written and how to load it. Exit codes: 0 written, 1 timm reloads the folder differently; the
+command frame's (`nas.cli.command`) for bad input, a file-system fault, SIGTERM and Ctrl-C.
 """
 
 from __future__ import annotations
