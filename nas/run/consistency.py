@@ -6,7 +6,7 @@ record against the records before it and against the run:
 - **One evaluation, one result.** An evaluation is an architecture trained with one seed. A
   second record of the same (architecture, seed) with other exact costs (params, MACs: functions
   of the architecture alone) contradicts the first, and a second *complete* record of the same
-  (architecture, seed) at the same fidelity (epochs) would count one training as two seeds. Either
+  (architecture, seed) at the same fidelity (epochs and rung of the ladder) would count one training as two seeds. Either
   is left out: the first record wins, as it is the one a search resumed from and kept the
   weights of. A failed or stopped record followed by another record of the same evaluation is
   kept (a retry after running out of memory, an early stop).
@@ -67,7 +67,7 @@ class RecordPolicy:
     def __init__(self, space: SpaceMembership | None = None):
         self.space = space
         self._costs: dict[tuple[str, int | None], dict[str, tuple[float, int]]] = {}  # -> cost -> value, line
-        self._complete: dict[tuple[str, int | None, int], int] = {}  # (arch, seed, epochs) -> its line
+        self._complete: dict[tuple[str, int | None, int, int], int] = {}  # (arch, seed, epochs, rung) -> its line
 
     def refusal(self, record: TrialRecord, line: int) -> str | None:
         if self.space is not None and not self.space.produces(record):
@@ -85,10 +85,12 @@ class RecordPolicy:
         if differ:
             said = ", ".join(f"{cost} {value} here, {was} in line {at}" for cost, value, was, at in differ)
             return f"contradicts an earlier record of {evaluation} ({said}); the first record counts"
-        complete = (record.arch_id, record.seed, record.epochs)
+        complete = (record.arch_id, record.seed, record.epochs, getattr(record, "rung", 0))
         if record.status == "complete" and complete in self._complete:
             return (
-                f"a second complete record of {evaluation} at {record.epochs} epochs (line "
+                f"a second complete record of {evaluation} at {record.epochs} epochs"
+                + (f" (rung {record.rung})" if getattr(record, "rung", 0) else "")
+                + " (line "
                 f"{self._complete[complete]} is the first): one training counted as two seeds; the first record counts"
             )
         for cost in EXACT_COSTS:

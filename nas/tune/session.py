@@ -13,8 +13,10 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 
 import ray
@@ -106,6 +108,20 @@ def join_cluster(address: str, from_env: bool = False) -> None:
 
 
 @contextlib.contextmanager
+def _our_sigterm() -> Iterator[None]:
+    """Ray's start puts in a SIGTERM handler of its own (it exits with status 15 at once); the one
+    there was before comes back, so a SIGTERM between Tune runs stops the command as Ctrl-C does
+    (nas.cli's frame: 143 and its line), not in the middle of whatever it was doing."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+@contextlib.contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
     """Ray for one Tune run: the cluster at `address` (or an exported RAY_ADDRESS: see
     `join_cluster`), or a local Ray with this machine's resources and no dashboard that is stopped
@@ -126,15 +142,17 @@ def ray_session(address: str | None) -> Iterator[None]:
         if ray.is_initialized():  # joined already (nas.search joins before it writes anything)
             yield
         elif joined:
-            join_cluster(joined, from_env=not address)
+            with _our_sigterm():
+                join_cluster(joined, from_env=not address)
             yield
         else:
-            ray.init(
-                include_dashboard=False,
-                logging_level=logging.ERROR,
-                log_to_driver=False,
-                num_gpus=torch.cuda.device_count(),
-            )
+            with _our_sigterm():
+                ray.init(
+                    include_dashboard=False,
+                    logging_level=logging.ERROR,
+                    log_to_driver=False,
+                    num_gpus=torch.cuda.device_count(),
+                )
             try:
                 yield
             finally:
