@@ -23,7 +23,9 @@ from nas.run.folder import RunFolder
 from nas.tune.session import CUDA_CONTEXT_MB, GPU_GRID, gpu_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = [
+FAST = [  # placement tests: the proxy search alone (whether a promotion fits depends on measured seconds)
+    "--promote",
+    "0",
     "--space",
     "search_spaces/digits.yaml",
     "--epochs",
