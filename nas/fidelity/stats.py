@@ -10,7 +10,6 @@ long means.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from nas.run import pareto
+from nas.run.ladder import kendall_spearman
 from nas.run.record import TrialRecord
 
 __all__ = [
@@ -71,18 +71,9 @@ def format_stat(x: float | None, fmt: str = ".2f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def _finite(x: float) -> float | None:
-    """JSON has no NaN: a statistic that is undefined (constant input, too few points) is None."""
-    return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
-def rank_corr(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, float | None]:
-    """Kendall τ (tau-b: ties count) and Spearman ρ; None below 3 points or for constant input."""
-    from scipy import stats
-
-    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
-        return None, None
-    return _finite(stats.kendalltau(x, y).statistic), _finite(stats.spearmanr(x, y).statistic)
+# Kendall τ (tau-b: ties count) and Spearman ρ; None below 3 points or for constant input (JSON has
+# no NaN). The run folder's promotion check computes the same: one function serves both.
+rank_corr = kendall_spearman
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
