@@ -201,18 +201,42 @@ def test_the_plan_follows_from_the_records_and_leaves_out_what_is_done():
     records = [rec(i, f"a{i}", 0.5 + 0.05 * i, 100 * (i + 1), seconds=10.0, train_seconds=8.0) for i in range(4)]
     config = RunConfig(objectives=OBJ, seed=3, proxy=ProxyConfig(epochs=2, subset=100, image_size=8))
     config.data = DataInfo(train_images=100, image_size=8)
-    rung = Rung(1, None, 4, 8, "default", train_images=200)  # 4x the work: 2 seeds x 4 x 8 s = 64 s each
-    p = plan(records, config, rung, most=12, share=3.3)  # 3.3 x 40 s = 132 s: two fit
-    assert (p.search_s, p.budget_s, p.estimate_s) == (40.0, pytest.approx(132.0), pytest.approx(128.0))
-    assert len(p.chosen) == 2 and p.seeds == [3, 4] and len(p.todo) == 2 * PROMOTE_SEEDS
+    rung = Rung(1, None, 4, 8, "default", train_images=200)  # 4x the work: 2 seeds x 4 = 8 proxy trials each
+    p = plan(records, config, rung, most=12, share=4.1)  # 4.1 x 4 proxy trials = 16.4: two fit
+    assert (p.ratio, p.units, p.search_s) == (4.0, 4.0, 40.0)
+    assert (p.budget_s, p.estimate_s) == (pytest.approx(16.4 * 8), pytest.approx(2 * 8 * 8.0))  # at 8 s a proxy trial
+    assert len(p.chosen) == 2 and p.seeds == [3, 4] and len(p.todo) == 2 * PROMOTE_SEEDS and not p.by_time
+    assert plan(records, config, rung, most=12, share=3.9).chosen == []  # one fits: a ranking needs two
     first = p.chosen[0]
     done = [
         rec(10, first.arch_id, 0.9, first.macs, seed=3, rung=1),
         rec(11, first.arch_id, None, first.macs, seed=4, rung=1),
     ]
-    again = plan(records + done, config, rung, most=12, share=3.3)
+    again = plan(records + done, config, rung, most=12, share=4.1)
     assert [a.arch_id for a in again.chosen] == [a.arch_id for a in p.chosen]  # the rung-1 records do not move it
     assert [(a.arch_id, s) for a, s in again.todo] == [(first.arch_id, 4)] + [(p.chosen[1].arch_id, s) for s in (3, 4)]
+
+
+def test_the_plan_does_not_depend_on_measured_seconds_but_a_time_budget_shrinks_it():
+    config = RunConfig(objectives=OBJ, seed=0, proxy=ProxyConfig(epochs=2, subset=100, image_size=8))
+    config.data = DataInfo(train_images=100, image_size=8)
+    rung = Rung(1, None, 2, 8, "default", train_images=100)  # as much work as a proxy trial: 2 a promotion
+    rng = random.Random(0)
+    plans = []
+    for _ in range(5):  # the same run on a loaded machine and a quiet one: only the seconds differ
+        records = [rec(i, f"a{i}", 0.5 + 0.05 * i, 100 * (i + 1), seconds=rng.uniform(1, 30)) for i in range(6)]
+        records.append(rec(6, "s", 0.1, 50, status="stopped", epochs=1, seconds=rng.uniform(1, 30)))  # half a trial
+        plans.append(plan(records, config, rung, most=12, share=1.6))  # 1.6 x 6.5 = 10.4: 5 of the 6 fit
+    assert {p.units for p in plans} == {6.5} and {len(p.chosen) for p in plans} == {5}
+    assert {tuple(a.arch_id for a in p.chosen) for p in plans} == {tuple(a.arch_id for a in plans[0].chosen)}
+    records = [rec(i, f"a{i}", 0.5 + 0.05 * i, 100 * (i + 1), seconds=10.0) for i in range(8)]
+    full = plan(records, config, rung, most=12, share=1.0)  # 8 proxy trials: 4 architectures x 2 seeds
+    assert len(full.chosen) == 4 and not full.by_time
+    assert len(plan(records, config, rung, most=12, share=1.0, limit_s=100.0, slots=1).chosen) == 4
+    short = plan(records, config, rung, most=12, share=1.0, limit_s=45.0, slots=1)  # 4.5 proxy trials of 10 s
+    assert short.by_time and [a.arch_id for a in short.chosen] == [a.arch_id for a in full.chosen[:2]]
+    assert len(plan(records, config, rung, most=12, share=1.0, limit_s=45.0, slots=2).chosen) == 4
+    assert plan(records, config, rung, most=12, share=1.0, limit_s=30.0, slots=1).chosen == []
 
 
 # --------------------------------------------------------------------------- end to end

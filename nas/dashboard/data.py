@@ -16,7 +16,9 @@ from nas.net.arch import Arch
 from nas.run import pareto
 from nas.run.archive import Archive, ArchResult
 from nas.run.folder import RunConfig, RunFolder, TrialRecord
+from nas.run.ladder import rung_of
 from nas.run.pareto import COSTS
+from nas.search.rungs import scored_by
 
 
 @dataclass
@@ -29,6 +31,7 @@ class TrialView:
     blocks: list[dict[str, Any]] = field(default_factory=list)  # RunFolder.block_map
     is_knee: bool = False
     summary: str = ""  # the architecture in one line (Arch.summary)
+    scored: str = ""  # which training scored it, in a promoted run (`nas.search.rungs.scored_by`); '' otherwise
 
     @property
     def y(self) -> float:
@@ -47,10 +50,12 @@ def _kind(r: ArchResult, ranks: dict[int, int]) -> str:
     return "unranked"
 
 
-def trial_views(run: RunFolder, archive: Archive) -> list[TrialView]:
+def trial_views(run: RunFolder, archive: Archive, rungs: Sequence[dict[str, Any]] = ()) -> list[TrialView]:
     """A TrialView per architecture of `archive`: rank, kind, per-block map (learned α/β), knee
-    flag, all on the means over seeds."""
+    flag, all on the means over seeds; in a promoted run (a front above rung 0), which training of
+    the ladder `rungs` (run.yaml's) scored each."""
     objectives = archive.objectives
+    promoted = archive.rung > 0
     archs = archive.architectures
     ranks = pareto.ranks(archs, objectives)
     k = pareto.knee(archive.front(), objectives)
@@ -69,6 +74,7 @@ def trial_views(run: RunFolder, archive: Archive) -> list[TrialView]:
                 blocks,
                 is_knee=k is not None and k.number == r.number,
                 summary=summary,
+                scored=scored_by(rungs, r) if promoted else "",
             )
         )
     return views
@@ -88,6 +94,15 @@ class CostPlot:
         """The points of one kind ('ranked' or a key of KINDS)."""
         return [v for v in self.points if v.kind == kind]
 
+    def promoted(self) -> list[TrialView]:
+        """The ranked points scored at a rung above the proxy (none in a run without promotion)."""
+        return [v for v in self.of_kind("ranked") if v.record.rung > 0]
+
+    def proxy_xy(self, views: Sequence[TrialView]) -> tuple[list[float], list[float]]:
+        """Where the proxy (rung 0) put each of `views` that it scored: its cost and proxy mean."""
+        pairs = [(x, _proxy_mean(v.record)) for x, v in zip(self.xs(views), views)]
+        return [x for x, y in pairs if y is not None], [y for _, y in pairs if y is not None]
+
     def xs(self, views: Sequence[TrialView]) -> list[float]:
         """The cost of each of `views` (points of this plot), as plotted."""
         return [float(v.record.value(self.cost)) for v in views]
@@ -101,6 +116,13 @@ class CostPlot:
         """Whether the cost axis is logarithmic: the nonzero costs span more than a factor of 20."""
         vals = [float(v.record.value(self.cost)) for v in self.points if v.record.value(self.cost)]
         return bool(vals) and min(vals) > 0 and max(vals) / min(vals) > 20
+
+
+def _proxy_mean(a: ArchResult) -> float | None:
+    accs = [
+        float(r.accuracy) for r in a.records if rung_of(r) == 0 and r.status == "complete" and r.accuracy is not None
+    ]
+    return sum(accs) / len(accs) if accs else None
 
 
 @dataclass
@@ -133,7 +155,7 @@ class RunData:
         for record in records:  # the hypervolume moves only when the front does
             changed = archive.add(record)
             hypervolumes.append(archive.hypervolume(scales) if changed or not hypervolumes else hypervolumes[-1])
-        views = trial_views(run, archive)
+        views = trial_views(run, archive, config.ladder)
         summary = archive.summary(scales)
         return cls(
             config,

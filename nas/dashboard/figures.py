@@ -30,6 +30,8 @@ def hover_text(v: TrialView, costs: Sequence[str], blocks: bool = True) -> str:
     )
     metrics = " · ".join(f"{o} {format_value(o, r.value(o))}" for o in ("accuracy", *costs))
     lines = [head, rank, metrics + format_noise(r.seeds, r.accuracy_se), f"{r.epochs} epochs, {r.seconds:.1f} s"]
+    if v.scored:
+        lines.insert(3, "scored by " + html.escape(v.scored))
     if r.error:
         lines.append(html.escape(r.error[:120]))
     if blocks:
@@ -66,7 +68,16 @@ def _pareto_figure(plot: CostPlot, hovers: dict[str, str], max_rank: int) -> Any
             )
         )
     good = plot.of_kind("ranked")
-    if good:
+    promoted = plot.promoted()
+    if promoted:  # a promoted run: the promoted points, where the proxy had them, and the proxy's alone
+        fig.add_trace(_proxy_trace(plot, promoted))
+        proxy = [v for v in good if v.record.rung == 0]
+        fig.add_trace(
+            _ranked_trace(plot, promoted, hovers, max_rank, "promoted, scored at rung 1+ (colour: front rank)")
+        )
+        if proxy:
+            fig.add_trace(_ranked_trace(plot, proxy, hovers, max_rank, "scored by the proxy alone", scale=False))
+    elif good:
         fig.add_trace(_ranked_trace(plot, good, hovers, max_rank))
     for kind, (label, symbol, _, colour) in KINDS.items():
         sel = plot.of_kind(kind)
@@ -90,15 +101,50 @@ def _pareto_figure(plot: CostPlot, hovers: dict[str, str], max_rank: int) -> Any
     return fig
 
 
-def _ranked_trace(plot: CostPlot, good: Sequence[TrialView], hovers: dict[str, str], max_rank: int) -> Any:
-    """The ranked points of a plot: coloured by front rank, the knee a star, seed error bars."""
+def _proxy_trace(plot: CostPlot, promoted: Sequence[TrialView]) -> Any:
+    """Where the proxy put each promoted point: a small grey ring, joined to the promoted score."""
     import plotly.graph_objects as go
+
+    xs, ys = [], []
+    for v in promoted:
+        px, py = plot.proxy_xy([v])
+        if py:
+            xs += [px[0], px[0], None]
+            ys += [py[0], v.y, None]
+    return go.Scatter(
+        x=xs,
+        y=ys,
+        mode="lines+markers",
+        name="the proxy's score of a promoted point",
+        line=dict(color="rgba(120,120,120,0.5)", width=1),
+        marker=dict(symbol="circle-open", color="#7f7f7f", size=[6, 0, 0] * (len(xs) // 3)),
+        hoverinfo="skip",
+    )
+
+
+def _ranked_trace(
+    plot: CostPlot,
+    good: Sequence[TrialView],
+    hovers: dict[str, str],
+    max_rank: int,
+    name: str = "complete (colour: front rank)",
+    scale: bool = True,
+) -> Any:
+    """The ranked points of a plot: coloured by front rank, the knee a star, seed error bars; in a
+    promoted run the promoted points are diamonds and those the proxy alone scored are smaller."""
+    import plotly.graph_objects as go
+
+    def symbol(v: TrialView) -> str:
+        return "star" if v.is_knee else "diamond" if v.record.rung > 0 else "circle"
+
+    def size(v: TrialView) -> int:
+        return 16 if v.is_knee else 12 if v.record.rung > 0 else 10 if not v.scored else 7
 
     return go.Scatter(
         x=plot.xs(good),
         y=[v.y for v in good],
         mode="markers",
-        name="complete (colour: front rank)",
+        name=name,
         customdata=[v.record.number for v in good],
         text=[hovers[v.record.arch_id] for v in good],
         hovertemplate="%{text}<extra></extra>",
@@ -114,10 +160,11 @@ def _ranked_trace(plot: CostPlot, good: Sequence[TrialView], hovers: dict[str, s
             colorscale=COLORSCALE,
             cmin=0,
             cmax=max(max_rank, 1),
-            size=[16 if v.is_knee else 10 for v in good],
-            symbol=["star" if v.is_knee else "circle" for v in good],
+            size=[size(v) for v in good],
+            symbol=[symbol(v) for v in good],
             line=dict(width=[2 if v.rank == 0 else 0.5 for v in good], color="black"),
             colorbar=dict(title=dict(text="front rank"), thickness=12, dtick=1 if max_rank <= 12 else None),
+            **({} if scale else {"showscale": False}),  # one colour bar for both traces of a promoted run
         ),
     )
 

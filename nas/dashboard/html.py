@@ -19,6 +19,7 @@ from nas.dashboard.figures import hypervolume_figure, pareto_figures
 from nas.dashboard.proxy_checks import calibration_section, fidelity_panel
 from nas.run.folder import RunFolder
 from nas.run.pareto import OBJECTIVES
+from nas.search.promote import promotion_lines
 from nas.search.report import listed
 
 _PAGE = """<!DOCTYPE html>
@@ -124,7 +125,7 @@ def render_html(run: RunFolder, data: RunData | None = None) -> tuple[str, dict[
         n_trials=len(records),
         front_table=_front_table(run, data),
         all_table=_all_table(data),
-        fidelity=fidelity + calibration_section(data.config),
+        fidelity=_promotion(run, data) + fidelity + calibration_section(data.config),
         figures_json=_json_for_script(figures_json),
         trials_json=_json_for_script(_trials_json(run, data.views)),
     )
@@ -171,10 +172,21 @@ def _meta(run: RunFolder, data: RunData) -> str:
     )
 
 
+def _promotion(run: RunFolder, data: RunData) -> str:
+    """The promotion's section: the rung the front is at, what it cost and the proxy's rank
+    agreement with that rung, as the search's last lines say it; '' for a run not promoted."""
+    lines = promotion_lines(data.summary, data.records, run.path)
+    if not lines:
+        return ""
+    rung = data.summary["fidelity"]["rung"]
+    return f"<h2>Promotion: the front at rung {rung}</h2>" + "".join(f"<p>{html.escape(x)}</p>" for x in lines)
+
+
 def _front_table(run: RunFolder, data: RunData) -> str:
     """The table of the front: pareto.json's entries (`Archive.summary`: means, noise, whether
     each is separable from the points behind it), with the knee marked and each export command."""
     by_num = {v.record.number: v for v in data.views}
+    scored = int(any(v.scored for v in data.views))  # a promoted run: which training scored each point
     fcosts = [o for o in data.config.objectives if o != "accuracy"]
     shown = fcosts + [c for c in data.costs if c not in fcosts]
     rows, classes = [], []
@@ -188,6 +200,7 @@ def _front_table(run: RunFolder, data: RunData) -> str:
                 html.escape(a["reference"] or ""),
                 format_value("accuracy", a["accuracy"]) + format_noise(a["seeds"], a["accuracy_se"]),
                 "yes" if a["separable"] else "⚠ within noise of " + listed(a["unseparable_from"]),
+                *([html.escape(v.scored)] if scored else []),
                 *[format_value(c, a[c]) for c in shown],
                 v.record.epochs,
                 f"{n_acmix}/{len(v.blocks)}",
@@ -196,9 +209,10 @@ def _front_table(run: RunFolder, data: RunData) -> str:
             ]
         )
         classes.append("knee" if v.is_knee else "")
-    header = ["#", "arch id", "reference", "accuracy (mean ± s.e.)", "separable", *shown]
-    header += ["epochs", "ACmix blocks", "architecture", "export"]
-    return html_table(header, rows, left=(1, 2, 4, 7 + len(shown), 8 + len(shown)), row_class=classes)
+    header = ["#", "arch id", "reference", "accuracy (mean ± s.e.)", "separable", *(["scored by"] if scored else [])]
+    header += [*shown, "epochs", "ACmix blocks", "architecture", "export"]
+    k = len(shown) + scored
+    return html_table(header, rows, left=(1, 2, 4, *([5] if scored else []), 7 + k, 8 + k), row_class=classes)
 
 
 def _all_table(data: RunData) -> str:

@@ -87,18 +87,41 @@ def _draw_ranked(ax: Any, plot: CostPlot, good: Sequence[TrialView], cmap: Any, 
             elinewidth=0.8,
             zorder=2,
         )
-    sc = ax.scatter(
-        plot.xs(good),
-        [v.y for v in good],
-        c=[v.rank for v in good],
-        cmap=cmap,
-        norm=norm,
-        s=36,
-        edgecolors="black",
-        linewidths=[1.2 if v.rank == 0 else 0.3 for v in good],
-        label="complete",
-        zorder=3,
-    )
+    promoted = plot.promoted()
+    if promoted:  # a promoted run: where the proxy had each promoted point, joined to its promoted score
+        for v in promoted:
+            px, py = plot.proxy_xy([v])
+            if py:
+                ax.plot([px[0], px[0]], [py[0], v.y], color="0.6", lw=0.8, zorder=1)
+                ax.scatter(
+                    px,
+                    py,
+                    marker="o",
+                    s=14,
+                    facecolors="none",
+                    edgecolors="0.5",
+                    zorder=2,
+                    label="the proxy's score of a promoted point",
+                )
+    groups = [
+        (promoted, "D", 44, "promoted (rung 1+)"),
+        ([v for v in good if v.record.rung == 0], "o", 16, "scored by the proxy alone"),
+    ]
+    for views, marker, size, label in groups if promoted else [(good, "o", 36, "complete")]:
+        if views:
+            sc = ax.scatter(
+                plot.xs(views),
+                [v.y for v in views],
+                c=[v.rank for v in views],
+                cmap=cmap,
+                norm=norm,
+                s=size,
+                marker=marker,
+                edgecolors="black",
+                linewidths=[1.2 if v.rank == 0 else 0.3 for v in views],
+                label=label,
+                zorder=3,
+            )
     for v in good:
         if v.is_knee:
             ax.scatter(

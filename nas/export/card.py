@@ -19,7 +19,9 @@ from nas.net.arch import Arch
 from nas.net.model import block_map, rates_of
 from nas.run import pareto
 from nas.run.folder import ArchResult, RunConfig, RunFolder, TrialRecord, aggregate, records_of
+from nas.run.ladder import rung_of
 from nas.run.pareto import OBJECTIVES
+from nas.search.rungs import rung_name, scored_by
 
 
 def accuracy_text(selection: Selection) -> str:
@@ -151,14 +153,18 @@ def _card_metrics(card: _Card, retrained: dict[str, Any] | None) -> list[str]:
         "",
         "| metric | value |",
         "|---|---|",
-        f"| validation accuracy (proxy, {r.epochs} epochs; mean over seeds) | {_acc(card.mine)} |",
-        f"| validation accuracy of these weights (seed {r.seed}) | {value_text(r.accuracy)} |",
+        f"| validation accuracy ({scored_by(card.config.ladder, card.mine)}; mean over seeds) | {_acc(card.mine)} |",
+        f"| validation accuracy of these weights (seed {r.seed}, {rung_name(rung_of(r))}) | {value_text(r.accuracy)} |",
         f"| parameters | {value_text(r.params)} |",
         f"| MACs (one image) | {value_text(r.macs)} |",
         f"| latency | {value_text(r.latency_ms, ' ms')} |",
         f"| peak memory | {value_text(r.memory_mb, ' MB')} |",
-        f"| proxy training time | {value_text(r.train_seconds, ' s')} |",
+        f"| training time of these weights | {value_text(r.train_seconds, ' s')} |",
     ]
+    if card.mine.rung > 0:
+        proxy = [float(x.accuracy) for x in card.mine.records if rung_of(x) == 0 and x.status == "complete"]
+        mean = sum(proxy) / len(proxy) if proxy else None
+        lines.append(f"| validation accuracy by the search's proxy (rung 0, {len(proxy)} seeds) | {value_text(mean)} |")
     if retrained:
         lines += [
             f"| validation accuracy after {retrained['epochs']} more epochs | {value_text(retrained['val_acc'])} |",
@@ -167,8 +173,10 @@ def _card_metrics(card: _Card, retrained: dict[str, Any] | None) -> list[str]:
     return lines + [
         "",
         "Accuracy is measured on a seeded validation split of the training images, as the mean over "
-        "the seeds this architecture was trained with ± its standard error; proxy accuracies "
-        "rank architectures and are not final accuracies.",
+        "the seeds this architecture was trained with ± its standard error, at the highest rung of "
+        "the fidelity ladder it reached (rung 0: the search's short proxy; rung 1: the deployment-like "
+        "training the front was promoted to); proxy accuracies rank architectures and are not final "
+        "accuracies.",
         "",
     ]
 
@@ -260,6 +268,8 @@ def _card_data(card: _Card, retrained: dict[str, Any] | None) -> list[str]:
         + ".",
         "",
     ]
+    if card.mine.rung > 0:
+        lines += [f"This architecture was promoted and scored by {scored_by(card.config.ladder, card.mine)}.", ""]
     if retrained:
         lines += [
             f"Retrained for {retrained['epochs']} more epochs on {retrained['train_images']} images of "

@@ -11,7 +11,9 @@ Selection (among complete, feasible trials with every objective measured, see `p
     first; then the pick (default max-accuracy) applies to the front of what is left.
 
 Ranks, the front and the knee come from nas.run.pareto. Picks compare architectures by their mean
-accuracy over seeds (nas.run.folder.aggregate).
+accuracy over seeds (nas.run.folder.aggregate), at the highest rung of the fidelity ladder each
+reached; the weights exported are that rung's where it kept some (`shipped`: a promoted
+architecture ships its promoted training's weights), else the proxy's.
 """
 
 from __future__ import annotations
@@ -91,12 +93,13 @@ def select(
         raise ExportError(f"no complete, feasible trial{_limits_text(limits)} in this run ({len(records)} trials)")
     front = pareto.front(cands, objectives)
     chosen = _pick_on_front(front, objectives, pick)
-    if not has_weights(chosen.record):
+    record = shipped(chosen, has_weights)
+    if not has_weights(record):
         raise ExportError(
             f"the {pick} trial {chosen.arch_id} (#{chosen.number}) has no trained weights "
             f"(pruned?); pick another with --arch-id"
         )
-    return Selection(chosen.record, pick + _limits_text(limits), front, arch=chosen)
+    return Selection(record, pick + _limits_text(limits), front, arch=chosen)
 
 
 def _select_arch_id(
@@ -112,7 +115,18 @@ def _select_arch_id(
     if not usable:
         raise ExportError(f"trial {same[0].arch_id} ({same[-1].status}) has no trained weights to export")
     best = [r for r in usable if r.status == "complete"] or usable
-    return Selection(best[0], "arch id", arch=ArchResult(same))
+    arch = ArchResult(same)
+    return Selection(shipped(arch, has_weights, best[0]), "arch id", arch=arch)
+
+
+def shipped(
+    a: ArchResult, has_weights: Callable[[TrialRecord], bool], fallback: TrialRecord | None = None
+) -> TrialRecord:
+    """The evaluation whose weights an export of `a` ships: the first complete one at the rung its
+    accuracy is taken at (a promoted architecture: its promoted weights) that kept weights of its
+    own, else `fallback` (default: `a.record`, its first complete evaluation, the proxy's)."""
+    own = [r for r in a.complete if r.weights and has_weights(r)]
+    return own[0] if own else fallback or a.record
 
 
 def _within_limits(cands: list[ArchResult], limits: dict[str, float]) -> list[ArchResult]:

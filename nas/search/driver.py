@@ -12,6 +12,7 @@ import errno
 import math
 import signal
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,7 @@ def _search(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, co
     to the budget, promote its front up the fidelity ladder (`nas.search.promote`), then say how it
     ended."""
     setup = set_up(folder, opts, stored, command, claim)
+    deadline = None if opts.time_budget is None else time.monotonic() + opts.time_budget  # the proxy's and promotion's
     promoted = any(rung_of(r) > 0 for r in setup.records)
     setup = replace(setup, records=[r for r in setup.records if rung_of(r) == 0])  # the proxy's: the search's own rung
     state = RunState(opts.objectives, setup.records)  # the searcher's and the recorder's
@@ -113,17 +115,41 @@ def _search(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, co
         print(f"{folder.path}: {len(archive)} architectures done, budget {opts.budget} reached")
     else:
         study, queue, references = _start(folder, opts, setup, stored is not None, len(archive), remaining)
+        proxy_opts = opts
         if opts.promote:  # one Ray for the search and its promotion
             from nas.tune.session import ray_session
 
             claim.stack.enter_context(ray_session(setup.address))
-        finished = _report(folder, opts, setup, state, _tune(folder, opts, setup, state, study, queue, references))
+            proxy_opts = _time_shared(opts)
+        outcome = _tune(folder, proxy_opts, setup, state, study, queue, references)
+        finished = _report(folder, opts, setup, state, outcome)
+        finished = finished or _timed_out(proxy_opts, outcome, len(archive))  # promoted in what the budget kept
     if finished:
-        promoted = promote(folder, opts, setup.gpus, setup.address) is not None or promoted
+        promoted = promote(folder, opts, setup.gpus, setup.address, deadline) is not None or promoted
     print(_front(folder, setup, state, promoted))
     for line in check_lines(folder):
         print(line)
     return folder
+
+
+def _time_shared(opts: SearchOptions) -> SearchOptions:
+    """The proxy search's options when a promotion follows: of a --time-budget T, the proxy search
+    gets T / (1 + --promote-share), so that a promotion of its share fits in the rest (it says so)."""
+    if opts.time_budget is None:
+        return opts
+    proxy = opts.time_budget / (1 + opts.promote_share)
+    print(
+        f"--time-budget {opts.time_budget:g} s: the proxy search starts trials for {proxy:.0f} s, the promotion "
+        f"gets what is left ({opts.promote_share:g} of the proxy's share, --promote-share)",
+        flush=True,
+    )
+    return replace(opts, time_budget=proxy)
+
+
+def _timed_out(opts: SearchOptions, outcome: TuneOutcome, done: int) -> bool:
+    """Whether --time-budget, not the budget, the space or failures, ended the proxy search."""
+    failed = opts.max_failures is not None and outcome.failures > opts.max_failures
+    return opts.time_budget is not None and done < opts.budget and not outcome.exhausted and not failed
 
 
 def _start(

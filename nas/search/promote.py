@@ -14,10 +14,17 @@ What is promoted, as multi-objective successive halving (MO-ASHA) promotes: the 
 the dominated points within its noise (`Archive.band`), in order of non-dominated rank and, within
 a rank, of crowding distance (the ends of a rank first, then the points in its emptiest stretches),
 at most `--promote` architectures, each with PROMOTE_SEEDS seeds (the run's seed + 0, 1, ...), as
-long as their estimated cost stays within `--promote-share` of the search's compute. The cost of an
-architecture at rung 1 is estimated from its own proxy trials: their training seconds times the
-ratio of the rungs' work (training images x epochs x pixels). Fewer than two architectures that fit
-are not promoted (a ranking needs two).
+long as their estimated cost stays within `--promote-share` of the search's compute. Costs are
+counted in proxy trials, so that the plan follows from the records alone and does not flip with
+the machine's load: one rung-1 evaluation costs the ratio of the rungs' work (training images x
+epochs x pixels) in proxy trials, and the search's compute is its trained proxy evaluations (a
+trial stopped early counts its share of the epochs). Every architecture is costed alike: on the
+default task a proxy trial's seconds do not follow its MACs (correlation -0.02 over 191 trials),
+and an architecture's own seconds are one noisy measurement. With `--time-budget` the search
+keeps 1 / (1 + share) of it for the proxy and the promotion takes what is left: a promotion that
+would not fit in those seconds (at the run's mean proxy trial, as many at once as the cluster
+runs) is shrunk to what does, and no evaluation starts after the time budget. Fewer than two
+architectures that fit are not promoted (a ranking needs two).
 
 The promotion is a fixed list of evaluations run with `nas.tune.jobs.run_jobs` (the search's
 resources, its lock) and appended to trials.jsonl with `rung: 1`. Its plan follows from the rung-0
@@ -58,6 +65,8 @@ __all__ = [
     "plan",
     "promote",
     "check_lines",
+    "promotion_lines",
+    "rung_weights",
     "add_promote_arguments",
 ]
 
@@ -126,39 +135,62 @@ def choose(
 class Plan:
     """A promotion as the records define it: what rung 1 is, the architectures promoted (in
     order) and the seeds, the compute it may take and is estimated to take, and the jobs that no
-    complete rung-1 record holds yet."""
+    complete rung-1 record holds yet. Costs are counted in proxy trials (`units`: one proxy
+    evaluation of the run's proxy epochs is 1), which follow from the records alone; seconds are
+    those units at the run's mean proxy seconds."""
 
     rung: Rung
     order: list[ArchResult]  # every candidate for promotion, in promotion order
     chosen: list[ArchResult]
     seeds: list[int]
     search_s: float  # the proxy search's compute: its trials' seconds
-    budget_s: float
+    budget_s: float  # what the promotion may take: --promote-share of search_s, or what --time-budget leaves
     estimate_s: float  # of every chosen evaluation
     todo: list[tuple[ArchResult, int]]  # (architecture, seed) not complete at rung 1
+    ratio: float = 1.0  # one rung-1 evaluation, in proxy trials
+    units: float = 0.0  # the proxy search, in proxy trials
+    limit_s: float | None = None  # the seconds --time-budget leaves (None: no time budget)
+    slots: int = 1  # evaluations at once, for limit_s
+    by_time: bool = False  # --time-budget, not --promote-share, bounded the choice
 
 
 def _work(images: int | None, epochs: int, size: int | None) -> float:
     return float(images or 0) * epochs * float(size or 1) ** 2
 
 
-def plan(records: Sequence[TrialRecord], config: RunConfig, rung: Rung, most: int, share: float) -> Plan:
+def plan(
+    records: Sequence[TrialRecord],
+    config: RunConfig,
+    rung: Rung,
+    most: int,
+    share: float,
+    limit_s: float | None = None,
+    slots: int = 1,
+) -> Plan:
     """The promotion of a run with these records (see the module docstring); `rung` must know its
-    training images."""
+    training images. `limit_s`: the wall seconds --time-budget leaves, `slots` evaluations at once.
+
+    Which architectures fit does not depend on measured seconds: every rung-1 evaluation costs
+    `ratio` proxy trials (the rungs' work: training images x epochs x pixels) and the search's
+    compute is its proxy trials (each weighted by the epochs it trained), so the same records give
+    the same plan on any machine and load. Only a --time-budget, a wall-clock limit, converts
+    seconds (at the run's mean proxy trial) into proxy trials."""
     proxy_records = [r for r in records if rung_of(r) == 0]
     archive = Archive(config.objectives)
     for r in proxy_records:
         archive.add(r)
-    base = _work(config.data.train_images, config.proxy.epochs, config.proxy.image_size or config.data.image_size)
+    epochs = config.proxy.epochs or 1
+    base = _work(config.data.train_images, epochs, config.proxy.image_size or config.data.image_size)
     ratio = _work(rung.train_images, rung.epochs, rung.image_size or config.data.image_size) / (base or 1.0)
-
-    def cost_s(a: ArchResult) -> float:  # the seconds of its PROMOTE_SEEDS evaluations at rung 1
-        spent = [r.train_seconds or r.seconds for r in a.complete]
-        return PROMOTE_SEEDS * ratio * (sum(spent) / len(spent) if spent else 0.0)
-
-    search_s = sum(r.seconds for r in proxy_records)
+    trained = [r for r in proxy_records if r.status in ("complete", "stopped")]
+    units = sum(min(1.0, (r.epochs or epochs) / epochs) for r in trained)
+    unit_s = sum(r.train_seconds or r.seconds for r in trained) / (units or 1.0)  # the mean proxy trial's seconds
+    budget = share * units
+    by_time = limit_s is not None and limit_s * slots < budget * unit_s
+    if by_time:
+        budget = limit_s * slots / (unit_s or 1.0)
     order = promotion_order(archive)
-    chosen = choose(order, most, share * search_s, cost_s)
+    chosen = choose(order, most, budget + 1e-9, lambda a: PROMOTE_SEEDS * ratio)
     seeds = [config.seed + k for k in range(PROMOTE_SEEDS)]
     done = {
         (r.arch_id, r.seed)
@@ -166,10 +198,19 @@ def plan(records: Sequence[TrialRecord], config: RunConfig, rung: Rung, most: in
         if rung_of(r) == rung.rung and r.status == "complete" and r.accuracy is not None
     }
     todo = [(a, s) for a in chosen for s in seeds if (a.arch_id, s) not in done]
-    return Plan(rung, order, chosen, seeds, search_s, share * search_s, sum(map(cost_s, chosen)), todo)
+    search_s = sum(r.seconds for r in proxy_records)
+    estimate = len(chosen) * PROMOTE_SEEDS * ratio * unit_s
+    return Plan(
+        rung, order, chosen, seeds, search_s, budget * unit_s, estimate, todo, ratio, units, limit_s, slots, by_time
+    )
 
 
 # --------------------------------------------------------------------------- running it
+
+
+def rung_weights(arch_id: str, rung: int) -> str:
+    """The name a promoted architecture's weights are kept under: weights/<arch id>.rung<k>.safetensors."""
+    return f"{arch_id}.rung{rung}"
 
 
 def _rung_data(folder: RunFolder, config: RunConfig, data_dir: Any) -> tuple[Rung, Dataset]:
@@ -186,9 +227,13 @@ def _rung_data(folder: RunFolder, config: RunConfig, data_dir: Any) -> tuple[Run
     return rung, data
 
 
-def promote(folder: RunFolder, opts: SearchOptions, gpus: float, address: str | None) -> Plan | None:
+def promote(
+    folder: RunFolder, opts: SearchOptions, gpus: float, address: str | None, deadline: float | None = None
+) -> Plan | None:
     """Promote the run's proxy front (see the module docstring): plan it from the records, say so,
-    train what is missing and say what it cost. None when --promote is 0 or the run has no ladder.
+    train what is missing and say what it cost. `deadline` (time.monotonic(); --time-budget): the
+    promotion is shrunk to what fits before it, and no evaluation starts after it. None when
+    --promote is 0 or the run has no ladder.
 
     Raises:
         KeyboardInterrupt: Ctrl-C (nas.cli.Terminated for SIGTERM) stopped it; what finished is recorded.
@@ -198,26 +243,38 @@ def promote(folder: RunFolder, opts: SearchOptions, gpus: float, address: str | 
         return None
     start = time.perf_counter()
     rung, data = _rung_data(folder, config, opts.data_dir)
-    p = plan(folder.trials(), config, rung, opts.promote, opts.promote_share)
+    limit_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+    slots = _slots(config, opts, gpus)
+    p = plan(folder.trials(), config, rung, opts.promote, opts.promote_share, limit_s, slots)
     print(_plan_line(p, opts), flush=True)
     if p.todo:
         _train(folder, config, p, data, opts, gpus, address, start)
     return p
 
 
+def _slots(config: RunConfig, opts: SearchOptions, gpus: float) -> int:
+    """How many promoted evaluations run at once on the cluster the search ran on (run.yaml `ray`)."""
+    from nas.tune.session import fitting_trials
+
+    cluster = {"CPU": float(config.ray.get("cpus") or 1), "GPU": float(config.ray.get("gpus") or 0)}
+    return opts.max_concurrent or fitting_trials(cluster, opts.cpus_per_trial, gpus)
+
+
 def _plan_line(p: Plan, opts: SearchOptions) -> str:
     """What the promotion trains, or why it trains nothing."""
-    where = f"rung 1 ({p.rung.describe()})"
+    where = f"rung 1 ({p.rung.describe()}; one evaluation ~{p.ratio:.1f} proxy trials)"
+    bound = (
+        f"what --time-budget leaves, {_minutes(p.limit_s or 0)} x {p.slots} at once"
+        if p.by_time
+        else f"--promote-share {opts.promote_share:g} of the search's {p.units:g} proxy trials"
+    )
     if not p.chosen:
-        return (
-            f"promotion: none: fewer than 2 of the {len(p.order)} front and within-noise points fit in "
-            f"--promote-share {opts.promote_share:g} of the search's {_minutes(p.search_s)} of compute at {where}"
-        )
+        return f"promotion: none: fewer than 2 of the {len(p.order)} front and within-noise points fit in {bound} at {where}"
     return (
         f"promotion: {len(p.chosen)} of the {len(p.order)} front and within-noise points, {len(p.seeds)} seeds "
         f"each, at {where}: ~{_minutes(p.estimate_s)} of compute ({p.estimate_s / (p.search_s or 1):.2f} of the "
-        f"search's, at most {opts.promote_share:g}); {len(p.todo)} of {len(p.chosen) * len(p.seeds)} evaluations "
-        f"to train"
+        f"search's {_minutes(p.search_s)}), within {bound}; {len(p.todo)} of {len(p.chosen) * len(p.seeds)} "
+        f"evaluations to train"
     )
 
 
@@ -236,13 +293,27 @@ def _train(
     from nas.tune.jobs import Job, Resources, run_jobs, sized
 
     label = f"rung {p.rung.rung}, {p.rung.epochs} epochs:"
-    jobs = [Job(a.arch_id, a.arch, s, DATA_KEY, p.rung.epochs, TRIALS, label, rung=p.rung.rung) for a, s in p.todo]
+    jobs = [
+        Job(
+            a.arch_id,
+            a.arch,
+            s,
+            DATA_KEY,
+            p.rung.epochs,
+            TRIALS,
+            label,
+            rung=p.rung.rung,
+            keep=rung_weights(a.arch_id, p.rung.rung),
+        )
+        for a, s in p.todo
+    ]  # the first complete seed's weights are kept, as a proxy trial's are
     resources = Resources(opts.cpus_per_trial, gpus, opts.max_concurrent, address).checked()
     settings = TrialSettings(
         proxy=config.proxy, num_classes=data.num_classes, limits={}, device=resources.device, measure=()
     )  # costs are the proxy trials'; the trainable takes the job's epochs
     datasets = {DATA_KEY: data}
-    run_jobs(folder, sized(jobs, datasets), datasets, settings, resources, name="promote", start=start)
+    deadline = None if p.limit_s is None else time.time() + p.limit_s  # --time-budget: none starts after it
+    run_jobs(folder, sized(jobs, datasets), datasets, settings, resources, "promote", deadline, start)
 
 
 # --------------------------------------------------------------------------- the check it gives
@@ -256,6 +327,12 @@ def check_lines(folder: RunFolder) -> list[str]:
         summary = json.loads((folder.path / PARETO).read_text())
     except (OSError, ValueError):
         return []
+    return promotion_lines(summary, folder.trials(), folder.path)
+
+
+def promotion_lines(summary: dict[str, Any], records: Sequence[TrialRecord], path: Any) -> list[str]:
+    """`check_lines` of a run at `path` with these records and this pareto.json `summary` (the
+    dashboard shows them too); none when its front is not promoted (no `fidelity`)."""
     f = summary.get("fidelity")
     if not f:
         return []
@@ -266,10 +343,9 @@ def check_lines(folder: RunFolder) -> list[str]:
 
     seeds = f.get("seeds") or []
     pair = f"seed {seeds[0]} vs seed {seeds[1]}" if len(seeds) == 2 else "two seeds"
-    records = folder.trials()
     spent = [sum(r.seconds for r in records if rung_of(r) == k) for k in (0, f["rung"])]
     return [
-        f"the front above is at rung {f['rung']}: {rungs.get(f['rung'], {}).get('architectures', '?')} promoted "
+        f"the Pareto front is at rung {f['rung']}: {rungs.get(f['rung'], {}).get('architectures', '?')} promoted "
         f"architectures trained deployment-like took {_minutes(spent[1])} of compute, "
         f"{spent[1] / (spent[0] or 1):.2f} of the proxy search's {_minutes(spent[0])}",
         f"the proxy's own check, free: {f.get('kept', '?')} of the {f.get('proxy_front', '?')} proxy front points "
@@ -277,7 +353,7 @@ def check_lines(folder: RunFolder) -> list[str]:
         f"proxy's means rank like rung {f['rung']}'s with Kendall τ {num(f['kendall_tau'])}, Spearman ρ "
         f"{num(f['spearman_rho'])} (along a front accuracy rises with cost, so these are high by construction); "
         f"rung {f['rung']}'s own test-retest τ ({pair}, one seed against another) {num(f['retest_tau'])}; "
-        f"deeper: {shell_command('fidelity', folder.path)}",
+        f"deeper: {shell_command('fidelity', path)}",
     ]
 
 

@@ -14,7 +14,7 @@ from nas.proxy import ProxyConfig
 if TYPE_CHECKING:
     from nas.run.folder import RunConfig
 
-__all__ = ["DEFAULT_EPOCHS_FACTOR", "Rung", "ladder", "run_ladder"]
+__all__ = ["DEFAULT_EPOCHS_FACTOR", "Rung", "ladder", "run_ladder", "rung_name", "scored_by"]
 
 DEFAULT_EPOCHS_FACTOR = 2  # rung 1 without a calibration: the whole training split for 2x the proxy's epochs
 
@@ -78,3 +78,20 @@ def run_ladder(config: RunConfig, promote_epochs: int | None) -> list[dict[str, 
     rungs = ladder(config.proxy, config.space.get("input_size"), config.calibration, promote_epochs)
     rungs[0] = replace(rungs[0], train_images=config.data.train_images or None)
     return [asdict(r) for r in rungs]
+
+
+def rung_name(rung: int) -> str:
+    """'rung 0, the proxy' or 'rung 1, promoted'."""
+    return "rung 0, the proxy" if rung == 0 else f"rung {rung}, promoted"
+
+
+def scored_by(rungs: Sequence[Mapping[str, Any]], point: Any) -> str:
+    """Which training scored `point` (an `ArchResult`: its rung and complete evaluations there) in
+    a run with the ladder `rungs` (run.yaml's): 'rung 1, promoted: all 4,500 training images,
+    10 epochs, 16px, seeds 0, 1'; a run without a ladder: 'proxy, 5 epochs, seed 0'."""
+    rung, done = int(point.rung), point.complete
+    seeds = ", ".join(str(r.seed) for r in done if r.seed is not None)
+    seeds = f", seed{'s' if len(done) != 1 else ''} {seeds}" if seeds else ""
+    if rung < len(rungs):
+        return f"{rung_name(rung)}: {Rung.from_dict(rungs[rung]).describe()}{seeds}"
+    return f"proxy, {point.epochs} epochs{seeds}" if rung == 0 else f"{rung_name(rung)}{seeds}"

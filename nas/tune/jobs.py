@@ -80,6 +80,7 @@ class Job:
     label: str = ""
     work: float = 1.0
     rung: int = 0  # the fidelity ladder's rung its record says (nas.run.ladder)
+    keep: str | None = None  # keep its weights as weights/<keep>.safetensors, if none are there yet (a promotion)
 
     def config(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,9 +190,16 @@ class JobRecorder(tune.Callback):
         self.total, self.work_total = len(jobs), sum(j.work for j in jobs) or 1.0
         self.finished, self.work_done = 0, 0.0
         self.numbers = {f: len(folder.trials(f)) for f in {j.file for j in jobs}}
+        self.weights: dict[str, str | None] = {}  # Ray trial id -> weights kept (a job with `keep`)
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        keep, src = trial.config["job"].get("keep"), Path(checkpoint.path) / "model.safetensors"
+        if keep and src.is_file() and not self.folder.weights_path(keep).exists():
+            self.weights[trial.trial_id] = self.folder.keep_weights(keep, src)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._record(record_from_result(dict(trial.last_result or {}), trial.config["job"]), trial.config["job"])
+        record = record_from_result(dict(trial.last_result or {}), trial.config["job"])
+        self._record(record, trial.config["job"], self.weights.get(trial.trial_id))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._record(
@@ -201,11 +209,12 @@ class JobRecorder(tune.Callback):
             trial.config["job"],
         )
 
-    def _record(self, record: TrialRecord, job: dict[str, Any]) -> None:
+    def _record(self, record: TrialRecord, job: dict[str, Any], weights: str | None = None) -> None:
         if record.status == "stopped":  # ended by a Ctrl-C before its last epoch: trained again next time
             return
         file = job["file"]
-        record.number, record.weights, record.seed = self.numbers[file], None, job["seed"]  # no weights kept
+        record.number, record.seed = self.numbers[file], job["seed"]
+        record.weights = weights if record.status == "complete" else None  # kept only for a job with `keep`
         record.rung = job.get("rung", 0)
         self.folder.append(record, file)
         self.numbers[file] += 1
