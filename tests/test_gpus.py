@@ -23,9 +23,7 @@ from nas.run.folder import RunFolder
 from nas.tune.session import CUDA_CONTEXT_MB, GPU_GRID, gpu_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = [  # placement tests: the proxy search alone (whether a promotion fits depends on measured seconds)
-    "--promote",
-    "0",
+FAST = [  # placement tests; the default promotion plans none (each would cost ~10 of their few proxy trials)
     "--space",
     "search_spaces/digits.yaml",
     "--epochs",

@@ -308,3 +308,31 @@ def test_bad_promotion_options_are_refused(options, message):
         SearchOptions(**options).checked()
     # how many and how much a resume may change; what rung 1 is, it may not
     assert {"promote", "promote_share"} <= RESUMABLE and "promote_epochs" not in RESUMABLE
+
+
+def test_the_noise_flags_of_a_promoted_front_use_the_noise_of_its_rung():
+    # the proxy is noisy (std ~0.1): its front's neighbours are within its noise; rung 1 is quiet
+    # (std ~0.001), and the same gaps there are far outside it
+    points = {"a": (0.60, 100), "b": (0.62, 200), "c": (0.64, 300)}
+    records = []
+    for arch, (acc, macs) in points.items():
+        for seed, d in enumerate((-0.1, 0.1)):
+            records.append(rec(len(records), arch, acc + d, macs, seed=seed))
+    proxy = Archive(OBJ)
+    for r in records:
+        proxy.add(r)
+    assert proxy.summary(None)["seed_std"] == pytest.approx(np.std([-0.1, 0.1], ddof=1))
+    for arch, (acc, macs) in points.items():
+        for seed, d in enumerate((-0.001, 0.001)):
+            records.append(rec(len(records), arch, acc + 0.2 + d, macs, seed=seed, rung=1))
+    archive = Archive(OBJ)
+    for r in records:
+        archive.add(r)
+    summary = archive.summary(None)
+    assert summary["rung"] == 1 and summary["seed_std"] == pytest.approx(np.std([-0.001, 0.001], ddof=1))
+    assert all(row["separable"] for row in summary["front"])  # rung 1's noise, not the proxy's
+    from nas.search.report import noise_line
+
+    line = noise_line(summary, Path("run"))
+    assert "seed noise at rung 1, where the front was scored: accuracy std 0.14 points" in line
+    assert "0 of 3 front points are within the noise" in line

@@ -36,9 +36,8 @@ FAST = [
     "300",
     "--race",
     "1",
-    "--promote",
-    "0",
-]  # ~1 s a trial, one seed each, no promotion (whether one fits depends on measured seconds): plumbing tests
+]  # ~1 s a trial, one seed each: plumbing tests; the default promotion plans none (a rung-1 evaluation costs
+# ~10 proxy trials of these, from the records alone: `nas.search.promote.plan`), so the counts are the search's
 
 
 def search(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:

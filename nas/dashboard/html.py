@@ -19,8 +19,7 @@ from nas.dashboard.figures import hypervolume_figure, pareto_figures
 from nas.dashboard.proxy_checks import calibration_section, fidelity_panel
 from nas.run.folder import RunFolder
 from nas.run.pareto import OBJECTIVES
-from nas.search.promote import promotion_lines
-from nas.search.report import listed
+from nas.search.report import listed, promotion_lines
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -88,21 +88,8 @@ def _draw_ranked(ax: Any, plot: CostPlot, good: Sequence[TrialView], cmap: Any, 
             zorder=2,
         )
     promoted = plot.promoted()
-    if promoted:  # a promoted run: where the proxy had each promoted point, joined to its promoted score
-        for v in promoted:
-            px, py = plot.proxy_xy([v])
-            if py:
-                ax.plot([px[0], px[0]], [py[0], v.y], color="0.6", lw=0.8, zorder=1)
-                ax.scatter(
-                    px,
-                    py,
-                    marker="o",
-                    s=14,
-                    facecolors="none",
-                    edgecolors="0.5",
-                    zorder=2,
-                    label="the proxy's score of a promoted point",
-                )
+    if promoted:
+        _draw_proxy_scores(ax, plot, promoted)
     groups = [
         (promoted, "D", 44, "promoted (rung 1+)"),
         ([v for v in good if v.record.rung == 0], "o", 16, "scored by the proxy alone"),
@@ -136,6 +123,16 @@ def _draw_ranked(ax: Any, plot: CostPlot, good: Sequence[TrialView], cmap: Any, 
                 zorder=4,
             )
     return sc
+
+
+def _draw_proxy_scores(ax: Any, plot: CostPlot, promoted: Sequence[TrialView]) -> None:
+    """Where the proxy had each promoted point: a small grey ring, joined to its promoted score."""
+    for v in promoted:
+        px, py = plot.proxy_xy([v])
+        if py:
+            ax.plot([px[0], px[0]], [py[0], v.y], color="0.6", lw=0.8, zorder=1)
+            label = "the proxy's score of a promoted point"
+            ax.scatter(px, py, marker="o", s=14, facecolors="none", edgecolors="0.5", zorder=2, label=label)
 
 
 def _shared_legend(fig: Any, axes: Sequence[Any]) -> None:

@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nas.cli import shell_command
 from nas.run import pareto
 from nas.run.archive import Archive, ArchResult
 from nas.run.folder import PARETO, TRIALS, RunConfig, RunFolder, TrialRecord
 from nas.run.ladder import rung_of
+from nas.search.report import promotion_lines
 from nas.search.rungs import DEFAULT_EPOCHS_FACTOR, Rung
 
 if TYPE_CHECKING:
@@ -65,7 +65,6 @@ __all__ = [
     "plan",
     "promote",
     "check_lines",
-    "promotion_lines",
     "rung_weights",
     "add_promote_arguments",
 ]
@@ -328,33 +327,6 @@ def check_lines(folder: RunFolder) -> list[str]:
     except (OSError, ValueError):
         return []
     return promotion_lines(summary, folder.trials(), folder.path)
-
-
-def promotion_lines(summary: dict[str, Any], records: Sequence[TrialRecord], path: Any) -> list[str]:
-    """`check_lines` of a run at `path` with these records and this pareto.json `summary` (the
-    dashboard shows them too); none when its front is not promoted (no `fidelity`)."""
-    f = summary.get("fidelity")
-    if not f:
-        return []
-    rungs = {r["rung"]: r for r in summary.get("rungs", [])}
-
-    def num(x: float | None) -> str:
-        return "-" if x is None else f"{x:.2f}"
-
-    seeds = f.get("seeds") or []
-    pair = f"seed {seeds[0]} vs seed {seeds[1]}" if len(seeds) == 2 else "two seeds"
-    spent = [sum(r.seconds for r in records if rung_of(r) == k) for k in (0, f["rung"])]
-    return [
-        f"the Pareto front is at rung {f['rung']}: {rungs.get(f['rung'], {}).get('architectures', '?')} promoted "
-        f"architectures trained deployment-like took {_minutes(spent[1])} of compute, "
-        f"{spent[1] / (spent[0] or 1):.2f} of the proxy search's {_minutes(spent[0])}",
-        f"the proxy's own check, free: {f.get('kept', '?')} of the {f.get('proxy_front', '?')} proxy front points "
-        f"trained at rung {f['rung']} stay on its front; over the {f['architectures']} promoted architectures the "
-        f"proxy's means rank like rung {f['rung']}'s with Kendall τ {num(f['kendall_tau'])}, Spearman ρ "
-        f"{num(f['spearman_rho'])} (along a front accuracy rises with cost, so these are high by construction); "
-        f"rung {f['rung']}'s own test-retest τ ({pair}, one seed against another) {num(f['retest_tau'])}; "
-        f"deeper: {shell_command('fidelity', path)}",
-    ]
 
 
 # --------------------------------------------------------------------------- the command line

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.cli import shell_command
+from nas.run.ladder import rung_of
 
 if TYPE_CHECKING:
     from nas.data.dataset import Dataset
@@ -21,7 +22,16 @@ if TYPE_CHECKING:
     from nas.search.options import SearchOptions
     from nas.space.space import SearchSpace
 
-__all__ = ["front_report", "start_notes", "noise_line", "long_trial_note", "small_data_note", "proxy_note", "listed"]
+__all__ = [
+    "front_report",
+    "start_notes",
+    "noise_line",
+    "long_trial_note",
+    "small_data_note",
+    "proxy_note",
+    "listed",
+    "promotion_lines",
+]
 
 # A trial that trains on more images x epochs than this takes minutes rather than seconds on a CPU:
 # the digits proxy (1,150 images x 10 epochs) takes 2-6 s on 2 cores, and Fashion-MNIST from disk
@@ -68,8 +78,9 @@ def listed(ids: list[str], most: int = 5) -> str:
 
 
 def noise_line(summary: dict[str, Any], path: Path) -> str:
-    """One line: the proxy's seed noise against the gaps between the front's points, and the check
-    of the run at `path`."""
+    """One line: the seed noise against the gaps between the front's points, and the check of the
+    run at `path`. A promoted front is flagged with the noise of its rung (`Archive.summary`): its
+    points are compared with the points scored at that rung, with that rung's seed std."""
     check = f"check the proxy against the training you deploy: {shell_command('fidelity', path)}"
     if summary["seed_std"] is None:
         return f"seed noise: unknown (no architecture has 2 seeds; --race 3 re-evaluates the front); {check}"
@@ -77,8 +88,9 @@ def noise_line(summary: dict[str, Any], path: Path) -> str:
     gaps = [b - a for a, b in zip(accs, accs[1:])]
     gap = f"{100 * min(gaps):.2f}-{100 * max(gaps):.2f}" if gaps else "no"
     flagged = sum(not row["separable"] for row in summary["front"])
+    at = f" at rung {summary['rung']}, where the front was scored" if summary.get("rung") else ""
     return (
-        f"seed noise: accuracy std {100 * summary['seed_std']:.2f} points between seeds; front neighbours are "
+        f"seed noise{at}: accuracy std {100 * summary['seed_std']:.2f} points between seeds; front neighbours are "
         f"{gap} points apart; {flagged} of {len(summary['front'])} front points are within the noise of a "
         f"dominated point; {check}"
     )
@@ -183,3 +195,34 @@ def start_notes(
         if long:
             notes.append(long)
     return notes
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def promotion_lines(summary: dict[str, Any], records: Sequence[TrialRecord], path: Any) -> list[str]:
+    """`check_lines` of a run at `path` with these records and this pareto.json `summary` (the
+    dashboard shows them too); none when its front is not promoted (no `fidelity`)."""
+    f = summary.get("fidelity")
+    if not f:
+        return []
+    rungs = {r["rung"]: r for r in summary.get("rungs", [])}
+
+    def num(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    seeds = f.get("seeds") or []
+    pair = f"seed {seeds[0]} vs seed {seeds[1]}" if len(seeds) == 2 else "two seeds"
+    spent = [sum(r.seconds for r in records if rung_of(r) == k) for k in (0, f["rung"])]
+    return [
+        f"the Pareto front is at rung {f['rung']}: {rungs.get(f['rung'], {}).get('architectures', '?')} promoted "
+        f"architectures trained deployment-like took {_minutes(spent[1])} of compute, "
+        f"{spent[1] / (spent[0] or 1):.2f} of the proxy search's {_minutes(spent[0])}",
+        f"the proxy's own check, free: {f.get('kept', '?')} of the {f.get('proxy_front', '?')} proxy front points "
+        f"trained at rung {f['rung']} stay on its front; over the {f['architectures']} promoted architectures the "
+        f"proxy's means rank like rung {f['rung']}'s with Kendall τ {num(f['kendall_tau'])}, Spearman ρ "
+        f"{num(f['spearman_rho'])} (along a front accuracy rises with cost, so these are high by construction); "
+        f"rung {f['rung']}'s own test-retest τ ({pair}, one seed against another) {num(f['retest_tau'])}; "
+        f"deeper: {shell_command('fidelity', path)}",
+    ]
