@@ -346,7 +346,7 @@ def add_promote_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]
         "--promote-share",
         type=float,
         default=dflt("promote_share"),
-        help="the promotion's compute, at most this share of the proxy search's (estimated from its trials)",
+        help="the promotion's compute, at most this share of the proxy search's (counted in proxy trials: from its records alone)",
     )
     g.add_argument(
         "--promote-epochs",
