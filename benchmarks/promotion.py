@@ -3,6 +3,7 @@
     python benchmarks/promotion.py                        # the default task: python -m nas.search --budget 100
     python benchmarks/promotion.py --budget 40 -- --dataset fashion-mnist --data-dir ~/data --proxy P/proxy.yaml
     python benchmarks/promotion.py --run results/<run>    # the table of a run already made
+    python benchmarks/promotion.py --run results/<run> --deploy 20   # and the front against deployment's
 
 It runs `python -m nas.search` (options after -- go to it as they are) and reads its run folder:
 the proxy search's wall time and compute (its rung-0 trials), the promotion's (rung 1), the
@@ -10,6 +11,15 @@ promotion's share of the search's compute, the front before promotion (the proxy
 (the promoted pool's, as printed), and the in-search rank agreement of pareto.json's `fidelity`
 (Kendall τ and Spearman ρ of the proxy against rung 1, rung 1's own test-retest τ). The machine's
 load average is printed beside it: on a shared machine the wall times say more about the load.
+
+`--deploy N` then checks the printed front against deployment (the issue's goal): `python -m
+nas.fidelity RUN --archs N --pick ranks --score-on test` trains the front and the next ranks (N in
+all) deployment-like with 2 seeds, scored on the test split that neither the search nor its
+promotion saw, and a second table gives the printed front's precision and recall against
+deployment's front over that pool, the same for the proxy's own front (what the search printed
+before promotion), and the rank agreement of the printed accuracies with deployment's against
+deployment's own test-retest τ. Options after -- that name the data (--data-dir) are not needed:
+the check reads the run's.
 """
 
 from __future__ import annotations
@@ -88,11 +98,49 @@ def table(run: RunFolder, wall: float | None) -> list[tuple[str, str]]:
     ]
 
 
+def deploy_table(s: dict) -> list[tuple[str, str]]:
+    """The rows of the goal's table from a fidelity.json of `--pick ranks --score-on test`."""
+
+    def num(x):
+        return "-" if x is None else f"{x:.2f}"
+
+    def agreement(f):
+        return (
+            "-"
+            if not f
+            else f"{num(f['precision'])} / {num(f['recall'])} ({len(f['kept'])} kept, {len(f['missed'])} missed)"
+        )
+
+    printed, own = s.get("front_agreement"), s.get("rung0_front_agreement")
+    tau, retest = s.get("search_kendall_tau"), s.get("long_test_retest_tau")
+    return [
+        (
+            "deployment",
+            f"{s.get('long_train_images')} images, {s['long_epochs']} epochs, scored on {s.get('scored_on')}",
+        ),
+        ("pool: architectures (printed front points)", f"{s['architectures']} ({len(s['proxy_front'])})"),
+        ("deployment's front in the pool", f"{len(s['long_front'])} points"),
+        ("printed front vs deployment's: precision / recall", agreement(printed)),
+        ("the proxy's own front (no promotion): precision / recall", agreement(own)),
+        ("printed accuracies vs deployment: Kendall τ", num(tau)),
+        ("the proxy's means vs deployment: Kendall τ", num(s.get("kendall_tau"))),
+        ("deployment's own test-retest τ", num(retest)),
+        ("printed τ / deployment's test-retest τ", num(tau / retest) if tau is not None and retest else "-"),
+        (
+            "seed std: proxy / deployment (points)",
+            f"{num(100 * (s['proxy_seed_std'] or 0))} / {num(100 * (s['long_seed_std'] or 0))}",
+        ),
+        ("load average (1, 5, 15 min) at the end", ", ".join(f"{x:.1f}" for x in os.getloadavg())),
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget", type=int, default=100)
     p.add_argument("--results-dir", type=Path, default=ROOT / "results" / "bench-promotion")
     p.add_argument("--run", type=Path, default=None, help="tabulate this run folder instead of searching")
+    p.add_argument("--deploy", type=int, default=0, help="then check the front against deployment on this many archs")
+    p.add_argument("--deploy-epochs", type=int, default=None, help="deployment's epochs (default: nas.fidelity's)")
     p.add_argument("search_options", nargs="*", help="after --: passed to python -m nas.search as they are")
     args = p.parse_args()
     wall = None
@@ -108,6 +156,16 @@ def main() -> None:
     print(f"\n| {args.run} | |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")
+    if args.deploy:
+        start = time.perf_counter()
+        cmd = [sys.executable, "-m", "nas.fidelity", str(args.run), "--archs", str(args.deploy)]
+        cmd += ["--pick", "ranks", "--score-on", "test"]
+        cmd += ["--epochs", str(args.deploy_epochs)] if args.deploy_epochs else []
+        subprocess.run(cmd, check=True, cwd=ROOT)
+        summary = json.loads((args.run / "fidelity.json").read_text())
+        print(f"\n| against deployment ({time.perf_counter() - start:.0f} s) | |\n|---|---|")
+        for k, v in deploy_table(summary):
+            print(f"| {k} | {v} |")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import torch
 from nas.dashboard import render_html
 from nas.fidelity import (
     DEPLOY_RECORDS,
+    DEPLOY_TEST_RECORDS,
     FIDELITY_JSON,
     FIDELITY_RECORDS,
     ArchFidelity,
@@ -251,3 +252,66 @@ def test_the_continue_with_line_and_the_lock_keep_every_option(small_run, monkey
     again = f"python -m nas.fidelity {small_run} --archs 3 --seeds 2 --epochs 4"
     assert seen["command"] == again
     assert capsys.readouterr().err.strip() == f"interrupted; continue with: {again}"
+
+
+def test_front_agreement_is_precision_and_recall_of_the_printed_front():
+    from nas.fidelity import front_agreement
+
+    f = front_agreement(["a", "b", "c", "d"], ["b", "d", "e"])
+    assert (f["precision"], f["recall"]) == (0.5, pytest.approx(2 / 3))
+    assert (f["kept"], f["missed"], f["extra"]) == (["b", "d"], ["e"], ["a", "c"])
+    assert front_agreement([], ["a"])["precision"] is None and front_agreement(["a"], [])["recall"] is None
+
+
+def test_picks_the_front_then_the_next_ranks():
+    # MACs rise with i; x1, x3, x5 passed as the front; among the rest x2 (0.30) dominates x4 (0.20): x0 and
+    # x2 are the next rank, x4 the one after
+    accs = [0.10, 0.50, 0.30, 0.60, 0.20, 0.90]
+    recs = [
+        TrialRecord(number=i, arch_id=f"x{i}", arch={}, status="complete", accuracy=acc, macs=10 + i, seed=0)
+        for i, acc in enumerate(accs)
+    ]
+    archs = aggregate(recs)
+    front = [a for a in archs if a.arch_id in ("x1", "x3", "x5")]  # rank 0 by construction
+    picked = [a.arch_id for a in pick_archs(archs, front, 5, "ranks")]
+    assert picked == ["x1", "x3", "x5", "x0", "x2"]  # the front, then the next rank by increasing MACs
+    assert [a.arch_id for a in pick_archs(archs, front, 6, "ranks")][-1] == "x4"
+    assert [a.arch_id for a in pick_archs(archs, front, 5)] != picked  # spread picks by accuracy instead
+
+
+@pytest.mark.slow
+def test_a_promoted_run_is_checked_at_its_rungs_and_scored_on_the_test_split(small_run, tmp_path):
+    """In a promoted run the proxy's side of the check is rung 0 alone (a promoted evaluation at
+    the same epochs is not the proxy's), the printed accuracy is the highest rung's, the report
+    gives the printed front's and the proxy's own front's precision and recall; `--score-on test`
+    trains on every training image, scores on the test split and keeps its own records file."""
+    run = RunFolder(copy_run(small_run, tmp_path / "run"))
+    epochs = run.config().proxy.epochs
+    front = [a.arch_id for a in run.front()][:2]
+    base = max(r.number for r in run.trials()) + 1
+    lines = [json.loads(line) for line in run.trials_path.read_text().splitlines()]
+    promoted = [
+        {**r, "number": base + i, "rung": 1, "accuracy": 0.0123 + 0.001 * i}
+        for i, r in enumerate(r for r in lines if r["arch_id"] in front and r.get("seed") == 0)
+    ]
+    with run.trials_path.open("a") as f:
+        f.writelines(json.dumps(p) + "\n" for p in promoted)
+    proc = fidelity(str(run.path), "--archs", "4", "--epochs", str(epochs), "--seeds", "1", "--pick", "ranks")
+    proc = fidelity(*proc.args[3:], "--score-on", "test") if proc.returncode == 0 else proc
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run.path / FIDELITY_JSON).read_text())
+    assert summary["scored_on"] == "test" and summary["pick"] == "ranks"
+    rows = {a["arch_id"]: a for a in summary["archs"]}
+    printed = [a.arch_id for a in run.front()]
+    assert summary["proxy_front"] == [a for a in printed if a in rows]
+    for p in promoted:  # the rung-1 accuracy is what the run prints; the proxy's column is rung 0's
+        assert rows[p["arch_id"]]["search_rung"] == 1 and rows[p["arch_id"]]["search_mean"] == p["accuracy"]
+        assert rows[p["arch_id"]]["proxy_accuracies"] != [p["accuracy"]]
+    assert summary["rung0_front_agreement"] is not None and "precision" in summary["front_agreement"]
+    tested, validated = run.trials(DEPLOY_TEST_RECORDS), run.trials(DEPLOY_RECORDS)
+    assert len(tested) == len(validated) == 4 and {r.arch_id for r in tested} == set(rows)
+    assert [r.accuracy for r in tested] != [r.accuracy for r in validated]  # other data, other scores
+    config = run.config()
+    data = deployment(config.proxy, config.space["input_size"], epochs).load_data(seed=0)
+    assert summary["long_train_images"] == len(data.train_y) + len(data.val_y)
+    assert "scored on the test split" in proc.stdout and "precision" in proc.stdout

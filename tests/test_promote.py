@@ -151,6 +151,11 @@ def test_the_ladder_default_option_and_calibration():
     top = ladder(proxy, [28, 28], {"deploy": deploy}, epochs=3)[1]
     assert (top.subset, top.epochs, top.image_size) == (15000, 3, 28)
     assert Rung.from_dict({**top.__dict__}).proxy(proxy).subset == 15000
+    # --promote-images: a training subset for rung 1, with or without a calibration
+    top = ladder(proxy, [16, 16], images=8000)[1]
+    assert (top.subset, top.epochs, top.source) == (8000, DEFAULT_EPOCHS_FACTOR * 5, "option")
+    assert ladder(proxy, [28, 28], {"deploy": deploy}, images=5000)[1].subset == 5000
+    assert "8,000 training images" in top.describe()
 
 
 def test_a_run_keeps_the_ladder_it_started_with():
@@ -301,13 +306,15 @@ def test_a_search_promotes_is_stopped_during_the_promotion_and_resumes_it_withou
         ({"promote": -3}, "--promote must be 0"),
         ({"promote_share": 0}, "--promote-share must be a number > 0"),
         ({"promote_epochs": 0}, "--promote-epochs must be an int >= 1"),
+        ({"promote_images": 0}, "--promote-images must be an int >= 1"),
+        ({"promote_images": 2.5}, "--promote-images must be an int >= 1"),
     ],
 )
 def test_bad_promotion_options_are_refused(options, message):
     with pytest.raises(UsageError, match=message):
         SearchOptions(**options).checked()
     # how many and how much a resume may change; what rung 1 is, it may not
-    assert {"promote", "promote_share"} <= RESUMABLE and "promote_epochs" not in RESUMABLE
+    assert {"promote", "promote_share"} <= RESUMABLE and not {"promote_epochs", "promote_images"} & RESUMABLE
 
 
 def test_the_noise_flags_of_a_promoted_front_use_the_noise_of_its_rung():

@@ -3,14 +3,17 @@
     python -m nas.fidelity results/<run>                     # 12 architectures, deployment-like training, 2 seeds
     python -m nas.fidelity results/<run> --archs 8 --epochs 40 --seeds 3 --cpus-per-trial 2
     python -m nas.fidelity results/<run> --same-subset       # the proxy's own subset, longer: not deployment
+    python -m nas.fidelity results/<run> --archs 20 --pick ranks --score-on test   # the front's precision, recall
 
 The package, bottom to top:
 
 - `nas.fidelity.stats`: the numbers: `rank_corr` (Kendall τ, Spearman ρ), `retest_tau`, `pair_tau`,
   `seed_values` (per architecture, seed -> value, off evaluation records), `ArchFidelity`,
-  `fidelity_stats`, `long_front` and `format_stat` (a statistic in a table, '-' when undefined);
+  `fidelity_stats`, `long_front`, `front_agreement` (a front's precision and recall against
+  another) and `format_stat` (a statistic in a table, '-' when undefined);
 - `nas.fidelity.reference`: the training a proxy is checked against: deployment-like (`deployment`,
-  `default_epochs`) or the proxy's subset longer (`DEPLOYMENT`, `SAME_SUBSET`, `long_label`);
+  `default_epochs`, `scored_on_test` for `--score-on test`) or the proxy's subset longer
+  (`DEPLOYMENT`, `SAME_SUBSET`, `SCORED_ON`, `long_label`);
 - `nas.fidelity.report`: fidelity.json's contents (`report`) and the table (`format_table`);
 - `nas.fidelity.check`: the check of a run: the architectures picked (`pick_archs`), the
   evaluations (`plan_jobs`), trained on Ray, and the report written (`check`, `FidelityOptions`);
@@ -21,20 +24,31 @@ The package, bottom to top:
 
 from nas.fidelity.check import (
     DEPLOY_RECORDS,
+    DEPLOY_TEST_RECORDS,
     FIDELITY_JSON,
     FIDELITY_RECORDS,
+    PICKS,
     FidelityOptions,
     check,
     pick_archs,
     plan_jobs,
 )
 from nas.fidelity.cli import build_parser, main
-from nas.fidelity.reference import DEPLOYMENT, SAME_SUBSET, default_epochs, deployment, long_label
+from nas.fidelity.reference import (
+    DEPLOYMENT,
+    SAME_SUBSET,
+    SCORED_ON,
+    default_epochs,
+    deployment,
+    long_label,
+    scored_on_test,
+)
 from nas.fidelity.report import format_table, report
 from nas.fidelity.stats import (
     ArchFidelity,
     fidelity_stats,
     format_stat,
+    front_agreement,
     long_front,
     pair_tau,
     rank_corr,
@@ -45,13 +59,17 @@ from nas.fidelity.stats import (
 __all__ = [
     "FIDELITY_RECORDS",
     "DEPLOY_RECORDS",
+    "DEPLOY_TEST_RECORDS",
     "FIDELITY_JSON",
+    "PICKS",
+    "SCORED_ON",
     "DEPLOYMENT",
     "SAME_SUBSET",
     "FidelityOptions",
     "ArchFidelity",
     "pick_archs",
     "deployment",
+    "scored_on_test",
     "default_epochs",
     "plan_jobs",
     "rank_corr",
@@ -60,6 +78,7 @@ __all__ = [
     "seed_values",
     "fidelity_stats",
     "long_front",
+    "front_agreement",
     "report",
     "format_stat",
     "long_label",

@@ -1,17 +1,22 @@
 """The fidelity check of a run: which architectures, which trainings, trained on Ray, and the report.
 
-It picks N architectures of the run (its front of mean accuracies, then complete architectures
-spread evenly over the accuracy range of the rest) and trains each with K seeds (seed k is the
-run's seed + k, the seeds the search's racing uses) the way a deployed network is trained: on the
-whole training split (the proxy's `subset` off), at the network's input size, for `--epochs`
-(default: the deployment the run's proxy was calibrated against, else 4x the proxy's), scored on
-the run's validation split (the official test split is never used). It makes sure each also has
-K proxy evaluations (the run's own trials.jsonl records are reused; the missing ones are trained). `--same-subset` instead trains longer on the proxy's own
+It picks N architectures of the run (its front as printed, each point at the highest rung of the
+fidelity ladder it reached, then complete architectures spread evenly over the accuracy range of
+the rest, or with `--pick ranks` the next non-domination ranks: the pool in which the front's
+precision and recall are measured) and trains each with K seeds (seed k is the run's seed + k, the
+seeds the search's racing uses) the way a deployed network is trained: on the whole training split
+(the proxy's `subset` off), at the network's input size, for `--epochs` (default: the deployment
+the run's proxy was calibrated against, else 4x the proxy's), scored on the run's validation split,
+or with `--score-on test` trained on every training image and scored on the official test split,
+which no search or calibration ever selects on (a final measurement; its own records file). It
+makes sure each also has K proxy evaluations at rung 0 (the run's own trials.jsonl records are
+reused; the missing ones are trained). `--same-subset` instead trains longer on the proxy's own
 training subset, the check this command made before: it says how much the short schedule alone
 changes the ranking, not whether the ranking holds for a deployed network, and the report says so.
 
 Every evaluation runs on Ray Tune (`nas.tune.jobs`, `nas.tune.trainable`) with the search's resource
-options and is appended as it finishes to RUN/fidelity-deploy.jsonl (deployment-like) or
+options and is appended as it finishes to RUN/fidelity-deploy.jsonl (deployment-like;
+RUN/fidelity-deploy-test.jsonl scored on the test split) or
 RUN/fidelity.jsonl (proxy evaluations, and the long ones of --same-subset); a second invocation
 trains only what is missing (a failed evaluation is tried again). The report
 (`nas.fidelity.report`) is written to RUN/fidelity.json.
@@ -30,12 +35,14 @@ import numpy as np
 
 from nas.cli import shell_command
 from nas.errors import UsageError
-from nas.fidelity.reference import DEPLOYMENT, SAME_SUBSET, default_epochs, deployment
+from nas.fidelity.reference import DEPLOYMENT, SAME_SUBSET, SCORED_ON, default_epochs, deployment, scored_on_test
 from nas.fidelity.report import report
 from nas.fidelity.stats import ArchFidelity, seed_values
 from nas.proxy import ProxyConfig
+from nas.run import pareto
 from nas.run.files import write_atomic
 from nas.run.folder import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate
+from nas.run.ladder import rung_of
 from nas.run.lock import RunLock
 
 if TYPE_CHECKING:  # nas.tune.jobs imports Ray: only the check itself needs it, not the dashboard
@@ -45,7 +52,9 @@ if TYPE_CHECKING:  # nas.tune.jobs imports Ray: only the check itself needs it, 
 __all__ = [
     "FIDELITY_RECORDS",
     "DEPLOY_RECORDS",
+    "DEPLOY_TEST_RECORDS",
     "FIDELITY_JSON",
+    "PICKS",
     "FidelityOptions",
     "pick_archs",
     "plan_jobs",
@@ -53,18 +62,31 @@ __all__ = [
 ]
 
 FIDELITY_RECORDS = "fidelity.jsonl"  # the check's proxy evaluations (and --same-subset's long ones), like trials.jsonl
-DEPLOY_RECORDS = "fidelity-deploy.jsonl"  # its deployment-like evaluations
+DEPLOY_RECORDS = "fidelity-deploy.jsonl"  # its deployment-like evaluations, scored on the validation split
+DEPLOY_TEST_RECORDS = "fidelity-deploy-test.jsonl"  # the same scored on the test split (--score-on test)
 FIDELITY_JSON = "fidelity.json"  # the report
 
 
 # --------------------------------------------------------------------------- what to train
 
 
-def pick_archs(archs: Sequence[ArchResult], front: Sequence[ArchResult], n: int) -> list[ArchResult]:
+PICKS = ("spread", "ranks")  # how the architectures off the front are picked (--pick)
+
+
+def pick_archs(
+    archs: Sequence[ArchResult],
+    front: Sequence[ArchResult],
+    n: int,
+    how: str = "spread",
+    objectives: Sequence[str] = ("accuracy", "macs"),
+) -> list[ArchResult]:
     """The front (by increasing cost; n of its points spread along it if it has more), then
-    complete architectures off the front spread evenly over their accuracy range: for each of
-    the remaining slots, the unpicked one nearest an evenly spaced target accuracy from the best
-    to the worst (ties to the earlier evaluated). Deterministic for a given run."""
+    complete architectures off the front. `how='spread'`: spread evenly over their accuracy range
+    (for each of the remaining slots, the unpicked one nearest an evenly spaced target accuracy
+    from the best to the worst; ties to the earlier evaluated), the range a rank correlation
+    needs. `how='ranks'`: the next non-domination ranks (`nas.run.pareto.ranks` over
+    `objectives`: the highest rung first), each by increasing first cost: the pool in which a
+    front's precision and recall mean something. Deterministic for a given run."""
     front = list(front)
     if len(front) > n:
         front = [front[i] for i in sorted({round(x) for x in np.linspace(0, len(front) - 1, n)})]
@@ -72,6 +94,11 @@ def pick_archs(archs: Sequence[ArchResult], front: Sequence[ArchResult], n: int)
     rest = [a for a in archs if a.status == "complete" and a.arch_id not in picked and a.accuracy is not None]
     slots = min(n - len(front), len(rest))
     out = list(front)
+    if how == "ranks":
+        rank = pareto.ranks(rest, objectives)
+        cost = objectives[1] if len(objectives) > 1 else objectives[0]
+        ranked = sorted((a for a in rest if a.number in rank), key=lambda a: (rank[a.number], a.value(cost), a.number))
+        return out + ranked[:slots]
     if slots > 0:
         accs = [float(a.accuracy) for a in rest]
         for target in np.linspace(max(accs), min(accs), slots):
@@ -84,15 +111,20 @@ def pick_archs(archs: Sequence[ArchResult], front: Sequence[ArchResult], n: int)
 
 
 def plan_jobs(
-    picked: Sequence[ArchResult], seeds: Sequence[int], proxy_epochs: int, long_epochs: int, same_subset: bool = False
+    picked: Sequence[ArchResult],
+    seeds: Sequence[int],
+    proxy_epochs: int,
+    long_epochs: int,
+    same_subset: bool = False,
+    deploy_file: str = DEPLOY_RECORDS,
 ) -> list[Job]:
     """Every evaluation of the check: per picked architecture and seed a long one (on dataset
-    'deploy', into DEPLOY_RECORDS; with `same_subset` on dataset 'proxy', into FIDELITY_RECORDS)
+    'deploy', into `deploy_file`; with `same_subset` on dataset 'proxy', into FIDELITY_RECORDS)
     and a proxy one (dataset 'proxy', FIDELITY_RECORDS). Long ones first: they take longest, and
     the proxy's are often all in the run already (`nas.tune.jobs.missing` leaves out what is done)."""
     from nas.tune.jobs import Job
 
-    long = ("proxy", FIDELITY_RECORDS, SAME_SUBSET) if same_subset else ("deploy", DEPLOY_RECORDS, DEPLOYMENT)
+    long = ("proxy", FIDELITY_RECORDS, SAME_SUBSET) if same_subset else ("deploy", deploy_file, DEPLOYMENT)
     stages = [(*long, long_epochs), ("proxy", FIDELITY_RECORDS, "proxy", proxy_epochs)]
     return [
         Job(a.arch_id, a.arch, s, data, epochs, file, f"{label}, {epochs} epochs:")
@@ -114,6 +146,14 @@ class FidelityOptions:
     epochs: int | None = None  # None: 4x the run's proxy epochs
     seeds: int = 2
     same_subset: bool = False  # the long training on the proxy's subset (the old check), not deployment-like
+    pick: str = "spread"  # the architectures off the front: spread over accuracy, or the next ranks (PICKS)
+    score_on: str = "val"  # the deployment-like training's score: the validation split, or the test split
+
+    @property
+    def deploy_file(self) -> str:
+        """Where the deployment-like evaluations go: one file per place they are scored on."""
+        return DEPLOY_TEST_RECORDS if self.score_on == "test" else DEPLOY_RECORDS
+
     data_dir: Path | None = None  # None: the run's
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: 1 when CUDA is present, else 0
@@ -132,7 +172,7 @@ def _gather(
 ) -> list[ArchFidelity]:
     """Per picked architecture: its complete accuracies at the check's seeds, proxy and long."""
     ids = [a.arch_id for a in picked]
-    proxy = seed_values(proxy_records, ids, seeds, proxy_epochs)
+    proxy = seed_values(proxy_records, ids, seeds, proxy_epochs, rung=0)
     long = seed_values(long_records, ids, seeds, long_epochs)
     return [
         ArchFidelity(
@@ -141,9 +181,21 @@ def _gather(
             q,
             a.reference,
             {o: float(a.value(o)) for o in objectives if o != "accuracy" and a.value(o) is not None},
+            search=None if a.accuracy is None else float(a.accuracy),
+            search_rung=a.rung,
         )
         for a, p, q in zip(picked, proxy, long)
     ]
+
+
+def _check_choices(opts: FidelityOptions) -> None:
+    """UsageError for a --pick or --score-on the check does not know, or --score-on test with --same-subset."""
+    if opts.pick not in PICKS:
+        raise UsageError(f"--pick must be one of {', '.join(PICKS)}, got {opts.pick!r}")
+    if opts.score_on not in SCORED_ON:
+        raise UsageError(f"--score-on must be one of {', '.join(SCORED_ON)}, got {opts.score_on!r}")
+    if opts.score_on == "test" and opts.same_subset:
+        raise UsageError("--score-on test scores deployment-like training; --same-subset is not that")
 
 
 def check(opts: FidelityOptions, command: str | None = None) -> dict[str, Any]:
@@ -220,22 +272,23 @@ def _plan(opts: FidelityOptions) -> _Plan:
         )
     if long_epochs < proxy_epochs:
         raise UsageError(f"--epochs must be at least the run's proxy epochs ({proxy_epochs}), got {long_epochs}")
+    _check_choices(opts)
     from nas.tune.jobs import Resources, missing
 
     resources = Resources.of(opts)
     objectives = list(config.objectives)
     run_records = run.trials()
     front = run.front(objectives)
-    picked = pick_archs(aggregate(run_records), front, opts.archs)
+    picked = pick_archs(aggregate(run_records), front, opts.archs, opts.pick, objectives)
     if len(picked) < 2:
         raise UsageError(f"{run.path}: {len(picked)} complete architecture(s); the check needs at least 2")
     seeds = [config.seed + k for k in range(opts.seeds)]
     in_run = {
         (FIDELITY_RECORDS, r.arch_id, int(r.seed), r.epochs)
         for r in run_records
-        if r.status == "complete" and r.seed is not None
+        if r.status == "complete" and r.seed is not None and rung_of(r) == 0  # a promoted one is not the proxy's
     }
-    jobs = missing(plan_jobs(picked, seeds, proxy_epochs, long_epochs, opts.same_subset), run, in_run)
+    jobs = missing(plan_jobs(picked, seeds, proxy_epochs, long_epochs, opts.same_subset, opts.deploy_file), run, in_run)
     deploy = deployment(config.proxy, config.space.get("input_size") or [config.proxy.image_size] * 2, long_epochs)
     front_ids = [a.arch_id for a in front]
     return _Plan(
@@ -261,9 +314,10 @@ def _train(opts: FidelityOptions, plan: _Plan, start: float) -> dict[str, Datase
     from nas.tune.jobs import load_datasets, run_jobs, sized
 
     run, jobs = plan.run, plan.jobs
-    long_file = FIDELITY_RECORDS if opts.same_subset else DEPLOY_RECORDS
+    long_file = FIDELITY_RECORDS if opts.same_subset else opts.deploy_file
     n_long = sum(j.file == long_file and j.epochs == plan.long_epochs for j in jobs)
     what = "the same subset, longer (not deployment)" if opts.same_subset else "deployment-like"
+    what += ", scored on the test split" if opts.score_on == "test" and not opts.same_subset else ""
     print(
         f"{run.path}: {len(plan.picked)} architectures ({sum(a.arch_id in plan.front_ids for a in plan.picked)} on "
         f"the front), seeds {', '.join(map(str, plan.seeds))}; {plan.proxy_epochs} epochs (the proxy) vs "
@@ -276,6 +330,8 @@ def _train(opts: FidelityOptions, plan: _Plan, start: float) -> dict[str, Datase
     data_dir = opts.data_dir or plan.config.options.get("data_dir")
     # the run's data and split: its split seed is the run's seed
     datasets = load_datasets({k: proxies[k] for k in {j.data for j in jobs}}, data_dir, plan.config.seed)
+    if opts.score_on == "test" and "deploy" in datasets:
+        datasets["deploy"] = scored_on_test(datasets["deploy"])
     num_classes = next(iter(datasets.values())).num_classes
     settings = TrialSettings(
         proxy=plan.config.proxy,
@@ -293,12 +349,18 @@ def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]
     long training is, and this invocation's evaluations, failures and minutes."""
     run, run_records, seeds = plan.run, plan.run_records, plan.seeds
     records = run.trials(FIDELITY_RECORDS)
-    long_records = [*run_records, *records] if opts.same_subset else run.trials(DEPLOY_RECORDS)
-    reused = {(r.arch_id, r.seed) for r in run_records if r.status == "complete" and r.epochs == plan.proxy_epochs}
+    deployed = run.trials(opts.deploy_file)
+    long_records = [*run_records, *records] if opts.same_subset else deployed
+    reused = {
+        (r.arch_id, r.seed)
+        for r in run_records
+        if r.status == "complete" and r.epochs == plan.proxy_epochs and rung_of(r) == 0
+    }
     rows = _gather(
         plan.picked, [*run_records, *records], long_records, seeds, plan.proxy_epochs, plan.long_epochs, plan.objectives
     )
     picked_ids = {a.arch_id for a in plan.picked}
+    proxy_only = pareto.front(aggregate([r for r in run_records if rung_of(r) == 0]), plan.objectives)
     return {
         "run": str(run.path),
         **report(
@@ -308,13 +370,14 @@ def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]
             seeds,
             plan.proxy_epochs,
             plan.long_epochs,
-            _reference(opts, plan, datasets),
+            {**_reference(opts, plan, datasets), "pick": opts.pick},
+            rung0_front=[a.arch_id for a in proxy_only if a.arch_id in picked_ids],
         ),
         "evaluations_run": len(plan.jobs),
         "evaluations_reused": sum((a.arch_id, s) in reused for a in plan.picked for s in seeds),
-        "failed": sum(r.status != "complete" for r in [*records, *run.trials(DEPLOY_RECORDS)]),
+        "failed": sum(r.status != "complete" for r in [*records, *deployed]),
         "minutes": (time.perf_counter() - start) / 60,  # this invocation's wall time
-        "train_minutes": sum(r.seconds for r in [*records, *run.trials(DEPLOY_RECORDS)]) / 60,
+        "train_minutes": sum(r.seconds for r in [*records, *deployed]) / 60,
     }
 
 
@@ -329,18 +392,21 @@ def _reference(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Datase
         }
     return {
         "reference": DEPLOYMENT,
+        "scored_on": opts.score_on,
         "long_image_size": plan.deploy.image_size,
         "long_train_images": len(datasets["deploy"].train_y)
         if "deploy" in datasets
-        else _previous(plan.run, DEPLOYMENT).get("long_train_images"),
+        else _previous(plan.run, DEPLOYMENT, opts.score_on).get("long_train_images"),
     }
 
 
-def _previous(run: RunFolder, reference: str) -> dict[str, Any]:
-    """The last report against `reference`, if any: what an invocation that loads no data does not
-    know again (how many training images the reference had)."""
+def _previous(run: RunFolder, reference: str, scored_on: str = "val") -> dict[str, Any]:
+    """The last report against `reference` scored on `scored_on`, if any: what an invocation that
+    loads no data does not know again (how many training images the reference had)."""
     try:
         summary = json.loads((run.path / FIDELITY_JSON).read_text())
     except (OSError, ValueError):
         return {}
-    return summary if isinstance(summary, dict) and summary.get("reference") == reference else {}
+    if not isinstance(summary, dict) or summary.get("reference") != reference:
+        return {}
+    return summary if summary.get("scored_on", "val") == scored_on else {}

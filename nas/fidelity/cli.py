@@ -16,7 +16,8 @@ from nas.cli import (
     command,
     shell_command,
 )
-from nas.fidelity.check import FIDELITY_JSON, FidelityOptions, check
+from nas.fidelity.check import FIDELITY_JSON, PICKS, FidelityOptions, check
+from nas.fidelity.reference import SCORED_ON
 from nas.fidelity.report import format_table
 
 __all__ = ["build_parser", "main"]
@@ -45,6 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compare with longer training on the proxy's own training subset (the old check: the short "
         "schedule's effect alone) instead of deployment-like training on the whole training split",
+    )
+    p.add_argument(
+        "--pick",
+        choices=PICKS,
+        default="spread",
+        help="the architectures off the front: spread over accuracy (for the rank correlations), or the "
+        "next non-domination ranks (the pool in which the front's precision and recall mean most)",
+    )
+    p.add_argument(
+        "--score-on",
+        choices=SCORED_ON,
+        default="val",
+        help="score the deployment-like training on the run's validation split, or train it on every "
+        "training image and score it on the official test split, which no search or calibration selects "
+        "on (a final measurement, kept in its own records file)",
     )
     p.add_argument("--data-dir", type=Path, default=None, help="the dataset's folder; default: the run's")
     add_resource_options(p)

@@ -1,8 +1,10 @@
 """The reference training a proxy is checked against: deployment-like, or the proxy's own subset longer.
 
 `deployment` turns a proxy into deployment-like training of its networks (what nas.fidelity checks
-a run against and nas.calibrate fits a proxy to); `default_epochs` is how long a run's reference
-trains; `long_label` says in words what a report's reference was.
+a run against and nas.calibrate fits a proxy to); `scored_on_test` makes its data train on every
+training image and score on the official test split (`nas.fidelity --score-on test`: a final
+measurement, never a selection); `default_epochs` is how long a run's reference trains;
+`long_label` says in words what a report's reference was.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from nas.proxy import ProxyConfig
 
 if TYPE_CHECKING:
+    from nas.data.dataset import Dataset
     from nas.run.folder import RunConfig
 
-__all__ = ["DEPLOYMENT", "SAME_SUBSET", "deployment", "default_epochs", "long_label"]
+__all__ = ["DEPLOYMENT", "SAME_SUBSET", "SCORED_ON", "deployment", "scored_on_test", "default_epochs", "long_label"]
 
 DEPLOYMENT, SAME_SUBSET = "deployment", "same subset"  # what the long training is (fidelity.json 'reference')
+SCORED_ON = ("val", "test")  # where the deployment-like training is scored (--score-on)
 
 
 def deployment(proxy: ProxyConfig, input_size: Sequence[int], epochs: int) -> ProxyConfig:
@@ -27,6 +33,19 @@ def deployment(proxy: ProxyConfig, input_size: Sequence[int], epochs: int) -> Pr
     scored on the proxy's validation split (same `val_fraction`; the same seed gives the same split)."""
     h, w = input_size
     return replace(proxy, subset=None, image_size=h if h == w else proxy.image_size, epochs=epochs)
+
+
+def scored_on_test(data: Dataset) -> Dataset:
+    """Deployment-like data scored on the official test split: training on every training image
+    (the validation split too, as a deployed network would) and scoring on images no search saw.
+    A measurement only, never a selection: the search and the calibration score on `val_*`."""
+    return replace(
+        data,
+        train_x=torch.cat([data.train_x, data.val_x]),
+        train_y=torch.cat([data.train_y, data.val_y]),
+        val_x=data.test_x,
+        val_y=data.test_y,
+    )
 
 
 def default_epochs(config: RunConfig) -> int:
@@ -40,10 +59,12 @@ def long_label(summary: Mapping[str, Any]) -> str:
     """What the long training of a report is, in words."""
     if summary.get("reference") == DEPLOYMENT:
         images = summary.get("long_train_images")
+        test = summary.get("scored_on") == "test"
         return (
             f"deployment-like training ({'all ' + format(images, ',') if images else 'all'} training images"
             f"{', %dpx' % summary['long_image_size'] if summary.get('long_image_size') else ''}, "
-            f"{summary['long_epochs']} epochs)"
+            f"{summary['long_epochs']} epochs"
+            f"{', scored on the test split, which no search saw' if test else ''})"
         )
     return (
         f"longer training on the proxy's own subset ({summary['long_epochs']} epochs; not deployment: "

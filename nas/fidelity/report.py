@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nas.fidelity.reference import DEPLOYMENT, long_label
-from nas.fidelity.stats import ArchFidelity, fidelity_stats, format_stat, long_front
+from nas.fidelity.stats import ArchFidelity, fidelity_stats, format_stat, front_agreement, long_front
 
 __all__ = ["report", "format_stat", "format_table"]
 
@@ -35,10 +35,13 @@ def report(
     proxy_epochs: int,
     long_epochs: int,
     reference: Mapping[str, Any] | None = None,
+    rung0_front: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """fidelity.json's contents (without the run's name and the minutes). `reference` says what the
     long training is: {'reference': 'deployment' or 'same subset', 'long_train_images': N,
-    'long_image_size': S}."""
+    'long_image_size': S, ...}. `proxy_front` is the run's front as printed (its points at the
+    highest rung each reached) among `archs`; `rung0_front`, where given, the proxy's own front
+    (rung 0 alone: what the run would print without promotion) among them."""
     lf = long_front(archs, objectives)
     return {
         "objectives": list(objectives),
@@ -50,6 +53,10 @@ def report(
         "proxy_front": list(proxy_front),
         "long_front": lf,
         "proxy_front_kept": [a for a in proxy_front if a in lf],
+        "front_agreement": front_agreement(proxy_front, lf),
+        "rung0_front_agreement": None
+        if rung0_front is None
+        else {"front": list(rung0_front), **front_agreement(rung0_front, lf)},
         "archs": [
             {
                 "arch_id": a.arch_id,
@@ -57,6 +64,8 @@ def report(
                 "on_proxy_front": a.arch_id in proxy_front,
                 "on_long_front": a.arch_id in lf,
                 **a.costs,
+                "search_mean": a.search,
+                "search_rung": a.search_rung,
                 "proxy_mean": a.proxy_mean,
                 "proxy_std": a.proxy_std,
                 "proxy_accuracies": [a.proxy.get(s) for s in seeds],
@@ -73,6 +82,27 @@ def _pct(x: float | None, std: float | None = None) -> str:
     if x is None:
         return "-"
     return f"{100 * x:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def _agreement_lines(s: Mapping[str, Any], long: str) -> list[str]:
+    """The front's precision and recall against the long front over the checked pool, the printed
+    front's and (in a promoted run) the proxy's own, and the printed accuracies' τ."""
+    lines = []
+    for key, what in (("front_agreement", "the printed front"), ("rung0_front_agreement", "the proxy's own front")):
+        f = s.get(key)
+        if not f or (key == "rung0_front_agreement" and f["front"] == s["proxy_front"]):
+            continue  # an old report, or a run without promotion: the two fronts are one
+        lines.append(
+            f"{what} against the {long} front over these {s['architectures']} architectures: precision "
+            f"{format_stat(f['precision'])}, recall {format_stat(f['recall'])}"
+            + (f"; missed {', '.join(f['missed'])}" if f["missed"] else "")
+        )
+    if s.get("search_kendall_tau") is not None and any(a.get("search_rung") for a in s["archs"]):
+        lines.append(
+            f"the accuracies the run prints (each at the highest rung it reached) vs the {long} means: Kendall τ "
+            f"{format_stat(s['search_kendall_tau'])}, Spearman ρ {format_stat(s['search_spearman_rho'])}"
+        )
+    return lines
 
 
 def format_table(summary: Mapping[str, Any]) -> str:
@@ -106,6 +136,7 @@ def format_table(summary: Mapping[str, Any]) -> str:
         f"front of the {long} means: {', '.join(s['long_front']) or 'none'}; {len(s['proxy_front_kept'])} of "
         f"{len(s['proxy_front'])} proxy front points stay on it"
         + (f" ({', '.join(s['proxy_front_kept'])})" if s["proxy_front_kept"] else ""),
+        *_agreement_lines(s, long),
     ]
     if "minutes" in s:
         lines.append(

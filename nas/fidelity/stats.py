@@ -4,7 +4,7 @@
 and Spearman ρ (`rank_corr`), the test-retest τ of two seeds (`retest_tau`) and one seed of one
 training against one seed of another (`pair_tau`) serve nas.calibrate too. `seed_values` reads
 per-architecture, per-seed values off evaluation records; `long_front` is the Pareto front of the
-long means.
+long means and `front_agreement` the precision and recall of a printed front against it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nas.run import pareto
-from nas.run.ladder import kendall_spearman
+from nas.run.ladder import kendall_spearman, rung_of
 from nas.run.record import TrialRecord
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "retest_tau",
     "fidelity_stats",
     "long_front",
+    "front_agreement",
     "seed_values",
     "format_stat",
 ]
@@ -41,6 +42,8 @@ class ArchFidelity:
     long: dict[int, float]
     reference: str | None = None
     costs: dict[str, float] = field(default_factory=dict)  # objective -> the run's value
+    search: float | None = None  # the accuracy the run prints for it: its mean at the highest rung it reached
+    search_rung: int = 0  # that rung (0: the proxy's; 1: promoted)
 
     @staticmethod
     def _mean_std(accs: Mapping[int, float]) -> tuple[float | None, float | None]:
@@ -111,7 +114,9 @@ def fidelity_stats(archs: Sequence[ArchFidelity], seeds: Sequence[int]) -> dict[
     Returns:
         kendall_tau, spearman_rho (proxy means vs long means), seed0_kendall_tau,
         seed0_spearman_rho (the first seed's proxy accuracy vs long means), test_retest_tau
-        (proxy, first seed vs second seed), long_test_retest_tau (the same for long training: how
+        (proxy, first seed vs second seed), search_kendall_tau and search_spearman_rho (the
+        accuracies the run prints, each at the highest rung it reached, vs long means),
+        long_test_retest_tau (the same for long training: how
         well the reference agrees with itself), pair_kendall_tau (one proxy seed vs one long seed,
         averaged over the seed pairs: like for like with long_test_retest_tau), retest_share
         (pair_kendall_tau / long_test_retest_tau), proxy_seed_std and long_seed_std (the mean over
@@ -128,10 +133,14 @@ def fidelity_stats(archs: Sequence[ArchFidelity], seeds: Sequence[int]) -> dict[
     pair = pair_tau([a.proxy for a in both], [a.long for a in both], seeds)
     long_std = _mean([a.long_std for a in both])
     spread = (max(long) - min(long)) if long else None
+    searched = [a for a in both if a.search is not None]
+    search_tau, search_rho = rank_corr([a.search for a in searched], [a.long_mean for a in searched])
     return {
         "architectures": len(both),
         "kendall_tau": tau,
         "spearman_rho": rho,
+        "search_kendall_tau": search_tau,
+        "search_spearman_rho": search_rho,
         "seed0_kendall_tau": tau0,
         "seed0_spearman_rho": rho0,
         "test_retest_tau": retest_tau([a.proxy for a in both], seeds),
@@ -163,6 +172,21 @@ def long_front(archs: Sequence[ArchFidelity], objectives: Sequence[str]) -> list
     return [p.a.arch_id for p in pareto.front(points, objectives)]
 
 
+def front_agreement(printed: Sequence[str], reference: Sequence[str]) -> dict[str, Any]:
+    """How a printed front agrees with the reference's front over the same pool of architectures:
+    precision (the share of the printed front's points on the reference's front), recall (the share
+    of the reference's front that the printed one has) and the points of each kind; a share over
+    an empty front is None."""
+    kept = [a for a in printed if a in set(reference)]
+    return {
+        "precision": len(kept) / len(printed) if printed else None,
+        "recall": len(kept) / len(reference) if reference else None,
+        "kept": kept,
+        "missed": [a for a in reference if a not in set(printed)],
+        "extra": [a for a in printed if a not in set(reference)],
+    }
+
+
 def _accuracy(r: TrialRecord) -> float:
     return float(r.accuracy)
 
@@ -173,10 +197,12 @@ def seed_values(
     seeds: Sequence[int],
     epochs: int,
     value: Callable[[TrialRecord], float | None] = _accuracy,
+    rung: int | None = None,
 ) -> list[dict[int, float]]:
     """Per architecture of `arch_ids` (in their order): seed -> `value` (default: the accuracy) of its
-    complete evaluations at `epochs` with one of `seeds`, in seed order. The first record of a seed
-    with a value wins: a rerun never replaces one."""
+    complete evaluations at `epochs` with one of `seeds` (and at `rung` of the run's fidelity ladder,
+    where given: a promoted evaluation is not the proxy's even at the same epochs), in seed order.
+    The first record of a seed with a value wins: a rerun never replaces one."""
     out: dict[str, dict[int, float]] = {a: {} for a in arch_ids}
     for r in records:
         if (
@@ -185,6 +211,7 @@ def seed_values(
             and r.accuracy is not None
             and r.seed in seeds
             and r.epochs == epochs
+            and (rung is None or rung_of(r) == rung)
             and int(r.seed) not in out[r.arch_id]
         ):
             v = value(r)

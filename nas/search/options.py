@@ -68,6 +68,7 @@ class SearchOptions:
     promote: int = 12  # architectures trained again at rung 1 after the search (nas.search.promote); 0: off
     promote_share: float = 0.5  # the promotion's compute, at most this share of the search's
     promote_epochs: int | None = None  # rung 1's epochs; None: the calibration's deployment, else 2x the proxy's
+    promote_images: int | None = None  # rung 1's training images; None: the calibration's deployment, else all
     proxy: Path | None = None  # a proxy: file (nas.calibrate's proxy.yaml) in place of the space file's proxy section
     dataset: str | None = None  # proxy overrides; None: the space file's (or --proxy's) proxy section
     data_dir: Path | None = None
@@ -136,6 +137,8 @@ class SearchOptions:
             raise UsageError(f"--promote-share must be a number > 0, got {self.promote_share!r}")
         if self.promote_epochs is not None and (not is_int(self.promote_epochs) or self.promote_epochs < 1):
             raise UsageError(f"--promote-epochs must be an int >= 1, got {self.promote_epochs!r}")
+        if self.promote_images is not None and (not is_int(self.promote_images) or self.promote_images < 1):
+            raise UsageError(f"--promote-images must be an int >= 1, got {self.promote_images!r}")
 
     def _checked_limits(self) -> dict[str, float]:
         """The hard limits given (--max-macs, ...), parsed as amounts ('2e6', '50k'): option -> value."""

@@ -333,7 +333,7 @@ def check_lines(folder: RunFolder) -> list[str]:
 
 
 def add_promote_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]) -> None:
-    """--promote, --promote-share and --promote-epochs."""
+    """--promote, --promote-share, --promote-epochs and --promote-images."""
     g = p.add_argument_group("promotion (the front trained again, deployment-like, after the search)")
     g.add_argument(
         "--promote",
@@ -354,4 +354,11 @@ def add_promote_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]
         default=dflt("promote_epochs"),
         help="rung 1's epochs, on the whole training split at the networks' input size; default: the "
         f"deployment a --proxy from nas.calibrate was fitted to, else {DEFAULT_EPOCHS_FACTOR}x the proxy's epochs",
+    )
+    g.add_argument(
+        "--promote-images",
+        type=int,
+        default=dflt("promote_images"),
+        help="rung 1's training images (a seeded subset of the training split); default: the deployment a "
+        "--proxy from nas.calibrate was fitted to, else all of them",
     )

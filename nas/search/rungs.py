@@ -54,28 +54,33 @@ def ladder(
     input_size: Sequence[int] | None,
     calibration: Mapping[str, Any] | None = None,
     epochs: int | None = None,
+    images: int | None = None,
 ) -> list[Rung]:
     """The ladder of a run whose proxy is `proxy`, whose networks take `input_size` (h, w) and whose
     proxy came from `calibration` (run.yaml's; {} or None without one): rung 0 the proxy, rung 1
-    deployment-like (see the module docstring); `epochs` (--promote-epochs) overrides rung 1's."""
+    deployment-like (see the module docstring); `epochs` (--promote-epochs) and `images`
+    (--promote-images: a training subset, for data too large to train whole often) override rung 1's."""
     h, w = input_size or (proxy.image_size, proxy.image_size)
     deploy = (calibration or {}).get("deploy") or {}
     if deploy.get("epochs"):
         whole = str(deploy.get("key", "")).startswith("nall")
         subset = None if whole or not deploy.get("train_images") else int(deploy["train_images"])
+        subset = images or subset
         top = Rung(1, subset, int(epochs or deploy["epochs"]), deploy.get("image_size") or h, "calibration")
     else:
         size = h if h == w else proxy.image_size
-        source = "option" if epochs else "default"
-        top = Rung(1, None, int(epochs or DEFAULT_EPOCHS_FACTOR * proxy.epochs), size, source)
+        source = "option" if epochs or images else "default"
+        top = Rung(1, images, int(epochs or DEFAULT_EPOCHS_FACTOR * proxy.epochs), size, source)
     return [Rung(0, proxy.subset, proxy.epochs, proxy.image_size, "proxy"), top]
 
 
-def run_ladder(config: RunConfig, promote_epochs: int | None) -> list[dict[str, Any]]:
+def run_ladder(
+    config: RunConfig, promote_epochs: int | None, promote_images: int | None = None
+) -> list[dict[str, Any]]:
     """run.yaml's `ladder`: the one it holds (a resumed run keeps its rungs), else this run's."""
     if config.ladder:
         return list(config.ladder)
-    rungs = ladder(config.proxy, config.space.get("input_size"), config.calibration, promote_epochs)
+    rungs = ladder(config.proxy, config.space.get("input_size"), config.calibration, promote_epochs, promote_images)
     rungs[0] = replace(rungs[0], train_images=config.data.train_images or None)
     return [asdict(r) for r in rungs]
 

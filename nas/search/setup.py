@@ -334,6 +334,8 @@ def set_up(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, com
     claim()
     for line in folder.repair():  # a torn tail, temp files of a crash: before anything is appended
         print(line, flush=True)
-    config.ladder = run_ladder(config, opts.promote_epochs)  # the fidelity ladder: kept once written
+    config.ladder = run_ladder(
+        config, opts.promote_epochs, opts.promote_images
+    )  # the fidelity ladder: kept once written
     folder.write_config(config)
     return SetUp(space, proxy, calibration, data, gpus, gpu_memory, address, config, folder.trials())
