@@ -153,8 +153,13 @@ class Plan:
     by_time: bool = False  # --time-budget, not --promote-share, bounded the choice
 
 
-def _work(images: int | None, epochs: int, size: int | None) -> float:
-    return float(images or 0) * epochs * float(size or 1) ** 2
+TRAIN_PASSES = 3  # a training image costs about three forward passes (forward and backward); a validation image one
+
+
+def _work(images: int | None, epochs: int, size: int | None, val_images: int = 0) -> float:
+    """One evaluation's work in forward passes of a pixel: every epoch trains on `images` and
+    scores the validation split (the run's, at every rung), at `size` pixels a side."""
+    return (TRAIN_PASSES * float(images or 0) + val_images) * epochs * float(size or 1) ** 2
 
 
 def plan(
@@ -170,7 +175,8 @@ def plan(
     training images. `limit_s`: the wall seconds --time-budget leaves, `slots` evaluations at once.
 
     Which architectures fit does not depend on measured seconds: every rung-1 evaluation costs
-    `ratio` proxy trials (the rungs' work: training images x epochs x pixels) and the search's
+    `ratio` proxy trials (the rungs' work: (3 x training images + validation images) x epochs x
+    pixels) and the search's
     compute is its proxy trials (each weighted by the epochs it trained), so the same records give
     the same plan on any machine and load. Only a --time-budget, a wall-clock limit, converts
     seconds (at the run's mean proxy trial) into proxy trials."""
@@ -179,8 +185,9 @@ def plan(
     for r in proxy_records:
         archive.add(r)
     epochs = config.proxy.epochs or 1
-    base = _work(config.data.train_images, epochs, config.proxy.image_size or config.data.image_size)
-    ratio = _work(rung.train_images, rung.epochs, rung.image_size or config.data.image_size) / (base or 1.0)
+    val = config.data.val_images
+    base = _work(config.data.train_images, epochs, config.proxy.image_size or config.data.image_size, val)
+    ratio = _work(rung.train_images, rung.epochs, rung.image_size or config.data.image_size, val) / (base or 1.0)
     trained = [r for r in proxy_records if r.status in ("complete", "stopped")]
     units = sum(min(1.0, (r.epochs or epochs) / epochs) for r in trained)
     unit_s = sum(r.train_seconds or r.seconds for r in trained) / (units or 1.0)  # the mean proxy trial's seconds
