@@ -20,6 +20,7 @@ from nas.fidelity import (
     fidelity_stats,
     long_front,
     pick_archs,
+    report,
     seed_values,
 )
 from nas.net.arch import Arch
@@ -261,6 +262,17 @@ def test_front_agreement_is_precision_and_recall_of_the_printed_front():
     assert (f["precision"], f["recall"]) == (0.5, pytest.approx(2 / 3))
     assert (f["kept"], f["missed"], f["extra"]) == (["b", "d"], ["e"], ["a", "c"])
     assert front_agreement([], ["a"])["precision"] is None and front_agreement(["a"], [])["recall"] is None
+    # the run's noise flags against the long front, in the report
+    archs = _archs([[0.5, 0.5], [0.6, 0.6], [0.7, 0.7]], [[0.5, 0.5], [0.4, 0.4], [0.7, 0.7]])
+    summary = report(archs, ["a0", "a1", "a2"], ["accuracy", "macs"], SEEDS, 1, 2, separable={"a1": True, "a2": False})
+    assert summary["long_front"] == ["a0", "a2"]
+    assert summary["noise_flags"] == {
+        "separable": ["a1"],
+        "within_noise": ["a2"],
+        "separable_kept": [],
+        "within_noise_kept": ["a2"],
+    }
+    assert summary["front_agreement"]["precision"] == pytest.approx(2 / 3)
 
 
 def test_picks_the_front_then_the_next_ranks():
@@ -308,6 +320,9 @@ def test_a_promoted_run_is_checked_at_its_rungs_and_scored_on_the_test_split(sma
         assert rows[p["arch_id"]]["search_rung"] == 1 and rows[p["arch_id"]]["search_mean"] == p["accuracy"]
         assert rows[p["arch_id"]]["proxy_accuracies"] != [p["accuracy"]]
     assert summary["rung0_front_agreement"] is not None and "precision" in summary["front_agreement"]
+    flags = summary["noise_flags"]
+    assert sorted(flags["separable"] + flags["within_noise"]) == sorted(summary["proxy_front"])
+    assert set(flags["separable_kept"]) | set(flags["within_noise_kept"]) == set(summary["proxy_front_kept"])
     tested, validated = run.trials(DEPLOY_TEST_RECORDS), run.trials(DEPLOY_RECORDS)
     assert len(tested) == len(validated) == 4 and {r.arch_id for r in tested} == set(rows)
     assert [r.accuracy for r in tested] != [r.accuracy for r in validated]  # other data, other scores

@@ -40,6 +40,7 @@ from nas.fidelity.report import report
 from nas.fidelity.stats import ArchFidelity, seed_values
 from nas.proxy import ProxyConfig
 from nas.run import pareto
+from nas.run.archive import Archive
 from nas.run.files import write_atomic
 from nas.run.folder import ArchResult, RunConfig, RunError, RunFolder, TrialRecord, aggregate
 from nas.run.ladder import rung_of
@@ -361,6 +362,10 @@ def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]
     )
     picked_ids = {a.arch_id for a in plan.picked}
     proxy_only = pareto.front(aggregate([r for r in run_records if rung_of(r) == 0]), plan.objectives)
+    archive = Archive(plan.objectives)
+    for r in run_records:
+        archive.add(r)
+    flags = {row["arch_id"]: row.get("separable") for row in archive.summary(None)["front"]}
     return {
         "run": str(run.path),
         **report(
@@ -372,6 +377,7 @@ def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]
             plan.long_epochs,
             {**_reference(opts, plan, datasets), "pick": opts.pick},
             rung0_front=[a.arch_id for a in proxy_only if a.arch_id in picked_ids],
+            separable={a: flags[a] for a in plan.front_ids if a in picked_ids and a in flags},
         ),
         "evaluations_run": len(plan.jobs),
         "evaluations_reused": sum((a.arch_id, s) in reused for a in plan.picked for s in seeds),

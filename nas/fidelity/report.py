@@ -36,12 +36,14 @@ def report(
     long_epochs: int,
     reference: Mapping[str, Any] | None = None,
     rung0_front: Sequence[str] | None = None,
+    separable: Mapping[str, bool | None] | None = None,
 ) -> dict[str, Any]:
     """fidelity.json's contents (without the run's name and the minutes). `reference` says what the
     long training is: {'reference': 'deployment' or 'same subset', 'long_train_images': N,
     'long_image_size': S, ...}. `proxy_front` is the run's front as printed (its points at the
     highest rung each reached) among `archs`; `rung0_front`, where given, the proxy's own front
-    (rung 0 alone: what the run would print without promotion) among them."""
+    (rung 0 alone: what the run would print without promotion) among them; `separable`, the run's
+    noise flag of each printed front point (False: within the noise of a dominated point)."""
     lf = long_front(archs, objectives)
     return {
         "objectives": list(objectives),
@@ -54,6 +56,7 @@ def report(
         "long_front": lf,
         "proxy_front_kept": [a for a in proxy_front if a in lf],
         "front_agreement": front_agreement(proxy_front, lf),
+        "noise_flags": None if separable is None else _noise_flags(separable, lf),
         "rung0_front_agreement": None
         if rung0_front is None
         else {"front": list(rung0_front), **front_agreement(rung0_front, lf)},
@@ -78,6 +81,16 @@ def report(
     }
 
 
+def _noise_flags(separable: Mapping[str, bool | None], long_front: Sequence[str]) -> dict[str, list[str]]:
+    """The run's noise flags against the long front: of the printed front points the run called
+    separable and those it called within noise, which stay on the long front."""
+    kinds = {
+        "separable": [a for a, s in separable.items() if s],
+        "within_noise": [a for a, s in separable.items() if s is False],
+    }
+    return {**kinds, **{f"{k}_kept": [a for a in ids if a in long_front] for k, ids in kinds.items()}}
+
+
 def _pct(x: float | None, std: float | None = None) -> str:
     if x is None:
         return "-"
@@ -96,6 +109,13 @@ def _agreement_lines(s: Mapping[str, Any], long: str) -> list[str]:
             f"{what} against the {long} front over these {s['architectures']} architectures: precision "
             f"{format_stat(f['precision'])}, recall {format_stat(f['recall'])}"
             + (f"; missed {', '.join(f['missed'])}" if f["missed"] else "")
+        )
+    flags = s.get("noise_flags")
+    if flags and (flags["separable"] or flags["within_noise"]):
+        lines.append(
+            f"the search's noise flags: {len(flags['separable_kept'])} of the {len(flags['separable'])} printed front "
+            f"points it called separable, and {len(flags['within_noise_kept'])} of the {len(flags['within_noise'])} "
+            f"it called within noise, are on the {long} front"
         )
     if s.get("search_kendall_tau") is not None and any(a.get("search_rung") for a in s["archs"]):
         lines.append(
