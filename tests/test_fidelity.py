@@ -330,3 +330,9 @@ def test_a_promoted_run_is_checked_at_its_rungs_and_scored_on_the_test_split(sma
     data = deployment(config.proxy, config.space["input_size"], epochs).load_data(seed=0)
     assert summary["long_train_images"] == len(data.train_y) + len(data.val_y)
     assert "scored on the test split" in proc.stdout and "precision" in proc.stdout
+    # --images: deployment-like training on a subset, in a records file of its own (a record's key has no images)
+    subset = fidelity(*proc.args[3:], "--images", "300")
+    assert subset.returncode == 0, subset.stderr[-3000:]
+    assert len(run.trials(DEPLOY_TEST_RECORDS.replace(".jsonl", "-n300.jsonl"))) == 4
+    assert json.loads((run.path / FIDELITY_JSON).read_text())["long_train_images"] == 300
+    assert "a subset of 300 training images" in subset.stdout and len(run.trials(DEPLOY_TEST_RECORDS)) == 4

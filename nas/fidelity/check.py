@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,11 +149,14 @@ class FidelityOptions:
     same_subset: bool = False  # the long training on the proxy's subset (the old check), not deployment-like
     pick: str = "spread"  # the architectures off the front: spread over accuracy, or the next ranks (PICKS)
     score_on: str = "val"  # the deployment-like training's score: the validation split, or the test split
+    images: int | None = None  # the deployment-like training's images (a seeded subset); None: all
 
     @property
     def deploy_file(self) -> str:
-        """Where the deployment-like evaluations go: one file per place they are scored on."""
-        return DEPLOY_TEST_RECORDS if self.score_on == "test" else DEPLOY_RECORDS
+        """Where the deployment-like evaluations go: one file per place they are scored on and per
+        training subset (a record's key is its architecture, seed and epochs)."""
+        name = DEPLOY_TEST_RECORDS if self.score_on == "test" else DEPLOY_RECORDS
+        return name if self.images is None else name.replace(".jsonl", f"-n{self.images}.jsonl")
 
     data_dir: Path | None = None  # None: the run's
     cpus_per_trial: float = 1.0
@@ -195,6 +198,10 @@ def _check_choices(opts: FidelityOptions) -> None:
         raise UsageError(f"--pick must be one of {', '.join(PICKS)}, got {opts.pick!r}")
     if opts.score_on not in SCORED_ON:
         raise UsageError(f"--score-on must be one of {', '.join(SCORED_ON)}, got {opts.score_on!r}")
+    if opts.images is not None and (not isinstance(opts.images, int) or opts.images < 1):
+        raise UsageError(f"--images must be a count of training images >= 1, got {opts.images!r}")
+    if opts.images is not None and opts.same_subset:
+        raise UsageError("--images sizes the deployment-like training; --same-subset trains on the proxy's subset")
     if opts.score_on == "test" and opts.same_subset:
         raise UsageError("--score-on test scores deployment-like training; --same-subset is not that")
 
@@ -291,6 +298,7 @@ def _plan(opts: FidelityOptions) -> _Plan:
     }
     jobs = missing(plan_jobs(picked, seeds, proxy_epochs, long_epochs, opts.same_subset, opts.deploy_file), run, in_run)
     deploy = deployment(config.proxy, config.space.get("input_size") or [config.proxy.image_size] * 2, long_epochs)
+    deploy = replace(deploy, subset=opts.images) if opts.images is not None else deploy
     front_ids = [a.arch_id for a in front]
     return _Plan(
         run,
@@ -332,7 +340,7 @@ def _train(opts: FidelityOptions, plan: _Plan, start: float) -> dict[str, Datase
     # the run's data and split: its split seed is the run's seed
     datasets = load_datasets({k: proxies[k] for k in {j.data for j in jobs}}, data_dir, plan.config.seed)
     if opts.score_on == "test" and "deploy" in datasets:
-        datasets["deploy"] = scored_on_test(datasets["deploy"])
+        datasets["deploy"] = scored_on_test(datasets["deploy"], with_val=opts.images is None)
     num_classes = next(iter(datasets.values())).num_classes
     settings = TrialSettings(
         proxy=plan.config.proxy,
@@ -399,20 +407,23 @@ def _reference(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Datase
     return {
         "reference": DEPLOYMENT,
         "scored_on": opts.score_on,
+        "long_subset": opts.images,
         "long_image_size": plan.deploy.image_size,
         "long_train_images": len(datasets["deploy"].train_y)
         if "deploy" in datasets
-        else _previous(plan.run, DEPLOYMENT, opts.score_on).get("long_train_images"),
+        else _previous(plan.run, DEPLOYMENT, opts.score_on, opts.images).get("long_train_images"),
     }
 
 
-def _previous(run: RunFolder, reference: str, scored_on: str = "val") -> dict[str, Any]:
-    """The last report against `reference` scored on `scored_on`, if any: what an invocation that
-    loads no data does not know again (how many training images the reference had)."""
+def _previous(run: RunFolder, reference: str, scored_on: str = "val", subset: int | None = None) -> dict[str, Any]:
+    """The last report against `reference` scored on `scored_on` with training `subset`, if any:
+    what an invocation that loads no data does not know again (how many training images the
+    reference had)."""
     try:
         summary = json.loads((run.path / FIDELITY_JSON).read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(summary, dict) or summary.get("reference") != reference:
         return {}
-    return summary if summary.get("scored_on", "val") == scored_on else {}
+    same = summary.get("scored_on", "val") == scored_on and summary.get("long_subset") == subset
+    return summary if same else {}

@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         "training image and score it on the official test split, which no search or calibration selects "
         "on (a final measurement, kept in its own records file)",
     )
+    p.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="train deployment-like on this many training images (a seeded subset), for data too large to "
+        "train whole on this machine; default: all",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="the dataset's folder; default: the run's")
     add_resource_options(p)
     return p

@@ -35,10 +35,13 @@ def deployment(proxy: ProxyConfig, input_size: Sequence[int], epochs: int) -> Pr
     return replace(proxy, subset=None, image_size=h if h == w else proxy.image_size, epochs=epochs)
 
 
-def scored_on_test(data: Dataset) -> Dataset:
+def scored_on_test(data: Dataset, with_val: bool = True) -> Dataset:
     """Deployment-like data scored on the official test split: training on every training image
-    (the validation split too, as a deployed network would) and scoring on images no search saw.
-    A measurement only, never a selection: the search and the calibration score on `val_*`."""
+    (`with_val`: the validation split too, as a deployed network would; off for a training subset)
+    and scoring on images no search saw. A measurement only, never a selection: the search and the
+    calibration score on `val_*`."""
+    if not with_val:
+        return replace(data, val_x=data.test_x, val_y=data.test_y)
     return replace(
         data,
         train_x=torch.cat([data.train_x, data.val_x]),
@@ -60,8 +63,10 @@ def long_label(summary: Mapping[str, Any]) -> str:
     if summary.get("reference") == DEPLOYMENT:
         images = summary.get("long_train_images")
         test = summary.get("scored_on") == "test"
+        count = format(images, ",") if images else ""
+        count = f"a subset of {count}" if summary.get("long_subset") else f"all {count}".rstrip()
         return (
-            f"deployment-like training ({'all ' + format(images, ',') if images else 'all'} training images"
+            f"deployment-like training ({count} training images"
             f"{', %dpx' % summary['long_image_size'] if summary.get('long_image_size') else ''}, "
             f"{summary['long_epochs']} epochs"
             f"{', scored on the test split, which no search saw' if test else ''})"
