@@ -52,6 +52,7 @@ from nas.run.files import write_atomic
 from nas.run.folder import RunError, RunFolder, package_versions
 from nas.run.lock import RunLock
 from nas.search.options import DEFAULT_SPACE
+from nas.tune.progress import PROGRESS_EVERY
 
 if TYPE_CHECKING:  # nas.tune.jobs imports Ray: only the calibration itself needs it
     from nas.data.dataset import Dataset
@@ -81,6 +82,8 @@ class CalibrateOptions:
     deploy_subset: int | None = None  # None: the whole training split
     share: float = 0.9
     time_budget: float | None = None
+    partial: bool = False  # with time_budget: train what fits now, not refuse a plan over it
+    progress_every: float = PROGRESS_EVERY
     name: str | None = None
     results_dir: Path = Path("results")
     cpus_per_trial: float = 1.0
@@ -109,6 +112,10 @@ def _check(opts: CalibrateOptions) -> None:
         raise UsageError(f"--share must be in (0, 1], got {opts.share}")
     if opts.time_budget is not None and not opts.time_budget > 0:
         raise UsageError(f"--time-budget must be a number of seconds > 0, got {opts.time_budget}")
+    if opts.partial and opts.time_budget is None:
+        raise UsageError("--partial trains what fits in --time-budget: give one")
+    if not opts.progress_every >= 0:
+        raise UsageError(f"--progress-every must be a number of seconds >= 0, got {opts.progress_every}")
     if opts.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {opts.seed}")
     if opts.name is not None and (opts.name in ("", ".", "..") or "/" in opts.name):
@@ -302,8 +309,10 @@ def _plan(setup: _SetUp) -> list[Job]:
 
 
 def _train(opts: CalibrateOptions, setup: _SetUp, start: float) -> None:
-    """Say what the calibration holds and what it trains, then train the evaluations not recorded
-    yet on Ray (`nas.tune.jobs.run_jobs`) until done or `--time-budget`, loading the data they need."""
+    """Say what the calibration holds and what it trains, load the data that needs, time the panel
+    and print the plan once Ray is up (refused when over --time-budget, `nas.calibrate.plan`), then
+    train the evaluations not recorded yet on Ray (`nas.tune.jobs.run_jobs`) until done or the budget."""
+    from nas.calibrate.plan import PANEL_FLOOR, build_plan
     from nas.trial import TrialSettings
     from nas.tune.jobs import load_datasets, missing, run_jobs, sized
 
@@ -324,12 +333,37 @@ def _train(opts: CalibrateOptions, setup: _SetUp, start: float) -> None:
         if c.data_key not in setup.data and any(j.data == c.data_key for j in jobs):
             wanted.setdefault(c.data_key, c.proxy(setup.base))
     data = {**setup.data, **load_datasets(wanted, opts.data_dir, opts.seed)}
-    settings = TrialSettings(
-        proxy=setup.base, num_classes=setup.full.num_classes, device=setup.resources.device, measure=()
+    resources = setup.resources
+    floors = (2 * max(opts.subsets), max(opts.epochs), PANEL_FLOOR)
+    timed = build_plan(
+        sized(jobs, data),
+        setup.cands,
+        setup.panel,
+        len(setup.seeds),
+        data,
+        setup.base,
+        resources.device,
+        max(1, int(resources.cpus_per_trial)),
+        floors,
     )
+
+    def check(slots: int) -> None:
+        print("\n".join(timed.lines(slots, opts.time_budget)), flush=True)
+        timed.check(slots, opts.time_budget, opts.partial)
+
+    settings = TrialSettings(proxy=setup.base, num_classes=setup.full.num_classes, device=resources.device, measure=())
     deadline = time.time() + opts.time_budget if opts.time_budget else None
     run_jobs(
-        folder, sized(jobs, data), data, settings, setup.resources, name="calibrate", deadline=deadline, start=start
+        folder,
+        timed.jobs,
+        data,
+        settings,
+        resources,
+        "calibrate",
+        deadline,
+        start,
+        plan=check,
+        every=opts.progress_every,
     )
     left = len(missing(plan, folder))
     if left:

@@ -1,0 +1,83 @@
+"""What a training will cost, before it runs: its work and its seconds from a few timed steps.
+
+`work` is the relative cost of a training (training images x epochs x pixels), what promotion
+(`nas.search.promote`) and the job runner (`nas.tune.jobs`) weigh trainings by when nothing was
+timed. `time_steps` times one architecture's training steps and validation batches at one image
+size with the real loop (`nas.train.loop.train`, a warm-up epoch, then a timed one, on a slice of
+the data), and `StepTimes.seconds` extrapolates an evaluation from them:
+
+    seconds = setup + epochs x (steps per epoch x step + validation batches x eval batch)
+
+which is how `train` spends its time (the last partial batch of an epoch is dropped; validation
+after every epoch). Measured on the thread count a trial gets, it is a trial's seconds; a machine
+under other load, or trials sharing memory bandwidth, make the truth slower (see `nas.calibrate.plan`
+for the ratio measured).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from nas.data.dataset import Dataset
+from nas.proxy import ProxyConfig
+from nas.train.loop import TrainConfig, _amp_dtype, _auto, accuracy_and_loss, train
+
+__all__ = ["work", "StepTimes", "time_steps"]
+
+TIMED_STEPS = 3  # training steps in the timed epoch
+
+
+def work(images: int | None, epochs: int, size: int | None) -> float:
+    """A training's relative cost: training images x epochs x pixels (0 images: none known)."""
+    return float(images or 0) * epochs * float(size or 1) ** 2
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """One architecture's measured seconds at one image size: a model built and costed and its
+    first epoch's warm-up (`setup`), one training step of `batch_size` images, one validation batch of `eval_batch_size`."""
+
+    setup: float
+    step: float
+    eval_batch: float
+    batch_size: int
+    eval_batch_size: int
+
+    def seconds(self, train_images: int, val_images: int, epochs: int) -> float:
+        """The estimated seconds of an evaluation on that many images for `epochs`."""
+        steps = max(train_images // min(self.batch_size, max(train_images, 1)), 1)
+        batches = math.ceil(val_images / self.eval_batch_size)
+        return self.setup + epochs * (steps * self.step + batches * self.eval_batch)
+
+
+def time_steps(model_of: Any, data: Dataset, proxy: ProxyConfig, device: str = "cpu") -> StepTimes:
+    """Time `model_of()` (a fresh model; building and costing it is the setup) trained by `proxy`'s
+    settings on a slice of `data` (TIMED_STEPS batches, one validation batch) on `device`, with
+    the torch threads the caller set: one warm-up epoch, then one timed."""
+    cfg = TrainConfig.of_proxy(proxy, seed=0, device=device)
+    bs, ebs = min(cfg.batch_size, len(data.train_y)), cfg.eval_batch_size
+    start = time.perf_counter()
+    model = model_of()
+    setup = time.perf_counter() - start
+    cut = replace(
+        data,
+        train_x=data.train_x[: bs * TIMED_STEPS],
+        train_y=data.train_y[: bs * TIMED_STEPS],
+        val_x=data.val_x[:ebs],
+        val_y=data.val_y[:ebs],
+    )
+    epochs = [r.seconds for r in train(model, cut, replace(cfg, epochs=2))]
+    if len(epochs) < 2:  # failed (out of memory, say): the trial will say so; cost it as one epoch
+        return StepTimes(setup, epochs[-1] if epochs else 0.0, 0.0, bs, ebs)
+    dev = torch.device(device)
+    amp = _amp_dtype(dev) if _auto(cfg.amp, dev) else None
+    t0 = time.perf_counter()
+    accuracy_and_loss(model, cut.val_x, cut.val_y, ebs, amp_dtype=amp, channels_last=True)  # .item(): synced
+    eval_batch = time.perf_counter() - t0 if len(cut.val_y) else 0.0
+    step = max(epochs[1] - eval_batch, 0.0) / TIMED_STEPS
+    return StepTimes(setup + max(epochs[0] - epochs[1], 0.0), step, eval_batch, bs, ebs)  # + the first epoch's warm-up
