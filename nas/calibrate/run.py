@@ -308,13 +308,24 @@ def _plan(setup: _SetUp) -> list[Job]:
     ]
 
 
+def _data(opts: CalibrateOptions, setup: _SetUp, jobs: Sequence[Job]) -> dict[str, Dataset]:
+    """The data of every setting `jobs` train, by its key: deployment's as loaded, the others loaded."""
+    from nas.tune.jobs import load_datasets
+
+    wanted: dict[str, ProxyConfig] = {}
+    for c in setup.cands:
+        if c.data_key not in setup.data and any(j.data == c.data_key for j in jobs):
+            wanted.setdefault(c.data_key, c.proxy(setup.base))
+    return {**setup.data, **load_datasets(wanted, opts.data_dir, opts.seed)}
+
+
 def _train(opts: CalibrateOptions, setup: _SetUp, start: float) -> None:
     """Say what the calibration holds and what it trains, load the data that needs, time the panel
     and print the plan once Ray is up (refused when over --time-budget, `nas.calibrate.plan`), then
     train the evaluations not recorded yet on Ray (`nas.tune.jobs.run_jobs`) until done or the budget."""
     from nas.calibrate.plan import PANEL_FLOOR, build_plan
     from nas.trial import TrialSettings
-    from nas.tune.jobs import load_datasets, missing, run_jobs, sized
+    from nas.tune.jobs import missing, run_jobs, sized
 
     folder, deploy, plan = setup.folder, setup.cands[0], _plan(setup)
     jobs = missing(plan, folder)
@@ -328,11 +339,7 @@ def _train(opts: CalibrateOptions, setup: _SetUp, start: float) -> None:
     )
     if not jobs:
         return
-    wanted: dict[str, ProxyConfig] = {}
-    for c in setup.cands:
-        if c.data_key not in setup.data and any(j.data == c.data_key for j in jobs):
-            wanted.setdefault(c.data_key, c.proxy(setup.base))
-    data = {**setup.data, **load_datasets(wanted, opts.data_dir, opts.seed)}
+    data = _data(opts, setup, jobs)
     resources = setup.resources
     floors = (2 * max(opts.subsets), max(opts.epochs), PANEL_FLOOR)
     timed = build_plan(

@@ -44,6 +44,7 @@ from nas.run.archive import Archive, ArchResult
 from nas.run.folder import PARETO, TRIALS, RunConfig, RunFolder, TrialRecord
 from nas.run.ladder import rung_of
 from nas.search.rungs import DEFAULT_EPOCHS_FACTOR, Rung
+from nas.train.estimate import work as _work  # the shared cost model (images x epochs x pixels)
 
 if TYPE_CHECKING:
     from nas.data.dataset import Dataset
@@ -136,10 +137,6 @@ class Plan:
     budget_s: float
     estimate_s: float  # of every chosen evaluation
     todo: list[tuple[ArchResult, int]]  # (architecture, seed) not complete at rung 1
-
-
-def _work(images: int | None, epochs: int, size: int | None) -> float:
-    return float(images or 0) * epochs * float(size or 1) ** 2
 
 
 def plan(records: Sequence[TrialRecord], config: RunConfig, rung: Rung, most: int, share: float) -> Plan:
