@@ -126,6 +126,9 @@ def test_a_plan_over_its_budget_is_refused_in_one_line_unless_partial():
     text = str(refused.value)
     assert "\n" not in text and "over --time-budget 0:00:45" in text and "--partial" in text
     assert "--deploy-subset" in text  # settings that fit, as options
+    plan.continued = True  # some evaluations recorded: the settings that fit define another calibration
+    with pytest.raises(UsageError, match=r"settings that fit \(under a new --name\): --deploy-subset"):
+        plan.check(2, budget=45.0, partial=False)
     plan.check(2, budget=45.0, partial=True)  # asked for: what fits trains
     plan.check(2, budget=60.0, partial=False)  # fits
     plan.check(2, budget=None, partial=False)  # no budget: printed and run

@@ -89,8 +89,8 @@ def _add_candidate_options(p: argparse.ArgumentParser, d: CalibrateOptions) -> N
         "--time-budget",
         type=float,
         default=None,
-        help="the calibration's wall time: a plan estimated over it is refused before training, naming settings "
-        "that fit (see --partial)",
+        help="the training's wall time, from the plan on: a plan estimated over it is refused before training, "
+        "naming settings that fit (see --partial); no evaluation starts after it",
     )
     g.add_argument(
         "--partial",

@@ -188,6 +188,7 @@ class CalibrationPlan:
     cand_seconds: list[float]  # per panel network: its candidates' seconds, one seed
     seeds: int
     floors: tuple[int, int, int]  # deployment images, epochs, panel networks a proposal keeps
+    continued: bool = False  # some of its evaluations are recorded: other settings need another --name
 
     def lines(self, slots: int, budget: float | None) -> list[str]:
         """The plan per setting, the total on `slots` trials at a time, and what fits `budget`."""
@@ -237,7 +238,8 @@ class CalibrationPlan:
             return
         fit = self.fit(slots, budget)
         then = (
-            f"settings that fit: {fit.options()} (~{hms(fit.wall)} wall)"
+            f"settings that fit{' (under a new --name)' if self.continued else ''}: {fit.options()} "
+            f"(~{hms(fit.wall)} wall)"
             if fit
             else "nothing fits at the smallest deployment and panel proposed; fewer --subsets, --epochs or "
             "--image-sizes, or a larger --time-budget"
@@ -258,6 +260,7 @@ def build_plan(
     device: str,
     threads: int,
     floors: tuple[int, int, int],
+    continued: bool = False,
 ) -> CalibrationPlan:
     """The plan of `jobs` (the evaluations to train, deployment's first; `cands` deployment, then
     the candidates; `data` each setting's data by its key): the panel timed (`time_panel`) and
@@ -290,4 +293,5 @@ def build_plan(
         [sum(seconds(p["arch_id"], c) for c in cands[1:]) for p in panel],
         seeds,
         floors,
+        continued,
     )

@@ -352,6 +352,7 @@ def _train(opts: CalibrateOptions, setup: _SetUp, start: float) -> None:
         resources.device,
         max(1, int(resources.cpus_per_trial)),
         floors,
+        continued=len(jobs) < len(plan),
     )
 
     def check(slots: int) -> None:

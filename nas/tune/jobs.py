@@ -224,7 +224,6 @@ class JobRecorder(tune.Callback):
     def _record(self, record: TrialRecord, job: dict[str, Any]) -> None:
         k = self.index[_key(job)]
         if record.status == "stopped":  # ended by a Ctrl-C before its last epoch: trained again next time
-            self.progress.advance(k, 0.0)
             return
         file = job["file"]
         record.number, record.weights, record.seed = self.numbers[file], None, job["seed"]  # no weights kept
