@@ -1,6 +1,6 @@
 """The calibration's plan and the job runner's progress: the time left weighted by each evaluation's
 cost, the schedule on a number of slots, settings proposed to fit a budget, a panel timed with the
-real loop, and through `python -m nas.calibrate` with a redirected log: the plan printed before
+real loop, the job recorder's lines on a real evaluation's reports, and through `python -m nas.calibrate` with a redirected log: the plan printed before
 anything trains, a plan over its budget refused, progress lines during evaluations."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,10 +16,13 @@ import torch
 from nas.calibrate.panel import Candidate
 from nas.calibrate.plan import CalibrationPlan, Fit, propose, time_panel
 from nas.errors import UsageError
+from nas.run.folder import RunFolder
 from nas.space import load_space
 from nas.train.estimate import StepTimes, time_steps, work
-from nas.tune.jobs import Job
+from nas.trial import TrialSettings, evaluate
+from nas.tune.jobs import Job, JobRecorder
 from nas.tune.progress import ProgressLines, finish_times, makespan, time_left
+from nas.tune.result import trial_result
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "search_spaces" / "digits.yaml"
@@ -178,3 +182,30 @@ def test_the_command_prints_its_plan_refuses_an_over_budget_one_and_logs_epochs(
     assert plan_at < epoch_at < first_done  # the plan before training, an epoch before the first end
     assert sum("epoch 2/3" in ln for ln in lines) == 6 and sum("epoch 1/2" in ln for ln in lines) == 6
     assert all(" left" in ln for ln in lines if "epoch " in ln and "elapsed" in ln)
+
+
+def test_the_job_recorder_says_epochs_and_records_the_end(tmp_path, capsys):
+    space = load_space(DIGITS)
+    data = space.proxy.load_data(seed=0)
+    arch = space.reference_points()["all_conv"]
+    settings = TrialSettings(proxy=space.proxy, num_classes=data.num_classes, measure=())
+    reports = []
+    outcome = evaluate(arch, data, settings, seed=0, report=lambda r: reports.append(trial_result(r, final=False)))
+    jobs = [
+        Job(arch.arch_id, arch.to_dict(), 0, "d", space.proxy.epochs, "jobs.jsonl", "dear", seconds=9.0),
+        Job(arch.arch_id, arch.to_dict(), 1, "d", space.proxy.epochs, "jobs.jsonl", "cheap", seconds=1.0),
+    ]
+    recorder = JobRecorder(RunFolder(tmp_path), jobs, start=0.0, slots=1, every=0.0)
+    trial = SimpleNamespace(config={"job": jobs[0].config()}, last_result=trial_result(outcome.record, final=True))
+    recorder.on_trial_start(0, [], trial)
+    for r in reports:
+        recorder.on_trial_result(0, [], trial, r)
+    recorder.on_trial_complete(0, [], trial)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == space.proxy.epochs and all("dear" in ln and "(evaluation 1 of 2)" in ln for ln in out[:-1])
+    assert [f"epoch {e}/{space.proxy.epochs}" in ln for e, ln in zip(range(1, 99), out[:-1])] == [True] * len(reports)
+    assert out[-1].startswith("[  1/2]") and " left" in out[-1]
+    (record,) = RunFolder(tmp_path).trials("jobs.jsonl")
+    assert record.accuracy == outcome.record.accuracy and record.seed == 0 and record.number == 0
+    # the dear one done: its 9 estimated seconds took the time that passed; the cheap one is a ninth of it
+    assert recorder.progress.left(now=recorder.progress.first_start + 18.0) == pytest.approx(2.0)

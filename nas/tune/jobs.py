@@ -12,7 +12,10 @@ at an image size) and a number of epochs, and names the records file its result 
 * `JobRecorder` is the only writer: every finished evaluation, complete or failed, is appended to
   its job's file (`RunFolder.append`: one whole line per write, fsynced), with a progress line, so
   a killed invocation loses nothing finished and the next one trains only what is missing
-  (`missing`).
+  (`missing`); a running evaluation gets a progress line at most every `every` seconds, and the
+  time left is weighted by each job's estimated seconds or work (`nas.tune.progress`);
+* before anything trains, once Ray says how many trials run at once, the plan: `plan_line`, or
+  the caller's own (`nas.calibrate.plan`), which may refuse it.
 
 Ctrl-C (or SIGTERM, what a cluster's scheduler sends) stops the running evaluations cleanly
 (nothing half-done is recorded) and raises KeyboardInterrupt (`nas.cli.Terminated` for SIGTERM)
