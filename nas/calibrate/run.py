@@ -24,9 +24,12 @@ Everything goes to RESULTS/NAME (default results/calibrate-<space>-<dataset>):
                                 calibration it came from: `python -m nas.search --proxy proxy.yaml`
     ray/                        Ray Tune's experiment folders
 
-Every evaluation runs on Ray Tune with the search's resource options (`nas.tune.jobs`); running the
-same command again trains only what is missing (a failed evaluation is tried again), so an
-interrupted or time-budgeted calibration continues where it stopped. A changed space, dataset,
+Before anything trains, the panel is timed and the plan printed (`nas.calibrate.plan`): a plan
+over `--time-budget` is refused, naming settings that fit, unless `--partial` asks to train what
+fits now. Every evaluation runs on Ray Tune with the search's resource options (`nas.tune.jobs`),
+with progress lines while it runs; running the same command again trains only what is missing (a
+failed evaluation is tried again), so an interrupted or partial calibration continues where it
+stopped. A changed space, dataset,
 seed, panel size, deployment or seeds is refused (use another --name); a changed grid just trains
 the new candidates.
 """
