@@ -21,6 +21,7 @@ run; one over an hour names what would fit one.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -189,10 +190,14 @@ class CalibrationPlan:
     seeds: int
     floors: tuple[int, int, int]  # deployment images, epochs, panel networks a proposal keeps
     continued: bool = False  # some of its evaluations are recorded: other settings need another --name
+    timing: float = 0.0  # the seconds the timing took
 
     def lines(self, slots: int, budget: float | None) -> list[str]:
         """The plan per setting, the total on `slots` trials at a time, and what fits `budget`."""
-        out = [f"plan ({slots} trial(s) at a time; seconds from steps timed here, on this machine's load):"]
+        out = [
+            f"plan ({slots} trial(s) at a time; seconds from steps timed here in {self.timing:.0f} s, on this "
+            f"machine's load):"
+        ]
         for c in self.cands:
             seconds = [j.seconds for j in self.jobs if j.file == c.file]
             if seconds:
@@ -268,6 +273,7 @@ def build_plan(
     deploy = cands[0]
     full = data[deploy.data_key]
     sizes = list(dict.fromkeys(c.image_size for c in cands))
+    start = time.perf_counter()
     times = time_panel(panel, sizes, full, base, device, threads)
     by_file = {c.file: c for c in cands}
     val = len(full.val_y)
@@ -294,4 +300,5 @@ def build_plan(
         seeds,
         floors,
         continued,
+        time.perf_counter() - start,
     )
