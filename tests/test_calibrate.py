@@ -223,7 +223,7 @@ def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_p
         f.write('{"number": 9, "arch_id": "torn')  # a write cut short
 
     # a time budget: the torn tail is set aside, a few evaluations run, the rest waits
-    budgeted = calibrate(*args, "--time-budget", "1")
+    budgeted = calibrate(*args, "--time-budget", "1", "--partial")
     assert budgeted.returncode == 0, budgeted.stderr[-3000:]
     assert "set aside a torn last line" in budgeted.stdout and "not trained yet" in budgeted.stdout
     assert list(folder.glob("evaluations/n800-e2-16px.jsonl.torn-*"))

@@ -18,6 +18,9 @@ The package, bottom to top:
   its share of deployment's test-retest τ, the noise), `CandidateResult`, `pick` and `verdict`;
 - `nas.calibrate.report`: calibration.json's contents (`calibration_report`), its table
   (`format_table`) and proxy.yaml (`proxy_file_text`);
+- `nas.calibrate.plan`: the plan before training: the panel timed (`time_panel`), each setting's
+  evaluations and seconds, the wall time on Ray's slots, a budget checked (`CalibrationPlan`) and
+  settings proposed that fit it (`propose`, `Fit`);
 - `nas.calibrate.run`: the calibration itself (`CalibrateOptions`, `calibrate`): options checked,
   folder and definition, the evaluations trained on Ray, the report written;
 - `nas.calibrate.cli`: `python -m nas.calibrate` (`build_parser`, `main`).

@@ -89,7 +89,20 @@ def _add_candidate_options(p: argparse.ArgumentParser, d: CalibrateOptions) -> N
         "--time-budget",
         type=float,
         default=None,
-        help="stop starting evaluations after this many seconds (run again to continue)",
+        help="the training's wall time, from the plan on: a plan estimated over it is refused before training, "
+        "naming settings that fit (see --partial); no evaluation starts after it",
+    )
+    g.add_argument(
+        "--partial",
+        action="store_true",
+        help="with --time-budget: train what fits in it and stop starting evaluations then (the same command "
+        "continues), instead of refusing a plan over it",
+    )
+    g.add_argument(
+        "--progress-every",
+        type=float,
+        default=d.progress_every,
+        help="seconds between two progress lines of one running evaluation (0: every epoch)",
     )
 
 

@@ -24,9 +24,12 @@ Everything goes to RESULTS/NAME (default results/calibrate-<space>-<dataset>):
                                 calibration it came from: `python -m nas.search --proxy proxy.yaml`
     ray/                        Ray Tune's experiment folders
 
-Every evaluation runs on Ray Tune with the search's resource options (`nas.tune.jobs`); running the
-same command again trains only what is missing (a failed evaluation is tried again), so an
-interrupted or time-budgeted calibration continues where it stopped. A changed space, dataset,
+Before anything trains, the panel is timed and the plan printed (`nas.calibrate.plan`): a plan
+over `--time-budget` is refused, naming settings that fit, unless `--partial` asks to train what
+fits now. Every evaluation runs on Ray Tune with the search's resource options (`nas.tune.jobs`),
+with progress lines while it runs; running the same command again trains only what is missing (a
+failed evaluation is tried again), so an interrupted or partial calibration continues where it
+stopped. A changed space, dataset,
 seed, panel size, deployment or seeds is refused (use another --name); a changed grid just trains
 the new candidates.
 """
@@ -52,6 +55,7 @@ from nas.run.files import write_atomic
 from nas.run.folder import RunError, RunFolder, package_versions
 from nas.run.lock import RunLock
 from nas.search.options import DEFAULT_SPACE
+from nas.tune.progress import PROGRESS_EVERY
 
 if TYPE_CHECKING:  # nas.tune.jobs imports Ray: only the calibration itself needs it
     from nas.data.dataset import Dataset
@@ -81,6 +85,8 @@ class CalibrateOptions:
     deploy_subset: int | None = None  # None: the whole training split
     share: float = 0.9
     time_budget: float | None = None
+    partial: bool = False  # with time_budget: train what fits now, not refuse a plan over it
+    progress_every: float = PROGRESS_EVERY
     name: str | None = None
     results_dir: Path = Path("results")
     cpus_per_trial: float = 1.0
@@ -109,6 +115,10 @@ def _check(opts: CalibrateOptions) -> None:
         raise UsageError(f"--share must be in (0, 1], got {opts.share}")
     if opts.time_budget is not None and not opts.time_budget > 0:
         raise UsageError(f"--time-budget must be a number of seconds > 0, got {opts.time_budget}")
+    if opts.partial and opts.time_budget is None:
+        raise UsageError("--partial trains what fits in --time-budget: give one")
+    if not opts.progress_every >= 0:
+        raise UsageError(f"--progress-every must be a number of seconds >= 0, got {opts.progress_every}")
     if opts.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {opts.seed}")
     if opts.name is not None and (opts.name in ("", ".", "..") or "/" in opts.name):
@@ -301,11 +311,24 @@ def _plan(setup: _SetUp) -> list[Job]:
     ]
 
 
+def _data(opts: CalibrateOptions, setup: _SetUp, jobs: Sequence[Job]) -> dict[str, Dataset]:
+    """The data of every setting `jobs` train, by its key: deployment's as loaded, the others loaded."""
+    from nas.tune.jobs import load_datasets
+
+    wanted: dict[str, ProxyConfig] = {}
+    for c in setup.cands:
+        if c.data_key not in setup.data and any(j.data == c.data_key for j in jobs):
+            wanted.setdefault(c.data_key, c.proxy(setup.base))
+    return {**setup.data, **load_datasets(wanted, opts.data_dir, opts.seed)}
+
+
 def _train(opts: CalibrateOptions, setup: _SetUp, start: float) -> None:
-    """Say what the calibration holds and what it trains, then train the evaluations not recorded
-    yet on Ray (`nas.tune.jobs.run_jobs`) until done or `--time-budget`, loading the data they need."""
+    """Say what the calibration holds and what it trains, load the data that needs, time the panel
+    and print the plan once Ray is up (refused when over --time-budget, `nas.calibrate.plan`), then
+    train the evaluations not recorded yet on Ray (`nas.tune.jobs.run_jobs`) until done or the budget."""
+    from nas.calibrate.plan import PANEL_FLOOR, build_plan
     from nas.trial import TrialSettings
-    from nas.tune.jobs import load_datasets, missing, run_jobs, sized
+    from nas.tune.jobs import missing, run_jobs, sized
 
     folder, deploy, plan = setup.folder, setup.cands[0], _plan(setup)
     jobs = missing(plan, folder)
@@ -319,17 +342,39 @@ def _train(opts: CalibrateOptions, setup: _SetUp, start: float) -> None:
     )
     if not jobs:
         return
-    wanted: dict[str, ProxyConfig] = {}
-    for c in setup.cands:
-        if c.data_key not in setup.data and any(j.data == c.data_key for j in jobs):
-            wanted.setdefault(c.data_key, c.proxy(setup.base))
-    data = {**setup.data, **load_datasets(wanted, opts.data_dir, opts.seed)}
-    settings = TrialSettings(
-        proxy=setup.base, num_classes=setup.full.num_classes, device=setup.resources.device, measure=()
+    data = _data(opts, setup, jobs)
+    resources = setup.resources
+    floors = (2 * max(opts.subsets), max(opts.epochs), PANEL_FLOOR)
+    timed = build_plan(
+        sized(jobs, data),
+        setup.cands,
+        setup.panel,
+        len(setup.seeds),
+        data,
+        setup.base,
+        resources.device,
+        max(1, int(resources.cpus_per_trial)),
+        floors,
+        continued=len(jobs) < len(plan),
     )
+
+    def check(slots: int) -> None:
+        print("\n".join(timed.lines(slots, opts.time_budget)), flush=True)
+        timed.check(slots, opts.time_budget, opts.partial)
+
+    settings = TrialSettings(proxy=setup.base, num_classes=setup.full.num_classes, device=resources.device, measure=())
     deadline = time.time() + opts.time_budget if opts.time_budget else None
     run_jobs(
-        folder, sized(jobs, data), data, settings, setup.resources, name="calibrate", deadline=deadline, start=start
+        folder,
+        timed.jobs,
+        data,
+        settings,
+        resources,
+        "calibrate",
+        deadline,
+        start,
+        plan=check,
+        every=opts.progress_every,
     )
     left = len(missing(plan, folder))
     if left:

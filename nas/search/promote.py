@@ -51,6 +51,7 @@ from nas.run.folder import PARETO, TRIALS, RunConfig, RunFolder, TrialRecord
 from nas.run.ladder import rung_of
 from nas.search.report import promotion_lines
 from nas.search.rungs import DEFAULT_EPOCHS_FACTOR, Rung
+from nas.train.estimate import work as _work  # the shared cost model
 
 if TYPE_CHECKING:
     from nas.data.dataset import Dataset
@@ -151,15 +152,6 @@ class Plan:
     limit_s: float | None = None  # the seconds --time-budget leaves (None: no time budget)
     slots: int = 1  # evaluations at once, for limit_s
     by_time: bool = False  # --time-budget, not --promote-share, bounded the choice
-
-
-TRAIN_PASSES = 3  # a training image costs about three forward passes (forward and backward); a validation image one
-
-
-def _work(images: int | None, epochs: int, size: int | None, val_images: int = 0) -> float:
-    """One evaluation's work in forward passes of a pixel: every epoch trains on `images` and
-    scores the validation split (the run's, at every rung), at `size` pixels a side."""
-    return (TRAIN_PASSES * float(images or 0) + val_images) * epochs * float(size or 1) ** 2
 
 
 def plan(

@@ -6,6 +6,8 @@ The package, bottom to top:
   `EpochResult`, `train` (a generator of one result per epoch, ending in a `failed` one on a NaN
   loss or out of memory), `accuracy_and_loss` (a model scored on a split), `param_groups` and
   `augment_batch`;
+- `nas.train.estimate`: what a training will cost before it runs: `work` (images x epochs x
+  pixels) and `time_steps` (a few steps timed with the loop, `StepTimes.seconds` extrapolated);
 - `nas.train.cli`: `python -m nas.train --arch ...` trains one architecture (an Arch file or a run
   folder's) and writes a checkpoint folder (`main`).
 

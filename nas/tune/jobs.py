@@ -12,7 +12,10 @@ at an image size) and a number of epochs, and names the records file its result 
 * `JobRecorder` is the only writer: every finished evaluation, complete or failed, is appended to
   its job's file (`RunFolder.append`: one whole line per write, fsynced), with a progress line, so
   a killed invocation loses nothing finished and the next one trains only what is missing
-  (`missing`).
+  (`missing`); a running evaluation gets a progress line at most every `every` seconds, and the
+  time left is weighted by each job's estimated seconds or work (`nas.tune.progress`);
+* before anything trains, once Ray says how many trials run at once, the plan: `plan_line`, or
+  the caller's own (`nas.calibrate.plan`), which may refuse it.
 
 Ctrl-C (or SIGTERM, what a cluster's scheduler sends) stops the running evaluations cleanly
 (nothing half-done is recorded) and raises KeyboardInterrupt (`nas.cli.Terminated` for SIGTERM)
@@ -27,7 +30,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,9 @@ from nas.proxy import ProxyConfig
 from nas.run.files import repair_tail
 from nas.run.folder import RunFolder
 from nas.run.record import TrialRecord
+from nas.train.estimate import work
 from nas.trial import TrialSettings
+from nas.tune.progress import PROGRESS_EVERY, ProgressLines, makespan
 from nas.tune.result import error_line, record_from_result
 from nas.tune.runner import TuneSession, tuner
 from nas.tune.session import trial_slots
@@ -60,6 +65,7 @@ __all__ = [
     "missing",
     "sized",
     "load_datasets",
+    "plan_line",
     "run_jobs",
 ]
 
@@ -68,8 +74,9 @@ __all__ = [
 class Job:
     """One evaluation: `arch` trained with `seed` on the dataset `data` (a key of run_jobs'
     `datasets`) for `epochs`, appended to `file` (relative to the folder). `label` names its
-    setting in progress lines; `work` is its relative cost (images x epochs x pixels), which the
-    progress lines' time left is weighted by."""
+    setting in progress lines; `work` is its relative cost (images x epochs x pixels) and `seconds`
+    its estimated seconds when the caller timed it: the progress lines' time left is weighted by
+    the seconds when every job has them, else by the work."""
 
     arch_id: str
     arch: dict[str, Any]
@@ -79,6 +86,7 @@ class Job:
     file: str
     label: str = ""
     work: float = 1.0
+    seconds: float | None = None  # its estimated seconds, when timed (nas.train.estimate)
     rung: int = 0  # the fidelity ladder's rung its record says (nas.run.ladder)
     keep: str | None = None  # keep its weights as weights/<keep>.safetensors, if none are there yet (a promotion)
 
@@ -99,10 +107,7 @@ def missing(jobs: Iterable[Job], folder: RunFolder, also_done: Iterable[tuple[st
 
 def sized(jobs: Iterable[Job], datasets: Mapping[str, Dataset]) -> list[Job]:
     """The jobs with their `work`: training images x epochs x pixels of their dataset."""
-    return [
-        replace(j, work=float(len(datasets[j.data].train_y) * j.epochs * datasets[j.data].image_size ** 2))
-        for j in jobs
-    ]
+    return [replace(j, work=work(len(datasets[j.data].train_y), j.epochs, datasets[j.data].image_size)) for j in jobs]
 
 
 def load_datasets(proxies: Mapping[str, ProxyConfig], data_dir: Path | str | None, seed: int) -> dict[str, Dataset]:
@@ -183,12 +188,18 @@ def job_trainable(config: dict[str, Any], data: Mapping[str, list[Any]], setting
 
 class JobRecorder(tune.Callback):
     """Appends every finished job's record (the trials.jsonl format; `seed` and `epochs` say which
-    evaluation it is) to its file, numbered within that file, and prints a progress line."""
+    evaluation it is) to its file, numbered within that file, and prints a progress line: one when
+    an evaluation ends, one at most every `every` seconds while it runs (`nas.tune.progress`)."""
 
-    def __init__(self, folder: RunFolder, jobs: Sequence[Job], start: float):
+    def __init__(
+        self, folder: RunFolder, jobs: Sequence[Job], start: float, slots: int = 1, every: float = PROGRESS_EVERY
+    ):
         self.folder, self.start = folder, start
-        self.total, self.work_total = len(jobs), sum(j.work for j in jobs) or 1.0
-        self.finished, self.work_done = 0, 0.0
+        self.index = {_key(j.config()): k for k, j in enumerate(jobs)}
+        timed = all(j.seconds is not None for j in jobs)
+        costs = [float(j.seconds if timed else j.work) for j in jobs]
+        self.progress = ProgressLines(costs, slots, seconds=timed, every=every)
+        self.total, self.finished = len(jobs), 0
         self.numbers = {f: len(folder.trials(f)) for f in {j.file for j in jobs}}
         self.weights: dict[str, str | None] = {}  # Ray trial id -> weights kept (a job with `keep`)
 
@@ -196,6 +207,18 @@ class JobRecorder(tune.Callback):
         keep, src = trial.config["job"].get("keep"), Path(checkpoint.path) / "model.safetensors"
         if keep and src.is_file() and not self.folder.weights_path(keep).exists():
             self.weights[trial.trial_id] = self.folder.keep_weights(keep, src)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.progress.start(self.index[_key(trial.config["job"])])
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        job = trial.config["job"]
+        if result.get("final") or not result.get("epoch"):
+            return
+        what = f"{job['label']} {job['arch_id']} seed {job['seed']}"
+        line = self.progress.epoch_line(self.index[_key(job)], what, int(result["epoch"]), int(job["epochs"]))
+        if line:
+            print(line, flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         record = record_from_result(dict(trial.last_result or {}), trial.config["job"])
@@ -210,6 +233,7 @@ class JobRecorder(tune.Callback):
         )
 
     def _record(self, record: TrialRecord, job: dict[str, Any], weights: str | None = None) -> None:
+        k = self.index[_key(job)]
         if record.status == "stopped":  # ended by a Ctrl-C before its last epoch: trained again next time
             return
         file = job["file"]
@@ -219,15 +243,30 @@ class JobRecorder(tune.Callback):
         self.folder.append(record, file)
         self.numbers[file] += 1
         self.finished += 1
-        self.work_done += job["work"]
+        self.progress.advance(k, 1.0)
         elapsed = time.perf_counter() - self.start
-        left = elapsed * (self.work_total - self.work_done) / self.work_done if self.work_done else 0.0
         what = f"acc {record.accuracy:.4f}" if record.status == "complete" else f"{record.status}: {record.error}"
         print(
             f"[{self.finished:>3}/{self.total}] {hms(elapsed)} {job['label']} {record.arch_id} seed "
-            f"{record.seed}: {what}, {record.seconds:.1f} s | ~{hms(left)} left",
+            f"{record.seed}: {what}, {record.seconds:.1f} s | {self.progress.left_text()}",
             flush=True,
         )
+
+
+def _key(job: Mapping[str, Any]) -> tuple[str, str, int, int]:
+    return job["file"], job["arch_id"], int(job["seed"]), int(job["epochs"])
+
+
+def plan_line(jobs: Sequence[Job], slots: int, resources: Resources) -> str:
+    """What `run_jobs` is about to train, on what, and (when its jobs were timed) for how long."""
+    each = f"{resources.cpus_per_trial:g} CPU" + (
+        f", {resources.gpus_per_trial:g} GPU" if resources.gpus_per_trial else ""
+    )
+    head = f"plan: {len(jobs)} evaluations, {slots} at a time ({each} each)"
+    if not jobs or any(j.seconds is None for j in jobs):
+        return f"{head}; the time left is said once the first epochs are measured"
+    seconds = [float(j.seconds or 0.0) for j in jobs]
+    return f"{head}: ~{hms(sum(seconds))} of trial time, ~{hms(makespan(seconds, slots))} wall (estimated)"
 
 
 class _OnInterrupt(Stopper):
@@ -269,13 +308,20 @@ def run_jobs(
     name: str,
     deadline: float | None = None,
     start: float | None = None,
+    plan: Callable[[int], None] | None = None,
+    every: float = PROGRESS_EVERY,
 ) -> None:
     """Run `jobs` in one Tune run (a local Ray, or the cluster at `resources.address`), appending
     each finished one to its file under `folder`. Torn last lines of those files (a kill -9 during
     a write) are set aside first, with a line each. Results are read back from the files.
 
+    Once Ray is up, before anything trains, `plan` is called with the number of trials Ray runs at
+    once (it prints the plan, and may refuse it by raising UsageError); without one, `plan_line`
+    is printed. Progress lines: one per finished evaluation, one at most every `every` seconds per
+    running one (`JobRecorder`).
+
     Raises:
-        UsageError: a trial fits on no node of the cluster.
+        UsageError: a trial fits on no node of the cluster; `plan` refused.
         KeyboardInterrupt: Ctrl-C, after the running evaluations were stopped and Ray shut down
             (nas.cli.Terminated, a KeyboardInterrupt, for SIGTERM).
     """
@@ -285,6 +331,10 @@ def run_jobs(
     with TuneSession(resources.address, stop=stopper.interrupt) as session:
         cpus, gpus = resources.cpus_per_trial, resources.gpus_per_trial
         slots = trial_slots(session.resources, cpus, gpus, resources.address, resources.max_concurrent)
+        if plan is not None:
+            plan(slots)
+        else:
+            print(plan_line(jobs, slots, resources), flush=True)
         refs = {k: [ray.put(_without_test(d))] for k, d in datasets.items() if any(j.data == k for j in jobs)}
         tuner(
             job_trainable,
@@ -295,7 +345,7 @@ def run_jobs(
             searcher=JobQueue(jobs, deadline),
             concurrent=slots,
             stoppers=[stopper],
-            callbacks=[JobRecorder(folder, jobs, start)],
+            callbacks=[JobRecorder(folder, jobs, start, slots, every)],
         ).fit()
     if stopper.interrupted:
         raise Terminated() if signal.SIGTERM in session.received else KeyboardInterrupt()
