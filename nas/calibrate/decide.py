@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nas.calibrate.bootstrap import interval
 from nas.calibrate.intervals import confirmation
-from nas.calibrate.stats import CandidateResult, SignalStats
 from nas.fidelity.stats import format_stat
 from nas.proxy import SIGNALS
+
+if TYPE_CHECKING:  # the measurements' types only: the pick sits beside them, not above
+    from nas.calibrate.stats import CandidateResult, SignalStats
 
 __all__ = ["pick", "verdict", "format_ci"]
 
