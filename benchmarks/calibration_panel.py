@@ -12,8 +12,9 @@ table: `nas.calibrate.bootstrap` (networks with replacement, seeds with replacem
 τ averaged over the seed pairings, the same resamples for every option), on panels of each size
 *measured* as `--draws` random subsets of the recorded networks (sizes up to the panel's), and
 *extrapolated* above it (widths x sqrt(n / size) from the whole panel's widths, the 1/sqrt(n) a
-bootstrap interval shrinks by; virtual panels, not measurements). A pick on half the panel works with
-half of these sizes.
+bootstrap interval shrinks by; virtual panels, not measurements). `--pool` also measures the
+folders' networks pooled into one panel (calibrations of one grid run with other `--seed` values).
+A pick on half the panel works with half of these sizes.
 """
 
 from __future__ import annotations
@@ -104,14 +105,24 @@ def widths(deploy: np.ndarray, options: dict, rows: list[int], seed: int, count:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("folder", type=Path, nargs="+", help="finished calibration folders (their panels are pooled by row)")
+    p.add_argument("folder", type=Path, nargs="+", help="finished calibration folders, each measured on its own")
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="measured panel sizes (default: 6, 8, ... n)")
     p.add_argument("--extrapolate", type=int, nargs="+", default=[24, 32, 48, 64], help="virtual panel sizes above n")
     p.add_argument("--draws", type=int, default=10, help="random subsets per measured size")
     p.add_argument("--resamples", type=int, default=RESAMPLES)
+    p.add_argument(
+        "--pool",
+        action="store_true",
+        help="also pool the folders' networks into one panel (calibrations of one grid with other --seed values: "
+        "other networks, data split and training seeds)",
+    )
     args = p.parse_args()
-    for folder in args.folder:
-        deploy, options = load(folder)
+    panels = [(str(f), *load(f)) for f in args.folder]
+    if args.pool and len(panels) > 1:
+        common = set.intersection(*(set(o) for _, _, o in panels))
+        pooled = {o: np.vstack([opts[o] for _, _, opts in panels]) for o in sorted(common)}
+        panels.append(("pooled: " + " + ".join(n for n, _, _ in panels), np.vstack([d for _, d, _ in panels]), pooled))
+    for folder, deploy, options in panels:
         n = deploy.shape[0]
         sizes = [s for s in (args.sizes or range(6, n + 1, 2)) if 4 <= s <= n]
         rng = np.random.default_rng(0)

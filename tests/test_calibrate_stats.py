@@ -5,6 +5,9 @@ pick fails there."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -118,6 +121,7 @@ def test_a_candidate_ranking_like_deployment_is_picked_over_noise_and_decided():
     assert st.noise_ratio < 1 and st.networks == 32
     assert st.recall >= 0.5 and 0 <= st.recall_ci[0] <= st.recall_ci[1] <= 1
     assert st.held_out["networks"] == 32 and st.held_out["share_ci"][0] >= 0.9
+    json.dumps([asdict(good.signals[s]) for s in SIGNALS], allow_nan=False)  # calibration.json takes them as they are
     assert abs(junk.tau) < 0.35 and junk.tau_ci[0] < 0 < junk.tau_ci[1] and not junk.qualified
     choice = pick([noise, good])
     assert choice["pick"] == ("good", choice["signal"]) and choice["decided"] is True

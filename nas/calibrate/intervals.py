@@ -103,7 +103,7 @@ def half_stats(
         "tau_ci": interval(taus),
         "share": tau / half.retest if tau is not None and half.retest and half.retest > 0 else None,
         "share_ci": share_ci,
-        "clears": share_ci is not None and share_ci[0] >= bar,
+        "clears": bool(share_ci is not None and share_ci[0] >= bar),
         "recall": pair_recall(p[half.rows], d[half.rows]),
         "recall_ci": interval(recall_samples(p, d, half.resamples)),
     }, taus

@@ -193,7 +193,7 @@ def measured_signal(
     st.networks, st.tau_ci, st.share_ci = picked["networks"], picked["tau_ci"], picked["share_ci"]
     st.recall, st.recall_ci = picked["recall"], picked["recall_ci"]
     noise = st.noise_ratio if accuracy_noise is None else accuracy_noise
-    st.qualified = picked["clears"] and noise is not None and noise < 1
+    st.qualified = bool(picked["clears"] and noise is not None and noise < 1)
     st.held_out = None if ref.held_out is None else half_stats(proxy, ref, ref.held_out, share)[0]
     return st, taus
 
