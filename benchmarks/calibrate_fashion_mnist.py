@@ -87,7 +87,7 @@ def _agreement(reports: list[dict]) -> tuple[list[tuple[str, str]], str]:
         tied.append(state == "tied")
     if all(tied):
         verdict = "agree: both say the candidates are tied" + (
-            f" (and pick the same, {keys[0]})"
+            f" (and name the same, {keys[0]})"
             if len(set(keys)) == 1
             else f" (cheapest of each: {', '.join(map(str, keys))})"
         )

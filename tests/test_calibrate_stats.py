@@ -163,6 +163,10 @@ def test_none_qualifies_when_every_interval_reaches_below_the_bar_and_a_failed_c
     weak = _candidate("weak", 1.0, _all(_quiet(true, rng, noise=4.0)), ref)
     w = weak.signals["accuracy"]
     assert w.share_ci[0] < 0.9 and not w.qualified
-    choice = pick([weak])
-    assert choice["pick"] is None and choice["closest"][0] == "weak"
-    assert verdict(choice, {"weak": weak}, ref.pick.retest, 0.9).startswith("no candidate's share interval clears")
+    dear = _candidate("dear", 9.0, _all(_quiet(true, rng, noise=4.0)), ref)  # as weak, as noisy
+    choice = pick([dear, weak])
+    # none picked; the closest is the cheapest of those the intervals cannot tell from the highest share
+    assert choice["pick"] is None and {k for k, _ in choice["tied"]} == {"weak", "dear"}
+    assert choice["closest"][0] == "weak" and choice["decided"] is False
+    text = verdict(choice, {"weak": weak, "dear": dear}, ref.pick.retest, 0.9)
+    assert text.startswith("no candidate's share interval clears") and "the closest is the cheapest of them" in text
