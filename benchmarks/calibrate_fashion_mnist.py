@@ -3,6 +3,7 @@
     python benchmarks/calibrate_fashion_mnist.py                    # Fashion-MNIST (Debian's dataset-fashion-mnist)
     python benchmarks/calibrate_fashion_mnist.py --dataset symmetry # the same table on the default task
     python benchmarks/calibrate_fashion_mnist.py --keep results/bench --fidelity -- --max-concurrent 2
+    python benchmarks/calibrate_fashion_mnist.py --dataset symmetry --panel-seeds 0 1 -- --archs 16 ...
 
 Fashion-MNIST is read from /usr/share/datasets/fashion-mnist (`apt-get install dataset-fashion-mnist`)
 or `--data-dir`; without it the script says so in one line and exits 0. A user's calibration, as a
@@ -15,6 +16,10 @@ user runs it, into a temp folder (or `--keep DIR`):
    its minutes, the CPU seconds per evaluation (summed over trials.jsonl, over the evaluations),
    and whether the front's points are separable beyond their seed noise;
 3. with `--fidelity`, `python -m nas.fidelity` on that run (deployment-like, 12 architectures, 2 seeds).
+
+With `--panel-seeds A B`, the calibration runs once per seed (`--seed`: another panel, data split and
+training seeds; no search) and the script says whether the two picks agree: the same candidate, or
+both tied (the goal of issue 30), with each one's tied candidates and held-out confirmation.
 
 Then the calibration goals, measured: τ >= 0.9 x deployment's test-retest τ, at <= 1/20 of
 deployment's cost per architecture, a front separable beyond its seed noise, a budget-100 search
@@ -55,6 +60,69 @@ def _f(x: float | None, fmt: str = ".2f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
+def _ci(ci: list[float] | None) -> str:
+    return "[-]" if not ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _agreement(reports: list[dict]) -> tuple[list[tuple[str, str]], str]:
+    """Per calibration a row of what it concluded, and whether the conclusions agree."""
+    rows, keys, tied = [], [], []
+    for r in reports:
+        chosen = r["pick"] or r["closest"]
+        state = "none measured" if not chosen else ("decided" if r["decided"] else "tied")
+        held = None
+        if chosen:
+            held = next(c for c in r["candidates"] if c["key"] == chosen[0])["signals"][chosen[1]]["held_out"]
+        names = sorted({k for k, _ in r.get("tied") or []})
+        rows.append(
+            (
+                f"--seed {r['bootstrap']['seed']}",
+                f"{'picked' if r['pick'] else 'closest (none qualifies)'} {chosen and ', '.join(chosen)}; {state}"
+                + (f" among {', '.join(names)}" if state == "tied" else "")
+                + f"; held out: {r['confirmation']}"
+                + (f" (share {_f(held['share'])} {_ci(held['share_ci'])})" if held else ""),
+            )
+        )
+        keys.append(chosen and chosen[0])
+        tied.append(state == "tied")
+    if all(tied):
+        verdict = "agree: both say the candidates are tied" + (
+            f" (and name the same, {keys[0]})"
+            if len(set(keys)) == 1
+            else f" (cheapest of each: {', '.join(map(str, keys))})"
+        )
+    elif len(set(keys)) == 1 and keys[0]:
+        verdict = f"agree: both pick {keys[0]}"
+    else:
+        verdict = f"DISAGREE: {' vs '.join(map(str, keys))} ({', '.join('tied' if t else 'decided' for t in tied)})"
+    return rows, verdict
+
+
+def _two_seeds(args: argparse.Namespace, data: list[str], results: Path) -> None:
+    """The calibration once per --panel-seeds seed, then whether the picks agree."""
+    from nas.calibrate import format_table
+
+    reports, minutes = [], []
+    for seed in args.panel_seeds:
+        name = f"calibrate-{args.dataset}-seed{seed}"
+        options = ["--dataset", args.dataset, *data, "--seed", str(seed), "--results-dir", str(results)]
+        minutes.append(
+            _run(["nas.calibrate", *options, "--name", name, *args.calibrate_options], results / f"{name}.log")
+        )
+        reports.append(json.loads((results / name / "calibration.json").read_text()))
+    for seed, report, mins in zip(args.panel_seeds, reports, minutes):
+        print(
+            f"\n--seed {seed} ({mins:.1f} min): python -m nas.calibrate --seed {seed} {' '.join(args.calibrate_options)}"
+        )
+        print(format_table(report))
+    rows, verdict = _agreement(reports)
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'calibration':{width}}  conclusion")
+    for name_, value in rows:
+        print(f"{name_:{width}}  {value}")
+    print(f"the two calibrations {verdict}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -65,6 +133,13 @@ def main() -> None:
     parser.add_argument("--no-search", action="store_true", help="calibrate only")
     parser.add_argument("--fidelity", action="store_true", help="also python -m nas.fidelity on the search")
     parser.add_argument("--keep", type=Path, default=None, help="keep the folders here instead of a temp folder")
+    parser.add_argument(
+        "--panel-seeds",
+        type=int,
+        nargs=2,
+        default=None,
+        help="calibrate twice, with these two --seed values (no search), and say whether the picks agree",
+    )
     parser.add_argument("calibrate_options", nargs="*", help="after --: passed to python -m nas.calibrate")
     args = parser.parse_args()
     data = []
@@ -78,6 +153,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = args.keep or Path(tmp)
         results.mkdir(parents=True, exist_ok=True)
+        if args.panel_seeds:
+            _two_seeds(args, data, results)
+            return
         name = f"calibrate-{args.dataset}"
         cal_min = _run(
             [

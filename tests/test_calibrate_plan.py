@@ -197,7 +197,9 @@ def test_the_job_recorder_says_epochs_and_records_the_end(tmp_path, capsys):
         Job(arch.arch_id, arch.to_dict(), 1, "d", space.proxy.epochs, "jobs.jsonl", "cheap", seconds=1.0),
     ]
     recorder = JobRecorder(RunFolder(tmp_path), jobs, start=0.0, slots=1, every=0.0)
-    trial = SimpleNamespace(trial_id="t0", config={"job": jobs[0].config()}, last_result=trial_result(outcome.record, final=True))
+    trial = SimpleNamespace(
+        trial_id="t0", config={"job": jobs[0].config()}, last_result=trial_result(outcome.record, final=True)
+    )
     recorder.on_trial_start(0, [], trial)
     for r in reports:
         recorder.on_trial_result(0, [], trial, r)

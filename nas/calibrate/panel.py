@@ -5,7 +5,8 @@ The panel: the space's reference points (all-conv, all-ACmix, the paper's placem
 drawn at random from the space (seeded) and picked evenly over their MACs, from the cheapest to the
 most expensive. The candidate proxies: every subset x epochs x image size (sizes below the networks'
 input where the space's strides allow them), cheapest first, the rest of the training settings the
-space proxy's.
+space proxy's. The panel's halves (`split_panel`): the networks a pick is made on and those it is
+confirmed on, split at random by the calibration's seed.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import numpy as np
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig
 
-__all__ = ["EVALUATIONS", "Candidate", "candidate_sizes", "candidate_grid", "pick_panel"]
+__all__ = ["EVALUATIONS", "HOLDOUT_MIN", "Candidate", "candidate_sizes", "candidate_grid", "pick_panel", "split_panel"]
 
 EVALUATIONS = "evaluations"
 POOL = 8  # random architectures drawn per panel slot, to pick the panel's spread from
+HOLDOUT_MIN = 8  # the smallest panel split into a pick half and a held-out half
 
 
 @dataclass(frozen=True)
@@ -110,3 +112,15 @@ def candidate_grid(
     if not grid:
         raise UsageError(f"--subsets {subsets}: every one is at least the {train_images} training images")
     return grid
+
+
+def split_panel(networks: int, seed: int) -> tuple[list[int], list[int] | None]:
+    """The panel's halves, as indices: the networks the pick is made on (the larger half on an odd
+    panel) and the networks it is confirmed on, drawn at random from `seed` (the calibration's: the
+    same calibration splits the same way); a panel under `HOLDOUT_MIN` networks is not split (all,
+    None)."""
+    if networks < HOLDOUT_MIN:
+        return list(range(networks)), None
+    order = np.random.default_rng([seed, networks]).permutation(networks)
+    half = (networks + 1) // 2
+    return sorted(int(i) for i in order[:half]), sorted(int(i) for i in order[half:])

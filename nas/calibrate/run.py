@@ -76,7 +76,7 @@ class CalibrateOptions:
     dataset: str | None = None  # None: the space proxy's
     data_dir: Path | None = None
     seed: int = 0
-    archs: int = 12
+    archs: int = 24  # halves of 12: the pick on one, its confirmation on the other (docs/proxy.md)
     seeds: int = 2
     subsets: list[int] = field(default_factory=lambda: [500, 1000, 2000, 4000])
     epochs: list[int] = field(default_factory=lambda: [3, 5, 8])

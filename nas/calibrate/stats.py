@@ -1,17 +1,18 @@
-"""How well each candidate proxy measures the panel against deployment, and the pick.
+"""How well each candidate proxy measures the panel against deployment.
 
 Per candidate: the seconds per evaluation (wall and CPU) and its cost against deployment (CPU
 seconds, which the machine's load does not inflate); its accuracy's seed std, test-retest τ (seed 0
 vs seed 1) and seed std over the median gap between neighbouring panel accuracies (below 1, the
-proxy tells networks apart that are as close as the panel's neighbours); and per rank signal
-Kendall τ against deployment for one proxy seed against one deployment seed (averaged over the seed
-pairs: like for like with deployment's own test-retest τ, how well one seed of the training you
-deploy ranks like another) and that τ's share of deployment's test-retest τ, with τ and ρ of the
-means. A candidate qualifies with a signal when that share is at least `--share` (0.9) and its
-accuracy's seed std is below that median gap (the front reports accuracy, whatever the search ranks
-by). The signal is the one with the best mean τ over the candidates measured; the pick is the
-cheapest candidate (by that cost) qualifying with it (else with another signal). With none
-qualifying, the closest: the highest share among those below the noise bar, else the highest share.
+proxy tells networks apart that are as close as the panel's neighbours; over the whole panel); and
+per rank signal, on the half of the panel the pick is made on (`nas.calibrate.intervals`), Kendall
+τ against deployment for one proxy seed against one deployment seed (averaged over the seed pairs:
+like for like with deployment's test-retest τ, how well one seed of the training you deploy ranks
+like another) and that τ's share of deployment's test-retest τ on the same networks, each with its
+bootstrap interval, the recall of deployment's top quarter, τ and ρ of the means; and the same τ,
+share and recall on the held-out half. A candidate qualifies with a signal when its share's
+interval clears `--share` (0.9) (its lower bound reaches it) and its accuracy's seed std is below
+that median gap (the front reports accuracy, whatever the search ranks by). The pick among them is
+`nas.calibrate.decide`'s.
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from nas.calibrate.intervals import Reference, half_stats
 from nas.calibrate.panel import Candidate
-from nas.fidelity.stats import format_stat, pair_tau, rank_corr, retest_tau, seed_values
+from nas.fidelity.stats import pair_tau, rank_corr, retest_tau, seed_values
 from nas.proxy import SIGNALS, score
 from nas.run.folder import RunFolder, TrialRecord
 
 __all__ = [
     "SignalStats",
     "signal_stats",
+    "measured_signal",
     "CandidateResult",
-    "pick",
-    "verdict",
     "measure_candidate",
     "DeploymentResult",
     "measure_deployment",
@@ -55,7 +58,13 @@ class SignalStats:
     seed_std: float | None  # pooled over the panel, in the signal's units
     median_gap: float | None  # between neighbouring panel means (sorted), in the signal's units
     noise_ratio: float | None  # seed_std / median_gap: below 1, neighbouring panel networks differ beyond the noise
-    qualified: bool = False  # its share reaches the bar and the candidate's accuracy is below the noise bar
+    qualified: bool = False  # its share's interval clears the bar and the candidate's accuracy is below the noise bar
+    networks: int | None = None  # the networks τ and share are measured on (the pick half)
+    tau_ci: list[float] | None = None  # [lo, hi], the bootstrap's (nas.calibrate.bootstrap)
+    share_ci: list[float] | None = None
+    recall: float | None = None  # of deployment's top quarter in the proxy's top quarter, averaged over the seed pairs
+    recall_ci: list[float] | None = None
+    held_out: dict[str, Any] | None = None  # the same numbers on the held-out half (intervals.half_stats)
 
 
 def pooled_std(values: Sequence[Mapping[int, float]]) -> float | None:
@@ -104,7 +113,7 @@ def signal_stats(
     stats = SignalStats(
         signal,
         tau,
-        tau / deploy_retest if tau is not None and deploy_retest else None,
+        tau / deploy_retest if tau is not None and deploy_retest and deploy_retest > 0 else None,
         tau_means,
         rho_means,
         retest_tau([p for p, _ in rows], seeds),
@@ -138,35 +147,11 @@ class CandidateResult:
     cost: float | None = None  # what it is picked by: CPU seconds, or wall seconds where some are unknown
     cost_ratio: float | None = None  # cost / deployment's
     signals: dict[str, SignalStats] = field(default_factory=dict)
+    samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # signal -> τ per resample (pick half)
 
     @property
     def complete(self) -> bool:
         return self.evaluations >= self.expected
-
-
-def pick(results: Sequence[CandidateResult]) -> dict[str, Any]:
-    """The signal (best mean τ over the complete candidates; ties in SIGNALS' order), the pick (the
-    cheapest candidate qualifying with that signal, else the cheapest qualifying with another),
-    or, with none qualifying, the closest (highest share among those below the noise bar, else
-    the highest share). Returns {'signal', 'mean_tau' (per signal), 'pick' (key, signal) or None,
-    'closest' (key, signal) or None}."""
-    # a candidate without signals waits for deployment's measurements
-    done = [r for r in results if r.complete and r.cost is not None and r.signals]
-    mean_tau = {s: _mean_or_none([r.signals[s].tau for r in done if s in r.signals]) for s in SIGNALS}
-    ranked = [s for s in SIGNALS if mean_tau[s] is not None]
-    signal = max(ranked, key=lambda s: (mean_tau[s], -SIGNALS.index(s))) if ranked else SIGNALS[0]
-    by_cost = sorted(done, key=lambda r: r.cost)
-    chosen = next(((r.key, signal) for r in by_cost if r.signals[signal].qualified), None)
-    if chosen is None:
-        chosen = next(((r.key, s) for r in by_cost for s in SIGNALS if r.signals[s].qualified), None)
-    closest = None
-    if chosen is None:
-        pairs = [(r, s) for r in done for s in SIGNALS if r.signals[s].share is not None]
-        noise = {r.key: r.signals["accuracy"].noise_ratio for r in done}
-        quiet = [(r, s) for r, s in pairs if noise[r.key] is not None and noise[r.key] < 1]
-        best = max(quiet or pairs, key=lambda rs: (rs[0].signals[rs[1]].share, -rs[0].cost), default=None)
-        closest = (best[0].key, best[1]) if best else None
-    return {"signal": signal, "mean_tau": mean_tau, "pick": chosen, "closest": closest}
 
 
 def _timing(records: Sequence[TrialRecord]) -> tuple[float | None, float | None]:
@@ -175,37 +160,6 @@ def _timing(records: Sequence[TrialRecord]) -> tuple[float | None, float | None]
         return None, None
     cpu = [r.cpu_seconds for r in records]
     return statistics.mean(r.seconds for r in records), statistics.mean(cpu) if all(c > 0 for c in cpu) else None
-
-
-def _mean_or_none(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.mean(vals) if vals else None
-
-
-def verdict(
-    choice: Mapping[str, Any], results: Mapping[str, CandidateResult], deploy_retest: float | None, share: float
-) -> str:
-    if choice["pick"]:
-        key, signal = choice["pick"]
-        r, st = results[key], results[key].signals[signal]
-        return (
-            f"picked {key} ranked by {signal}: τ {format_stat(st.tau)} = {format_stat(st.share)} of deployment's "
-            f"test-retest τ {format_stat(deploy_retest)}, accuracy seed std "
-            f"{format_stat(r.signals['accuracy'].noise_ratio)} of the median gap, at "
-            f"{format_stat(r.cost, '.1f')} "
-            f"{'CPU ' if r.cost == r.cpu_seconds else ''}s per evaluation, "
-            f"{format_stat(r.cost_ratio and 1 / r.cost_ratio, '.0f')}x cheaper than deployment"
-        )
-    if choice["closest"]:
-        key, signal = choice["closest"]
-        st = results[key].signals[signal]
-        return (
-            f"no candidate reaches τ >= {share} x deployment's test-retest τ ({format_stat(deploy_retest)}) with an "
-            f"accuracy seed std below its median gap; closest: {key} ranked by {signal} (τ {format_stat(st.tau)}, "
-            f"{format_stat(st.share)} of it, accuracy seed std "
-            f"{format_stat(results[key].signals['accuracy'].noise_ratio)} of the gap), written unqualified"
-        )
-    return "no candidate is measured completely yet: nothing picked"
 
 
 def _values(
@@ -221,15 +175,38 @@ def _values(
     )
 
 
+def measured_signal(
+    signal: str,
+    proxy: Sequence[Mapping[int, float]],
+    ref: Reference,
+    share: float,
+    accuracy_noise: float | None = None,
+) -> tuple[SignalStats, np.ndarray]:
+    """One signal of a candidate against deployment (`ref`): τ, share and the rest on the pick half
+    with their intervals, the noise over the whole panel, the held-out half's numbers; qualified
+    by the share's lower bound and the noise. Also τ in every resample of the pick half."""
+    rows = ref.pick.rows
+    st = signal_stats(signal, [proxy[i] for i in rows], [ref.deploy[i] for i in rows], ref.seeds, ref.pick.retest)
+    whole = signal_stats(signal, proxy, ref.deploy, ref.seeds, None)
+    st.seed_std, st.median_gap, st.noise_ratio = whole.seed_std, whole.median_gap, whole.noise_ratio
+    picked, taus = half_stats(proxy, ref, ref.pick, share)
+    st.networks, st.tau_ci, st.share_ci = picked["networks"], picked["tau_ci"], picked["share_ci"]
+    st.recall, st.recall_ci = picked["recall"], picked["recall_ci"]
+    noise = st.noise_ratio if accuracy_noise is None else accuracy_noise
+    st.qualified = bool(picked["clears"] and noise is not None and noise < 1)
+    st.held_out = None if ref.held_out is None else half_stats(proxy, ref, ref.held_out, share)[0]
+    return st, taus
+
+
 def measure_candidate(
     folder: RunFolder,
     cand: Candidate,
     panel: Sequence[Mapping[str, Any]],
     seeds: Sequence[int],
-    deploy: Sequence[Mapping[int, float]],
-    deploy_retest: float | None,
+    ref: Reference | None,
     share: float,
 ) -> CandidateResult:
+    """A candidate's timing and, once it and deployment (`ref`) are measured completely, its signals."""
     records = folder.trials(cand.file)
     complete = [
         r
@@ -243,18 +220,16 @@ def measure_candidate(
     result = CandidateResult(
         cand.key, cand.subset, cand.epochs, cand.image_size, evaluations, len(panel) * len(seeds), *_timing(complete)
     )
-    if result.complete and deploy:
-        acc = signal_stats(
-            "accuracy", _values(records, panel, seeds, cand.epochs, "accuracy"), deploy, seeds, deploy_retest, share
+    if result.complete and ref is not None:
+        acc, result.samples["accuracy"] = measured_signal(
+            "accuracy", _values(records, panel, seeds, cand.epochs, "accuracy"), ref, share
         )
-        result.signals = {
-            s: acc
-            if s == "accuracy"
-            else signal_stats(
-                s, _values(records, panel, seeds, cand.epochs, s), deploy, seeds, deploy_retest, share, acc.noise_ratio
-            )
-            for s in SIGNALS
-        }
+        result.signals["accuracy"] = acc
+        for s in SIGNALS:
+            if s != "accuracy":
+                result.signals[s], result.samples[s] = measured_signal(
+                    s, _values(records, panel, seeds, cand.epochs, s), ref, share, acc.noise_ratio
+                )
     return result
 
 
