@@ -17,26 +17,16 @@ from pathlib import Path
 import pytest
 
 from nas.run.folder import RunFolder
-from test_faults import read_only
+from test_faults import nas, read_only
+from test_faults import one_line as faults_one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "search_spaces" / "digits.yaml"
 
 
-def nas(verb: str, *args: object, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", f"nas.{verb}", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-
-
 def one_line(proc: subprocess.CompletedProcess) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
-    return lines[0]
+    assert "Traceback" not in proc.stdout, proc.stdout[-3000:]
+    return faults_one_line(proc.stderr)
 
 
 def _closed_port() -> int:

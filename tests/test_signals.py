@@ -105,24 +105,10 @@ def _term_the_group(cmd: Command, times: int) -> None:
 
 
 def _search_args(tmp_path: Path, name: str) -> list[object]:
-    return [
-        "--space",
-        DIGITS,
-        "--budget",
-        "4",
-        "--results-dir",
-        tmp_path / "res ü",  # the resume command must survive a shell
-        "--name",
-        name,
-        "--epochs",
-        "60",
-        "--subset",
-        "300",
-        "--race",
-        "1",
-        "--max-concurrent",
-        "1",
-    ]
+    """A digits search whose trials run long enough to be stopped; its results in a folder whose
+    name the resume command must quote for a shell."""
+    where = ["--results-dir", tmp_path / "res ü", "--name", name]
+    return ["--space", DIGITS, *where, *"--budget 4 --epochs 60 --subset 300 --race 1 --max-concurrent 1".split()]
 
 
 @pytest.mark.slow
