@@ -142,7 +142,7 @@ class LocalHead:
         """From now on, a thread watches the head's processes (see the module)."""
         assert self.proc is not None
         pid = self.proc.pid
-        self._watched = {p: _name(p) for p in session_processes(pid) if p != pid and _stat(p)[1] == pid}
+        self._watched = {p: _name(p) for p in session_processes(pid) if (s := _stat(p)) is not None and s[1] == pid}
         threading.Thread(target=self._watch, name="nas-ray-watch", daemon=True).start()
 
     def _watch(self) -> None:
@@ -244,8 +244,9 @@ def signals_held() -> Iterator[None]:
 
 
 def _hide_fd2() -> None:
-    """What Ray writes to file descriptor 2 from now on (the dead process's log tail, the GCS
-    reconnect's fatal line) goes to /dev/null; Python's own sys.stderr keeps the terminal."""
+    """What Ray writes to file descriptor 2 from now on, for the rest of the process (the dead
+    process's log tail, the GCS reconnect's fatal line), goes to /dev/null; Python's own
+    sys.stderr keeps the terminal, for the command's one line."""
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.flush()
         saved = os.dup(2)
