@@ -22,9 +22,11 @@ the exception it lets through, as a note (`err.add_note('continue with: python -
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import functools
 import math
+import os
 import shlex
 import signal
 import sys
@@ -33,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from nas.errors import NasError
+from nas.errors import NasError, UsageError
 
 __all__ = [
     "command",
@@ -48,6 +50,12 @@ __all__ = [
     "stop_on_sigterm",
     "StopSignals",
     "hms",
+    "check_place",
+    "check_folder_name",
+    "hold",
+    "let_go",
+    "held",
+    "NAME_MAX",
     "EXIT_USAGE",
     "EXIT_INTERRUPTED",
     "EXIT_TERMINATED",
@@ -70,6 +78,7 @@ _UNWRITABLE = (
     errno.ENOENT,
 )
 
+NAME_MAX = 255  # bytes in a file name on Linux, macOS and Windows file systems alike
 _SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
@@ -124,8 +133,8 @@ def stop_on_sigterm() -> None:
 class StopSignals:
     """Ctrl-C and SIGTERM (a cluster's scheduler, a container stop) during a Tune run: our handler
     instead of Tune's, so the command knows. The first signal calls `stop` (which stops Tune
-    cleanly) and is kept in `received`; a second one acts at once, through the handler there was
-    before (else as Ctrl-C). `restore`, or leaving the `with` block, puts the previous handlers
+    cleanly) and is kept in `received`; a second one is kept there too and acts at once, through
+    the handler there was before (else as Ctrl-C). `restore`, or leaving the `with` block, puts the previous handlers
     back. Signal handlers can be set in the main thread only: elsewhere this does nothing."""
 
     def __init__(self, stop: Callable[[], None]):
@@ -137,7 +146,15 @@ class StopSignals:
     def __call__(self, signum: int, frame: Any) -> None:
         self.stop()
         self.received.append(signum)
-        signal.signal(signum, self.previous.get(signum) or signal.default_int_handler)  # a second one: at once
+        signal.signal(signum, self._again)  # a second one: at once
+
+    def _again(self, signum: int, frame: Any) -> None:
+        """A second signal: kept in `received` (Ray turns the exception it raises inside a wait into
+        a plain KeyboardInterrupt: `received` still says it was SIGTERM), then the handler there was."""
+        self.received.append(signum)
+        handler = self.previous.get(signum) or signal.default_int_handler
+        if callable(handler):
+            handler(signum, frame)
 
     def catch(self, *signums: int) -> None:
         """Handle `signums` from now on."""
@@ -157,6 +174,67 @@ class StopSignals:
 
     def __exit__(self, *exc: object) -> None:
         self.restore()
+
+
+def check_folder_name(name: str, under: str = "--results-dir") -> None:
+    """--name: a plain folder name (no "/", no "..") that a file system takes (NAME_MAX bytes);
+    UsageError, one line, otherwise. `under` names where the folder goes."""
+    if name in ("", ".", "..") or any(c in name for c in ("/", "\\", "\0", os.sep)):
+        raise UsageError(f'--name {name!r}: give a plain folder name (no "/", no ".."); the folder goes under {under}')
+    if len(os.fsencode(name)) > NAME_MAX:
+        raise UsageError(
+            f"--name is {len(os.fsencode(name))} bytes long; a folder name takes at most {NAME_MAX} (give a shorter one)"
+        )
+
+
+def check_place(results_dir: Path, name: str | None = None, flag: str = "--results-dir") -> Path:
+    """The up-front checks of every command that writes a folder (nas.search's run, nas.calibrate's
+    calibration, nas.fidelity's records in a run): `name` (--name) a plain folder name a file
+    system takes, and the folder `results_dir`/`name` (`results_dir` without a name) either a
+    folder, or not there yet under a writable folder. Nothing is made; the folder is returned.
+    `flag` names `results_dir` in the line ('' for a folder given as it is).
+
+    Raises:
+        UsageError: one line (exit 2), before anything is written or Ray starts.
+    """
+    where = f"{flag} {results_dir}: " if flag else ""
+    if name is not None:
+        check_folder_name(name, flag or "it")
+    path = Path(results_dir) / name if name is not None else Path(results_dir)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path and not path.is_dir() and name is not None:
+        raise UsageError(f"{path}: exists and is not a folder; pick another --name")
+    if not existing.is_dir():
+        raise UsageError(f"{where}{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        raise UsageError(
+            f"{where}cannot write in {existing} ({os.strerror(errno.EROFS if read_only else errno.EACCES)})"
+        )
+    return path
+
+
+_HELD: list[Any] = []  # what this process holds, first taken first (hold, let_go, held)
+
+
+def hold(thing: Any) -> None:
+    """Say that this process holds `thing` (a run folder's lock, `nas.run.lock.RunLock`: it has
+    `release()` and `resume`, the command that continues its work) until `let_go(thing)`."""
+    _HELD.append(thing)
+
+
+def let_go(thing: Any) -> None:
+    """`thing` is held no more."""
+    with contextlib.suppress(ValueError):
+        _HELD.remove(thing)
+
+
+def held() -> list[Any]:
+    """What this process holds now, first taken first: what a command that must end at once
+    (`nas.tune.head`: its Ray died under it) releases, and whose `resume` its line says."""
+    return list(_HELD)
 
 
 def fault_exit(e: OSError) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nas.calibrate.report import CALIBRATION_JSON, PROXY_YAML, format_table
 from nas.calibrate.run import CalibrateOptions, calibrate
-from nas.cli import ArgumentParser, add_resource_options, command
+from nas.cli import ArgumentParser, add_resource_options, check_place, command
 
 __all__ = ["build_parser", "main"]
 
@@ -109,10 +109,17 @@ def _add_candidate_options(p: argparse.ArgumentParser, d: CalibrateOptions) -> N
 @command
 def main(argv: list[str]) -> None:
     opts = CalibrateOptions(**vars(build_parser().parse_args(argv)))
+    check_place(opts.results_dir, opts.name)  # the guard every command that writes shares
+    from nas.tune.session import cluster_joined  # Ray: once the calibration starts
+
     try:
-        report = calibrate(opts, command="python -m nas.calibrate " + " ".join(argv))
-    except KeyboardInterrupt as e:
-        e.add_note(f"interrupted; continue with: python -m nas.calibrate {' '.join(argv)}")
+        with cluster_joined(opts.address):  # a cluster that does not answer: one line, no folder made
+            report = calibrate(opts, command="python -m nas.calibrate " + " ".join(argv))
+    except (KeyboardInterrupt, OSError) as e:  # OSError: a full disk, a Ray that died under it
+        e.add_note(
+            f"{'interrupted' if isinstance(e, KeyboardInterrupt) else 'the calibration stopped'}; "
+            f"continue with: python -m nas.calibrate {' '.join(argv)}"
+        )
         raise
     print(format_table(report))
     choice = report["pick"] or report["closest"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from nas.cli import (
     ArgumentParser,
     add_resource_options,
+    check_place,
     command,
     shell_command,
 )
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     again = shell_command("fidelity", *argv)  # the same check, every option kept
+    if args.run.exists():
+        check_place(args.run, flag="")  # the guard every command that writes shares
     try:
         summary = check(FidelityOptions(**vars(args)), command=again)
     except KeyboardInterrupt as e:

@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from nas.cli import hold, let_go
 from nas.run.folder import RunError
 from nas.run.holder import LOCK_FILE, Holder, holder_of
 
@@ -117,6 +118,7 @@ class RunLock:
             os.close(fd)
             raise
         self._fd, self.note = fd, note
+        hold(self)  # a command that must end at once releases it and says its resume (nas.cli.held)
         self._stop.clear()
         self._beat = threading.Thread(
             target=self._heartbeat, args=(fd, self._stop), name="run-lock heartbeat", daemon=True
@@ -195,6 +197,7 @@ class RunLock:
         fd, self._fd = self._fd, None
         if fd is None:
             return
+        let_go(self)
         self._stop.set()
         if self._beat is not None:
             self._beat.join(timeout=5)  # it touches fd: done before fd is closed and its number reused

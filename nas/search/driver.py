@@ -94,8 +94,10 @@ def search(opts: SearchOptions, explicit: set[str], command: str) -> RunFolder:
             e.add_note(f"{fix}, then continue with: {resume_command(run_folder.path)}")
         raise
     finally:
-        claim.stack.close()
-        claim.lock.release()
+        try:
+            claim.stack.close()  # a local Ray stopped (a second SIGTERM is raised once it is down)
+        finally:
+            claim.lock.release()
 
 
 def _search(folder: RunFolder, opts: SearchOptions, stored: RunConfig | None, command: str, claim: Claim) -> RunFolder:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from nas.checks import is_int
-from nas.cli import amount
+from nas.cli import amount, check_folder_name
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig, ProxyError
 from nas.run.pareto import COSTS, OBJECTIVES
@@ -43,7 +42,6 @@ RESUMABLE = {
 }
 LIMIT_OPTIONS = {o.limit: name for name, o in OBJECTIVES.items() if o.search_limit}  # max_macs -> macs, ...
 PROXY_OPTIONS = ("dataset", "epochs", "batch_size", "subset")
-NAME_MAX = 255  # bytes in a file name on Linux, macOS and Windows file systems alike
 
 
 @dataclass
@@ -179,19 +177,9 @@ class SearchOptions:
         return gpus
 
     def _check_name(self) -> None:
-        """--name: a plain folder name that a file system takes."""
-        if self.name is None:
-            return
-        name = str(self.name)
-        if name in ("", ".", "..") or any(c in name for c in ("/", "\\", "\0", os.sep)):
-            raise UsageError(
-                f'--name {name!r}: give a plain folder name (no "/", no ".."); the run folder goes under --results-dir'
-            )
-        if len(os.fsencode(name)) > NAME_MAX:
-            raise UsageError(
-                f"--name is {len(os.fsencode(name))} bytes long; a folder name takes at most "
-                f"{NAME_MAX} (give a shorter one)"
-            )
+        """--name: a plain folder name that a file system takes (`nas.cli.check_folder_name`)."""
+        if self.name is not None:
+            check_folder_name(str(self.name))
 
     def _check_proxy(self) -> None:
         """The proxy overrides, by ProxyConfig's own rules (the space's proxy is checked once loaded)."""

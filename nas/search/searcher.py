@@ -217,6 +217,8 @@ class ArchSearcher(Searcher):
             elif record.status == "complete" and arch_id not in self.untold:
                 self.untold[arch_id] = None  # a re-evaluation moved its mean: tell the new mean
             self.settle()
+        except OSError:  # the study's journal cannot be written: the run ends with it (nas.tune.runner.TuneRun)
+            raise
         except Exception as e:  # Optuna refuses e.g. NaN values: the trial is still recorded by us
             logging.getLogger(__name__).warning("Optuna did not take trial %s: %s", trial_id, e)
 

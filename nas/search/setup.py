@@ -11,7 +11,6 @@ read once, by `resolve_run`, and that one reading serves the whole set-up.
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 import os
 import shlex
@@ -23,7 +22,7 @@ from typing import Any
 
 import torch
 
-from nas.cli import shell_command
+from nas.cli import check_place, shell_command
 from nas.data.dataset import Dataset
 from nas.errors import UsageError
 from nas.proxy import ProxyConfig, ProxyError, load_proxy_file
@@ -95,10 +94,22 @@ class Claim:
 
 
 def _name_taken(folder: RunFolder) -> str:
-    return (
-        f"{folder.path}: a run folder of that name exists; continue it with: {resume_command(folder.path)}, "
-        f"or pick another --name"
-    )
+    """Why a new run cannot have `folder`'s name, and what to do: continue the run there, or, for a
+    folder that is not a search's run (a calibration's, anything else), use it as it is meant."""
+    if (folder.path / RUN_YAML).is_file():
+        return (
+            f"{folder.path}: a run folder of that name exists; continue it with: {resume_command(folder.path)}, "
+            f"or pick another --name"
+        )
+    if (folder.path / "calibration.yaml").is_file():  # nas.calibrate's folder
+        proxy = folder.path / "proxy.yaml"
+        use = (
+            f"search with its proxy: python -m nas.search --proxy {shlex.quote(str(proxy))}, "
+            if proxy.is_file()
+            else ""
+        )
+        return f"{folder.path}: holds a calibration (nas.calibrate), not a search's run; {use}pick another --name"
+    return f"{folder.path}: exists and holds no search run (no {RUN_YAML}); pick another --name"
 
 
 def resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, SearchOptions, RunConfig | None]:
@@ -107,7 +118,7 @@ def resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Sea
     if opts.resume is None:
         name = opts.name or datetime.now().strftime("%Y%m%d-%H%M%S")
         folder = RunFolder(opts.results_dir / name)
-        _check_writable(opts.results_dir, folder.path)
+        check_place(opts.results_dir, name)  # the guard of every command that writes a folder
         if folder.exists() or (folder.path.exists() and any(p.name != LOCK_FILE for p in folder.path.iterdir())):
             raise UsageError(_name_taken(folder))
         return folder, opts, None
@@ -132,26 +143,6 @@ def resolve_run(opts: SearchOptions, explicit: set[str]) -> tuple[RunFolder, Sea
     merged = {**stored, **{k: v for k, v in given_opts.items() if k in explicit or k not in stored}}
     merged["resume"] = str(folder.path)
     return folder, SearchOptions.from_dict({k: v for k, v in merged.items() if k in given_opts}), config
-
-
-def _check_writable(results_dir: Path, path: Path) -> None:
-    """A new run folder can be made at `path`: its nearest existing ancestor is a writable folder."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if existing == path and not path.is_dir():
-        raise UsageError(f"{path}: exists and is not a folder; pick another --name")
-    if not existing.is_dir():
-        raise UsageError(f"--results-dir {results_dir}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(
-            f"--results-dir {results_dir}: cannot write in {existing} "
-            f"({os.strerror(errno.EROFS) if _read_only(existing) else os.strerror(errno.EACCES)})"
-        )
-
-
-def _read_only(path: Path) -> bool:
-    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
 def _gpus(opts: SearchOptions) -> tuple[float, float | None]:

@@ -28,7 +28,7 @@ from nas.search.state import RunState
 from nas.search.study import RunStudy
 from nas.space.space import SearchSpace
 from nas.trial import TrialSettings
-from nas.tune.runner import TuneSession, tuner
+from nas.tune.runner import TuneRun, TuneSession, tuner
 from nas.tune.session import GPU_GRID, trial_slots
 from nas.tune.trainable import trainable
 
@@ -149,7 +149,7 @@ def _scheduler(job: SearchTuning) -> ASHAScheduler | None:
     )
 
 
-def _tuner(job: SearchTuning, searcher: ArchSearcher, recorder: Recorder, resources: dict[str, float]) -> tune.Tuner:
+def _tuner(job: SearchTuning, searcher: ArchSearcher, recorder: Recorder, resources: dict[str, float]) -> TuneRun:
     """The Tuner of the job: the trainable on the data, as many trials at once as fit the cluster
     (or --max-concurrent), the searcher, the recorder and its progress display, stopped by too
     many failures or by the recorder's halt, and ASHA with --early-stop.

@@ -6,6 +6,7 @@ The package, bottom to top:
   (`finish_times`, `makespan`), the time left weighted by cost (`time_left`), the progress lines;
 - `nas.tune.result`: a trial's Tune result, and the trials.jsonl record the driver makes of it;
 - `nas.tune.trainable`: the trainable, one evaluation (`nas.trial.evaluate`) in a Ray worker;
+- `nas.tune.head`: the command's own local Ray (`ray start --head`) in a session of its own, watched;
 - `nas.tune.session`: the Ray session (a local Ray, or a cluster joined) and whether a trial fits;
 - `nas.tune.runner`: one Tune run: `TuneSession` (Ray, our Ctrl-C/SIGTERM handling, both undone)
   and `tuner` (the Tune run config the search and the jobs share);

@@ -15,6 +15,7 @@ a searcher that hands out trials until it is finished, the stoppers composed wit
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
@@ -28,10 +29,11 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.stopper import CombinedStopper, Stopper
 
-from nas.cli import StopSignals
-from nas.tune.session import ray_session
+from nas.cli import StopSignals, Terminated
+from nas.tune.head import LocalHead
+from nas.tune.session import local_head, ray_session
 
-__all__ = ["TuneSession", "tuner", "trial_dirname"]
+__all__ = ["TuneSession", "TuneRun", "tuner", "trial_dirname", "write_fault"]
 
 
 class TuneSession:
@@ -39,14 +41,16 @@ class TuneSession:
     (which should make the run's stoppers end it cleanly) and is kept in `received`; a second
     acts at once. On entry: SIGINT is caught, Ray started or joined (`ray_session`: UsageError if
     the cluster cannot be joined), then SIGTERM caught (after ray.init, which installs its own
-    handler: an abort with a C++ stack). On exit: a Ray it started is stopped, the handlers
-    restored. `resources` are the cluster's, `cluster()` what run.yaml records of it."""
+    handler: an abort with a C++ stack). A process of the command's local Ray that dies stops the
+    run as the first signal does, and `RayDied` is raised on exit (`nas.tune.head`). On exit: a
+    Ray it started is stopped, the handlers restored. `resources` are the cluster's, `cluster()` what run.yaml records of it."""
 
     def __init__(self, address: str | None, stop: Callable[[], None]):
         self.address = address
         self.signals = StopSignals(stop)
         self.resources: dict[str, float] = {}
         self._stack = contextlib.ExitStack()
+        self._head: LocalHead | None = None
 
     def __enter__(self) -> TuneSession:
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
@@ -58,11 +62,27 @@ class TuneSession:
             self._stack.close()
             raise
         self.signals.catch(signal.SIGTERM)
+        self._head = local_head()
+        if self._head is not None:  # a Ray process that dies stops the run as a signal does
+            self._head.on_death.append(self.signals.stop)
         self.resources = ray.cluster_resources()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stack.close()
+        head = self._head
+        try:
+            self._stack.close()
+        finally:
+            if head is not None:
+                head.on_death.remove(self.signals.stop)
+        if head is not None and head.died is not None:  # whatever Tune made of it: one line
+            raise head.died from None
+        if (
+            isinstance(exc[1], KeyboardInterrupt)
+            and not isinstance(exc[1], Terminated)
+            and self.received[-1:] == [signal.SIGTERM]
+        ):  # a second SIGTERM that Ray's wait turned into a plain KeyboardInterrupt
+            raise Terminated() from None
 
     @property
     def received(self) -> list[int]:
@@ -83,6 +103,53 @@ def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
+FREE_BYTES = 1 << 20  # less than this free under the run folder: Tune's own state cannot be kept
+
+
+def write_fault(folder: Path) -> OSError | None:
+    """Why `folder` cannot be written now (a full disk, a read-only file system, no permission, an
+    I/O error), as the OSError that says it and names the place; None if it can. A probe file is
+    written, fsynced and removed."""
+    folder = Path(folder)
+    try:
+        st = os.statvfs(folder)
+        if st.f_bavail * st.f_frsize < FREE_BYTES:
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
+        probe = folder / f".nas-probe-{os.getpid()}"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"\0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+    except OSError as e:
+        e.filename = e.filename or str(folder)
+        return e
+    return None
+
+
+class TuneRun:
+    """A Tune run (`tuner`) whose end by a write fault under its folder is that fault: Tune keeps its
+    own state (the experiment, each trial's error file) under the run folder, and a disk that fills
+    or turns read-only in the middle makes it fail in its own ways (an `EOFError` reading back an
+    empty error file, pyarrow's errors): `fit` raises the OSError naming the place instead (one
+    line from the command frame, with the command's resume note). Anything else passes as it is."""
+
+    def __init__(self, tuner: tune.Tuner, folder: Path):
+        self.tuner, self.folder = tuner, Path(folder)
+
+    def fit(self) -> Any:
+        try:
+            return self.tuner.fit()
+        except Exception:
+            fault = write_fault(self.folder)
+            if fault is None:
+                raise
+            raise fault from None
+
+
 def tuner(
     trainable: Callable[..., None],
     params: Mapping[str, Any],
@@ -95,13 +162,14 @@ def tuner(
     stoppers: Sequence[Stopper],
     callbacks: Sequence[tune.Callback],
     scheduler: TrialScheduler | None = None,
-) -> tune.Tuner:
+) -> TuneRun:
     """The Tuner of one run: `trainable` with `params` (put in Ray's object store once) and
     `resources` per trial (fixed, or a function of the trial's config), `concurrent` trials at
     once, asked of `searcher` until it is finished, actors reused; any of `stoppers` ends the run;
     `callbacks` record. Tune's experiment goes to `folder`/ray/`name`-<time>, a trial that raises
-    is not retried, and Tune prints nothing of its own."""
-    return tune.Tuner(
+    is not retried, and Tune prints nothing of its own; a write fault under `folder` ends it as that
+    fault (`TuneRun`)."""
+    tuned = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, **params), resources),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
@@ -124,3 +192,4 @@ def tuner(
         # one: a pass over every trial per trial, which starved the slots of long runs. The run
         # folder is the record.
     )
+    return TuneRun(tuned, folder)

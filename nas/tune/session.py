@@ -9,6 +9,7 @@ by its memory (the search's --gpus-per-trial auto). The search and `nas.tune.job
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
@@ -23,12 +24,16 @@ import ray
 import torch
 
 from nas.errors import UsageError
+from nas.tune.head import LocalHead, signals_held
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "cluster_address",
     "join_cluster",
     "ray_session",
+    "cluster_joined",
+    "local_ray",
+    "local_head",
     "check_resources",
     "fitting_trials",
     "trial_slots",
@@ -121,6 +126,51 @@ def _our_sigterm() -> Iterator[None]:
             signal.signal(signal.SIGTERM, before)
 
 
+_HEAD: LocalHead | None = None  # the command's own local Ray while it runs (one at a time)
+
+
+def local_head() -> LocalHead | None:
+    """The command's own local Ray while one runs (`local_ray`), else None (none, or a cluster joined)."""
+    return _HEAD
+
+
+@contextlib.contextmanager
+def local_ray() -> Iterator[LocalHead]:
+    """A local Ray with this machine's resources in a session of its own (`nas.tune.head`), joined,
+    and stopped on every way out: a normal end, an error, Ctrl-C, SIGTERM to the command or to its
+    whole process group. A Ray process that dies meanwhile is raised at the end as `RayDied`.
+
+    Raises:
+        RayDied: a process of this Ray died while it ran (one line; the command adds how to continue).
+    """
+    global _HEAD
+    head = LocalHead(num_gpus=torch.cuda.device_count())
+    _HEAD = head
+    try:
+        with _our_sigterm():
+            address = head.start()
+            with _stderr_hidden():
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        head.watch()
+        yield head
+    except BaseException:
+        if head.died is not None:
+            raise head.died from None
+        raise
+    finally:
+        _HEAD = None
+        with signals_held():  # a second Ctrl-C or SIGTERM acts once Ray is down, not halfway
+            try:
+                if head.died is None:
+                    ray.shutdown()
+                else:  # its GCS is gone: Ray's own shutdown at exit would wait for it
+                    atexit.unregister(ray.shutdown)
+            finally:
+                head.stop()
+    if head.died is not None:
+        raise head.died
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
     """Ray for one Tune run: the cluster at `address` (or an exported RAY_ADDRESS: see
@@ -140,26 +190,35 @@ def ray_session(address: str | None) -> Iterator[None]:
     try:
         joined = cluster_address(address)
         if ray.is_initialized():  # joined already (nas.search joins before it writes anything)
+            if _HEAD is not None and _HEAD.died is not None:
+                raise _HEAD.died
             yield
         elif joined:
             with _our_sigterm():
                 join_cluster(joined, from_env=not address)
             yield
         else:
-            with _our_sigterm():
-                ray.init(
-                    include_dashboard=False,
-                    logging_level=logging.ERROR,
-                    log_to_driver=False,
-                    num_gpus=torch.cuda.device_count(),
-                )
-            try:
+            with local_ray():
                 yield
-            finally:
-                ray.shutdown()
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def cluster_joined(address: str | None) -> Iterator[None]:
+    """The Ray cluster at `address` (or an exported RAY_ADDRESS) joined for as long as the block
+    runs, so that a cluster that does not answer is one line before a command writes anything;
+    without one, nothing (a local Ray starts with the Tune run).
+
+    Raises:
+        UsageError: the cluster cannot be joined (one line).
+    """
+    if cluster_address(address):
+        with ray_session(address):
+            yield
+    else:
+        yield
 
 
 def check_resources(
