@@ -122,6 +122,10 @@ def deploy_table(s: dict) -> list[tuple[str, str]]:
         ("deployment's front in the pool", f"{len(s['long_front'])} points"),
         ("printed front vs deployment's: precision / recall", agreement(printed)),
         ("the proxy's own front (no promotion): precision / recall", agreement(own)),
+        (
+            "deployment's own front test-retest (seed 0's front vs seed 1's)",
+            agreement(s.get("long_retest_front_agreement")),
+        ),
         ("printed accuracies vs deployment: Kendall τ", num(tau)),
         ("the proxy's means vs deployment: Kendall τ", num(s.get("kendall_tau"))),
         ("deployment's own test-retest τ", num(retest)),

@@ -276,6 +276,12 @@ def test_front_agreement_is_precision_and_recall_of_the_printed_front():
         "within_noise_kept": ["a2"],
     }
     assert summary["front_agreement"]["precision"] == pytest.approx(2 / 3)
+    # deployment's own front test-retest: seed 0's front is a0, a2 (a1 below a0); seed 1's is a0, a1 (a2 below a0)
+    archs = _archs([[0.5, 0.5], [0.6, 0.6], [0.7, 0.7]], [[0.6, 0.3], [0.4, 0.5], [0.7, 0.2]])
+    retest = report(archs, ["a2"], ["accuracy", "macs"], SEEDS, 1, 2)["long_retest_front_agreement"]
+    assert (retest["kept"], retest["missed"], retest["extra"]) == (["a0"], ["a1"], ["a2"])
+    assert (retest["precision"], retest["recall"]) == (0.5, 0.5)
+    assert report(archs, [], ["accuracy", "macs"], [0], 1, 2)["long_retest_front_agreement"] is None
 
 
 def test_picks_the_front_then_the_next_ranks():

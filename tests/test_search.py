@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -71,6 +72,14 @@ def test_small_search_writes_the_run_folder(tmp_path):
     # The search's local Ray under a temp dir of its own (RAY_TMPDIR), so that the check below sees
     # only its processes, whatever other Ray runs on the machine.
     ray_tmp = tempfile.mkdtemp(prefix="rays", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    seen, done = set(), threading.Event()
+
+    def watch() -> None:  # what the search's Ray puts under RAY_TMPDIR while it runs
+        while not done.wait(0.2):
+            seen.update(p.name for p in Path(ray_tmp).iterdir())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     proc = search(
         "--budget",
         "5",
@@ -83,6 +92,8 @@ def test_small_search_writes_the_run_folder(tmp_path):
         *FAST,
         env={**os.environ, "RAY_TMPDIR": ray_tmp},
     )
+    done.set()
+    watcher.join()
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")
     config = run.config()
@@ -110,8 +121,9 @@ def test_small_search_writes_the_run_folder(tmp_path):
     assert pareto["hypervolume"] > 0
     # The terminal ends with the front.
     assert "Pareto front:" in proc.stdout and all(p["arch_id"] in proc.stdout for p in pareto["front"])
-    assert list(Path(ray_tmp).iterdir()), "the search's Ray did not use RAY_TMPDIR"
+    assert any(name.startswith("nas-ray-") for name in seen), "the search's Ray did not use RAY_TMPDIR"
     assert not _processes_under(ray_tmp)  # the local Ray went away with the search
+    assert not list(Path(ray_tmp).iterdir())  # and its temporary folder with it
     shutil.rmtree(ray_tmp, ignore_errors=True)
 
 

@@ -19,6 +19,7 @@ The report, printed and written to RUN/fidelity.json:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from nas.fidelity.reference import DEPLOYMENT, long_label
@@ -56,6 +57,7 @@ def report(
         "long_front": lf,
         "proxy_front_kept": [a for a in proxy_front if a in lf],
         "front_agreement": front_agreement(proxy_front, lf),
+        "long_retest_front_agreement": _retest_front(archs, objectives, seeds),
         "noise_flags": None if separable is None else _noise_flags(separable, lf),
         "rung0_front_agreement": None
         if rung0_front is None
@@ -79,6 +81,18 @@ def report(
             for a in archs
         ],
     }
+
+
+def _retest_front(archs: Sequence[ArchFidelity], objectives: Sequence[str], seeds: Sequence[int]) -> dict | None:
+    """The long training's own front test-retest: the front of its first seed against the front of
+    its second over the same architectures (precision and recall as `front_agreement`): how well
+    the reference's front reproduces itself, the ceiling for any printed front. None below 2 seeds."""
+    if len(seeds) < 2:
+        return None
+    fronts = [
+        long_front([replace(a, long={s: a.long[s]}) for a in archs if s in a.long], objectives) for s in seeds[:2]
+    ]
+    return front_agreement(*fronts)
 
 
 def _noise_flags(separable: Mapping[str, bool | None], long_front: Sequence[str]) -> dict[str, list[str]]:
@@ -109,6 +123,13 @@ def _agreement_lines(s: Mapping[str, Any], long: str) -> list[str]:
             f"{what} against the {long} front over these {s['architectures']} architectures: precision "
             f"{format_stat(f['precision'])}, recall {format_stat(f['recall'])}"
             + (f"; missed {', '.join(f['missed'])}" if f["missed"] else "")
+        )
+    retest = s.get("long_retest_front_agreement")
+    if retest and s.get("front_agreement"):
+        lines.append(
+            f"the {long} training's own front test-retest (seed {s['seeds'][0]}'s front against seed "
+            f"{s['seeds'][1]}'s over the same architectures): precision {format_stat(retest['precision'])}, "
+            f"recall {format_stat(retest['recall'])}: the most any printed front can be expected to reach"
         )
     flags = s.get("noise_flags")
     if flags and (flags["separable"] or flags["within_noise"]):

@@ -113,7 +113,9 @@ class LocalHead:
     def start(self) -> str:
         """Start the head and wait until it is up; its address (host:port). ChildProcessError with
         ray start's last line if it does not start."""
-        self.temp = Path(tempfile.mkdtemp(prefix="nas-ray-"))
+        # under RAY_TMPDIR where it is set, as Ray's own local head would be (a cluster's scratch
+        # disk, or a short path: Ray's socket paths must stay under 107 bytes)
+        self.temp = Path(tempfile.mkdtemp(prefix="nas-ray-", dir=os.environ.get("RAY_TMPDIR") or None))
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         env.pop("RAY_ADDRESS", None)
         env.setdefault("RAY_AUTH_MODE", "disabled")  # as ray.init's own local Ray
