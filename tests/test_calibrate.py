@@ -154,6 +154,14 @@ def test_the_search_names_the_command_that_fits_an_unfitted_proxy():
     assert line.count("\n") == 0 and "fitted to digits, never to symmetry" in line
     assert f"python -m nas.calibrate --space {DIGITS} --dataset symmetry --seed 2" in line
     assert proxy_note(space, SearchOptions(space=DIGITS), space.proxy, {}) is None  # its own data: nothing to say
+    # a calibration with intervals: the line says whether the pick was decided or tied, and the held-out check
+    opts = SearchOptions(space=DIGITS, proxy=Path("p.yaml"))
+    base = {"folder": "results/cal", "dataset": space.proxy.dataset, "space_fingerprint": space.fingerprint}
+    tied = {**base, "qualified": True, "decided": False, "tied": [["a", "acc"], ["a", "loss"], ["b", "acc"]]}
+    line = proxy_note(space, opts, space.proxy, {**tied, "confirmation": "confirmed"})
+    assert "qualified, tied with 1 other candidate(s), the cheapest; on the held-out half: confirmed" in line
+    assert "qualified, decided" in proxy_note(space, opts, space.proxy, {**base, "qualified": True, "decided": True})
+    assert "decided" not in proxy_note(space, opts, space.proxy, {**base, "qualified": True})  # an older proxy.yaml
 
 
 # --------------------------------------------------------------------------- a real calibration

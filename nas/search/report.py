@@ -156,6 +156,11 @@ def proxy_note(space: SearchSpace, opts: SearchOptions, proxy: ProxyConfig, cali
         if calibration.get("qualified")
         else "not qualified (no candidate reached the bar; this is the closest)"
     )
+    if calibration.get("decided") is not None:  # a calibration with intervals: was the pick separated?
+        tied = len({t[0] for t in calibration.get("tied") or []})  # candidates (each with its signals)
+        status += ", decided" if calibration["decided"] else f", tied with {tied - 1} other candidate(s), the cheapest"
+    if calibration.get("confirmation"):
+        status += f"; on the held-out half: {calibration['confirmation']}"
     other = [
         f"dataset {calibration.get('dataset')}" if calibration.get("dataset") != proxy.dataset else "",
         f"space {calibration.get('space')}" if calibration.get("space_fingerprint") != space.fingerprint else "",
