@@ -340,6 +340,7 @@ def test_calibration_end_to_end_killed_repaired_resumed_then_searched_with(tmp_p
     assert default_epochs(config) == 2  # nas.fidelity checks the run against the calibration's deployment
     page, _ = render_html(run)
     assert "The proxy's calibration" in page and all(k in page for k in keys) and "◀ this run" in page
+    assert "90% bootstrap interval" in page
 
 
 def test_a_calibration_is_refused_a_folder_another_process_writes(tmp_path):

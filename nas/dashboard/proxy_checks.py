@@ -112,7 +112,13 @@ def calibration_section(config: RunConfig) -> str:
             format_number(r["cost_ratio"], ".3f"),
             format_number(r.get("accuracy_noise_ratio")),
             *[
-                f"{format_number(r[s]['tau'])} · {format_number(r[s]['share'])}" + (" ✓" if r[s]["qualified"] else "")
+                f"{format_number(r[s]['tau'])} · {format_number(r[s]['share'])}"
+                + (
+                    f" [{format_number(r[s]['share_ci'][0])}, {format_number(r[s]['share_ci'][1])}]"
+                    if r[s].get("share_ci")
+                    else ""
+                )
+                + (" ✓" if r[s]["qualified"] else "")
                 for s in signals
             ],
         ]
@@ -125,7 +131,8 @@ def calibration_section(config: RunConfig) -> str:
         f"{format_number(d.get('train_images'), ',')} images × {d.get('epochs')} epochs, {format_number(d.get('seconds'), '.1f')} s "
         f"per evaluation, test-retest τ {format_number(d.get('retest'))}. Accuracy std/gap: the proxy's accuracy seed std "
         f"over the median gap between neighbouring panel networks (below 1 to qualify); per rank signal: τ (one proxy seed "
-        f"vs one deployment seed) · its share of deployment's test-retest τ; ✓ qualifies. Folder: "
+        f"vs one deployment seed) · its share of deployment's test-retest τ [the share's 90% bootstrap interval, where the "
+        f"calibration has one]; ✓ qualifies. Folder: "
         f"<code>{html.escape(str(cal.get('folder')))}</code></p>"
     )
     return head + html_table(
