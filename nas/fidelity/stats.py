@@ -177,13 +177,14 @@ def front_agreement(printed: Sequence[str], reference: Sequence[str]) -> dict[st
     precision (the share of the printed front's points on the reference's front), recall (the share
     of the reference's front that the printed one has) and the points of each kind; a share over
     an empty front is None."""
-    kept = [a for a in printed if a in set(reference)]
+    on_reference, on_printed = set(reference), set(printed)
+    kept = [a for a in printed if a in on_reference]
     return {
         "precision": len(kept) / len(printed) if printed else None,
         "recall": len(kept) / len(reference) if reference else None,
         "kept": kept,
-        "missed": [a for a in reference if a not in set(printed)],
-        "extra": [a for a in printed if a not in set(reference)],
+        "missed": [a for a in reference if a not in on_printed],
+        "extra": [a for a in printed if a not in on_reference],
     }
 
 
