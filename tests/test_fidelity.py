@@ -18,6 +18,7 @@ from nas.fidelity import (
     ArchFidelity,
     deployment,
     fidelity_stats,
+    format_table,
     long_front,
     pick_archs,
     report,
@@ -282,6 +283,42 @@ def test_front_agreement_is_precision_and_recall_of_the_printed_front():
     assert (retest["kept"], retest["missed"], retest["extra"]) == (["a0"], ["a1"], ["a2"])
     assert (retest["precision"], retest["recall"]) == (0.5, 0.5)
     assert report(archs, [], ["accuracy", "macs"], [0], 1, 2)["long_retest_front_agreement"] is None
+
+
+def test_noise_agreement_tells_fronts_apart_only_beyond_the_seed_noise():
+    from nas.fidelity import front_agreement, noise_agreement, pooled_std
+
+    # MACs = i; two seeds 0.02 apart everywhere: sigma = 0.02 / sqrt(2), the margin between two
+    # 2-seed means 2 sigma = 0.0283. The long front is a0, a1, a2, a4; a3 is 0.02 behind a2 (within
+    # the noise), a5 0.05 behind a4 (beyond it).
+    means = [0.80, 0.85, 0.86, 0.84, 0.90, 0.85]
+    archs = _archs([[0.5, 0.5]] * 6, [[m - 0.01, m + 0.01] for m in means])
+    sigma = pooled_std(a.long for a in archs)
+    assert sigma == pytest.approx(0.02 / 2**0.5)
+    assert long_front(archs, ["accuracy", "macs"]) == ["a0", "a1", "a2", "a4"]
+    n = noise_agreement(["a0", "a1", "a5", "a4"], archs, ["accuracy", "macs"], sigma)
+    assert n["held"] == ["a0", "a1", "a4"] and n["precision"] == 0.75  # a5 is beaten beyond the noise by a4
+    assert n["covered"] == ["a0", "a1", "a2", "a4"] and n["recall"] == 1.0  # a2 matched by a1 within it
+    assert n["gaps"] == pytest.approx({"a0": 0.0, "a1": 0.0, "a2": 0.01, "a4": 0.0}) and n["max_gap"] == pytest.approx(
+        0.01
+    )
+    strict = front_agreement(["a0", "a1", "a5", "a4"], ["a0", "a1", "a2", "a4"])
+    assert (strict["precision"], strict["recall"]) == (0.75, 0.75)  # strictly, missing a2 counts
+    # a printed point within the noise of a better one is held; a gap beyond the noise is not covered
+    n = noise_agreement(["a0", "a3", "a4"], archs, ["accuracy", "macs"], sigma)
+    assert n["held"] == ["a0", "a3", "a4"] and n["covered"] == ["a0", "a4"]
+    assert n["gaps"]["a1"] == pytest.approx(0.05) and n["max_gap"] == pytest.approx(0.06)
+    # nothing printed as cheap as a0: its gap is unknown, so is the largest
+    n = noise_agreement(["a4"], archs, ["accuracy", "macs"], sigma)
+    assert n["gaps"]["a0"] is None and n["max_gap"] is None and n["recall"] == 0.25
+    # a tighter noise separates a3 from a2 too
+    assert noise_agreement(["a3"], archs, ["accuracy", "macs"], 0.005)["held"] == []
+    assert noise_agreement(["a0"], archs, ["accuracy", "macs"], None) is None  # one seed: no noise to judge by
+    # in the report: the printed front, and deployment's own retest at one seed a side
+    summary = report(archs, ["a0", "a1", "a5", "a4"], ["accuracy", "macs"], SEEDS, 1, 2)
+    assert summary["noise_agreement"]["covered"] == ["a0", "a1", "a2", "a4"]
+    assert summary["long_retest_noise_agreement"]["precision"] == 1.0  # seeds shift alike: the fronts agree
+    assert "within the long noise" in format_table({**summary, "architectures": 6, "reference": None})
 
 
 def test_picks_the_front_then_the_next_ranks():

@@ -10,7 +10,8 @@ The package, bottom to top:
 - `nas.fidelity.stats`: the numbers: `rank_corr` (Kendall τ, Spearman ρ), `retest_tau`, `pair_tau`,
   `seed_values` (per architecture, seed -> value, off evaluation records), `ArchFidelity`,
   `fidelity_stats`, `long_front`, `front_agreement` (a front's precision and recall against
-  another) and `format_stat` (a statistic in a table, '-' when undefined);
+  another), `noise_agreement` (the same within the long training's seed noise, with the accuracy
+  gap between the fronts; `pooled_std`) and `format_stat` (a statistic in a table, '-' when undefined);
 - `nas.fidelity.reference`: the training a proxy is checked against: deployment-like (`deployment`,
   `default_epochs`, `scored_on_test` for `--score-on test`) or the proxy's subset longer
   (`DEPLOYMENT`, `SAME_SUBSET`, `SCORED_ON`, `long_label`);
@@ -50,7 +51,9 @@ from nas.fidelity.stats import (
     format_stat,
     front_agreement,
     long_front,
+    noise_agreement,
     pair_tau,
+    pooled_std,
     rank_corr,
     retest_tau,
     seed_values,
@@ -79,6 +82,8 @@ __all__ = [
     "fidelity_stats",
     "long_front",
     "front_agreement",
+    "noise_agreement",
+    "pooled_std",
     "report",
     "format_stat",
     "long_label",

@@ -13,7 +13,10 @@ The report, printed and written to RUN/fidelity.json:
 * the mean seed std of the proxy and of long training; the range of long means in units of
   the long seed std (how much there is to rank at all);
 * the front long training gives (`nas.run.pareto` on the long means, the run's costs) and which of
-  the proxy's front points stay on it.
+  the proxy's front points stay on it;
+* the printed front's (and the proxy's own front's) precision and recall against it, strictly and
+  within the long training's seed noise (`noise_agreement`), each next to the long training's own
+  front test-retest (its first seed's front against its second's), the ceiling.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ from dataclasses import replace
 from typing import Any
 
 from nas.fidelity.reference import DEPLOYMENT, long_label
-from nas.fidelity.stats import ArchFidelity, fidelity_stats, format_stat, front_agreement, long_front
+from nas.fidelity.stats import (
+    ArchFidelity,
+    fidelity_stats,
+    format_stat,
+    front_agreement,
+    long_front,
+    noise_agreement,
+    pooled_std,
+)
 
 __all__ = ["report", "format_stat", "format_table"]
 
@@ -46,6 +57,7 @@ def report(
     (rung 0 alone: what the run would print without promotion) among them; `separable`, the run's
     noise flag of each printed front point (False: within the noise of a dominated point)."""
     lf = long_front(archs, objectives)
+    sigma = pooled_std(a.long for a in archs)
     return {
         "objectives": list(objectives),
         "seeds": list(seeds),
@@ -62,6 +74,11 @@ def report(
         "rung0_front_agreement": None
         if rung0_front is None
         else {"front": list(rung0_front), **front_agreement(rung0_front, lf)},
+        "noise_agreement": noise_agreement(proxy_front, archs, objectives, sigma),
+        "rung0_noise_agreement": None
+        if rung0_front is None
+        else noise_agreement(rung0_front, archs, objectives, sigma),
+        "long_retest_noise_agreement": _retest_noise(archs, objectives, seeds, sigma),
         "archs": [
             {
                 "arch_id": a.arch_id,
@@ -93,6 +110,18 @@ def _retest_front(archs: Sequence[ArchFidelity], objectives: Sequence[str], seed
         long_front([replace(a, long={s: a.long[s]}) for a in archs if s in a.long], objectives) for s in seeds[:2]
     ]
     return front_agreement(*fronts)
+
+
+def _retest_noise(
+    archs: Sequence[ArchFidelity], objectives: Sequence[str], seeds: Sequence[int], sigma: float | None
+) -> dict | None:
+    """`noise_agreement` of the long training's first-seed front against its second seed's
+    accuracies (one seed each, so each standard error is sigma): the ceiling of the within-noise
+    numbers. None below 2 seeds."""
+    if len(seeds) < 2:
+        return None
+    one = [[replace(a, long={s: a.long[s]}) for a in archs if s in a.long] for s in seeds[:2]]
+    return noise_agreement(long_front(one[0], objectives), one[1], objectives, sigma)
 
 
 def _noise_flags(separable: Mapping[str, bool | None], long_front: Sequence[str]) -> dict[str, list[str]]:
@@ -131,6 +160,7 @@ def _agreement_lines(s: Mapping[str, Any], long: str) -> list[str]:
             f"{s['seeds'][1]}'s over the same architectures): precision {format_stat(retest['precision'])}, "
             f"recall {format_stat(retest['recall'])}: the most any printed front can be expected to reach"
         )
+    lines += _noise_lines(s, long)
     flags = s.get("noise_flags")
     if flags and (flags["separable"] or flags["within_noise"]):
         lines.append(
@@ -144,6 +174,34 @@ def _agreement_lines(s: Mapping[str, Any], long: str) -> list[str]:
             f"{format_stat(s['search_kendall_tau'])}, Spearman ρ {format_stat(s['search_spearman_rho'])}"
         )
     return lines
+
+
+def _noise_lines(s: Mapping[str, Any], long: str) -> list[str]:
+    """The within-noise agreement of the printed front, the proxy's own and the long training's
+    retest (`noise_agreement`), in one line; none in an old report."""
+    n = s.get("noise_agreement")
+    if not n:
+        return []
+
+    def part(f: Mapping[str, Any]) -> str:
+        gap = "-" if f["max_gap"] is None else f"{100 * f['max_gap']:.2f}"
+        return f"precision {format_stat(f['precision'])}, recall {format_stat(f['recall'])}, largest gap {gap} points"
+
+    own, retest = s.get("rung0_noise_agreement"), s.get("long_retest_noise_agreement")
+    own_part = (
+        f"; the proxy's own front {part(own)}"
+        if own and s["rung0_front_agreement"]["front"] != s["proxy_front"]
+        else ""
+    )
+    retest_part = (
+        f"; the {long} training's own seed-{s['seeds'][0]} front against seed {s['seeds'][1]}: {part(retest)}"
+        if retest
+        else ""
+    )
+    return [
+        f"within the {long} noise (means closer than {n['z']:g} standard errors of their difference not told "
+        f"apart, seed std {_pct(n['sigma'])} points): the printed front {part(n)}{own_part}{retest_part}"
+    ]
 
 
 def format_table(summary: Mapping[str, Any]) -> str:

@@ -4,7 +4,9 @@
 and Spearman ρ (`rank_corr`), the test-retest τ of two seeds (`retest_tau`) and one seed of one
 training against one seed of another (`pair_tau`) serve nas.calibrate too. `seed_values` reads
 per-architecture, per-seed values off evaluation records; `long_front` is the Pareto front of the
-long means and `front_agreement` the precision and recall of a printed front against it.
+long means and `front_agreement` the precision and recall of a printed front against it;
+`noise_agreement` the same within the long training's seed noise, with the accuracy gap between the
+two fronts.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ __all__ = [
     "fidelity_stats",
     "long_front",
     "front_agreement",
+    "pooled_std",
+    "noise_agreement",
     "seed_values",
     "format_stat",
 ]
@@ -185,6 +189,77 @@ def front_agreement(printed: Sequence[str], reference: Sequence[str]) -> dict[st
         "kept": kept,
         "missed": [a for a in reference if a not in on_printed],
         "extra": [a for a in printed if a not in on_reference],
+    }
+
+
+def pooled_std(values: Iterable[Mapping[int, float]]) -> float | None:
+    """The pooled standard deviation over seeds (sample, n - 1) of architectures with 2 or more seeds
+    each: the root of their mean variance. None when none has 2 seeds."""
+    variances = [float(np.var(list(v.values()), ddof=1)) for v in values if len(v) > 1]
+    return float(np.sqrt(np.mean(variances))) if variances else None
+
+
+def _no_more(a: ArchFidelity, b: ArchFidelity, costs: Sequence[str]) -> bool:
+    """Whether `a` costs no more than `b` on every one of `costs` (both known)."""
+    return all(a.costs.get(c) is not None and b.costs.get(c) is not None and a.costs[c] <= b.costs[c] for c in costs)
+
+
+def noise_agreement(
+    printed: Sequence[str],
+    archs: Sequence[ArchFidelity],
+    objectives: Sequence[str],
+    sigma: float | None,
+    z: float = pareto.NOISE_Z,
+) -> dict[str, Any] | None:
+    """A printed front against the long front of `archs` within the long training's seed noise,
+    by the rule of the search's noise flags (`nas.run.pareto`): two long means closer than z standard
+    errors of their difference are not told apart, a network's standard error being sigma /
+    sqrt(its long seeds); costs are exact.
+
+    * precision: the share of printed points that no network of the pool beats by more than the
+      noise at no higher cost on every cost (`held`);
+    * recall: the share of the long front's points that the printed front has, or matches within the
+      noise with a point of no higher cost (`covered`);
+    * gaps: per long-front point, how far the best printed point of no higher cost is behind it in
+      accuracy (0 where it is printed or ahead; None where no printed point costs as little), and
+      `max_gap`, the largest (the additive epsilon indicator; None if any gap is None).
+
+    None without a sigma or a printed point among `archs`."""
+    pts = {a.arch_id: a for a in archs if a.long}
+    shown = [pts[i] for i in printed if i in pts]
+    if not sigma or not shown:
+        return None
+    cost_names = [o for o in objectives if o != "accuracy"]
+
+    def margin(a: ArchFidelity, b: ArchFidelity) -> float:
+        return z * sigma * float(np.sqrt(1 / len(a.long) + 1 / len(b.long)))
+
+    mean = {a.arch_id: float(a.long_mean) for a in pts.values()}  # type: ignore[arg-type]
+    held = [
+        p.arch_id
+        for p in shown
+        if not any(
+            q is not p and _no_more(q, p, cost_names) and mean[q.arch_id] - mean[p.arch_id] > margin(q, p)
+            for q in pts.values()
+        )
+    ]
+    gaps: dict[str, float | None] = {}
+    covered = []
+    for d in long_front(list(pts.values()), objectives):
+        a = pts[d]
+        cheaper = [p for p in shown if _no_more(p, a, cost_names)]
+        gaps[d] = max(0.0, mean[d] - max(mean[p.arch_id] for p in cheaper)) if cheaper else None
+        if d in printed or any(mean[d] - mean[p.arch_id] < margin(p, a) for p in cheaper):
+            covered.append(d)
+    return {
+        "z": z,
+        "sigma": sigma,
+        "precision": len(held) / len(shown),
+        "recall": len(covered) / len(gaps) if gaps else None,
+        "held": held,
+        "covered": covered,
+        "gaps": gaps,
+        "max_gap": None if not gaps or None in gaps.values() else max(gaps.values()),  # type: ignore[type-var]
     }
 
 
