@@ -18,7 +18,10 @@ all) deployment-like with 2 seeds, scored on the test split that neither the sea
 promotion saw, and a second table gives the printed front's precision and recall against
 deployment's front over that pool, the same for the proxy's own front (what the search printed
 before promotion), and the rank agreement of the printed accuracies with deployment's against
-deployment's own test-retest τ. Options after -- that name the data (--data-dir) are not needed:
+deployment's own test-retest τ, and the same agreement within deployment's seed noise
+(`nas.fidelity.stats.noise_agreement`) with the largest accuracy gap between the fronts.
+`--deploy-images N` trains deployment on N training images (`nas.fidelity --images`), for data
+too large to train whole for every network of the pool. Options after -- that name the data (--data-dir) are not needed:
 the check reads the run's.
 """
 
@@ -111,6 +114,10 @@ def deploy_table(s: dict) -> list[tuple[str, str]]:
             else f"{num(f['precision'])} / {num(f['recall'])} ({len(f['kept'])} kept, {len(f['missed'])} missed)"
         )
 
+    def noise(f):
+        gap = "-" if not f or f["max_gap"] is None else f"{100 * f['max_gap']:.2f}"
+        return "-" if not f else f"{num(f['precision'])} / {num(f['recall'])}, {gap}"
+
     printed, own = s.get("front_agreement"), s.get("rung0_front_agreement")
     tau, retest = s.get("search_kendall_tau"), s.get("long_test_retest_tau")
     return [
@@ -126,6 +133,12 @@ def deploy_table(s: dict) -> list[tuple[str, str]]:
             "deployment's own front test-retest (seed 0's front vs seed 1's)",
             agreement(s.get("long_retest_front_agreement")),
         ),
+        (
+            "within deployment's noise: printed front precision / recall, largest gap (points)",
+            noise(s.get("noise_agreement")),
+        ),
+        ("the same, the proxy's own front", noise(s.get("rung0_noise_agreement"))),
+        ("the same, deployment's seed-0 front vs its seed 1", noise(s.get("long_retest_noise_agreement"))),
         ("printed accuracies vs deployment: Kendall τ", num(tau)),
         ("the proxy's means vs deployment: Kendall τ", num(s.get("kendall_tau"))),
         ("deployment's own test-retest τ", num(retest)),
@@ -145,6 +158,7 @@ def main() -> None:
     p.add_argument("--run", type=Path, default=None, help="tabulate this run folder instead of searching")
     p.add_argument("--deploy", type=int, default=0, help="then check the front against deployment on this many archs")
     p.add_argument("--deploy-epochs", type=int, default=None, help="deployment's epochs (default: nas.fidelity's)")
+    p.add_argument("--deploy-images", type=int, default=None, help="deployment's training images (default: all)")
     p.add_argument("search_options", nargs="*", help="after --: passed to python -m nas.search as they are")
     args = p.parse_args()
     wall = None
@@ -165,6 +179,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "nas.fidelity", str(args.run), "--archs", str(args.deploy)]
         cmd += ["--pick", "ranks", "--score-on", "test"]
         cmd += ["--epochs", str(args.deploy_epochs)] if args.deploy_epochs else []
+        cmd += ["--images", str(args.deploy_images)] if args.deploy_images else []
         subprocess.run(cmd, check=True, cwd=ROOT)
         summary = json.loads((args.run / "fidelity.json").read_text())
         print(f"\n| against deployment ({time.perf_counter() - start:.0f} s) | |\n|---|---|")
