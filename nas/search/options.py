@@ -63,8 +63,8 @@ class SearchOptions:
     race: int = 3  # seeds for the front and the points within its noise (1: no racing)
     race_share: float = 0.3  # noise-band re-evaluations, at most this share of the budget
     early_stop: bool = False
-    promote: int = 12  # architectures trained again at rung 1 after the search (nas.search.promote); 0: off
-    promote_share: float = 0.5  # the promotion's compute, at most this share of the search's
+    promote: int = 24  # architectures trained again at rung 1 after the search (nas.search.promote); 0: off
+    promote_share: float = 1.0  # the promotion's compute, at most this share of the proxy search's (1: half the whole)
     promote_epochs: int | None = None  # rung 1's epochs; None: the calibration's deployment, else 2x the proxy's
     promote_images: int | None = None  # rung 1's training images; None: the calibration's deployment, else all
     proxy: Path | None = None  # a proxy: file (nas.calibrate's proxy.yaml) in place of the space file's proxy section
