@@ -23,7 +23,7 @@ from nas.run.archive import Archive, aggregate, seed_std
 from nas.run.folder import DataInfo, RecordError, RunConfig, RunFolder, TrialRecord, check_record
 from nas.run.ladder import rank_agreement, rung_of
 from nas.search.options import RESUMABLE, SearchOptions
-from nas.search.promote import PROMOTE_SEEDS, choose, crowding, plan, promotion_order
+from nas.search.promote import PROMOTE_SEEDS, choose, crowding, plan, plan_line, promotion_order
 from nas.search.rungs import DEFAULT_EPOCHS_FACTOR, Rung, ladder, run_ladder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,6 +212,12 @@ def test_the_plan_follows_from_the_records_and_leaves_out_what_is_done():
     assert (p.budget_s, p.estimate_s) == (pytest.approx(16.4 * 8), pytest.approx(2 * 8 * 8.0))  # at 8 s a proxy trial
     assert len(p.chosen) == 2 and p.seeds == [3, 4] and len(p.todo) == 2 * PROMOTE_SEEDS and not p.by_time
     assert plan(records, config, rung, most=12, share=3.9).chosen == []  # one fits: a ranking needs two
+    # 2 of the 4 front points: the line says the printed front is theirs alone, and what promotes more
+    assert p.front == 4 and "fewer than the proxy front's 4 points" in plan_line(p, SearchOptions())
+    assert "--promote-share" in plan_line(p, SearchOptions())
+    assert "fewer than" not in plan_line(plan(records, config, rung, most=12, share=9), SearchOptions())
+    capped = plan_line(plan(records, config, rung, most=2, share=9), SearchOptions(promote=2))
+    assert "fewer than the proxy front's 4 points" in capped and "a larger --promote promotes more" in capped
     first = p.chosen[0]
     done = [
         rec(10, first.arch_id, 0.9, first.macs, seed=3, rung=1),

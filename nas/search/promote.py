@@ -64,6 +64,7 @@ __all__ = [
     "choose",
     "Plan",
     "plan",
+    "plan_line",
     "promote",
     "check_lines",
     "rung_weights",
@@ -152,6 +153,7 @@ class Plan:
     limit_s: float | None = None  # the seconds --time-budget leaves (None: no time budget)
     slots: int = 1  # evaluations at once, for limit_s
     by_time: bool = False  # --time-budget, not --promote-share, bounded the choice
+    front: int = 0  # the proxy front's points: a promotion of fewer prints a front of part of it
 
 
 def plan(
@@ -198,9 +200,8 @@ def plan(
     todo = [(a, s) for a in chosen for s in seeds if (a.arch_id, s) not in done]
     search_s = sum(r.seconds for r in proxy_records)
     estimate = len(chosen) * PROMOTE_SEEDS * ratio * unit_s
-    return Plan(
-        rung, order, chosen, seeds, search_s, budget * unit_s, estimate, todo, ratio, units, limit_s, slots, by_time
-    )
+    fixed = (rung, order, chosen, seeds, search_s, budget * unit_s, estimate, todo, ratio, units)
+    return Plan(*fixed, limit_s, slots, by_time, len(archive.front()))
 
 
 # --------------------------------------------------------------------------- running it
@@ -244,7 +245,7 @@ def promote(
     limit_s = None if deadline is None else max(0.0, deadline - time.monotonic())
     slots = _slots(config, opts, gpus)
     p = plan(folder.trials(), config, rung, opts.promote, opts.promote_share, limit_s, slots)
-    print(_plan_line(p, opts), flush=True)
+    print(plan_line(p, opts), flush=True)
     if p.todo:
         _train(folder, config, p, data, opts, gpus, address, start)
     return p
@@ -258,21 +259,35 @@ def _slots(config: RunConfig, opts: SearchOptions, gpus: float) -> int:
     return opts.max_concurrent or fitting_trials(cluster, opts.cpus_per_trial, gpus)
 
 
-def _plan_line(p: Plan, opts: SearchOptions) -> str:
-    """What the promotion trains, or why it trains nothing."""
+def plan_line(p: Plan, opts: SearchOptions) -> str:
+    """What the promotion trains, or why it trains nothing; and, when it trains fewer than the proxy's
+    front, what that costs and what promotes more."""
     where = f"rung 1 ({p.rung.describe()}; one evaluation ~{p.ratio:.1f} proxy trials)"
     bound = (
         f"what --time-budget leaves, {_minutes(p.limit_s or 0)} x {p.slots} at once"
         if p.by_time
         else f"--promote-share {opts.promote_share:g} of the search's {p.units:g} proxy trials"
     )
+    more = "a larger --time-budget" if p.by_time else "a larger --promote-share"
+    more = f"{more} or a cheaper rung 1 (--promote-epochs, --promote-images) promotes more"
     if not p.chosen:
-        return f"promotion: none: fewer than 2 of the {len(p.order)} front and within-noise points fit in {bound} at {where}"
+        return (
+            f"promotion: none: fewer than 2 of the {len(p.order)} front and within-noise points fit in {bound} "
+            f"at {where}; {more}"
+        )
+    if len(p.chosen) >= opts.promote:
+        more = "a larger --promote promotes more"
+    short = (
+        f"; that is fewer than the proxy front's {p.front} points, and the front printed is the promoted ones' "
+        f"alone: {more}"
+        if len(p.chosen) < p.front
+        else ""
+    )
     return (
         f"promotion: {len(p.chosen)} of the {len(p.order)} front and within-noise points, {len(p.seeds)} seeds "
         f"each, at {where}: ~{_minutes(p.estimate_s)} of compute ({p.estimate_s / (p.search_s or 1):.2f} of the "
         f"search's {_minutes(p.search_s)}), within {bound}; {len(p.todo)} of {len(p.chosen) * len(p.seeds)} "
-        f"evaluations to train"
+        f"evaluations to train{short}"
     )
 
 
