@@ -283,6 +283,16 @@ def test_front_agreement_is_precision_and_recall_of_the_printed_front():
     assert (retest["kept"], retest["missed"], retest["extra"]) == (["a0"], ["a1"], ["a2"])
     assert (retest["precision"], retest["recall"]) == (0.5, 0.5)
     assert report(archs, [], ["accuracy", "macs"], [0], 1, 2)["long_retest_front_agreement"] is None
+    # with 4 seeds the retest is seeds 0, 1's front against seeds 2, 3's (a 2-seed reference a side)
+    halves = [[0.6, 0.3], [0.4, 0.5], [0.7, 0.2]]  # each half's mean, as seed 0 and seed 1 above
+    four = [
+        ArchFidelity(f"a{i}", {0: 0.5}, {0: p, 1: p, 2: q, 3: q}, costs={"macs": float(i)})
+        for i, (p, q) in enumerate(halves)
+    ]
+    summary = report(four, ["a2"], ["accuracy", "macs"], [0, 1, 2, 3], 1, 2)
+    retest = summary["long_retest_front_agreement"]
+    assert (retest["kept"], retest["missed"], retest["extra"]) == (["a0"], ["a1"], ["a2"])
+    assert "(seeds 0, 1's front against seeds 2, 3's" in format_table({**summary, "reference": None})
 
 
 def test_noise_agreement_tells_fronts_apart_only_beyond_the_seed_noise():

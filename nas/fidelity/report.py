@@ -100,28 +100,47 @@ def report(
     }
 
 
+def _halves(seeds: Sequence[int]) -> tuple[list[int], list[int]] | None:
+    """The long training's seeds in two halves of equal size (the first K // 2 and the next): a
+    test-retest of a reference of that many seeds a side. None below 2 seeds."""
+    h = len(seeds) // 2
+    return (list(seeds[:h]), list(seeds[h : 2 * h])) if h else None
+
+
+def _with_seeds(archs: Sequence[ArchFidelity], seeds: Sequence[int]) -> list[ArchFidelity]:
+    """The architectures with only these seeds' long accuracies (those with none left out)."""
+    out = [replace(a, long={s: a.long[s] for s in seeds if s in a.long}) for a in archs]
+    return [a for a in out if a.long]
+
+
 def _retest_front(archs: Sequence[ArchFidelity], objectives: Sequence[str], seeds: Sequence[int]) -> dict | None:
-    """The long training's own front test-retest: the front of its first seed against the front of
-    its second over the same architectures (precision and recall as `front_agreement`): how well
-    the reference's front reproduces itself, the ceiling for any printed front. None below 2 seeds."""
-    if len(seeds) < 2:
+    """The long training's own front test-retest: the front of its first half of seeds (seed 0 of 2)
+    against the front of its second half over the same architectures (precision and recall as
+    `front_agreement`): how well the reference's front reproduces itself, the ceiling for any
+    printed front. None below 2 seeds."""
+    halves = _halves(seeds)
+    if halves is None:
         return None
-    fronts = [
-        long_front([replace(a, long={s: a.long[s]}) for a in archs if s in a.long], objectives) for s in seeds[:2]
-    ]
-    return front_agreement(*fronts)
+    return front_agreement(*(long_front(_with_seeds(archs, h), objectives) for h in halves))
 
 
 def _retest_noise(
     archs: Sequence[ArchFidelity], objectives: Sequence[str], seeds: Sequence[int], sigma: float | None
 ) -> dict | None:
-    """`noise_agreement` of the long training's first-seed front against its second seed's
-    accuracies (one seed each, so each standard error is sigma): the ceiling of the within-noise
-    numbers. None below 2 seeds."""
-    if len(seeds) < 2:
+    """`noise_agreement` of the front of the long training's first half of seeds against its second
+    half's accuracies (each standard error sigma / sqrt(the half's seeds)): the ceiling of the
+    within-noise numbers. None below 2 seeds."""
+    halves = _halves(seeds)
+    if halves is None:
         return None
-    one = [[replace(a, long={s: a.long[s]}) for a in archs if s in a.long] for s in seeds[:2]]
-    return noise_agreement(long_front(one[0], objectives), one[1], objectives, sigma)
+    first, second = (_with_seeds(archs, h) for h in halves)
+    return noise_agreement(long_front(first, objectives), second, objectives, sigma)
+
+
+def _halves_label(s: Mapping[str, Any]) -> tuple[str, str]:
+    """'seed 0', 'seed 1' (or 'seeds 0, 1', 'seeds 2, 3'): the retest's two halves of the seeds."""
+    halves = _halves(s["seeds"]) or ([s["seeds"][0]], [s["seeds"][0]])
+    return tuple(f"seed{'s' if len(h) > 1 else ''} {', '.join(map(str, h))}" for h in halves)  # type: ignore[return-value]
 
 
 def _noise_flags(separable: Mapping[str, bool | None], long_front: Sequence[str]) -> dict[str, list[str]]:
@@ -155,9 +174,10 @@ def _agreement_lines(s: Mapping[str, Any], long: str) -> list[str]:
         )
     retest = s.get("long_retest_front_agreement")
     if retest and s.get("front_agreement"):
+        a, b = _halves_label(s)
         lines.append(
-            f"the {long} training's own front test-retest (seed {s['seeds'][0]}'s front against seed "
-            f"{s['seeds'][1]}'s over the same architectures): precision {format_stat(retest['precision'])}, "
+            f"the {long} training's own front test-retest ({a}'s front against {b}'s over the same "
+            f"architectures): precision {format_stat(retest['precision'])}, "
             f"recall {format_stat(retest['recall'])}: the most any printed front can be expected to reach"
         )
     lines += _noise_lines(s, long)
@@ -194,7 +214,7 @@ def _noise_lines(s: Mapping[str, Any], long: str) -> list[str]:
         else ""
     )
     retest_part = (
-        f"; the {long} training's own seed-{s['seeds'][0]} front against seed {s['seeds'][1]}: {part(retest)}"
+        "; the {} training's own {} front against {}: {}".format(long, *_halves_label(s), part(retest))
         if retest
         else ""
     )
