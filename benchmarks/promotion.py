@@ -130,7 +130,7 @@ def deploy_table(s: dict) -> list[tuple[str, str]]:
         ("printed front vs deployment's: precision / recall", agreement(printed)),
         ("the proxy's own front (no promotion): precision / recall", agreement(own)),
         (
-            "deployment's own front test-retest (seed 0's front vs seed 1's)",
+            "deployment's own front test-retest (its first half of the seeds' front vs the second's)",
             agreement(s.get("long_retest_front_agreement")),
         ),
         (
@@ -138,7 +138,7 @@ def deploy_table(s: dict) -> list[tuple[str, str]]:
             noise(s.get("noise_agreement")),
         ),
         ("the same, the proxy's own front", noise(s.get("rung0_noise_agreement"))),
-        ("the same, deployment's seed-0 front vs its seed 1", noise(s.get("long_retest_noise_agreement"))),
+        ("the same, deployment's first half of the seeds vs the second", noise(s.get("long_retest_noise_agreement"))),
         ("printed accuracies vs deployment: Kendall τ", num(tau)),
         ("the proxy's means vs deployment: Kendall τ", num(s.get("kendall_tau"))),
         ("deployment's own test-retest τ", num(retest)),
