@@ -21,8 +21,8 @@ before promotion), and the rank agreement of the printed accuracies with deploym
 deployment's own test-retest τ, and the same agreement within deployment's seed noise
 (`nas.fidelity.stats.noise_agreement`) with the largest accuracy gap between the fronts.
 `--deploy-images N` trains deployment on N training images (`nas.fidelity --images`), for data
-too large to train whole for every network of the pool. Options after -- that name the data (--data-dir) are not needed:
-the check reads the run's.
+too large to train whole for every network of the pool. Options after -- that name the data
+(--data-dir) are not needed: the check reads the run's.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ The report, printed and written to RUN/fidelity.json:
   the proxy's front points stay on it;
 * the printed front's (and the proxy's own front's) precision and recall against it, strictly and
   within the long training's seed noise (`noise_agreement`), each next to the long training's own
-  front test-retest (its first seed's front against its second's), the ceiling.
+  front test-retest (the front of its first half of the seeds against the second half's), the
+  ceiling.
 """
 
 from __future__ import annotations
@@ -138,9 +139,10 @@ def _retest_noise(
 
 
 def _halves_label(s: Mapping[str, Any]) -> tuple[str, str]:
-    """'seed 0', 'seed 1' (or 'seeds 0, 1', 'seeds 2, 3'): the retest's two halves of the seeds."""
-    halves = _halves(s["seeds"]) or ([s["seeds"][0]], [s["seeds"][0]])
-    return tuple(f"seed{'s' if len(h) > 1 else ''} {', '.join(map(str, h))}" for h in halves)  # type: ignore[return-value]
+    """'seed 0', 'seed 1' (or 'seeds 0, 1', 'seeds 2, 3'): the retest's two halves of the seeds (a
+    report with a retest has 2 seeds or more)."""
+    first, second = _halves(s["seeds"])  # type: ignore[misc]
+    return tuple(f"seed{'s' if len(h) > 1 else ''} {', '.join(map(str, h))}" for h in (first, second))  # type: ignore[return-value]
 
 
 def _noise_flags(separable: Mapping[str, bool | None], long_front: Sequence[str]) -> dict[str, list[str]]:
