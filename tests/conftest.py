@@ -11,6 +11,7 @@ depend on which tests ran before it (a bfloat16 tolerance once failed in CI on s
 
 import pytest
 import torch
+
 from runs import small_run  # noqa: F401  (the session's run folder, built once, for any test that asks for it)
 
 
