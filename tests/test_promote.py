@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from nas.run.archive import Archive, aggregate, seed_std
 from nas.run.folder import DataInfo, RecordError, RunConfig, RunFolder, TrialRecord, check_record
 from nas.run.ladder import rank_agreement, rung_of
 from nas.search.options import RESUMABLE, SearchOptions
-from nas.search.promote import PROMOTE_SEEDS, choose, crowding, plan, plan_line, promotion_order
+from nas.search.promote import PROMOTE_SEEDS, choose, crowding, fit, plan, plan_line, planned, promotion_order
 from nas.search.rungs import DEFAULT_EPOCHS_FACTOR, Rung, ladder, run_ladder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,7 +150,7 @@ def test_the_ladder_default_option_and_calibration():
     assert (top.subset, top.epochs, top.image_size, top.source) == (None, 20, 16, "calibration")
     deploy = {**deploy, "key": "n15000-e10-28px", "train_images": 15000, "epochs": 10, "image_size": 28}
     top = ladder(proxy, [28, 28], {"deploy": deploy}, epochs=3)[1]
-    assert (top.subset, top.epochs, top.image_size) == (15000, 3, 28)
+    assert (top.subset, top.epochs, top.image_size, top.source) == (15000, 3, 28, "option")  # not fitted
     assert Rung.from_dict({**top.__dict__}).proxy(proxy).subset == 15000
     # --promote-images: a training subset for rung 1, with or without a calibration
     top = ladder(proxy, [16, 16], images=8000)[1]
@@ -248,6 +249,71 @@ def test_the_plan_does_not_depend_on_measured_seconds_but_a_time_budget_shrinks_
     assert short.by_time and [a.arch_id for a in short.chosen] == [a.arch_id for a in full.chosen[:2]]
     assert len(plan(records, config, rung, most=12, share=1.0, limit_s=45.0, slots=2).chosen) == 4
     assert plan(records, config, rung, most=12, share=1.0, limit_s=30.0, slots=1).chosen == []
+
+
+def _four_front_points() -> tuple[list[TrialRecord], RunConfig]:
+    """4 proxy trials of real architectures (the fixture run's first 4), all on the front; the proxy
+    2 epochs on 100 images (no validation images)."""
+    archs = {}
+    for line in (FIXTURE / "trials.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        archs.setdefault(r["arch_id"], r["arch"])
+    records = [
+        TrialRecord(number=i, arch_id=a, arch=archs[a], status="complete", accuracy=0.5 + 0.05 * i, macs=100 * (i + 1))
+        for i, a in enumerate(list(archs)[:4])
+    ]
+    records = [replace(r, seconds=10.0, seed=0) for r in records]
+    config = RunConfig(objectives=OBJ, seed=0, proxy=ProxyConfig(epochs=2, subset=100, image_size=8))
+    config.data = DataInfo(train_images=100, image_size=8)
+    return records, config
+
+
+def test_rung_1_is_fitted_to_the_compute_so_that_the_proxy_front_is_promoted():
+    records, config = _four_front_points()
+    deploy = Rung(1, None, 8, 8, "calibration", train_images=200)  # e epochs: e proxy trials, 2e an architecture
+    assert plan(records, config, deploy, most=12, share=4.0).chosen == []  # 16 proxy trials: one fits at 8 epochs
+    p = fit(records, config, deploy, most=12, share=4.0)
+    assert (p.rung.epochs, p.rung.fitted_from, len(p.chosen)) == (2, 8, 4)  # the whole front, at 2 epochs
+    assert (
+        "rung 1 trains 2 of its 8 epochs, so that the proxy front" in plan_line(p, SearchOptions())
+        and "fitted from 8" in p.rung.describe()
+    )
+    assert (fit(records, config, deploy, most=12, share=9.0).rung.epochs, len(p.chosen)) == (
+        4,
+        4,
+    )  # 36: the most that fit
+    kept = fit(records, config, deploy, most=2, share=9.0)  # --promote 2: two fit at its 8 epochs
+    assert (kept.rung, len(kept.chosen)) == (deploy, 2) and "trains" not in plan_line(kept, SearchOptions(promote=2))
+    again = fit(records, config, p.rung, most=12, share=9.0)  # fitted again (no rung-1 record yet): from the 8
+    assert (again.rung.epochs, again.rung.fitted_from) == (4, 8)
+    # never to the proxy's fidelity: where nothing above it fits, rung 1 stays as it was and promotes none
+    same_images = Rung(1, None, 4, 8, "default", train_images=100)  # e epochs: e / 2 proxy trials
+    none = fit(records, config, same_images, most=12, share=1.0)  # 4 proxy trials: at 3 epochs 1 fits, 2 is the proxy
+    assert (none.rung, none.chosen) == (same_images, [])
+
+
+def test_the_fitted_rung_is_written_before_anything_trains_and_options_or_a_trained_rung_keep_theirs(tmp_path):
+    records, config = _four_front_points()
+    config.ladder = [asdict(Rung(0, 100, 2, 8, "proxy", 100)), asdict(Rung(1, None, 8, 8, "calibration", 200))]
+    run = RunFolder(tmp_path / "run")
+    run.write_config(config)
+    for r in records:
+        run.append(r)
+    opts = SearchOptions(promote=12, promote_share=4.0)
+    p = planned(run, run.config(), Rung.from_dict(run.config().ladder[1]), opts, None, 1)
+    assert (p.rung.epochs, len(p.chosen)) == (2, 4)
+    assert Rung.from_dict(run.config().ladder[1]) == p.rung  # a resume plans at the fitted rung
+    run.append(replace(records[0], number=9, rung=1, epochs=2, accuracy=0.7))  # it trained: a resume keeps its rung
+    wider = SearchOptions(promote=12, promote_share=9.0)
+    assert planned(run, run.config(), p.rung, wider, None, 1).rung == p.rung
+    option = Rung(1, None, 8, 8, "option", 200)  # --promote-epochs 8: as given, though nothing fits
+    config.ladder[1] = asdict(option)
+    other = RunFolder(tmp_path / "other")
+    other.write_config(config)
+    for r in records:
+        other.append(r)
+    assert planned(other, other.config(), option, opts, None, 1).rung == option
+    assert other.config().ladder[1] == asdict(option)
 
 
 # --------------------------------------------------------------------------- end to end

@@ -9,6 +9,10 @@ The ladder (`nas.search.rungs`; run.yaml `ladder`, written when the run starts, 
   size), else the whole training split at the networks' input size for `--promote-epochs`, by
   default DEFAULT_EPOCHS_FACTOR x the proxy's epochs (`--promote-epochs` also overrides a
   calibration's epochs). Validation is the run's own split, so rungs compare on the same images.
+  Before rung 1 trains anything its epochs are fitted to the compute (`fit`): where the proxy's
+  front would not fit in it, rung 1 takes the most epochs at which it does (down to the proxy's),
+  since a printed front is the promoted networks' front; --promote-epochs or --promote-images fix
+  rung 1 as given. The fitted epochs are written to run.yaml's ladder before anything trains.
 
 What is promoted, as multi-objective successive halving (MO-ASHA) promotes: the proxy's front and
 the dominated points within its noise (`Archive.band`), in order of non-dominated rank and, within
@@ -64,6 +68,8 @@ __all__ = [
     "choose",
     "Plan",
     "plan",
+    "fit",
+    "planned",
     "plan_line",
     "promote",
     "check_lines",
@@ -156,6 +162,37 @@ class Plan:
     front: int = 0  # the proxy front's points: a promotion of fewer prints a front of part of it
 
 
+@dataclass
+class _Proxy:
+    """What a plan takes from the rung-0 records, whatever rung 1 is."""
+
+    order: list[ArchResult]
+    front: int
+    units: float  # the proxy search's trained evaluations, in proxy trials
+    unit_s: float  # the mean proxy trial's seconds
+    search_s: float
+
+
+def _proxy(records: Sequence[TrialRecord], config: RunConfig) -> _Proxy:
+    proxy_records = [r for r in records if rung_of(r) == 0]
+    archive = Archive(config.objectives)
+    for r in proxy_records:
+        archive.add(r)
+    epochs = config.proxy.epochs or 1
+    trained = [r for r in proxy_records if r.status in ("complete", "stopped")]
+    units = sum(min(1.0, (r.epochs or epochs) / epochs) for r in trained)
+    unit_s = sum(r.train_seconds or r.seconds for r in trained) / (units or 1.0)
+    search_s = sum(r.seconds for r in proxy_records)
+    return _Proxy(promotion_order(archive), len(archive.front()), units, unit_s, search_s)
+
+
+def _ratio(config: RunConfig, rung: Rung) -> float:
+    """One evaluation at `rung`, in proxy trials: the rungs' work."""
+    val, size = config.data.val_images, config.data.image_size
+    base = _work(config.data.train_images, config.proxy.epochs or 1, config.proxy.image_size or size, val)
+    return _work(rung.train_images, rung.epochs, rung.image_size or size, val) / (base or 1.0)
+
+
 def plan(
     records: Sequence[TrialRecord],
     config: RunConfig,
@@ -164,6 +201,7 @@ def plan(
     share: float,
     limit_s: float | None = None,
     slots: int = 1,
+    view: _Proxy | None = None,
 ) -> Plan:
     """The promotion of a run with these records (see the module docstring); `rung` must know its
     training images. `limit_s`: the wall seconds --time-budget leaves, `slots` evaluations at once.
@@ -174,23 +212,13 @@ def plan(
     compute is its proxy trials (each weighted by the epochs it trained), so the same records give
     the same plan on any machine and load. Only a --time-budget, a wall-clock limit, converts
     seconds (at the run's mean proxy trial) into proxy trials."""
-    proxy_records = [r for r in records if rung_of(r) == 0]
-    archive = Archive(config.objectives)
-    for r in proxy_records:
-        archive.add(r)
-    epochs = config.proxy.epochs or 1
-    val = config.data.val_images
-    base = _work(config.data.train_images, epochs, config.proxy.image_size or config.data.image_size, val)
-    ratio = _work(rung.train_images, rung.epochs, rung.image_size or config.data.image_size, val) / (base or 1.0)
-    trained = [r for r in proxy_records if r.status in ("complete", "stopped")]
-    units = sum(min(1.0, (r.epochs or epochs) / epochs) for r in trained)
-    unit_s = sum(r.train_seconds or r.seconds for r in trained) / (units or 1.0)  # the mean proxy trial's seconds
-    budget = share * units
-    by_time = limit_s is not None and limit_s * slots < budget * unit_s
+    v = view or _proxy(records, config)
+    ratio = _ratio(config, rung)
+    budget = share * v.units
+    by_time = limit_s is not None and limit_s * slots < budget * v.unit_s
     if by_time:
-        budget = limit_s * slots / (unit_s or 1.0)
-    order = promotion_order(archive)
-    chosen = choose(order, most, budget + 1e-9, lambda a: PROMOTE_SEEDS * ratio)
+        budget = limit_s * slots / (v.unit_s or 1.0)
+    chosen = choose(v.order, most, budget + 1e-9, lambda a: PROMOTE_SEEDS * ratio)
     seeds = [config.seed + k for k in range(PROMOTE_SEEDS)]
     done = {
         (r.arch_id, r.seed)
@@ -198,10 +226,41 @@ def plan(
         if rung_of(r) == rung.rung and r.status == "complete" and r.accuracy is not None
     }
     todo = [(a, s) for a in chosen for s in seeds if (a.arch_id, s) not in done]
-    search_s = sum(r.seconds for r in proxy_records)
-    estimate = len(chosen) * PROMOTE_SEEDS * ratio * unit_s
-    fixed = (rung, order, chosen, seeds, search_s, budget * unit_s, estimate, todo, ratio, units)
-    return Plan(*fixed, limit_s, slots, by_time, len(archive.front()))
+    estimate = len(chosen) * PROMOTE_SEEDS * ratio * v.unit_s
+    fixed = (rung, v.order, chosen, seeds, v.search_s, budget * v.unit_s, estimate, todo, ratio, v.units)
+    return Plan(*fixed, limit_s, slots, by_time, v.front)
+
+
+def fit(
+    records: Sequence[TrialRecord],
+    config: RunConfig,
+    rung: Rung,
+    most: int,
+    share: float,
+    limit_s: float | None = None,
+    slots: int = 1,
+) -> Plan:
+    """The plan at rung 1 fitted to the promotion's compute: rung 1's epochs (those it had before any
+    fitting, `fitted_from`) where they let the proxy's front be promoted (all of its points, or
+    `most`), else the most epochs of those that do, down to the proxy's epochs, and where none
+    does, those that promote the most; the plan's rung says `fitted_from` when its epochs are
+    fewer. A printed front is the promoted networks' front: on Fashion-MNIST 5 promoted printed 4
+    points with a 2.5-point gap to deployment's front, 16 promoted (the same rung) 8 points, 0.16
+    points from it (docs/benchmarks.md). Only before rung 1 trained anything, and never where
+    --promote-epochs or --promote-images set it (`Rung.source` 'option'): `promote` decides."""
+    view = _proxy(records, config)
+    top = rung.fitted_from or rung.epochs
+    best: Plan | None = None
+    for epochs in range(top, min(top, max(1, config.proxy.epochs or 1)) - 1, -1):
+        at = replace(rung, epochs=epochs, fitted_from=top if epochs < top else None)
+        p = plan(records, config, at, most, share, limit_s, slots, view)
+        if epochs < top and p.ratio <= 1.0:
+            break  # no higher fidelity than the proxy's
+        best = p if best is None or len(p.chosen) > len(best.chosen) else best
+        if len(p.chosen) >= min(p.front, most):
+            return p
+    assert best is not None  # the first epochs always plan
+    return best
 
 
 # --------------------------------------------------------------------------- running it
@@ -229,7 +288,8 @@ def _rung_data(folder: RunFolder, config: RunConfig, data_dir: Any) -> tuple[Run
 def promote(
     folder: RunFolder, opts: SearchOptions, gpus: float, address: str | None, deadline: float | None = None
 ) -> Plan | None:
-    """Promote the run's proxy front (see the module docstring): plan it from the records, say so,
+    """Promote the run's proxy front (see the module docstring): plan it from the records (rung 1
+    fitted to the compute first, `fit`, unless options set it or it trained already), say so,
     train what is missing and say what it cost. `deadline` (time.monotonic(); --time-budget): the
     promotion is shrunk to what fits before it, and no evaluation starts after it. None when
     --promote is 0 or the run has no ladder.
@@ -244,10 +304,25 @@ def promote(
     rung, data = _rung_data(folder, config, opts.data_dir)
     limit_s = None if deadline is None else max(0.0, deadline - time.monotonic())
     slots = _slots(config, opts, gpus)
-    p = plan(folder.trials(), config, rung, opts.promote, opts.promote_share, limit_s, slots)
+    p = planned(folder, config, rung, opts, limit_s, slots)
     print(plan_line(p, opts), flush=True)
     if p.todo:
         _train(folder, config, p, data, opts, gpus, address, start)
+    return p
+
+
+def planned(
+    folder: RunFolder, config: RunConfig, rung: Rung, opts: SearchOptions, limit_s: float | None, slots: int
+) -> Plan:
+    """The run's promotion from its records: rung 1 fitted to the compute (`fit`) unless options set
+    it or it trained already, a fitted rung 1 written to run.yaml before anything trains (a resume
+    keeps it)."""
+    records = folder.trials()
+    fixed = rung.source == "option" or any(rung_of(r) >= 1 for r in records)
+    p = (plan if fixed else fit)(records, config, rung, opts.promote, opts.promote_share, limit_s, slots)
+    if p.rung != rung:
+        config.ladder[1] = asdict(p.rung)
+        folder.write_config(config)
     return p
 
 
@@ -277,6 +352,13 @@ def plan_line(p: Plan, opts: SearchOptions) -> str:
         )
     if len(p.chosen) >= opts.promote:
         more = "a larger --promote promotes more"
+    which = "the" if len(p.chosen) >= min(p.front, opts.promote) else "more of the"
+    fitted = (
+        f"; rung 1 trains {p.rung.epochs} of its {p.rung.fitted_from} epochs, so that {which} proxy front's "
+        f"{p.front} points fit (--promote-epochs sets them)"
+        if p.rung.fitted_from
+        else ""
+    )
     short = (
         f"; that is fewer than the proxy front's {p.front} points, and the front printed is the promoted ones' "
         f"alone: {more}"
@@ -287,7 +369,7 @@ def plan_line(p: Plan, opts: SearchOptions) -> str:
         f"promotion: {len(p.chosen)} of the {len(p.order)} front and within-noise points, {len(p.seeds)} seeds "
         f"each, at {where}: ~{_minutes(p.estimate_s)} of compute ({p.estimate_s / (p.search_s or 1):.2f} of the "
         f"search's {_minutes(p.search_s)}), within {bound}; {len(p.todo)} of {len(p.chosen) * len(p.seeds)} "
-        f"evaluations to train{short}"
+        f"evaluations to train{fitted}{short}"
     )
 
 

@@ -1,7 +1,9 @@
 """The fidelity ladder of a run: rung 0 the search's proxy, rung 1 deployment-like training (the
 calibration's deployment, or the whole training split at the networks' input size for
 DEFAULT_EPOCHS_FACTOR x the proxy's epochs); run.yaml's `ladder`, written once when a run starts so
-that a resume keeps its rungs. `nas.search.promote` trains the front at rung 1."""
+that a resume keeps its rungs. `nas.search.promote` trains the front at rung 1, and before its first
+rung-1 evaluation fits rung 1's epochs down where the proxy's front would not fit in the
+promotion's compute (`promote.fit`; not where --promote-epochs or --promote-images set rung 1)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class Rung:
     image_size: int | None
     source: str
     train_images: int | None = None
+    fitted_from: int | None = None  # the epochs it had before the promotion fitted it (`promote.fit`)
 
     def proxy(self, base: ProxyConfig) -> ProxyConfig:
         """The run's proxy trained at this rung."""
@@ -42,11 +45,13 @@ class Rung:
         images = f"{n:,} training images" if isinstance(n, int) else "training images"
         images = f"all {images}" if self.subset is None else images
         epochs = f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}"
+        epochs += f" (fitted from {self.fitted_from})" if self.fitted_from else ""
         return f"{images}, {epochs}" + (f", {self.image_size}px" if self.image_size else "")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Rung:
-        return cls(**{k: d.get(k) for k in ("rung", "subset", "epochs", "image_size", "source", "train_images")})
+        keys = ("rung", "subset", "epochs", "image_size", "source", "train_images", "fitted_from")
+        return cls(**{k: d.get(k) for k in keys})  # a run.yaml from before a key existed has None
 
 
 def ladder(
@@ -66,7 +71,8 @@ def ladder(
         whole = str(deploy.get("key", "")).startswith("nall")
         subset = None if whole or not deploy.get("train_images") else int(deploy["train_images"])
         subset = images or subset
-        top = Rung(1, subset, int(epochs or deploy["epochs"]), deploy.get("image_size") or h, "calibration")
+        source = "option" if epochs or images else "calibration"
+        top = Rung(1, subset, int(epochs or deploy["epochs"]), deploy.get("image_size") or h, source)
     else:
         size = h if h == w else proxy.image_size
         source = "option" if epochs or images else "default"
