@@ -75,7 +75,8 @@ def table(run: RunFolder, wall: float | None) -> list[tuple[str, str]]:
         (
             "rung 1",
             f"{rung.get('train_images') or 'all'} images, {rung.get('epochs')} epochs, "
-            f"{rung.get('image_size')}px ({rung.get('source')})",
+            f"{rung.get('image_size')}px ({rung.get('source')}"
+            + (f", fitted from {rung['fitted_from']} epochs)" if rung.get("fitted_from") else ")"),
         ),
         (
             "promotion: architectures x seeds, wall (min), compute (min)",
