@@ -1,17 +1,19 @@
 """One writer per run folder: the lock, between real processes. No Ray, no training."""
 
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from nas.run.lock import LOCK_FILE, STALE_S, RunLock, RunLocked, holder_of
+from nas.run.lock import LOCK_FILE, STALE_S, STARTING_S, RunLock, RunLocked, holder_of
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLD = """
@@ -49,6 +51,28 @@ def test_a_second_writer_is_refused_at_once_naming_the_holder(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_writer_refused_while_the_holder_is_still_naming_itself_waits_for_its_name(tmp_path):
+    # two searches started together: one has the flock and has not yet written its name
+    folder = tmp_path / "run"
+    folder.mkdir()
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        name = json.dumps({"pid": 4242, "host": socket.gethostname(), "command": "python -m nas.search"})
+        timer = threading.Timer(0.3, lambda: os.pwrite(fd, (name + "\n").encode(), 0))
+        timer.start()
+        with pytest.raises(RunLocked, match="in use by python -m nas.search .pid 4242"):
+            RunLock(folder).acquire()
+        timer.join()
+        os.ftruncate(fd, 0)  # one that never names itself: the refusal says so after STARTING_S
+        start = time.monotonic()
+        with pytest.raises(RunLocked, match="another process is starting to write this run folder"):
+            RunLock(folder).acquire()
+        assert STARTING_S <= time.monotonic() - start < STARTING_S + 5
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.slow

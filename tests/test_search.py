@@ -38,7 +38,7 @@ FAST = [
     "--race",
     "1",
 ]  # ~1 s a trial, one seed each: plumbing tests; the default promotion plans none (a rung-1 evaluation costs
-# ~10 proxy trials of these, from the records alone: `nas.search.promote.plan`), so the counts are the search's
+# ~10 proxy trials of these, ~5 fitted to their 1 epoch: `nas.search.promote.fit`), so the counts are the search's
 
 
 def search(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
@@ -191,6 +191,8 @@ def test_racing_gives_every_front_point_three_seeds_and_optuna_their_means(tmp_p
         "300",
         "--race",
         "3",
+        "--promote",
+        "0",  # the proxy's front, as racing left it (its re-evaluations would pay for a fitted rung 1)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunFolder(tmp_path / "run")

@@ -44,11 +44,24 @@ from nas.cli import hold, let_go
 from nas.run.folder import RunError
 from nas.run.holder import LOCK_FILE, Holder, holder_of
 
-__all__ = ["LOCK_FILE", "HEARTBEAT_S", "STALE_S", "Holder", "RunLock", "RunLocked", "holder_of"]
+__all__ = ["LOCK_FILE", "HEARTBEAT_S", "STALE_S", "STARTING_S", "Holder", "RunLock", "RunLocked", "holder_of"]
 
 HEARTBEAT_S = 20.0  # the holder touches the lock file this often
 STALE_S = 120.0  # a holder on another host not seen for this long is gone (clocks may differ a little)
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+STARTING_S = 2.0  # how long a refused writer waits for the holder to name itself
+
+
+def _holder_soon(fd: int) -> Holder | None:
+    """The holder the lock file names; a holder that took the flock a moment ago writes its name
+    just after it, so an empty file is read again for up to STARTING_S (two searches started
+    together: the refused one names the other, as a later one would)."""
+    deadline = time.monotonic() + STARTING_S
+    while (holder := Holder.parse(os.pread(fd, 1 << 16, 0))) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return holder
 
 
 class RunLocked(RunError):
@@ -131,7 +144,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunLocked(self._refusal(Holder.parse(os.pread(fd, 1 << 16, 0)))) from None
+            raise RunLocked(self._refusal(_holder_soon(fd))) from None
         except OSError as e:
             if e.errno not in _NO_LOCKS:
                 raise RunError(f"{self.path}: cannot lock it ({e.strerror or e})") from None
