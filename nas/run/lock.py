@@ -48,10 +48,8 @@ __all__ = ["LOCK_FILE", "HEARTBEAT_S", "STALE_S", "STARTING_S", "Holder", "RunLo
 
 HEARTBEAT_S = 20.0  # the holder touches the lock file this often
 STALE_S = 120.0  # a holder on another host not seen for this long is gone (clocks may differ a little)
-_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
-
-
 STARTING_S = 2.0  # how long a refused writer waits for the holder to name itself
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
 def _holder_soon(fd: int) -> Holder | None:

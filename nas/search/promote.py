@@ -251,7 +251,8 @@ def fit(
     view = _proxy(records, config)
     top = rung.fitted_from or rung.epochs
     best: Plan | None = None
-    for epochs in range(top, min(top, max(1, config.proxy.epochs or 1)) - 1, -1):
+    floor = min(top, max(1, config.proxy.epochs or 1))  # the proxy's epochs
+    for epochs in range(top, floor - 1, -1):
         at = replace(rung, epochs=epochs, fitted_from=top if epochs < top else None)
         p = plan(records, config, at, most, share, limit_s, slots, view)
         if epochs < top and p.ratio <= 1.0:

@@ -8,7 +8,7 @@ promotion's compute (`promote.fit`; not where --promote-epochs or --promote-imag
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from nas.proxy import ProxyConfig
@@ -50,8 +50,7 @@ class Rung:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Rung:
-        keys = ("rung", "subset", "epochs", "image_size", "source", "train_images", "fitted_from")
-        return cls(**{k: d.get(k) for k in keys})  # a run.yaml from before a key existed has None
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)})  # a run.yaml from before a key existed has None
 
 
 def ladder(
