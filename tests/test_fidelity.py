@@ -293,6 +293,12 @@ def test_front_agreement_is_precision_and_recall_of_the_printed_front():
     retest = summary["long_retest_front_agreement"]
     assert (retest["kept"], retest["missed"], retest["extra"]) == (["a0"], ["a1"], ["a2"])
     assert "(seeds 0, 1's front against seeds 2, 3's" in format_table({**summary, "reference": None})
+    # what the search expected of its front, beside what was measured
+    expected = {"retrain_seeds": 4, "precision": 0.71, "recall": 0.64, "points": 3}
+    summary = report(four, ["a2"], ["accuracy", "macs"], [0, 1, 2, 3], 1, 2, expected=expected)
+    assert summary["expected_reproduction"] == expected
+    line = "the search expected its front to reproduce at precision 0.71, recall 0.64 in a retraining with 4 new seeds"
+    assert line in format_table({**summary, "reference": None})
 
 
 def test_noise_agreement_tells_fronts_apart_only_beyond_the_seed_noise():
@@ -378,6 +384,7 @@ def test_a_promoted_run_is_checked_at_its_rungs_and_scored_on_the_test_split(sma
     assert summary["rung0_front_agreement"] is not None and "precision" in summary["front_agreement"]
     flags = summary["noise_flags"]
     assert sorted(flags["separable"] + flags["within_noise"]) == sorted(summary["proxy_front"])
+    assert summary["expected_reproduction"] is None  # one seed each at rung 1: no seed noise to predict from
     assert set(flags["separable_kept"]) | set(flags["within_noise_kept"]) == set(summary["proxy_front_kept"])
     tested, validated = run.trials(DEPLOY_TEST_RECORDS), run.trials(DEPLOY_RECORDS)
     assert len(tested) == len(validated) == 4 and {r.arch_id for r in tested} == set(rows)

@@ -210,6 +210,11 @@ def test_racing_gives_every_front_point_three_seeds_and_optuna_their_means(tmp_p
         assert row["accuracy_se"] == pytest.approx(statistics.stdev(accs) / len(accs) ** 0.5)
         assert f"{row['arch_id']}  {row['accuracy']:.4f} ± {row['accuracy_se']:.4f} ({row['seeds']:>2})" in proc.stdout
     assert "seed noise: accuracy std" in proc.stdout and "python -m nas.fidelity" in proc.stdout
+    # the last pareto.json says how the front would reproduce, and so does the last line
+    again = pareto_json["reproduction"]
+    assert again["retrain_seeds"] == 2 and again["points"] >= len(pareto_json["front"])
+    assert f"about {again['precision']:.2f} of its points would stay on the front" in proc.stdout
+    assert all(0 <= row["p_front"] <= 1 for row in pareto_json["front"])
     # Optuna was told each architecture's mean over its seeds, once it wanted no more seeds
     study = optuna.load_study(study_name=STUDY_NAME, storage=run.storage())
     told = {}

@@ -19,7 +19,7 @@ from nas.dashboard.figures import hypervolume_figure, pareto_figures
 from nas.dashboard.proxy_checks import calibration_section, fidelity_panel
 from nas.run.folder import RunFolder
 from nas.run.pareto import OBJECTIVES
-from nas.search.report import listed, promotion_lines
+from nas.search.report import listed, noise_line, promotion_lines
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -183,7 +183,8 @@ def _promotion(run: RunFolder, data: RunData) -> str:
 
 def _front_table(run: RunFolder, data: RunData) -> str:
     """The table of the front: pareto.json's entries (`Archive.summary`: means, noise, whether
-    each is separable from the points behind it), with the knee marked and each export command."""
+    each is separable from the points behind it, its chance on the noise-free front), with the knee
+    marked and each export command, under the search's line on its seed noise (`noise_line`)."""
     by_num = {v.record.number: v for v in data.views}
     scored = int(any(v.scored for v in data.views))  # a promoted run: which training scored each point
     fcosts = [o for o in data.config.objectives if o != "accuracy"]
@@ -199,6 +200,7 @@ def _front_table(run: RunFolder, data: RunData) -> str:
                 html.escape(a["reference"] or ""),
                 format_value("accuracy", a["accuracy"]) + format_noise(a["seeds"], a["accuracy_se"]),
                 "yes" if a["separable"] else "⚠ within noise of " + listed(a["unseparable_from"]),
+                "-" if a.get("p_front") is None else f"{a['p_front']:.2f}",
                 *([html.escape(v.scored)] if scored else []),
                 *[format_value(c, a[c]) for c in shown],
                 v.record.epochs,
@@ -208,10 +210,11 @@ def _front_table(run: RunFolder, data: RunData) -> str:
             ]
         )
         classes.append("knee" if v.is_knee else "")
-    header = ["#", "arch id", "reference", "accuracy (mean ± s.e.)", "separable", *(["scored by"] if scored else [])]
-    header += [*shown, "epochs", "ACmix blocks", "architecture", "export"]
+    header = ["#", "arch id", "reference", "accuracy (mean ± s.e.)", "separable", "P(front)"]
+    header += [*(["scored by"] if scored else []), *shown, "epochs", "ACmix blocks", "architecture", "export"]
     k = len(shown) + scored
-    return html_table(header, rows, left=(1, 2, 4, *([5] if scored else []), 7 + k, 8 + k), row_class=classes)
+    noise = f"<p>{html.escape(noise_line(data.summary, run.path))}</p>" if data.records else ""
+    return noise + html_table(header, rows, left=(1, 2, 4, *([6] if scored else []), 8 + k, 9 + k), row_class=classes)
 
 
 def _all_table(data: RunData) -> str:

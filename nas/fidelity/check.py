@@ -373,7 +373,7 @@ def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]
     archive = Archive(plan.objectives)
     for r in run_records:
         archive.add(r)
-    flags = {row["arch_id"]: row.get("separable") for row in archive.summary(None)["front"]}
+    flags = {row["arch_id"]: row.get("separable") for row in archive.summary(None, reproduce=False)["front"]}
     return {
         "run": str(run.path),
         **report(
@@ -386,6 +386,7 @@ def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]
             {**_reference(opts, plan, datasets), "pick": opts.pick},
             rung0_front=[a.arch_id for a in proxy_only if a.arch_id in picked_ids],
             separable={a: flags[a] for a in plan.front_ids if a in picked_ids and a in flags},
+            expected=_expected(archive, len(seeds)),
         ),
         "evaluations_run": len(plan.jobs),
         "evaluations_reused": sum((a.arch_id, s) in reused for a in plan.picked for s in seeds),
@@ -393,6 +394,13 @@ def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]
         "minutes": (time.perf_counter() - start) / 60,  # this invocation's wall time
         "train_minutes": sum(r.seconds for r in [*records, *deployed]) / 60,
     }
+
+
+def _expected(archive: Archive, seeds: int) -> dict[str, Any] | None:
+    """How the run expects its front to reproduce in a retraining with as many seeds as the check's
+    (`RungArchive.reproduction` at its top rung), without the per-point chances."""
+    again = archive.at(archive.rung).reproduction(seeds)
+    return None if again is None else {k: v for k, v in again.items() if k != "p_front"}
 
 
 def _reference(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]) -> dict[str, Any]:

@@ -50,15 +50,18 @@ def report(
     reference: Mapping[str, Any] | None = None,
     rung0_front: Sequence[str] | None = None,
     separable: Mapping[str, bool | None] | None = None,
+    expected: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """fidelity.json's contents (without the run's name and the minutes). `reference` says what the
     long training is: {'reference': 'deployment' or 'same subset', 'long_train_images': N,
     'long_image_size': S, ...}. `proxy_front` is the run's front as printed (its points at the
     highest rung each reached) among `archs`; `rung0_front`, where given, the proxy's own front
     (rung 0 alone: what the run would print without promotion) among them; `separable`, the run's
-    noise flag of each printed front point (False: within the noise of a dominated point)."""
+    noise flag of each printed front point (False: within the noise of a dominated point); `expected`
+    its pareto.json's `reproduction`, to set beside the precision and recall measured here."""
     lf = long_front(archs, objectives)
     sigma = pooled_std(a.long for a in archs)
+    r0 = None if rung0_front is None else list(rung0_front)
     return {
         "objectives": list(objectives),
         "seeds": list(seeds),
@@ -72,13 +75,10 @@ def report(
         "front_agreement": front_agreement(proxy_front, lf),
         "long_retest_front_agreement": _retest_front(archs, objectives, seeds),
         "noise_flags": None if separable is None else _noise_flags(separable, lf),
-        "rung0_front_agreement": None
-        if rung0_front is None
-        else {"front": list(rung0_front), **front_agreement(rung0_front, lf)},
+        "expected_reproduction": expected,
+        "rung0_front_agreement": None if r0 is None else {"front": r0, **front_agreement(r0, lf)},
         "noise_agreement": noise_agreement(proxy_front, archs, objectives, sigma),
-        "rung0_noise_agreement": None
-        if rung0_front is None
-        else noise_agreement(rung0_front, archs, objectives, sigma),
+        "rung0_noise_agreement": None if r0 is None else noise_agreement(r0, archs, objectives, sigma),
         "long_retest_noise_agreement": _retest_noise(archs, objectives, seeds, sigma),
         "archs": [
             {
@@ -189,6 +189,13 @@ def _agreement_lines(s: Mapping[str, Any], long: str) -> list[str]:
             f"the search's noise flags: {len(flags['separable_kept'])} of the {len(flags['separable'])} printed front "
             f"points it called separable, and {len(flags['within_noise_kept'])} of the {len(flags['within_noise'])} "
             f"it called within noise, are on the {long} front"
+        )
+    expected = s.get("expected_reproduction")
+    if expected and s.get("front_agreement"):
+        lines.append(
+            f"the search expected its front to reproduce at precision {expected['precision']:.2f}, recall "
+            f"{expected['recall']:.2f} in a retraining with {expected['retrain_seeds']} new seeds at the rung it was "
+            f"scored at (its seed noise alone: a {long} training that ranks otherwise scores lower)"
         )
     if s.get("search_kendall_tau") is not None and any(a.get("search_rung") for a in s["archs"]):
         lines.append(

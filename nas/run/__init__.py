@@ -6,6 +6,8 @@ The package, bottom to top:
   hypervolume and the noise band, over anything with `value(objective)`;
 - `nas.run.ladder`: which rung of the fidelity ladder a record is at (`rung_of`, `top_rung`) and
   the rank agreement between rungs (`rank_agreement`);
+- `nas.run.reproduce`: how a front of noisy means would reproduce in a retraining (precision and
+  recall) and each point's chance on the noise-free front, by Monte Carlo over a shrunk posterior;
 - `nas.run.record`: `TrialRecord`, one line of trials.jsonl, and its checks (`check_record`);
 - `nas.run.archive`: `Archive`, the run's architectures (`ArchResult`: mean and s.e. over seeds),
   kept up to date record by record: front, racing targets, the summary pareto.json holds;

@@ -40,11 +40,16 @@ import numpy as np
 from nas.run import pareto
 from nas.run.ladder import rank_agreement, rung_of
 from nas.run.pareto import NOISE_Z, OBJECTIVES
+from nas.run.reproduce import reproduction
 
 if TYPE_CHECKING:
     from nas.run.record import TrialRecord
 
 __all__ = ["ArchResult", "aggregate", "seed_std", "Archive", "RungArchive"]
+
+REPRODUCE_SEEDS = 2  # the retraining a front's reproduction is predicted for: nas.fidelity's default seeds
+REPRODUCE_Z = 4.0  # points this many standard errors behind the front are left out (their chance is ~3e-5)
+REPRODUCE_POINTS = 64  # and at most this many points with the front (the closest)
 
 
 @dataclass
@@ -398,12 +403,37 @@ class RungArchive:
         """As `pareto.hypervolume` of every point (only the front adds to it)."""
         return pareto.hypervolume(self.front(), self.objectives, scales)
 
-    def summary(self, scales: Mapping[str, float] | None) -> dict[str, Any]:
-        """pareto.json: the front of architecture means with standard errors and noise flags,
-        the pooled seed std and the hypervolume."""
+    def reproduction(self, retrain_seeds: int = REPRODUCE_SEEDS) -> dict[str, Any] | None:
+        """How the front would reproduce in a retraining with `retrain_seeds` seeds per network, and
+        each point's probability of being on the front (`nas.run.reproduce.reproduction` over the
+        front and the points within REPRODUCE_Z standard errors of it, at most REPRODUCE_POINTS,
+        closest first); None without a pooled seed std or a front. `p_front` maps arch ids."""
+        key = ("reproduction", retrain_seeds)
+        if key not in self._cache:
+            sigma = self.sigma
+            front, _, _, _ = self._noise(NOISE_Z)
+            out = None
+            if sigma and len(front):
+                idx = [*front.tolist(), *(self._index[a.arch_id] for a in self.band(REPRODUCE_Z))]
+                idx = np.array(idx[: max(REPRODUCE_POINTS, len(front))], dtype=int)
+                costs = np.delete(self._loss[idx], self._acc_col, axis=1)
+                r = reproduction(self._acc(idx), self._seeds[idx], costs, sigma, retrain_seeds)
+                out = {k: r[k] for k in ("retrain_seeds", "precision", "recall")}
+                out["points"] = len(idx)
+                out["p_front"] = {self._order[i].arch_id: round(float(p), 3) for i, p in zip(idx, r["p_front"])}
+            self._cache[key] = out
+        return self._cache[key]
+
+    def summary(self, scales: Mapping[str, float] | None, reproduce: bool = True) -> dict[str, Any]:
+        """pareto.json: the front of architecture means with standard errors, noise flags and
+        probabilities of being on the front, the pooled seed std, how the front would reproduce in a
+        retraining (`reproduction`; a Monte Carlo of ~0.1 s, so the search leaves it out of the
+        pareto.json it writes while running: `reproduce` False) and the hypervolume."""
         near = {
             self._order[f].arch_id: [self._order[d].arch_id for d in ds] for f, ds in self._unseparable(NOISE_Z).items()
         }
+        again = dict((reproduce and self.reproduction()) or {})
+        p_front = again.pop("p_front", {})
         return {
             "objectives": self.objectives,
             "directions": pareto.directions(self.objectives),
@@ -412,8 +442,14 @@ class RungArchive:
             "trials": len(self.records),
             "architectures": len(self._order),
             "seed_std": self.sigma,
+            "reproduction": again or None,
             "front": [
-                {**a.summary(), "separable": not near.get(a.arch_id), "unseparable_from": near.get(a.arch_id, [])}
+                {
+                    **a.summary(),
+                    "separable": not near.get(a.arch_id),
+                    "unseparable_from": near.get(a.arch_id, []),
+                    "p_front": p_front.get(a.arch_id),
+                }
                 for a in self.front()
             ],
         }
@@ -496,14 +532,15 @@ class Archive:
         """As `pareto.hypervolume` of every point (only the front adds to it)."""
         return self.at(self.rung).hypervolume(scales)
 
-    def summary(self, scales: Mapping[str, float] | None) -> dict[str, Any]:
+    def summary(self, scales: Mapping[str, float] | None, reproduce: bool = True) -> dict[str, Any]:
         """pareto.json: the front of the highest rung's architecture means with standard errors,
-        rungs and noise flags, that rung's pooled seed std and the hypervolume; per rung its
+        rungs and noise flags, that rung's pooled seed std, how its front would reproduce
+        (`RungArchive.reproduction`, unless `reproduce` is False) and the hypervolume; per rung its
         architectures, evaluations and seed std; and, once a rung above the proxy has a front, how
         the proxy ranks the architectures trained at both (`fidelity`: `rank_agreement`)."""
         top = self.rung
         return {
-            **self.at(top).summary(scales),
+            **self.at(top).summary(scales, reproduce),
             "trials": len(self.records),
             "architectures": len(self.archs),
             "rung": top,

@@ -121,8 +121,8 @@ class Recorder(tune.Callback):
         self.recorded += 1
         if record.status == "failed":
             self.failures += 1
-        if moved:  # pareto.json follows (and once more at the end)
-            self.run.write_summary(self.archive.summary(self.scales))
+        if moved:  # pareto.json follows (and once more at the end, with the front's reproduction)
+            self.run.write_summary(self.archive.summary(self.scales, reproduce=False))
         self.progress.recorded(trial.trial_id, record, len(self.archive), self.failures, self.archive)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "front_report",
     "start_notes",
     "noise_line",
+    "reproduction_clause",
     "long_trial_note",
     "small_data_note",
     "proxy_note",
@@ -57,15 +58,16 @@ def front_report(summary: dict[str, Any], records: Sequence[TrialRecord], path: 
     )
     lines.append(
         f"  {'arch id':12}  {'accuracy ± s.e. (seeds)':>24}  {'MACs':>10}  {'params':>9}  "
-        f"{'latency':>9}  reference  within noise of"
+        f"{'latency':>9}  reference  P(front)  within noise of"
     )
     for row in front:
         se = f"± {row['accuracy_se']:.4f}" if row["accuracy_se"] is not None else "± ?     "
         lat = f"{row['latency']:.2f}ms" if row.get("latency") is not None else "-"
+        p = f"{row['p_front']:.2f}" if row.get("p_front") is not None else "-"
         lines.append(
             f"  {row['arch_id']:12}  {row['accuracy']:.4f} {se} ({row['seeds']:>2})  "
             f"{row['macs'] / 1e6:9.3f}M  {row['params'] / 1e3:8.1f}k  {lat:>9}  {row['reference'] or '':9}  "
-            f"{listed(row['unseparable_from'])}"
+            f"{p:>8}  {listed(row['unseparable_from'])}"
         )
     lines.append(noise_line(summary, path))
     lines.append(f"\nrun folder: {path}   dashboard: {shell_command('dashboard', path)}")
@@ -92,7 +94,21 @@ def noise_line(summary: dict[str, Any], path: Path) -> str:
     return (
         f"seed noise{at}: accuracy std {100 * summary['seed_std']:.2f} points between seeds; front neighbours are "
         f"{gap} points apart; {flagged} of {len(summary['front'])} front points are within the noise of a "
-        f"dominated point; {check}"
+        f"dominated point{reproduction_clause(summary)}; {check}"
+    )
+
+
+def reproduction_clause(summary: dict[str, Any]) -> str:
+    """'; retrained with 2 new seeds each, about 0.66 of its points would stay on the front and it
+    would have 0.64 of that front (P(front): each point's chance on the noise-free front)', from
+    pareto.json's `reproduction` (`RungArchive.reproduction`); '' without one."""
+    r = summary.get("reproduction")
+    if not r:
+        return ""
+    return (
+        f"; retrained with {r['retrain_seeds']} new seeds each, about {r['precision']:.2f} of its points would stay "
+        f"on the front and it would have {r['recall']:.2f} of that front (seed noise alone; P(front): each point's "
+        "chance on the front of noise-free means)"
     )
 
 
