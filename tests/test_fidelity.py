@@ -294,11 +294,16 @@ def test_front_agreement_is_precision_and_recall_of_the_printed_front():
     assert (retest["kept"], retest["missed"], retest["extra"]) == (["a0"], ["a1"], ["a2"])
     assert "(seeds 0, 1's front against seeds 2, 3's" in format_table({**summary, "reference": None})
     # what the search expected of its front, beside what was measured
-    expected = {"retrain_seeds": 4, "precision": 0.71, "recall": 0.64, "points": 3}
-    summary = report(four, ["a2"], ["accuracy", "macs"], [0, 1, 2, 3], 1, 2, expected=expected)
-    assert summary["expected_reproduction"] == expected
-    line = "the search expected its front to reproduce at precision 0.71, recall 0.64 in a retraining with 4 new seeds"
-    assert line in format_table({**summary, "reference": None})
+    expected = {"retrain_seeds": 4, "precision": 0.71, "recall": 0.64, "points": 3, "p_front": {"a0": 0.9, "a2": 0.3}}
+    summary = report(four, ["a0", "a2"], ["accuracy", "macs"], [0, 1, 2, 3], 1, 2, expected=expected)
+    assert summary["expected_reproduction"] == expected and summary["long_front"] == ["a0"]  # 4-seed means tie
+    table = format_table({**summary, "reference": None})
+    assert (
+        "the search expected its front to reproduce at precision 0.71, recall 0.64 in a retraining with 4 new seeds"
+        in table
+    )
+    assert "P(front): 1.2 expected on the front of noise-free means, 1 on the" in table
+    assert "mean P(front) 0.90 of those on it, 0.30 of those off it" in table
 
 
 def test_noise_agreement_tells_fronts_apart_only_beyond_the_seed_noise():

@@ -398,9 +398,12 @@ def _summary(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]
 
 def _expected(archive: Archive, seeds: int) -> dict[str, Any] | None:
     """How the run expects its front to reproduce in a retraining with as many seeds as the check's
-    (`RungArchive.reproduction` at its top rung), without the per-point chances."""
+    (`RungArchive.reproduction` at its top rung), with the chance of each printed point (`p_front`)."""
     again = archive.at(archive.rung).reproduction(seeds)
-    return None if again is None else {k: v for k, v in again.items() if k != "p_front"}
+    if again is None:
+        return None
+    printed = {a.arch_id for a in archive.front()}
+    return {**again, "p_front": {a: p for a, p in again["p_front"].items() if a in printed}}
 
 
 def _reference(opts: FidelityOptions, plan: _Plan, datasets: Mapping[str, Dataset]) -> dict[str, Any]:

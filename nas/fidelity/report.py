@@ -155,6 +155,30 @@ def _noise_flags(separable: Mapping[str, bool | None], long_front: Sequence[str]
     return {**kinds, **{f"{k}_kept": [a for a in ids if a in long_front] for k, ids in kinds.items()}}
 
 
+def _expected_lines(s: Mapping[str, Any], long: str) -> list[str]:
+    """What the search expected of its front (`expected_reproduction`), to set beside the measured:
+    its precision and recall in a retraining, and its printed points' chances on the noise-free
+    front (P(front)) for those on the long front and those off it."""
+    expected = s.get("expected_reproduction")
+    if not expected or not s.get("front_agreement"):
+        return []
+    lines = [
+        f"the search expected its front to reproduce at precision {expected['precision']:.2f}, recall "
+        f"{expected['recall']:.2f} in a retraining with {expected['retrain_seeds']} new seeds at the rung it was "
+        f"scored at (its seed noise alone: a {long} training that ranks otherwise scores lower)"
+    ]
+    chances = {a: p for a, p in (expected.get("p_front") or {}).items() if a in s["proxy_front"]}
+    on = [p for a, p in chances.items() if a in s["long_front"]]
+    off = [p for a, p in chances.items() if a not in s["long_front"]]
+    if chances:
+        on_mean, off_mean = (format_stat(sum(ps) / len(ps) if ps else None) for ps in (on, off))
+        lines.append(
+            f"its printed points' P(front): {sum(chances.values()):.1f} expected on the front of noise-free means, "
+            f"{len(on)} on the {long} front; mean P(front) {on_mean} of those on it, {off_mean} of those off it"
+        )
+    return lines
+
+
 def _pct(x: float | None, std: float | None = None) -> str:
     if x is None:
         return "-"
@@ -190,13 +214,7 @@ def _agreement_lines(s: Mapping[str, Any], long: str) -> list[str]:
             f"points it called separable, and {len(flags['within_noise_kept'])} of the {len(flags['within_noise'])} "
             f"it called within noise, are on the {long} front"
         )
-    expected = s.get("expected_reproduction")
-    if expected and s.get("front_agreement"):
-        lines.append(
-            f"the search expected its front to reproduce at precision {expected['precision']:.2f}, recall "
-            f"{expected['recall']:.2f} in a retraining with {expected['retrain_seeds']} new seeds at the rung it was "
-            f"scored at (its seed noise alone: a {long} training that ranks otherwise scores lower)"
-        )
+    lines += _expected_lines(s, long)
     if s.get("search_kendall_tau") is not None and any(a.get("search_rung") for a in s["archs"]):
         lines.append(
             f"the accuracies the run prints (each at the highest rung it reached) vs the {long} means: Kendall τ "
