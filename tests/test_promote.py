@@ -249,6 +249,11 @@ def test_the_plan_does_not_depend_on_measured_seconds_but_a_time_budget_shrinks_
     assert short.by_time and [a.arch_id for a in short.chosen] == [a.arch_id for a in full.chosen[:2]]
     assert len(plan(records, config, rung, most=12, share=1.0, limit_s=45.0, slots=2).chosen) == 4
     assert plan(records, config, rung, most=12, share=1.0, limit_s=30.0, slots=1).chosen == []
+    # --promote-seeds 4: each architecture costs twice as much, so half as many fit, each with 4 seeds
+    steadier = plan(records, config, rung, most=12, share=1.0, n_seeds=4)
+    assert [a.arch_id for a in steadier.chosen] == [a.arch_id for a in full.chosen[:2]]
+    assert steadier.seeds == [0, 1, 2, 3] and len(steadier.todo) == 8
+    assert steadier.estimate_s == pytest.approx(full.estimate_s)
 
 
 def _four_front_points() -> tuple[list[TrialRecord], RunConfig]:
@@ -380,13 +385,15 @@ def test_a_search_promotes_is_stopped_during_the_promotion_and_resumes_it_withou
         ({"promote_epochs": 0}, "--promote-epochs must be an int >= 1"),
         ({"promote_images": 0}, "--promote-images must be an int >= 1"),
         ({"promote_images": 2.5}, "--promote-images must be an int >= 1"),
+        ({"promote_seeds": 1}, "--promote-seeds must be at least 2"),
     ],
 )
 def test_bad_promotion_options_are_refused(options, message):
     with pytest.raises(UsageError, match=message):
         SearchOptions(**options).checked()
     # how many and how much a resume may change; what rung 1 is, it may not
-    assert {"promote", "promote_share"} <= RESUMABLE and not {"promote_epochs", "promote_images"} & RESUMABLE
+    assert {"promote", "promote_share", "promote_seeds"} <= RESUMABLE
+    assert not {"promote_epochs", "promote_images"} & RESUMABLE
 
 
 def test_the_noise_flags_of_a_promoted_front_use_the_noise_of_its_rung():

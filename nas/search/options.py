@@ -39,6 +39,7 @@ RESUMABLE = {
     "data_dir",
     "promote",
     "promote_share",
+    "promote_seeds",
 }
 LIMIT_OPTIONS = {o.limit: name for name, o in OBJECTIVES.items() if o.search_limit}  # max_macs -> macs, ...
 PROXY_OPTIONS = ("dataset", "epochs", "batch_size", "subset")
@@ -65,6 +66,7 @@ class SearchOptions:
     early_stop: bool = False
     promote: int = 24  # architectures trained again at rung 1 after the search (nas.search.promote); 0: off
     promote_share: float = 1.0  # the promotion's compute, at most this share of the proxy search's (1: half the whole)
+    promote_seeds: int = 2  # seeds per promoted architecture (nas.search.promote.PROMOTE_SEEDS)
     promote_epochs: int | None = None  # rung 1's epochs; None: the calibration's deployment, else 2x the proxy's
     promote_images: int | None = None  # rung 1's training images; None: the calibration's deployment, else all
     proxy: Path | None = None  # a proxy: file (nas.calibrate's proxy.yaml) in place of the space file's proxy section
@@ -133,6 +135,8 @@ class SearchOptions:
             raise UsageError(f"--promote must be 0 (off) or at least 2 (a ranking needs two), got {self.promote!r}")
         if not _positive(self.promote_share):
             raise UsageError(f"--promote-share must be a number > 0, got {self.promote_share!r}")
+        if not is_int(self.promote_seeds) or self.promote_seeds < 2:
+            raise UsageError(f"--promote-seeds must be at least 2 (a mean and its noise), got {self.promote_seeds!r}")
         if self.promote_epochs is not None and (not is_int(self.promote_epochs) or self.promote_epochs < 1):
             raise UsageError(f"--promote-epochs must be an int >= 1, got {self.promote_epochs!r}")
         if self.promote_images is not None and (not is_int(self.promote_images) or self.promote_images < 1):

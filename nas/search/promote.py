@@ -17,7 +17,8 @@ The ladder (`nas.search.rungs`; run.yaml `ladder`, written when the run starts, 
 What is promoted, as multi-objective successive halving (MO-ASHA) promotes: the proxy's front and
 the dominated points within its noise (`Archive.band`), in order of non-dominated rank and, within
 a rank, of crowding distance (the ends of a rank first, then the points in its emptiest stretches),
-at most `--promote` architectures, each with PROMOTE_SEEDS seeds (the run's seed + 0, 1, ...), as
+at most `--promote` architectures, each with `--promote-seeds` seeds (PROMOTE_SEEDS by default: the
+run's seed + 0, 1, ...; more seeds make the printed front steadier, `nas.run.reproduce`), as
 long as their estimated cost stays within `--promote-share` of the search's compute. Costs are
 counted in proxy trials, so that the plan follows from the records alone and does not flip with
 the machine's load: one rung-1 evaluation costs the ratio of the rungs' work (training images x
@@ -77,7 +78,7 @@ __all__ = [
     "add_promote_arguments",
 ]
 
-PROMOTE_SEEDS = 2  # seeds per promoted architecture: a mean, a standard error and a test-retest
+PROMOTE_SEEDS = 2  # seeds per promoted architecture by default: a mean, a standard error and a test-retest
 DATA_KEY = "rung1"
 
 
@@ -202,9 +203,11 @@ def plan(
     limit_s: float | None = None,
     slots: int = 1,
     view: _Proxy | None = None,
+    n_seeds: int = PROMOTE_SEEDS,
 ) -> Plan:
     """The promotion of a run with these records (see the module docstring); `rung` must know its
-    training images. `limit_s`: the wall seconds --time-budget leaves, `slots` evaluations at once.
+    training images. `limit_s`: the wall seconds --time-budget leaves, `slots` evaluations at once,
+    `n_seeds` seeds per architecture (--promote-seeds).
 
     Which architectures fit does not depend on measured seconds: every rung-1 evaluation costs
     `ratio` proxy trials (the rungs' work: (3 x training images + validation images) x epochs x
@@ -218,15 +221,15 @@ def plan(
     by_time = limit_s is not None and limit_s * slots < budget * v.unit_s
     if by_time:
         budget = limit_s * slots / (v.unit_s or 1.0)
-    chosen = choose(v.order, most, budget + 1e-9, lambda a: PROMOTE_SEEDS * ratio)
-    seeds = [config.seed + k for k in range(PROMOTE_SEEDS)]
+    chosen = choose(v.order, most, budget + 1e-9, lambda a: n_seeds * ratio)
+    seeds = [config.seed + k for k in range(n_seeds)]
     done = {
         (r.arch_id, r.seed)
         for r in records
         if rung_of(r) == rung.rung and r.status == "complete" and r.accuracy is not None
     }
     todo = [(a, s) for a in chosen for s in seeds if (a.arch_id, s) not in done]
-    estimate = len(chosen) * PROMOTE_SEEDS * ratio * v.unit_s
+    estimate = len(chosen) * n_seeds * ratio * v.unit_s
     fixed = (rung, v.order, chosen, seeds, v.search_s, budget * v.unit_s, estimate, todo, ratio, v.units)
     return Plan(*fixed, limit_s, slots, by_time, v.front)
 
@@ -239,6 +242,7 @@ def fit(
     share: float,
     limit_s: float | None = None,
     slots: int = 1,
+    n_seeds: int = PROMOTE_SEEDS,
 ) -> Plan:
     """The plan at rung 1 fitted to the promotion's compute: rung 1's epochs (those it had before any
     fitting, `fitted_from`) where they let the proxy's front be promoted (all of its points, or
@@ -254,7 +258,7 @@ def fit(
     floor = min(top, max(1, config.proxy.epochs or 1))  # the proxy's epochs
     for epochs in range(top, floor - 1, -1):
         at = replace(rung, epochs=epochs, fitted_from=top if epochs < top else None)
-        p = plan(records, config, at, most, share, limit_s, slots, view)
+        p = plan(records, config, at, most, share, limit_s, slots, view, n_seeds)
         if epochs < top and p.ratio <= 1.0:
             break  # no higher fidelity than the proxy's
         best = p if best is None or len(p.chosen) > len(best.chosen) else best
@@ -320,7 +324,12 @@ def planned(
     keeps it)."""
     records = folder.trials()
     fixed = rung.source == "option" or any(rung_of(r) >= 1 for r in records)
-    p = (plan if fixed else fit)(records, config, rung, opts.promote, opts.promote_share, limit_s, slots)
+    how = (opts.promote, opts.promote_share, limit_s, slots)
+    p = (
+        plan(records, config, rung, *how, n_seeds=opts.promote_seeds)
+        if fixed
+        else fit(records, config, rung, *how, n_seeds=opts.promote_seeds)
+    )
     if p.rung != rung:
         config.ladder[1] = asdict(p.rung)
         folder.write_config(config)
@@ -437,7 +446,14 @@ def add_promote_arguments(p: argparse.ArgumentParser, dflt: Callable[[str], Any]
         type=int,
         default=dflt("promote"),
         help="at most this many architectures of the front and within its noise are trained again at "
-        f"rung 1, {PROMOTE_SEEDS} seeds each; the front printed is then theirs (0: off)",
+        "rung 1, --promote-seeds seeds each; the front printed is then theirs (0: off)",
+    )
+    g.add_argument(
+        "--promote-seeds",
+        type=int,
+        default=dflt("promote_seeds"),
+        help=f"seeds per promoted architecture (default {PROMOTE_SEEDS}); more make the printed front steadier "
+        "and cost as many more rung-1 evaluations each (the search's last line says how its front would reproduce)",
     )
     g.add_argument(
         "--promote-share",
