@@ -17,8 +17,8 @@ fit of accuracy on the log of each cost over the points, with the residual varia
 the noise (method of moments), and each mean is shrunk towards the fit by its noise. Taking the
 means as the truth (a flat prior) forgets that the printed front holds the luckiest of the noisy
 means: over simulated pools like the default task's (17 networks, σ 1.3 points, 2 seeds) the flat
-prior predicted recall 0.80 where 0.66 was measured, the shrunk posterior 0.62
-(`benchmarks/front_reproduction.py`). Costs are exact; accuracy differences are what is drawn.
+prior predicted recall 0.80 where 0.65 was measured, the shrunk posterior 0.64
+(`benchmarks/front_reproduction.py`, docs/benchmarks.md). Costs are exact; accuracy differences are what is drawn.
 """
 
 from __future__ import annotations
