@@ -75,28 +75,30 @@ def simulate(sims: int, draws: int, seed: int) -> list[tuple]:
     return rows
 
 
-def run_rows(path: Path, draws: int) -> list[tuple[str, float, float]]:
-    """The --run table: (what, precision, recall)."""
-    from nas.run.archive import REPRODUCE_POINTS, REPRODUCE_Z, Archive
+def _top(path: Path):
+    """The run's archive at its top rung (`RungArchive`), from trials.jsonl."""
+    from nas.run.archive import Archive
     from nas.run.folder import RunFolder
 
     run = RunFolder(path)
     archive = Archive(run.config().objectives)
     for r in run.trials():
         archive.add(r)
-    top = archive.at(archive.rung)
+    return archive.at(archive.rung)
+
+
+def run_rows(path: Path) -> list[tuple[str, float, float]]:
+    """The --run table: (what, precision, recall), as the run's own `RungArchive.reproduction`."""
+    top = _top(path)
     if not top.sigma:
         raise SystemExit(f"{path}: no architecture at its top rung has 2 seeds: no seed noise to go on")
-    points = [*top.front(), *top.band(REPRODUCE_Z)][: max(REPRODUCE_POINTS, len(top.front()))]
-    acc = np.array([float(a.accuracy) for a in points])
-    seeds = np.array([a.seeds for a in points])
-    costs = np.array([[float(a.value(o)) for o in top.objectives if o != "accuracy"] for a in points])
-    rows = [("the front as measured, against a 2-seed retraining", *_pr(reproduction(acc, seeds, costs, top.sigma)))]
+    now = top.reproduction()
+    rows = [("the front as measured, against a 2-seed retraining", *_pr(now))]
     for s in (2, 4, 8, 16):
-        r = reproduction(acc, seeds, costs, top.sigma, s, draws, measured_seeds=s)
+        r = top.reproduction(s, measured_seeds=s)
         rows.append((f"a front measured with {s} seeds per network, against a {s}-seed retraining", *_pr(r)))
     print(
-        f"{path}: rung {archive.rung}, {len(points)} points (front and within {REPRODUCE_Z:g} s.e.), seed std "
+        f"{path}: rung {top.rung}, {now['points']} points (the front and those within its noise), seed std "
         f"{100 * top.sigma:.2f} points"
     )
     return rows
@@ -104,15 +106,8 @@ def run_rows(path: Path, draws: int) -> list[tuple[str, float, float]]:
 
 def fidelity_rows(path: Path) -> list[tuple[str, float, float, float, float]]:
     """The --fidelity table: (deployment seeds, predicted P, R, measured P, R)."""
-    from nas.run.archive import Archive
-    from nas.run.folder import RunFolder
-
-    run = RunFolder(path)
     fid = json.loads((path / "fidelity.json").read_text())
-    archive = Archive(run.config().objectives)
-    for r in run.trials():
-        archive.add(r)
-    top = archive.at(archive.rung)
+    top = _top(path)
     costs = [o for o in fid["objectives"] if o != "accuracy"]
     archs = [a for a in fid["archs"] if all(x is not None for x in a["long_accuracies"])]
     printed = np.array([a["arch_id"] in fid["proxy_front"] for a in archs])
@@ -141,7 +136,12 @@ def main() -> None:
     p.add_argument("--run", type=Path, default=None, help="a run folder: its front with more seeds per network")
     p.add_argument("--fidelity", action="store_true", help="with --run: predicted against its fidelity.json")
     p.add_argument("--sims", type=int, default=200, help="simulated pools per setting")
-    p.add_argument("--draws", type=int, default=2000, help="Monte Carlo draws per prediction")
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=2000,
+        help="Monte Carlo draws per prediction of the simulated pools (--run uses the search's own)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     start = time.perf_counter()
@@ -151,7 +151,7 @@ def main() -> None:
             print(f"| {what} | {pp:.2f} / {pr_:.2f} | {mp:.2f} / {mr:.2f} |")
     elif args.run:
         print("| front | precision | recall |\n|---|---|---|")
-        for what, prec, rec in run_rows(args.run, args.draws):
+        for what, prec, rec in run_rows(args.run):
             print(f"| {what} | {prec:.2f} | {rec:.2f} |")
     else:
         print(f"{args.sims} simulated pools per row; predicted from the printed means alone\n")

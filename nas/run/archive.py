@@ -403,21 +403,26 @@ class RungArchive:
         """As `pareto.hypervolume` of every point (only the front adds to it)."""
         return pareto.hypervolume(self.front(), self.objectives, scales)
 
-    def reproduction(self, retrain_seeds: int = REPRODUCE_SEEDS) -> dict[str, Any] | None:
+    def reproduction(
+        self, retrain_seeds: int = REPRODUCE_SEEDS, measured_seeds: int | None = None
+    ) -> dict[str, Any] | None:
         """How the front would reproduce in a retraining with `retrain_seeds` seeds per network, and
         each point's probability of being on the front (`nas.run.reproduce.reproduction` over the
         front and the points within REPRODUCE_Z standard errors of it, at most REPRODUCE_POINTS,
-        closest first); None without a pooled seed std or a front. `p_front` maps arch ids."""
-        key = ("reproduction", retrain_seeds)
+        closest first; `measured_seeds` as there); None without a pooled seed std or a front.
+        `p_front` maps arch ids."""
+        key = ("reproduction", retrain_seeds, measured_seeds)
         if key not in self._cache:
             sigma = self.sigma
-            front, _, _, _ = self._noise(NOISE_Z)
+            front = sorted(self._front)
             out = None
-            if sigma and len(front):
-                idx = [*front.tolist(), *(self._index[a.arch_id] for a in self.band(REPRODUCE_Z))]
+            if sigma and front:
+                idx = [*front, *(self._index[a.arch_id] for a in self.band(REPRODUCE_Z))]
                 idx = np.array(idx[: max(REPRODUCE_POINTS, len(front))], dtype=int)
                 costs = np.delete(self._loss[idx], self._acc_col, axis=1)
-                r = reproduction(self._acc(idx), self._seeds[idx], costs, sigma, retrain_seeds)
+                r = reproduction(
+                    self._acc(idx), self._seeds[idx], costs, sigma, retrain_seeds, measured_seeds=measured_seeds
+                )
                 out = {k: r[k] for k in ("retrain_seeds", "precision", "recall")}
                 out["points"] = len(idx)
                 out["p_front"] = {self._order[i].arch_id: round(float(p), 3) for i, p in zip(idx, r["p_front"])}

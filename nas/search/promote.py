@@ -325,11 +325,7 @@ def planned(
     records = folder.trials()
     fixed = rung.source == "option" or any(rung_of(r) >= 1 for r in records)
     how = (opts.promote, opts.promote_share, limit_s, slots)
-    p = (
-        plan(records, config, rung, *how, n_seeds=opts.promote_seeds)
-        if fixed
-        else fit(records, config, rung, *how, n_seeds=opts.promote_seeds)
-    )
+    p = (plan if fixed else fit)(records, config, rung, *how, n_seeds=opts.promote_seeds)
     if p.rung != rung:
         config.ladder[1] = asdict(p.rung)
         folder.write_config(config)
