@@ -306,6 +306,33 @@ def test_front_agreement_is_precision_and_recall_of_the_printed_front():
     assert "mean P(front) 0.90 of those on it, 0.30 of those off it" in table
 
 
+def test_the_report_says_whether_the_promotions_rung_ranks_the_promoted_like_the_long_training():
+    long = [0.70, 0.74, 0.78, 0.82, 0.86]
+    proxy = [0.50, 0.48, 0.55, 0.53, 0.60]  # τ 0.6 against the long means
+    seeds = [0, 1]
+
+    def archs(rung1: list[float], rungs: list[int]) -> list[ArchFidelity]:
+        return [
+            ArchFidelity(
+                f"a{i}", {0: p, 1: p}, {0: q, 1: q + 0.001 * i}, costs={"macs": float(i)}, search=r, search_rung=k
+            )
+            for i, (p, q, r, k) in enumerate(zip(proxy, long, rung1, rungs))
+        ]
+
+    better = report(archs([0.80, 0.81, 0.83, 0.84, 0.9], [1] * 5), [], ["accuracy", "macs"], seeds, 5, 20)
+    assert better["promoted"] == 5 and better["promoted_kendall_tau"] == pytest.approx(1.0)
+    assert better["promoted_proxy_kendall_tau"] == pytest.approx(0.6)
+    table = format_table({**better, "reference": None})
+    assert "over the 5 promoted architectures of the pool" in table
+    assert "Kendall τ 1.00, the proxy's with 0.60" in table and "ranks them more like the" in table
+    worse = report(archs([0.84, 0.83, 0.82, 0.81, 0.9], [1] * 5), [], ["accuracy", "macs"], seeds, 5, 20)
+    assert "ranks them no more like the" in format_table({**worse, "reference": None})
+    # only the promoted count; a run without promotion says nothing of it
+    unpromoted = report(archs([0.80, 0.81, 0.83, 0.84, 0.9], [0] * 5), [], ["accuracy", "macs"], seeds, 5, 20)
+    assert unpromoted["promoted"] == 0 and unpromoted["promoted_kendall_tau"] is None
+    assert "promoted architectures of the pool" not in format_table({**unpromoted, "reference": None})
+
+
 def test_noise_agreement_tells_fronts_apart_only_beyond_the_seed_noise():
     from nas.fidelity import front_agreement, noise_agreement, pooled_std
 

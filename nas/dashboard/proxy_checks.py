@@ -10,6 +10,7 @@ from typing import Any
 
 from nas.dashboard.cells import format_number, format_percent, html_table
 from nas.fidelity.reference import DEPLOYMENT, long_label
+from nas.fidelity.report import promoted_lines
 from nas.run.folder import RunConfig, RunFolder
 
 
@@ -77,6 +78,7 @@ def _fidelity_head(s: dict[str, Any], deploy: bool, long: str) -> str:
         f"{format_number(s['test_retest_tau'])}; seed std: proxy {format_percent(s['proxy_seed_std'], None)}, {long} "
         f"{format_percent(s['long_seed_std'], None)} points; {len(s['proxy_front_kept'])} of {len(s['proxy_front'])} proxy "
         f"front points stay on the {long} front.</p>"
+        + "".join(f"<p>{html.escape(line[0].upper() + line[1:])}.</p>" for line in promoted_lines(s, long))
     )
 
 

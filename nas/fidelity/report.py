@@ -37,7 +37,7 @@ from nas.fidelity.stats import (
     pooled_std,
 )
 
-__all__ = ["report", "format_stat", "format_table"]
+__all__ = ["report", "format_stat", "format_table", "promoted_lines"]
 
 
 def report(
@@ -215,12 +215,29 @@ def _agreement_lines(s: Mapping[str, Any], long: str) -> list[str]:
             f"it called within noise, are on the {long} front"
         )
     lines += _expected_lines(s, long)
+    lines += promoted_lines(s, long)
     if s.get("search_kendall_tau") is not None and any(a.get("search_rung") for a in s["archs"]):
         lines.append(
             f"the accuracies the run prints (each at the highest rung it reached) vs the {long} means: Kendall τ "
             f"{format_stat(s['search_kendall_tau'])}, Spearman ρ {format_stat(s['search_spearman_rho'])}"
         )
     return lines
+
+
+def promoted_lines(s: Mapping[str, Any], long: str) -> list[str]:
+    """Over the promoted architectures of the pool: does the promotion's rung rank them more like
+    the long training than the proxy does? (Where the printed front is decided.)"""
+    rung, proxy = s.get("promoted_kendall_tau"), s.get("promoted_proxy_kendall_tau")
+    if rung is None or proxy is None:
+        return []
+    verdict = "more" if rung > proxy else "no more"
+    return [
+        f"over the {s['promoted']} promoted architectures of the pool, where the printed front is decided: the "
+        f"promoted means rank like the {long} means with Kendall τ {format_stat(rung)}, the proxy's with "
+        f"{format_stat(proxy)} (the {long} training's own test-retest over them: "
+        f"{format_stat(s.get('promoted_long_retest_tau'))}): here the promotion's rung ranks them {verdict} like the {long} "
+        "training than the proxy does"
+    ]
 
 
 def _noise_lines(s: Mapping[str, Any], long: str) -> list[str]:

@@ -125,8 +125,11 @@ def fidelity_stats(archs: Sequence[ArchFidelity], seeds: Sequence[int]) -> dict[
         averaged over the seed pairs: like for like with long_test_retest_tau), retest_share
         (pair_kendall_tau / long_test_retest_tau), proxy_seed_std and long_seed_std (the mean over
         architectures of the std over seeds), long_range (best minus worst long mean),
-        long_range_over_seed_std, architectures (how many were compared). A number that is
-        undefined (too few architectures or seeds, constant accuracies) is None.
+        long_range_over_seed_std, architectures (how many were compared); over the promoted ones
+        (`search_rung` >= 1): promoted (how many), promoted_kendall_tau (their promoted means vs long
+        means), promoted_proxy_kendall_tau (their proxy means vs long means: does the promotion's
+        rung rank them more like the long training than the proxy?) and promoted_long_retest_tau. A
+        number that is undefined (too few architectures or seeds, constant accuracies) is None.
     """
     both = [a for a in archs if a.proxy and a.long]
     proxy, long = [a.proxy_mean for a in both], [a.long_mean for a in both]
@@ -139,7 +142,12 @@ def fidelity_stats(archs: Sequence[ArchFidelity], seeds: Sequence[int]) -> dict[
     spread = (max(long) - min(long)) if long else None
     searched = [a for a in both if a.search is not None]
     search_tau, search_rho = rank_corr([a.search for a in searched], [a.long_mean for a in searched])
+    up = [a for a in searched if a.search_rung >= 1]
     return {
+        "promoted": len(up),
+        "promoted_kendall_tau": rank_corr([a.search for a in up], [a.long_mean for a in up])[0],
+        "promoted_proxy_kendall_tau": rank_corr([a.proxy_mean for a in up], [a.long_mean for a in up])[0],
+        "promoted_long_retest_tau": retest_tau([a.long for a in up], seeds),
         "architectures": len(both),
         "kendall_tau": tau,
         "spearman_rho": rho,
