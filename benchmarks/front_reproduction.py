@@ -34,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nas.fidelity.stats import front_agreement  # noqa: E402
 from nas.run.reproduce import fronts, reproduction  # noqa: E402
 
 SETTINGS = [  # (networks, sigma points, seeds, tau points): the default task's noise, a calmer and a wider pool
@@ -110,7 +111,7 @@ def fidelity_rows(path: Path) -> list[tuple[str, float, float, float, float]]:
     top = _top(path)
     costs = [o for o in fid["objectives"] if o != "accuracy"]
     archs = [a for a in fid["archs"] if all(x is not None for x in a["long_accuracies"])]
-    printed = np.array([a["arch_id"] in fid["proxy_front"] for a in archs])
+    printed = [a["arch_id"] for a in archs if a["arch_id"] in fid["proxy_front"]]
     cost = np.array([[float(a[c]) for c in costs] for a in archs])
     seeds = list(fid["seeds"])
     half = len(seeds) // 2
@@ -118,12 +119,12 @@ def fidelity_rows(path: Path) -> list[tuple[str, float, float, float, float]]:
     rows = []
     for group in groups:
         acc = np.array([[a["long_accuracies"][seeds.index(s)] for s in group] for a in archs]).mean(axis=1)
-        front = fronts(acc[None], cost)[0]
-        kept = (printed & front).sum()
+        front = [a["arch_id"] for a, on in zip(archs, fronts(acc[None], cost)[0]) if on]
+        measured = front_agreement(printed, front)  # as nas.fidelity measures it
         r = top.reproduction(len(group))
         label = f"seed{'s' if len(group) > 1 else ''} {', '.join(map(str, group))}"
-        rows.append((label, r["precision"], r["recall"], kept / printed.sum(), kept / front.sum()))
-    print(f"{path}: {len(archs)} networks checked, {int(printed.sum())} of them on the printed front")
+        rows.append((label, r["precision"], r["recall"], measured["precision"], measured["recall"]))
+    print(f"{path}: {len(archs)} networks checked, {len(printed)} of them on the printed front")
     return rows
 
 
